@@ -1,0 +1,76 @@
+"""The storage adapter contract: opaque records, snapshots and metadata.
+
+An adapter knows nothing of CRDTs, blocks or documents. The engine hands it opaque byte
+records (envelopes) in batches; each record gets a position (1, 2, 3, ... in append order,
+never reused). A snapshot is an opaque blob that covers every record up to a position; on
+open the engine loads the newest valid snapshot and replays the records after it.
+
+Durability: `append` may buffer; `flush` returns only once everything appended before it is
+durable (per the adapter's durability setting) and raises a StorageError subclass otherwise.
+Nothing that `flush` acknowledged may ever be lost. Every adapter passes
+tests/storage_contract.py.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class OpenReport:
+    """What an adapter found and did while opening (shown by `db.open_report()`)."""
+
+    records: int = 0
+    snapshot_position: int = 0
+    truncated_bytes: int = 0          # torn tail cut off (a crash during append)
+    quarantined: tuple[str, ...] = ()  # side files written by repair=True
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Storage(ABC):
+    """Opaque records + snapshots + meta. Single writer; reads may happen any time."""
+
+    read_only: bool = False
+
+    @abstractmethod
+    def append(self, records: Sequence[bytes]) -> int:
+        """Queue records in order; return the position of the last one. Not yet durable."""
+
+    @abstractmethod
+    def flush(self) -> None:
+        """Make everything appended so far (and meta set so far) durable, or raise StorageError."""
+
+    @abstractmethod
+    def records(self, after: int = 0) -> Iterator[tuple[int, bytes]]:
+        """Yield (position, record) for every record with position > after, in order."""
+
+    @abstractmethod
+    def last_position(self) -> int:
+        """Position of the last appended record (0 if none)."""
+
+    @abstractmethod
+    def write_snapshot(self, data: bytes, position: int) -> None:
+        """Atomically store a snapshot covering records 1..position (durable on return)."""
+
+    @abstractmethod
+    def load_snapshot(self) -> tuple[bytes, int] | None:
+        """Newest valid snapshot as (data, position), or None."""
+
+    @abstractmethod
+    def get_meta(self, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    def set_meta(self, key: str, value: bytes) -> None:
+        """Store a small metadata value (durable at the next flush)."""
+
+    @abstractmethod
+    def compact(self, position: int) -> None:
+        """Drop records with position <= `position` (a snapshot covering them exists) and older snapshots."""
+
+    def open_report(self) -> OpenReport:
+        return OpenReport(records=self.last_position())
+
+    @abstractmethod
+    def close(self) -> None: ...
