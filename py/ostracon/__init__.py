@@ -1,3 +1,41 @@
-"""Ostracon: a local-first, verifiable document store."""
-from .core.errors import *  # noqa: F401,F403 (filled in as the API lands)
+"""Ostracon: a local-first, verifiable document store.
+
+    import ostracon
+    with ostracon.open("notes.db") as db:
+        todos = db.collection("todos")
+        doc_id = todos.create({"title": "write docs", "done": False})
+        todos.patch(doc_id, {"done": True})
+        print(todos.history(doc_id))
+"""
+
+from .core.errors import (ClosedError, ConflictError, CorruptBlockError, CorruptLogError,
+                          CorruptSnapshotError, CryptoError, CursorError, DiskFullError,
+                          FrameError, HistoryPrunedError, LockedError, NotFoundError,
+                          OstraconError, ProtocolError, ReadOnlyError, SignatureError,
+                          StorageError, StorageUnavailableError, TransportError,
+                          ValidationError, WrongKeyError)
+from .core.feed import ChangeEvent, Subscription
+from .database import Collection, Database
+from .database import open_database as open
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):  # Identity/Space import the crypto backend: load on first use
+    if name == "Identity":
+        from .crypto.identity import Identity
+        return Identity
+    if name == "Space":
+        from .crypto.space import Space
+        return Space
+    raise AttributeError(name)
+
+
+__all__ = [
+    "open", "Database", "Collection", "ChangeEvent", "Subscription", "Identity", "Space",
+    "OstraconError", "ValidationError", "ConflictError", "NotFoundError", "CorruptBlockError",
+    "SignatureError", "CursorError", "HistoryPrunedError", "ClosedError", "StorageError",
+    "StorageUnavailableError", "LockedError", "CorruptLogError", "CorruptSnapshotError",
+    "DiskFullError", "ReadOnlyError", "CryptoError", "WrongKeyError", "FrameError",
+    "ProtocolError", "TransportError",
+]

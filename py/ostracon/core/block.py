@@ -1,0 +1,265 @@
+"""Blocks (one document change), seals (signed authorship of a batch) and envelopes.
+
+Formats are pinned in docs/ARCHITECTURE.md. Every decoder here raises CorruptBlockError for
+anything malformed and never leaks IndexError/KeyError/TypeError.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import msgpack
+
+from . import cid as cidlib
+from .encoding import canonical, decode, encode_canonical
+from .errors import CorruptBlockError, SignatureError, ValidationError
+
+FORMAT_VERSION = 1
+
+#: A block holds one document write. 256 KiB bounds the memory a single hostile block can
+#: cost a receiver and keeps sync frames (512 KiB) able to carry at least one block.
+MAX_BLOCK_BYTES = 256 * 1024
+#: Field names and document ids are keys in indexes and URLs; 256 chars is generous.
+MAX_NAME_CHARS = 256
+#: Concurrent heads of one document merged by a single write. Far beyond what real
+#: concurrency produces; bounds the cost of a hostile block.
+MAX_PARENTS = 1024
+ACTOR_LEN = 32
+SIG_LEN = 64
+MAX_SEQ = 2**63 - 1
+
+COLLECTION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
+
+OP_SET = "s"
+OP_UNSET = "u"
+OP_INCR = "i"
+OP_DELETE = "x"
+
+
+def check_collection(name: Any) -> str:
+    if type(name) is not str or not COLLECTION_RE.match(name):
+        raise ValidationError(
+            f"collection name must be 1-128 chars of [A-Za-z0-9_.-], not starting with "
+            f"'_', '.' or '-': {name!r:.80}")
+    return name
+
+
+def check_doc_id(doc_id: Any) -> str:
+    if type(doc_id) is not str or not doc_id or len(doc_id) > MAX_NAME_CHARS:
+        raise ValidationError(f"document id must be a non-empty str of at most "
+                              f"{MAX_NAME_CHARS} chars: {doc_id!r:.80}")
+    if not doc_id.isprintable():
+        raise ValidationError(f"document id must not contain control characters: {doc_id!r:.80}")
+    return doc_id
+
+
+def check_field(name: Any) -> str:
+    if type(name) is not str or not name or len(name) > MAX_NAME_CHARS:
+        raise ValidationError(f"field name must be a non-empty str of at most "
+                              f"{MAX_NAME_CHARS} chars: {name!r:.80}")
+    if name[0] == "_":
+        raise ValidationError(f"field names beginning with '_' are reserved: {name!r}")
+    return name
+
+
+def _check_op(op: Any) -> tuple:
+    if type(op) is not list or not op:
+        raise CorruptBlockError("operation must be a non-empty array")
+    kind = op[0]
+    try:
+        if kind == OP_SET and len(op) == 3:
+            return (OP_SET, check_field(op[1]), op[2])
+        if kind == OP_UNSET and len(op) == 2:
+            return (OP_UNSET, check_field(op[1]))
+        if kind == OP_INCR and len(op) == 3:
+            delta = op[2]
+            if type(delta) not in (int, float):
+                raise CorruptBlockError("increment delta must be a number")
+            return (OP_INCR, check_field(op[1]), delta)
+        if kind == OP_DELETE and len(op) == 1:
+            return (OP_DELETE,)
+    except ValidationError as exc:
+        raise CorruptBlockError(str(exc)) from None
+    raise CorruptBlockError(f"unknown or malformed operation {kind!r:.20}")
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A decoded block. `ops` are tuples: ("s", f, v) ("u", f) ("i", f, d) ("x",)."""
+
+    collection: str
+    doc_id: str
+    parents: tuple[bytes, ...]
+    height: int
+    actor: bytes
+    seq: int
+    hlc: int
+    ops: tuple[tuple, ...]
+    schema: bytes | None = None
+
+    def __post_init__(self) -> None:
+        # Cheap structural checks; values inside ops were validated when they were made.
+        if type(self.actor) is not bytes or len(self.actor) != ACTOR_LEN:
+            raise ValidationError("actor must be 32 bytes")
+        if type(self.seq) is not int or not 1 <= self.seq <= MAX_SEQ:
+            raise ValidationError("seq must be an int >= 1")
+        if type(self.height) is not int or self.height < 1 or (self.height == 1) != (not self.parents):
+            raise ValidationError("height must be 1 for a root and > 1 otherwise")
+
+    def to_map(self) -> dict:
+        m = {
+            "a": self.actor, "c": self.collection, "d": self.doc_id, "h": self.height,
+            "o": [list(op) for op in self.ops], "p": list(self.parents), "s": self.seq,
+            "t": self.hlc, "v": FORMAT_VERSION,
+        }
+        if self.schema is not None:
+            m["m"] = self.schema
+        return m
+
+    def encode(self) -> bytes:
+        """Canonical block bytes (keys are already in sorted order above)."""
+        m = self.to_map()
+        if self.schema is None:
+            return encode_canonical(m)
+        return encode_canonical(canonical(m))
+
+
+def decode_change(data: bytes) -> Change:
+    """Parse and validate block bytes. Raises CorruptBlockError."""
+    if len(data) > MAX_BLOCK_BYTES:
+        raise CorruptBlockError(f"block of {len(data)} bytes exceeds {MAX_BLOCK_BYTES}")
+    m = decode(data)
+    if type(m) is not dict:
+        raise CorruptBlockError("block must be a map")
+    keys = set(m)
+    if not {"v", "c", "d", "p", "h", "a", "s", "t", "o"} <= keys or not keys <= set("vcdphasotm"):
+        raise CorruptBlockError(f"block has wrong keys: {sorted(keys)}")
+    if m["v"] != FORMAT_VERSION or type(m["v"]) is not int:
+        raise CorruptBlockError(f"unsupported block format version {m['v']!r}")
+    try:
+        check_collection(m["c"])
+        check_doc_id(m["d"])
+    except ValidationError as exc:
+        raise CorruptBlockError(str(exc)) from None
+    parents = m["p"]
+    if type(parents) is not list or len(parents) > MAX_PARENTS:
+        raise CorruptBlockError("parents must be a list of CIDs")
+    for i, p in enumerate(parents):
+        if not cidlib.is_cid(p):
+            raise CorruptBlockError("parent is not a CID")
+        if i and parents[i - 1] >= p:
+            raise CorruptBlockError("parents must be sorted and unique")
+    t = m["t"]
+    if type(t) is not int or not 0 <= t < 2**64:
+        raise CorruptBlockError("clock stamp out of range")
+    ops = m["o"]
+    if type(ops) is not list:
+        raise CorruptBlockError("operations must be a list")
+    checked = tuple(_check_op(op) for op in ops)
+    fields = [op[1] for op in checked if op[0] != OP_DELETE]
+    if len(set(fields)) != len(fields):
+        raise CorruptBlockError("a block may touch each field once")
+    if any(op[0] == OP_DELETE for op in checked) and len(checked) != 1:
+        raise CorruptBlockError("a delete must be the block's only operation")
+    schema = m.get("m")
+    if schema is not None and not cidlib.is_cid(schema):
+        raise CorruptBlockError("schema id must be a CID")
+    try:
+        return Change(m["c"], m["d"], tuple(parents), m["h"], m["a"], m["s"], t, checked, schema)
+    except (ValidationError, TypeError) as exc:
+        raise CorruptBlockError(str(exc)) from None
+
+
+# ---------------------------------------------------------------- seals
+
+SEAL_DOMAIN = b"ostracon/seal/v1\x00"
+
+
+def batch_digest(cids: list[bytes]) -> bytes:
+    return hashlib.sha256(b"".join(cids)).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Seal:
+    """Signed statement: actor `a` made exactly the blocks with these CIDs as seqs f..l."""
+
+    actor: bytes
+    first: int
+    last: int
+    digest: bytes
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        if type(self.actor) is not bytes or len(self.actor) != ACTOR_LEN:
+            raise ValidationError("seal actor must be 32 bytes")
+        if not (type(self.first) is int and type(self.last) is int and 1 <= self.first <= self.last <= MAX_SEQ):
+            raise ValidationError("seal range must satisfy 1 <= first <= last")
+        if type(self.digest) is not bytes or len(self.digest) != 32:
+            raise ValidationError("seal digest must be 32 bytes")
+        if type(self.signature) is not bytes or len(self.signature) != SIG_LEN:
+            raise ValidationError("seal signature must be 64 bytes")
+
+    def signed_message(self) -> bytes:
+        return seal_message(self.actor, self.first, self.last, self.digest)
+
+    def encode(self) -> bytes:
+        return encode_canonical({"a": self.actor, "f": self.first, "g": self.signature,
+                                 "l": self.last, "v": FORMAT_VERSION, "x": self.digest})
+
+    def verify(self, verify_fn: Callable[[bytes, bytes, bytes], bool]) -> bool:
+        return bool(verify_fn(self.actor, self.signed_message(), self.signature))
+
+
+def seal_message(actor: bytes, first: int, last: int, digest: bytes) -> bytes:
+    body = encode_canonical({"a": actor, "f": first, "l": last, "v": FORMAT_VERSION, "x": digest})
+    return SEAL_DOMAIN + body
+
+
+def make_seal(actor: bytes, first: int, cids: list[bytes], sign: Callable[[bytes], bytes]) -> Seal:
+    last = first + len(cids) - 1
+    digest = batch_digest(cids)
+    sig = sign(seal_message(actor, first, last, digest))
+    if type(sig) is not bytes or len(sig) != SIG_LEN:
+        raise SignatureError("signer returned something that is not a 64-byte signature")
+    return Seal(actor, first, last, digest, sig)
+
+
+def decode_seal(data: bytes) -> Seal:
+    m = decode(data)
+    if type(m) is not dict or set(m) != set("afglvx") or m["v"] != FORMAT_VERSION:
+        raise CorruptBlockError("malformed seal")
+    try:
+        return Seal(m["a"], m["f"], m["l"], m["x"], m["g"])
+    except (ValidationError, TypeError) as exc:
+        raise CorruptBlockError(f"malformed seal: {exc}") from None
+
+
+# ---------------------------------------------------------------- envelopes
+
+KIND_BLOCK = 1
+KIND_SEAL = 2
+
+
+def envelope(kind: int, payload: bytes) -> bytes:
+    return msgpack.packb([kind, payload], use_bin_type=True)
+
+
+def open_envelope(data: bytes) -> tuple[int, bytes]:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise CorruptBlockError(f"envelope must be bytes, not {type(data).__name__}")
+    data = bytes(data)
+    if len(data) > MAX_BLOCK_BYTES + 16:
+        raise CorruptBlockError("envelope too large")
+    try:
+        v = msgpack.unpackb(data, raw=False, use_list=True)
+    except Exception as exc:
+        raise CorruptBlockError(f"malformed envelope: {exc.__class__.__name__}") from None
+    if (type(v) is not list or len(v) != 2 or v[0] not in (KIND_BLOCK, KIND_SEAL)
+            or type(v[0]) is not int or type(v[1]) is not bytes):
+        raise CorruptBlockError("malformed envelope")
+    if envelope(v[0], v[1]) != data:
+        raise CorruptBlockError("envelope not in canonical form")
+    return v[0], v[1]

@@ -1,0 +1,139 @@
+"""Canonical msgpack encoding of JSON-like values.
+
+One value has exactly one byte form, in both runtimes, so that content IDs are stable:
+maps have `str` keys sorted by code point, ints use msgpack's shortest form, floats are
+always float64, `bytes` are bin, ints outside [-2**63, 2**64) are ext type 1 carrying the
+two's-complement big-endian minimal byte string. NaN and ±Infinity are refused (they have
+no JSON form and NaN != NaN breaks equality of states). `decode` refuses bytes that are not
+the canonical form of what they decode to.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import msgpack
+
+from .errors import CorruptBlockError, ValidationError
+
+BIGINT_EXT = 1
+INT_MIN = -(2**63)
+INT_MAX = 2**64 - 1
+
+#: Nesting deeper than this is refused: recursion in both runtimes is bounded (Pyodide's
+#: stack is much smaller than CPython's), and no real document nests 64 levels deep.
+MAX_DEPTH = 64
+
+
+def _bigint_to_ext(n: int) -> msgpack.ExtType:
+    length = (n.bit_length() + 8) // 8  # room for the sign bit
+    return msgpack.ExtType(BIGINT_EXT, n.to_bytes(length, "big", signed=True))
+
+
+def _default(obj: Any) -> Any:
+    if type(obj) is int:
+        return _bigint_to_ext(obj)
+    raise ValidationError(f"cannot encode value of type {type(obj).__name__}")
+
+
+def canonical(value: Any, _depth: int = 0) -> Any:
+    """Validate a JSON-like value and return it with every map's keys sorted.
+
+    Raises ValidationError for anything that has no canonical encoding.
+    """
+    t = type(value)
+    if t is str or t is bool or value is None or t is bytes:
+        return value
+    if t is int:
+        return value
+    if t is float:
+        if math.isnan(value) or math.isinf(value):
+            raise ValidationError("NaN and Infinity cannot be stored")
+        return value
+    if _depth >= MAX_DEPTH:
+        raise ValidationError(f"value nested deeper than {MAX_DEPTH} levels")
+    if t is dict:
+        out = {}
+        for k in sorted(value):
+            if type(k) is not str:
+                raise ValidationError(f"map keys must be str, not {type(k).__name__}")
+            out[k] = canonical(value[k], _depth + 1)
+        return out
+    if t is list or t is tuple:
+        return [canonical(v, _depth + 1) for v in value]
+    if t is bytearray or t is memoryview:
+        return bytes(value)
+    # Subclasses (e.g. IntEnum, OrderedDict) are refused rather than guessed at.
+    raise ValidationError(f"cannot store a value of type {t.__name__}")
+
+
+_packer_opts = dict(use_bin_type=True, default=_default)
+
+
+def encode(value: Any) -> bytes:
+    """Canonical bytes of a JSON-like value (validates and sorts)."""
+    return encode_canonical(canonical(value))
+
+
+def encode_canonical(value: Any) -> bytes:
+    """Bytes of a value already produced by `canonical` (skips the validation walk)."""
+    try:
+        return msgpack.packb(value, **_packer_opts)
+    except UnicodeEncodeError:
+        raise ValidationError("strings must be valid Unicode (no lone surrogates)") from None
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code != BIGINT_EXT or not data:
+        raise CorruptBlockError(f"unknown msgpack ext type {code}")
+    n = int.from_bytes(data, "big", signed=True)
+    if INT_MIN <= n <= INT_MAX or data != _bigint_to_ext(n).data:
+        raise CorruptBlockError("non-canonical big integer")
+    return n
+
+
+def _check_sorted(value: Any, depth: int = 0) -> None:
+    if depth > MAX_DEPTH:
+        raise CorruptBlockError("value nested too deeply")
+    t = type(value)
+    if t is dict:
+        prev = None
+        for k, v in value.items():
+            if type(k) is not str:
+                raise CorruptBlockError("map keys must be str")
+            if prev is not None and k <= prev:
+                raise CorruptBlockError("map keys not in canonical order")
+            prev = k
+            if type(v) is dict or type(v) is list:
+                _check_sorted(v, depth + 1)
+    elif t is list:
+        for v in value:
+            if type(v) is dict or type(v) is list:
+                _check_sorted(v, depth + 1)
+    elif t is float and (math.isnan(value) or math.isinf(value)):
+        raise CorruptBlockError("NaN/Infinity in encoded value")
+
+
+def decode(data: bytes) -> Any:
+    """Decode canonical bytes; anything else raises CorruptBlockError."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise CorruptBlockError(f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    try:
+        value = msgpack.unpackb(
+            data, raw=False, strict_map_key=False, ext_hook=_ext_hook, use_list=True,
+            max_bin_len=len(data), max_str_len=len(data),
+        )
+    except CorruptBlockError:
+        raise
+    except Exception as exc:  # msgpack raises a zoo of types (ExtraData, ValueError, ...)
+        raise CorruptBlockError(f"not valid msgpack: {exc.__class__.__name__}") from None
+    _check_sorted(value)
+    try:
+        again = msgpack.packb(value, **_packer_opts)
+    except Exception:
+        raise CorruptBlockError("value cannot be re-encoded") from None
+    if again != data:
+        raise CorruptBlockError("bytes are not in canonical form")
+    return value

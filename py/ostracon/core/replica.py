@@ -1,0 +1,400 @@
+"""The replica: every block it knows, per-document CRDT state, per-actor logs and seals.
+
+Pure: time arrives as `wall_ms` arguments, signing and verification as callables.
+
+Delivery is causal. A received block is applied once (1) its actor's previous sequence
+number is applied, (2) all its parents are applied, and (3) if signatures are required, a
+verified seal of its actor covers it. Until then it waits in a bounded pending buffer. So
+the per-actor logs are always gap-free (a version vector describes them exactly) and every
+document DAG is closed under parents (history and time travel never meet a hole).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from . import cid as cidlib
+from .block import (KIND_BLOCK, KIND_SEAL, MAX_PARENTS, Change, Seal, batch_digest,
+                    decode_change, decode_seal, envelope, make_seal, open_envelope)
+from .clock import HybridClock
+from .errors import CorruptBlockError, ValidationError
+from .state import DocState
+
+#: Blocks waiting for a parent, a predecessor or a seal. Bounds what a peer can make us
+#: hold; anything beyond is refused and will be asked for again by sync gap detection.
+MAX_PENDING_BLOCKS = 200_000
+#: Blocks covered by one seal. A receiver must hold a whole sealed range before applying
+#: any of it, so this bounds its pending buffer per actor and keeps frames streamable.
+MAX_SEAL_BLOCKS = 1000
+
+Verify = Callable[[bytes, bytes, bytes], bool]
+Sign = Callable[[bytes], bytes]
+
+
+@dataclass
+class ApplyResult:
+    """What `apply_envelopes` did with a batch."""
+
+    new: int = 0                 # blocks applied now (including earlier pending ones)
+    duplicates: int = 0          # already known blocks or seals
+    pending: int = 0             # blocks waiting for parents, predecessors or seals
+    seals: int = 0               # seals newly verified
+    rejected: list[tuple[int, str]] = field(default_factory=list)  # (index in batch, reason)
+    changed_docs: list[tuple[str, str]] = field(default_factory=list)
+
+
+class _Pending:
+    __slots__ = ("change", "data")
+
+    def __init__(self, change: Change, data: bytes) -> None:
+        self.change = change
+        self.data = data
+
+
+class Replica:
+    def __init__(self, actor: bytes, *, require_signatures: bool = True,
+                 verify: Verify | None = None,
+                 max_pending_blocks: int = MAX_PENDING_BLOCKS) -> None:
+        if type(actor) is not bytes or len(actor) != 32:
+            raise ValidationError("actor must be a 32-byte Ed25519 public key")
+        if require_signatures and verify is None:
+            raise ValidationError("require_signatures needs a verify function")
+        self.actor = actor
+        self.require_signatures = require_signatures
+        self.verify = verify
+        self.max_pending_blocks = max_pending_blocks
+        self.clock = HybridClock()
+        self.blocks: dict[bytes, bytes] = {}           # cid -> block bytes
+        self.info: dict[bytes, tuple] = {}              # cid -> (collection, doc_id, actor, seq, apply index)
+        self.order: list[bytes] = []                    # cids in apply order (causal)
+        self.by_actor: dict[bytes, list[bytes]] = {}    # actor -> cids by seq-1
+        self.collections: dict[str, dict[str, DocState]] = {}
+        self.seals: dict[bytes, list[tuple[int, int, bytes]]] = {}  # actor -> [(first, last, seal bytes)]
+        self.sealed_upto: dict[bytes, int] = {}         # actor -> highest seq covered by a verified seal
+        self._pending: dict[bytes, _Pending] = {}       # cid -> waiting block
+        self._pending_by_seq: dict[tuple[bytes, int], list[bytes]] = {}
+        self._waiting_parent: dict[bytes, list[bytes]] = {}
+        self._sealed_pending: set[bytes] = set()        # pending cids covered by a verified seal
+        self._pending_seals: dict[bytes, list[Seal]] = {}
+        self._seal_keys: set[bytes] = set()             # seal bytes seen (dedupe)
+        self._trusting = False                          # replaying our own storage
+
+    # ------------------------------------------------------------ reading
+
+    def doc(self, collection: str, doc_id: str) -> DocState | None:
+        col = self.collections.get(collection)
+        return None if col is None else col.get(doc_id)
+
+    def seq_of(self, actor: bytes) -> int:
+        log = self.by_actor.get(actor)
+        return 0 if log is None else len(log)
+
+    def servable(self, actor: bytes) -> int:
+        """Highest seq of `actor` we can send: sealed for us, applied for others."""
+        if actor == self.actor or self.require_signatures:
+            return min(self.sealed_upto.get(actor, 0), self.seq_of(actor))
+        return self.seq_of(actor)
+
+    def version_vector(self) -> dict[bytes, int]:
+        out = {}
+        for actor in sorted(self.by_actor):
+            n = self.servable(actor)
+            if n:
+                out[actor] = n
+        return out
+
+    def change(self, cid: bytes) -> Change:
+        return decode_change(self.blocks[cid])
+
+    def heads(self) -> list[bytes]:
+        out: list[bytes] = []
+        for col in self.collections.values():
+            for d in col.values():
+                out.extend(d.heads)
+        out.sort()
+        return out
+
+    def unsealed_count(self) -> int:
+        return self.seq_of(self.actor) - self.sealed_upto.get(self.actor, 0)
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    # ------------------------------------------------------------ local writes
+
+    def commit(self, collection: str, doc_id: str, ops: list, wall_ms: int,
+               schema: bytes | None = None) -> tuple[bytes, bytes, DocState]:
+        """Make, apply and return (cid, block bytes, doc state) for a local change.
+
+        `ops` must already be validated (field names checked, values canonical).
+        """
+        docs = self.collections.get(collection)
+        if docs is None:
+            docs = self.collections[collection] = {}
+        state = docs.get(doc_id)
+        if state is None:
+            state = docs[doc_id] = DocState(collection, doc_id)
+        parents = tuple(sorted(state.heads))
+        if len(parents) > MAX_PARENTS:  # merge wide fans in steps is future work; refuse loudly
+            raise ValidationError(f"document has more than {MAX_PARENTS} concurrent heads")
+        ch = Change(collection, doc_id, parents, state.height + 1, self.actor,
+                    self.seq_of(self.actor) + 1, self.clock.now(wall_ms), tuple(ops), schema)
+        data = ch.encode()
+        cid = cidlib.compute(data)
+        self._apply(cid, data, ch, state)
+        return cid, data, state
+
+    def seal_local(self, sign: Sign) -> list[bytes]:
+        """Seal every unsealed local block (in ranges of MAX_SEAL_BLOCKS); returns seal bytes."""
+        out = []
+        log = self.by_actor.get(self.actor, [])
+        start = self.sealed_upto.get(self.actor, 0)
+        while start < len(log):
+            end = min(len(log), start + MAX_SEAL_BLOCKS)
+            seal = make_seal(self.actor, start + 1, log[start:end], sign)
+            data = seal.encode()
+            self._store_seal(seal, data)
+            out.append(data)
+            start = end
+        return out
+
+    # ------------------------------------------------------------ merge
+
+    def _apply(self, cid: bytes, data: bytes, ch: Change, state: DocState | None = None) -> None:
+        if state is None:
+            docs = self.collections.get(ch.collection)
+            if docs is None:
+                docs = self.collections[ch.collection] = {}
+            state = docs.get(ch.doc_id)
+            if state is None:
+                state = docs[ch.doc_id] = DocState(ch.collection, ch.doc_id)
+        state.apply(cid, ch)
+        self.blocks[cid] = data
+        self.info[cid] = (ch.collection, ch.doc_id, ch.actor, ch.seq, len(self.order), ch.height)
+        self.order.append(cid)
+        log = self.by_actor.get(ch.actor)
+        if log is None:
+            log = self.by_actor[ch.actor] = []
+        log.append(cid)
+        self.clock.observe(ch.hlc)
+
+    def _store_seal(self, seal: Seal, data: bytes) -> None:
+        self._seal_keys.add(data)
+        self.seals.setdefault(seal.actor, []).append((seal.first, seal.last, data))
+        self.seals[seal.actor].sort()
+        if seal.first <= self.sealed_upto.get(seal.actor, 0) + 1:
+            upto = max(self.sealed_upto.get(seal.actor, 0), seal.last)
+            # Later seals may already be stored (received out of order): extend through them.
+            for f, l, _ in self.seals[seal.actor]:
+                if f <= upto + 1 and l > upto:
+                    upto = l
+            self.sealed_upto[seal.actor] = upto
+
+    def _cid_at(self, actor: bytes, seq: int) -> bytes | None:
+        log = self.by_actor.get(actor)
+        if log is not None and seq <= len(log):
+            return log[seq - 1]
+        cands = self._pending_by_seq.get((actor, seq))
+        return cands[0] if cands else None
+
+    def _try_seal(self, seal: Seal, data: bytes, result: ApplyResult) -> bool:
+        """Check a verified seal against the blocks it names; True once it is resolved."""
+        cids = []
+        for seq in range(seal.first, seal.last + 1):
+            c = self._cid_at(seal.actor, seq)
+            if c is None:
+                return False  # wait for the rest of the range
+            cids.append(c)
+        if batch_digest(cids) != seal.digest:
+            result.rejected.append((-1, f"seal {seal.first}..{seal.last} does not match the blocks it covers"))
+            return True
+        self._store_seal(seal, data)
+        result.seals += 1
+        for c in cids:
+            if c in self._pending:
+                self._sealed_pending.add(c)
+        return True
+
+    def _ready(self, cid: bytes, p: _Pending) -> bool:
+        ch = p.change
+        if ch.seq != self.seq_of(ch.actor) + 1:
+            return False
+        for parent in ch.parents:
+            if parent not in self.blocks:
+                self._waiting_parent.setdefault(parent, []).append(cid)
+                return False
+        if self.require_signatures and not self._trusting and cid not in self._sealed_pending:
+            return False
+        return True
+
+    def _drop_pending(self, cid: bytes) -> _Pending:
+        p = self._pending.pop(cid)
+        key = (p.change.actor, p.change.seq)
+        cands = self._pending_by_seq.get(key)
+        if cands is not None:
+            cands.remove(cid)
+            if not cands:
+                del self._pending_by_seq[key]
+        self._sealed_pending.discard(cid)
+        return p
+
+    def _check_links(self, ch: Change) -> str | None:
+        """Parents must be blocks of the same document and the height must follow from them."""
+        top = 0
+        for parent in ch.parents:
+            info = self.info[parent]
+            if info[0] != ch.collection or info[1] != ch.doc_id:
+                return "parent belongs to another document"
+            top = max(top, info[5])
+        if ch.height != top + 1:
+            return "height is not 1 + the highest parent height"
+        return None
+
+    def _drain(self, work: list[bytes], result: ApplyResult) -> None:
+        while work:
+            cid = work.pop()
+            p = self._pending.get(cid)
+            if p is None or not self._ready(cid, p):
+                continue
+            self._drop_pending(cid)
+            ch = p.change
+            problem = self._check_links(ch)
+            if problem:
+                result.rejected.append((-1, f"block {cidlib.format_cid(cid)}: {problem}"))
+                continue
+            self._apply(cid, p.data, ch)
+            result.new += 1
+            result.changed_docs.append((ch.collection, ch.doc_id))
+            nxt = self._pending_by_seq.get((ch.actor, ch.seq + 1))
+            if nxt:
+                work.extend(nxt)
+            waiting = self._waiting_parent.pop(cid, None)
+            if waiting:
+                work.extend(waiting)
+
+    def apply_envelopes(self, envelopes: Iterable[bytes], *, trusted: bool = False,
+                        strict: bool = True) -> ApplyResult:
+        """Verify and merge envelopes (blocks and seals), in any order, any number of times.
+
+        strict: a malformed envelope raises CorruptBlockError before anything of the batch
+        is applied. Otherwise malformed items are reported in `result.rejected` and skipped.
+        trusted: the records come from our own storage (seals were verified when received).
+        """
+        result = ApplyResult()
+        decoded: list[tuple[int, int, bytes, object]] = []
+        for i, env in enumerate(envelopes):
+            try:
+                kind, payload = open_envelope(env)
+                obj = decode_change(payload) if kind == KIND_BLOCK else decode_seal(payload)
+            except CorruptBlockError as exc:
+                if strict:
+                    raise CorruptBlockError(f"envelope {i}: {exc}") from None
+                result.rejected.append((i, str(exc)))
+                continue
+            decoded.append((i, kind, payload, obj))
+        work: list[bytes] = []
+        seals: list[tuple[int, Seal, bytes]] = []
+        for i, kind, payload, obj in decoded:
+            if kind == KIND_SEAL:
+                if payload in self._seal_keys:
+                    result.duplicates += 1
+                elif not trusted and self.verify is not None and not obj.verify(self.verify):
+                    result.rejected.append((i, "seal signature does not verify"))
+                else:
+                    seals.append((i, obj, payload))
+                continue
+            cid = cidlib.compute(payload)
+            if cid in self.blocks or cid in self._pending:
+                result.duplicates += 1
+                continue
+            ch: Change = obj
+            have = self.seq_of(ch.actor)
+            if ch.seq <= have:
+                result.rejected.append((i, f"equivocation: actor already has a different block at seq {ch.seq}"))
+                continue
+            if len(self._pending) >= self.max_pending_blocks:
+                result.rejected.append((i, "pending buffer full"))
+                continue
+            self._pending[cid] = _Pending(ch, payload)
+            self._pending_by_seq.setdefault((ch.actor, ch.seq), []).append(cid)
+            work.append(cid)
+        for i, seal, payload in seals:
+            if trusted:
+                self._store_seal(seal, payload)
+                result.seals += 1
+            else:
+                self._pending_seals.setdefault(seal.actor, []).append(seal)
+                self._seal_keys.add(payload)
+        self._trusting = trusted
+        try:
+            self._resolve_seals(result)
+            work.extend(self._sealed_pending)
+            # Lowest sequence numbers first (popped from the end), so chains drain in one pass.
+            pending = self._pending
+            work.sort(key=lambda c: pending[c].change.seq if c in pending else 0, reverse=True)
+            self._drain(work, result)
+            # Newly applied blocks may complete seal ranges whose later blocks are pending.
+            while self._resolve_seals(result):
+                work = sorted(self._sealed_pending, key=lambda c: pending[c].change.seq, reverse=True)
+                self._drain(work, result)
+        finally:
+            self._trusting = False
+        result.pending = len(self._pending)
+        return result
+
+    def _resolve_seals(self, result: ApplyResult) -> bool:
+        progressed = False
+        for actor in list(self._pending_seals):
+            keep = []
+            for seal in self._pending_seals[actor]:
+                if seal.last <= self.sealed_upto.get(actor, 0) and seal.first > 0 and self._all_applied(seal):
+                    continue
+                before = result.seals
+                if not self._try_seal(seal, seal.encode(), result):
+                    keep.append(seal)
+                elif result.seals > before:
+                    progressed = True
+            if keep:
+                self._pending_seals[actor] = keep
+            else:
+                del self._pending_seals[actor]
+        return progressed
+
+    def _all_applied(self, seal: Seal) -> bool:
+        return self.seq_of(seal.actor) >= seal.last
+
+    # ------------------------------------------------------------ sync support
+
+    def envelopes_since(self, vector: dict[bytes, int]) -> list[bytes]:
+        """Envelopes (blocks, each range followed by its seals) that `vector` lacks."""
+        wanted: list[bytes] = []
+        for actor, log in self.by_actor.items():
+            have = vector.get(actor, 0)
+            upto = self.servable(actor)
+            if have < upto:
+                wanted.extend(log[have:upto])
+        index = self.info
+        wanted.sort(key=lambda c: index[c][4])
+        out: list[bytes] = []
+        emitted_seals: set[bytes] = set()
+        last_of_range: dict[tuple[bytes, int], list[bytes]] = {}
+        for actor, seals in self.seals.items():
+            have = vector.get(actor, 0)
+            for f, l, data in seals:
+                if l > have:
+                    last_of_range.setdefault((actor, min(l, self.servable(actor))), []).append(data)
+        blocks = self.blocks
+        for c in wanted:
+            out.append(envelope(KIND_BLOCK, blocks[c]))
+            _, _, actor, seq, _, _ = index[c]
+            for data in last_of_range.get((actor, seq), ()):
+                if data not in emitted_seals:
+                    emitted_seals.add(data)
+                    out.append(envelope(KIND_SEAL, data))
+        return out
+
+    def all_envelopes(self) -> list[bytes]:
+        """Every applied block and stored seal, in apply order (for snapshots)."""
+        return self.envelopes_since({})

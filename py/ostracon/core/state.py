@@ -1,0 +1,174 @@
+"""CRDT state of one document, and the rules that make merge order-independent.
+
+- Fields are last-writer-wins registers ordered by the stamp `(hlc, actor, cid)`; the CID
+  breaks the (malicious or buggy) tie of one actor reusing a clock value.
+- `unset` is an LWW write of "absent".
+- Counters: increments are kept as a set. A counter's value is its LWW base (the last
+  `set`, if numeric) plus every increment stamped after the base and after the tombstone.
+  Increments on a non-numeric base are ignored (the base wins); on an absent base they
+  start from 0. Sums are taken in stamp order so float results do not depend on delivery.
+- Delete is a tombstone: it hides every field write and increment with a smaller stamp.
+  Writes stamped after it resurrect the document with just those fields.
+
+Everything visible is a function of the *set* of applied changes, never of their order:
+that is the invariant the simulator and the hypothesis tests check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from . import clock
+from .block import OP_DELETE, OP_INCR, OP_SET, OP_UNSET, Change
+from .cid import format_cid
+from .encoding import encode_canonical
+
+Stamp = tuple  # (hlc, actor, cid)
+
+_ABSENT = object()
+
+
+class DocState:
+    __slots__ = ("collection", "doc_id", "heads", "height", "version", "min_t", "max_t",
+                 "fields", "incs", "tomb", "max_write", "cids", "_view", "_digest")
+
+    def __init__(self, collection: str, doc_id: str) -> None:
+        self.collection = collection
+        self.doc_id = doc_id
+        self.heads: set[bytes] = set()
+        self.height = 0
+        self.version = 0
+        self.min_t = 0
+        self.max_t = 0
+        # field -> (stamp, value or _ABSENT)
+        self.fields: dict[str, tuple[Stamp, Any]] = {}
+        # field -> list of (stamp, delta)
+        self.incs: dict[str, list[tuple[Stamp, Any]]] = {}
+        self.tomb: Stamp | None = None
+        self.max_write: Stamp | None = None
+        self.cids: list[bytes] = []  # every change of this document, in apply order
+        self._view: dict | None = None
+        self._digest: bytes | None = None
+
+    # ------------------------------------------------------------ merge
+
+    def apply(self, cid: bytes, ch: Change) -> None:
+        """Merge one change whose parents are already applied (causal delivery)."""
+        heads = self.heads
+        for p in ch.parents:
+            heads.discard(p)
+        heads.add(cid)
+        self.cids.append(cid)
+        if ch.height > self.height:
+            self.height = ch.height
+        self.version += 1
+        t = ch.hlc
+        if self.version == 1 or t < self.min_t:
+            self.min_t = t
+        if t > self.max_t:
+            self.max_t = t
+        stamp = (t, ch.actor, cid)
+        fields = self.fields
+        for op in ch.ops:
+            kind = op[0]
+            if kind == OP_SET or kind == OP_UNSET:
+                name = op[1]
+                cur = fields.get(name)
+                if cur is None or stamp > cur[0]:
+                    fields[name] = (stamp, op[2] if kind == OP_SET else _ABSENT)
+            elif kind == OP_INCR:
+                self.incs.setdefault(op[1], []).append((stamp, op[2]))
+            elif kind == OP_DELETE:
+                if self.tomb is None or stamp > self.tomb:
+                    self.tomb = stamp
+        # Any change that is not a delete (even one with no operations, e.g. creating an
+        # empty document) is a write: stamped after the tombstone, it makes the doc live.
+        if not (ch.ops and ch.ops[0][0] == OP_DELETE):
+            if self.max_write is None or stamp > self.max_write:
+                self.max_write = stamp
+        self._view = None
+        self._digest = None
+
+    # ------------------------------------------------------------ views
+
+    @property
+    def deleted(self) -> bool:
+        return self.tomb is not None and (self.max_write is None or self.max_write < self.tomb)
+
+    def _counter(self, name: str, base: tuple | None) -> tuple[bool, Any, Stamp | None]:
+        """(present, value, stamp of the write that decided it) for a counter field."""
+        floor = self.tomb
+        if base is not None and (floor is None or base[0] > floor):
+            floor = base[0]
+        base_visible = base is not None and base[1] is not _ABSENT and (
+            self.tomb is None or base[0] > self.tomb)
+        if base_visible and (type(base[1]) not in (int, float)):
+            return True, base[1], base[0]
+        live = sorted(i for i in self.incs[name] if floor is None or i[0] > floor)
+        if not live:
+            if base_visible:
+                return True, base[1], base[0]
+            return False, None, None
+        total = base[1] if base_visible else 0
+        for _, delta in live:
+            total = total + delta
+        return True, total, live[-1][0]
+
+    def user_fields(self) -> dict:
+        """Visible user fields, keys sorted (a fresh dict each call is not needed: cached)."""
+        if self._view is not None:
+            return self._view
+        tomb = self.tomb
+        out: dict[str, Any] = {}
+        incs = self.incs
+        for name, entry in self.fields.items():
+            if name in incs:
+                continue
+            if entry[1] is not _ABSENT and (tomb is None or entry[0] > tomb):
+                out[name] = entry[1]
+        for name in incs:
+            present, value, _ = self._counter(name, self.fields.get(name))
+            if present:
+                out[name] = value
+        self._view = {k: out[k] for k in sorted(out)}
+        return self._view
+
+    def blame(self) -> dict[str, Stamp]:
+        """field -> stamp (hlc, actor, cid) of the write that decided its current value."""
+        tomb = self.tomb
+        out: dict[str, Stamp] = {}
+        for name, entry in self.fields.items():
+            if name not in self.incs and entry[1] is not _ABSENT and (tomb is None or entry[0] > tomb):
+                out[name] = entry[0]
+        for name in self.incs:
+            present, _, stamp = self._counter(name, self.fields.get(name))
+            if present:
+                out[name] = stamp
+        return {k: out[k] for k in sorted(out)}
+
+    def heads_text(self) -> list[str]:
+        return [format_cid(h) for h in sorted(self.heads)]
+
+    def to_doc(self) -> dict:
+        """User fields plus the reserved metadata fields, as returned by `get`."""
+        doc = dict(self.user_fields())
+        doc["_id"] = self.doc_id
+        doc["_version"] = self.version
+        doc["_created"] = clock.wall_ms(self.min_t)
+        doc["_updated"] = clock.wall_ms(self.max_t)
+        doc["_deleted"] = self.deleted
+        doc["_heads"] = self.heads_text()
+        return doc
+
+    def data_hash(self) -> str:
+        """sha256 of the canonical encoding of the visible user fields (hex)."""
+        return hashlib.sha256(encode_canonical(self.user_fields())).hexdigest()
+
+    def digest(self) -> bytes:
+        """This document's contribution to the replica's state hash."""
+        if self._digest is None:
+            self._digest = hashlib.sha256(encode_canonical(
+                [self.collection, self.doc_id, self.deleted, self.user_fields(), sorted(self.heads)]
+            )).digest()
+        return self._digest
