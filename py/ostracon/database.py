@@ -226,7 +226,7 @@ class Collection:
             if state is not None and not state.deleted:
                 raise ConflictError(f"{self.name}/{id} already exists")
         is_new = db._replica.doc(self.name, id) is None
-        db._write(self, id, ops)
+        db._write_raw(self, id, ops)
         if is_new and self._ids is not None:
             self._ids = None
         return id
@@ -275,13 +275,25 @@ class Collection:
         return self.db._write(self, doc_id, [(OP_INCR, field, by)])
 
 
+_SCALARS = (str, int, float, bool, type(None), bytes)
+
+
 def _set_ops(doc: Any) -> list:
     if type(doc) is not dict:
         raise ValidationError(f"a document must be a dict, not {type(doc).__name__}")
+    try:
+        names = sorted(doc)
+    except TypeError:
+        raise ValidationError("field names must be str") from None
     ops = []
-    for name in sorted(doc, key=lambda k: (type(k) is not str, str(k))):
-        check_field(name)
-        ops.append((OP_SET, name, canonical(doc[name])))
+    for name in names:
+        if type(name) is not str or not name or name[0] == "_" or len(name) > 256:
+            check_field(name)  # raises the precise error
+        v = doc[name]
+        t = type(v)
+        if t is float or t not in _SCALARS:  # floats: NaN/Inf check; containers: full walk
+            v = canonical(v)
+        ops.append((OP_SET, name, v))
     return ops
 
 
@@ -397,6 +409,9 @@ class Database:
         return "".join(_CROCKFORD[(n >> s) & 31] for s in range(125, -1, -5))
 
     def _write(self, col: Collection, doc_id: str, ops: list) -> str:
+        return cidlib.format_cid(self._write_raw(col, doc_id, ops))
+
+    def _write_raw(self, col: Collection, doc_id: str, ops: list) -> bytes:
         now = self.clock()
         cid, data, state = self._replica.commit(col.name, doc_id, ops, now)
         self._unpersisted.append(envelope(KIND_BLOCK, data))
@@ -407,11 +422,11 @@ class Database:
         if (self._writes_since_flush >= self.sink_batch_ops
                 or now - self._last_flush_ms >= self.sink_interval_ms):
             self._auto_flush(now)
-        return cidlib.format_cid(cid)
+        return cid
 
     def _publish(self, collection: str, doc_id: str, state: DocState) -> None:
         self.feed.publish(collection, doc_id, state.version, state.deleted,
-                          hlc.wall_ms(state.min_t), hlc.wall_ms(state.max_t), state.data_hash())
+                          state.min_t >> 16, state.max_t >> 16, state.user_fields())
         for fn in self._listeners:
             fn(collection, doc_id, state)
 
@@ -452,6 +467,17 @@ class Database:
         if self.storage.read_only:
             return
         self._flush(self.clock())
+
+    def compact(self) -> int:
+        """Flush, write a snapshot of every block and seal, and let storage drop the log it
+        covers. History stays complete. Returns the snapshot's record position."""
+        self._check_writable()
+        self.flush()
+        position = self.storage.last_position()
+        data = msgpack.packb([SNAPSHOT_VERSION, self._replica.all_envelopes()], use_bin_type=True)
+        self.storage.write_snapshot(data, position)
+        self.storage.compact(position)
+        return position
 
     @property
     def pending_writes(self) -> int:

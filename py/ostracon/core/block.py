@@ -14,7 +14,7 @@ from typing import Any, Callable
 import msgpack
 
 from . import cid as cidlib
-from .encoding import canonical, decode, encode_canonical
+from .encoding import _default, _ext_hook, canonical, check_sorted, decode, encode_canonical
 from .errors import CorruptBlockError, SignatureError, ValidationError
 
 FORMAT_VERSION = 1
@@ -37,6 +37,7 @@ OP_SET = "s"
 OP_UNSET = "u"
 OP_INCR = "i"
 OP_DELETE = "x"
+_INF = float("inf")
 
 
 def check_collection(name: Any) -> str:
@@ -112,7 +113,7 @@ class Change:
     def to_map(self) -> dict:
         m = {
             "a": self.actor, "c": self.collection, "d": self.doc_id, "h": self.height,
-            "o": [list(op) for op in self.ops], "p": list(self.parents), "s": self.seq,
+            "o": self.ops, "p": self.parents, "s": self.seq,  # tuples pack as arrays
             "t": self.hlc, "v": FORMAT_VERSION,
         }
         if self.schema is not None:
@@ -127,16 +128,33 @@ class Change:
         return encode_canonical(canonical(m))
 
 
+_KEYS = ("a", "c", "d", "h", "o", "p", "s", "t", "v")
+_KEYS_M = ("a", "c", "d", "h", "m", "o", "p", "s", "t", "v")
+_VALUE_CONTAINERS = (dict, list)
+
+
 def decode_change(data: bytes) -> Change:
-    """Parse and validate block bytes. Raises CorruptBlockError."""
+    """Parse and validate block bytes. Raises CorruptBlockError.
+
+    Hot path of sync and cold open: the canonical-form check is split into a key-order
+    check of the top level, a walk of container values only, and one C re-encode.
+    """
+    if not isinstance(data, bytes):
+        raise CorruptBlockError(f"block must be bytes, not {type(data).__name__}")
     if len(data) > MAX_BLOCK_BYTES:
         raise CorruptBlockError(f"block of {len(data)} bytes exceeds {MAX_BLOCK_BYTES}")
-    m = decode(data)
+    try:
+        m = msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_ext_hook,
+                            use_list=True, max_bin_len=len(data), max_str_len=len(data))
+    except CorruptBlockError:
+        raise
+    except Exception as exc:  # msgpack raises many types (ExtraData, ValueError, ...)
+        raise CorruptBlockError(f"not valid msgpack: {exc.__class__.__name__}") from None
     if type(m) is not dict:
         raise CorruptBlockError("block must be a map")
-    keys = set(m)
-    if not {"v", "c", "d", "p", "h", "a", "s", "t", "o"} <= keys or not keys <= set("vcdphasotm"):
-        raise CorruptBlockError(f"block has wrong keys: {sorted(keys)}")
+    keys = tuple(m)
+    if keys != _KEYS and keys != _KEYS_M:
+        raise CorruptBlockError(f"block has wrong or unsorted keys: {list(keys)[:12]}")
     if m["v"] != FORMAT_VERSION or type(m["v"]) is not int:
         raise CorruptBlockError(f"unsupported block format version {m['v']!r}")
     try:
@@ -158,19 +176,62 @@ def decode_change(data: bytes) -> Change:
     ops = m["o"]
     if type(ops) is not list:
         raise CorruptBlockError("operations must be a list")
-    checked = tuple(_check_op(op) for op in ops)
-    fields = [op[1] for op in checked if op[0] != OP_DELETE]
-    if len(set(fields)) != len(fields):
-        raise CorruptBlockError("a block may touch each field once")
-    if any(op[0] == OP_DELETE for op in checked) and len(checked) != 1:
-        raise CorruptBlockError("a delete must be the block's only operation")
+    checked = []
+    seen: set = set()
+    for op in ops:
+        # Fast path for the common op, a set of a plain field name; the rest via _check_op.
+        if (type(op) is list and len(op) == 3 and op[0] == OP_SET and type(op[1]) is str
+                and op[1] and op[1][0] != "_" and len(op[1]) <= MAX_NAME_CHARS):
+            c = (OP_SET, op[1], op[2])
+        else:
+            c = _check_op(op)
+        if c[0] == OP_SET:
+            v = c[2]
+            if type(v) in _VALUE_CONTAINERS:
+                check_sorted(v)
+            elif type(v) is float and (v != v or v in (_INF, -_INF)):
+                raise CorruptBlockError("NaN/Infinity in a value")
+        elif c[0] == OP_INCR:
+            d = c[2]
+            if type(d) is float and (d != d or d in (_INF, -_INF)):
+                raise CorruptBlockError("NaN/Infinity increment")
+        elif c[0] == OP_DELETE:
+            if len(ops) != 1:
+                raise CorruptBlockError("a delete must be the block's only operation")
+            checked.append(c)
+            continue
+        if c[1] in seen:
+            raise CorruptBlockError("a block may touch each field once")
+        seen.add(c[1])
+        checked.append(c)
+    checked = tuple(checked)
+    try:
+        again = msgpack.packb(m, use_bin_type=True, default=_default)
+    except Exception:
+        raise CorruptBlockError("block cannot be re-encoded") from None
+    if again != data:
+        raise CorruptBlockError("block bytes are not in canonical form")
     schema = m.get("m")
     if schema is not None and not cidlib.is_cid(schema):
         raise CorruptBlockError("schema id must be a CID")
-    try:
-        return Change(m["c"], m["d"], tuple(parents), m["h"], m["a"], m["s"], t, checked, schema)
-    except (ValidationError, TypeError) as exc:
-        raise CorruptBlockError(str(exc)) from None
+    actor, seq, height = m["a"], m["s"], m["h"]
+    if type(actor) is not bytes or len(actor) != ACTOR_LEN:
+        raise CorruptBlockError("actor must be 32 bytes")
+    if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
+        raise CorruptBlockError("seq must be an int >= 1")
+    if type(height) is not int or height < 1 or (height == 1) != (not parents):
+        raise CorruptBlockError("height must be 1 for a root and > 1 otherwise")
+    # Everything __post_init__ checks was checked above: build without re-validating
+    # (this constructor is ~40% of the decode cost otherwise).
+    ch = _new(Change)
+    _set(ch, "collection", m["c"]); _set(ch, "doc_id", m["d"]); _set(ch, "parents", tuple(parents))
+    _set(ch, "height", height); _set(ch, "actor", actor); _set(ch, "seq", seq)
+    _set(ch, "hlc", t); _set(ch, "ops", checked); _set(ch, "schema", schema)
+    return ch
+
+
+_new = object.__new__
+_set = object.__setattr__
 
 
 # ---------------------------------------------------------------- seals
@@ -244,7 +305,15 @@ KIND_SEAL = 2
 
 
 def envelope(kind: int, payload: bytes) -> bytes:
-    return msgpack.packb([kind, payload], use_bin_type=True)
+    """msgpack `[kind, payload]`, built by hand: this is on every write's hot path."""
+    n = len(payload)
+    if n < 0x100:
+        head = bytes((0x92, kind, 0xC4, n))
+    elif n < 0x10000:
+        head = bytes((0x92, kind, 0xC5, n >> 8, n & 0xFF))
+    else:
+        head = bytes((0x92, kind, 0xC6)) + n.to_bytes(4, "big")
+    return head + payload
 
 
 def open_envelope(data: bytes) -> tuple[int, bytes]:

@@ -93,7 +93,8 @@ def _ext_hook(code: int, data: bytes) -> Any:
     return n
 
 
-def _check_sorted(value: Any, depth: int = 0) -> None:
+def check_sorted(value: Any, depth: int = 0) -> None:
+    """Raise CorruptBlockError unless every map in `value` has str keys in sorted order."""
     if depth > MAX_DEPTH:
         raise CorruptBlockError("value nested too deeply")
     t = type(value)
@@ -106,11 +107,11 @@ def _check_sorted(value: Any, depth: int = 0) -> None:
                 raise CorruptBlockError("map keys not in canonical order")
             prev = k
             if type(v) is dict or type(v) is list:
-                _check_sorted(v, depth + 1)
+                check_sorted(v, depth + 1)
     elif t is list:
         for v in value:
             if type(v) is dict or type(v) is list:
-                _check_sorted(v, depth + 1)
+                check_sorted(v, depth + 1)
     elif t is float and (math.isnan(value) or math.isinf(value)):
         raise CorruptBlockError("NaN/Infinity in encoded value")
 
@@ -129,7 +130,7 @@ def decode(data: bytes) -> Any:
         raise
     except Exception as exc:  # msgpack raises a zoo of types (ExtraData, ValueError, ...)
         raise CorruptBlockError(f"not valid msgpack: {exc.__class__.__name__}") from None
-    _check_sorted(value)
+    check_sorted(value)
     try:
         again = msgpack.packb(value, **_packer_opts)
     except Exception:

@@ -13,9 +13,11 @@ telling it to rebuild from a scan: never a silent drop.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
-from typing import Callable
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
+from .encoding import encode_canonical
 from .errors import CursorError, ValidationError
 
 #: Events kept for cursor resumption. 10k covers a long offline burst of a busy app while
@@ -34,9 +36,18 @@ class ChangeEvent:
     deleted: bool
     created: int
     updated: int
-    data_hash: str
+    fields: Any = field(repr=False, compare=False)  # the (immutable) visible fields then
     kind: str = "change"   # "change" or "overflow"
     cursor: str = ""
+
+    @property
+    def data_hash(self) -> str:
+        """sha256 (hex) of the canonical encoding of the document's fields at this event.
+
+        Computed on demand: the fields dict of a version is never mutated afterwards."""
+        if self.kind != "change":
+            return ""
+        return hashlib.sha256(encode_canonical(self.fields)).hexdigest()
 
     def to_dict(self) -> dict:
         return {"seq": self.seq, "collection": self.collection, "id": self.id,
@@ -82,7 +93,7 @@ class Subscription:
         if self.overflowed:
             self.overflowed = False
             f = self._feed
-            return [ChangeEvent(self._overflow_seq, self.collection or "", "", 0, False, 0, 0, "",
+            return [ChangeEvent(self._overflow_seq, self.collection or "", "", 0, False, 0, 0, None,
                                 kind="overflow", cursor=f.cursor_for(f.last_seq))]
         out = list(self._queue)
         self._queue.clear()
@@ -106,10 +117,11 @@ class ChangeFeed:
         return f"{self.epoch}.{seq}"
 
     def publish(self, collection: str, doc_id: str, version: int, deleted: bool,
-                created: int, updated: int, data_hash: str) -> ChangeEvent:
+                created: int, updated: int, fields: dict) -> ChangeEvent:
+        """`fields` must never be mutated afterwards (DocState builds a new dict per version)."""
         self.last_seq += 1
         ev = ChangeEvent(self.last_seq, collection, doc_id, version, deleted, created, updated,
-                         data_hash, cursor=self.cursor_for(self.last_seq))
+                         fields, cursor=f"{self.epoch}.{self.last_seq}")
         self._events.append(ev)
         for sub in list(self._subs):
             sub._offer(ev)

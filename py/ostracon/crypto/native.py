@@ -1,0 +1,186 @@
+"""The native crypto backend: `cryptography` (OpenSSL) for Ed25519 and AES-GCM, hashlib for PBKDF2.
+
+Behaviour every backend shares (pinned by tests/crypto_contract.py, which the browser's
+WebCrypto backend runs too):
+- Ed25519 seeds and public keys are 32 bytes, signatures 64; a wrong-length seed is a
+  ValidationError (a caller bug); `ed25519_verify` never raises, it answers False.
+- AES-GCM is AES-256 only (32-byte keys) with 96-bit nonces and a 16-byte tag appended to the
+  ciphertext; anything else is a ValidationError. A tag that does not verify is a CryptoError.
+- HKDF/PBKDF2 lengths and iteration counts are validated (ValidationError).
+- `random_bytes` is os.urandom unless a source is injected (`NativeCrypto(random_bytes=...)`,
+  e.g. `ostracon.crypto.DeterministicRandom(seed)` in tests).
+
+Key objects are cached per backend instance (bounded) because building an Ed25519 private key
+from its seed costs a scalar multiplication, and the same few keys are used over and over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from ..core.errors import CryptoError, ValidationError
+from .base import CryptoBackend
+
+# Sizes fixed by the algorithms (not tunable limits).
+ED25519_SEED_SIZE = 32
+ED25519_PUBLIC_KEY_SIZE = 32
+ED25519_SIGNATURE_SIZE = 64
+AES_KEY_SIZE = 32          # AES-256 only: one key size keeps both backends and the docs simple
+GCM_NONCE_SIZE = 12        # 96-bit nonces: the only size GCM handles without an extra GHASH
+GCM_TAG_SIZE = 16
+HKDF_MAX_LENGTH = 255 * 32  # RFC 5869: L <= 255 * HashLen
+
+# Limits.
+# WebCrypto takes the iteration count as an unsigned long; refuse what it could not run.
+PBKDF2_MAX_ITERATIONS = 2**31 - 1
+# One derivation never needs more than a few keys' worth of output.
+PBKDF2_MAX_LENGTH = 1024
+# Cached key objects per backend instance: a process signs with one or two identities and
+# verifies seals of at most a few hundred actors at a time; beyond that the cost is a rebuild.
+KEY_CACHE_SIZE = 256
+
+
+def _as_bytes(value: object, what: str) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise ValidationError(f"{what} must be bytes, not {type(value).__name__}")
+
+
+def _exact(value: object, size: int, what: str) -> bytes:
+    b = _as_bytes(value, what)
+    if len(b) != size:
+        raise ValidationError(f"{what} must be {size} bytes, got {len(b)}")
+    return b
+
+
+def _length(n: object, what: str, maximum: int) -> int:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise ValidationError(f"{what} must be an int, not {type(n).__name__}")
+    if not 1 <= n <= maximum:
+        raise ValidationError(f"{what} must be between 1 and {maximum}, got {n}")
+    return n
+
+
+class _BoundedCache(OrderedDict):
+    """A tiny LRU: the key objects are cheap to rebuild, so eviction only costs time."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self._size = size
+
+    def get_or_make(self, key, make):
+        try:
+            value = self[key]
+        except KeyError:
+            value = make()
+            self[key] = value
+            if len(self) > self._size:
+                self.popitem(last=False)
+            return value
+        self.move_to_end(key)
+        return value
+
+
+class NativeCrypto(CryptoBackend):
+    """CryptoBackend on `cryptography`. Thread-compatible: share one instance per thread or lock."""
+
+    name = "native"
+
+    def __init__(self, random_bytes: Callable[[int], bytes] | None = None) -> None:
+        # Randomness is the only non-deterministic call; tests inject a seeded source here.
+        self._random = random_bytes if random_bytes is not None else os.urandom
+        self._private = _BoundedCache(KEY_CACHE_SIZE)
+        self._public = _BoundedCache(KEY_CACHE_SIZE)
+        self._aead = _BoundedCache(KEY_CACHE_SIZE)
+
+    def __repr__(self) -> str:
+        # Never show cached keys.
+        return f"NativeCrypto(random={'os.urandom' if self._random is os.urandom else 'injected'})"
+
+    # --- Ed25519 ----------------------------------------------------------------------
+
+    def _private_key(self, seed: object) -> Ed25519PrivateKey:
+        seed_b = _exact(seed, ED25519_SEED_SIZE, "Ed25519 seed")
+        return self._private.get_or_make(seed_b, lambda: Ed25519PrivateKey.from_private_bytes(seed_b))
+
+    def ed25519_public_key(self, seed: bytes) -> bytes:
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        return self._private_key(seed).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    def ed25519_sign(self, seed: bytes, message: bytes) -> bytes:
+        return self._private_key(seed).sign(_as_bytes(message, "message"))
+
+    def ed25519_verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
+        # Contract: never raises for bad input, only answers.
+        if not isinstance(public_key, (bytes, bytearray, memoryview)) or len(public_key) != ED25519_PUBLIC_KEY_SIZE:
+            return False
+        if not isinstance(signature, (bytes, bytearray, memoryview)) or len(signature) != ED25519_SIGNATURE_SIZE:
+            return False
+        if not isinstance(message, (bytes, bytearray, memoryview)):
+            return False
+        pk = bytes(public_key)
+        try:
+            key = self._public.get_or_make(pk, lambda: Ed25519PublicKey.from_public_bytes(pk))
+            key.verify(bytes(signature), bytes(message))
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+    # --- AES-256-GCM --------------------------------------------------------------------
+
+    def _gcm(self, key: object) -> AESGCM:
+        key_b = _exact(key, AES_KEY_SIZE, "AES-256-GCM key")
+        return self._aead.get_or_make(key_b, lambda: AESGCM(key_b))
+
+    def aes_gcm_encrypt(self, key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+        gcm = self._gcm(key)
+        nonce_b = _exact(nonce, GCM_NONCE_SIZE, "AES-GCM nonce")
+        return gcm.encrypt(nonce_b, _as_bytes(plaintext, "plaintext"), _as_bytes(aad, "associated data"))
+
+    def aes_gcm_decrypt(self, key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+        gcm = self._gcm(key)
+        nonce_b = _exact(nonce, GCM_NONCE_SIZE, "AES-GCM nonce")
+        ct = _as_bytes(ciphertext, "ciphertext")
+        aad_b = _as_bytes(aad, "associated data")
+        if len(ct) < GCM_TAG_SIZE:
+            raise CryptoError("AES-GCM ciphertext is shorter than its 16-byte tag")
+        try:
+            return gcm.decrypt(nonce_b, ct, aad_b)
+        except InvalidTag:
+            raise CryptoError("AES-GCM tag does not verify (wrong key, or tampered data)") from None
+
+    # --- KDFs ---------------------------------------------------------------------------
+
+    def hkdf_sha256(self, ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
+        n = _length(length, "HKDF length", HKDF_MAX_LENGTH)
+        salt_b = _as_bytes(salt, "HKDF salt")
+        # RFC 5869: an absent salt is HashLen zero bytes; cryptography takes None for that.
+        kdf = HKDF(algorithm=hashes.SHA256(), length=n, salt=salt_b or None, info=_as_bytes(info, "HKDF info"))
+        return kdf.derive(_as_bytes(ikm, "HKDF input key"))
+
+    def pbkdf2_sha256(self, password: bytes, salt: bytes, iterations: int, length: int) -> bytes:
+        it = _length(iterations, "PBKDF2 iterations", PBKDF2_MAX_ITERATIONS)
+        n = _length(length, "PBKDF2 length", PBKDF2_MAX_LENGTH)
+        return hashlib.pbkdf2_hmac("sha256", _as_bytes(password, "password"), _as_bytes(salt, "salt"), it, n)
+
+    # --- randomness ---------------------------------------------------------------------
+
+    def random_bytes(self, n: int) -> bytes:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValidationError(f"random_bytes needs a non-negative int, got {n!r}")
+        out = self._random(n)
+        if not isinstance(out, bytes) or len(out) != n:
+            raise CryptoError("the injected random source returned the wrong number of bytes")
+        return out

@@ -1,0 +1,191 @@
+"""WebCrypto backend for the browser (Pyodide only), through web/bridge.js.
+
+WebCrypto is asynchronous and `CryptoBackend` is synchronous: every call blocks on its promise
+with `pyodide.ffi.run_sync`, which needs JS Promise Integration (JSPI; Chromium, or Node 20
+with ``--experimental-wasm-stack-switching``) and Python entered through `runPythonAsync` or
+`PyProxy.callPromising` (web/worker.js enters every RPC that way). One switch costs
+~0.3 ms, so the engine's "one seal per batch" design (DESIGN.md §2) matters here.
+
+Outputs are byte-identical to the native `cryptography` backend: Ed25519 is deterministic
+and AES-GCM is a function of (key, nonce, plaintext, aad). `random_bytes` needs no promise
+(`crypto.getRandomValues` is synchronous) and `sha256` is done by hashlib.
+
+Imported CryptoKeys are cached in the bridge (bounded), so repeated signatures with one seed
+or encryptions with one space key do not re-import the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from ..core.errors import CryptoError, ValidationError
+from .base import CryptoBackend
+
+BRIDGE_MODULE = "ostracon_bridge"
+
+# Sizes fixed by the algorithms (not tunable limits); same as crypto/native.py.
+ED25519_SEED_SIZE = 32
+ED25519_PUBLIC_KEY_SIZE = 32
+ED25519_SIGNATURE_SIZE = 64
+AES_KEY_SIZE = 32
+GCM_NONCE_SIZE = 12
+GCM_TAG_SIZE = 16
+HKDF_MAX_LENGTH = 255 * 32  # RFC 5869: L <= 255 * HashLen
+
+# Limits, identical to the native backend so both runtimes accept exactly the same inputs.
+# WebCrypto takes the PBKDF2 iteration count as an unsigned long.
+PBKDF2_MAX_ITERATIONS = 2**31 - 1
+# One derivation never needs more than a few keys' worth of output.
+PBKDF2_MAX_LENGTH = 1024
+
+
+def _bridge() -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(BRIDGE_MODULE)
+    except ImportError as e:
+        raise CryptoError(
+            f"WebCrypto backend needs the JS bridge module {BRIDGE_MODULE!r} (web/worker.js registers it)"
+        ) from e
+
+
+def _as_bytes(value: object, what: str) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise ValidationError(f"{what} must be bytes, not {type(value).__name__}")
+
+
+def _exact(value: object, size: int, what: str) -> bytes:
+    b = _as_bytes(value, what)
+    if len(b) != size:
+        raise ValidationError(f"{what} must be {size} bytes, got {len(b)}")
+    return b
+
+
+def _length(n: object, what: str, maximum: int) -> int:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise ValidationError(f"{what} must be an int, not {type(n).__name__}")
+    if not 1 <= n <= maximum:
+        raise ValidationError(f"{what} must be between 1 and {maximum}, got {n}")
+    return n
+
+
+class WebCrypto(CryptoBackend):
+    """CryptoBackend on the browser's WebCrypto (through web/bridge.js)."""
+
+    name = "webcrypto"
+
+    def __init__(self, random_bytes: Callable[[int], bytes] | None = None) -> None:
+        # Randomness is the only non-deterministic call; tests inject a seeded source here.
+        self._b = _bridge()
+        from pyodide.ffi import can_run_sync, run_sync, to_js  # the hot path is per call
+
+        self._can_run_sync = can_run_sync
+        self._run_sync = run_sync
+        self._to_js = to_js
+        self._random = random_bytes
+
+    def __repr__(self) -> str:
+        return f"WebCrypto(random={'crypto.getRandomValues' if self._random is None else 'injected'})"
+
+    def _call(self, what: str, fn: Any, *args: Any) -> Any:
+        if not self._can_run_sync():
+            raise CryptoError(
+                f"{what}: WebCrypto is async; enter Python through runPythonAsync/callPromising "
+                "with JSPI enabled"
+            )
+        try:
+            return self._run_sync(fn(*(self._to_js(a) if type(a) is bytes else a for a in args)))
+        except (CryptoError, ValidationError):
+            raise
+        except Exception as e:
+            # The bridge already prefixes its CryptoErrors with what failed.
+            msg = getattr(e, "message", None) or str(e)
+            if getattr(e, "name", None) != "CryptoError":
+                msg = f"{what}: {msg}"
+            raise CryptoError(msg) from None
+
+    # --- Ed25519 ----------------------------------------------------------------------
+
+    def ed25519_public_key(self, seed: bytes) -> bytes:
+        seed_b = _exact(seed, ED25519_SEED_SIZE, "Ed25519 seed")
+        return self._call("ed25519 public key", self._b.ed25519PublicKey, seed_b).to_bytes()
+
+    def ed25519_sign(self, seed: bytes, message: bytes) -> bytes:
+        seed_b = _exact(seed, ED25519_SEED_SIZE, "Ed25519 seed")
+        msg = _as_bytes(message, "message")
+        return self._call("ed25519 sign", self._b.ed25519Sign, seed_b, msg).to_bytes()
+
+    def ed25519_verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
+        # Contract: never raises for bad input, only answers.
+        if not isinstance(public_key, (bytes, bytearray, memoryview)) or len(public_key) != ED25519_PUBLIC_KEY_SIZE:
+            return False
+        if not isinstance(signature, (bytes, bytearray, memoryview)) or len(signature) != ED25519_SIGNATURE_SIZE:
+            return False
+        if not isinstance(message, (bytes, bytearray, memoryview)):
+            return False
+        try:
+            return bool(self._call("ed25519 verify", self._b.ed25519Verify, bytes(public_key),
+                                   bytes(message), bytes(signature)))
+        except CryptoError:
+            return False
+
+    # --- AES-256-GCM --------------------------------------------------------------------
+
+    def aes_gcm_encrypt(self, key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+        key_b = _exact(key, AES_KEY_SIZE, "AES-256-GCM key")
+        nonce_b = _exact(nonce, GCM_NONCE_SIZE, "AES-GCM nonce")
+        pt = _as_bytes(plaintext, "plaintext")
+        aad_b = _as_bytes(aad, "associated data")
+        return self._call("aes-gcm encrypt", self._b.aesGcmEncrypt, key_b, nonce_b, pt, aad_b).to_bytes()
+
+    def aes_gcm_decrypt(self, key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+        key_b = _exact(key, AES_KEY_SIZE, "AES-256-GCM key")
+        nonce_b = _exact(nonce, GCM_NONCE_SIZE, "AES-GCM nonce")
+        ct = _as_bytes(ciphertext, "ciphertext")
+        aad_b = _as_bytes(aad, "associated data")
+        if len(ct) < GCM_TAG_SIZE:
+            raise CryptoError("AES-GCM ciphertext is shorter than its 16-byte tag")
+        try:
+            return self._call("aes-gcm decrypt", self._b.aesGcmDecrypt, key_b, nonce_b, ct, aad_b).to_bytes()
+        except CryptoError:
+            # WebCrypto says only "OperationError"; say what it means, like the native backend.
+            raise CryptoError("AES-GCM tag does not verify (wrong key, or tampered data)") from None
+
+    # --- KDFs ---------------------------------------------------------------------------
+
+    def hkdf_sha256(self, ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
+        n = _length(length, "HKDF length", HKDF_MAX_LENGTH)
+        # An empty salt is HMAC'd as HashLen zero bytes by both WebCrypto and RFC 5869.
+        return self._call("hkdf", self._b.hkdfSha256, _as_bytes(ikm, "HKDF input key"),
+                          _as_bytes(salt, "HKDF salt"), _as_bytes(info, "HKDF info"), n).to_bytes()
+
+    def pbkdf2_sha256(self, password: bytes, salt: bytes, iterations: int, length: int) -> bytes:
+        it = _length(iterations, "PBKDF2 iterations", PBKDF2_MAX_ITERATIONS)
+        n = _length(length, "PBKDF2 length", PBKDF2_MAX_LENGTH)
+        return self._call("pbkdf2", self._b.pbkdf2Sha256, _as_bytes(password, "password"),
+                          _as_bytes(salt, "salt"), it, n).to_bytes()
+
+    def sha256(self, data: bytes) -> bytes:
+        # hashlib's sha256 is built into Pyodide and synchronous: no bridge round trip.
+        return hashlib.sha256(_as_bytes(data, "data")).digest()
+
+    # --- randomness ---------------------------------------------------------------------
+
+    def random_bytes(self, n: int) -> bytes:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValidationError(f"random_bytes needs a non-negative int, got {n!r}")
+        if self._random is not None:
+            out = self._random(n)
+            if not isinstance(out, bytes) or len(out) != n:
+                raise CryptoError("the injected random source returned the wrong number of bytes")
+            return out
+        if n == 0:
+            return b""
+        # crypto.getRandomValues is synchronous: no JSPI switch needed.
+        return self._b.randomBytes(n).to_bytes()
