@@ -21,6 +21,7 @@ import msgpack
 
 from .core import cid as cidlib
 from .core import clock as hlc
+from .core import snapshot
 from .core.block import (OP_DELETE, OP_INCR, OP_SET, OP_UNSET, KIND_BLOCK, check_collection,
                          check_doc_id, check_field, decode_change, envelope)
 from .core.encoding import canonical
@@ -38,7 +39,6 @@ SINK_BATCH_OPS = 100
 SINK_INTERVAL_MS = 5000
 #: Default page size of `scan`: large enough for UIs, small enough to bound one call.
 SCAN_LIMIT = 500
-SNAPSHOT_VERSION = 1
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
@@ -333,14 +333,16 @@ class Database:
         after = 0
         if snap is not None:
             data, after = snap
-            try:
-                v = msgpack.unpackb(data, raw=False, use_list=True)
-                if type(v) is not list or len(v) != 2 or v[0] != SNAPSHOT_VERSION or type(v[1]) is not list:
-                    raise ValueError("wrong snapshot layout")
-                envelopes = v[1]
-            except Exception as exc:
-                raise CorruptSnapshotError(f"snapshot is not a valid Ostracon snapshot: {exc}") from None
-            self._replay(envelopes, "snapshot")
+            if data[:1] == b"\x92":  # format 1: [1, envelopes], replayed block by block
+                try:
+                    v = msgpack.unpackb(data, raw=False, use_list=True)
+                    if type(v) is not list or len(v) != 2 or v[0] != 1 or type(v[1]) is not list:
+                        raise ValueError("wrong snapshot layout")
+                except Exception as exc:
+                    raise CorruptSnapshotError(f"snapshot is not a valid Ostracon snapshot: {exc}") from None
+                self._replay(v[1], "snapshot")
+            else:
+                snapshot.load(self._replica, data)
         batch: list[bytes] = []
         for _, rec in self.storage.records(after):
             batch.append(rec)
@@ -474,8 +476,7 @@ class Database:
         self._check_writable()
         self.flush()
         position = self.storage.last_position()
-        data = msgpack.packb([SNAPSHOT_VERSION, self._replica.all_envelopes()], use_bin_type=True)
-        self.storage.write_snapshot(data, position)
+        self.storage.write_snapshot(snapshot.dump(self._replica), position)
         self.storage.compact(position)
         return position
 

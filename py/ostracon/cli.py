@@ -1,0 +1,382 @@
+"""The `ostracon` command line. Expected errors print one line and exit non-zero."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+from typing import Any, Iterator
+
+from .core import cid as cidlib
+from .core.block import batch_digest, decode_change, decode_seal
+from .core.errors import OstraconError
+
+EXIT_ERROR = 2      # the command could not run (bad path, locked, malformed input)
+EXIT_MISMATCH = 1   # verify found a problem
+
+
+class CliError(Exception):
+    pass
+
+
+def _open(path: str, *, read_only: bool = True, create: bool = False) -> Any:
+    import ostracon
+    if not os.path.isdir(path) and not create:
+        raise CliError(f"{path}: no such database directory")
+    return ostracon.open(path, read_only=read_only)
+
+
+def _json_value(v: Any) -> Any:
+    """JSON has no bytes: they become {"$bytes": base64}. Ints of any size stay ints."""
+    if type(v) is bytes:
+        return {"$bytes": base64.b64encode(v).decode("ascii")}
+    if type(v) is dict:
+        return {k: _json_value(x) for k, x in v.items()}
+    if type(v) is list:
+        return [_json_value(x) for x in v]
+    return v
+
+
+def _from_json(v: Any) -> Any:
+    if type(v) is dict:
+        if set(v) == {"$bytes"}:
+            return base64.b64decode(v["$bytes"])
+        return {k: _from_json(x) for k, x in v.items()}
+    if type(v) is list:
+        return [_from_json(x) for x in v]
+    return v
+
+
+def _human_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    db = _open(args.path)
+    try:
+        r = db._replica
+        print(f"database   {os.path.abspath(args.path)}")
+        print(f"identity   {db.actor}")
+        print(f"blocks     {len(r.blocks)}")
+        print(f"actors     {len(r.by_actor)}")
+        for actor in sorted(r.by_actor):
+            print(f"  {actor.hex()}  seq {len(r.by_actor[actor])}, sealed to {r.sealed_upto.get(actor, 0)}")
+        print(f"collections {len(r.collections)}")
+        for name in sorted(r.collections):
+            docs = r.collections[name]
+            live = sum(1 for d in docs.values() if not d.deleted)
+            print(f"  {name}: {live} documents ({len(docs) - live} deleted)")
+        files = sorted(os.listdir(args.path))
+        seg = sum(os.path.getsize(os.path.join(args.path, f)) for f in files if f.endswith(".log"))
+        snap = [f for f in files if "snap" in f]
+        print(f"segments   {sum(1 for f in files if f.endswith('.log'))} files, {_human_bytes(seg)}")
+        print(f"snapshots  {len(snap)} files, "
+              f"{_human_bytes(sum(os.path.getsize(os.path.join(args.path, f)) for f in snap))}")
+        rep = db.open_report()
+        if rep.truncated_bytes or rep.quarantined or rep.notes:
+            print(f"recovery   truncated {rep.truncated_bytes} bytes; quarantined {list(rep.quarantined)}; "
+                  f"{'; '.join(rep.notes)}")
+    finally:
+        db.close()
+    return 0
+
+
+def _changes(db: Any) -> Iterator[tuple[bytes, Any]]:
+    r = db._replica
+    for c in r.order:
+        yield c, decode_change(r.blocks[c])
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    from .core.clock import wall_ms
+    db = _open(args.path)
+    try:
+        for c, ch in _changes(db):
+            entry = {"cid": cidlib.format_cid(c), "collection": ch.collection, "id": ch.doc_id,
+                     "actor": ch.actor.hex(), "seq": ch.seq, "time": wall_ms(ch.hlc),
+                     "ops": _json_value([list(op) for op in ch.ops])}
+            if args.ndjson:
+                print(json.dumps(entry, ensure_ascii=False, sort_keys=True))
+            else:
+                ops = ", ".join(_describe_op(op) for op in ch.ops) or "(no field changes)"
+                print(f"{entry['cid'][:16]}… {ch.collection}/{ch.doc_id} by {entry['actor'][:12]} "
+                      f"#{ch.seq} at {_iso(entry['time'])}: {ops}")
+    finally:
+        db.close()
+    return 0
+
+
+def _describe_op(op: tuple) -> str:
+    if op[0] == "s":
+        return f"set {op[1]}={json.dumps(_json_value(op[2]), ensure_ascii=False)[:60]}"
+    if op[0] == "u":
+        return f"unset {op[1]}"
+    if op[0] == "i":
+        return f"increment {op[1]} by {op[2]}"
+    return "delete document"
+
+
+def _iso(ms: int) -> str:
+    import datetime
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    db = _open(args.path)
+    try:
+        for c in db.collection(args.collection).history(args.id):
+            if args.ndjson:
+                print(json.dumps(_json_value(c), ensure_ascii=False, sort_keys=True))
+            else:
+                sig = c["signature"]["status"]
+                ops = ", ".join(_describe_op(tuple(op)) for op in c["ops"]) or "(no field changes)"
+                print(f"h{c['height']} {c['cid'][:16]}… by {c['actor'][:12]} #{c['seq']} "
+                      f"{_iso(c['time'])} [{sig}] parents={len(c['parents'])}: {ops}")
+    finally:
+        db.close()
+    return 0
+
+
+def verify_database(db: Any, progress: Any = None) -> list[str]:
+    """Recompute every CID, DAG link and seal signature. Returns the problems found."""
+    r = db._replica
+    problems: list[str] = []
+    total = len(r.order)
+    for n, c in enumerate(r.order, 1):
+        data = r.blocks[c]
+        where = cidlib.format_cid(c)
+        if cidlib.compute(data) != c:
+            problems.append(f"block {where}: bytes do not match the CID")
+            continue
+        try:
+            ch = decode_change(data)
+        except OstraconError as exc:
+            problems.append(f"block {where}: {exc}")
+            continue
+        top = 0
+        for p in ch.parents:
+            info = r.info.get(p)
+            if info is None:
+                problems.append(f"block {where}: parent {cidlib.format_cid(p)} is missing")
+            elif (info[0], info[1]) != (ch.collection, ch.doc_id):
+                problems.append(f"block {where}: parent {cidlib.format_cid(p)} is another document's")
+            else:
+                top = max(top, info[5])
+        if ch.height != top + 1:
+            problems.append(f"block {where}: height {ch.height} should be {top + 1}")
+        log = r.by_actor.get(ch.actor, [])
+        if ch.seq > len(log) or log[ch.seq - 1] != c:
+            problems.append(f"block {where}: not at seq {ch.seq} of actor {ch.actor.hex()[:12]}")
+        if progress and (n % 1000 == 0 or n == total):
+            progress(n, total)
+    for actor, seals in r.seals.items():
+        for first, last, data in seals:
+            seal = decode_seal(data)
+            label = f"seal {actor.hex()[:12]} {first}..{last}"
+            if not seal.verify(db.crypto.ed25519_verify):
+                problems.append(f"{label}: signature does not verify")
+                continue
+            log = r.by_actor.get(actor, [])
+            if last > len(log):
+                problems.append(f"{label}: covers blocks this database does not have")
+            elif batch_digest(log[first - 1:last]) != seal.digest:
+                problems.append(f"{label}: digest does not match the blocks")
+    for actor, log in r.by_actor.items():
+        if r.sealed_upto.get(actor, 0) < len(log):
+            problems.append(f"actor {actor.hex()[:12]}: blocks {r.sealed_upto.get(actor, 0) + 1}.."
+                            f"{len(log)} are not covered by a seal")
+    return problems
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    db = _open(args.path)
+
+    def progress(n: int, total: int) -> None:
+        if sys.stderr.isatty() or args.progress:
+            width = 30
+            done = width * n // max(total, 1)
+            print(f"\rverifying [{'#' * done}{'.' * (width - done)}] {n}/{total}", end="",
+                  file=sys.stderr, flush=True)
+            if n == total:
+                print(file=sys.stderr)
+    try:
+        problems = verify_database(db, progress)
+    finally:
+        db.close()
+    for p in problems:
+        print(p)
+    r = db._replica
+    if problems:
+        print(f"FAILED: {len(problems)} problem(s) in {len(r.blocks)} blocks")
+        return EXIT_MISMATCH
+    print(f"OK: {len(r.blocks)} blocks, {sum(len(s) for s in r.seals.values())} seals, "
+          f"{len(r.by_actor)} actors verified")
+    return 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    db = _open(args.path, read_only=False)
+    try:
+        if args.prune_before is not None:
+            pos = db.compact(prune_before=args.prune_before)
+        else:
+            pos = db.compact()
+    finally:
+        db.close()
+    print(f"compacted: snapshot at record {pos}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    db = _open(args.path)
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    n = 0
+    try:
+        for name in db.collections():
+            col = db.collection(name)
+            after = None
+            while True:
+                docs, after = col.scan(after=after, limit=1000)
+                for d in docs:
+                    out.write(json.dumps({"collection": name, "doc": _json_value(d)},
+                                         ensure_ascii=False, sort_keys=True) + "\n")
+                    n += 1
+                if after is None:
+                    break
+    finally:
+        db.close()
+        if out is not sys.stdout:
+            out.close()
+    print(f"exported {n} documents", file=sys.stderr)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    import ostracon
+    db = _open(args.path, read_only=False, create=True)
+    created = updated = 0
+    try:
+        with open(args.file, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    entry = json.loads(line)
+                    name, doc = entry["collection"], _from_json(entry["doc"])
+                    doc_id = doc.get("_id")
+                    fields = {k: v for k, v in doc.items() if not k.startswith("_")}
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                    raise CliError(f"{args.file}:{lineno}: not an export line ({exc.__class__.__name__})")
+                col = db.collection(name)
+                if doc_id is not None and col.get(doc_id) is not None:
+                    col.update(doc_id, fields)
+                    updated += 1
+                else:
+                    col.create(fields, id=doc_id)
+                    created += 1
+        db.flush()
+    except ostracon.ValidationError as exc:
+        raise CliError(f"{args.file}: {exc}")
+    finally:
+        db.close()
+    print(f"imported: {created} created, {updated} updated")
+    return 0
+
+
+def cmd_relay(args: argparse.Namespace) -> int:
+    from .relay.cli import main_relay
+    return main_relay(args)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import main_serve
+    return main_serve(args)
+
+
+# ---------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ostracon", description="Ostracon: a local-first, verifiable document store.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("inspect", help="collections, counts, actors, file sizes")
+    s.add_argument("path")
+    s.set_defaults(fn=cmd_inspect)
+
+    s = sub.add_parser("log", help="the audit trail: one change per line")
+    s.add_argument("path")
+    s.add_argument("--ndjson", action="store_true", help="one JSON object per line")
+    s.set_defaults(fn=cmd_log)
+
+    s = sub.add_parser("history", help="a document's commits")
+    s.add_argument("path")
+    s.add_argument("collection")
+    s.add_argument("id")
+    s.add_argument("--ndjson", action="store_true")
+    s.set_defaults(fn=cmd_history)
+
+    s = sub.add_parser("verify", help="recompute every CID, DAG link and signature")
+    s.add_argument("path")
+    s.add_argument("--progress", action="store_true", help="show progress even when stderr is not a terminal")
+    s.set_defaults(fn=cmd_verify)
+
+    s = sub.add_parser("compact", help="write a snapshot and drop the log it covers")
+    s.add_argument("path")
+    s.add_argument("--prune-before", type=int, default=None, metavar="MS",
+                   help="also drop block bodies older than this wall time (ms since epoch), keeping a checkpoint")
+    s.set_defaults(fn=cmd_compact)
+
+    s = sub.add_parser("export", help="every live document as NDJSON")
+    s.add_argument("path")
+    s.add_argument("--ndjson", action="store_true", default=True, help="(the only format; accepted for clarity)")
+    s.add_argument("-o", "--output", help="file to write (default stdout)")
+    s.set_defaults(fn=cmd_export)
+
+    s = sub.add_parser("import", help="create/update documents from an NDJSON export")
+    s.add_argument("path")
+    s.add_argument("file")
+    s.set_defaults(fn=cmd_import)
+
+    from .relay.cli import add_relay_arguments
+    s = sub.add_parser("relay", help="run the WebSocket relay")
+    add_relay_arguments(s)
+    s.set_defaults(fn=cmd_relay)
+
+    s = sub.add_parser("serve", help="relay + the web app + /healthz (+ /graphql) on one port")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8787)
+    s.add_argument("--data", default=".data", help="directory for the mailbox and server state")
+    s.add_argument("--web", default=None, help="built web app directory (default: dist/web)")
+    s.add_argument("--graphql-db", default=None, help="database directory exposed at POST /graphql")
+    s.add_argument("--graphql-writes", action="store_true", help="allow mutations through /graphql")
+    s.set_defaults(fn=cmd_serve)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except CliError as exc:
+        print(f"ostracon {args.command}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OstraconError as exc:
+        print(f"ostracon {args.command}: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:
+        print(f"ostracon {args.command}: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

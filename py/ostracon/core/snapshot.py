@@ -1,0 +1,117 @@
+"""Snapshots: every block and seal plus the materialized CRDT state, for a fast cold open.
+
+Replaying blocks costs a decode and a merge per block; a snapshot also carries each
+document's merged state, so opening is one msgpack unpack plus rebuilding Python objects.
+Block bytes are always included (history, sync and `verify` need them) and CIDs are
+recomputed from them on load, so a snapshot cannot smuggle in a block under a false CID.
+The state part is trusted like the log it replaces: storage protects it with a CRC, and
+`ostracon verify` re-derives everything from the blocks.
+
+Layout (msgpack array): [2, blocks, seals, actors, collections, info, docs, clock]
+- blocks: block bytes in apply order (causal); seals: seal bytes.
+- actors / collections: tables; other parts refer to them by index.
+- info: per block [collection idx, doc_id, actor idx, seq, height].
+- docs: per document [collection idx, doc_id, heads, height, version, min_t, max_t,
+  fields, incs, tomb, max_write, cids] with stamps as [hlc, actor idx, block idx].
+Format 1 (`[1, envelopes]`) is still read, by replaying.
+"""
+
+from __future__ import annotations
+
+import msgpack
+
+from . import cid as cidlib
+from .block import decode_seal
+from .errors import CorruptSnapshotError
+from .replica import Replica
+from .state import _ABSENT, DocState
+
+SNAPSHOT_FORMAT = 2
+
+
+def dump(replica: Replica) -> bytes:
+    """Snapshot bytes of a replica (pending blocks are not part of it: they are not applied)."""
+    order = replica.order
+    index = {c: i for i, c in enumerate(order)}
+    actors = sorted(replica.by_actor)
+    aidx = {a: i for i, a in enumerate(actors)}
+    cols = sorted(replica.collections)
+    cidx = {c: i for i, c in enumerate(cols)}
+    blocks = replica.blocks
+    info = replica.info
+
+    def stamp(s):
+        return None if s is None else [s[0], aidx[s[1]], index[s[2]]]
+
+    rows = []
+    for c in order:
+        i = info[c]
+        rows.append([cidx[i[0]], i[1], aidx[i[2]], i[3], i[5]])
+    docs = []
+    for name in cols:
+        for doc_id, d in replica.collections[name].items():
+            fields = [[f, s[0], aidx[s[1]], index[s[2]], v is not _ABSENT, None if v is _ABSENT else v]
+                      for f, (s, v) in d.fields.items()]
+            incs = [[f, [[s[0], aidx[s[1]], index[s[2]], delta] for s, delta in lst]]
+                    for f, lst in d.incs.items()]
+            docs.append([cidx[name], doc_id, sorted(index[h] for h in d.heads), d.height, d.version,
+                         d.min_t, d.max_t, fields, incs, stamp(d.tomb), stamp(d.max_write),
+                         [index[c] for c in d.cids]])
+    seals = [data for a in actors for _, _, data in replica.seals.get(a, [])]
+    return msgpack.packb([SNAPSHOT_FORMAT, [blocks[c] for c in order], seals, actors, cols, rows,
+                          docs, replica.clock.last], use_bin_type=True)
+
+
+def load(replica: Replica, data: bytes) -> None:
+    """Fill an empty replica from snapshot bytes. Raises CorruptSnapshotError."""
+    try:
+        v = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
+        if type(v) is not list or len(v) != 8 or v[0] != SNAPSHOT_FORMAT:
+            raise ValueError("unknown snapshot layout")
+        _, blocks, seals, actors, cols, rows, docs, last = v
+        _load(replica, blocks, seals, actors, cols, rows, docs, last)
+    except CorruptSnapshotError:
+        raise
+    except Exception as exc:  # any structural surprise in a snapshot is corruption
+        raise CorruptSnapshotError(f"snapshot is malformed: {exc.__class__.__name__}: {exc}") from None
+
+
+def _load(r: Replica, blocks, seals, actors, cols, rows, docs, last) -> None:
+    if r.blocks or len(rows) != len(blocks):
+        raise ValueError("snapshot needs an empty replica and one info row per block")
+    compute = cidlib.compute
+    order = [compute(b) for b in blocks]
+    r.order = order
+    r.blocks = dict(zip(order, blocks))
+    info = r.info
+    by_actor = r.by_actor
+    for i, (ci, doc_id, ai, seq, height) in enumerate(rows):
+        actor = actors[ai]
+        c = order[i]
+        info[c] = (cols[ci], doc_id, actor, seq, i, height)
+        log = by_actor.get(actor)
+        if log is None:
+            log = by_actor[actor] = []
+        if seq != len(log) + 1:
+            raise ValueError(f"actor log out of order at block {i}")
+        log.append(c)
+    collections = r.collections
+    for ci, doc_id, heads, height, version, min_t, max_t, fields, incs, tomb, max_write, cids in docs:
+        name = cols[ci]
+        d = DocState(name, doc_id)
+        d.heads = {order[h] for h in heads}
+        d.height, d.version, d.min_t, d.max_t = height, version, min_t, max_t
+        d.fields = {f: ((t, actors[a], order[c]), v if present else _ABSENT)
+                    for f, t, a, c, present, v in fields}
+        d.incs = {f: [((t, actors[a], order[c]), delta) for t, a, c, delta in lst] for f, lst in incs}
+        d.tomb = None if tomb is None else (tomb[0], actors[tomb[1]], order[tomb[2]])
+        d.max_write = None if max_write is None else (max_write[0], actors[max_write[1]], order[max_write[2]])
+        d.cids = [order[c] for c in cids]
+        col = collections.get(name)
+        if col is None:
+            col = collections[name] = {}
+        col[doc_id] = d
+    for data in seals:
+        seal = decode_seal(data)
+        r._store_seal(seal, data)
+    r.clock.observe(last)
