@@ -26,6 +26,7 @@ from .core.block import (OP_DELETE, OP_INCR, OP_SET, OP_UNSET, KIND_BLOCK, check
                          check_doc_id, check_field, decode_change, envelope)
 from .core.encoding import canonical
 from .core.errors import (ClosedError, ConflictError, CorruptBlockError, CorruptSnapshotError,
+                          HistoryPrunedError,
                           NotFoundError, ReadOnlyError, StorageError, ValidationError)
 from .core.feed import FEED_RETENTION, SUBSCRIBER_BUFFER, ChangeFeed, ChangeEvent, Subscription
 from .core.replica import MAX_PENDING_BLOCKS, ApplyResult, Replica
@@ -169,15 +170,32 @@ class Collection:
         """Documents matching a DefraDB-style filter (see docs/QUERIES.md)."""
         return self.db._query(self, filter, order, limit, **kw)
 
-    def history(self, doc_id: str) -> list[dict]:
-        """Every commit of the document, parents before children (height, clock, cid)."""
+    def history(self, doc_id: str, *, allow_pruned: bool = False) -> list[dict]:
+        """Every commit of the document, parents before children (height, clock, cid).
+
+        If compaction pruned some of them, HistoryPrunedError is raised; with
+        allow_pruned=True the kept commits are returned after one marker entry
+        `{"pruned": n, "horizon": ms}` so a short history is never silent.
+        """
         state = self._state(check_doc_id(doc_id))
         if state is None:
             raise NotFoundError(f"{self.name}/{doc_id} does not exist")
         r = self.db._replica
-        infos = [_commit_info(r, c, r.sealed_upto) for c in state.cids]
+        cids = state.cids
+        marker = []
+        if r.pruned:
+            kept = [c for c in cids if c not in r.pruned]
+            if len(kept) != len(cids):
+                horizon = (r.checkpoint or {}).get("horizon")
+                if not allow_pruned:
+                    raise HistoryPrunedError(
+                        f"{len(cids) - len(kept)} commit(s) of {self.name}/{doc_id} are older than "
+                        f"the pruning horizon ({horizon}); pass allow_pruned=True for the rest")
+                marker = [{"pruned": len(cids) - len(kept), "horizon": horizon}]
+                cids = kept
+        infos = [_commit_info(r, c, r.sealed_upto) for c in cids]
         infos.sort(key=lambda i: (i["height"], i["hlc"], i["cid"]))
-        return infos
+        return marker + infos
 
     def blame(self, doc_id: str) -> dict[str, dict]:
         """field -> the commit that wrote its current value."""
@@ -470,15 +488,55 @@ class Database:
             return
         self._flush(self.clock())
 
-    def compact(self) -> int:
+    def compact(self, prune_before: int | None = None) -> int:
         """Flush, write a snapshot of every block and seal, and let storage drop the log it
-        covers. History stays complete. Returns the snapshot's record position."""
+        covers. Returns the snapshot's record position.
+
+        History stays complete unless `prune_before` (wall ms) is given: then the bodies of
+        blocks older than it (except current heads) are dropped, keeping a verifiable
+        checkpoint (state hash, frontier CIDs, digest of the pruned CIDs). CIDs, DAG links
+        and seals stay; history, time travel and sync that need a dropped body raise
+        HistoryPrunedError instead of answering short.
+        """
         self._check_writable()
         self.flush()
+        if prune_before is not None:
+            self._prune(prune_before)
         position = self.storage.last_position()
         self.storage.write_snapshot(snapshot.dump(self._replica), position)
         self.storage.compact(position)
         return position
+
+    def _prune(self, horizon: int) -> None:
+        if type(horizon) is not int or horizon < 0:
+            raise ValidationError("prune_before must be a wall time in ms (int >= 0)")
+        r = self._replica
+        heads = set(r.heads())
+        drop = [c for c in r.order
+                if c in r.blocks and c not in heads and hlc.wall_ms(r.change(c).hlc) < horizon]
+        if not drop:
+            return
+        dropped = set(drop)
+        frontier = set()
+        for c in r.order:
+            if c in r.blocks and c not in dropped:
+                frontier.update(p for p in r.change(c).parents if p in dropped or p in r.pruned)
+        for c in drop:
+            del r.blocks[c]
+        r.pruned |= dropped
+        prev = r.checkpoint or {}
+        r.checkpoint = {
+            "horizon": max(horizon, prev.get("horizon", 0)),
+            "pruned": len(r.pruned),
+            "pruned_digest": hashlib.sha256(b"".join(c for c in r.order if c in r.pruned)).hexdigest(),
+            "frontier": sorted(cidlib.format_cid(c) for c in frontier),
+            "state_hash": self.state_hash(),
+        }
+
+    @property
+    def checkpoint(self) -> dict | None:
+        """The pruning checkpoint (None if nothing was ever pruned)."""
+        return self._replica.checkpoint
 
     @property
     def pending_writes(self) -> int:

@@ -7,8 +7,10 @@ recomputed from them on load, so a snapshot cannot smuggle in a block under a fa
 The state part is trusted like the log it replaces: storage protects it with a CRC, and
 `ostracon verify` re-derives everything from the blocks.
 
-Layout (msgpack array): [2, blocks, seals, actors, collections, info, docs, clock]
-- blocks: block bytes in apply order (causal); seals: seal bytes.
+Layout (msgpack array): [2, blocks, seals, actors, collections, info, docs, clock, extra]
+- blocks: block bytes in apply order (causal), None for a block pruned by compaction;
+  seals: seal bytes.
+- extra: {"pruned": [[block idx, cid], ...], "checkpoint": {...} or None}.
 - actors / collections: tables; other parts refer to them by index.
 - info: per block [collection idx, doc_id, actor idx, seq, height].
 - docs: per document [collection idx, doc_id, heads, height, version, min_t, max_t,
@@ -58,31 +60,37 @@ def dump(replica: Replica) -> bytes:
                          d.min_t, d.max_t, fields, incs, stamp(d.tomb), stamp(d.max_write),
                          [index[c] for c in d.cids]])
     seals = [data for a in actors for _, _, data in replica.seals.get(a, [])]
-    return msgpack.packb([SNAPSHOT_FORMAT, [blocks[c] for c in order], seals, actors, cols, rows,
-                          docs, replica.clock.last], use_bin_type=True)
+    pruned = replica.pruned
+    extra = {"checkpoint": replica.checkpoint,
+             "pruned": [[i, c] for i, c in enumerate(order) if c in pruned]}
+    return msgpack.packb([SNAPSHOT_FORMAT, [blocks.get(c) for c in order], seals, actors, cols, rows,
+                          docs, replica.clock.last, extra], use_bin_type=True)
 
 
 def load(replica: Replica, data: bytes) -> None:
     """Fill an empty replica from snapshot bytes. Raises CorruptSnapshotError."""
     try:
         v = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
-        if type(v) is not list or len(v) != 8 or v[0] != SNAPSHOT_FORMAT:
+        if type(v) is not list or len(v) != 9 or v[0] != SNAPSHOT_FORMAT:
             raise ValueError("unknown snapshot layout")
-        _, blocks, seals, actors, cols, rows, docs, last = v
-        _load(replica, blocks, seals, actors, cols, rows, docs, last)
+        _, blocks, seals, actors, cols, rows, docs, last, extra = v
+        _load(replica, blocks, seals, actors, cols, rows, docs, last, extra)
     except CorruptSnapshotError:
         raise
     except Exception as exc:  # any structural surprise in a snapshot is corruption
         raise CorruptSnapshotError(f"snapshot is malformed: {exc.__class__.__name__}: {exc}") from None
 
 
-def _load(r: Replica, blocks, seals, actors, cols, rows, docs, last) -> None:
+def _load(r: Replica, blocks, seals, actors, cols, rows, docs, last, extra) -> None:
     if r.blocks or len(rows) != len(blocks):
         raise ValueError("snapshot needs an empty replica and one info row per block")
     compute = cidlib.compute
-    order = [compute(b) for b in blocks]
+    pruned = {i: c for i, c in extra["pruned"]}
+    order = [compute(b) if b is not None else pruned[i] for i, b in enumerate(blocks)]
     r.order = order
-    r.blocks = dict(zip(order, blocks))
+    r.blocks = {c: b for c, b in zip(order, blocks) if b is not None}
+    r.pruned = set(pruned.values())
+    r.checkpoint = extra["checkpoint"]
     info = r.info
     by_actor = r.by_actor
     for i, (ci, doc_id, ai, seq, height) in enumerate(rows):
