@@ -32,6 +32,7 @@ SIG_LEN = 64
 MAX_SEQ = 2**63 - 1
 
 COLLECTION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
+_DOC_ID_BAD = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 OP_SET = "s"
 OP_UNSET = "u"
@@ -52,7 +53,11 @@ def check_doc_id(doc_id: Any) -> str:
     if type(doc_id) is not str or not doc_id or len(doc_id) > MAX_NAME_CHARS:
         raise ValidationError(f"document id must be a non-empty str of at most "
                               f"{MAX_NAME_CHARS} chars: {doc_id!r:.80}")
-    if not doc_id.isprintable():
+    # An explicit, fixed set instead of str.isprintable(): that depends on the Unicode
+    # database (14 in CPython 3.11, 16 in Pyodide's 3.14), so an id with a newer emoji was
+    # valid in the browser and a CorruptBlockError natively. Refused: C0/DEL/C1 controls,
+    # line/paragraph separators, lone surrogates.
+    if _DOC_ID_BAD.search(doc_id):
         raise ValidationError(f"document id must not contain control characters: {doc_id!r:.80}")
     return doc_id
 
@@ -131,6 +136,7 @@ class Change:
 _KEYS = ("a", "c", "d", "h", "o", "p", "s", "t", "v")
 _KEYS_M = ("a", "c", "d", "h", "m", "o", "p", "s", "t", "v")
 _VALUE_CONTAINERS = (dict, list)
+_SCALARS = (str, int, float, bool, type(None), bytes)
 
 
 def decode_change(data: bytes) -> Change:
@@ -191,6 +197,9 @@ def decode_change(data: bytes) -> Change:
                 check_sorted(v)
             elif type(v) is float and (v != v or v in (_INF, -_INF)):
                 raise CorruptBlockError("NaN/Infinity in a value")
+            elif type(v) not in _SCALARS:
+                # e.g. msgpack's Timestamp (ext -1 bypasses ext_hook): not a JSON-like value
+                raise CorruptBlockError(f"value of type {type(v).__name__} is not JSON-like")
         elif c[0] == OP_INCR:
             d = c[2]
             if type(d) is float and (d != d or d in (_INF, -_INF)):
@@ -290,7 +299,10 @@ def make_seal(actor: bytes, first: int, cids: list[bytes], sign: Callable[[bytes
 
 def decode_seal(data: bytes) -> Seal:
     m = decode(data)
-    if type(m) is not dict or set(m) != set("afglvx") or m["v"] != FORMAT_VERSION:
+    # type(v) is checked too: `True == 1 == 1.0`, and a seal whose bytes can vary under
+    # the same signature (v as true / 1.0) would defeat seal de-duplication by bytes.
+    if (type(m) is not dict or set(m) != set("afglvx") or type(m["v"]) is not int
+            or m["v"] != FORMAT_VERSION):
         raise CorruptBlockError("malformed seal")
     try:
         return Seal(m["a"], m["f"], m["l"], m["x"], m["g"])

@@ -13,6 +13,8 @@ COUNTER_BITS = 16
 COUNTER_MASK = (1 << COUNTER_BITS) - 1
 #: Largest wall time accepted (year ~10889): bounds stamps to 64 bits on the wire.
 MAX_WALL_MS = (1 << 48) - 1
+#: Largest stamp: blocks carry `t` as a msgpack uint64.
+MAX_STAMP = (1 << 64) - 1
 
 
 def make(wall_ms: int, counter: int = 0) -> int:
@@ -42,6 +44,11 @@ class HybridClock:
         candidate = wall << COUNTER_BITS
         if candidate <= self.last:
             candidate = self.last + 1  # carries into the wall part when the counter overflows
+            if candidate > MAX_STAMP:
+                # Only reachable after observing a stamp at the very end of the range (a
+                # hostile or broken peer). Refuse loudly: a stamp >= 2^64 would make a block
+                # that every decoder (including our own on reopen) rejects.
+                raise ValidationError("hybrid clock exhausted: a stamp beyond 2^64-1 was seen")
         self.last = candidate
         return candidate
 

@@ -27,7 +27,9 @@ MAX_DEPTH = 64
 
 
 def _bigint_to_ext(n: int) -> msgpack.ExtType:
-    length = (n.bit_length() + 8) // 8  # room for the sign bit
+    # Minimal two's complement: a negative n needs as many bits as ~n (= -n-1) plus the sign
+    # bit. (Using n.bit_length() for negatives gave one byte too many for -2**(8k-1).)
+    length = ((n if n >= 0 else ~n).bit_length() + 8) // 8  # room for the sign bit
     return msgpack.ExtType(BIGINT_EXT, n.to_bytes(length, "big", signed=True))
 
 
@@ -55,9 +57,11 @@ def canonical(value: Any, _depth: int = 0) -> Any:
         raise ValidationError(f"value nested deeper than {MAX_DEPTH} levels")
     if t is dict:
         out = {}
-        for k in sorted(value):
+        # Check key types before sorting: sorting mixed key types raised TypeError.
+        for k in value:
             if type(k) is not str:
                 raise ValidationError(f"map keys must be str, not {type(k).__name__}")
+        for k in sorted(value):
             out[k] = canonical(value[k], _depth + 1)
         return out
     if t is list or t is tuple:
@@ -93,9 +97,28 @@ def _ext_hook(code: int, data: bytes) -> Any:
     return n
 
 
+#: Leaf types a decoded value may contain (msgpack can also produce Timestamp for ext -1).
+_LEAF_TYPES = (str, int, bool, type(None), bytes)
+
+
+def _check_leaf(v: Any) -> None:
+    # Every leaf is checked, not only the top level: NaN/Infinity nested in a list or map,
+    # and msgpack's Timestamp (ext type -1, which bypasses ext_hook), used to get through.
+    t = type(v)
+    if t in _LEAF_TYPES:
+        return
+    if t is float:
+        if math.isnan(v) or math.isinf(v):
+            raise CorruptBlockError("NaN/Infinity in encoded value")
+        return
+    raise CorruptBlockError(f"value of type {t.__name__} is not JSON-like")
+
+
 def check_sorted(value: Any, depth: int = 0) -> None:
-    """Raise CorruptBlockError unless every map in `value` has str keys in sorted order."""
-    if depth > MAX_DEPTH:
+    """Raise CorruptBlockError unless every map in `value` has str keys in sorted order
+    (and every leaf is a JSON-like value, nesting no deeper than `canonical` allows)."""
+    # `>=` as in `canonical`: decode must not accept what encode refuses (was `>`).
+    if depth >= MAX_DEPTH and (type(value) is dict or type(value) is list):
         raise CorruptBlockError("value nested too deeply")
     t = type(value)
     if t is dict:
@@ -108,12 +131,16 @@ def check_sorted(value: Any, depth: int = 0) -> None:
             prev = k
             if type(v) is dict or type(v) is list:
                 check_sorted(v, depth + 1)
+            else:
+                _check_leaf(v)
     elif t is list:
         for v in value:
             if type(v) is dict or type(v) is list:
                 check_sorted(v, depth + 1)
-    elif t is float and (math.isnan(value) or math.isinf(value)):
-        raise CorruptBlockError("NaN/Infinity in encoded value")
+            else:
+                _check_leaf(v)
+    else:
+        _check_leaf(value)
 
 
 def decode(data: bytes) -> Any:

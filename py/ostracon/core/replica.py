@@ -11,14 +11,15 @@ document DAG is closed under parents (history and time travel never meet a hole)
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from . import cid as cidlib
-from .block import (KIND_BLOCK, KIND_SEAL, MAX_PARENTS, Change, Seal, batch_digest,
+from .block import (KIND_BLOCK, KIND_SEAL, MAX_BLOCK_BYTES, MAX_PARENTS, Change, Seal, batch_digest,
                     decode_change, decode_seal, envelope, make_seal, open_envelope)
 from .clock import HybridClock
-from .errors import CorruptBlockError, ValidationError
+from .errors import CorruptBlockError, HistoryPrunedError, ValidationError
 from .state import DocState
 
 #: Blocks waiting for a parent, a predecessor or a seal. Bounds what a peer can make us
@@ -27,6 +28,10 @@ MAX_PENDING_BLOCKS = 200_000
 #: Blocks covered by one seal. A receiver must hold a whole sealed range before applying
 #: any of it, so this bounds its pending buffer per actor and keeps frames streamable.
 MAX_SEAL_BLOCKS = 1000
+#: Combinations of pending candidates (several blocks claiming one actor+seq) tried against
+#: a seal's digest. Honest traffic has one candidate per seq; this bounds the hashing a
+#: flood of forged blocks can cause while still finding the real block among a few fakes.
+MAX_SEAL_CANDIDATE_COMBOS = 64
 
 Verify = Callable[[bytes, bytes, bytes], bool]
 Sign = Callable[[bytes], bytes]
@@ -74,11 +79,17 @@ class Replica:
         self.sealed_upto: dict[bytes, int] = {}         # actor -> highest seq covered by a verified seal
         self._pending: dict[bytes, _Pending] = {}       # cid -> waiting block
         self._pending_by_seq: dict[tuple[bytes, int], list[bytes]] = {}
-        self._waiting_parent: dict[bytes, list[bytes]] = {}
+        # parent cid -> waiting cids, as an insertion-ordered set (a dict, not a list: a block
+        # re-checked on every batch was appended again each time, growing without bound)
+        self._waiting_parent: dict[bytes, dict[bytes, None]] = {}
         self._sealed_pending: set[bytes] = set()        # pending cids covered by a verified seal
         self._pending_seals: dict[bytes, list[Seal]] = {}
         self._seal_keys: set[bytes] = set()             # seal bytes seen (dedupe)
         self._trusting = False                          # replaying our own storage
+        # Blocks whose bodies compaction dropped (prune_before): their CIDs, links and seals
+        # stay known, so state, DAG and seal digests remain verifiable; the bodies do not.
+        self.pruned: set[bytes] = set()
+        self.checkpoint: dict | None = None
 
     # ------------------------------------------------------------ reading
 
@@ -105,7 +116,13 @@ class Replica:
         return out
 
     def change(self, cid: bytes) -> Change:
-        return decode_change(self.blocks[cid])
+        data = self.blocks.get(cid)
+        if data is None:
+            if cid in self.pruned:
+                raise HistoryPrunedError(f"commit {cidlib.format_cid(cid)} is older than the "
+                                         f"pruning horizon: its body was dropped by compaction")
+            raise KeyError(cid)
+        return decode_change(data)
 
     def heads(self) -> list[bytes]:
         out: list[bytes] = []
@@ -131,18 +148,28 @@ class Replica:
         `ops` must already be validated (field names checked, values canonical).
         """
         docs = self.collections.get(collection)
-        if docs is None:
-            docs = self.collections[collection] = {}
-        state = docs.get(doc_id)
-        if state is None:
-            state = docs[doc_id] = DocState(collection, doc_id)
+        state = None if docs is None else docs.get(doc_id)
+        # A new DocState is registered only once the block is built: a write refused below
+        # (e.g. a lone surrogate in a field name, an oversized block) used to leave an empty
+        # document behind, visible to get() and state_hash().
+        fresh = state is None
+        if fresh:
+            state = DocState(collection, doc_id)
         parents = tuple(sorted(state.heads))
         if len(parents) > MAX_PARENTS:  # merge wide fans in steps is future work; refuse loudly
             raise ValidationError(f"document has more than {MAX_PARENTS} concurrent heads")
         ch = Change(collection, doc_id, parents, state.height + 1, self.actor,
                     self.seq_of(self.actor) + 1, self.clock.now(wall_ms), tuple(ops), schema)
         data = ch.encode()
+        if len(data) > MAX_BLOCK_BYTES:
+            # Every decoder refuses such a block (our own on reopen too): refuse the write.
+            raise ValidationError(f"the change is {len(data)} bytes encoded; a block may hold "
+                                  f"at most {MAX_BLOCK_BYTES}")
         cid = cidlib.compute(data)
+        if fresh:
+            if docs is None:
+                docs = self.collections[collection] = {}
+            docs[doc_id] = state
         self._apply(cid, data, ch, state)
         return cid, data, state
 
@@ -192,27 +219,53 @@ class Replica:
                     upto = l
             self.sealed_upto[seal.actor] = upto
 
-    def _cid_at(self, actor: bytes, seq: int) -> bytes | None:
+    def _candidates_at(self, actor: bytes, seq: int) -> tuple[list[bytes], bool]:
+        """(cids that may be `actor`'s block at `seq`, whether that is settled by our log)."""
         log = self.by_actor.get(actor)
         if log is not None and seq <= len(log):
-            return log[seq - 1]
-        cands = self._pending_by_seq.get((actor, seq))
-        return cands[0] if cands else None
+            return [log[seq - 1]], True
+        return self._pending_by_seq.get((actor, seq), []), False
 
     def _try_seal(self, seal: Seal, data: bytes, result: ApplyResult) -> bool:
-        """Check a verified seal against the blocks it names; True once it is resolved."""
-        cids = []
+        """Check a verified seal against the blocks it names; True once it is resolved.
+
+        Blocks are not signed one by one, so anybody can send an unsealed block claiming
+        (actor, seq). Several pending candidates for one seq are therefore tried (bounded),
+        and the candidates the seal rules out are dropped. Previously the first candidate
+        received was the only one tried, and a mismatch rejected the seal for good: one
+        forged block stalled the real actor's data on this replica forever.
+        """
+        options: list[list[bytes]] = []
+        settled = True
+        combos = 1
         for seq in range(seal.first, seal.last + 1):
-            c = self._cid_at(seal.actor, seq)
-            if c is None:
+            cands, fixed = self._candidates_at(seal.actor, seq)
+            if not cands:
                 return False  # wait for the rest of the range
-            cids.append(c)
-        if batch_digest(cids) != seal.digest:
-            result.rejected.append((-1, f"seal {seal.first}..{seal.last} does not match the blocks it covers"))
-            return True
+            settled = settled and fixed
+            combos *= len(cands)
+            options.append(cands)
+        cids = None
+        if combos == 1:
+            attempt = [o[0] for o in options]
+            if batch_digest(attempt) == seal.digest:
+                cids = attempt
+        elif combos <= MAX_SEAL_CANDIDATE_COMBOS:
+            for attempt in itertools.product(*options):
+                if batch_digest(attempt) == seal.digest:
+                    cids = list(attempt)
+                    break
+        if cids is None:
+            if settled:  # every block of the range is applied: the seal contradicts our log
+                result.rejected.append((-1, f"seal {seal.first}..{seal.last} does not match the blocks it covers"))
+                return True
+            return False  # a pending candidate may be a forgery: wait for the real block
         self._store_seal(seal, data)
         result.seals += 1
-        for c in cids:
+        for seq, c in zip(range(seal.first, seal.last + 1), cids):
+            for other in list(self._pending_by_seq.get((seal.actor, seq), ())):
+                if other != c:
+                    self._drop_pending(other)  # contradicts the actor's signed seal
             if c in self._pending:
                 self._sealed_pending.add(c)
         return True
@@ -223,7 +276,7 @@ class Replica:
             return False
         for parent in ch.parents:
             if parent not in self.blocks:
-                self._waiting_parent.setdefault(parent, []).append(cid)
+                self._waiting_parent.setdefault(parent, {})[cid] = None
                 return False
         if self.require_signatures and not self._trusting and cid not in self._sealed_pending:
             return False
@@ -265,6 +318,10 @@ class Replica:
                 result.rejected.append((-1, f"block {cidlib.format_cid(cid)}: {problem}"))
                 continue
             self._apply(cid, p.data, ch)
+            # Other blocks claiming the same (actor, seq) can never apply now: drop them
+            # rather than let them sit in the pending buffer forever.
+            for other in list(self._pending_by_seq.get((ch.actor, ch.seq), ())):
+                self._drop_pending(other)
             result.new += 1
             result.changed_docs.append((ch.collection, ch.doc_id))
             nxt = self._pending_by_seq.get((ch.actor, ch.seq + 1))
@@ -386,6 +443,9 @@ class Replica:
                 if l > have:
                     last_of_range.setdefault((actor, min(l, self.servable(actor))), []).append(data)
         blocks = self.blocks
+        if self.pruned and not self.pruned.isdisjoint(wanted):
+            raise HistoryPrunedError("the requested blocks include some older than this "
+                                     "replica's pruning horizon; sync from an unpruned replica")
         for c in wanted:
             out.append(envelope(KIND_BLOCK, blocks[c]))
             _, _, actor, seq, _, _ = index[c]
