@@ -3,4 +3,11 @@
 from .base import OpenReport, Storage
 from .memory import MemoryStorage
 
-__all__ = ["OpenReport", "Storage", "MemoryStorage"]
+__all__ = ["OpenReport", "Storage", "MemoryStorage", "FileStorage"]
+
+
+def __getattr__(name: str):  # FileStorage needs os-level file access: not in the browser
+    if name == "FileStorage":
+        from .file import FileStorage
+        return FileStorage
+    raise AttributeError(name)

@@ -17,6 +17,31 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from ..core.errors import StorageError
+
+# Meta is for small bookkeeping values (frontiers, cursors): adapters keep all of it in memory
+# and the file adapter copies it into every new log segment, so both are bounded.
+MAX_META_KEY_BYTES = 1024
+MAX_META_VALUE_BYTES = 1024 * 1024
+
+
+def check_meta(key: str, value: bytes) -> bytes:
+    """Validate a meta key/value pair (the same rules in every adapter); return value as bytes."""
+    if not isinstance(key, str) or not key:
+        raise StorageError(f"meta key must be a non-empty str, not {key!r}")
+    try:
+        encoded = key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise StorageError("meta key is not valid Unicode (lone surrogate)") from None
+    if len(encoded) > MAX_META_KEY_BYTES:
+        raise StorageError(f"meta key longer than {MAX_META_KEY_BYTES} bytes")
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise StorageError(f"meta value must be bytes, not {type(value).__name__}")
+    value = bytes(value)
+    if len(value) > MAX_META_VALUE_BYTES:
+        raise StorageError(f"meta value of {len(value)} bytes exceeds {MAX_META_VALUE_BYTES}")
+    return value
+
 
 @dataclass(frozen=True)
 class OpenReport:
@@ -67,10 +92,17 @@ class Storage(ABC):
 
     @abstractmethod
     def compact(self, position: int) -> None:
-        """Drop records with position <= `position` (a snapshot covering them exists) and older snapshots."""
+        """Drop records with position <= `position` and the snapshots older than `position`.
+
+        Precondition (checked, StorageError otherwise): 0 <= position <= last_position() and a
+        snapshot covering at least `position` exists. Afterwards `records()` never yields a
+        position <= `position`, `last_position()` is unchanged and positions are never reused.
+        """
 
     def open_report(self) -> OpenReport:
         return OpenReport(records=self.last_position())
 
     @abstractmethod
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the store (idempotent). Every other method except last_position and
+        open_report then raises ClosedError."""
