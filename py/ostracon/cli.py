@@ -150,6 +150,15 @@ def verify_database(db: Any, progress: Any = None) -> list[str]:
     """Recompute every CID, DAG link and seal signature. Returns the problems found."""
     r = db._replica
     problems: list[str] = []
+    rep = db.open_report()
+    if rep.truncated_bytes:
+        problems.append(f"log: a damaged or torn tail of {rep.truncated_bytes} bytes was cut off at "
+                        f"open ({'; '.join(rep.notes) or 'see open_report'})")
+    for q in rep.quarantined:
+        problems.append(f"log: damaged data was quarantined to {q}")
+    check_storage = getattr(db.storage, "verify", None)
+    if check_storage is not None:
+        check_storage()  # reads every record of every segment; raises CorruptLogError
     total = len(r.order)
     for n, c in enumerate(r.order, 1):
         data = r.blocks.get(c)

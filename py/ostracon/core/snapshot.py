@@ -24,6 +24,7 @@ import msgpack
 
 from . import cid as cidlib
 from .block import decode_seal
+from .encoding import _default, _ext_hook
 from .errors import CorruptSnapshotError
 from .replica import Replica
 from .state import _ABSENT, DocState
@@ -64,13 +65,13 @@ def dump(replica: Replica) -> bytes:
     extra = {"checkpoint": replica.checkpoint,
              "pruned": [[i, c] for i, c in enumerate(order) if c in pruned]}
     return msgpack.packb([SNAPSHOT_FORMAT, [blocks.get(c) for c in order], seals, actors, cols, rows,
-                          docs, replica.clock.last, extra], use_bin_type=True)
+                          docs, replica.clock.last, extra], use_bin_type=True, default=_default)
 
 
 def load(replica: Replica, data: bytes) -> None:
     """Fill an empty replica from snapshot bytes. Raises CorruptSnapshotError."""
     try:
-        v = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
+        v = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False, ext_hook=_ext_hook)
         if type(v) is not list or len(v) != 9 or v[0] != SNAPSHOT_FORMAT:
             raise ValueError("unknown snapshot layout")
         _, blocks, seals, actors, cols, rows, docs, last, extra = v

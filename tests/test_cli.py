@@ -1,0 +1,144 @@
+"""The `ostracon` console script: every subcommand, and one-line errors (no tracebacks)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import ostracon
+from ostracon.cli import main
+
+
+@pytest.fixture()
+def dbdir(tmp_path):
+    path = tmp_path / "db"
+    t = [1_700_000_000_000]
+
+    def clock():
+        t[0] += 10
+        return t[0]
+    with ostracon.open(path, clock=clock) as db:
+        col = db.collection("notes")
+        col.create({"title": "one", "tags": ["a"], "blob": b"\x00\x01"}, id="n1")
+        col.create({"title": "two"}, id="n2")
+        col.patch("n1", {"title": "one!"})
+        col.increment("n2", "votes", 3)
+        col.delete("n2")
+        db.collection("todos").create({"done": False, "big": 2**80}, id="t1")
+    return str(path)
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_inspect(dbdir, capsys):
+    code, out, _ = run(capsys, "inspect", dbdir)
+    assert code == 0
+    assert "blocks     6" in out and "notes: 1 documents (1 deleted)" in out and "todos: 1 documents" in out
+    assert "segments" in out and "snapshots" in out
+
+
+def test_log_human_and_ndjson(dbdir, capsys):
+    code, out, _ = run(capsys, "log", dbdir)
+    assert code == 0 and len(out.splitlines()) == 6 and "notes/n1" in out and "delete document" in out
+    code, out, _ = run(capsys, "log", dbdir, "--ndjson")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [e["seq"] for e in lines] == [1, 2, 3, 4, 5, 6]
+    assert lines[0]["ops"][0] == ["s", "blob", {"$bytes": "AAE="}]
+    assert {"cid", "collection", "id", "actor", "seq", "time", "ops"} <= set(lines[0])
+
+
+def test_history(dbdir, capsys):
+    code, out, _ = run(capsys, "history", dbdir, "notes", "n1", "--ndjson")
+    commits = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [c["height"] for c in commits] == [1, 2]
+    assert all(c["signature"]["status"] == "verified" for c in commits)
+    code, _, err = run(capsys, "history", dbdir, "notes", "nope")
+    assert code == 2 and "NotFoundError" in err and "Traceback" not in err
+
+
+def test_verify_ok_and_tampered(dbdir, capsys):
+    code, out, _ = run(capsys, "verify", dbdir)
+    assert code == 0 and out.startswith("OK: 6 blocks")
+    # Tamper with a stored seal signature through the API surface the verifier reads.
+    db = ostracon.open(dbdir, read_only=True)
+    from ostracon.cli import verify_database
+    actor = next(iter(db._replica.seals))
+    f, l, data = db._replica.seals[actor][0]
+    bad = bytearray(data)
+    bad[-70] ^= 1  # inside the signature bytes
+    db._replica.seals[actor][0] = (f, l, bytes(bad))
+    problems = verify_database(db)
+    db.close()
+    assert problems and "seal" in problems[0]
+
+
+def test_verify_detects_corrupt_log_file(dbdir, capsys):
+    seg = sorted(p for p in os.listdir(dbdir) if p.endswith(".log"))[-1]
+    path = os.path.join(dbdir, seg)
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2] ^= 0xFF  # damage in the middle, followed by intact records
+    open(path, "wb").write(bytes(data))
+    code, out, err = run(capsys, "verify", dbdir)
+    # The fixture flushed once, so the damage is in the log's last flush group, which
+    # recovery cannot tell from a torn write: it is cut, and verify must say so (exit 1).
+    assert code == 1 and "tail" in out and "Traceback" not in err
+
+
+def test_verify_detects_corruption_before_the_last_group(dbdir, capsys):
+    with ostracon.open(dbdir) as db:  # a second flush group after the damaged one
+        db.collection("notes").create({"title": "three"}, id="n3")
+    seg = sorted(p for p in os.listdir(dbdir) if p.endswith(".log"))[-1]
+    path = os.path.join(dbdir, seg)
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 3] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+    code, _, err = run(capsys, "verify", dbdir)
+    assert code == 2 and "CorruptLogError" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_compact_export_import_round_trip(dbdir, tmp_path, capsys):
+    code, out, _ = run(capsys, "compact", dbdir)
+    assert code == 0 and "snapshot" in out
+    export = tmp_path / "out.ndjson"
+    code, _, err = run(capsys, "export", dbdir, "--ndjson", "-o", str(export))
+    assert code == 0 and "exported 2 documents" in err
+    target = str(tmp_path / "copy")
+    code, out, _ = run(capsys, "import", target, str(export))
+    assert code == 0 and "2 created" in out
+    with ostracon.open(target) as db:
+        n1 = db.collection("notes").get("n1")
+        assert n1["title"] == "one!" and n1["blob"] == b"\x00\x01" and n1["tags"] == ["a"]
+        assert db.collection("todos").get("t1")["big"] == 2**80
+    code, out, _ = run(capsys, "import", target, str(export))  # again: updates, not duplicates
+    assert code == 0 and "2 updated" in out
+
+
+def test_compact_prune_before(dbdir, capsys):
+    code, out, _ = run(capsys, "compact", dbdir, "--prune-before", str(2_000_000_000_000))
+    assert code == 0
+    code, out, _ = run(capsys, "verify", dbdir)
+    assert code == 0 and "pruned" in out
+
+
+def test_expected_errors_are_one_line(tmp_path, capsys):
+    code, _, err = run(capsys, "inspect", str(tmp_path / "missing"))
+    assert code == 2 and err.strip().count("\n") == 0 and "no such database" in err
+    bad = tmp_path / "bad.ndjson"
+    bad.write_text("{not json\n")
+    code, _, err = run(capsys, "import", str(tmp_path / "x"), str(bad))
+    assert code == 2 and "bad.ndjson:1" in err
+
+
+def test_locked_database_is_a_clear_error(dbdir):
+    # A second *writer* process gets a one-line LockedError; the console script is used
+    # as installed, so this also checks the entry point.
+    with ostracon.open(dbdir):
+        proc = subprocess.run([sys.executable, "-m", "ostracon.cli", "compact", dbdir],
+                              capture_output=True, text=True)
+    assert proc.returncode == 2 and "LockedError" in proc.stderr and "Traceback" not in proc.stderr
