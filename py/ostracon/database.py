@@ -40,6 +40,8 @@ SINK_BATCH_OPS = 100
 SINK_INTERVAL_MS = 5000
 #: Default page size of `scan`: large enough for UIs, small enough to bound one call.
 SCAN_LIMIT = 500
+#: Subscriber callback exceptions kept for inspection (the newest ones).
+CALLBACK_ERRORS_KEPT = 20
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
@@ -160,6 +162,7 @@ class Collection:
         return out, None
 
     def count(self, *, include_deleted: bool = False) -> int:
+        self.db._check_open()
         docs = self.db._replica.collections.get(self.name, {})
         if include_deleted:
             return len(docs)
@@ -341,7 +344,9 @@ class Database:
         self._sink_error: StorageError | None = None
         self._closed = False
         self._listeners: list[Callable[[str, str, DocState], None]] = []
+        self.callback_errors: list[Exception] = []
         self._load()
+        self._replica.own_durable = self._replica.seq_of(self._replica.actor)  # all from storage
         self.feed = ChangeFeed(self._random(6).hex(), feed_retention)
 
     # ------------------------------------------------------------ lifecycle
@@ -435,8 +440,8 @@ class Database:
         now = self.clock()
         cid, data, state = self._replica.commit(col.name, doc_id, ops, now)
         self._unpersisted.append(envelope(KIND_BLOCK, data))
-        self._publish(col.name, doc_id, state)
         self._writes_since_flush += 1
+        self._publish(col.name, doc_id, state)
         if self._last_flush_ms is None:
             self._last_flush_ms = now
         if (self._writes_since_flush >= self.sink_batch_ops
@@ -445,10 +450,19 @@ class Database:
         return cid
 
     def _publish(self, collection: str, doc_id: str, state: DocState) -> None:
-        self.feed.publish(collection, doc_id, state.version, state.deleted,
-                          state.min_t >> 16, state.max_t >> 16, state.user_fields())
+        # The change is applied already: a failing subscriber callback must not make the
+        # write look failed. Errors are kept (bounded) in `callback_errors` for the app.
+        try:
+            self.feed.publish(collection, doc_id, state.version, state.deleted,
+                              state.min_t >> 16, state.max_t >> 16, state.user_fields())
+        except Exception as exc:  # noqa: BLE001 - user code
+            self._callback_error(exc)
         for fn in self._listeners:
             fn(collection, doc_id, state)
+
+    def _callback_error(self, exc: Exception) -> None:
+        self.callback_errors.append(exc)
+        del self.callback_errors[:-CALLBACK_ERRORS_KEPT]
 
     def _auto_flush(self, now: int) -> None:
         try:
@@ -465,24 +479,26 @@ class Database:
             self._auto_flush(now)
 
     def _flush(self, now: int) -> None:
-        seals = self._replica.seal_local(self.identity.sign)
+        r = self._replica
+        seals = r.seal_local(self.identity.sign)
         self._unpersisted.extend(envelope(2, s) for s in seals)
         if self._unpersisted:
             batch = self._unpersisted
             self.storage.append(batch)
             self._unpersisted = []
-            try:
-                self.storage.flush()
-            except StorageError:
-                raise
-        else:
-            self.storage.flush()
+        # Raises on failure; then our new blocks stay unshareable (own_durable unchanged):
+        # only blocks that survived a flush are ever offered to other replicas.
+        self.storage.flush()
+        r.own_durable = r.seq_of(r.actor)
         self._writes_since_flush = 0
         self._last_flush_ms = now
         self._sink_error = None
 
     def flush(self) -> None:
-        """Return once every earlier write is durable; raise StorageError if it is not."""
+        """Return once every earlier write is durable; raise StorageError if it is not.
+
+        A failed automatic flush left its batch queued; this retries it, so an error is
+        raised here exactly when something acknowledged-looking is still not durable."""
         self._check_open()
         if self.storage.read_only:
             return

@@ -1,6 +1,6 @@
 """Content identifiers: CIDv1, codec messagepack (0x0201), multihash sha2-256, base32 text.
 
-Binary form (36 bytes): varint(1) varint(0x0201) varint(0x12) varint(32) digest
+Binary form (37 bytes): varint(1) varint(0x0201) varint(0x12) varint(32) digest
 = 01 81 04 12 20 ‖ sha256(block bytes). Text form: multibase 'b' + RFC 4648 base32,
 lower case, no padding. Internally CIDs are the raw bytes; the public API shows text.
 """
@@ -14,7 +14,9 @@ from .errors import CorruptBlockError, ValidationError
 
 CID_PREFIX = b"\x01\x81\x04\x12\x20"
 CID_LEN = len(CID_PREFIX) + 32
-CID_TEXT_LEN = 1 + 58  # 'b' + ceil(36 * 8 / 5)
+# 'b' + ceil(37 * 8 / 5) = 61. (Was hard-coded as 1 + 58 for a 36-byte CID, but the
+# codec varint 0x0201 is two bytes, so CIDs are 37 bytes and parse_cid refused them all.)
+CID_TEXT_LEN = 1 + (CID_LEN * 8 + 4) // 5
 
 
 def compute(block_bytes: bytes) -> bytes:

@@ -123,8 +123,17 @@ class ChangeFeed:
         ev = ChangeEvent(self.last_seq, collection, doc_id, version, deleted, created, updated,
                          fields, cursor=f"{self.epoch}.{self.last_seq}")
         self._events.append(ev)
+        # A callback that raises must not make the subscribers after it miss the event
+        # (a silent drop): offer it to every subscriber, then re-raise the first error.
+        error: BaseException | None = None
         for sub in list(self._subs):
-            sub._offer(ev)
+            try:
+                sub._offer(ev)
+            except Exception as exc:
+                if error is None:
+                    error = exc
+        if error is not None:
+            raise error
         return ev
 
     def _parse(self, cursor: str | None) -> int:

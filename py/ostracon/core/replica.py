@@ -90,6 +90,7 @@ class Replica:
         # stay known, so state, DAG and seal digests remain verifiable; the bodies do not.
         self.pruned: set[bytes] = set()
         self.checkpoint: dict | None = None
+        self.own_durable: int | None = None   # set by the driver after each durable flush
 
     # ------------------------------------------------------------ reading
 
@@ -103,7 +104,12 @@ class Replica:
 
     def servable(self, actor: bytes) -> int:
         """Highest seq of `actor` we can send: sealed for us, applied for others."""
-        if actor == self.actor or self.require_signatures:
+        if actor == self.actor:
+            # Our own blocks: sealed *and* durable (the driver sets own_durable after a
+            # successful storage flush), so a peer never holds what we could lose.
+            durable = self.seq_of(actor) if self.own_durable is None else self.own_durable
+            return min(self.sealed_upto.get(actor, 0), durable)
+        if self.require_signatures:
             return min(self.sealed_upto.get(actor, 0), self.seq_of(actor))
         return self.seq_of(actor)
 

@@ -1,0 +1,844 @@
+"""The sync protocol as a sans-IO state machine (model: h11, wsproto). PURE.
+
+Bytes in, events and bytes out: `SyncSession.receive_plaintext(data)` takes one decrypted
+message and returns events; `outgoing()` returns the messages to send (the transport seals
+each into one frame); `tick(now_ms)` drives retries and anti-entropy from an injected clock;
+`on_local_change()` announces newly sealed local blocks. No I/O, no clock, no randomness of
+its own (peer ids and request ids come from an injected `random_bytes`).
+
+The medium is a relay ROOM: every message reaches every other member (broadcast), so
+messages that concern one peer name it (`Need.to`, `Hello.reply_to`) and everyone else
+either ignores them or profits from them (any `Blocks` is applied by every receiver).
+
+Messages (canonical msgpack maps; docs/SYNC.md has the full flow):
+
+    hello   {t, v, p: peer, a: actor, vv: [[actor, seq]...], d: digest, r: reply_to}
+    need    {t, v, p: peer, to: peer | b"", q: request id, n: attempt, r: [[actor, from, to]...]}
+    blocks  {t, v, p: peer, re: [[peer, q]...], last: bool, vv: [[actor, seq]...], e: [envelope...]}
+
+Hostile input (from anyone holding the space key; the frame layer already dropped everything
+else) never raises: malformed or out-of-limit messages become `ProtocolViolation` events, bad
+blocks and seals are refused by the replica and reported in `BlocksApplied.rejected`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from .block import MAX_BLOCK_BYTES, MAX_SEQ
+from .encoding import decode, encode
+from .errors import CorruptBlockError, ProtocolError, ValidationError
+from .frames import DEFAULT_MAX_FRAME_SIZE, FRAME_OVERHEAD
+
+PROTOCOL_VERSION = 1
+PEER_ID_SIZE = 16
+ACTOR_SIZE = 32
+DIGEST_SIZE = 32
+MAX_REQUEST_ID = 2**32 - 1
+
+# --- limits (each is a SyncSession parameter; these are the defaults) -------------------------
+
+#: Largest plaintext message: what fits in one default 512 KiB frame after the frame header,
+#: encoding byte and GCM tag, so one message is always exactly one frame (one encryption).
+DEFAULT_MAX_MESSAGE_BYTES = DEFAULT_MAX_FRAME_SIZE - FRAME_OVERHEAD
+#: A message budget below this could not carry the largest legal block in one message.
+MIN_MESSAGE_BYTES = MAX_BLOCK_BYTES + 4096
+#: Entries of a version vector (or ranges of a need) in one message: an entry is ~45 bytes, so
+#: 8192 of them (~370 KB) still fit in one message. A room with more actors than this is far
+#: beyond what the protocol targets (tens to hundreds of devices); such vectors are refused.
+MAX_VECTOR_ENTRIES = 8192
+#: Envelopes in one blocks message; the byte budget normally binds first (blocks are >100 B).
+MAX_ENVELOPES_PER_MESSAGE = 65_536
+#: Peers remembered per session (least recently heard forgotten first): bounds the memory an
+#: authenticated but hostile member can make us spend by inventing peer ids.
+DEFAULT_MAX_PEERS = 1024
+#: A need not answered completely within this long is sent again (to another peer if one has
+#: the data). Long enough for a 512 KiB frame on a slow link, short enough to heal promptly.
+DEFAULT_NEED_TIMEOUT_MS = 10_000
+#: Anti-entropy: a hello is broadcast this often so that anything lost (dropped frames, a peer
+#: that missed a push) is noticed even when nobody writes.
+DEFAULT_HELLO_INTERVAL_MS = 30_000
+#: A peer not heard from for this long is forgotten (3 missed hellos).
+DEFAULT_PEER_TTL_MS = 3 * DEFAULT_HELLO_INTERVAL_MS
+#: How many peers answer a newcomer's hello with their own (chosen by rendezvous hashing among
+#: those that have something it lacks). Broadcast makes every reply reach every member, so
+#: "everyone replies" would cost O(members^2) per join; 2 gives redundancy against one loss.
+DEFAULT_REPLY_FANOUT = 2
+#: Attempts for one gap before waiting for the next tick (a peer that claims data it cannot
+#: serve must not make us loop).
+MAX_NEED_ATTEMPTS = 3
+
+DIGEST_LABEL = b"ostracon/sync-digest/v1\x00"
+
+
+class MalformedMessageError(ProtocolError):
+    """A sync message could not be decoded or breaks a rule of the protocol."""
+
+
+# --- the replica the session drives ------------------------------------------------------------
+
+class ApplyOutcome(Protocol):
+    new: int
+    duplicates: int
+    pending: int
+    rejected: list
+
+
+class ReplicaLike(Protocol):
+    """What the session needs (core.replica.Replica fits; sync/ adapts a Database)."""
+
+    def version_vector(self) -> dict[bytes, int]: ...
+
+    def envelopes_since(self, vector: dict[bytes, int]) -> list[bytes]: ...
+
+    def apply_envelopes(self, envelopes: list[bytes], *, strict: bool = ...) -> ApplyOutcome: ...
+
+
+def tips_digest(replica: Any, vector: dict[bytes, int]) -> bytes:
+    """sha256 over (actor, seq, CID of that block) for each vector entry of a core Replica.
+
+    Two replicas with equal vectors but different tips have diverged (an actor equivocated:
+    e.g. a device restored from a backup reused sequence numbers). Sync cannot repair that, so
+    the session reports it (`Diverged`) instead of claiming to be in sync.
+    """
+    h = hashlib.sha256(DIGEST_LABEL)
+    by_actor = replica.by_actor
+    for actor in sorted(vector):
+        seq = vector[actor]
+        h.update(actor + seq.to_bytes(8, "big") + by_actor[actor][seq - 1])
+    return h.digest()
+
+
+def _digest_fn(replica: Any) -> Callable[[dict[bytes, int]], bytes] | None:
+    fn = getattr(replica, "vector_digest", None)
+    if fn is not None:
+        return fn
+    if hasattr(replica, "by_actor"):
+        return lambda vector: tips_digest(replica, vector)
+    return None
+
+
+# --- validation helpers ----------------------------------------------------------------------
+
+def _bytes(value: Any, sizes: tuple[int, ...], what: str) -> bytes:
+    if type(value) is not bytes or len(value) not in sizes:
+        raise ValidationError(f"{what} must be {' or '.join(map(str, sizes))} bytes")
+    return value
+
+
+def _seq(value: Any, what: str, minimum: int = 1) -> int:
+    if type(value) is not int or not minimum <= value <= MAX_SEQ:
+        raise ValidationError(f"{what} must be an int in [{minimum}, 2**63)")
+    return value
+
+
+def _vector(value: Any) -> tuple[tuple[bytes, int], ...]:
+    """Wire form of a version vector: [actor, seq] pairs, sorted by actor, no duplicates."""
+    if isinstance(value, dict):
+        value = sorted(value.items())
+    if type(value) not in (list, tuple):
+        raise ValidationError("a version vector must be a list of [actor, seq] pairs")
+    if len(value) > MAX_VECTOR_ENTRIES:
+        raise ValidationError(f"a version vector may have at most {MAX_VECTOR_ENTRIES} entries")
+    out = []
+    prev = None
+    for entry in value:
+        if type(entry) not in (list, tuple) or len(entry) != 2:
+            raise ValidationError("a version vector entry must be [actor, seq]")
+        actor = _bytes(entry[0], (ACTOR_SIZE,), "actor")
+        seq = _seq(entry[1], "seq")
+        if prev is not None and actor <= prev:
+            raise ValidationError("version vector entries must be sorted by actor, without duplicates")
+        prev = actor
+        out.append((actor, seq))
+    return tuple(out)
+
+
+def _ranges(value: Any) -> tuple[tuple[bytes, int, int], ...]:
+    if type(value) not in (list, tuple) or not value:
+        raise ValidationError("a need must ask for at least one range")
+    if len(value) > MAX_VECTOR_ENTRIES:
+        raise ValidationError(f"a need may have at most {MAX_VECTOR_ENTRIES} ranges")
+    out = []
+    prev = None
+    for entry in value:
+        if type(entry) not in (list, tuple) or len(entry) != 3:
+            raise ValidationError("a range must be [actor, from_seq, to_seq]")
+        actor = _bytes(entry[0], (ACTOR_SIZE,), "actor")
+        first = _seq(entry[1], "from_seq")
+        last = _seq(entry[2], "to_seq")
+        if last < first:
+            raise ValidationError("a range must have from_seq <= to_seq")
+        if prev is not None and actor <= prev:
+            raise ValidationError("ranges must be sorted by actor, one per actor")
+        prev = actor
+        out.append((actor, first, last))
+    return tuple(out)
+
+
+def _request_id(value: Any) -> int:
+    if type(value) is not int or not 1 <= value <= MAX_REQUEST_ID:
+        raise ValidationError("a request id must be an int in [1, 2**32)")
+    return value
+
+
+# --- messages ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Hello:
+    """I am `peer` (writing as `actor`), I hold `version_vector`; `reply_to` names the peer whose
+    hello this answers (empty: a fresh or periodic hello, which peers may answer)."""
+
+    peer: bytes
+    version_vector: tuple[tuple[bytes, int], ...]
+    heads_digest: bytes = b""
+    actor: bytes = b""
+    reply_to: bytes = b""
+
+    def __post_init__(self) -> None:
+        _bytes(self.peer, (PEER_ID_SIZE,), "peer id")
+        object.__setattr__(self, "version_vector", _vector(self.version_vector))
+        _bytes(self.heads_digest, (0, DIGEST_SIZE), "heads digest")
+        _bytes(self.actor, (0, ACTOR_SIZE), "actor")
+        _bytes(self.reply_to, (0, PEER_ID_SIZE), "reply_to")
+
+    def to_wire(self) -> dict:
+        return {"t": "hello", "v": PROTOCOL_VERSION, "p": self.peer, "a": self.actor,
+                "vv": [list(e) for e in self.version_vector], "d": self.heads_digest, "r": self.reply_to}
+
+
+@dataclass(frozen=True)
+class Need:
+    """Please send blocks `from_seq..to_seq` (at least) of each actor in `ranges`.
+
+    `to` is the peer asked (empty: anyone who has them). `request` ties the answer to the
+    question; `attempt` > 1 marks a retry after a gap (always served in full)."""
+
+    peer: bytes
+    ranges: tuple[tuple[bytes, int, int], ...]
+    request: int
+    to: bytes = b""
+    attempt: int = 1
+
+    def __post_init__(self) -> None:
+        _bytes(self.peer, (PEER_ID_SIZE,), "peer id")
+        _bytes(self.to, (0, PEER_ID_SIZE), "need target")
+        object.__setattr__(self, "ranges", _ranges(self.ranges))
+        _request_id(self.request)
+        if type(self.attempt) is not int or not 1 <= self.attempt <= 255:
+            raise ValidationError("attempt must be an int in [1, 255]")
+
+    def to_wire(self) -> dict:
+        return {"t": "need", "v": PROTOCOL_VERSION, "p": self.peer, "to": self.to, "q": self.request,
+                "n": self.attempt, "r": [list(r) for r in self.ranges]}
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """Envelopes (blocks, each range followed by its seals), in causal order.
+
+    `answers`: the (peer, request) needs this serves (empty: a push of new local blocks);
+    `last`: the final part of those answers. `version_vector`: the sender's servable seq for
+    the actors carried, so a receiver that lacks earlier blocks notices the gap at once."""
+
+    peer: bytes
+    envelopes: tuple[bytes, ...]
+    version_vector: tuple[tuple[bytes, int], ...] = ()
+    answers: tuple[tuple[bytes, int], ...] = ()
+    last: bool = True
+
+    def __post_init__(self) -> None:
+        _bytes(self.peer, (PEER_ID_SIZE,), "peer id")
+        if type(self.envelopes) not in (list, tuple) or len(self.envelopes) > MAX_ENVELOPES_PER_MESSAGE:
+            raise ValidationError(f"envelopes must be a list of at most {MAX_ENVELOPES_PER_MESSAGE}")
+        for env in self.envelopes:
+            if type(env) is not bytes or not env:
+                raise ValidationError("an envelope must be non-empty bytes")
+        object.__setattr__(self, "envelopes", tuple(self.envelopes))
+        object.__setattr__(self, "version_vector", _vector(self.version_vector))
+        if type(self.answers) not in (list, tuple) or len(self.answers) > MAX_VECTOR_ENTRIES:
+            raise ValidationError("answers must be a list of [peer, request] pairs")
+        ans = []
+        for a in self.answers:
+            if type(a) not in (list, tuple) or len(a) != 2:
+                raise ValidationError("an answer must be [peer, request]")
+            ans.append((_bytes(a[0], (PEER_ID_SIZE,), "peer id"), _request_id(a[1])))
+        object.__setattr__(self, "answers", tuple(ans))
+        if type(self.last) is not bool:
+            raise ValidationError("last must be a bool")
+
+    def to_wire(self) -> dict:
+        return {"t": "blocks", "v": PROTOCOL_VERSION, "p": self.peer,
+                "re": [list(a) for a in self.answers], "last": self.last,
+                "vv": [list(e) for e in self.version_vector], "e": list(self.envelopes)}
+
+
+Message = Hello | Need | Blocks
+
+
+def encode_message(msg: Message) -> bytes:
+    """Canonical bytes of a message."""
+    return encode(msg.to_wire())
+
+
+def _get(m: dict, key: str, default: Any = None, required: bool = True) -> Any:
+    if key in m:
+        return m[key]
+    if required:
+        raise ValidationError(f"missing field {key!r}")
+    return default
+
+
+def decode_message(data: bytes) -> Message:
+    """Decode one message; anything malformed raises MalformedMessageError (never another type).
+
+    Unknown map keys are ignored (a newer peer may add fields); an unknown message type or
+    protocol version is refused.
+    """
+    if type(data) is not bytes:
+        if isinstance(data, (bytearray, memoryview)):
+            data = bytes(data)
+        else:
+            raise MalformedMessageError(f"a message must be bytes, not {type(data).__name__}")
+    try:
+        m = decode(data)
+    except CorruptBlockError as exc:
+        raise MalformedMessageError(f"not a canonical msgpack message: {exc}") from None
+    if type(m) is not dict:
+        raise MalformedMessageError("a message must be a map")
+    t, v = m.get("t"), m.get("v")
+    if v != PROTOCOL_VERSION or type(v) is not int:
+        raise MalformedMessageError(f"unsupported sync protocol version {v!r:.20} (this build speaks {PROTOCOL_VERSION})")
+    try:
+        if t == "hello":
+            return Hello(_get(m, "p"), _get(m, "vv"), _get(m, "d", b"", False), _get(m, "a", b"", False),
+                         _get(m, "r", b"", False))
+        if t == "need":
+            return Need(_get(m, "p"), _get(m, "r"), _get(m, "q"), _get(m, "to", b"", False),
+                        _get(m, "n", 1, False))
+        if t == "blocks":
+            return Blocks(_get(m, "p"), _get(m, "e"), _get(m, "vv", (), False), _get(m, "re", (), False),
+                          _get(m, "last", True, False))
+    except ValidationError as exc:
+        raise MalformedMessageError(f"{t} message: {exc}") from None
+    raise MalformedMessageError(f"unknown message type {t!r:.40}")
+
+
+# --- events --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PeerSeen:
+    """A peer was heard from for the first time (actor is b"" until its hello arrives)."""
+
+    peer: bytes
+    actor: bytes
+
+
+@dataclass(frozen=True)
+class PeerLost:
+    """A peer was not heard from for `peer_ttl_ms` and is forgotten."""
+
+    peer: bytes
+
+
+@dataclass(frozen=True)
+class BlocksApplied:
+    """A blocks message was merged: `new` blocks applied (0 for pure duplicates)."""
+
+    peer: bytes
+    new: int
+    duplicates: int
+    pending: int
+    rejected: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GapDetected:
+    """Blocks `have+1..want` of `actor` were expected but did not arrive; asked again."""
+
+    actor: bytes
+    have: int
+    want: int
+
+
+@dataclass(frozen=True)
+class Synced:
+    """We hold everything every known peer has announced and nothing is outstanding."""
+
+    version_vector: tuple[tuple[bytes, int], ...]
+    peers: int
+
+
+@dataclass(frozen=True)
+class Diverged:
+    """Equal version vectors, different content: an actor equivocated. Sync cannot fix it."""
+
+    peer: bytes
+
+
+@dataclass(frozen=True)
+class ProtocolViolation:
+    """A message was malformed or broke the protocol; it was ignored."""
+
+    peer: bytes | None
+    reason: str
+    error: ProtocolError = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
+
+
+Event = PeerSeen | PeerLost | BlocksApplied | GapDetected | Synced | Diverged | ProtocolViolation
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to send. `durable`: store it in the relay mailbox too (pushes of our own
+    blocks, so devices that come online later catch up); otherwise live-only. `own_upto`: for
+    durable pushes, our own sequence number covered once this message is stored."""
+
+    data: bytes
+    durable: bool = False
+    kind: str = ""
+    own_upto: int = 0
+
+
+# --- the session ---------------------------------------------------------------------------------
+
+class _Peer:
+    __slots__ = ("peer", "actor", "vector", "last_seen", "digest")
+
+    def __init__(self, peer: bytes, now: int) -> None:
+        self.peer = peer
+        self.actor = b""
+        self.vector: dict[bytes, int] = {}
+        self.last_seen = now
+        self.digest = b""
+
+
+class _Outstanding:
+    __slots__ = ("upto", "request", "peer", "sent_ms", "attempt")
+
+    def __init__(self, upto: int, request: int, peer: bytes, sent_ms: int, attempt: int) -> None:
+        self.upto = upto
+        self.request = request
+        self.peer = peer
+        self.sent_ms = sent_ms
+        self.attempt = attempt
+
+
+def _rank(a: bytes, b: bytes) -> bytes:
+    """Rendezvous hash: every member computes the same ordering without talking."""
+    return hashlib.sha256(a + b).digest()
+
+
+class SyncSession:
+    """One member's side of sync in one room, for one connection.
+
+    `replica`: see ReplicaLike. `random_bytes(n)`: injected randomness (peer id, request ids).
+    `actor`: our actor id (replica.actor by default), so our own blocks can be pushed durably.
+    `pushed_upto`: our own seq already stored in the room's mailbox (persisted by the
+    transport); start() pushes everything after it.
+    """
+
+    def __init__(self, replica: ReplicaLike, random_bytes: Callable[[int], bytes], *,
+                 actor: bytes | None = None, peer_id: bytes | None = None, pushed_upto: int = 0,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 need_timeout_ms: int = DEFAULT_NEED_TIMEOUT_MS,
+                 hello_interval_ms: int = DEFAULT_HELLO_INTERVAL_MS,
+                 peer_ttl_ms: int = DEFAULT_PEER_TTL_MS, max_peers: int = DEFAULT_MAX_PEERS,
+                 reply_fanout: int = DEFAULT_REPLY_FANOUT, now_ms: int = 0) -> None:
+        if type(max_message_bytes) is not int or max_message_bytes < MIN_MESSAGE_BYTES:
+            raise ValidationError(f"max_message_bytes must be an int >= {MIN_MESSAGE_BYTES} "
+                                  "(one message must be able to carry the largest block)")
+        for name, value in (("need_timeout_ms", need_timeout_ms), ("hello_interval_ms", hello_interval_ms),
+                            ("peer_ttl_ms", peer_ttl_ms), ("max_peers", max_peers),
+                            ("reply_fanout", reply_fanout)):
+            if type(value) is not int or value < 1:
+                raise ValidationError(f"{name} must be a positive int")
+        self.replica = replica
+        self._random = random_bytes
+        self.actor = actor if actor is not None else getattr(replica, "actor", b"")
+        _bytes(self.actor, (0, ACTOR_SIZE), "actor")
+        self.peer_id = _bytes(peer_id if peer_id is not None else random_bytes(PEER_ID_SIZE),
+                              (PEER_ID_SIZE,), "peer id")
+        self.pushed_upto = _seq(pushed_upto, "pushed_upto", 0)
+        self.max_message_bytes = max_message_bytes
+        self.need_timeout_ms = need_timeout_ms
+        self.hello_interval_ms = hello_interval_ms
+        self.peer_ttl_ms = peer_ttl_ms
+        self.max_peers = max_peers
+        self.reply_fanout = reply_fanout
+        self._digest = _digest_fn(replica)
+        self._now = now_ms
+        self._last_hello = now_ms
+        self._peers: dict[bytes, _Peer] = {}           # insertion order = least recently heard first
+        self._outstanding: dict[bytes, _Outstanding] = {}
+        self._out: list[Outgoing] = []
+        self._serve: dict[bytes, int] = {}             # actor -> lowest from_seq asked, this round
+        self._serve_answers: list[tuple[bytes, int]] = []
+        self._served: dict[bytes, int] = {}            # actor -> from_seq broadcast since last tick
+        self._deferred: dict[bytes, _Outstanding] = {}  # answered short while others were in flight
+        self._failed: dict[bytes, bytes] = {}          # actor -> peer whose answer left a gap
+        self._attempts: dict[bytes, int] = {}          # actor -> needs sent since the last tick
+        self._diverged: set[bytes] = set()
+        self._synced = False
+        self._started = False
+        self.stats = {"messages_in": 0, "messages_out": 0, "violations": 0, "blocks_new": 0,
+                      "blocks_duplicate": 0, "blocks_rejected": 0, "gaps": 0, "echoes": 0}
+
+    # ------------------------------------------------------------ public API
+
+    def start(self) -> list[Event]:
+        """Begin (call once the room is joined and any mailbox replay is done): push our own
+        blocks the room's mailbox lacks, then say hello."""
+        self._started = True
+        self._push_own()
+        self._queue_hello(b"")
+        return self._check_synced([])
+
+    def on_local_change(self) -> None:
+        """New local blocks were sealed (after a flush): push them to the room."""
+        if self._started:
+            self._push_own()
+
+    def resync(self) -> None:
+        """Broadcast a hello now (after a reconnect, or when the caller suspects loss)."""
+        self._queue_hello(b"")
+
+    def receive_plaintext(self, data: bytes) -> list[Event]:
+        """Process one decrypted message. Never raises for bad input: see ProtocolViolation."""
+        events: list[Event] = []
+        self.stats["messages_in"] += 1
+        try:
+            msg = decode_message(data)
+        except MalformedMessageError as exc:
+            self.stats["violations"] += 1
+            events.append(ProtocolViolation(None, str(exc), exc))
+            return events
+        if msg.peer == self.peer_id:
+            # Our own message reflected back (a relay replaying our frames): nothing to learn.
+            self.stats["echoes"] += 1
+            return events
+        peer = self._touch(msg.peer, events)
+        if isinstance(msg, Hello):
+            self._on_hello(msg, peer, events)
+        elif isinstance(msg, Need):
+            self._on_need(msg, events)
+        else:
+            self._on_blocks(msg, peer, events)
+        self._plan_needs(events)
+        return self._check_synced(events)
+
+    def outgoing(self) -> list[Outgoing]:
+        """Messages to send, in order (each is one frame). Clears the queue."""
+        self._flush_serves()
+        out, self._out = self._out, []
+        self.stats["messages_out"] += len(out)
+        return out
+
+    def tick(self, now_ms: int) -> list[Event]:
+        """Advance the injected clock: retry timed-out needs, forget silent peers, and send the
+        periodic hello."""
+        events: list[Event] = []
+        if type(now_ms) is not int:
+            raise ValidationError("now_ms must be an int")
+        self._now = max(self._now, now_ms)
+        self._served.clear()
+        for pid in [p for p, info in self._peers.items() if self._now - info.last_seen >= self.peer_ttl_ms]:
+            del self._peers[pid]
+            events.append(PeerLost(pid))
+        ours = self.replica.version_vector()
+        for actor, o in list(self._outstanding.items()):
+            if self._now - o.sent_ms >= self.need_timeout_ms:
+                have = ours.get(actor, 0)
+                del self._outstanding[actor]
+                if have < o.upto:
+                    self.stats["gaps"] += 1
+                    events.append(GapDetected(actor, have, o.upto))
+                    self._failed[actor] = o.peer
+        if self._started and self._now - self._last_hello >= self.hello_interval_ms:
+            self._queue_hello(b"")
+        self._attempts.clear()
+        self._plan_needs(events)
+        return self._check_synced(events)
+
+    @property
+    def is_synced(self) -> bool:
+        """No need outstanding and no known peer announced anything we lack."""
+        if self._outstanding or self._deferred:
+            return False
+        ours = self.replica.version_vector()
+        for p in self._peers.values():
+            for actor, seq in p.vector.items():
+                if ours.get(actor, 0) < seq:
+                    return False
+        return True
+
+    @property
+    def peers(self) -> dict[bytes, bytes]:
+        """peer id -> actor (b"" when unknown) of every peer currently known."""
+        return {p.peer: p.actor for p in self._peers.values()}
+
+    # ------------------------------------------------------------ internals: peers
+
+    def _touch(self, pid: bytes, events: list[Event]) -> _Peer:
+        p = self._peers.pop(pid, None)
+        if p is None:
+            p = _Peer(pid, self._now)
+            events.append(PeerSeen(pid, b""))
+            while len(self._peers) >= self.max_peers:
+                oldest = next(iter(self._peers))
+                del self._peers[oldest]
+                events.append(PeerLost(oldest))
+        p.last_seen = self._now
+        self._peers[pid] = p  # re-insert: most recently heard last
+        return p
+
+    def _learn(self, p: _Peer, vector: tuple[tuple[bytes, int], ...]) -> None:
+        vec = p.vector
+        for actor, seq in vector:
+            if vec.get(actor, 0) < seq:
+                vec[actor] = seq
+
+    # ------------------------------------------------------------ internals: hello
+
+    def _queue_hello(self, reply_to: bytes) -> None:
+        vv = self.replica.version_vector()
+        if len(vv) > MAX_VECTOR_ENTRIES:
+            raise ProtocolError(f"more than {MAX_VECTOR_ENTRIES} actors: beyond this protocol's limits")
+        digest = self._digest(vv) if self._digest is not None else b""
+        msg = Hello(self.peer_id, tuple(sorted(vv.items())), digest, self.actor, reply_to)
+        self._out.append(Outgoing(encode_message(msg), False, "hello"))
+        if not reply_to:
+            self._last_hello = self._now
+
+    def _on_hello(self, msg: Hello, p: _Peer, events: list[Event]) -> None:
+        if msg.actor and not p.actor:
+            p.actor = msg.actor
+            events.append(PeerSeen(p.peer, msg.actor))
+        # A hello states the peer's whole vector: replace (it may have lost data, e.g. a fresh
+        # in-memory replica reusing a peer id is impossible, but a restarted one is a new peer).
+        p.vector = dict(msg.version_vector)
+        p.digest = msg.heads_digest
+        ours = self.replica.version_vector()
+        if msg.heads_digest and p.vector == ours and self._digest is not None and p.peer not in self._diverged:
+            if self._digest(ours) != msg.heads_digest:
+                self._diverged.add(p.peer)
+                events.append(Diverged(p.peer))
+        if msg.reply_to or not self._started:
+            return
+        if self._should_reply(p, ours):
+            self._queue_hello(p.peer)
+
+    def _should_reply(self, newcomer: _Peer, ours: dict[bytes, int]) -> bool:
+        theirs = newcomer.vector
+        lacks = [a for a, s in ours.items() if s > theirs.get(a, 0)]
+        if not lacks:
+            return False
+        candidates = [self.peer_id]
+        for q in self._peers.values():
+            if q.peer != newcomer.peer and any(q.vector.get(a, 0) > theirs.get(a, 0) for a in lacks):
+                candidates.append(q.peer)
+        if len(candidates) <= self.reply_fanout:
+            return True
+        candidates.sort(key=lambda c: _rank(newcomer.peer, c))
+        return self.peer_id in candidates[: self.reply_fanout]
+
+    # ------------------------------------------------------------ internals: needs
+
+    def _new_request_id(self) -> int:
+        while True:
+            q = int.from_bytes(self._random(4), "big")
+            if q:
+                return q
+
+    def _pick_source(self, actor: bytes, want: int, avoid: bytes | None) -> bytes | None:
+        """The peer to ask: the actor's own device if it has `want`, else the rendezvous-first
+        peer that has it (every member picks the same one, so its answer serves them all)."""
+        best: list[_Peer] = [p for p in self._peers.values() if p.vector.get(actor, 0) >= want]
+        if not best:
+            return None
+        alt = [p for p in best if p.peer != avoid]
+        if alt:
+            best = alt
+        for p in best:
+            if p.actor == actor:
+                return p.peer
+        return min(best, key=lambda p: _rank(actor, p.peer)).peer
+
+    def _plan_needs(self, events: list[Event]) -> None:
+        if not self._started:
+            return
+        ours = self.replica.version_vector()
+        # Drop outstanding needs that are satisfied.
+        for actor in [a for a, o in self._outstanding.items() if ours.get(a, 0) >= o.upto]:
+            del self._outstanding[actor]
+        if self._deferred and not self._outstanding:
+            deferred, self._deferred = self._deferred, {}
+            for actor, o in deferred.items():
+                have = ours.get(actor, 0)
+                if have < o.upto:
+                    self._gap_after_answer(actor, have, o, events)
+        wanted: dict[bytes, int] = {}
+        for p in self._peers.values():
+            for actor, seq in p.vector.items():
+                if seq > wanted.get(actor, 0):
+                    wanted[actor] = seq
+        by_target: dict[bytes, list[tuple[bytes, int, int]]] = {}
+        attempts: dict[bytes, int] = {}
+        for actor, want in wanted.items():
+            have = ours.get(actor, 0)
+            if have >= want:
+                continue
+            if actor in self._deferred:
+                continue
+            o = self._outstanding.get(actor)
+            if o is not None and o.upto >= want:
+                continue
+            start = max(have, o.upto if o is not None else 0) + 1
+            n = self._attempts.get(actor, 0) + 1
+            if n > MAX_NEED_ATTEMPTS:
+                continue  # wait for the next tick: a peer claims more than it serves
+            self._attempts[actor] = n
+            avoid = self._failed.pop(actor, None)
+            target = self._pick_source(actor, want, avoid)
+            if target is None:
+                continue
+            if avoid is not None and target == avoid:
+                target = b""  # the only holder failed us: ask everyone
+            by_target.setdefault(target, []).append((actor, start, want))
+            attempts[actor] = n if avoid is None else max(n, 2)
+        for target, ranges in by_target.items():
+            ranges.sort()
+            for i in range(0, len(ranges), MAX_VECTOR_ENTRIES):
+                chunk = ranges[i:i + MAX_VECTOR_ENTRIES]
+                q = self._new_request_id()
+                attempt = max(attempts[a] for a, _, _ in chunk)
+                self._out.append(Outgoing(encode_message(Need(self.peer_id, tuple(chunk), q, target, attempt)),
+                                          False, "need"))
+                for actor, _, want in chunk:
+                    self._outstanding[actor] = _Outstanding(want, q, target, self._now, attempt)
+
+    def _on_blocks(self, msg: Blocks, p: _Peer, events: list[Event]) -> None:
+        self._learn(p, msg.version_vector)
+        if msg.envelopes:
+            try:
+                result = self.replica.apply_envelopes(list(msg.envelopes), strict=False)
+            except Exception as exc:  # a replica must not raise with strict=False; never crash sync
+                self.stats["violations"] += 1
+                err = ProtocolError(f"replica refused a blocks message: {exc.__class__.__name__}: {exc}")
+                events.append(ProtocolViolation(p.peer, str(err), err))
+                return
+            rejected = tuple(str(r[1]) if isinstance(r, tuple) else str(r) for r in result.rejected)
+            self.stats["blocks_new"] += result.new
+            self.stats["blocks_duplicate"] += result.duplicates
+            self.stats["blocks_rejected"] += len(rejected)
+            events.append(BlocksApplied(p.peer, result.new, result.duplicates, result.pending, rejected))
+        if not msg.last:
+            return
+        # The final part of an answer: whatever the need asked for and still lacks is a gap.
+        ours = self.replica.version_vector()
+        mine = {q for pid, q in msg.answers if pid == self.peer_id}
+        if not mine:
+            return
+        done = [(a, o) for a, o in self._outstanding.items() if o.request in mine]
+        for actor, _ in done:
+            del self._outstanding[actor]
+        for actor, o in done:
+            have = ours.get(actor, 0)
+            if have < o.upto:
+                self._gap_after_answer(actor, have, o, events)
+
+    def _gap_after_answer(self, actor: bytes, have: int, o: _Outstanding, events: list[Event]) -> None:
+        # The blocks may have arrived but wait in the replica for parents of another actor
+        # that are still on their way (a document's parents can be anyone's). Judge only once
+        # nothing else is outstanding; until then the actor counts as in flight.
+        if self._outstanding:
+            self._deferred[actor] = o
+            return
+        self.stats["gaps"] += 1
+        events.append(GapDetected(actor, have, o.upto))
+        self._failed[actor] = o.peer
+
+    # ------------------------------------------------------------ internals: serving
+
+    def _on_need(self, msg: Need, events: list[Event]) -> None:
+        if msg.to and msg.to != self.peer_id:
+            return
+        ours = self.replica.version_vector()
+        for actor, first, _last in msg.ranges:
+            if ours.get(actor, 0) < first:
+                continue  # we do not have it: the asker learns that from the empty answer
+            served = self._served.get(actor)
+            if msg.attempt == 1 and served is not None and served <= first:
+                # Already broadcast since the last tick: the asker's need crossed our answer,
+                # which the relay delivers before this one. A retry (attempt > 1) is served.
+                continue
+            cur = self._serve.get(actor)
+            self._serve[actor] = first if cur is None else min(cur, first)
+        self._serve_answers.append((msg.peer, msg.request))
+
+    def _flush_serves(self) -> None:
+        if not self._serve_answers:
+            return
+        answers = self._serve_answers[:MAX_VECTOR_ENTRIES]
+        self._serve_answers = self._serve_answers[MAX_VECTOR_ENTRIES:]
+        serve, self._serve = self._serve, {}
+        ours = self.replica.version_vector()
+        envelopes: list[bytes] = []
+        vv: tuple[tuple[bytes, int], ...] = ()
+        if serve:
+            vector = dict(ours)
+            for actor, first in serve.items():
+                vector[actor] = first - 1
+                prev = self._served.get(actor)
+                self._served[actor] = first if prev is None else min(prev, first)
+            envelopes = self.replica.envelopes_since(vector)
+            vv = tuple(sorted((a, ours[a]) for a in serve if a in ours))
+        self._emit_blocks(envelopes, vv, tuple(answers), durable=False, kind="blocks")
+        if self._serve_answers:
+            self._flush_serves()
+
+    def _push_own(self) -> None:
+        if not self.actor:
+            return
+        ours = self.replica.version_vector()
+        upto = ours.get(self.actor, 0)
+        if upto <= self.pushed_upto:
+            return
+        vector = dict(ours)
+        vector[self.actor] = self.pushed_upto
+        envelopes = self.replica.envelopes_since(vector)
+        self._emit_blocks(envelopes, ((self.actor, upto),), (), durable=True, kind="push", own_upto=upto)
+        self.pushed_upto = upto
+
+    def _emit_blocks(self, envelopes: list[bytes], vv: tuple, answers: tuple, *, durable: bool,
+                     kind: str, own_upto: int = 0) -> None:
+        """Split envelopes into messages under the byte budget; the last one has last=True."""
+        base = len(encode_message(Blocks(self.peer_id, (), vv, answers, True)))
+        budget = self.max_message_bytes - base - 8  # the array header of "e" grows up to 5 bytes
+        parts: list[list[bytes]] = []
+        cur: list[bytes] = []
+        size = 0
+        for env in envelopes:
+            n = len(env) + 5  # bin header is at most 5 bytes
+            if cur and (size + n > budget or len(cur) >= MAX_ENVELOPES_PER_MESSAGE):
+                parts.append(cur)
+                cur, size = [], 0
+            cur.append(env)
+            size += n
+        parts.append(cur)
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            data = encode_message(Blocks(self.peer_id, tuple(part), vv, answers, last))
+            self._out.append(Outgoing(data, durable, kind, own_upto if last else 0))
+
+    # ------------------------------------------------------------ internals: synced
+
+    def _check_synced(self, events: list[Event]) -> list[Event]:
+        synced = self._started and self.is_synced
+        if synced and not self._synced:
+            vv = self.replica.version_vector()
+            events.append(Synced(tuple(sorted(vv.items())), len(self._peers)))
+        self._synced = synced
+        return events

@@ -1,0 +1,51 @@
+"""Relay command-line glue: flags mirror RelayConfig, mailbox specs, bad input exits 2."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+
+from ostracon.relay.cli import add_relay_arguments, config_from_args, mailbox_from_args, main_relay
+from ostracon.relay.mailbox import MemoryMailbox, SqliteMailbox
+from ostracon.relay.server import RelayConfig
+
+
+def parse(*argv):
+    p = argparse.ArgumentParser()
+    add_relay_arguments(p)
+    return p.parse_args(list(argv))
+
+
+def test_defaults_and_every_limit_has_a_flag():
+    args = parse()
+    assert (args.host, args.port) == ("127.0.0.1", 8787)
+    assert config_from_args(args) == RelayConfig()
+    help_text = argparse.ArgumentParser()
+    add_relay_arguments(help_text)
+    text = help_text.format_help()
+    for f in fields(RelayConfig):
+        assert "--" + f.name.replace("_", "-") in text
+        assert f.metadata.get("doc"), f"{f.name} has no documented reason"
+
+
+def test_overrides_and_off():
+    args = parse("--max-frame-bytes", "2048", "--send-queue-bytes", "4096", "--rate-bytes-burst", "4096",
+                 "--idle-timeout-s", "off", "--ping-interval-s", "5")
+    cfg = config_from_args(args)
+    assert cfg.max_frame_bytes == 2048 and cfg.idle_timeout_s is None and cfg.ping_interval_s == 5.0
+    assert cfg.max_connections == RelayConfig().max_connections
+
+
+def test_mailbox_from_args(tmp_path):
+    mb = mailbox_from_args(parse("--mailbox", "memory", "--mailbox-max-room-bytes", "1000"))
+    assert isinstance(mb, MemoryMailbox) and mb.max_room_bytes == 1000
+    path = tmp_path / "deep" / "dir" / "relay.sqlite"
+    mb = mailbox_from_args(parse("--mailbox", f"sqlite:{path}"))
+    assert isinstance(mb, SqliteMailbox) and path.exists()
+    mb.close()
+
+
+def test_bad_config_exits_2(capsys):
+    assert main_relay(parse("--mailbox", "postgres:nope")) == 2
+    assert main_relay(parse("--mailbox", "memory", "--send-queue-bytes", "10")) == 2
+    assert "ostracon relay:" in capsys.readouterr().err

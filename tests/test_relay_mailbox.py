@@ -1,0 +1,281 @@
+"""Mailbox contract: the same tests run against MemoryMailbox and SqliteMailbox."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+from ostracon.core.errors import LockedError, StorageUnavailableError, ValidationError
+from ostracon.relay.mailbox import (MemoryMailbox, RoomInfo, SqliteMailbox, parse_mailbox_spec)
+
+R1 = "a1" * 32
+R2 = "b2" * 32
+R3 = "c3" * 16  # shortest allowed room id
+
+
+class FakeClock:
+    def __init__(self, t: float = 1_000_000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make(request, tmp_path):
+    opened = []
+
+    def factory(**limits):
+        if request.param == "memory":
+            mb = MemoryMailbox(**limits)
+        else:
+            mb = SqliteMailbox(tmp_path / "mailbox.sqlite", **limits)
+        opened.append(mb)
+        return mb
+
+    factory.kind = request.param
+    yield factory
+    for mb in opened:
+        mb.close()
+
+
+def test_cursors_are_contiguous_per_room_and_rooms_are_isolated(make):
+    mb = make()
+    assert [mb.append(R1, b"x%d" % i) for i in range(5)] == [1, 2, 3, 4, 5]
+    assert mb.append(R2, b"other") == 1
+    assert mb.append(R1, b"x5") == 6
+    assert mb.read(R1, 0) == [(i + 1, b"x%d" % i) for i in range(6)]
+    assert mb.read(R2, 0) == [(1, b"other")]
+    assert mb.read(R3, 0) == []
+    info = mb.info(R1)
+    assert (info.head, info.pruned_through, info.frames, info.bytes, info.oldest) == (6, 0, 6, 12, 1)
+    assert info.epoch is not None and info.epoch != mb.info(R2).epoch
+
+
+def test_read_after_limit_and_max_bytes(make):
+    mb = make()
+    for i in range(10):
+        mb.append(R1, bytes([i]) * (i + 1))
+    assert [c for c, _ in mb.read(R1, 3, limit=4)] == [4, 5, 6, 7]
+    assert mb.read(R1, 10) == []
+    assert mb.read(R1, 99) == []
+    # max_bytes stops before exceeding, but the first frame always comes.
+    assert [c for c, _ in mb.read(R1, 0, max_bytes=6)] == [1, 2, 3]
+    assert [c for c, _ in mb.read(R1, 9, max_bytes=1)] == [10]
+
+
+def test_prune_by_room_bytes_drops_oldest_and_reports_gap(make):
+    mb = make(max_room_bytes=1000, max_total_bytes=10_000)
+    for i in range(10):
+        mb.append(R1, bytes([i]) * 300)
+    info = mb.info(R1)
+    assert info.bytes <= 1000 and info.frames == 3
+    assert info.pruned_through == 7 and info.oldest == 8 and info.head == 10
+    assert [c for c, _ in mb.read(R1, 0)] == [8, 9, 10]
+    assert mb.stats().dropped["room_bytes"] == 7
+    # A client that saw cursor 5 missed 6 and 7: gap. One that saw 7 did not.
+    r = info.resume(5)
+    assert (r.gap, r.after, r.replay) == ("pruned", 7, True)
+    assert info.resume(7).gap is None and info.resume(7).after == 7
+    assert info.resume(0).gap == "pruned"
+    # Other rooms are untouched.
+    mb.append(R2, b"z" * 900)
+    assert mb.info(R2).frames == 1
+
+
+def test_prune_by_total_bytes_drops_globally_oldest(make):
+    clock = FakeClock()
+    mb = make(max_room_bytes=1500, max_total_bytes=2000, clock=clock)
+    for i in range(3):
+        mb.append(R1, b"a" * 400)  # R1: cursors 1..3 are the oldest
+        clock.t += 1
+    for i in range(3):
+        mb.append(R2, b"b" * 400)
+        clock.t += 1
+    # 2400 > 2000: the globally oldest frames (R1's first ones) went.
+    s = mb.stats()
+    assert s.bytes <= 2000
+    assert mb.info(R1).pruned_through == 1 and mb.info(R2).pruned_through == 0
+    assert s.dropped["total_bytes"] == mb.info(R1).pruned_through
+    assert s.bytes == mb.info(R1).bytes + mb.info(R2).bytes
+
+
+def test_prune_by_age_with_injected_clock(make):
+    clock = FakeClock()
+    mb = make(max_age_s=100.0, clock=clock)
+    mb.append(R1, b"old1")
+    mb.append(R1, b"old2")
+    mb.append(R2, b"r2")
+    clock.t += 60
+    mb.append(R1, b"new")
+    clock.t += 50  # old1/old2/r2 are 110 s old, "new" is 50 s old
+    assert mb.prune(keep={R2}) == 3
+    assert mb.read(R1, 0) == [(3, b"new")]
+    assert mb.info(R1).pruned_through == 2
+    assert mb.stats().dropped["age"] == 3
+    # R2 is empty and silent for > max_age_s, but the relay says it has live members: kept,
+    # so its epoch and cursors stay valid for them.
+    r2 = mb.info(R2)
+    assert (r2.frames, r2.head, r2.pruned_through) == (0, 1, 1) and r2.epoch is not None
+    mb.prune()
+    assert mb.info(R2).epoch is None  # forgotten: a returning client gets an epoch gap
+    # Appending also expires the room's aged-out frames.
+    clock.t += 60
+    assert mb.append(R1, b"newer") == 4
+    assert mb.read(R1, 0) == [(4, b"newer")]
+
+
+def test_clock_going_backwards_keeps_prefix_pruning(make):
+    clock = FakeClock()
+    mb = make(max_age_s=100.0, clock=clock)
+    mb.append(R1, b"a")
+    clock.t -= 500  # wall clock stepped back
+    mb.append(R1, b"b")
+    clock.t += 550
+    assert mb.prune() == 0  # frames are stamped no earlier than their predecessor
+    clock.t += 100
+    assert mb.prune(keep={R1}) == 2
+    assert mb.info(R1).pruned_through == 2
+
+
+def test_resume_rules():
+    info = RoomInfo(R1, "e1", head=10, pruned_through=4, frames=6, bytes=60)
+    assert info.resume(None) == info.resume(None, "zz")
+    r = info.resume(None)
+    assert (r.after, r.gap, r.replay) == (10, None, False)
+    assert info.resume(6, "e1").after == 6 and info.resume(6, "e1").gap is None
+    assert info.resume(6, None).gap is None  # no epoch given: trust the cursor
+    r = info.resume(6, "e2")
+    assert (r.gap, r.after) == ("epoch", 4)
+    r = info.resume(11, "e1")
+    assert (r.gap, r.after) == ("ahead", 4)
+    assert info.resume(3).gap == "pruned"
+    assert info.resume(4).gap is None
+    # since=0 ("nothing yet") never needs an epoch match.
+    assert info.resume(0, "e2").gap == "pruned"
+    assert RoomInfo(R1, "e1", 3, 0, 3, 9).resume(0, "other").gap is None
+    with pytest.raises(ValidationError):
+        info.resume(-1)
+
+
+def test_info_create_and_discard_if_empty(make):
+    mb = make()
+    assert mb.info(R1).epoch is None
+    e = mb.info(R1, create=True).epoch
+    assert e is not None and mb.info(R1).epoch == e
+    assert mb.stats().rooms == 1
+    assert mb.discard_if_empty(R1) is True
+    assert mb.info(R1).epoch is None
+    mb.append(R1, b"x")
+    assert mb.discard_if_empty(R1) is False
+    assert mb.info(R1).head == 1
+
+
+def test_validation(make):
+    mb = make(max_room_bytes=100, max_total_bytes=1000)
+    for bad_room in ("", "AB" * 32, "ab" * 15, "ab" * 65, "zz" * 32, 5):
+        with pytest.raises(ValidationError):
+            mb.append(bad_room, b"x")
+    with pytest.raises(ValidationError):
+        mb.append(R1, b"")
+    with pytest.raises(ValidationError):
+        mb.append(R1, b"x" * 101)
+    with pytest.raises(ValidationError):
+        mb.read(R1, -1)
+    with pytest.raises(ValidationError):
+        mb.read(R1, 0, limit=0)
+    with pytest.raises(ValidationError):
+        make(max_room_bytes=0)
+    with pytest.raises(ValidationError):
+        make(max_room_bytes=100, max_total_bytes=50)
+    with pytest.raises(ValidationError):
+        make(max_age_s=0)
+
+
+def test_random_workload_matches_model(make):
+    """Seeded random appends/prunes against a simple list model."""
+    seed = int(os.environ.get("OSTRACON_TEST_SEED", random.randrange(2**32)))
+    rng = random.Random(seed)
+    clock = FakeClock()
+    mb = make(max_room_bytes=5000, max_total_bytes=8000, max_age_s=50.0, clock=clock)
+    try:
+        for _ in range(300):
+            room = rng.choice([R1, R2, R3])
+            op = rng.random()
+            if op < 0.8:
+                frame = rng.randbytes(rng.randint(1, 900))
+                c = mb.append(room, frame)
+                assert c == mb.info(room).head
+                assert mb.read(room, c - 1)[0] == (c, frame)
+            elif op < 0.9:
+                clock.t += rng.uniform(0, 30)
+            else:
+                mb.prune()
+            for r in (R1, R2, R3):
+                info = mb.info(r)
+                frames = mb.read(r, 0, limit=10_000)
+                cursors = [c for c, _ in frames]
+                # Retained frames are exactly (pruned_through, head], contiguous.
+                assert cursors == list(range(info.pruned_through + 1, info.head + 1))
+                assert info.bytes == sum(len(f) for _, f in frames) <= 5000
+            assert mb.stats().bytes <= 8000
+    except Exception:
+        print(f"seed={seed}")
+        raise
+
+
+def test_sqlite_reopen_keeps_frames_cursors_and_epoch(tmp_path):
+    path = tmp_path / "mb.sqlite"
+    mb = SqliteMailbox(path)
+    mb.append(R1, b"one")
+    mb.append(R1, b"two")
+    epoch = mb.info(R1).epoch
+    mb.close()
+    mb.close()  # idempotent
+    mb = SqliteMailbox(path)
+    try:
+        assert mb.read(R1, 0) == [(1, b"one"), (2, b"two")]
+        assert mb.info(R1).epoch == epoch
+        assert mb.append(R1, b"three") == 3
+        assert mb.stats().bytes == 11
+    finally:
+        mb.close()
+
+
+def test_sqlite_second_process_is_locked_out(tmp_path):
+    path = tmp_path / "mb.sqlite"
+    mb = SqliteMailbox(path)
+    try:
+        with pytest.raises(LockedError):
+            SqliteMailbox(path)
+    finally:
+        mb.close()
+
+
+def test_sqlite_missing_directory(tmp_path):
+    with pytest.raises(StorageUnavailableError):
+        SqliteMailbox(tmp_path / "nope" / "mb.sqlite")
+
+
+def test_memory_mailbox_is_fresh_after_restart():
+    # A restarted memory relay has new epochs: clients holding old cursors get a gap.
+    a = MemoryMailbox()
+    a.append(R1, b"x")
+    e1 = a.info(R1).epoch
+    b = MemoryMailbox()
+    b.append(R1, b"y")
+    assert b.info(R1).epoch != e1
+    assert b.info(R1).resume(1, e1).gap == "epoch"
+
+
+def test_parse_mailbox_spec(tmp_path):
+    m = parse_mailbox_spec("memory", max_room_bytes=10, max_total_bytes=100)
+    assert isinstance(m, MemoryMailbox) and m.max_room_bytes == 10
+    s = parse_mailbox_spec(f"sqlite:{tmp_path / 'x.sqlite'}")
+    assert isinstance(s, SqliteMailbox)
+    s.close()
+    for bad in ("", "sqlite:", "postgres:x", "MEMORY"):
+        with pytest.raises(ValidationError):
+            parse_mailbox_spec(bad)
