@@ -632,6 +632,25 @@ class Database:
             if self._writes_since_flush >= self.sink_batch_ops:
                 self._auto_flush(now)
 
+    # ------------------------------------------------------------ sync
+
+    async def sync(self, relay_url: str, space: Any, **options: Any) -> Any:
+        """Start syncing with `space` through the relay (asyncio). Returns the running client:
+        `await h.wait_synced()`, `h.status`, `await h.stop()`. See docs/SYNC.md."""
+        self._check_open()
+        import sys
+        if sys.platform == "emscripten":
+            from .sync.browser import start_sync
+        else:
+            from .sync.native import start_sync
+        return await start_sync(self, relay_url, space, **options)
+
+    def sync_blocking(self, relay_url: str, space: Any, timeout: float = 30.0, **options: Any) -> Any:
+        """For scripts: connect, exchange everything, disconnect; returns the final status."""
+        self._check_open()
+        from .sync.native import sync_once_blocking
+        return sync_once_blocking(self, relay_url, space, timeout=timeout, **options)
+
     # ------------------------------------------------------------ time travel
 
     def _state_at(self, state: DocState, at: Any) -> DocState:
