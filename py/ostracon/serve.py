@@ -30,6 +30,13 @@ def _graphql_handler(db_path: str, allow_writes: bool):
     async def handle(req):  # POST {"query": ..., "variables": ...} → GraphQL response JSON
         if req.method != "POST":
             return HttpResponse(405, b"POST a GraphQL request\n", headers=(("allow", "POST"),))
+        # Any web page can POST to 127.0.0.1: browsers send Origin, so refuse foreign ones
+        # (scripts like curl send none and are allowed: they already run on this machine).
+        origin = next((v for k, v in req.headers if k == "origin"), None)
+        host = next((v for k, v in req.headers if k == "host"), "")
+        if origin is not None and origin not in (f"http://{host}", f"https://{host}"):
+            out = {"errors": [{"message": "cross-origin GraphQL requests are refused"}]}
+            return HttpResponse(403, json.dumps(out).encode(), "application/json")
         try:
             body = json.loads(req.body or b"{}")
             query, variables = body.get("query"), body.get("variables") or {}
