@@ -16,7 +16,7 @@ from ostracon.crypto.space import Space
 from ostracon.relay.mailbox import MemoryMailbox
 from ostracon.relay.server import Relay, RelayConfig
 from ostracon.sync.base import OFFLINE, ONLINE, SyncStatus
-from ostracon.sync.client import SyncClient, meta_key
+from ostracon.sync.client import SyncClient, backoff_delay, meta_key
 from ostracon.sync.native import WebSocketTransport, start_sync, sync_once_blocking
 from transport_contract import CONTRACT
 
@@ -233,7 +233,7 @@ def test_backoff_grows_with_jitter_while_the_relay_is_down():
                              backoff_max_s=0.04, tick_interval_s=0.02)
         loop = asyncio.get_running_loop()
         end = loop.time() + TIMEOUT
-        while max(attempts) < 5:
+        while max(attempts, default=0) < 5:
             assert loop.time() < end
             await asyncio.sleep(0.01)
         assert isinstance(h.status.last_error, TransportError)
@@ -241,6 +241,14 @@ def test_backoff_grows_with_jitter_while_the_relay_is_down():
         await h.stop()
 
     asyncio.run(main())
+
+
+def test_backoff_delay_doubles_up_to_the_cap_with_jitter():
+    delays = [backoff_delay(n, 0.25, 30.0, 0.0) for n in range(1, 12)]
+    assert delays[:4] == [0.125, 0.25, 0.5, 1.0]
+    assert delays[-1] == 15.0  # capped at 30 s, times the lowest jitter factor
+    assert backoff_delay(3, 0.25, 30.0, 0.999) < 1.0 <= backoff_delay(3, 0.25, 30.0, 1.0)
+    assert backoff_delay(10_000, 0.25, 30.0, 0.5) == 22.5
 
 
 def test_sync_once_blocking_for_scripts():

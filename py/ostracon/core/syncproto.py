@@ -519,7 +519,7 @@ class SyncSession:
             # Our own message reflected back (a relay replaying our frames): nothing to learn.
             self.stats["echoes"] += 1
             return events
-        peer = self._touch(msg.peer, events)
+        peer = self._touch(msg.peer, msg.actor if isinstance(msg, Hello) else b"", events)
         if isinstance(msg, Hello):
             self._on_hello(msg, peer, events)
         elif isinstance(msg, Need):
@@ -581,11 +581,12 @@ class SyncSession:
 
     # ------------------------------------------------------------ internals: peers
 
-    def _touch(self, pid: bytes, events: list[Event]) -> _Peer:
+    def _touch(self, pid: bytes, actor: bytes, events: list[Event]) -> _Peer:
         p = self._peers.pop(pid, None)
         if p is None:
             p = _Peer(pid, self._now)
-            events.append(PeerSeen(pid, b""))
+            p.actor = actor
+            events.append(PeerSeen(pid, actor))
             while len(self._peers) >= self.max_peers:
                 oldest = next(iter(self._peers))
                 del self._peers[oldest]

@@ -1,0 +1,455 @@
+"""The sync client: drives a SyncSession over a Transport to a relay room, with encryption,
+mailbox catch-up, reconnects and status. Runtime-agnostic (asyncio only: it runs natively and
+under Pyodide's event loop); the WebSocket itself is the injected Transport.
+
+Per connection:
+
+1. join `/v1/room/<room>?since=<cursor>&epoch=<epoch>` (both persisted in the database's
+   storage meta, so a restart resumes the mailbox where it stopped);
+2. `welcome` → new FrameSender (fresh sender id, counter 0) and FrameReceiver, new session;
+3. the mailbox replay is decrypted and applied as it arrives; `caught-up` → `session.start()`
+   pushes our own blocks the mailbox lacks (durably: C_PUBLISH) and says hello (live only);
+4. from then on: live frames in, session output out (one frame per message), a ticker drives
+   `session.tick`, the database's time-triggered flush and pushes of newly sealed writes.
+
+A dropped connection → `offline`, then a reconnect after exponential backoff with jitter
+(`backoff_initial_s` doubling up to `backoff_max_s`, times a random factor in [0.5, 1)).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random as _random
+import time
+from collections import deque
+from typing import Any, Callable
+
+import msgpack
+
+from ..core.errors import (ClosedError, OstraconError, ProtocolError, TransportError, ValidationError,
+                           WrongKeyError)
+from ..core.frames import (DEFAULT_MAX_FRAME_SIZE, FRAME_OVERHEAD, HEADER_SIZE, FrameKeys, FrameReceiver,
+                           FrameSender)
+from ..core.syncproto import (DEFAULT_HELLO_INTERVAL_MS, DEFAULT_NEED_TIMEOUT_MS, Diverged, GapDetected,
+                              PeerSeen, ProtocolViolation, SyncSession)
+from ..relay import protocol as P
+from .base import CONNECTING, OFFLINE, ONLINE, STOPPED, DatabaseReplica, SyncStatus, Transport
+
+log = logging.getLogger("ostracon.sync")
+
+#: First reconnect delay; doubles per failed attempt. Short, so a relay restart heals fast.
+DEFAULT_BACKOFF_INITIAL_S = 0.25
+#: Longest reconnect delay: a relay that is down for hours costs one attempt per 30 s per device.
+DEFAULT_BACKOFF_MAX_S = 30.0
+#: How often the ticker runs (session retries, the database's time-triggered flush, pushing
+#: newly sealed writes). 100 ms keeps propagation latency low at negligible CPU.
+DEFAULT_TICK_INTERVAL_S = 0.1
+#: After joining a room that has other members, how long to wait for a peer's hello before
+#: calling ourselves synced (peers only answer when they have something we lack).
+DEFAULT_SETTLE_S = 0.5
+META_PREFIX = "sync/v1/"
+_SENDER = slice(1 + 16, 1 + 16 + 16)  # sender id inside a frame header (core/frames.py layout)
+
+
+def meta_key(relay_url: str, room: str) -> str:
+    """Storage meta key for the cursor state of one (relay, room)."""
+    return META_PREFIX + hashlib.sha256(f"{relay_url}\x00{room}".encode()).hexdigest()[:32]
+
+
+def _base_url(url: str) -> str:
+    if not isinstance(url, str) or not url.lower().startswith(("ws://", "wss://")):
+        raise ValidationError(f"relay URL must start with ws:// or wss://, got {url!r:.80}")
+    url = url.rstrip("/")
+    cut = url.find(P.ROOM_PATH_PREFIX)
+    return url if cut < 0 else url[:cut]
+
+
+def backoff_delay(failures: int, initial: float, maximum: float, jitter: float) -> float:
+    """Seconds to wait after `failures` consecutive failed attempts (>= 1): exponential,
+    capped, times a factor in [0.5, 1) so that clients cut off together do not return together."""
+    base = min(maximum, initial * 2 ** min(failures - 1, 62))
+    return base * (0.5 + 0.5 * min(max(jitter, 0.0), 1.0))
+
+
+class SyncClient:
+    """Keeps one database in sync with one space through one relay until `stop()`."""
+
+    def __init__(self, db: Any, relay_url: str, space: Any, *,
+                 transport_factory: Callable[[], Transport],
+                 on_status: Callable[[SyncStatus], None] | None = None,
+                 random_bytes: Callable[[int], bytes] | None = None,
+                 jitter: Callable[[], float] | None = None,
+                 clock_ms: Callable[[], int] | None = None,
+                 room_id: str | None = None,
+                 backoff_initial_s: float = DEFAULT_BACKOFF_INITIAL_S,
+                 backoff_max_s: float = DEFAULT_BACKOFF_MAX_S,
+                 tick_interval_s: float = DEFAULT_TICK_INTERVAL_S,
+                 settle_s: float = DEFAULT_SETTLE_S,
+                 max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+                 hello_interval_ms: int = DEFAULT_HELLO_INTERVAL_MS,
+                 need_timeout_ms: int = DEFAULT_NEED_TIMEOUT_MS,
+                 compress: bool = False) -> None:
+        self.db = db
+        self.base_url = _base_url(relay_url)
+        self.space = space
+        keys: FrameKeys = space.frame_keys()
+        if room_id is not None:
+            # Joining a room explicitly (e.g. from a link): frames are bound to that room id,
+            # so members holding another key fail the key commitment → WrongKeyError.
+            if not P.valid_room_id(room_id) or len(room_id) != 2 * len(keys.room):
+                raise ValidationError("room_id must be the 32 hex digits of a room")
+            keys = FrameKeys(bytes.fromhex(room_id), keys.frame_key, keys.commit_key)
+        self.keys = keys
+        self.room = keys.room.hex()
+        self.explicit_room = room_id is not None
+        self.aead = space.crypto
+        self._transport_factory = transport_factory
+        self._on_status = on_status
+        self._random = random_bytes or self.aead.random_bytes
+        self._jitter = jitter or _random.random
+        self._clock = clock_ms or (lambda: time.monotonic_ns() // 1_000_000)
+        if not 0 < backoff_initial_s <= backoff_max_s:
+            raise ValidationError("need 0 < backoff_initial_s <= backoff_max_s")
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.tick_interval_s = tick_interval_s
+        self.settle_s = settle_s
+        self.max_frame_size = max_frame_size
+        self.hello_interval_ms = hello_interval_ms
+        self.need_timeout_ms = need_timeout_ms
+        self.compress = compress
+        self.replica = DatabaseReplica(db)
+        self.meta_key = meta_key(self.base_url, self.room)
+        self.session: SyncSession | None = None
+        self.receiver: FrameReceiver | None = None
+        self.stats = {"connections": 0, "frames_in": 0, "frames_out": 0, "own_echoes": 0, "gaps": 0,
+                      "violations": 0, "blocks_new": 0}
+        self._dropped: dict[str, int] = {}
+        self._state = CONNECTING
+        self._peers = 0
+        self._attempt = 0
+        self._last_error: BaseException | None = None
+        self._caught_up = False
+        self._settled = False
+        self._unacked: deque[int] = deque()
+        self._stop = asyncio.Event()
+        self._changed = asyncio.Event()   # status changed: wakes wait_synced
+        self._hint = asyncio.Event()      # local writes flushed: wakes the ticker early
+        self._task: asyncio.Task | None = None
+        self._send_lock = asyncio.Lock()
+        self._last_status: tuple | None = None
+        self._meta = self._load_meta()
+
+    # ------------------------------------------------------------ public
+
+    def start(self) -> "SyncClient":
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self.run())
+        return self
+
+    async def stop(self) -> None:
+        """Disconnect, persist the cursor and flush the database (if still open)."""
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._save_meta()
+        try:
+            self.db.flush()
+        except ClosedError:
+            pass
+        self._state = STOPPED
+        self._emit(force=True)
+
+    @property
+    def status(self) -> SyncStatus:
+        return SyncStatus(self._state, self._pending(), self._peers, self._is_synced(), self._last_error,
+                          dict(self._dropped), self._attempt, self._meta["cursor"])
+
+    async def wait_synced(self, timeout: float | None = None) -> SyncStatus:
+        """Flush the database, then wait until `status.synced` (see SyncStatus)."""
+        try:
+            self.db.flush()
+        except ClosedError:
+            raise
+        self._hint.set()
+
+        async def _wait() -> SyncStatus:
+            while True:
+                self._changed.clear()
+                if self._state == ONLINE and self._is_synced():
+                    return self.status
+                if self._task is not None and self._task.done():
+                    raise TransportError("sync client stopped")
+                await self._changed.wait()
+
+        if timeout is None:
+            return await _wait()
+        try:
+            return await asyncio.wait_for(_wait(), timeout)
+        except asyncio.TimeoutError:
+            err = self._last_error
+            raise TransportError(f"not synced within {timeout} s (state {self._state}, last error: {err!r})") \
+                from (err if isinstance(err, BaseException) else None)
+
+    def notify_local_change(self) -> None:
+        """Tell the client that local writes were flushed (it also polls every tick)."""
+        self._hint.set()
+
+    # ------------------------------------------------------------ status
+
+    def _pending(self) -> int:
+        try:
+            own = self.replica.own_sealed()
+            unsealed = self.replica.pending_local()
+        except ClosedError:
+            return 0
+        return unsealed + max(0, own - self._meta["pushed"])
+
+    def _is_synced(self) -> bool:
+        s = self.session
+        return (self._caught_up and self._settled and s is not None and not self._unacked
+                and self._pending() == 0 and s.is_synced)
+
+    def _emit(self, force: bool = False) -> None:
+        st = self.status
+        key = (st.state, st.pending, st.peers, st.synced, id(st.last_error), sum(st.dropped.values()), st.attempt)
+        self._changed.set()
+        if not force and key == self._last_status:
+            return
+        self._last_status = key
+        if self._on_status is not None:
+            try:
+                self._on_status(st)
+            except Exception:  # a faulty callback must not stop sync
+                log.exception("on_status callback failed")
+
+    def _error(self, err: BaseException) -> None:
+        self._last_error = err
+        self._emit()
+
+    # ------------------------------------------------------------ meta (cursor persistence)
+
+    def _load_meta(self) -> dict:
+        default = {"epoch": None, "cursor": 0, "pushed": 0}
+        try:
+            raw = self.db.storage.get_meta(self.meta_key)
+        except OstraconError:
+            return default
+        if raw is None:
+            return default
+        try:
+            m = msgpack.unpackb(raw, raw=False)
+            epoch, cursor, pushed = m["epoch"], m["cursor"], m["pushed"]
+            if (epoch is None or P.valid_epoch(epoch)) and type(cursor) is int and type(pushed) is int \
+                    and 0 <= cursor <= P.MAX_CURSOR and pushed >= 0:
+                return {"epoch": epoch, "cursor": cursor, "pushed": pushed}
+        except Exception:
+            pass
+        log.warning("ignoring malformed sync meta %s", self.meta_key)
+        return default
+
+    def _save_meta(self) -> None:
+        try:
+            self.db.storage.set_meta(self.meta_key, msgpack.packb(self._meta, use_bin_type=True))
+        except OstraconError:
+            pass
+
+    # ------------------------------------------------------------ the reconnect loop
+
+    async def run(self) -> None:
+        failures = 0
+        try:
+            while not self._stop.is_set():
+                self._state = CONNECTING
+                self._attempt = failures + 1
+                self._emit()
+                transport = self._transport_factory()
+                online = False
+                try:
+                    online = await self._connection(transport)
+                    err: BaseException | None = None
+                except (TransportError, ProtocolError, OstraconError) as exc:
+                    err = exc
+                    online = online or self.session is not None
+                finally:
+                    try:
+                        await transport.close()
+                    except Exception:
+                        pass
+                if self._stop.is_set():
+                    break
+                was_online = self.session is not None
+                self.session = None
+                self._caught_up = False
+                self._unacked.clear()
+                self._save_meta()
+                self._state = OFFLINE
+                if err is not None:
+                    self._last_error = err
+                self._emit()
+                failures = 1 if was_online else failures + 1
+                delay = backoff_delay(failures, self.backoff_initial_s, self.backoff_max_s, self._jitter())
+                waiter = asyncio.ensure_future(self._stop.wait())
+                try:
+                    await asyncio.wait({waiter}, timeout=delay)
+                finally:
+                    waiter.cancel()
+        finally:
+            self._state = STOPPED
+            self.session = None
+            self._emit()
+
+    async def _connection(self, t: Transport) -> bool:
+        meta = self._meta
+        url = self.base_url + P.room_path(self.room, meta["cursor"], meta["epoch"])
+        await t.connect(url)
+        self.stats["connections"] += 1
+        first = P.decode_server_message(await t.recv())
+        if not isinstance(first, P.Welcome):
+            raise ProtocolError(f"relay did not start with welcome but {type(first).__name__}")
+        if first.version != P.PROTOCOL_VERSION:
+            raise ProtocolError(f"relay speaks protocol {first.version}, this client {P.PROTOCOL_VERSION}")
+        if first.epoch != meta["epoch"]:
+            # A new mailbox (first join, or the relay lost it): cursors restart and our own
+            # blocks must be pushed again so devices joining later find them.
+            meta.update(epoch=first.epoch, cursor=0, pushed=0)
+        max_frame = min(self.max_frame_size, first.max_frame_bytes - 1)
+        sender = FrameSender(self.keys, self.aead, self._random, compress=self.compress,
+                             max_frame_size=max_frame)
+        self.receiver = FrameReceiver(self.keys, self.aead, max_frame_size=max(max_frame, self.max_frame_size))
+        self.session = SyncSession(self.replica, self._random, pushed_upto=meta["pushed"],
+                                   max_message_bytes=max_frame - FRAME_OVERHEAD,
+                                   hello_interval_ms=self.hello_interval_ms,
+                                   need_timeout_ms=self.need_timeout_ms, now_ms=self._clock())
+        self._caught_up = False
+        self._settled = first.members <= 1
+        self._peers = max(0, first.members - 1)
+        self._state = ONLINE
+        self._emit()
+        ticker = asyncio.get_running_loop().create_task(self._ticker(t, sender))
+        try:
+            while True:
+                msg = P.decode_server_message(await t.recv())
+                await self._handle(t, sender, msg)
+        finally:
+            ticker.cancel()
+            try:
+                await ticker
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def _handle(self, t: Transport, sender: FrameSender, msg: Any) -> None:
+        session = self.session
+        assert session is not None
+        if isinstance(msg, (P.Frame, P.Ephemeral)):
+            self._open(msg.payload, sender)
+            if isinstance(msg, P.Frame):
+                self._meta["cursor"] = max(self._meta["cursor"], msg.cursor)
+                self._save_meta()
+        elif isinstance(msg, P.Ack):
+            upto = self._unacked.popleft() if self._unacked else 0
+            if upto > self._meta["pushed"]:
+                self._meta["pushed"] = upto
+                self._save_meta()
+        elif isinstance(msg, P.CaughtUp):
+            self._meta["cursor"] = max(self._meta["cursor"], msg.cursor)
+            self._save_meta()
+            if not self._caught_up:
+                self._caught_up = True
+                self._session_events(session.start())
+                self._settle_deadline = time.monotonic() + self.settle_s
+        elif isinstance(msg, P.Gap):
+            log.info("relay mailbox gap (%s): frames before %d are gone; peers fill it live",
+                     msg.reason, msg.oldest)
+            if msg.reason in ("epoch", "ahead"):
+                self._meta.update(cursor=0, pushed=0)
+                session.pushed_upto = 0
+        elif isinstance(msg, P.Peers):
+            self._peers = max(0, msg.count - 1)
+            if self._peers == 0:
+                self._settled = True
+        elif isinstance(msg, P.Welcome):
+            raise ProtocolError("second welcome on one connection")
+        await self._drain(t, sender)
+        self._emit()
+
+    def _open(self, frame: bytes, sender: FrameSender) -> None:
+        assert self.receiver is not None and self.session is not None
+        self.stats["frames_in"] += 1
+        if frame[_SENDER] == sender.sender and len(frame) > HEADER_SIZE:
+            self.stats["own_echoes"] += 1  # our own frame replayed from the mailbox
+            return
+        opened = self.receiver.receive(frame)
+        if opened is None:
+            reason = self.receiver.last_drop or "malformed"
+            self._dropped[reason] = self._dropped.get(reason, 0) + 1
+            if reason == "wrong_key" or (reason == "foreign_room" and self.explicit_room):
+                self._error(WrongKeyError(
+                    "frames in this room are sealed with another space key: wrong passphrase or invite"))
+            return
+        self._session_events(self.session.receive_plaintext(opened.payload))
+
+    def _session_events(self, events: list) -> None:
+        for ev in events:
+            if isinstance(ev, ProtocolViolation):
+                self.stats["violations"] += 1
+                self._last_error = ev.error or ProtocolError(ev.reason)
+            elif isinstance(ev, GapDetected):
+                self.stats["gaps"] += 1
+            elif isinstance(ev, PeerSeen):
+                if ev.actor:
+                    self._settled = True
+            elif isinstance(ev, Diverged):
+                self._last_error = ProtocolError("a peer holds different blocks under the same version "
+                                                 "vector (an actor equivocated)")
+            elif hasattr(ev, "new"):
+                self.stats["blocks_new"] += ev.new
+
+    async def _drain(self, t: Transport, sender: FrameSender) -> None:
+        session = self.session
+        if session is None:
+            return
+        async with self._send_lock:
+            for out in session.outgoing():
+                frame = sender.seal(out.data)
+                if out.durable:
+                    self._unacked.append(out.own_upto)
+                    await t.send(P.encode_publish(frame))
+                else:
+                    await t.send(P.encode_ephemeral(frame))
+                self.stats["frames_out"] += 1
+
+    async def _ticker(self, t: Transport, sender: FrameSender) -> None:
+        while not self._stop.is_set():
+            # asyncio.wait, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # races with the inner wait finishing, and the ticker would outlive its connection.
+            waiter = asyncio.ensure_future(self._hint.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=self.tick_interval_s)
+            finally:
+                waiter.cancel()
+            self._hint.clear()
+            session = self.session
+            if session is None:
+                return
+            try:
+                self.db.tick()
+            except ClosedError:
+                return
+            except OstraconError as exc:
+                self._error(exc)
+            if self._caught_up:
+                if not self._settled and time.monotonic() >= self._settle_deadline:
+                    self._settled = True
+                self._session_events(session.tick(self._clock()))
+                if self.replica.own_sealed() > session.pushed_upto:
+                    session.on_local_change()
+            await self._drain(t, sender)
+            self._emit()
+
