@@ -350,7 +350,7 @@ class Replica:
         for i, env in enumerate(envelopes):
             try:
                 kind, payload = open_envelope(env)
-                obj = decode_change(payload) if kind == KIND_BLOCK else decode_seal(payload)
+                obj = decode_change(payload, trusted=trusted) if kind == KIND_BLOCK else decode_seal(payload)
             except CorruptBlockError as exc:
                 if strict:
                     raise CorruptBlockError(f"envelope {i}: {exc}") from None
