@@ -15,7 +15,9 @@ from .core.errors import (ClosedError, ConflictError, CorruptBlockError, Corrupt
                           StorageError, StorageUnavailableError, TransportError,
                           ValidationError, WrongKeyError)
 from .core.feed import ChangeEvent, Subscription
-from .database import Collection, Database
+from .database import (Collection, ColdCollectionError, Database, IndexBuildingError,
+                       LensNotFoundError, QueryCursorError, QueryTooExpensiveError,
+                       SchemaValidationError)
 from .database import open_database as open
 
 __version__ = "0.1.0"
@@ -37,5 +39,6 @@ __all__ = [
     "SignatureError", "CursorError", "HistoryPrunedError", "ClosedError", "StorageError",
     "StorageUnavailableError", "LockedError", "CorruptLogError", "CorruptSnapshotError",
     "DiskFullError", "ReadOnlyError", "CryptoError", "WrongKeyError", "FrameError",
-    "ProtocolError", "TransportError",
+    "ProtocolError", "TransportError", "QueryTooExpensiveError", "IndexBuildingError",
+    "QueryCursorError", "ColdCollectionError", "SchemaValidationError", "LensNotFoundError",
 ]

@@ -903,6 +903,6 @@ def select(docs: Iterable[dict], flt: Any = None, order: Any = None, *, limit: i
 
 def run_query(docs: Iterable[dict], flt: Any = None, order: Any = None, *,
               limit: int | None = None, offset: int = 0, after: str | None = None) -> list:
-    """The naive query as a list (what Database._query calls until it uses the planner:
+    """The naive query as a list (a reference implementation: tests compare the planner to it;
     planner.execute with the collection's indexes, which also returns the next cursor)."""
     return select(docs, flt, order, limit=limit, offset=offset, after=after)[0]

@@ -1,0 +1,223 @@
+"""Schemas wired into the Database: validated writes naming the field, the version id in
+every block, persistence across reopen, the version DAG, and lenses on read (and on write)."""
+
+import pytest
+
+import ostracon
+from ostracon import NotFoundError, ValidationError
+from ostracon.crypto import DeterministicRandom
+from ostracon.crypto.identity import Identity
+from ostracon.database import LensNotFoundError, SchemaValidationError
+
+T0 = 1_700_000_000_000
+ID_A = Identity.from_seed(bytes(range(32)))
+ID_B = Identity.from_seed(bytes(range(1, 33)))
+
+V1 = "type Todo { name: String! done: Boolean votes: Int @crdt(type: pncounter) }"
+V2 = "type Todo { title: String! done: Boolean votes: Int @crdt(type: pncounter) }"
+
+
+class Clock:
+    def __init__(self, t=T0):
+        self.t = t
+
+    def __call__(self):
+        self.t += 1
+        return self.t
+
+
+def open_db(identity=ID_A, path=None, seed=1, **kw):
+    return ostracon.open(path, identity=identity, clock=Clock(), random_bytes=DeterministicRandom(seed),
+                         **kw)
+
+
+@pytest.fixture
+def db():
+    d = open_db()
+    yield d
+    d.close()
+
+
+def rename_up(doc):
+    doc["title"] = doc.pop("name")
+    return doc
+
+
+def rename_down(doc):
+    doc["name"] = doc.pop("title")
+    return doc
+
+
+def test_writes_are_validated_naming_the_field(db):
+    ids = db.define_schema(V1)
+    assert list(ids) == ["Todo"] and ids["Todo"].startswith("b")
+    todo = db.collection("Todo")
+    assert todo.schema.version_id == ids["Todo"]
+    doc_id = todo.create({"name": "a", "done": False})
+    before = db.state_hash(), db.version_vector(), db.pending_writes
+    bad = [
+        (lambda: todo.create({"done": True}), "Todo.name"),
+        (lambda: todo.create({"name": 3}), "Todo.name"),
+        (lambda: todo.create({"name": "x", "colour": "red"}), "Todo.colour"),
+        (lambda: todo.update(doc_id, {"done": True}), "Todo.name"),
+        (lambda: todo.patch(doc_id, {"done": "yes"}), "Todo.done"),
+        (lambda: todo.patch(doc_id, {"name": None}), "Todo.name"),
+        (lambda: todo.patch(doc_id, {}, unset=["name"]), "Todo.name"),
+        (lambda: todo.increment(doc_id, "done"), "Todo.done"),
+        (lambda: todo.increment(doc_id, "votes", 1.5), "Todo.votes"),
+    ]
+    for attempt, field in bad:
+        with pytest.raises(SchemaValidationError) as e:
+            attempt()
+        assert e.value.field == field and field in str(e.value)
+        assert isinstance(e.value, ValidationError)
+        assert (db.state_hash(), db.version_vector(), db.pending_writes) == before
+    todo.patch(doc_id, {"done": True}, unset=["votes"])
+    todo.increment(doc_id, "votes", 2)
+    assert todo.get(doc_id)["votes"] == 2
+    # collections without a schema stay schemaless
+    db.collection("free").create({"anything": [1, {"x": None}]})
+    assert db.collection("free").schema is None
+
+
+def test_blocks_carry_the_schema_version(db):
+    free = db.collection("Todo").create({"name": "before any schema"})
+    v1 = db.define_schema(V1)["Todo"]
+    todo = db.collection("Todo")
+    d = todo.create({"name": "a"})
+    todo.patch(d, {"done": True})
+    todo.delete(d)
+    assert [c["schema"] for c in todo.history(d)] == [v1, v1, v1]
+    assert todo.history(free)[0]["schema"] is None
+    # ... and on the wire: another replica sees the same field in the blocks
+    db.flush()
+    other = open_db(ID_B, seed=2)
+    other.apply_blocks(db.blocks_since({}))
+    assert [c["schema"] for c in other.collection("Todo").history(d)] == [v1, v1, v1]
+    other.close()
+
+
+def test_versions_form_a_dag_and_history(db):
+    v1 = db.define_schema(V1)["Todo"]
+    assert db.define_schema(V1)["Todo"] == v1          # same shape: no new version
+    v2 = db.define_schema(V2)["Todo"]
+    v3 = db.define_schema(V2.replace("}", " note: String }"))["Todo"]
+    hist = db.schema_history("Todo")
+    assert [h["version_id"] for h in hist] == [v1, v2, v3]
+    assert hist[0]["parents"] == [] and hist[1]["parents"] == [v1] and hist[2]["parents"] == [v2]
+    assert [h["height"] for h in hist] == [1, 2, 3]
+    assert "title: String!" in hist[1]["sdl"]
+    assert db.schema_versions() == {"Todo": v3}
+    with pytest.raises(NotFoundError):
+        db.schema_history("Nope")
+
+
+def test_lenses_translate_old_documents_on_read(db):
+    v1 = db.define_schema(V1)["Todo"]
+    todo = db.collection("Todo")
+    old = todo.create({"name": "old one", "done": False}, id="old")
+    v2 = db.define_schema(V2)["Todo"]
+    # no lens yet: the stored shape is returned as is
+    assert todo.get(old)["name"] == "old one"
+    db.register_lens(v1, v2, rename_up, reverse=rename_down)
+    assert todo.get(old)["title"] == "old one" and "name" not in todo.get(old)
+    new = todo.create({"title": "new one"}, id="new")
+    with pytest.raises(SchemaValidationError):
+        todo.create({"name": "old shape"})           # writes use the current version
+    assert [d["_id"] for d in todo.find({"title": {"_like": "%one"}})] == ["new", "old"]
+    todo.create_index("title")
+    assert todo.explain({"title": "old one"})["path"] == "index"
+    assert [d["_id"] for d in todo.find({"title": "old one"})] == ["old"]
+    assert [d["_id"] for d in todo.scan()[0]] == ["new", "old"]
+    assert todo.scan()[0][1]["title"] == "old one"
+    # a partial write to an old document rewrites it into the current shape first
+    todo.patch(old, {"done": True})
+    assert todo.history(old)[-1]["schema"] == v2
+    got = todo.get(old)
+    assert got["title"] == "old one" and got["done"] is True and "name" not in got
+    assert "name" not in db._replica.doc("Todo", old).user_fields()
+    assert [d["_id"] for d in todo.find({"title": "old one"})] == ["old"]
+    # the old blocks are still valid history
+    first = todo.history(old)[0]
+    assert first["schema"] == v1 and first["ops"][1] == ["s", "name", "old one"]
+    assert todo.get(old, at=first["cid"])["title"] == "old one"   # read through the lens too
+    assert new in [d["_id"] for d in todo.find({"done": {"_ne": True}})]
+
+
+def test_increment_on_an_old_document_migrates_and_counts(db):
+    v1 = db.define_schema(V1)["Todo"]
+    todo = db.collection("Todo")
+    d = todo.create({"name": "n", "votes": 1})
+    todo.increment(d, "votes", 2)
+    v2 = db.define_schema(V2)["Todo"]
+    db.register_lens(v1, v2, rename_up)
+    todo.increment(d, "votes", 4)
+    assert todo.get(d)["votes"] == 7 and todo.get(d)["title"] == "n"
+    assert todo.history(d)[-1]["schema"] == v2
+
+
+def test_unknown_lens_endpoints_and_bad_schemas(db):
+    v1 = db.define_schema(V1)["Todo"]
+    with pytest.raises(NotFoundError):
+        db.register_lens(v1, "b" + "a" * 60, rename_up)
+    with pytest.raises(ValidationError):
+        db.define_schema("type Todo { x: Strin }")
+    with pytest.raises(ValidationError):
+        db.collection("todos").set_schema(V1)       # the SDL must define this collection's type
+    assert db.collection("Other").set_schema("type Other { a: Int }").startswith("b")
+    with pytest.raises(LensNotFoundError):
+        db.schemas.lens_path(v1, db.schema_versions()["Other"])
+
+
+def test_index_directives_create_indexes(db):
+    db.define_schema("type User { email: String @index(unique: true) team: String @index }")
+    users = db.collection("User")
+    assert {(i["name"], i["unique"]) for i in users.indexes()} == {("uidx_email", True),
+                                                                  ("idx_team", False)}
+    users.create({"email": "a@x", "team": "t"})
+    with pytest.raises(ostracon.ConflictError):
+        users.create({"email": "a@x"})
+    assert users.explain({"team": "t"})["path"] == "index"
+
+
+def test_embedded_types_validate(db):
+    db.define_schema("type Book { title: String! author: Author } type Author { name: String! }")
+    books = db.collection("Book")
+    books.create({"title": "t", "author": {"name": "n"}})
+    with pytest.raises(SchemaValidationError) as e:
+        books.create({"title": "t", "author": {}})
+    assert e.value.field == "Book.author.name"
+
+
+def test_schemas_survive_reopen(tmp_path):
+    path = tmp_path / "db"
+    db = open_db(path=path)
+    v1 = db.define_schema(V1)["Todo"]
+    d = db.collection("Todo").create({"name": "kept"}, id="d")
+    v2 = db.define_schema(V2)["Todo"]
+    db.close()
+    db = open_db(path=path)
+    assert [h["version_id"] for h in db.schema_history("Todo")] == [v1, v2]
+    todo = db.collection("Todo")
+    assert todo.schema.version_id == v2
+    with pytest.raises(SchemaValidationError):
+        todo.create({"name": "v1 shape"})
+    assert todo.get(d)["name"] == "kept"               # lenses are code: not persisted
+    db.register_lens(v1, v2, rename_up)
+    assert todo.get(d)["title"] == "kept"
+    db.close()
+    ro = open_db(path=path, read_only=True)
+    assert ro.schema_versions() == {"Todo": v2}
+    ro.close()
+
+
+def test_unknown_version_from_a_peer_is_read_as_is():
+    a, b = open_db(ID_A, seed=1), open_db(ID_B, seed=2)
+    a.define_schema(V1)
+    a.collection("Todo").create({"name": "x"}, id="d")
+    a.flush()
+    b.define_schema(V2)          # a different history: b does not know a's version
+    b.apply_blocks(a.blocks_since({}))
+    assert b.collection("Todo").get("d")["name"] == "x"
+    assert a.state_hash() == b.state_hash()
+    a.close(), b.close()
