@@ -396,11 +396,13 @@ class Replica:
             work.extend(self._sealed_pending)
             # Lowest sequence numbers first (popped from the end), so chains drain in one pass.
             pending = self._pending
-            work.sort(key=lambda c: pending[c].change.seq if c in pending else 0, reverse=True)
+            # (seq, cid): a total order. Set iteration order follows hash(), which differs in
+            # Pyodide, so ties must never be left to it (it changed apply order across runtimes).
+            work.sort(key=lambda c: (pending[c].change.seq if c in pending else 0, c), reverse=True)
             self._drain(work, result)
             # Newly applied blocks may complete seal ranges whose later blocks are pending.
             while self._resolve_seals(result):
-                work = sorted(self._sealed_pending, key=lambda c: pending[c].change.seq, reverse=True)
+                work = sorted(self._sealed_pending, key=lambda c: (pending[c].change.seq, c), reverse=True)
                 self._drain(work, result)
         finally:
             self._trusting = False
