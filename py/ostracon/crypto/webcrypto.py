@@ -99,6 +99,11 @@ class WebCrypto(CryptoBackend):
                 f"{what}: WebCrypto is async; enter Python through runPythonAsync/callPromising "
                 "with JSPI enabled"
             )
+        from ..storage.indexeddb import gate_kind
+
+        b = self._b
+        kind = gate_kind()
+        b.gateEnter(kind)  # see web/bridge.js: nothing enters the engine while this stack waits
         try:
             return self._run_sync(fn(*(self._to_js(a) if type(a) is bytes else a for a in args)))
         except (CryptoError, ValidationError):
@@ -109,6 +114,8 @@ class WebCrypto(CryptoBackend):
             if getattr(e, "name", None) != "CryptoError":
                 msg = f"{what}: {msg}"
             raise CryptoError(msg) from None
+        finally:
+            b.gateExit(kind)
 
     # --- Ed25519 ----------------------------------------------------------------------
 

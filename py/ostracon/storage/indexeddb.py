@@ -100,15 +100,39 @@ def _to_bytes(v: Any) -> bytes:
     return v.to_bytes()
 
 
+def run_blocking(awaitable: Any) -> Any:
+    """`run_sync` inside the bridge's suspension gate: while this Python stack is suspended,
+    the worker and the asyncio loop do not enter Python (see web/bridge.js)."""
+    from pyodide.ffi import run_sync
+
+    b = bridge()
+    kind = gate_kind()
+    b.gateEnter(kind)
+    try:
+        return run_sync(awaitable)
+    finally:
+        b.gateExit(kind)
+
+
+def gate_kind() -> str:
+    """"task" inside an asyncio task (the sync client), else "rpc" (see web/bridge.js)."""
+    import asyncio
+
+    try:
+        return "task" if asyncio.current_task() is not None else "rpc"
+    except RuntimeError:  # no running loop: entered from the worker's RPC path
+        return "rpc"
+
+
 def _run_sync(awaitable: Any, what: str) -> Any:
-    from pyodide.ffi import can_run_sync, run_sync
+    from pyodide.ffi import can_run_sync
 
     if not can_run_sync():
         raise StorageError(
             f"{what}: cannot block on IndexedDB here: enter Python through runPythonAsync/"
             "callPromising with JSPI enabled, or use `await flush_async()`"
         )
-    return run_sync(awaitable)
+    return run_blocking(awaitable)
 
 
 class IndexedDBStorage(Storage):
@@ -365,11 +389,11 @@ class IndexedDBStorage(Storage):
         if release is None:
             return
         done = release()  # a promise settled once the browser has really released the lock
-        from pyodide.ffi import can_run_sync, run_sync
+        from pyodide.ffi import can_run_sync
 
         if done is not None and can_run_sync():
             try:
-                run_sync(done)  # so a reopen right after close finds the lock free
+                run_blocking(done)  # so a reopen right after close finds the lock free
             except Exception:  # noqa: BLE001 - releasing is best effort; the browser frees it anyway
                 pass
 

@@ -1,0 +1,156 @@
+// `make test-node`: the browser bundle (dist/web) under Node 20, checked against native.
+//
+//   node --experimental-wasm-stack-switching e2e/node/run.mjs [--dist dist/web]
+//        [--python .venv/bin/python] [--checks a,b] [--seeds N]
+//
+// 1. runs e2e/runtime_checks.py natively (the venv's CPython + cryptography + memory storage);
+// 2. boots Pyodide from dist/web exactly like the worker (same lock file, wheels and bridge),
+//    with fake-indexeddb and Node's WebCrypto, installs the contract suites, vectors and the
+//    simulator into its file system and runs the same checks there (IndexedDB storage,
+//    WebCrypto backend);
+// 3. fails unless every check passes in Pyodide and every value (CIDs, signatures, frames,
+//    state hashes) is identical in both runtimes.
+
+import { spawn, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { ROOT, bootPyodide, ensureJspi } from "./boot.mjs";
+
+ensureJspi();
+
+function arg(name, dflt) {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : dflt;
+}
+
+const dist = path.resolve(ROOT, arg("--dist", "dist/web"));
+const python = path.resolve(ROOT, arg("--python", ".venv/bin/python"));
+const allChecks = arg("--checks", "");
+// transport_contract needs a relay and runs separately; the rest go through run_checks.
+const wantTransport = !allChecks || allChecks.split(",").includes("transport_contract");
+const checks = allChecks.split(",").filter((c) => c && c !== "transport_contract").join(",");
+const onlyTransport = allChecks && !checks;
+const seeds = Number(arg("--seeds", "12"));
+const TESTS_DIR = "/home/pyodide/ostracon_tests";
+// Values that must be identical across runtimes (the others only have to pass).
+const COMPARED = ["crypto_vectors", "sim_hashes", "core_vectors"];
+
+// Files the checks need inside Pyodide, relative to the repo root → path under TESTS_DIR.
+function testFiles() {
+  const files = {};
+  const add = (rel, as) => {
+    const p = path.join(ROOT, rel);
+    if (fs.existsSync(p)) files[as] = fs.readFileSync(p, "utf8");
+  };
+  for (const f of fs.readdirSync(path.join(ROOT, "tests"))) {
+    if (f.endsWith(".py") && !f.startsWith("test_") && f !== "conftest.py") add(`tests/${f}`, f);
+  }
+  const vdir = path.join(ROOT, "tests", "vectors");
+  if (fs.existsSync(vdir)) {
+    for (const f of fs.readdirSync(vdir)) {
+      if (f.endsWith(".json") || f.endsWith(".py")) add(`tests/vectors/${f}`, `vectors/${f}`);
+    }
+  }
+  add("e2e/runtime_checks.py", "runtime_checks.py");
+  return files;
+}
+
+// A native relay (`ostracon relay`, in-memory mailbox) on a free loopback port.
+async function startRelay() {
+  const bin = path.join(path.dirname(python), "ostracon");
+  const child = spawn(bin, ["relay", "--host", "127.0.0.1", "--port", "0", "--mailbox", "memory", "--log-level", "warning"],
+    { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`relay did not start: ${out}`)), 30000);
+    const onData = (d) => {
+      out += d;
+      const m = /rooms at (ws:\/\/[0-9.:]+)\//.exec(out);
+      if (m) { clearTimeout(timer); resolve(m[1]); }
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
+    child.on("exit", (code) => reject(new Error(`relay exited with ${code}: ${out}`)));
+  });
+  return { url, stop: () => child.kill("SIGTERM") };
+}
+
+function summarize(res) {
+  return Object.fromEntries(Object.entries(res).map(([k, v]) => [k, v.ok]));
+}
+
+const t0 = performance.now();
+const native = onlyTransport ? { status: 0, stdout: "{}" } : spawnSync(python, [path.join(ROOT, "e2e", "runtime_checks.py"), "native", "--seeds", String(seeds),
+  ...(checks ? ["--checks", checks] : [])], { cwd: ROOT, encoding: "utf8", maxBuffer: 64 << 20 });
+if (native.status !== 0) {
+  console.error(native.stderr);
+  console.error("native run of e2e/runtime_checks.py failed");
+  process.exit(1);
+}
+const nativeRes = JSON.parse(native.stdout);
+const tNative = performance.now() - t0;
+
+const { pyodide, timings } = await bootPyodide(dist);
+console.log(`pyodide under node: boot ${timings.pyodideMs.toFixed(0)} ms, wheels ${timings.packagesMs.toFixed(0)} ms`);
+for (const [rel, text] of Object.entries(testFiles())) {
+  const p = `${TESTS_DIR}/${rel}`;
+  pyodide.FS.mkdirTree(p.slice(0, p.lastIndexOf("/")));
+  pyodide.FS.writeFile(p, text);
+}
+// The worker's host module too (its value conversion is checked).
+pyodide.FS.mkdirTree("/home/pyodide/ostracon_web");
+pyodide.FS.writeFile("/home/pyodide/ostracon_web/ostracon_host.py", fs.readFileSync(path.join(dist, "ostracon_host.py"), "utf8"));
+pyodide.runPython(`import sys\nsys.path[:0] = [${JSON.stringify(TESTS_DIR)}, "/home/pyodide/ostracon_web"]`);
+const run = pyodide.pyimport("runtime_checks").run_checks_json;
+const t1 = performance.now();
+let pyRes;
+try {
+  pyRes = onlyTransport ? {} : JSON.parse(await run.callPromisingKwargs({
+    names: checks ? checks : "", tests_dir: TESTS_DIR, seeds,
+  }));
+} catch (e) {
+  console.error(String(e.message || e).slice(-4000));
+  process.exit(1);
+}
+const tPy = performance.now() - t1;
+
+// The browser WebSocket transport (sync/browser.py over `ws`) against a real relay.
+if (wantTransport) {
+  const relay = await startRelay();
+  try {
+    const tc = pyodide.pyimport("runtime_checks").transport_contract_json;
+    pyRes.transport_contract = JSON.parse(await tc(relay.url, TESTS_DIR));
+    nativeRes.transport_contract = { ok: true };  // natively: tests/test_sync_native.py
+  } finally {
+    relay.stop();
+  }
+}
+
+let failed = 0;
+for (const [name, r] of Object.entries(pyRes)) {
+  const n = nativeRes[name] || {};
+  let status;
+  if (r.ok === null && n.ok === null) {
+    status = `NOT RUN: input missing in both runtimes (${r.error})`;
+  } else if (r.ok !== true) {
+    status = `FAIL in pyodide\n${r.error}`;
+    failed++;
+  } else if (n.ok !== true) {
+    status = `FAIL natively\n${n.error}`;
+    failed++;
+  } else if (COMPARED.includes(name) && JSON.stringify(r.value) !== JSON.stringify(n.value)) {
+    status = "FAIL: values differ between native and pyodide";
+    console.log(JSON.stringify({ native: n.value, pyodide: r.value }, null, 1).slice(0, 4000));
+    failed++;
+  } else {
+    status = COMPARED.includes(name) ? "ok (identical to native)" : "ok";
+  }
+  console.log(`${name.padEnd(18)} ${String(r.ms).padStart(8)} ms  ${status}`);
+}
+console.log(`native ${tNative.toFixed(0)} ms, pyodide checks ${tPy.toFixed(0)} ms; summary ${JSON.stringify(summarize(pyRes))}`);
+if (failed) {
+  console.error(`${failed} check(s) failed`);
+  process.exit(1);
+}
+console.log("test-node: all checks passed");
+process.exit(0);

@@ -1,0 +1,279 @@
+"""Checks that run inside Pyodide (under Node, and in Chromium's worker) and natively.
+
+The same functions run in both runtimes; the callers compare the outputs:
+- e2e/node/run.mjs (`make test-node`) runs `native` with the venv's Python, then `pyodide` in
+  Pyodide under Node with IndexedDB (fake-indexeddb) and WebCrypto (Node's), and compares;
+- e2e/test_browser.py does the same in Chromium through the worker's test hooks.
+
+Each check returns plain JSON-able data. Contract suites raise on failure; `run_checks`
+turns every check into {"ok": bool, "error": str, "ms": float, "value": ...}.
+
+Usage natively:  python e2e/runtime_checks.py native [--seeds N]  → JSON on stdout
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from typing import Any, Callable
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# Where the contract suites and vectors live: tests/ in the repo, or the directory the
+# worker/runner installed them into (passed as `tests_dir`).
+DEFAULT_TESTS_DIR = os.path.join(os.path.dirname(HERE), "tests")
+# Seeds of the replica simulator replayed in both runtimes: enough to cover drops,
+# duplicates, partitions and clock skew, few enough that the Pyodide run stays ~10 s.
+SIM_SEEDS = 12
+
+
+def _in_pyodide() -> bool:
+    return sys.platform == "emscripten"
+
+
+def _use_tests_dir(tests_dir: str | None) -> str:
+    d = tests_dir or DEFAULT_TESTS_DIR
+    if d not in sys.path:
+        sys.path.insert(0, d)
+    return d
+
+
+def crypto_factory() -> Callable[[], Any]:
+    if _in_pyodide():
+        from ostracon.crypto.webcrypto import WebCrypto
+
+        return WebCrypto
+    from ostracon.crypto.native import NativeCrypto
+
+    return NativeCrypto
+
+
+# ---- the individual checks ----------------------------------------------------------------
+
+def crypto_contract(tests_dir: str | None = None) -> list[str]:
+    _use_tests_dir(tests_dir)
+    import crypto_contract as cc
+
+    return cc.run_all(crypto_factory())
+
+
+def crypto_vectors(tests_dir: str | None = None) -> dict:
+    d = _use_tests_dir(tests_dir)
+    import crypto_contract as cc
+
+    path = os.path.join(d, "vectors", "crypto.json")
+    vectors = cc.load_vectors(path)
+    cc.check_vectors(crypto_factory(), vectors)
+    return cc.compute_vectors(crypto_factory(), vectors["inputs"])
+
+
+class _Harness:
+    """What tests/storage_contract.py expects: `persistent` and `open()` (same store each time)."""
+
+    def __init__(self, persistent: bool, open_fn: Callable[[], Any]) -> None:
+        self.persistent = persistent
+        self.open = open_fn
+
+
+def storage_contract(tests_dir: str | None = None, prefix: str = "contract") -> list[str]:
+    """tests/storage_contract.py: IndexedDBStorage under Pyodide, MemoryStorage natively."""
+    _use_tests_dir(tests_dir)
+    import storage_contract as sc
+
+    passed = []
+    for i, check in enumerate(sc.CONTRACT):
+        if _in_pyodide():
+            from ostracon.storage.indexeddb import IndexedDBStorage
+
+            name = f"{prefix}-{time.time_ns()}-{i}"
+            h = _Harness(True, lambda name=name: IndexedDBStorage.open_sync(name))
+        else:
+            from ostracon.storage.memory import MemoryStorage
+
+            h = _Harness(False, MemoryStorage)
+        try:
+            check(h)
+        except BaseException as e:
+            raise AssertionError(f"{check.__name__}: {type(e).__name__}: {e}") from e
+        passed.append(check.__name__)
+    return passed
+
+
+def sim_hashes(seeds: int = SIM_SEEDS, tests_dir: str | None = None) -> dict:
+    """Seeded convergence scenarios: every replica's final state hash, per seed."""
+    _use_tests_dir(tests_dir)
+    from simulator import Sim
+
+    out = {}
+    for seed in range(seeds):
+        dbs = Sim(seed).run()
+        hashes = sorted({db.state_hash() for db in dbs})
+        heads = sorted({",".join(db.heads()) for db in dbs})
+        if len(hashes) != 1 or len(heads) != 1:
+            raise AssertionError(f"seed {seed} diverged inside one runtime: {hashes}")
+        out[str(seed)] = {"state_hash": hashes[0], "heads": heads[0]}
+    return out
+
+
+def core_vectors(tests_dir: str | None = None) -> dict:
+    """tests/vectors/core.json replayed with tests/vectors/replay.py: every encoding, CID,
+    seal, state_hash and final document must equal what the file pins. Returns the replay
+    output (compared across runtimes by the callers too)."""
+    import importlib.util
+
+    d = _use_tests_dir(tests_dir)
+    path = os.path.join(d, "vectors", "core.json")
+    spec = importlib.util.spec_from_file_location("ostracon_core_vector_replay",
+                                                  os.path.join(d, "vectors", "replay.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with open(path, encoding="utf-8") as f:
+        vectors = json.load(f)  # Python's json: big ints and 1.0 vs 1 survive
+    encodings = []
+    for case in vectors["encoding"]:
+        got = mod.replay_encoding(case)
+        if got != {"hex": case["hex"], "cid": case["cid"]}:
+            raise AssertionError(f"encoding vector {case['value']!r}: {got} != {case['hex']}, {case['cid']}")
+        encodings.append(got["cid"])
+    scenarios = {}
+    for sc in vectors["scenarios"]:
+        got = mod.replay(sc)
+        for i, (g, w) in enumerate(zip(got["steps"], sc["expected"]["steps"])):
+            if g != w:
+                raise AssertionError(f"scenario {sc['name']} step {i} {sc['steps'][i]}: {g} != {w}")
+        if got != sc["expected"]:
+            raise AssertionError(f"scenario {sc['name']}: final state differs")
+        scenarios[sc["name"]] = {n: f["state_hash"] for n, f in got["final"].items()}
+    return {"encodings": encodings, "scenarios": scenarios}
+
+
+async def transport_contract(relay_url: str, tests_dir: str | None = None) -> list[str]:
+    """tests/transport_contract.py against a running relay: the browser WebSocket transport
+    under Pyodide, the `websockets` one natively."""
+    _use_tests_dir(tests_dir)
+    import transport_contract as tc
+
+    from ostracon.relay import protocol as P
+
+    if _in_pyodide():
+        from ostracon.sync.browser import BrowserWebSocketTransport as make
+    else:
+        from ostracon.sync.native import WebSocketTransport as make
+
+    def room_url(room: str, since: int | None = None) -> str:
+        return relay_url.rstrip("/") + P.room_path(room, since)
+
+    passed = []
+    for check in tc.CONTRACT:
+        try:
+            await check(make, room_url)
+        except BaseException as e:
+            raise AssertionError(f"{check.__name__}: {type(e).__name__}: {e}") from e
+        passed.append(check.__name__)
+    return passed
+
+
+async def transport_contract_json(relay_url: str, tests_dir: str | None = None) -> str:
+    t0 = time.perf_counter()
+    try:
+        out = {"ok": True, "value": await transport_contract(relay_url, tests_dir)}
+    except BaseException as e:  # noqa: BLE001 - reported to the caller
+        out = {"ok": False, "error": "".join(traceback.format_exception(e))[-4000:]}
+    out["ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    return json.dumps(out)
+
+
+def host_values() -> dict:
+    """Round trip of the value conversions used by the worker (Pyodide only)."""
+    if not _in_pyodide():
+        return {}
+    import js
+    from pyodide.ffi import to_js
+
+    import ostracon_host as h
+
+    cases = {
+        "int": 3, "float": 3.5, "neg": -7, "big": 2**70, "minus_big": -(2**64), "edge": 2**53 - 1,
+        "beyond": 2**53, "true": True, "none": None, "str": "héllo ✓", "bytes": b"\x00\xff",
+        "list": [1, [2, [3, None]], {"a": b"x"}], "nested": {"a": {"b": {"c": [1.25, False]}}},
+    }
+    js_val = h.to_js_value(cases)
+    back = h.from_js(js_val.to_py(depth=-1) if hasattr(js_val, "to_py") else js_val)
+    if back != cases:
+        raise AssertionError(f"round trip changed values: {back!r} != {cases!r}")
+    # A JS integral number is an int in Python; a non-integral one a float.
+    num = js.JSON.parse("[1, 1.0, 1.5, 9007199254740993]").to_py()
+    conv = h.from_js(num)
+    if [type(x).__name__ for x in conv] != ["int", "int", "float", "float"]:
+        raise AssertionError(f"number conversion: {conv!r}")
+    # JS null → None, BigInt → int, Uint8Array → bytes.
+    v = js.eval("({n: null, b: 12345678901234567890123n, u: new Uint8Array([1, 2])})")
+    got = h.from_js(js.Object.fromEntries(js.Object.entries(v)).to_py(depth=-1))
+    if got != {"n": None, "b": 12345678901234567890123, "u": b"\x01\x02"}:
+        raise AssertionError(f"special values: {got!r}")
+    # Unsupported JS objects are refused with a ValidationError.
+    from ostracon.core.errors import ValidationError
+
+    try:
+        h.from_js(js.eval("new Date(0)"))
+    except ValidationError:
+        pass
+    else:
+        raise AssertionError("a Date was accepted")
+    del to_js
+    return {"ok": True}
+
+
+CHECKS: dict[str, Callable[..., Any]] = {
+    "crypto_contract": crypto_contract,
+    "crypto_vectors": crypto_vectors,
+    "storage_contract": storage_contract,
+    "sim_hashes": sim_hashes,
+    "core_vectors": core_vectors,
+    "host_values": host_values,
+}
+
+
+def run_checks(names: list[str] | None = None, tests_dir: str | None = None, **kw: Any) -> dict:
+    """Run the named checks (all by default); never raises: failures are in the result."""
+    out = {}
+    for name in names or list(CHECKS):
+        fn = CHECKS[name]
+        t0 = time.perf_counter()
+        try:
+            if name == "host_values":
+                value = fn()
+            elif name == "sim_hashes":
+                value = fn(kw.get("seeds", SIM_SEEDS), tests_dir)
+            else:
+                value = fn(tests_dir)
+            out[name] = {"ok": True, "value": value}
+        except FileNotFoundError as e:
+            out[name] = {"ok": None, "error": f"missing: {e}"}
+        except ModuleNotFoundError as e:
+            out[name] = {"ok": None, "error": f"missing: {e}"}
+        except BaseException as e:  # noqa: BLE001 - reported to the caller
+            out[name] = {"ok": False, "error": "".join(traceback.format_exception(e))[-4000:]}
+        out[name]["ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    return out
+
+
+def run_checks_json(names: Any = None, tests_dir: str | None = None, seeds: int = SIM_SEEDS) -> str:
+    """Entry for the JS runners: JSON text in, JSON text out (no proxy juggling)."""
+    if isinstance(names, str):  # "a,b" from the JS runners ("" = all)
+        names = [n for n in names.split(",") if n] or None
+    return json.dumps(run_checks(names, tests_dir, seeds=seeds), sort_keys=True)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["native"])
+    ap.add_argument("--checks", default="")
+    ap.add_argument("--seeds", type=int, default=SIM_SEEDS)
+    a = ap.parse_args()
+    names = [c for c in a.checks.split(",") if c] or None
+    print(run_checks_json(names, None, a.seeds))

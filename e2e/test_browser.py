@@ -1,0 +1,307 @@
+"""The browser runtime in Debian's Chromium: the same engine, proven byte-identical to native.
+
+- the storage contract suite on IndexedDB and the crypto contract on WebCrypto, inside the
+  Web Worker that serves the app (through its test hooks, enabled by `testing: true`);
+- tests/vectors and seeded simulator scenarios replayed in the worker give exactly the
+  values this (native) process computes;
+- blocks made in the browser are accepted natively and vice versa;
+- the ES-module API: CRUD, history, blame, find/scan, compare-and-set, subscriptions,
+  progress events, value conversion, errors with Python class names;
+- data survives page.reload(); a second tab gets LockedError; a wrong passphrase is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+import ostracon
+import runtime_checks
+from conftest import ROOT, goto_e2e
+
+TESTS_DIR = "/home/pyodide/ostracon_tests"
+
+
+def _test_files() -> dict[str, str]:
+    files = {}
+    for p in sorted((ROOT / "tests").glob("*.py")):
+        if not p.name.startswith("test_") and p.name != "conftest.py":
+            files[p.name] = p.read_text()
+    for p in sorted((ROOT / "tests" / "vectors").glob("*")):
+        if p.suffix in (".json", ".py"):
+            files[f"vectors/{p.name}"] = p.read_text()
+    files["runtime_checks.py"] = (ROOT / "e2e" / "runtime_checks.py").read_text()
+    return files
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+OPEN_JS = """async ([name, opts]) => {
+  window.progress = [];
+  window.db = await Ostracon.open({name, ...opts, onProgress: (p) => window.progress.push(p.phase)});
+  return window.db.info;
+}"""
+
+
+def open_db(page, name: str, **opts) -> dict:
+    return page.evaluate(OPEN_JS, [name, opts])
+
+
+def call(page, method: str, *args):
+    return page.evaluate("async ([m, a]) => window.db._call(m, ...a)", [method, list(args)])
+
+
+def js_error(page, script: str) -> dict:
+    """Run `script` (an async function body using `db`); return the error it rejects with."""
+    return page.evaluate(
+        "async (src) => { try { await (new Function('db', 'return (async () => {' + src + '})()'))(window.db); "
+        "return null; } catch (e) { return {name: e.name, message: e.message, names: e.names || null, "
+        "isError: e instanceof Error}; } }",
+        script,
+    )
+
+
+# ---- one worker with the test hooks, shared by the cross-runtime checks -------------------
+
+@pytest.fixture(scope="module")
+def worker_page(shared_context, e2e_url):
+    page = shared_context.new_page()
+    goto_e2e(page, e2e_url)
+    open_db(page, _name("checks"), testing=True)
+    page.evaluate("async ([d, f]) => window.db._call('__testInstall', d, f)", [TESTS_DIR, _test_files()])
+    yield page
+    page.close()
+
+
+def run_in_browser(page, name: str) -> dict:
+    out = page.evaluate(
+        "async ([d, n]) => window.db._call('__testCall', 'runtime_checks', 'run_checks_json', [n, d])",
+        [TESTS_DIR, name],
+    )
+    return json.loads(out)[name]
+
+
+@pytest.fixture(scope="module")
+def native_results():
+    return runtime_checks.run_checks()
+
+
+@pytest.mark.parametrize("check", ["crypto_contract", "storage_contract", "host_values"])
+def test_contract_suite_passes_in_chromium(worker_page, native_results, check):
+    res = run_in_browser(worker_page, check)
+    if res["ok"] is None:
+        # The suite file is not written yet (another area owns it): natively it must be
+        # missing too, else this is a real failure.
+        assert native_results[check]["ok"] is None, res
+        pytest.fail(f"{check}: input missing: {res['error']}")
+    assert res["ok"] is True, res.get("error")
+
+
+@pytest.mark.parametrize("check", ["crypto_vectors", "sim_hashes", "core_vectors"])
+def test_values_identical_to_native(worker_page, native_results, check):
+    res = run_in_browser(worker_page, check)
+    nat = native_results[check]
+    if res["ok"] is None and nat["ok"] is None:
+        pytest.fail(f"{check}: input missing in both runtimes: {res['error']}")
+    assert nat["ok"] is True, nat.get("error")
+    assert res["ok"] is True, res.get("error")
+    assert res["value"] == nat["value"]
+
+
+# ---- API ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def db_page(shared_context, e2e_url):
+    """One open database for the API tests (each uses its own collections): a Pyodide boot
+    costs seconds, so they share it."""
+    page = shared_context.new_page()
+    goto_e2e(page, e2e_url)
+    page.info = open_db(page, _name("api"))
+    yield page
+    page.close()
+
+
+def test_open_reports_progress_and_info(db_page):
+    phases = db_page.evaluate("window.progress")
+    for phase in ("pyodide", "packages", "storage", "ready"):
+        assert phase in phases, phases
+    info = db_page.info
+    assert len(info["actor"]) == 64 and info["python"].startswith("3.14")
+    assert db_page.evaluate("window.db.status.state") == "ready"
+
+
+def test_crud_history_blame_find_scan(db_page):
+    r = db_page.evaluate("""async () => {
+      const t = db.collection("todos");
+      const id = await t.create({title: "milk", done: false, n: 1});
+      const id2 = await t.create({title: "eggs", done: true, n: 5}, "fixed-id");
+      await t.patch(id, {done: true});
+      await t.increment(id, "n", 2);
+      const doc = await t.get(id);
+      const hist = await t.history(id);
+      const blame = await t.blame(id);
+      const found = await t.find({n: {_gt: 2}});
+      const page1 = await t.scan({limit: 1});
+      const many = await t.getMany([id, "missing"]);
+      await t.update(id2, {title: "EGGS"});
+      const d2 = await t.get(id2);
+      await t.delete(id);
+      const gone = await t.get(id);
+      const past = await t.get(id, {at: hist[0].cid});
+      await db.flush();
+      return {id, doc, hist, blame, found, page1, many, d2, gone, past, count: await t.count(),
+              hash: await db.stateHash()};
+    }""")
+    doc = r["doc"]
+    assert doc["title"] == "milk" and doc["done"] is True and doc["n"] == 3 and doc["_id"] == r["id"]
+    assert [c["height"] for c in r["hist"]] == [1, 2, 3]
+    assert set(r["blame"]) == {"title", "done", "n"}
+    assert [d["_id"] for d in r["found"]] == [r["id"], "fixed-id"] or {d["_id"] for d in r["found"]} == {r["id"], "fixed-id"}
+    assert len(r["page1"]["docs"]) == 1 and r["page1"]["next"]
+    assert r["many"][1] is None and r["many"][0]["_id"] == r["id"]
+    assert r["d2"]["title"] == "EGGS" and "done" not in r["d2"]
+    assert r["gone"] is None
+    assert r["past"]["done"] is False and "n" in r["past"]
+    assert r["count"] == 1 and len(r["hash"]) == 64
+
+
+def test_errors_carry_python_class_names(db_page):
+    e = js_error(db_page, 'await db.collection("t").create({_secret: 1});')
+    assert e["isError"] and e["name"] == "ValidationError" and "OstraconError" in e["names"]
+    e = js_error(db_page, 'const t = db.collection("t"); const id = await t.create({a: 1}); '
+                          'await t.patch(id, {a: 2}, {ifVersion: 99});')
+    assert e["name"] == "ConflictError", e
+    e = js_error(db_page, 'await db.collection("t").patch("nope", {a: 1});')
+    assert e["name"] == "NotFoundError", e
+    e = js_error(db_page, 'await db.collection("t").create({when: new Date(0)});')
+    assert e["name"] == "DataCloneError" or e["name"] == "ValidationError", e
+
+
+def test_values_convert_both_ways(db_page):
+    r = db_page.evaluate("""async () => {
+      const t = db.collection("v");
+      const v = {i: 3, f: 3.5, one: 1.0, big: 2n ** 70n, neg: -(2n ** 64n), safe: 9007199254740991,
+                 unsafe: 2 ** 60, t: true, n: null, s: "héllo ✓", b: new Uint8Array([0, 255, 7]),
+                 nested: {a: [1, [2, {c: null}]], e: {}}, empty: []};
+      const id = await t.create(v);
+      const d = await t.get(id);
+      return {
+        types: Object.fromEntries(Object.entries(d).filter(([k]) => !k.startsWith("_"))
+                 .map(([k, x]) => [k, x === null ? "null" : x instanceof Uint8Array ? "Uint8Array" : Array.isArray(x) ? "array" : typeof x])),
+        big: d.big.toString(), neg: d.neg.toString(), b: Array.from(d.b), nested: d.nested, f: d.f,
+        one: d.one, unsafe: d.unsafe === 2 ** 60, safe: d.safe, s: d.s, empty: d.empty,
+      };
+    }""")
+    t = r["types"]
+    assert t == {"i": "number", "f": "number", "one": "number", "big": "bigint", "neg": "bigint",
+                 "safe": "number", "unsafe": "number", "t": "boolean", "n": "null", "s": "string",
+                 "b": "Uint8Array", "nested": "object", "empty": "array"}
+    assert r["big"] == str(2**70) and r["neg"] == str(-(2**64))
+    assert r["b"] == [0, 255, 7] and r["f"] == 3.5 and r["one"] == 1 and r["safe"] == 2**53 - 1
+    assert r["unsafe"] is True and r["s"] == "héllo ✓" and r["empty"] == []
+    assert r["nested"] == {"a": [1, [2, {"c": None}]], "e": {}}
+
+
+def test_subscribe_delivers_change_events(db_page):
+    events = db_page.evaluate("""async () => {
+      const got = [];
+      const t = db.collection("subs");
+      const off = t.subscribe((ev) => got.push(ev));
+      await off.ready;
+      const id = await t.create({a: 1});
+      await t.patch(id, {a: 2});
+      await db.collection("other").create({x: 1});
+      await t.delete(id);
+      await off();
+      await t.create({a: 3});
+      return got.map((e) => [e.kind, e.collection, e.version, e.deleted]);
+    }""")
+    assert events == [["change", "subs", 1, False], ["change", "subs", 2, False], ["change", "subs", 3, True]]
+
+
+def test_data_survives_reload(shared_page, e2e_url):
+    page = shared_page
+    name = _name("reload")
+    goto_e2e(page, e2e_url)
+    open_db(page, name)
+    doc_id = page.evaluate("""async () => {
+      const id = await db.collection("notes").create({text: "persist me", n: 2n ** 80n});
+      await db.collection("notes").increment(id, "count", 5);
+      await db.flush();
+      window.hash = await db.stateHash();
+      return id;
+    }""")
+    before = page.evaluate("window.hash")
+    page.reload()
+    page.wait_for_function("window.__ostraconLoaded === true")
+    open_db(page, name)
+    doc = page.evaluate("async (id) => { const d = await db.collection('notes').get(id); "
+                        "return {text: d.text, n: d.n.toString(), count: d.count, hash: await db.stateHash()}; }", doc_id)
+    assert doc == {"text": "persist me", "n": str(2**80), "count": 5, "hash": before}
+
+
+def test_second_tab_gets_locked_error(shared_page, e2e_url, shared_context):
+    page = shared_page
+    name = _name("lock")
+    goto_e2e(page, e2e_url)
+    open_db(page, name)
+    other = shared_context.new_page()
+    goto_e2e(other, e2e_url)
+    err = other.evaluate("async (n) => { try { await Ostracon.open({name: n}); return null; } "
+                         "catch (e) { return e.name; } }", name)
+    assert err == "LockedError"
+    # After the first tab closes its database, the second can open it: same device identity.
+    actor = page.evaluate("window.db.info.actor")
+    page.evaluate("async () => db.close()")
+    assert other.evaluate("async (n) => { const d = await Ostracon.open({name: n}); const a = d.info.actor; "
+                          "await d.close(); return a; }", name) == actor
+
+
+def test_wrong_passphrase_is_refused(shared_page, e2e_url):
+    page = shared_page
+    name = _name("space")
+    goto_e2e(page, e2e_url)
+    info = open_db(page, name, space={"passphrase": "correct horse", "name": "family"})
+    page.evaluate("async () => { await db.collection('s').create({secret: 1}); await db.close(); }")
+    err = page.evaluate("async (n) => { try { await Ostracon.open({name: n, space: {passphrase: 'wrong horse', name: 'family'}}); "
+                        "return null; } catch (e) { return {name: e.name, message: e.message}; } }", name)
+    assert err["name"] == "WrongKeyError", err
+    again = open_db(page, name, space={"passphrase": "correct horse", "name": "family"})
+    assert again["room"] == info["room"] and again["actor"] == info["actor"]
+
+
+def test_blocks_cross_between_browser_and_native(db_page):
+    # Browser → native: envelopes made (and sealed with WebCrypto) in the worker verify and
+    # apply natively, giving the same state hash.
+    out = db_page.evaluate("""async () => {
+      const t = db.collection("x");
+      const a = await t.create({k: "browser", n: 1});
+      await t.increment(a, "n", 41);
+      await db.flush();
+      const envs = await db.blocksSince({});
+      return {hash: await db.stateHash(), envs: envs.map((e) => Array.from(e))};
+    }""")
+    native = ostracon.open()
+    # The shared database holds the other API tests' documents too: all of them must apply.
+    assert native.apply_blocks([bytes(e) for e in out["envs"]]) >= 2
+    assert native.collection("x").find is not None and native.last_apply.rejected == []
+    assert native.state_hash() == out["hash"]
+    # Native → browser.
+    col = native.collection("y")
+    col.create({"k": "native", "big": 2**90, "raw": b"\x01\x02"}, id="n1")
+    native.flush()
+    envs = native.blocks_since(db_page.evaluate("async () => db.versionVector()"))
+    new = db_page.evaluate("async (e) => db.applyBlocks(e.map((x) => new Uint8Array(x)))", [list(e) for e in envs])
+    assert new == 1
+    assert db_page.evaluate("async () => db.stateHash()") == native.state_hash()
+    # Tampered bytes are refused with the Python error class.
+    bad = bytearray(envs[0])
+    bad[-1] ^= 1
+    err = db_page.evaluate("async (e) => { try { await db.applyBlocks([new Uint8Array(e)]); return null; } "
+                           "catch (x) { return x.name; } }", list(bad))
+    assert err == "CorruptBlockError"
