@@ -193,6 +193,8 @@ export class Database {
 
   // Resolves once every earlier write is durable in IndexedDB.
   flush() { return this._rpc.call("flush"); }
+  // One string another device can join this space with (it carries the space key).
+  invite(relayUrl) { return this._rpc.call("invite", relayUrl); }
   stateHash() { return this._rpc.call("stateHash"); }
   heads() { return this._rpc.call("heads"); }
   versionVector() { return this._rpc.call("versionVector"); }

@@ -424,6 +424,15 @@ class Host:
     def rpc_syncStatus(self) -> Any:
         return None if self.sync is None else _status_dict(self.sync.status)
 
+    def rpc_invite(self, relay_url: Any = None) -> str:
+        """An invite string for this database's space (another device joins with it)."""
+        self._db()
+        if self.space is None:
+            raise ValidationError("this database was opened without a space: there is nothing to invite to")
+        if not isinstance(relay_url, str) or not relay_url:
+            raise ValidationError("invite needs the relay URL (ws://host:port)")
+        return self.space.invite(relay_url)
+
     def rpc_stateHash(self) -> str:
         return self._db().state_hash()
 
