@@ -353,6 +353,10 @@ class SyncClient:
                 self._meta["cursor"] = max(self._meta["cursor"], msg.cursor)
                 self._save_meta()
         elif isinstance(msg, P.Ack):
+            # The cursor is the max over frame, ack and caught-up (docs/RELAY.md): acks come in
+            # the relay's order, after every frame stored before ours. Without this, each new
+            # connection (new sender id) replayed and decrypted our own earlier pushes again.
+            self._meta["cursor"] = max(self._meta["cursor"], msg.cursor)
             upto = self._unacked.popleft() if self._unacked else 0
             if upto > self._meta["pushed"]:
                 self._meta["pushed"] = upto
