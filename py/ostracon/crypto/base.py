@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from ..core.errors import ValidationError
+
 
 class CryptoBackend(ABC):
     name: str = "abstract"
@@ -41,3 +43,28 @@ class CryptoBackend(ABC):
 
     @abstractmethod
     def random_bytes(self, n: int) -> bytes: ...
+
+
+# ---- argument checks shared by every backend (the same errors natively and in the browser)
+
+def _as_bytes(value: object, what: str) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise ValidationError(f"{what} must be bytes, not {type(value).__name__}")
+
+
+def _exact(value: object, size: int, what: str) -> bytes:
+    b = _as_bytes(value, what)
+    if len(b) != size:
+        raise ValidationError(f"{what} must be {size} bytes, got {len(b)}")
+    return b
+
+
+def _length(n: object, what: str, maximum: int) -> int:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise ValidationError(f"{what} must be an int, not {type(n).__name__}")
+    if not 1 <= n <= maximum:
+        raise ValidationError(f"{what} must be between 1 and {maximum}, got {n}")
+    return n

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..core.errors import CryptoError, ValidationError
 from .base import CryptoBackend
+from .base import _as_bytes, _exact, _length  # noqa: F401 (shared checks)
 
 # Sizes fixed by the algorithms (not tunable limits).
 ED25519_SEED_SIZE = 32
@@ -49,27 +50,6 @@ PBKDF2_MAX_LENGTH = 1024
 KEY_CACHE_SIZE = 256
 
 
-def _as_bytes(value: object, what: str) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    raise ValidationError(f"{what} must be bytes, not {type(value).__name__}")
-
-
-def _exact(value: object, size: int, what: str) -> bytes:
-    b = _as_bytes(value, what)
-    if len(b) != size:
-        raise ValidationError(f"{what} must be {size} bytes, got {len(b)}")
-    return b
-
-
-def _length(n: object, what: str, maximum: int) -> int:
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise ValidationError(f"{what} must be an int, not {type(n).__name__}")
-    if not 1 <= n <= maximum:
-        raise ValidationError(f"{what} must be between 1 and {maximum}, got {n}")
-    return n
 
 
 class _BoundedCache(OrderedDict):

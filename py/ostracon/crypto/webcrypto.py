@@ -22,6 +22,7 @@ from typing import Any
 
 from ..core.errors import CryptoError, ValidationError
 from .base import CryptoBackend
+from .base import _as_bytes, _exact, _length  # noqa: F401 (shared checks)
 
 BRIDGE_MODULE = "ostracon_bridge"
 
@@ -52,27 +53,6 @@ def _bridge() -> Any:
         ) from e
 
 
-def _as_bytes(value: object, what: str) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    raise ValidationError(f"{what} must be bytes, not {type(value).__name__}")
-
-
-def _exact(value: object, size: int, what: str) -> bytes:
-    b = _as_bytes(value, what)
-    if len(b) != size:
-        raise ValidationError(f"{what} must be {size} bytes, got {len(b)}")
-    return b
-
-
-def _length(n: object, what: str, maximum: int) -> int:
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise ValidationError(f"{what} must be an int, not {type(n).__name__}")
-    if not 1 <= n <= maximum:
-        raise ValidationError(f"{what} must be between 1 and {maximum}, got {n}")
-    return n
 
 
 class WebCrypto(CryptoBackend):
