@@ -796,16 +796,7 @@ class Database:
         after = 0
         if snap is not None:
             data, after = snap
-            if data[:1] == b"\x92":  # format 1: [1, envelopes], replayed block by block
-                try:
-                    v = msgpack.unpackb(data, raw=False, use_list=True)
-                    if type(v) is not list or len(v) != 2 or v[0] != 1 or type(v[1]) is not list:
-                        raise ValueError("wrong snapshot layout")
-                except Exception as exc:
-                    raise CorruptSnapshotError(f"snapshot is not a valid Ostracon snapshot: {exc}") from None
-                self._replay(v[1], "snapshot")
-            else:
-                snapshot.load(self._replica, data)
+            snapshot.load(self._replica, data)
         batch: list[bytes] = []
         for _, rec in self.storage.records(after):
             batch.append(rec)

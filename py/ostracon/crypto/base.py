@@ -68,3 +68,10 @@ def _length(n: object, what: str, maximum: int) -> int:
     if not 1 <= n <= maximum:
         raise ValidationError(f"{what} must be between 1 and {maximum}, got {n}")
     return n
+
+
+def _verify_args_ok(public_key: object, message: object, signature: object) -> bool:
+    """Shape check before a verify: the contract is to answer False, never to raise."""
+    buf = (bytes, bytearray, memoryview)
+    return (isinstance(public_key, buf) and len(public_key) == 32
+            and isinstance(signature, buf) and len(signature) == 64 and isinstance(message, buf))

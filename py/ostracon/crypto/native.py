@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..core.errors import CryptoError, ValidationError
 from .base import CryptoBackend
-from .base import _as_bytes, _exact, _length  # noqa: F401 (shared checks)
+from .base import _as_bytes, _exact, _length, _verify_args_ok  # noqa: F401 (shared checks)
 
 # Sizes fixed by the algorithms (not tunable limits).
 ED25519_SEED_SIZE = 32
@@ -104,11 +104,7 @@ class NativeCrypto(CryptoBackend):
 
     def ed25519_verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
         # Contract: never raises for bad input, only answers.
-        if not isinstance(public_key, (bytes, bytearray, memoryview)) or len(public_key) != ED25519_PUBLIC_KEY_SIZE:
-            return False
-        if not isinstance(signature, (bytes, bytearray, memoryview)) or len(signature) != ED25519_SIGNATURE_SIZE:
-            return False
-        if not isinstance(message, (bytes, bytearray, memoryview)):
+        if not _verify_args_ok(public_key, message, signature):
             return False
         pk = bytes(public_key)
         try:

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..core.errors import CryptoError, ValidationError
 from .base import CryptoBackend
-from .base import _as_bytes, _exact, _length  # noqa: F401 (shared checks)
+from .base import _as_bytes, _exact, _length, _verify_args_ok  # noqa: F401 (shared checks)
 
 BRIDGE_MODULE = "ostracon_bridge"
 
@@ -110,11 +110,7 @@ class WebCrypto(CryptoBackend):
 
     def ed25519_verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
         # Contract: never raises for bad input, only answers.
-        if not isinstance(public_key, (bytes, bytearray, memoryview)) or len(public_key) != ED25519_PUBLIC_KEY_SIZE:
-            return False
-        if not isinstance(signature, (bytes, bytearray, memoryview)) or len(signature) != ED25519_SIGNATURE_SIZE:
-            return False
-        if not isinstance(message, (bytes, bytearray, memoryview)):
+        if not _verify_args_ok(public_key, message, signature):
             return False
         try:
             return bool(self._call("ed25519 verify", self._b.ed25519Verify, bytes(public_key),
