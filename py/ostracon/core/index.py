@@ -302,17 +302,21 @@ class Index:
             self._remove_entry(doc_id, old)
         self._keys[doc_id] = key
         self.entries.add(key + (0, doc_id))
+        if self._umap is not None:
+            self._umap_add(key, doc_id)
+
+    def _umap_add(self, key: tuple, doc_id: str) -> None:
+        """Record doc_id under key in the unique map; a second holder makes it a duplicate."""
         um = self._umap
-        if um is not None:
-            cur = um.get(key)
-            if cur is None:
-                um[key] = doc_id
-            else:
-                if type(cur) is str:
-                    cur = um[key] = [cur]
-                cur.append(doc_id)
-                if self._constrained(key):
-                    self._dups.add(key)
+        cur = um.get(key)
+        if cur is None:
+            um[key] = doc_id
+        else:
+            if type(cur) is str:
+                cur = um[key] = [cur]
+            cur.append(doc_id)
+            if self._constrained(key):
+                self._dups.add(key)
 
     def remove(self, doc_id: str) -> None:
         old = self._keys.pop(doc_id, None)
@@ -349,18 +353,9 @@ class Index:
                 continue
             keys[d["_id"]] = kf(d)
         self.entries = SortedKeyList(k + (0, i) for i, k in keys.items())
-        um = self._umap
-        if um is not None:
+        if self._umap is not None:
             for i, k in keys.items():
-                cur = um.get(k)
-                if cur is None:
-                    um[k] = i
-                else:
-                    if type(cur) is str:
-                        cur = um[k] = [cur]
-                    cur.append(i)
-                    if self._constrained(k):
-                        self._dups.add(k)
+                self._umap_add(k, i)
 
     # --- lookups ---------------------------------------------------------------------------
     def ids_for_key(self, key: tuple) -> list[str]:
