@@ -8,7 +8,7 @@ import pytest
 
 import ostracon
 from ostracon import ConflictError, ValidationError
-from ostracon.core.query import select
+from ostracon.core.query.filters import select
 from ostracon.crypto import DeterministicRandom
 from ostracon.crypto.identity import Identity
 from ostracon.database import (ColdCollectionError, IndexBuildingError, QueryCursorError,

@@ -16,8 +16,8 @@ import os
 import random
 
 import ostracon
-from ostracon.core.frames import FrameKeys, FrameReceiver, FrameSender
-from ostracon.core.syncproto import BlocksApplied, ProtocolViolation, SyncSession
+from ostracon.core.protocol.frames import FrameKeys, FrameReceiver, FrameSender
+from ostracon.core.protocol.session import BlocksApplied, ProtocolViolation, SyncSession
 from ostracon.crypto.identity import Identity
 from ostracon.crypto.native import NativeCrypto
 from ostracon.crypto.space import Space

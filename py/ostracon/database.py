@@ -41,17 +41,17 @@ from .core.errors import (ClosedError, ConflictError, CorruptBlockError, Corrupt
                           HistoryPrunedError, NotFoundError, OstraconError, ReadOnlyError,
                           StorageError, ValidationError)
 from .core.feed import FEED_RETENTION, SUBSCRIBER_BUFFER, ChangeFeed, ChangeEvent, Subscription
-from .core.index import DROPPED, READY, CollectionIndexes, IndexCatalog
-from .core.planner import FALLBACK_DOCS_MAX, QueryResult
-from .core.planner import execute as plan_execute
-from .core.planner import explain as plan_explain
-from .core.query import (IndexBuildingError, QueryCursorError, QueryTooExpensiveError,
+from .core.query.index import DROPPED, READY, CollectionIndexes, IndexCatalog
+from .core.query.planner import FALLBACK_DOCS_MAX, QueryResult
+from .core.query.planner import execute as plan_execute
+from .core.query.planner import explain as plan_explain
+from .core.query.filters import (IndexBuildingError, QueryCursorError, QueryTooExpensiveError,
                          compile_filter)
-from .core.rebuild import (BATCH_SIZE, COLD, COLD_AFTER_MS, HOT, MAX_CONCURRENT, RATE_DOCS_PER_S,
+from .core.query.rebuild import (BATCH_SIZE, COLD, COLD_AFTER_MS, HOT, MAX_CONCURRENT, RATE_DOCS_PER_S,
                            WARM, WARM_AFTER_MS, ColdCollectionError, RebuildEvent,
                            RebuildScheduler, TieringPolicy)
 from .core.replica import MAX_PENDING_BLOCKS, ApplyResult, Replica
-from .core.schema import (LensNotFoundError, Schema, SchemaRegistry, SchemaValidationError,
+from .core.query.schema import (LensNotFoundError, Schema, SchemaRegistry, SchemaValidationError,
                           parse_sdl, schema_from_canonical)
 from .core.state import DocState
 from .storage.base import OpenReport, Storage

@@ -52,7 +52,7 @@ from graphql import (DocumentNode, ExecutionResult, FieldNode, FragmentDefinitio
                      parse, validate, value_from_ast_untyped)
 
 from .core.errors import OstraconError, ValidationError
-from .core.schema import FieldType, Schema, SchemaRegistry, _is_datetime
+from .core.query.schema import FieldType, Schema, SchemaRegistry, _is_datetime
 
 __all__ = ["GraphQLAPI", "build_graphql_schema", "MAX_QUERY_CHARS", "MAX_QUERY_DEPTH"]
 
