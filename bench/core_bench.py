@@ -1,4 +1,4 @@
-"""Core workloads W1-W3 for Ostracon and pycrdt (issue 2). One (system, workload) per call,
+"""Core workloads W1-W3 for Ostracon and pycrdt. One (system, workload) per call,
 so each runs in a fresh process and its peak RSS is its own. Prints one JSON line.
 
     python bench/core_bench.py ostracon W1

@@ -1,4 +1,4 @@
-"""Ostracon Notes (web/demo/, issue 6) end to end, in Debian's Chromium, against a real
+"""Ostracon Notes (web/demo/) end to end, in Debian's Chromium, against a real
 `ostracon serve` (relay + static app + /healthz) on a free loopback port.
 
 - notes survive a reload; the list, editor, history, space dialog render (screenshots);

@@ -1,4 +1,4 @@
-"""The public API (ostracon.open, Database, Collection) as specified in issue 2."""
+"""The public API (ostracon.open, Database, Collection): opening, documents, history, feeds and errors."""
 
 import hashlib
 

@@ -155,9 +155,9 @@ class Replica:
         """
         docs = self.collections.get(collection)
         state = None if docs is None else docs.get(doc_id)
-        # A new DocState is registered only once the block is built: a write refused below
-        # (e.g. a lone surrogate in a field name, an oversized block) used to leave an empty
-        # document behind, visible to get() and state_hash().
+        # A new DocState is registered only once the block is built, so a write refused below
+        # (e.g. a lone surrogate in a field name, an oversized block) leaves no empty document
+        # behind for get() and state_hash() to see.
         fresh = state is None
         if fresh:
             state = DocState(collection, doc_id)

@@ -7,7 +7,7 @@ IndexedDB is asynchronous; the `Storage` contract is synchronous. We bridge the 
 - `open` is async (``await IndexedDBStorage.open(name)``): it reads the whole database in one
   read-only transaction (records, the newest snapshot, meta) into memory. Reads
   (`records`, `load_snapshot`, `get_meta`, `last_position`) are then served from memory and
-  never wait for I/O, which is what the engine expects of reads (DESIGN.md §4).
+  never wait for I/O, which is what the engine expects of reads.
 - `append` / `set_meta` only queue in memory and return at once.
 - `flush` commits everything queued in ONE read-write transaction and returns only after the
   transaction's `oncomplete` (the browser's durability acknowledgement). It blocks the Python

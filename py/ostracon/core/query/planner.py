@@ -28,7 +28,7 @@ QueryTooExpensiveError) is raised with the index name and progress, so a synchro
 gets a clear error and an async caller can wait for the rebuild (step the scheduler) and
 retry. Results never depend on the path: every plan returns what `query.select` returns.
 
-The document source contract (the lead's Collection implements it):
+The document source contract (the database's Collection implements it):
     get(doc_id) -> visible doc or None (tombstoned/missing → None)
     iter_docs() -> every visible doc (any order)
     count_all() -> number of documents including tombstones (the cost of a scan)
