@@ -23,7 +23,7 @@ from .database import open_database as open
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):  # Identity/Space import the crypto backend: load on first use
+def __getattr__(name: str) -> type:  # Identity/Space import the crypto backend: load on first use
     if name == "Identity":
         from .crypto.identity import Identity
         return Identity

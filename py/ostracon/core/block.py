@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -213,7 +214,6 @@ def decode_change(data: bytes, *, trusted: bool = False) -> Change:
             raise CorruptBlockError("a block may touch each field once")
         seen.add(c[1])
         checked.append(c)
-    checked = tuple(checked)
     # The canonical-form check re-encodes the block (a third of the decode cost). Blocks
     # replayed from our own storage passed it when they were first received: skip it.
     if not trusted:
@@ -238,7 +238,7 @@ def decode_change(data: bytes, *, trusted: bool = False) -> Change:
     ch = _new(Change)
     _set(ch, "collection", m["c"]); _set(ch, "doc_id", m["d"]); _set(ch, "parents", tuple(parents))
     _set(ch, "height", height); _set(ch, "actor", actor); _set(ch, "seq", seq)
-    _set(ch, "hlc", t); _set(ch, "ops", checked); _set(ch, "schema", schema)
+    _set(ch, "hlc", t); _set(ch, "ops", tuple(checked)); _set(ch, "schema", schema)
     return ch
 
 
@@ -251,7 +251,7 @@ _set = object.__setattr__
 SEAL_DOMAIN = b"ostracon/seal/v1\x00"
 
 
-def batch_digest(cids: list[bytes]) -> bytes:
+def batch_digest(cids: Sequence[bytes]) -> bytes:
     return hashlib.sha256(b"".join(cids)).digest()
 
 

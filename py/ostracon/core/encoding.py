@@ -72,7 +72,7 @@ def canonical(value: Any, _depth: int = 0) -> Any:
     raise ValidationError(f"cannot store a value of type {t.__name__}")
 
 
-_packer_opts = dict(use_bin_type=True, default=_default)
+_packer_opts: dict[str, Any] = dict(use_bin_type=True, default=_default)
 
 
 def encode(value: Any) -> bytes:

@@ -159,7 +159,7 @@ class Replica:
         # (e.g. a lone surrogate in a field name, an oversized block) leaves no empty document
         # behind for get() and state_hash() to see.
         fresh = state is None
-        if fresh:
+        if state is None:
             state = DocState(collection, doc_id)
         parents = tuple(sorted(state.heads))
         if len(parents) > MAX_PARENTS:  # merge wide fans in steps is future work; refuse loudly
@@ -257,9 +257,9 @@ class Replica:
             if batch_digest(attempt) == seal.digest:
                 cids = attempt
         elif combos <= MAX_SEAL_CANDIDATE_COMBOS:
-            for attempt in itertools.product(*options):
-                if batch_digest(attempt) == seal.digest:
-                    cids = list(attempt)
+            for combo in itertools.product(*options):
+                if batch_digest(combo) == seal.digest:
+                    cids = list(combo)
                     break
         if cids is None:
             if settled:  # every block of the range is applied: the seal contradicts our log
@@ -346,7 +346,7 @@ class Replica:
         trusted: the records come from our own storage (seals were verified when received).
         """
         result = ApplyResult()
-        decoded: list[tuple[int, int, bytes, object]] = []
+        decoded: list[tuple[int, int, bytes, Change | Seal]] = []
         for i, env in enumerate(envelopes):
             try:
                 kind, payload = open_envelope(env)
@@ -359,8 +359,8 @@ class Replica:
             decoded.append((i, kind, payload, obj))
         work: list[bytes] = []
         seals: list[tuple[int, Seal, bytes]] = []
-        for i, kind, payload, obj in decoded:
-            if kind == KIND_SEAL:
+        for i, _kind, payload, obj in decoded:
+            if isinstance(obj, Seal):
                 if payload in self._seal_keys:
                     result.duplicates += 1
                 elif not trusted and self.verify is not None and not obj.verify(self.verify):
@@ -372,7 +372,7 @@ class Replica:
             if cid in self.blocks or cid in self._pending:
                 result.duplicates += 1
                 continue
-            ch: Change = obj
+            ch = obj
             have = self.seq_of(ch.actor)
             if ch.seq <= have:
                 result.rejected.append((i, f"equivocation: actor already has a different block at seq {ch.seq}"))

@@ -31,6 +31,7 @@ import hmac
 import struct
 import unicodedata
 from dataclasses import dataclass
+from typing import Literal, overload
 
 from ..core.errors import ValidationError
 from ..core.protocol.frames import ROOM_ID_SIZE, FrameKeys
@@ -71,6 +72,10 @@ def _backend(crypto: CryptoBackend | None) -> CryptoBackend:
     return default_backend()
 
 
+@overload
+def _check_name(name: object, *, allow_none: Literal[False]) -> str: ...
+@overload
+def _check_name(name: object, *, allow_none: bool) -> str | None: ...
 def _check_name(name: object, *, allow_none: bool) -> str | None:
     if name is None and allow_none:
         return None

@@ -368,9 +368,9 @@ class Relay:
                 self.mailbox.close()
         except OstraconError:
             log.exception("mailbox flush failed during shutdown")
-        m = self.metrics
-        log.info("relay stopped: frames_in=%d frames_out=%d bytes_in=%d bytes_out=%d", m.frames_in, m.frames_out,
-                 m.bytes_in, m.bytes_out)
+        metrics = self.metrics
+        log.info("relay stopped: frames_in=%d frames_out=%d bytes_in=%d bytes_out=%d", metrics.frames_in,
+                 metrics.frames_out, metrics.bytes_in, metrics.bytes_out)
         self._closed.set()
 
     async def _prune_loop(self, interval: float) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
 
 import msgpack
 
@@ -291,7 +291,8 @@ def _decode_map(body: bytes, kind: int) -> dict:
     return obj
 
 
-def _field(obj: dict, key: str, kind: int) -> object:
+def _field(obj: dict, key: str, kind: int) -> Any:
+    # Unchecked: the message classes validate every field they are built with.
     if key not in obj:
         raise ProtocolError(f"relay message 0x{kind:02x}: missing {key!r}")
     return obj[key]

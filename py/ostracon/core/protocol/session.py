@@ -673,10 +673,10 @@ class SyncSession:
             del self._outstanding[actor]
         if self._deferred and not self._outstanding:
             deferred, self._deferred = self._deferred, {}
-            for actor, o in deferred.items():
+            for actor, answered in deferred.items():
                 have = ours.get(actor, 0)
-                if have < o.upto:
-                    self._gap_after_answer(actor, have, o, events)
+                if have < answered.upto:
+                    self._gap_after_answer(actor, have, answered, events)
         wanted: dict[bytes, int] = {}
         for p in self._peers.values():
             for actor, seq in p.vector.items():
