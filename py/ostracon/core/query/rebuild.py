@@ -37,7 +37,7 @@ dict the Database persists (state, last access, index states).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,7 +125,7 @@ class RebuildScheduler:
         self._next_id = 1
 
     # --- scheduling ----------------------------------------------------------------------
-    def schedule(self, collection: str, indexes, fetch: Fetch, *, reason: str,
+    def schedule(self, collection: str, indexes: Iterable[Index], fetch: Fetch, *, reason: str,
                  now_ms: int) -> RebuildJob:
         """Queue a rebuild of `indexes` (Index objects) of `collection`. Empties them now."""
         if reason not in REASONS:
@@ -318,7 +318,7 @@ class TieringPolicy:
             m = self._meta[name] = CollectionMeta(name, HOT, now_ms, now_ms)
         return m
 
-    def load(self, records) -> None:
+    def load(self, records: Iterable[dict]) -> None:
         for rec in records:
             m = CollectionMeta.from_record(rec)
             self._meta[m.name] = m
