@@ -5,8 +5,15 @@ import hashlib
 import pytest
 
 import ostracon
-from ostracon import (ClosedError, ConflictError, CorruptBlockError, CursorError, NotFoundError,
-                      StorageError, ValidationError)
+from ostracon import (
+    ClosedError,
+    ConflictError,
+    CorruptBlockError,
+    CursorError,
+    NotFoundError,
+    StorageError,
+    ValidationError,
+)
 from ostracon.core import cid as cidlib
 from ostracon.core.block import KIND_BLOCK, KIND_SEAL, open_envelope
 from ostracon.core.encoding import encode_canonical

@@ -29,11 +29,11 @@ import pytest
 
 import ostracon
 from ostracon.core.protocol import frames as F
+from ostracon.core.protocol import relay as P
 from ostracon.crypto import DeterministicRandom
 from ostracon.crypto.identity import Identity
 from ostracon.crypto.native import NativeCrypto
 from ostracon.crypto.space import Space
-from ostracon.core.protocol import relay as P
 from ostracon.relay import server as relay_server
 from ostracon.relay.mailbox import SqliteMailbox
 from ostracon.relay.server import Relay, RelayConfig, RelayMetrics

@@ -32,7 +32,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -71,7 +70,7 @@ class RelayProcess:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    def start(self) -> "RelayProcess":
+    def start(self) -> RelayProcess:
         assert self.proc is None, "already running"
         env = dict(os.environ)
         env["PYTHONPATH"] = REPO_PY + os.pathsep + env.get("PYTHONPATH", "")
@@ -209,7 +208,7 @@ def test_three_devices_with_offline_writes_converge_and_stay_converged_after_reo
             expected |= _offline_writes(db, i, rng, 15, "second")
             db.close()
         dbs = [_open(tmp_path, f"dev{i}") for i in range(3)]
-        for db, cursor in zip(dbs, cursors):
+        for db, cursor in zip(dbs, cursors, strict=False):
             resumed = SyncClient(db, relay.url, space, transport_factory=WebSocketTransport, **FAST)
             assert resumed._meta["cursor"] == cursor and resumed._meta["epoch"] in epochs
         handles = [await start_sync(db, relay.url, space, **FAST) for db in dbs]

@@ -8,16 +8,40 @@
         print(todos.history(doc_id))
 """
 
-from .core.errors import (ClosedError, ConflictError, CorruptBlockError, CorruptLogError,
-                          CorruptSnapshotError, CryptoError, CursorError, DiskFullError,
-                          FrameError, HistoryPrunedError, LockedError, NotFoundError,
-                          OstraconError, ProtocolError, ReadOnlyError, SignatureError,
-                          StorageError, StorageUnavailableError, TransportError,
-                          ValidationError, WrongKeyError)
+from .core.errors import (
+    ClosedError,
+    ConflictError,
+    CorruptBlockError,
+    CorruptLogError,
+    CorruptSnapshotError,
+    CryptoError,
+    CursorError,
+    DiskFullError,
+    FrameError,
+    HistoryPrunedError,
+    LockedError,
+    NotFoundError,
+    OstraconError,
+    ProtocolError,
+    ReadOnlyError,
+    SignatureError,
+    StorageError,
+    StorageUnavailableError,
+    TransportError,
+    ValidationError,
+    WrongKeyError,
+)
 from .core.feed import ChangeEvent, Subscription
-from .database import (Collection, ColdCollectionError, Database, IndexBuildingError,
-                       LensNotFoundError, QueryCursorError, QueryTooExpensiveError,
-                       SchemaValidationError)
+from .database import (
+    ColdCollectionError,
+    Collection,
+    Database,
+    IndexBuildingError,
+    LensNotFoundError,
+    QueryCursorError,
+    QueryTooExpensiveError,
+    SchemaValidationError,
+)
 from .database import open_database as open
 
 __version__ = "0.1.0"

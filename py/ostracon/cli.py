@@ -7,7 +7,8 @@ import base64
 import json
 import os
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .core import cid as cidlib
 from .core.block import batch_digest, decode_change, decode_seal
@@ -128,7 +129,7 @@ def _describe_op(op: tuple) -> str:
 
 def _iso(ms: int) -> str:
     import datetime
-    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -291,7 +292,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                     doc_id = doc.get("_id")
                     fields = {k: v for k, v in doc.items() if not k.startswith("_")}
                 except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                    raise CliError(f"{args.file}:{lineno}: not an export line ({exc.__class__.__name__})")
+                    raise CliError(f"{args.file}:{lineno}: not an export line ({exc.__class__.__name__})") from None
                 col = db.collection(name)
                 if doc_id is not None and col.get(doc_id) is not None:
                     col.update(doc_id, fields)
@@ -301,7 +302,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                     created += 1
         db.flush()
     except ostracon.ValidationError as exc:
-        raise CliError(f"{args.file}: {exc}")
+        raise CliError(f"{args.file}: {exc}") from exc
     finally:
         db.close()
     print(f"imported: {created} created, {updated} updated")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +28,7 @@ def _default_web_dir() -> Path | None:
 
 def _graphql_handler(db_path: str, allow_writes: bool) -> tuple[Handler, Database]:
     import ostracon
+
     from .relay.http import HttpResponse
 
     db = ostracon.open(db_path)

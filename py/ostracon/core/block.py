@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import msgpack
 
@@ -236,9 +236,15 @@ def decode_change(data: bytes, *, trusted: bool = False) -> Change:
     # Everything __post_init__ checks was checked above: build without re-validating
     # (this constructor is ~40% of the decode cost otherwise).
     ch = _new(Change)
-    _set(ch, "collection", m["c"]); _set(ch, "doc_id", m["d"]); _set(ch, "parents", tuple(parents))
-    _set(ch, "height", height); _set(ch, "actor", actor); _set(ch, "seq", seq)
-    _set(ch, "hlc", t); _set(ch, "ops", tuple(checked)); _set(ch, "schema", schema)
+    _set(ch, "collection", m["c"])
+    _set(ch, "doc_id", m["d"])
+    _set(ch, "parents", tuple(parents))
+    _set(ch, "height", height)
+    _set(ch, "actor", actor)
+    _set(ch, "seq", seq)
+    _set(ch, "hlc", t)
+    _set(ch, "ops", tuple(checked))
+    _set(ch, "schema", schema)
     return ch
 
 

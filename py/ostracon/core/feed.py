@@ -12,10 +12,11 @@ telling it to rebuild from a scan: never a silent drop.
 
 from __future__ import annotations
 
-from collections import deque
 import hashlib
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .encoding import encode_canonical
 from .errors import CursorError, ValidationError
@@ -59,7 +60,7 @@ class ChangeEvent:
 class Subscription:
     """A bounded queue of events for one consumer (poll it, or give a callback)."""
 
-    def __init__(self, feed: "ChangeFeed", collection: str | None, buffer: int,
+    def __init__(self, feed: ChangeFeed, collection: str | None, buffer: int,
                  callback: Callable[[ChangeEvent], None] | None) -> None:
         if buffer < 1:
             raise ValidationError("subscriber buffer must be >= 1")

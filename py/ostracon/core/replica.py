@@ -12,12 +12,24 @@ document DAG is closed under parents (history and time travel never meet a hole)
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from . import cid as cidlib
-from .block import (KIND_BLOCK, KIND_SEAL, MAX_BLOCK_BYTES, MAX_PARENTS, Change, Seal, batch_digest,
-                    decode_change, decode_seal, envelope, make_seal, open_envelope)
+from .block import (
+    KIND_BLOCK,
+    KIND_SEAL,
+    MAX_BLOCK_BYTES,
+    MAX_PARENTS,
+    Change,
+    Seal,
+    batch_digest,
+    decode_change,
+    decode_seal,
+    envelope,
+    make_seal,
+    open_envelope,
+)
 from .clock import HybridClock
 from .errors import CorruptBlockError, HistoryPrunedError, ValidationError
 from .state import DocState
@@ -220,9 +232,9 @@ class Replica:
         if seal.first <= self.sealed_upto.get(seal.actor, 0) + 1:
             upto = max(self.sealed_upto.get(seal.actor, 0), seal.last)
             # Later seals may already be stored (received out of order): extend through them.
-            for f, l, _ in self.seals[seal.actor]:
-                if f <= upto + 1 and l > upto:
-                    upto = l
+            for first, last, _ in self.seals[seal.actor]:
+                if first <= upto + 1 and last > upto:
+                    upto = last
             self.sealed_upto[seal.actor] = upto
 
     def _candidates_at(self, actor: bytes, seq: int) -> tuple[list[bytes], bool]:
@@ -268,7 +280,7 @@ class Replica:
             return False  # a pending candidate may be a forgery: wait for the real block
         self._store_seal(seal, data)
         result.seals += 1
-        for seq, c in zip(range(seal.first, seal.last + 1), cids):
+        for seq, c in zip(range(seal.first, seal.last + 1), cids, strict=False):
             for other in list(self._pending_by_seq.get((seal.actor, seq), ())):
                 if other != c:
                     self._drop_pending(other)  # contradicts the actor's signed seal
@@ -383,7 +395,7 @@ class Replica:
             self._pending[cid] = _Pending(ch, payload)
             self._pending_by_seq.setdefault((ch.actor, ch.seq), []).append(cid)
             work.append(cid)
-        for i, seal, payload in seals:
+        for _i, seal, payload in seals:
             if trusted:
                 self._store_seal(seal, payload)
                 result.seals += 1
@@ -447,9 +459,9 @@ class Replica:
         last_of_range: dict[tuple[bytes, int], list[bytes]] = {}
         for actor, seals in self.seals.items():
             have = vector.get(actor, 0)
-            for f, l, data in seals:
-                if l > have:
-                    last_of_range.setdefault((actor, min(l, self.servable(actor))), []).append(data)
+            for _first, last, data in seals:
+                if last > have:
+                    last_of_range.setdefault((actor, min(last, self.servable(actor))), []).append(data)
         blocks = self.blocks
         if self.pruned and not self.pruned.isdisjoint(wanted):
             raise HistoryPrunedError("the requested blocks include some older than this "

@@ -93,7 +93,7 @@ def _load(r: Replica, blocks: Any, seals: Any, actors: Any, cols: Any, rows: Any
     pruned = {i: c for i, c in extra["pruned"]}
     order = [compute(b) if b is not None else pruned[i] for i, b in enumerate(blocks)]
     r.order = order
-    r.blocks = {c: b for c, b in zip(order, blocks) if b is not None}
+    r.blocks = {c: b for c, b in zip(order, blocks, strict=False) if b is not None}
     r.pruned = set(pruned.values())
     r.checkpoint = extra["checkpoint"]
     info = r.info

@@ -27,9 +27,14 @@ import json
 import os
 import warnings
 
-from ..core.errors import StorageError, ValidationError
+from ..core.errors import (  # noqa: F401  (re-exported)
+    IdentityExistsError,
+    IdentityFileError,
+    InsecurePermissionsError,
+    StorageError,
+    ValidationError,
+)
 from .base import CryptoBackend
-from ..core.errors import (IdentityFileError, IdentityExistsError, InsecurePermissionsError)  # noqa: F401  (re-exported)
 
 SEED_SIZE = 32
 ACTOR_SIZE = 32
@@ -196,7 +201,8 @@ class Identity:
                 chunks.append(chunk)
                 total += len(chunk)
                 if total > MAX_IDENTITY_FILE_SIZE:
-                    raise IdentityFileError(f"{path!r} is larger than {MAX_IDENTITY_FILE_SIZE} bytes: not an identity file")
+                    raise IdentityFileError(
+                        f"{path!r} is larger than {MAX_IDENTITY_FILE_SIZE} bytes: not an identity file")
         except OSError as e:
             raise IdentityFileError(f"cannot read identity file {path!r}: {e.strerror or e}") from e
         finally:

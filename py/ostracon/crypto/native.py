@@ -28,8 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..core.errors import CryptoError, ValidationError
-from .base import CryptoBackend
-from .base import _as_bytes, _exact, _length, _verify_args_ok  # noqa: F401 (shared checks)
+from .base import CryptoBackend, _as_bytes, _exact, _length, _verify_args_ok  # noqa: F401 (shared checks)
 
 # Sizes fixed by the algorithms (not tunable limits).
 ED25519_SEED_SIZE = 32

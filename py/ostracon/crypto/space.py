@@ -185,7 +185,8 @@ class Space:
         floor = 1 if _insecure_for_tests else MIN_PASSPHRASE_ITERATIONS
         if not floor <= iterations <= MAX_PASSPHRASE_ITERATIONS:
             raise ValidationError(
-                f"iterations must be between {MIN_PASSPHRASE_ITERATIONS:,} and {MAX_PASSPHRASE_ITERATIONS:,}, got {iterations:,}"
+                f"iterations must be between {MIN_PASSPHRASE_ITERATIONS:,} and "
+                f"{MAX_PASSPHRASE_ITERATIONS:,}, got {iterations:,}"
             )
         backend = _backend(crypto)
         salt = space_salt(name)

@@ -21,8 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import CryptoError, ValidationError
-from .base import CryptoBackend
-from .base import _as_bytes, _exact, _length, _verify_args_ok  # noqa: F401 (shared checks)
+from .base import CryptoBackend, _as_bytes, _exact, _length, _verify_args_ok  # noqa: F401 (shared checks)
 
 BRIDGE_MODULE = "ostracon_bridge"
 

@@ -17,12 +17,17 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from ..core.errors import ClosedError, CorruptLogError, ReadOnlyError, StorageError
+from ..core.errors import (
+    ClosedError,
+    CorruptLogError,
+    ReadOnlyError,
+    StorageError,
+    StorageFailedError,  # noqa: F401  (re-exported)
+)
 from . import logformat as lf
 from .base import OpenReport, Storage, check_meta
 from .fslayer import OsFileLayer, map_oserror
 from .recovery import RecoveryMixin
-from ..core.errors import (StorageFailedError)  # noqa: F401  (re-exported)
 
 # A new segment starts once the active one would grow past this. Bounds the work of every
 # open (the last segment is scanned in full) and the unit compaction can delete.

@@ -16,9 +16,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.errors import TransportError
+from ..core.errors import (
+    TransportClosed,  # noqa: F401  (re-exported)
+    )
 from ..core.protocol.session import tips_digest
-from ..core.errors import (TransportClosed)  # noqa: F401  (re-exported)
 
 
 class Transport(ABC):

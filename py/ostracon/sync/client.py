@@ -24,17 +24,30 @@ import logging
 import random as _random
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import msgpack
 
-from ..core.errors import (ClosedError, OstraconError, ProtocolError, TransportError, ValidationError,
-                           WrongKeyError)
-from ..core.protocol.frames import (DEFAULT_MAX_FRAME_SIZE, FRAME_OVERHEAD, HEADER_SIZE, FrameKeys, FrameReceiver,
-                           FrameSender)
-from ..core.protocol.session import (DEFAULT_HELLO_INTERVAL_MS, DEFAULT_NEED_TIMEOUT_MS, Diverged, GapDetected,
-                              PeerSeen, ProtocolViolation, SyncSession)
+from ..core.errors import ClosedError, OstraconError, ProtocolError, TransportError, ValidationError, WrongKeyError
 from ..core.protocol import relay as P
+from ..core.protocol.frames import (
+    DEFAULT_MAX_FRAME_SIZE,
+    FRAME_OVERHEAD,
+    HEADER_SIZE,
+    FrameKeys,
+    FrameReceiver,
+    FrameSender,
+)
+from ..core.protocol.session import (
+    DEFAULT_HELLO_INTERVAL_MS,
+    DEFAULT_NEED_TIMEOUT_MS,
+    Diverged,
+    GapDetected,
+    PeerSeen,
+    ProtocolViolation,
+    SyncSession,
+)
 from .base import CONNECTING, OFFLINE, ONLINE, STOPPED, DatabaseReplica, SyncStatus, Transport
 
 log = logging.getLogger("ostracon.sync")
@@ -144,7 +157,7 @@ class SyncClient:
 
     # ------------------------------------------------------------ public
 
-    def start(self) -> "SyncClient":
+    def start(self) -> SyncClient:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self.run())
         return self
@@ -192,7 +205,7 @@ class SyncClient:
             return await _wait()
         try:
             return await asyncio.wait_for(_wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             err = self._last_error
             raise TransportError(f"not synced within {timeout} s (state {self._state}, last error: {err!r})") \
                 from (err if isinstance(err, BaseException) else None)

@@ -62,8 +62,7 @@ from typing import Any
 
 import msgpack
 
-from ..errors import OstraconError, ValidationError
-from ..errors import (QueryTooExpensiveError, IndexBuildingError, QueryCursorError)  # noqa: F401  (re-exported)
+from ..errors import IndexBuildingError, OstraconError, QueryCursorError, QueryTooExpensiveError, ValidationError  # noqa: F401  (re-exported)
 
 __all__ = [
     "METADATA_FIELDS", "QueryTooExpensiveError", "IndexBuildingError", "QueryCursorError",
@@ -777,7 +776,7 @@ def _sort_part(i: int) -> Callable[[tuple[tuple, dict]], Any]:
 
 def is_after(key: tuple, cursor: tuple, spec: OrderSpec) -> bool:
     """Does a document with sort key `key` come strictly after `cursor` in `spec`'s order?"""
-    for a, b, (_, desc) in zip(key, cursor, spec):
+    for a, b, (_, desc) in zip(key, cursor, spec, strict=False):
         if a == b:
             continue
         return (a < b) if desc else (a > b)

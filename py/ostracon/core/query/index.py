@@ -31,14 +31,14 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Iterator
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import ConflictError, NotFoundError, ValidationError
 from .filters import METADATA_FIELDS, key_to_value, make_getter, parse_path, value_key
 
-__all__ = ["flat", "unflat_values", "END", "SortedKeyList", "IndexDefinition", "Index", "UniqueViolation", "CollectionIndexes",
-           "IndexCatalog", "READY", "BUILDING", "DROPPED"]
+__all__ = ["flat", "unflat_values", "END", "SortedKeyList", "IndexDefinition", "Index", "UniqueViolation",
+           "CollectionIndexes", "IndexCatalog", "READY", "BUILDING", "DROPPED"]
 
 READY, BUILDING, DROPPED = "ready", "building", "dropped"
 
@@ -516,7 +516,7 @@ class CollectionIndexes:
 
 
 def _fmt(fields: tuple[str, ...], values: tuple) -> str:
-    return ", ".join(f"{f}={v!r}" for f, v in zip(fields, values))
+    return ", ".join(f"{f}={v!r}" for f, v in zip(fields, values, strict=False))
 
 
 class IndexCatalog:

@@ -42,11 +42,29 @@ from bisect import insort
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
+from .filters import (
+    _DEFAULT_SPEC,
+    TRUE,
+    And,
+    Cmp,
+    CompiledFilter,
+    IndexBuildingError,
+    Node,
+    QueryTooExpensiveError,
+    check_page_args,
+    compile_filter,
+    decode_cursor,
+    is_after,
+    key_to_value,
+    like_prefix,
+    node_pred,
+    normalize_order,
+    page,
+    sort_docs,
+    sort_key_fn,
+    value_key,
+)
 from .index import BUILDING, DROPPED, END, READY, CollectionIndexes, Index, flat
-from .filters import (_DEFAULT_SPEC, TRUE, And, Cmp, CompiledFilter, IndexBuildingError, Node,
-                    QueryTooExpensiveError, check_page_args, compile_filter, decode_cursor,
-                    is_after, key_to_value, like_prefix, node_pred, normalize_order, page,
-                    sort_docs, sort_key_fn, value_key)
 
 __all__ = ["DocSource", "DictSource", "Plan", "QueryResult", "plan_query", "execute", "explain",
            "QueryEngine", "FALLBACK_DOCS_MAX"]
@@ -406,8 +424,8 @@ def plan_query(source: DocSource, indexes: CollectionIndexes | Iterable[Index] |
         fallback_docs_max=fallback_docs_max)
 
 
-def execute(source: DocSource, indexes: CollectionIndexes | Iterable[Index] | None, flt: Any = None, order: Any = None, *, limit: int | None = None,
-            offset: int = 0, after: str | None = None,
+def execute(source: DocSource, indexes: CollectionIndexes | Iterable[Index] | None, flt: Any = None,
+            order: Any = None, *, limit: int | None = None, offset: int = 0, after: str | None = None,
             fallback_docs_max: int = FALLBACK_DOCS_MAX) -> QueryResult:
     """Run a query against `source` using `indexes`. Same results as query.select."""
     f = compile_filter(flt)
@@ -508,8 +526,9 @@ def _walk_ids(source: Any, ck: tuple | None, need: int | None, m: Callable[[dict
     return out
 
 
-def explain(source: DocSource, indexes: CollectionIndexes | Iterable[Index] | None, flt: Any = None, order: Any = None, *, limit: int | None = None,
-            offset: int = 0, fallback_docs_max: int = FALLBACK_DOCS_MAX) -> dict:
+def explain(source: DocSource, indexes: CollectionIndexes | Iterable[Index] | None, flt: Any = None,
+            order: Any = None, *, limit: int | None = None, offset: int = 0,
+            fallback_docs_max: int = FALLBACK_DOCS_MAX) -> dict:
     """Which path a query takes, with bounds and estimated rows; never raises for cost."""
     f = compile_filter(flt)
     spec = normalize_order(order)

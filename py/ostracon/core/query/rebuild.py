@@ -41,9 +41,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import OstraconError, ValidationError
+from ..errors import (
+    ColdCollectionError,  # noqa: F401  (re-exported)
+    OstraconError,
+    ValidationError,
+)
 from .index import BUILDING, DROPPED, READY, CollectionIndexes, Index
-from ..errors import (ColdCollectionError)  # noqa: F401  (re-exported)
 
 __all__ = ["RebuildScheduler", "RebuildJob", "RebuildEvent", "TieringPolicy", "CollectionMeta",
            "ColdCollectionError", "HOT", "WARM", "COLD", "REASONS"]

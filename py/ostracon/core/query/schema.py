@@ -48,8 +48,7 @@ from datetime import datetime
 from typing import Any
 
 from .. import cid, encoding
-from ..errors import CorruptBlockError, NotFoundError, ValidationError
-from ..errors import (SchemaValidationError, LensNotFoundError)  # noqa: F401  (re-exported)
+from ..errors import CorruptBlockError, LensNotFoundError, NotFoundError, SchemaValidationError, ValidationError  # noqa: F401  (re-exported)
 
 __all__ = ["FieldType", "Field", "TypeDef", "Schema", "SchemaRegistry", "SchemaValidationError",
            "LensNotFoundError", "parse_sdl", "SCALARS", "schema_from_canonical"]
@@ -751,7 +750,7 @@ class SchemaRegistry:
         path = self.lens_path(from_id, to_id)
         meta = {k: v for k, v in doc.items() if isinstance(k, str) and k.startswith("_")}
         user = {k: v for k, v in doc.items() if not (isinstance(k, str) and k.startswith("_"))}
-        for a, b in zip(path, path[1:]):
+        for a, b in zip(path, path[1:], strict=False):
             try:
                 user = self._lenses[a][b](dict(user))
             except Exception as e:  # a lens is user code: report which step failed
