@@ -291,8 +291,9 @@ class Index:
 
     # --- maintenance ---------------------------------------------------------------------
     @staticmethod
-    def _constrained(key: tuple) -> bool:
-        return 0 not in key[0::2]   # no field is null/missing
+    def constrained(key: tuple) -> bool:
+        """Does uniqueness apply to this flat key? Not when a field is null or missing."""
+        return 0 not in key[0::2]
 
     def put(self, doc_id: str, doc: dict) -> None:
         key = self.key_for(doc)
@@ -317,7 +318,7 @@ class Index:
             if type(cur) is str:
                 cur = um[key] = [cur]
             cur.append(doc_id)
-            if self._constrained(key):
+            if self.constrained(key):
                 self._dups.add(key)
 
     def remove(self, doc_id: str) -> None:
@@ -441,8 +442,9 @@ class CollectionIndexes:
         idx = Index(defn)
         if docs is not None:
             idx.build(docs)
-            if idx.unique and idx._dups:
-                v = idx.violations()[0]
+            found = idx.violations() if idx.unique else []
+            if found:
+                v = found[0]
                 raise ConflictError(
                     f"{self.collection}: cannot create unique index {defn.name}: "
                     f"{len(v.doc_ids)} documents share {_fmt(defn.fields, v.values)}")
@@ -498,7 +500,7 @@ class CollectionIndexes:
             if not idx.unique or idx.state == DROPPED:
                 continue
             key = idx.key_for(doc)
-            if not idx._constrained(key):
+            if not idx.constrained(key):
                 continue
             for other in idx.ids_for_key(key):
                 if other != doc_id:
