@@ -1,4 +1,4 @@
-"""core.frames: layout, sealing/opening, and every way a frame is dropped and counted."""
+"""core.protocol.frames: layout, sealing/opening, and every way a frame is dropped and counted."""
 
 from __future__ import annotations
 

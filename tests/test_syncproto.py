@@ -1,4 +1,4 @@
-"""The sans-IO sync session (core/syncproto.py): messages, flows, gaps, idempotence, hostility."""
+"""The sans-IO sync session (core/protocol/session.py): messages, flows, gaps, idempotence, hostility."""
 
 from __future__ import annotations
 

@@ -213,7 +213,7 @@ class Space:
         return self._commit_key
 
     def frame_keys(self) -> FrameKeys:
-        """What core.frames needs to seal and open this space's frames."""
+        """What core.protocol.frames needs to seal and open this space's frames."""
         return FrameKeys(self._room, self._frame_key, self._commit_key)
 
     @property

@@ -81,7 +81,7 @@ class SyncStatus:
 # --- adapting a Database to the sans-IO session ---------------------------------------------------
 
 class DatabaseReplica:
-    """Presents a Database to `SyncSession` (core/syncproto.ReplicaLike).
+    """Presents a Database to `SyncSession` (core/protocol/session.ReplicaLike).
 
     Received blocks go through `db.apply_blocks`, so they are persisted by the write sink and
     published on the change feed like any other change.

@@ -63,7 +63,7 @@ DEFAULT_TICK_INTERVAL_S = 0.1
 #: calling ourselves synced (peers only answer when they have something we lack).
 DEFAULT_SETTLE_S = 0.5
 META_PREFIX = "sync/v1/"
-_SENDER = slice(1 + 16, 1 + 16 + 16)  # sender id inside a frame header (core/frames.py layout)
+_SENDER = slice(1 + 16, 1 + 16 + 16)  # sender id inside a frame header (core/protocol/frames.py layout)
 
 
 def meta_key(relay_url: str, room: str) -> str:
