@@ -582,7 +582,7 @@ def test_close_then_closed_error():
 
 
 def test_closed_collection_count_raises():
-    # database.py: Collection.count does not call self.db._check_open() (one-line fix).
+    # count() checks the database is open like every other method.
     d = open_db()
     c = d.collection("t")
     d.close()

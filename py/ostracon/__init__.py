@@ -32,7 +32,7 @@ from .core.errors import (
     WrongKeyError,
 )
 from .core.feed import ChangeEvent, Subscription
-from .database import (
+from .db import (
     ColdCollectionError,
     Collection,
     Database,
@@ -42,7 +42,7 @@ from .database import (
     QueryTooExpensiveError,
     SchemaValidationError,
 )
-from .database import open_database as open
+from .db import open_database as open
 
 __version__ = "0.1.0"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .database import Database
+    from .db import Database
     from .relay.http import Handler, HttpRequest, HttpResponse
     from .relay.server import Relay
 

@@ -25,14 +25,12 @@ from typing import Any
 import msgpack
 
 from . import cid as cidlib
-from .block import decode_seal
 from .encoding import _default, _ext_hook
 from .errors import CorruptSnapshotError
-from .replica import Replica
+from .replica import BlockInfo, Replica
 from .state import _ABSENT, DocState, Stamp
 
 SNAPSHOT_FORMAT = 2
-
 
 def dump(replica: Replica) -> bytes:
     """Snapshot bytes of a replica (pending blocks are not part of it: they are not applied)."""
@@ -51,7 +49,7 @@ def dump(replica: Replica) -> bytes:
     rows = []
     for c in order:
         i = info[c]
-        rows.append([cidx[i[0]], i[1], aidx[i[2]], i[3], i[5]])
+        rows.append([cidx[i.collection], i.doc_id, aidx[i.actor], i.seq, i.height])
     docs = []
     for name in cols:
         for doc_id, d in replica.collections[name].items():
@@ -68,7 +66,6 @@ def dump(replica: Replica) -> bytes:
              "pruned": [[i, c] for i, c in enumerate(order) if c in pruned]}
     return msgpack.packb([SNAPSHOT_FORMAT, [blocks.get(c) for c in order], seals, actors, cols, rows,
                           docs, replica.clock.last, extra], use_bin_type=True, default=_default)
-
 
 def load(replica: Replica, data: bytes) -> None:
     """Fill an empty replica from snapshot bytes. Raises CorruptSnapshotError."""
@@ -101,7 +98,7 @@ def _load(r: Replica, blocks: Any, seals: Any, actors: Any, cols: Any, rows: Any
     for i, (ci, doc_id, ai, seq, height) in enumerate(rows):
         actor = actors[ai]
         c = order[i]
-        info[c] = (cols[ci], doc_id, actor, seq, i, height)
+        info[c] = BlockInfo(cols[ci], doc_id, actor, seq, i, height)
         log = by_actor.get(actor)
         if log is None:
             log = by_actor[actor] = []
@@ -125,6 +122,5 @@ def _load(r: Replica, blocks: Any, seals: Any, actors: Any, cols: Any, rows: Any
             col = collections[name] = {}
         col[doc_id] = d
     for data in seals:
-        seal = decode_seal(data)
-        r._store_seal(seal, data)
+        r.add_trusted_seal(data)
     r.clock.observe(last)

@@ -41,18 +41,49 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
-from graphql import (DocumentNode, ExecutionResult, FieldNode, FragmentDefinitionNode,
-                     FragmentSpreadNode, GraphQLArgument, GraphQLBoolean, GraphQLEnumType,
-                     GraphQLError, GraphQLField, GraphQLFloat, GraphQLID, GraphQLInputField,
-                     GraphQLInputObjectType, GraphQLInt, GraphQLList, GraphQLNonNull,
-                     GraphQLObjectType, GraphQLScalarType, GraphQLSchema, GraphQLString,
-                     InlineFragmentNode, OperationDefinitionNode, StringValueNode, execute_sync,
-                     parse, validate, value_from_ast_untyped)
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLArgument,
+    GraphQLBoolean,
+    GraphQLEnumType,
+    GraphQLError,
+    GraphQLField,
+    GraphQLFloat,
+    GraphQLID,
+    GraphQLInputField,
+    GraphQLInputObjectType,
+    GraphQLInputType,
+    GraphQLInt,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLScalarType,
+    GraphQLSchema,
+    GraphQLString,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    StringValueNode,
+    ValueNode,
+    execute_sync,
+    parse,
+    validate,
+    value_from_ast_untyped,
+)
 
-from .core.errors import OstraconError, ValidationError
-from .core.query.schema import FieldType, Schema, SchemaRegistry, _is_datetime
+from ..core import cid as cidlib
+from ..core.block import check_doc_id, decode_seal
+from ..core.errors import NotFoundError, OstraconError, ValidationError
+from ..core.query.filters import compile_filter
+from ..core.query.schema import FieldType, Schema, SchemaRegistry, TypeDef, _is_datetime
+from ..core.replica import Replica
 
 __all__ = ["GraphQLAPI", "build_graphql_schema", "MAX_QUERY_CHARS", "MAX_QUERY_DEPTH"]
 
@@ -77,9 +108,13 @@ def _json_out(v: Any) -> Any:
     return v
 
 
+def _json_literal(node: ValueNode, variables: dict[str, Any] | None = None) -> Any:
+    return value_from_ast_untyped(node, variables)
+
+
 JSON = GraphQLScalarType(
     "JSON", description="Any JSON-like value.", serialize=_json_out, parse_value=lambda v: v,
-    parse_literal=lambda node, variables=None: value_from_ast_untyped(node, variables))
+    parse_literal=_json_literal)
 
 
 def _blob_in(v: Any) -> bytes:
@@ -91,7 +126,7 @@ def _blob_in(v: Any) -> bytes:
         raise GraphQLError("Blob must be a hex string") from None
 
 
-def _blob_literal(node, variables=None) -> bytes:
+def _blob_literal(node: ValueNode, variables: dict[str, Any] | None = None) -> bytes:
     if not isinstance(node, StringValueNode):
         raise GraphQLError("Blob must be a hex string")
     return _blob_in(node.value)
@@ -103,7 +138,7 @@ Blob = GraphQLScalarType(
     parse_value=_blob_in, parse_literal=_blob_literal)
 
 
-def _no(v: Any, name: str):
+def _no(v: Any, name: str) -> NoReturn:
     raise GraphQLError(f"{name} cannot represent {type(v).__name__}")
 
 
@@ -113,7 +148,7 @@ def _dt_in(v: Any) -> str:
     return v
 
 
-def _dt_literal(node, variables=None) -> str:
+def _dt_literal(node: ValueNode, variables: dict[str, Any] | None = None) -> str:
     if not isinstance(node, StringValueNode):
         raise GraphQLError("DateTime must be an ISO 8601 string")
     return _dt_in(node.value)
@@ -131,7 +166,7 @@ _SCALARS = {"String": GraphQLString, "Int": GraphQLInt, "Float": GraphQLFloat,
 Ordering = GraphQLEnumType("Ordering", {"ASC": "ASC", "DESC": "DESC"})
 
 
-def _operator_block(name: str, t, *, ordered: bool, like: bool) -> GraphQLInputObjectType:
+def _operator_block(name: str, t: GraphQLInputType, *, ordered: bool, like: bool) -> GraphQLInputObjectType:
     fields = {"_eq": GraphQLInputField(t), "_ne": GraphQLInputField(t),
               "_in": GraphQLInputField(GraphQLList(t)), "_nin": GraphQLInputField(GraphQLList(t))}
     if ordered:
@@ -174,6 +209,11 @@ class _Backend:
     """Normalises an object or a mapping of callables into the five operations."""
 
     OPS = ("find", "create", "update", "delete", "commits")
+    find: Callable[..., list[dict]]
+    create: Callable[..., dict]
+    update: Callable[..., dict]
+    delete: Callable[..., dict | None]
+    commits: Callable[..., list[dict]]
 
     def __init__(self, backend: Any):
         for op in self.OPS:
@@ -208,7 +248,7 @@ class _Builder:
         self.filters: dict[str, GraphQLInputObjectType] = {}
         self.orders: dict[str, GraphQLInputObjectType] = {}
         self.inputs: dict[str, GraphQLInputObjectType] = {}
-        self.typedefs = {}
+        self.typedefs: dict[str, TypeDef] = {}
         for s in schemas:
             for t in (s.root, *s.embedded):
                 prev = self.typedefs.get(t.name)
@@ -226,9 +266,10 @@ class _Builder:
                     raise ValidationError(f"GraphQL: {name}.{f.name} is not a GraphQL name")
 
     # output types
-    def out_type(self, ft: FieldType):
+    def out_type(self, ft: FieldType) -> GraphQLOutputType:
         if ft.of is not None:
             return GraphQLList(self.out_type(ft.of))
+        assert ft.name is not None  # a type that is not a list has a name
         return _SCALARS.get(ft.name) or self.obj(ft.name)
 
     def obj(self, name: str) -> GraphQLObjectType:
@@ -292,9 +333,10 @@ class _Builder:
             self.orders[name] = GraphQLInputObjectType(f"{name}OrderArg", fields)
         return self.orders[name]
 
-    def in_type(self, ft: FieldType):
+    def in_type(self, ft: FieldType) -> GraphQLInputType:
         if ft.of is not None:
             return GraphQLList(self.in_type(ft.of))
+        assert ft.name is not None  # a type that is not a list has a name
         return _SCALARS.get(ft.name) or self.input_arg(ft.name)
 
     def input_arg(self, name: str) -> GraphQLInputObjectType:
@@ -302,9 +344,10 @@ class _Builder:
         # checked by Schema.validate, naming the field) and update (a patch).
         if name not in self.inputs:
             td = self.typedefs[name]
-            self.inputs[name] = GraphQLInputObjectType(
-                f"{name}MutationInputArg",
-                lambda td=td: {f.name: GraphQLInputField(self.in_type(f.type)) for f in td.fields})
+
+            def fields() -> dict[str, GraphQLInputField]:  # a thunk: input types may nest
+                return {f.name: GraphQLInputField(self.in_type(f.type)) for f in td.fields}
+            self.inputs[name] = GraphQLInputObjectType(f"{name}MutationInputArg", fields)
         return self.inputs[name]
 
     # resolvers
@@ -417,7 +460,7 @@ def build_graphql_schema(schemas: Iterable[Schema] | SchemaRegistry, backend: An
 def _depth(doc: DocumentNode) -> int:
     frags = {d.name.value: d for d in doc.definitions if isinstance(d, FragmentDefinitionNode)}
 
-    def walk(sel_set, level: int, seen: frozenset) -> int:
+    def walk(sel_set: SelectionSetNode | None, level: int, seen: frozenset) -> int:
         if sel_set is None:
             return level
         deepest = level
@@ -473,4 +516,74 @@ class GraphQLAPI:
             return {"errors": [e.formatted]}
         if not isinstance(result, ExecutionResult):  # pragma: no cover (no async resolvers)
             return {"errors": [{"message": "internal error"}]}
-        return result.formatted
+        return dict(result.formatted)
+
+
+# --------------------------------------------------------------------------------------
+# The backend over a Database
+
+class DatabaseBackend:
+    """The five operations GraphQLAPI needs, over Collection methods (so the
+    same validation, uniqueness, tiers and planner apply as to native calls)."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    def find(self, collection: str, filter: Any, order: Any, limit: Any, offset: Any,
+             cid: str | None) -> list[dict]:
+        col = self.db.collection(collection)
+        if cid is None:
+            return col.find(filter, order, limit, offset)
+        # `cid`: the document as it was at that commit (DefraDB's time-travel query).
+        raw = cidlib.parse_cid(cid)
+        info = self.db.replica.info.get(raw)
+        if info is None:
+            raise NotFoundError(f"no commit {cid}")
+        if info.collection != collection:
+            return []
+        doc = col.get(info.doc_id, at=cid, include_deleted=True)
+        if doc is None or doc["_deleted"] or not compile_filter(filter).match(doc):
+            return []
+        return [doc]
+
+    def create(self, collection: str, doc: dict) -> dict:
+        col = self.db.collection(collection)
+        return col.get(col.create(doc))
+
+    def update(self, collection: str, doc_id: str, fields: dict) -> dict:
+        col = self.db.collection(collection)
+        col.patch(doc_id, fields)
+        return col.get(doc_id)
+
+    def delete(self, collection: str, doc_id: str) -> dict | None:
+        col = self.db.collection(collection)
+        col.delete(doc_id)
+        return col.get(doc_id, include_deleted=True)
+
+    def commits(self, doc_id: str) -> list[dict]:
+        """Every commit of the document(s) with this id, in any collection: cid, height,
+        links (parents), actor, signature (hex Ed25519 signature of the seal covering the
+        commit; null until the batch is flushed), collection, docID, schemaVersionId."""
+        db = self.db
+        check_doc_id(doc_id)
+        r = db.replica
+        out = []
+        for name in db.collections():
+            if r.doc(name, doc_id) is None:
+                continue
+            for c in db.collection(name).history(doc_id, allow_pruned=True):
+                if "cid" not in c:
+                    continue  # the pruned-history marker
+                actor = bytes.fromhex(c["actor"])
+                out.append({"cid": c["cid"], "height": c["height"], "links": c["parents"],
+                            "actor": c["actor"], "signature": _seal_signature(r, actor, c["seq"]),
+                            "collection": name, "docID": doc_id,
+                            "schemaVersionId": c["schema"]})
+        return out
+
+
+def _seal_signature(r: Replica, actor: bytes, seq: int) -> str | None:
+    for first, last, data in r.seals.get(actor, ()):
+        if first <= seq <= last:
+            return decode_seal(data).signature.hex()
+    return None
