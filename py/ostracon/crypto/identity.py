@@ -26,6 +26,7 @@ import hmac
 import json
 import os
 import warnings
+from typing import NoReturn
 
 from ..core.errors import (  # noqa: F401  (re-exported)
     IdentityExistsError,
@@ -143,7 +144,7 @@ class Identity:
     def __hash__(self) -> int:
         return hash(self._actor)
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         # Refuse pickling: it would silently copy the private key into caches, queues, logs.
         raise TypeError("Identity objects are not picklable; use export_seed()/save() deliberately")
 

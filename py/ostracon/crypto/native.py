@@ -20,6 +20,7 @@ import hashlib
 import os
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -58,7 +59,7 @@ class _BoundedCache(OrderedDict):
         super().__init__()
         self._size = size
 
-    def get_or_make(self, key, make):
+    def get_or_make(self, key: Any, make: Callable[[], Any]) -> Any:
         try:
             value = self[key]
         except KeyError:

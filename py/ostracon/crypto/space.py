@@ -31,7 +31,7 @@ import hmac
 import struct
 import unicodedata
 from dataclasses import dataclass
-from typing import Literal, overload
+from typing import Literal, NoReturn, overload
 
 from ..core.errors import ValidationError
 from ..core.protocol.frames import ROOM_ID_SIZE, FrameKeys
@@ -256,7 +256,7 @@ class Space:
     def __hash__(self) -> int:
         return hash(self._room)
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("Space objects are not picklable; use export_key()/invite() deliberately")
 
 

@@ -64,6 +64,7 @@ from graphql import (
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
+    GraphQLResolveInfo,
     GraphQLScalarType,
     GraphQLSchema,
     GraphQLString,
@@ -225,7 +226,7 @@ class _Backend:
 
 def _guard(fn: Callable) -> Callable:
     """Resolver wrapper: Ostracon errors keep their message, anything else is hidden."""
-    def resolver(root, info, **kw):
+    def resolver(root: Any, info: GraphQLResolveInfo, **kw: Any) -> Any:
         try:
             return fn(root, info, **kw)
         except GraphQLError:
@@ -276,7 +277,7 @@ class _Builder:
         if name not in self.objects:
             td = self.typedefs[name]
 
-            def fields(td=td, name=name):
+            def fields() -> dict[str, GraphQLField]:
                 out = {f.name: GraphQLField(self.out_type(f.type)) for f in td.fields}
                 if name in self.schemas:
                     out.update({
@@ -296,7 +297,7 @@ class _Builder:
         if name not in self.filters:
             td = self.typedefs[name]
 
-            def fields(td=td, name=name):
+            def fields() -> dict[str, GraphQLInputField]:
                 me = self.filters[name]
                 out = {"_and": GraphQLInputField(GraphQLList(me)),
                        "_or": GraphQLInputField(GraphQLList(me)),
@@ -309,7 +310,7 @@ class _Builder:
                     elif f.type.name in _OPERATOR_BLOCKS:
                         out[f.name] = GraphQLInputField(_OPERATOR_BLOCKS[f.type.name])
                     else:
-                        out[f.name] = GraphQLInputField(self.filter_arg(f.type.name))
+                        out[f.name] = GraphQLInputField(self.filter_arg(str(f.type.name)))
                 return out
             self.filters[name] = GraphQLInputObjectType(f"{name}FilterArg", fields)
         return self.filters[name]
@@ -318,7 +319,7 @@ class _Builder:
         if name not in self.orders:
             td = self.typedefs[name]
 
-            def fields(td=td, name=name):
+            def fields() -> dict[str, GraphQLInputField]:
                 out = {}
                 if name in self.schemas:
                     out["_docID"] = GraphQLInputField(Ordering)
@@ -328,7 +329,7 @@ class _Builder:
                     if f.type.name in _SCALARS:
                         out[f.name] = GraphQLInputField(Ordering)
                     else:
-                        out[f.name] = GraphQLInputField(self.order_arg(f.type.name))
+                        out[f.name] = GraphQLInputField(self.order_arg(str(f.type.name)))
                 return out
             self.orders[name] = GraphQLInputObjectType(f"{name}OrderArg", fields)
         return self.orders[name]
@@ -351,7 +352,7 @@ class _Builder:
         return self.inputs[name]
 
     # resolvers
-    def _target_filter(self, filter, docID):
+    def _target_filter(self, filter: dict | None, docID: list[str] | None) -> dict:
         flt = dict(filter or {})
         if docID is not None:
             flt = {"_and": [flt, {"_id": {"_in": list(docID)}}]}
@@ -361,8 +362,9 @@ class _Builder:
         name = s.name
         backend = self.backend
 
-        def resolve(root, info, filter=None, order=None, limit=None, offset=None, docID=None,
-                    cid=None):
+        def resolve(root: Any, info: GraphQLResolveInfo, filter: dict | None = None, order: Any = None,
+                    limit: int | None = None, offset: int | None = None, docID: list[str] | None = None,
+                    cid: str | None = None) -> list[dict]:
             return backend.find(name, self._target_filter(filter, docID), order, limit,
                                 offset or 0, cid)
         return GraphQLField(GraphQLList(self.obj(name)), args={
@@ -374,7 +376,7 @@ class _Builder:
             "cid": GraphQLArgument(GraphQLString),
         }, resolve=_guard(resolve))
 
-    def _writes(self):
+    def _writes(self) -> None:
         if not self.allow_mutations:
             raise GraphQLError("writes are disabled on this endpoint")
 
@@ -384,7 +386,7 @@ class _Builder:
         obj = GraphQLList(self.obj(name))
         inp = self.input_arg(name)
 
-        def create(root, info, input):
+        def create(root: Any, info: GraphQLResolveInfo, input: dict | list[dict]) -> list[dict]:
             self._writes()
             docs = input if isinstance(input, list) else [input]
             if len(docs) > MAX_MUTATION_INPUTS:
@@ -393,17 +395,19 @@ class _Builder:
                 s.validate(d)
             return [backend.create(name, d) for d in docs]
 
-        def targets(filter, docID, what):
+        def targets(filter: dict | None, docID: list[str] | None, what: str) -> list[dict]:
             if filter is None and docID is None:
                 raise ValidationError(f"{what}_{name}: give docID or filter (refusing to touch every document)")
             return backend.find(name, self._target_filter(filter, docID), None, None, 0, None)
 
-        def update(root, info, input, filter=None, docID=None):
+        def update(root: Any, info: GraphQLResolveInfo, input: dict, filter: dict | None = None,
+                   docID: list[str] | None = None) -> list[dict]:
             self._writes()
             s.validate(input, partial=True)
             return [backend.update(name, d["_id"], input) for d in targets(filter, docID, "update")]
 
-        def delete(root, info, filter=None, docID=None):
+        def delete(root: Any, info: GraphQLResolveInfo, filter: dict | None = None,
+                   docID: list[str] | None = None) -> list[dict]:
             self._writes()
             out = []
             for d in targets(filter, docID, "delete"):
@@ -427,7 +431,7 @@ class _Builder:
     def commits_field(self) -> GraphQLField:
         backend = self.backend
 
-        def resolve(root, info, docID):
+        def resolve(root: Any, info: GraphQLResolveInfo, docID: str) -> list[dict]:
             out = []
             for c in backend.commits(docID):
                 links = [{"cid": x} if isinstance(x, str) else x for x in (c.get("links") or [])]

@@ -408,7 +408,9 @@ class FileStorage(RecoveryMixin, Storage):
         """Files and sizes (for `ostracon inspect`)."""
         with self._mutex:
             self._check_open()
-            size = lambda name: self._io(self._fs.size, "stat", self._path(name), self._path(name))  # noqa: E731
+
+            def size(name: str) -> int:
+                return self._io(self._fs.size, "stat", self._path(name), self._path(name))
             return {
                 "path": self._dir, "durability": self._durability, "last_position": self._last,
                 "floor": self._floor,
