@@ -191,9 +191,9 @@ def test_a_forged_block_received_first_does_not_block_the_real_one():
         assert rb.pending_count == 0
 
 
-def test_actor_equivocation_after_apply_is_refused():
+def test_actor_equivocation_after_apply_is_reported_and_quarantined():
     ra = writer()
-    ra.commit("t", "x", [("s", "f", 1)], W)
+    cid1, _, _ = ra.commit("t", "x", [("s", "f", 1)], W)
     ra.seal_local(ID_A.sign)
     rb = rep()
     rb.apply_envelopes(ra.envelopes_since({}))
@@ -201,9 +201,11 @@ def test_actor_equivocation_after_apply_is_refused():
     fork = Change("t", "x", (), 1, A, 1, (W + 5) << 16, (("s", "f", 666),)).encode()
     fork_seal = make_seal(A, 1, [cidlib.compute(fork)], ID_A.sign).encode()
     res = rb.apply_envelopes([block_env(fork), seal_env(fork_seal)])
-    assert res.new == 0
-    assert any("equivocation" in reason for _, reason in res.rejected)
-    assert fields(rb) == {"f": 1} and rb.pending_count == 0
+    [ev] = res.equivocations
+    assert ev.actor == A and ev.seq == 1 and ev.cids == (cid1, cidlib.compute(fork))
+    # Both branches are kept (as DAG members); the actor's log is frozen before slot 1.
+    assert res.new == 1 and rb.quarantined == {A: 1} and rb.version_vector() == {}
+    assert cidlib.compute(fork) in rb.side and fields(rb) == {"f": 666} and rb.pending_count == 0
 
 
 def test_equivocation_while_both_pending_resolves_by_the_seal_in_any_order():

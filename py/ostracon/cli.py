@@ -126,8 +126,9 @@ def _describe_op(op: tuple) -> str:
 
 
 def _iso(ms: int) -> str:
-    import datetime
-    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+    # Own formatting: datetime stops at year 9999, a legal stamp reaches year 10889.
+    from .core.clock import format_ms
+    return format_ms(ms)
 
 
 def cmd_history(args: argparse.Namespace) -> int:

@@ -53,7 +53,7 @@ from .core.query.rebuild import (BATCH_SIZE, COLD, COLD_AFTER_MS, HOT, MAX_CONCU
 from .core.replica import MAX_PENDING_BLOCKS, ApplyResult, Replica
 from .core.query.schema import (LensNotFoundError, Schema, SchemaRegistry, SchemaValidationError,
                           parse_sdl, schema_from_canonical)
-from .core.state import DocState
+from .core.state import DocState, counter_add
 from .storage.base import OpenReport, Storage
 
 # Query-layer errors, importable from here (they live in the pure core).
@@ -117,7 +117,20 @@ def _own(doc: dict) -> dict:
 def _needs_heads(*parts: Any) -> bool:
     """Whether a filter/order mentions `_heads` (then internal views must carry it; else the
     costly CID formatting is done only for the returned page). False positives are harmless."""
-    return any(p is not None and "_heads" in repr(p) for p in parts)
+    return any(_mentions_heads(p, 0) for p in parts)
+
+
+def _mentions_heads(v: Any, depth: int) -> bool:
+    # A walk, not repr(): repr of a huge int raises ValueError (Python's 4300-digit limit).
+    if type(v) is str:
+        return "_heads" in v
+    if depth > 64:
+        return False
+    if isinstance(v, dict):
+        return any(_mentions_heads(k, depth + 1) or _mentions_heads(x, depth + 1) for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return any(_mentions_heads(x, depth + 1) for x in v)
+    return False
 
 
 def _parse_actor(a: Any) -> bytes:
@@ -690,6 +703,10 @@ class Collection:
         state = self._live(doc_id)
         if self._schema is not None:
             self._schema.validate_increment(field, by)
+        cur = state.user_fields().get(field, 0)
+        if type(cur) in (int, float) and counter_add(cur, by) is None:
+            raise ValidationError(f"incrementing {field} by {by!r} leaves the counter range (ints in "
+                                  f"[-2**63, 2**63-1], finite floats): refused")
         ops: list = [(OP_INCR, field, by)]
         mig = self._migration_ops(state)
         if mig:
@@ -724,7 +741,7 @@ def _set_ops(doc: Any) -> list:
             check_field(name)  # raises the precise error
         v = doc[name]
         t = type(v)
-        if t is float or t not in _SCALARS:  # floats: NaN/Inf check; containers: full walk
+        if t is float or t is int or t not in _SCALARS:  # NaN/Inf, int limit; containers: full walk
             v = canonical(v)
         ops.append((OP_SET, name, v))
     return ops
@@ -738,6 +755,7 @@ class Database:
                  require_signatures: bool = True, sink_batch_ops: int = SINK_BATCH_OPS,
                  sink_interval_ms: int = SINK_INTERVAL_MS, feed_retention: int = FEED_RETENTION,
                  max_pending_blocks: int = MAX_PENDING_BLOCKS,
+                 max_clock_skew_ms: int = hlc.DEFAULT_MAX_CLOCK_SKEW_MS,
                  fallback_docs_max: int = FALLBACK_DOCS_MAX,
                  index_sync_build_docs: int = INDEX_SYNC_BUILD_DOCS,
                  rebuild_batch_size: int = BATCH_SIZE, rebuild_rate_docs_per_s: int = RATE_DOCS_PER_S,
@@ -757,7 +775,8 @@ class Database:
         self.sink_batch_ops = sink_batch_ops
         self.sink_interval_ms = sink_interval_ms
         self._replica = Replica(identity.actor, require_signatures=require_signatures,
-                                verify=crypto.ed25519_verify, max_pending_blocks=max_pending_blocks)
+                                verify=crypto.ed25519_verify, max_pending_blocks=max_pending_blocks,
+                                max_clock_skew_ms=max_clock_skew_ms)
         self._collections: dict[str, Collection] = {}
         self._unpersisted: list[bytes] = []
         self._writes_since_flush = 0
@@ -792,6 +811,7 @@ class Database:
     # ------------------------------------------------------------ lifecycle
 
     def _load(self) -> None:
+        self._replica.set_wall(self.clock())
         snap = self.storage.load_snapshot()
         after = 0
         if snap is not None:
@@ -934,6 +954,8 @@ class Database:
         self._check_open()
         now = self.clock()
         self._now = now
+        if self._replica.held_count and not self.storage.read_only:
+            self.apply_blocks([])  # blocks held for clock skew whose time has come
         if (self._unpersisted or self._replica.unsealed_count()) and self._last_flush_ms is not None \
                 and now - self._last_flush_ms >= self.sink_interval_ms:
             self._auto_flush(now)
@@ -1065,7 +1087,7 @@ class Database:
         self._check_writable()
         envs = list(envelopes)
         before_seals = {a: list(s) for a, s in self._replica.seals.items()}
-        result = self._replica.apply_envelopes(envs, strict=strict)
+        result = self._replica.apply_envelopes(envs, strict=strict, wall_ms=self.clock())
         self.last_apply: ApplyResult = result
         self._persist_applied(result, before_seals)
         seen = set()
