@@ -23,6 +23,7 @@ after an open.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import hashlib
 import time
 from collections import deque
@@ -54,7 +55,9 @@ from .core.replica import MAX_PENDING_BLOCKS, ApplyResult, Replica
 from .core.query.schema import (LensNotFoundError, Schema, SchemaRegistry, SchemaValidationError,
                           parse_sdl, schema_from_canonical)
 from .core.state import DocState, counter_add
+from .core.verify import verify_replica
 from .storage.base import OpenReport, Storage
+from . import verified_load
 
 # Query-layer errors, importable from here (they live in the pure core).
 __all__ = ["Database", "Collection", "open_database", "QueryTooExpensiveError",
@@ -756,6 +759,7 @@ class Database:
                  sink_interval_ms: int = SINK_INTERVAL_MS, feed_retention: int = FEED_RETENTION,
                  max_pending_blocks: int = MAX_PENDING_BLOCKS,
                  max_clock_skew_ms: int = hlc.DEFAULT_MAX_CLOCK_SKEW_MS,
+                 repair: bool = False, on_corrupt: str = "raise",
                  fallback_docs_max: int = FALLBACK_DOCS_MAX,
                  index_sync_build_docs: int = INDEX_SYNC_BUILD_DOCS,
                  rebuild_batch_size: int = BATCH_SIZE, rebuild_rate_docs_per_s: int = RATE_DOCS_PER_S,
@@ -803,35 +807,34 @@ class Database:
         self._cid_text: dict[bytes, str] = {}
         self._gql: dict[bool, Any] = {}
         self._meta_saved = False
-        self._load()
+        self._new_replica = lambda: Replica(identity.actor, require_signatures=require_signatures,
+                                            verify=crypto.ed25519_verify, max_pending_blocks=max_pending_blocks,
+                                            max_clock_skew_ms=max_clock_skew_ms)
+        self._load(repair, on_corrupt)
         self._replica.own_durable = self._replica.seq_of(self._replica.actor)  # all from storage
         self.feed = ChangeFeed(self._random(6).hex(), feed_retention)
         self._load_meta()
 
     # ------------------------------------------------------------ lifecycle
 
-    def _load(self) -> None:
-        self._replica.set_wall(self.clock())
-        snap = self.storage.load_snapshot()
-        after = 0
-        if snap is not None:
-            data, after = snap
-            snapshot.load(self._replica, data)
-        batch: list[bytes] = []
-        for _, rec in self.storage.records(after):
-            batch.append(rec)
-            if len(batch) >= 10_000:
-                self._replay(batch, "log")
-                batch = []
-        if batch:
-            self._replay(batch, "log")
+    def _load(self, repair: bool, on_corrupt: str) -> None:
+        self._open_notes = verified_load.load(self, repair=repair, on_corrupt=on_corrupt)
 
-    def _replay(self, envelopes: list[bytes], where: str) -> None:
-        try:
-            self._replica.apply_envelopes(envelopes, trusted=True, strict=True)
-        except CorruptBlockError as exc:
-            raise StorageError(f"stored {where} holds a malformed block ({exc}); open with "
-                               f"repair=True or restore from a replica") from None
+    def verify(self, progress: Callable[[int, int], None] | None = None) -> list[str]:
+        """Re-verify everything: every record in storage, every CID, DAG link, sequence slot,
+        seal digest and seal signature (core/verify.py), plus what open found. Returns the
+        problems (empty: verified). Raises CorruptLogError for damaged storage framing."""
+        self._check_open()
+        problems = list(self._open_problems)
+        rep = self.open_report()
+        if rep.truncated_bytes:
+            problems.append(f"log: a damaged or torn tail of {rep.truncated_bytes} bytes was cut off at "
+                            f"open ({'; '.join(rep.notes) or 'see open_report'})")
+        problems += [f"log: damaged data was quarantined to {q}" for q in rep.quarantined]
+        check_storage = getattr(self.storage, "verify", None)
+        if check_storage is not None:
+            check_storage()  # reads every record of every segment; raises CorruptLogError
+        return problems + verify_replica(self._replica, self.crypto.ed25519_verify, progress)
 
     def __enter__(self) -> "Database":
         return self
@@ -865,7 +868,10 @@ class Database:
         return self._replica.actor.hex()
 
     def open_report(self) -> OpenReport:
-        return self.storage.open_report()
+        rep = self.storage.open_report()
+        if not self._open_notes:
+            return rep
+        return dataclasses.replace(rep, notes=rep.notes + tuple(self._open_notes))
 
     def collection(self, name: str) -> Collection:
         self._check_open()
@@ -974,6 +980,7 @@ class Database:
             batch = self._unpersisted
             self.storage.append(batch)
             self._unpersisted = []
+            verified_load.record_flush(self, batch)
         # Raises on failure; then our new blocks stay unshareable (own_durable unchanged):
         # only blocks that survived a flush are ever offered to other replicas.
         self.storage.flush()
@@ -1009,6 +1016,7 @@ class Database:
         position = self.storage.last_position()
         self.storage.write_snapshot(snapshot.dump(self._replica), position)
         self.storage.compact(position)
+        verified_load.record_compaction(self)
         return position
 
     def _prune(self, horizon: int) -> None:
@@ -1598,7 +1606,7 @@ def open_database(path: Any = None, *, identity: Any = None, clock: Callable[[],
                     identity = Identity.load_or_generate(key_path, crypto=crypto)
             else:
                 identity = Identity.generate(crypto)
-        return Database(storage, identity=identity, crypto=crypto, clock=clock,
+        return Database(storage, identity=identity, crypto=crypto, clock=clock, repair=repair,
                         random_bytes=random_bytes, require_signatures=require_signatures, **limits)
     except BaseException:
         storage.close()

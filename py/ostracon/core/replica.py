@@ -29,7 +29,7 @@ from . import cid as cidlib
 from .block import (KIND_BLOCK, KIND_SEAL, MAX_BLOCK_BYTES, MAX_PARENTS, Change, Seal, batch_digest,
                     decode_change, decode_seal, envelope, make_seal, open_envelope)
 from .clock import DEFAULT_MAX_CLOCK_SKEW_MS, HybridClock, skew_limit
-from .errors import CorruptBlockError, HistoryPrunedError, ValidationError
+from .errors import CorruptBlockError, HistoryPrunedError, OwnHistoryMissingError, ValidationError
 from .state import DocState
 
 #: Blocks waiting for a parent, a predecessor or a seal. Bounds what a peer can make us
@@ -162,6 +162,9 @@ class Replica:
         self.pruned: set[bytes] = set()
         self.checkpoint: dict | None = None
         self.own_durable: int | None = None   # set by the driver after each durable flush
+        # Highest own seq this device ever made (recorded apart from snapshots): local
+        # writes wait until the log reaches it, so a sequence number is never reused.
+        self.own_floor = 0
 
     # ------------------------------------------------------------ reading
 
@@ -228,6 +231,11 @@ class Replica:
 
         `ops` must already be validated (field names checked, values canonical).
         """
+        if self.seq_of(self.actor) < self.own_floor:
+            raise OwnHistoryMissingError(
+                f"this device's own blocks {self.seq_of(self.actor) + 1}..{self.own_floor} are missing "
+                "locally; sync with a peer to pull them back before writing (a write now would reuse "
+                "their sequence numbers)")
         docs = self.collections.get(collection)
         state = None if docs is None else docs.get(doc_id)
         # A new DocState is registered only once the block is built: a write refused below
