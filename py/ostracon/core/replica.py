@@ -334,6 +334,14 @@ class Replica:
                     upto = l
             self.sealed_upto[seal.actor] = upto
 
+    def _check_overlap(self, seal: Seal, data: bytes) -> None:
+        """A verified seal overlapping a stored one with other bytes proves equivocation by
+        itself (an honest actor never seals a slot twice), blocks or not."""
+        for f, l, other in self.seals.get(seal.actor, ()):
+            if f <= seal.last and seal.first <= l and other != data:
+                self._note_equivocation(seal.actor, max(f, seal.first), other, data)
+                return
+
     def _note_equivocation(self, actor: bytes, seq: int, first: bytes, second: bytes) -> None:
         """Two verified seals of `actor` overlap from `seq` on: quarantine it from there."""
         if self.quarantined.get(actor, seq + 1) <= seq:
@@ -599,6 +607,8 @@ class Replica:
                         self._pending_seals.get(seal.actor, ())) >= MAX_PENDING_SEALS_PER_ACTOR):
                     result.rejected.append((i, "too many seals waiting for their blocks"))
                 else:
+                    if not trusted:
+                        self._check_overlap(seal, payload)
                     self._pending_seals.setdefault(seal.actor, []).append(seal)
                     self._pending_seal_count += 1
                     self._seal_keys.add(payload)
@@ -674,6 +684,15 @@ class Replica:
         wanted.sort(key=lambda c: index[c][4])
         out: list[bytes] = []
         emitted_seals: set[bytes] = set()
+        # The seal covering each requester's tip comes first: if the requester logged a
+        # different block there (an equivocation), this seal is the proof it needs.
+        for actor in sorted(self.seals):
+            have = vector.get(actor, 0)
+            if 0 < have < self.servable(actor):
+                tip = next((d for f, l, d in self.seals[actor] if l == have), None)  # else sent with its range
+                if tip is not None:
+                    emitted_seals.add(tip)
+                    out.append(envelope(KIND_SEAL, tip))
         last_of_range: dict[tuple[bytes, int], list[bytes]] = {}
         for actor, seals in self.seals.items():
             have = vector.get(actor, 0)
