@@ -89,10 +89,10 @@ def test_held_block_applies_once_the_receiver_clock_catches_up():
         envs = m.blocks_since({})
     a, clock = member(1)
     a.apply_blocks(envs)
-    assert a.collection("notes").get("n1") is None and a._replica.held_count == 1
+    assert a.collection("notes").get("n1") is None and a.replica.held_count == 1
     clock.t = ahead - DEFAULT_MAX_CLOCK_SKEW_MS + 10
     a.tick()
-    assert a.collection("notes").get("n1")["title"] == "early" and a._replica.held_count == 0
+    assert a.collection("notes").get("n1")["title"] == "early" and a.replica.held_count == 0
 
 
 def test_every_legal_stamp_prints_in_log_and_history(tmp_path, capsys):
@@ -114,20 +114,20 @@ def test_forged_unsealed_range_never_blocks_the_real_sealed_blocks():
 
     def fakes(first: int) -> list[bytes]:
         # The forger claims the victim's next 14 sequence numbers with unsealed blocks.
-        return [envelope(KIND_BLOCK, Change("notes", f"fake{seq}", (), 1, victim._replica.actor, seq,
+        return [envelope(KIND_BLOCK, Change("notes", f"fake{seq}", (), 1, victim.replica.actor, seq,
                                             (NOW + seq) << 16, (("s", "title", "forged"),)).encode())
                 for seq in range(first, first + 14)]
     for rnd in range(2):
         forged = fakes(14 * rnd + 1)
         b.apply_blocks(forged)
-        assert b._replica.pending_count == 14
+        assert b.replica.pending_count == 14
         for k in range(14):
             victim.collection("notes").create({"title": f"real {k}"}, id=f"r{rnd}-{k}")
         sync(victim, b)
         assert b.collection("notes").count() == victim.collection("notes").count() == 14 * (rnd + 1)
-        assert b._replica.pending_count == 0 and b.state_hash() == victim.state_hash()
+        assert b.replica.pending_count == 0 and b.state_hash() == victim.state_hash()
         b.apply_blocks(forged)  # arriving after the seal: contradicted, never applied
-        assert b.collection("notes").get("fake3") is None and b._replica.pending_count == 0
+        assert b.collection("notes").get("fake3") is None and b.replica.pending_count == 0
     fresh, _ = member(3)
     fresh.apply_blocks(fakes(1) + victim.blocks_since({}))
     assert fresh.state_hash() == victim.state_hash()
@@ -172,7 +172,7 @@ def test_equivocation_is_reported_quarantined_and_honest_edits_still_converge():
     # A brand-new device converges too (the proof travels with the blocks).
     c, _ = member(3)
     sync(a, c)
-    assert c.state_hash() == a.state_hash() and c._replica.quarantined == {evil.actor: 2}
+    assert c.state_hash() == a.state_hash() and c.replica.quarantined == {evil.actor: 2}
 
 
 # --------------------------------------------------------------- 4. bounded resources
@@ -188,7 +188,7 @@ def test_pending_bytes_are_bounded_not_just_counted():
         envs.append(envelope(KIND_BLOCK, ch.encode()))
     for k in range(0, len(envs), 20):
         b.apply_blocks(envs[k:k + 20], strict=False)
-    r = b._replica
+    r = b.replica
     assert r._pending_bytes <= r.max_unsealed_bytes_per_actor <= r.max_pending_bytes
     # Honest traffic from someone else still gets through.
     h, _ = member(3)
@@ -203,7 +203,7 @@ def test_pending_seals_are_bounded():
     evil = ident(9)
     seals = [envelope(2, make_seal(evil.actor, 10 + k, [bytes(36)], evil.sign).encode()) for k in range(500)]
     b.apply_blocks(seals, strict=False)
-    assert len(b._replica.unresolved_seals()) <= MAX_PENDING_SEALS_PER_ACTOR
+    assert len(b.replica.unresolved_seals()) <= MAX_PENDING_SEALS_PER_ACTOR
 
 
 # --------------------------------------------------------------- 5. poison values

@@ -114,11 +114,11 @@ def test_clean_store_verifies_and_uses_the_watermark(store):
     with opened(store) as db:
         assert db.verify() == []
         raw = db.storage.get_meta(WATERMARK_META)
-        wm = read_watermark(raw, db._replica.actor, db.crypto.ed25519_verify)
+        wm = read_watermark(raw, db.replica.actor, db.crypto.ed25519_verify)
         assert wm is not None and wm[0] == 5
         # A watermark signed by someone else is ignored (every seal is then checked).
         other = SealChain()
-        assert read_watermark(other.watermark(db._replica.actor, ident(2).sign), db._replica.actor,
+        assert read_watermark(other.watermark(db.replica.actor, ident(2).sign), db.replica.actor,
                               db.crypto.ed25519_verify) is None
 
 

@@ -62,7 +62,7 @@ def _human_bytes(n: int) -> str:
 def cmd_inspect(args: argparse.Namespace) -> int:
     db = _open(args.path)
     try:
-        r = db._replica
+        r = db.replica
         print(f"database   {os.path.abspath(args.path)}")
         print(f"identity   {db.actor}")
         print(f"blocks     {len(r.blocks)}")
@@ -90,7 +90,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _changes(db: Any) -> Iterator[tuple[bytes, Any]]:
-    r = db._replica
+    r = db.replica
     for c in r.order:
         if c in r.blocks:  # pruned blocks have no body to show
             yield c, decode_change(r.blocks[c])
@@ -169,7 +169,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         db.close()
     for p in problems:
         print(p)
-    r = db._replica
+    r = db.replica
     if problems:
         print(f"FAILED: {len(problems)} problem(s) in {len(r.blocks)} blocks")
         return EXIT_MISMATCH

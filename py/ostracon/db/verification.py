@@ -17,21 +17,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 
-from .core import cid as cidlib
-from .core import snapshot
-from .core.block import KIND_BLOCK, KIND_SEAL, open_envelope
-from .core.errors import CorruptBlockError, StorageError
-from .core.verify import WATERMARK_META, Problem, SealChain, open_problems, read_watermark
+from ..core import cid as cidlib
+from ..core import snapshot
+from ..core.block import KIND_BLOCK, KIND_SEAL, open_envelope
+from ..core.errors import CorruptBlockError, StorageError
+from ..core.replica import Replica
+from ..core.verify import WATERMARK_META, Problem, SealChain, open_problems, read_watermark
+from ..storage.base import Storage
 
 OWN_SEQ_META = "ostracon/own-seq"
 QUARANTINE_META = "ostracon/quarantined-blocks"
-#: Records replayed per batch at open.
+#: Records replayed per batch at open: bounds the memory of one decode pass.
 REPLAY_BATCH = 10_000
+#: What open does when stored data fails verification: raise CorruptBlockError (default),
+#: or "report": keep the findings for `Database.verify()` (what `ostracon verify` uses).
 ON_CORRUPT = ("raise", "report")
+
+
+@dataclass
+class Loaded:
+    """What a verified load produced."""
+
+    replica: Replica
+    chain: SealChain
+    notes: list[str] = field(default_factory=list)      # for open_report()
+    problems: list[str] = field(default_factory=list)   # on_corrupt="report" findings
 
 
 def _cids(raw: bytes | None) -> set[bytes]:
@@ -52,10 +68,9 @@ def _replay(r: Any, batch: list[bytes]) -> None:
                                 "or restore from a replica") from None
 
 
-def _load_into(db: Any, skip: set[bytes]) -> tuple[list[Problem], SealChain]:
-    r, storage = db._replica, db.storage
-    verify = db.crypto.ed25519_verify
-    r.set_wall(db.clock())
+def _load_into(r: Replica, storage: Storage, verify: Callable, wall_ms: int,
+               skip: set[bytes]) -> tuple[list[Problem], SealChain]:
+    r.set_wall(wall_ms)
     wm = read_watermark(storage.get_meta(WATERMARK_META), r.actor, verify)
     chain, seals, upto = SealChain(), [], 0
 
@@ -119,20 +134,22 @@ def _describe(problems: list[Problem], where: dict) -> list[str]:
     return lines
 
 
-def load(db: Any, *, repair: bool, on_corrupt: str) -> list[str]:
-    """Fill `db._replica` from storage, verified. Returns notes for open_report()."""
+def load(new_replica: Callable[[], Replica], storage: Storage, verify: Callable, wall_ms: int, *,
+         repair: bool, on_corrupt: str) -> Loaded:
+    """Fill a new replica from storage, verified (module docstring). Raises
+    CorruptBlockError (naming segment, offset and CID) unless `repair` or "report"."""
     if on_corrupt not in ON_CORRUPT:
         raise StorageError(f"on_corrupt must be one of {ON_CORRUPT}, not {on_corrupt!r}")
-    storage = db.storage
     skip = _cids(storage.get_meta(QUARANTINE_META))
-    problems, chain = _load_into(db, skip)
-    notes = [f"block {cidlib.format_cid(c)} is quarantined (failed verification earlier)" for c in sorted(skip)]
-    db._open_problems = []
+    r = new_replica()
+    problems, chain = _load_into(r, storage, verify, wall_ms, skip)
+    out = Loaded(r, chain)
+    out.notes = [f"block {cidlib.format_cid(c)} is quarantined (failed verification earlier)" for c in sorted(skip)]
     if problems:
         bad = {c for pr in problems for c in pr.cids}
         lines = _describe(problems, _locate(storage, bad))
         if on_corrupt == "report":
-            db._open_problems = lines
+            out.problems = lines
         elif not repair or storage.read_only:
             first = next((c for pr in problems for c in pr.cids), None)
             seg, off = _locate(storage, {first})[first] if first is not None else (None, None)
@@ -143,45 +160,42 @@ def load(db: Any, *, repair: bool, on_corrupt: str) -> list[str]:
         else:
             skip |= bad
             storage.set_meta(QUARANTINE_META, msgpack.packb(sorted(skip), use_bin_type=True))
-            db._replica = db._new_replica()
-            problems, chain = _load_into(db, skip)
-            notes += [f"repair: quarantined {line}" for line in lines]
-            notes += [f"repair: still unverified after quarantine: {pr.what}" for pr in problems]
-    db._seal_chain = chain
-    r = db._replica
+            out.replica = r = new_replica()
+            problems, out.chain = _load_into(r, storage, verify, wall_ms, skip)
+            out.notes += [f"repair: quarantined {line}" for line in lines]
+            out.notes += [f"repair: still unverified after quarantine: {pr.what}" for pr in problems]
     raw = storage.get_meta(OWN_SEQ_META)
     recorded = int.from_bytes(raw, "big") if raw else 0
     r.own_floor = recorded
     if r.seq_of(r.actor) < recorded:
-        notes.append(f"this device's own blocks {r.seq_of(r.actor) + 1}..{recorded} are missing: "
-                     "writes wait until sync pulls them back from peers")
-    return notes
+        out.notes.append(f"this device's own blocks {r.seq_of(r.actor) + 1}..{recorded} are missing: "
+                         "writes wait until sync pulls them back from peers")
+    return out
 
 
-def record_flush(db: Any, batch: list[bytes]) -> None:
+def record_flush(r: Replica, storage: Storage, chain: SealChain, sign: Callable[[bytes], bytes],
+                 batch: list[bytes]) -> None:
     """Before a flush: extend the seal chain by the batch's seals, re-sign the watermark and
     record the own sequence number (all in the same durable group as the batch)."""
-    r, storage, chain = db._replica, db.storage, db._seal_chain
     grew = False
     for env in batch:
         if len(env) > 1 and env[1] == KIND_SEAL:
             chain.add(open_envelope(env)[1])
             grew = True
     if grew:
-        storage.set_meta(WATERMARK_META, chain.watermark(r.actor, db.identity.sign))
+        storage.set_meta(WATERMARK_META, chain.watermark(r.actor, sign))
     own = r.seq_of(r.actor)
     if own > r.own_floor:
         r.own_floor = own
         storage.set_meta(OWN_SEQ_META, own.to_bytes(8, "big"))
 
 
-def record_compaction(db: Any) -> None:
+def record_compaction(r: Replica, storage: Storage, chain: SealChain, sign: Callable[[bytes], bytes]) -> None:
     """After a snapshot replaced the log: the chain restarts in snapshot order."""
-    r = db._replica
-    chain = SealChain()
+    fresh = SealChain()
     for a in sorted(r.by_actor):
         for _, _, s in r.seals.get(a, []):
-            chain.add(s)
-    db._seal_chain = chain
-    db.storage.set_meta(WATERMARK_META, chain.watermark(r.actor, db.identity.sign))
-    db.storage.flush()
+            fresh.add(s)
+    chain.count, chain.digest = fresh.count, fresh.digest
+    storage.set_meta(WATERMARK_META, chain.watermark(r.actor, sign))
+    storage.flush()
