@@ -28,6 +28,9 @@ MAX_NAME_CHARS = 256
 #: Concurrent heads of one document merged by a single write. Far beyond what real
 #: concurrency produces; bounds the cost of a hostile block.
 MAX_PARENTS = 1024
+#: An increment's integer delta: signed 64 bits (the counter range, core/state.py).
+COUNTER_DELTA_MIN = -(2**63)
+COUNTER_DELTA_MAX = 2**63 - 1
 ACTOR_LEN = 32
 SIG_LEN = 64
 MAX_SEQ = 2**63 - 1
@@ -85,6 +88,8 @@ def _check_op(op: Any) -> tuple:
             delta = op[2]
             if type(delta) not in (int, float):
                 raise CorruptBlockError("increment delta must be a number")
+            if type(delta) is int and not COUNTER_DELTA_MIN <= delta <= COUNTER_DELTA_MAX:
+                raise CorruptBlockError("increment delta must fit in 64 bits")
             return (OP_INCR, check_field(op[1]), delta)
         if kind == OP_DELETE and len(op) == 1:
             return (OP_DELETE,)

@@ -10,7 +10,8 @@ The state part is trusted like the log it replaces: storage protects it with a C
 Layout (msgpack array): [2, blocks, seals, actors, collections, info, docs, clock, extra]
 - blocks: block bytes in apply order (causal), None for a block pruned by compaction;
   seals: seal bytes.
-- extra: {"pruned": [[block idx, cid], ...], "checkpoint": {...} or None}.
+- extra: {"pruned": [[block idx, cid], ...], "checkpoint": {...} or None,
+  "side": [block idx, ...] (blocks outside a quarantined actor's frozen log)}.
 - actors / collections: tables; other parts refer to them by index.
 - info: per block [collection idx, doc_id, actor idx, seq, height].
 - docs: per document [collection idx, doc_id, heads, height, version, min_t, max_t,
@@ -62,7 +63,7 @@ def dump(replica: Replica) -> bytes:
                          [index[c] for c in d.cids]])
     seals = [data for a in actors for _, _, data in replica.seals.get(a, [])]
     pruned = replica.pruned
-    extra = {"checkpoint": replica.checkpoint,
+    extra = {"checkpoint": replica.checkpoint, "side": [i for i, c in enumerate(order) if c in replica.side],
              "pruned": [[i, c] for i, c in enumerate(order) if c in pruned]}
     return msgpack.packb([SNAPSHOT_FORMAT, [blocks.get(c) for c in order], seals, actors, cols, rows,
                           docs, replica.clock.last, extra], use_bin_type=True, default=_default)
@@ -95,6 +96,7 @@ def _load(r: Replica, blocks: Any, seals: Any, actors: Any, cols: Any, rows: Any
     r.checkpoint = extra["checkpoint"]
     info = r.info
     by_actor = r.by_actor
+    side = set(extra.get("side", ()))
     for i, (ci, doc_id, ai, seq, height) in enumerate(rows):
         actor = actors[ai]
         c = order[i]
@@ -102,6 +104,9 @@ def _load(r: Replica, blocks: Any, seals: Any, actors: Any, cols: Any, rows: Any
         log = by_actor.get(actor)
         if log is None:
             log = by_actor[actor] = []
+        if i in side:
+            r.mark_side(c, actor, seq)  # a quarantined actor's block outside its frozen log
+            continue
         if seq != len(log) + 1:
             raise ValueError(f"actor log out of order at block {i}")
         log.append(c)

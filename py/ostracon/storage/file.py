@@ -323,6 +323,23 @@ class FileStorage(RecoveryMixin, Storage):
         finally:
             handle.close()
 
+    def locate(self, position: int) -> tuple[str, int | None]:
+        """(segment file name, byte offset of the record) of a data record, for error
+        messages that name where a bad block is stored. Reads the one segment holding it."""
+        with self._mutex:
+            self._check_open()
+            segs = list(self._segs)
+        j = bisect_right(segs, position) - 1
+        if j < 0:
+            return ("(compacted)", None)
+        name = lf.segment_name(segs[j])
+        buf = self._read_all(name)
+        recs, _ = lf.walk(memoryview(buf), lf.SEG_HEADER_SIZE, len(buf), self._max_record, 1 << 62)
+        for off, _flags, kind, pos, _start, _nxt in recs:
+            if kind == lf.KIND_DATA and pos == position:
+                return (name, off)
+        return (name, None)
+
     def verify(self) -> int:
         """Read and check every record (all segments, not just the last); return the count."""
         return sum(1 for _ in self.records())

@@ -10,7 +10,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from ..core.errors import CorruptLogError, CorruptSnapshotError, LockedError, StorageUnavailableError
+from ..core.errors import (CorruptLogError, CorruptSnapshotError, LockedError, MissingSnapshotError,
+                           StorageUnavailableError)
 from . import logformat as lf
 from .fslayer import OsFileLayer, OsLock, OsWriteHandle, map_oserror
 
@@ -103,6 +104,18 @@ class RecoveryMixin:
                                       "oldest segment starts later and no snapshot covers them",
                                       segment=lf.segment_name(segs[0]), offset=0)
             self._notes.append(f"records {self._floor + 1}..{segs[0] - 1} were missing (repair)")
+        if self._floor > snap_pos:
+            # Compaction dropped records 1..floor because a snapshot covered them; that
+            # snapshot is gone. Opening would show a partial database and the device would
+            # reuse its own sequence numbers, so refuse (repair: open what is left).
+            missing = (f"{d} records a compaction up to position {self._floor} but no snapshot covering it "
+                       f"exists (newest valid snapshot covers {snap_pos}): documents written before "
+                       "it are missing")
+            if not self._repair:
+                raise MissingSnapshotError(missing + "; restore the snapshot file, or open with repair=True "
+                                           "and sync to pull the lost history back from peers",
+                                           segment=lf.segment_name(segs[0]), offset=0)
+            self._notes.append(missing + " (repair: opened without them)")
         self._floor = max(self._floor, segs[0] - 1)
         while self._snap_cache and self._snap_cache[1] > self._last:
             if not self._repair:

@@ -43,6 +43,7 @@ from ..core.protocol.session import (
     DEFAULT_HELLO_INTERVAL_MS,
     DEFAULT_NEED_TIMEOUT_MS,
     Diverged,
+    Equivocated,
     GapDetected,
     PeerSeen,
     ProtocolViolation,
@@ -137,6 +138,8 @@ class SyncClient:
         self.meta_key = meta_key(self.base_url, self.room)
         self.session: SyncSession | None = None
         self.receiver: FrameReceiver | None = None
+        #: Equivocation proofs seen (session.Equivocated events), newest last, at most 64.
+        self.equivocations: deque = deque(maxlen=64)
         self.stats = {"connections": 0, "frames_in": 0, "frames_out": 0, "own_echoes": 0, "gaps": 0,
                       "violations": 0, "blocks_new": 0}
         self._dropped: dict[str, int] = {}
@@ -422,6 +425,9 @@ class SyncClient:
             elif isinstance(ev, PeerSeen):
                 if ev.actor:
                     self._settled = True
+            elif isinstance(ev, Equivocated):
+                self.stats["equivocations"] = self.stats.get("equivocations", 0) + 1
+                self.equivocations.append(ev)
             elif isinstance(ev, Diverged):
                 self._last_error = ProtocolError("a peer holds different blocks under the same version "
                                                  "vector (an actor equivocated)")

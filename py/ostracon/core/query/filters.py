@@ -62,6 +62,7 @@ from typing import Any
 
 import msgpack
 
+from ..encoding import BIGINT_MAX, BIGINT_MIN, MAX_INT_BITS
 from ..errors import IndexBuildingError, OstraconError, QueryCursorError, QueryTooExpensiveError, ValidationError  # noqa: F401  (re-exported)
 
 __all__ = [
@@ -105,6 +106,8 @@ def value_key(v: Any) -> tuple:
     if t is str:
         return (3, v)
     if t is int:
+        if not BIGINT_MIN <= v <= BIGINT_MAX:  # the engine's one huge-int limit (encoding.py)
+            raise ValidationError(f"integers are limited to {MAX_INT_BITS} bits")
         return (2, v)
     if t is float:
         if v != v:
@@ -128,7 +131,7 @@ def value_key(v: Any) -> tuple:
     if isinstance(v, bool):
         return (1, bool(v))
     if isinstance(v, int):
-        return (2, int(v))
+        return value_key(int(v))
     if isinstance(v, float):
         return value_key(float(v))
     if isinstance(v, str):
