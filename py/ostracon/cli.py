@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .core import cid as cidlib
-from .core.block import batch_digest, decode_change, decode_seal
+from .core.block import decode_change
 from .core.errors import OstraconError
 
 EXIT_ERROR = 2      # the command could not run (bad path, locked, malformed input)
