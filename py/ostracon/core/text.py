@@ -44,6 +44,11 @@ MAX_CHUNK_RUNS = 64
 #: side can carry every id without big integers.
 MAX_COUNTER = 2**53 - 1
 
+#: Edits (trace transactions / API calls) grouped into one block at most: an editing burst.
+#: 1,000 keeps a block of typing far below MAX_BLOCK_BYTES and the per-block overhead
+#: (parents, actor, stamps: ~150 bytes) under 1 byte per edit.
+TEXT_BURST_OPS = 1000
+
 NONE = -1  # "no origin": document start (left) or end (right)
 
 
@@ -469,21 +474,23 @@ class TextCRDT:
     def integrate(self, a: int, c: int, n: int, la: int, lc: int, ra: int, rc: int,
                   s: str | None) -> bool:
         """Merge a run inserted by actor index `a` (YjsMod/FugueMax). False if it was skipped:
-        already known (or reusing an actor's counters), or an origin is unknown."""
-        if c < self.next_ctr[a]:
+        its counters are not the actor's next ones (already known: our own block coming back;
+        or a gap), or an origin is unknown. An actor's blocks arrive in sequence order
+        everywhere, so every replica skips the same runs, and counters stay gap-free."""
+        if c != self.next_ctr[a]:
             return False
-        self.next_ctr[a] = c + n
         L = R = None
         if la != NONE:
             L = self._find(la, lc)
             if L is None:
                 return False
-            if lc < L.c + L.n - 1:
-                self._split(L, lc - L.c + 1, L.k.runs.index(L))
-        if ra != NONE:
+        if ra != NONE and self._find(ra, rc) is None:
+            return False
+        self.next_ctr[a] = c + n
+        if L is not None and lc < L.c + L.n - 1:
+            self._split(L, lc - L.c + 1, L.k.runs.index(L))
+        if ra != NONE:  # looked up after splitting L: both may be in one run
             R = self._find(ra, rc)
-            if R is None:
-                return False
             if rc > R.c:
                 R = self._split(R, rc - R.c, R.k.runs.index(R))
         chunks = self.chunks

@@ -24,6 +24,8 @@ so equal states encode to equal bytes whatever order the edits arrived in.
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 import msgpack
 
 from .errors import ValidationError
@@ -233,8 +235,7 @@ def apply_batch(t: TextCRDT, actor: bytes, payload) -> None:
         elif rmode == 1:
             ra, rc2 = _origin_right(t, la, lc)
             if ra == NONE and t._find(la, lc) is None:
-                nxt[a] = max(nxt[a], c + n)
-                continue  # unknown origin: nothing to attach to
+                continue  # unknown origin: integrate would skip it too
         elif rmode == 2:
             ra, rc2 = la, lc + 1
         else:
@@ -276,7 +277,10 @@ def encode_state(t: TextCRDT) -> bytes:
 
 
 def load_state(data: bytes, actor: bytes | None = None) -> TextCRDT:
-    """Rebuild a TextCRDT from `encode_state` bytes. Raises ValidationError if malformed."""
+    """Rebuild a TextCRDT from `encode_state` bytes. Raises ValidationError if malformed.
+
+    Checks are column-wise (C-level min/max/type scans) so that opening a long-edited
+    document costs a few passes over its runs, not a replay of its keystrokes."""
     try:
         v = msgpack.unpackb(data, raw=False, use_list=True)
     except Exception as exc:
@@ -291,49 +295,59 @@ def load_state(data: bytes, actor: bytes | None = None) -> TextCRDT:
     na = len(actors)
     if any(type(x) is not bytes or len(x) != 32 for x in actors) or len(set(actors)) != na:
         raise ValidationError("text state actors are malformed")
-    for col in cols:
-        for x in col:
-            if type(x) is not int or not NONE <= x <= MAX_COUNTER:
-                raise ValidationError("text state holds an out-of-range number")
+    if A and (any(set(map(type, col)) != {int} for col in cols)
+              or min(A) < 0 or max(A) >= na or min(C) < 0 or min(N) < 1
+              or not set(D) <= {0, 1} or min(LA) < NONE or max(LA) >= na
+              or min(RA) < NONE or max(RA) >= na or max(C) + max(N) > MAX_COUNTER):
+        raise ValidationError("text state holds an out-of-range number")
     t = TextCRDT()
     for x in actors:
         t.actor_index(x)
-    runs = []
-    tpos = 0
-    for a, c, n, d, la, lc, ra, rc in zip(*cols):
-        if not (0 <= a < na and n >= 1 and c >= 0 and la < na and ra < na and d in (0, 1)):
-            raise ValidationError("text state run is malformed")
-        s = None
-        if not d:
-            s = text[tpos:tpos + n]
-            tpos += n
-        runs.append(_Run(a, c, n, la, lc, ra, rc, s, None))
-    if tpos != len(text) or any(len(r.s) != r.n for r in runs if r.s is not None):
+    vis = [0 if d else n for n, d in zip(N, D)]
+    if sum(vis) != len(text):
         raise ValidationError("text state characters do not match its runs")
+    S = []
+    pos = 0
+    for k in vis:
+        if k:
+            S.append(text[pos:pos + k])
+            pos += k
+        else:
+            S.append(None)
+    runs = list(map(_Run, A, C, N, LA, LC, RA, RC, S, [None] * len(A)))
     chunks = []
     half = MAX_CHUNK_RUNS // 2
     for i in range(0, len(runs), half):
-        ch = _Chunk(runs[i:i + half], 0)
-        vis = 0
+        ch = _Chunk(runs[i:i + half], sum(vis[i:i + half]))
         for r in ch.runs:
             r.k = ch
-            if r.s is not None:
-                vis += r.n
-        ch.vis = vis
         chunks.append(ch)
     t.chunks = chunks or [_Chunk([], 0)]
     t.length = len(text)
     t._str = text
+    # Counters of each actor must be exactly 0, 1, 2, ... (integrate keeps them gap-free).
     nxt = t.next_ctr
-    for r in sorted(runs, key=lambda r: (r.a, r.c)):
-        if nxt[r.a] > r.c:
-            raise ValidationError("text state has overlapping character ids")
-        t._ids[r.a].add(r)
+    by_actor: list[list] = [[] for _ in range(na)]
+    for r in sorted(runs, key=_BY_ID):
+        if r.c != nxt[r.a]:
+            raise ValidationError("text state character ids overlap or leave a gap")
         nxt[r.a] = r.c + r.n
+        by_actor[r.a].append(r)
+    for a, lst in enumerate(by_actor):
+        ids = t._ids[a]
+        step = ids.BLOCK
+        for i in range(0, len(lst), step):
+            part = lst[i:i + step]
+            ids.runs.append(part)
+            ids.keys.append([r.c for r in part])
+            ids.tops.append(part[0].c)
     for r in runs:
-        if (r.la != NONE and t._find(r.la, r.lc) is None) or (
-                r.ra != NONE and t._find(r.ra, r.rc) is None):
+        if (r.la != NONE and r.lc >= nxt[r.la]) or (r.ra != NONE and r.rc >= nxt[r.ra]) or (
+                r.lc < NONE or r.rc < NONE):
             raise ValidationError("text state refers to an unknown character")
     if actor is not None:
         t.bind(actor)
     return t
+
+
+_BY_ID = attrgetter("a", "c")
