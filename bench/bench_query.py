@@ -16,8 +16,8 @@ import sqlite3
 import sys
 import time
 
-from ostracon.core.index import CollectionIndexes
-from ostracon.core.planner import DictSource, execute
+from ostracon.core.query.index import CollectionIndexes
+from ostracon.core.query.planner import DictSource, execute
 
 
 ROUNDS = 7

@@ -161,8 +161,8 @@ def latency(storage: str = "memory") -> dict:
 # ------------------------------------------------------------------ exchange
 
 def _exchange_once(encrypted: bool) -> dict:
-    from ostracon.core.frames import FrameReceiver, FrameSender
-    from ostracon.core.syncproto import SyncSession
+    from ostracon.core.protocol.frames import FrameReceiver, FrameSender
+    from ostracon.core.protocol.session import SyncSession
     from ostracon.crypto import DeterministicRandom
     from ostracon.crypto.space import Space
     from ostracon.sync.base import DatabaseReplica
@@ -284,7 +284,7 @@ def profile(shape: str = "docs", top: int = 15) -> str:
 def fanout() -> dict:
     from websockets.asyncio.client import connect
 
-    from ostracon.relay import protocol as P
+    from ostracon.core.protocol import relay as P
 
     relay = RelayProcess("--rate-frames-per-s", "off", "--rate-bytes-per-s", "off")
     room = "ab" * 16

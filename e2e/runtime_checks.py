@@ -155,7 +155,7 @@ async def transport_contract(relay_url: str, tests_dir: str | None = None) -> li
     _use_tests_dir(tests_dir)
     import transport_contract as tc
 
-    from ostracon.relay import protocol as P
+    from ostracon.core.protocol import relay as P
 
     if _in_pyodide():
         from ostracon.sync.browser import BrowserWebSocketTransport as make

@@ -324,7 +324,7 @@ def load_vectors(path: str = VECTORS_PATH) -> dict:
 
 def compute_vectors(make, inputs: dict) -> dict:
     """Everything the JSON pins, computed from its inputs with this backend."""
-    from ostracon.core import frames as F
+    from ostracon.core.protocol import frames as F
     from ostracon.crypto.identity import Identity
     from ostracon.crypto.space import Space
 
@@ -367,7 +367,7 @@ def compute_vectors(make, inputs: dict) -> dict:
 def check_vectors(make, vectors: dict | None = None) -> None:
     """Compute every pinned value with this backend and compare it to the JSON; also open the
     pinned frames (so a backend that only decrypts correctly is caught too)."""
-    from ostracon.core import frames as F
+    from ostracon.core.protocol import frames as F
     from ostracon.crypto.space import Space
 
     vectors = vectors if vectors is not None else load_vectors()

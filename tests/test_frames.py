@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ostracon.core import frames as F
+from ostracon.core.protocol import frames as F
 from ostracon.core.errors import FrameError, ValidationError, WrongKeyError
 from ostracon.crypto import DeterministicRandom
 from ostracon.crypto.native import NativeCrypto

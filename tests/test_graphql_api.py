@@ -3,10 +3,10 @@
 import pytest
 
 from ostracon.core.errors import ConflictError, NotFoundError, ValidationError
-from ostracon.core.index import CollectionIndexes
-from ostracon.core.planner import DictSource, execute
-from ostracon.core.schema import SchemaRegistry
-from ostracon.graphql_api import MAX_QUERY_DEPTH, GraphQLAPI
+from ostracon.core.query.index import CollectionIndexes
+from ostracon.core.query.planner import DictSource, execute
+from ostracon.core.query.schema import SchemaRegistry
+from ostracon.db.graphql import MAX_QUERY_DEPTH, GraphQLAPI
 
 SDL = """
 type Todo {

@@ -5,9 +5,9 @@ import random
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ostracon.core.index import BUILDING, CollectionIndexes
-from ostracon.core.planner import DictSource, QueryEngine, execute, explain
-from ostracon.core.query import IndexBuildingError, QueryTooExpensiveError, select
+from ostracon.core.query.index import BUILDING, CollectionIndexes
+from ostracon.core.query.planner import DictSource, QueryEngine, execute, explain
+from ostracon.core.query.filters import IndexBuildingError, QueryTooExpensiveError, select
 
 
 def make(n=300, seed=1, indexes=(("city",), ("n",), ("city", "n"), ("name",))):

@@ -1,11 +1,11 @@
-"""Filter language, null semantics, ordering and pagination (ostracon.core.query)."""
+"""Filter language, null semantics, ordering and pagination (ostracon.core.query.filters)."""
 
 import random
 
 import pytest
 
 from ostracon.core.errors import ValidationError
-from ostracon.core.query import (QueryCursorError, compile_filter, decode_cursor, encode_cursor,
+from ostracon.core.query.filters import (QueryCursorError, compile_filter, decode_cursor, encode_cursor,
                                  is_after, key_to_value, like_prefix, normalize_order, select,
                                  sort_docs, sort_key_fn, value_key)
 
@@ -278,7 +278,7 @@ def test_sort_docs_stable_with_desc():
 
 
 def test_fast_parser_agrees_with_the_full_parser():
-    from ostracon.core.query import _Budget, _fast_parse, _parse_obj
+    from ostracon.core.query.filters import _Budget, _fast_parse, _parse_obj
     rng = random.Random(5)
     ops = ["_eq", "_ne", "_gt", "_ge", "_lt", "_le", "_like", "_ilike", "_nlike", "_nilike"]
     vals = [None, True, 0, -3, 10 ** 30, 1.5, "", "a%", b"x"]
@@ -299,12 +299,12 @@ def test_fast_parser_agrees_with_the_full_parser():
     assert hits > 500
 
 
-@pytest.mark.parametrize("mod", ["query", "index", "planner", "rebuild", "schema"])
+@pytest.mark.parametrize("mod", ["filters", "index", "planner", "rebuild", "schema"])
 def test_core_query_modules_are_pure(mod):
     import ast
     import importlib
     from pathlib import Path
-    src = Path(importlib.import_module(f"ostracon.core.{mod}").__file__).read_text()
+    src = Path(importlib.import_module(f"ostracon.core.query.{mod}").__file__).read_text()
     banned = {"os", "io", "socket", "asyncio", "threading", "time", "random", "secrets", "js",
               "pyodide", "websockets", "sqlite3", "cryptography"}
     for node in ast.walk(ast.parse(src)):

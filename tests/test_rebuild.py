@@ -5,10 +5,10 @@ import random
 import pytest
 
 from ostracon.core.errors import StorageError, ValidationError
-from ostracon.core.index import BUILDING, DROPPED, READY, CollectionIndexes
-from ostracon.core.planner import DictSource, QueryEngine
-from ostracon.core.query import IndexBuildingError, select
-from ostracon.core.rebuild import (COLD, HOT, WARM, CollectionMeta, ColdCollectionError,
+from ostracon.core.query.index import BUILDING, DROPPED, READY, CollectionIndexes
+from ostracon.core.query.planner import DictSource, QueryEngine
+from ostracon.core.query.filters import IndexBuildingError, select
+from ostracon.core.query.rebuild import (COLD, HOT, WARM, CollectionMeta, ColdCollectionError,
                                    RebuildScheduler, TieringPolicy)
 
 

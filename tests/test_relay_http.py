@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from ostracon.core.errors import ValidationError
-from ostracon.relay import protocol as P
+from ostracon.core.protocol import relay as P
 from ostracon.relay.http import HttpRequest, HttpResponse, StaticFiles, mime_type
 from ostracon.relay.server import Relay, RelayConfig
 

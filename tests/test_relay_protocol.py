@@ -8,7 +8,7 @@ import msgpack
 import pytest
 
 from ostracon.core.errors import ProtocolError, ValidationError
-from ostracon.relay import protocol as P
+from ostracon.core.protocol import relay as P
 
 ROOM = "ab" * 32
 

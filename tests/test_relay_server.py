@@ -19,7 +19,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ostracon.core.errors import ValidationError
-from ostracon.relay import protocol as P
+from ostracon.core.protocol import relay as P
 from ostracon.relay.mailbox import MailboxError, MemoryMailbox
 from ostracon.relay.server import Relay, RelayConfig, TokenBucket
 

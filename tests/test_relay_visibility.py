@@ -28,12 +28,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 import ostracon
-from ostracon.core import frames as F
+from ostracon.core.protocol import frames as F
 from ostracon.crypto import DeterministicRandom
 from ostracon.crypto.identity import Identity
 from ostracon.crypto.native import NativeCrypto
 from ostracon.crypto.space import Space
-from ostracon.relay import protocol as P
+from ostracon.core.protocol import relay as P
 from ostracon.relay import server as relay_server
 from ostracon.relay.mailbox import SqliteMailbox
 from ostracon.relay.server import Relay, RelayConfig, RelayMetrics

@@ -4,7 +4,7 @@ import pytest
 
 from ostracon.core import cid, encoding
 from ostracon.core.errors import NotFoundError, ValidationError
-from ostracon.core.schema import (LensNotFoundError, SchemaRegistry, SchemaValidationError,
+from ostracon.core.query.schema import (LensNotFoundError, SchemaRegistry, SchemaValidationError,
                                   parse_sdl, schema_from_canonical)
 
 SDL = '''

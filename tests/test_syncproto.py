@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from ostracon.core.encoding import encode
 from ostracon.core.errors import ProtocolError, ValidationError
 from ostracon.core.replica import Replica
-from ostracon.core.syncproto import (DEFAULT_MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES, Blocks, BlocksApplied,
+from ostracon.core.protocol.session import (DEFAULT_MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES, Blocks, BlocksApplied,
                                      Diverged, GapDetected, Hello, MalformedMessageError, Need, Outgoing,
                                      PeerLost, PeerSeen, ProtocolViolation, Synced, SyncSession,
                                      decode_message, encode_message, tips_digest)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from ostracon.relay import protocol as P
+from ostracon.core.protocol import relay as P
 from ostracon.sync.base import TransportClosed
 
 async def _join(make, room_url, room, since=None):

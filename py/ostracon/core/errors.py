@@ -97,3 +97,120 @@ class ProtocolError(OstraconError):
 
 class TransportError(OstraconError):
     """The connection to the relay failed or was closed."""
+
+
+# --- queries ------------------------------------------------------------------------------
+
+class ColdCollectionError(OstraconError):
+    """The collection is cold (not loaded): call restore() before reading it."""
+
+
+class QueryTooExpensiveError(OstraconError):
+    """No index serves this query and a scan would read more than `fallback_docs_max` docs."""
+
+    def __init__(self, message: str, *, docs: int = 0, fallback_docs_max: int = 0):
+        super().__init__(message)
+        self.docs = docs
+        self.fallback_docs_max = fallback_docs_max
+
+
+class IndexBuildingError(QueryTooExpensiveError):
+    """The index this query needs is being (re)built and a scan would be too expensive.
+
+    Retry after `eta_ms` (or step the rebuild scheduler); `progress` = docs indexed so far.
+    """
+
+    def __init__(self, message: str, *, index: str = "", progress: int = 0,
+                 eta_ms: int | None = None, docs: int = 0, fallback_docs_max: int = 0):
+        super().__init__(message, docs=docs, fallback_docs_max=fallback_docs_max)
+        self.index = index
+        self.progress = progress
+        self.eta_ms = eta_ms
+
+
+class QueryCursorError(ValidationError):
+    """A pagination cursor is malformed, tampered with, or belongs to another order."""
+
+
+# --- schemas ------------------------------------------------------------------------------
+
+class SchemaValidationError(ValidationError):
+    """A document does not fit the schema; `.field` is the dotted path of the culprit."""
+
+    def __init__(self, message: str, *, field: str = ""):
+        super().__init__(message)
+        self.field = field
+
+
+class LensNotFoundError(NotFoundError):
+    """No chain of registered lenses leads from one schema version to the other."""
+
+
+# --- frames (sync wire) -------------------------------------------------------------------
+
+class OversizeFrameError(FrameError):
+    reason = "oversize"
+
+
+class TruncatedFrameError(FrameError):
+    reason = "truncated"
+
+
+class MalformedFrameError(FrameError):
+    reason = "malformed"
+
+
+class ForeignRoomError(FrameError):
+    reason = "foreign_room"
+
+
+class ReplayedFrameError(FrameError):
+    reason = "replayed"
+
+
+class TamperedFrameError(FrameError):
+    reason = "tampered"
+
+
+# --- sync protocol and transports ---------------------------------------------------------
+
+class TransportClosed(TransportError):
+    """The connection is closed. `code` is the WebSocket close code (None: no close frame,
+    e.g. the connection could not be opened or was cut)."""
+
+    def __init__(self, message: str, code: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+
+
+class MalformedMessageError(ProtocolError):
+    """A sync message could not be decoded or breaks a rule of the protocol."""
+
+
+# --- storage ------------------------------------------------------------------------------
+
+class StorageFailedError(StorageError):
+    """An earlier write failed in a way that cannot be undone in place (fsync error, failed
+    rollback); the adapter refuses further writes. Close and reopen: recovery keeps every
+    acknowledged record."""
+
+
+# --- relay --------------------------------------------------------------------------------
+
+class MailboxError(StorageError):
+    """The mailbox backend failed (I/O error, corrupt file)."""
+
+
+# --- identities ---------------------------------------------------------------------------
+
+class IdentityFileError(StorageError):
+    """An identity file is missing, unreadable, malformed, or for a different format/version."""
+
+
+class IdentityExistsError(IdentityFileError):
+    """`save` was asked to write over an existing file without `overwrite=True`."""
+
+
+class InsecurePermissionsError(IdentityFileError):
+    """The identity file is readable or writable by group/others: treat the key as exposed."""

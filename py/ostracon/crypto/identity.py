@@ -29,6 +29,7 @@ import warnings
 
 from ..core.errors import StorageError, ValidationError
 from .base import CryptoBackend
+from ..core.errors import (IdentityFileError, IdentityExistsError, InsecurePermissionsError)  # noqa: F401  (re-exported)
 
 SEED_SIZE = 32
 ACTOR_SIZE = 32
@@ -41,18 +42,6 @@ MAX_IDENTITY_FILE_SIZE = 4096
 # Fingerprint: 80 bits of a domain-separated hash, shown as 4 groups of 4 base32 chars.
 # Enough to compare two devices by eye; not a security boundary (the actor id is).
 FINGERPRINT_LABEL = b"ostracon/fingerprint/v1\x00"
-
-
-class IdentityFileError(StorageError):
-    """An identity file is missing, unreadable, malformed, or for a different format/version."""
-
-
-class IdentityExistsError(IdentityFileError):
-    """`save` was asked to write over an existing file without `overwrite=True`."""
-
-
-class InsecurePermissionsError(IdentityFileError):
-    """The identity file is readable or writable by group/others: treat the key as exposed."""
 
 
 def _backend(crypto: CryptoBackend | None) -> CryptoBackend:

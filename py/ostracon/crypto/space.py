@@ -33,7 +33,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from ..core.errors import ValidationError
-from ..core.frames import ROOM_ID_SIZE, FrameKeys
+from ..core.protocol.frames import ROOM_ID_SIZE, FrameKeys
 from .base import CryptoBackend
 
 KEY_SIZE = 32

@@ -1,6 +1,6 @@
 """The relay: a dumb WebSocket server forwarding ciphertext between members of a room.
 
-``ostracon.relay.protocol`` is pure (no websockets, no sqlite) so browser and native clients
+``ostracon.core.protocol.relay`` is pure (no websockets, no sqlite) so browser and native clients
 import it; everything else here is loaded lazily on first use.
 """
 

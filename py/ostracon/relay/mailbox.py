@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Callable, Collection
 
 from ..core.errors import LockedError, StorageError, StorageUnavailableError, ValidationError
-from .protocol import MAX_CURSOR, valid_room_id
+from ..core.protocol.relay import MAX_CURSOR, valid_room_id
+from ..core.errors import (MailboxError)  # noqa: F401  (re-exported)
 
 DEFAULT_MAX_ROOM_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_AGE_S = 30 * 24 * 3600.0
@@ -50,10 +51,6 @@ DEFAULT_MAX_TOTAL_BYTES = 1024 * 1024 * 1024
 DEFAULT_READ_LIMIT = 64
 
 Clock = Callable[[], float]
-
-
-class MailboxError(StorageError):
-    """The mailbox backend failed (I/O error, corrupt file)."""
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The relay: a dumb WebSocket server that forwards opaque frames between members of a room.
 
 It sees room ids (hex, derived by clients from their space key), frame sizes and timing;
-never keys or plaintext. Wire protocol: docs/RELAY.md and :mod:`ostracon.relay.protocol`.
+never keys or plaintext. Wire protocol: docs/RELAY.md and :mod:`ostracon.core.protocol.relay`.
 
 Shape of one connection:
 
@@ -37,7 +37,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from ..core.errors import OstraconError, ValidationError
-from . import protocol as P
+from ..core.protocol import relay as P
 from .http import Handler, HttpFront, HttpLimits, HttpRequest, HttpResponse, StaticFiles
 from .mailbox import Mailbox, MemoryMailbox, Resume, RoomInfo
 

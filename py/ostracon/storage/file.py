@@ -21,6 +21,7 @@ from . import logformat as lf
 from .base import OpenReport, Storage, check_meta
 from .fslayer import OsFileLayer, map_oserror
 from .recovery import RecoveryMixin
+from ..core.errors import (StorageFailedError)  # noqa: F401  (re-exported)
 
 # A new segment starts once the active one would grow past this. Bounds the work of every
 # open (the last segment is scanned in full) and the unit compaction can delete.
@@ -31,12 +32,6 @@ DEFAULT_MAX_RECORD_BYTES = 256 * 1024 * 1024
 # records() streams segments in reads of this size (one syscall per ~thousands of records).
 READ_CHUNK_BYTES = 1024 * 1024
 DURABILITY_MODES = ("always", "flush", "none")
-
-
-class StorageFailedError(StorageError):
-    """An earlier write failed in a way that cannot be undone in place (fsync error, failed
-    rollback); the adapter refuses further writes. Close and reopen: recovery keeps every
-    acknowledged record."""
 
 
 class FileStorage(RecoveryMixin, Storage):

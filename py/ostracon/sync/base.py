@@ -1,6 +1,6 @@
 """The transport contract: a bytes pipe to one relay room, plus the status a sync client reports.
 
-A Transport moves raw relay-protocol messages (docs/RELAY.md; `ostracon.relay.protocol`
+A Transport moves raw relay-protocol messages (docs/RELAY.md; `ostracon.core.protocol.relay`
 encodes and decodes them) over one WebSocket connection. It knows nothing of frames, keys or
 the sync protocol: the client driver (`ostracon.sync.client`) does the rest, identically in
 every runtime. Implementations: `native.WebSocketTransport` (asyncio + websockets) and the
@@ -17,17 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.errors import TransportError
-from ..core.syncproto import tips_digest
-
-
-class TransportClosed(TransportError):
-    """The connection is closed. `code` is the WebSocket close code (None: no close frame,
-    e.g. the connection could not be opened or was cut)."""
-
-    def __init__(self, message: str, code: int | None = None, reason: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
+from ..core.protocol.session import tips_digest
+from ..core.errors import (TransportClosed)  # noqa: F401  (re-exported)
 
 
 class Transport(ABC):
@@ -97,8 +88,8 @@ class DatabaseReplica:
 
     def __init__(self, db: Any) -> None:
         self.db = db
-        self._replica = db._replica
-        self.actor: bytes = db._replica.actor
+        self._replica = db.replica
+        self.actor: bytes = db.replica.actor
 
     def version_vector(self) -> dict[bytes, int]:
         return self._replica.version_vector()

@@ -30,11 +30,11 @@ import msgpack
 
 from ..core.errors import (ClosedError, OstraconError, ProtocolError, TransportError, ValidationError,
                            WrongKeyError)
-from ..core.frames import (DEFAULT_MAX_FRAME_SIZE, FRAME_OVERHEAD, HEADER_SIZE, FrameKeys, FrameReceiver,
+from ..core.protocol.frames import (DEFAULT_MAX_FRAME_SIZE, FRAME_OVERHEAD, HEADER_SIZE, FrameKeys, FrameReceiver,
                            FrameSender)
-from ..core.syncproto import (DEFAULT_HELLO_INTERVAL_MS, DEFAULT_NEED_TIMEOUT_MS, Diverged, GapDetected,
+from ..core.protocol.session import (DEFAULT_HELLO_INTERVAL_MS, DEFAULT_NEED_TIMEOUT_MS, Diverged, GapDetected,
                               PeerSeen, ProtocolViolation, SyncSession)
-from ..relay import protocol as P
+from ..core.protocol import relay as P
 from .base import CONNECTING, OFFLINE, ONLINE, STOPPED, DatabaseReplica, SyncStatus, Transport
 
 log = logging.getLogger("ostracon.sync")

@@ -33,8 +33,8 @@ from bisect import bisect_left, insort
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from .errors import ConflictError, NotFoundError, ValidationError
-from .query import METADATA_FIELDS, key_to_value, make_getter, parse_path, value_key
+from ..errors import ConflictError, NotFoundError, ValidationError
+from .filters import METADATA_FIELDS, key_to_value, make_getter, parse_path, value_key
 
 __all__ = ["flat", "unflat_values", "END", "SortedKeyList", "IndexDefinition", "Index", "UniqueViolation", "CollectionIndexes",
            "IndexCatalog", "READY", "BUILDING", "DROPPED"]

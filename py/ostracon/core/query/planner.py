@@ -43,7 +43,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from .index import BUILDING, DROPPED, END, READY, CollectionIndexes, Index, flat
-from .query import (_DEFAULT_SPEC, TRUE, And, Cmp, CompiledFilter, IndexBuildingError, Node,
+from .filters import (_DEFAULT_SPEC, TRUE, And, Cmp, CompiledFilter, IndexBuildingError, Node,
                     QueryTooExpensiveError, check_page_args, compile_filter, decode_cursor,
                     is_after, key_to_value, like_prefix, node_pred, normalize_order, page,
                     sort_docs, sort_key_fn, value_key)

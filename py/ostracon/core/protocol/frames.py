@@ -39,7 +39,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .errors import CryptoError, FrameError, ValidationError, WrongKeyError
+from ..errors import CryptoError, FrameError, ValidationError, WrongKeyError
+from ..errors import (OversizeFrameError, TruncatedFrameError, MalformedFrameError, ForeignRoomError, ReplayedFrameError, TamperedFrameError)  # noqa: F401  (re-exported)
 
 FRAME_MAGIC = 0xA0
 FRAME_VERSION = 1
@@ -92,29 +93,6 @@ class Aead(Protocol):
 
 
 # --- errors (each has the `reason` it is counted under) -----------------------------------
-
-class OversizeFrameError(FrameError):
-    reason = "oversize"
-
-
-class TruncatedFrameError(FrameError):
-    reason = "truncated"
-
-
-class MalformedFrameError(FrameError):
-    reason = "malformed"
-
-
-class ForeignRoomError(FrameError):
-    reason = "foreign_room"
-
-
-class ReplayedFrameError(FrameError):
-    reason = "replayed"
-
-
-class TamperedFrameError(FrameError):
-    reason = "tampered"
 
 
 DROP_REASONS = ("tampered", "truncated", "replayed", "foreign_room", "wrong_key", "oversize", "malformed")

@@ -41,8 +41,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import OstraconError, ValidationError
+from ..errors import OstraconError, ValidationError
 from .index import BUILDING, DROPPED, READY, CollectionIndexes, Index
+from ..errors import (ColdCollectionError)  # noqa: F401  (re-exported)
 
 __all__ = ["RebuildScheduler", "RebuildJob", "RebuildEvent", "TieringPolicy", "CollectionMeta",
            "ColdCollectionError", "HOT", "WARM", "COLD", "REASONS"]
@@ -62,10 +63,6 @@ REASONS = frozenset({"new_index", "gap", "overflow", "warm", "manual"})
 HOT, WARM, COLD = "hot", "warm", "cold"
 
 Fetch = Callable[[Any, int], "tuple[list[dict], Any]"]
-
-
-class ColdCollectionError(OstraconError):
-    """The collection is cold (not loaded): call restore() before reading it."""
 
 
 @dataclass

@@ -47,8 +47,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from . import cid, encoding
-from .errors import CorruptBlockError, NotFoundError, ValidationError
+from .. import cid, encoding
+from ..errors import CorruptBlockError, NotFoundError, ValidationError
+from ..errors import (SchemaValidationError, LensNotFoundError)  # noqa: F401  (re-exported)
 
 __all__ = ["FieldType", "Field", "TypeDef", "Schema", "SchemaRegistry", "SchemaValidationError",
            "LensNotFoundError", "parse_sdl", "SCALARS", "schema_from_canonical"]
@@ -65,18 +66,6 @@ MAX_FIELD_NAME = 256       # same as the engine's field-name limit
 MAX_LIST_NESTING = 8
 MAX_VALIDATE_DEPTH = 64    # nesting of embedded objects/lists inside one document
 MAX_LENS_PATH = 64
-
-
-class SchemaValidationError(ValidationError):
-    """A document does not fit the schema; `.field` is the dotted path of the culprit."""
-
-    def __init__(self, message: str, *, field: str = ""):
-        super().__init__(message)
-        self.field = field
-
-
-class LensNotFoundError(NotFoundError):
-    """No chain of registered lenses leads from one schema version to the other."""
 
 
 # --------------------------------------------------------------------------------------

@@ -27,10 +27,11 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from .block import MAX_BLOCK_BYTES, MAX_SEQ
-from .encoding import decode, encode
-from .errors import CorruptBlockError, ProtocolError, ValidationError
+from ..block import MAX_BLOCK_BYTES, MAX_SEQ
+from ..encoding import decode, encode
+from ..errors import CorruptBlockError, ProtocolError, ValidationError
 from .frames import DEFAULT_MAX_FRAME_SIZE, FRAME_OVERHEAD
+from ..errors import (MalformedMessageError)  # noqa: F401  (re-exported)
 
 PROTOCOL_VERSION = 1
 PEER_ID_SIZE = 16
@@ -71,10 +72,6 @@ DEFAULT_REPLY_FANOUT = 2
 MAX_NEED_ATTEMPTS = 3
 
 DIGEST_LABEL = b"ostracon/sync-digest/v1\x00"
-
-
-class MalformedMessageError(ProtocolError):
-    """A sync message could not be decoded or breaks a rule of the protocol."""
 
 
 # --- the replica the session drives ------------------------------------------------------------

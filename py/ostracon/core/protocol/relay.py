@@ -18,7 +18,7 @@ from typing import Union
 
 import msgpack
 
-from ..core.errors import ProtocolError, ValidationError
+from ..errors import ProtocolError, ValidationError
 
 PROTOCOL_VERSION = 1
 #: URL path prefix of the WebSocket endpoint: ``/v1/room/<room_id_hex>``.

@@ -62,7 +62,8 @@ from typing import Any
 
 import msgpack
 
-from .errors import OstraconError, ValidationError
+from ..errors import OstraconError, ValidationError
+from ..errors import (QueryTooExpensiveError, IndexBuildingError, QueryCursorError)  # noqa: F401  (re-exported)
 
 __all__ = [
     "METADATA_FIELDS", "QueryTooExpensiveError", "IndexBuildingError", "QueryCursorError",
@@ -88,33 +89,6 @@ MAX_FILTER_DEPTH = 32      # nesting of objects/_and/_or/_not; deeper than any s
 MAX_FILTER_NODES = 10_000  # total conditions; a 10k-element _in still fits
 MAX_PATH_DEPTH = 16        # nested field path length
 MAX_CURSOR_CHARS = 16_384  # an encoded cursor; sort keys of a few fields fit easily
-
-
-class QueryTooExpensiveError(OstraconError):
-    """No index serves this query and a scan would read more than `fallback_docs_max` docs."""
-
-    def __init__(self, message: str, *, docs: int = 0, fallback_docs_max: int = 0):
-        super().__init__(message)
-        self.docs = docs
-        self.fallback_docs_max = fallback_docs_max
-
-
-class IndexBuildingError(QueryTooExpensiveError):
-    """The index this query needs is being (re)built and a scan would be too expensive.
-
-    Retry after `eta_ms` (or step the rebuild scheduler); `progress` = docs indexed so far.
-    """
-
-    def __init__(self, message: str, *, index: str = "", progress: int = 0,
-                 eta_ms: int | None = None, docs: int = 0, fallback_docs_max: int = 0):
-        super().__init__(message, docs=docs, fallback_docs_max=fallback_docs_max)
-        self.index = index
-        self.progress = progress
-        self.eta_ms = eta_ms
-
-
-class QueryCursorError(ValidationError):
-    """A pagination cursor is malformed, tampered with, or belongs to another order."""
 
 
 # --------------------------------------------------------------------------------------
