@@ -169,7 +169,7 @@ class DocState:
         text = self.texts.get(name)
         if text is None:
             text = self.texts[name] = TextCRDT()
-        if text._me < 0 or text.actors[text._me] != actor:
+        if text.me < 0 or text.actors[text.me] != actor:
             text.bind(actor)
         return text
 

@@ -157,34 +157,36 @@ def check_text(s) -> str:
 
 
 class TextCRDT:
-    """One text field's replicated state. `actor` (32 bytes) is the local author of edits."""
+    """One text field's replicated state. `actor` (32 bytes) is the local author of edits.
+
+    The structure's members are public for core/textcodec.py (the wire and snapshot forms);
+    everything else uses the methods."""
 
     def __init__(self, actor: bytes | None = None) -> None:
-        self.actors: list[bytes] = []
-        self._aidx: dict[bytes, int] = {}
-        self._ids: list[_IdIndex] = []         # per actor: its runs by counter
-        self.next_ctr: list[int] = []          # per actor: next unused counter
+        self.actors: list[bytes] = []             # actor index -> key
+        self.actor_ids: dict[bytes, int] = {}     # key -> actor index
+        self.ids: list[_IdIndex] = []             # per actor: its runs by counter
+        self.next_ctr: list[int] = []             # per actor: next unused counter
         self.chunks: list[_Chunk] = [_Chunk([], 0)]
-        self.length = 0                        # visible characters
-        self._str: str | None = ""
-        self._fci = 0                          # finger: chunk index and its start position,
-        self._fst = 0                          # a run in that chunk and its start within it
-        self._fri = 0
-        self._fro = 0
-        self._me = NONE
-        self._bstart = 0                       # own counter at the start of the open batch
-        self._bdels: list[list[int]] = []      # deletes of older characters in the open batch
+        self.length = 0                           # visible characters
+        self.text_cache: str | None = ""          # the materialized text, None when stale
+        self.me = NONE                            # actor index of the local author
+        self.batch_start = 0                      # own counter when the open batch began
+        self.batch_deletes: list[list[int]] = []  # [actor, counter, n] of older characters
+        # Finger: the chunk last visited and its start position, a run in that chunk and its
+        # start within the chunk (see _seek).
+        self._fci = self._fst = self._fri = self._fro = 0
         if actor is not None:
             self.bind(actor)
 
     # ------------------------------------------------------------ actors and ids
 
     def actor_index(self, actor: bytes) -> int:
-        i = self._aidx.get(actor)
+        i = self.actor_ids.get(actor)
         if i is None:
-            i = self._aidx[actor] = len(self.actors)
+            i = self.actor_ids[actor] = len(self.actors)
             self.actors.append(actor)
-            self._ids.append(_IdIndex())
+            self.ids.append(_IdIndex())
             self.next_ctr.append(0)
         return i
 
@@ -192,15 +194,15 @@ class TextCRDT:
         """Make `actor` the author of local edits (a new batch starts)."""
         if type(actor) is not bytes or len(actor) != 32:
             raise ValidationError("actor must be 32 bytes")
-        self._me = self.actor_index(actor)
-        self._bstart = self.next_ctr[self._me]
-        self._bdels = []
+        self.me = self.actor_index(actor)
+        self.batch_start = self.next_ctr[self.me]
+        self.batch_deletes = []
 
-    def _find(self, a: int, c: int) -> _Run | None:
+    def find_run(self, a: int, c: int) -> _Run | None:
         """The run holding character (a, c), or None if unknown."""
-        if a < 0 or a >= len(self._ids):
+        if a < 0 or a >= len(self.ids):
             return None
-        return self._ids[a].find(c)
+        return self.ids[a].find(c)
 
     def _split(self, r: _Run, off: int, ri: int) -> _Run:
         """Split run `r` (at index `ri` of its chunk) before offset `off`; return the right part."""
@@ -211,7 +213,7 @@ class TextCRDT:
         if s is not None:
             r.s = s[:off]
         r.k.runs.insert(ri + 1, r2)
-        self._ids[r.a].add(r2)
+        self.ids[r.a].add(r2)
         return r2
 
     def _rebalance(self, ch: _Chunk, ci: int = -1) -> None:
@@ -242,9 +244,9 @@ class TextCRDT:
     # ------------------------------------------------------------ reading
 
     def __str__(self) -> str:
-        if self._str is None:
-            self._str = "".join([r.s for ch in self.chunks for r in ch.runs if r.s is not None])
-        return self._str
+        if self.text_cache is None:
+            self.text_cache = "".join([r.s for ch in self.chunks for r in ch.runs if r.s is not None])
+        return self.text_cache
 
     def __len__(self) -> int:
         return self.length
@@ -315,7 +317,7 @@ class TextCRDT:
             self._insert(pos, text)
 
     def _insert(self, pos: int, text: str) -> None:
-        me = self._me
+        me = self.me
         if me < 0:
             raise ValidationError("bind an actor before editing")
         k = len(text)
@@ -353,7 +355,7 @@ class TextCRDT:
                 la = lc = NONE
         self.next_ctr[me] = ctr + k
         self.length += k
-        self._str = None
+        self.text_cache = None
         if (left is not None and left.a == me and left.c + left.n == ctr and left.s is not None
                 and left.ra == ra and left.rc == rc):
             left.s += text
@@ -367,7 +369,7 @@ class TextCRDT:
         nr = _Run(me, ctr, k, la, lc, ra, rc, text, ch)
         ch.runs.insert(ri, nr)
         ch.vis += k
-        self._ids[me].add(nr)
+        self.ids[me].add(nr)
         if len(ch.runs) > MAX_CHUNK_RUNS:
             self._rebalance(ch, ci)
 
@@ -379,7 +381,7 @@ class TextCRDT:
             self._delete(pos, n)
 
     def _delete(self, pos: int, n: int) -> None:
-        me, bstart, dels = self._me, self._bstart, self._bdels
+        me, bstart, dels = self.me, self.batch_start, self.batch_deletes
         if me < 0:
             raise ValidationError("bind an actor before editing")
         ci, ri, off = self._seek(pos)
@@ -423,7 +425,7 @@ class TextCRDT:
                         continue
                 dels.append([r.a, r.c, old])
         self.length -= n
-        self._str = None
+        self.text_cache = None
         for ch, ci in reversed(touched):
             self._rebalance(ch, ci)
 
@@ -451,7 +453,7 @@ class TextCRDT:
         character was; an unknown id raises ValidationError."""
         if cur.actor is None:
             return self.length
-        r = self._find(self._aidx.get(cur.actor, NONE), cur.counter)
+        r = self.find_run(self.actor_ids.get(cur.actor, NONE), cur.counter)
         if r is None:
             raise ValidationError("cursor refers to a character this text does not know")
         return self._index_of(r) + (cur.counter - r.c if r.s is not None else 0)
@@ -481,16 +483,16 @@ class TextCRDT:
             return False
         L = R = None
         if la != NONE:
-            L = self._find(la, lc)
+            L = self.find_run(la, lc)
             if L is None:
                 return False
-        if ra != NONE and self._find(ra, rc) is None:
+        if ra != NONE and self.find_run(ra, rc) is None:
             return False
         self.next_ctr[a] = c + n
         if L is not None and lc < L.c + L.n - 1:
             self._split(L, lc - L.c + 1, L.k.runs.index(L))
         if ra != NONE:  # looked up after splitting L: both may be in one run
-            R = self._find(ra, rc)
+            R = self.find_run(ra, rc)
             if rc > R.c:
                 R = self._split(R, rc - R.c, R.k.runs.index(R))
         chunks = self.chunks
@@ -519,11 +521,11 @@ class TextCRDT:
             o = chunks[ci].runs[ri]
             if o is R:
                 break
-            oleft = (-1, 0, 0) if o.la == NONE else self._pos(self._find(o.la, o.lc), o.lc)
+            oleft = (-1, 0, 0) if o.la == NONE else self._pos(self.find_run(o.la, o.lc), o.lc)
             if oleft < lpos:
                 break
             if oleft == lpos:
-                oright = (nch, 0, 0) if o.ra == NONE else self._pos(self._find(o.ra, o.rc), o.rc)
+                oright = (nch, 0, 0) if o.ra == NONE else self._pos(self.find_run(o.ra, o.rc), o.rc)
                 if oright < rpos:
                     scanning = True
                 elif oright == rpos:
@@ -538,7 +540,7 @@ class TextCRDT:
         self._fci = self._fst = self._fri = self._fro = 0
         if s is not None:
             self.length += n
-            self._str = None
+            self.text_cache = None
         if (prev is not None and s is not None and prev.s is not None and prev.a == a
                 and prev.c + prev.n == c and la == a and lc == c - 1
                 and prev.ra == ra and prev.rc == rc):
@@ -550,7 +552,7 @@ class TextCRDT:
         ch.runs.insert(dri, nr)
         if s is not None:
             ch.vis += n
-        self._ids[a].add(nr)
+        self.ids[a].add(nr)
         self._rebalance(ch, dci)
         return True
 
@@ -561,9 +563,9 @@ class TextCRDT:
     def delete_ids(self, a: int, c: int, n: int) -> None:
         """Mark characters (a, c) .. (a, c+n-1) deleted; unknown ids are ignored."""
         lo, end = c, c + n
-        if a < 0 or a >= len(self._ids):
+        if a < 0 or a >= len(self.ids):
             return
-        ids = self._ids[a]
+        ids = self.ids[a]
         touched = []
         while c < end:
             r = ids.next_from(c)
@@ -580,7 +582,7 @@ class TextCRDT:
             r.s = None
             r.k.vis -= r.n
             self.length -= r.n
-            self._str = None
+            self.text_cache = None
             touched.append(r.k)
         if touched:
             self._fci = self._fst = self._fri = self._fro = 0
@@ -593,8 +595,8 @@ class TextCRDT:
         """The local edits since the previous call as a batch payload, or None if none."""
         from .textcodec import encode_batch
         out = encode_batch(self)
-        self._bstart = self.next_ctr[self._me] if self._me >= 0 else 0
-        self._bdels = []
+        self.batch_start = self.next_ctr[self.me] if self.me >= 0 else 0
+        self.batch_deletes = []
         return out
 
     def apply_batch(self, actor: bytes, payload) -> None:
@@ -603,4 +605,4 @@ class TextCRDT:
         apply_batch(self, actor, payload)
 
     def has_pending(self) -> bool:
-        return self._me >= 0 and (self.next_ctr[self._me] > self._bstart or bool(self._bdels))
+        return self.me >= 0 and (self.next_ctr[self.me] > self.batch_start or bool(self.batch_deletes))

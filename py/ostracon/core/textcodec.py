@@ -47,11 +47,11 @@ def _unzig(v: int) -> int:
 
 
 def encode_batch(t: TextCRDT) -> list | None:
-    me = t._me
+    me = t.me
     if me < 0:
         return None
-    bstart, end = t._bstart, t.next_ctr[me]
-    if bstart == end and not t._bdels:
+    bstart, end = t.batch_start, t.next_ctr[me]
+    if bstart == end and not t.batch_deletes:
         return None
     refs: dict[int, int] = {}
     foreign: list[bytes] = []
@@ -68,7 +68,7 @@ def encode_batch(t: TextCRDT) -> list | None:
     ints = [bstart, 0]
     texts: list[str] = []
     count = 0
-    ids = t._ids[me]
+    ids = t.ids[me]
     pos = bstart
     while pos < end:
         r = ids.next_from(pos)
@@ -110,7 +110,7 @@ def encode_batch(t: TextCRDT) -> list | None:
         count += 1
     ints[1] = count
     prev = end
-    for a, c, n in t._bdels:
+    for a, c, n in t.batch_deletes:
         ints.append(ref(a))
         ints.append(_zig(c - prev))
         ints.append(n)
@@ -119,7 +119,7 @@ def encode_batch(t: TextCRDT) -> list | None:
 
 
 def _origin_right(t: TextCRDT, a: int, c: int) -> tuple[int, int]:
-    r = t._find(a, c)
+    r = t.find_run(a, c)
     return (NONE, NONE) if r is None else (r.ra, r.rc)
 
 
@@ -234,7 +234,7 @@ def apply_batch(t: TextCRDT, actor: bytes, payload) -> None:
             ra, rc2 = NONE, NONE
         elif rmode == 1:
             ra, rc2 = _origin_right(t, la, lc)
-            if ra == NONE and t._find(la, lc) is None:
+            if ra == NONE and t.find_run(la, lc) is None:
                 continue  # unknown origin: integrate would skip it too
         elif rmode == 2:
             ra, rc2 = la, lc + 1
@@ -250,7 +250,7 @@ def apply_batch(t: TextCRDT, actor: bytes, payload) -> None:
 def encode_state(t: TextCRDT) -> bytes:
     """Canonical bytes of the whole text state (see module docstring)."""
     used = sorted({t.actors[r.a] for ch in t.chunks for r in ch.runs})
-    rank = {t._aidx[x]: i for i, x in enumerate(used)}
+    rank = {t.actor_ids[x]: i for i, x in enumerate(used)}
     A: list[int] = []; C: list[int] = []; N: list[int] = []; D: list[int] = []
     LA: list[int] = []; LC: list[int] = []; RA: list[int] = []; RC: list[int] = []
     texts: list[str] = []
@@ -324,7 +324,7 @@ def load_state(data: bytes, actor: bytes | None = None) -> TextCRDT:
         chunks.append(ch)
     t.chunks = chunks or [_Chunk([], 0)]
     t.length = len(text)
-    t._str = text
+    t.text_cache = text
     # Counters of each actor must be exactly 0, 1, 2, ... (integrate keeps them gap-free).
     nxt = t.next_ctr
     by_actor: list[list] = [[] for _ in range(na)]
@@ -334,7 +334,7 @@ def load_state(data: bytes, actor: bytes | None = None) -> TextCRDT:
         nxt[r.a] = r.c + r.n
         by_actor[r.a].append(r)
     for a, lst in enumerate(by_actor):
-        ids = t._ids[a]
+        ids = t.ids[a]
         step = ids.BLOCK
         for i in range(0, len(lst), step):
             part = lst[i:i + step]
