@@ -94,7 +94,7 @@ def run_ostracon_db(txns):
     db.flush_text()
     out = coll.get(doc_id)["body"]
     elapsed = time.perf_counter() - t0
-    r = db._replica
+    r = db.replica
     size = sum(len(b) for b in r.blocks.values())
     snap = snapshot.dump(r)
     t1 = time.perf_counter()

@@ -17,7 +17,8 @@ from .core.errors import (ClosedError, ConflictError, CorruptBlockError, Corrupt
 from .core.feed import ChangeEvent, Subscription
 from .db import (Collection, ColdCollectionError, Database, IndexBuildingError,
                        LensNotFoundError, QueryCursorError, QueryTooExpensiveError,
-                       SchemaValidationError)
+                       SchemaValidationError, Text, TextHandle)
+from .core.text import Cursor as TextCursor
 from .db import open_database as open
 
 __version__ = "0.1.0"
@@ -34,7 +35,7 @@ def __getattr__(name: str):  # Identity/Space import the crypto backend: load on
 
 
 __all__ = [
-    "open", "Database", "Collection", "ChangeEvent", "Subscription", "Identity", "Space",
+    "open", "Database", "Collection", "Text", "TextHandle", "TextCursor", "ChangeEvent", "Subscription", "Identity", "Space",
     "OstraconError", "ValidationError", "ConflictError", "NotFoundError", "CorruptBlockError",
     "SignatureError", "CursorError", "HistoryPrunedError", "ClosedError", "StorageError",
     "StorageUnavailableError", "LockedError", "CorruptLogError", "CorruptSnapshotError",

@@ -149,10 +149,12 @@ def check_text(s) -> str:
     """Text accepted for insertion: a str without lone surrogates (they have no UTF-8 form)."""
     if type(s) is not str:
         raise ValidationError(f"text must be a str, not {type(s).__name__}")
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationError("text contains a lone surrogate (not a Unicode scalar value)") from None
+    if not s.isascii():
+        try:
+            s.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError("text contains a lone surrogate (not a Unicode scalar "
+                                  "value)") from None
     return s
 
 

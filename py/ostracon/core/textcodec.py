@@ -118,6 +118,11 @@ def encode_batch(t: TextCRDT) -> list | None:
     return [foreign, ints, "".join(texts)]
 
 
+def empty_batch(t: TextCRDT) -> list:
+    """A batch with no edits: it still makes its field show the text (an LWW write)."""
+    return [[], [t.next_ctr[t.me] if t.me >= 0 else 0, 0], ""]
+
+
 def _origin_right(t: TextCRDT, a: int, c: int) -> tuple[int, int]:
     r = t.find_run(a, c)
     return (NONE, NONE) if r is None else (r.ra, r.rc)
@@ -202,8 +207,6 @@ def parse_batch(payload, actor: bytes) -> tuple[list[bytes], list[tuple], list[t
             raise ValidationError("text delete record is malformed")
         deletes.append((r, c, n))
         prev = c
-    if not inserts and not deletes:
-        raise ValidationError("text batch is empty")
     return foreign, inserts, deletes
 
 
@@ -241,6 +244,10 @@ def apply_batch(t: TextCRDT, actor: bytes, payload) -> None:
         else:
             ra, rc2 = refs[rref], rc
         t.integrate(a, c, n, la, lc, ra, rc2, s)
+    if a == t.me and t.batch_start < nxt[a]:
+        # Our own block made elsewhere than in this CRDT (a text value assigned to the
+        # field): its characters are sent already, the open batch starts after them.
+        t.batch_start = nxt[a]
     for r, c, n in deletes:
         t.delete_ids(refs[r], c, n)
 
