@@ -87,6 +87,15 @@ def test_a_large_insert_is_split_into_bounded_blocks():
     big = "".join(random.Random(3).choice("ab😀é") for _ in range(TEXT_BURST_CHARS * 2 + 10))
     notes.text(doc_id, "body").insert(1, big)
     assert notes.get(doc_id)["body"] == "<" + big + ">"
+    # Two edits that together would outgrow a block go to two bursts.
+    before = blocks(db)
+    body = notes.text(doc_id, "body")
+    wide = "😀" * (TEXT_BURST_CHARS - 100)
+    body.insert(0, wide)
+    body.splice(0, 0, wide)
+    body.commit()
+    assert blocks(db) == before + 2
+    assert notes.get(doc_id)["body"] == wide + wide + "<" + big + ">"
 
 
 def test_two_devices_typing_at_the_end_keep_both_texts():

@@ -102,6 +102,13 @@ class TextBursts:
         if b.ops >= TEXT_BURST_OPS or b.chars >= TEXT_BURST_CHARS or now - b.first_ms >= TEXT_BURST_MS:
             self.commit(key)
 
+    def make_room(self, key: tuple[str, str, str], chars: int) -> None:
+        """Commit the open burst first if `chars` more inserted code points would take it past
+        TEXT_BURST_CHARS (so no burst outgrows a block)."""
+        b = self.open.get(key)
+        if b is not None and b.chars + chars > TEXT_BURST_CHARS:
+            self.commit(key)
+
     def commit(self, key: tuple[str, str, str]) -> str | None:
         """Commit one burst as a block; returns its CID text (None if nothing changed)."""
         if self.open.pop(key, None) is None:
@@ -188,7 +195,8 @@ class TextHandle:
     def insert(self, pos: int, text: str) -> None:
         """Insert `text` before code point `pos` (0 <= pos <= len)."""
         state, t = self._crdt()
-        if len(text) <= TEXT_BURST_CHARS:
+        if type(text) is str and len(text) <= TEXT_BURST_CHARS:
+            self._bursts.make_room(self._key, len(text))
             t.insert(pos, text)
             self._done(state, 1, len(text))
             return
@@ -197,6 +205,7 @@ class TextHandle:
             raise ValidationError(f"insert position {pos!r} outside 0..{len(t)}")
         for i in range(0, len(text), TEXT_BURST_CHARS):
             piece = text[i:i + TEXT_BURST_CHARS]
+            self._bursts.make_room(self._key, len(piece))
             t.insert(pos + i, piece)
             self._done(state, 1, len(piece))
 
@@ -210,6 +219,8 @@ class TextHandle:
         """Delete `n` code points at `pos`, then insert `text` there."""
         state, t = self._crdt()
         if type(text) is str and len(text) <= TEXT_BURST_CHARS:
+            if text:
+                self._bursts.make_room(self._key, len(text))
             t.splice(pos, n, text)
             self._done(state, 1, len(text))
             return
