@@ -219,3 +219,17 @@ def test_text_survives_reopen_and_compaction(tmp_path):
     assert notes.get(doc_id)["body"] == "".join(expect) and db.state_hash() == h
     notes.text(doc_id, "body").insert(0, ">")
     assert notes.get(doc_id)["body"] == ">" + "".join(expect)
+
+
+def test_schema_type_text_makes_written_strings_texts():
+    db = open_db()
+    db.define_schema("type notes { title: String, body: Text @index }")
+    notes = db.collection("notes")
+    doc_id = notes.create({"title": "t", "body": "typed as text"})
+    assert db.replica.doc("notes", doc_id).is_text("body")
+    notes.text(doc_id, "body").insert(0, ">")
+    with pytest.raises(ostracon.SchemaValidationError):
+        notes.create({"body": 5})
+    assert [d["_id"] for d in notes.find({"body": {"_eq": ">typed as text"}})] == [doc_id]
+    out = db.graphql('{ notes(filter: {body: {_like: ">%"}}) { body } }')
+    assert out["data"]["notes"] == [{"body": ">typed as text"}]

@@ -401,7 +401,7 @@ class Collection:
     def create(self, doc: dict, id: str | None = None) -> str:
         """Create a document; returns its id. An id of a live document → ConflictError.
         A `Text` value makes the field a collaborative text (see `text`)."""
-        doc, texts = _split_texts(doc)
+        doc, texts = _split_texts(_schema_texts(self._views.schema, doc))
         ops = _set_ops(doc)
         e = self._e
         e.check_writable()
@@ -430,7 +430,7 @@ class Collection:
     def update(self, doc_id: str, doc: dict, *, if_version: int | None = None,
                if_heads: Any = None, where: Any = None) -> str:
         """Replace the user fields (fields not given are removed). Returns the commit CID."""
-        doc, texts = _split_texts(doc)
+        doc, texts = _split_texts(_schema_texts(self._views.schema, doc))
         ops = _set_ops(doc)
         self._e.check_writable()
         self._access("write")
@@ -448,7 +448,7 @@ class Collection:
     def patch(self, doc_id: str, fields: dict, *, unset: Iterable[str] = (),
               if_version: int | None = None, if_heads: Any = None, where: Any = None) -> str:
         """Set the given fields (and remove those in `unset`). Returns the commit CID."""
-        fields, texts = _split_texts(fields)
+        fields, texts = _split_texts(_schema_texts(self._views.schema, fields))
         ops = _set_ops(fields)
         unset = [check_field(f) for f in unset]
         if ({op[1] for op in ops} | set(texts)) & set(unset):
@@ -525,6 +525,21 @@ class Collection:
 
 
 _SCALARS = (str, int, float, bool, type(None), bytes)
+
+
+def _schema_texts(schema: Schema | None, doc: Any) -> Any:
+    """A str written to a field whose schema type is Text becomes a `Text` value."""
+    if schema is None or type(doc) is not dict:
+        return doc
+    out = None
+    for k, v in doc.items():
+        if type(v) is str and type(k) is str:
+            f = schema.get_field(k)
+            if f is not None and f.type.of is None and f.type.name == "Text":
+                if out is None:
+                    out = dict(doc)
+                out[k] = Text(v)
+    return doc if out is None else out
 
 
 def _split_texts(doc: Any) -> tuple[Any, dict[str, Text]]:
