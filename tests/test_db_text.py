@@ -233,3 +233,35 @@ def test_schema_type_text_makes_written_strings_texts():
     assert [d["_id"] for d in notes.find({"body": {"_eq": ">typed as text"}})] == [doc_id]
     out = db.graphql('{ notes(filter: {body: {_like: ">%"}}) { body } }')
     assert out["data"]["notes"] == [{"body": ">typed as text"}]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_three_databases_editing_and_syncing_at_random_converge(seed):
+    rng = random.Random(seed)
+    ids = [ID_A, ID_B, Identity.from_seed(bytes(range(2, 34)))]
+    clocks = [Clock() for _ in ids]
+    dbs = [open_db(i, clock=c, seed=k + 1) for k, (i, c) in enumerate(zip(ids, clocks))]
+    dbs[0].collection("notes").create({"body": Text("seed text")}, id="n1")
+    for d in dbs[1:]:
+        sync(dbs[0], d)
+    handles = [d.collection("notes").text("n1", "body") for d in dbs]
+    for _ in range(60):
+        k = rng.randrange(3)
+        t = handles[k]
+        clocks[k].t += rng.randint(0, 400)
+        if len(t) and rng.random() < 0.3:
+            p = rng.randrange(len(t))
+            t.delete(p, rng.randint(1, min(3, len(t) - p)))
+        else:
+            t.insert(rng.randint(0, len(t)), rng.choice(["a", "bc", "😀", "e\u0301", " "]))
+        if rng.random() < 0.2:
+            i, j = rng.sample(range(3), 2)
+            sync(dbs[i], dbs[j])
+    for _ in range(2):
+        for i in range(3):
+            for j in range(3):
+                if i != j:
+                    sync(dbs[i], dbs[j])
+    bodies = {d.collection("notes").get("n1")["body"] for d in dbs}
+    assert len(bodies) == 1, f"seed={seed}"
+    assert len({d.state_hash() for d in dbs}) == 1, f"seed={seed}"

@@ -237,6 +237,9 @@ class TextHandle:
         return value if type(value) is str else ""
 
     def __len__(self) -> int:
+        state = self._state()
+        if state.is_text(self.field):
+            return len(state.text(self.field))
         return len(str(self))
 
     def cursor(self, pos: int) -> Cursor:
