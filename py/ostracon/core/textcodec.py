@@ -24,7 +24,8 @@ so equal states encode to equal bytes whatever order the edits arrived in.
 
 from __future__ import annotations
 
-from operator import attrgetter
+from array import array
+from itertools import accumulate
 
 import msgpack
 
@@ -302,8 +303,12 @@ def load_state(data: bytes, actor: bytes | None = None) -> TextCRDT:
     na = len(actors)
     if any(type(x) is not bytes or len(x) != 32 for x in actors) or len(set(actors)) != na:
         raise ValidationError("text state actors are malformed")
-    if A and (any(set(map(type, col)) != {int} for col in cols)
-              or min(A) < 0 or max(A) >= na or min(C) < 0 or min(N) < 1
+    try:  # a C-level type check: every column holds 64-bit ints (msgpack's bools count as 0/1)
+        for col in cols:
+            array("q", col)
+    except (TypeError, OverflowError):
+        raise ValidationError("text state holds a non-integer") from None
+    if A and (min(A) < 0 or max(A) >= na or min(C) < 0 or min(N) < 1
               or not set(D) <= {0, 1} or min(LA) < NONE or max(LA) >= na
               or min(RA) < NONE or max(RA) >= na or max(C) + max(N) > MAX_COUNTER):
         raise ValidationError("text state holds an out-of-range number")
@@ -313,14 +318,7 @@ def load_state(data: bytes, actor: bytes | None = None) -> TextCRDT:
     vis = [0 if d else n for n, d in zip(N, D)]
     if sum(vis) != len(text):
         raise ValidationError("text state characters do not match its runs")
-    S = []
-    pos = 0
-    for k in vis:
-        if k:
-            S.append(text[pos:pos + k])
-            pos += k
-        else:
-            S.append(None)
+    S = [text[e - k:e] if k else None for k, e in zip(vis, accumulate(vis))]
     runs = list(map(_Run, A, C, N, LA, LC, RA, RC, S, [None] * len(A)))
     chunks = []
     half = MAX_CHUNK_RUNS // 2
@@ -335,11 +333,15 @@ def load_state(data: bytes, actor: bytes | None = None) -> TextCRDT:
     # Counters of each actor must be exactly 0, 1, 2, ... (integrate keeps them gap-free).
     nxt = t.next_ctr
     by_actor: list[list] = [[] for _ in range(na)]
-    for r in sorted(runs, key=_BY_ID):
-        if r.c != nxt[r.a]:
+    order = sorted(range(len(A)), key=C.__getitem__)
+    if na > 1:
+        order.sort(key=A.__getitem__)  # stable: by actor, then counter
+    for i in order:
+        a, c = A[i], C[i]
+        if c != nxt[a]:
             raise ValidationError("text state character ids overlap or leave a gap")
-        nxt[r.a] = r.c + r.n
-        by_actor[r.a].append(r)
+        nxt[a] = c + N[i]
+        by_actor[a].append(runs[i])
     for a, lst in enumerate(by_actor):
         ids = t.ids[a]
         step = ids.BLOCK
@@ -348,13 +350,11 @@ def load_state(data: bytes, actor: bytes | None = None) -> TextCRDT:
             ids.runs.append(part)
             ids.keys.append([r.c for r in part])
             ids.tops.append(part[0].c)
-    for r in runs:
-        if (r.la != NONE and r.lc >= nxt[r.la]) or (r.ra != NONE and r.rc >= nxt[r.ra]) or (
-                r.lc < NONE or r.rc < NONE):
-            raise ValidationError("text state refers to an unknown character")
+    if (min(LC, default=0) < NONE or min(RC, default=0) < NONE
+            or any(c >= nxt[a] for a, c in zip(LA, LC) if a != NONE)
+            or any(c >= nxt[a] for a, c in zip(RA, RC) if a != NONE)):
+        raise ValidationError("text state refers to an unknown character")
     if actor is not None:
         t.bind(actor)
     return t
 
-
-_BY_ID = attrgetter("a", "c")
