@@ -8,10 +8,10 @@ import pytest
 
 import ostracon
 from ostracon import NotFoundError, Text, TextCursor, ValidationError
+from ostracon.core.text import TEXT_BURST_OPS
 from ostracon.crypto import DeterministicRandom
 from ostracon.crypto.identity import Identity
 from ostracon.db.text import TEXT_BURST_CHARS, TEXT_BURST_MS
-from ostracon.core.text import TEXT_BURST_OPS
 
 T0 = 1_700_000_000_000
 ID_A = Identity.from_seed(bytes(range(32)))
@@ -69,7 +69,7 @@ def test_edits_of_one_burst_become_one_block():
     clock.t += TEXT_BURST_MS
     db.tick()                                      # the time rule ends it
     assert blocks(db) == before + 1
-    for i in range(TEXT_BURST_OPS):                # the size rule
+    for _ in range(TEXT_BURST_OPS):                # the size rule
         body.insert(0, "x")
     assert blocks(db) == before + 2
     body.insert(0, "y")
@@ -205,9 +205,14 @@ def test_text_survives_reopen_and_compaction(tmp_path):
     expect = []
     for _ in range(500):
         if expect and rng.random() < 0.3:
-            p = rng.randrange(len(expect)); body.delete(p, 1); del expect[p]
+            p = rng.randrange(len(expect))
+            body.delete(p, 1)
+            del expect[p]
         else:
-            p = rng.randint(0, len(expect)); c = rng.choice("abc😀"); body.insert(p, c); expect[p:p] = c
+            p = rng.randint(0, len(expect))
+            c = rng.choice("abc😀")
+            body.insert(p, c)
+            expect[p:p] = c
     db.close()
     db = open_db(path=tmp_path)
     assert db.collection("notes").get(doc_id)["body"] == "".join(expect)
@@ -240,7 +245,7 @@ def test_three_databases_editing_and_syncing_at_random_converge(seed):
     rng = random.Random(seed)
     ids = [ID_A, ID_B, Identity.from_seed(bytes(range(2, 34)))]
     clocks = [Clock() for _ in ids]
-    dbs = [open_db(i, clock=c, seed=k + 1) for k, (i, c) in enumerate(zip(ids, clocks))]
+    dbs = [open_db(i, clock=c, seed=k + 1) for k, (i, c) in enumerate(zip(ids, clocks, strict=True))]
     dbs[0].collection("notes").create({"body": Text("seed text")}, id="n1")
     for d in dbs[1:]:
         sync(dbs[0], d)

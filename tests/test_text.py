@@ -115,11 +115,15 @@ def test_many_runs_split_chunks_and_stay_consistent():
     t, ref = TextCRDT(A), []
     for _ in range(3000):
         if ref and rng.random() < 0.4:
-            p = rng.randrange(len(ref)); n = rng.randint(1, min(3, len(ref) - p))
-            t.delete(p, n); del ref[p:p + n]
+            p = rng.randrange(len(ref))
+            n = rng.randint(1, min(3, len(ref) - p))
+            t.delete(p, n)
+            del ref[p:p + n]
         else:
-            p = rng.randint(0, len(ref)); ch = rng.choice("xyz")
-            t.insert(p, ch); ref[p:p] = ch
+            p = rng.randint(0, len(ref))
+            ch = rng.choice("xyz")
+            t.insert(p, ch)
+            ref[p:p] = ch
     assert str(t) == "".join(ref)
     assert len(t.chunks) > 1 and all(len(c.runs) <= MAX_CHUNK_RUNS for c in t.chunks)
     assert all(c.vis == sum(r.n for r in c.runs if r.s is not None) for c in t.chunks)
@@ -140,9 +144,11 @@ def test_concurrent_typing_does_not_interleave_forwards_or_backwards():
     net.docs[A].insert(0, "[]")
     net.sync_all(random.Random(2))
     for ch in "one":   # forwards, one keystroke at a time, each its own batch
-        net.docs[A].insert(len(net.docs[A]) - 1, ch); net.commit(A)
+        net.docs[A].insert(len(net.docs[A]) - 1, ch)
+        net.commit(A)
     for ch in "owt":   # backwards: always at the same spot
-        net.docs[B].insert(1, ch); net.commit(B)
+        net.docs[B].insert(1, ch)
+        net.commit(B)
     net.sync_all(random.Random(3))
     assert {str(d) for d in net.docs.values()} in ({"[onetwo]"}, {"[twoone]"})
 
@@ -159,7 +165,8 @@ def test_delete_and_concurrent_insert_inside_deleted_range():
 
 def test_own_batch_applied_again_is_a_no_op():
     t = TextCRDT(A)
-    t.insert(0, "hello"); t.delete(1, 2)
+    t.insert(0, "hello")
+    t.delete(1, 2)
     p = t.take_batch()
     before = textcodec.encode_state(t)
     t.apply_batch(A, p)
@@ -255,12 +262,13 @@ def test_mutated_batches_never_crash():
     rng = random.Random(11)
     net = Net([A, B])
     for _ in range(30):
-        edit(net.docs[A], rng); edit(net.docs[B], rng)
+        edit(net.docs[A], rng)
+        edit(net.docs[B], rng)
     net.sync_all(rng)
     for _ in range(20):
         edit(net.docs[B], rng)
     foreign, ints, text = net.docs[B].take_batch()
-    for i in range(400):
+    for _ in range(400):
         seed = rng.randrange(2**32)
         r = random.Random(seed)
         m = list(ints)
@@ -326,7 +334,7 @@ def test_friendsforever_concurrent_trace_replays_exactly():
         g = tx["agent"]
         vv = [0] * n
         for p in tx["parents"]:
-            vv = [max(x, y) for x, y in zip(vv, clocks[p])]
+            vv = [max(x, y) for x, y in zip(vv, clocks[p], strict=True)]
         assert vv[g] == len(chains[g]) == have[g][g], "agent edits are not a chain"
         t = replicas[g]
         for h in range(n):

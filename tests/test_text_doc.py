@@ -97,7 +97,8 @@ def test_any_delivery_order_gives_the_same_state_and_snapshot(seed):
 
         def fn(t, rng=rng):
             if len(t) and rng.random() < 0.3:
-                p = rng.randrange(len(t)); t.delete(p, 1)
+                p = rng.randrange(len(t))
+                t.delete(p, 1)
             else:
                 t.insert(rng.randint(0, len(t)), rng.choice(["x", "yy", "😀", "e\u0301"]))
         edit(reps[i], IDS[i], "n1", fn, W + 10 + k)

@@ -32,6 +32,7 @@ from .core.errors import (
     WrongKeyError,
 )
 from .core.feed import ChangeEvent, Subscription
+from .core.text import Cursor as TextCursor
 from .db import (
     ColdCollectionError,
     Collection,
@@ -44,7 +45,6 @@ from .db import (
     Text,
     TextHandle,
 )
-from .core.text import Cursor as TextCursor
 from .db import open_database as open
 
 __version__ = "0.1.0"
@@ -61,11 +61,12 @@ def __getattr__(name: str) -> type:  # Identity/Space import the crypto backend:
 
 
 __all__ = [
-    "open", "Database", "Collection", "Text", "TextHandle", "TextCursor", "ChangeEvent", "Subscription", "Identity", "Space",
+    "open", "Database", "Collection", "ChangeEvent", "Subscription", "Identity", "Space",
     "OstraconError", "ValidationError", "ConflictError", "NotFoundError", "CorruptBlockError",
     "SignatureError", "CursorError", "HistoryPrunedError", "ClosedError", "StorageError",
     "StorageUnavailableError", "LockedError", "CorruptLogError", "CorruptSnapshotError",
     "DiskFullError", "ReadOnlyError", "CryptoError", "WrongKeyError", "FrameError",
     "ProtocolError", "TransportError", "QueryTooExpensiveError", "IndexBuildingError",
     "QueryCursorError", "ColdCollectionError", "SchemaValidationError", "LensNotFoundError",
+    "Text", "TextHandle", "TextCursor",
 ]

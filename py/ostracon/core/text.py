@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import ValidationError
 
@@ -62,16 +63,23 @@ class _Run:
 
     __slots__ = ("a", "c", "n", "la", "lc", "ra", "rc", "s", "k")
 
-    def __init__(self, a, c, n, la, lc, ra, rc, s, k):
-        self.a = a; self.c = c; self.n = n
-        self.la = la; self.lc = lc; self.ra = ra; self.rc = rc
-        self.s = s; self.k = k
+    def __init__(self, a: int, c: int, n: int, la: int, lc: int, ra: int, rc: int,
+                 s: str | None, k: Any) -> None:
+        self.a = a
+        self.c = c
+        self.n = n
+        self.la = la
+        self.lc = lc
+        self.ra = ra
+        self.rc = rc
+        self.s = s
+        self.k: _Chunk = k  # its chunk (set by whoever places the run)
 
 
 class _Chunk:
     __slots__ = ("runs", "vis")
 
-    def __init__(self, runs, vis):
+    def __init__(self, runs: list[_Run], vis: int) -> None:
         self.runs = runs
         self.vis = vis
 
@@ -83,7 +91,7 @@ class _IdIndex:
     __slots__ = ("tops", "keys", "runs")
     BLOCK = 256
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.tops: list[int] = []
         self.keys: list[list[int]] = []
         self.runs: list[list[_Run]] = []
@@ -117,7 +125,9 @@ class _IdIndex:
         c = r.c
         tops = self.tops
         if not tops:
-            tops.append(c); self.keys.append([c]); self.runs.append([r])
+            tops.append(c)
+            self.keys.append([c])
+            self.runs.append([r])
             return
         b = bisect_right(tops, c) - 1
         if b < 0:
@@ -125,14 +135,18 @@ class _IdIndex:
             tops[0] = c
         ks, rs = self.keys[b], self.runs[b]
         if ks[-1] < c:
-            ks.append(c); rs.append(r)
+            ks.append(c)
+            rs.append(r)
         else:
             i = bisect_right(ks, c)
-            ks.insert(i, c); rs.insert(i, r)
+            ks.insert(i, c)
+            rs.insert(i, r)
         if len(ks) > 2 * self.BLOCK:
             h = self.BLOCK
-            self.keys.insert(b + 1, ks[h:]); del ks[h:]
-            self.runs.insert(b + 1, rs[h:]); del rs[h:]
+            self.keys.insert(b + 1, ks[h:])
+            del ks[h:]
+            self.runs.insert(b + 1, rs[h:])
+            del rs[h:]
             tops.insert(b + 1, self.keys[b + 1][0])
 
 
@@ -145,7 +159,7 @@ class Cursor:
     counter: int = 0
 
 
-def check_text(s) -> str:
+def check_text(s: object) -> str:
     """Text accepted for insertion: a str without lone surrogates (they have no UTF-8 form)."""
     if type(s) is not str:
         raise ValidationError(f"text must be a str, not {type(s).__name__}")
@@ -494,7 +508,7 @@ class TextCRDT:
         if L is not None and lc < L.c + L.n - 1:
             self._split(L, lc - L.c + 1, L.k.runs.index(L))
         if ra != NONE:  # looked up after splitting L: both may be in one run
-            R = self.find_run(ra, rc)
+            R = self._run_of(ra, rc)
             if rc > R.c:
                 R = self._split(R, rc - R.c, R.k.runs.index(R))
         chunks = self.chunks
@@ -523,11 +537,11 @@ class TextCRDT:
             o = chunks[ci].runs[ri]
             if o is R:
                 break
-            oleft = (-1, 0, 0) if o.la == NONE else self._pos(self.find_run(o.la, o.lc), o.lc)
+            oleft = (-1, 0, 0) if o.la == NONE else self._pos(self._run_of(o.la, o.lc), o.lc)
             if oleft < lpos:
                 break
             if oleft == lpos:
-                oright = (nch, 0, 0) if o.ra == NONE else self._pos(self.find_run(o.ra, o.rc), o.rc)
+                oright = (nch, 0, 0) if o.ra == NONE else self._pos(self._run_of(o.ra, o.rc), o.rc)
                 if oright < rpos:
                     scanning = True
                 elif oright == rpos:
@@ -557,6 +571,13 @@ class TextCRDT:
         self.ids[a].add(nr)
         self._rebalance(ch, dci)
         return True
+
+    def _run_of(self, a: int, c: int) -> _Run:
+        """The run of a character that must exist (an origin of an integrated run)."""
+        r = self.find_run(a, c)
+        if r is None:
+            raise AssertionError("an origin of an integrated run is unknown")  # pragma: no cover
+        return r
 
     def _pos(self, r: _Run, c: int) -> tuple[int, int, int]:
         ch = r.k
@@ -601,7 +622,7 @@ class TextCRDT:
         self.batch_deletes = []
         return out
 
-    def apply_batch(self, actor: bytes, payload) -> None:
+    def apply_batch(self, actor: bytes, payload: Any) -> None:
         """Merge a batch made by `actor`. Raises ValidationError if it is malformed."""
         from .textcodec import apply_batch
         apply_batch(self, actor, payload)

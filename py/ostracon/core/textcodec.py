@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from array import array
 from itertools import accumulate
+from typing import Any
 
 import msgpack
 
@@ -106,7 +107,7 @@ def encode_batch(t: TextCRDT) -> list | None:
         if rmode == 3:
             ints.append(ref(ra))
             ints.append(st - 1 - rc if ra == me else rc)
-        if not dead:
+        if r.s is not None:
             texts.append(r.s if st == r.c else r.s[st - r.c:])
         count += 1
     ints[1] = count
@@ -129,7 +130,7 @@ def _origin_right(t: TextCRDT, a: int, c: int) -> tuple[int, int]:
     return (NONE, NONE) if r is None else (r.ra, r.rc)
 
 
-def parse_batch(payload, actor: bytes) -> tuple[list[bytes], list[tuple], list[tuple]]:
+def parse_batch(payload: Any, actor: bytes) -> tuple[list[bytes], list[tuple], list[tuple]]:
     """Check a batch payload strictly; return (foreign actors, inserts, deletes).
 
     inserts: (c, n, lref, lc, rmode, rref, rc, text or None) with lref -1 for the document
@@ -222,7 +223,7 @@ def _explicit(ref: int, v: int, ctr: int, nref: int) -> int:
     return v
 
 
-def apply_batch(t: TextCRDT, actor: bytes, payload) -> None:
+def apply_batch(t: TextCRDT, actor: bytes, payload: Any) -> None:
     foreign, inserts, deletes = parse_batch(payload, actor)
     refs = [t.actor_index(actor)] + [t.actor_index(f) for f in foreign]
     a = refs[0]
@@ -259,8 +260,14 @@ def encode_state(t: TextCRDT) -> bytes:
     """Canonical bytes of the whole text state (see module docstring)."""
     used = sorted({t.actors[r.a] for ch in t.chunks for r in ch.runs})
     rank = {t.actor_ids[x]: i for i, x in enumerate(used)}
-    A: list[int] = []; C: list[int] = []; N: list[int] = []; D: list[int] = []
-    LA: list[int] = []; LC: list[int] = []; RA: list[int] = []; RC: list[int] = []
+    A: list[int] = []
+    C: list[int] = []
+    N: list[int] = []
+    D: list[int] = []
+    LA: list[int] = []
+    LC: list[int] = []
+    RA: list[int] = []
+    RC: list[int] = []
     texts: list[str] = []
     pa = pd = NONE
     pend = prc = pra = None
@@ -274,11 +281,16 @@ def encode_state(t: TextCRDT) -> bytes:
                 N[-1] += r.n
                 pend += r.n
             else:
-                A.append(a); C.append(r.c); N.append(r.n); D.append(dead)
-                LA.append(NONE if r.la == NONE else rank[r.la]); LC.append(r.lc)
-                RA.append(ra); RC.append(r.rc)
+                A.append(a)
+                C.append(r.c)
+                N.append(r.n)
+                D.append(dead)
+                LA.append(NONE if r.la == NONE else rank[r.la])
+                LC.append(r.lc)
+                RA.append(ra)
+                RC.append(r.rc)
                 pa, pd, pend, pra, prc = a, dead, r.c + r.n, ra, r.rc
-            if not dead:
+            if r.s is not None:
                 texts.append(r.s)
     return msgpack.packb([STATE_FORMAT, used, A, C, N, D, LA, LC, RA, RC, "".join(texts)],
                          use_bin_type=True)
@@ -315,10 +327,10 @@ def load_state(data: bytes, actor: bytes | None = None) -> TextCRDT:
     t = TextCRDT()
     for x in actors:
         t.actor_index(x)
-    vis = [0 if d else n for n, d in zip(N, D)]
+    vis = [0 if d else n for n, d in zip(N, D, strict=True)]
     if sum(vis) != len(text):
         raise ValidationError("text state characters do not match its runs")
-    S = [text[e - k:e] if k else None for k, e in zip(vis, accumulate(vis))]
+    S = [text[e - k:e] if k else None for k, e in zip(vis, accumulate(vis), strict=True)]
     runs = list(map(_Run, A, C, N, LA, LC, RA, RC, S, [None] * len(A)))
     chunks = []
     half = MAX_CHUNK_RUNS // 2
@@ -351,8 +363,8 @@ def load_state(data: bytes, actor: bytes | None = None) -> TextCRDT:
             ids.keys.append([r.c for r in part])
             ids.tops.append(part[0].c)
     if (min(LC, default=0) < NONE or min(RC, default=0) < NONE
-            or any(c >= nxt[a] for a, c in zip(LA, LC) if a != NONE)
-            or any(c >= nxt[a] for a, c in zip(RA, RC) if a != NONE)):
+            or any(c >= nxt[a] for a, c in zip(LA, LC, strict=True) if a != NONE)
+            or any(c >= nxt[a] for a, c in zip(RA, RC, strict=True) if a != NONE)):
         raise ValidationError("text state refers to an unknown character")
     if actor is not None:
         t.bind(actor)

@@ -79,9 +79,11 @@ class TextBursts:
         """The op that makes `field` a text holding `value.initial`, built on a copy of the
         field's CRDT (a refused write then leaves the live one untouched)."""
         actor = self.engine.replica.actor
-        base = None if state is None else state.text(field)
-        if base is not None:
-            self.commit_doc(state.collection, state.doc_id)
+        base = None
+        if state is not None:
+            base = state.text(field)
+            if base is not None:
+                self.commit_doc(state.collection, state.doc_id)
         t = TextCRDT(actor) if base is None else load_state(encode_state(base), actor)
         if len(t):
             t.delete(0, len(t))
@@ -172,9 +174,9 @@ class TextHandle:
         """The field's CRDT ready for a local edit; a field that is not a text (yet, or no
         more: replaced by a `set`) becomes one first, holding its current str value."""
         self._e.check_writable()
-        state = self._live
-        if state is not None and not state.deleted and state.is_text(self.field):
-            return state, self._t
+        state, t = self._live, self._t
+        if state is not None and t is not None and not state.deleted and state.is_text(self.field):
+            return state, t
         state = self._state()
         if not state.is_text(self.field):
             value = state.user_fields().get(self.field)
@@ -184,9 +186,9 @@ class TextHandle:
             op = self._bursts.text_op(state, self.field, Text(value or ""))
             self._e.write(self.collection, self.doc_id, [op],
                           self._bursts.schema_raw(self.collection))
-        self._live = state
-        self._t = state.local_text(self.field, self._e.replica.actor)
-        return state, self._t
+        t = state.local_text(self.field, self._e.replica.actor)
+        self._live, self._t = state, t
+        return state, t
 
     def _done(self, state: DocState, ops: int, chars: int) -> None:
         state.touch()
@@ -231,15 +233,17 @@ class TextHandle:
 
     def __str__(self) -> str:
         state = self._state()
-        if state.is_text(self.field):
-            return str(state.text(self.field))
+        t = state.text(self.field)
+        if t is not None and state.is_text(self.field):
+            return str(t)
         value = state.user_fields().get(self.field)
         return value if type(value) is str else ""
 
     def __len__(self) -> int:
         state = self._state()
-        if state.is_text(self.field):
-            return len(state.text(self.field))
+        t = state.text(self.field)
+        if t is not None and state.is_text(self.field):
+            return len(t)
         return len(str(self))
 
     def cursor(self, pos: int) -> Cursor:
