@@ -270,3 +270,17 @@ def test_three_databases_editing_and_syncing_at_random_converge(seed):
     bodies = {d.collection("notes").get("n1")["body"] for d in dbs}
     assert len(bodies) == 1, f"seed={seed}"
     assert len({d.state_hash() for d in dbs}) == 1, f"seed={seed}"
+
+
+def test_recreating_a_deleted_document_starts_its_text_afresh_and_the_feed_sees_strings():
+    db = open_db()
+    notes = db.collection("notes")
+    notes.create({"body": Text("first life")}, id="n1")
+    notes.text("n1", "body").insert(0, "my ")
+    notes.delete("n1")
+    assert notes.get("n1") is None
+    notes.create({"body": Text("second")}, id="n1")
+    assert notes.get("n1")["body"] == "second"
+    events, _ = db.changes(after=None)
+    bodies = [e.fields.get("body") for e in events if e.fields]
+    assert "my first life" in bodies and bodies[-1] == "second"
