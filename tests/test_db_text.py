@@ -284,3 +284,24 @@ def test_recreating_a_deleted_document_starts_its_text_afresh_and_the_feed_sees_
     events, _ = db.changes(after=None)
     bodies = [e.fields.get("body") for e in events if e.fields]
     assert "my first life" in bodies and bodies[-1] == "second"
+
+
+def test_a_burst_whose_commit_fails_stays_pending(monkeypatch):
+    a, b = open_db(ID_A), open_db(ID_B, seed=2)
+    na = a.collection("notes")
+    na.create({"body": Text("abc")}, id="n1")
+    t = na.text("n1", "body")
+    t.insert(3, "def")
+    t.delete(0, 1)
+    engine = a._engine  # noqa: SLF001 - the test breaks the write path on purpose
+    real = engine.write
+
+    def broken(*args, **kw):
+        raise ValidationError("refused")
+    monkeypatch.setattr(engine, "write", broken)
+    with pytest.raises(ValidationError):
+        t.commit()
+    monkeypatch.setattr(engine, "write", real)
+    assert t.commit() is not None
+    sync(a, b)
+    assert b.collection("notes").get("n1")["body"] == "bcdef"

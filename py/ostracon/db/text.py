@@ -119,11 +119,21 @@ class TextBursts:
         e = self.engine
         state = e.replica.doc(collection, doc_id)
         t = None if state is None else state.text(field)
-        batch = None if t is None else t.take_batch()
+        if t is None:
+            return None
+        opened = (t.batch_start, list(t.batch_deletes))
+        batch = t.take_batch()
         if batch is None:
             return None
-        return format_cid(e.write(collection, doc_id, [(OP_TEXT, field, batch)],
-                                  self.schema_raw(collection)))
+        try:
+            cid = e.write(collection, doc_id, [(OP_TEXT, field, batch)], self.schema_raw(collection))
+        except Exception:
+            # Not committed: the edits stay pending for the next commit, so no character
+            # exists here that no block will ever carry.
+            t.batch_start, t.batch_deletes = opened
+            self.open.setdefault(key, _Burst(e.now))
+            raise
+        return format_cid(cid)
 
     def schema_raw(self, collection: str) -> bytes | None:
         """The collection's current schema version id (what its writes are stamped with)."""
