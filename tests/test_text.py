@@ -358,3 +358,15 @@ def test_friendsforever_concurrent_trace_replays_exactly():
                     t.apply_batch(agents[h], chains[h][k])
         assert str(t) == d["endContent"]
     assert len({textcodec.encode_state(t) for t in replicas}) == 1
+
+
+def test_insert_whose_right_origin_is_not_right_of_its_left_is_refused_without_burning_ids():
+    t = TextCRDT(A)
+    t.insert(0, "abc")
+    r = TextCRDT()
+    r.apply_batch(A, t.take_batch())
+    # B claims to insert between 'c' (left) and 'a' (right): impossible, so refused.
+    r.apply_batch(B, [[A], [0, 1, 4 | 3 << 3, 1, 1, 2, 1, 0], "X"])
+    assert str(r) == "abc"
+    r.apply_batch(B, [[A], [0, 1, 4 | 2 << 3, 1, 1, 0], "Y"])   # B's counter 0 is still free
+    assert str(r) == "aYbc"

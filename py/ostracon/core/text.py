@@ -522,6 +522,11 @@ class TextCRDT:
         nch = len(chunks)
         lpos = (-1, 0, 0) if L is None else (ci, ri - 1, L.n - 1)
         rpos = (nch, 0, 0) if R is None else self._pos(R, R.c)
+        if rpos <= lpos:
+            # Every replica orders known characters alike, so this refuses the same (hostile)
+            # runs everywhere: an origin-right that is not right of the origin-left.
+            self.next_ctr[a] = c
+            return False
         me_key = (self.actors[a], c)
         dci, dri = ci, ri
         scanning = False
