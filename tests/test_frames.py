@@ -65,14 +65,14 @@ def test_layout_matches_documentation():
     frame = seal(payload, counter=counter, nonce=nonce)
     ct_len = 1 + len(payload) + 16
     commitment = hmac.new(SPACE.commit_key, b"ostracon/frame-commitment/v1", hashlib.sha256).digest()[:16]
-    header = bytes([0xA1]) + SPACE.room_id_bytes + SENDER + struct.pack(">QI", counter, ct_len) + nonce + commitment
+    header = bytes([0xA1]) + SPACE.frame_keys().room + SENDER + struct.pack(">QI", counter, ct_len) + nonce + commitment
     assert len(header) == F.HEADER_SIZE == 73
     body = AESGCM(SPACE.frame_key).encrypt(nonce, b"\x00" + payload, b"ostracon/frame/v1\x00" + header)
     assert frame == header + body
     assert len(frame) == len(payload) + F.FRAME_OVERHEAD
     h = F.parse_header(frame)
     assert (h.room, h.sender, h.counter, h.length, h.nonce, h.commitment) == (
-        SPACE.room_id_bytes, SENDER, counter, ct_len, nonce, commitment)
+        SPACE.frame_keys().room, SENDER, counter, ct_len, nonce, commitment)
 
 
 def test_round_trip_and_max_counter():
@@ -309,7 +309,7 @@ def test_wrong_passphrase_is_wrong_key_or_foreign_room():
     frame = F.seal_frame(a.frame_keys(), AEAD, sender=SENDER, counter=0, nonce=bytes(12), payload=b"x")
     with pytest.raises(F.ForeignRoomError):  # a different key derives a different room
         F.open_frame(b.frame_keys(), AEAD, frame)
-    forced = F.FrameKeys(a.room_id_bytes, b.frame_key, b.commit_key)  # had it reached the room
+    forced = F.FrameKeys(a.frame_keys().room, b.frame_key, b.commit_key)  # had it reached the room
     with pytest.raises(WrongKeyError):
         F.open_frame(forced, AEAD, frame)
 

@@ -38,6 +38,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..core.errors import OstraconError, ValidationError
 from ..core.protocol import relay as P
+from .admission import DEFAULT_ADMISSION_TIMEOUT_S, admit
 from .http import Handler, HttpFront, HttpLimits, HttpRequest, HttpResponse, StaticFiles
 from .mailbox import Mailbox, MemoryMailbox, Resume, RoomInfo
 
@@ -111,6 +112,8 @@ class RelayConfig:
         "Bytes read from the mailbox per replay step (at least one frame is always read)."))
     prune_interval_s: float | None = field(default=300.0, metadata=_doc(
         "How often aged-out mailbox frames are swept (byte limits apply on every append)."))
+    admission_timeout_s: float = field(default=DEFAULT_ADMISSION_TIMEOUT_S, metadata=_doc(
+        "Time a new connection has to answer the room challenge (relay/admission.py); then 4003."))
     http_max_head_bytes: int = field(default=16 * KiB, metadata=_doc(
         "Largest HTTP request head (request line + headers); 431 past it."))
     http_max_body_bytes: int = field(default=1 * MiB, metadata=_doc(
@@ -579,6 +582,15 @@ class Relay:
         cfg = self.config
         if self._closing:
             await self._reject(ws, P.CLOSE_GOING_AWAY, "relay shutting down")
+            return
+        # Admission: only holders of the room key become members (relay/admission.py).
+        try:
+            refused = await admit(ws, room_id, timeout_s=cfg.admission_timeout_s)
+        except ConnectionClosed:
+            return
+        if refused is not None:
+            self._drop("not_admitted")
+            await self._reject(ws, P.CLOSE_NOT_ADMITTED, refused)
             return
         if len(self._members) >= cfg.max_connections:
             self._drop("max_connections")

@@ -594,9 +594,26 @@ class SyncSession:
 
     def _learn(self, p: _Peer, vector: tuple[tuple[bytes, int], ...]) -> None:
         vec = p.vector
-        for actor, seq in vector:
+        for actor, seq in self._admissible(vector):
             if vec.get(actor, 0) < seq:
                 vec[actor] = seq
+
+    def _admissible(self, vector: Any) -> list[tuple[bytes, int]]:
+        """A peer's claimed vector, clamped to what the space's membership lets each actor
+        write (replica.write_limit: None = no limit). Blocks beyond it are refused on apply,
+        so asking for them would never end and the session would never be synced."""
+        limit = getattr(self.replica, "write_limit", None)
+        items = vector.items() if isinstance(vector, dict) else vector
+        if limit is None:
+            return list(items)
+        out = []
+        for actor, seq in items:
+            cap = limit(actor)
+            if cap is not None:
+                seq = min(seq, cap)
+            if seq > 0:
+                out.append((actor, seq))
+        return out
 
     # ------------------------------------------------------------ internals: hello
 
@@ -616,7 +633,7 @@ class SyncSession:
             events.append(PeerSeen(p.peer, msg.actor))
         # A hello states the peer's whole vector: replace (it may have lost data, e.g. a fresh
         # in-memory replica reusing a peer id is impossible, but a restarted one is a new peer).
-        p.vector = dict(msg.version_vector)
+        p.vector = dict(self._admissible(msg.version_vector))
         p.digest = msg.heads_digest
         ours = self.replica.version_vector()
         if msg.heads_digest and p.vector == ours and self._digest is not None and p.peer not in self._diverged:
