@@ -379,3 +379,31 @@ def test_property_round_trip_and_any_mutation_rejected(payload, counter, sender,
     opened = rx.receive(frame)
     assert opened == F.OpenedFrame(sender, counter, payload)
     assert rx.receive(frame) is None and rx.stats["replayed"] == 1
+
+
+# --- padding to size buckets ------------------------------------------------------------------
+
+@settings(max_examples=80, derandomize=True, deadline=None)
+@given(n=st.integers(min_value=0, max_value=300_000), compress=st.booleans())
+def test_padded_frames_are_exactly_a_bucket_and_open_to_the_payload(n, compress):
+    payload = bytes(random.Random(n).randbytes(n))
+    frame = seal(payload, pad=True, compress=compress)
+    assert len(frame) in F.PAD_BUCKETS
+    assert len(frame) >= F.HEADER_SIZE + n // 2  # not smaller than the data it carries
+    assert F.open_frame(KEYS, AEAD, frame).payload == payload
+
+
+def test_note_length_no_longer_shows():
+    # A 5,000-character note and a 4,200-character one land in the same 8 KiB bucket.
+    sizes = {len(seal(b"x" * n, pad=True)) for n in (4200, 5000, 5466)}
+    assert sizes == {8192}
+    assert len(seal(b"", pad=True)) == 512
+    # Beyond the largest bucket (only when max_frame_size is raised) the frame fills the limit.
+    big = seal(b"y" * 600_000, pad=True, max_frame_size=1 << 20, max_payload_size=1 << 20)
+    assert len(big) == 1 << 20
+
+
+def test_frame_sender_pads_by_default():
+    sender = F.FrameSender(KEYS, AEAD, DeterministicRandom(3))
+    assert len(sender.seal(b"hi")) == 512
+    assert len(F.FrameSender(KEYS, AEAD, DeterministicRandom(3), pad=False).seal(b"hi")) == F.FRAME_OVERHEAD + 2
