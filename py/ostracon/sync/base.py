@@ -114,8 +114,8 @@ class DatabaseReplica:
 
     def __init__(self, db: Any, write_limit: Callable[[bytes], int | None] | None = None) -> None:
         self.db = db
-        self._replica = db._replica
-        self.actor: bytes = db._replica.actor
+        self._replica = db.replica
+        self.actor: bytes = db.replica.actor
         # Membership (crypto/members.py): the highest sequence number of an actor that the
         # space lets it write (None: no limit). Set only for spaces with a member log; the
         # session clamps peers' vectors with it too, so refused blocks are never asked for.
