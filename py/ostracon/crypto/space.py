@@ -300,9 +300,10 @@ class Space:
         readable)."""
         return {e.frames.commitment: e.frames for e in self._keys.values()}
 
-    def sign_challenge(self, nonce: bytes) -> bytes:
-        """Answer the relay's admission challenge for the current room (docs/RELAY.md)."""
-        cur = self.current
+    def sign_challenge(self, nonce: bytes, epoch: EpochKeys | None = None) -> bytes:
+        """Answer the relay's admission challenge for the current room (docs/RELAY.md), or for
+        the room of another epoch this device holds."""
+        cur = epoch if epoch is not None else self.current
         return self._crypto.ed25519_sign(cur.room_seed, P.auth_message(cur.room, nonce))
 
     @property
@@ -316,6 +317,17 @@ class Space:
     def export_keys(self) -> list[bytes]:
         """Every epoch key this device holds, oldest first (for the space file)."""
         return [e.key for e in self._keys.values()]
+
+    def previous_epoch(self) -> EpochKeys | None:
+        """The epoch before the current one, if this device holds its key: its room must hear
+        about the rotation (members offline during it still listen there)."""
+        if self.members is None:
+            return None
+        ids = [e.key_id for e in self.members.state.epochs]
+        if self._current not in ids:
+            return None
+        i = ids.index(self._current)
+        return self._keys.get(ids[i - 1]) if i > 0 else None
 
     def add_key(self, key: bytes) -> None:
         e = derive_epoch(self._crypto, key, self.space_id)

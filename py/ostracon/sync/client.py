@@ -150,9 +150,16 @@ class SyncClient:
         self._enter_room()
 
     def _enter_room(self) -> None:
-        """Use the space's current epoch: its room, frame keys and mailbox cursor."""
-        self.keys: FrameKeys = self.space.frame_keys()
-        self.room = self.space.room_id
+        """Use the space's current epoch: its room, frame keys and mailbox cursor. After a
+        rotation this device has not announced yet, first visit the previous epoch's room to
+        publish the member log there (members who were offline still listen in it)."""
+        epoch = self.space.current
+        prev = self.space.previous_epoch()
+        if prev is not None and self.members.told(prev.key_id) != epoch.key_id:
+            epoch = prev
+        self._epoch = epoch
+        self.keys: FrameKeys = epoch.frames
+        self.room = epoch.room.hex()
         self.meta_key = meta_key(self.base_url, self.room)
         self._meta = self._load_meta()
         self.members.new_room()
@@ -338,7 +345,7 @@ class SyncClient:
         first = P.decode_server_message(await t.recv())
         if isinstance(first, P.Challenge):
             # Room admission (docs/RELAY.md): prove we hold the room key, then the welcome.
-            await t.send(P.encode_auth(self.space.sign_challenge(first.nonce)))
+            await t.send(P.encode_auth(self.space.sign_challenge(first.nonce, self._epoch)))
             first = P.decode_server_message(await t.recv())
         if not isinstance(first, P.Welcome):
             raise ProtocolError(f"relay did not start with welcome but {type(first).__name__}")
@@ -475,6 +482,12 @@ class SyncClient:
                 self._unacked.append(0)
                 await t.send(P.encode_publish(sender.seal(data)))
                 self.stats["frames_out"] += 1
+            if self._epoch.key_id != self.space.key_id:
+                # This room's epoch is over (we only announce the rotation here): nothing
+                # written since may be sealed under its key, which the removed device holds.
+                if self._caught_up and self.members.room_has_log():
+                    self.members.mark_told(self._epoch.key_id, self.space.key_id)
+                return
             for out in session.outgoing():
                 frame = sender.seal(out.data)
                 if out.durable:

@@ -25,6 +25,7 @@ log = logging.getLogger("ostracon.sync")
 MEMBERS_MAGIC = b"\xc1\x01"
 META_BINDING = "space/v1/binding"
 META_LOG_PREFIX = "space/v1/members/"
+META_TOLD_PREFIX = "space/v1/told/"
 
 
 def is_members_payload(payload: bytes) -> bool:
@@ -78,6 +79,24 @@ class MemberSync:
 
     def new_room(self) -> None:
         self._room_digest = None
+
+    def room_has_log(self) -> bool:
+        """True once the current room has shown us, or got from us, exactly our log."""
+        return self.log is not None and self._room_digest == self.log.digest()
+
+    def told(self, key_id: bytes) -> bytes | None:
+        """The epoch whose rotation was last announced in the room of `key_id`'s epoch."""
+        try:
+            raw = self.db.storage.get_meta(META_TOLD_PREFIX + key_id.hex())
+        except OstraconError:
+            return None
+        return None if raw is None else bytes(raw)
+
+    def mark_told(self, key_id: bytes, current: bytes) -> None:
+        try:
+            self.db.storage.set_meta(META_TOLD_PREFIX + key_id.hex(), current)
+        except OstraconError:
+            log.warning("could not record a rotation announcement")
 
     def _save(self) -> None:
         try:
