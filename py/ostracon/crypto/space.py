@@ -33,7 +33,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.errors import CryptoError, ValidationError, WrongKeyError
+from ..core.errors import ValidationError, WrongKeyError
 from ..core.protocol import relay as P
 from ..core.protocol.frames import ROOM_ID_SIZE, FrameKeys
 from . import members as M
@@ -240,7 +240,9 @@ class Space:
         pw = passphrase.encode("utf-8")
         if len(pw) > MAX_PASSPHRASE_BYTES:
             raise ValidationError(f"a passphrase must be at most {MAX_PASSPHRASE_BYTES} UTF-8 bytes")
-        name = _check_name(name, allow_none=False)
+        checked = _check_name(name, allow_none=False)
+        assert checked is not None
+        name = checked
         if isinstance(iterations, bool) or not isinstance(iterations, int):
             raise ValidationError(f"iterations must be an int, not {type(iterations).__name__}")
         floor = 1 if _insecure_for_tests else MIN_PASSPHRASE_ITERATIONS
@@ -318,6 +320,18 @@ class Space:
         """Every epoch key this device holds, oldest first (for the space file)."""
         return [e.key for e in self._keys.values()]
 
+    @property
+    def pending_invite(self) -> tuple[bytes, bytes] | None:
+        """(invite seed, invite entry id) until this device's join is in the log."""
+        return self._invite
+
+    def use_epoch(self, key_id: bytes) -> bool:
+        """Make a held epoch current (open spaces restored from a file); False if not held."""
+        if key_id not in self._keys:
+            return False
+        self._current = key_id
+        return True
+
     def previous_epoch(self) -> EpochKeys | None:
         """The epoch before the current one, if this device holds its key: its room must hear
         about the rotation (members offline during it still listen there)."""
@@ -388,6 +402,20 @@ class Space:
         entry = M.sign_entry(body, identity.sign)
         self.members.add(entry)
         return entry
+
+    def adopt(self, identity: Any) -> None:
+        """Use `identity` as this device (e.g. the database's, when syncing): joins with a
+        pending invite. ValidationError if the space already belongs to another identity."""
+        if self.identity is not None:
+            if self.identity.actor != identity.actor:
+                raise ValidationError("this space is held by another identity than the database's: "
+                                      "membership and the database's signatures would disagree")
+            return
+        if self._invite is not None and self.members is not None:
+            self.join(identity)
+        else:
+            self.identity = identity
+            self.refresh()
 
     def role(self, actor: bytes | None = None) -> str | None:
         """Role of `actor` (default: this device); None for non-members. Open spaces: writer."""
@@ -494,7 +522,7 @@ class Space:
         member invite pass the device `identity`: a join entry is prepared at once."""
         inv = parse_invite(invite)
         backend = _backend(crypto)
-        if inv.invite_seed is None:
+        if inv.invite_seed is None or inv.entry_id is None:
             return cls(inv.key, space_id=inv.space_id, name=inv.name, relay_url=inv.relay_url, crypto=backend)
         log = M.MemberLog(backend, inv.space_id)
         sp = cls(inv.key, space_id=inv.space_id, name=inv.name, relay_url=inv.relay_url, crypto=backend,
@@ -513,11 +541,10 @@ class Space:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Space):
             return NotImplemented
-        return hmac.compare_digest(self.binding, other.binding) and \
-            hmac.compare_digest(self._first, other._first)
+        return hmac.compare_digest(self.binding, other.binding)
 
     def __hash__(self) -> int:
-        return hash(self._first)
+        return hash(self.binding)
 
     def __reduce__(self):
         raise TypeError("Space objects are not picklable; use invite() or a space file deliberately")

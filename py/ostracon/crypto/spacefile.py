@@ -70,7 +70,8 @@ def passphrase_bytes(passphrase: object) -> bytes:
 def export_state(space: Space) -> bytes:
     """Everything needed to reopen `space` on this device (contains its keys)."""
     log = space.members.export() if space.members is not None else None
-    invite = list(space._invite) if space._invite is not None else None
+    pending = space.pending_invite
+    invite = list(pending) if pending is not None else None
     return encode({"v": STATE_VERSION, "id": space.space_id, "name": space.name or "",
                    "keys": space.export_keys(), "current": space.key_id, "log": log, "invite": invite,
                    "relay": space.relay_url or ""})
@@ -98,8 +99,8 @@ def import_state(data: bytes, *, identity: Any = None, crypto: CryptoBackend | N
     sp.members = log
     if log is not None:
         sp.refresh()
-    elif st.get("current") in sp._keys:
-        sp._current = st["current"]
+    elif isinstance(st.get("current"), bytes):
+        sp.use_epoch(st["current"])
     return sp
 
 

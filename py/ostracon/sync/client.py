@@ -102,6 +102,8 @@ class SyncClient:
         self.db = db
         self.base_url = _base_url(relay_url)
         self.space = space
+        if space.members is not None:
+            space.adopt(db.identity)  # membership is per device: the database's identity
         check_binding(db, space, rebind_from=migrate_from)
         self.members = MemberSync(db, space)
         if room_id is not None and room_id != space.room_id:
