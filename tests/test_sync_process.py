@@ -2,7 +2,7 @@
 
 Clients are in-process asyncio tasks (one SyncClient each), every device with its own database
 directory on disk; the relay is a separate OS process that the tests start, SIGKILL and restart
-on the same port with the same SQLite mailbox. Checked (issue 4, "Tests"):
+on the same port with the same SQLite mailbox. Checked:
 
 * offline writes on three devices, then reconnect → identical state hashes, heads and vectors,
   again after the databases are closed and reopened from disk;
@@ -30,7 +30,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -69,7 +68,7 @@ class RelayProcess:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    def start(self) -> "RelayProcess":
+    def start(self) -> RelayProcess:
         assert self.proc is None, "already running"
         env = dict(os.environ)
         env["PYTHONPATH"] = REPO_PY + os.pathsep + env.get("PYTHONPATH", "")
@@ -207,7 +206,7 @@ def test_three_devices_with_offline_writes_converge_and_stay_converged_after_reo
             expected |= _offline_writes(db, i, rng, 15, "second")
             db.close()
         dbs = [_open(tmp_path, f"dev{i}") for i in range(3)]
-        for db, cursor in zip(dbs, cursors):
+        for db, cursor in zip(dbs, cursors, strict=False):
             resumed = SyncClient(db, relay.url, space, transport_factory=WebSocketTransport, **FAST)
             assert resumed._meta["cursor"] == cursor and resumed._meta["epoch"] in epochs
         handles = [await start_sync(db, relay.url, space, **FAST) for db in dbs]

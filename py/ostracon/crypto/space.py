@@ -31,7 +31,7 @@ import hmac
 import struct
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, NoReturn, overload
 
 from ..core.errors import ValidationError, WrongKeyError
 from ..core.protocol import relay as P
@@ -78,6 +78,10 @@ def _backend(crypto: CryptoBackend | None) -> CryptoBackend:
     return default_backend()
 
 
+@overload
+def _check_name(name: object, *, allow_none: Literal[False]) -> str: ...
+@overload
+def _check_name(name: object, *, allow_none: bool) -> str | None: ...
 def _check_name(name: object, *, allow_none: bool) -> str | None:
     if name is None and allow_none:
         return None
@@ -248,7 +252,8 @@ class Space:
         floor = 1 if _insecure_for_tests else MIN_PASSPHRASE_ITERATIONS
         if not floor <= iterations <= MAX_PASSPHRASE_ITERATIONS:
             raise ValidationError(
-                f"iterations must be between {MIN_PASSPHRASE_ITERATIONS:,} and {MAX_PASSPHRASE_ITERATIONS:,}, got {iterations:,}"
+                f"iterations must be between {MIN_PASSPHRASE_ITERATIONS:,} and "
+                f"{MAX_PASSPHRASE_ITERATIONS:,}, got {iterations:,}"
             )
         backend = _backend(crypto)
         salt = space_salt(name)
@@ -546,7 +551,7 @@ class Space:
     def __hash__(self) -> int:
         return hash(self.binding)
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("Space objects are not picklable; use invite() or a space file deliberately")
 
 

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..core.block import KIND_BLOCK, decode_change, decode_seal, open_envelope
-from ..core.errors import OstraconError, TransportError
+from ..core.errors import OstraconError
+from ..core.errors import (
+    TransportClosed,  # noqa: F401  (re-exported)
+    )
 from ..core.protocol.session import tips_digest
-from ..core.errors import (TransportClosed)  # noqa: F401  (re-exported)
 
 
 class Transport(ABC):
@@ -106,7 +108,7 @@ def filter_writable(envelopes: list[bytes], write_limit: Callable[[bytes], int |
 
 
 class DatabaseReplica:
-    """Presents a Database to `SyncSession` (core/syncproto.ReplicaLike).
+    """Presents a Database to `SyncSession` (core/protocol/session.ReplicaLike).
 
     Received blocks go through `db.apply_blocks`, so they are persisted by the write sink and
     published on the change feed like any other change.
