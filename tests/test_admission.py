@@ -7,8 +7,13 @@ import os
 from ostracon.core.protocol import relay as P
 from ostracon.crypto.native import NativeCrypto
 from ostracon.crypto.space import Space
-from ostracon.relay.admission import (REASON_BAD_SIGNATURE, REASON_MALFORMED, REASON_NOT_A_ROOM_KEY,
-                                      room_accepts_admission, verify_answer)
+from ostracon.relay.admission import (
+    REASON_BAD_SIGNATURE,
+    REASON_MALFORMED,
+    REASON_NOT_A_ROOM_KEY,
+    room_accepts_admission,
+    verify_answer,
+)
 
 CRYPTO = NativeCrypto()
 

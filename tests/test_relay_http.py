@@ -8,13 +8,13 @@ import json
 import os
 
 import pytest
-from room_keys import answer, room_for
 from websockets.asyncio.client import connect
 
 from ostracon.core.errors import ValidationError
 from ostracon.core.protocol import relay as P
 from ostracon.relay.http import HttpRequest, HttpResponse, StaticFiles, mime_type
 from ostracon.relay.server import Relay, RelayConfig
+from room_keys import answer, room_for
 
 DEADLINE = 20.0
 

@@ -214,7 +214,8 @@ def _body(version=1, key=bytes(32), name=b"n", url=URL_BYTES) -> bytes:
 def test_hand_built_invite_parses():
     # Pins the documented payload layout independently of Space.invite.
     inv = parse_invite(_encode(_body(key=bytes(range(32)), name=b"notes")))
-    assert (inv.key, inv.name, inv.relay_url, inv.space_id, inv.invite_seed) == (bytes(range(32)), "notes", URL, b"", None)
+    got = (inv.key, inv.name, inv.relay_url, inv.space_id, inv.invite_seed)
+    assert got == (bytes(range(32)), "notes", URL, b"", None)
 
 
 @pytest.mark.parametrize(

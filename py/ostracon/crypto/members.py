@@ -9,15 +9,19 @@ signed by its author's identity key over ``"ostracon/member/v1\\0" ‖ encoded m
 SHA-256 of the same bytes. The first entry ("create") has no parents and no "s"; the space id
 is the first 16 bytes of its id, so nobody can forge a second root for a space.
 
-| kind | fields | who may | effect |
-|---|---|---|---|
-| create | x (author's X25519), c (key id of the first epoch), n (16 random bytes) | anyone (it defines the space) | author is admin; epoch 0 |
-| invite | i (invite Ed25519 key), ix (invite X25519 key), r (role) | admin | an invite that one device may redeem |
-| join | i, x (device X25519), is (invite key's signature) | the device holding the invite | author becomes a member with the invite's role; the invite is used up |
-| role | m (member), r (role), u (highest seq of m that stays valid) | admin | role change |
-| remove | m (member or invite key), u | admin | member removed (or invite revoked) |
-| rotate | c (key id of the new epoch), w ([recipient, wrapped key] …) | admin | a new epoch; its key wrapped to every remaining member and open invite |
-| grant | c (key id of an epoch), w | admin | wraps an existing epoch key to members that lack it (joined concurrently with a rotation) |
+Kinds (fields; who may write it; effect):
+
+- create (x: author's X25519 key, c: key id of the first epoch, n: 16 random bytes; anyone, it
+  defines the space): the author is admin; epoch 0.
+- invite (i: invite Ed25519 key, ix: invite X25519 key, r: role; admin): one device may redeem it.
+- join (i, x: device X25519 key, is: the invite key's signature; the device holding the
+  invite): the author becomes a member with the invite's role; the invite is used up.
+- role (m: member, r: role, u: highest seq of m that stays valid; admin): role change.
+- remove (m: member or invite key, u; admin): member removed, or invite revoked.
+- rotate (c: key id of the new epoch, w: [[recipient, wrapped key], ...]; admin): a new epoch,
+  its key wrapped to every remaining member and open invite.
+- grant (c: key id of an epoch, w; admin): wraps an existing epoch key to members that lack
+  it (they joined concurrently with a rotation).
 
 Merge rule (concurrent admin actions): the state is recomputed from the whole log in one
 deterministic order — parents before children, concurrent entries by ascending entry id — and

@@ -591,7 +591,8 @@ def parse_invite(invite: str) -> ParsedInvite:
         raise ValidationError("invite checksum does not match: it was mistyped, truncated or altered")
     version = body[0]
     if version not in (1, INVITE_VERSION) or (version == 1) != text.startswith(INVITE_PREFIX_V1):
-        raise ValidationError(f"invite version {body[0]} is not supported (this build reads versions 1 and {INVITE_VERSION})")
+        raise ValidationError(f"invite version {body[0]} is not supported "
+                              f"(this build reads versions 1 and {INVITE_VERSION})")
     if version == 1:
         pos, sid, seed, entry_id, role = 1, b"", None, None, None
     else:

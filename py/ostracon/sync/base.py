@@ -13,14 +13,15 @@ either side closes; reconnecting means a new Transport.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..core.block import KIND_BLOCK, decode_change, decode_seal, open_envelope
-from ..core.errors import OstraconError
 from ..core.errors import (
+    OstraconError,
     TransportClosed,  # noqa: F401  (re-exported)
-    )
+)
 from ..core.protocol.session import tips_digest
 
 

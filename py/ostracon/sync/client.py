@@ -30,7 +30,6 @@ from typing import Any
 import msgpack
 
 from ..core.errors import ClosedError, OstraconError, ProtocolError, TransportError, ValidationError, WrongKeyError
-from ..crypto.space import NotAMemberError
 from ..core.protocol import relay as P
 from ..core.protocol.frames import (
     DEFAULT_MAX_FRAME_SIZE,
@@ -50,6 +49,7 @@ from ..core.protocol.session import (
     ProtocolViolation,
     SyncSession,
 )
+from ..crypto.space import NotAMemberError
 from .base import CONNECTING, OFFLINE, ONLINE, STOPPED, DatabaseReplica, SyncStatus, Transport
 from .members import MemberSync, check_binding, is_members_payload
 
