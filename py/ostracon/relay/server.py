@@ -253,6 +253,7 @@ class Relay:
         self.metrics = RelayMetrics()
         self._rooms: dict[str, _Room] = {}
         self._members: set[_Member] = set()
+        self._admitting = 0  # connections answering the admission challenge now
         self._joins: weakref.WeakKeyDictionary[ServerConnection, tuple[str, int | None, str | None]] = \
             weakref.WeakKeyDictionary()
         self._http_conns: set[HttpFront] = set()
@@ -585,10 +586,18 @@ class Relay:
             await self._reject(ws, P.CLOSE_GOING_AWAY, "relay shutting down")
             return
         # Admission: only holders of the room key become members (relay/admission.py).
+        # Connections still answering the challenge count against max_connections too.
+        if self._admitting + len(self._members) >= cfg.max_connections:
+            self._drop("max_connections")
+            await self._reject(ws, P.CLOSE_TRY_AGAIN, "too many connections")
+            return
+        self._admitting += 1
         try:
             refused = await admit(ws, room_id, timeout_s=cfg.admission_timeout_s)
         except ConnectionClosed:
             return
+        finally:
+            self._admitting -= 1
         if refused is not None:
             self._drop("not_admitted")
             await self._reject(ws, P.CLOSE_NOT_ADMITTED, refused)
