@@ -21,7 +21,7 @@ from ..core.errors import ValidationError, WrongKeyError
 from . import spacefile
 from .base import CryptoBackend
 from .identity import fingerprint_of
-from .space import Space
+from .space import DEFAULT_PASSPHRASE_ITERATIONS, Space
 
 META_STATE = "space/v1/state"
 #: Set by earlier browser versions for a passphrase space (sha256 of its 16-byte room id).
@@ -68,7 +68,8 @@ def open_space(storage: Any, spec: Any, *, identity: Any, crypto: CryptoBackend 
     if not isinstance(spec, dict):
         raise ValidationError("space must be {invite}, {passphrase, name} or {key, name}")
     passphrase = spec.get("passphrase")
-    wrap = dict(_insecure_for_tests=True, iterations=1000) if _insecure_for_tests else {}
+    # Tests use 1,000 PBKDF2 iterations (the floor is 600,000; the flag says what it is).
+    iterations = 1000 if _insecure_for_tests else spacefile.DEFAULT_WRAP_ITERATIONS
     if "invite" in spec:
         space = Space.from_invite(spec["invite"], identity=identity, crypto=crypto)
         try:
@@ -79,7 +80,7 @@ def open_space(storage: Any, spec: Any, *, identity: Any, crypto: CryptoBackend 
             if held.binding != space.binding:
                 raise WrongKeyError("this database holds another space: wrong invite")
             return held  # already joined: the invite is spent, keep what we have
-        save_space(storage, space, passphrase, **wrap)
+        save_space(storage, space, passphrase, iterations=iterations, _insecure_for_tests=_insecure_for_tests)
         return space
     if "key" in spec:
         key = spec["key"]
@@ -95,10 +96,11 @@ def open_space(storage: Any, spec: Any, *, identity: Any, crypto: CryptoBackend 
     if held is not None:
         return held
     if spec.get("legacy") or _get(storage, META_LEGACY_CHECK) is not None:
-        kw = dict(iterations=1000, _insecure_for_tests=True) if _insecure_for_tests else {}
-        return Space.from_passphrase(passphrase, spec.get("name"), crypto=crypto, **kw)
+        legacy_iterations = 1000 if _insecure_for_tests else DEFAULT_PASSPHRASE_ITERATIONS
+        return Space.from_passphrase(passphrase, str(spec.get("name") or ""), crypto=crypto,
+                                     iterations=legacy_iterations, _insecure_for_tests=_insecure_for_tests)
     space = Space.generate(spec.get("name"), identity=identity, crypto=crypto)
-    save_space(storage, space, passphrase, **wrap)
+    save_space(storage, space, passphrase, iterations=iterations, _insecure_for_tests=_insecure_for_tests)
     return space
 
 
