@@ -4,9 +4,8 @@ spec-shaped errors without tracebacks, and `ostracon serve`'s POST /graphql hand
 import asyncio
 import json
 
-import pytest
-
 import ostracon
+import pytest
 from ostracon.crypto import DeterministicRandom
 from ostracon.crypto.identity import Identity
 

@@ -13,7 +13,9 @@ GraphQL API (graphql.py).
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -22,18 +24,39 @@ from ..core import cid as cidlib
 from ..core import snapshot
 from ..core.block import check_collection
 from ..core.errors import OstraconError, ValidationError
-from ..core.feed import FEED_RETENTION, SUBSCRIBER_BUFFER, ChangeEvent, ChangeFeed, Subscription
+from ..core.feed import (
+    FEED_RETENTION,
+    SUBSCRIBER_BUFFER,
+    ChangeEvent,
+    ChangeFeed,
+    Subscription,
+)
 from ..core.query.planner import FALLBACK_DOCS_MAX
-from ..core.query.rebuild import BATCH_SIZE, COLD_AFTER_MS, MAX_CONCURRENT, RATE_DOCS_PER_S, WARM_AFTER_MS, RebuildEvent
+from ..core.query.rebuild import (
+    BATCH_SIZE,
+    COLD_AFTER_MS,
+    MAX_CONCURRENT,
+    RATE_DOCS_PER_S,
+    WARM_AFTER_MS,
+    RebuildEvent,
+)
 from ..core.query.schema import SchemaRegistry
 from ..core.replica import MAX_PENDING_BLOCKS, ApplyResult, Replica
 from ..storage.base import OpenReport, Storage
+from . import driver as driverlib
 from .collection import Collection
-from .engine import Engine
-from .indexing import INDEX_SYNC_BUILD_DOCS, IndexedCollection, Indexing
+from .engine import Engine, locked
+from .indexing import (
+    INDEX_SYNC_BUILD_DOCS,
+    INDEX_WAIT_MS,
+    META_COLLECTIONS,
+    IndexedCollection,
+    Indexing,
+)
 from .opening import load_stored
-from .schemas import SchemaCatalog
-from .sink import SINK_BATCH_OPS, SINK_INTERVAL_MS, WriteSink
+from .schemas import META_SCHEMAS, SchemaCatalog
+from .sending import SendMixin
+from .sink import SINK_BATCH_OPS, SINK_INTERVAL_MS, SINK_MAX_QUEUED, WriteSink
 
 
 def _wall_ms() -> int:
@@ -51,8 +74,14 @@ def _parse_actor(a: Any) -> bytes:
     raise ValidationError(f"actor must be 32 bytes or 64 hex chars: {a!r:.80}")
 
 
-class Database:
-    """An open Ostracon database. Use `ostracon.open(...)`."""
+class Database(SendMixin):
+    """An open Ostracon database. Use `ostracon.open(...)`.
+
+    Every public method may be called from any thread (docs/STORAGE.md, Threads).
+    `driver`: None (default) runs a background driver thread natively unless a `clock` is
+    injected (then the caller drives time with `tick()`); True/False force it on/off. Where
+    threads cannot start (Pyodide) there is no driver and the host's timer calls `tick()`.
+    """
 
     def __init__(self, storage: Storage, *, identity: Any, crypto: Any,
                  clock: Callable[[], int] | None = None, random_bytes: Callable[[int], bytes] | None = None,
@@ -63,13 +92,22 @@ class Database:
                  index_sync_build_docs: int = INDEX_SYNC_BUILD_DOCS,
                  rebuild_batch_size: int = BATCH_SIZE, rebuild_rate_docs_per_s: int = RATE_DOCS_PER_S,
                  rebuild_max_concurrent: int = MAX_CONCURRENT, auto_tier: bool = False,
-                 warm_after_ms: int = WARM_AFTER_MS, cold_after_ms: int = COLD_AFTER_MS) -> None:
-        if type(fallback_docs_max) is not int or fallback_docs_max < 0:
-            raise ValidationError("fallback_docs_max must be an int >= 0")
+                 warm_after_ms: int = WARM_AFTER_MS, cold_after_ms: int = COLD_AFTER_MS,
+                 sink_max_queued: int = SINK_MAX_QUEUED, index_wait_ms: int = INDEX_WAIT_MS,
+                 driver: bool | None = None,
+                 on_sink_error: Callable[[Exception], None] | None = None,
+                 location: str | None = None) -> None:
+        for pname, v in (("fallback_docs_max", fallback_docs_max), ("index_wait_ms", index_wait_ms)):
+            if type(v) is not int or v < 0:
+                raise ValidationError(f"{pname} must be an int >= 0")
+        self._closed_cleanly = False
         self.storage = storage
         self.identity = identity
         self.crypto = crypto
         self.clock = clock or _wall_ms
+        self.index_wait_ms = index_wait_ms
+        self.location = location   # the directory, for messages (None: given storage / memory)
+        self._meta_dirty = False
         replica = Replica(identity.actor, require_signatures=require_signatures,
                           verify=crypto.ed25519_verify, max_pending_blocks=max_pending_blocks)
         indexing = Indexing(index_sync_build_docs=index_sync_build_docs,
@@ -77,19 +115,66 @@ class Database:
                             rebuild_rate_docs_per_s=rebuild_rate_docs_per_s,
                             rebuild_max_concurrent=rebuild_max_concurrent, auto_tier=auto_tier,
                             warm_after_ms=warm_after_ms, cold_after_ms=cold_after_ms,
-                            on_error=self._callback_error, on_meta_change=self._save_meta)
+                            on_error=self._callback_error, on_meta_change=self._meta_changed)
+        sink = WriteSink(storage, replica, identity.sign, threading.RLock(), batch_ops=sink_batch_ops,
+                         interval_ms=sink_interval_ms, max_queued=sink_max_queued)
         load_stored(replica, storage)
-        sink = WriteSink(storage, replica, identity.sign, batch_ops=sink_batch_ops,
-                         interval_ms=sink_interval_ms)
-        self._engine = Engine(storage, replica, sink, indexing, SchemaCatalog(replica),
-                              clock=self.clock, random_bytes=random_bytes or crypto.random_bytes,
-                              fallback_docs_max=fallback_docs_max)
+        replica.own_durable = replica.seq_of(replica.actor)   # all from storage
+        sink.on_error = on_sink_error
+        sink.meta_source = self._meta_items
+        self._engine = self._e = Engine(storage, replica, sink, indexing, SchemaCatalog(replica),
+                                        clock=self.clock,
+                                        random_bytes=random_bytes or crypto.random_bytes,
+                                        fallback_docs_max=fallback_docs_max)
+        self._engine.index_wait_ms = index_wait_ms
         self._collections: dict[str, Collection] = {}
         self._gql: dict[bool, Any] = {}
         self.last_apply: ApplyResult = ApplyResult()
         self._engine.feed = ChangeFeed(self._engine.random_bytes(6).hex(), feed_retention)
         self._engine.schemas.load(storage)
         indexing.load(storage, self._open_entry)
+        self._driver: driverlib.Driver | None = None
+        if driver is None:
+            driver = clock is None
+        if driver and not storage.read_only:
+            d = driverlib.Driver(self._engine, f"ostracon-driver-{self.actor[:8]}")
+            if d.start():
+                self._driver = d
+                self._engine.kick = d.kick
+                d.kick()
+        driverlib.register(self)
+        self._closed_cleanly = True   # construction finished: __del__ may now warn
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed_cleanly", False):
+            return  # construction failed: nothing of ours is open
+        if self._engine.closed:
+            return
+        where = self.location or "in memory"
+        warnings.warn(f"ostracon database {where} (actor {self.actor[:16]}) was never "
+                      f"closed; closing it now", ResourceWarning, stacklevel=2)
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - nothing to raise to in a finalizer
+            pass
+
+    def _meta_changed(self) -> None:
+        self._meta_dirty = True
+
+    def _meta_items(self) -> list[tuple[str, bytes]]:
+        """Storage meta to write with the next batch (called under the state lock)."""
+        if not self._meta_dirty:
+            return []
+        self._meta_dirty = False
+        e = self._engine
+        out = []
+        rec = e.indexing.meta_record()
+        if rec is not None:
+            out.append((META_COLLECTIONS, rec))
+        if e.schemas.dirty:
+            e.schemas.dirty = False
+            out.append((META_SCHEMAS, e.schemas.meta_record()))
+        return out
 
     def _callback_error(self, exc: Exception) -> None:
         self._engine.callback_error(exc)
@@ -158,17 +243,27 @@ class Database:
         self.close()
 
     def close(self) -> None:
+        """Flush everything, stop the driver and close storage. Writes after close (or
+        racing with it on other threads) raise ClosedError; every write that returned
+        before is durable when close returns. Idempotent."""
         e = self._engine
-        if e.closed:
-            return
-        try:
-            if not self.storage.read_only:
-                if e.indexing.meta_saved:
-                    self._save_meta()  # last access times
-                self.flush()
-        finally:
+        with e.lock:
+            if e.closed:
+                return
             e.closed = True
-            self.storage.close()
+            if e.indexing.meta_saved:
+                self._meta_dirty = True   # last access times
+        driverlib.unregister(self)
+        try:
+            if self._driver is not None:
+                self._driver.stop()
+            if not self.storage.read_only:
+                e.sink.flush()
+        finally:
+            with e.sink.io_lock:
+                self.storage.close()
+            with e.lock:
+                e.changed.notify_all()
 
     @property
     def closed(self) -> bool:
@@ -181,6 +276,7 @@ class Database:
     def open_report(self) -> OpenReport:
         return self.storage.open_report()
 
+    @locked
     def collection(self, name: str) -> Collection:
         self._engine.check_open()
         col = self._collections.get(name)
@@ -193,6 +289,7 @@ class Database:
         self.collection(name)
         return self._engine.indexing.entries[name]
 
+    @locked
     def collections(self) -> list[str]:
         return sorted(self._engine.replica.collections)
 
@@ -202,30 +299,36 @@ class Database:
         """One step of background work: fires the sink's time trigger, steps index rebuilds
         under their throttle, and (with auto_tier) demotes idle collections. Returns the
         rebuild events of this step."""
-        e = self._engine
-        e.check_open()
-        now = e.clock()
-        e.now = now
-        e.sink.flush_if_due(now)
-        events = e.indexing.step(now)
-        if e.indexing.auto_tier:
-            e.indexing.sweep(now)
-        return events
+        return self._engine.background_step(self._engine.clock())
 
     def flush(self) -> None:
-        """Return once every earlier write is durable; raise StorageError if it is not.
+        """Return once every earlier write (of any thread) is durable; raise StorageError if
+        it is not.
 
-        A failed automatic flush left its batch queued; this retries it, so an error is
-        raised here exactly when something acknowledged-looking is still not durable."""
-        self._engine.check_open()
+        A failed background flush left its batch queued; this retries it, so an error is
+        raised here exactly when something acknowledged-looking is still not durable.
+        Must not be called from inside a subscriber callback (it waits for the disk)."""
+        e = self._engine
+        e.check_open()
         if self.storage.read_only:
             return
-        self._engine.sink.flush()
+        if e.depth():
+            raise ValidationError("flush() cannot be called from inside a database callback")
+        e.sink.flush()
 
     @property
     def pending_writes(self) -> int:
-        """Writes not yet acknowledged by storage."""
+        """Changes not yet durable."""
         return self._engine.sink.changes
+
+    @property
+    def sink_status(self) -> dict:
+        """The write sink: queued (changes not yet durable), queued_total, durable_total,
+        flushes, errors (failed background flushes) and last_error (None once a flush
+        succeeded again), driver (whether a background driver runs)."""
+        out = self._engine.sink.status()
+        out["driver"] = self._engine.driven
+        return out
 
     def compact(self, prune_before: int | None = None) -> int:
         """Flush, write a snapshot of every block and seal, and let storage drop the log it
@@ -237,13 +340,20 @@ class Database:
         and seals stay; history, time travel and sync that need a dropped body raise
         HistoryPrunedError instead of answering short.
         """
-        self._engine.check_writable()
+        e = self._engine
+        e.check_writable()
         self.flush()
-        if prune_before is not None:
-            self._engine.replica.prune(prune_before, self.state_hash)
-        position = self.storage.last_position()
-        self.storage.write_snapshot(snapshot.dump(self._engine.replica), position)
-        self.storage.compact(position)
+        with e.sink.io_lock:
+            with e.lock:
+                e.check_open()
+                if prune_before is not None:
+                    e.replica.prune(prune_before, self._state_hash)
+                # Blocks written since the flush are in the snapshot too; appended later,
+                # they replay as duplicates (harmless).
+                position = self.storage.last_position()
+                data = snapshot.dump(e.replica)
+            self.storage.write_snapshot(data, position)
+            self.storage.compact(position)
         return position
 
     @property
@@ -253,17 +363,23 @@ class Database:
 
     # ------------------------------------------------------------ replication
 
+    @locked
     def heads(self) -> list[str]:
         self._engine.check_open()
         return [cidlib.format_cid(h) for h in self._engine.replica.heads()]
 
+    @locked
     def version_vector(self) -> dict[str, int]:
         self._engine.check_open()
         return {a.hex(): n for a, n in self._engine.replica.version_vector().items()}
 
+    @locked
     def state_hash(self) -> str:
         """sha256 over every document's (collection, id, deleted, fields, heads), sorted."""
         self._engine.check_open()
+        return self._state_hash()
+
+    def _state_hash(self) -> str:
         h = hashlib.sha256()
         cols = self._engine.replica.collections
         for name in sorted(cols):
@@ -272,6 +388,7 @@ class Database:
                 h.update(docs[doc_id].digest())
         return h.hexdigest()
 
+    @locked
     def blocks_since(self, vector: dict | None = None) -> list[bytes]:
         """Envelopes (blocks and their seals) that a replica with `vector` lacks."""
         self._engine.check_open()
@@ -282,6 +399,7 @@ class Database:
             vec[_parse_actor(a)] = n
         return self._engine.replica.envelopes_since(vec)
 
+    @locked
     def apply_blocks(self, envelopes: Iterable[bytes], *, strict: bool = True) -> int:
         """Verify and merge envelopes from another replica; returns how many blocks were new.
 
@@ -295,7 +413,7 @@ class Database:
         self.last_apply = result
         now = e.clock()
         e.sink.add_merged(r.new_blocks(result.new), result.new_seals, now)
-        e.sink.flush_if_due(now)
+        e.sink_triggers(now)
         seen = set()
         for key in result.changed_docs:
             if key not in seen:
@@ -329,19 +447,15 @@ class Database:
 
     # ------------------------------------------------------------ indexes, tiers, metadata
 
+    @locked
     def rebuild_status(self, collection: str | None = None) -> list[dict]:
         """Rebuild jobs (running, pending, recently finished) with their progress."""
         self._engine.check_open()
         return self._engine.indexing.status(collection)
 
-    def _save_meta(self) -> None:
-        """Index definitions and tier records → storage meta (durable at the next flush)."""
-        if self.storage.read_only or self._engine.closed:
-            return
-        self._engine.indexing.save(self.storage)
-
     # ------------------------------------------------------------ schemas
 
+    @locked
     def define_schema(self, sdl: str) -> dict[str, str]:
         """Register the types of `sdl` (DefraDB-like SDL; see docs/QUERIES.md) as the next
         schema versions of the collections of the same names. Returns {name: version id}
@@ -352,8 +466,8 @@ class Database:
         e.check_open()
         out, changed = e.schemas.define(sdl)
         if changed:
-            if not self.storage.read_only:
-                e.schemas.save(self.storage)
+            e.schemas.dirty = True
+            self._meta_dirty = True
             self._schemas_changed()
         for name, s in out.items():
             col = self.collection(name)
@@ -372,6 +486,7 @@ class Database:
                 except ValidationError:
                     pass  # a type name that is no collection name (cannot hold documents)
 
+    @locked
     def register_lens(self, from_version: str, to_version: str, fn: Callable[[dict], dict], *,
                       reverse: Callable[[dict], dict] | None = None) -> None:
         """A function translating a document's user fields from one schema version to
@@ -381,12 +496,14 @@ class Database:
         self._engine.check_open()
         self._engine.schemas.register_lens(from_version, to_version, fn, reverse=reverse)
 
+    @locked
     def schema_history(self, name: str) -> list[dict]:
         """Every version of a schema, parents before children."""
         self._engine.check_open()
         return [{"version_id": s.version_id, "parents": list(s.parents), "height": s.height,
                  "sdl": s.to_sdl()} for s in self.schemas.history(name)]
 
+    @locked
     def schema_versions(self) -> dict[str, str]:
         """{collection: current schema version id}."""
         self._engine.check_open()
@@ -394,6 +511,7 @@ class Database:
 
     # ------------------------------------------------------------ GraphQL
 
+    @locked
     def graphql(self, query: str, variables: dict | None = None, *, allow_mutations: bool = True,
                 operation_name: str | None = None) -> dict:
         """Run a GraphQL request against the API generated from the schemas (see
@@ -413,12 +531,22 @@ class Database:
 
     # ------------------------------------------------------------ change feed
 
+    @locked
     def changes(self, collection: str | None = None, after: str | None = None,
                 limit: int | None = None) -> tuple[list[ChangeEvent], str]:
         """Change events after the cursor `after`, and the cursor to resume from."""
         self._engine.check_open()
         return self.feed.since(after, collection, limit)
 
+    @locked
+    def current_cursor(self) -> str:
+        """The change-feed cursor of now: `changes(after=db.current_cursor())` later returns
+        exactly the changes made after this call (a full rescan plus this cursor is how a
+        reader starts from scratch)."""
+        self._engine.check_open()
+        return self.feed.cursor_for(self.feed.last_seq)
+
+    @locked
     def subscribe(self, callback: Callable[[ChangeEvent], None] | None = None, *,
                   collection: str | None = None, buffer: int = SUBSCRIBER_BUFFER) -> Subscription:
         self._engine.check_open()

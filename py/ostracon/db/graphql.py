@@ -104,9 +104,17 @@ def _json_out(v: Any) -> Any:
     return v
 
 
+def _as_is(v: Any) -> Any:
+    return v
+
+
+def _literal(node: Any, variables: Any = None) -> Any:
+    return value_from_ast_untyped(node, variables)
+
+
 JSON = GraphQLScalarType(
-    "JSON", description="Any JSON-like value.", serialize=_json_out, parse_value=lambda v: v,
-    parse_literal=lambda node, variables=None: value_from_ast_untyped(node, variables))
+    "JSON", description="Any JSON-like value.", serialize=_json_out, parse_value=_as_is,
+    parse_literal=_literal)
 
 
 def _blob_in(v: Any) -> bytes:
@@ -235,7 +243,7 @@ class _Builder:
         self.filters: dict[str, GraphQLInputObjectType] = {}
         self.orders: dict[str, GraphQLInputObjectType] = {}
         self.inputs: dict[str, GraphQLInputObjectType] = {}
-        self.typedefs = {}
+        self.typedefs: dict[str, Any] = {}
         for s in schemas:
             for t in (s.root, *s.embedded):
                 prev = self.typedefs.get(t.name)
@@ -256,7 +264,8 @@ class _Builder:
     def out_type(self, ft: FieldType):
         if ft.of is not None:
             return GraphQLList(self.out_type(ft.of))
-        return _SCALARS.get(ft.name) or self.obj(ft.name)
+        name = ft.name or ""
+        return _SCALARS.get(name) or self.obj(name)
 
     def obj(self, name: str) -> GraphQLObjectType:
         if name not in self.objects:
@@ -322,16 +331,18 @@ class _Builder:
     def in_type(self, ft: FieldType):
         if ft.of is not None:
             return GraphQLList(self.in_type(ft.of))
-        return _SCALARS.get(ft.name) or self.input_arg(ft.name)
+        name = ft.name or ""
+        return _SCALARS.get(name) or self.input_arg(name)
 
     def input_arg(self, name: str) -> GraphQLInputObjectType:
         # Every field nullable: the same input type serves create (required fields are then
         # checked by Schema.validate, naming the field) and update (a patch).
         if name not in self.inputs:
             td = self.typedefs[name]
-            self.inputs[name] = GraphQLInputObjectType(
-                f"{name}MutationInputArg",
-                lambda td=td: {f.name: GraphQLInputField(self.in_type(f.type)) for f in td.fields})
+
+            def fields(td: Any = td) -> dict[str, GraphQLInputField]:
+                return {f.name: GraphQLInputField(self.in_type(f.type)) for f in td.fields}
+            self.inputs[name] = GraphQLInputObjectType(f"{name}MutationInputArg", fields)
         return self.inputs[name]
 
     # resolvers
@@ -500,7 +511,7 @@ class GraphQLAPI:
             return {"errors": [e.formatted]}
         if not isinstance(result, ExecutionResult):  # pragma: no cover (no async resolvers)
             return {"errors": [{"message": "internal error"}]}
-        return result.formatted
+        return dict(result.formatted)
 
 
 # --------------------------------------------------------------------------------------

@@ -11,7 +11,13 @@ import msgpack
 from ..core import cid as cidlib
 from ..core.block import check_collection
 from ..core.errors import NotFoundError, StorageError
-from ..core.query.schema import LensNotFoundError, Schema, SchemaRegistry, parse_sdl, schema_from_canonical
+from ..core.query.schema import (
+    LensNotFoundError,
+    Schema,
+    SchemaRegistry,
+    parse_sdl,
+    schema_from_canonical,
+)
 from ..core.replica import Replica
 from ..core.state import DocState
 from ..storage.base import Storage
@@ -30,6 +36,7 @@ class SchemaCatalog:
         self.registry = SchemaRegistry()
         self._replica = replica
         self._head_schema: dict[bytes, tuple[int, bytes | None]] = {}
+        self.dirty = False   # versions changed since they were last written to storage meta
 
     def define(self, sdl: str) -> tuple[dict[str, Schema], bool]:
         """Register the types of `sdl` as next versions: ({name: schema}, whether any
@@ -82,10 +89,11 @@ class SchemaCatalog:
 
     # ------------------------------------------------------------ storage meta
 
-    def save(self, storage: Storage) -> None:
+    def meta_record(self) -> bytes:
+        """Every schema version (canonical bytes) as stored in storage meta (`META_SCHEMAS`)."""
         reg = self.registry
         versions = [s.canonical_bytes() for n in reg.names() for s in reg.history(n)]
-        storage.set_meta(META_SCHEMAS, msgpack.packb(versions, use_bin_type=True))
+        return msgpack.packb(versions, use_bin_type=True)
 
     def load(self, storage: Storage) -> None:
         raw = storage.get_meta(META_SCHEMAS)
