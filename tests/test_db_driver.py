@@ -12,8 +12,9 @@ import subprocess
 import sys
 import warnings
 
-import ostracon
 import pytest
+
+import ostracon
 from ostracon.cli import verify_database
 from polling import read_line, wait_until
 

@@ -4,8 +4,9 @@ spec-shaped errors without tracebacks, and `ostracon serve`'s POST /graphql hand
 import asyncio
 import json
 
-import ostracon
 import pytest
+
+import ostracon
 from ostracon.crypto import DeterministicRandom
 from ostracon.crypto.identity import Identity
 

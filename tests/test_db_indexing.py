@@ -4,8 +4,9 @@ the indexes so the first indexed query answers without a hand-written tick() loo
 
 from __future__ import annotations
 
-import ostracon
 import pytest
+
+import ostracon
 
 DOCS = 20_000
 

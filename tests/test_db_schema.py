@@ -1,8 +1,9 @@
 """Schemas wired into the Database: validated writes naming the field, the version id in
 every block, persistence across reopen, the version DAG, and lenses on read (and on write)."""
 
-import ostracon
 import pytest
+
+import ostracon
 from ostracon import NotFoundError, ValidationError
 from ostracon.crypto import DeterministicRandom
 from ostracon.crypto.identity import Identity

@@ -3,8 +3,9 @@ upsert, and errors of fire-and-forget writes (status, callback, raised by the ne
 
 from __future__ import annotations
 
-import ostracon
 import pytest
+
+import ostracon
 from ostracon.core.errors import StorageError
 from ostracon.storage.memory import MemoryStorage
 

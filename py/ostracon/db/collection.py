@@ -35,7 +35,7 @@ from ..core.query.planner import explain as plan_explain
 from ..core.query.rebuild import COLD, HOT, WARM
 from ..core.query.schema import Schema, SchemaValidationError, parse_sdl
 from ..core.replica import Replica
-from ..core.state import DocState
+from ..core.state import DocState, counter_add
 from .engine import locked
 from .views import DocViews, Source, own
 
@@ -50,7 +50,20 @@ SCAN_LIMIT = 500
 def _needs_heads(*parts: Any) -> bool:
     """Whether a filter/order mentions `_heads` (then internal views must carry it; else the
     costly CID formatting is done only for the returned page). False positives are harmless."""
-    return any(p is not None and "_heads" in repr(p) for p in parts)
+    return any(_mentions_heads(p, 0) for p in parts)
+
+
+def _mentions_heads(v: Any, depth: int) -> bool:
+    # A walk, not repr(): repr of a huge int raises ValueError (Python's 4300-digit limit).
+    if type(v) is str:
+        return "_heads" in v
+    if depth > 64:
+        return False
+    if isinstance(v, dict):
+        return any(_mentions_heads(k, depth + 1) or _mentions_heads(x, depth + 1) for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return any(_mentions_heads(x, depth + 1) for x in v)
+    return False
 
 
 def commit_info(replica: Replica, cid: bytes) -> dict:
@@ -573,6 +586,10 @@ class Collection:
         schema = self._views.schema
         if schema is not None:
             schema.validate_increment(field, by)
+        cur = state.user_fields().get(field, 0)
+        if type(cur) in (int, float) and counter_add(cur, by) is None:
+            raise ValidationError(f"incrementing {field} by {by!r} leaves the counter range (ints in "
+                                  f"[-2**63, 2**63-1], finite floats): refused")
         ops: list = [(OP_INCR, field, by)]
         mig = self._migration_ops(state)
         if mig:
@@ -586,8 +603,7 @@ class Collection:
         if len(self._ci) and self._has_unique():
             result = self._views.user_view(state)
             cur = result.get(field)
-            base: int | float = cur if type(cur) is int or type(cur) is float else 0
-            result[field] = base + by
+            result[field] = (cur if type(cur) is int or type(cur) is float else 0) + by
             self._check_unique(result, doc_id)
         return self._write(doc_id, ops)
 
@@ -608,7 +624,7 @@ def _set_ops(doc: Any) -> list:
             check_field(name)  # raises the precise error
         v = doc[name]
         t = type(v)
-        if t is float or t not in _SCALARS:  # floats: NaN/Inf check; containers: full walk
+        if t is float or t is int or t not in _SCALARS:  # NaN/Inf, int limit; containers: full walk
             v = canonical(v)
         ops.append((OP_SET, name, v))
     return ops

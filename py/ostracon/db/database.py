@@ -12,6 +12,7 @@ GraphQL API (graphql.py).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import time
@@ -23,6 +24,7 @@ from typing import Any
 from ..core import cid as cidlib
 from ..core import snapshot
 from ..core.block import check_collection
+from ..core.clock import DEFAULT_MAX_CLOCK_SKEW_MS
 from ..core.errors import OstraconError, ValidationError
 from ..core.feed import (
     FEED_RETENTION,
@@ -42,8 +44,10 @@ from ..core.query.rebuild import (
 )
 from ..core.query.schema import SchemaRegistry
 from ..core.replica import MAX_PENDING_BLOCKS, ApplyResult, Replica
+from ..core.verify import verify_replica
 from ..storage.base import OpenReport, Storage
 from . import driver as driverlib
+from . import verification
 from .collection import Collection
 from .engine import Engine, locked
 from .indexing import (
@@ -53,7 +57,6 @@ from .indexing import (
     IndexedCollection,
     Indexing,
 )
-from .opening import load_stored
 from .schemas import META_SCHEMAS, SchemaCatalog
 from .sending import SendMixin
 from .sink import SINK_BATCH_OPS, SINK_INTERVAL_MS, SINK_MAX_QUEUED, WriteSink
@@ -88,6 +91,8 @@ class Database(SendMixin):
                  require_signatures: bool = True, sink_batch_ops: int = SINK_BATCH_OPS,
                  sink_interval_ms: int = SINK_INTERVAL_MS, feed_retention: int = FEED_RETENTION,
                  max_pending_blocks: int = MAX_PENDING_BLOCKS,
+                 max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS,
+                 repair: bool = False, on_corrupt: str = "raise",
                  fallback_docs_max: int = FALLBACK_DOCS_MAX,
                  index_sync_build_docs: int = INDEX_SYNC_BUILD_DOCS,
                  rebuild_batch_size: int = BATCH_SIZE, rebuild_rate_docs_per_s: int = RATE_DOCS_PER_S,
@@ -108,17 +113,27 @@ class Database(SendMixin):
         self.index_wait_ms = index_wait_ms
         self.location = location   # the directory, for messages (None: given storage / memory)
         self._meta_dirty = False
-        replica = Replica(identity.actor, require_signatures=require_signatures,
-                          verify=crypto.ed25519_verify, max_pending_blocks=max_pending_blocks)
         indexing = Indexing(index_sync_build_docs=index_sync_build_docs,
                             rebuild_batch_size=rebuild_batch_size,
                             rebuild_rate_docs_per_s=rebuild_rate_docs_per_s,
                             rebuild_max_concurrent=rebuild_max_concurrent, auto_tier=auto_tier,
                             warm_after_ms=warm_after_ms, cold_after_ms=cold_after_ms,
                             on_error=self._callback_error, on_meta_change=self._meta_changed)
+        loaded = verification.load(
+            lambda: Replica(identity.actor, require_signatures=require_signatures,
+                            verify=crypto.ed25519_verify, max_pending_blocks=max_pending_blocks,
+                            max_clock_skew_ms=max_clock_skew_ms),
+            storage, crypto.ed25519_verify, self.clock(), repair=repair, on_corrupt=on_corrupt)
+        replica, seal_chain = loaded.replica, loaded.chain
+        self._open_notes, self._open_problems = loaded.notes, loaded.problems
+
+        def record_flush(batch: list[bytes], own_seq: int) -> None:
+            verification.record_flush(replica, storage, seal_chain, identity.sign, batch, own_seq)
+
+        self._seal_chain = seal_chain
         sink = WriteSink(storage, replica, identity.sign, threading.RLock(), batch_ops=sink_batch_ops,
-                         interval_ms=sink_interval_ms, max_queued=sink_max_queued)
-        load_stored(replica, storage)
+                         interval_ms=sink_interval_ms, max_queued=sink_max_queued,
+                         on_batch=record_flush)
         replica.own_durable = replica.seq_of(replica.actor)   # all from storage
         sink.on_error = on_sink_error
         sink.meta_source = self._meta_items
@@ -127,6 +142,7 @@ class Database(SendMixin):
                                         random_bytes=random_bytes or crypto.random_bytes,
                                         fallback_docs_max=fallback_docs_max)
         self._engine.index_wait_ms = index_wait_ms
+        self._engine.release_held = self._release_held
         self._collections: dict[str, Collection] = {}
         self._gql: dict[bool, Any] = {}
         self.last_apply: ApplyResult = ApplyResult()
@@ -273,8 +289,29 @@ class Database(SendMixin):
     def actor(self) -> str:
         return self._engine.replica.actor.hex()
 
+    @locked
     def open_report(self) -> OpenReport:
-        return self.storage.open_report()
+        rep = self.storage.open_report()
+        if not self._open_notes:
+            return rep
+        return dataclasses.replace(rep, notes=rep.notes + tuple(self._open_notes))
+
+    @locked
+    def verify(self, progress: Callable[[int, int], None] | None = None) -> list[str]:
+        """Re-verify everything: every record in storage, every CID, DAG link, sequence slot,
+        seal digest and seal signature (core/verify.py), plus what open found. Returns the
+        problems (empty: verified). Raises CorruptLogError for damaged storage framing."""
+        self._engine.check_open()
+        problems = list(self._open_problems)
+        rep = self.open_report()
+        if rep.truncated_bytes:
+            problems.append(f"log: a damaged or torn tail of {rep.truncated_bytes} bytes was cut off at "
+                            f"open ({'; '.join(rep.notes) or 'see open_report'})")
+        problems += [f"log: damaged data was quarantined to {q}" for q in rep.quarantined]
+        check_storage = getattr(self.storage, "verify", None)
+        if check_storage is not None:
+            check_storage()  # reads every record of every segment; raises CorruptLogError
+        return problems + verify_replica(self._engine.replica, self.crypto.ed25519_verify, progress)
 
     @locked
     def collection(self, name: str) -> Collection:
@@ -346,14 +383,14 @@ class Database(SendMixin):
         with e.sink.io_lock:
             with e.lock:
                 e.check_open()
+                e.sink.flush_holding_locks()   # writes racing with compaction land here too
                 if prune_before is not None:
                     e.replica.prune(prune_before, self._state_hash)
-                # Blocks written since the flush are in the snapshot too; appended later,
-                # they replay as duplicates (harmless).
                 position = self.storage.last_position()
-                data = snapshot.dump(e.replica)
-            self.storage.write_snapshot(data, position)
-            self.storage.compact(position)
+                self.storage.write_snapshot(snapshot.dump(e.replica), position)
+                self.storage.compact(position)
+                verification.record_compaction(e.replica, self.storage, self._seal_chain,
+                                               self.identity.sign)
         return position
 
     @property
@@ -409,7 +446,7 @@ class Database(SendMixin):
         e = self._engine
         e.check_writable()
         r = e.replica
-        result = r.apply_envelopes(list(envelopes), strict=strict)
+        result = r.apply_envelopes(list(envelopes), strict=strict, wall_ms=e.clock())
         self.last_apply = result
         now = e.clock()
         e.sink.add_merged(r.new_blocks(result.new), result.new_seals, now)
@@ -425,6 +462,11 @@ class Database(SendMixin):
                 assert state is not None
                 e.publish(key[0], key[1], state)
         return result.new
+
+    def _release_held(self) -> None:
+        """Blocks held back for clock skew whose time has come (background step)."""
+        if self._engine.replica.held_count and not self.storage.read_only:
+            self.apply_blocks([])
 
     # ------------------------------------------------------------ sync
 

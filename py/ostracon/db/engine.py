@@ -85,6 +85,7 @@ class Engine:
         self.local = threading.local()   # per thread: depth of locked calls
         self.flush_wanted = False         # a write asked for a flush on its own thread
         self.kick: Callable[[], None] | None = None   # wakes the driver (None: no driver)
+        self.release_held: Callable[[], None] = lambda: None   # merge blocks held for skew
         self.index_wait_ms = INDEX_WAIT_MS
         self.retry_after_ms = 0           # no background flush before (after a failure)
         self.next_sweep_ms = 0
@@ -189,6 +190,7 @@ class Engine:
             due = self.sink.due(now) and now >= self.retry_after_ms
         if due and not self.sink.flush_background():
             self.retry_after_ms = now + RETRY_MS
+        self.release_held()
         with self.lock:
             if self.closed:
                 return []
@@ -225,6 +227,8 @@ class Engine:
                 wake.append(rebuild)
             if self.indexing.auto_tier:
                 wake.append(self.next_sweep_ms)
+            if self.replica.held_count:
+                wake.append(now + SWEEP_MS)   # held blocks are released as time passes
         if not wake:
             return None
         return max(0.0, (min(wake) - now) / 1000)
@@ -262,7 +266,7 @@ class Engine:
             raw = cidlib.parse_cid(h)
             info = r.info.get(raw)
             if info is None or info.collection != state.collection or info.doc_id != state.doc_id:
-                raise NotFoundError(f"{h} is not a commit of {state.collection}/{state.doc_id}")
+                raise NotFoundError(f"{cidlib.format_cid(raw)} is not a commit of {state.collection}/{state.doc_id}")
             stack.append(raw)
         while stack:
             c = stack.pop()

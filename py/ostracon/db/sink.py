@@ -1,4 +1,4 @@
-"""The write sink: persists what the replica gained, in batches (DESIGN.md §4).
+"""The write sink: persists what the replica gained, in batches.
 
 Local writes and merged remote blocks are queued as envelopes. A flush seals the new local
 blocks (one signature per `MAX_SEAL_BLOCKS` range), appends the queue with those seals to
@@ -26,7 +26,7 @@ from ..core.errors import StorageError, ValidationError
 from ..core.replica import Replica
 from ..storage.base import Storage
 
-#: Size trigger (DESIGN.md §4): one signature and one storage transaction per 100 writes
+#: Size trigger: one signature and one storage transaction per 100 writes
 #: keeps both costs well under the cost of the writes.
 SINK_BATCH_OPS = 100
 #: Time trigger: at most this long between a write and its persistence when writes trickle.
@@ -43,7 +43,8 @@ class WriteSink:
 
     def __init__(self, storage: Storage, replica: Replica, sign: Callable[[bytes], bytes],
                  lock: threading.RLock, *, batch_ops: int = SINK_BATCH_OPS,
-                 interval_ms: int = SINK_INTERVAL_MS, max_queued: int = SINK_MAX_QUEUED) -> None:
+                 interval_ms: int = SINK_INTERVAL_MS, max_queued: int = SINK_MAX_QUEUED,
+                 on_batch: Callable[[list[bytes], int], None] | None = None) -> None:
         for name, v, low in (("sink_batch_ops", batch_ops, 1), ("sink_interval_ms", interval_ms, 0),
                              ("sink_max_queued", max_queued, 1)):
             if type(v) is not int or v < low:
@@ -56,6 +57,10 @@ class WriteSink:
         self.batch_ops = batch_ops
         self.interval_ms = interval_ms
         self.max_queued = max_queued
+        # Called with each batch and the highest own sequence number in it, after it is
+        # appended and before the flush that makes it durable, one flush at a time
+        # (open-time verification bookkeeping: verification.record_flush).
+        self.on_batch = on_batch
         self.queue: list[bytes] = []       # envelopes not yet appended to storage
         self.changes = 0                   # blocks queued since the last durable flush
         self.oldest_ms: int | None = None  # when the oldest of them was queued
@@ -66,6 +71,7 @@ class WriteSink:
         self.errors = 0                    # background flush failures so far
         self.on_error: Callable[[StorageError], None] | None = None
         self.meta_source: MetaSource = list   # storage meta to write with the next batch
+        self.retry_meta: list[tuple[str, bytes]] = []   # meta of a batch storage refused
         self.armed = False          # the driver knows about the queued changes
         self.full_signalled = False  # the driver was told the batch is full
         # Everything in storage at open is durable.
@@ -121,35 +127,55 @@ class WriteSink:
         StorageError when that fails (a batch storage refused stays queued)."""
         with self.io_lock:
             with self.lock:
-                seals = self.replica.seal_local(self.sign)
-                self.queue.extend(envelope(KIND_SEAL, s) for s in seals)
-                batch, self.queue = self.queue, []
-                changes, oldest = self.changes, self.oldest_ms
-                self.changes, self.oldest_ms = 0, None
-                self.armed = self.full_signalled = False
-                upto_seq = self.replica.seq_of(self.replica.actor)
-                upto_total = self.queued_total
-                meta = self.meta_source()
-            try:
-                for key, value in meta:
-                    self.storage.set_meta(key, value)
-                if batch:
-                    self.storage.append(batch)
-            except StorageError:
-                with self.lock:   # storage did not take the batch: keep it, in order
-                    self.queue[:0] = batch
-                    self.changes += changes
-                    if oldest is not None and (self.oldest_ms is None or oldest < self.oldest_ms):
-                        self.oldest_ms = oldest
-                raise
-            # Raises on failure; then our new blocks stay unshareable (own_durable unchanged):
-            # only blocks that survived a flush are ever offered to other replicas.
-            self.storage.flush()
+                taken = self._take()
+            self._write(taken)
             with self.lock:
-                self.replica.own_durable = max(self.replica.own_durable or 0, upto_seq)
-                self.durable_total = max(self.durable_total, upto_total)
-                self.flushes += 1
-                self.error = None
+                self._done(taken)
+
+    def flush_holding_locks(self) -> None:
+        """`flush` for a caller that holds both io_lock and the state lock (compaction)."""
+        taken = self._take()
+        self._write(taken)
+        self._done(taken)
+
+    def _take(self) -> tuple[list[bytes], int, int | None, int, int, list[tuple[str, bytes]]]:
+        seals = self.replica.seal_local(self.sign)
+        self.queue.extend(envelope(KIND_SEAL, s) for s in seals)
+        batch, self.queue = self.queue, []
+        meta, self.retry_meta = self.retry_meta + self.meta_source(), []
+        taken = (batch, self.changes, self.oldest_ms, self.replica.seq_of(self.replica.actor),
+                 self.queued_total, meta)
+        self.changes, self.oldest_ms = 0, None
+        self.armed = self.full_signalled = False
+        return taken
+
+    def _write(self, taken: tuple[list[bytes], int, int | None, int, int, list[tuple[str, bytes]]]) -> None:
+        batch, changes, oldest, upto_seq, _, meta = taken
+        try:
+            for key, value in meta:
+                self.storage.set_meta(key, value)
+            if batch:
+                self.storage.append(batch)
+        except StorageError:
+            with self.lock:   # storage did not take the batch: keep it, in order
+                self.retry_meta = meta + self.retry_meta
+                self.queue[:0] = batch
+                self.changes += changes
+                if oldest is not None and (self.oldest_ms is None or oldest < self.oldest_ms):
+                    self.oldest_ms = oldest
+            raise
+        if batch and self.on_batch is not None:
+            self.on_batch(batch, upto_seq)
+        # Raises on failure; then our new blocks stay unshareable (own_durable unchanged):
+        # only blocks that survived a flush are ever offered to other replicas.
+        self.storage.flush()
+
+    def _done(self, taken: tuple[list[bytes], int, int | None, int, int, list[tuple[str, bytes]]]) -> None:
+        upto_seq, upto_total = taken[3], taken[4]
+        self.replica.own_durable = max(self.replica.own_durable or 0, upto_seq)
+        self.durable_total = max(self.durable_total, upto_total)
+        self.flushes += 1
+        self.error = None
 
     def flush_background(self) -> bool:
         """A flush nobody waits for (driver, size trigger): a failure is recorded in `error`,
