@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .core import cid as cidlib
-from .core.block import batch_digest, decode_change, decode_seal
+from .core.block import decode_change
 from .core.errors import OstraconError
 
 EXIT_ERROR = 2      # the command could not run (bad path, locked, malformed input)
@@ -310,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_relay_arguments(s)
     s.set_defaults(fn=cmd_relay)
 
+    from .space_cli import add_space_arguments
+    add_space_arguments(sub)
+
     s = sub.add_parser("serve", help="relay + the web app + /healthz (+ /graphql) on one port")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8787)
@@ -322,10 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .space_cli import SpaceCliError
+
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except CliError as exc:
+    except (CliError, SpaceCliError) as exc:
         print(f"ostracon {args.command}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except OstraconError as exc:

@@ -49,7 +49,7 @@ from ..storage.base import OpenReport, Storage
 from . import driver as driverlib
 from . import verification
 from .collection import Collection
-from .engine import Engine, locked
+from .engine import Engine
 from .indexing import (
     INDEX_SYNC_BUILD_DOCS,
     INDEX_WAIT_MS,
@@ -57,6 +57,7 @@ from .indexing import (
     IndexedCollection,
     Indexing,
 )
+from .locking import locked
 from .schemas import META_SCHEMAS, SchemaCatalog
 from .sending import SendMixin
 from .sink import SINK_BATCH_OPS, SINK_INTERVAL_MS, SINK_MAX_QUEUED, WriteSink
@@ -266,6 +267,8 @@ class Database(SendMixin):
         with e.lock:
             if e.closed:
                 return
+            if not self.storage.read_only:
+                e.texts.commit_all()   # open text bursts become blocks before the last flush
             e.closed = True
             if e.indexing.meta_saved:
                 self._meta_dirty = True   # last access times
@@ -351,7 +354,16 @@ class Database(SendMixin):
             return
         if e.depth():
             raise ValidationError("flush() cannot be called from inside a database callback")
+        with e.lock:
+            e.texts.commit_all()
         e.sink.flush()
+
+    @locked
+    def flush_text(self) -> None:
+        """Commit every open text editing burst now (db/text.py), without waiting for
+        storage; `flush()` does this too and then makes everything durable."""
+        self._engine.check_open()
+        self._engine.texts.commit_all()
 
     @property
     def pending_writes(self) -> int:
@@ -414,6 +426,7 @@ class Database(SendMixin):
     def state_hash(self) -> str:
         """sha256 over every document's (collection, id, deleted, fields, heads), sorted."""
         self._engine.check_open()
+        self._engine.texts.commit_all()
         return self._state_hash()
 
     def _state_hash(self) -> str:
@@ -429,6 +442,7 @@ class Database(SendMixin):
     def blocks_since(self, vector: dict | None = None) -> list[bytes]:
         """Envelopes (blocks and their seals) that a replica with `vector` lacks."""
         self._engine.check_open()
+        self._engine.texts.commit_all()
         vec = {}
         for a, n in (vector or {}).items():
             if type(n) is not int or n < 0:

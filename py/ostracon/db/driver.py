@@ -1,5 +1,5 @@
 """The native driver: one background thread per open database that does the work nobody
-should have to call `tick()` for (DESIGN.md §4): it fires the write sink's time trigger
+should have to call `tick()` for: it fires the write sink's time trigger
 (also while the program idles), flushes full batches so the writer of the 100th change
 never waits for sealing or fsync, steps index rebuilds under their throttle, and sweeps
 tiers. It sleeps until the next of those is due or a write wakes it; it stops on

@@ -7,11 +7,10 @@ the engine's public members (a layering test says so).
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any
 
 from ..core import cid as cidlib
 from ..core.errors import ClosedError, NotFoundError, ReadOnlyError, ValidationError
@@ -23,6 +22,7 @@ from .driver import RETRY_MS, SWEEP_MS
 from .indexing import INDEX_WAIT_MS, Indexing
 from .schemas import SchemaCatalog
 from .sink import WriteSink
+from .text import TextBursts
 
 #: Subscriber callback exceptions kept for inspection (the newest ones).
 CALLBACK_ERRORS_KEPT = 20
@@ -31,30 +31,6 @@ CALLBACK_ERRORS_KEPT = 20
 CID_TEXT_CACHE_MAX = 65_536
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def locked(method: F) -> F:
-    """Run a public method under the database's state lock (any thread may call it).
-
-    Work that must not run under the lock (a flush a write asked for: it waits for the
-    disk) runs after the outermost locked call of the thread releases the lock."""
-    @functools.wraps(method)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        e: Engine = self._e
-        local = e.local
-        depth = getattr(local, "depth", 0)
-        local.depth = depth + 1
-        try:
-            with e.lock:
-                return method(self, *args, **kwargs)
-        finally:
-            local.depth = depth
-            if depth == 0 and e.flush_wanted:
-                e.after_unlock()
-    return wrapper  # type: ignore[return-value]
-
 
 class Engine:
     """Shared state and the write path of one open database (see the module docstring)."""
@@ -78,6 +54,7 @@ class Engine:
         self.listeners: list[Callable[[str, str, DocState], None]] = []
         self.callback_errors: list[Exception] = []
         self._cid_text: dict[bytes, str] = {}
+        self.texts = TextBursts(self)   # open text editing bursts (db/text.py)
         # Threads: one re-entrant lock guards every in-memory structure; `changed` is
         # notified when index builds progress (queries waiting for an index wake on it).
         self.lock = sink.lock
@@ -187,6 +164,7 @@ class Engine:
         with self.lock:
             self.check_open()
             self.now = now
+            self.texts.commit_due(now)
             due = self.sink.due(now) and now >= self.retry_after_ms
         if due and not self.sink.flush_background():
             self.retry_after_ms = now + RETRY_MS
@@ -229,6 +207,9 @@ class Engine:
                 wake.append(self.next_sweep_ms)
             if self.replica.held_count:
                 wake.append(now + SWEEP_MS)   # held blocks are released as time passes
+            burst = self.texts.next_due_ms()
+            if burst is not None:
+                wake.append(burst)
         if not wake:
             return None
         return max(0.0, (min(wake) - now) / 1000)

@@ -1,4 +1,4 @@
-"""The write sink's public face (DESIGN.md §4): `send` (fire-and-forget), `send_sync`
+"""The write sink's public face: `send` (fire-and-forget), `send_sync`
 (returns once durable) and `send_many`.
 
 An op is a dict: `collection` (name), `kind` (create | update | patch | delete | upsert),
