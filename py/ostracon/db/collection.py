@@ -19,7 +19,6 @@ from ..core.block import (
     check_doc_id,
     check_field,
 )
-from ..core.encoding import canonical
 from ..core.errors import (
     ClosedError,
     ConflictError,
@@ -34,10 +33,10 @@ from ..core.query.planner import execute as plan_execute
 from ..core.query.planner import explain as plan_explain
 from ..core.query.rebuild import COLD, HOT, WARM
 from ..core.query.schema import Schema, SchemaValidationError, parse_sdl
-from ..core.replica import Replica
 from ..core.state import DocState, counter_add
+from .docops import commit_info, needs_heads, schema_texts, set_ops, split_texts, with_texts
 from .locking import locked
-from .text import Text, TextHandle
+from .text import TextHandle
 from .views import DocViews, Source, own
 
 if TYPE_CHECKING:
@@ -46,45 +45,6 @@ if TYPE_CHECKING:
 
 #: Default page size of `scan`: large enough for UIs, small enough to bound one call.
 SCAN_LIMIT = 500
-
-
-def _needs_heads(*parts: Any) -> bool:
-    """Whether a filter/order mentions `_heads` (then internal views must carry it; else the
-    costly CID formatting is done only for the returned page). False positives are harmless."""
-    return any(_mentions_heads(p, 0) for p in parts)
-
-
-def _mentions_heads(v: Any, depth: int) -> bool:
-    # A walk, not repr(): repr of a huge int raises ValueError (Python's 4300-digit limit).
-    if type(v) is str:
-        return "_heads" in v
-    if depth > 64:
-        return False
-    if isinstance(v, dict):
-        return any(_mentions_heads(k, depth + 1) or _mentions_heads(x, depth + 1) for k, x in v.items())
-    if isinstance(v, (list, tuple)):
-        return any(_mentions_heads(x, depth + 1) for x in v)
-    return False
-
-
-def commit_info(replica: Replica, cid: bytes) -> dict:
-    """One commit as `history()` reports it (signature status: verified, pending, unsigned)."""
-    ch = replica.change(cid)
-    sealed = ch.seq <= replica.sealed_upto.get(ch.actor, 0)
-    if sealed:
-        status = "verified"
-    elif ch.actor == replica.actor:
-        status = "pending"  # not flushed yet: the seal is made at the next flush
-    else:
-        status = "unsigned"
-    return {
-        "cid": cidlib.format_cid(cid), "height": ch.height,
-        "parents": [cidlib.format_cid(p) for p in ch.parents],
-        "actor": ch.actor.hex(), "seq": ch.seq, "hlc": ch.hlc, "time": hlc.wall_ms(ch.hlc),
-        "ops": [list(op) for op in ch.ops],
-        "signature": {"status": status, "signer": ch.actor.hex() if sealed else None},
-        "schema": None if ch.schema is None else cidlib.format_cid(ch.schema),
-    }
 
 
 class Collection:
@@ -240,7 +200,7 @@ class Collection:
         while True:
             self._access("query")
             fdm = e.fallback_docs_max if fallback_docs_max is None else fallback_docs_max
-            src = self._src if _needs_heads(filter, order) else self._ksrc
+            src = self._src if needs_heads(filter, order) else self._ksrc
             try:
                 return plan_execute(src, self._ci, filter, order, limit=limit,
                                     offset=0 if offset is None else offset, after=after,
@@ -478,7 +438,7 @@ class Collection:
         raw = state.user_fields()
         changed = {k: v for k, v in user.items()
                    if k not in raw or type(raw[k]) is not type(v) or raw[k] != v}
-        ops = _set_ops(changed)
+        ops = set_ops(changed)
         ops.extend((OP_UNSET, k) for k in raw if k not in user)
         return ops
 
@@ -486,8 +446,8 @@ class Collection:
     def create(self, doc: dict, id: str | None = None) -> str:
         """Create a document; returns its id. An id of a live document → ConflictError.
         A `Text` value makes the field a collaborative text (see `text`)."""
-        doc, texts = _split_texts(_schema_texts(self._views.schema, doc))
-        ops = _set_ops(doc)
+        doc, texts = split_texts(schema_texts(self._views.schema, doc))
+        ops = set_ops(doc)
         e = self._e
         e.check_writable()
         check_collection(self.name)
@@ -506,7 +466,7 @@ class Collection:
             self._check_unique(doc, id)
         state = self._replica.doc(self.name, id)
         is_new = state is None
-        ops = _with_texts(e, state, ops, texts)
+        ops = with_texts(e, state, ops, texts)
         e.write(self.name, id, ops, self._views.schema_raw)
         if is_new:
             self._views.note_id(id)
@@ -516,8 +476,8 @@ class Collection:
     def update(self, doc_id: str, doc: dict, *, if_version: int | None = None,
                if_heads: Any = None, where: Any = None) -> str:
         """Replace the user fields (fields not given are removed). Returns the commit CID."""
-        doc, texts = _split_texts(_schema_texts(self._views.schema, doc))
-        ops = _set_ops(doc)
+        doc, texts = split_texts(schema_texts(self._views.schema, doc))
+        ops = set_ops(doc)
         self._e.check_writable()
         self._access("write")
         state = self._live(doc_id)
@@ -529,14 +489,14 @@ class Collection:
             self._check_unique(doc, doc_id)
         given = {op[1] for op in ops} | set(texts)
         ops.extend((OP_UNSET, f) for f in state.user_fields() if f not in given)
-        return self._write(doc_id, _with_texts(self._e, state, ops, texts))
+        return self._write(doc_id, with_texts(self._e, state, ops, texts))
 
     @locked
     def patch(self, doc_id: str, fields: dict, *, unset: Iterable[str] = (),
               if_version: int | None = None, if_heads: Any = None, where: Any = None) -> str:
         """Set the given fields (and remove those in `unset`). Returns the commit CID."""
-        fields, texts = _split_texts(_schema_texts(self._views.schema, fields))
-        ops = _set_ops(fields)
+        fields, texts = split_texts(schema_texts(self._views.schema, fields))
+        ops = set_ops(fields)
         unset = [check_field(f) for f in unset]
         if ({op[1] for op in ops} | set(texts)) & set(unset):
             raise ValidationError("a field cannot be both set and unset")
@@ -560,7 +520,7 @@ class Collection:
                 result.pop(f, None)
             self._check_unique(result, doc_id)
         unset_ops = [(OP_UNSET, f) for f in sorted(set(unset))]
-        ops = _with_texts(self._e, state, ops, texts)
+        ops = with_texts(self._e, state, ops, texts)
         mig = self._migration_ops(state)
         if mig:
             merged = {op[1]: op for op in mig}
@@ -629,63 +589,3 @@ class Collection:
             result[field] = (cur if type(cur) is int or type(cur) is float else 0) + by
             self._check_unique(result, doc_id)
         return self._write(doc_id, ops)
-
-
-_SCALARS = (str, int, float, bool, type(None), bytes)
-
-
-def _schema_texts(schema: Schema | None, doc: Any) -> Any:
-    """A str written to a field whose schema type is Text becomes a `Text` value."""
-    if schema is None or type(doc) is not dict:
-        return doc
-    out = None
-    for k, v in doc.items():
-        if type(v) is str and type(k) is str:
-            f = schema.get_field(k)
-            if f is not None and f.type.of is None and f.type.name == "Text":
-                if out is None:
-                    out = dict(doc)
-                out[k] = Text(v)
-    return doc if out is None else out
-
-
-def _split_texts(doc: Any) -> tuple[Any, dict[str, Text]]:
-    """(the document with each `Text` value as its str — what schemas, unique indexes and
-    validation see —, {field: Text})."""
-    if type(doc) is not dict:
-        return doc, {}
-    texts = {k: v for k, v in doc.items() if type(v) is Text}
-    if not texts:
-        return doc, texts
-    for k in texts:
-        check_field(k)
-    return {k: (v.initial if type(v) is Text else v) for k, v in doc.items()}, texts
-
-
-def _with_texts(engine: Engine, state: DocState | None, ops: list, texts: dict[str, Text]) -> list:
-    """Replace the set ops of text fields by text ops (built last: every check has passed)."""
-    if not texts:
-        return ops
-    out = [op for op in ops if op[1] not in texts]
-    out.extend(engine.texts.text_op(state, f, texts[f]) for f in sorted(texts))
-    return out
-
-
-def _set_ops(doc: Any) -> list:
-    if type(doc) is not dict:
-        raise ValidationError(f"a document must be a dict, not {type(doc).__name__}")
-    try:
-        names = sorted(doc)
-    except TypeError:
-        raise ValidationError("field names must be str") from None
-    ops = []
-    for name in names:
-        if type(name) is not str or not name or name[0] == "_" or len(name) > 256:
-            check_field(name)  # raises the precise error
-        v = doc[name]
-        t = type(v)
-        if t is float or t is int or t not in _SCALARS:  # NaN/Inf, int limit; containers: full walk
-            v = canonical(v)
-        ops.append((OP_SET, name, v))
-    return ops
-

@@ -58,7 +58,7 @@ from .indexing import (
     Indexing,
 )
 from .locking import locked
-from .schemas import META_SCHEMAS, SchemaCatalog
+from .schemas import META_SCHEMAS, SchemaCatalog, SchemaMethods
 from .sending import SendMixin
 from .sink import SINK_BATCH_OPS, SINK_INTERVAL_MS, SINK_MAX_QUEUED, WriteSink
 
@@ -78,13 +78,19 @@ def _parse_actor(a: Any) -> bytes:
     raise ValidationError(f"actor must be 32 bytes or 64 hex chars: {a!r:.80}")
 
 
-class Database(SendMixin):
+class Database(SendMixin, SchemaMethods):
     """An open Ostracon database. Use `ostracon.open(...)`.
 
     Every public method may be called from any thread (docs/STORAGE.md, Threads).
     `driver`: None (default) runs a background driver thread natively unless a `clock` is
     injected (then the caller drives time with `tick()`); True/False force it on/off. Where
     threads cannot start (Pyodide) there is no driver and the host's timer calls `tick()`.
+
+    Lifecycle limits (docs/STORAGE.md): `sink_batch_ops` (100) and `sink_interval_ms` (5,000)
+    are the sink's size and time triggers; `sink_max_queued` (10,000) changes waiting make a
+    writer flush itself (backpressure); `index_wait_ms` (30,000) bounds how long a query waits
+    for an index being built; `on_sink_error(exc)` is called when a background flush fails;
+    `location` names the database in messages.
     """
 
     def __init__(self, storage: Storage, *, identity: Any, crypto: Any,
@@ -106,7 +112,7 @@ class Database(SendMixin):
         for pname, v in (("fallback_docs_max", fallback_docs_max), ("index_wait_ms", index_wait_ms)):
             if type(v) is not int or v < 0:
                 raise ValidationError(f"{pname} must be an int >= 0")
-        self._closed_cleanly = False
+        self._constructed = False
         self.storage = storage
         self.identity = identity
         self.crypto = crypto
@@ -160,10 +166,10 @@ class Database(SendMixin):
                 self._engine.kick = d.kick
                 d.kick()
         driverlib.register(self)
-        self._closed_cleanly = True   # construction finished: __del__ may now warn
+        self._constructed = True   # construction finished: __del__ may now warn
 
     def __del__(self) -> None:
-        if not getattr(self, "_closed_cleanly", False):
+        if not getattr(self, "_constructed", False):
             return  # construction failed: nothing of ours is open
         if self._engine.closed:
             return
@@ -508,62 +514,6 @@ class Database(SendMixin):
         """Rebuild jobs (running, pending, recently finished) with their progress."""
         self._engine.check_open()
         return self._engine.indexing.status(collection)
-
-    # ------------------------------------------------------------ schemas
-
-    @locked
-    def define_schema(self, sdl: str) -> dict[str, str]:
-        """Register the types of `sdl` (DefraDB-like SDL; see docs/QUERIES.md) as the next
-        schema versions of the collections of the same names. Returns {name: version id}
-        (the CID of the canonical schema). Unchanged types keep their version. Writes to
-        those collections are validated from now on and their blocks carry the version id;
-        `@index` fields get indexes. Persisted in storage meta."""
-        e = self._engine
-        e.check_open()
-        out, changed = e.schemas.define(sdl)
-        if changed:
-            e.schemas.dirty = True
-            self._meta_dirty = True
-            self._schemas_changed()
-        for name, s in out.items():
-            col = self.collection(name)
-            for field, unique in s.indexes():
-                col.create_index(field, unique=unique)
-        return {n: s.version_id for n, s in out.items()}
-
-    def _schemas_changed(self) -> None:
-        self._gql.clear()
-        for col in self._collections.values():
-            col.refresh_schema()
-        for name in self.schemas.names():
-            if name not in self._collections:
-                try:
-                    self.collection(name)
-                except ValidationError:
-                    pass  # a type name that is no collection name (cannot hold documents)
-
-    @locked
-    def register_lens(self, from_version: str, to_version: str, fn: Callable[[dict], dict], *,
-                      reverse: Callable[[dict], dict] | None = None) -> None:
-        """A function translating a document's user fields from one schema version to
-        another (and optionally back). Reads of documents written under an older version go
-        through the shortest chain of lenses to the current one. Lenses are code: register
-        them again after every open."""
-        self._engine.check_open()
-        self._engine.schemas.register_lens(from_version, to_version, fn, reverse=reverse)
-
-    @locked
-    def schema_history(self, name: str) -> list[dict]:
-        """Every version of a schema, parents before children."""
-        self._engine.check_open()
-        return [{"version_id": s.version_id, "parents": list(s.parents), "height": s.height,
-                 "sdl": s.to_sdl()} for s in self.schemas.history(name)]
-
-    @locked
-    def schema_versions(self) -> dict[str, str]:
-        """{collection: current schema version id}."""
-        self._engine.check_open()
-        return {n: self.schemas.get(n).version_id for n in self.schemas.names()}
 
     # ------------------------------------------------------------ GraphQL
 
