@@ -32,6 +32,18 @@ MAX_PARENTS = 1024
 #: An increment's integer delta: signed 64 bits (the counter range, core/state.py).
 COUNTER_DELTA_MIN = -(2**63)
 COUNTER_DELTA_MAX = 2**63 - 1
+#: Commit metadata (provenance) of one block, encoded: a few names and input CIDs, not a
+#: payload. 4 KiB holds the documented keys at their limits with room to spare and keeps
+#: metadata a small fraction of MAX_BLOCK_BYTES.
+MAX_META_BYTES = 4096
+#: Length of each text value in commit metadata (stage, provider, model, run, note).
+MAX_META_TEXT = 256
+#: Input CIDs named by one commit: enough for a batch step that reads many documents.
+MAX_META_INPUTS = 64
+#: The keys commit metadata may carry (strict: anything else is refused, so a typo is
+#: caught at the write rather than silently stored). `inputs` holds binary CIDs.
+META_TEXT_KEYS = ("model", "note", "provider", "run", "stage")
+META_KEYS = ("inputs",) + META_TEXT_KEYS
 ACTOR_LEN = 32
 SIG_LEN = 64
 MAX_SEQ = 2**63 - 1
@@ -117,6 +129,7 @@ class Change:
     hlc: int
     ops: tuple[tuple, ...]
     schema: bytes | None = None
+    meta: dict | None = None
 
     def __post_init__(self) -> None:
         # Cheap structural checks; values inside ops were validated when they were made.
@@ -135,18 +148,70 @@ class Change:
         }
         if self.schema is not None:
             m["m"] = self.schema
+        if self.meta is not None:
+            m["e"] = self.meta
         return m
 
     def encode(self) -> bytes:
         """Canonical block bytes (keys are already in sorted order above)."""
         m = self.to_map()
-        if self.schema is None:
+        if self.schema is None and self.meta is None:
             return encode_canonical(m)
         return encode_canonical(canonical(m))
 
 
+def check_meta(meta: Any) -> dict:
+    """Validate commit metadata (block key `e`) and return it in block form.
+
+    Shape: a dict with any of `stage`, `provider`, `model`, `run`, `note` (non-empty str of
+    at most MAX_META_TEXT chars) and `inputs` (a list of at most MAX_META_INPUTS distinct
+    CIDs, binary or text; kept in the given order, stored binary). Encoded size at most
+    MAX_META_BYTES. Raises ValidationError for anything else (unknown keys included).
+    """
+    if type(meta) is not dict or not meta:
+        raise ValidationError("commit metadata must be a non-empty dict")
+    out: dict[str, Any] = {}
+    for k in sorted(meta, key=lambda x: x if type(x) is str else ""):
+        if type(k) is not str or k not in META_KEYS:
+            raise ValidationError(f"unknown commit metadata key {k!r:.40}; allowed: {', '.join(META_KEYS)}")
+        v = meta[k]
+        if k == "inputs":
+            if type(v) not in (list, tuple) or len(v) > MAX_META_INPUTS:
+                raise ValidationError(f"meta inputs must be a list of at most {MAX_META_INPUTS} CIDs")
+            raw = []
+            for c in v:
+                b = cidlib.parse_cid(c)
+                if b in raw:
+                    raise ValidationError("meta inputs must be distinct")
+                raw.append(b)
+            out[k] = raw
+        else:
+            if type(v) is not str or not v or len(v) > MAX_META_TEXT:
+                raise ValidationError(f"meta {k} must be a non-empty str of at most {MAX_META_TEXT} chars")
+            out[k] = v
+    if len(encode_canonical(canonical(out))) > MAX_META_BYTES:
+        raise ValidationError(f"commit metadata exceeds {MAX_META_BYTES} bytes encoded")
+    return out
+
+
+def meta_text(meta: dict | None) -> dict | None:
+    """Commit metadata as JSON-ready values (input CIDs as text)."""
+    if meta is None:
+        return None
+    out = dict(meta)
+    if "inputs" in out:
+        out["inputs"] = [cidlib.format_cid(c) for c in out["inputs"]]
+    return out
+
+
+# Top-level key orders a block may have: `e` (commit metadata) and `m` (schema) optional.
 _KEYS = ("a", "c", "d", "h", "o", "p", "s", "t", "v")
-_KEYS_M = ("a", "c", "d", "h", "m", "o", "p", "s", "t", "v")
+_KEY_ORDERS = frozenset((
+    _KEYS,
+    ("a", "c", "d", "h", "m", "o", "p", "s", "t", "v"),
+    ("a", "c", "d", "e", "h", "o", "p", "s", "t", "v"),
+    ("a", "c", "d", "e", "h", "m", "o", "p", "s", "t", "v"),
+))
 _VALUE_CONTAINERS = (dict, list)
 _SCALARS = (str, int, float, bool, type(None), bytes)
 
@@ -171,7 +236,7 @@ def decode_change(data: bytes, *, trusted: bool = False) -> Change:
     if type(m) is not dict:
         raise CorruptBlockError("block must be a map")
     keys = tuple(m)
-    if keys != _KEYS and keys != _KEYS_M:
+    if keys != _KEYS and keys not in _KEY_ORDERS:
         raise CorruptBlockError(f"block has wrong or unsorted keys: {list(keys)[:12]}")
     if m["v"] != FORMAT_VERSION or type(m["v"]) is not int:
         raise CorruptBlockError(f"unsupported block format version {m['v']!r}")
@@ -237,6 +302,13 @@ def decode_change(data: bytes, *, trusted: bool = False) -> Change:
     schema = m.get("m")
     if schema is not None and not cidlib.is_cid(schema):
         raise CorruptBlockError("schema id must be a CID")
+    meta = m.get("e")
+    if meta is not None:
+        try:
+            if check_meta(meta) != meta:
+                raise ValidationError("inputs must be binary CIDs")
+        except ValidationError as exc:
+            raise CorruptBlockError(f"commit metadata: {exc}") from None
     actor, seq, height = m["a"], m["s"], m["h"]
     if type(actor) is not bytes or len(actor) != ACTOR_LEN:
         raise CorruptBlockError("actor must be 32 bytes")
@@ -262,6 +334,7 @@ def decode_change(data: bytes, *, trusted: bool = False) -> Change:
     _set(ch, "hlc", t)
     _set(ch, "ops", tuple(checked))
     _set(ch, "schema", schema)
+    _set(ch, "meta", meta)
     return ch
 
 

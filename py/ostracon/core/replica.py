@@ -253,10 +253,11 @@ class Replica:
     # ------------------------------------------------------------ local writes
 
     def commit(self, collection: str, doc_id: str, ops: list, wall_ms: int,
-               schema: bytes | None = None) -> tuple[bytes, bytes, DocState]:
+               schema: bytes | None = None, meta: dict | None = None) -> tuple[bytes, bytes, DocState]:
         """Make, apply and return (cid, block bytes, doc state) for a local change.
 
-        `ops` must already be validated (field names checked, values canonical).
+        `ops` must already be validated (field names checked, values canonical); `meta`
+        is commit metadata as block.check_meta returns it.
         """
         if self.seq_of(self.actor) < self.own_floor:
             raise OwnHistoryMissingError(
@@ -275,7 +276,7 @@ class Replica:
         if len(parents) > MAX_PARENTS:  # merge wide fans in steps is future work; refuse loudly
             raise ValidationError(f"document has more than {MAX_PARENTS} concurrent heads")
         ch = Change(collection, doc_id, parents, state.height + 1, self.actor,
-                    self.seq_of(self.actor) + 1, self.clock.now(wall_ms), tuple(ops), schema)
+                    self.seq_of(self.actor) + 1, self.clock.now(wall_ms), tuple(ops), schema, meta)
         data = ch.encode()
         if len(data) > MAX_BLOCK_BYTES:
             # Every decoder refuses such a block (our own on reopen too): refuse the write.

@@ -34,7 +34,7 @@ from ..core.query.planner import explain as plan_explain
 from ..core.query.rebuild import COLD, HOT, WARM
 from ..core.query.schema import Schema, SchemaValidationError, parse_sdl
 from ..core.state import DocState, counter_add
-from .docops import commit_info, needs_heads, schema_texts, set_ops, split_texts, with_texts
+from .docops import commit_info, commit_meta, needs_heads, schema_texts, set_ops, split_texts, with_texts
 from .locking import locked
 from .text import TextHandle
 from .views import DocViews, Source, own
@@ -369,8 +369,10 @@ class Collection:
         state = self._state(doc_id)
         if state is None or state.deleted:
             raise NotFoundError(f"{self.name}/{doc_id} does not exist")
+        r = self._replica
         return {f: {"cid": cidlib.format_cid(s[2]), "actor": s[1].hex(), "hlc": s[0],
-                    "time": hlc.wall_ms(s[0])} for f, s in state.blame().items()}
+                    "time": hlc.wall_ms(s[0]), "meta": commit_meta(r, s[2])}
+                for f, s in state.blame().items()}
 
     # ------------------------------------------------------------ collaborative text
 

@@ -58,6 +58,7 @@ from .indexing import (
     Indexing,
 )
 from .locking import locked
+from .provenance import ProvenanceMixin
 from .schemas import META_SCHEMAS, SchemaCatalog, SchemaMethods
 from .sending import SendMixin
 from .sink import SINK_BATCH_OPS, SINK_INTERVAL_MS, SINK_MAX_QUEUED, WriteSink
@@ -78,7 +79,7 @@ def _parse_actor(a: Any) -> bytes:
     raise ValidationError(f"actor must be 32 bytes or 64 hex chars: {a!r:.80}")
 
 
-class Database(SendMixin, SchemaMethods):
+class Database(ProvenanceMixin, SendMixin, SchemaMethods):
     """An open Ostracon database. Use `ostracon.open(...)`.
 
     Every public method may be called from any thread (docs/STORAGE.md, Threads).

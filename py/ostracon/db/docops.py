@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import cid as cidlib
 from ..core import clock as hlc
-from ..core.block import OP_SET, check_field
+from ..core.block import OP_SET, check_field, meta_text
 from ..core.encoding import canonical
-from ..core.errors import ValidationError
+from ..core.errors import HistoryPrunedError, ValidationError
 from ..core.query.schema import Schema
 from ..core.replica import Replica
 from ..core.state import DocState
@@ -55,7 +55,17 @@ def commit_info(replica: Replica, cid: bytes) -> dict:
         "ops": [list(op) for op in ch.ops],
         "signature": {"status": status, "signer": ch.actor.hex() if sealed else None},
         "schema": None if ch.schema is None else cidlib.format_cid(ch.schema),
+        "meta": meta_text(ch.meta),
     }
+
+
+def commit_meta(replica: Replica, cid: bytes) -> dict | None:
+    """The commit's metadata as JSON-ready values; None without any or when compaction
+    pruned the block's body."""
+    try:
+        return meta_text(replica.change(cid).meta)
+    except HistoryPrunedError:
+        return None
 
 
 _SCALARS = (str, int, float, bool, type(None), bytes)

@@ -112,10 +112,12 @@ class Engine:
 
     def write(self, collection: str, doc_id: str, ops: list, schema: bytes | None = None) -> bytes:
         """Commit validated ops as one block, publish the change, queue it; returns the CID.
+        The block carries the commit metadata of the thread's innermost `provenance` scope.
         Flushes when the sink's rule says so (a failure is kept for the next flush)."""
         now = self.clock()
         self.now = now
-        cid, data, state = self.replica.commit(collection, doc_id, ops, now, schema)
+        meta = getattr(self.local, "meta", None)
+        cid, data, state = self.replica.commit(collection, doc_id, ops, now, schema, meta)
         sink = self.sink
         sink.add_local(data, now)
         self.publish(collection, doc_id, state)

@@ -2,8 +2,10 @@
 (returns once durable) and `send_many`.
 
 An op is a dict: `collection` (name), `kind` (create | update | patch | delete | upsert),
-`doc` (the fields; not for delete) and `id` (required except for create, where it is
-generated when absent: ids are client-made, so `send` knows it at once).
+`doc` (the fields; not for delete), `id` (required except for create, where it is
+generated when absent: ids are client-made, so `send` knows it at once) and, optionally,
+`meta` (commit metadata for provenance, db/provenance.py). `send_many(ops, meta=...)` gives
+every op of the batch the same metadata (an op's own `meta` wins).
 
 `send` applies the write to memory like any write (validation and conflicts raise at
 once) and returns the document id; the sink persists it within the durability contract
@@ -14,9 +16,11 @@ raises when the data is still not durable.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ..core.block import check_meta
 from ..core.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -25,11 +29,11 @@ if TYPE_CHECKING:
 KINDS = ("create", "update", "patch", "delete", "upsert")
 
 
-def check_op(op: Any, where: str = "op") -> tuple[str, str, dict | None, str | None]:
-    """(collection, kind, doc, id) of a well-formed op; ValidationError otherwise."""
+def check_op(op: Any, where: str = "op") -> tuple[str, str, dict | None, str | None, dict | None]:
+    """(collection, kind, doc, id, meta) of a well-formed op; ValidationError otherwise."""
     if type(op) is not dict:
         raise ValidationError(f"{where} must be a dict with collection, kind, doc and id")
-    unknown = set(op) - {"collection", "kind", "doc", "id"}
+    unknown = set(op) - {"collection", "kind", "doc", "id", "meta"}
     if unknown:
         raise ValidationError(f"{where} has unknown keys: {sorted(map(str, unknown))}")
     collection, kind, doc, doc_id = op.get("collection"), op.get("kind"), op.get("doc"), op.get("id")
@@ -46,7 +50,13 @@ def check_op(op: Any, where: str = "op") -> tuple[str, str, dict | None, str | N
         raise ValidationError(f"{where}: {kind} needs an id")
     if doc_id is not None and type(doc_id) is not str:
         raise ValidationError(f"{where}: id must be a str")
-    return collection, kind, doc, doc_id
+    meta = op.get("meta")
+    if meta is not None:
+        try:
+            meta = check_meta(meta)
+        except ValidationError as exc:
+            raise ValidationError(f"{where}: {exc}") from None
+    return collection, kind, doc, doc_id, meta
 
 
 class SendMixin:
@@ -58,7 +68,14 @@ class SendMixin:
     def flush(self) -> None:  # provided by Database
         raise NotImplementedError
 
-    def _apply_op(self, collection: str, kind: str, doc: dict | None, doc_id: str | None) -> str:
+    def provenance(self, meta: dict) -> contextlib.AbstractContextManager[Any]:  # Database
+        raise NotImplementedError
+
+    def _apply_op(self, collection: str, kind: str, doc: dict | None, doc_id: str | None,
+                  meta: dict | None = None) -> str:
+        if meta is not None:
+            with self.provenance(meta):
+                return self._apply_op(collection, kind, doc, doc_id)
         col = self.collection(collection)
         if kind == "create":
             return col.create(doc or {}, id=doc_id)
@@ -86,8 +103,10 @@ class SendMixin:
         self.flush()
         return doc_id
 
-    def send_many(self, ops: Iterable[dict]) -> list[str]:
+    def send_many(self, ops: Iterable[dict], *, meta: dict | None = None) -> list[str]:
         """Apply ops in order; returns their ids. Every op is checked for shape before any
-        is applied; an op refused while applying raises, the ops before it stay applied."""
+        is applied; an op refused while applying raises, the ops before it stay applied.
+        `meta`: commit metadata for every op of the batch (an op's own `meta` wins)."""
         checked = [check_op(op, f"op {i}") for i, op in enumerate(ops)]
-        return [self._apply_op(*c) for c in checked]
+        batch = None if meta is None else check_meta(meta)
+        return [self._apply_op(c, k, d, i, m if m is not None else batch) for c, k, d, i, m in checked]
