@@ -10,7 +10,6 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from .core import cid as cidlib
 from .core.block import decode_change
 from .core.errors import OstraconError
 
@@ -91,27 +90,23 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _changes(db: Any) -> Iterator[tuple[bytes, Any]]:
-    r = db.replica
-    for c in r.order:
-        if c in r.blocks:  # pruned blocks have no body to show
-            yield c, decode_change(r.blocks[c])
-
-
 def cmd_log(args: argparse.Namespace) -> int:
     from .core.clock import wall_ms
+    from .db.audit import audit_entries
     db = _open(args.path)
     try:
-        for c, ch in _changes(db):
-            entry = {"cid": cidlib.format_cid(c), "collection": ch.collection, "id": ch.doc_id,
-                     "actor": ch.actor.hex(), "seq": ch.seq, "time": wall_ms(ch.hlc),
-                     "ops": _json_value([list(op) for op in ch.ops])}
+        for entry in audit_entries(db.replica):
+            meta = entry["meta"] or {}
+            if args.stage is not None and meta.get("stage") != args.stage:
+                continue
             if args.ndjson:
                 print(json.dumps(entry, ensure_ascii=False, sort_keys=True))
-            else:
-                ops = ", ".join(_describe_op(op) for op in ch.ops) or "(no field changes)"
-                print(f"{entry['cid'][:16]}… {ch.collection}/{ch.doc_id} by {entry['actor'][:12]} "
-                      f"#{ch.seq} at {_iso(entry['time'])}: {ops}")
+                continue
+            ch = decode_change(base64.b64decode(entry["block"]))
+            ops = ", ".join(_describe_op(op) for op in ch.ops) or "(no field changes)"
+            by = "".join(f" {k}={meta[k]}" for k in ("stage", "provider", "model") if k in meta)
+            print(f"{entry['cid'][:16]}… {ch.collection}/{ch.doc_id} by {entry['actor'][:12]} "
+                  f"#{ch.seq} at {_iso(wall_ms(ch.hlc))}{by}: {ops}")
     finally:
         db.close()
     return 0
@@ -245,6 +240,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     created = updated = 0
     try:
         with open(args.file, encoding="utf-8") as fh:
+            first = next((line for line in fh if line.strip()), "")
+            fh.seek(0)
+            if _is_audit_line(first):
+                from .db.audit import replay
+                n = replay(db, _audit_lines(args.file, fh))
+                db.flush()
+                print(f"imported: {n} blocks replayed")
+                return 0
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
@@ -263,12 +266,33 @@ def cmd_import(args: argparse.Namespace) -> int:
                     col.create(fields, id=doc_id)
                     created += 1
         db.flush()
-    except ostracon.ValidationError as exc:
+    except (ostracon.ValidationError, ostracon.CorruptBlockError) as exc:
         raise CliError(f"{args.file}: {exc}") from exc
     finally:
         db.close()
     print(f"imported: {created} created, {updated} updated")
     return 0
+
+
+def _is_audit_line(line: str) -> bool:
+    from .db.audit import is_audit_entry
+    try:
+        return is_audit_entry(json.loads(line))
+    except ValueError:
+        return False
+
+
+def _audit_lines(name: str, fh: Any) -> Iterator[Any]:
+    from .db.audit import MAX_LINE_CHARS
+    for lineno, line in enumerate(fh, 1):
+        if not line.strip():
+            continue
+        if len(line) > MAX_LINE_CHARS:
+            raise CliError(f"{name}:{lineno}: line longer than {MAX_LINE_CHARS} chars")
+        try:
+            yield json.loads(line)
+        except ValueError:
+            raise CliError(f"{name}:{lineno}: not JSON") from None
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
@@ -293,7 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("log", help="the audit trail: one change per line")
     s.add_argument("path")
-    s.add_argument("--ndjson", action="store_true", help="one JSON object per line")
+    s.add_argument("--ndjson", action="store_true",
+                   help="one self-contained JSON object per block (block bytes and seal included; "
+                        "`ostracon import` replays it)")
+    s.add_argument("--stage", default=None, help="only commits whose metadata names this stage")
     s.set_defaults(fn=cmd_log)
 
     s = sub.add_parser("history", help="a document's commits")
@@ -328,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", help="file to write (default stdout)")
     s.set_defaults(fn=cmd_export)
 
-    s = sub.add_parser("import", help="create/update documents from an NDJSON export")
+    s = sub.add_parser("import", help="create/update documents from an NDJSON export, "
+                                      "or replay a `log --ndjson` audit trail")
     s.add_argument("path")
     s.add_argument("file")
     s.set_defaults(fn=cmd_import)
