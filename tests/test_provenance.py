@@ -170,3 +170,18 @@ def test_trace_goes_from_a_field_to_the_commit_and_its_inputs(db):
         db.trace("pages", "p1", "nofield")
     with pytest.raises(NotFoundError):
         db.trace("pages", "nodoc", "text")
+
+
+def test_readme_tracing_example_prints_what_it_says(tmp_path):
+    import pathlib
+    import subprocess
+    import sys
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Tracing a value back (provenance)", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    expected = section.split("```text\n", 1)[1].split("```", 1)[0]
+    env = {"PYTHONPATH": str(pathlib.Path(__file__).parent.parent / "py")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                          timeout=300, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == expected
