@@ -525,15 +525,19 @@ class Database(ProvenanceMixin, SendMixin, SchemaMethods):
         docs/QUERIES.md): `{"data": ..., "errors": [...]}` as the spec shapes it; errors
         carry messages and paths, never a traceback."""
         self._engine.check_open()
-        api = self._gql.get(bool(allow_mutations))
+        # Collections without a schema are exposed with JSON types: the API is rebuilt when
+        # that set changes (schema changes clear the cache).
+        loose = tuple(n for n in self.collections() if n not in self.schemas.names())
+        cached = self._gql.get(bool(allow_mutations))
+        api = cached[1] if cached is not None and cached[0] == loose else None
         if api is None:
             from .graphql import DatabaseBackend, GraphQLAPI
             try:
                 api = GraphQLAPI(self.schemas, DatabaseBackend(self),
-                                 allow_mutations=bool(allow_mutations))
+                                 allow_mutations=bool(allow_mutations), loose=loose)
             except OstraconError as e:
                 return {"errors": [{"message": f"{type(e).__name__}: {e}"}]}
-            self._gql[bool(allow_mutations)] = api
+            self._gql[bool(allow_mutations)] = (loose, api)
         return api.execute(query, variables, operation_name)
 
     # ------------------------------------------------------------ change feed

@@ -5,13 +5,23 @@ For every collection schema `Todo` (core.schema.Schema) the generated GraphQL sc
     query {
       Todo(filter: TodoFilterArg, order: [TodoOrderArg], limit: Int, offset: Int,
            docID: [ID], cid: String): [Todo]
-      _commits(docID: ID!): [Commit]      # cid height links { cid } actor signature
+      _commits(docID: ID, cid: String, depth: Int): [Commit]  # cid height links { cid } actor
+                                                               # signature meta
+      _count(Todo: {filter: TodoFilterArg}): Int!
     }
     mutation {
       create_Todo(input: [TodoMutationInputArg!]!): [Todo]
       update_Todo(docID: [ID], filter: TodoFilterArg, input: TodoMutationInputArg!): [Todo]
       delete_Todo(docID: [ID], filter: TodoFilterArg): [Todo]
+      upsert_Todo(filter: TodoFilterArg!, create: TodoMutationInputArg!,
+                  update: TodoMutationInputArg!): [Todo]
     }
+
+A collection without a schema is exposed too (`loose`): `pages(filter: JSON, order: JSON,
+...)` returning the metadata fields and `_doc` (the user fields as JSON); its mutations
+take JSON inputs. In filters `{done: true}` is shorthand for `{done: {_eq: true}}`
+(db/graphql_backend.py). `_commits(cid:, depth:)` walks at most `depth` parent links from
+`cid` (or from the document's heads).
 
 `Todo` has the schema's fields plus `_docID` (DefraDB's name for `_id`), `_version`,
 `_created`, `_updated`, `_deleted`, `_heads`. Filters use the query language of
@@ -79,14 +89,11 @@ from graphql import (
     value_from_ast_untyped,
 )
 
-from ..core import cid as cidlib
-from ..core.block import check_doc_id, decode_seal
-from ..core.errors import NotFoundError, OstraconError, ValidationError
-from ..core.query.filters import compile_filter
+from ..core.errors import OstraconError, ValidationError
 from ..core.query.schema import FieldType, Schema, SchemaRegistry, TypeDef, _is_datetime
-from ..core.replica import Replica
+from .graphql_backend import DatabaseBackend, expand_shorthand, walk_commits
 
-__all__ = ["GraphQLAPI", "build_graphql_schema", "MAX_QUERY_CHARS", "MAX_QUERY_DEPTH"]
+__all__ = ["GraphQLAPI", "DatabaseBackend", "build_graphql_schema", "MAX_QUERY_CHARS", "MAX_QUERY_DEPTH"]
 
 # Limits (named, documented): the endpoint takes untrusted text; bound parse and walk work.
 MAX_QUERY_CHARS = 100_000
@@ -167,6 +174,17 @@ _SCALARS = {"String": GraphQLString, "Int": GraphQLInt, "Float": GraphQLFloat,
 Ordering = GraphQLEnumType("Ordering", {"ASC": "ASC", "DESC": "DESC"})
 
 
+def _meta_fields() -> dict[str, GraphQLField]:
+    return {
+        "_docID": GraphQLField(GraphQLID, resolve=lambda d, i: d.get("_id")),
+        "_version": GraphQLField(GraphQLInt),
+        "_created": GraphQLField(GraphQLFloat),
+        "_updated": GraphQLField(GraphQLFloat),
+        "_deleted": GraphQLField(GraphQLBoolean),
+        "_heads": GraphQLField(GraphQLList(GraphQLString)),
+    }
+
+
 def _operator_block(name: str, t: GraphQLInputType, *, ordered: bool, like: bool) -> GraphQLInputObjectType:
     fields = {"_eq": GraphQLInputField(t), "_ne": GraphQLInputField(t),
               "_in": GraphQLInputField(GraphQLList(t)), "_nin": GraphQLInputField(GraphQLList(t))}
@@ -202,13 +220,15 @@ Commit = GraphQLObjectType("Commit", {
     "collection": GraphQLField(GraphQLString),
     "docID": GraphQLField(GraphQLID),
     "schemaVersionId": GraphQLField(GraphQLString),
+    "meta": GraphQLField(JSON),
 })
 
 
 # --- backend --------------------------------------------------------------------------------
 
 class _Backend:
-    """Normalises an object or a mapping of callables into the five operations."""
+    """Normalises an object or a mapping of callables into the five operations (and the
+    optional `count(collection, filter)` and `locate(cid) -> doc id`)."""
 
     OPS = ("find", "create", "update", "delete", "commits")
     find: Callable[..., list[dict]]
@@ -218,11 +238,17 @@ class _Backend:
     commits: Callable[..., list[dict]]
 
     def __init__(self, backend: Any):
+        def get(op: str) -> Any:
+            return backend.get(op) if isinstance(backend, Mapping) else getattr(backend, op, None)
         for op in self.OPS:
-            fn = backend.get(op) if isinstance(backend, Mapping) else getattr(backend, op, None)
+            fn = get(op)
             if not callable(fn):
                 raise ValidationError(f"GraphQL backend lacks a callable {op!r}")
             setattr(self, op, fn)
+        count, locate = get("count"), get("locate")
+        self.count: Callable[..., int] = count if callable(count) else (
+            lambda collection, filter: len(self.find(collection, filter, None, None, 0, None)))
+        self.locate: Callable[[str], str] | None = locate if callable(locate) else None
 
 
 def _guard(fn: Callable) -> Callable:
@@ -281,16 +307,20 @@ class _Builder:
             def fields() -> dict[str, GraphQLField]:
                 out = {f.name: GraphQLField(self.out_type(f.type)) for f in td.fields}
                 if name in self.schemas:
-                    out.update({
-                        "_docID": GraphQLField(GraphQLID, resolve=lambda d, i: d.get("_id")),
-                        "_version": GraphQLField(GraphQLInt),
-                        "_created": GraphQLField(GraphQLFloat),
-                        "_updated": GraphQLField(GraphQLFloat),
-                        "_deleted": GraphQLField(GraphQLBoolean),
-                        "_heads": GraphQLField(GraphQLList(GraphQLString)),
-                    })
+                    out.update(_meta_fields())
                 return out
             self.objects[name] = GraphQLObjectType(name, fields)
+        return self.objects[name]
+
+    def loose_obj(self, name: str) -> GraphQLObjectType:
+        """A collection without a schema: the metadata fields and `_doc`, the user fields
+        as one JSON object."""
+        if name not in self.objects:
+            self.objects[name] = GraphQLObjectType(name, lambda: {
+                **_meta_fields(),
+                "_doc": GraphQLField(JSON, resolve=lambda d, i: {
+                    k: v for k, v in d.items() if not k.startswith("_")}),
+            })
         return self.objects[name]
 
     # filter / order / mutation inputs
@@ -359,8 +389,8 @@ class _Builder:
             flt = {"_and": [flt, {"_id": {"_in": list(docID)}}]}
         return flt
 
-    def query_field(self, s: Schema) -> GraphQLField:
-        name = s.name
+    def query_field(self, name: str, obj: GraphQLOutputType, flt: GraphQLInputType,
+                    order: GraphQLInputType) -> GraphQLField:
         backend = self.backend
 
         def resolve(root: Any, info: GraphQLResolveInfo, filter: dict | None = None, order: Any = None,
@@ -368,24 +398,38 @@ class _Builder:
                     cid: str | None = None) -> list[dict]:
             return backend.find(name, self._target_filter(filter, docID), order, limit,
                                 offset or 0, cid)
-        return GraphQLField(GraphQLList(self.obj(name)), args={
-            "filter": GraphQLArgument(self.filter_arg(name)),
-            "order": GraphQLArgument(GraphQLList(self.order_arg(name))),
+        return GraphQLField(GraphQLList(obj), args={
+            "filter": GraphQLArgument(flt),
+            "order": GraphQLArgument(GraphQLList(order)),
             "limit": GraphQLArgument(GraphQLInt),
             "offset": GraphQLArgument(GraphQLInt),
             "docID": GraphQLArgument(GraphQLList(GraphQLNonNull(GraphQLID))),
             "cid": GraphQLArgument(GraphQLString),
         }, resolve=_guard(resolve))
 
+    def typed_fields(self, s: Schema) -> tuple[GraphQLField, dict[str, GraphQLField]]:
+        name = s.name
+        return (self.query_field(name, self.obj(name), self.filter_arg(name), self.order_arg(name)),
+                self.mutation_fields(name, self.obj(name), self.filter_arg(name), self.input_arg(name),
+                                     s.validate))
+
+    def loose_fields(self, name: str) -> tuple[GraphQLField, dict[str, GraphQLField]]:
+        def validate(doc: Any, partial: bool = False) -> None:
+            if not isinstance(doc, dict):
+                raise ValidationError(f"{name}: a document must be a JSON object")
+        return (self.query_field(name, self.loose_obj(name), JSON, JSON),
+                self.mutation_fields(name, self.loose_obj(name), JSON, JSON, validate))
+
     def _writes(self) -> None:
         if not self.allow_mutations:
             raise GraphQLError("writes are disabled on this endpoint")
 
-    def mutation_fields(self, s: Schema) -> dict[str, GraphQLField]:
-        name = s.name
+    def mutation_fields(self, name: str, one: GraphQLOutputType,
+                        flt_type: GraphQLInputObjectType | GraphQLScalarType,
+                        inp: GraphQLInputObjectType | GraphQLScalarType,
+                        validate: Callable[..., None]) -> dict[str, GraphQLField]:
         backend = self.backend
-        obj = GraphQLList(self.obj(name))
-        inp = self.input_arg(name)
+        obj = GraphQLList(one)
 
         def create(root: Any, info: GraphQLResolveInfo, input: dict | list[dict]) -> list[dict]:
             self._writes()
@@ -393,7 +437,7 @@ class _Builder:
             if len(docs) > MAX_MUTATION_INPUTS:
                 raise ValidationError(f"create_{name}: at most {MAX_MUTATION_INPUTS} documents per call")
             for d in docs:  # validate all first: all or nothing on schema errors
-                s.validate(d)
+                validate(d)
             return [backend.create(name, d) for d in docs]
 
         def targets(filter: dict | None, docID: list[str] | None, what: str) -> list[dict]:
@@ -404,8 +448,21 @@ class _Builder:
         def update(root: Any, info: GraphQLResolveInfo, input: dict, filter: dict | None = None,
                    docID: list[str] | None = None) -> list[dict]:
             self._writes()
-            s.validate(input, partial=True)
+            validate(input, partial=True)
             return [backend.update(name, d["_id"], input) for d in targets(filter, docID, "update")]
+
+        def upsert(root: Any, info: GraphQLResolveInfo, filter: dict, create: dict, update: dict) -> list[dict]:
+            # DefraDB's upsert: the one document matching `filter` is patched with `update`;
+            # none → `create` is created; more than one → refused (nothing written).
+            self._writes()
+            found = backend.find(name, filter, None, 2, 0, None)
+            if len(found) > 1:
+                raise ValidationError(f"upsert_{name}: the filter matches more than one document")
+            if found:
+                validate(update, partial=True)
+                return [backend.update(name, found[0]["_id"], update)]
+            validate(create)
+            return [backend.create(name, create)]
 
         def delete(root: Any, info: GraphQLResolveInfo, filter: dict | None = None,
                    docID: list[str] | None = None) -> list[dict]:
@@ -417,7 +474,7 @@ class _Builder:
             return out
 
         ids = GraphQLArgument(GraphQLList(GraphQLNonNull(GraphQLID)))
-        flt = GraphQLArgument(self.filter_arg(name))
+        flt = GraphQLArgument(flt_type)
         return {
             f"create_{name}": GraphQLField(obj, args={
                 "input": GraphQLArgument(GraphQLNonNull(GraphQLList(GraphQLNonNull(inp))))},
@@ -427,39 +484,75 @@ class _Builder:
                 resolve=_guard(update)),
             f"delete_{name}": GraphQLField(obj, args={"filter": flt, "docID": ids},
                                            resolve=_guard(delete)),
+            f"upsert_{name}": GraphQLField(obj, args={
+                "filter": GraphQLArgument(GraphQLNonNull(flt_type)),
+                "create": GraphQLArgument(GraphQLNonNull(inp)),
+                "update": GraphQLArgument(GraphQLNonNull(inp))}, resolve=_guard(upsert)),
         }
 
     def commits_field(self) -> GraphQLField:
         backend = self.backend
 
-        def resolve(root: Any, info: GraphQLResolveInfo, docID: str) -> list[dict]:
+        def resolve(root: Any, info: GraphQLResolveInfo, docID: str | None = None, cid: str | None = None,
+                    depth: int | None = None) -> list[dict]:
+            if docID is None:
+                if cid is None or backend.locate is None:
+                    raise ValidationError("_commits needs docID (or a cid this replica holds)")
+                docID = backend.locate(cid)
             out = []
             for c in backend.commits(docID):
-                links = [{"cid": x} if isinstance(x, str) else x for x in (c.get("links") or [])]
+                links = [x if isinstance(x, str) else x.get("cid") for x in (c.get("links") or [])]
                 out.append({**c, "links": links})
-            return out
-        return GraphQLField(GraphQLList(Commit), args={"docID": GraphQLArgument(GraphQLNonNull(GraphQLID))},
-                            resolve=_guard(resolve))
+            out = walk_commits(out, cid, depth)
+            return [{**c, "links": [{"cid": x} for x in c["links"]]} for c in out]
+        return GraphQLField(GraphQLList(Commit), args={
+            "docID": GraphQLArgument(GraphQLID), "cid": GraphQLArgument(GraphQLString),
+            "depth": GraphQLArgument(GraphQLInt)}, resolve=_guard(resolve))
 
-    def build(self) -> GraphQLSchema:
-        query = {s.name: self.query_field(s) for s in self.schemas.values()}
-        query["_commits"] = self.commits_field()
-        mutation = {}
+    def count_field(self, filters: dict[str, GraphQLInputType]) -> GraphQLField:
+        """DefraDB's top-level aggregate: `_count(pages: {filter: {...}})` counts the live
+        documents of one collection (all of them without a filter)."""
+        backend = self.backend
+        args = {name: GraphQLArgument(GraphQLInputObjectType(f"{name}CountArg", {
+            "filter": GraphQLInputField(t)})) for name, t in filters.items()}
+
+        def resolve(root: Any, info: GraphQLResolveInfo, **given: Any) -> int:
+            if len(given) != 1:
+                raise ValidationError("_count takes exactly one collection argument")
+            [(name, arg)] = given.items()
+            return int(backend.count(name, (arg or {}).get("filter")))
+        return GraphQLField(GraphQLNonNull(GraphQLInt), args=args, resolve=_guard(resolve))
+
+    def build(self, loose: Iterable[str] = ()) -> GraphQLSchema:
+        query: dict[str, GraphQLField] = {}
+        mutation: dict[str, GraphQLField] = {}
+        filters: dict[str, GraphQLInputType] = {}
         for s in self.schemas.values():
-            mutation.update(self.mutation_fields(s))
+            query[s.name], muts = self.typed_fields(s)
+            mutation.update(muts)
+            filters[s.name] = self.filter_arg(s.name)
+        for name in loose:
+            if name in self.schemas or name in self.typedefs or not _NAME_RE.fullmatch(name):
+                continue  # a name GraphQL cannot spell (or a type's) is served by find()
+            query[name], muts = self.loose_fields(name)
+            mutation.update(muts)
+            filters[name] = JSON
+        query["_commits"] = self.commits_field()
+        if filters:
+            query["_count"] = self.count_field(filters)
         return GraphQLSchema(
             query=GraphQLObjectType("Query", query),
             mutation=GraphQLObjectType("Mutation", mutation) if mutation else None)
 
 
 def build_graphql_schema(schemas: Iterable[Schema] | SchemaRegistry, backend: Any, *,
-                         allow_mutations: bool = True) -> GraphQLSchema:
+                         allow_mutations: bool = True, loose: Iterable[str] = ()) -> GraphQLSchema:
+    """The GraphQL schema of the given collection schemas, plus `loose` collections (names
+    without a schema, exposed with a JSON filter and a `_doc` JSON field)."""
     if isinstance(schemas, SchemaRegistry):
         schemas = [schemas.get(n) for n in schemas.names()]
     schemas = list(schemas)
-    if not schemas:
-        raise ValidationError("GraphQL: no collection schemas to expose")
-    return _Builder(schemas, _Backend(backend), allow_mutations).build()
+    return _Builder(schemas, _Backend(backend), allow_mutations).build(sorted(loose))
 
 
 def _depth(doc: DocumentNode) -> int:
@@ -494,8 +587,9 @@ class GraphQLAPI:
     """`api.execute(query, variables)` → a spec-shaped response dict."""
 
     def __init__(self, schemas: Iterable[Schema] | SchemaRegistry, backend: Any, *,
-                 allow_mutations: bool = True):
-        self.schema = build_graphql_schema(schemas, backend, allow_mutations=allow_mutations)
+                 allow_mutations: bool = True, loose: Iterable[str] = ()):
+        self.schema = build_graphql_schema(schemas, backend, allow_mutations=allow_mutations,
+                                           loose=loose)
 
     def execute(self, query: str, variables: dict | None = None,
                 operation_name: str | None = None) -> dict:
@@ -511,6 +605,7 @@ class GraphQLAPI:
             return {"errors": [e.formatted]}
         if _depth(doc) > MAX_QUERY_DEPTH:
             return {"errors": [{"message": f"query nested deeper than {MAX_QUERY_DEPTH}"}]}
+        doc, variables = expand_shorthand(self.schema, doc, variables)
         errors = validate(self.schema, doc)
         if errors:
             return {"errors": [e.formatted for e in errors]}
@@ -524,71 +619,3 @@ class GraphQLAPI:
         return dict(result.formatted)
 
 
-# --------------------------------------------------------------------------------------
-# The backend over a Database
-
-class DatabaseBackend:
-    """The five operations GraphQLAPI needs, over Collection methods (so the
-    same validation, uniqueness, tiers and planner apply as to native calls)."""
-
-    def __init__(self, db: Any) -> None:
-        self.db = db
-
-    def find(self, collection: str, filter: Any, order: Any, limit: Any, offset: Any,
-             cid: str | None) -> list[dict]:
-        col = self.db.collection(collection)
-        if cid is None:
-            return col.find(filter, order, limit, offset)
-        # `cid`: the document as it was at that commit (DefraDB's time-travel query).
-        raw = cidlib.parse_cid(cid)
-        info = self.db.replica.info.get(raw)
-        if info is None:
-            raise NotFoundError(f"no commit {cid}")
-        if info.collection != collection:
-            return []
-        doc = col.get(info.doc_id, at=cid, include_deleted=True)
-        if doc is None or doc["_deleted"] or not compile_filter(filter).match(doc):
-            return []
-        return [doc]
-
-    def create(self, collection: str, doc: dict) -> dict:
-        col = self.db.collection(collection)
-        return col.get(col.create(doc))
-
-    def update(self, collection: str, doc_id: str, fields: dict) -> dict:
-        col = self.db.collection(collection)
-        col.patch(doc_id, fields)
-        return col.get(doc_id)
-
-    def delete(self, collection: str, doc_id: str) -> dict | None:
-        col = self.db.collection(collection)
-        col.delete(doc_id)
-        return col.get(doc_id, include_deleted=True)
-
-    def commits(self, doc_id: str) -> list[dict]:
-        """Every commit of the document(s) with this id, in any collection: cid, height,
-        links (parents), actor, signature (hex Ed25519 signature of the seal covering the
-        commit; null until the batch is flushed), collection, docID, schemaVersionId."""
-        db = self.db
-        check_doc_id(doc_id)
-        r = db.replica
-        out = []
-        for name in db.collections():
-            if r.doc(name, doc_id) is None:
-                continue
-            for c in db.collection(name).history(doc_id, allow_pruned=True):
-                if "cid" not in c:
-                    continue  # the pruned-history marker
-                actor = bytes.fromhex(c["actor"])
-                out.append({"cid": c["cid"], "height": c["height"], "links": c["parents"],
-                            "actor": c["actor"], "signature": _seal_signature(r, actor, c["seq"]),
-                            "collection": name, "docID": doc_id,
-                            "schemaVersionId": c["schema"]})
-        return out
-
-
-def _seal_signature(r: Replica, actor: bytes, seq: int) -> str | None:
-    for first, last, data in r.seals.get(actor, ()):
-        if first <= seq <= last:
-            return decode_seal(data).signature.hex()
-    return None
