@@ -79,6 +79,32 @@ def check_ordering_and_positions(h):
     s.close()
 
 
+def check_compact_keeps_the_newest_snapshots_asked_for(h):
+    s = h.open()
+    for i in range(4):
+        s.append([bytes([i])])
+        s.flush()
+        s.write_snapshot(b"state%d" % i, s.last_position())
+    _raises(ValueError, s.compact, 4, 0)
+    try:
+        s.compact(4, 3)
+    except StorageError:  # an adapter that keeps one snapshot says so, and keeps one
+        s.compact(4)
+        assert s.snapshot_positions() == [4] and s.load_snapshot() == (b"state3", 4)
+        s.close()
+        return
+    assert s.snapshot_positions() == [2, 3, 4]
+    assert s.load_snapshot() == (b"state3", 4) and list(s.records()) == []
+    s = _reopen(h, s)
+    assert s.snapshot_positions() == [2, 3, 4]
+    s.append([b"z"])
+    s.flush()
+    s.write_snapshot(b"state4", 5)
+    s.compact(5)
+    assert s.snapshot_positions() == [5]
+    s.close()
+
+
 def check_reopen_keeps_everything_flushed(h):
     s = h.open()
     s.append([b"a", b"b"])
@@ -194,6 +220,7 @@ CONTRACT = [
     check_empty_and_large_records,
     check_ordering_and_positions,
     check_reopen_keeps_everything_flushed,
+    check_compact_keeps_the_newest_snapshots_asked_for,
     check_snapshot_replacement,
     check_meta_key_prefix_collisions,
     check_compact_positions,

@@ -108,3 +108,21 @@ def test_a_forged_seal_does_not_verify(dbdir, tmp_path, capsys):
     code, _, _ = run(capsys, "import", tmp_path / "dest", trail)
     with ostracon.open(tmp_path / "dest", read_only=True) as b:
         assert "pages" not in b.collections() or b.collection("pages").get("p1") is None
+
+
+def test_compaction_keeps_the_last_k_snapshots_for_audit(dbdir, capsys):
+    with ostracon.open(dbdir) as db:
+        db.compact()
+        db.collection("pages").create({"text": "d"}, id="p3")
+        db.compact(keep_snapshots=2)
+        assert len(db.storage.snapshot_positions()) == 2
+        with pytest.raises(ValidationError):
+            db.compact(keep_snapshots=0)
+    code, out, _ = run(capsys, "compact", dbdir, "--keep-snapshots", "3")
+    assert code == 0
+    with ostracon.open(dbdir, read_only=True) as db:
+        assert len(db.storage.snapshot_positions()) == 3
+        assert db.verify() == []
+    code, out, _ = run(capsys, "compact", dbdir)
+    with ostracon.open(dbdir, read_only=True) as db:
+        assert len(db.storage.snapshot_positions()) == 1

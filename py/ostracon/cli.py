@@ -181,9 +181,9 @@ def cmd_compact(args: argparse.Namespace) -> int:
     db = _open(args.path, read_only=False)
     try:
         if args.prune_before is not None:
-            pos = db.compact(prune_before=args.prune_before)
+            pos = db.compact(prune_before=args.prune_before, keep_snapshots=args.keep_snapshots)
         else:
-            pos = db.compact()
+            pos = db.compact(keep_snapshots=args.keep_snapshots)
     finally:
         db.close()
     print(f"compacted: snapshot at record {pos}")
@@ -339,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("path")
     s.add_argument("--prune-before", type=int, default=None, metavar="MS",
                    help="also drop block bodies older than this wall time (ms since epoch), keeping a checkpoint")
+    s.add_argument("--keep-snapshots", type=int, default=1, metavar="K",
+                   help="keep the newest K snapshots (older states for audit; default 1)")
     s.set_defaults(fn=cmd_compact)
 
     s = sub.add_parser("index", help="create a secondary index and wait until it is built")

@@ -79,6 +79,11 @@ def _parse_actor(a: Any) -> bytes:
     raise ValidationError(f"actor must be 32 bytes or 64 hex chars: {a!r:.80}")
 
 
+#: Snapshots `compact()` keeps by default: the new one only (each snapshot is a full copy of
+#: the state; keeping more is an explicit choice for audit).
+KEEP_SNAPSHOTS = 1
+
+
 class Database(ProvenanceMixin, SendMixin, SchemaMethods):
     """An open Ostracon database. Use `ostracon.open(...)`.
 
@@ -386,9 +391,10 @@ class Database(ProvenanceMixin, SendMixin, SchemaMethods):
         out["driver"] = self._engine.driven
         return out
 
-    def compact(self, prune_before: int | None = None) -> int:
+    def compact(self, prune_before: int | None = None, *, keep_snapshots: int = KEEP_SNAPSHOTS) -> int:
         """Flush, write a snapshot of every block and seal, and let storage drop the log it
-        covers. Returns the snapshot's record position.
+        covers and the older snapshots except the newest `keep_snapshots` (1: only the new
+        one; more keep earlier states for audit). Returns the snapshot's record position.
 
         History stays complete unless `prune_before` (wall ms) is given: then the bodies of
         blocks older than it (except current heads) are dropped, keeping a verifiable
@@ -398,6 +404,8 @@ class Database(ProvenanceMixin, SendMixin, SchemaMethods):
         """
         e = self._engine
         e.check_writable()
+        if type(keep_snapshots) is not int or keep_snapshots < 1:
+            raise ValidationError("keep_snapshots must be an int >= 1")
         self.flush()
         with e.sink.io_lock:
             with e.lock:
@@ -407,7 +415,7 @@ class Database(ProvenanceMixin, SendMixin, SchemaMethods):
                     e.replica.prune(prune_before, self._state_hash)
                 position = self.storage.last_position()
                 self.storage.write_snapshot(snapshot.dump(e.replica), position)
-                self.storage.compact(position)
+                self.storage.compact(position, keep_snapshots)
                 verification.record_compaction(e.replica, self.storage, self._seal_chain,
                                                self.identity.sign)
         return position

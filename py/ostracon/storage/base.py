@@ -54,6 +54,13 @@ class OpenReport:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
+def check_keep(keep_snapshots: object) -> int:
+    """`keep_snapshots` of `compact`: an int >= 1 (ValueError otherwise)."""
+    if type(keep_snapshots) is not int or keep_snapshots < 1:
+        raise ValueError(f"keep_snapshots must be an int >= 1, not {keep_snapshots!r:.40}")
+    return keep_snapshots
+
+
 class Storage(ABC):
     """Opaque records + snapshots + meta. Single writer; reads may happen any time."""
 
@@ -91,13 +98,22 @@ class Storage(ABC):
         """Store a small metadata value (durable at the next flush)."""
 
     @abstractmethod
-    def compact(self, position: int) -> None:
-        """Drop records with position <= `position` and the snapshots older than `position`.
+    def compact(self, position: int, keep_snapshots: int = 1) -> None:
+        """Drop records with position <= `position` and the snapshots older than `position`,
+        except the newest `keep_snapshots` snapshots (kept for audit: each is a complete,
+        verifiable state of its time).
 
         Precondition (checked, StorageError otherwise): 0 <= position <= last_position() and a
-        snapshot covering at least `position` exists. Afterwards `records()` never yields a
-        position <= `position`, `last_position()` is unchanged and positions are never reused.
+        snapshot covering at least `position` exists; keep_snapshots >= 1 (ValueError
+        otherwise; an adapter that keeps one snapshot only raises StorageError for more).
+        Afterwards `records()` never yields a position <= `position`, `last_position()` is
+        unchanged and positions are never reused.
         """
+
+    def snapshot_positions(self) -> list[int]:
+        """Positions of the snapshots kept, oldest first."""
+        snap = self.load_snapshot()
+        return [] if snap is None else [snap[1]]
 
     def open_report(self) -> OpenReport:
         return OpenReport(records=self.last_position())

@@ -25,7 +25,7 @@ from ..core.errors import (
     StorageFailedError,  # noqa: F401  (re-exported)
 )
 from . import logformat as lf
-from .base import OpenReport, Storage, check_meta
+from .base import OpenReport, Storage, check_keep, check_meta
 from .fslayer import OsFileLayer, map_oserror
 from .recovery import RecoveryMixin
 
@@ -384,7 +384,12 @@ class FileStorage(RecoveryMixin, Storage):
                 return cached
             return self._load_valid_snapshot()
 
-    def compact(self, position: int) -> None:
+    def snapshot_positions(self) -> list[int]:
+        with self._mutex:
+            return [p for _, p in self._snaps]
+
+    def compact(self, position: int, keep_snapshots: int = 1) -> None:
+        check_keep(keep_snapshots)
         with self._mutex:
             self._check_write()
             if not 0 <= position <= self._last:
@@ -395,19 +400,20 @@ class FileStorage(RecoveryMixin, Storage):
                                    f"the newest covers {newest}")
             if self._pending:  # compact always leaves everything appended so far durable
                 self._write_pending()
-            if position <= self._floor:
-                return
-            self._floor = position
-            if self._segs[-1] <= self._durable_last <= position:
-                self._new_segment(self._durable_last + 1, b"")  # roll: the old one is all covered
-            else:
-                self._append_bytes(lf.encode_group([(lf.KIND_FLOOR, self._durable_last, lf.encode_floor(position))]))
-            while len(self._segs) > 1 and self._segs[1] - 1 <= position:
-                path = self._path(lf.segment_name(self._segs[0]))
-                self._io(self._fs.remove, "remove", path, path)
-                del self._segs[0]
-            for seq, pos in list(self._snaps[:-1]):
-                if pos < position:
+            if position > self._floor:
+                self._floor = position
+                if self._segs[-1] <= self._durable_last <= position:
+                    self._new_segment(self._durable_last + 1, b"")  # roll: the old one is all covered
+                else:
+                    self._append_bytes(lf.encode_group([(lf.KIND_FLOOR, self._durable_last,
+                                                         lf.encode_floor(position))]))
+                while len(self._segs) > 1 and self._segs[1] - 1 <= position:
+                    path = self._path(lf.segment_name(self._segs[0]))
+                    self._io(self._fs.remove, "remove", path, path)
+                    del self._segs[0]
+            # The newest `keep_snapshots` stay; older ones the kept newest covers go.
+            for seq, pos in list(self._snaps[:-keep_snapshots]):
+                if pos <= position:
                     path = self._path(lf.snapshot_name(seq))
                     self._io(self._fs.remove, "remove", path, path)
                     self._snaps.remove((seq, pos))

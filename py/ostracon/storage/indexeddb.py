@@ -52,7 +52,7 @@ from ..core.errors import (
     StorageError,
     StorageUnavailableError,
 )
-from .base import OpenReport, Storage, check_meta
+from .base import OpenReport, Storage, check_keep, check_meta
 
 # Prefix of IndexedDB database names, so an app's own databases never collide with ours.
 DB_NAME_PREFIX = "ostracon:"
@@ -362,8 +362,10 @@ class IndexedDBStorage(Storage):
         self._meta[k] = v
         self._pending_meta[k] = v
 
-    def compact(self, position: int) -> None:
+    def compact(self, position: int, keep_snapshots: int = 1) -> None:
         self._check()
+        if check_keep(keep_snapshots) > 1:
+            raise StorageError("IndexedDB storage keeps one snapshot; keep_snapshots must be 1")
         if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position <= self._last:
             raise StorageError(f"compact position {position!r} outside 0..{self._last}")
         covered = self._snapshot[1] if self._snapshot is not None else 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from ..core.errors import ClosedError, StorageError
-from .base import Storage, check_meta
+from .base import Storage, check_keep, check_meta
 
 
 class MemoryStorage(Storage):
@@ -62,8 +62,13 @@ class MemoryStorage(Storage):
         self._check()
         self._meta[key] = check_meta(key, value)
 
-    def compact(self, position: int) -> None:
+    def snapshot_positions(self) -> list[int]:
         self._check()
+        return [p for _, p in self._snapshots]
+
+    def compact(self, position: int, keep_snapshots: int = 1) -> None:
+        self._check()
+        check_keep(keep_snapshots)
         if not 0 <= position <= self._last:
             raise StorageError(f"compact position {position} outside 0..{self._last}")
         newest = max((p for _, p in self._snapshots), default=0)
@@ -73,7 +78,8 @@ class MemoryStorage(Storage):
         if position >= self._first:
             del self._records[:position + 1 - self._first]
             self._first = position + 1
-        self._snapshots = [s for s in self._snapshots[:-1] if s[1] >= position] + self._snapshots[-1:]
+        kept = self._snapshots[-keep_snapshots:]
+        self._snapshots = [s for s in self._snapshots[:-keep_snapshots] if s[1] > position] + kept
 
     def close(self) -> None:
         self._closed = True
