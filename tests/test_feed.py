@@ -185,3 +185,46 @@ def test_a_raising_callback_does_not_starve_the_other_subscribers():
         publish(f, 1)
     assert [e.seq for e in seen] == [1] and [e.seq for e in polled.poll()] == [1]
     assert [e.seq for e in f.since(None)[0]] == [1]
+
+
+def test_events_carry_the_full_path_and_a_capped_payload():
+    f = ChangeFeed("e1", payload_max_bytes=64)
+    small = f.publish("pages", "p1", 1, False, 1, 1, {"t": "x"})
+    big = f.publish("pages", "p2", 1, False, 1, 1, {"t": "y" * 100})
+    assert small.path == "pages/p1" and small.to_dict()["path"] == "pages/p1"
+    assert small.payload == {"t": "x"} and not small.payload_truncated
+    d = small.to_dict()
+    assert d["payload"] == {"t": "x"} and d["payload_truncated"] is False
+    assert big.payload is None and big.payload_truncated
+    d = big.to_dict()
+    assert d["payload"] is None and d["payload_truncated"] is True
+    # the hash still covers the whole document even when the payload is cut
+    assert d["data_hash"] == hashlib.sha256(encode_canonical({"t": "y" * 100})).hexdigest()
+    exact = encode_canonical({"t": "z" * 50})
+    at_cap = ChangeFeed("e2", payload_max_bytes=len(exact)).publish("c", "d", 1, False, 1, 1, {"t": "z" * 50})
+    assert at_cap.payload == {"t": "z" * 50}
+
+
+def test_the_default_cap_is_32_kib_and_payloads_can_be_off():
+    from ostracon.core.feed import PAYLOAD_MAX_BYTES
+    assert PAYLOAD_MAX_BYTES == 32 * 1024
+    f = ChangeFeed("e1")
+    assert f.publish("c", "d", 1, False, 1, 1, {"t": "a" * 40_000}).to_dict()["payload_truncated"]
+    off = ChangeFeed("e1", payload=False)
+    ev = off.publish("c", "d", 1, False, 1, 1, {"t": "a"})
+    assert ev.fields is None and ev.payload is None and not ev.payload_truncated
+    assert ev.to_dict()["payload"] is None and ev.to_dict()["path"] == "c/d"
+    with pytest.raises(ValidationError):
+        ChangeFeed("e1", payload_max_bytes=-1)
+
+
+def test_database_options_reach_the_feed():
+    import ostracon
+    with ostracon.open(None, feed_payload_max_bytes=16) as db:
+        db.collection("c").create({"t": "x" * 40}, id="d")
+        [ev], _ = db.changes()
+        assert ev.path == "c/d" and ev.payload_truncated
+    with ostracon.open(None, feed_payload=False) as db:
+        db.collection("c").create({"t": "x"}, id="d")
+        [ev], _ = db.changes()
+        assert ev.payload is None and ev.data_hash == ""

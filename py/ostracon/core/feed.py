@@ -8,6 +8,20 @@ sequence restarts), raises CursorError and the consumer must rescan (a rebuild).
 Subscribers get a bounded buffer. When it overflows, the buffered events are discarded and
 the subscriber's next poll returns a single overflow marker (`event.kind == "overflow"`)
 telling it to rebuild from a scan: never a silent drop.
+
+Event payload: an event can carry the document's visible fields at that version (`payload`,
+on by default; `payload=False` makes the feed keep none, for consumers that re-read by
+`path`). A payload is capped: when the canonical encoding of the fields is larger than
+`payload_max_bytes` (default 32 KiB, PAYLOAD_MAX_BYTES), `to_dict()` leaves it out and sets
+`payload_truncated` — the consumer reads the document itself. `path` is `collection/id`.
+
+DataHash (`data_hash`): SHA-256, hex, over the canonical msgpack encoding of the fields
+(core/encoding.py: sorted keys, shortest ints, float64) — the same bytes in every runtime,
+so two replicas with equal fields report equal hashes. SHA-256 rather than a fast
+non-cryptographic hash such as xxhash64: hashes are compared across replicas that may be
+hostile, where a 64-bit non-cryptographic hash can be collided on purpose; hashlib's SHA-256
+is native in CPython and Pyodide alike (no extra dependency), and it is computed only when
+asked for. An application needing another function computes it from `fields`.
 """
 
 from __future__ import annotations
@@ -26,6 +40,10 @@ from .errors import CursorError, ValidationError
 FEED_RETENTION = 10_000
 #: Default subscriber buffer (seed requirement): small, so a stuck consumer is noticed fast.
 SUBSCRIBER_BUFFER = 10
+#: Largest event payload (canonical encoding of the fields) `to_dict()` carries: 32 KiB
+#: keeps an event small enough to post between threads/tabs for every change; larger
+#: documents are flagged `payload_truncated` and read by path.
+PAYLOAD_MAX_BYTES = 32 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,21 +58,54 @@ class ChangeEvent:
     fields: Any = field(repr=False, compare=False)  # the (immutable) visible fields then
     kind: str = "change"   # "change" or "overflow"
     cursor: str = ""
+    payload_max_bytes: int = field(default=PAYLOAD_MAX_BYTES, repr=False, compare=False)
+
+    @property
+    def path(self) -> str:
+        """`collection/id` (the document's full path)."""
+        return f"{self.collection}/{self.id}" if self.kind == "change" else ""
+
+    @property
+    def payload(self) -> Any:
+        """The fields at this event when the feed carries payloads and their canonical
+        encoding is at most `payload_max_bytes`; None otherwise (see `payload_truncated`)."""
+        if self.fields is None or self.kind != "change":
+            return None
+        if len(encode_canonical(self.fields)) > self.payload_max_bytes:
+            return None
+        return self.fields
+
+    @property
+    def payload_truncated(self) -> bool:
+        """True when the feed carries payloads but this one exceeded the cap."""
+        return (self.fields is not None and self.kind == "change"
+                and len(encode_canonical(self.fields)) > self.payload_max_bytes)
 
     @property
     def data_hash(self) -> str:
-        """sha256 (hex) of the canonical encoding of the document's fields at this event.
-
-        Computed on demand: the fields dict of a version is never mutated afterwards."""
-        if self.kind != "change":
+        """The DataHash (module docstring): SHA-256 (hex) of the canonical encoding of the
+        document's fields at this event; "" for an overflow marker or a feed without
+        payloads. Computed on demand: the fields of a version are never mutated."""
+        if self.kind != "change" or self.fields is None:
             return ""
         return hashlib.sha256(encode_canonical(self.fields)).hexdigest()
 
     def to_dict(self) -> dict:
+        """The event as plain values: metadata, `path`, `data_hash`, and `payload` (the
+        fields, or None when the feed has no payloads or this one was cut) with
+        `payload_truncated`."""
+        if self.fields is None or self.kind != "change":
+            payload, cut, digest = None, False, ""
+        else:
+            data = encode_canonical(self.fields)
+            cut = len(data) > self.payload_max_bytes
+            payload = None if cut else self.fields
+            digest = hashlib.sha256(data).hexdigest()
         return {"seq": self.seq, "collection": self.collection, "id": self.id,
-                "version": self.version, "deleted": self.deleted, "created": self.created,
-                "updated": self.updated, "data_hash": self.data_hash, "kind": self.kind,
-                "cursor": self.cursor}
+                "path": self.path, "version": self.version, "deleted": self.deleted,
+                "created": self.created, "updated": self.updated, "data_hash": digest,
+                "kind": self.kind, "cursor": self.cursor, "payload": payload,
+                "payload_truncated": cut}
 
 
 class Subscription:
@@ -107,7 +158,15 @@ class Subscription:
 
 
 class ChangeFeed:
-    def __init__(self, epoch: str, retention: int = FEED_RETENTION) -> None:
+    """`payload`: whether events keep the document's fields; `payload_max_bytes`: the cap
+    on a payload's canonical encoding (module docstring)."""
+
+    def __init__(self, epoch: str, retention: int = FEED_RETENTION, *, payload: bool = True,
+                 payload_max_bytes: int = PAYLOAD_MAX_BYTES) -> None:
+        if type(payload_max_bytes) is not int or payload_max_bytes < 0:
+            raise ValidationError("payload_max_bytes must be an int >= 0")
+        self.payload = bool(payload)
+        self.payload_max_bytes = payload_max_bytes
         self.epoch = epoch
         self.retention = retention
         self.last_seq = 0
@@ -122,7 +181,8 @@ class ChangeFeed:
         """`fields` must never be mutated afterwards (DocState builds a new dict per version)."""
         self.last_seq += 1
         ev = ChangeEvent(self.last_seq, collection, doc_id, version, deleted, created, updated,
-                         fields, cursor=f"{self.epoch}.{self.last_seq}")
+                         fields if self.payload else None, cursor=f"{self.epoch}.{self.last_seq}",
+                         payload_max_bytes=self.payload_max_bytes)
         self._events.append(ev)
         # A callback that raises must not make the subscribers after it miss the event
         # (a silent drop): offer it to every subscriber, then re-raise the first error.

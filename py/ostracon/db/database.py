@@ -28,6 +28,7 @@ from ..core.clock import DEFAULT_MAX_CLOCK_SKEW_MS
 from ..core.errors import OstraconError, ValidationError
 from ..core.feed import (
     FEED_RETENTION,
+    PAYLOAD_MAX_BYTES,
     SUBSCRIBER_BUFFER,
     ChangeEvent,
     ChangeFeed,
@@ -95,7 +96,9 @@ class Database(ProvenanceMixin, SendMixin, SchemaMethods):
     Lifecycle limits (docs/STORAGE.md): `sink_batch_ops` (100) and `sink_interval_ms` (5,000)
     are the sink's size and time triggers; `sink_max_queued` (10,000) changes waiting make a
     writer flush itself (backpressure); `index_wait_ms` (30,000) bounds how long a query waits
-    for an index being built; `on_sink_error(exc)` is called when a background flush fails;
+    for an index being built; `feed_payload` (True) and `feed_payload_max_bytes` (32 KiB) say
+    whether change events carry the fields and up to what size (core/feed.py);
+    `on_sink_error(exc)` is called when a background flush fails;
     `location` names the database in messages.
     """
 
@@ -103,6 +106,7 @@ class Database(ProvenanceMixin, SendMixin, SchemaMethods):
                  clock: Callable[[], int] | None = None, random_bytes: Callable[[int], bytes] | None = None,
                  require_signatures: bool = True, sink_batch_ops: int = SINK_BATCH_OPS,
                  sink_interval_ms: int = SINK_INTERVAL_MS, feed_retention: int = FEED_RETENTION,
+                 feed_payload: bool = True, feed_payload_max_bytes: int = PAYLOAD_MAX_BYTES,
                  max_pending_blocks: int = MAX_PENDING_BLOCKS,
                  max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS,
                  repair: bool = False, on_corrupt: str = "raise",
@@ -159,7 +163,8 @@ class Database(ProvenanceMixin, SendMixin, SchemaMethods):
         self._collections: dict[str, Collection] = {}
         self._gql: dict[bool, Any] = {}
         self.last_apply: ApplyResult = ApplyResult()
-        self._engine.feed = ChangeFeed(self._engine.random_bytes(6).hex(), feed_retention)
+        self._engine.feed = ChangeFeed(self._engine.random_bytes(6).hex(), feed_retention,
+                                       payload=feed_payload, payload_max_bytes=feed_payload_max_bytes)
         self._engine.schemas.load(storage)
         indexing.load(storage, self._open_entry)
         self._driver: driverlib.Driver | None = None
