@@ -304,6 +304,11 @@ class Replica:
             self.wall_ms = wall_ms
 
     @property
+    def pending_bytes(self) -> int:
+        """Bytes of blocks waiting in the pending buffer (bounded by max_pending_bytes)."""
+        return self._pending_bytes
+
+    @property
     def held_count(self) -> int:
         """Blocks held back because their stamp is too far ahead of our wall clock."""
         return len(self._held)

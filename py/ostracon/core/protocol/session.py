@@ -611,6 +611,11 @@ class SyncSession:
         return True
 
     @property
+    def tracked_entries(self) -> int:
+        """Version-vector entries held across known peers (bounded by max_tracked_entries)."""
+        return self._tracked
+
+    @property
     def peers(self) -> dict[bytes, bytes]:
         """peer id -> actor (b"" when unknown) of every peer currently known."""
         return {p.peer: p.actor for p in self._peers.values()}
