@@ -21,7 +21,7 @@ import ostracon
 from ostracon.core import cid as cidlib
 from ostracon.core.block import KIND_BLOCK, KIND_SEAL, Change, envelope, make_seal
 from ostracon.core.clock import MAX_WALL_MS
-from ostracon.core.protocol.session import (Blocks, BlocksApplied, Equivocated, Hello, Need, ProtocolViolation,
+from ostracon.core.protocol.session import (Blocks, Equivocated, Hello, Need, ProtocolViolation,
                                             SyncSession, encode_message)
 from ostracon.core.replica import Replica
 from ostracon.crypto.identity import Identity
@@ -45,7 +45,7 @@ class Honest:
                                 sink_batch_ops=sim.rng.randrange(1, 5))
         self.session = SyncSession(DatabaseReplica(self.db), r.randbytes, now_ms=0, need_timeout_ms=1000,
                                    hello_interval_ms=5000, peer_ttl_ms=60_000, max_peers=64,
-                                   max_tracked_entries=4096)
+                                   max_tracked_entries=512)
         self.violations: list = []
         self.rejected_honest = 0
         self.equivocations = 0
@@ -69,7 +69,7 @@ class Honest:
 
 
 class HostileSim:
-    def __init__(self, seed: int, *, honest: int = 3, steps: int = 45) -> None:
+    def __init__(self, seed: int, *, honest: int = 3, steps: int = 35) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.steps = steps
@@ -156,7 +156,7 @@ class HostileSim:
                 need = Need(rng.randbytes(16), ranges, rng.randrange(1, 2**31), b"", 2)
                 self.queue.append((None, encode_message(need), self.members))
             for _ in range(rng.randrange(1, 6)):
-                fake = tuple(sorted((rng.randbytes(32), rng.randrange(1, 10**6)) for _ in range(500)))
+                fake = tuple(sorted((rng.randbytes(32), rng.randrange(1, 10**6)) for _ in range(100)))
                 self.queue.append((None, encode_message(Hello(rng.randbytes(16), fake)), self.members))
         else:  # poison values: out-of-range counter results, and an int beyond the limit
             r, ident = self.evil()

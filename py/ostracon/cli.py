@@ -10,7 +10,7 @@ import sys
 from typing import Any, Iterator
 
 from .core import cid as cidlib
-from .core.block import batch_digest, decode_change, decode_seal
+from .core.block import decode_change
 from .core.errors import OstraconError
 
 EXIT_ERROR = 2      # the command could not run (bad path, locked, malformed input)

@@ -319,7 +319,8 @@ def decode_message(data: bytes) -> Message:
         raise MalformedMessageError("a message must be a map")
     t, v = m.get("t"), m.get("v")
     if v != PROTOCOL_VERSION or type(v) is not int:
-        raise MalformedMessageError(f"unsupported sync protocol version {v!r:.20} (this build speaks {PROTOCOL_VERSION})")
+        raise MalformedMessageError(f"unsupported sync protocol version {v!r:.20} "
+                                    f"(this build speaks {PROTOCOL_VERSION})")
     try:
         if t == "hello":
             return Hello(_get(m, "p"), _get(m, "vv"), _get(m, "d", b"", False), _get(m, "a", b"", False),
