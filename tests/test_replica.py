@@ -3,8 +3,7 @@
 import pytest
 
 from ostracon.core import cid as cidlib
-from ostracon.core.block import (KIND_BLOCK, KIND_SEAL, MAX_BLOCK_BYTES, Change, Seal, envelope,
-                                 make_seal, open_envelope)
+from ostracon.core.block import KIND_BLOCK, KIND_SEAL, MAX_BLOCK_BYTES, Change, Seal, envelope, make_seal, open_envelope
 from ostracon.core.errors import CorruptBlockError, ValidationError
 from ostracon.core.replica import Replica
 from ostracon.crypto import default_backend

@@ -238,7 +238,8 @@ def test_metadata():
     s = fields_for(chs, [0, 1])
     doc = s.to_doc()
     assert doc["_version"] == 2 and doc["_created"] == W and doc["_updated"] == W + 10
-    assert doc["_deleted"] is False and doc["_heads"] == [cidlib.format_cid(c) for c in sorted(c[0] for c in chs)]  # binary order
+    assert doc["_deleted"] is False
+    assert doc["_heads"] == [cidlib.format_cid(c) for c in sorted(c[0] for c in chs)]  # binary order
     assert s.data_hash() == hashlib.sha256(encode_canonical({"f": 1, "g": 1})).hexdigest()
 
 
@@ -294,7 +295,7 @@ def build_block_set(seed: int, steps: int = 40) -> tuple[Replica, list[bytes]]:
     for i, r in enumerate(reps):
         r.seal_local(IDS[i].sign)
     full = new_replica(0)
-    for i, r in enumerate(reps):
+    for r in reps:
         full.apply_envelopes(r.envelopes_since({}))
     assert full.pending_count == 0
     return full, full.all_envelopes()
@@ -304,7 +305,7 @@ BLOCK_SETS = [build_block_set(seed) for seed in range(4)]
 
 
 def test_block_sets_are_interesting():
-    for full, envs in BLOCK_SETS:
+    for full, _envs in BLOCK_SETS:
         assert len(full.by_actor) == 3 and len(full.order) > 20
         assert any(len(d.heads) > 1 or d.height > 3 for col in full.collections.values() for d in col.values())
 

@@ -7,7 +7,8 @@ import base64
 import json
 import os
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .core import cid as cidlib
 from .core.block import decode_change
@@ -50,11 +51,12 @@ def _from_json(v: Any) -> Any:
 
 
 def _human_bytes(n: int) -> str:
+    size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
 
 
 # ---------------------------------------------------------------- commands
@@ -232,7 +234,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                     doc_id = doc.get("_id")
                     fields = {k: v for k, v in doc.items() if not k.startswith("_")}
                 except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                    raise CliError(f"{args.file}:{lineno}: not an export line ({exc.__class__.__name__})")
+                    raise CliError(f"{args.file}:{lineno}: not an export line ({exc.__class__.__name__})") from None
                 col = db.collection(name)
                 if doc_id is not None and col.get(doc_id) is not None:
                     col.update(doc_id, fields)
@@ -242,7 +244,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                     created += 1
         db.flush()
     except ostracon.ValidationError as exc:
-        raise CliError(f"{args.file}: {exc}")
+        raise CliError(f"{args.file}: {exc}") from exc
     finally:
         db.close()
     print(f"imported: {created} created, {updated} updated")

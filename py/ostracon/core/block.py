@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import msgpack
 
@@ -218,7 +219,6 @@ def decode_change(data: bytes, *, trusted: bool = False) -> Change:
             raise CorruptBlockError("a block may touch each field once")
         seen.add(c[1])
         checked.append(c)
-    checked = tuple(checked)
     # The canonical-form check re-encodes the block (a third of the decode cost). Blocks
     # replayed from our own storage passed it when they were first received: skip it.
     if not trusted:
@@ -241,9 +241,15 @@ def decode_change(data: bytes, *, trusted: bool = False) -> Change:
     # Everything __post_init__ checks was checked above: build without re-validating
     # (this constructor is ~40% of the decode cost otherwise).
     ch = _new(Change)
-    _set(ch, "collection", m["c"]); _set(ch, "doc_id", m["d"]); _set(ch, "parents", tuple(parents))
-    _set(ch, "height", height); _set(ch, "actor", actor); _set(ch, "seq", seq)
-    _set(ch, "hlc", t); _set(ch, "ops", checked); _set(ch, "schema", schema)
+    _set(ch, "collection", m["c"])
+    _set(ch, "doc_id", m["d"])
+    _set(ch, "parents", tuple(parents))
+    _set(ch, "height", height)
+    _set(ch, "actor", actor)
+    _set(ch, "seq", seq)
+    _set(ch, "hlc", t)
+    _set(ch, "ops", tuple(checked))
+    _set(ch, "schema", schema)
     return ch
 
 
@@ -256,7 +262,7 @@ _set = object.__setattr__
 SEAL_DOMAIN = b"ostracon/seal/v1\x00"
 
 
-def batch_digest(cids: list[bytes]) -> bytes:
+def batch_digest(cids: Sequence[bytes]) -> bytes:
     return hashlib.sha256(b"".join(cids)).digest()
 
 

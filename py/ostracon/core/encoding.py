@@ -83,7 +83,7 @@ def canonical(value: Any, _depth: int = 0) -> Any:
     raise ValidationError(f"cannot store a value of type {t.__name__}")
 
 
-_packer_opts = dict(use_bin_type=True, default=_default)
+_packer_opts: dict[str, Any] = dict(use_bin_type=True, default=_default)
 
 
 def encode(value: Any) -> bytes:
@@ -115,8 +115,8 @@ _LEAF_TYPES = (str, int, bool, type(None), bytes)
 
 
 def _check_leaf(v: Any) -> None:
-    # Every leaf is checked, not only the top level: NaN/Infinity nested in a list or map,
-    # and msgpack's Timestamp (ext type -1, which bypasses ext_hook), used to get through.
+    # Every leaf is checked, not only the top level: NaN/Infinity can hide nested in a list or
+    # map, and msgpack's Timestamp (ext type -1) bypasses ext_hook.
     t = type(v)
     if t in _LEAF_TYPES:
         return
@@ -130,7 +130,7 @@ def _check_leaf(v: Any) -> None:
 def check_sorted(value: Any, depth: int = 0) -> None:
     """Raise CorruptBlockError unless every map in `value` has str keys in sorted order
     (and every leaf is a JSON-like value, nesting no deeper than `canonical` allows)."""
-    # `>=` as in `canonical`: decode must not accept what encode refuses (was `>`).
+    # `>=` as in `canonical`: decode must not accept what encode refuses.
     if depth >= MAX_DEPTH and (type(value) is dict or type(value) is list):
         raise CorruptBlockError("value nested too deeply")
     t = type(value)

@@ -22,8 +22,9 @@ and honest writes built on either branch apply everywhere.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, NamedTuple
+from typing import NamedTuple
 
 from . import cid as cidlib
 from . import clock as hlc
@@ -66,7 +67,7 @@ class BlockInfo(NamedTuple):
     doc_id: str
     actor: bytes
     seq: int
-    index: int        # position in apply order (`Replica.order`)
+    position: int     # index in apply order (`Replica.order`)
     height: int       # the block's height in its document's DAG
 
 
@@ -218,11 +219,11 @@ class Replica(SealSlots):
                 "their sequence numbers)")
         docs = self.collections.get(collection)
         state = None if docs is None else docs.get(doc_id)
-        # A new DocState is registered only once the block is built: a write refused below
-        # (e.g. a lone surrogate in a field name, an oversized block) used to leave an empty
-        # document behind, visible to get() and state_hash().
+        # A new DocState is registered only once the block is built, so a write refused below
+        # (e.g. a lone surrogate in a field name, an oversized block) leaves no empty document
+        # behind for get() and state_hash() to see.
         fresh = state is None
-        if fresh:
+        if state is None:
             state = DocState(collection, doc_id)
         parents = tuple(sorted(state.heads))
         if len(parents) > MAX_PARENTS:  # merge wide fans in steps is future work; refuse loudly
@@ -434,7 +435,7 @@ class Replica(SealSlots):
         if wall_ms is not None:
             self.set_wall(wall_ms)
         result = ApplyResult()
-        decoded: list[tuple[int, int, bytes, object]] = []
+        decoded: list[tuple[int, int, bytes, Change | Seal]] = []
         for i, env in enumerate(envelopes):
             try:
                 kind, payload = open_envelope(env)
@@ -537,7 +538,7 @@ class Replica(SealSlots):
             if have < upto:
                 wanted.extend(log[have:upto])
         index = self.info
-        wanted.sort(key=lambda c: index[c].index)
+        wanted.sort(key=lambda c: index[c].position)
         out: list[bytes] = []
         emitted_seals: set[bytes] = set()
         # The seal covering each requester's tip comes first: if the requester logged a
@@ -552,9 +553,9 @@ class Replica(SealSlots):
         last_of_range: dict[tuple[bytes, int], list[bytes]] = {}
         for actor, seals in self.seals.items():
             have = vector.get(actor, 0)
-            for f, l, data in seals:
-                if l > have:
-                    last_of_range.setdefault((actor, min(l, self.servable(actor))), []).append(data)
+            for _first, last, data in seals:
+                if last > have:
+                    last_of_range.setdefault((actor, min(last, self.servable(actor))), []).append(data)
         blocks = self.blocks
         if self.pruned and not self.pruned.isdisjoint(wanted):
             raise HistoryPrunedError("the requested blocks include some older than this "
@@ -602,7 +603,7 @@ class Replica(SealSlots):
         if not drop:
             return 0
         dropped = set(drop)
-        frontier = set()
+        frontier: set[bytes] = set()
         for c in self.order:
             if c in self.blocks and c not in dropped:
                 frontier.update(p for p in self.change(c).parents if p in dropped or p in self.pruned)

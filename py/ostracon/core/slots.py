@@ -222,7 +222,7 @@ class SealSlots:
             return []
         log = self.by_actor.get(actor, [])
         cids = log[q - 1:] + [c for c in self.side if self.info[c].actor == actor]
-        cids.sort(key=lambda c: self.info[c].index)
+        cids.sort(key=lambda c: self.info[c].position)
         out = [envelope(KIND_BLOCK, self.blocks[c]) for c in cids if c in self.blocks]
         out.extend(envelope(KIND_SEAL, data) for _, last, data in self.seals.get(actor, []) if last >= q)
         return out

@@ -21,13 +21,15 @@ Format 1 (`[1, envelopes]`) is still read, by replaying.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgpack
 
 from . import cid as cidlib
 from .encoding import _default, _ext_hook
 from .errors import CorruptSnapshotError
 from .replica import BlockInfo, Replica
-from .state import _ABSENT, DocState
+from .state import _ABSENT, DocState, Stamp
 
 SNAPSHOT_FORMAT = 2
 
@@ -42,7 +44,7 @@ def dump(replica: Replica) -> bytes:
     blocks = replica.blocks
     info = replica.info
 
-    def stamp(s):
+    def stamp(s: Stamp | None) -> list[Any] | None:
         return None if s is None else [s[0], aidx[s[1]], index[s[2]]]
 
     rows = []
@@ -79,14 +81,17 @@ def load(replica: Replica, data: bytes) -> None:
     except Exception as exc:  # any structural surprise in a snapshot is corruption
         raise CorruptSnapshotError(f"snapshot is malformed: {exc.__class__.__name__}: {exc}") from None
 
-def _load(r: Replica, blocks, seals, actors, cols, rows, docs, last, extra) -> None:
+
+def _load(r: Replica, blocks: Any, seals: Any, actors: Any, cols: Any, rows: Any, docs: Any, last: Any,
+          extra: Any) -> None:
+    # The arguments are decoded, not yet validated snapshot parts: anything malformed raises.
     if r.blocks or len(rows) != len(blocks):
         raise ValueError("snapshot needs an empty replica and one info row per block")
     compute = cidlib.compute
     pruned = {i: c for i, c in extra["pruned"]}
     order = [compute(b) if b is not None else pruned[i] for i, b in enumerate(blocks)]
     r.order = order
-    r.blocks = {c: b for c, b in zip(order, blocks) if b is not None}
+    r.blocks = {c: b for c, b in zip(order, blocks, strict=False) if b is not None}
     r.pruned = set(pruned.values())
     r.checkpoint = extra["checkpoint"]
     info = r.info

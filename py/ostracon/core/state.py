@@ -131,17 +131,17 @@ class DocState:
         floor = self.tomb
         if base is not None and (floor is None or base[0] > floor):
             floor = base[0]
-        base_visible = base is not None and base[1] is not _ABSENT and (
-            self.tomb is None or base[0] > self.tomb)
-        if base_visible and (type(base[1]) not in (int, float)):
-            return True, base[1], base[0]
+        shown = base if base is not None and base[1] is not _ABSENT and (
+            self.tomb is None or base[0] > self.tomb) else None
+        if shown is not None and (type(shown[1]) not in (int, float)):
+            return True, shown[1], shown[0]
         live = sorted(i for i in self.incs[name] if floor is None or i[0] > floor)
         if not live:
-            if base_visible:
-                return True, base[1], base[0]
+            if shown is not None:
+                return True, shown[1], shown[0]
             return False, None, None
-        total = base[1] if base_visible else 0
-        decided = base[0] if base_visible else None
+        total = shown[1] if shown is not None else 0
+        decided = shown[0] if shown is not None else None
         for stamp, delta in live:
             nxt = counter_add(total, delta)
             if nxt is not None:  # out of range: this increment does not count (see module doc)
@@ -178,7 +178,7 @@ class DocState:
                 out[name] = entry[0]
         for name in self.incs:
             present, _, stamp = self._counter(name, self.fields.get(name))
-            if present:
+            if present and stamp is not None:
                 out[name] = stamp
         return {k: out[k] for k in sorted(out)}
 

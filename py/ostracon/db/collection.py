@@ -514,7 +514,7 @@ class Collection:
         if len(self._ci) and self._has_unique():
             result = self._views.user_view(state)
             cur = result.get(field)
-            result[field] = (cur if type(cur) in (int, float) else 0) + by
+            result[field] = (cur if type(cur) is int or type(cur) is float else 0) + by
             self._check_unique(result, doc_id)
         return self._write(doc_id, ops)
 

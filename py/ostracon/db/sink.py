@@ -1,4 +1,4 @@
-"""The write sink: persists what the replica gained, in batches (DESIGN.md §4).
+"""The write sink: persists what the replica gained, in batches.
 
 Local writes and merged remote blocks are queued as envelopes. A flush seals the new local
 blocks (one signature per `MAX_SEAL_BLOCKS` range), appends the queue with those seals to
@@ -17,7 +17,7 @@ from ..core.errors import StorageError, ValidationError
 from ..core.replica import Replica
 from ..storage.base import Storage
 
-#: Size trigger (DESIGN.md §4): one signature and one storage transaction per 100 writes
+#: Size trigger: one signature and one storage transaction per 100 writes
 #: keeps both costs well under the cost of the writes.
 SINK_BATCH_OPS = 100
 #: Time trigger: at most this long between a write and its persistence when writes trickle.

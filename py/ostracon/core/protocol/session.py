@@ -24,14 +24,19 @@ blocks and seals are refused by the replica and reported in `BlocksApplied.rejec
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from ..block import MAX_BLOCK_BYTES, MAX_SEQ
 from ..encoding import decode, encode
-from ..errors import CorruptBlockError, ProtocolError, ValidationError
+from ..errors import (
+    CorruptBlockError,
+    MalformedMessageError,  # noqa: F401  (re-exported)
+    ProtocolError,
+    ValidationError,
+)
 from .frames import DEFAULT_MAX_FRAME_SIZE, FRAME_OVERHEAD
-from ..errors import (MalformedMessageError)  # noqa: F401  (re-exported)
 
 PROTOCOL_VERSION = 1
 PEER_ID_SIZE = 16
@@ -319,8 +324,8 @@ def decode_message(data: bytes) -> Message:
         raise MalformedMessageError("a message must be a map")
     t, v = m.get("t"), m.get("v")
     if v != PROTOCOL_VERSION or type(v) is not int:
-        raise MalformedMessageError(f"unsupported sync protocol version {v!r:.20} "
-                                    f"(this build speaks {PROTOCOL_VERSION})")
+        raise MalformedMessageError(
+            f"unsupported sync protocol version {v!r:.20} (this build speaks {PROTOCOL_VERSION})")
     try:
         if t == "hello":
             return Hello(_get(m, "p"), _get(m, "vv"), _get(m, "d", b"", False), _get(m, "a", b"", False),
@@ -748,10 +753,10 @@ class SyncSession:
             del self._outstanding[actor]
         if self._deferred and not self._outstanding:
             deferred, self._deferred = self._deferred, {}
-            for actor, o in deferred.items():
+            for actor, answered in deferred.items():
                 have = ours.get(actor, 0)
-                if have < o.upto:
-                    self._gap_after_answer(actor, have, o, events)
+                if have < answered.upto:
+                    self._gap_after_answer(actor, have, answered, events)
         wanted: dict[bytes, int] = {}
         for p in self._peers.values():
             for actor, seq in p.vector.items():
