@@ -21,8 +21,15 @@ import ostracon
 from ostracon.core import cid as cidlib
 from ostracon.core.block import KIND_BLOCK, KIND_SEAL, Change, envelope, make_seal
 from ostracon.core.clock import MAX_WALL_MS
-from ostracon.core.protocol.session import (Blocks, Equivocated, Hello, Need, ProtocolViolation,
-                                            SyncSession, encode_message)
+from ostracon.core.protocol.session import (
+    Blocks,
+    Equivocated,
+    Hello,
+    Need,
+    ProtocolViolation,
+    SyncSession,
+    encode_message,
+)
 from ostracon.core.replica import Replica
 from ostracon.crypto.identity import Identity
 from ostracon.crypto.native import NativeCrypto
@@ -37,7 +44,7 @@ ATTACKS = ("clock", "forge", "equivocate", "oversize", "amplify", "poison")
 
 
 class Honest:
-    def __init__(self, sim: "HostileSim", i: int) -> None:
+    def __init__(self, sim: HostileSim, i: int) -> None:
         self.clock = NOW + sim.rng.randrange(-5000, 5000)
         r = random.Random(sim.seed * 100 + i)
         self.db = ostracon.open(identity=Identity.from_seed(bytes([i + 1]) * 32, crypto=CRYPTO), crypto=CRYPTO,

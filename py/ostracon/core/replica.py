@@ -28,11 +28,22 @@ from typing import NamedTuple
 
 from . import cid as cidlib
 from . import clock as hlc
-from .block import (KIND_BLOCK, KIND_SEAL, MAX_BLOCK_BYTES, MAX_PARENTS, Change, Seal, decode_change, decode_seal, envelope, make_seal, open_envelope)
+from .block import (
+    KIND_BLOCK,
+    KIND_SEAL,
+    MAX_BLOCK_BYTES,
+    MAX_PARENTS,
+    Change,
+    Seal,
+    decode_change,
+    decode_seal,
+    envelope,
+    make_seal,
+    open_envelope,
+)
 from .clock import DEFAULT_MAX_CLOCK_SKEW_MS, HybridClock, skew_limit
 from .errors import CorruptBlockError, HistoryPrunedError, OwnHistoryMissingError, ValidationError
-from .slots import (MAX_CONFLICT_BYTES, MAX_SEAL_CANDIDATE_COMBOS, MAX_SLOT_CANDIDATES,  # noqa: F401 (re-exported)
-                    Equivocation, SealSlots, _Pending)
+from .slots import MAX_CONFLICT_BYTES, MAX_SEAL_CANDIDATE_COMBOS, MAX_SLOT_CANDIDATES, Equivocation, SealSlots, _Pending  # noqa: F401 (re-exported)
 from .state import DocState
 
 #: Blocks waiting for a parent, a predecessor or a seal. Bounds what a peer can make us
@@ -83,7 +94,7 @@ class ApplyResult:
     changed_docs: list[tuple[str, str]] = field(default_factory=list)
     new_seals: list[bytes] = field(default_factory=list)  # seal bytes newly stored, in order
     held: int = 0                # blocks held back: stamped too far ahead of our clock
-    equivocations: list["Equivocation"] = field(default_factory=list)
+    equivocations: list[Equivocation] = field(default_factory=list)
 
 
 class Replica(SealSlots):

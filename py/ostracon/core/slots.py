@@ -65,21 +65,22 @@ class SealSlots:
     by_actor: dict[bytes, list[bytes]]
     seals: dict[bytes, list[tuple[int, int, bytes]]]
     quarantined: dict[bytes, int]
-    proofs: dict[bytes, "Equivocation"]
+    proofs: dict[bytes, Equivocation]
     side: set[bytes]
     _side_at: dict[tuple[bytes, int], list[bytes]]
-    _conflict: dict[bytes, "_Pending"]
+    _conflict: dict[bytes, _Pending]
     _conflict_at: dict[tuple[bytes, int], list[bytes]]
     _conflict_bytes: int
-    _new_equivocations: list["Equivocation"]
-    _pending: dict[bytes, "_Pending"]
+    _new_equivocations: list[Equivocation]
+    _pending: dict[bytes, _Pending]
     _pending_by_seq: dict[tuple[bytes, int], list[bytes]]
     _sealed_pending: set[bytes]
     _unsealed_bytes: dict[bytes, int]
 
     def _store_seal(self, seal: Seal, data: bytes) -> None: ...
-    def _drop_pending(self, cid: bytes) -> "_Pending": ...
-    def _add_pending(self, cid: bytes, p: "_Pending") -> None: ...
+    def _drop_pending(self, cid: bytes) -> _Pending:
+        raise NotImplementedError  # Replica's
+    def _add_pending(self, cid: bytes, p: _Pending) -> None: ...
 
     def _check_overlap(self, seal: Seal, data: bytes) -> None:
         """A verified seal overlapping a stored one with other bytes proves equivocation by
@@ -130,8 +131,8 @@ class SealSlots:
     def _candidates_at(self, actor: bytes, seq: int, side: bool) -> tuple[list[bytes], bool]:
         """(cids that may be `actor`'s block at `seq`, newest first; whether our log settles it).
         `side`: also consider blocks outside the log (quarantined actor, conflicting seal)."""
-        log = self.by_actor.get(actor)
-        settled = log is not None and seq <= len(log)
+        log = self.by_actor.get(actor, [])
+        settled = seq <= len(log)
         if not side:
             if settled:
                 return [log[seq - 1]], True
@@ -184,7 +185,7 @@ class SealSlots:
         result.new_seals.append(data)
         log = self.by_actor.get(seal.actor, [])
         q = self.quarantined.get(seal.actor)
-        for seq, c in zip(range(seal.first, seal.last + 1), cids):
+        for seq, c in zip(range(seal.first, seal.last + 1), cids, strict=True):
             if c in self.blocks:
                 continue
             if q is not None and seq >= q or seq <= len(log):

@@ -49,8 +49,8 @@ def counter_add(total: int | float, delta: int | float) -> int | float | None:
     increment at all.
     """
     if type(total) is int and type(delta) is int:
-        out = total + delta
-        return out if COUNTER_MIN <= out <= COUNTER_MAX else None
+        exact = total + delta
+        return exact if COUNTER_MIN <= exact <= COUNTER_MAX else None
     if type(total) is int and not COUNTER_MIN <= total <= COUNTER_MAX:
         return None
     if type(delta) is int and not COUNTER_MIN <= delta <= COUNTER_MAX:

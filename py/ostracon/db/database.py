@@ -22,19 +22,19 @@ from typing import Any
 from ..core import cid as cidlib
 from ..core import snapshot
 from ..core.block import check_collection
+from ..core.clock import DEFAULT_MAX_CLOCK_SKEW_MS
 from ..core.errors import OstraconError, ValidationError
 from ..core.feed import FEED_RETENTION, SUBSCRIBER_BUFFER, ChangeEvent, ChangeFeed, Subscription
 from ..core.query.planner import FALLBACK_DOCS_MAX
 from ..core.query.rebuild import BATCH_SIZE, COLD_AFTER_MS, MAX_CONCURRENT, RATE_DOCS_PER_S, WARM_AFTER_MS, RebuildEvent
 from ..core.query.schema import SchemaRegistry
 from ..core.replica import MAX_PENDING_BLOCKS, ApplyResult, Replica
-from ..core.clock import DEFAULT_MAX_CLOCK_SKEW_MS
 from ..core.verify import verify_replica
 from ..storage.base import OpenReport, Storage
+from . import verification
 from .collection import Collection
 from .engine import Engine
 from .indexing import INDEX_SYNC_BUILD_DOCS, IndexedCollection, Indexing
-from . import verification
 from .schemas import SchemaCatalog
 from .sink import SINK_BATCH_OPS, SINK_INTERVAL_MS, WriteSink
 
