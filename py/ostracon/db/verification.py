@@ -31,8 +31,8 @@ from ..core.replica import Replica
 from ..core.verify import WATERMARK_META, Problem, SealChain, open_problems, read_watermark
 from ..storage.base import Storage
 
-#: Meta key prefix of a device's highest own sequence number (one key per actor: a store
-#: opened under another identity must not inherit this one's record).
+#: Prefix of the meta key recording a device's highest own sequence number; the key ends with
+#: the actor (hex), so a directory opened under another identity does not inherit the floor.
 OWN_SEQ_META = "ostracon/own-seq/"
 QUARANTINE_META = "ostracon/quarantined-blocks"
 #: Records replayed per batch at open: bounds the memory of one decode pass.
@@ -176,9 +176,11 @@ def load(new_replica: Callable[[], Replica], storage: Storage, verify: Callable,
 
 
 def record_flush(r: Replica, storage: Storage, chain: SealChain, sign: Callable[[bytes], bytes],
-                 batch: list[bytes]) -> None:
+                 batch: list[bytes], own_seq: int | None = None) -> None:
     """Before a flush: extend the seal chain by the batch's seals, re-sign the watermark and
-    record the own sequence number (all in the same durable group as the batch)."""
+    record the own sequence number (all in the same durable group as the batch). own_seq:
+    the highest own sequence number in the batch (writes of other threads made after the
+    batch was taken are not in it and must not be recorded yet)."""
     grew = False
     for env in batch:
         if len(env) > 1 and env[1] == KIND_SEAL:
@@ -186,7 +188,7 @@ def record_flush(r: Replica, storage: Storage, chain: SealChain, sign: Callable[
             grew = True
     if grew:
         storage.set_meta(WATERMARK_META, chain.watermark(r.actor, sign))
-    own = r.seq_of(r.actor)
+    own = r.seq_of(r.actor) if own_seq is None else own_seq
     if own > r.own_floor:
         r.own_floor = own
         storage.set_meta(OWN_SEQ_META + r.actor.hex(), own.to_bytes(8, "big"))
