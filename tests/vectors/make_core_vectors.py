@@ -110,7 +110,7 @@ SCENARIOS = [
             {"op": "sync", "from": "a", "to": "b"},
             s("delete", col="t", id="d"),
             s("advance", "b", by=10),
-            s("patch", "b", col="t", id="d", doc={"b": 2}),               # later: resurrects with b only
+            s("patch", "b", col="t", id="d", doc={"b": 2}),               # concurrent: the delete wins
             s("create", col="t", id="e", doc={"x": 1}),
             s("flush"),
             s("flush", "b"),

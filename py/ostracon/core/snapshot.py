@@ -7,15 +7,18 @@ recomputed from them on load, so a snapshot cannot smuggle in a block under a fa
 The state part is trusted like the log it replaces: storage protects it with a CRC, and
 `ostracon verify` re-derives everything from the blocks.
 
-Layout (msgpack array): [2, blocks, seals, actors, collections, info, docs, clock, extra]
+Layout (msgpack array): [3, blocks, seals, actors, collections, info, docs, clock, extra]
 - blocks: block bytes in apply order (causal), None for a block pruned by compaction;
   seals: seal bytes.
 - extra: {"pruned": [[block idx, cid], ...], "checkpoint": {...} or None}.
 - actors / collections: tables; other parts refer to them by index.
 - info: per block [collection idx, doc_id, actor idx, seq, height].
 - docs: per document [collection idx, doc_id, heads, height, version, min_t, max_t,
-  fields, incs, tomb, max_write, cids] with stamps as [hlc, actor idx, block idx].
-Format 1 (`[1, envelopes]`) is still read, by replaying.
+  fields, incs, deletes, [live, past], cids] with stamps as [hlc, actor idx, block idx];
+  deletes: block indices of the document's deletes; past: [[block idx, [delete block idx,
+  ...]], ...] (core/state.py: the deletes in each change's causal past).
+Format 2 (which kept one tombstone stamp per document) is read by replaying its blocks: its
+state part predates the delete rule of core/state.py.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from .errors import CorruptSnapshotError
 from .replica import Replica
 from .state import _ABSENT, DocState
 
-SNAPSHOT_FORMAT = 2
+SNAPSHOT_FORMAT = 3
 
 
 def dump(replica: Replica) -> bytes:
@@ -43,9 +46,6 @@ def dump(replica: Replica) -> bytes:
     blocks = replica.blocks
     info = replica.info
 
-    def stamp(s):
-        return None if s is None else [s[0], aidx[s[1]], index[s[2]]]
-
     rows = []
     for c in order:
         i = info[c]
@@ -58,7 +58,8 @@ def dump(replica: Replica) -> bytes:
             incs = [[f, [[s[0], aidx[s[1]], index[s[2]], delta] for s, delta in lst]]
                     for f, lst in d.incs.items()]
             docs.append([cidx[name], doc_id, sorted(index[h] for h in d.heads), d.height, d.version,
-                         d.min_t, d.max_t, fields, incs, stamp(d.tomb), stamp(d.max_write),
+                         d.min_t, d.max_t, fields, incs, sorted(index[c] for c in d.deletes),
+                         [d.live, sorted([index[c], sorted(index[x] for x in xs)] for c, xs in d.past.items())],
                          [index[c] for c in d.cids]])
     seals = [data for a in actors for _, _, data in replica.seals.get(a, [])]
     pruned = replica.pruned
@@ -72,10 +73,11 @@ def load(replica: Replica, data: bytes) -> None:
     """Fill an empty replica from snapshot bytes. Raises CorruptSnapshotError."""
     try:
         v = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False, ext_hook=_ext_hook)
-        if type(v) is not list or len(v) != 9 or v[0] != SNAPSHOT_FORMAT:
+        if type(v) is not list or len(v) != 9 or v[0] not in (2, SNAPSHOT_FORMAT):
             raise ValueError("unknown snapshot layout")
-        _, blocks, seals, actors, cols, rows, docs, last, extra = v
-        _load(replica, blocks, seals, actors, cols, rows, docs, last, extra)
+        fmt, blocks, seals, actors, cols, rows, docs, last, extra = v
+        _load(replica, blocks, seals, actors, cols, rows, docs if fmt == SNAPSHOT_FORMAT else None,
+              last, extra)
     except CorruptSnapshotError:
         raise
     except Exception as exc:  # any structural surprise in a snapshot is corruption
@@ -104,8 +106,33 @@ def _load(r: Replica, blocks, seals, actors, cols, rows, docs, last, extra) -> N
         if seq != len(log) + 1:
             raise ValueError(f"actor log out of order at block {i}")
         log.append(c)
+    if docs is None:
+        _replay_docs(r)
+    else:
+        _load_docs(r, actors, cols, docs)
+    for data in seals:
+        seal = decode_seal(data)
+        r._store_seal(seal, data)
+    r.clock.observe(last)
+
+
+def _replay_docs(r: Replica) -> None:
+    if r.pruned:
+        raise ValueError("a format-2 snapshot with pruned history cannot be upgraded")
     collections = r.collections
-    for ci, doc_id, heads, height, version, min_t, max_t, fields, incs, tomb, max_write, cids in docs:
+    for c in r.order:
+        ch = r.change(c)
+        docs = collections.setdefault(ch.collection, {})
+        d = docs.get(ch.doc_id)
+        if d is None:
+            d = docs[ch.doc_id] = DocState(ch.collection, ch.doc_id)
+        d.apply(c, ch)
+
+
+def _load_docs(r: Replica, actors: list, cols: list, docs: list) -> None:
+    order = r.order
+    collections = r.collections
+    for ci, doc_id, heads, height, version, min_t, max_t, fields, incs, deletes, live_past, cids in docs:
         name = cols[ci]
         d = DocState(name, doc_id)
         d.heads = {order[h] for h in heads}
@@ -113,14 +140,18 @@ def _load(r: Replica, blocks, seals, actors, cols, rows, docs, last, extra) -> N
         d.fields = {f: ((t, actors[a], order[c]), v if present else _ABSENT)
                     for f, t, a, c, present, v in fields}
         d.incs = {f: [((t, actors[a], order[c]), delta) for t, a, c, delta in lst] for f, lst in incs}
-        d.tomb = None if tomb is None else (tomb[0], actors[tomb[1]], order[tomb[2]])
-        d.max_write = None if max_write is None else (max_write[0], actors[max_write[1]], order[max_write[2]])
+        d.deletes = {order[c] for c in deletes}
+        live, past = live_past
+        d.live = live is True
+        shared: dict[tuple, frozenset] = {}  # one object per distinct set, as apply() shares them
+        for c, xs in past:
+            key = tuple(xs)
+            fs = shared.get(key)
+            if fs is None:
+                fs = shared[key] = frozenset(order[x] for x in xs)
+            d.past[order[c]] = fs
         d.cids = [order[c] for c in cids]
         col = collections.get(name)
         if col is None:
             col = collections[name] = {}
         col[doc_id] = d
-    for data in seals:
-        seal = decode_seal(data)
-        r._store_seal(seal, data)
-    r.clock.observe(last)

@@ -4,11 +4,21 @@
   breaks the (malicious or buggy) tie of one actor reusing a clock value.
 - `unset` is an LWW write of "absent".
 - Counters: increments are kept as a set. A counter's value is its LWW base (the last
-  `set`, if numeric) plus every increment stamped after the base and after the tombstone.
-  Increments on a non-numeric base are ignored (the base wins); on an absent base they
-  start from 0. Sums are taken in stamp order so float results do not depend on delivery.
-- Delete is a tombstone: it hides every field write and increment with a smaller stamp.
-  Writes stamped after it resurrect the document with just those fields.
+  `set`, if numeric) plus every increment stamped after the base. Increments on a
+  non-numeric base are ignored (the base wins); on an absent base they start from 0. Sums
+  are taken in stamp order so float results do not depend on delivery.
+- Delete wins against every write it has not seen (docs/MERGE.md). A change is *visible*
+  when every delete of the document is in its causal past (reachable through its parents).
+  A delete therefore hides the writes before it *and* the writes concurrent with it; only
+  writes made after it (a re-create, and edits of that re-created document) are visible.
+  Visible writes never mix with hidden ones, so a merge never yields a fragment: whatever
+  document is visible is exactly what some editor saw, plus concurrent edits made on top
+  of the same live document. Counters follow the same rule (their increments are writes).
+
+Because a newly arriving delete is never in the causal past of a change already applied
+(delivery is causal), its arrival hides everything applied so far, and a change whose past
+lacks one of the known deletes can never become visible later: hidden writes are dropped
+at once, and the state keeps only what is visible.
 
 Everything visible is a function of the *set* of applied changes, never of their order:
 that is the invariant the simulator and the hypothesis tests check.
@@ -27,11 +37,12 @@ from .encoding import encode_canonical
 Stamp = tuple  # (hlc, actor, cid)
 
 _ABSENT = object()
+_NO_DELETES: frozenset = frozenset()
 
 
 class DocState:
     __slots__ = ("collection", "doc_id", "heads", "height", "version", "min_t", "max_t",
-                 "fields", "incs", "tomb", "max_write", "cids", "_view", "_digest")
+                 "fields", "incs", "deletes", "past", "live", "cids", "_view", "_digest")
 
     def __init__(self, collection: str, doc_id: str) -> None:
         self.collection = collection
@@ -41,17 +52,31 @@ class DocState:
         self.version = 0
         self.min_t = 0
         self.max_t = 0
-        # field -> (stamp, value or _ABSENT)
+        # Visible writes only. field -> (stamp, value or _ABSENT)
         self.fields: dict[str, tuple[Stamp, Any]] = {}
-        # field -> list of (stamp, delta)
+        # field -> list of (stamp, delta), visible increments only
         self.incs: dict[str, list[tuple[Stamp, Any]]] = {}
-        self.tomb: Stamp | None = None
-        self.max_write: Stamp | None = None
+        # CIDs of every delete of this document
+        self.deletes: set[bytes] = set()
+        # cid -> the deletes in its causal past (itself included if it is one); a change
+        # with no delete in its past has no entry, so documents never deleted pay nothing.
+        self.past: dict[bytes, frozenset] = {}
+        # a visible write exists (a document whose every write is hidden is deleted)
+        self.live = False
         self.cids: list[bytes] = []  # every change of this document, in apply order
         self._view: dict | None = None
         self._digest: bytes | None = None
 
     # ------------------------------------------------------------ merge
+
+    def _past_of(self, parents: tuple) -> frozenset:
+        past = self.past
+        out = _NO_DELETES
+        for p in parents:
+            s = past.get(p, _NO_DELETES)
+            if s is not out and s:
+                out = s if not out else out | s
+        return out
 
     def apply(self, cid: bytes, ch: Change) -> None:
         """Merge one change whose parents are already applied (causal delivery)."""
@@ -68,6 +93,24 @@ class DocState:
             self.min_t = t
         if t > self.max_t:
             self.max_t = t
+        self._view = None
+        self._digest = None
+        seen = self._past_of(ch.parents)
+        if any(op[0] == OP_DELETE for op in ch.ops):
+            # Nothing applied so far has this delete in its past: all of it is hidden now.
+            self.deletes.add(cid)
+            self.past[cid] = seen | {cid}
+            self.fields = {}
+            self.incs = {}
+            self.live = False
+            return
+        if seen:
+            self.past[cid] = seen
+        if len(seen) != len(self.deletes):
+            return  # concurrent with (or before) a known delete: the delete wins
+        # Any visible change (even one with no operations, e.g. creating an empty
+        # document) is a write: it makes the document live.
+        self.live = True
         stamp = (t, ch.actor, cid)
         fields = self.fields
         for op in ch.ops:
@@ -79,30 +122,17 @@ class DocState:
                     fields[name] = (stamp, op[2] if kind == OP_SET else _ABSENT)
             elif kind == OP_INCR:
                 self.incs.setdefault(op[1], []).append((stamp, op[2]))
-            elif kind == OP_DELETE:
-                if self.tomb is None or stamp > self.tomb:
-                    self.tomb = stamp
-        # Any change that is not a delete (even one with no operations, e.g. creating an
-        # empty document) is a write: stamped after the tombstone, it makes the doc live.
-        if not (ch.ops and ch.ops[0][0] == OP_DELETE):
-            if self.max_write is None or stamp > self.max_write:
-                self.max_write = stamp
-        self._view = None
-        self._digest = None
 
     # ------------------------------------------------------------ views
 
     @property
     def deleted(self) -> bool:
-        return self.tomb is not None and (self.max_write is None or self.max_write < self.tomb)
+        return not self.live and bool(self.deletes)
 
     def _counter(self, name: str, base: tuple | None) -> tuple[bool, Any, Stamp | None]:
         """(present, value, stamp of the write that decided it) for a counter field."""
-        floor = self.tomb
-        if base is not None and (floor is None or base[0] > floor):
-            floor = base[0]
-        base_visible = base is not None and base[1] is not _ABSENT and (
-            self.tomb is None or base[0] > self.tomb)
+        floor = None if base is None else base[0]
+        base_visible = base is not None and base[1] is not _ABSENT
         if base_visible and (type(base[1]) not in (int, float)):
             return True, base[1], base[0]
         live = sorted(i for i in self.incs[name] if floor is None or i[0] > floor)
@@ -119,13 +149,12 @@ class DocState:
         """Visible user fields, keys sorted (a fresh dict each call is not needed: cached)."""
         if self._view is not None:
             return self._view
-        tomb = self.tomb
         out: dict[str, Any] = {}
         incs = self.incs
         for name, entry in self.fields.items():
             if name in incs:
                 continue
-            if entry[1] is not _ABSENT and (tomb is None or entry[0] > tomb):
+            if entry[1] is not _ABSENT:
                 out[name] = entry[1]
         for name in incs:
             present, value, _ = self._counter(name, self.fields.get(name))
@@ -136,10 +165,9 @@ class DocState:
 
     def blame(self) -> dict[str, Stamp]:
         """field -> stamp (hlc, actor, cid) of the write that decided its current value."""
-        tomb = self.tomb
         out: dict[str, Stamp] = {}
         for name, entry in self.fields.items():
-            if name not in self.incs and entry[1] is not _ABSENT and (tomb is None or entry[0] > tomb):
+            if name not in self.incs and entry[1] is not _ABSENT:
                 out[name] = entry[0]
         for name in self.incs:
             present, _, stamp = self._counter(name, self.fields.get(name))
