@@ -19,10 +19,15 @@ from typing import Any, Callable
 
 from .encoding import encode_canonical
 from .errors import CursorError, ValidationError
+from .lexical import parse_ascii_int
+from .limits import check_int_option
 
 #: Events kept for cursor resumption. 10k covers a long offline burst of a busy app while
 #: bounding memory to a few MB; older cursors get CursorError (rescan).
 FEED_RETENTION = 10_000
+#: Largest retention accepted: at a few hundred bytes per event, 1M events is already a
+#: few hundred MB, more than a browser tab can spare.
+MAX_FEED_RETENTION = 1_000_000
 #: Default subscriber buffer (seed requirement): small, so a stuck consumer is noticed fast.
 SUBSCRIBER_BUFFER = 10
 
@@ -61,8 +66,7 @@ class Subscription:
 
     def __init__(self, feed: "ChangeFeed", collection: str | None, buffer: int,
                  callback: Callable[[ChangeEvent], None] | None) -> None:
-        if buffer < 1:
-            raise ValidationError("subscriber buffer must be >= 1")
+        check_int_option("subscriber buffer", buffer, 1, MAX_FEED_RETENTION)
         self._feed = feed
         self.collection = collection
         self.buffer = buffer
@@ -108,7 +112,7 @@ class Subscription:
 class ChangeFeed:
     def __init__(self, epoch: str, retention: int = FEED_RETENTION) -> None:
         self.epoch = epoch
-        self.retention = retention
+        self.retention = check_int_option("feed_retention", retention, 1, MAX_FEED_RETENTION)
         self.last_seq = 0
         self._events: deque[ChangeEvent] = deque(maxlen=retention)
         self._subs: list[Subscription] = []  # a list: callback order must not depend on hash()
@@ -145,8 +149,8 @@ class ChangeFeed:
         if epoch != self.epoch:
             raise CursorError("cursor is from another session of this database; rescan")
         try:
-            n = int(seq)
-        except ValueError:
+            n = parse_ascii_int(seq)  # int() would take non-ASCII digits in one runtime only
+        except ValidationError:
             raise CursorError(f"malformed cursor {cursor!r:.60}") from None
         if n < 0 or n > self.last_seq:
             raise CursorError(f"cursor {cursor!r} is ahead of the feed")

@@ -32,7 +32,9 @@ Null and missing semantics (documented choice):
   never numbers (`_eq: 1` does not match `true`).
 - `_eq` on a list or map compares the whole value (no element matching).
 - `_like` is SQL LIKE: `%` = any run of characters, `_` = one character, `\\` escapes the next
-  character; it matches the whole string. `_ilike` ignores case. Non-strings never match.
+  character; it matches the whole string. `_ilike` ignores the case of ASCII letters (A-Z
+  = a-z); other characters compare exactly, the same in every runtime (core/lexical.py).
+  Non-strings never match.
 
 Ordering: `order` accepts DefraDB's object style `{"title": "ASC"}`, a list of such objects
 `[{"title": "ASC"}, {"votes": "DESC"}]`, nested objects `{"author": {"name": "DESC"}}`, or
@@ -63,6 +65,7 @@ from typing import Any
 import msgpack
 
 from ..errors import OstraconError, ValidationError
+from ..lexical import ascii_fold
 from ..errors import (QueryTooExpensiveError, IndexBuildingError, QueryCursorError)  # noqa: F401  (re-exported)
 
 __all__ = [
@@ -503,8 +506,11 @@ def like_to_regex(pattern: str, *, ignore_case: bool = False) -> re.Pattern:
         else:
             out.append(re.escape(c))
         i += 1
-    flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
-    return re.compile("".join(out), flags)
+    # Case-insensitive matching folds ASCII letters only (core/lexical.py): the caller folds
+    # the value with `ascii_fold`, and the pattern is folded here, so no Unicode table of
+    # the interpreter takes part.
+    rx = "".join(out)
+    return re.compile(ascii_fold(rx) if ignore_case else rx, re.DOTALL)
 
 
 def like_prefix(pattern: str) -> tuple[str, bool, bool]:
@@ -542,12 +548,18 @@ def _cmp_pred(node: Cmp) -> Callable[[dict], bool]:
         return p
     if op in COMPARE_OPS:
         return _compare_pred(g, op, x)
-    rx = like_to_regex(x, ignore_case=op in ("_ilike", "_nilike"))
+    fold = op in ("_ilike", "_nilike")
+    rx = like_to_regex(x, ignore_case=fold)
     fm = rx.fullmatch
 
-    def like(d):
-        v = g(d)
-        return type(v) is str and fm(v) is not None
+    if fold:
+        def like(d):
+            v = g(d)
+            return type(v) is str and fm(ascii_fold(v)) is not None
+    else:
+        def like(d):
+            v = g(d)
+            return type(v) is str and fm(v) is not None
     if op in ("_nlike", "_nilike"):
         return lambda d: not like(d)
     return like
@@ -691,8 +703,8 @@ _ID_ASC = (("_id",), False)
 
 
 def _direction(v: Any, where: str) -> bool:
-    if isinstance(v, str) and v.upper() in ("ASC", "DESC"):
-        return v.upper() == "DESC"
+    if isinstance(v, str) and ascii_fold(v) in ("asc", "desc"):
+        return ascii_fold(v) == "desc"
     raise ValidationError(f"{where}: direction must be ASC or DESC, got {v!r}")
 
 
@@ -782,13 +794,18 @@ def is_after(key: tuple, cursor: tuple, spec: OrderSpec) -> bool:
 
 # --- cursors ---------------------------------------------------------------------------
 
-_CURSOR_VERSION = 1
+#: The order tag is a digest of the spec's canonical bytes, never of `repr()` (which differs
+#: between runtimes for characters their Unicode databases class differently as printable).
+_CURSOR_VERSION = 2
 _BIGINT_EXT = 1  # same ext type number as the canonical encoding uses for big ints
 
 
 @functools.lru_cache(maxsize=256)
 def _spec_tag(spec: OrderSpec) -> bytes:
-    return hashlib.sha256(repr(spec).encode()).digest()[:6]
+    # UTF-8 with surrogatepass: a path is user input and may hold a lone surrogate.
+    canon = msgpack.packb([[[p.encode("utf-8", "surrogatepass") for p in path], bool(desc)]
+                           for path, desc in spec], use_bin_type=True)
+    return hashlib.sha256(canon).digest()[:6]
 
 
 def _pack_big(obj):

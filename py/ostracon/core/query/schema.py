@@ -14,7 +14,7 @@ SDL subset (hand-written tokenizer/parser: pure, no dependency, same in Pyodide)
     type Author { name: String }
 
 Scalars: String, Int (any size), Float (accepts ints), Boolean, ID (string), Blob/Bytes
-(bytes), JSON (any JSON-like value), DateTime (ISO 8601 string). `[T]` lists, `!` required
+(bytes), JSON (any JSON-like value), DateTime (RFC 3339 string, core/lexical.py). `[T]` lists, `!` required
 (present and non-null on a full write; never set to null by a patch). A field of object type
 is an embedded map validated against that type (DefraDB's relations between collections are
 not part of this subset). Directives: `@crdt(type: lww|pncounter|pcounter)` (counters need
@@ -44,11 +44,11 @@ import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from .. import cid, encoding
 from ..errors import CorruptBlockError, NotFoundError, ValidationError
+from ..lexical import is_datetime
 from ..errors import (SchemaValidationError, LensNotFoundError)  # noqa: F401  (re-exported)
 
 __all__ = ["FieldType", "Field", "TypeDef", "Schema", "SchemaRegistry", "SchemaValidationError",
@@ -327,26 +327,9 @@ def _check_value(types: dict, t: FieldType, v: Any, where: str, depth: int) -> N
         raise SchemaValidationError(f"{where}: expected {t}, got {_type_name(v)}", field=where)
 
 
-_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?")
-
-
 def _is_datetime(s: str) -> bool:
-    if len(s) > 64 or not _DATE_RE.fullmatch(s):
-        return False
-    try:
-        datetime.fromisoformat(s.replace("Z", "+00:00") if s.endswith("Z") else s)
-    except ValueError:
-        # fromisoformat (3.11) rejects >6 fractional digits; accept them if the rest parses.
-        if "." in s:
-            head, _, frac = s.partition(".")
-            tz = re.search(r"(Z|[+-]\d{2}:?\d{2})$", frac)
-            try:
-                datetime.fromisoformat(head + ((tz.group(0).replace("Z", "+00:00")) if tz else ""))
-                return True
-            except ValueError:
-                return False
-        return False
-    return True
+    """The DateTime grammar (core/lexical.py): the same answer in every runtime."""
+    return is_datetime(s)
 
 
 def _is_json(v: Any, depth: int) -> bool:
@@ -420,7 +403,7 @@ _TOKEN_RE = re.compile(r"""
   | (?P<num>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
   | (?P<name>[_A-Za-z][_0-9A-Za-z]*)
   | (?P<punct>[{}()\[\]:!@=|&])
-""", re.VERBOSE | re.DOTALL)
+""", re.VERBOSE | re.DOTALL | re.ASCII)
 
 
 def _tokenize(src: str) -> list[tuple[str, str, int]]:
