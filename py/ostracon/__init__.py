@@ -15,10 +15,10 @@ from .core.errors import (ClosedError, ConflictError, CorruptBlockError, Corrupt
                           StorageError, StorageUnavailableError, TransportError,
                           ValidationError, WrongKeyError)
 from .core.feed import ChangeEvent, Subscription
-from .database import (Collection, ColdCollectionError, Database, IndexBuildingError,
+from .db import (Collection, ColdCollectionError, Database, IndexBuildingError,
                        LensNotFoundError, QueryCursorError, QueryTooExpensiveError,
                        SchemaValidationError)
-from .database import open_database as open
+from .db import open_database as open
 
 __version__ = "0.1.0"
 

@@ -62,7 +62,7 @@ def _human_bytes(n: int) -> str:
 def cmd_inspect(args: argparse.Namespace) -> int:
     db = _open(args.path)
     try:
-        r = db._replica
+        r = db.replica
         print(f"database   {os.path.abspath(args.path)}")
         print(f"identity   {db.actor}")
         print(f"blocks     {len(r.blocks)}")
@@ -90,7 +90,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _changes(db: Any) -> Iterator[tuple[bytes, Any]]:
-    r = db._replica
+    r = db.replica
     for c in r.order:
         if c in r.blocks:  # pruned blocks have no body to show
             yield c, decode_change(r.blocks[c])
@@ -148,7 +148,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def verify_database(db: Any, progress: Any = None) -> list[str]:
     """Recompute every CID, DAG link and seal signature. Returns the problems found."""
-    r = db._replica
+    r = db.replica
     problems: list[str] = []
     rep = db.open_report()
     if rep.truncated_bytes:
@@ -180,10 +180,10 @@ def verify_database(db: Any, progress: Any = None) -> list[str]:
             info = r.info.get(p)
             if info is None:
                 problems.append(f"block {where}: parent {cidlib.format_cid(p)} is missing")
-            elif (info[0], info[1]) != (ch.collection, ch.doc_id):
+            elif (info.collection, info.doc_id) != (ch.collection, ch.doc_id):
                 problems.append(f"block {where}: parent {cidlib.format_cid(p)} is another document's")
             else:
-                top = max(top, info[5])
+                top = max(top, info.height)
         if ch.height != top + 1:
             problems.append(f"block {where}: height {ch.height} should be {top + 1}")
         log = r.by_actor.get(ch.actor, [])
@@ -227,7 +227,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         db.close()
     for p in problems:
         print(p)
-    r = db._replica
+    r = db.replica
     if problems:
         print(f"FAILED: {len(problems)} problem(s) in {len(r.blocks)} blocks")
         return EXIT_MISMATCH

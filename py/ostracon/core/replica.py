@@ -11,11 +11,13 @@ document DAG is closed under parents (history and time travel never meet a hole)
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 from . import cid as cidlib
+from . import clock as hlc
 from .block import (KIND_BLOCK, KIND_SEAL, MAX_BLOCK_BYTES, MAX_PARENTS, Change, Seal, batch_digest,
                     decode_change, decode_seal, envelope, make_seal, open_envelope)
 from .clock import HybridClock
@@ -37,6 +39,17 @@ Verify = Callable[[bytes, bytes, bytes], bool]
 Sign = Callable[[bytes], bytes]
 
 
+class BlockInfo(NamedTuple):
+    """Where an applied block belongs, kept per CID (`Replica.info`)."""
+
+    collection: str
+    doc_id: str
+    actor: bytes
+    seq: int
+    index: int        # position in apply order (`Replica.order`)
+    height: int       # the block's height in its document's DAG
+
+
 @dataclass
 class ApplyResult:
     """What `apply_envelopes` did with a batch."""
@@ -47,6 +60,7 @@ class ApplyResult:
     seals: int = 0               # seals newly verified
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (index in batch, reason)
     changed_docs: list[tuple[str, str]] = field(default_factory=list)
+    new_seals: list[bytes] = field(default_factory=list)  # seal bytes newly stored, in order
 
 
 class _Pending:
@@ -71,7 +85,7 @@ class Replica:
         self.max_pending_blocks = max_pending_blocks
         self.clock = HybridClock()
         self.blocks: dict[bytes, bytes] = {}           # cid -> block bytes
-        self.info: dict[bytes, tuple] = {}              # cid -> (collection, doc_id, actor, seq, apply index)
+        self.info: dict[bytes, BlockInfo] = {}          # cid -> where the block belongs
         self.order: list[bytes] = []                    # cids in apply order (causal)
         self.by_actor: dict[bytes, list[bytes]] = {}    # actor -> cids by seq-1
         self.collections: dict[str, dict[str, DocState]] = {}
@@ -205,7 +219,7 @@ class Replica:
                 state = docs[ch.doc_id] = DocState(ch.collection, ch.doc_id)
         state.apply(cid, ch)
         self.blocks[cid] = data
-        self.info[cid] = (ch.collection, ch.doc_id, ch.actor, ch.seq, len(self.order), ch.height)
+        self.info[cid] = BlockInfo(ch.collection, ch.doc_id, ch.actor, ch.seq, len(self.order), ch.height)
         self.order.append(cid)
         log = self.by_actor.get(ch.actor)
         if log is None:
@@ -268,6 +282,7 @@ class Replica:
             return False  # a pending candidate may be a forgery: wait for the real block
         self._store_seal(seal, data)
         result.seals += 1
+        result.new_seals.append(data)
         for seq, c in zip(range(seal.first, seal.last + 1), cids):
             for other in list(self._pending_by_seq.get((seal.actor, seq), ())):
                 if other != c:
@@ -304,9 +319,9 @@ class Replica:
         top = 0
         for parent in ch.parents:
             info = self.info[parent]
-            if info[0] != ch.collection or info[1] != ch.doc_id:
+            if info.collection != ch.collection or info.doc_id != ch.doc_id:
                 return "parent belongs to another document"
-            top = max(top, info[5])
+            top = max(top, info.height)
         if ch.height != top + 1:
             return "height is not 1 + the highest parent height"
         return None
@@ -387,6 +402,7 @@ class Replica:
             if trusted:
                 self._store_seal(seal, payload)
                 result.seals += 1
+                result.new_seals.append(payload)
             else:
                 self._pending_seals.setdefault(seal.actor, []).append(seal)
                 self._seal_keys.add(payload)
@@ -441,7 +457,7 @@ class Replica:
             if have < upto:
                 wanted.extend(log[have:upto])
         index = self.info
-        wanted.sort(key=lambda c: index[c][4])
+        wanted.sort(key=lambda c: index[c].index)
         out: list[bytes] = []
         emitted_seals: set[bytes] = set()
         last_of_range: dict[tuple[bytes, int], list[bytes]] = {}
@@ -456,12 +472,60 @@ class Replica:
                                      "replica's pruning horizon; sync from an unpruned replica")
         for c in wanted:
             out.append(envelope(KIND_BLOCK, blocks[c]))
-            _, _, actor, seq, _, _ = index[c]
+            info = index[c]
+            actor, seq = info.actor, info.seq
             for data in last_of_range.get((actor, seq), ()):
                 if data not in emitted_seals:
                     emitted_seals.add(data)
                     out.append(envelope(KIND_SEAL, data))
         return out
+
+    def new_blocks(self, count: int) -> list[bytes]:
+        """Block bytes of the last `count` applied blocks, in apply order (what a merge just
+        added, for the write sink to persist)."""
+        if count <= 0:
+            return []
+        return [self.blocks[c] for c in self.order[len(self.order) - count:]]
+
+    def add_trusted_seal(self, data: bytes) -> None:
+        """Store a seal read back from our own storage or snapshot (verified when received)."""
+        if data not in self._seal_keys:
+            self._store_seal(decode_seal(data), data)
+
+    # ------------------------------------------------------------ compaction
+
+    def prune(self, horizon_ms: int, state_hash: Callable[[], str]) -> int:
+        """Drop the bodies of blocks older than `horizon_ms` (wall ms), except current heads.
+
+        CIDs, DAG links and seals stay known, so state and seal digests remain verifiable;
+        `checkpoint` records the horizon, the number and digest of pruned CIDs, the frontier
+        (kept-block parents that were pruned) and `state_hash()` at the time. Returns the
+        number of bodies dropped now. Reading a dropped body raises HistoryPrunedError.
+        """
+        if type(horizon_ms) is not int or horizon_ms < 0:
+            raise ValidationError("prune_before must be a wall time in ms (int >= 0)")
+        heads = set(self.heads())
+        drop = [c for c in self.order
+                if c in self.blocks and c not in heads and hlc.wall_ms(self.change(c).hlc) < horizon_ms]
+        if not drop:
+            return 0
+        dropped = set(drop)
+        frontier = set()
+        for c in self.order:
+            if c in self.blocks and c not in dropped:
+                frontier.update(p for p in self.change(c).parents if p in dropped or p in self.pruned)
+        for c in drop:
+            del self.blocks[c]
+        self.pruned |= dropped
+        prev = self.checkpoint or {}
+        self.checkpoint = {
+            "horizon": max(horizon_ms, prev.get("horizon", 0)),
+            "pruned": len(self.pruned),
+            "pruned_digest": hashlib.sha256(b"".join(c for c in self.order if c in self.pruned)).hexdigest(),
+            "frontier": sorted(cidlib.format_cid(c) for c in frontier),
+            "state_hash": state_hash(),
+        }
+        return len(drop)
 
     def all_envelopes(self) -> list[bytes]:
         """Every applied block and stored seal, in apply order (for snapshots)."""

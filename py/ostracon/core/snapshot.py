@@ -26,10 +26,9 @@ from __future__ import annotations
 import msgpack
 
 from . import cid as cidlib
-from .block import decode_seal
 from .encoding import _default, _ext_hook
 from .errors import CorruptSnapshotError
-from .replica import Replica
+from .replica import BlockInfo, Replica
 from .state import _ABSENT, DocState
 
 SNAPSHOT_FORMAT = 3
@@ -49,7 +48,7 @@ def dump(replica: Replica) -> bytes:
     rows = []
     for c in order:
         i = info[c]
-        rows.append([cidx[i[0]], i[1], aidx[i[2]], i[3], i[5]])
+        rows.append([cidx[i.collection], i.doc_id, aidx[i.actor], i.seq, i.height])
     docs = []
     for name in cols:
         for doc_id, d in replica.collections[name].items():
@@ -68,7 +67,6 @@ def dump(replica: Replica) -> bytes:
     return msgpack.packb([SNAPSHOT_FORMAT, [blocks.get(c) for c in order], seals, actors, cols, rows,
                           docs, replica.clock.last, extra], use_bin_type=True, default=_default)
 
-
 def load(replica: Replica, data: bytes) -> None:
     """Fill an empty replica from snapshot bytes. Raises CorruptSnapshotError."""
     try:
@@ -82,7 +80,6 @@ def load(replica: Replica, data: bytes) -> None:
         raise
     except Exception as exc:  # any structural surprise in a snapshot is corruption
         raise CorruptSnapshotError(f"snapshot is malformed: {exc.__class__.__name__}: {exc}") from None
-
 
 def _load(r: Replica, blocks, seals, actors, cols, rows, docs, last, extra) -> None:
     if r.blocks or len(rows) != len(blocks):
@@ -99,7 +96,7 @@ def _load(r: Replica, blocks, seals, actors, cols, rows, docs, last, extra) -> N
     for i, (ci, doc_id, ai, seq, height) in enumerate(rows):
         actor = actors[ai]
         c = order[i]
-        info[c] = (cols[ci], doc_id, actor, seq, i, height)
+        info[c] = BlockInfo(cols[ci], doc_id, actor, seq, i, height)
         log = by_actor.get(actor)
         if log is None:
             log = by_actor[actor] = []
@@ -111,8 +108,7 @@ def _load(r: Replica, blocks, seals, actors, cols, rows, docs, last, extra) -> N
     else:
         _load_docs(r, actors, cols, docs)
     for data in seals:
-        seal = decode_seal(data)
-        r._store_seal(seal, data)
+        r.add_trusted_seal(data)
     r.clock.observe(last)
 
 

@@ -88,8 +88,8 @@ class DatabaseReplica:
 
     def __init__(self, db: Any) -> None:
         self.db = db
-        self._replica = db._replica
-        self.actor: bytes = db._replica.actor
+        self._replica = db.replica
+        self.actor: bytes = db.replica.actor
 
     def version_vector(self) -> dict[bytes, int]:
         return self._replica.version_vector()

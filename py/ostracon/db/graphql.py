@@ -43,16 +43,43 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from graphql import (DocumentNode, ExecutionResult, FieldNode, FragmentDefinitionNode,
-                     FragmentSpreadNode, GraphQLArgument, GraphQLBoolean, GraphQLEnumType,
-                     GraphQLError, GraphQLField, GraphQLFloat, GraphQLID, GraphQLInputField,
-                     GraphQLInputObjectType, GraphQLInt, GraphQLList, GraphQLNonNull,
-                     GraphQLObjectType, GraphQLScalarType, GraphQLSchema, GraphQLString,
-                     InlineFragmentNode, OperationDefinitionNode, StringValueNode, execute_sync,
-                     parse, validate, value_from_ast_untyped)
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLArgument,
+    GraphQLBoolean,
+    GraphQLEnumType,
+    GraphQLError,
+    GraphQLField,
+    GraphQLFloat,
+    GraphQLID,
+    GraphQLInputField,
+    GraphQLInputObjectType,
+    GraphQLInt,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLScalarType,
+    GraphQLSchema,
+    GraphQLString,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    StringValueNode,
+    execute_sync,
+    parse,
+    validate,
+    value_from_ast_untyped,
+)
 
-from .core.errors import OstraconError, ValidationError
-from .core.query.schema import FieldType, Schema, SchemaRegistry, _is_datetime
+from ..core import cid as cidlib
+from ..core.block import check_doc_id, decode_seal
+from ..core.errors import NotFoundError, OstraconError, ValidationError
+from ..core.query.filters import compile_filter
+from ..core.query.schema import FieldType, Schema, SchemaRegistry, _is_datetime
+from ..core.replica import Replica
 
 __all__ = ["GraphQLAPI", "build_graphql_schema", "MAX_QUERY_CHARS", "MAX_QUERY_DEPTH"]
 
@@ -474,3 +501,73 @@ class GraphQLAPI:
         if not isinstance(result, ExecutionResult):  # pragma: no cover (no async resolvers)
             return {"errors": [{"message": "internal error"}]}
         return result.formatted
+
+
+# --------------------------------------------------------------------------------------
+# The backend over a Database
+
+class DatabaseBackend:
+    """The five operations GraphQLAPI needs, over Collection methods (so the
+    same validation, uniqueness, tiers and planner apply as to native calls)."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    def find(self, collection: str, filter: Any, order: Any, limit: Any, offset: Any,
+             cid: str | None) -> list[dict]:
+        col = self.db.collection(collection)
+        if cid is None:
+            return col.find(filter, order, limit, offset)
+        # `cid`: the document as it was at that commit (DefraDB's time-travel query).
+        raw = cidlib.parse_cid(cid)
+        info = self.db.replica.info.get(raw)
+        if info is None:
+            raise NotFoundError(f"no commit {cid}")
+        if info.collection != collection:
+            return []
+        doc = col.get(info.doc_id, at=cid, include_deleted=True)
+        if doc is None or doc["_deleted"] or not compile_filter(filter).match(doc):
+            return []
+        return [doc]
+
+    def create(self, collection: str, doc: dict) -> dict:
+        col = self.db.collection(collection)
+        return col.get(col.create(doc))  # type: ignore[return-value]
+
+    def update(self, collection: str, doc_id: str, fields: dict) -> dict:
+        col = self.db.collection(collection)
+        col.patch(doc_id, fields)
+        return col.get(doc_id)  # type: ignore[return-value]
+
+    def delete(self, collection: str, doc_id: str) -> dict | None:
+        col = self.db.collection(collection)
+        col.delete(doc_id)
+        return col.get(doc_id, include_deleted=True)
+
+    def commits(self, doc_id: str) -> list[dict]:
+        """Every commit of the document(s) with this id, in any collection: cid, height,
+        links (parents), actor, signature (hex Ed25519 signature of the seal covering the
+        commit; null until the batch is flushed), collection, docID, schemaVersionId."""
+        db = self.db
+        check_doc_id(doc_id)
+        r = db.replica
+        out = []
+        for name in db.collections():
+            if r.doc(name, doc_id) is None:
+                continue
+            for c in db.collection(name).history(doc_id, allow_pruned=True):
+                if "cid" not in c:
+                    continue  # the pruned-history marker
+                actor = bytes.fromhex(c["actor"])
+                out.append({"cid": c["cid"], "height": c["height"], "links": c["parents"],
+                            "actor": c["actor"], "signature": _seal_signature(r, actor, c["seq"]),
+                            "collection": name, "docID": doc_id,
+                            "schemaVersionId": c["schema"]})
+        return out
+
+
+def _seal_signature(r: Replica, actor: bytes, seq: int) -> str | None:
+    for first, last, data in r.seals.get(actor, ()):
+        if first <= seq <= last:
+            return decode_seal(data).signature.hex()
+    return None

@@ -1,0 +1,89 @@
+"""Opening a database: choosing storage, loading or creating the identity, and replaying
+what storage holds (newest snapshot, then the log after it) into the replica."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..core import snapshot
+from ..core.errors import CorruptBlockError, StorageError
+from ..core.replica import Replica
+from ..storage.base import Storage
+
+if TYPE_CHECKING:
+    from .database import Database
+
+#: Name of the identity key file inside a database directory (mode 0600).
+IDENTITY_FILE = "identity.key"
+#: Stored records applied per replay step: bounds the memory of one decode pass.
+REPLAY_BATCH = 10_000
+
+
+def load_stored(replica: Replica, storage: Storage) -> None:
+    """Replay storage into an empty replica: the newest snapshot, then every record after it.
+    A malformed stored block → StorageError (open with repair=True, or restore)."""
+    snap = storage.load_snapshot()
+    after = 0
+    if snap is not None:
+        data, after = snap
+        snapshot.load(replica, data)
+    batch: list[bytes] = []
+    for _, rec in storage.records(after):
+        batch.append(rec)
+        if len(batch) >= REPLAY_BATCH:
+            _replay(replica, batch)
+            batch = []
+    if batch:
+        _replay(replica, batch)
+
+
+def _replay(replica: Replica, envelopes: list[bytes]) -> None:
+    try:
+        replica.apply_envelopes(envelopes, trusted=True, strict=True)
+    except CorruptBlockError as exc:
+        raise StorageError(f"stored log holds a malformed block ({exc}); open with "
+                           f"repair=True or restore from a replica") from None
+
+
+def open_database(path: Any = None, *, identity: Any = None, clock: Callable[[], int] | None = None,
+                  storage: Storage | None = None, crypto: Any = None, durability: str = "flush",
+                  read_only: bool = False, repair: bool = False, require_signatures: bool = True,
+                  random_bytes: Callable[[int], bytes] | None = None, **limits: Any) -> Database:
+    """Open (or create) a database.
+
+    path None → in memory. A directory path → durable file storage (see docs/STORAGE.md);
+    the directory's identity is kept in `identity.key` (mode 0600) unless one is given.
+    clock: wall time in ms (default: the system clock). random_bytes: id randomness.
+    `limits`: the keyword parameters of `Database` (sink, feed, query and tier limits).
+    """
+    from ..crypto import default_backend
+    from ..crypto.identity import Identity
+    from .database import Database
+
+    crypto = crypto or default_backend()
+    if storage is None:
+        if path is None:
+            from ..storage.memory import MemoryStorage
+            storage = MemoryStorage()
+        else:
+            from ..storage.file import FileStorage
+            storage = FileStorage(os.fspath(path), durability=durability, read_only=read_only,
+                                  repair=repair)
+    try:
+        if identity is None:
+            if path is not None:
+                key_path = os.path.join(os.fspath(path), IDENTITY_FILE)
+                if read_only:
+                    identity = (Identity.load(key_path, crypto=crypto) if os.path.exists(key_path)
+                                else Identity.generate(crypto))
+                else:
+                    identity = Identity.load_or_generate(key_path, crypto=crypto)
+            else:
+                identity = Identity.generate(crypto)
+        return Database(storage, identity=identity, crypto=crypto, clock=clock,
+                        random_bytes=random_bytes, require_signatures=require_signatures, **limits)
+    except BaseException:
+        storage.close()
+        raise
