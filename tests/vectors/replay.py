@@ -159,7 +159,8 @@ def replay(scenario: dict) -> dict:
             found, cursor = [], None
             while True:
                 page, cursor = db.collection(col_name).scan(after=cursor, include_deleted=True)
-                found.extend(page)
+                # Listed under their collection: `_collection` would only repeat the key.
+                found.extend({k: v for k, v in d.items() if k != "_collection"} for d in page)
                 if cursor is None:
                     break
             docs[col_name] = to_json(found)

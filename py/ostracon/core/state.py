@@ -182,6 +182,7 @@ class DocState:
         """User fields plus the reserved metadata fields, as returned by `get`."""
         doc = dict(self.user_fields())
         doc["_id"] = self.doc_id
+        doc["_collection"] = self.collection
         doc["_version"] = self.version
         doc["_created"] = clock.wall_ms(self.min_t)
         doc["_updated"] = clock.wall_ms(self.max_t)

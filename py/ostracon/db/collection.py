@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import cid as cidlib
 from ..core import clock as hlc
-from ..core.block import OP_DELETE, OP_INCR, OP_SET, OP_UNSET, check_collection, check_doc_id, check_field
+from ..core.block import (OP_DELETE, OP_INCR, OP_SET, OP_UNSET, check_collection, check_doc_id,
+                          check_write_field, check_write_keys)
 from ..core.encoding import canonical
 from ..core.errors import ClosedError, ConflictError, HistoryPrunedError, NotFoundError, ValidationError
 from ..core.query.filters import IndexBuildingError, compile_filter
@@ -358,12 +359,17 @@ class Collection:
         ci = self._ci
         return bool(len(ci)) and any(i.unique for i in ci)
 
-    def _check_unique(self, fields: dict, doc_id: str) -> None:
+    def _check_unique(self, fields: dict, doc_id: str, state: DocState | None = None) -> None:
         """The full resulting document against every unique index, before anything is
-        written: a duplicate → ConflictError and nothing changes."""
+        written: a new duplicate → ConflictError and nothing changes. A key the write leaves
+        as it is never refuses it (a merge may have made it a duplicate: that is reported by
+        unique_violations(), and must not freeze the document)."""
         d = dict(fields)
         d["_id"] = doc_id
-        self._ci.check_unique(d, doc_id)
+        current = None
+        if state is not None and not state.deleted:
+            current = self._views.view(state, False)
+        self._ci.check_unique(d, doc_id, current)
 
     def _migration_ops(self, state: DocState) -> list | None:
         """Ops that rewrite a document written under an older schema version into the current
@@ -384,7 +390,14 @@ class Collection:
         return ops
 
     def create(self, doc: dict, id: str | None = None) -> str:
-        """Create a document; returns its id. An id of a live document → ConflictError."""
+        """Create a document; returns its id. An id of a live document → ConflictError.
+
+        Metadata fields in `doc` (as `get` returns them) are ignored, except that `_id` is
+        the id when `id` is not given, and `_id`/`_collection` contradicting the call are
+        refused (ValidationError)."""
+        doc, meta_id = _strip_meta(doc, self.name, id)
+        if id is None:
+            id = meta_id
         ops = _set_ops(doc)
         e = self._e
         e.check_writable()
@@ -410,7 +423,9 @@ class Collection:
 
     def update(self, doc_id: str, doc: dict, *, if_version: int | None = None,
                if_heads: Any = None, where: Any = None) -> str:
-        """Replace the user fields (fields not given are removed). Returns the commit CID."""
+        """Replace the user fields (fields not given are removed). Returns the commit CID.
+        Metadata fields in `doc` are ignored, so `update(id, get(id))` works."""
+        doc, _ = _strip_meta(doc, self.name, check_doc_id(doc_id))
         ops = _set_ops(doc)
         self._e.check_writable()
         self._access("write")
@@ -420,16 +435,21 @@ class Collection:
         if schema is not None:
             schema.validate(doc)
         if len(self._ci) and self._has_unique():
-            self._check_unique(doc, doc_id)
+            self._check_unique(doc, doc_id, state)
         given = {op[1] for op in ops}
         ops.extend((OP_UNSET, f) for f in state.user_fields() if f not in given)
         return self._write(doc_id, ops)
 
     def patch(self, doc_id: str, fields: dict, *, unset: Iterable[str] = (),
               if_version: int | None = None, if_heads: Any = None, where: Any = None) -> str:
-        """Set the given fields (and remove those in `unset`). Returns the commit CID."""
+        """Set the given fields (and remove those in `unset`). Returns the commit CID.
+        Metadata fields in `fields` are ignored. A field name never contains '.': to change
+        a nested value, patch the whole top-level field."""
+        fields, _ = _strip_meta(fields, self.name, check_doc_id(doc_id))
         ops = _set_ops(fields)
-        unset = [check_field(f) for f in unset]
+        if isinstance(unset, str):
+            raise ValidationError("unset must be a list of field names, not a str")
+        unset = [check_write_field(f) for f in unset]
         if {op[1] for op in ops} & set(unset):
             raise ValidationError("a field cannot be both set and unset")
         self._e.check_writable()
@@ -450,7 +470,7 @@ class Collection:
             result.update(fields)
             for f in unset:
                 result.pop(f, None)
-            self._check_unique(result, doc_id)
+            self._check_unique(result, doc_id, state)
         unset_ops = [(OP_UNSET, f) for f in sorted(set(unset))]
         mig = self._migration_ops(state)
         if mig:
@@ -472,8 +492,10 @@ class Collection:
         return self._write(doc_id, [(OP_DELETE,)])
 
     def increment(self, doc_id: str, field: str, by: int | float = 1) -> str:
-        """Add `by` to a counter field (concurrent increments all count)."""
-        check_field(field)
+        """Add `by` to a counter field (concurrent increments all count). The field must be
+        absent (it starts from 0) or hold a number: a string, bool, list, map, bytes or null
+        → ValidationError, and nothing is written."""
+        check_write_field(field)
         if type(by) not in (int, float) or by != by or by in (float("inf"), float("-inf")):
             raise ValidationError("increment must be a finite int or float")
         if type(by) is int and not -(2**63) <= by < 2**63:
@@ -484,6 +506,10 @@ class Collection:
         schema = self._views.schema
         if schema is not None:
             schema.validate_increment(field, by)
+        cur = self._views.user_view(state).get(field, _MISSING)
+        if cur is not _MISSING and type(cur) not in (int, float):
+            raise ValidationError(f"{self.name}/{doc_id}: cannot increment {field!r}: it holds "
+                                  f"a {_type_name(cur)}, not a number")
         ops: list = [(OP_INCR, field, by)]
         mig = self._migration_ops(state)
         if mig:
@@ -498,11 +524,37 @@ class Collection:
             result = self._views.user_view(state)
             cur = result.get(field)
             result[field] = (cur if type(cur) in (int, float) else 0) + by
-            self._check_unique(result, doc_id)
+            self._check_unique(result, doc_id, state)
         return self._write(doc_id, ops)
 
 
 _SCALARS = (str, int, float, bool, type(None), bytes)
+_MISSING = object()
+
+#: The metadata fields reads flatten beside the user fields (DESIGN §3); writes strip them.
+META_FIELDS = frozenset({"_id", "_collection", "_version", "_created", "_updated", "_deleted", "_heads"})
+
+
+def _type_name(v: Any) -> str:
+    return {bool: "boolean", str: "string", list: "list", dict: "map", bytes: "bytes",
+            type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def _strip_meta(doc: Any, collection: str, doc_id: str | None) -> tuple[Any, str | None]:
+    """(doc without the metadata fields, the `_id` it carried). `_id` or `_collection` that
+    contradict the call → ValidationError: a document read from elsewhere is not silently
+    written over another one."""
+    if type(doc) is not dict or not any(k in META_FIELDS for k in doc):
+        return doc, None
+    meta_id = doc.get("_id")
+    if meta_id is not None:
+        check_doc_id(meta_id)
+        if doc_id is not None and meta_id != doc_id:
+            raise ValidationError(f"the document's _id {meta_id!r:.80} is not {doc_id!r:.80}")
+    col = doc.get("_collection")
+    if col is not None and col != collection:
+        raise ValidationError(f"the document's _collection {col!r:.80} is not {collection!r}")
+    return {k: v for k, v in doc.items() if k not in META_FIELDS}, meta_id
 
 
 def _set_ops(doc: Any) -> list:
@@ -514,12 +566,13 @@ def _set_ops(doc: Any) -> list:
         raise ValidationError("field names must be str") from None
     ops = []
     for name in names:
-        if type(name) is not str or not name or name[0] == "_" or len(name) > 256:
-            check_field(name)  # raises the precise error
+        if type(name) is not str or not name or name[0] == "_" or len(name) > 256 or "." in name:
+            check_write_field(name)  # raises the precise error
         v = doc[name]
         t = type(v)
         if t is float or t not in _SCALARS:  # floats: NaN/Inf check; containers: full walk
             v = canonical(v)
+            check_write_keys(v, name)
         ops.append((OP_SET, name, v))
     return ops
 

@@ -22,7 +22,9 @@ from ..core import cid as cidlib
 from ..core import snapshot
 from ..core.block import check_collection
 from ..core.errors import OstraconError, ValidationError
-from ..core.feed import FEED_RETENTION, SUBSCRIBER_BUFFER, ChangeEvent, ChangeFeed, Subscription
+from ..core.feed import (FEED_RETENTION, MAX_FEED_RETENTION, SUBSCRIBER_BUFFER, ChangeEvent, ChangeFeed,
+                         Subscription)
+from ..core.limits import MAX_PORTABLE_INT, MAX_SAFE_INT, check_int_option
 from ..core.query.planner import FALLBACK_DOCS_MAX
 from ..core.query.rebuild import BATCH_SIZE, COLD_AFTER_MS, MAX_CONCURRENT, RATE_DOCS_PER_S, WARM_AFTER_MS, RebuildEvent
 from ..core.query.schema import SchemaRegistry
@@ -64,8 +66,21 @@ class Database:
                  rebuild_batch_size: int = BATCH_SIZE, rebuild_rate_docs_per_s: int = RATE_DOCS_PER_S,
                  rebuild_max_concurrent: int = MAX_CONCURRENT, auto_tier: bool = False,
                  warm_after_ms: int = WARM_AFTER_MS, cold_after_ms: int = COLD_AFTER_MS) -> None:
-        if type(fallback_docs_max) is not int or fallback_docs_max < 0:
-            raise ValidationError("fallback_docs_max must be an int >= 0")
+        # Every limit is checked here, so an out-of-range value is the same ValidationError
+        # natively and in 32-bit WebAssembly (where a C size would raise OverflowError).
+        for pname, v, lo, hi in (
+                ("sink_batch_ops", sink_batch_ops, 1, MAX_PORTABLE_INT),
+                ("sink_interval_ms", sink_interval_ms, 0, MAX_SAFE_INT),
+                ("feed_retention", feed_retention, 1, MAX_FEED_RETENTION),
+                ("max_pending_blocks", max_pending_blocks, 1, MAX_PORTABLE_INT),
+                ("fallback_docs_max", fallback_docs_max, 0, MAX_PORTABLE_INT),
+                ("index_sync_build_docs", index_sync_build_docs, 0, MAX_PORTABLE_INT),
+                ("rebuild_batch_size", rebuild_batch_size, 1, MAX_PORTABLE_INT),
+                ("rebuild_rate_docs_per_s", rebuild_rate_docs_per_s, 1, MAX_PORTABLE_INT),
+                ("rebuild_max_concurrent", rebuild_max_concurrent, 1, MAX_PORTABLE_INT),
+                ("warm_after_ms", warm_after_ms, 0, MAX_SAFE_INT),
+                ("cold_after_ms", cold_after_ms, 0, MAX_SAFE_INT)):
+            check_int_option(pname, v, lo, hi)
         self.storage = storage
         self.identity = identity
         self.crypto = crypto

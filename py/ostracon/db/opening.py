@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..core import snapshot
-from ..core.errors import CorruptBlockError, StorageError
+from ..core.errors import CorruptBlockError, StorageError, ValidationError
 from ..core.replica import Replica
 from ..storage.base import Storage
 
@@ -47,6 +47,21 @@ def _replay(replica: Replica, envelopes: list[bytes]) -> None:
                            f"repair=True or restore from a replica") from None
 
 
+def check_options(call: str, given: dict, fn: Callable) -> None:
+    """Refuse keyword options `fn` does not take with a ValidationError naming the closest
+    one (a misspelt limit must not be ignored, nor surface as a TypeError)."""
+    import difflib
+    import inspect
+
+    known = [n for n, p in inspect.signature(fn).parameters.items()
+             if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    for name in sorted(given):
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValidationError(f"{call}: unknown option {name!r}{hint}")
+
+
 def open_database(path: Any = None, *, identity: Any = None, clock: Callable[[], int] | None = None,
                   storage: Storage | None = None, crypto: Any = None, durability: str = "flush",
                   read_only: bool = False, repair: bool = False, require_signatures: bool = True,
@@ -61,6 +76,8 @@ def open_database(path: Any = None, *, identity: Any = None, clock: Callable[[],
     from ..crypto import default_backend
     from ..crypto.identity import Identity
     from .database import Database
+
+    check_options("open", limits, Database.__init__)
 
     crypto = crypto or default_backend()
     if storage is None:

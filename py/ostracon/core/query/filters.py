@@ -77,7 +77,8 @@ __all__ = [
 ]
 
 # Metadata the engine adds to every document; the only `_` names a filter or order may use.
-METADATA_FIELDS = frozenset({"_id", "_version", "_created", "_updated", "_deleted", "_heads"})
+METADATA_FIELDS = frozenset({"_id", "_collection", "_version", "_created", "_updated", "_deleted",
+                             "_heads"})
 # DefraDB spells the document id `_docID`; accept it so DefraDB queries port unchanged.
 _ALIASES = {"_docID": "_id"}
 
@@ -190,6 +191,16 @@ def _check_key(k: Any, depth: int = 0) -> bool:
 # --------------------------------------------------------------------------------------
 # Paths
 
+def _dollar(key: str, path: tuple) -> ValidationError:
+    """A `$` name is a MongoDB-style operator: refused, never read as a field name (a filter
+    `{"done": {"$eq": true}}` would otherwise quietly look for a field called `$eq`)."""
+    hint = f"_{key[1:]}"
+    known = FIELD_OPS | LOGICAL_OPS
+    tip = f"; the operator here is {hint}" if hint in known else ""
+    where = _show(path) if path else "filter"
+    return ValidationError(f"{where}: {key!r}: '$' operators are MongoDB syntax, not Ostracon's{tip}")
+
+
 def parse_path(name: str, where: str, *, root: bool) -> tuple[str, ...]:
     """Split a (possibly dotted) field name into a path and validate each part."""
     if not isinstance(name, str) or not name:
@@ -202,6 +213,8 @@ def parse_path(name: str, where: str, *, root: bool) -> tuple[str, ...]:
     for p in parts:
         if not p:
             raise ValidationError(f"{where}: empty path segment in {name!r}")
+        if p[0] == "$":
+            raise _dollar(p, ())
         if p.startswith("_"):
             raise ValidationError(
                 f"{where}.{name}: names beginning with '_' are reserved "
@@ -357,6 +370,8 @@ def _parse_obj(obj: dict, path: tuple[str, ...], depth: int, budget: _Budget) ->
         budget.take(path)
         if type(key) is not str:
             raise ValidationError(f"{_show(path)}: keys must be strings, got {key!r}")
+        if key[:1] == "$":
+            raise _dollar(key, path)
         if key[:1] == "_":
             if key in FIELD_OPS:
                 if not path:
