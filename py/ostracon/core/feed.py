@@ -44,6 +44,9 @@ class ChangeEvent:
     fields: Any = field(repr=False, compare=False)  # the (immutable) visible fields then
     kind: str = "change"   # "change" or "overflow"
     cursor: str = ""
+    #: Rules the merged document breaks ({"rule": "schema" | "unique", "field", "error"}),
+    #: reported when a merge made it so: local writes are refused instead (docs/MERGE.md).
+    violations: tuple = field(default=(), compare=False)
 
     @property
     def data_hash(self) -> str:
@@ -58,7 +61,7 @@ class ChangeEvent:
         return {"seq": self.seq, "collection": self.collection, "id": self.id,
                 "version": self.version, "deleted": self.deleted, "created": self.created,
                 "updated": self.updated, "data_hash": self.data_hash, "kind": self.kind,
-                "cursor": self.cursor}
+                "cursor": self.cursor, "violations": [dict(v) for v in self.violations]}
 
 
 class Subscription:
@@ -121,11 +124,11 @@ class ChangeFeed:
         return f"{self.epoch}.{seq}"
 
     def publish(self, collection: str, doc_id: str, version: int, deleted: bool,
-                created: int, updated: int, fields: dict) -> ChangeEvent:
+                created: int, updated: int, fields: dict, violations: tuple = ()) -> ChangeEvent:
         """`fields` must never be mutated afterwards (DocState builds a new dict per version)."""
         self.last_seq += 1
         ev = ChangeEvent(self.last_seq, collection, doc_id, version, deleted, created, updated,
-                         fields, cursor=f"{self.epoch}.{self.last_seq}")
+                         fields, cursor=f"{self.epoch}.{self.last_seq}", violations=violations)
         self._events.append(ev)
         # A callback that raises must not make the subscribers after it miss the event
         # (a silent drop): offer it to every subscriber, then re-raise the first error.

@@ -251,8 +251,10 @@ class Collection:
         self._e.indexing.drop_index(self._entry, name)
 
     def indexes(self) -> list[dict]:
-        """name, fields, unique, state (ready | building | dropped) and entries of each index."""
-        self._e.check_open()
+        """name, fields, unique, state (ready | building | dropped) and entries of each index.
+        Like every read, it wakes a warm collection first, so the entry counts are those of a
+        hot one (never the zeros of freed index data)."""
+        self._access("query")
         return self._ci.list_indexes()
 
     def rebuild_indexes(self) -> None:
@@ -262,14 +264,61 @@ class Collection:
     def unique_violations(self) -> list[dict]:
         """Documents sharing a key of a unique index. Local writes cannot cause these
         (ConflictError); concurrent remote writes can, since a CRDT cannot refuse them. They
-        stay listed until one side changes or deletes its document."""
-        self._e.check_open()
+        stay listed until one side changes or deletes its document. Wakes a warm collection
+        first (its unique maps were freed): the answer is the hot one."""
+        self._access("query")
         out = []
         for v in self._ci.violations():
             idx = self._ci.get(v.index)
             out.append({"index": v.index, "fields": list(idx.definition.fields),
                         "values": list(v.values), "ids": list(v.doc_ids)})
         return out
+
+    def schema_violations(self) -> list[dict]:
+        """Live documents that break the current schema: `[{"id", "field", "error"}]` by id.
+
+        Local writes are validated, so these come from merges: a replica that wrote under
+        an older or newer schema version, or none. The documents stay readable and
+        editable (a patch or update that makes them valid clears the entry); the change
+        event of the merge that caused one lists it in `event.violations`."""
+        self._access("query")
+        sch = self._views.schema
+        if sch is None:
+            return []
+        out = []
+        states = self._views.states()
+        for doc_id in sorted(states):
+            state = states[doc_id]
+            if state.deleted:
+                continue
+            err = self._schema_error(sch, state)
+            if err is not None:
+                out.append({"id": doc_id, "field": err.field, "error": str(err)})
+        return out
+
+    def _schema_error(self, sch: Schema, state: DocState) -> SchemaValidationError | None:
+        try:
+            sch.validate(self._views.user_view(state))
+        except SchemaValidationError as exc:
+            return exc
+        return None
+
+    def violations_of(self, state: DocState) -> tuple:
+        """The rules a (merged) live document breaks: schema and unique keys, as
+        `({"rule", "field", "error"}, ...)` (empty when it is valid)."""
+        out = []
+        sch = self._views.schema
+        if sch is not None:
+            err = self._schema_error(sch, state)
+            if err is not None:
+                out.append({"rule": "schema", "field": err.field, "error": str(err)})
+        if len(self._ci) and self._has_unique():
+            d = self._views.view(state, False)
+            try:
+                self._ci.check_unique(d, state.doc_id)
+            except ConflictError as exc:
+                out.append({"rule": "unique", "field": None, "error": str(exc)})
+        return tuple(out)
 
     # ------------------------------------------------------------ schema
 

@@ -316,11 +316,13 @@ class Database:
             if key not in seen:
                 seen.add(key)
                 col = self._collections.get(key[0])
+                if col is None and key[0] in e.schemas.registry.names():
+                    col = self.collection(key[0])  # a schema to check the merge against
                 if col is not None:
                     col.note_id(key[1])
                 state = r.doc(*key)
                 assert state is not None
-                e.publish(key[0], key[1], state)
+                e.publish(key[0], key[1], state, None if col is None else col.violations_of)
         return result.new
 
     # ------------------------------------------------------------ sync
