@@ -21,7 +21,7 @@ from typing import Any
 from ..core import cid as cidlib
 from ..core import snapshot
 from ..core.block import check_collection
-from ..core.errors import OstraconError, ValidationError
+from ..core.errors import ConflictError, OstraconError, ValidationError
 from ..core.feed import (FEED_RETENTION, MAX_FEED_RETENTION, SUBSCRIBER_BUFFER, ChangeEvent, ChangeFeed,
                          Subscription)
 from ..core.limits import MAX_PORTABLE_INT, MAX_SAFE_INT, check_int_option
@@ -34,7 +34,7 @@ from .collection import Collection
 from .engine import Engine
 from .indexing import INDEX_SYNC_BUILD_DOCS, IndexedCollection, Indexing
 from .opening import load_stored
-from .schemas import SchemaCatalog
+from .schemas import SCHEMA_COLLECTION, SchemaCatalog
 from .sink import SINK_BATCH_OPS, SINK_INTERVAL_MS, WriteSink
 
 
@@ -104,6 +104,7 @@ class Database:
         self.last_apply: ApplyResult = ApplyResult()
         self._engine.feed = ChangeFeed(self._engine.random_bytes(6).hex(), feed_retention)
         self._engine.schemas.load(storage)
+        self._engine.schemas.adopt()   # versions that arrived by sync (meta is saved lazily)
         indexing.load(storage, self._open_entry)
 
     def _callback_error(self, exc: Exception) -> None:
@@ -201,6 +202,8 @@ class Database:
         col = self._collections.get(name)
         if col is None:
             check_collection(name)
+            if name == SCHEMA_COLLECTION:
+                raise ValidationError(f"{name!r} is reserved (schema versions; see schema_history())")
             col = self._collections[name] = Collection(self, self._engine, name)
         return col
 
@@ -209,7 +212,7 @@ class Database:
         return self._engine.indexing.entries[name]
 
     def collections(self) -> list[str]:
-        return sorted(self._engine.replica.collections)
+        return sorted(n for n in self._engine.replica.collections if n != SCHEMA_COLLECTION)
 
     # ------------------------------------------------------------ sink
 
@@ -311,8 +314,12 @@ class Database:
         now = e.clock()
         e.sink.add_merged(r.new_blocks(result.new), result.new_seals, now)
         e.sink.flush_if_due(now)
+        if any(key[0] == SCHEMA_COLLECTION for key in result.changed_docs):
+            self._adopt_schemas()  # before the documents are checked against them
         seen = set()
         for key in result.changed_docs:
+            if key[0] == SCHEMA_COLLECTION:
+                continue
             if key not in seen:
                 seen.add(key)
                 col = self._collections.get(key[0])
@@ -372,11 +379,39 @@ class Database:
             if not self.storage.read_only:
                 e.schemas.save(self.storage)
             self._schemas_changed()
+        self._publish_schemas()
         for name, s in out.items():
             col = self.collection(name)
             for field, unique in s.indexes():
                 col.create_index(field, unique=unique)
         return {n: s.version_id for n, s in out.items()}
+
+    def _publish_schemas(self) -> None:
+        """Write every schema version not yet in the DAG as a signed block (replicated to
+        peers like data; see db/schemas.py)."""
+        e = self._engine
+        if self.storage.read_only:
+            return
+        for vid, data in e.schemas.unpublished():
+            e.write(SCHEMA_COLLECTION, vid, e.schemas.version_ops(data))
+
+    def _adopt_schemas(self) -> None:
+        e = self._engine
+        if not e.schemas.adopt():
+            return
+        if not self.storage.read_only:
+            e.schemas.save(self.storage)
+        self._schemas_changed()
+        reg = e.schemas.registry
+        for name in reg.names():
+            col = self._collections.get(name)
+            if col is None:
+                continue
+            for field, unique in reg.get(name).indexes():
+                try:
+                    col.create_index(field, unique=unique)
+                except ConflictError:
+                    pass  # merged duplicates: the index waits for define_schema/create_index
 
     def _schemas_changed(self) -> None:
         self._gql.clear()

@@ -17,7 +17,7 @@ from ..core.replica import Replica
 from ..core.state import DocState
 from ..storage.base import Storage
 from .indexing import Indexing
-from .schemas import SchemaCatalog
+from .schemas import SCHEMA_COLLECTION, SchemaCatalog
 from .sink import WriteSink
 
 #: Subscriber callback exceptions kept for inspection (the newest ones).
@@ -92,7 +92,7 @@ class Engine:
         # The change is applied already: a failing subscriber callback must not make the
         # write look failed. Errors are kept (bounded) in `callback_errors` for the app.
         try:
-            if self.feed is not None:
+            if self.feed is not None and collection != SCHEMA_COLLECTION:
                 violations = check(state) if check is not None and not state.deleted else ()
                 self.feed.publish(collection, doc_id, state.version, state.deleted,
                                   state.min_t >> 16, state.max_t >> 16, state.user_fields(),

@@ -1,6 +1,12 @@
 """Schemas of a database: the registry (SDL, versions, lenses; core/query/schema.py), which
 version a document was written under, reads brought to the current version, and the
-stored list of versions (storage meta, durable at the next flush)."""
+stored list of versions (storage meta, durable at the next flush).
+
+Schema versions are replicated like data: each version is a document of the reserved
+collection `SCHEMA_COLLECTION` whose id is the version id and whose field `schema` holds
+the canonical bytes, so it travels in signed blocks through the same DAG and sync as
+everything else. A received version is adopted only if its bytes hash to its id and its
+parents are known (a version whose parents have not arrived yet waits for them)."""
 
 from __future__ import annotations
 
@@ -9,8 +15,8 @@ from collections.abc import Callable
 import msgpack
 
 from ..core import cid as cidlib
-from ..core.block import check_collection
-from ..core.errors import NotFoundError, StorageError
+from ..core.block import OP_SET, check_collection
+from ..core.errors import NotFoundError, StorageError, ValidationError
 from ..core.query.schema import LensNotFoundError, Schema, SchemaRegistry, parse_sdl, schema_from_canonical
 from ..core.replica import Replica
 from ..core.state import DocState
@@ -21,6 +27,11 @@ from ..storage.base import Storage
 SCHEMA_CACHE_MAX = 100_000
 #: Storage meta key of every schema version (canonical bytes).
 META_SCHEMAS = "ostracon/schemas"
+#: The reserved collection that carries schema versions between replicas (a name users
+#: cannot open: `Database.collection` refuses it).
+SCHEMA_COLLECTION = "ostracon.schemas"
+#: Field of a schema-version document holding the canonical bytes.
+SCHEMA_FIELD = "schema"
 
 
 class SchemaCatalog:
@@ -75,6 +86,61 @@ class SchemaCatalog:
             return reg.migrate(doc, sid, head.version_id, check=False)
         except LensNotFoundError:
             return doc  # no lens: the change was additive (e.g. a new optional field)
+
+    # ------------------------------------------------------------ replication
+
+    def unpublished(self) -> list[tuple[str, bytes]]:
+        """(version id, canonical bytes) of every known version not yet a document of
+        SCHEMA_COLLECTION, parents first."""
+        docs = self._replica.collections.get(SCHEMA_COLLECTION, {})
+        reg = self.registry
+        out = []
+        for n in reg.names():
+            for sch in reg.history(n):
+                if sch.version_id not in docs:
+                    out.append((sch.version_id, sch.canonical_bytes()))
+        return out
+
+    @staticmethod
+    def version_ops(data: bytes) -> list:
+        return [(OP_SET, SCHEMA_FIELD, data)]
+
+    def adopt(self) -> bool:
+        """Add every version received as a SCHEMA_COLLECTION document that is valid (its
+        bytes hash to its id) and whose parents are known. Returns whether any was added."""
+        docs = self._replica.collections.get(SCHEMA_COLLECTION)
+        if not docs:
+            return False
+        reg = self.registry
+        pending = []
+        for vid in sorted(docs):
+            state = docs[vid]
+            if state.deleted:
+                continue
+            data = state.user_fields().get(SCHEMA_FIELD)
+            if type(data) is not bytes or vid in reg._versions:
+                continue
+            try:
+                sch = schema_from_canonical(data)
+                check_collection(sch.name)
+            except ValidationError:
+                continue  # not a schema: ignored (a hostile or broken peer)
+            if sch.version_id == vid:
+                pending.append(sch)
+        added = False
+        while pending:
+            rest = [s for s in pending if any(p not in reg._versions for p in s.parents)]
+            for sch in pending:
+                if sch not in rest:
+                    try:
+                        reg.add(sch)
+                        added = True
+                    except ValidationError:
+                        pass
+            if len(rest) == len(pending):
+                break  # parents not here yet: adopted when they arrive
+            pending = rest
+        return added
 
     def register_lens(self, from_version: str, to_version: str, fn: Callable[[dict], dict],
                       reverse: Callable[[dict], dict] | None = None) -> None:

@@ -716,11 +716,31 @@ class SchemaRegistry:
                 if len(path) - 1 > MAX_LENS_PATH:
                     break
                 return path
-            for nxt in sorted(self._lenses.get(cur, {})):
+            for nxt in sorted(set(self._lenses.get(cur, {})) | self._additive_children(cur)):
                 if nxt not in prev:
                     prev[nxt] = cur
                     q.append(nxt)
         raise LensNotFoundError(f"no lens path from schema version {from_id} to {to_id}")
+
+    def _additive_children(self, version_id: str) -> set[str]:
+        """Child versions that only add optional fields: the identity is their lens, so a
+        chain v1 →(additive) v2 →(lens) v3 composes without a lens for the additive step."""
+        a = self._versions[version_id]
+        out = set()
+        for cid_ in self._children.get(version_id, ()):
+            b = self._versions[cid_]
+            if b.embedded != a.embedded:
+                continue
+            old = {f.name: f for f in a.fields}
+            new = {f.name: f for f in b.fields}
+            if all(new.get(n) == f for n, f in old.items()) and not any(
+                    f.type.required for n, f in new.items() if n not in old):
+                out.add(cid_)
+        return out
+
+    def _step(self, a: str, b: str) -> Lens:
+        fn = self._lenses.get(a, {}).get(b)
+        return fn if fn is not None else dict  # an additive step: the identity
 
     def migrate(self, doc: dict, from_id: str, to_id: str, *, check: bool = True) -> dict:
         """Translate a document's user fields along the lens path; metadata is kept.
@@ -734,7 +754,7 @@ class SchemaRegistry:
         user = {k: v for k, v in doc.items() if not (isinstance(k, str) and k.startswith("_"))}
         for a, b in zip(path, path[1:]):
             try:
-                user = self._lenses[a][b](dict(user))
+                user = self._step(a, b)(dict(user))
             except Exception as e:  # a lens is user code: report which step failed
                 raise ValidationError(f"lens {a} → {b} failed: {type(e).__name__}: {e}") from e
             if not isinstance(user, dict):
