@@ -53,6 +53,12 @@ def _parse_actor(a: Any) -> bytes:
     raise ValidationError(f"actor must be 32 bytes or 64 hex chars: {a!r:.80}")
 
 
+#: Compaction writes a snapshot only if it is smaller than the snapshot and records it
+#: replaces by at least this much: room for a snapshot file's header (28 bytes) and a new
+#: log segment's header (48 bytes), so a compacted store is never larger than before.
+COMPACT_MARGIN_BYTES = 128
+
+
 class Database:
     """An open Ostracon database. Use `ostracon.open(...)`."""
 
@@ -101,6 +107,7 @@ class Database:
                               fallback_docs_max=fallback_docs_max)
         self._collections: dict[str, Collection] = {}
         self._gql: dict[bool, Any] = {}
+        self._compacted_at: int | None = None  # record position of this session's last snapshot
         self.last_apply: ApplyResult = ApplyResult()
         self._engine.feed = ChangeFeed(self._engine.random_bytes(6).hex(), feed_retention)
         self._engine.schemas.load(storage)
@@ -260,9 +267,27 @@ class Database:
         if prune_before is not None:
             self._engine.replica.prune(prune_before, self.state_hash)
         position = self.storage.last_position()
-        self.storage.write_snapshot(snapshot.dump(self._engine.replica), position)
+        if prune_before is None and position == self._compacted_at:
+            return position  # nothing new since the last snapshot: writing one only costs
+        snap = snapshot.dump(self._engine.replica)
+        if prune_before is None and not self._snapshot_pays(snap):
+            return position  # the log is already the smaller form: compaction never grows a store
+        self.storage.write_snapshot(snap, position)
         self.storage.compact(position)
+        self._compacted_at = position
         return position
+
+    def _snapshot_pays(self, snap: bytes) -> bool:
+        """Is `snap` smaller than what it replaces (the current snapshot plus the records
+        after it, payload bytes only), with `COMPACT_MARGIN_BYTES` to spare?"""
+        prev = self.storage.load_snapshot()
+        after = 0 if prev is None else prev[1]
+        replaced = 0 if prev is None else len(prev[0])
+        for _, rec in self.storage.records(after):
+            replaced += len(rec)
+            if replaced > len(snap) + COMPACT_MARGIN_BYTES:
+                return True
+        return False
 
     @property
     def checkpoint(self) -> dict | None:
