@@ -11,8 +11,7 @@ from ostracon import ConflictError, ValidationError
 from ostracon.core.query.filters import select
 from ostracon.crypto import DeterministicRandom
 from ostracon.crypto.identity import Identity
-from ostracon.db import (ColdCollectionError, IndexBuildingError, QueryCursorError,
-                               QueryTooExpensiveError)
+from ostracon.db import ColdCollectionError, IndexBuildingError, QueryCursorError, QueryTooExpensiveError
 
 T0 = 1_700_000_000_000
 ID_A = Identity.from_seed(bytes(range(32)))

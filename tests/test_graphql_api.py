@@ -1,4 +1,4 @@
-"""The generated GraphQL API over a fake backend (ostracon.graphql_api)."""
+"""The generated GraphQL API over a fake backend (ostracon.db.graphql)."""
 
 import pytest
 

@@ -39,7 +39,7 @@ def test_ascii_fold_touches_ascii_letters_only():
     assert ascii_fold("ABC xyz ÄÖ Σ \ua7cb \u212a İ") == "abc xyz ÄÖ Σ \ua7cb \u212a İ"
     every = "".join(chr(c) for c in range(0x250))
     folded = ascii_fold(every)
-    assert [i for i, (a, b) in enumerate(zip(every, folded)) if a != b] == list(range(65, 91))
+    assert [i for i, (a, b) in enumerate(zip(every, folded, strict=True)) if a != b] == list(range(65, 91))
 
 
 @pytest.mark.parametrize("s", [

@@ -9,8 +9,6 @@ with OSTRACON_SIM_SEED=<n>.
 import os
 import random
 
-import pytest
-
 import ostracon
 from simulator import Sim
 

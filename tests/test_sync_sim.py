@@ -30,7 +30,7 @@ FIELDS = ["title", "n", "tags", "done"]
 
 
 class Member:
-    def __init__(self, sim: "SyncSim", room: int, index: int, keys: FrameKeys) -> None:
+    def __init__(self, sim: SyncSim, room: int, index: int, keys: FrameKeys) -> None:
         rng = sim.rng
         self.room = room
         self.index = index
@@ -245,7 +245,7 @@ def check_seed(seed: int) -> SyncSim:
 
 
 def test_hostile_relay_never_gets_bad_frames_applied_and_replicas_converge():
-    bad = opened_bad = 0
+    bad = 0
     drops: dict[str, int] = {}
     for seed in _seeds():
         sim = check_seed(seed)

@@ -9,8 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import cid as cidlib
 from ..core import clock as hlc
-from ..core.block import (OP_DELETE, OP_INCR, OP_SET, OP_UNSET, check_collection, check_doc_id,
-                          check_write_field, check_write_keys)
+from ..core.block import (
+    OP_DELETE,
+    OP_INCR,
+    OP_SET,
+    OP_UNSET,
+    check_collection,
+    check_doc_id,
+    check_write_field,
+    check_write_keys,
+)
 from ..core.encoding import canonical
 from ..core.errors import ClosedError, ConflictError, HistoryPrunedError, NotFoundError, ValidationError
 from ..core.query.filters import IndexBuildingError, compile_filter
@@ -20,7 +28,7 @@ from ..core.query.planner import explain as plan_explain
 from ..core.query.rebuild import COLD, HOT, WARM
 from ..core.query.schema import Schema, SchemaValidationError, parse_sdl
 from ..core.replica import Replica
-from ..core.state import DocState
+from ..core.state import DocState, counter_add
 from .views import DocViews, Source, own
 
 if TYPE_CHECKING:
@@ -34,7 +42,20 @@ SCAN_LIMIT = 500
 def _needs_heads(*parts: Any) -> bool:
     """Whether a filter/order mentions `_heads` (then internal views must carry it; else the
     costly CID formatting is done only for the returned page). False positives are harmless."""
-    return any(p is not None and "_heads" in repr(p) for p in parts)
+    return any(_mentions_heads(p, 0) for p in parts)
+
+
+def _mentions_heads(v: Any, depth: int) -> bool:
+    # A walk, not repr(): repr of a huge int raises ValueError (Python's 4300-digit limit).
+    if type(v) is str:
+        return "_heads" in v
+    if depth > 64:
+        return False
+    if isinstance(v, dict):
+        return any(_mentions_heads(k, depth + 1) or _mentions_heads(x, depth + 1) for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return any(_mentions_heads(x, depth + 1) for x in v)
+    return False
 
 
 def commit_info(replica: Replica, cid: bytes) -> dict:
@@ -306,7 +327,7 @@ class Collection:
     def violations_of(self, state: DocState) -> tuple:
         """The rules a (merged) live document breaks: schema and unique keys, as
         `({"rule", "field", "error"}, ...)` (empty when it is valid)."""
-        out = []
+        out: list[dict[str, Any]] = []
         sch = self._views.schema
         if sch is not None:
             err = self._schema_error(sch, state)
@@ -559,6 +580,9 @@ class Collection:
         if cur is not _MISSING and type(cur) not in (int, float):
             raise ValidationError(f"{self.name}/{doc_id}: cannot increment {field!r}: it holds "
                                   f"a {_type_name(cur)}, not a number")
+        if cur is not _MISSING and counter_add(cur, by) is None:
+            raise ValidationError(f"incrementing {field} by {by!r} leaves the counter range (ints in "
+                                  f"[-2**63, 2**63-1], finite floats): refused")
         ops: list = [(OP_INCR, field, by)]
         mig = self._migration_ops(state)
         if mig:
@@ -572,7 +596,7 @@ class Collection:
         if len(self._ci) and self._has_unique():
             result = self._views.user_view(state)
             cur = result.get(field)
-            result[field] = (cur if type(cur) in (int, float) else 0) + by
+            result[field] = (cur if type(cur) is int or type(cur) is float else 0) + by
             self._check_unique(result, doc_id, state)
         return self._write(doc_id, ops)
 
@@ -619,7 +643,7 @@ def _set_ops(doc: Any) -> list:
             check_write_field(name)  # raises the precise error
         v = doc[name]
         t = type(v)
-        if t is float or t not in _SCALARS:  # floats: NaN/Inf check; containers: full walk
+        if t is float or t is int or t not in _SCALARS:  # NaN/Inf, int limit; containers: full walk
             v = canonical(v)
             check_write_keys(v, name)
         ops.append((OP_SET, name, v))

@@ -12,6 +12,7 @@ GraphQL API (graphql.py).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections import deque
@@ -21,19 +22,20 @@ from typing import Any
 from ..core import cid as cidlib
 from ..core import snapshot
 from ..core.block import check_collection
+from ..core.clock import DEFAULT_MAX_CLOCK_SKEW_MS
 from ..core.errors import ConflictError, OstraconError, ValidationError
-from ..core.feed import (FEED_RETENTION, MAX_FEED_RETENTION, SUBSCRIBER_BUFFER, ChangeEvent, ChangeFeed,
-                         Subscription)
+from ..core.feed import FEED_RETENTION, MAX_FEED_RETENTION, SUBSCRIBER_BUFFER, ChangeEvent, ChangeFeed, Subscription
 from ..core.limits import MAX_PORTABLE_INT, MAX_SAFE_INT, check_int_option
 from ..core.query.planner import FALLBACK_DOCS_MAX
 from ..core.query.rebuild import BATCH_SIZE, COLD_AFTER_MS, MAX_CONCURRENT, RATE_DOCS_PER_S, WARM_AFTER_MS, RebuildEvent
 from ..core.query.schema import SchemaRegistry
 from ..core.replica import MAX_PENDING_BLOCKS, ApplyResult, Replica
+from ..core.verify import verify_replica
 from ..storage.base import OpenReport, Storage
+from . import verification
 from .collection import Collection
 from .engine import Engine
 from .indexing import INDEX_SYNC_BUILD_DOCS, IndexedCollection, Indexing
-from .opening import load_stored
 from .schemas import SCHEMA_COLLECTION, SchemaCatalog
 from .sink import SINK_BATCH_OPS, SINK_INTERVAL_MS, WriteSink
 
@@ -67,6 +69,8 @@ class Database:
                  require_signatures: bool = True, sink_batch_ops: int = SINK_BATCH_OPS,
                  sink_interval_ms: int = SINK_INTERVAL_MS, feed_retention: int = FEED_RETENTION,
                  max_pending_blocks: int = MAX_PENDING_BLOCKS,
+                 max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS,
+                 repair: bool = False, on_corrupt: str = "raise",
                  fallback_docs_max: int = FALLBACK_DOCS_MAX,
                  index_sync_build_docs: int = INDEX_SYNC_BUILD_DOCS,
                  rebuild_batch_size: int = BATCH_SIZE, rebuild_rate_docs_per_s: int = RATE_DOCS_PER_S,
@@ -91,17 +95,23 @@ class Database:
         self.identity = identity
         self.crypto = crypto
         self.clock = clock or _wall_ms
-        replica = Replica(identity.actor, require_signatures=require_signatures,
-                          verify=crypto.ed25519_verify, max_pending_blocks=max_pending_blocks)
         indexing = Indexing(index_sync_build_docs=index_sync_build_docs,
                             rebuild_batch_size=rebuild_batch_size,
                             rebuild_rate_docs_per_s=rebuild_rate_docs_per_s,
                             rebuild_max_concurrent=rebuild_max_concurrent, auto_tier=auto_tier,
                             warm_after_ms=warm_after_ms, cold_after_ms=cold_after_ms,
                             on_error=self._callback_error, on_meta_change=self._save_meta)
-        load_stored(replica, storage)
+        loaded = verification.load(
+            lambda: Replica(identity.actor, require_signatures=require_signatures,
+                            verify=crypto.ed25519_verify, max_pending_blocks=max_pending_blocks,
+                            max_clock_skew_ms=max_clock_skew_ms),
+            storage, crypto.ed25519_verify, self.clock(), repair=repair, on_corrupt=on_corrupt)
+        replica, self._seal_chain = loaded.replica, loaded.chain
+        self._open_notes, self._open_problems = loaded.notes, loaded.problems
         sink = WriteSink(storage, replica, identity.sign, batch_ops=sink_batch_ops,
-                         interval_ms=sink_interval_ms)
+                         interval_ms=sink_interval_ms,
+                         on_batch=lambda batch: verification.record_flush(
+                             replica, storage, self._seal_chain, identity.sign, batch))
         self._engine = Engine(storage, replica, sink, indexing, SchemaCatalog(replica),
                               clock=self.clock, random_bytes=random_bytes or crypto.random_bytes,
                               fallback_docs_max=fallback_docs_max)
@@ -202,7 +212,26 @@ class Database:
         return self._engine.replica.actor.hex()
 
     def open_report(self) -> OpenReport:
-        return self.storage.open_report()
+        rep = self.storage.open_report()
+        if not self._open_notes:
+            return rep
+        return dataclasses.replace(rep, notes=rep.notes + tuple(self._open_notes))
+
+    def verify(self, progress: Callable[[int, int], None] | None = None) -> list[str]:
+        """Re-verify everything: every record in storage, every CID, DAG link, sequence slot,
+        seal digest and seal signature (core/verify.py), plus what open found. Returns the
+        problems (empty: verified). Raises CorruptLogError for damaged storage framing."""
+        self._engine.check_open()
+        problems = list(self._open_problems)
+        rep = self.open_report()
+        if rep.truncated_bytes:
+            problems.append(f"log: a damaged or torn tail of {rep.truncated_bytes} bytes was cut off at "
+                            f"open ({'; '.join(rep.notes) or 'see open_report'})")
+        problems += [f"log: damaged data was quarantined to {q}" for q in rep.quarantined]
+        check_storage = getattr(self.storage, "verify", None)
+        if check_storage is not None:
+            check_storage()  # reads every record of every segment; raises CorruptLogError
+        return problems + verify_replica(self._engine.replica, self.crypto.ed25519_verify, progress)
 
     def collection(self, name: str) -> Collection:
         self._engine.check_open()
@@ -231,6 +260,8 @@ class Database:
         e.check_open()
         now = e.clock()
         e.now = now
+        if e.replica.held_count and not self.storage.read_only:
+            self.apply_blocks([])  # blocks held for clock skew whose time has come
         e.sink.flush_if_due(now)
         events = e.indexing.step(now)
         if e.indexing.auto_tier:
@@ -274,6 +305,8 @@ class Database:
             return position  # the log is already the smaller form: compaction never grows a store
         self.storage.write_snapshot(snap, position)
         self.storage.compact(position)
+        verification.record_compaction(self._engine.replica, self.storage, self._seal_chain,
+                                       self.identity.sign)
         self._compacted_at = position
         return position
 
@@ -334,7 +367,7 @@ class Database:
         e = self._engine
         e.check_writable()
         r = e.replica
-        result = r.apply_envelopes(list(envelopes), strict=strict)
+        result = r.apply_envelopes(list(envelopes), strict=strict, wall_ms=e.clock())
         self.last_apply = result
         now = e.clock()
         e.sink.add_merged(r.new_blocks(result.new), result.new_seals, now)

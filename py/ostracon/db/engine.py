@@ -132,7 +132,7 @@ class Engine:
             raw = cidlib.parse_cid(h)
             info = r.info.get(raw)
             if info is None or info.collection != state.collection or info.doc_id != state.doc_id:
-                raise NotFoundError(f"{h} is not a commit of {state.collection}/{state.doc_id}")
+                raise NotFoundError(f"{cidlib.format_cid(raw)} is not a commit of {state.collection}/{state.doc_id}")
             stack.append(raw)
         while stack:
             c = stack.pop()

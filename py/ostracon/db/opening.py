@@ -1,5 +1,5 @@
-"""Opening a database: choosing storage, loading or creating the identity, and replaying
-what storage holds (newest snapshot, then the log after it) into the replica."""
+"""Opening a database: choosing storage and loading or creating the identity. Replaying
+what storage holds into the replica, verified, is verification.py's part."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..core import snapshot
-from ..core.errors import CorruptBlockError, StorageError, ValidationError
-from ..core.replica import Replica
+from ..core.errors import ValidationError
 from ..storage.base import Storage
 
 if TYPE_CHECKING:
@@ -17,34 +15,6 @@ if TYPE_CHECKING:
 
 #: Name of the identity key file inside a database directory (mode 0600).
 IDENTITY_FILE = "identity.key"
-#: Stored records applied per replay step: bounds the memory of one decode pass.
-REPLAY_BATCH = 10_000
-
-
-def load_stored(replica: Replica, storage: Storage) -> None:
-    """Replay storage into an empty replica: the newest snapshot, then every record after it.
-    A malformed stored block → StorageError (open with repair=True, or restore)."""
-    snap = storage.load_snapshot()
-    after = 0
-    if snap is not None:
-        data, after = snap
-        snapshot.load(replica, data)
-    batch: list[bytes] = []
-    for _, rec in storage.records(after):
-        batch.append(rec)
-        if len(batch) >= REPLAY_BATCH:
-            _replay(replica, batch)
-            batch = []
-    if batch:
-        _replay(replica, batch)
-
-
-def _replay(replica: Replica, envelopes: list[bytes]) -> None:
-    try:
-        replica.apply_envelopes(envelopes, trusted=True, strict=True)
-    except CorruptBlockError as exc:
-        raise StorageError(f"stored log holds a malformed block ({exc}); open with "
-                           f"repair=True or restore from a replica") from None
 
 
 def check_options(call: str, given: dict, fn: Callable) -> None:
@@ -99,7 +69,7 @@ def open_database(path: Any = None, *, identity: Any = None, clock: Callable[[],
                     identity = Identity.load_or_generate(key_path, crypto=crypto)
             else:
                 identity = Identity.generate(crypto)
-        return Database(storage, identity=identity, crypto=crypto, clock=clock,
+        return Database(storage, identity=identity, crypto=crypto, clock=clock, repair=repair,
                         random_bytes=random_bytes, require_signatures=require_signatures, **limits)
     except BaseException:
         storage.close()

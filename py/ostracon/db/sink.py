@@ -1,4 +1,4 @@
-"""The write sink: persists what the replica gained, in batches (DESIGN.md §4).
+"""The write sink: persists what the replica gained, in batches.
 
 Local writes and merged remote blocks are queued as envelopes. A flush seals the new local
 blocks (one signature per `MAX_SEAL_BLOCKS` range), appends the queue with those seals to
@@ -17,7 +17,7 @@ from ..core.errors import StorageError, ValidationError
 from ..core.replica import Replica
 from ..storage.base import Storage
 
-#: Size trigger (DESIGN.md §4): one signature and one storage transaction per 100 writes
+#: Size trigger: one signature and one storage transaction per 100 writes
 #: keeps both costs well under the cost of the writes.
 SINK_BATCH_OPS = 100
 #: Time trigger: at most this long between a write and its persistence when writes trickle.
@@ -28,7 +28,8 @@ class WriteSink:
     """Batching, sealing and the flush triggers of one database's writes."""
 
     def __init__(self, storage: Storage, replica: Replica, sign: Callable[[bytes], bytes], *,
-                 batch_ops: int = SINK_BATCH_OPS, interval_ms: int = SINK_INTERVAL_MS) -> None:
+                 batch_ops: int = SINK_BATCH_OPS, interval_ms: int = SINK_INTERVAL_MS,
+                 on_batch: Callable[[list[bytes]], None] | None = None) -> None:
         if type(batch_ops) is not int or batch_ops < 1:
             raise ValidationError("sink_batch_ops must be an int >= 1")
         if type(interval_ms) is not int or interval_ms < 0:
@@ -38,6 +39,9 @@ class WriteSink:
         self.sign = sign
         self.batch_ops = batch_ops
         self.interval_ms = interval_ms
+        # Called with each batch after it is appended and before the flush that makes it
+        # durable (open-time verification bookkeeping: verification.record_flush).
+        self.on_batch = on_batch
         self.queue: list[bytes] = []       # envelopes not yet appended to storage
         self.changes = 0                   # blocks queued since the last durable flush
         self.oldest_ms: int | None = None  # when the oldest of them was queued
@@ -88,6 +92,8 @@ class WriteSink:
             batch = self.queue
             self.storage.append(batch)
             self.queue = []
+            if self.on_batch is not None:
+                self.on_batch(batch)
         self.storage.flush()
         r.own_durable = r.seq_of(r.actor)
         self.changes = 0
