@@ -118,7 +118,7 @@ class SchemaCatalog:
             if state.deleted:
                 continue
             data = state.user_fields().get(SCHEMA_FIELD)
-            if type(data) is not bytes or vid in reg._versions:
+            if type(data) is not bytes or reg.has(vid):
                 continue
             try:
                 sch = schema_from_canonical(data)
@@ -129,7 +129,7 @@ class SchemaCatalog:
                 pending.append(sch)
         added = False
         while pending:
-            rest = [s for s in pending if any(p not in reg._versions for p in s.parents)]
+            rest = [s for s in pending if not all(reg.has(p) for p in s.parents)]
             for sch in pending:
                 if sch not in rest:
                     try:

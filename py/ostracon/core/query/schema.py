@@ -675,6 +675,10 @@ class SchemaRegistry:
             raise NotFoundError(f"no schema named {name!r}")
         return self._versions[head]
 
+    def has(self, version_id: str) -> bool:
+        """Whether this registry holds the version `version_id`."""
+        return version_id in self._versions
+
     def version(self, version_id: str) -> Schema:
         try:
             return self._versions[version_id]
