@@ -81,6 +81,25 @@ def test_a_stale_device_editing_before_the_delete_arrives_brings_nothing_back():
     assert all(db.collection("notes").get("x") is None for db in (a, b, fresh))
 
 
+def test_text_edits_concurrent_with_a_delete_are_hidden_too():
+    a, b = replica(1), replica(2)
+    notes = a.collection("notes")
+    notes.create({"title": "t"}, id="x")
+    notes.text("x", "body").insert(0, "hello")
+    sync(a, b)
+    a.collection("notes").delete("x")
+    b.collection("notes").text("x", "body").insert(5, " world")
+    sync(a, b)
+    assert a.state_hash() == b.state_hash()
+    assert a.collection("notes").get("x") is None and b.collection("notes").get("x") is None
+    b.collection("notes").create({"title": "again"}, id="x")
+    b.collection("notes").text("x", "body").insert(0, "new")
+    sync(a, b)
+    for db in (a, b):
+        d = db.collection("notes").get("x")
+        assert (d["title"], d["body"]) == ("again", "new")
+
+
 def test_re_creating_after_the_delete_gives_a_fresh_document_everywhere():
     a, b = replica(1), replica(2)
     a.collection("notes").create({"title": "old", "n": 5}, id="x")

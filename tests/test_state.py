@@ -448,3 +448,4 @@ def test_one_at_a_time_random_order(seed):
     for e in stream:
         r.apply_envelopes([e])
     assert r.pending_count == 0 and state_hash(r) == state_hash(full), f"seed {seed}"
+

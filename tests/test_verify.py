@@ -15,7 +15,7 @@ import pytest
 import ostracon
 from ostracon.cli import main
 from ostracon.core import cid as cidlib
-from ostracon.core.errors import (CorruptBlockError, MissingSnapshotError, OwnHistoryMissingError)
+from ostracon.core.errors import CorruptBlockError, MissingSnapshotError, OwnHistoryMissingError
 from ostracon.core.verify import WATERMARK_META, SealChain, read_watermark
 from ostracon.crypto.identity import Identity
 from ostracon.storage import logformat as lf

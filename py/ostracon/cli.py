@@ -7,10 +7,11 @@ import base64
 import json
 import os
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .core import cid as cidlib
-from .core.block import batch_digest, decode_change, decode_seal
+from .core.block import decode_change
 from .core.errors import OstraconError
 
 EXIT_ERROR = 2      # the command could not run (bad path, locked, malformed input)
@@ -55,11 +56,12 @@ def _from_json(v: Any) -> Any:
 
 
 def _human_bytes(n: int) -> str:
+    size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
 
 
 # ---------------------------------------------------------------- commands
@@ -238,7 +240,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                     doc_id = doc.get("_id")
                     fields = {k: v for k, v in doc.items() if not k.startswith("_")}
                 except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                    raise CliError(f"{args.file}:{lineno}: not an export line ({exc.__class__.__name__})")
+                    raise CliError(f"{args.file}:{lineno}: not an export line ({exc.__class__.__name__})") from None
                 col = db.collection(name)
                 current = None if doc_id is None else col.get(doc_id)
                 if current is not None:
@@ -255,7 +257,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                     created += 1
         db.flush()
     except ostracon.ValidationError as exc:
-        raise CliError(f"{args.file}: {exc}")
+        raise CliError(f"{args.file}: {exc}") from exc
     finally:
         db.close()
     print(f"imported: {created} created, {updated} updated, {unchanged} unchanged")
@@ -321,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_relay_arguments(s)
     s.set_defaults(fn=cmd_relay)
 
+    from .space_cli import add_space_arguments
+    add_space_arguments(sub)
+
     s = sub.add_parser("serve", help="relay + the web app + /healthz (+ /graphql) on one port")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8787)
@@ -333,10 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .space_cli import SpaceCliError
+
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except CliError as exc:
+    except (CliError, SpaceCliError) as exc:
         print(f"ostracon {args.command}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except OstraconError as exc:

@@ -15,9 +15,11 @@ Layout (msgpack array): [3, blocks, seals, actors, collections, info, docs, cloc
 - actors / collections: tables; other parts refer to them by index.
 - info: per block [collection idx, doc_id, actor idx, seq, height].
 - docs: per document [collection idx, doc_id, heads, height, version, min_t, max_t,
-  fields, incs, deletes, [live, past], cids] with stamps as [hlc, actor idx, block idx];
-  deletes: block indices of the document's deletes; past: [[block idx, [delete block idx,
-  ...]], ...] (core/state.py: the deletes in each change's causal past).
+  fields, incs, deletes, [live, past], cids, texts] with stamps as [hlc, actor idx, block
+  idx]; deletes: block indices of the document's deletes; past: [[block idx, [delete block
+  idx, ...]], ...] (core/state.py: the deletes in each change's causal past); a field row's
+  `present` is 2 when the field shows its text; texts: [[field, text state
+  (core/textcodec.py)], ...] — the compact CRDT state, so opening does not replay keystrokes.
 Format 2 (which kept one tombstone stamp per document) is read by replaying its blocks: its
 state part predates the delete rule of core/state.py.
 
@@ -38,7 +40,8 @@ from . import cid as cidlib
 from .encoding import _default, _ext_hook
 from .errors import CorruptSnapshotError
 from .replica import BlockInfo, Replica
-from .state import _ABSENT, DocState
+from .state import _ABSENT, _TEXT, DocState
+from .textcodec import encode_state, load_state
 
 SNAPSHOT_FORMAT = 3
 #: zlib level of snapshot bytes: 6 (zlib's default) is within a few % of 9 at a third of
@@ -67,14 +70,16 @@ def dump(replica: Replica) -> bytes:
     docs = []
     for name in cols:
         for doc_id, d in replica.collections[name].items():
-            fields = [[f, s[0], aidx[s[1]], index[s[2]], v is not _ABSENT, None if v is _ABSENT else v]
+            fields = [[f, s[0], aidx[s[1]], index[s[2]], 2 if v is _TEXT else v is not _ABSENT,
+                       None if v is _ABSENT or v is _TEXT else v]
                       for f, (s, v) in d.fields.items()]
             incs = [[f, [[s[0], aidx[s[1]], index[s[2]], delta] for s, delta in lst]]
                     for f, lst in d.incs.items()]
             docs.append([cidx[name], doc_id, sorted(index[h] for h in d.heads), d.height, d.version,
                          d.min_t, d.max_t, fields, incs, sorted(index[c] for c in d.deletes),
                          [d.live, sorted([index[c], sorted(index[x] for x in xs)] for c, xs in d.past.items())],
-                         [index[c] for c in d.cids]])
+                         [index[c] for c in d.cids],
+                         [[f, encode_state(t)] for f, t in sorted(d.texts.items())]])
     seals = [data for a in actors for _, _, data in replica.seals.get(a, [])]
     pruned = replica.pruned
     extra = {"checkpoint": replica.checkpoint, "side": [i for i, c in enumerate(order) if c in replica.side],
@@ -157,13 +162,20 @@ def _replay_docs(r: Replica) -> None:
 def _load_docs(r: Replica, actors: list, cols: list, docs: list) -> None:
     order = r.order
     collections = r.collections
-    for ci, doc_id, heads, height, version, min_t, max_t, fields, incs, deletes, live_past, cids in docs:
+    for row in docs:
+        if len(row) != 13:
+            raise ValueError("document row has the wrong length")
+        ci, doc_id, heads, height, version, min_t, max_t, fields, incs, deletes, live_past, cids, texts = row
         name = cols[ci]
         d = DocState(name, doc_id)
         d.heads = {order[h] for h in heads}
         d.height, d.version, d.min_t, d.max_t = height, version, min_t, max_t
-        d.fields = {f: ((t, actors[a], order[c]), v if present else _ABSENT)
+        d.fields = {f: ((t, actors[a], order[c]),
+                        (_TEXT if present == 2 else v) if present else _ABSENT)
                     for f, t, a, c, present, v in fields}
+        d.texts = {f: load_state(state) for f, state in texts}
+        if any(v is _TEXT and f not in d.texts for f, (_, v) in d.fields.items()):
+            raise ValueError("a text field has no text state")
         d.incs = {f: [((t, actors[a], order[c]), delta) for t, a, c, delta in lst] for f, lst in incs}
         d.deletes = {order[c] for c in deletes}
         live, past = live_past

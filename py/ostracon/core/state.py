@@ -17,7 +17,13 @@
   writes made after it (a re-create, and edits of that re-created document) are visible.
   Visible writes never mix with hidden ones, so a merge never yields a fragment: whatever
   document is visible is exactly what some editor saw, plus concurrent edits made on top
-  of the same live document. Counters follow the same rule (their increments are writes).
+  of the same live document. Counters and text fields follow the same rule (their
+  increments and text ops are writes); a delete empties the text CRDTs too.
+- Text fields (core/text.py): a visible text op merges its batch into the field's text CRDT
+  character by character, whatever its stamp, and is also an LWW write of "the text" to the
+  field. So the field shows the text while the latest text op is stamped after the latest
+  `set`/`unset`; a `set` stamped after every text op replaces the text (its characters stay
+  in the CRDT), and a later text op shows the text again. Reads see the text as a plain str.
 
 Because a newly arriving delete is never in the causal past of a change already applied
 (delivery is causal), its arrival hides everything applied so far, and a change whose past
@@ -34,9 +40,10 @@ import hashlib
 from typing import Any
 
 from . import clock
-from .block import OP_DELETE, OP_INCR, OP_SET, OP_UNSET, Change
+from .block import OP_DELETE, OP_INCR, OP_SET, OP_TEXT, OP_UNSET, Change
 from .cid import format_cid
 from .encoding import encode_canonical
+from .text import TextCRDT
 
 Stamp = tuple  # (hlc, actor, cid)
 
@@ -49,6 +56,8 @@ _FLOAT_MAX = 1.7976931348623157e308
 
 _ABSENT = object()
 _NO_DELETES: frozenset = frozenset()
+#: Field value meaning "the field's text CRDT" (see DocState.texts).
+_TEXT = object()
 
 
 def counter_add(total: int | float, delta: int | float) -> int | float | None:
@@ -60,8 +69,8 @@ def counter_add(total: int | float, delta: int | float) -> int | float | None:
     increment at all.
     """
     if type(total) is int and type(delta) is int:
-        out = total + delta
-        return out if COUNTER_MIN <= out <= COUNTER_MAX else None
+        exact = total + delta
+        return exact if COUNTER_MIN <= exact <= COUNTER_MAX else None
     if type(total) is int and not COUNTER_MIN <= total <= COUNTER_MAX:
         return None
     if type(delta) is int and not COUNTER_MIN <= delta <= COUNTER_MAX:
@@ -72,7 +81,7 @@ def counter_add(total: int | float, delta: int | float) -> int | float | None:
 
 class DocState:
     __slots__ = ("collection", "doc_id", "heads", "height", "version", "min_t", "max_t",
-                 "fields", "incs", "deletes", "past", "live", "cids", "_view", "_digest")
+                 "fields", "incs", "deletes", "past", "live", "cids", "texts", "_view", "_digest")
 
     def __init__(self, collection: str, doc_id: str) -> None:
         self.collection = collection
@@ -94,6 +103,7 @@ class DocState:
         # a visible write exists (a document whose every write is hidden is deleted)
         self.live = False
         self.cids: list[bytes] = []  # every change of this document, in apply order
+        self.texts: dict[str, TextCRDT] = {}  # field -> text CRDT (every visible text op)
         self._view: dict | None = None
         self._digest: bytes | None = None
 
@@ -132,6 +142,7 @@ class DocState:
             self.past[cid] = seen | {cid}
             self.fields = {}
             self.incs = {}
+            self.texts = {}
             self.live = False
             return
         if seen:
@@ -152,6 +163,15 @@ class DocState:
                     fields[name] = (stamp, op[2] if kind == OP_SET else _ABSENT)
             elif kind == OP_INCR:
                 self.incs.setdefault(op[1], []).append((stamp, op[2]))
+            elif kind == OP_TEXT:
+                name = op[1]
+                text = self.texts.get(name)
+                if text is None:
+                    text = self.texts[name] = TextCRDT()
+                text.apply_batch(ch.actor, op[2])
+                cur = fields.get(name)
+                if cur is None or stamp > cur[0]:
+                    fields[name] = (stamp, _TEXT)
 
     # ------------------------------------------------------------ views
 
@@ -198,8 +218,38 @@ class DocState:
             present, value, _ = self._counter(name, self.fields.get(name))
             if present:
                 out[name] = value
-        self._view = {k: out[k] for k in sorted(out)}
+        texts = self.texts
+        self._view = {k: (str(texts[k]) if out[k] is _TEXT else out[k]) for k in sorted(out)}
         return self._view
+
+    def is_text(self, name: str) -> bool:
+        """True if field `name` currently shows its text CRDT."""
+        entry = self.fields.get(name)
+        return entry is not None and entry[1] is _TEXT and name not in self.incs
+
+    def text(self, name: str) -> TextCRDT | None:
+        """The field's text CRDT (whether or not the field shows it), or None."""
+        return self.texts.get(name)
+
+    def local_text(self, name: str, actor: bytes) -> TextCRDT:
+        """The field's text CRDT bound to `actor` for local edits (created empty if needed).
+        Call `touch()` after editing it so cached views are rebuilt."""
+        text = self.texts.get(name)
+        if text is None:
+            text = self.texts[name] = TextCRDT()
+        if text.me < 0 or text.actors[text.me] != actor:
+            text.bind(actor)
+        return text
+
+    def touch(self) -> None:
+        """Drop cached views after a local text edit."""
+        self._view = None
+        self._digest = None
+
+    def text_blame(self, name: str) -> list[tuple[bytes, str]] | None:
+        """Who wrote which characters of a text field: [(actor, text), ...] in document order,
+        or None if the field does not show a text."""
+        return self.texts[name].blame() if self.is_text(name) else None
 
     def blame(self) -> dict[str, Stamp]:
         """field -> stamp (hlc, actor, cid) of the write that decided its current value."""

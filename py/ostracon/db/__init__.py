@@ -7,7 +7,8 @@ from ..core.query.schema import LensNotFoundError, SchemaValidationError
 from .collection import Collection
 from .database import Database
 from .opening import open_database
+from .text import Text, TextHandle
 
 __all__ = ["Database", "Collection", "open_database", "QueryTooExpensiveError",
            "IndexBuildingError", "QueryCursorError", "ColdCollectionError",
-           "SchemaValidationError", "LensNotFoundError"]
+           "SchemaValidationError", "LensNotFoundError", "Text", "TextHandle"]

@@ -29,6 +29,7 @@ from ..core.query.rebuild import COLD, HOT, WARM
 from ..core.query.schema import Schema, SchemaValidationError, parse_sdl
 from ..core.replica import Replica
 from ..core.state import DocState, counter_add
+from .text import Text, TextHandle
 from .views import DocViews, Source, own
 
 if TYPE_CHECKING:
@@ -115,6 +116,8 @@ class Collection:
         e = self._e
         if e.closed:
             raise ClosedError("the database is closed")
+        if e.texts.open:  # reads and writes see every text edit as a committed block
+            e.texts.commit_all()
         m = self._entry.meta
         if m.state != HOT:
             e.indexing.wake(self._entry, kind, e.now)
@@ -397,6 +400,18 @@ class Collection:
         return {f: {"cid": cidlib.format_cid(s[2]), "actor": s[1].hex(), "hlc": s[0],
                     "time": hlc.wall_ms(s[0])} for f, s in state.blame().items()}
 
+    # ------------------------------------------------------------ collaborative text
+
+    def text(self, doc_id: str, field: str) -> TextHandle:
+        """An editing handle on a text field (db/text.py): insert, delete, splice, str,
+        cursors, blame. A field holding a plain str (or nothing) becomes a text holding that
+        str at the first edit. Raises NotFoundError if the document does not exist."""
+        check_doc_id(doc_id)
+        check_write_field(field)
+        self._access("write")
+        self._live(doc_id)
+        return TextHandle(self._e, self._e.texts, self.name, doc_id, field)
+
     # ------------------------------------------------------------ writes
 
     def _write(self, doc_id: str, ops: list) -> str:
@@ -461,6 +476,7 @@ class Collection:
 
     def create(self, doc: dict, id: str | None = None) -> str:
         """Create a document; returns its id. An id of a live document → ConflictError.
+        A `Text` value makes the field a collaborative text (see `text`).
 
         Metadata fields in `doc` (as `get` returns them) are ignored, except that `_id` is
         the id when `id` is not given, and `_id`/`_collection` contradicting the call are
@@ -468,6 +484,7 @@ class Collection:
         doc, meta_id = _strip_meta(doc, self.name, id)
         if id is None:
             id = meta_id
+        doc, texts = _split_texts(_schema_texts(self._views.schema, doc))
         ops = _set_ops(doc)
         e = self._e
         e.check_writable()
@@ -485,7 +502,9 @@ class Collection:
                 raise ConflictError(f"{self.name}/{id} already exists")
         if len(self._ci) and self._has_unique():
             self._check_unique(doc, id)
-        is_new = self._replica.doc(self.name, id) is None
+        state = self._replica.doc(self.name, id)
+        is_new = state is None
+        ops = _with_texts(e, state, ops, texts)
         e.write(self.name, id, ops, self._views.schema_raw)
         if is_new:
             self._views.note_id(id)
@@ -496,6 +515,7 @@ class Collection:
         """Replace the user fields (fields not given are removed). Returns the commit CID.
         Metadata fields in `doc` are ignored, so `update(id, get(id))` works."""
         doc, _ = _strip_meta(doc, self.name, check_doc_id(doc_id))
+        doc, texts = _split_texts(_schema_texts(self._views.schema, doc))
         ops = _set_ops(doc)
         self._e.check_writable()
         self._access("write")
@@ -506,9 +526,9 @@ class Collection:
             schema.validate(doc)
         if len(self._ci) and self._has_unique():
             self._check_unique(doc, doc_id, state)
-        given = {op[1] for op in ops}
+        given = {op[1] for op in ops} | set(texts)
         ops.extend((OP_UNSET, f) for f in state.user_fields() if f not in given)
-        return self._write(doc_id, ops)
+        return self._write(doc_id, _with_texts(self._e, state, ops, texts))
 
     def patch(self, doc_id: str, fields: dict, *, unset: Iterable[str] = (),
               if_version: int | None = None, if_heads: Any = None, where: Any = None) -> str:
@@ -516,11 +536,12 @@ class Collection:
         Metadata fields in `fields` are ignored. A field name never contains '.': to change
         a nested value, patch the whole top-level field."""
         fields, _ = _strip_meta(fields, self.name, check_doc_id(doc_id))
+        fields, texts = _split_texts(_schema_texts(self._views.schema, fields))
         ops = _set_ops(fields)
         if isinstance(unset, str):
             raise ValidationError("unset must be a list of field names, not a str")
         unset = [check_write_field(f) for f in unset]
-        if {op[1] for op in ops} & set(unset):
+        if ({op[1] for op in ops} | set(texts)) & set(unset):
             raise ValidationError("a field cannot be both set and unset")
         self._e.check_writable()
         self._access("write")
@@ -542,6 +563,7 @@ class Collection:
                 result.pop(f, None)
             self._check_unique(result, doc_id, state)
         unset_ops = [(OP_UNSET, f) for f in sorted(set(unset))]
+        ops = _with_texts(self._e, state, ops, texts)
         mig = self._migration_ops(state)
         if mig:
             merged = {op[1]: op for op in mig}
@@ -628,6 +650,43 @@ def _strip_meta(doc: Any, collection: str, doc_id: str | None) -> tuple[Any, str
     if col is not None and col != collection:
         raise ValidationError(f"the document's _collection {col!r:.80} is not {collection!r}")
     return {k: v for k, v in doc.items() if k not in META_FIELDS}, meta_id
+
+
+def _schema_texts(schema: Schema | None, doc: Any) -> Any:
+    """A str written to a field whose schema type is Text becomes a `Text` value."""
+    if schema is None or type(doc) is not dict:
+        return doc
+    out = None
+    for k, v in doc.items():
+        if type(v) is str and type(k) is str:
+            f = schema.get_field(k)
+            if f is not None and f.type.of is None and f.type.name == "Text":
+                if out is None:
+                    out = dict(doc)
+                out[k] = Text(v)
+    return doc if out is None else out
+
+
+def _split_texts(doc: Any) -> tuple[Any, dict[str, Text]]:
+    """(the document with each `Text` value as its str — what schemas, unique indexes and
+    validation see —, {field: Text})."""
+    if type(doc) is not dict:
+        return doc, {}
+    texts = {k: v for k, v in doc.items() if type(v) is Text}
+    if not texts:
+        return doc, texts
+    for k in texts:
+        check_write_field(k)
+    return {k: (v.initial if type(v) is Text else v) for k, v in doc.items()}, texts
+
+
+def _with_texts(engine: Engine, state: DocState | None, ops: list, texts: dict[str, Text]) -> list:
+    """Replace the set ops of text fields by text ops (built last: every check has passed)."""
+    if not texts:
+        return ops
+    out = [op for op in ops if op[1] not in texts]
+    out.extend(engine.texts.text_op(state, f, texts[f]) for f in sorted(texts))
+    return out
 
 
 def _set_ops(doc: Any) -> list:

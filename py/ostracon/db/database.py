@@ -260,6 +260,7 @@ class Database:
         e.check_open()
         now = e.clock()
         e.now = now
+        e.texts.commit_due(now)
         if e.replica.held_count and not self.storage.read_only:
             self.apply_blocks([])  # blocks held for clock skew whose time has come
         e.sink.flush_if_due(now)
@@ -276,7 +277,14 @@ class Database:
         self._engine.check_open()
         if self.storage.read_only:
             return
+        self._engine.texts.commit_all()
         self._engine.sink.flush()
+
+    def flush_text(self) -> None:
+        """Commit every open text editing burst now (db/text.py), without waiting for
+        storage; `flush()` does this too and then makes everything durable."""
+        self._engine.check_open()
+        self._engine.texts.commit_all()
 
     @property
     def pending_writes(self) -> int:
@@ -340,6 +348,7 @@ class Database:
     def state_hash(self) -> str:
         """sha256 over every document's (collection, id, deleted, fields, heads), sorted."""
         self._engine.check_open()
+        self._engine.texts.commit_all()
         h = hashlib.sha256()
         cols = self._engine.replica.collections
         for name in sorted(cols):
@@ -351,6 +360,7 @@ class Database:
     def blocks_since(self, vector: dict | None = None) -> list[bytes]:
         """Envelopes (blocks and their seals) that a replica with `vector` lacks."""
         self._engine.check_open()
+        self._engine.texts.commit_all()
         vec = {}
         for a, n in (vector or {}).items():
             if type(n) is not int or n < 0:

@@ -19,6 +19,7 @@ from ..storage.base import Storage
 from .indexing import Indexing
 from .schemas import SCHEMA_COLLECTION, SchemaCatalog
 from .sink import WriteSink
+from .text import TextBursts
 
 #: Subscriber callback exceptions kept for inspection (the newest ones).
 CALLBACK_ERRORS_KEPT = 20
@@ -51,6 +52,7 @@ class Engine:
         self.listeners: list[Callable[[str, str, DocState], None]] = []
         self.callback_errors: list[Exception] = []
         self._cid_text: dict[bytes, str] = {}
+        self.texts = TextBursts(self)   # open text editing bursts (db/text.py)
 
     # ------------------------------------------------------------ checks
 
