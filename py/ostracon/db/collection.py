@@ -17,9 +17,7 @@ from ..core.block import (
     check_collection,
     check_doc_id,
     check_write_field,
-    check_write_keys,
 )
-from ..core.encoding import canonical
 from ..core.errors import ClosedError, ConflictError, HistoryPrunedError, NotFoundError, ValidationError
 from ..core.query.filters import IndexBuildingError, compile_filter
 from ..core.query.planner import QueryResult
@@ -31,6 +29,7 @@ from ..core.replica import Replica
 from ..core.state import DocState, counter_add
 from .text import Text, TextHandle
 from .views import DocViews, Source, own
+from .writeprep import MISSING, set_ops, strip_meta, type_name
 
 if TYPE_CHECKING:
     from .database import Database
@@ -470,7 +469,7 @@ class Collection:
         raw = state.user_fields()
         changed = {k: v for k, v in user.items()
                    if k not in raw or type(raw[k]) is not type(v) or raw[k] != v}
-        ops = _set_ops(changed)
+        ops = set_ops(changed)
         ops.extend((OP_UNSET, k) for k in raw if k not in user)
         return ops
 
@@ -481,11 +480,11 @@ class Collection:
         Metadata fields in `doc` (as `get` returns them) are ignored, except that `_id` is
         the id when `id` is not given, and `_id`/`_collection` contradicting the call are
         refused (ValidationError)."""
-        doc, meta_id = _strip_meta(doc, self.name, id)
+        doc, meta_id = strip_meta(doc, self.name, id)
         if id is None:
             id = meta_id
         doc, texts = _split_texts(_schema_texts(self._views.schema, doc))
-        ops = _set_ops(doc)
+        ops = set_ops(doc)
         e = self._e
         e.check_writable()
         check_collection(self.name)
@@ -514,9 +513,9 @@ class Collection:
                if_heads: Any = None, where: Any = None) -> str:
         """Replace the user fields (fields not given are removed). Returns the commit CID.
         Metadata fields in `doc` are ignored, so `update(id, get(id))` works."""
-        doc, _ = _strip_meta(doc, self.name, check_doc_id(doc_id))
+        doc, _ = strip_meta(doc, self.name, check_doc_id(doc_id))
         doc, texts = _split_texts(_schema_texts(self._views.schema, doc))
-        ops = _set_ops(doc)
+        ops = set_ops(doc)
         self._e.check_writable()
         self._access("write")
         state = self._live(doc_id)
@@ -535,9 +534,9 @@ class Collection:
         """Set the given fields (and remove those in `unset`). Returns the commit CID.
         Metadata fields in `fields` are ignored. A field name never contains '.': to change
         a nested value, patch the whole top-level field."""
-        fields, _ = _strip_meta(fields, self.name, check_doc_id(doc_id))
+        fields, _ = strip_meta(fields, self.name, check_doc_id(doc_id))
         fields, texts = _split_texts(_schema_texts(self._views.schema, fields))
-        ops = _set_ops(fields)
+        ops = set_ops(fields)
         if isinstance(unset, str):
             raise ValidationError("unset must be a list of field names, not a str")
         unset = [check_write_field(f) for f in unset]
@@ -598,11 +597,11 @@ class Collection:
         schema = self._views.schema
         if schema is not None:
             schema.validate_increment(field, by)
-        cur = self._views.user_view(state).get(field, _MISSING)
-        if cur is not _MISSING and type(cur) not in (int, float):
+        cur = self._views.user_view(state).get(field, MISSING)
+        if cur is not MISSING and type(cur) not in (int, float):
             raise ValidationError(f"{self.name}/{doc_id}: cannot increment {field!r}: it holds "
-                                  f"a {_type_name(cur)}, not a number")
-        if cur is not _MISSING and counter_add(cur, by) is None:
+                                  f"a {type_name(cur)}, not a number")
+        if cur is not MISSING and counter_add(cur, by) is None:
             raise ValidationError(f"incrementing {field} by {by!r} leaves the counter range (ints in "
                                   f"[-2**63, 2**63-1], finite floats): refused")
         ops: list = [(OP_INCR, field, by)]
@@ -621,35 +620,6 @@ class Collection:
             result[field] = (cur if type(cur) is int or type(cur) is float else 0) + by
             self._check_unique(result, doc_id, state)
         return self._write(doc_id, ops)
-
-
-_SCALARS = (str, int, float, bool, type(None), bytes)
-_MISSING = object()
-
-#: The metadata fields reads flatten beside the user fields (DESIGN §3); writes strip them.
-META_FIELDS = frozenset({"_id", "_collection", "_version", "_created", "_updated", "_deleted", "_heads"})
-
-
-def _type_name(v: Any) -> str:
-    return {bool: "boolean", str: "string", list: "list", dict: "map", bytes: "bytes",
-            type(None): "null"}.get(type(v), type(v).__name__)
-
-
-def _strip_meta(doc: Any, collection: str, doc_id: str | None) -> tuple[Any, str | None]:
-    """(doc without the metadata fields, the `_id` it carried). `_id` or `_collection` that
-    contradict the call → ValidationError: a document read from elsewhere is not silently
-    written over another one."""
-    if type(doc) is not dict or not any(k in META_FIELDS for k in doc):
-        return doc, None
-    meta_id = doc.get("_id")
-    if meta_id is not None:
-        check_doc_id(meta_id)
-        if doc_id is not None and meta_id != doc_id:
-            raise ValidationError(f"the document's _id {meta_id!r:.80} is not {doc_id!r:.80}")
-    col = doc.get("_collection")
-    if col is not None and col != collection:
-        raise ValidationError(f"the document's _collection {col!r:.80} is not {collection!r}")
-    return {k: v for k, v in doc.items() if k not in META_FIELDS}, meta_id
 
 
 def _schema_texts(schema: Schema | None, doc: Any) -> Any:
@@ -687,24 +657,3 @@ def _with_texts(engine: Engine, state: DocState | None, ops: list, texts: dict[s
     out = [op for op in ops if op[1] not in texts]
     out.extend(engine.texts.text_op(state, f, texts[f]) for f in sorted(texts))
     return out
-
-
-def _set_ops(doc: Any) -> list:
-    if type(doc) is not dict:
-        raise ValidationError(f"a document must be a dict, not {type(doc).__name__}")
-    try:
-        names = sorted(doc)
-    except TypeError:
-        raise ValidationError("field names must be str") from None
-    ops = []
-    for name in names:
-        if type(name) is not str or not name or name[0] == "_" or len(name) > 256 or "." in name:
-            check_write_field(name)  # raises the precise error
-        v = doc[name]
-        t = type(v)
-        if t is float or t is int or t not in _SCALARS:  # NaN/Inf, int limit; containers: full walk
-            v = canonical(v)
-            check_write_keys(v, name)
-        ops.append((OP_SET, name, v))
-    return ops
-
