@@ -32,6 +32,7 @@ from ..core.errors import NotFoundError, ValidationError
 from ..core.state import DocState
 from ..core.text import TEXT_BURST_OPS, Cursor, TextCRDT, check_text
 from ..core.textcodec import empty_batch, encode_state, load_state
+from .locking import locked
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -99,6 +100,8 @@ class TextBursts:
         b = self.open.get(key)
         if b is None:
             b = self.open[key] = _Burst(now)
+            if e.kick is not None:
+                e.kick()   # the driver commits the burst when it is due
         b.ops += ops
         b.chars += chars
         if b.ops >= TEXT_BURST_OPS or b.chars >= TEXT_BURST_CHARS or now - b.first_ms >= TEXT_BURST_MS:
@@ -149,6 +152,12 @@ class TextBursts:
     def commit_all(self) -> None:
         for key in list(self.open):
             self.commit(key)
+
+    def next_due_ms(self) -> int | None:
+        """When the oldest open burst is due (None: no burst open)."""
+        if not self.open:
+            return None
+        return min(b.first_ms for b in self.open.values()) + TEXT_BURST_MS
 
     def commit_due(self, now: int) -> None:
         for key in [k for k, b in self.open.items() if now - b.first_ms >= TEXT_BURST_MS]:
@@ -204,6 +213,7 @@ class TextHandle:
         state.touch()
         self._bursts.edited(self._key, ops, chars)
 
+    @locked
     def insert(self, pos: int, text: str) -> None:
         """Insert `text` before code point `pos` (0 <= pos <= len)."""
         state, t = self._crdt()
@@ -221,12 +231,14 @@ class TextHandle:
             t.insert(pos + i, piece)
             self._done(state, 1, len(piece))
 
+    @locked
     def delete(self, pos: int, n: int) -> None:
         """Delete `n` code points starting at `pos`."""
         state, t = self._crdt()
         t.delete(pos, n)
         self._done(state, 1, 0)
 
+    @locked
     def splice(self, pos: int, n: int, text: str = "") -> None:
         """Delete `n` code points at `pos`, then insert `text` there."""
         state, t = self._crdt()
@@ -241,6 +253,7 @@ class TextHandle:
         self._done(state, 1, 0)
         self.insert(pos, text)
 
+    @locked
     def __str__(self) -> str:
         state = self._state()
         t = state.text(self.field)
@@ -249,6 +262,7 @@ class TextHandle:
         value = state.user_fields().get(self.field)
         return value if type(value) is str else ""
 
+    @locked
     def __len__(self) -> int:
         state = self._state()
         t = state.text(self.field)
@@ -256,6 +270,7 @@ class TextHandle:
             return len(t)
         return len(str(self))
 
+    @locked
     def cursor(self, pos: int) -> Cursor:
         """A position that follows edits (local and remote): resolve it with `resolve`."""
         state = self._state()
@@ -264,6 +279,7 @@ class TextHandle:
             raise ValidationError(f"{self.collection}/{self.doc_id}.{self.field} is not a text")
         return t.cursor(pos)
 
+    @locked
     def resolve(self, cursor: Cursor) -> int:
         """The current code point position of `cursor`."""
         if type(cursor) is not Cursor:
@@ -273,11 +289,13 @@ class TextHandle:
             raise ValidationError(f"{self.collection}/{self.doc_id}.{self.field} is not a text")
         return t.resolve(cursor)
 
+    @locked
     def blame(self) -> list[dict[str, Any]]:
         """Who wrote which characters: [{"actor": hex, "text": str}, ...] in text order."""
         runs = self._state().text_blame(self.field) or []
         return [{"actor": a.hex(), "text": s} for a, s in runs]
 
+    @locked
     def commit(self) -> str | None:
         """End the open burst now; returns the commit CID (None if there was nothing)."""
         self._e.check_open()
