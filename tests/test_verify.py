@@ -142,7 +142,8 @@ def test_missing_snapshot_refuses_to_open_and_repair_never_reuses_sequence_numbe
     path = tmp_path / "db"
     with opened(path) as db:
         for k in range(3):
-            db.collection("notes").create({"k": k}, id=f"n{k}")
+            # text that compresses: compaction writes a snapshot only when it is smaller
+            db.collection("notes").create({"k": k, "text": "lorem ipsum " * 100}, id=f"n{k}")
         db.compact()
         db.collection("notes").create({"k": 3}, id="n3")
         peer = opened(None, n=2)

@@ -82,6 +82,8 @@ def from_js(v: Any, depth: int = 0) -> Any:
     if isinstance(v, int):  # bool/int subclasses
         return int(v)
     if isinstance(v, JsProxy):
+        if getattr(v, "ostraconNegativeZero", None) is True:  # worker.js: JS -0 is the float -0.0
+            return -0.0
         tname = getattr(v, "constructor", None)
         tname = getattr(tname, "name", None) or type(v).__name__
         raise ValidationError(f"cannot store a JS {tname}: use null, booleans, numbers, BigInt, strings, "
