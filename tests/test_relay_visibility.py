@@ -73,11 +73,13 @@ RELAY_SEES = {
     # Query parameters of the join URL /v1/room/<room_id>?since=&epoch=.
     "join_params": {"since", "epoch"},
     # State the relay keeps per member, per room, and in aggregate.
-    "member_state": {"ws", "room", "queue", "queue_bytes", "wakeup", "replaying", "closing", "frames_bucket",
-                     "bytes_bucket", "sender", "close_reason"},
-    "room_state": {"id", "members", "peers_pending"},
+    # `key` is the client address (IPv6: its /64) the limits are charged to.
+    "member_state": {"ws", "room", "key", "queue", "queue_bytes", "controls", "wakeup", "replaying", "closing",
+                     "sent", "queued", "sender", "close_reason"},
+    "room_state": {"id", "members", "peers_pending", "live_head"},
     "metrics": {"connections_total", "frames_in", "bytes_in", "frames_out", "control_out", "bytes_out",
-                "stored_frames", "http_requests", "queued_bytes", "queue_high_water_bytes", "drops"},
+                "stored_frames", "http_requests", "throttled_s", "queued_bytes", "queue_high_water_bytes",
+                "drops"},
 }
 
 

@@ -32,6 +32,7 @@ from typing import Awaitable, Callable, Mapping
 from urllib.parse import parse_qs, unquote
 
 from ..core.errors import ValidationError
+from .limits import PendingConnections, client_key
 
 log = logging.getLogger("ostracon.relay.http")
 
@@ -135,9 +136,11 @@ class HttpLimits:
     max_body_bytes: int = 1024 * 1024
     timeout_s: float = 10.0
     max_connections: int = 256
+    max_connections_per_ip: int = 64
 
     def __post_init__(self) -> None:
-        for name in ("max_head_bytes", "max_headers", "max_body_bytes", "max_connections"):
+        for name in ("max_head_bytes", "max_headers", "max_body_bytes", "max_connections",
+                     "max_connections_per_ip"):
             v = getattr(self, name)
             if type(v) is not int or v <= 0:
                 raise ValidationError(f"{name} must be a positive int")
@@ -247,7 +250,7 @@ class HttpFront(asyncio.Protocol):
     """First protocol of every connection: plain HTTP here, WebSocket upgrades to ``ws``."""
 
     def __init__(self, ws: asyncio.Protocol, router: Handler, limits: HttpLimits,
-                 registry: set["HttpFront"], server_header: str = "ostracon-relay"):
+                 registry: PendingConnections, server_header: str = "ostracon-relay"):
         self._ws = ws
         self._router = router
         self._limits = limits
@@ -271,12 +274,13 @@ class HttpFront(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self._client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else ""
-        if len(self._registry) >= self._limits.max_connections:
+        self.client_key = client_key(peer)
+        # Full table: the oldest connection still waiting for its head makes room (see limits.py).
+        if not self._registry.admit(self, self.client_key):
             log.warning("http: too many connections, refusing %s", self._client)
             self._state = "closed"
             transport.abort()
             return
-        self._registry.add(self)
         self._timer = asyncio.get_running_loop().call_later(self._limits.timeout_s, self._on_timeout)
 
     def data_received(self, data: bytes) -> None:
@@ -349,6 +353,18 @@ class HttpFront(asyncio.Protocol):
             self._drain_waiter.set_result(None)
 
     # --- internals -------------------------------------------------------------------------
+
+    def waiting_for_head(self) -> bool:
+        """True until the request head is complete: such a connection may be evicted."""
+        return self._state == "head"
+
+    def evict(self) -> None:
+        """Make room for a newer connection (PendingConnections); the peer sees a reset."""
+        self._state = "closed"
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._transport is not None:
+            self._transport.abort()
 
     def abort(self) -> None:
         """Drop the connection now (relay shutdown)."""
