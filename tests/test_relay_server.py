@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ostracon.core.errors import ValidationError
 from ostracon.core.protocol import relay as P
-from ostracon.relay.mailbox import MailboxError, MemoryMailbox
+from ostracon.relay.mailbox import FRAME_OVERHEAD_BYTES, MailboxError, MemoryMailbox
 from ostracon.relay.backend import Backend, LocalBus
 from ostracon.relay.limits import LocalLimits
 from ostracon.relay.server import Relay, RelayConfig, TokenBucket
@@ -195,7 +195,7 @@ def test_late_joiner_catches_up_from_its_cursor():
 
 def test_pruned_cursor_gets_a_gap_message():
     async def main():
-        mailbox = MemoryMailbox(max_room_bytes=1000, max_total_bytes=10_000)
+        mailbox = MemoryMailbox(max_room_bytes=1000 + 3 * FRAME_OVERHEAD_BYTES, max_total_bytes=10_000)
         async with Relay(RelayConfig(), mailbox) as relay:
             a = await Client.join(relay, since=0)
             await a.caught_up()
@@ -560,13 +560,13 @@ def test_healthz_and_metrics_count_traffic():
             assert m["frames_in"] == 2 and m["bytes_in"] == 6 + 1
             assert m["frames_out"] == 1 and m["stored_frames"] == 1
             assert m["drops"]["bad_message"] == 1 and m["connections_total"] == 2
-            assert m["mailbox"]["frames"] == 1 and m["mailbox"]["bytes"] == 5
+            assert m["mailbox"]["frames"] == 1 and m["mailbox"]["bytes"] == 5 + FRAME_OVERHEAD_BYTES
             status, hdrs, text = await http(relay, "GET", "/metrics")
             assert status == 200 and hdrs["content-type"].startswith("text/plain")
             text = text.decode()
             assert re.search(r"^ostracon_relay_frames_in_total 2$", text, re.M)
             assert re.search(r'^ostracon_relay_drops_total\{reason="bad_message"\} 1$', text, re.M)
-            assert re.search(r"^ostracon_relay_mailbox_bytes 5$", text, re.M)
+            assert re.search(rf"^ostracon_relay_mailbox_bytes {5 + FRAME_OVERHEAD_BYTES}$", text, re.M)
             assert (await http(relay, "POST", "/healthz"))[0] == 405
             assert (await http(relay, "GET", "/nothing-here"))[0] == 404
             await b.close()

@@ -29,6 +29,7 @@ is what keeps replay-then-live free of races.
 
 from __future__ import annotations
 
+import os
 import secrets
 import sqlite3
 import threading
@@ -46,6 +47,11 @@ from ..core.errors import (MailboxError)  # noqa: F401  (re-exported)
 DEFAULT_MAX_ROOM_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_AGE_S = 30 * 24 * 3600.0
 DEFAULT_MAX_TOTAL_BYTES = 1024 * 1024 * 1024
+#: Bytes charged per stored frame on top of its payload, so the limits bound what a frame
+#: really costs: a SQLite row with its primary-key and timestamp index entries, a Redis stream
+#: entry with its field names, or the in-memory tuple and deque slot all take 60..120 bytes.
+#: Without it 20,000 one-byte frames would count as 20 KB while taking megabytes.
+FRAME_OVERHEAD_BYTES = 96
 #: Default page size of ``read``: big enough to amortize the query, small enough that the
 #: relay checks for shutdown / slow consumers between pages.
 DEFAULT_READ_LIMIT = 64
@@ -135,7 +141,7 @@ class Mailbox(ABC):
         _check_room(room)
         if not isinstance(frame, (bytes, bytearray, memoryview)) or len(frame) == 0:
             raise ValidationError("frame must be non-empty bytes")
-        if len(frame) > self.max_room_bytes:
+        if len(frame) + FRAME_OVERHEAD_BYTES > self.max_room_bytes:
             raise ValidationError("frame is larger than max_room_bytes")
 
     @staticmethod
@@ -231,8 +237,8 @@ class MemoryMailbox(Mailbox):
         r.last_active = now
         self._seq += 1
         r.frames.append((r.head, r.last_ts, self._seq, frame))
-        r.bytes += len(frame)
-        self._total += len(frame)
+        r.bytes += len(frame) + FRAME_OVERHEAD_BYTES
+        self._total += len(frame) + FRAME_OVERHEAD_BYTES
         self._drop_expired(r, now)
         while r.bytes > self.max_room_bytes:
             self._drop_first(r, "room_bytes")
@@ -244,8 +250,8 @@ class MemoryMailbox(Mailbox):
     def _drop_first(self, r: _MemRoom, reason: str) -> None:
         cursor, _ts, _seq, frame = r.frames.popleft()
         r.pruned_through = cursor
-        r.bytes -= len(frame)
-        self._total -= len(frame)
+        r.bytes -= len(frame) + FRAME_OVERHEAD_BYTES
+        self._total -= len(frame) + FRAME_OVERHEAD_BYTES
         self._dropped[reason] += 1
 
     def _drop_expired(self, r: _MemRoom, now: float) -> int:
@@ -358,6 +364,7 @@ class SqliteMailbox(Mailbox):
             raise StorageUnavailableError(f"mailbox directory does not exist: {self.path.parent}")
         self._lock = threading.Lock()
         self._cache: dict[str, _SqlRoom] = {}
+        _create_private(self.path)
         try:
             self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -475,10 +482,11 @@ class SqliteMailbox(Mailbox):
                     r.head += 1
                     r.last_ts = max(r.last_ts, now)
                     r.last_active = now
-                    self._db.execute("INSERT INTO frames VALUES (?,?,?,?,?)", (room, r.head, r.last_ts, len(frame), frame))
+                    size = len(frame) + FRAME_OVERHEAD_BYTES
+                    self._db.execute("INSERT INTO frames VALUES (?,?,?,?,?)", (room, r.head, r.last_ts, size, frame))
                     r.frames += 1
-                    r.bytes += len(frame)
-                    self._total += len(frame)
+                    r.bytes += size
+                    self._total += size
                     self._total_frames += 1
                     pruned = self._expire_room(room, r, now)
                     if r.bytes > self.max_room_bytes:
@@ -632,6 +640,46 @@ class SqliteMailbox(Mailbox):
             except sqlite3.Error:
                 pass  # closing must not fail; the WAL is replayed on next open anyway
             self._db.close()
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file readable by its owner only (0600) before SQLite opens it:
+    SQLite gives its -wal and -shm files the database file's mode. An existing file keeps
+    its mode (the operator may have chosen another on purpose)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise StorageUnavailableError(f"cannot create mailbox {path}: {exc.strerror}") from exc
+    try:
+        os.fchmod(fd, 0o600)  # independent of the umask
+    finally:
+        os.close(fd)
+
+
+def private_dir(path: Path) -> Path:
+    """``mkdir -p`` whose new directories are 0700 (independent of the umask)."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        os.chmod(d, 0o700)
+    return path
+
+
+def default_data_dir() -> Path:
+    """Where the relay keeps its mailbox by default: ``$XDG_DATA_HOME/ostracon/relay`` (the XDG
+    Base Directory spec; ``~/.local/share`` when the variable is unset or not absolute)."""
+    base = os.environ.get("XDG_DATA_HOME", "")
+    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".local" / "share"
+    return root / "ostracon" / "relay"
 
 
 def parse_mailbox_spec(spec: str, **limits: object) -> Mailbox:
