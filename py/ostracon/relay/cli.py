@@ -54,8 +54,16 @@ def add_relay_arguments(parser: argparse.ArgumentParser, *, include_listen: bool
     parser.add_argument("--mailbox-max-total-bytes", type=int, default=DEFAULT_MAX_TOTAL_BYTES,
                         help="bytes retained over all rooms; globally oldest dropped past it (default 1 GiB)")
     parser.add_argument("--static-dir", default=None, help="also serve the files of this directory over HTTP")
+    parser.add_argument("--allowed-host", action="append", default=None, metavar="NAME",
+                        help="answer only requests whose Host header names NAME (repeatable; default: any, "
+                             "for a relay behind a proxy; stops DNS rebinding when the relay is reached directly)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                         help="logging level (payloads are never logged at any level)")
+    add_limit_arguments(parser)
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per RelayConfig field (``ostracon relay`` and ``ostracon serve`` share them)."""
     group = parser.add_argument_group("relay limits")
     for f in fields(RelayConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -130,7 +138,8 @@ def main_relay(args: argparse.Namespace) -> int:
         print(f"ostracon relay listening on {relay.http_url} (rooms at {relay.url}/v1/room/<room_id>)", flush=True)
 
     try:
-        asyncio.run(run_relay(config, args.host, args.port, backend, static_dir=args.static_dir, ready=ready))
+        asyncio.run(run_relay(config, args.host, args.port, backend, static_dir=args.static_dir, ready=ready,
+                              allowed_hosts=getattr(args, "allowed_host", None)))
     except OSError as exc:
         print(f"ostracon relay: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1

@@ -26,6 +26,7 @@ import logging
 import mimetypes
 import re
 from dataclasses import dataclass
+from email.utils import formatdate, parsedate_to_datetime
 from http import HTTPStatus
 from pathlib import Path
 from typing import Awaitable, Callable, Mapping
@@ -148,11 +149,47 @@ class HttpLimits:
             raise ValidationError("timeout_s must be > 0")
 
 
+#: Precompressed siblings served when the client accepts them, best first (RFC 9110 §8.4).
+PRECOMPRESSED = ((".br", "br"), (".gz", "gzip"))
+
+
+def accepted_encodings(header: str | None) -> set[str]:
+    """Codings the client accepts (``Accept-Encoding``), ignoring any with ``q=0``."""
+    out: set[str] = set()
+    for part in (header or "").split(","):
+        name, _, params = part.strip().partition(";")
+        q = params.strip().replace(" ", "")
+        if name and q not in ("q=0", "q=0.0", "q=0.00", "q=0.000"):
+            out.add(name.strip().lower())
+    return out
+
+
+def host_allowed(host: str | None, allowed: frozenset[str] | None) -> bool:
+    """True when the request's ``Host`` (port stripped, lower-cased) is in ``allowed``.
+
+    ``allowed=None`` accepts any host. Checking Host is what stops DNS rebinding: a page on
+    ``evil.example`` whose name was re-pointed at 127.0.0.1 still sends ``Host: evil.example``.
+    """
+    if allowed is None:
+        return True
+    if not host:
+        return False
+    h = host.strip().lower()
+    if h.startswith("["):  # [v6]:port
+        h = h[: h.find("]") + 1] if "]" in h else h
+    elif h.count(":") == 1:
+        h = h.split(":", 1)[0]
+    return h in allowed
+
+
 class StaticFiles:
     """Serve files under ``root``; ``/`` and directories serve their ``index.html``.
 
     Refused (404): ``..`` or ``.``-prefixed segments (hidden files), NUL, backslashes, and
-    anything whose resolved path (after symlinks) is outside ``root``.
+    anything whose resolved path (after symlinks) is outside ``root``. A ``file.br`` or
+    ``file.gz`` next to ``file`` is sent instead (with ``Content-Encoding`` and
+    ``Vary: Accept-Encoding``) to clients that accept it; ``ETag`` differs per encoding and
+    ``Last-Modified`` / ``If-Modified-Since`` work too.
     """
 
     def __init__(self, root: str | Path, headers: Mapping[str, str] | None = None):
@@ -196,11 +233,50 @@ class StaticFiles:
             return HttpResponse.text(404, "not found\n")
         if not path.is_file():
             return HttpResponse.text(404, "not found\n")
+        content_type = mime_type(path)
+        encoding = ""
+        accepted = accepted_encodings(request.header("accept-encoding"))
+        for suffix, coding in PRECOMPRESSED:
+            if coding not in accepted:
+                continue
+            sibling = path.with_name(path.name + suffix)
+            try:
+                sst = sibling.stat()
+            except OSError:
+                continue
+            # A stale sibling (older than the file) is never served.
+            if sibling.is_file() and sst.st_mtime_ns >= st.st_mtime_ns:
+                path, st, encoding = sibling, sst, coding
+                break
         etag = '"' + hashlib.sha256(f"{st.st_mtime_ns}:{st.st_size}:{path}".encode()).hexdigest()[:32] + '"'
-        headers = (("ETag", etag), ("Cache-Control", "no-cache")) + self.headers
-        if request.header("if-none-match") == etag:
+        headers: tuple[tuple[str, str], ...] = (("ETag", etag), ("Last-Modified", _http_date(st.st_mtime)),
+                                                ("Cache-Control", "no-cache"), ("Vary", "Accept-Encoding"))
+        if encoding:
+            headers += (("Content-Encoding", encoding),)
+        headers += self.headers
+        inm = request.header("if-none-match")
+        if inm is not None:
+            if etag in (t.strip() for t in inm.split(",")) or inm.strip() == "*":
+                return HttpResponse(304, headers=headers)
+        elif _not_modified_since(request.header("if-modified-since"), st.st_mtime):
             return HttpResponse(304, headers=headers)
-        return HttpResponse(200, content_type=mime_type(path), headers=headers, file=path, file_size=st.st_size)
+        return HttpResponse(200, content_type=content_type, headers=headers, file=path, file_size=st.st_size)
+
+
+def _http_date(ts: float) -> str:
+    return formatdate(ts, usegmt=True)
+
+
+def _not_modified_since(header: str | None, mtime: float) -> bool:
+    if not header:
+        return False
+    try:
+        since = parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError):
+        return False
+    if since.tzinfo is None:
+        return False
+    return int(mtime) <= int(since.timestamp())
 
 
 class _BadRequest(Exception):

@@ -34,7 +34,7 @@ import time
 import weakref
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Collection, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -44,7 +44,7 @@ from ..core.errors import OstraconError, ValidationError
 from ..core.protocol import relay as P
 from .backend import Backend, Bus, LocalBus
 from .config import KiB, MiB, RelayConfig, TokenBucket  # noqa: F401  (re-exported)
-from .http import Handler, HttpFront, HttpRequest, HttpResponse, StaticFiles
+from .http import Handler, HttpFront, HttpRequest, HttpResponse, StaticFiles, host_allowed
 from .limits import Limits, LocalLimits, PendingConnections, client_key
 from .mailbox import Mailbox, MemoryMailbox, Resume, RoomInfo
 from .metrics import DROP_REASONS, RelayMetrics, prometheus_text  # noqa: F401  (re-exported)
@@ -113,8 +113,11 @@ class Relay:
                  host: str = "127.0.0.1", port: int = 0, static_dir: str | Path | None = None,
                  static_headers: Mapping[str, str] | None = None,
                  http_handlers: Mapping[str, Handler] | None = None,
-                 http_wrap: Callable[[HttpRequest, Handler], Any] | None = None):
+                 http_wrap: Callable[[HttpRequest, Handler], Any] | None = None,
+                 allowed_hosts: Collection[str] | None = None):
         self.config = config or RelayConfig()
+        # Host allow-list for HTTP and WebSocket requests (None: any); see http.host_allowed.
+        self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts) if allowed_hosts is not None else None
         if backend is not None and mailbox is not None:
             raise ValidationError("pass a mailbox or a backend, not both")
         self._owns_mailbox = mailbox is None and backend is None
@@ -281,6 +284,11 @@ class Relay:
         """Validate a WebSocket upgrade: path, room id, since/epoch. Errors are HTTP statuses."""
         if self._closing:
             return conn.respond(503, "relay shutting down\n")
+        hosts = request.headers.get_all("Host")
+        if len(hosts) != 1:
+            return conn.respond(400, "exactly one Host header is required\n")
+        if not host_allowed(hosts[0], self.allowed_hosts):
+            return conn.respond(421, "this host name is not served here\n")
         parts = urlsplit(request.path)
         if not parts.path.startswith(P.ROOM_PATH_PREFIX):
             return conn.respond(404, "not found; rooms live under %s<room_id>\n" % P.ROOM_PATH_PREFIX)
@@ -309,6 +317,8 @@ class Relay:
                 or self._http_conns.saturated)
 
     async def _route_http(self, request: HttpRequest) -> HttpResponse:
+        if not host_allowed(request.header("host"), self.allowed_hosts):
+            return HttpResponse.text(421, "this host name is not served here\n")
         if self._http_wrap is not None:
             return await self._http_wrap(request, self._route_http_inner)
         return await self._route_http_inner(request)
@@ -820,6 +830,7 @@ async def run_relay(config: RelayConfig, host: str, port: int, mailbox: Mailbox 
                     extra_http: Mapping[str, Handler] | None = None, static_dir: str | Path | None = None,
                     static_headers: Mapping[str, str] | None = None,
                     http_wrap: Callable[[HttpRequest, Handler], Any] | None = None,
+                    allowed_hosts: Collection[str] | None = None,
                     ready: Callable[[Relay], None] | None = None,
                     stop: asyncio.Event | None = None) -> None:
     """Run a relay until SIGTERM/SIGINT (or ``stop`` is set), then shut down gracefully.
@@ -829,10 +840,11 @@ async def run_relay(config: RelayConfig, host: str, port: int, mailbox: Mailbox 
     """
     if isinstance(mailbox, Backend):
         relay = Relay(config, backend=mailbox, host=host, port=port, static_dir=static_dir,
-                      static_headers=static_headers, http_handlers=extra_http, http_wrap=http_wrap)
+                      static_headers=static_headers, http_handlers=extra_http, http_wrap=http_wrap,
+                      allowed_hosts=allowed_hosts)
     else:
         relay = Relay(config, mailbox, host=host, port=port, static_dir=static_dir, static_headers=static_headers,
-                      http_handlers=extra_http, http_wrap=http_wrap)
+                      http_handlers=extra_http, http_wrap=http_wrap, allowed_hosts=allowed_hosts)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     installed = []
