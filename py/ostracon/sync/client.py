@@ -28,8 +28,8 @@ from typing import Any, Callable
 
 import msgpack
 
-from ..core.errors import (ClosedError, OstraconError, ProtocolError, TransportError, ValidationError,
-                           WrongKeyError)
+from ..core.errors import (CatchUpIncompleteError, ClosedError, OstraconError, ProtocolError, TransportError,
+                           ValidationError, WrongKeyError)
 from ..core.protocol.frames import (DEFAULT_MAX_FRAME_SIZE, FRAME_OVERHEAD, HEADER_SIZE, FrameKeys, FrameReceiver,
                            FrameSender)
 from ..core.protocol.session import (DEFAULT_HELLO_INTERVAL_MS, DEFAULT_NEED_TIMEOUT_MS, Diverged, GapDetected,
@@ -371,6 +371,11 @@ class SyncClient:
         elif isinstance(msg, P.Gap):
             log.info("relay mailbox gap (%s): frames before %d are gone; peers fill it live",
                      msg.reason, msg.oldest)
+            if msg.reason == "pruned":
+                # Said plainly in status.last_error: the mailbox alone cannot complete this device.
+                self._error(CatchUpIncompleteError(
+                    f"the relay mailbox no longer holds frames before cursor {msg.oldest}: sync with another "
+                    "device of this space while it is online to get them", msg.reason, msg.oldest))
             if msg.reason in ("epoch", "ahead"):
                 self._meta.update(cursor=0, pushed=0)
                 session.pushed_upto = 0
