@@ -288,3 +288,23 @@ def test_parse_mailbox_spec(tmp_path):
     for bad in ("", "sqlite:", "postgres:x", "MEMORY"):
         with pytest.raises(ValidationError):
             parse_mailbox_spec(bad)
+
+
+def test_sqlite_room_cache_is_bounded_and_reloads_exactly(tmp_path, monkeypatch):
+    import ostracon.relay.mailbox as mailbox_module
+    monkeypatch.setattr(mailbox_module, "MAX_CACHED_ROOMS", 8)
+    mb = SqliteMailbox(tmp_path / "mb.sqlite", max_room_bytes=2000, max_total_bytes=100_000)
+    try:
+        rooms = [f"{i:032x}" for i in range(40)]
+        for i, room in enumerate(rooms):
+            for k in range(i % 5 + 1):
+                mb.append(room, b"f" * 700)
+            assert len(mb._cache) <= 8
+        for i, room in enumerate(rooms):  # reloaded records match what was written
+            n = i % 5 + 1
+            info = mb.info(room)
+            kept = min(n, 2)  # 2000 bytes hold two 700-byte frames with overhead
+            assert (info.head, info.frames, info.pruned_through) == (n, kept, n - kept), room
+            assert mb.append(room, b"g") == n + 1
+    finally:
+        mb.close()

@@ -35,7 +35,7 @@ import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Collection
@@ -52,6 +52,9 @@ DEFAULT_MAX_TOTAL_BYTES = 1024 * 1024 * 1024
 #: entry with its field names, or the in-memory tuple and deque slot all take 60..120 bytes.
 #: Without it 20,000 one-byte frames would count as 20 KB while taking megabytes.
 FRAME_OVERHEAD_BYTES = 96
+#: Room records the SQLite backend keeps in memory (least recently used beyond it are reloaded
+#: from the database on demand): 20,000 rooms must not pin megabytes of relay memory forever.
+MAX_CACHED_ROOMS = 4096
 #: Default page size of ``read``: big enough to amortize the query, small enough that the
 #: relay checks for shutdown / slow consumers between pages.
 DEFAULT_READ_LIMIT = 64
@@ -363,7 +366,7 @@ class SqliteMailbox(Mailbox):
         if not self.path.parent.is_dir():
             raise StorageUnavailableError(f"mailbox directory does not exist: {self.path.parent}")
         self._lock = threading.Lock()
-        self._cache: dict[str, _SqlRoom] = {}
+        self._cache: OrderedDict[str, _SqlRoom] = OrderedDict()
         _create_private(self.path)
         try:
             self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
@@ -434,7 +437,9 @@ class SqliteMailbox(Mailbox):
         (one table write per append instead of two); head, sizes and last timestamps are
         recomputed from the frames table when a room is first loaded."""
         r = self._cache.get(room)
-        if r is None:
+        if r is not None:
+            self._cache.move_to_end(room)
+        else:
             row = self._db.execute("SELECT epoch, head, pruned_through, last_ts, last_active FROM rooms WHERE room=?",
                                    (room,)).fetchone()
             if row is not None:
@@ -445,7 +450,14 @@ class SqliteMailbox(Mailbox):
                 last_ts = max(last_ts, max_ts or last_ts)
                 r = self._cache[room] = _SqlRoom(epoch, max(head, max_cursor or 0), pruned_through, n, size,
                                                  last_ts, max(last_active, last_ts))
+                self._trim_cache()
         return r
+
+    def _trim_cache(self) -> None:
+        # Safe to forget any record: the rows table plus the frames table rebuild it (_load),
+        # and every prune writes the rooms row before the transaction ends.
+        while len(self._cache) > MAX_CACHED_ROOMS:
+            self._cache.popitem(last=False)
 
     def _save(self, room: str, r: _SqlRoom) -> None:
         self._db.execute("INSERT OR REPLACE INTO rooms VALUES (?,?,?,?,?,?)",
@@ -455,6 +467,7 @@ class SqliteMailbox(Mailbox):
         r = _SqlRoom(_new_epoch(), 0, 0, 0, 0, now, now)
         self._save(room, r)
         self._cache[room] = r
+        self._trim_cache()
         return r
 
     def _drop_prefix(self, room: str, r: _SqlRoom, through: int, reason: str) -> int:
