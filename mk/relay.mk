@@ -8,7 +8,7 @@ web-precompressed: web
 
 # Replays each attack of the abuse suite against real relay processes at bench size and
 # rewrites the figures table in docs/RELAY.md (between its "abuse-figures" markers).
-bench-relay: setup redis-server
+bench-relay: setup
 	PYTHONPATH=py $(VPY) bench/relay_abuse.py --write docs/RELAY.md
 
 RUN_PREREQS += web-precompressed

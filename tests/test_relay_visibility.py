@@ -35,7 +35,7 @@ from ostracon.crypto.native import NativeCrypto
 from ostracon.crypto.space import Space
 from ostracon.core.protocol import relay as P
 from ostracon.relay import server as relay_server
-from ostracon.relay.mailbox import SqliteMailbox
+from ostracon.relay.mailbox import FRAME_OVERHEAD_BYTES, SqliteMailbox
 from ostracon.relay.server import Relay, RelayConfig, RelayMetrics
 from ostracon.sync.native import start_sync
 
@@ -285,7 +285,7 @@ def test_relay_sees_exactly_the_listed_metadata(tmp_path, recorder):
         con.close()
     assert rows and {r[0] for r in rows} == {space.room_id}
     assert [r[1] for r in rows] == list(range(rows[0][1], rows[0][1] + len(rows)))
-    assert all(r[3] == len(r[4]) for r in rows)
+    assert all(r[3] == len(r[4]) + FRAME_OVERHEAD_BYTES for r in rows)  # size as accounted
     assert set(meta) == {"schema"}
     # Stored data is the frame as the client sent it (opaque), nothing added by the relay.
     published = [m[1:] for _, _, m in recorder.inbound if m[0] == P.C_PUBLISH]

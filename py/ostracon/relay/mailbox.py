@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Collection
 
-from ..core.errors import LockedError, StorageError, StorageUnavailableError, ValidationError
+from ..core.errors import LockedError, StorageUnavailableError, ValidationError
 from ..core.protocol.relay import MAX_CURSOR, valid_room_id
 from ..core.errors import (MailboxError)  # noqa: F401  (re-exported)
 
