@@ -18,7 +18,8 @@ import os
 import sys
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Where the contract suites and vectors live: tests/ in the repo, or the directory the
@@ -140,7 +141,7 @@ def core_vectors(tests_dir: str | None = None) -> dict:
     scenarios = {}
     for sc in vectors["scenarios"]:
         got = mod.replay(sc)
-        for i, (g, w) in enumerate(zip(got["steps"], sc["expected"]["steps"])):
+        for i, (g, w) in enumerate(zip(got["steps"], sc["expected"]["steps"], strict=False)):
             if g != w:
                 raise AssertionError(f"scenario {sc['name']} step {i} {sc['steps'][i]}: {g} != {w}")
         if got != sc["expected"]:
@@ -154,7 +155,6 @@ async def transport_contract(relay_url: str, tests_dir: str | None = None) -> li
     under Pyodide, the `websockets` one natively."""
     _use_tests_dir(tests_dir)
     import transport_contract as tc
-
     from ostracon.core.protocol import relay as P
 
     if _in_pyodide():
@@ -190,9 +190,8 @@ def host_values() -> dict:
     if not _in_pyodide():
         return {}
     import js
-    from pyodide.ffi import to_js
-
     import ostracon_host as h
+    from pyodide.ffi import to_js
 
     cases = {
         "int": 3, "float": 3.5, "neg": -7, "big": 2**70, "minus_big": -(2**64), "edge": 2**53 - 1,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable
+from collections.abc import Callable
 
 DEFAULT_TIMEOUT_S = 30.0
 POLL_S = 0.01

@@ -47,7 +47,7 @@ class RedisServer:
         except redis.RedisError:
             return False
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         for _attempt in range(5):  # the free port may be taken between probe and bind
             self.port = _free_port()
             log = open(self.dir / "redis.log", "ab")

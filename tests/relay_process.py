@@ -42,7 +42,7 @@ class RelayProcess:
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "RelayProcess":
+    def start(self) -> RelayProcess:
         assert self.proc is None, "already running"
         env = dict(os.environ)
         env.update(self.env)

@@ -96,8 +96,8 @@ def test_garbage_messages_close_only_their_connection(relay_factory, tmp_path):
 
 def test_reconnecting_does_not_refill_the_rate_allowance(relay_factory):
     rate, burst = 200_000, 400_000
-    relay = relay_factory("--rate-bytes-per-s", str(rate), "--rate-bytes-burst", str(burst), "--max-frame-bytes", "65536",
-                          "--send-queue-bytes", str(MiB))
+    relay = relay_factory("--rate-bytes-per-s", str(rate), "--rate-bytes-burst", str(burst),
+                          "--max-frame-bytes", "65536", "--send-queue-bytes", str(MiB))
     out = asyncio.run(A.reconnect_flood(relay, seconds=3.0, rate=rate, burst=burst))
     # Upper bound only: what got through is at most the burst plus the rate over the time
     # taken (plus one frame of debt), however many connections were used.

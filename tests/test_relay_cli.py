@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
-
 import os
 import stat
+from dataclasses import fields
 
-from ostracon.relay.cli import add_relay_arguments, backend_from_args, config_from_args, mailbox_from_args, main_relay
 from ostracon.core.errors import ValidationError
+from ostracon.relay.cli import add_relay_arguments, backend_from_args, config_from_args, mailbox_from_args, main_relay
 from ostracon.relay.mailbox import MemoryMailbox, SqliteMailbox
 from ostracon.relay.server import RelayConfig
 

@@ -211,7 +211,7 @@ def test_idle_sockets_make_room_for_new_connections_instead_of_locking_them_out(
             # The oldest idle one was closed to make room; answered requests free their slot.
             assert await asyncio.wait_for(idle[0][0].read(), DEADLINE) == b""
             assert relay.metrics_snapshot()["drops"]["pending_evicted"] == 1
-            for r, w in idle:
+            for _r, w in idle:
                 w.close()
     run(main())
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ostracon.core.errors import ValidationError
 from ostracon.relay.limits import LocalLimits, PendingConnections, client_key

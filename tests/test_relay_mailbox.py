@@ -11,8 +11,8 @@ import random
 import pytest
 
 from ostracon.core.errors import LockedError, StorageUnavailableError, ValidationError
-from ostracon.relay.mailbox import (FRAME_OVERHEAD_BYTES as O, MemoryMailbox, RoomInfo, SqliteMailbox,
-                                    parse_mailbox_spec)
+from ostracon.relay.mailbox import FRAME_OVERHEAD_BYTES as O
+from ostracon.relay.mailbox import MemoryMailbox, RoomInfo, SqliteMailbox, parse_mailbox_spec
 from ostracon.relay.redis_backend import RedisMailbox
 from redis_server import redis_server  # noqa: F401  (fixture)
 
@@ -97,10 +97,10 @@ def test_prune_by_room_bytes_drops_oldest_and_reports_gap(make):
 def test_prune_by_total_bytes_drops_globally_oldest(make):
     clock = FakeClock()
     mb = make(max_room_bytes=1500, max_total_bytes=2000 + 5 * O, clock=clock)
-    for i in range(3):
+    for _i in range(3):
         mb.append(R1, b"a" * 400)  # R1: cursors 1..3 are the oldest
         clock.t += 1
-    for i in range(3):
+    for _i in range(3):
         mb.append(R2, b"b" * 400)
         clock.t += 1
     # 2400 > 2000: the globally oldest frames (R1's first ones) went.
@@ -297,7 +297,7 @@ def test_sqlite_room_cache_is_bounded_and_reloads_exactly(tmp_path, monkeypatch)
     try:
         rooms = [f"{i:032x}" for i in range(40)]
         for i, room in enumerate(rooms):
-            for k in range(i % 5 + 1):
+            for _k in range(i % 5 + 1):
                 mb.append(room, b"f" * 700)
             assert len(mb._cache) <= 8
         for i, room in enumerate(rooms):  # reloaded records match what was written

@@ -19,7 +19,6 @@ from ostracon.core.protocol import relay as P
 from ostracon.crypto import DeterministicRandom
 from ostracon.crypto.native import NativeCrypto
 from ostracon.crypto.space import Space
-from ostracon.relay.backend import Backend
 from ostracon.relay.redis_backend import redis_backend
 from ostracon.relay.server import Relay, RelayConfig
 from ostracon.sync.native import start_sync
@@ -41,7 +40,7 @@ def _relays(server, tmp_path, n: int, *flags: str) -> list[RelayProcess]:
 
 
 @pytest.fixture
-def cluster(redis_server, tmp_path):
+def cluster(redis_server, tmp_path):  # noqa: F811  (the imported fixture)
     relays = _relays(redis_server, tmp_path, 3, "--max-room-members", "5", "--max-connections-per-ip", "12",
                      "--rate-bytes-per-s", "1024", "--rate-bytes-burst", str(3 * MiB))
     try:
@@ -151,7 +150,7 @@ def test_caps_and_rate_buckets_hold_across_processes(cluster):
     asyncio.run(main())
 
 
-def test_out_of_order_bus_delivery_never_skips_a_frame(redis_server):
+def test_out_of_order_bus_delivery_never_skips_a_frame(redis_server):  # noqa: F811
     """Frames stored by one process reach a member of another in cursor order, even when the
     bus delivers them late or out of order (the member reads the range from the mailbox)."""
     async def main():

@@ -20,9 +20,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ostracon.core.errors import ValidationError
 from ostracon.core.protocol import relay as P
-from ostracon.relay.mailbox import FRAME_OVERHEAD_BYTES, MailboxError, MemoryMailbox
 from ostracon.relay.backend import Backend, LocalBus
 from ostracon.relay.limits import LocalLimits
+from ostracon.relay.mailbox import FRAME_OVERHEAD_BYTES, MailboxError, MemoryMailbox
 from ostracon.relay.server import Relay, RelayConfig, TokenBucket
 
 ROOM = "ab" * 32
@@ -398,7 +398,7 @@ def test_slow_consumer_is_disconnected_and_relay_memory_stays_bounded():
             assert relay.metrics.queue_high_water_bytes <= cfg.send_queue_bytes
             await wait_for(lambda: relay.metrics_snapshot()["connections"] == 2)
             # The others are unaffected: everything sent is delivered and acknowledged.
-            for i in range(20):
+            for _i in range(20):
                 await writer.publish(payload)
                 sent += 1
                 await window(2)

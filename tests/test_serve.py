@@ -5,7 +5,6 @@ store read-only (beside a running writer), refuses expensive documents and runs 
 from __future__ import annotations
 
 import asyncio
-import brotli
 import gzip
 import json
 import os
@@ -13,6 +12,7 @@ import socket
 import stat
 import threading
 
+import brotli
 import pytest
 from websockets.asyncio.client import connect
 
@@ -21,9 +21,8 @@ from ostracon.crypto import DeterministicRandom
 from ostracon.graphql_limits import GraphQLLimits
 from ostracon.relay.precompress import precompress
 from ostracon.relay.server import Relay, RelayConfig
+from ostracon.serve import GraphQLEndpoint, allowed_hosts_for, content_security_policy, main_serve, security_headers
 from polling import until
-from ostracon.serve import (GraphQLEndpoint, allowed_hosts_for, content_security_policy, main_serve,
-                            security_headers)
 
 DEADLINE = 20.0
 SDL = "type Todo { title: String! }"
@@ -199,6 +198,7 @@ def test_graphql_limits_are_enforced_by_the_endpoint(tmp_path):
 
 def test_serve_creates_private_data_directory(tmp_path, monkeypatch):
     import argparse
+
     from ostracon.serve import add_serve_arguments
     p = argparse.ArgumentParser()
     add_serve_arguments(p)

@@ -22,8 +22,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from graphql import (FieldNode, FragmentDefinitionNode, FragmentSpreadNode, GraphQLError, InlineFragmentNode,
-                     IntValueNode, OperationDefinitionNode, SelectionSetNode, VariableNode, parse)
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    VariableNode,
+    parse,
+)
 
 from .core.errors import ValidationError
 

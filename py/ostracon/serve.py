@@ -21,7 +21,13 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .db import Database
+    from .graphql_limits import GraphQLLimits
+    from .relay.http import Handler, HttpRequest, HttpResponse
+    from .relay.server import Relay
 
 #: Loopback names a browser may use for a server bound to a loopback address.
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
@@ -62,7 +68,7 @@ def content_security_policy(host: str | None) -> str:
             "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
-async def security_headers(request: Any, inner: Any) -> Any:
+async def security_headers(request: HttpRequest, inner: Handler) -> HttpResponse:
     """http_wrap for the relay: add the security headers to every plain-HTTP response."""
     response = await inner(request)
     have = {k.lower() for k, _ in response.headers}
@@ -73,9 +79,9 @@ async def security_headers(request: Any, inner: Any) -> Any:
     return replace(response, headers=response.headers + extra)
 
 
-def _store_signature(path: str) -> tuple:
+def _store_signature(path: str) -> tuple[tuple[str, int, int], ...]:
     """Names, sizes and mtimes of the store's files: changes when a writer appends."""
-    out = []
+    out: list[tuple[str, int, int]] = []
     try:
         with os.scandir(path) as it:
             for e in it:
@@ -90,20 +96,20 @@ def _store_signature(path: str) -> tuple:
 class GraphQLEndpoint:
     """``POST /graphql`` over one database directory; see the module docstring."""
 
-    def __init__(self, db_path: str, allow_writes: bool, limits: Any):
+    def __init__(self, db_path: str, allow_writes: bool, limits: GraphQLLimits):
         import ostracon
         self.path = db_path
         self.allow_writes = allow_writes
         self.limits = limits
         self._open = ostracon.open
-        self._sig: tuple = ()
+        self._sig: tuple[tuple[str, int, int], ...] = ()
         # Opened here so a bad path fails at startup; the worker thread reopens as needed.
         self._db = self._open(db_path) if allow_writes else self._open(db_path, read_only=True)
         self._sig = _store_signature(db_path)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ostracon-graphql")
         self._busy = False
 
-    def _database(self) -> Any:
+    def _database(self) -> Database:
         if not self.allow_writes:
             sig = _store_signature(self.path)
             if sig != self._sig:
@@ -112,7 +118,7 @@ class GraphQLEndpoint:
                 old.close()
         return self._db
 
-    def _run(self, query: str, variables: dict, operation_name: str | None) -> tuple[int, bytes]:
+    def _run(self, query: str, variables: dict[str, Any], operation_name: str | None) -> tuple[int, bytes]:
         result = self._database().graphql(query, variables, allow_mutations=self.allow_writes,
                                           operation_name=operation_name)
         body = json.dumps(result, default=str).encode()
@@ -121,7 +127,7 @@ class GraphQLEndpoint:
                                    "ask for fewer documents (limit) or fields")
         return 200, body
 
-    async def __call__(self, req: Any) -> Any:
+    async def __call__(self, req: HttpRequest) -> HttpResponse:
         from .graphql_limits import QueryRejected, check_query
         from .relay.http import HttpResponse
         if req.method != "POST":
@@ -164,7 +170,8 @@ class GraphQLEndpoint:
         self._db.close()
 
 
-def _graphql_handler(db_path: str, allow_writes: bool, limits: Any = None) -> tuple[GraphQLEndpoint, GraphQLEndpoint]:
+def _graphql_handler(db_path: str, allow_writes: bool,
+                     limits: GraphQLLimits | None = None) -> tuple[GraphQLEndpoint, GraphQLEndpoint]:
     """(handler, closable) for ``POST /graphql`` over ``db_path`` with default limits."""
     from .graphql_limits import GraphQLLimits
     endpoint = GraphQLEndpoint(db_path, allow_writes, limits or GraphQLLimits())
@@ -225,10 +232,10 @@ def main_serve(args: argparse.Namespace) -> int:
         web = None
     allowed = allowed_hosts_for(args.host, getattr(args, "allowed_host", None))
     mailbox = parse_mailbox_spec(f"sqlite:{data / 'mailbox.sqlite'}")
-    handlers = {}
+    handlers: dict[str, Handler] = {}
     endpoint = None
     try:
-        if args.graphql_db:
+        if args.graphql_db and gql_limits is not None:
             endpoint = GraphQLEndpoint(args.graphql_db, args.graphql_writes, gql_limits)
             handlers["/graphql"] = endpoint
     except OstraconError as exc:
@@ -236,7 +243,7 @@ def main_serve(args: argparse.Namespace) -> int:
         print(f"ostracon serve: cannot open {args.graphql_db}: {exc}", file=sys.stderr)
         return 2
 
-    def ready(relay) -> None:
+    def ready(relay: Relay) -> None:
         print(f"Ostracon is running: open {relay.http_url}/  (relay at {relay.url}/v1/room/<room>, "
               f"health at {relay.http_url}/healthz)", flush=True)
 

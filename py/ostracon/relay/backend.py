@@ -14,8 +14,8 @@ room's live members back to the mailbox for the missing range (server.py, ``_on_
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .limits import Limits
 from .mailbox import Mailbox

@@ -70,7 +70,7 @@ def _room_tag(room_id: str) -> str:
 class FanOut:
     """The member-facing half of the relay; the attributes below are set by Relay.__init__."""
 
-    config: "RelayConfig"
+    config: RelayConfig
     metrics: RelayMetrics
     mailbox: Mailbox
     bus: Bus

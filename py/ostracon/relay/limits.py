@@ -26,7 +26,8 @@ from __future__ import annotations
 import ipaddress
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from typing import Any, Iterator, Protocol
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 from ..core.errors import ValidationError
 
@@ -144,6 +145,7 @@ class Limits(ABC):
         the seconds to wait before the next charge (0.0: within the allowance). The bucket may go
         into debt by one charge; the wait pays it back."""
 
+    @abstractmethod
     def close(self) -> None:
         """Release everything this process holds (other processes' units stay)."""
 

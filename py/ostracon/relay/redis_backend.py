@@ -29,7 +29,8 @@ import asyncio
 import logging
 import secrets
 import struct
-from typing import Any, Collection
+from collections.abc import Collection
+from typing import Any
 
 from ..core.errors import MailboxError, ValidationError
 from .backend import Backend, Bus, Deliver

@@ -17,7 +17,8 @@ growing without limit, and the client reconnects and resumes from its mailbox cu
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..core.errors import TransportError, ValidationError
 from .base import SyncStatus, Transport, TransportClosed
@@ -112,7 +113,7 @@ class BrowserWebSocketTransport(Transport):
         except TransportClosed as e:
             await self.close()
             raise TransportClosed(f"cannot connect to the relay: {e}", e.code, e.reason) from None
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             await self.close()
             raise TransportClosed(f"cannot connect to the relay: no answer within {self.open_timeout} s") from None
 
