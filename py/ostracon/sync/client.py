@@ -165,6 +165,7 @@ class SyncClient:
         self._send_lock = asyncio.Lock()
         self._last_status: tuple | None = None
         self._meta = self._load_meta()
+        self._meta_dirty = False
 
     # ------------------------------------------------------------ public
 
@@ -279,6 +280,7 @@ class SyncClient:
         return default
 
     def _save_meta(self) -> None:
+        self._meta_dirty = False
         try:
             self.db.storage.set_meta(self.meta_key, msgpack.packb(self._meta, use_bin_type=True))
         except OstraconError:
@@ -374,8 +376,10 @@ class SyncClient:
         if isinstance(msg, (P.Frame, P.Ephemeral)):
             self._open(msg.payload, sender)
             if isinstance(msg, P.Frame):
+                # Saved by the ticker, not per frame: a flood of (junk) frames must not append a
+                # meta record to this device's log for each one. Losing it re-reads a few frames.
                 self._meta["cursor"] = max(self._meta["cursor"], msg.cursor)
-                self._save_meta()
+                self._meta_dirty = True
         elif isinstance(msg, P.Ack):
             # The cursor is the max over frame, ack and caught-up (docs/RELAY.md): acks come in
             # the relay's order, after every frame stored before ours. Without this, each new
@@ -474,6 +478,8 @@ class SyncClient:
             session = self.session
             if session is None:
                 return
+            if self._meta_dirty:
+                self._save_meta()
             try:
                 self.db.tick()
             except ClosedError:
