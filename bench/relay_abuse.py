@@ -59,6 +59,7 @@ def run(quick: bool) -> list[tuple[str, str, dict]]:
         scenario("idle-ws", (), A.idle_websockets, 1000 // size)
         scenario("saturation", ("--max-connections", "200"), A.saturation, 200)
         scenario("big-upload", (), A.big_upload, 100 // size)
+        scenario("big-upload-roomy", ("--mailbox-max-room-bytes", str(256 * MiB)), A.big_upload, 100 // size)
         scenario("junk-rooms", (), A.junk_rooms, 5000 // size)
         scenario("flood", ("--rate-bytes-per-s", "off", "--rate-frames-per-s", "off"),
                  A.flood_with_stalled_reader, 2000 // size)

@@ -69,6 +69,14 @@ def test_big_first_upload_completes_on_one_connection_and_a_new_device_gets_it_a
     assert out["relay_received_mb"] < 8 * 1.3, out  # sent once, not again and again
     got, total = out["new_device_docs"].split("/")
     assert got == total and out["identical"] and out["peers_seen_by_new_device"] == 0, out
+    assert out["new_device_error"] == "none", out
+
+
+def test_upload_larger_than_the_mailbox_tells_the_new_device_to_sync_from_a_peer(relay_factory, tmp_path):
+    relay = relay_factory("--mailbox-max-room-bytes", str(3 * MiB))
+    out = asyncio.run(A.big_upload(relay, tmp_path, megabytes=6))
+    assert out["connections"] == 1, out
+    assert out["new_device_error"] == "CatchUpIncompleteError", out
 
 
 def test_junk_rooms_are_accounted_with_their_overhead(relay_factory):
