@@ -1,6 +1,8 @@
-"""The one place tests wait for something to become true (no ad-hoc sleeps elsewhere).
+"""The one place tests wait for something another thread, task or process does.
 
-Timeouts only guard against hangs; nothing asserts how fast a condition became true.
+`wait_until` polls a condition; its deadline is a safety net against a hung test, never a
+performance threshold (a slow machine only makes the test take longer). `until` is the same
+for asyncio code.
 """
 
 from __future__ import annotations
@@ -8,25 +10,42 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
-DEFAULT_TIMEOUT_S = 30.0
+T = TypeVar("T")
+
+#: Safety net for one wait: far above anything a correct run needs on a loaded machine.
+DEADLINE_S = 120.0
+#: Poll period: short enough to keep tests quick, long enough not to steal the CPU.
 POLL_S = 0.01
 
 
-def wait_until(pred: Callable[[], object], what: str, timeout: float = DEFAULT_TIMEOUT_S) -> None:
-    """Block until ``pred()`` is truthy; AssertionError naming ``what`` after ``timeout``."""
-    end = time.monotonic() + timeout
-    while not pred():
+def wait_until(condition: Callable[[], T], what: str, deadline_s: float = DEADLINE_S) -> T:
+    """Return the first truthy value of `condition()`; AssertionError naming `what` when
+    it stays falsy past the safety deadline."""
+    end = time.monotonic() + deadline_s
+    while True:
+        value = condition()
+        if value:
+            return value
         if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"gave up waiting for: {what}")
         time.sleep(POLL_S)
 
 
-async def until(pred: Callable[[], object], what: str, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+async def until(condition: Callable[[], object], what: str, deadline_s: float = DEADLINE_S) -> None:
     """The asyncio form of :func:`wait_until`."""
     loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
+    end = loop.time() + deadline_s
+    while not condition():
         if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"gave up waiting for: {what}")
         await asyncio.sleep(POLL_S)
+
+
+def read_line(stream, what: str) -> str:
+    """The next line a child process prints (blocking); AssertionError if it exited."""
+    line = stream.readline()
+    if not line:
+        raise AssertionError(f"child exited before printing: {what}")
+    return line.decode().strip() if isinstance(line, bytes) else line.strip()

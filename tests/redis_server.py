@@ -56,7 +56,7 @@ class RedisServer:
                  "--save", "", "--appendonly", "no"], stdout=log, stderr=log)
             log.close()
             try:
-                wait_until(self._ping, "redis-server to answer PING")
+                wait_until(self._ping, "redis-server to answer PING", 30.0)
                 return self
             except AssertionError:
                 self.stop()

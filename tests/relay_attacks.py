@@ -11,6 +11,7 @@ All loops are bounded and all traffic stays on loopback.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from ostracon.crypto.native import NativeCrypto
 from ostracon.crypto.space import Space
 from ostracon.sync.native import WebSocketTransport, start_sync
 from relay_process import RawClient, RelayProcess
+from room_keys import room_for, signature
 
 CRYPTO = NativeCrypto()
 LEGIT_ADDR = "127.0.0.2"
@@ -135,7 +137,7 @@ async def idle_websockets(relay: RelayProcess, tmp: Path, attempts: int) -> dict
     from websockets.exceptions import ConnectionClosed
     held, refused = [], 0
     for i in range(attempts):
-        c = await RawClient.join(relay.url, f"{i:064x}")
+        c = await RawClient.join(relay.url, room_for(f"idle-ws{i}"))
         try:
             first = await c.next()
         except ConnectionClosed:  # refused: 1013 right after the handshake
@@ -157,7 +159,7 @@ async def saturation(relay: RelayProcess, fill: int) -> dict:
     clients = []
     for i in range(fill):
         addr = f"127.0.1.{i % 250 + 1}"
-        c = await RawClient.join(relay.url, f"{i:064x}", local_addr=(addr, 0))
+        c = await RawClient.join(relay.url, room_for(f"sat{i}"), local_addr=(addr, 0))
         await c.until(lambda m: isinstance(m, P.CaughtUp))
         clients.append(c)
     during = await _healthz(relay.port)
@@ -219,7 +221,7 @@ async def junk_rooms(relay: RelayProcess, rooms: int) -> dict:
     """One small frame in each of many rooms: accounting must count what they really cost."""
     rss0 = relay.rss_bytes()
     for i in range(rooms):
-        c = await RawClient.join(relay.url, f"{i + 1:064x}")
+        c = await RawClient.join(relay.url, room_for(f"junk{i}"))
         await c.until(lambda m: isinstance(m, P.CaughtUp))
         await c.publish(b"j")
         await c.until(lambda m: isinstance(m, P.Ack))
@@ -229,9 +231,32 @@ async def junk_rooms(relay: RelayProcess, rooms: int) -> dict:
             "payload_bytes": rooms, "rss_growth_mb": round((relay.rss_bytes() - rss0) / MiB, 1)}
 
 
+async def _answer_raw(loop, sock: socket.socket, room: str) -> None:
+    """Finish the handshake and answer the admission challenge on a raw socket (the member
+    then never reads again)."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, 1), TIMEOUT)
+        assert chunk, "relay closed during handshake"
+        buf += chunk
+    assert buf.startswith(b"HTTP/1.1 101"), buf
+    head = b""
+    while len(head) < 2:
+        head += await asyncio.wait_for(loop.sock_recv(sock, 2 - len(head)), TIMEOUT)
+    n = head[1] & 0x7F
+    body = b""
+    while len(body) < n:
+        body += await asyncio.wait_for(loop.sock_recv(sock, n - len(body)), TIMEOUT)
+    challenge = P.decode_server_message(body)
+    auth = P.encode_auth(signature(room, challenge.nonce))
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(auth))
+    await loop.sock_sendall(sock, bytes([0x82, 0x80 | len(auth)]) + mask + masked)
+
+
 async def flood_with_stalled_reader(relay: RelayProcess, tmp: Path, frames: int) -> dict:
     """A writer floods a room where one member never reads; an honest reader keeps up."""
-    room = "f" * 64
+    room = room_for("flood")
     rss0 = relay.rss_bytes()
     loop = asyncio.get_running_loop()
     stalled = socket.socket()
@@ -242,6 +267,7 @@ async def flood_with_stalled_reader(relay: RelayProcess, tmp: Path, frames: int)
                                       "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                                       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                                       "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    await _answer_raw(loop, stalled, room)
     writer = await RawClient.join(relay.url, room)
     reader = await RawClient.join(relay.url, room, local_addr=(LEGIT_ADDR, 0))
     await writer.until(lambda m: isinstance(m, P.CaughtUp))
@@ -277,7 +303,7 @@ async def garbage(relay: RelayProcess, tmp: Path, messages: int) -> dict:
     c = None
     for i in range(messages):
         if c is None:
-            c = await RawClient.join(relay.url, "9" * 64)
+            c = await RawClient.join(relay.url, room_for("garbage"))
         try:
             kind = i % 3
             await c.ws.send(b"\x7fjunk" if kind == 0 else "text" if kind == 1 else b"\x01")
@@ -300,7 +326,7 @@ async def garbage(relay: RelayProcess, tmp: Path, messages: int) -> dict:
 
 async def reconnect_flood(relay: RelayProcess, seconds: float, rate: float, burst: int) -> dict:
     """Publish as fast as possible over repeated reconnects: the allowance does not refill."""
-    room = "a" * 64
+    room = room_for("reconnect")
     accepted = 0
     t0 = time.monotonic()
     payload = b"x" * 16_000

@@ -20,6 +20,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from ostracon.core.protocol import relay as P
+from room_keys import answer
 
 TIMEOUT = 30.0
 REPO_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "py")
@@ -112,8 +113,13 @@ class RawClient:
 
     @classmethod
     async def join(cls, base_url: str, room: str, since: int | None = 0, epoch: str | None = None, **kw):
-        return cls(await connect(base_url + P.room_path(room, since, epoch), max_size=None, open_timeout=TIMEOUT,
-                                 **kw))
+        """Connect and answer the admission challenge (a refusal before it shows in next())."""
+        ws = await connect(base_url + P.room_path(room, since, epoch), max_size=None, open_timeout=TIMEOUT, **kw)
+        try:
+            await answer(ws, room, TIMEOUT)
+        except ConnectionClosed:
+            pass
+        return cls(ws)
 
     async def next(self):
         return P.decode_server_message(await asyncio.wait_for(self.ws.recv(), TIMEOUT))

@@ -25,12 +25,13 @@ from ostracon.sync.native import start_sync
 from polling import until
 from redis_server import redis_server  # noqa: F401  (fixture)
 from relay_process import RawClient, RelayProcess
+from room_keys import room_for
 
 SEED = int(os.environ.get("OSTRACON_REDIS_SEED", "16"))
 CRYPTO = NativeCrypto()
 FAST = dict(backoff_initial_s=0.05, backoff_max_s=0.4, tick_interval_s=0.02, settle_s=0.2)
 TIMEOUT = 30.0
-ROOM = "ee" * 32
+ROOM = room_for("redis-room")
 MiB = 1024 * 1024
 
 
@@ -118,16 +119,16 @@ def test_caps_and_rate_buckets_hold_across_processes(cluster):
         # Per-address cap 12 over all processes: 5 held, 7 more in other rooms, the 13th refused.
         others = []
         for i in range(7):
-            cl = await RawClient.join(cluster[i % 3].url, f"{i:02x}" * 32)
+            cl = await RawClient.join(cluster[i % 3].url, room_for(f"redis-other{i}"))
             await cl.until(lambda x: isinstance(x, P.CaughtUp))
             others.append(cl)
-        extra = await RawClient.join(b.url, "77" * 32)
+        extra = await RawClient.join(b.url, room_for("redis-extra"))
         assert await extra.close_code() == P.CLOSE_TRY_AGAIN
         assert b.metrics()["drops"]["per_ip"] == 1
         # Freeing one slot on process a admits a newcomer on process c.
         await others[0].close()
         await until(lambda: a.metrics()["connections"] == 4, "the close to reach process a")
-        again = await RawClient.join(c.url, "78" * 32)
+        again = await RawClient.join(c.url, room_for("redis-again"))
         assert isinstance(await again.next(), P.Welcome)
         # Rate buckets: 3 MiB burst for this room and address, spent through process a; the next
         # frame through process b is accepted but held back (the bucket lives in Redis).

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from ..core.errors import ValidationError
+from .admission import DEFAULT_ADMISSION_TIMEOUT_S
 from .http import HttpLimits
 
 KiB = 1024
@@ -91,6 +92,8 @@ class RelayConfig:
         "Bytes read from the mailbox per replay step (at least one frame is always read)."))
     prune_interval_s: float | None = field(default=300.0, metadata=_doc(
         "How often aged-out mailbox frames are swept (byte limits apply on every append)."))
+    admission_timeout_s: float = field(default=DEFAULT_ADMISSION_TIMEOUT_S, metadata=_doc(
+        "Time a new connection has to answer the room challenge (relay/admission.py); then 4003."))
     http_max_head_bytes: int = field(default=16 * KiB, metadata=_doc(
         "Largest HTTP request head (request line + headers); 431 past it."))
     http_max_body_bytes: int = field(default=1 * MiB, metadata=_doc(

@@ -7,7 +7,8 @@ from typing import Any
 
 #: Why a connection was closed, refused or held back. Each limit of RelayConfig has one.
 DROP_REASONS = ("oversize", "rate_limit", "slow_consumer", "resync", "idle", "bad_message", "max_connections",
-                "per_ip", "max_rooms", "room_full", "mailbox_error", "pending_evicted", "ephemeral_dropped")
+                "per_ip", "max_rooms", "room_full", "mailbox_error", "pending_evicted", "ephemeral_dropped",
+                "not_admitted")
 
 
 @dataclass

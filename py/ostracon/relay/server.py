@@ -42,6 +42,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..core.errors import OstraconError, ValidationError
 from ..core.protocol import relay as P
+from .admission import admit
 from .backend import Backend, Bus, LocalBus
 from .config import KiB, MiB, RelayConfig, TokenBucket  # noqa: F401  (re-exported)
 from .fanout import _ACK, FanOut, _Member, _Room, _room_tag
@@ -101,6 +102,7 @@ class Relay(FanOut):
         self.metrics = RelayMetrics()
         self._rooms: dict[str, _Room] = {}
         self._members: set[_Member] = set()
+        self._admitting = 0  # connections answering the admission challenge now
         self._joins: weakref.WeakKeyDictionary[ServerConnection, tuple[str, int | None, str | None]] = \
             weakref.WeakKeyDictionary()
         self._http_conns = PendingConnections(self.config.http_max_connections,
@@ -276,7 +278,7 @@ class Relay(FanOut):
     @property
     def saturated(self) -> bool:
         """True when a new connection would be refused: /healthz answers 503 then."""
-        return (self._closing or len(self._members) >= self.config.max_connections
+        return (self._closing or self._admitting + len(self._members) >= self.config.max_connections
                 or self._http_conns.saturated)
 
     async def _route_http(self, request: HttpRequest) -> HttpResponse:
@@ -361,7 +363,8 @@ class Relay(FanOut):
         if self._closing:
             await self._reject(ws, P.CLOSE_GOING_AWAY, "relay shutting down")
             return
-        if len(self._members) >= cfg.max_connections:
+        # Connections still answering the admission challenge count against the caps too.
+        if self._admitting + len(self._members) >= cfg.max_connections:
             self._drop("max_connections")
             await self._reject(ws, P.CLOSE_TRY_AGAIN, "too many connections")
             return
@@ -370,6 +373,22 @@ class Relay(FanOut):
             await self._reject(ws, P.CLOSE_TRY_AGAIN, "too many connections from your address")
             return
         try:
+            # Admission: only holders of the room key become members (relay/admission.py).
+            self._admitting += 1
+            try:
+                refused = await admit(ws, room_id, timeout_s=cfg.admission_timeout_s)
+            except ConnectionClosed:
+                return
+            finally:
+                self._admitting -= 1
+            if refused is not None:
+                self._drop("not_admitted")
+                await self._reject(ws, P.CLOSE_NOT_ADMITTED, refused)
+                return
+            if len(self._members) >= cfg.max_connections:
+                self._drop("max_connections")
+                await self._reject(ws, P.CLOSE_TRY_AGAIN, "too many connections")
+                return
             await self._join(ws, key, room_id, since, epoch)
         finally:
             self.limits.release("ip", key)
