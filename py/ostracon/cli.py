@@ -354,13 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .space_cli import add_space_arguments
     add_space_arguments(sub)
 
+    from .serve import add_serve_arguments
     s = sub.add_parser("serve", help="relay + the web app + /healthz (+ /graphql) on one port")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8787)
-    s.add_argument("--data", default=".data", help="directory for the mailbox and server state")
-    s.add_argument("--web", default=None, help="built web app directory (default: dist/web)")
-    s.add_argument("--graphql-db", default=None, help="database directory exposed at POST /graphql")
-    s.add_argument("--graphql-writes", action="store_true", help="allow mutations through /graphql")
+    add_serve_arguments(s)
     s.set_defaults(fn=cmd_serve)
     return p
 
