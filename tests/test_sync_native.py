@@ -268,8 +268,8 @@ def test_sync_once_blocking_for_scripts():
         a, b = _db(1), _db(2)
         a.collection("todos").create({"n": 1}, id="x")
         status = sync_once_blocking(a, stop["url"], space, timeout=TIMEOUT, **FAST)
-        assert status.synced or status.state == "stopped"
-        sync_once_blocking(b, stop["url"], space, timeout=TIMEOUT, **FAST)
+        assert status.synced and status.pending == 0      # converged: says so
+        assert sync_once_blocking(b, stop["url"], space, timeout=TIMEOUT, **FAST).synced
         assert b.collection("todos").get("x") == a.collection("todos").get("x")
 
         async def inside_a_loop():
