@@ -95,6 +95,9 @@ def open_space(storage: Any, spec: Any, *, identity: Any, crypto: CryptoBackend 
     if held is not None:
         return held
     if not spec.get("create"):
+        if not spec.get("name"):
+            raise ValidationError("no space is kept in this database: create one ({create, passphrase, name}) "
+                                  "or join with an invite")
         legacy_iterations = 1000 if _insecure_for_tests else DEFAULT_PASSPHRASE_ITERATIONS
         return Space.from_passphrase(passphrase, str(spec.get("name") or ""), crypto=crypto,
                                      iterations=legacy_iterations, _insecure_for_tests=_insecure_for_tests)
