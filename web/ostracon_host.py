@@ -230,6 +230,7 @@ class Host:
         self.relay: str | None = None
         self._woken = False
         self._feed_sub: Any = None
+        self._sync_failed: dict | None = None  # why sync could not start (WrongKeyError)
 
     # -- lifecycle --
 
@@ -320,8 +321,17 @@ class Host:
               if isinstance(opts.get(k), (int, float))}
         if isinstance(opts.get("room_id"), str):  # join a room explicitly (a link)
             kw["room_id"] = opts["room_id"]
-        client = SyncClient(self.db, relay, self.space, transport_factory=BrowserWebSocketTransport,
-                            on_status=self._sync_status, **kw)
+        try:
+            client = SyncClient(self.db, relay, self.space, transport_factory=BrowserWebSocketTransport,
+                                on_status=self._sync_status, **kw)
+        except WrongKeyError as exc:
+            # Another space's room (a wrong passphrase or invite, or a database that belongs to
+            # another space): reported as the sync status, like every sync problem.
+            from ostracon.sync.base import STOPPED, SyncStatus
+
+            self._sync_failed = _status_dict(SyncStatus(STOPPED, last_error=exc))
+            self._sync_status(SyncStatus(STOPPED, last_error=exc))
+            return
         self.sync, self.relay = client, relay
         # start() needs a running loop: WebLoop installs itself as running inside callbacks.
         asyncio.get_event_loop().call_soon(client.start)
@@ -433,7 +443,9 @@ class Host:
         """No-op: its batch delivers the subscription events queued by sync."""
 
     def rpc_syncStatus(self) -> Any:
-        return None if self.sync is None else _status_dict(self.sync.status)
+        if self.sync is None:
+            return self._sync_failed
+        return _status_dict(self.sync.status)
 
     def rpc_invite(self, relay_url: Any = None, opts: Any = None) -> str:
         """An invite string for this database's space (another device joins with it). In a
