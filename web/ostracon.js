@@ -193,8 +193,15 @@ export class Database {
 
   // Resolves once every earlier write is durable in IndexedDB.
   flush() { return this._rpc.call("flush"); }
-  // One string another device can join this space with (it carries the space key).
-  invite(relayUrl) { return this._rpc.call("invite", relayUrl); }
+  // One string another device can join this space with (it carries the space key). In a
+  // member space ({create} or {invite} at open) it admits one device: opts {role:
+  // "writer" (default) | "reader" | "admin"}; only admins invite.
+  invite(relayUrl, opts = {}) { return this._rpc.call("invite", relayUrl, opts); }
+  // [{actor, fingerprint, role, me}] of the space's members ([] for an open space).
+  members() { return this._rpc.call("members"); }
+  // Remove a member (admins only): the space key rotates, the removed device reads nothing
+  // written afterwards and the relay refuses it. Resolves to the members left.
+  remove(actor) { return this._rpc.call("remove", actor); }
   stateHash() { return this._rpc.call("stateHash"); }
   heads() { return this._rpc.call("heads"); }
   versionVector() { return this._rpc.call("versionVector"); }
@@ -226,7 +233,11 @@ export class Database {
 
 // Open (or create) a database in a new worker.
 //   name        IndexedDB database name (one writer at a time: a second tab gets LockedError)
-//   space       {passphrase, name[, iterations]} | {invite} | {key, name}  (optional)
+//   space       {create: true, passphrase, name}  a new random space, this device its admin
+//               (the passphrase only locks it on this device; others join with invites)
+//               | {invite[, passphrase]} | {passphrase} (unlock one made with create)
+//               | {passphrase, name[, iterations]} (a passphrase space of an earlier version)
+//               | {key, name}  (optional)
 //   relay       ws:// URL of the relay: sync starts at open (needs `space`); progress in
 //               db.status "sync" events ({state: connecting|online|offline|stopped, detail})
 //   onProgress  callback for startup progress ({phase, detail, ms})

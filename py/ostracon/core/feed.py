@@ -34,10 +34,15 @@ from typing import Any
 
 from .encoding import encode_canonical
 from .errors import CursorError, ValidationError
+from .lexical import parse_ascii_int
+from .limits import check_int_option
 
 #: Events kept for cursor resumption. 10k covers a long offline burst of a busy app while
 #: bounding memory to a few MB; older cursors get CursorError (rescan).
 FEED_RETENTION = 10_000
+#: Largest retention accepted: at a few hundred bytes per event, 1M events is already a
+#: few hundred MB, more than a browser tab can spare.
+MAX_FEED_RETENTION = 1_000_000
 #: Default subscriber buffer (seed requirement): small, so a stuck consumer is noticed fast.
 SUBSCRIBER_BUFFER = 10
 #: Largest event payload (canonical encoding of the fields) `to_dict()` carries: 32 KiB
@@ -58,6 +63,9 @@ class ChangeEvent:
     fields: Any = field(repr=False, compare=False)  # the (immutable) visible fields then
     kind: str = "change"   # "change" or "overflow"
     cursor: str = ""
+    #: Rules the merged document breaks ({"rule": "schema" | "unique", "field", "error"}),
+    #: reported when a merge made it so: local writes are refused instead (docs/MERGE.md).
+    violations: tuple = field(default=(), compare=False)
     payload_max_bytes: int = field(default=PAYLOAD_MAX_BYTES, repr=False, compare=False)
 
     @property
@@ -105,7 +113,7 @@ class ChangeEvent:
                 "path": self.path, "version": self.version, "deleted": self.deleted,
                 "created": self.created, "updated": self.updated, "data_hash": digest,
                 "kind": self.kind, "cursor": self.cursor, "payload": payload,
-                "payload_truncated": cut}
+                "payload_truncated": cut, "violations": [dict(v) for v in self.violations]}
 
 
 class Subscription:
@@ -113,8 +121,7 @@ class Subscription:
 
     def __init__(self, feed: ChangeFeed, collection: str | None, buffer: int,
                  callback: Callable[[ChangeEvent], None] | None) -> None:
-        if buffer < 1:
-            raise ValidationError("subscriber buffer must be >= 1")
+        check_int_option("subscriber buffer", buffer, 1, MAX_FEED_RETENTION)
         self._feed = feed
         self.collection = collection
         self.buffer = buffer
@@ -168,7 +175,7 @@ class ChangeFeed:
         self.payload = bool(payload)
         self.payload_max_bytes = payload_max_bytes
         self.epoch = epoch
-        self.retention = retention
+        self.retention = check_int_option("feed_retention", retention, 1, MAX_FEED_RETENTION)
         self.last_seq = 0
         self._events: deque[ChangeEvent] = deque(maxlen=retention)
         self._subs: list[Subscription] = []  # a list: callback order must not depend on hash()
@@ -177,12 +184,12 @@ class ChangeFeed:
         return f"{self.epoch}.{seq}"
 
     def publish(self, collection: str, doc_id: str, version: int, deleted: bool,
-                created: int, updated: int, fields: dict) -> ChangeEvent:
+                created: int, updated: int, fields: dict, violations: tuple = ()) -> ChangeEvent:
         """`fields` must never be mutated afterwards (DocState builds a new dict per version)."""
         self.last_seq += 1
         ev = ChangeEvent(self.last_seq, collection, doc_id, version, deleted, created, updated,
                          fields if self.payload else None, cursor=f"{self.epoch}.{self.last_seq}",
-                         payload_max_bytes=self.payload_max_bytes)
+                         violations=violations, payload_max_bytes=self.payload_max_bytes)
         self._events.append(ev)
         # A callback that raises must not make the subscribers after it miss the event
         # (a silent drop): offer it to every subscriber, then re-raise the first error.
@@ -206,8 +213,8 @@ class ChangeFeed:
         if epoch != self.epoch:
             raise CursorError("cursor is from another session of this database; rescan")
         try:
-            n = int(seq)
-        except ValueError:
+            n = parse_ascii_int(seq)  # int() would take non-ASCII digits in one runtime only
+        except ValidationError:
             raise CursorError(f"malformed cursor {cursor!r:.60}") from None
         if n < 0 or n > self.last_seq:
             raise CursorError(f"cursor {cursor!r} is ahead of the feed")

@@ -400,23 +400,26 @@ class FileStorage(RecoveryMixin, Storage):
                                    f"the newest covers {newest}")
             if self._pending:  # compact always leaves everything appended so far durable
                 self._write_pending()
-            if position > self._floor:
-                self._floor = position
-                if self._segs[-1] <= self._durable_last <= position:
-                    self._new_segment(self._durable_last + 1, b"")  # roll: the old one is all covered
-                else:
-                    self._append_bytes(lf.encode_group([(lf.KIND_FLOOR, self._durable_last,
-                                                         lf.encode_floor(position))]))
-                while len(self._segs) > 1 and self._segs[1] - 1 <= position:
-                    path = self._path(lf.segment_name(self._segs[0]))
-                    self._io(self._fs.remove, "remove", path, path)
-                    del self._segs[0]
-            # The newest `keep_snapshots` stay; older ones the kept newest covers go.
+            # Older snapshots covered by the newest are dropped even when the floor does not
+            # move (compacting twice must not keep two snapshots: the store would grow),
+            # except the newest `keep_snapshots` (kept for audit).
             for seq, pos in list(self._snaps[:-keep_snapshots]):
                 if pos <= position:
                     path = self._path(lf.snapshot_name(seq))
                     self._io(self._fs.remove, "remove", path, path)
                     self._snaps.remove((seq, pos))
+            if position <= self._floor:
+                self._sync_dir()
+                return
+            self._floor = position
+            if self._segs[-1] <= self._durable_last <= position:
+                self._new_segment(self._durable_last + 1, b"")  # roll: the old one is all covered
+            else:
+                self._append_bytes(lf.encode_group([(lf.KIND_FLOOR, self._durable_last, lf.encode_floor(position))]))
+            while len(self._segs) > 1 and self._segs[1] - 1 <= position:
+                path = self._path(lf.segment_name(self._segs[0]))
+                self._io(self._fs.remove, "remove", path, path)
+                del self._segs[0]
             self._sync_dir()
 
     # ---- reporting and closing --------------------------------------------------------------
