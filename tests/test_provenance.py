@@ -2,6 +2,8 @@
 blame, queried by stage, traced from a field to the commit's inputs."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ostracon
 from ostracon import CorruptBlockError, NotFoundError, ValidationError
@@ -185,3 +187,24 @@ def test_readme_tracing_example_prints_what_it_says(tmp_path):
                           timeout=300, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout == expected
+
+_TEXT = st.text(min_size=1, max_size=MAX_META_TEXT)
+_META = st.fixed_dictionaries({}, optional={
+    "stage": _TEXT, "provider": _TEXT, "model": _TEXT, "run": _TEXT, "note": _TEXT,
+    "inputs": st.lists(st.binary(min_size=1, max_size=8), max_size=MAX_META_INPUTS, unique=True).map(
+        lambda xs: [cidlib.compute(x) for x in xs]),
+}).filter(bool)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_META)
+def test_any_valid_meta_round_trips_through_block_bytes(meta):
+    try:
+        checked = check_meta(meta)
+    except ValidationError as exc:
+        assert "exceeds" in str(exc)  # only the 4 KiB bound can refuse a dict of this shape
+        return
+    ch = Change("c", "d", (), 1, bytes(32), 1, 5, (("s", "f", 1),), None, checked)
+    data = ch.encode()
+    back = decode_change(data)
+    assert back.meta == checked and back.encode() == data
