@@ -208,3 +208,63 @@ def test_any_valid_meta_round_trips_through_block_bytes(meta):
     data = ch.encode()
     back = decode_change(data)
     assert back.meta == checked and back.encode() == data
+
+
+ID_OCR = Identity.from_seed(bytes(range(1, 33)))
+ID_LANG = Identity.from_seed(bytes(range(2, 34)))
+
+
+def test_stage_identities_sign_their_writes_and_blame_names_them():
+    storage = MemoryStorage()
+    db = open_db(storage)
+    col = db.collection("pages")
+    col.create({"n": 0}, id="p")
+    with db.as_identity(ID_OCR) as who:
+        assert who == ID_OCR.actor.hex()
+        col.patch("p", {"text": "x"})
+        with db.as_identity(ID_LANG):
+            col.patch("p", {"lang": "en"})
+        col.patch("p", {"n": 1})
+    col.patch("p", {"done": True})
+    blame = col.blame("p")
+    assert blame["text"]["actor"] == blame["n"]["actor"] == ID_OCR.actor.hex()
+    assert blame["lang"]["actor"] == ID_LANG.actor.hex()
+    assert blame["done"]["actor"] == ID_A.actor.hex()
+    assert [c["signature"]["status"] for c in col.history("p")] == ["pending"] * 5
+    # nothing of a stage identity is served before it is sealed and durable
+    assert db.version_vector() == {}
+    db.flush()
+    assert all(c["signature"]["status"] == "verified" for c in col.history("p"))
+    assert db.version_vector() == {ID_A.actor.hex(): 2, ID_OCR.actor.hex(): 2, ID_LANG.actor.hex(): 1}
+    assert [c["seq"] for c in db.commits(actor=ID_OCR.actor.hex())] == [2, 1]
+    copy = MemoryStorage()
+    copy.append([r for _, r in storage.records()])
+    db.close()
+    again = open_db(copy)
+    try:
+        assert again.verify() == []
+        with again.as_identity(ID_OCR):   # continues its own sequence after a reopen
+            again.collection("pages").patch("p", {"text": "y"})
+        again.flush()
+        assert again.version_vector()[ID_OCR.actor.hex()] == 3
+        peer = ostracon.open(identity=Identity.from_seed(bytes(range(5, 37))), clock=Clock(),
+                             random_bytes=DeterministicRandom(9))
+        try:
+            assert peer.apply_blocks(again.blocks_since({})) == 6
+            assert peer.state_hash() == again.state_hash()
+        finally:
+            peer.close()
+    finally:
+        again.close()
+
+
+def test_stage_identity_refusals(db):
+    with pytest.raises(ValidationError):
+        with db.as_identity(object()):
+            pass
+    db.collection("n").create({"body": ostracon.Text("hi")}, id="t")
+    with db.as_identity(ID_OCR):
+        with pytest.raises(ValidationError, match="own identity"):
+            db.collection("n").create({"body": ostracon.Text("x")}, id="u")
+        db.collection("n").create({"plain": "ok"}, id="v")
+    assert db.collection("n").get("u") is None and db.collection("n").get("v")["plain"] == "ok"

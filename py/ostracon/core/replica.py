@@ -22,7 +22,7 @@ and honest writes built on either branch apply everywhere.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -154,6 +154,8 @@ class Replica(SealSlots):
         self.pruned: set[bytes] = set()
         self.checkpoint: dict | None = None
         self.own_durable: int | None = None   # set by the driver after each durable flush
+        # Further local signers (stage identities) -> their highest durable seq.
+        self.stage_actors: dict[bytes, int] = {}
         # Highest own seq this device ever made (recorded apart from snapshots): local
         # writes wait until the log reaches it, so a sequence number is never reused.
         self.own_floor = 0
@@ -168,8 +170,20 @@ class Replica(SealSlots):
         log = self.by_actor.get(actor)
         return 0 if log is None else len(log)
 
+    def add_stage_actor(self, actor: bytes) -> None:
+        """Make `actor` a further local signer (a stage identity, db/provenance.py): its
+        writes are committed here and served, like our own, only once sealed and durable.
+        Everything of it already applied (read from storage) counts as durable."""
+        if type(actor) is not bytes or len(actor) != 32:
+            raise ValidationError("actor must be a 32-byte Ed25519 public key")
+        if actor not in self.stage_actors and actor != self.actor:
+            self.stage_actors[actor] = self.seq_of(actor)
+
     def servable(self, actor: bytes) -> int:
         """Highest seq of `actor` we can send: sealed for us, applied for others."""
+        staged = self.stage_actors.get(actor)
+        if staged is not None:
+            return min(self.sealed_upto.get(actor, 0), staged)
         if actor == self.actor:
             # Our own blocks: sealed *and* durable (the driver sets own_durable after a
             # successful storage flush), so a peer never holds what we could lose.
@@ -209,7 +223,7 @@ class Replica(SealSlots):
         return out
 
     def unsealed_count(self) -> int:
-        return self.seq_of(self.actor) - self.sealed_upto.get(self.actor, 0)
+        return sum(self.seq_of(a) - self.sealed_upto.get(a, 0) for a in (self.actor, *self.stage_actors))
 
     @property
     def pending_count(self) -> int:
@@ -218,11 +232,13 @@ class Replica(SealSlots):
     # ------------------------------------------------------------ local writes
 
     def commit(self, collection: str, doc_id: str, ops: list, wall_ms: int,
-               schema: bytes | None = None, meta: dict | None = None) -> tuple[bytes, bytes, DocState]:
+               schema: bytes | None = None, meta: dict | None = None,
+               actor: bytes | None = None) -> tuple[bytes, bytes, DocState]:
         """Make, apply and return (cid, block bytes, doc state) for a local change.
 
         `ops` must already be validated (field names checked, values canonical); `meta`
-        is commit metadata as block.check_meta returns it.
+        is commit metadata as block.check_meta returns it; `actor` a stage actor
+        (add_stage_actor) to commit as instead of our own.
         """
         if self.seq_of(self.actor) < self.own_floor:
             raise OwnHistoryMissingError(
@@ -240,8 +256,13 @@ class Replica(SealSlots):
         parents = tuple(sorted(state.heads))
         if len(parents) > MAX_PARENTS:  # merge wide fans in steps is future work; refuse loudly
             raise ValidationError(f"document has more than {MAX_PARENTS} concurrent heads")
-        ch = Change(collection, doc_id, parents, state.height + 1, self.actor,
-                    self.seq_of(self.actor) + 1, self.clock.now(wall_ms), tuple(ops), schema, meta)
+        by = self.actor
+        if actor is not None and actor != self.actor:
+            if actor not in self.stage_actors:
+                raise ValidationError("not a local signing identity of this database")
+            by = actor
+        ch = Change(collection, doc_id, parents, state.height + 1, by,
+                    self.seq_of(by) + 1, self.clock.now(wall_ms), tuple(ops), schema, meta)
         data = ch.encode()
         if len(data) > MAX_BLOCK_BYTES:
             # Every decoder refuses such a block (our own on reopen too): refuse the write.
@@ -255,18 +276,21 @@ class Replica(SealSlots):
         self._apply(cid, data, ch, state)
         return cid, data, state
 
-    def seal_local(self, sign: Sign) -> list[bytes]:
-        """Seal every unsealed local block (in ranges of MAX_SEAL_BLOCKS); returns seal bytes."""
+    def seal_local(self, sign: Sign, stage_signers: Mapping[bytes, Sign] | None = None) -> list[bytes]:
+        """Seal every unsealed local block (in ranges of MAX_SEAL_BLOCKS); returns seal bytes.
+        Blocks of stage actors are sealed by their own signers (`stage_signers`)."""
         out = []
-        log = self.by_actor.get(self.actor, [])
-        start = self.sealed_upto.get(self.actor, 0)
-        while start < len(log):
-            end = min(len(log), start + MAX_SEAL_BLOCKS)
-            seal = make_seal(self.actor, start + 1, log[start:end], sign)
-            data = seal.encode()
-            self._store_seal(seal, data)
-            out.append(data)
-            start = end
+        signers = [(self.actor, sign)] + sorted((stage_signers or {}).items())
+        for actor, signer in signers:
+            log = self.by_actor.get(actor, [])
+            start = self.sealed_upto.get(actor, 0)
+            while start < len(log):
+                end = min(len(log), start + MAX_SEAL_BLOCKS)
+                seal = make_seal(actor, start + 1, log[start:end], signer)
+                data = seal.encode()
+                self._store_seal(seal, data)
+                out.append(data)
+                start = end
         return out
 
     # ------------------------------------------------------------ merge

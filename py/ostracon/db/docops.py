@@ -44,7 +44,7 @@ def commit_info(replica: Replica, cid: bytes) -> dict:
     sealed = ch.seq <= replica.sealed_upto.get(ch.actor, 0)
     if sealed:
         status = "verified"
-    elif ch.actor == replica.actor:
+    elif ch.actor == replica.actor or ch.actor in replica.stage_actors:
         status = "pending"  # not flushed yet: the seal is made at the next flush
     else:
         status = "unsigned"

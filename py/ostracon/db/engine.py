@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..core import cid as cidlib
+from ..core.block import OP_TEXT
 from ..core.errors import ClosedError, NotFoundError, ReadOnlyError, ValidationError
 from ..core.feed import ChangeFeed
 from ..core.replica import Replica
@@ -112,12 +113,18 @@ class Engine:
 
     def write(self, collection: str, doc_id: str, ops: list, schema: bytes | None = None) -> bytes:
         """Commit validated ops as one block, publish the change, queue it; returns the CID.
-        The block carries the commit metadata of the thread's innermost `provenance` scope.
+        The block carries the commit metadata of the thread's innermost `provenance` scope
+        and is signed by the identity of its innermost `as_identity` scope (db/provenance.py).
         Flushes when the sink's rule says so (a failure is kept for the next flush)."""
         now = self.clock()
         self.now = now
         meta = getattr(self.local, "meta", None)
-        cid, data, state = self.replica.commit(collection, doc_id, ops, now, schema, meta)
+        actor = getattr(self.local, "actor", None)
+        if actor is not None and any(op[0] == OP_TEXT for op in ops):
+            # Text element ids are minted for the database's own actor (db/text.py).
+            raise ValidationError("collaborative text edits are made by the database's own identity, "
+                                  "not inside db.as_identity()")
+        cid, data, state = self.replica.commit(collection, doc_id, ops, now, schema, meta, actor)
         sink = self.sink
         sink.add_local(data, now)
         self.publish(collection, doc_id, state)

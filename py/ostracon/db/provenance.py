@@ -49,6 +49,37 @@ class ProvenanceMixin:
         finally:
             local.meta = outer
 
+    @contextlib.contextmanager
+    def as_identity(self, identity: Any) -> Iterator[str]:
+        """Within the `with` block, writes of this thread are made and signed by `identity`
+        (an Identity: `actor` public key and `sign`) instead of the database's own — one
+        identity per pipeline stage or worker, so blame and history name who wrote what.
+        Its blocks are sealed at the next flush with its key and served to peers only once
+        sealed and durable, like the database's own. Yields the actor (hex). Collaborative
+        text edits stay with the database's own identity (ValidationError inside).
+        Caveat: the own-sequence record that protects the database's own actor against
+        reusing sequence numbers after its storage was restored from an older copy is kept
+        for the database's own identity only."""
+        e = self._engine
+        actor = getattr(identity, "actor", None)
+        sign = getattr(identity, "sign", None)
+        if type(actor) is not bytes or len(actor) != 32 or not callable(sign):
+            raise ValidationError("identity must have a 32-byte `actor` and a `sign` callable")
+        with e.lock:
+            e.check_writable()
+            if actor != e.replica.actor:
+                known = e.sink.stage_signers.get(actor)
+                if known is None:
+                    e.replica.add_stage_actor(actor)
+                    e.sink.stage_signers[actor] = sign
+        local = e.local
+        outer = getattr(local, "actor", None)
+        local.actor = None if actor == e.replica.actor else actor
+        try:
+            yield actor.hex()
+        finally:
+            local.actor = outer
+
     @locked
     def commits(self, *, stage: str | None = None, collection: str | None = None,
                 doc_id: str | None = None, actor: str | None = None,

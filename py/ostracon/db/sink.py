@@ -76,6 +76,9 @@ class WriteSink:
         self.full_signalled = False  # the driver was told the batch is full
         # Everything in storage at open is durable.
         replica.own_durable = replica.seq_of(replica.actor)
+        # Signers of stage identities (db/provenance.py `identity`): actor -> sign.
+        self.stage_signers: dict[bytes, Callable[[bytes], bytes]] = {}
+        self.staged_upto: dict[bytes, int] = {}   # their seqs in the batch being written
 
     # ------------------------------------------------------------ queueing (state lock held)
 
@@ -139,7 +142,8 @@ class WriteSink:
         self._done(taken)
 
     def _take(self) -> tuple[list[bytes], int, int | None, int, int, list[tuple[str, bytes]]]:
-        seals = self.replica.seal_local(self.sign)
+        seals = self.replica.seal_local(self.sign, self.stage_signers)
+        self.staged_upto = {a: self.replica.seq_of(a) for a in self.replica.stage_actors}
         self.queue.extend(envelope(KIND_SEAL, s) for s in seals)
         batch, self.queue = self.queue, []
         meta, self.retry_meta = self.retry_meta + self.meta_source(), []
@@ -173,6 +177,9 @@ class WriteSink:
     def _done(self, taken: tuple[list[bytes], int, int | None, int, int, list[tuple[str, bytes]]]) -> None:
         upto_seq, upto_total = taken[3], taken[4]
         self.replica.own_durable = max(self.replica.own_durable or 0, upto_seq)
+        staged = self.replica.stage_actors
+        for a, n in self.staged_upto.items():
+            staged[a] = max(staged.get(a, 0), n)
         self.durable_total = max(self.durable_total, upto_total)
         self.flushes += 1
         self.error = None
