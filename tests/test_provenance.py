@@ -148,6 +148,8 @@ def test_commits_filters_and_limit(db):
         db.commits(inputs="x")
     with pytest.raises(ValidationError):
         db.commits(limit=0)
+    with pytest.raises(ValidationError):
+        db.commits(actor="not hex")
 
 
 def test_trace_goes_from_a_field_to_the_commit_and_its_inputs(db):

@@ -98,7 +98,10 @@ class ProvenanceMixin:
         if type(limit) is not int or limit < 1:
             raise ValidationError("limit must be a positive int")
         limit = min(limit, COMMITS_LIMIT)
-        actor_raw = None if actor is None else bytes.fromhex(actor)
+        try:
+            actor_raw = None if actor is None else bytes.fromhex(actor)
+        except (TypeError, ValueError):
+            raise ValidationError(f"actor must be hex: {actor!r:.80}") from None
         r = self._engine.replica
         out: list[dict] = []
         for cid in reversed(r.order):
