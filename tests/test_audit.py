@@ -56,6 +56,8 @@ def test_log_lines_are_self_contained(dbdir, capsys):
     assert lines[1]["meta"]["stage"] == "ocr" and lines[1]["meta"]["inputs"] == [lines[0]["cid"]]
     code, out, _ = run(capsys, "log", dbdir, "--stage", "ocr")
     assert code == 0 and len(out.splitlines()) == 2 and "stage=ocr model=m" in out
+    code, out, _ = run(capsys, "history", dbdir, "pages", "p1")
+    assert code == 0 and "stage=ocr model=m" in out.splitlines()[1] and "stage" not in out.splitlines()[0]
 
 
 def test_import_rebuilds_the_same_dag_cids_and_signatures(dbdir, tmp_path, capsys):

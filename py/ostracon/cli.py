@@ -142,8 +142,10 @@ def cmd_history(args: argparse.Namespace) -> int:
             else:
                 sig = c["signature"]["status"]
                 ops = ", ".join(_describe_op(tuple(op)) for op in c["ops"]) or "(no field changes)"
+                meta = c.get("meta") or {}
+                by = "".join(f" {k}={meta[k]}" for k in ("stage", "provider", "model") if k in meta)
                 print(f"h{c['height']} {c['cid'][:16]}… by {c['actor'][:12]} #{c['seq']} "
-                      f"{_iso(c['time'])} [{sig}] parents={len(c['parents'])}: {ops}")
+                      f"{_iso(c['time'])} [{sig}] parents={len(c['parents'])}{by}: {ops}")
     finally:
         db.close()
     return 0
