@@ -16,8 +16,9 @@ import os
 import random
 
 import ostracon
+from ostracon.core.protocol.events import BlocksApplied, ProtocolViolation
 from ostracon.core.protocol.frames import FrameKeys, FrameReceiver, FrameSender
-from ostracon.core.protocol.session import BlocksApplied, ProtocolViolation, SyncSession
+from ostracon.core.protocol.session import SyncSession
 from ostracon.crypto.identity import Identity
 from ostracon.crypto.native import NativeCrypto
 from ostracon.crypto.space import Space

@@ -21,15 +21,9 @@ import ostracon
 from ostracon.core import cid as cidlib
 from ostracon.core.block import KIND_BLOCK, KIND_SEAL, Change, envelope, make_seal
 from ostracon.core.clock import MAX_WALL_MS
-from ostracon.core.protocol.session import (
-    Blocks,
-    Equivocated,
-    Hello,
-    Need,
-    ProtocolViolation,
-    SyncSession,
-    encode_message,
-)
+from ostracon.core.protocol.events import Equivocated, ProtocolViolation
+from ostracon.core.protocol.messages import Blocks, Hello, Need, encode_message
+from ostracon.core.protocol.session import SyncSession
 from ostracon.core.replica import Replica
 from ostracon.crypto.identity import Identity
 from ostracon.crypto.native import NativeCrypto

@@ -12,25 +12,22 @@ from hypothesis import strategies as st
 
 from ostracon.core.encoding import encode
 from ostracon.core.errors import ProtocolError, ValidationError
-from ostracon.core.protocol.session import (
-    DEFAULT_MAX_MESSAGE_BYTES,
-    MIN_MESSAGE_BYTES,
-    Blocks,
+from ostracon.core.protocol.events import (
     BlocksApplied,
     Diverged,
     GapDetected,
-    Hello,
-    MalformedMessageError,
-    Need,
     Outgoing,
     PeerLost,
     PeerSeen,
     ProtocolViolation,
     Synced,
+)
+from ostracon.core.protocol.messages import Blocks, Hello, Need, decode_message, encode_message, tips_digest
+from ostracon.core.protocol.session import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MIN_MESSAGE_BYTES,
+    MalformedMessageError,
     SyncSession,
-    decode_message,
-    encode_message,
-    tips_digest,
 )
 from ostracon.core.replica import Replica
 from ostracon.crypto.identity import Identity

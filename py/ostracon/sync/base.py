@@ -22,7 +22,7 @@ from ..core.errors import (
     OstraconError,
     TransportClosed,  # noqa: F401  (re-exported)
 )
-from ..core.protocol.session import tips_digest
+from ..core.protocol.messages import tips_digest
 
 
 class Transport(ABC):

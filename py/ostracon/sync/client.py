@@ -39,6 +39,7 @@ from ..core.errors import (
     WrongKeyError,
 )
 from ..core.protocol import relay as P
+from ..core.protocol.events import Diverged, Equivocated, GapDetected, PeerSeen, ProtocolViolation
 from ..core.protocol.frames import (
     DEFAULT_MAX_FRAME_SIZE,
     FRAME_OVERHEAD,
@@ -47,16 +48,7 @@ from ..core.protocol.frames import (
     FrameReceiver,
     FrameSender,
 )
-from ..core.protocol.session import (
-    DEFAULT_HELLO_INTERVAL_MS,
-    DEFAULT_NEED_TIMEOUT_MS,
-    Diverged,
-    Equivocated,
-    GapDetected,
-    PeerSeen,
-    ProtocolViolation,
-    SyncSession,
-)
+from ..core.protocol.session import DEFAULT_HELLO_INTERVAL_MS, DEFAULT_NEED_TIMEOUT_MS, SyncSession
 from ..crypto.space import NotAMemberError
 from .base import CONNECTING, OFFLINE, ONLINE, STOPPED, DatabaseReplica, SyncStatus, Transport
 from .members import MemberSync, check_binding, is_members_payload

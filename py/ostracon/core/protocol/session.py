@@ -23,26 +23,43 @@ blocks and seals are refused by the replica and reported in `BlocksApplied.rejec
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from ..block import KIND_SEAL, MAX_BLOCK_BYTES, MAX_SEQ, decode_seal, open_envelope
-from ..encoding import decode, encode
+from ..block import MAX_BLOCK_BYTES
 from ..errors import (
-    CorruptBlockError,
     MalformedMessageError,  # noqa: F401  (re-exported)
     ProtocolError,
     ValidationError,
 )
+from .events import (
+    BlocksApplied,
+    Diverged,
+    Equivocated,
+    Event,
+    GapDetected,
+    Outgoing,
+    PeerLost,
+    PeerSeen,
+    ProtocolViolation,
+    ReplicaLike,
+    Synced,
+)
 from .frames import DEFAULT_MAX_FRAME_SIZE, FRAME_OVERHEAD
-
-PROTOCOL_VERSION = 1
-PEER_ID_SIZE = 16
-ACTOR_SIZE = 32
-DIGEST_SIZE = 32
-MAX_REQUEST_ID = 2**32 - 1
+from .messages import (
+    ACTOR_SIZE,
+    MAX_ENVELOPES_PER_MESSAGE,
+    MAX_VECTOR_ENTRIES,
+    PEER_ID_SIZE,
+    Blocks,
+    Hello,
+    Need,
+    checked_bytes,
+    checked_seq,
+    decode_message,
+    encode_message,
+)
+from .peers import Outstanding, PeerState, digest_function, rendezvous_rank, sealed_through
 
 # --- limits (each is a SyncSession parameter; these are the defaults) -------------------------
 
@@ -51,12 +68,6 @@ MAX_REQUEST_ID = 2**32 - 1
 DEFAULT_MAX_MESSAGE_BYTES = DEFAULT_MAX_FRAME_SIZE - FRAME_OVERHEAD
 #: A message budget below this could not carry the largest legal block in one message.
 MIN_MESSAGE_BYTES = MAX_BLOCK_BYTES + 4096
-#: Entries of a version vector (or ranges of a need) in one message: an entry is ~45 bytes, so
-#: 8192 of them (~370 KB) still fit in one message. A room with more actors than this is far
-#: beyond what the protocol targets (tens to hundreds of devices); such vectors are refused.
-MAX_VECTOR_ENTRIES = 8192
-#: Envelopes in one blocks message; the byte budget normally binds first (blocks are >100 B).
-MAX_ENVELOPES_PER_MESSAGE = 65_536
 #: Peers remembered per session (least recently heard forgotten first): bounds the memory an
 #: authenticated but hostile member can make us spend by inventing peer ids.
 DEFAULT_MAX_PEERS = 1024
@@ -87,392 +98,6 @@ DEFAULT_REPLY_FANOUT = 2
 #: Attempts for one gap before waiting for the next tick (a peer that claims data it cannot
 #: serve must not make us loop).
 MAX_NEED_ATTEMPTS = 3
-
-DIGEST_LABEL = b"ostracon/sync-digest/v1\x00"
-
-
-# --- the replica the session drives ------------------------------------------------------------
-
-class ApplyOutcome(Protocol):
-    new: int
-    duplicates: int
-    pending: int
-    rejected: list
-
-
-class ReplicaLike(Protocol):
-    """What the session needs (core.replica.Replica fits; sync/ adapts a Database)."""
-
-    def version_vector(self) -> dict[bytes, int]: ...
-
-    def envelopes_since(self, vector: dict[bytes, int]) -> list[bytes]: ...
-
-    def apply_envelopes(self, envelopes: list[bytes], *, strict: bool = ...) -> ApplyOutcome: ...
-
-
-def tips_digest(replica: Any, vector: dict[bytes, int]) -> bytes:
-    """sha256 over (actor, seq, CID of that block) for each vector entry of a core Replica.
-
-    Two replicas with equal vectors but different tips have diverged (an actor equivocated:
-    e.g. a device restored from a backup reused sequence numbers). Sync cannot repair that, so
-    the session reports it (`Diverged`) instead of claiming to be in sync.
-    """
-    h = hashlib.sha256(DIGEST_LABEL)
-    by_actor = replica.by_actor
-    for actor in sorted(vector):
-        seq = vector[actor]
-        h.update(actor + seq.to_bytes(8, "big") + by_actor[actor][seq - 1])
-    return h.digest()
-
-
-def _digest_fn(replica: Any) -> Callable[[dict[bytes, int]], bytes] | None:
-    fn = getattr(replica, "vector_digest", None)
-    if fn is not None:
-        return fn
-    if hasattr(replica, "by_actor"):
-        return lambda vector: tips_digest(replica, vector)
-    return None
-
-
-# --- validation helpers ----------------------------------------------------------------------
-
-def _bytes(value: Any, sizes: tuple[int, ...], what: str) -> bytes:
-    if type(value) is not bytes or len(value) not in sizes:
-        raise ValidationError(f"{what} must be {' or '.join(map(str, sizes))} bytes")
-    return value
-
-
-def _seq(value: Any, what: str, minimum: int = 1) -> int:
-    if type(value) is not int or not minimum <= value <= MAX_SEQ:
-        raise ValidationError(f"{what} must be an int in [{minimum}, 2**63)")
-    return value
-
-
-def _vector(value: Any) -> tuple[tuple[bytes, int], ...]:
-    """Wire form of a version vector: [actor, seq] pairs, sorted by actor, no duplicates."""
-    if isinstance(value, dict):
-        value = sorted(value.items())
-    if type(value) not in (list, tuple):
-        raise ValidationError("a version vector must be a list of [actor, seq] pairs")
-    if len(value) > MAX_VECTOR_ENTRIES:
-        raise ValidationError(f"a version vector may have at most {MAX_VECTOR_ENTRIES} entries")
-    out = []
-    prev = None
-    for entry in value:
-        if type(entry) not in (list, tuple) or len(entry) != 2:
-            raise ValidationError("a version vector entry must be [actor, seq]")
-        actor = _bytes(entry[0], (ACTOR_SIZE,), "actor")
-        seq = _seq(entry[1], "seq")
-        if prev is not None and actor <= prev:
-            raise ValidationError("version vector entries must be sorted by actor, without duplicates")
-        prev = actor
-        out.append((actor, seq))
-    return tuple(out)
-
-
-def _ranges(value: Any) -> tuple[tuple[bytes, int, int], ...]:
-    if type(value) not in (list, tuple) or not value:
-        raise ValidationError("a need must ask for at least one range")
-    if len(value) > MAX_VECTOR_ENTRIES:
-        raise ValidationError(f"a need may have at most {MAX_VECTOR_ENTRIES} ranges")
-    out = []
-    prev = None
-    for entry in value:
-        if type(entry) not in (list, tuple) or len(entry) != 3:
-            raise ValidationError("a range must be [actor, from_seq, to_seq]")
-        actor = _bytes(entry[0], (ACTOR_SIZE,), "actor")
-        first = _seq(entry[1], "from_seq")
-        last = _seq(entry[2], "to_seq")
-        if last < first:
-            raise ValidationError("a range must have from_seq <= to_seq")
-        if prev is not None and actor <= prev:
-            raise ValidationError("ranges must be sorted by actor, one per actor")
-        prev = actor
-        out.append((actor, first, last))
-    return tuple(out)
-
-
-def _request_id(value: Any) -> int:
-    if type(value) is not int or not 1 <= value <= MAX_REQUEST_ID:
-        raise ValidationError("a request id must be an int in [1, 2**32)")
-    return value
-
-
-# --- messages ------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Hello:
-    """I am `peer` (writing as `actor`), I hold `version_vector`; `reply_to` names the peer whose
-    hello this answers (empty: a fresh or periodic hello, which peers may answer)."""
-
-    peer: bytes
-    version_vector: tuple[tuple[bytes, int], ...]
-    heads_digest: bytes = b""
-    actor: bytes = b""
-    reply_to: bytes = b""
-
-    def __post_init__(self) -> None:
-        _bytes(self.peer, (PEER_ID_SIZE,), "peer id")
-        object.__setattr__(self, "version_vector", _vector(self.version_vector))
-        _bytes(self.heads_digest, (0, DIGEST_SIZE), "heads digest")
-        _bytes(self.actor, (0, ACTOR_SIZE), "actor")
-        _bytes(self.reply_to, (0, PEER_ID_SIZE), "reply_to")
-
-    def to_wire(self) -> dict:
-        return {"t": "hello", "v": PROTOCOL_VERSION, "p": self.peer, "a": self.actor,
-                "vv": [list(e) for e in self.version_vector], "d": self.heads_digest, "r": self.reply_to}
-
-
-@dataclass(frozen=True)
-class Need:
-    """Please send blocks `from_seq..to_seq` (at least) of each actor in `ranges`.
-
-    `to` is the peer asked (empty: anyone who has them). `request` ties the answer to the
-    question; `attempt` > 1 marks a retry after a gap (always served in full)."""
-
-    peer: bytes
-    ranges: tuple[tuple[bytes, int, int], ...]
-    request: int
-    to: bytes = b""
-    attempt: int = 1
-
-    def __post_init__(self) -> None:
-        _bytes(self.peer, (PEER_ID_SIZE,), "peer id")
-        _bytes(self.to, (0, PEER_ID_SIZE), "need target")
-        object.__setattr__(self, "ranges", _ranges(self.ranges))
-        _request_id(self.request)
-        if type(self.attempt) is not int or not 1 <= self.attempt <= 255:
-            raise ValidationError("attempt must be an int in [1, 255]")
-
-    def to_wire(self) -> dict:
-        return {"t": "need", "v": PROTOCOL_VERSION, "p": self.peer, "to": self.to, "q": self.request,
-                "n": self.attempt, "r": [list(r) for r in self.ranges]}
-
-
-@dataclass(frozen=True)
-class Blocks:
-    """Envelopes (blocks, each range followed by its seals), in causal order.
-
-    `answers`: the (peer, request) needs this serves (empty: a push of new local blocks);
-    `last`: the final part of those answers. `version_vector`: the sender's servable seq for
-    the actors carried, so a receiver that lacks earlier blocks notices the gap at once."""
-
-    peer: bytes
-    envelopes: tuple[bytes, ...]
-    version_vector: tuple[tuple[bytes, int], ...] = ()
-    answers: tuple[tuple[bytes, int], ...] = ()
-    last: bool = True
-
-    def __post_init__(self) -> None:
-        _bytes(self.peer, (PEER_ID_SIZE,), "peer id")
-        if type(self.envelopes) not in (list, tuple) or len(self.envelopes) > MAX_ENVELOPES_PER_MESSAGE:
-            raise ValidationError(f"envelopes must be a list of at most {MAX_ENVELOPES_PER_MESSAGE}")
-        for env in self.envelopes:
-            if type(env) is not bytes or not env:
-                raise ValidationError("an envelope must be non-empty bytes")
-        object.__setattr__(self, "envelopes", tuple(self.envelopes))
-        object.__setattr__(self, "version_vector", _vector(self.version_vector))
-        if type(self.answers) not in (list, tuple) or len(self.answers) > MAX_VECTOR_ENTRIES:
-            raise ValidationError("answers must be a list of [peer, request] pairs")
-        ans = []
-        for a in self.answers:
-            if type(a) not in (list, tuple) or len(a) != 2:
-                raise ValidationError("an answer must be [peer, request]")
-            ans.append((_bytes(a[0], (PEER_ID_SIZE,), "peer id"), _request_id(a[1])))
-        object.__setattr__(self, "answers", tuple(ans))
-        if type(self.last) is not bool:
-            raise ValidationError("last must be a bool")
-
-    def to_wire(self) -> dict:
-        return {"t": "blocks", "v": PROTOCOL_VERSION, "p": self.peer,
-                "re": [list(a) for a in self.answers], "last": self.last,
-                "vv": [list(e) for e in self.version_vector], "e": list(self.envelopes)}
-
-
-Message = Hello | Need | Blocks
-
-
-def encode_message(msg: Message) -> bytes:
-    """Canonical bytes of a message."""
-    return encode(msg.to_wire())
-
-
-def _get(m: dict, key: str, default: Any = None, required: bool = True) -> Any:
-    if key in m:
-        return m[key]
-    if required:
-        raise ValidationError(f"missing field {key!r}")
-    return default
-
-
-def decode_message(data: bytes) -> Message:
-    """Decode one message; anything malformed raises MalformedMessageError (never another type).
-
-    Unknown map keys are ignored (a newer peer may add fields); an unknown message type or
-    protocol version is refused.
-    """
-    if type(data) is not bytes:
-        if isinstance(data, (bytearray, memoryview)):
-            data = bytes(data)
-        else:
-            raise MalformedMessageError(f"a message must be bytes, not {type(data).__name__}")
-    try:
-        m = decode(data)
-    except CorruptBlockError as exc:
-        raise MalformedMessageError(f"not a canonical msgpack message: {exc}") from None
-    if type(m) is not dict:
-        raise MalformedMessageError("a message must be a map")
-    t, v = m.get("t"), m.get("v")
-    if v != PROTOCOL_VERSION or type(v) is not int:
-        raise MalformedMessageError(
-            f"unsupported sync protocol version {v!r:.20} (this build speaks {PROTOCOL_VERSION})")
-    try:
-        if t == "hello":
-            return Hello(_get(m, "p"), _get(m, "vv"), _get(m, "d", b"", False), _get(m, "a", b"", False),
-                         _get(m, "r", b"", False))
-        if t == "need":
-            return Need(_get(m, "p"), _get(m, "r"), _get(m, "q"), _get(m, "to", b"", False),
-                        _get(m, "n", 1, False))
-        if t == "blocks":
-            return Blocks(_get(m, "p"), _get(m, "e"), _get(m, "vv", (), False), _get(m, "re", (), False),
-                          _get(m, "last", True, False))
-    except ValidationError as exc:
-        raise MalformedMessageError(f"{t} message: {exc}") from None
-    raise MalformedMessageError(f"unknown message type {t!r:.40}")
-
-
-# --- events --------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class PeerSeen:
-    """A peer was heard from for the first time (actor is b"" until its hello arrives)."""
-
-    peer: bytes
-    actor: bytes
-
-
-@dataclass(frozen=True)
-class PeerLost:
-    """A peer was not heard from for `peer_ttl_ms` and is forgotten."""
-
-    peer: bytes
-
-
-@dataclass(frozen=True)
-class BlocksApplied:
-    """A blocks message was merged: `new` blocks applied (0 for pure duplicates)."""
-
-    peer: bytes
-    new: int
-    duplicates: int
-    pending: int
-    rejected: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class GapDetected:
-    """Blocks `have+1..want` of `actor` were expected but did not arrive; asked again."""
-
-    actor: bytes
-    have: int
-    want: int
-
-
-@dataclass(frozen=True)
-class Synced:
-    """We hold everything every known peer has announced and nothing is outstanding."""
-
-    version_vector: tuple[tuple[bytes, int], ...]
-    peers: int
-
-
-@dataclass(frozen=True)
-class Diverged:
-    """Equal version vectors, different content: an actor equivocated. Sync cannot fix it."""
-
-    peer: bytes
-
-
-@dataclass(frozen=True)
-class Equivocated:
-    """`actor` signed two different blocks (or seals) for sequence slot `seq` (docs/SYNC.md):
-    `cids` are the two blocks (None where not received yet), `seals` the two signed seals,
-    the proof anyone can check. The actor is quarantined from `seq` on, on every replica;
-    the proof and both branches were broadcast so the rest of the room converges."""
-
-    peer: bytes
-    actor: bytes
-    seq: int
-    cids: tuple[bytes | None, bytes | None]
-    seals: tuple[bytes, bytes]
-
-
-@dataclass(frozen=True)
-class ProtocolViolation:
-    """A message was malformed or broke the protocol; it was ignored."""
-
-    peer: bytes | None
-    reason: str
-    error: ProtocolError = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
-
-
-Event = (PeerSeen | PeerLost | BlocksApplied | GapDetected | Synced | Diverged | Equivocated
-         | ProtocolViolation)
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """One message to send. `durable`: store it in the relay mailbox too (pushes of our own
-    blocks, so devices that come online later catch up); otherwise live-only. `own_upto`: for
-    durable pushes, our own sequence number covered once this message is stored."""
-
-    data: bytes
-    durable: bool = False
-    kind: str = ""
-    own_upto: int = 0
-
-
-def _sealed_through(envelopes: list[bytes], actor: bytes, cap: int) -> int:
-    """Highest ``last`` of ``actor``'s seals among ``envelopes`` (capped at ``cap``; 0: none)."""
-    best = 0
-    for env in envelopes:
-        if len(env) > 1 and env[1] == KIND_SEAL:
-            try:
-                seal = decode_seal(open_envelope(env)[1])
-            except CorruptBlockError:
-                continue
-            if seal.actor == actor:
-                best = max(best, min(seal.last, cap))
-    return best
-
-
-# --- the session ---------------------------------------------------------------------------------
-
-class _Peer:
-    __slots__ = ("peer", "actor", "vector", "last_seen", "digest")
-
-    def __init__(self, peer: bytes, now: int) -> None:
-        self.peer = peer
-        self.actor = b""
-        self.vector: dict[bytes, int] = {}
-        self.last_seen = now
-        self.digest = b""
-
-
-class _Outstanding:
-    __slots__ = ("upto", "request", "peer", "sent_ms", "attempt")
-
-    def __init__(self, upto: int, request: int, peer: bytes, sent_ms: int, attempt: int) -> None:
-        self.upto = upto
-        self.request = request
-        self.peer = peer
-        self.sent_ms = sent_ms
-        self.attempt = attempt
-
-
-def _rank(a: bytes, b: bytes) -> bytes:
-    """Rendezvous hash: every member computes the same ordering without talking."""
-    return hashlib.sha256(a + b).digest()
 
 
 class SyncSession:
@@ -506,10 +131,10 @@ class SyncSession:
         self.replica = replica
         self._random = random_bytes
         self.actor = actor if actor is not None else getattr(replica, "actor", b"")
-        _bytes(self.actor, (0, ACTOR_SIZE), "actor")
-        self.peer_id = _bytes(peer_id if peer_id is not None else random_bytes(PEER_ID_SIZE),
+        checked_bytes(self.actor, (0, ACTOR_SIZE), "actor")
+        self.peer_id = checked_bytes(peer_id if peer_id is not None else random_bytes(PEER_ID_SIZE),
                               (PEER_ID_SIZE,), "peer id")
-        self.pushed_upto = _seq(pushed_upto, "pushed_upto", 0)
+        self.pushed_upto = checked_seq(pushed_upto, "pushed_upto", 0)
         self.max_message_bytes = max_message_bytes
         self.need_timeout_ms = need_timeout_ms
         self.hello_interval_ms = hello_interval_ms
@@ -521,16 +146,16 @@ class SyncSession:
         self.serve_burst_bytes = max(serve_burst_bytes, max_message_bytes)
         self._serve_budget = self.serve_burst_bytes
         self._tracked = 0                              # vector entries held across peers
-        self._digest = _digest_fn(replica)
+        self._digest = digest_function(replica)
         self._now = now_ms
         self._last_hello = now_ms
-        self._peers: dict[bytes, _Peer] = {}           # insertion order = least recently heard first
-        self._outstanding: dict[bytes, _Outstanding] = {}
+        self._peers: dict[bytes, PeerState] = {}           # insertion order = least recently heard first
+        self._outstanding: dict[bytes, Outstanding] = {}
         self._out: list[Outgoing] = []
         self._serve: dict[bytes, int] = {}             # actor -> lowest from_seq asked, this round
         self._serve_answers: list[tuple[bytes, int]] = []
         self._served: dict[bytes, int] = {}            # actor -> from_seq broadcast since last tick
-        self._deferred: dict[bytes, _Outstanding] = {}  # answered short while others were in flight
+        self._deferred: dict[bytes, Outstanding] = {}  # answered short while others were in flight
         self._failed: dict[bytes, bytes] = {}          # actor -> peer whose answer left a gap
         self._attempts: dict[bytes, int] = {}          # actor -> needs sent since the last tick
         self._diverged: set[bytes] = set()
@@ -642,10 +267,10 @@ class SyncSession:
 
     # ------------------------------------------------------------ internals: peers
 
-    def _touch(self, pid: bytes, actor: bytes, events: list[Event]) -> _Peer:
+    def _touch(self, pid: bytes, actor: bytes, events: list[Event]) -> PeerState:
         p = self._peers.pop(pid, None)
         if p is None:
-            p = _Peer(pid, self._now)
+            p = PeerState(pid, self._now)
             p.actor = actor
             events.append(PeerSeen(pid, actor))
             while len(self._peers) >= self.max_peers:
@@ -661,7 +286,7 @@ class SyncSession:
         if p is not None:
             self._tracked -= len(p.vector)
 
-    def _make_room(self, p: _Peer, entries: int, events: list[Event]) -> int:
+    def _make_room(self, p: PeerState, entries: int, events: list[Event]) -> int:
         """Forget least recently heard peers until `entries` more vector entries fit;
         returns how many fit (a vector beyond the whole budget is cut)."""
         while self._tracked + entries > self.max_tracked_entries:
@@ -672,7 +297,7 @@ class SyncSession:
             events.append(PeerLost(oldest))
         return max(0, min(entries, self.max_tracked_entries - self._tracked))
 
-    def _learn(self, p: _Peer, vector: tuple[tuple[bytes, int], ...], events: list[Event]) -> None:
+    def _learn(self, p: PeerState, vector: tuple[tuple[bytes, int], ...], events: list[Event]) -> None:
         vec = p.vector
         vector = tuple(self._admissible(vector))
         new = [(a, s) for a, s in vector if a not in vec]
@@ -715,7 +340,7 @@ class SyncSession:
         if not reply_to:
             self._last_hello = self._now
 
-    def _on_hello(self, msg: Hello, p: _Peer, events: list[Event]) -> None:
+    def _on_hello(self, msg: Hello, p: PeerState, events: list[Event]) -> None:
         if msg.actor and not p.actor:
             p.actor = msg.actor
             events.append(PeerSeen(p.peer, msg.actor))
@@ -740,7 +365,7 @@ class SyncSession:
         if self._should_reply(p, ours):
             self._queue_hello(p.peer)
 
-    def _should_reply(self, newcomer: _Peer, ours: dict[bytes, int]) -> bool:
+    def _should_reply(self, newcomer: PeerState, ours: dict[bytes, int]) -> bool:
         theirs = newcomer.vector
         lacks = [a for a, s in ours.items() if s > theirs.get(a, 0)]
         if not lacks:
@@ -751,7 +376,7 @@ class SyncSession:
                 candidates.append(q.peer)
         if len(candidates) <= self.reply_fanout:
             return True
-        candidates.sort(key=lambda c: _rank(newcomer.peer, c))
+        candidates.sort(key=lambda c: rendezvous_rank(newcomer.peer, c))
         return self.peer_id in candidates[: self.reply_fanout]
 
     # ------------------------------------------------------------ internals: needs
@@ -765,7 +390,7 @@ class SyncSession:
     def _pick_source(self, actor: bytes, want: int, avoid: bytes | None) -> bytes | None:
         """The peer to ask: the actor's own device if it has `want`, else the rendezvous-first
         peer that has it (every member picks the same one, so its answer serves them all)."""
-        best: list[_Peer] = [p for p in self._peers.values() if p.vector.get(actor, 0) >= want]
+        best: list[PeerState] = [p for p in self._peers.values() if p.vector.get(actor, 0) >= want]
         if not best:
             return None
         alt = [p for p in best if p.peer != avoid]
@@ -774,7 +399,7 @@ class SyncSession:
         for p in best:
             if p.actor == actor:
                 return p.peer
-        return min(best, key=lambda p: _rank(actor, p.peer)).peer
+        return min(best, key=lambda p: rendezvous_rank(actor, p.peer)).peer
 
     def _plan_needs(self, events: list[Event]) -> None:
         if not self._started:
@@ -827,9 +452,9 @@ class SyncSession:
                 self._out.append(Outgoing(encode_message(Need(self.peer_id, tuple(chunk), q, target, attempt)),
                                           False, "need"))
                 for actor, _, want in chunk:
-                    self._outstanding[actor] = _Outstanding(want, q, target, self._now, attempt)
+                    self._outstanding[actor] = Outstanding(want, q, target, self._now, attempt)
 
-    def _on_blocks(self, msg: Blocks, p: _Peer, events: list[Event]) -> None:
+    def _on_blocks(self, msg: Blocks, p: PeerState, events: list[Event]) -> None:
         self._learn(p, msg.version_vector, events)
         if msg.envelopes:
             try:
@@ -866,7 +491,7 @@ class SyncSession:
             if have < o.upto:
                 self._gap_after_answer(actor, have, o, events)
 
-    def _gap_after_answer(self, actor: bytes, have: int, o: _Outstanding, events: list[Event]) -> None:
+    def _gap_after_answer(self, actor: bytes, have: int, o: Outstanding, events: list[Event]) -> None:
         # The blocks may have arrived but wait in the replica for parents of another actor
         # that are still on their way (a document's parents can be anyone's). Judge only once
         # nothing else is outstanding; until then the actor counts as in flight.
@@ -964,7 +589,7 @@ class SyncSession:
             # Progress per part, so an interrupted push resumes instead of restarting: the end
             # of the last own seal range sent so far (every block of it precedes its seal).
             if own_upto and not last:
-                covered = max(covered, _sealed_through(part, self.actor, own_upto))
+                covered = max(covered, sealed_through(part, self.actor, own_upto))
             self._out.append(Outgoing(data, durable, kind, own_upto if last else covered))
 
     # ------------------------------------------------------------ internals: synced
