@@ -8,20 +8,9 @@ import msgpack
 import pytest
 
 from ostracon.core.errors import ValidationError
-from ostracon.core.query.filters import (
-    QueryCursorError,
-    compile_filter,
-    decode_cursor,
-    encode_cursor,
-    is_after,
-    key_to_value,
-    like_prefix,
-    normalize_order,
-    select,
-    sort_docs,
-    sort_key_fn,
-    value_key,
-)
+from ostracon.core.query.filters import QueryCursorError, compile_filter, like_prefix, select
+from ostracon.core.query.keys import key_to_value, value_key
+from ostracon.core.query.ordering import decode_cursor, encode_cursor, is_after, normalize_order, sort_docs, sort_key_fn
 
 
 def D(i, **f):

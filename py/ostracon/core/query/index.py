@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConflictError, NotFoundError, ValidationError
-from .filters import METADATA_FIELDS, key_to_value, make_getter, parse_path, value_key
+from .fields import METADATA_FIELDS, make_getter, parse_path
+from .keys import key_to_value, value_key
 
 __all__ = ["flat", "unflat_values", "END", "SortedKeyList", "IndexDefinition", "Index", "UniqueViolation",
            "CollectionIndexes", "IndexCatalog", "READY", "BUILDING", "DROPPED"]

@@ -43,7 +43,6 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from .filters import (
-    _DEFAULT_SPEC,
     TRUE,
     And,
     Cmp,
@@ -51,20 +50,22 @@ from .filters import (
     IndexBuildingError,
     Node,
     QueryTooExpensiveError,
-    check_page_args,
     compile_filter,
-    decode_cursor,
-    is_after,
-    key_to_value,
     like_prefix,
     node_pred,
+)
+from .index import BUILDING, DROPPED, END, READY, CollectionIndexes, Index, flat
+from .keys import key_to_value, value_key
+from .ordering import (
+    DEFAULT_ORDER_SPEC,
+    check_page_args,
+    decode_cursor,
+    is_after,
     normalize_order,
     page,
     sort_docs,
     sort_key_fn,
-    value_key,
 )
-from .index import BUILDING, DROPPED, END, READY, CollectionIndexes, Index, flat
 
 __all__ = ["DocSource", "DictSource", "Plan", "QueryResult", "plan_query", "execute", "explain",
            "QueryEngine", "FALLBACK_DOCS_MAX"]
@@ -342,7 +343,7 @@ def _order_paths(spec: tuple) -> tuple | None:
 def _index_plans(indexes: Iterable[Index], conds: _Conds, conj: list, spec: tuple, limit: int | None,
                  offset: int) -> list:
     plans = []
-    opaths = () if spec is _DEFAULT_SPEC else _order_paths(spec)
+    opaths = () if spec is DEFAULT_ORDER_SPEC else _order_paths(spec)
     for idx in indexes:
         prefix: tuple = ()
         used: list = []
