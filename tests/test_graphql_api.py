@@ -5,7 +5,7 @@ import pytest
 from ostracon.core.errors import ConflictError, NotFoundError, ValidationError
 from ostracon.core.query.index import CollectionIndexes
 from ostracon.core.query.planner import DictSource, execute
-from ostracon.core.query.schema import SchemaRegistry
+from ostracon.core.query.schema_registry import SchemaRegistry
 from ostracon.db.graphql import MAX_QUERY_DEPTH, GraphQLAPI
 
 SDL = """

@@ -4,13 +4,9 @@ import pytest
 
 from ostracon.core import cid, encoding
 from ostracon.core.errors import NotFoundError, ValidationError
-from ostracon.core.query.schema import (
-    LensNotFoundError,
-    SchemaRegistry,
-    SchemaValidationError,
-    parse_sdl,
-    schema_from_canonical,
-)
+from ostracon.core.query.schema import LensNotFoundError, SchemaValidationError, schema_from_canonical
+from ostracon.core.query.schema_registry import SchemaRegistry
+from ostracon.core.query.sdl import parse_sdl
 
 SDL = '''
 """A todo item."""

@@ -32,7 +32,8 @@ from ..core.query.planner import QueryResult
 from ..core.query.planner import execute as plan_execute
 from ..core.query.planner import explain as plan_explain
 from ..core.query.rebuild import COLD, HOT, WARM
-from ..core.query.schema import Schema, SchemaValidationError, parse_sdl
+from ..core.query.schema import Schema, SchemaValidationError
+from ..core.query.sdl import parse_sdl
 from ..core.state import DocState, counter_add
 from .docops import (
     MISSING,

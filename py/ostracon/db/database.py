@@ -45,7 +45,7 @@ from ..core.query.rebuild import (
     WARM_AFTER_MS,
     RebuildEvent,
 )
-from ..core.query.schema import SchemaRegistry
+from ..core.query.schema_registry import SchemaRegistry
 from ..core.replica import MAX_PENDING_BLOCKS, ApplyResult, Replica
 from ..core.verify import verify_replica
 from ..storage.base import OpenReport, Storage

@@ -90,7 +90,9 @@ from graphql import (
 )
 
 from ..core.errors import OstraconError, ValidationError
-from ..core.query.schema import FieldType, Schema, SchemaRegistry, TypeDef, _is_datetime
+from ..core.query.schema import Schema, _is_datetime
+from ..core.query.schema_registry import SchemaRegistry
+from ..core.query.sdl import FieldType, TypeDef
 from .graphql_backend import DatabaseBackend, expand_shorthand, walk_commits
 
 __all__ = ["GraphQLAPI", "DatabaseBackend", "build_graphql_schema", "MAX_QUERY_CHARS", "MAX_QUERY_DEPTH"]

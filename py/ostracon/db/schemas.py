@@ -18,13 +18,9 @@ import msgpack
 from ..core import cid as cidlib
 from ..core.block import OP_SET, check_collection
 from ..core.errors import ConflictError, NotFoundError, StorageError, ValidationError
-from ..core.query.schema import (
-    LensNotFoundError,
-    Schema,
-    SchemaRegistry,
-    parse_sdl,
-    schema_from_canonical,
-)
+from ..core.query.schema import LensNotFoundError, Schema, schema_from_canonical
+from ..core.query.schema_registry import SchemaRegistry
+from ..core.query.sdl import parse_sdl
 from ..core.replica import Replica
 from ..core.state import DocState
 from ..storage.base import Storage

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import cid as cidlib
 from ..core.clock import COUNTER_BITS
-from ..core.query.schema import Schema, SchemaRegistry
+from ..core.query.schema import Schema
+from ..core.query.schema_registry import SchemaRegistry
 from ..core.replica import Replica
 from ..core.state import DocState
 
