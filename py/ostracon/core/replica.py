@@ -41,7 +41,7 @@ from .block import (
     make_seal,
     open_envelope,
 )
-from .clock import DEFAULT_MAX_CLOCK_SKEW_MS, HybridClock, skew_limit
+from .clock import DEFAULT_MAX_CLOCK_SKEW_MS, HybridClock
 from .errors import CorruptBlockError, HistoryPrunedError, OwnHistoryMissingError, ValidationError
 from .slots import MAX_CONFLICT_BYTES, MAX_SEAL_CANDIDATE_COMBOS, MAX_SLOT_CANDIDATES, Equivocation, SealSlots, _Pending  # noqa: F401 (re-exported)
 from .state import DocState
@@ -295,27 +295,6 @@ class Replica(SealSlots):
 
     # ------------------------------------------------------------ merge
 
-    def _limit(self) -> int | None:
-        """Highest stamp we apply or adopt now (None: no wall clock known yet)."""
-        if self.wall_ms is None:
-            return None
-        return skew_limit(self.wall_ms, self.max_clock_skew_ms)
-
-    def set_wall(self, wall_ms: int) -> None:
-        """Tell the replica the receiver's wall clock (ms); bounds accepted clock skew."""
-        if type(wall_ms) is int and wall_ms >= 0:
-            self.wall_ms = wall_ms
-
-    @property
-    def pending_bytes(self) -> int:
-        """Bytes of blocks waiting in the pending buffer (bounded by max_pending_bytes)."""
-        return self._pending_bytes
-
-    @property
-    def held_count(self) -> int:
-        """Blocks held back because their stamp is too far ahead of our wall clock."""
-        return len(self._held)
-
     def _apply(self, cid: bytes, data: bytes, ch: Change, state: DocState | None = None,
                side: bool = False) -> None:
         if state is None:
@@ -338,60 +317,6 @@ class Replica(SealSlots):
                 log = self.by_actor[ch.actor] = []
             log.append(cid)
         self.clock.observe(ch.hlc, self._limit())
-
-    def _store_seal(self, seal: Seal, data: bytes) -> None:
-        self._seal_keys.add(data)
-        self._check_overlap(seal, data)
-        stored = self.seals.setdefault(seal.actor, [])
-        stored.append((seal.first, seal.last, data))
-        stored.sort()
-        if seal.first <= self.sealed_upto.get(seal.actor, 0) + 1:
-            upto = max(self.sealed_upto.get(seal.actor, 0), seal.last)
-            # Later seals may already be stored (received out of order): extend through them.
-            for first, last, _ in stored:
-                if first <= upto + 1 and last > upto:
-                    upto = last
-            self.sealed_upto[seal.actor] = upto
-
-    def _ready(self, cid: bytes, p: _Pending) -> bool:
-        ch = p.change
-        if not p.side and ch.seq != self.seq_of(ch.actor) + 1:
-            return False
-        for parent in ch.parents:
-            if parent not in self.blocks:
-                self._waiting_parent.setdefault(parent, {})[cid] = None
-                return False
-        if self.require_signatures and not self._trusting and cid not in self._sealed_pending:
-            return False
-        if not self._trusting:
-            limit = self._limit()
-            if limit is not None and ch.hlc > limit:
-                self._held[cid] = None  # too far in the future: wait for our clock
-                return False
-        return True
-
-    def _add_pending(self, cid: bytes, p: _Pending) -> None:
-        self._pending[cid] = p
-        self._pending_bytes += len(p.data)
-        if not p.side:
-            self._pending_by_seq.setdefault((p.change.actor, p.change.seq), []).append(cid)
-            a = p.change.actor
-            self._unsealed_bytes[a] = self._unsealed_bytes.get(a, 0) + len(p.data)
-
-    def _drop_pending(self, cid: bytes) -> _Pending:
-        p = self._pending.pop(cid)
-        self._pending_bytes -= len(p.data)
-        key = (p.change.actor, p.change.seq)
-        cands = self._pending_by_seq.get(key)
-        if cands is not None and cid in cands:
-            cands.remove(cid)
-            if not cands:
-                del self._pending_by_seq[key]
-        if not p.side and cid not in self._sealed_pending:
-            self._unsealed_bytes[key[0]] = self._unsealed_bytes.get(key[0], 0) - len(p.data)
-        self._sealed_pending.discard(cid)
-        self._held.pop(cid, None)
-        return p
 
     def _check_links(self, ch: Change) -> str | None:
         """Parents must be blocks of the same document and the height must follow from them."""

@@ -1,5 +1,6 @@
 """Sequence slots belong to seals; equivocation (docs/SYNC.md, "Sequence slots and
-equivocation"). A mixin of core.replica.Replica, kept apart so each file stays readable.
+equivocation"), and the pending buffer blocks wait in until they are ready. A mixin of
+core.replica.Replica; its state lives in Replica.__init__.
 
 Blocks carry no signature of their own: a verified seal of the actor decides which block
 owns each slot. Unsealed candidates are kept per slot (bounded, newest first); a seal
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .block import KIND_BLOCK, KIND_SEAL, Change, Seal, batch_digest, envelope
+from .clock import skew_limit
 
 if TYPE_CHECKING:
     from .replica import ApplyResult
@@ -77,10 +79,97 @@ class SealSlots:
     _sealed_pending: set[bytes]
     _unsealed_bytes: dict[bytes, int]
 
-    def _store_seal(self, seal: Seal, data: bytes) -> None: ...
-    def _drop_pending(self, cid: bytes) -> _Pending:
+    _held: dict[bytes, None]
+    _pending_bytes: int
+    _seal_keys: set[bytes]
+    _trusting: bool
+    _waiting_parent: dict[bytes, dict[bytes, None]]
+    sealed_upto: dict[bytes, int]
+    require_signatures: bool
+    wall_ms: int | None
+    max_clock_skew_ms: int
+
+    def seq_of(self, actor: bytes) -> int:
         raise NotImplementedError  # Replica's
-    def _add_pending(self, cid: bytes, p: _Pending) -> None: ...
+
+    # ------------------------------------------------------------ clock bound and pending buffer
+
+    def _limit(self) -> int | None:
+        """Highest stamp we apply or adopt now (None: no wall clock known yet)."""
+        if self.wall_ms is None:
+            return None
+        return skew_limit(self.wall_ms, self.max_clock_skew_ms)
+
+    def set_wall(self, wall_ms: int) -> None:
+        """Tell the replica the receiver's wall clock (ms); bounds accepted clock skew."""
+        if type(wall_ms) is int and wall_ms >= 0:
+            self.wall_ms = wall_ms
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of blocks waiting in the pending buffer (bounded by max_pending_bytes)."""
+        return self._pending_bytes
+
+    @property
+    def held_count(self) -> int:
+        """Blocks held back because their stamp is too far ahead of our wall clock."""
+        return len(self._held)
+
+    def _store_seal(self, seal: Seal, data: bytes) -> None:
+        self._seal_keys.add(data)
+        self._check_overlap(seal, data)
+        stored = self.seals.setdefault(seal.actor, [])
+        stored.append((seal.first, seal.last, data))
+        stored.sort()
+        if seal.first <= self.sealed_upto.get(seal.actor, 0) + 1:
+            upto = max(self.sealed_upto.get(seal.actor, 0), seal.last)
+            # Later seals may already be stored (received out of order): extend through them.
+            for first, last, _ in stored:
+                if first <= upto + 1 and last > upto:
+                    upto = last
+            self.sealed_upto[seal.actor] = upto
+
+    def _ready(self, cid: bytes, p: _Pending) -> bool:
+        ch = p.change
+        if not p.side and ch.seq != self.seq_of(ch.actor) + 1:
+            return False
+        for parent in ch.parents:
+            if parent not in self.blocks:
+                self._waiting_parent.setdefault(parent, {})[cid] = None
+                return False
+        if self.require_signatures and not self._trusting and cid not in self._sealed_pending:
+            return False
+        if not self._trusting:
+            limit = self._limit()
+            if limit is not None and ch.hlc > limit:
+                self._held[cid] = None  # too far in the future: wait for our clock
+                return False
+        return True
+
+    def _add_pending(self, cid: bytes, p: _Pending) -> None:
+        self._pending[cid] = p
+        self._pending_bytes += len(p.data)
+        if not p.side:
+            self._pending_by_seq.setdefault((p.change.actor, p.change.seq), []).append(cid)
+            a = p.change.actor
+            self._unsealed_bytes[a] = self._unsealed_bytes.get(a, 0) + len(p.data)
+
+    def _drop_pending(self, cid: bytes) -> _Pending:
+        p = self._pending.pop(cid)
+        self._pending_bytes -= len(p.data)
+        key = (p.change.actor, p.change.seq)
+        cands = self._pending_by_seq.get(key)
+        if cands is not None and cid in cands:
+            cands.remove(cid)
+            if not cands:
+                del self._pending_by_seq[key]
+        if not p.side and cid not in self._sealed_pending:
+            self._unsealed_bytes[key[0]] = self._unsealed_bytes.get(key[0], 0) - len(p.data)
+        self._sealed_pending.discard(cid)
+        self._held.pop(cid, None)
+        return p
+
+    # ------------------------------------------------------------ seal resolution
 
     def _check_overlap(self, seal: Seal, data: bytes) -> None:
         """A verified seal overlapping a stored one with other bytes proves equivocation by
