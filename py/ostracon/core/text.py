@@ -32,11 +32,11 @@ after having shown the edits.
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import ValidationError
+from .textruns import NONE, Chunk, IdIndex, Run
 
 #: Runs per chunk before it splits. Position lookup scans one chunk linearly and walks chunks
 #: from the finger: 64 keeps both short for documents of up to a few hundred thousand runs.
@@ -49,106 +49,6 @@ MAX_COUNTER = 2**53 - 1
 #: 1,000 keeps a block of typing far below MAX_BLOCK_BYTES and the per-block overhead
 #: (parents, actor, stamps: ~150 bytes) under 1 byte per edit.
 TEXT_BURST_OPS = 1000
-
-NONE = -1  # "no origin": document start (left) or end (right)
-
-
-class _Run:
-    """Characters [c, c+n) of actor `a`, consecutive in the document.
-
-    (la, lc): origin-left of the first character (la == NONE: document start); every later
-    character's origin-left is the character before it. (ra, rc): origin-right of every
-    character in the run (ra == NONE: document end). `s` is the text, None once deleted.
-    """
-
-    __slots__ = ("a", "c", "n", "la", "lc", "ra", "rc", "s", "k")
-
-    def __init__(self, a: int, c: int, n: int, la: int, lc: int, ra: int, rc: int,
-                 s: str | None, k: Any) -> None:
-        self.a = a
-        self.c = c
-        self.n = n
-        self.la = la
-        self.lc = lc
-        self.ra = ra
-        self.rc = rc
-        self.s = s
-        self.k: _Chunk = k  # its chunk (set by whoever places the run)
-
-
-class _Chunk:
-    __slots__ = ("runs", "vis")
-
-    def __init__(self, runs: list[_Run], vis: int) -> None:
-        self.runs = runs
-        self.vis = vis
-
-
-class _IdIndex:
-    """One actor's runs sorted by first counter, in blocks (inserting a split piece costs a
-    block, not the whole list) with the blocks' first counters on top for bisect."""
-
-    __slots__ = ("tops", "keys", "runs")
-    BLOCK = 256
-
-    def __init__(self) -> None:
-        self.tops: list[int] = []
-        self.keys: list[list[int]] = []
-        self.runs: list[list[_Run]] = []
-
-    def at_or_before(self, c: int) -> _Run | None:
-        b = bisect_right(self.tops, c) - 1
-        if b < 0:
-            return None
-        return self.runs[b][bisect_right(self.keys[b], c) - 1]
-
-    def find(self, c: int) -> _Run | None:
-        r = self.at_or_before(c)
-        return r if r is not None and c < r.c + r.n else None
-
-    def next_from(self, c: int) -> _Run | None:
-        """The run holding counter c, else the first run starting after c, else None."""
-        tops = self.tops
-        b = bisect_right(tops, c) - 1
-        if b < 0:
-            return self.runs[0][0] if tops else None
-        ks = self.keys[b]
-        i = bisect_right(ks, c) - 1
-        r = self.runs[b][i]
-        if c < r.c + r.n:
-            return r
-        if i + 1 < len(ks):
-            return self.runs[b][i + 1]
-        return self.runs[b + 1][0] if b + 1 < len(tops) else None
-
-    def add(self, r: _Run) -> None:
-        c = r.c
-        tops = self.tops
-        if not tops:
-            tops.append(c)
-            self.keys.append([c])
-            self.runs.append([r])
-            return
-        b = bisect_right(tops, c) - 1
-        if b < 0:
-            b = 0
-            tops[0] = c
-        ks, rs = self.keys[b], self.runs[b]
-        if ks[-1] < c:
-            ks.append(c)
-            rs.append(r)
-        else:
-            i = bisect_right(ks, c)
-            ks.insert(i, c)
-            rs.insert(i, r)
-        if len(ks) > 2 * self.BLOCK:
-            h = self.BLOCK
-            self.keys.insert(b + 1, ks[h:])
-            del ks[h:]
-            self.runs.insert(b + 1, rs[h:])
-            del rs[h:]
-            tops.insert(b + 1, self.keys[b + 1][0])
-
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
@@ -181,9 +81,9 @@ class TextCRDT:
     def __init__(self, actor: bytes | None = None) -> None:
         self.actors: list[bytes] = []             # actor index -> key
         self.actor_ids: dict[bytes, int] = {}     # key -> actor index
-        self.ids: list[_IdIndex] = []             # per actor: its runs by counter
+        self.ids: list[IdIndex] = []             # per actor: its runs by counter
         self.next_ctr: list[int] = []             # per actor: next unused counter
-        self.chunks: list[_Chunk] = [_Chunk([], 0)]
+        self.chunks: list[Chunk] = [Chunk([], 0)]
         self.length = 0                           # visible characters
         self.text_cache: str | None = ""          # the materialized text, None when stale
         self.me = NONE                            # actor index of the local author
@@ -202,7 +102,7 @@ class TextCRDT:
         if i is None:
             i = self.actor_ids[actor] = len(self.actors)
             self.actors.append(actor)
-            self.ids.append(_IdIndex())
+            self.ids.append(IdIndex())
             self.next_ctr.append(0)
         return i
 
@@ -214,16 +114,16 @@ class TextCRDT:
         self.batch_start = self.next_ctr[self.me]
         self.batch_deletes = []
 
-    def find_run(self, a: int, c: int) -> _Run | None:
+    def find_run(self, a: int, c: int) -> Run | None:
         """The run holding character (a, c), or None if unknown."""
         if a < 0 or a >= len(self.ids):
             return None
         return self.ids[a].find(c)
 
-    def _split(self, r: _Run, off: int, ri: int) -> _Run:
+    def _split(self, r: Run, off: int, ri: int) -> Run:
         """Split run `r` (at index `ri` of its chunk) before offset `off`; return the right part."""
         s = r.s
-        r2 = _Run(r.a, r.c + off, r.n - off, r.a, r.c + off - 1, r.ra, r.rc,
+        r2 = Run(r.a, r.c + off, r.n - off, r.a, r.c + off - 1, r.ra, r.rc,
                   None if s is None else s[off:], r.k)
         r.n = off
         if s is not None:
@@ -232,7 +132,7 @@ class TextCRDT:
         self.ids[r.a].add(r2)
         return r2
 
-    def _rebalance(self, ch: _Chunk, ci: int = -1) -> None:
+    def _rebalance(self, ch: Chunk, ci: int = -1) -> None:
         """Split `ch` (index `ci` if known) while it holds more than MAX_CHUNK_RUNS runs."""
         if len(ch.runs) <= MAX_CHUNK_RUNS:
             return
@@ -243,7 +143,7 @@ class TextCRDT:
         half = len(runs) // 2
         moved = runs[half:]
         del runs[half:]
-        new = _Chunk(moved, 0)
+        new = Chunk(moved, 0)
         vis = 0
         for r in moved:
             r.k = new
@@ -308,7 +208,7 @@ class TextCRDT:
                 ro += r.n
             ri += 1
 
-    def _index_of(self, r: _Run) -> int:
+    def _index_of(self, r: Run) -> int:
         """Visible position of run `r`'s first character (or where it would be if deleted)."""
         pos = 0
         for ch in self.chunks:
@@ -382,7 +282,7 @@ class TextCRDT:
             elif self._fri:
                 self._fro += k
             return
-        nr = _Run(me, ctr, k, la, lc, ra, rc, text, ch)
+        nr = Run(me, ctr, k, la, lc, ra, rc, text, ch)
         ch.runs.insert(ri, nr)
         ch.vis += k
         self.ids[me].add(nr)
@@ -569,7 +469,7 @@ class TextCRDT:
             prev.n += n
             ch.vis += n
             return True
-        nr = _Run(a, c, n, la, lc, ra, rc, s, ch)
+        nr = Run(a, c, n, la, lc, ra, rc, s, ch)
         ch.runs.insert(dri, nr)
         if s is not None:
             ch.vis += n
@@ -577,14 +477,14 @@ class TextCRDT:
         self._rebalance(ch, dci)
         return True
 
-    def _run_of(self, a: int, c: int) -> _Run:
+    def _run_of(self, a: int, c: int) -> Run:
         """The run of a character that must exist (an origin of an integrated run)."""
         r = self.find_run(a, c)
         if r is None:
             raise AssertionError("an origin of an integrated run is unknown")  # pragma: no cover
         return r
 
-    def _pos(self, r: _Run, c: int) -> tuple[int, int, int]:
+    def _pos(self, r: Run, c: int) -> tuple[int, int, int]:
         ch = r.k
         return (self.chunks.index(ch), ch.runs.index(r), c - r.c)
 

@@ -31,7 +31,8 @@ from typing import Any
 import msgpack
 
 from .errors import ValidationError
-from .text import MAX_CHUNK_RUNS, MAX_COUNTER, NONE, TextCRDT, _Chunk, _Run
+from .text import MAX_CHUNK_RUNS, MAX_COUNTER, TextCRDT
+from .textruns import NONE, Chunk, Run
 
 #: Other actors one batch may refer to (origins and deletes). A burst of editing touches the
 #: text of a handful of co-authors; this bounds the table a hostile block can make us build.
@@ -331,15 +332,15 @@ def load_state(data: bytes, actor: bytes | None = None) -> TextCRDT:
     if sum(vis) != len(text):
         raise ValidationError("text state characters do not match its runs")
     S = [text[e - k:e] if k else None for k, e in zip(vis, accumulate(vis), strict=True)]
-    runs = list(map(_Run, A, C, N, LA, LC, RA, RC, S, [None] * len(A)))
+    runs = list(map(Run, A, C, N, LA, LC, RA, RC, S, [None] * len(A)))
     chunks = []
     half = MAX_CHUNK_RUNS // 2
     for i in range(0, len(runs), half):
-        ch = _Chunk(runs[i:i + half], sum(vis[i:i + half]))
+        ch = Chunk(runs[i:i + half], sum(vis[i:i + half]))
         for r in ch.runs:
             r.k = ch
         chunks.append(ch)
-    t.chunks = chunks or [_Chunk([], 0)]
+    t.chunks = chunks or [Chunk([], 0)]
     t.length = len(text)
     t.text_cache = text
     # Counters of each actor must be exactly 0, 1, 2, ... (integrate keeps them gap-free).
