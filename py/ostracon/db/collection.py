@@ -1,6 +1,7 @@
 """Collection: the document API of one collection (reads, queries, indexes, tiers, schema,
-history, writes). Writes go through the engine's write path (docs/STORAGE.md); queries run
-through the planner over the collection's live documents (docs/QUERIES.md)."""
+history; writes come from the `CollectionWrites` mixin in collection_writes.py). Writes go
+through the engine's write path (docs/STORAGE.md); queries run through the planner over the
+collection's live documents (docs/QUERIES.md)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,6 @@ from typing import TYPE_CHECKING, Any
 from ..core import cid as cidlib
 from ..core import clock as hlc
 from ..core.block import (
-    OP_DELETE,
-    OP_INCR,
-    OP_SET,
-    OP_UNSET,
-    check_collection,
     check_doc_id,
     check_write_field,
 )
@@ -26,7 +22,7 @@ from ..core.errors import (
     NotFoundError,
     ValidationError,
 )
-from ..core.query.filters import IndexBuildingError, compile_filter
+from ..core.query.filters import IndexBuildingError
 from ..core.query.index import READY
 from ..core.query.planner import QueryResult
 from ..core.query.planner import execute as plan_execute
@@ -34,18 +30,12 @@ from ..core.query.planner import explain as plan_explain
 from ..core.query.rebuild import COLD, HOT, WARM
 from ..core.query.schema import Schema, SchemaValidationError
 from ..core.query.sdl import parse_sdl
-from ..core.state import DocState, counter_add
+from ..core.state import DocState
+from .collection_writes import CollectionWrites
 from .docops import (
-    MISSING,
     commit_info,
     commit_meta,
     needs_heads,
-    schema_texts,
-    set_ops,
-    split_texts,
-    strip_meta,
-    type_name,
-    with_texts,
 )
 from .locking import locked
 from .text import TextHandle
@@ -59,7 +49,7 @@ if TYPE_CHECKING:
 SCAN_LIMIT = 500
 
 
-class Collection:
+class Collection(CollectionWrites):
     """Documents of one collection. Get it with `db.collection(name)`.
 
     Queries (see docs/QUERIES.md): `find`, `find_page`, `explain`; secondary indexes:
@@ -448,231 +438,3 @@ class Collection:
         self._live(doc_id)
         return TextHandle(self._e, self._e.texts, self.name, doc_id, field)
 
-    # ------------------------------------------------------------ writes
-
-    def _write(self, doc_id: str, ops: list) -> str:
-        return cidlib.format_cid(self._e.write(self.name, doc_id, ops, self._views.schema_raw))
-
-    def _live(self, doc_id: str) -> DocState:
-        state = self._state(check_doc_id(doc_id))
-        if state is None or state.deleted:
-            raise NotFoundError(f"{self.name}/{doc_id} does not exist")
-        return state
-
-    def _check_cas(self, state: DocState, if_version: int | None, if_heads: Any, where: Any) -> None:
-        if if_version is not None:
-            if type(if_version) is not int:
-                raise ValidationError("if_version must be an int")
-            if state.version != if_version:
-                raise ConflictError(f"{self.name}/{state.doc_id} is at version {state.version}, "
-                                    f"not {if_version}")
-        if if_heads is not None:
-            if isinstance(if_heads, str):
-                if_heads = [if_heads]
-            want = {cidlib.parse_cid(h) for h in if_heads}
-            if want != state.heads:
-                raise ConflictError(f"{self.name}/{state.doc_id} heads have changed")
-        if where is not None:
-            if not compile_filter(where).match(self._views.view(state)):
-                raise ConflictError(f"{self.name}/{state.doc_id} does not match the `where` condition")
-
-    def _has_unique(self) -> bool:
-        ci = self._ci
-        return bool(len(ci)) and any(i.unique for i in ci)
-
-    def _check_unique(self, fields: dict, doc_id: str, state: DocState | None = None) -> None:
-        """The full resulting document against every unique index, before anything is
-        written: a new duplicate → ConflictError and nothing changes. A key the write leaves
-        as it is never refuses it (a merge may have made it a duplicate: that is reported by
-        unique_violations(), and must not freeze the document)."""
-        d = dict(fields)
-        d["_id"] = doc_id
-        current = None
-        if state is not None and not state.deleted:
-            current = self._views.view(state, False)
-        self._ci.check_unique(d, doc_id, current)
-
-    def _migration_ops(self, state: DocState) -> list | None:
-        """Ops that rewrite a document written under an older schema version into the current
-        one (the lens result), so a partial write never mixes old and new field shapes.
-        None when the document is current (or there is no schema history)."""
-        v = self._views
-        if not v.lens or v.schema is None:
-            return None
-        sid = self._e.schemas.doc_schema_id(state)
-        if sid is None or sid == v.schema.version_id:
-            return None
-        user = v.user_view(state)
-        raw = state.user_fields()
-        changed = {k: v for k, v in user.items()
-                   if k not in raw or type(raw[k]) is not type(v) or raw[k] != v}
-        ops = set_ops(changed)
-        ops.extend((OP_UNSET, k) for k in raw if k not in user)
-        return ops
-
-    @locked
-    def create(self, doc: dict, id: str | None = None) -> str:
-        """Create a document; returns its id. An id of a live document → ConflictError.
-        A `Text` value makes the field a collaborative text (see `text`).
-
-        Metadata fields in `doc` (as `get` returns them) are ignored, except that `_id` is
-        the id when `id` is not given, and `_id`/`_collection` contradicting the call are
-        refused (ValidationError)."""
-        doc, meta_id = strip_meta(doc, self.name, id)
-        if id is None:
-            id = meta_id
-        doc, texts = split_texts(schema_texts(self._views.schema, doc))
-        ops = set_ops(doc)
-        e = self._e
-        e.check_writable()
-        check_collection(self.name)
-        self._access("write")
-        schema = self._views.schema
-        if schema is not None:
-            schema.validate(doc)
-        if id is None:
-            id = e.new_id()
-        else:
-            check_doc_id(id)
-            state = self._replica.doc(self.name, id)
-            if state is not None and not state.deleted:
-                raise ConflictError(f"{self.name}/{id} already exists")
-        if len(self._ci) and self._has_unique():
-            self._check_unique(doc, id)
-        state = self._replica.doc(self.name, id)
-        is_new = state is None
-        ops = with_texts(e, state, ops, texts)
-        e.write(self.name, id, ops, self._views.schema_raw)
-        if is_new:
-            self._views.note_id(id)
-        return id
-
-    @locked
-    def update(self, doc_id: str, doc: dict, *, if_version: int | None = None,
-               if_heads: Any = None, where: Any = None) -> str:
-        """Replace the user fields (fields not given are removed). Returns the commit CID.
-        Metadata fields in `doc` are ignored, so `update(id, get(id))` works."""
-        doc, _ = strip_meta(doc, self.name, check_doc_id(doc_id))
-        doc, texts = split_texts(schema_texts(self._views.schema, doc))
-        ops = set_ops(doc)
-        self._e.check_writable()
-        self._access("write")
-        state = self._live(doc_id)
-        self._check_cas(state, if_version, if_heads, where)
-        schema = self._views.schema
-        if schema is not None:
-            schema.validate(doc)
-        if len(self._ci) and self._has_unique():
-            self._check_unique(doc, doc_id, state)
-        given = {op[1] for op in ops} | set(texts)
-        ops.extend((OP_UNSET, f) for f in state.user_fields() if f not in given)
-        return self._write(doc_id, with_texts(self._e, state, ops, texts))
-
-    @locked
-    def patch(self, doc_id: str, fields: dict, *, unset: Iterable[str] = (),
-              if_version: int | None = None, if_heads: Any = None, where: Any = None) -> str:
-        """Set the given fields (and remove those in `unset`). Returns the commit CID.
-        Metadata fields in `fields` are ignored. A field name never contains '.': to change
-        a nested value, patch the whole top-level field."""
-        fields, _ = strip_meta(fields, self.name, check_doc_id(doc_id))
-        fields, texts = split_texts(schema_texts(self._views.schema, fields))
-        ops = set_ops(fields)
-        if isinstance(unset, str):
-            raise ValidationError("unset must be a list of field names, not a str")
-        unset = [check_write_field(f) for f in unset]
-        if ({op[1] for op in ops} | set(texts)) & set(unset):
-            raise ValidationError("a field cannot be both set and unset")
-        self._e.check_writable()
-        self._access("write")
-        state = self._live(doc_id)
-        self._check_cas(state, if_version, if_heads, where)
-        sch = self._views.schema
-        if sch is not None:
-            sch.validate(fields, partial=True)
-            for f in unset:
-                fd = sch.get_field(f)
-                if fd is not None and fd.type.required:
-                    where_ = f"{sch.name}.{f}"
-                    raise SchemaValidationError(f"{where_}: required ({fd.type}); it cannot be "
-                                                f"removed", field=where_)
-        if len(self._ci) and self._has_unique():
-            result = self._views.user_view(state)
-            result.update(fields)
-            for f in unset:
-                result.pop(f, None)
-            self._check_unique(result, doc_id, state)
-        unset_ops = [(OP_UNSET, f) for f in sorted(set(unset))]
-        ops = with_texts(self._e, state, ops, texts)
-        mig = self._migration_ops(state)
-        if mig:
-            merged = {op[1]: op for op in mig}
-            merged.update((op[1], op) for op in ops)
-            merged.update((op[1], op) for op in unset_ops)
-            ops = [merged[k] for k in sorted(merged)]
-        else:
-            ops.extend(unset_ops)
-        return self._write(doc_id, ops)
-
-    @locked
-    def upsert(self, doc_id: str, fields: dict) -> str:
-        """Create the document with `fields` when it does not exist (or is deleted), else
-        set the given fields (like `patch`). Returns the commit CID."""
-        check_doc_id(doc_id)
-        self._access("write")
-        state = self._replica.doc(self.name, doc_id)
-        if state is None or state.deleted:
-            self.create(fields, id=doc_id)
-            state = self._replica.doc(self.name, doc_id)
-            assert state is not None
-            return self._e.heads_text(state.heads)[0]
-        return self.patch(doc_id, fields)
-
-    @locked
-    def delete(self, doc_id: str, *, if_version: int | None = None, if_heads: Any = None,
-               where: Any = None) -> str:
-        """Tombstone the document (history is kept). Returns the commit CID."""
-        self._e.check_writable()
-        self._access("write")
-        state = self._live(doc_id)
-        self._check_cas(state, if_version, if_heads, where)
-        return self._write(doc_id, [(OP_DELETE,)])
-
-    @locked
-    def increment(self, doc_id: str, field: str, by: int | float = 1) -> str:
-        """Add `by` to a counter field (concurrent increments all count). The field must be
-        absent (it starts from 0) or hold a number: a string, bool, list, map, bytes or null
-        → ValidationError, and nothing is written."""
-        check_write_field(field)
-        if type(by) not in (int, float) or by != by or by in (float("inf"), float("-inf")):
-            raise ValidationError("increment must be a finite int or float")
-        if type(by) is int and not -(2**63) <= by < 2**63:
-            raise ValidationError("increment must fit in 64 bits")
-        self._e.check_writable()
-        self._access("write")
-        state = self._live(doc_id)
-        schema = self._views.schema
-        if schema is not None:
-            schema.validate_increment(field, by)
-        cur = self._views.user_view(state).get(field, MISSING)
-        if cur is not MISSING and type(cur) not in (int, float):
-            raise ValidationError(f"{self.name}/{doc_id}: cannot increment {field!r}: it holds "
-                                  f"a {type_name(cur)}, not a number")
-        if cur is not MISSING and counter_add(cur, by) is None:
-            raise ValidationError(f"incrementing {field} by {by!r} leaves the counter range (ints in "
-                                  f"[-2**63, 2**63-1], finite floats): refused")
-        ops: list = [(OP_INCR, field, by)]
-        mig = self._migration_ops(state)
-        if mig:
-            # A set and an increment of one field in one block share a stamp, and the
-            # increment would not count (it must be stamped after the base): fold it in.
-            setter = next((op for op in mig if op[1] == field and op[0] == OP_SET), None)
-            if setter is not None and type(setter[2]) in (int, float):
-                mig = [op for op in mig if op is not setter] + [(OP_SET, field, setter[2] + by)]
-                ops = []
-            ops = mig + ops
-        if len(self._ci) and self._has_unique():
-            result = self._views.user_view(state)
-            cur = result.get(field)
-            result[field] = (cur if type(cur) is int or type(cur) is float else 0) + by
-            self._check_unique(result, doc_id, state)
-        return self._write(doc_id, ops)
