@@ -13,15 +13,13 @@ GraphQL API (graphql.py).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
-from ..core import cid as cidlib
 from ..core import snapshot
 from ..core.block import check_collection
 from ..core.clock import DEFAULT_MAX_CLOCK_SKEW_MS
@@ -62,6 +60,7 @@ from .indexing import (
 )
 from .locking import locked
 from .provenance import ProvenanceMixin
+from .replication import ReplicationMixin
 from .schemas import META_SCHEMAS, SCHEMA_COLLECTION, SchemaCatalog, SchemaMethods
 from .sending import SendMixin
 from .sink import SINK_BATCH_OPS, SINK_INTERVAL_MS, SINK_MAX_QUEUED, WriteSink
@@ -69,17 +68,6 @@ from .sink import SINK_BATCH_OPS, SINK_INTERVAL_MS, SINK_MAX_QUEUED, WriteSink
 
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _parse_actor(a: Any) -> bytes:
-    if type(a) is bytes and len(a) == 32:
-        return a
-    if type(a) is str and len(a) == 64:
-        try:
-            return bytes.fromhex(a)
-        except ValueError:
-            pass
-    raise ValidationError(f"actor must be 32 bytes or 64 hex chars: {a!r:.80}")
 
 
 #: Compaction writes a snapshot only if it is smaller than the snapshot and records it
@@ -91,7 +79,7 @@ COMPACT_MARGIN_BYTES = 128
 KEEP_SNAPSHOTS = 1
 
 
-class Database(ProvenanceMixin, SendMixin, SchemaMethods):
+class Database(ProvenanceMixin, SendMixin, SchemaMethods, ReplicationMixin):
     """An open Ostracon database. Use `ostracon.open(...)`.
 
     Every public method may be called from any thread (docs/STORAGE.md, Threads).
@@ -473,84 +461,6 @@ class Database(ProvenanceMixin, SendMixin, SchemaMethods):
     def checkpoint(self) -> dict | None:
         """The pruning checkpoint (None if nothing was ever pruned)."""
         return self._engine.replica.checkpoint
-
-    # ------------------------------------------------------------ replication
-
-    @locked
-    def heads(self) -> list[str]:
-        self._engine.check_open()
-        return [cidlib.format_cid(h) for h in self._engine.replica.heads()]
-
-    @locked
-    def version_vector(self) -> dict[str, int]:
-        self._engine.check_open()
-        return {a.hex(): n for a, n in self._engine.replica.version_vector().items()}
-
-    @locked
-    def state_hash(self) -> str:
-        """sha256 over every document's (collection, id, deleted, fields, heads), sorted."""
-        self._engine.check_open()
-        self._engine.texts.commit_all()
-        return self._state_hash()
-
-    def _state_hash(self) -> str:
-        h = hashlib.sha256()
-        cols = self._engine.replica.collections
-        for name in sorted(cols):
-            docs = cols[name]
-            for doc_id in sorted(docs):
-                h.update(docs[doc_id].digest())
-        return h.hexdigest()
-
-    @locked
-    def blocks_since(self, vector: dict | None = None) -> list[bytes]:
-        """Envelopes (blocks and their seals) that a replica with `vector` lacks."""
-        self._engine.check_open()
-        self._engine.texts.commit_all()
-        vec = {}
-        for a, n in (vector or {}).items():
-            if type(n) is not int or n < 0:
-                raise ValidationError("version vector values must be ints >= 0")
-            vec[_parse_actor(a)] = n
-        return self._engine.replica.envelopes_since(vec)
-
-    @locked
-    def apply_blocks(self, envelopes: Iterable[bytes], *, strict: bool = True) -> int:
-        """Verify and merge envelopes from another replica; returns how many blocks were new.
-
-        strict=True: any malformed envelope → CorruptBlockError and nothing of the batch is
-        applied. Details of the last call are in `last_apply`.
-        """
-        e = self._engine
-        e.check_writable()
-        r = e.replica
-        result = r.apply_envelopes(list(envelopes), strict=strict, wall_ms=e.clock())
-        self.last_apply = result
-        now = e.clock()
-        e.sink.add_merged(r.new_blocks(result.new), result.new_seals, now)
-        e.sink_triggers(now)
-        if any(key[0] == SCHEMA_COLLECTION for key in result.changed_docs):
-            self._adopt_schemas()  # before the documents are checked against them
-        seen = set()
-        for key in result.changed_docs:
-            if key[0] == SCHEMA_COLLECTION:
-                continue
-            if key not in seen:
-                seen.add(key)
-                col = self._collections.get(key[0])
-                if col is None and key[0] in e.schemas.registry.names():
-                    col = self.collection(key[0])  # a schema to check the merge against
-                if col is not None:
-                    col.note_id(key[1])
-                state = r.doc(*key)
-                assert state is not None
-                e.publish(key[0], key[1], state, None if col is None else col.violations_of)
-        return result.new
-
-    def _release_held(self) -> None:
-        """Blocks held back for clock skew whose time has come (background step)."""
-        if self._engine.replica.held_count and not self.storage.read_only:
-            self.apply_blocks([])
 
     # ------------------------------------------------------------ sync
 
