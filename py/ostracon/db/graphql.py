@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NoReturn
+from typing import Any
 
 from graphql import (
     DocumentNode,
@@ -60,11 +60,8 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLArgument,
-    GraphQLBoolean,
-    GraphQLEnumType,
     GraphQLError,
     GraphQLField,
-    GraphQLFloat,
     GraphQLID,
     GraphQLInputField,
     GraphQLInputObjectType,
@@ -81,19 +78,24 @@ from graphql import (
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
-    StringValueNode,
-    ValueNode,
     execute_sync,
     parse,
     validate,
-    value_from_ast_untyped,
 )
 
 from ..core.errors import OstraconError, ValidationError
-from ..core.query.schema import Schema, _is_datetime
+from ..core.query.schema import Schema
 from ..core.query.schema_registry import SchemaRegistry
 from ..core.query.sdl import FieldType, TypeDef
 from .graphql_backend import DatabaseBackend, expand_shorthand, walk_commits
+from .graphql_types import (
+    JSON,
+    OPERATOR_BLOCKS,
+    SCALAR_TYPES,
+    Commit,
+    Ordering,
+    meta_fields,
+)
 
 __all__ = ["GraphQLAPI", "DatabaseBackend", "build_graphql_schema", "MAX_QUERY_CHARS", "MAX_QUERY_DEPTH"]
 
@@ -104,126 +106,6 @@ MAX_MUTATION_INPUTS = 1_000   # documents per create_X call
 
 _NAME_RE = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
 _META_FIELDS = ("_docID", "_version", "_created", "_updated", "_deleted", "_heads")
-
-
-# --- scalars --------------------------------------------------------------------------------
-
-def _json_out(v: Any) -> Any:
-    if isinstance(v, bytes):
-        return v.hex()
-    if isinstance(v, list):
-        return [_json_out(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _json_out(x) for k, x in v.items()}
-    return v
-
-
-def _json_literal(node: ValueNode, variables: dict[str, Any] | None = None) -> Any:
-    return value_from_ast_untyped(node, variables)
-
-
-JSON = GraphQLScalarType(
-    "JSON", description="Any JSON-like value.", serialize=_json_out, parse_value=lambda v: v,
-    parse_literal=_json_literal)
-
-
-def _blob_in(v: Any) -> bytes:
-    if not isinstance(v, str):
-        raise GraphQLError("Blob must be a hex string")
-    try:
-        return bytes.fromhex(v)
-    except ValueError:
-        raise GraphQLError("Blob must be a hex string") from None
-
-
-def _blob_literal(node: ValueNode, variables: dict[str, Any] | None = None) -> bytes:
-    if not isinstance(node, StringValueNode):
-        raise GraphQLError("Blob must be a hex string")
-    return _blob_in(node.value)
-
-
-Blob = GraphQLScalarType(
-    "Blob", description="Bytes, as a hex string on the wire.",
-    serialize=lambda v: v.hex() if isinstance(v, (bytes, bytearray)) else _no(v, "Blob"),
-    parse_value=_blob_in, parse_literal=_blob_literal)
-
-
-def _no(v: Any, name: str) -> NoReturn:
-    raise GraphQLError(f"{name} cannot represent {type(v).__name__}")
-
-
-def _dt_in(v: Any) -> str:
-    if not isinstance(v, str) or not _is_datetime(v):
-        raise GraphQLError("DateTime must be an ISO 8601 string")
-    return v
-
-
-def _dt_literal(node: ValueNode, variables: dict[str, Any] | None = None) -> str:
-    if not isinstance(node, StringValueNode):
-        raise GraphQLError("DateTime must be an ISO 8601 string")
-    return _dt_in(node.value)
-
-
-DateTime = GraphQLScalarType(
-    "DateTime", description="An ISO 8601 date/time string.",
-    serialize=lambda v: v if isinstance(v, str) else _no(v, "DateTime"),
-    parse_value=_dt_in, parse_literal=_dt_literal)
-
-_SCALARS = {"String": GraphQLString, "Int": GraphQLInt, "Float": GraphQLFloat,
-            "Boolean": GraphQLBoolean, "ID": GraphQLID, "DateTime": DateTime, "Blob": Blob,
-            "Bytes": Blob, "JSON": JSON, "Text": GraphQLString}
-
-Ordering = GraphQLEnumType("Ordering", {"ASC": "ASC", "DESC": "DESC"})
-
-
-def _meta_fields() -> dict[str, GraphQLField]:
-    return {
-        "_docID": GraphQLField(GraphQLID, resolve=lambda d, i: d.get("_id")),
-        "_version": GraphQLField(GraphQLInt),
-        "_created": GraphQLField(GraphQLFloat),
-        "_updated": GraphQLField(GraphQLFloat),
-        "_deleted": GraphQLField(GraphQLBoolean),
-        "_heads": GraphQLField(GraphQLList(GraphQLString)),
-    }
-
-
-def _operator_block(name: str, t: GraphQLInputType, *, ordered: bool, like: bool) -> GraphQLInputObjectType:
-    fields = {"_eq": GraphQLInputField(t), "_ne": GraphQLInputField(t),
-              "_in": GraphQLInputField(GraphQLList(t)), "_nin": GraphQLInputField(GraphQLList(t))}
-    if ordered:
-        for op in ("_gt", "_ge", "_lt", "_le"):
-            fields[op] = GraphQLInputField(t)
-    if like:
-        for op in ("_like", "_nlike", "_ilike", "_nilike"):
-            fields[op] = GraphQLInputField(GraphQLString)
-    return GraphQLInputObjectType(name, fields)
-
-
-_OPERATOR_BLOCKS = {
-    "String": _operator_block("StringOperatorBlock", GraphQLString, ordered=True, like=True),
-    "ID": _operator_block("IDOperatorBlock", GraphQLID, ordered=True, like=True),
-    "Text": _operator_block("TextOperatorBlock", GraphQLString, ordered=True, like=True),
-    "Int": _operator_block("IntOperatorBlock", GraphQLInt, ordered=True, like=False),
-    "Float": _operator_block("FloatOperatorBlock", GraphQLFloat, ordered=True, like=False),
-    "Boolean": _operator_block("BooleanOperatorBlock", GraphQLBoolean, ordered=True, like=False),
-    "DateTime": _operator_block("DateTimeOperatorBlock", DateTime, ordered=True, like=True),
-    "Blob": _operator_block("BlobOperatorBlock", Blob, ordered=True, like=False),
-    "JSON": _operator_block("JSONOperatorBlock", JSON, ordered=False, like=False),
-}
-_OPERATOR_BLOCKS["Bytes"] = _OPERATOR_BLOCKS["Blob"]
-
-CommitLink = GraphQLObjectType("CommitLink", {"cid": GraphQLField(GraphQLString)})
-Commit = GraphQLObjectType("Commit", {
-    "cid": GraphQLField(GraphQLString),
-    "height": GraphQLField(GraphQLInt),
-    "links": GraphQLField(GraphQLList(CommitLink)),
-    "actor": GraphQLField(GraphQLString),
-    "signature": GraphQLField(GraphQLString),
-    "collection": GraphQLField(GraphQLString),
-    "docID": GraphQLField(GraphQLID),
-    "schemaVersionId": GraphQLField(GraphQLString),
-    "meta": GraphQLField(JSON),
-})
 
 
 # --- backend --------------------------------------------------------------------------------
@@ -300,7 +182,7 @@ class _Builder:
         if ft.of is not None:
             return GraphQLList(self.out_type(ft.of))
         assert ft.name is not None  # a type that is not a list has a name
-        return _SCALARS.get(ft.name) or self.obj(ft.name)
+        return SCALAR_TYPES.get(ft.name) or self.obj(ft.name)
 
     def obj(self, name: str) -> GraphQLObjectType:
         if name not in self.objects:
@@ -309,7 +191,7 @@ class _Builder:
             def fields() -> dict[str, GraphQLField]:
                 out = {f.name: GraphQLField(self.out_type(f.type)) for f in td.fields}
                 if name in self.schemas:
-                    out.update(_meta_fields())
+                    out.update(meta_fields())
                 return out
             self.objects[name] = GraphQLObjectType(name, fields)
         return self.objects[name]
@@ -319,7 +201,7 @@ class _Builder:
         as one JSON object."""
         if name not in self.objects:
             self.objects[name] = GraphQLObjectType(name, lambda: {
-                **_meta_fields(),
+                **meta_fields(),
                 "_doc": GraphQLField(JSON, resolve=lambda d, i: {
                     k: v for k, v in d.items() if not k.startswith("_")}),
             })
@@ -336,12 +218,12 @@ class _Builder:
                        "_or": GraphQLInputField(GraphQLList(me)),
                        "_not": GraphQLInputField(me)}
                 if name in self.schemas:
-                    out["_docID"] = GraphQLInputField(_OPERATOR_BLOCKS["ID"])
+                    out["_docID"] = GraphQLInputField(OPERATOR_BLOCKS["ID"])
                 for f in td.fields:
                     if f.type.of is not None:
-                        out[f.name] = GraphQLInputField(_OPERATOR_BLOCKS["JSON"])
-                    elif f.type.name in _OPERATOR_BLOCKS:
-                        out[f.name] = GraphQLInputField(_OPERATOR_BLOCKS[f.type.name])
+                        out[f.name] = GraphQLInputField(OPERATOR_BLOCKS["JSON"])
+                    elif f.type.name in OPERATOR_BLOCKS:
+                        out[f.name] = GraphQLInputField(OPERATOR_BLOCKS[f.type.name])
                     else:
                         out[f.name] = GraphQLInputField(self.filter_arg(str(f.type.name)))
                 return out
@@ -359,7 +241,7 @@ class _Builder:
                 for f in td.fields:
                     if f.type.of is not None:
                         continue
-                    if f.type.name in _SCALARS:
+                    if f.type.name in SCALAR_TYPES:
                         out[f.name] = GraphQLInputField(Ordering)
                     else:
                         out[f.name] = GraphQLInputField(self.order_arg(str(f.type.name)))
@@ -371,7 +253,7 @@ class _Builder:
         if ft.of is not None:
             return GraphQLList(self.in_type(ft.of))
         assert ft.name is not None  # a type that is not a list has a name
-        return _SCALARS.get(ft.name) or self.input_arg(ft.name)
+        return SCALAR_TYPES.get(ft.name) or self.input_arg(ft.name)
 
     def input_arg(self, name: str) -> GraphQLInputObjectType:
         # Every field nullable: the same input type serves create (required fields are then
