@@ -1,4 +1,4 @@
-"""Schemas of a database: the registry (SDL, versions, lenses; core/query/schema.py), which
+"""Schemas of a database: the registry (SDL, versions, lenses; core/query/schema_registry.py), which
 version a document was written under, reads brought to the current version, and the
 stored list of versions (storage meta, durable at the next flush).
 
