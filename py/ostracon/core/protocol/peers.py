@@ -39,8 +39,6 @@ def sealed_through(envelopes: list[bytes], actor: bytes, cap: int) -> int:
     return best
 
 
-# --- the session ---------------------------------------------------------------------------------
-
 class PeerState:
     __slots__ = ("peer", "actor", "vector", "last_seen", "digest")
 
