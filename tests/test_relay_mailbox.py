@@ -94,6 +94,34 @@ def test_prune_by_room_bytes_drops_oldest_and_reports_gap(make):
     assert mb.info(R2).frames == 1
 
 
+def test_room_budget_evicts_only_the_flooding_writers_frames(make):
+    mb = make(max_room_bytes=10 * (100 + O), max_total_bytes=100_000)
+    for i in range(3):
+        assert mb.append(R1, b"b%d" % i + b"." * 98, "198.51.100.7") == i + 1
+    for _i in range(20):
+        mb.append(R1, b"a" * 100, "203.0.113.9")
+    info = mb.info(R1)
+    assert (info.frames, info.head, info.pruned_through, info.oldest) == (10, 23, 16, 1)
+    assert [c for c, _ in mb.read(R1, 0)] == [1, 2, 3, *range(17, 24)]
+    assert [f[:2] for _, f in mb.read(R1, 0, limit=3)] == [b"b0", b"b1", b"b2"]
+    assert mb.stats().dropped["room_bytes"] == 13
+    # A reader behind the holes is told about the gap and still gets the survivors.
+    r = info.resume(2)
+    assert (r.gap, r.after) == ("pruned", 2)
+    assert [c for c, _ in mb.read(R1, r.after)] == [3, *range(17, 24)]
+    assert info.resume(16).gap is None
+
+
+def test_room_budget_tie_evicts_the_writer_with_the_oldest_frame(make):
+    mb = make(max_room_bytes=4 * (10 + O), max_total_bytes=100_000)
+    for writer in ("c", "a", "c", "a", "b"):
+        mb.append(R1, b"x" * 10, writer)
+    assert [c for c, _ in mb.read(R1, 0)] == [2, 3, 4, 5]
+    mb.append(R1, b"x" * 10, "a")  # a now holds the most bytes: its oldest (2) goes
+    assert [c for c, _ in mb.read(R1, 0)] == [3, 4, 5, 6]
+    assert mb.info(R1).pruned_through == 2
+
+
 def test_prune_by_total_bytes_drops_globally_oldest(make):
     clock = FakeClock()
     mb = make(max_room_bytes=1500, max_total_bytes=2000 + 5 * O, clock=clock)
@@ -189,6 +217,9 @@ def test_validation(make):
             mb.append(bad_room, b"x")
     with pytest.raises(ValidationError):
         mb.append(R1, b"")
+    for bad_writer in (5, b"w", "w" * 129):
+        with pytest.raises(ValidationError):
+            mb.append(R1, b"x", bad_writer)
     with pytest.raises(ValidationError):
         mb.append(R1, b"x" * (101 - O))
     with pytest.raises(ValidationError):
@@ -249,6 +280,39 @@ def test_sqlite_reopen_keeps_frames_cursors_and_epoch(tmp_path):
         assert mb.info(R1).epoch == epoch
         assert mb.append(R1, b"three") == 3
         assert mb.stats().bytes == 11 + 3 * O
+    finally:
+        mb.close()
+
+
+def test_sqlite_migrates_a_file_without_writer_tags(tmp_path):
+    import sqlite3
+    path = tmp_path / "mb.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+        CREATE TABLE rooms (room TEXT PRIMARY KEY, epoch TEXT NOT NULL, head INTEGER NOT NULL,
+          pruned_through INTEGER NOT NULL, last_ts REAL NOT NULL, last_active REAL NOT NULL);
+        CREATE TABLE frames (room TEXT NOT NULL, cursor INTEGER NOT NULL, ts REAL NOT NULL,
+          size INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (room, cursor));
+        INSERT INTO meta VALUES ('schema', '1');
+    """)
+    db.execute("INSERT INTO rooms VALUES (?, 'e0', 2, 0, 1.0, 1.0)", (R1,))
+    db.executemany("INSERT INTO frames VALUES (?,?,1.0,?,?)",
+                   [(R1, 1, 10 + O, b"x" * 10), (R1, 2, 10 + O, b"y" * 10)])
+    db.commit()
+    db.close()
+    mb = SqliteMailbox(path, max_room_bytes=3 * (10 + O), max_total_bytes=100_000, clock=lambda: 2.0)
+    try:
+        assert mb.read(R1, 0) == [(1, b"x" * 10), (2, b"y" * 10)]
+        # Untagged frames count as one writer: it is the heaviest, so its oldest goes first.
+        mb.append(R1, b"z" * 10, "192.0.2.1")
+        mb.append(R1, b"w" * 10, "192.0.2.1")
+        assert [c for c, _ in mb.read(R1, 0)] == [2, 3, 4]
+    finally:
+        mb.close()
+    mb = SqliteMailbox(path)  # the migrated file opens again as the current version
+    try:
+        assert mb.info(R1).head == 4
     finally:
         mb.close()
 
