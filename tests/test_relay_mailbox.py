@@ -94,6 +94,34 @@ def test_prune_by_room_bytes_drops_oldest_and_reports_gap(make):
     assert mb.info(R2).frames == 1
 
 
+def test_room_budget_evicts_only_the_flooding_writers_frames(make):
+    mb = make(max_room_bytes=10 * (100 + O), max_total_bytes=100_000)
+    for i in range(3):
+        assert mb.append(R1, b"b%d" % i + b"." * 98, "198.51.100.7") == i + 1
+    for _i in range(20):
+        mb.append(R1, b"a" * 100, "203.0.113.9")
+    info = mb.info(R1)
+    assert (info.frames, info.head, info.pruned_through, info.oldest) == (10, 23, 16, 1)
+    assert [c for c, _ in mb.read(R1, 0)] == [1, 2, 3, *range(17, 24)]
+    assert [f[:2] for _, f in mb.read(R1, 0, limit=3)] == [b"b0", b"b1", b"b2"]
+    assert mb.stats().dropped["room_bytes"] == 13
+    # A reader behind the holes is told about the gap and still gets the survivors.
+    r = info.resume(2)
+    assert (r.gap, r.after) == ("pruned", 2)
+    assert [c for c, _ in mb.read(R1, r.after)] == [3, *range(17, 24)]
+    assert info.resume(16).gap is None
+
+
+def test_room_budget_tie_evicts_the_writer_with_the_oldest_frame(make):
+    mb = make(max_room_bytes=4 * (10 + O), max_total_bytes=100_000)
+    for writer in ("c", "a", "c", "a", "b"):
+        mb.append(R1, b"x" * 10, writer)
+    assert [c for c, _ in mb.read(R1, 0)] == [2, 3, 4, 5]
+    mb.append(R1, b"x" * 10, "a")  # a now holds the most bytes: its oldest (2) goes
+    assert [c for c, _ in mb.read(R1, 0)] == [3, 4, 5, 6]
+    assert mb.info(R1).pruned_through == 2
+
+
 def test_prune_by_total_bytes_drops_globally_oldest(make):
     clock = FakeClock()
     mb = make(max_room_bytes=1500, max_total_bytes=2000 + 5 * O, clock=clock)
@@ -189,6 +217,9 @@ def test_validation(make):
             mb.append(bad_room, b"x")
     with pytest.raises(ValidationError):
         mb.append(R1, b"")
+    for bad_writer in (5, b"w", "w" * 129):
+        with pytest.raises(ValidationError):
+            mb.append(R1, b"x", bad_writer)
     with pytest.raises(ValidationError):
         mb.append(R1, b"x" * (101 - O))
     with pytest.raises(ValidationError):
@@ -235,6 +266,36 @@ def test_random_workload_matches_model(make):
         raise
 
 
+def test_random_writers_keep_accounting_and_gaps_honest(make):
+    """Seeded random appends from several writers: holes only at or below pruned_through,
+    exact byte accounting, ``oldest`` is the lowest retained cursor, the newest frame stays."""
+    seed = int(os.environ.get("OSTRACON_TEST_SEED", random.randrange(2**32)))
+    rng = random.Random(seed)
+    clock = FakeClock()
+    mb = make(max_room_bytes=5000, max_total_bytes=8000, max_age_s=50.0, clock=clock)
+    try:
+        for _ in range(300):
+            room = rng.choice([R1, R2])
+            if rng.random() < 0.9:
+                frame = rng.randbytes(rng.randint(1, 900))
+                c = mb.append(room, frame, rng.choice(["w1", "w2", "w3"]))
+                assert mb.read(room, c - 1)[0] == (c, frame)
+            else:
+                clock.t += rng.uniform(0, 30)
+            for r in (R1, R2):
+                info = mb.info(r)
+                cursors = [c for c, _ in mb.read(r, 0, limit=10_000)]
+                assert cursors == sorted(cursors) and all(0 < c <= info.head for c in cursors)
+                missing = set(range(1, info.head + 1)) - set(cursors)
+                assert all(c <= info.pruned_through for c in missing)
+                assert info.oldest == (cursors[0] if cursors else info.head + 1)
+                assert info.bytes == sum(len(f) + O for _, f in mb.read(r, 0, limit=10_000)) <= 5000
+            assert mb.stats().bytes <= 8000
+    except Exception:
+        print(f"seed={seed}")
+        raise
+
+
 def test_sqlite_reopen_keeps_frames_cursors_and_epoch(tmp_path):
     path = tmp_path / "mb.sqlite"
     mb = SqliteMailbox(path)
@@ -249,6 +310,39 @@ def test_sqlite_reopen_keeps_frames_cursors_and_epoch(tmp_path):
         assert mb.info(R1).epoch == epoch
         assert mb.append(R1, b"three") == 3
         assert mb.stats().bytes == 11 + 3 * O
+    finally:
+        mb.close()
+
+
+def test_sqlite_migrates_a_file_without_writer_tags(tmp_path):
+    import sqlite3
+    path = tmp_path / "mb.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+        CREATE TABLE rooms (room TEXT PRIMARY KEY, epoch TEXT NOT NULL, head INTEGER NOT NULL,
+          pruned_through INTEGER NOT NULL, last_ts REAL NOT NULL, last_active REAL NOT NULL);
+        CREATE TABLE frames (room TEXT NOT NULL, cursor INTEGER NOT NULL, ts REAL NOT NULL,
+          size INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (room, cursor));
+        INSERT INTO meta VALUES ('schema', '1');
+    """)
+    db.execute("INSERT INTO rooms VALUES (?, 'e0', 2, 0, 1.0, 1.0)", (R1,))
+    db.executemany("INSERT INTO frames VALUES (?,?,1.0,?,?)",
+                   [(R1, 1, 10 + O, b"x" * 10), (R1, 2, 10 + O, b"y" * 10)])
+    db.commit()
+    db.close()
+    mb = SqliteMailbox(path, max_room_bytes=3 * (10 + O), max_total_bytes=100_000, clock=lambda: 2.0)
+    try:
+        assert mb.read(R1, 0) == [(1, b"x" * 10), (2, b"y" * 10)]
+        # Untagged frames count as one writer: it is the heaviest, so its oldest goes first.
+        mb.append(R1, b"z" * 10, "192.0.2.1")
+        mb.append(R1, b"w" * 10, "192.0.2.1")
+        assert [c for c, _ in mb.read(R1, 0)] == [2, 3, 4]
+    finally:
+        mb.close()
+    mb = SqliteMailbox(path)  # the migrated file opens again as the current version
+    try:
+        assert mb.info(R1).head == 4
     finally:
         mb.close()
 

@@ -217,6 +217,31 @@ def test_pruned_cursor_gets_a_gap_message():
     run(main())
 
 
+def test_a_flooding_writer_evicts_only_its_own_frames_and_readers_get_the_survivors():
+    async def main():
+        mailbox = MemoryMailbox(max_room_bytes=5 * (300 + FRAME_OVERHEAD_BYTES), max_total_bytes=10_000)
+        # Two frames from another address, stored before this client floods the room.
+        mailbox.append(ROOM, b"o" * 300, "198.51.100.7")
+        mailbox.append(ROOM, b"p" * 300, "198.51.100.7")
+        async with Relay(RelayConfig(), mailbox) as relay:
+            a = await Client.join(relay, since=0)
+            await a.caught_up()
+            for i in range(3, 11):
+                await a.publish(bytes([i]) * 300)
+                assert await a.next_data() == P.Ack(i)
+            b = await Client.join(relay, since=0)
+            msgs = await b.caught_up()
+            assert P.Gap("pruned", 0, 1, 10) in msgs
+            assert [m.cursor for m in msgs if isinstance(m, P.Frame)] == [1, 2, 8, 9, 10]
+            c = await Client.join(relay, since=1)  # behind the hole, past the first survivor
+            msgs = await c.caught_up()
+            assert P.Gap("pruned", 1, 1, 10) in msgs
+            assert [m.cursor for m in msgs if isinstance(m, P.Frame)] == [2, 8, 9, 10]
+            for x in (a, b, c):
+                await x.close()
+    run(main())
+
+
 def test_joining_while_frames_flow_loses_and_duplicates_nothing():
     """Replay → live switch under concurrent appends: the joiner sees 1..N exactly once, in order."""
     async def main():
@@ -455,7 +480,7 @@ def test_text_unknown_kind_and_empty_frames_close_with_1003():
 
 def test_mailbox_failure_closes_with_1011():
     class BrokenMailbox(MemoryMailbox):
-        def append(self, room, frame):
+        def append(self, room, frame, writer=""):
             raise MailboxError("disk on fire")
 
     async def main():

@@ -65,7 +65,7 @@ RELAY_SEES = {
     # The cleartext header of every frame (core/protocol/frames.py); the rest is AES-GCM ciphertext.
     "frame_header": {"version", "room", "sender", "counter", "length", "nonce", "commitment"},
     # What the mailbox stores (SQLite tables `frames`, `rooms`, `meta`).
-    "mailbox_frames": {"room", "cursor", "ts", "size", "data"},
+    "mailbox_frames": {"room", "cursor", "ts", "size", "data", "writer"},  # writer: client key
     "mailbox_rooms": {"room", "epoch", "head", "pruned_through", "last_ts", "last_active"},
     "mailbox_meta": {"k", "v"},
     # Which client→relay message kinds exist (core/protocol/relay.py C_*).
@@ -75,7 +75,7 @@ RELAY_SEES = {
     # State the relay keeps per member, per room, and in aggregate.
     # `key` is the client address (IPv6: its /64) the limits are charged to.
     "member_state": {"ws", "room", "key", "queue", "queue_bytes", "controls", "wakeup", "replaying", "closing",
-                     "sent", "queued", "sender", "close_reason"},
+                     "sent", "queued", "gap_through", "sender", "close_reason"},
     "room_state": {"id", "members", "peers_pending", "live_head"},
     "metrics": {"connections_total", "frames_in", "bytes_in", "frames_out", "control_out", "bytes_out",
                 "stored_frames", "http_requests", "throttled_s", "queued_bytes", "queue_high_water_bytes",

@@ -44,7 +44,7 @@ class _Room:
 
 class _Member:
     __slots__ = ("ws", "room", "key", "queue", "queue_bytes", "controls", "wakeup", "replaying", "closing",
-                 "sent", "queued", "sender", "close_reason", "__weakref__")
+                 "sent", "queued", "gap_through", "sender", "close_reason", "__weakref__")
 
     def __init__(self, ws: ServerConnection, room: _Room, key: str, after: int, replaying: bool):
         self.ws = ws
@@ -58,6 +58,9 @@ class _Member:
         self.closing = False
         self.sent = after  # highest stored cursor written to the client (frame or ack)
         self.queued = after  # highest stored cursor queued or sent
+        # Highest pruned cursor the client was told about. Room-budget eviction drops one
+        # writer's frames and may leave older frames of others, so a gap never moves ``sent``.
+        self.gap_through = after
         self.sender: asyncio.Task[None] | None = None
         self.close_reason = ""
 
@@ -283,10 +286,10 @@ class FanOut:
         room_id = m.room.id
         while not m.closing:
             cur = self.mailbox.info(room_id)
-            if m.sent < cur.pruned_through:  # pruned while this member was away or replaying
+            if max(m.sent, m.gap_through) < cur.pruned_through:  # pruned while away or replaying
                 if not await self._send(m, P.encode_gap(P.Gap("pruned", m.sent, cur.oldest, cur.head)), False):
                     return False
-                m.sent = cur.pruned_through
+                m.gap_through = cur.pruned_through
                 continue
             page = self.mailbox.read(room_id, m.sent, cfg.replay_page_frames, cfg.replay_page_bytes)
             if not page:
@@ -311,6 +314,7 @@ class FanOut:
             if not await self._send(m, P.encode_welcome(welcome), False):
                 return
             if resume.gap is not None:
+                m.gap_through = max(m.gap_through, info.pruned_through)
                 gap = P.Gap(resume.gap, since or 0, info.oldest, info.head)
                 if not await self._send(m, P.encode_gap(gap), False):
                     return

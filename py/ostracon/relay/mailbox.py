@@ -7,14 +7,19 @@ The relay stores ciphertext it cannot read. Each room has:
   so a client holding an old cursor learns its cursor means nothing here any more.
 * cursors: 1, 2, 3, ... one per stored frame, contiguous within the room and never reused
   while the record exists.
-* ``pruned_through``: the highest cursor that was dropped. Frames are only ever dropped as a
-  prefix (oldest first), so everything in ``(pruned_through, head]`` is still retained and a
-  client asking for ``since < pruned_through`` is told about the gap.
+* ``pruned_through``: the highest cursor that was dropped. Age and the total budget drop a
+  prefix (oldest first); the room budget drops the oldest frames of the room's heaviest
+  *writer* (below), which may leave holes. A client asking for ``since < pruned_through`` is
+  told about the gap and still gets every retained frame after ``since``.
+* writer: an opaque tag stored with each frame, the relay's view of who published it (the
+  connection's client key). The relay cannot read frames, so this is the only fairness handle.
 
 Limits (each enforced on ``append``, age also by ``prune()``):
 
 * ``max_room_bytes`` (default 64 MiB): one busy room cannot take the whole disk; 64 MiB holds
-  >100 full 512 KiB frames, far more than a device misses in a normal offline period.
+  >100 full 512 KiB frames, far more than a device misses in a normal offline period. Over it,
+  the oldest frames of the writer holding the most bytes in the room go first (ties: the writer
+  whose oldest frame is oldest), so a flooding writer evicts only its own frames.
 * ``max_age_s`` (default 30 days): frames for a device that never returns do not live forever;
   a month covers holidays.
 * ``max_total_bytes`` (default 1 GiB): the whole mailbox stays bounded however many rooms
@@ -29,6 +34,7 @@ is what keeps replay-then-live free of races.
 
 from __future__ import annotations
 
+import bisect
 import secrets
 import time
 from abc import ABC, abstractmethod
@@ -56,6 +62,8 @@ MAX_CACHED_ROOMS = 4096
 #: Default page size of ``read``: big enough to amortize the query, small enough that the
 #: relay checks for shutdown / slow consumers between pages.
 DEFAULT_READ_LIMIT = 64
+#: Longest writer tag: a client key is an IPv4 address or an IPv6 /64 prefix (< 50 chars).
+MAX_WRITER_CHARS = 128
 
 Clock = Callable[[], float]
 
@@ -77,11 +85,14 @@ class RoomInfo:
     pruned_through: int  # highest cursor dropped (0: none)
     frames: int
     bytes: int
+    first: int = 0  # lowest retained cursor (0: not given, taken as pruned_through + 1)
 
     @property
     def oldest(self) -> int:
         """Lowest retained cursor; ``head + 1`` when nothing is retained."""
-        return self.pruned_through + 1 if self.frames else self.head + 1
+        if not self.frames:
+            return self.head + 1
+        return self.first or self.pruned_through + 1
 
     def resume(self, since: int | None, epoch: str | None = None) -> Resume:
         """Decide replay for a client that last saw cursor ``since`` of mailbox ``epoch``.
@@ -95,12 +106,14 @@ class RoomInfo:
             return Resume(self.head, None, False)
         if type(since) is not int or since < 0:
             raise ValidationError("since must be an int >= 0")
+        # Fair eviction may leave holes below pruned_through: replay from the lowest retained
+        # frame, never skip frames that are still stored.
         if since > 0 and epoch is not None and epoch != self.epoch:
-            return Resume(self.pruned_through, "epoch", True)
+            return Resume(self.oldest - 1, "epoch", True)
         if since > self.head:
-            return Resume(self.pruned_through, "ahead", True)
+            return Resume(self.oldest - 1, "ahead", True)
         if since < self.pruned_through:
-            return Resume(self.pruned_through, "pruned", True)
+            return Resume(max(since, self.oldest - 1), "pruned", True)
         return Resume(since, None, True)
 
 
@@ -138,8 +151,10 @@ class Mailbox(ABC):
         self.clock: Clock = clock or time.time
         self._dropped = {"room_bytes": 0, "total_bytes": 0, "age": 0}
 
-    def _check_frame(self, room: str, frame: bytes) -> None:
+    def _check_frame(self, room: str, frame: bytes, writer: str) -> None:
         _check_room(room)
+        if not isinstance(writer, str) or len(writer) > MAX_WRITER_CHARS:
+            raise ValidationError(f"writer must be a str of at most {MAX_WRITER_CHARS} characters")
         if not isinstance(frame, (bytes, bytearray, memoryview)) or len(frame) == 0:
             raise ValidationError("frame must be non-empty bytes")
         if len(frame) + FRAME_OVERHEAD_BYTES > self.max_room_bytes:
@@ -156,8 +171,9 @@ class Mailbox(ABC):
             raise ValidationError("max_bytes must be a positive int")
 
     @abstractmethod
-    def append(self, room: str, frame: bytes) -> int:
-        """Store ``frame``; return its cursor (previous head + 1). Prunes to the limits."""
+    def append(self, room: str, frame: bytes, writer: str = "") -> int:
+        """Store ``frame`` tagged with ``writer``; return its cursor (previous head + 1).
+        Prunes to the limits (room budget: the heaviest writer's oldest frames first)."""
 
     @abstractmethod
     def read(self, room: str, after: int, limit: int = DEFAULT_READ_LIMIT,
@@ -199,14 +215,15 @@ class Mailbox(ABC):
 # --- memory -----------------------------------------------------------------------------
 
 class _MemRoom:
-    __slots__ = ("epoch", "head", "pruned_through", "frames", "bytes", "last_ts", "last_active")
+    __slots__ = ("epoch", "head", "pruned_through", "frames", "bytes", "writers", "last_ts", "last_active")
 
     def __init__(self, epoch: str, now: float):
         self.epoch = epoch
         self.head = 0
         self.pruned_through = 0
-        self.frames: deque[tuple[int, float, int, bytes]] = deque()  # cursor, ts, global seq, data
+        self.frames: deque[tuple[int, float, int, bytes, str]] = deque()  # cursor, ts, seq, data, writer
         self.bytes = 0
+        self.writers: dict[str, int] = {}  # writer -> bytes held in this room
         self.last_ts = now  # frame timestamps are kept non-decreasing per room
         self.last_active = now
 
@@ -227,8 +244,8 @@ class MemoryMailbox(Mailbox):
             r = self._rooms[room] = _MemRoom(_new_epoch(), self.clock())
         return r
 
-    def append(self, room: str, frame: bytes) -> int:
-        self._check_frame(room, frame)
+    def append(self, room: str, frame: bytes, writer: str = "") -> int:
+        self._check_frame(room, frame, writer)
         now = self.clock()
         r = self._room(room, True)
         assert r is not None
@@ -237,23 +254,45 @@ class MemoryMailbox(Mailbox):
         r.last_ts = max(r.last_ts, now)
         r.last_active = now
         self._seq += 1
-        r.frames.append((r.head, r.last_ts, self._seq, frame))
-        r.bytes += len(frame) + FRAME_OVERHEAD_BYTES
-        self._total += len(frame) + FRAME_OVERHEAD_BYTES
+        r.frames.append((r.head, r.last_ts, self._seq, frame, writer))
+        size = len(frame) + FRAME_OVERHEAD_BYTES
+        r.bytes += size
+        r.writers[writer] = r.writers.get(writer, 0) + size
+        self._total += size
         self._drop_expired(r, now)
         while r.bytes > self.max_room_bytes:
-            self._drop_first(r, "room_bytes")
+            self._drop_heaviest(r)
         while self._total > self.max_total_bytes:
             oldest = min((x for x in self._rooms.values() if x.frames), key=lambda x: x.frames[0][1:3])
             self._drop_first(oldest, "total_bytes")
         return r.head
 
     def _drop_first(self, r: _MemRoom, reason: str) -> None:
-        cursor, _ts, _seq, frame = r.frames.popleft()
-        r.pruned_through = cursor
-        r.bytes -= len(frame) + FRAME_OVERHEAD_BYTES
-        self._total -= len(frame) + FRAME_OVERHEAD_BYTES
+        self._forget(r, r.frames.popleft(), reason)
+
+    def _forget(self, r: _MemRoom, entry: tuple[int, float, int, bytes, str], reason: str) -> None:
+        cursor, _ts, _seq, frame, writer = entry
+        size = len(frame) + FRAME_OVERHEAD_BYTES
+        r.pruned_through = max(r.pruned_through, cursor)
+        r.bytes -= size
+        left = r.writers[writer] - size
+        if left:
+            r.writers[writer] = left
+        else:
+            del r.writers[writer]
+        self._total -= size
         self._dropped[reason] += 1
+
+    def _drop_heaviest(self, r: _MemRoom) -> None:
+        """Drop the oldest frame of the writer holding the most bytes; ties go to the writer
+        whose oldest frame is oldest, i.e. the first of the tied writers met in cursor order."""
+        most = max(r.writers.values())
+        for i, entry in enumerate(r.frames):
+            if r.writers[entry[4]] == most:
+                del r.frames[i]
+                self._forget(r, entry, "room_bytes")
+                return
+        raise AssertionError("room byte accounting is inconsistent")  # pragma: no cover
 
     def _drop_expired(self, r: _MemRoom, now: float) -> int:
         n = 0
@@ -269,12 +308,11 @@ class MemoryMailbox(Mailbox):
         r = self._rooms.get(room)
         if r is None or not r.frames or after >= r.head:
             return []
-        first = r.frames[0][0]
-        start = max(0, after + 1 - first)  # cursors are contiguous: index arithmetic
+        start = bisect.bisect_right(r.frames, after, key=lambda e: e[0])  # holes: no index arithmetic
         out: list[tuple[int, bytes]] = []
         size = 0
         for i in range(start, min(len(r.frames), start + limit)):
-            cursor, _ts, _seq, frame = r.frames[i]
+            cursor, _ts, _seq, frame, _writer = r.frames[i]
             if out and max_bytes is not None and size + len(frame) > max_bytes:
                 break
             out.append((cursor, frame))
@@ -286,7 +324,8 @@ class MemoryMailbox(Mailbox):
         r = self._room(room, create)
         if r is None:
             return RoomInfo(room, None, 0, 0, 0, 0)
-        return RoomInfo(room, r.epoch, r.head, r.pruned_through, len(r.frames), r.bytes)
+        first = r.frames[0][0] if r.frames else 0
+        return RoomInfo(room, r.epoch, r.head, r.pruned_through, len(r.frames), r.bytes, first)
 
     def discard_if_empty(self, room: str) -> bool:
         r = self._rooms.get(room)

@@ -50,15 +50,20 @@ DEFAULT_PREFIX = "ostracon:relay:"
 _HDR = struct.Struct(">16sQ")  # origin process id, cursor (0: ephemeral)
 
 _DROP_FIRST = """
-local function drop_first(prefix, room, reason)
+-- A room's meta hash holds, besides its counters, 'w:' .. writer -> bytes that writer holds in
+-- the room; stream entries carry the writer in field 'w' (absent in older entries: '').
+local function field(f, name)
+  for i = 1, #f, 2 do if f[i] == name then return f[i + 1] end end
+  return nil
+end
+local function drop_entry(prefix, room, id, f, reason)
   local mk, sk = prefix .. 'r:' .. room .. ':m', prefix .. 'r:' .. room .. ':s'
-  local e = redis.call('XRANGE', sk, '-', '+', 'COUNT', 1)
-  if #e == 0 then redis.call('ZREM', prefix .. 'oldest', room) return false end
-  local id, f = e[1][1], e[1][2]
-  local n = 0
-  for i = 1, #f, 2 do if f[i] == 'n' then n = tonumber(f[i + 1]) end end
+  local n = tonumber(field(f, 'n') or '0')
+  local wk = 'w:' .. (field(f, 'w') or '')
   redis.call('XDEL', sk, id)
-  redis.call('HSET', mk, 'pruned', string.match(id, '^(%d+)'))
+  local cursor = tonumber(string.match(id, '^(%d+)'))
+  if cursor > tonumber(redis.call('HGET', mk, 'pruned') or '0') then redis.call('HSET', mk, 'pruned', cursor) end
+  if redis.call('HINCRBY', mk, wk, -n) <= 0 then redis.call('HDEL', mk, wk) end
   redis.call('HINCRBY', mk, 'bytes', -n)
   redis.call('HINCRBY', mk, 'frames', -1)
   redis.call('INCRBY', prefix .. 'total', -n)
@@ -72,6 +77,34 @@ local function drop_first(prefix, room, reason)
     for i = 1, #g, 2 do if g[i] == 'q' then redis.call('ZADD', prefix .. 'oldest', g[i + 1], room) end end
   end
   return true
+end
+local function drop_first(prefix, room, reason)
+  local e = redis.call('XRANGE', prefix .. 'r:' .. room .. ':s', '-', '+', 'COUNT', 1)
+  if #e == 0 then redis.call('ZREM', prefix .. 'oldest', room) return false end
+  return drop_entry(prefix, room, e[1][1], e[1][2], reason)
+end
+-- Drop the oldest frame of the writer holding the most bytes in the room; ties go to the
+-- writer whose oldest frame is oldest, i.e. the first tied writer met in cursor order.
+local function drop_heaviest(prefix, room)
+  local mk, sk = prefix .. 'r:' .. room .. ':m', prefix .. 'r:' .. room .. ':s'
+  local h = redis.call('HGETALL', mk)
+  local most, heavy = -1, {}
+  for i = 1, #h, 2 do
+    if string.sub(h[i], 1, 2) == 'w:' then
+      local b = tonumber(h[i + 1])
+      if b > most then most, heavy = b, {} end
+      if b == most then heavy[string.sub(h[i], 3)] = true end
+    end
+  end
+  local start = '-'
+  while true do
+    local page = redis.call('XRANGE', sk, start, '+', 'COUNT', 128)
+    if #page == 0 then return drop_first(prefix, room, 'room_bytes') end
+    for _, e in ipairs(page) do
+      if heavy[field(e[2], 'w') or ''] then return drop_entry(prefix, room, e[1], e[2], 'room_bytes') end
+    end
+    start = '(' .. page[#page][1]
+  end
 end
 local function expire(prefix, room, limit)
   local n = 0
@@ -97,7 +130,7 @@ end
 """
 
 # KEYS: none (single Redis; keys derive from the room). ARGV: prefix, room, frame, now,
-# max_room_bytes, max_total_bytes, max_age_s, overhead, new_epoch.
+# max_room_bytes, max_total_bytes, max_age_s, overhead, new_epoch, writer.
 _APPEND = _DROP_FIRST + """
 local prefix, room, frame, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local max_room, max_total, max_age = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -108,7 +141,8 @@ if now > last_ts then last_ts = now end
 local head = redis.call('HINCRBY', mk, 'head', 1)
 local size = string.len(frame) + tonumber(ARGV[8])
 local seq = redis.call('INCR', prefix .. 'seq')
-redis.call('XADD', sk, head .. '-1', 'd', frame, 't', tostring(last_ts), 'n', size, 'q', seq)
+redis.call('XADD', sk, head .. '-1', 'd', frame, 't', tostring(last_ts), 'n', size, 'q', seq, 'w', ARGV[10])
+redis.call('HINCRBY', mk, 'w:' .. ARGV[10], size)
 redis.call('HSET', mk, 'last_ts', tostring(last_ts), 'last_active', ARGV[4])
 redis.call('ZADD', prefix .. 'active', now, room)
 redis.call('HINCRBY', mk, 'bytes', size)
@@ -116,7 +150,7 @@ if redis.call('HINCRBY', mk, 'frames', 1) == 1 then redis.call('ZADD', prefix ..
 redis.call('INCRBY', prefix .. 'total', size)
 redis.call('INCR', prefix .. 'frames')
 expire(prefix, room, now - max_age)
-while tonumber(redis.call('HGET', mk, 'bytes')) > max_room do drop_first(prefix, room, 'room_bytes') end
+while tonumber(redis.call('HGET', mk, 'bytes')) > max_room do drop_heaviest(prefix, room) end
 while tonumber(redis.call('GET', prefix .. 'total')) > max_total do
   local o = redis.call('ZRANGE', prefix .. 'oldest', 0, 0)
   if #o == 0 then break end
@@ -129,7 +163,10 @@ return head
 _INFO = _DROP_FIRST + """
 local mk = ARGV[1] .. 'r:' .. ARGV[2] .. ':m'
 if ARGV[5] == '1' then create(ARGV[1], ARGV[2], ARGV[3], ARGV[4]) end
-return redis.call('HMGET', mk, 'epoch', 'head', 'pruned', 'frames', 'bytes')
+local r = redis.call('HMGET', mk, 'epoch', 'head', 'pruned', 'frames', 'bytes')
+local e = redis.call('XRANGE', ARGV[1] .. 'r:' .. ARGV[2] .. ':s', '-', '+', 'COUNT', 1)
+r[6] = #e > 0 and string.match(e[1][1], '^(%d+)') or '0'
+return r
 """
 
 # ARGV: prefix, now, max_age_s, keep...
@@ -244,13 +281,13 @@ class RedisMailbox(Mailbox):
         except redis.RedisError as exc:
             raise MailboxError(f"redis call failed: {exc}") from exc
 
-    def append(self, room: str, frame: bytes) -> int:
-        self._check_frame(room, frame)
+    def append(self, room: str, frame: bytes, writer: str = "") -> int:
+        self._check_frame(room, frame, writer)
         if self._closed:
             raise MailboxError("mailbox is closed")
         return int(self._run("append", [], [self.prefix, room, bytes(frame), repr(float(self.clock())),
                                              self.max_room_bytes, self.max_total_bytes, repr(self.max_age_s),
-                                             FRAME_OVERHEAD_BYTES, secrets.token_hex(8)]))
+                                             FRAME_OVERHEAD_BYTES, secrets.token_hex(8), writer]))
 
     def read(self, room: str, after: int, limit: int = DEFAULT_READ_LIMIT,
              max_bytes: int | None = None) -> list[tuple[int, bytes]]:
@@ -270,11 +307,11 @@ class RedisMailbox(Mailbox):
         _check_room(room)
         if self._closed:
             raise MailboxError("mailbox is closed")
-        epoch, head, pruned, frames, size = self._run(
+        epoch, head, pruned, frames, size, first = self._run(
             "info", [], [self.prefix, room, secrets.token_hex(8), repr(float(self.clock())), "1" if create else "0"])
         if epoch is None:
             return RoomInfo(room, None, 0, 0, 0, 0)
-        return RoomInfo(room, epoch.decode(), int(head), int(pruned), int(frames), int(size))
+        return RoomInfo(room, epoch.decode(), int(head), int(pruned), int(frames), int(size), int(first))
 
     def discard_if_empty(self, room: str) -> bool:
         _check_room(room)

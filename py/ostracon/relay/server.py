@@ -516,7 +516,7 @@ class Relay(FanOut):
             payload = msg[1:]
             if kind == P.C_PUBLISH:
                 try:
-                    cursor = self.mailbox.append(room.id, payload)
+                    cursor = self.mailbox.append(room.id, payload, m.key)
                 except OstraconError:
                     log.exception("room %s: mailbox append failed", _room_tag(room.id))
                     self._drop("mailbox_error")

@@ -30,11 +30,16 @@ CREATE TABLE IF NOT EXISTS frames (
   ts REAL NOT NULL,
   size INTEGER NOT NULL,
   data BLOB NOT NULL,
+  writer TEXT NOT NULL DEFAULT '',
   PRIMARY KEY (room, cursor)
 );
 CREATE INDEX IF NOT EXISTS frames_ts ON frames (ts);
 """
-_SCHEMA_VERSION = "1"
+# Version 1 files lack frames.writer: they are migrated in place (their frames get writer '').
+_SCHEMA_VERSION = "2"
+# Created after the migration, since version 1 tables have no writer column. Covering, so the
+# per-writer byte totals of one room are an index range scan.
+_WRITER_INDEX = "CREATE INDEX IF NOT EXISTS frames_writer ON frames (room, writer, cursor, size)"
 
 
 @dataclass
@@ -83,8 +88,12 @@ class SqliteMailbox(Mailbox):
                 row = self._db.execute("SELECT v FROM meta WHERE k='schema'").fetchone()
                 if row is None:
                     self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
+                elif row[0] == "1":
+                    self._db.execute("ALTER TABLE frames ADD COLUMN writer TEXT NOT NULL DEFAULT ''")
+                    self._db.execute("UPDATE meta SET v=? WHERE k='schema'", (_SCHEMA_VERSION,))
                 elif row[0] != _SCHEMA_VERSION:
                     raise MailboxError(f"mailbox {self.path}: unknown schema version {row[0]}")
+                self._db.execute(_WRITER_INDEX)
             self._count_totals()
         except sqlite3.OperationalError as exc:
             self._db.close()
@@ -180,8 +189,8 @@ class SqliteMailbox(Mailbox):
         self._dropped[reason] += n
         return n
 
-    def append(self, room: str, frame: bytes) -> int:
-        self._check_frame(room, frame)
+    def append(self, room: str, frame: bytes, writer: str = "") -> int:
+        self._check_frame(room, frame, writer)
         frame = bytes(frame)
         with self._lock:
             self._check_open()
@@ -193,16 +202,15 @@ class SqliteMailbox(Mailbox):
                     r.last_ts = max(r.last_ts, now)
                     r.last_active = now
                     size = len(frame) + FRAME_OVERHEAD_BYTES
-                    self._db.execute("INSERT INTO frames VALUES (?,?,?,?,?)",
-                                     (room, r.head, r.last_ts, size, frame))
+                    self._db.execute("INSERT INTO frames VALUES (?,?,?,?,?,?)",
+                                     (room, r.head, r.last_ts, size, frame, writer))
                     r.frames += 1
                     r.bytes += size
                     self._total += size
                     self._total_frames += 1
                     pruned = self._expire_room(room, r, now)
-                    if r.bytes > self.max_room_bytes:
-                        pruned += self._drop_prefix(room, r, self._cut_for(room, r.bytes - self.max_room_bytes),
-                                                    "room_bytes")
+                    while r.bytes > self.max_room_bytes:
+                        pruned += self._drop_heaviest(room, r, r.bytes - self.max_room_bytes)
                     if pruned:
                         self._save(room, r)  # pruned_through must survive a restart
                     if self._total > self.max_total_bytes:
@@ -213,14 +221,33 @@ class SqliteMailbox(Mailbox):
                 raise MailboxError(f"mailbox append failed: {exc}") from exc
             return cursor
 
-    def _cut_for(self, room: str, excess: int) -> int:
-        """Smallest cursor c such that dropping the room's frames <= c frees >= excess bytes."""
+    def _drop_heaviest(self, room: str, r: _SqlRoom, excess: int) -> int:
+        """Drop the oldest frames of the writer holding the most bytes in ``room`` (ties: the
+        writer whose oldest frame is oldest) until ``excess`` bytes are freed or it stops being
+        the heaviest; return how many were dropped."""
+        top = self._db.execute(
+            "SELECT writer, SUM(size) AS held FROM frames WHERE room=? GROUP BY writer "
+            "ORDER BY held DESC, MIN(cursor) LIMIT 2", (room,)).fetchall()
+        if not top:
+            raise MailboxError("room byte accounting is inconsistent")  # pragma: no cover
+        writer, held = top[0]
+        runner_up = top[1][1] if len(top) > 1 else 0
+        cut: list[int] = []
         freed = 0
-        for cursor, size in self._db.execute("SELECT cursor, size FROM frames WHERE room=? ORDER BY cursor", (room,)):
+        for cursor, size in self._db.execute(
+                "SELECT cursor, size FROM frames WHERE room=? AND writer=? ORDER BY cursor", (room, writer)):
+            cut.append(cursor)
             freed += size
-            if freed >= excess:
-                return cursor
-        raise MailboxError("room byte accounting is inconsistent")  # pragma: no cover
+            if freed >= excess or held - freed <= runner_up:
+                break
+        self._db.executemany("DELETE FROM frames WHERE room=? AND cursor=?", [(room, c) for c in cut])
+        r.frames -= len(cut)
+        r.bytes -= freed
+        self._total -= freed
+        self._total_frames -= len(cut)
+        r.pruned_through = max(r.pruned_through, cut[-1])
+        self._dropped["room_bytes"] += len(cut)
+        return len(cut)
 
     def _expire_room(self, room: str, r: _SqlRoom, now: float) -> int:
         # Cheap check first (primary-key lookup of the oldest frame) so appends stay O(log n).
@@ -279,12 +306,13 @@ class SqliteMailbox(Mailbox):
                 if r is None and create:
                     with self._tx():
                         r = self._create(room, self.clock())
+                first = self._db.execute("SELECT MIN(cursor) FROM frames WHERE room=?", (room,)).fetchone()[0]
             except sqlite3.Error as exc:
                 self._cache.pop(room, None)
                 raise MailboxError(f"mailbox info failed: {exc}") from exc
             if r is None:
                 return RoomInfo(room, None, 0, 0, 0, 0)
-            return RoomInfo(room, r.epoch, r.head, r.pruned_through, r.frames, r.bytes)
+            return RoomInfo(room, r.epoch, r.head, r.pruned_through, r.frames, r.bytes, first or 0)
 
     def discard_if_empty(self, room: str) -> bool:
         with self._lock:
