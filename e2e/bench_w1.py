@@ -41,9 +41,9 @@ def w1_memory(docs: int = DOCS, fields: int = FIELDS) -> dict:
 
 def w1_host(docs: int = DOCS, fields: int = FIELDS) -> dict:
     """W1 on the database the worker has open (IndexedDB + WebCrypto)."""
-    import ostracon_host
+    from ostracon.runtime.browser.host import HOST
 
-    return w1(ostracon_host.HOST.db, docs, fields)
+    return w1(HOST.db, docs, fields)
 
 
 def w1_json(kind: str = "memory", docs: int = DOCS, fields: int = FIELDS) -> str:

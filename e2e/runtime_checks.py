@@ -42,7 +42,7 @@ def _use_tests_dir(tests_dir: str | None) -> str:
 
 def crypto_factory() -> Callable[[], Any]:
     if _in_pyodide():
-        from ostracon.crypto.webcrypto import WebCrypto
+        from ostracon.runtime.browser.webcrypto import WebCrypto
 
         return WebCrypto
     from ostracon.crypto.native import NativeCrypto
@@ -85,7 +85,7 @@ def storage_contract(tests_dir: str | None = None, prefix: str = "contract") -> 
     passed = []
     for i, check in enumerate(sc.CONTRACT):
         if _in_pyodide():
-            from ostracon.storage.indexeddb import IndexedDBStorage
+            from ostracon.runtime.browser.indexeddb import IndexedDBStorage
 
             name = f"{prefix}-{time.time_ns()}-{i}"
             h = _Harness(True, lambda name=name: IndexedDBStorage.open_sync(name))
@@ -158,7 +158,7 @@ async def transport_contract(relay_url: str, tests_dir: str | None = None) -> li
     from ostracon.core.protocol import relay as P
 
     if _in_pyodide():
-        from ostracon.sync.browser import BrowserWebSocketTransport as make
+        from ostracon.runtime.browser.transport import BrowserWebSocketTransport as make
     else:
         from ostracon.sync.native import WebSocketTransport as make
 
@@ -192,7 +192,7 @@ def host_values() -> dict:
     import js
     from pyodide.ffi import to_js
 
-    import ostracon_host as h
+    from ostracon.runtime.browser import convert as h
 
     cases = {
         "int": 3, "float": 3.5, "neg": -7, "big": 2**70, "minus_big": -(2**64), "edge": 2**53 - 1,

@@ -199,7 +199,7 @@ class App:
             return !!d && JSON.stringify(d[f]) === JSON.stringify(v); }""", arg=[note_id, field, value], timeout=timeout)
 
     def state_hash(self) -> str:
-        return self.page.evaluate("window.__notes.state.db.call('stateHash')")
+        return self.page.evaluate("window.__notes.state.db.stateHash()")
 
     def sync_text(self) -> str:
         return self.page.inner_text("#sync")
@@ -534,8 +534,8 @@ def test_join_by_invite_link(browser, server):
     b.page.context.close()
 
 
-B64_ENVELOPES = "async (v) => (await window.__notes.state.db.call('blocksSince', v)).map((e) => btoa(String.fromCharCode(...e)))"
-APPLY_B64 = """async (list) => window.__notes.state.db.call('applyBlocks',
+B64_ENVELOPES = "async (v) => (await window.__notes.state.db.blocksSince(v)).map((e) => btoa(String.fromCharCode(...e)))"
+APPLY_B64 = """async (list) => window.__notes.state.db.applyBlocks(
     list.map((s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0))))"""
 
 
@@ -553,7 +553,7 @@ def test_history_shows_concurrent_branches_and_merge(browser, server, tmp_path):
     try:
         envs = [base64.b64decode(x) for x in app.page.evaluate(B64_ENVELOPES, {})]
         other.apply_blocks(envs)
-        vec = app.page.evaluate("window.__notes.state.db.call('versionVector')")
+        vec = app.page.evaluate("window.__notes.state.db.versionVector()")
         # concurrent: the browser edits the body, the other device the title and tags
         app.edit("body", "edited in the browser")
         other.collection("notes").patch(note_id, {"title": "Branches (renamed elsewhere)", "tags": ["remote"]})

@@ -1,9 +1,9 @@
 // The JS side of Ostracon's browser adapters: IndexedDB, WebCrypto, WebSocket.
 //
 // This ES module runs inside the Web Worker (or under Node with fake-indexeddb + ws) and is
-// registered into Pyodide as the importable module `ostracon_bridge`
-// (`pyodide.registerJsModule("ostracon_bridge", bridge)`). The Python adapters
-// (ostracon.storage.indexeddb, ostracon.crypto.webcrypto, ostracon.sync.browser) are its only
+// handed to Pyodide by web/loader.js (Python registers it under the module name it owns,
+// `ostracon.runtime.browser.bridge.BRIDGE_MODULE`). The Python adapters
+// (ostracon.runtime.browser: indexeddb, webcrypto, transport) are its only
 // callers. It knows nothing of blocks or CRDTs: it moves opaque bytes.
 //
 // Conventions:
@@ -20,7 +20,7 @@
 // single-threaded code in the middle of an operation. The Python adapters bracket every
 // blocking wait with gateEnter(kind)/gateExit(kind), kind "rpc" (a worker RPC batch) or "task"
 // (an asyncio task: the sync client). The worker waits for gateIdle() before entering Python;
-// ostracon_host.py defers asyncio callbacks while an "rpc" stack is suspended. (A suspended
+// ostracon.runtime.browser.bridge defers asyncio callbacks while an "rpc" stack is suspended. (A suspended
 // task is resumed BY an asyncio callback, so task suspensions cannot defer the loop.)
 let gateDepth = 0;
 let gateRpcDepth = 0;

@@ -1,9 +1,9 @@
 // The Ostracon engine in a dedicated Web Worker (module worker).
 //
-// Boots Pyodide from this worker's own origin (no CDN): the core files, the custom
-// pyodide-lock.json and the two wheels (msgpack, ostracon) written by wasm-build/build.py sit
-// next to this file. Then it loads ostracon_host.py (the Python side of the RPC), opens the
-// database on IndexedDB with WebCrypto, and answers RPC messages from web/ostracon.js.
+// Boots Pyodide from this worker's own origin (no CDN) through loader.js: the core files, the
+// custom pyodide-lock.json and the wheels written by wasm-build/build.py sit next to this
+// file. The Python side of the RPC is ostracon.runtime.browser.host (in the wheel); it opens
+// the database on IndexedDB with WebCrypto and answers RPC messages from web/ostracon.js.
 //
 // Messages in:  {type: "open", id, options} (first), {type: "call", id, method, args}
 // Messages out: {type: "progress", phase, detail, ms}, {type: "reply", id, result | error},
@@ -15,8 +15,8 @@
 // one batch (one JSPI entry for many calls).
 
 import * as bridge from "./bridge.js";
+import { loadRuntime } from "./loader.js";
 
-const BASE = new URL(".", import.meta.url);
 // How often the sink's time trigger is checked when no writes arrive (the engine has no
 // threads: something must call tick()). 1 s keeps the 5 s trigger within 20% of its target.
 const TICK_MS = 1000;
@@ -47,23 +47,7 @@ function errorOf(e) {
 }
 
 async function boot(options) {
-  progress("pyodide", { url: BASE.href });
-  const { loadPyodide } = await import(new URL("pyodide.mjs", BASE).href);
-  pyodide = await loadPyodide({
-    indexURL: BASE.href,
-    lockFileURL: new URL("pyodide-lock.json", BASE).href,
-    packageBaseUrl: BASE.href,
-  });
-  progress("packages", { packages: ["msgpack", "ostracon"] });
-  await pyodide.loadPackage(["ostracon"], { messageCallback: () => {} });
-  pyodide.registerJsModule("ostracon_bridge", bridge);
-  progress("host", null);
-  const src = await (await fetch(new URL("ostracon_host.py", BASE))).text();
-  pyodide.FS.mkdirTree("/home/pyodide/ostracon_web");
-  pyodide.FS.writeFile("/home/pyodide/ostracon_web/ostracon_host.py", src);
-  pyodide.runPython("import sys\nif '/home/pyodide/ostracon_web' not in sys.path: sys.path.insert(0, '/home/pyodide/ostracon_web')");
-  const mod = pyodide.pyimport("ostracon_host");
-  host = mod.HOST;
+  ({ pyodide, host } = await loadRuntime({ progress }));
   host.progress = (phase, detail) => progress(phase, detail);
   host.on_sync = (st) => post({ type: "status", state: st.state, detail: st });
   host.wake = () => setTimeout(() => {

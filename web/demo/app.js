@@ -2,9 +2,10 @@
 //
 // Data flow: every edit goes to the engine (memory first, then flushed to IndexedDB), the
 // engine's change feed drives what the list shows, and the relay status drives the sync bar.
-// One tab owns the engine (leader.js); the others talk to it, so every tab is live.
+// The tabs of this origin share one engine (Ostracon.connect with tabs: "share"), so every
+// tab is live.
 
-import { openShared } from "./leader.js";
+import Ostracon from "../ostracon.js";
 import { dagSvg, describeOps, fingerprint, actorColor, SIGNATURE_WORDS, ROW_H } from "./history.js";
 import { verifyAll } from "./verify.js";
 
@@ -145,8 +146,9 @@ async function openSpace(space) {
   $("boot-phase").textContent = "Looking for another open window of this space…";
   const name = await dbNameFor(space);
   const spaceOpt = space.invite ? { invite: space.invite } : { passphrase: space.passphrase, name: space.name };
-  const db = openShared({
+  const db = Ostracon.connect({
     name,
+    tabs: "share",
     space: spaceOpt,
     relay: relayURL(),
     workerURL: new URL("engine-worker.js", import.meta.url).href,
@@ -160,7 +162,7 @@ async function openSpace(space) {
   db.status.addEventListener("role", (ev) => {
     $("tab-role").textContent = ev.detail.role === "leader" ? "runs the database engine" : "uses the engine of another tab";
   });
-  db.status.addEventListener("sync", (ev) => setSync(ev.detail));
+  db.status.addEventListener("sync", (ev) => setSync({ ...(ev.detail.detail || {}), state: ev.detail.state }));
   db.status.addEventListener("leader", () => {
     // A (new) leader: anything may have happened meanwhile, so reload the list.
     if (window.__notes.ready) reloadAll().catch(reportError);
@@ -183,12 +185,24 @@ async function openSpace(space) {
   const isNew = !known.includes(name);
   if (isNew) localStorage.setItem(KNOWN_KEY, JSON.stringify([...known, name]));
   if (location.hash) history.replaceState(null, "", location.pathname + location.search);
-  db.collection(COLLECTION).subscribe((events) => onEvents(events));
+  // Events arrive one at a time; the ones of one task are handled together.
+  let batch = null;
+  db.collection(COLLECTION).subscribe((ev) => {
+    if (!batch) {
+      batch = [];
+      queueMicrotask(() => {
+        const events = batch;
+        batch = null;
+        onEvents(events).catch(reportError);
+      });
+    }
+    batch.push(ev);
+  });
   await reloadAll();
   show("boot", false);
   show("app");
   show("space-btn");
-  setSync(db.sync);
+  setSync(db.status.syncDetail);
   window.__notes.ready = true;
   $("new-note").focus();
   $("empty").textContent = isNew
@@ -773,7 +787,7 @@ $("space-btn").addEventListener("click", async () => {
 async function inviteLink() {
   const base = `${location.origin}${location.pathname}`;
   try {
-    const inv = await state.db.call("invite", relayURL());
+    const inv = await state.db.invite(relayURL());
     if (typeof inv === "string" && inv) return `${base}#invite=${inv}`;
   } catch (_) {
     // The runtime has no invite call: fall back to the space's own secret (same effect).
@@ -839,7 +853,7 @@ $("verify-btn").addEventListener("click", async () => {
   out.textContent = "Saving pending changes, then reading every block…";
   try {
     await state.db.flush();
-    const envelopes = await state.db.call("blocksSince", {});
+    const envelopes = await state.db.blocksSince({});
     const r = await verifyAll(envelopes, (done, total) => {
       bar.max = total || 1;
       bar.value = done;
@@ -935,7 +949,6 @@ $("join-invite").addEventListener("submit", (ev) => {
 
 window.addEventListener("pagehide", () => {
   flushSave();
-  if (state.db) state.db.leaving();
 });
 
 document.addEventListener("visibilitychange", () => {

@@ -1,38 +1,31 @@
 """The Python side of the Web Worker: one open database, driven by RPC from web/worker.js.
 
-Loaded by the worker (and by the Node runner) as the module `ostracon_host`. Every entry is
-called through `PyProxy.callPromising`, so the storage and crypto adapters can block on
-IndexedDB/WebCrypto promises with `run_sync` (JSPI).
+web/loader.js imports this module from the wheel (`ostracon.runtime.browser.host`) and hands
+`HOST` to the worker. Every entry is called through `PyProxy.callPromising`, so the storage
+and crypto adapters can block on IndexedDB/WebCrypto promises with `run_sync` (JSPI).
 
 Protocol (see docs/BROWSER.md): `Host.run(requests)` takes a batch of `[id, method, args]`
 (already converted to Python by `pyodide.toPy`) and returns one response per request:
 `{"id", "result"}` or `{"id", "error": {"name", "message", "names"}}`, converted back to
-plain JS values. Batching lets the worker run every RPC that queued up while Python was busy
-in a single entry (one JSPI switch instead of one per call).
+plain JS values (rules in `convert`). Batching lets the worker run every RPC that queued up
+while Python was busy in a single entry (one JSPI switch instead of one per call).
 
-Value conversion (both directions, documented in docs/BROWSER.md):
-
-    JS                          Python
-    null / undefined            None   (Python None → null)
-    boolean                     bool
-    number, safe integer        int    (so 1.0 in JS is the int 1: JS cannot tell them apart)
-    number, otherwise           float  (1.5, 1e300, 2**60 as a Number, NaN → refused on write)
-    BigInt                      int    (Python ints outside ±(2**53-1) come back as BigInt)
-    string                      str
-    Uint8Array / ArrayBuffer    bytes  (bytes come back as Uint8Array)
-    Array                       list
-    plain object                dict with str keys
-    anything else (Date, Map…)  ValidationError
+The adapters are injected (`open_storage`, `make_crypto`, `transport_factory`, `ffi`), so the
+RPC dispatch runs natively in tests with file storage and the native crypto backend.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import ostracon
-from ostracon.core.errors import OstraconError, ValidationError, WrongKeyError
+from ostracon.core.errors import ClosedError, ValidationError, WrongKeyError
+
+from . import bridge
+from .convert import NativeFfi, default_ffi, error_info, from_js, to_js_value
 
 # Meta keys this host keeps in the database's own storage.
 META_IDENTITY = "browser/identity"   # the device's Ed25519 seed (the browser's identity.key)
@@ -41,155 +34,6 @@ META_SPACE = "browser/space-check"   # sha256 of the space's room id: detects a 
 # RPC batch, so this only fills when one batch (e.g. a sync apply) changes many documents;
 # past it the subscriber gets one "overflow" event and must rescan (never a silent drop).
 SUBSCRIPTION_BUFFER = 1000
-# Largest nesting the converters walk; deeper values are refused rather than overflowing
-# Python's recursion limit (which is lower in the browser).
-MAX_DEPTH = 100
-# Number.MAX_SAFE_INTEGER: the largest int a JS number holds exactly.
-MAX_SAFE_INTEGER = 2**53 - 1
-
-
-# ---- value conversion ----------------------------------------------------------------------
-
-def _py_types() -> tuple:
-    from pyodide.ffi import JsBigInt, JsNull, JsProxy  # type: ignore[attr-defined]
-
-    return JsBigInt, JsNull, JsProxy
-
-
-def from_js(v: Any, depth: int = 0) -> Any:
-    """Finish `pyodide.toPy(value, {depth: -1})`: jsnull → None, BigInt → int, buffers → bytes."""
-    if depth > MAX_DEPTH:
-        raise ValidationError(f"value nested deeper than {MAX_DEPTH} levels")
-    t = type(v)
-    if t is str or t is bool or t is float or t is int or v is None:
-        return v
-    if t is dict:
-        out = {}
-        for k, x in v.items():
-            if type(k) is not str:
-                raise ValidationError(f"object keys must be strings, not {type(k).__name__}")
-            out[k] = from_js(x, depth + 1)
-        return out
-    if t is list:
-        return [from_js(x, depth + 1) for x in v]
-    if t is memoryview or t is bytearray:
-        return bytes(v)
-    JsBigInt, JsNull, JsProxy = _py_types()
-    if isinstance(v, JsNull):
-        return None
-    if isinstance(v, JsBigInt):
-        return int(v)
-    if isinstance(v, int):  # bool/int subclasses
-        return int(v)
-    if isinstance(v, JsProxy):
-        tname = getattr(v, "constructor", None)
-        tname = getattr(tname, "name", None) or type(v).__name__
-        raise ValidationError(f"cannot store a JS {tname}: use null, booleans, numbers, BigInt, strings, "
-                              "Uint8Array, arrays and plain objects")
-    raise ValidationError(f"cannot store a {t.__name__}")
-
-
-def _prep(v: Any, depth: int = 0) -> Any:
-    from pyodide.ffi import jsnull  # type: ignore[attr-defined]
-
-    if depth > MAX_DEPTH:
-        raise ValidationError(f"value nested deeper than {MAX_DEPTH} levels")
-    t = type(v)
-    if v is None:
-        return jsnull
-    if t is int:
-        # Pyodide turns some safe integers into BigInt; the rule here is exact: within
-        # ±(2**53-1) a JS number (the float is exact there), beyond a BigInt.
-        return float(v) if -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER else v
-    if t is dict:
-        return {str(k): _prep(x, depth + 1) for k, x in v.items()}
-    if t is list or t is tuple:
-        return [_prep(x, depth + 1) for x in v]
-    return v
-
-
-def to_js_value(v: Any) -> Any:
-    """Python value → plain JS value (objects, arrays, null, BigInt, Uint8Array)."""
-    import js
-    from pyodide.ffi import to_js
-
-    return to_js(_prep(v), dict_converter=js.Object.fromEntries, create_pyproxies=False)
-
-
-def error_info(e: BaseException) -> dict:
-    names = [c.__name__ for c in type(e).__mro__ if c not in (object, BaseException)]
-    info = {"name": type(e).__name__, "message": str(e), "names": names}
-    if not isinstance(e, OstraconError):
-        import traceback
-
-        info["traceback"] = "".join(traceback.format_exception(e))
-    return info
-
-
-# ---- the asyncio gate ----------------------------------------------------------------------
-
-#: How long a deferred asyncio callback waits before checking the gate again. Blocking waits
-#: (an IndexedDB commit, a WebCrypto call) take ~0.3-5 ms.
-GATE_RETRY_S = 0.001
-_gate_installed = False
-
-
-def install_asyncio_gate() -> None:
-    """Defer the sync client's task steps while an RPC batch is suspended in a blocking wait.
-
-    Pyodide's WebLoop schedules every callback (task steps, future callbacks, timers) through
-    `call_later`. The sync client is an asyncio task; under JSPI an RPC batch that blocks on
-    IndexedDB suspends and lets the JS event loop run, which would start a task step inside the
-    engine's unfinished operation. Wrapping `call_later` makes such a callback re-check a
-    millisecond later instead (and drop itself if its handle was cancelled meanwhile).
-    Suspensions inside asyncio tasks cannot be covered this way (they are resumed by a loop
-    callback); the worker still never starts an RPC batch while one is pending.
-    """
-    global _gate_installed
-    if _gate_installed:
-        return
-    import asyncio
-    import importlib
-
-    bridge = importlib.import_module("ostracon_bridge")
-    loop = asyncio.get_event_loop()
-    orig = loop.call_later
-
-    def call_later(delay: float, callback: Any, *args: Any, context: Any = None) -> Any:
-        holder: list = []
-
-        owner = getattr(callback, "__self__", None)
-        if not (isinstance(owner, asyncio.Task) and _is_sync_task(owner)):
-            # Everything else runs as scheduled: Pyodide's run_sync may itself need loop
-            # callbacks to resume a suspended stack, so they must never be held back.
-            return orig(delay, callback, *args, context=context)
-
-        def guarded(*a: Any) -> None:
-            if holder and holder[0].cancelled():
-                return
-            if bridge.gateRpcBusy():
-                orig(GATE_RETRY_S, guarded, *a, context=context)
-                return
-            callback(*a)
-
-        h = orig(delay, guarded, *args, context=context)
-        holder.append(h)
-        return h
-
-    loop.call_later = call_later  # instance attribute: call_soon/call_at go through it too
-    _gate_installed = True
-
-
-def _is_sync_task(task: Any) -> bool:
-    """A step or wake-up of the sync client's tasks (its reader loop and its ticker)."""
-    coro = task.get_coro()
-    return getattr(coro, "__qualname__", "").startswith("SyncClient.")
-
-
-def _blocking(awaitable: Any) -> Any:
-    from ostracon.storage.indexeddb import run_blocking
-
-    return run_blocking(awaitable)
 
 
 def _status_dict(st: Any) -> dict:
@@ -200,8 +44,6 @@ def _status_dict(st: Any) -> dict:
         "error": None if err is None else {"name": type(err).__name__, "message": str(err)},
     }
 
-
-# ---- the host ------------------------------------------------------------------------------
 
 def _opts(v: Any) -> dict:
     if v is None:
@@ -215,8 +57,40 @@ def _cas(o: dict) -> dict:
     return {"if_version": o.get("ifVersion"), "if_heads": o.get("ifHeads"), "where": o.get("where")}
 
 
+def _indexeddb_open(name: str) -> Any:
+    from .indexeddb import IndexedDBStorage
+
+    return IndexedDBStorage.open_sync(name)
+
+
+def _webcrypto() -> Any:
+    from .webcrypto import WebCrypto
+
+    return WebCrypto()
+
+
+def _browser_transport() -> Any:
+    from .transport import BrowserWebSocketTransport
+
+    return BrowserWebSocketTransport()
+
+
 class Host:
-    def __init__(self) -> None:
+    """One database per worker, reached through `run` (the RPC entry).
+
+    `open_storage(name)` → Storage (default: IndexedDB), `make_crypto()` → CryptoBackend
+    (default: WebCrypto), `transport_factory()` → sync Transport (default: the browser
+    WebSocket), `ffi` → the JS side of value conversion (default: Pyodide's).
+    """
+
+    def __init__(self, *, open_storage: Callable[[str], Any] = _indexeddb_open,
+                 make_crypto: Callable[[], Any] = _webcrypto,
+                 transport_factory: Callable[[], Any] = _browser_transport,
+                 ffi: NativeFfi | None = None) -> None:
+        self.open_storage = open_storage
+        self.make_crypto = make_crypto
+        self.transport_factory = transport_factory
+        self._ffi = ffi
         self.db: Any = None
         self.storage: Any = None
         self.space: Any = None
@@ -233,15 +107,19 @@ class Host:
 
     # -- lifecycle --
 
+    @property
+    def ffi(self) -> NativeFfi:
+        if self._ffi is None:
+            self._ffi = default_ffi()
+        return self._ffi
+
     def _progress(self, phase: str, detail: Any = None) -> None:
         if self.progress is not None:
-            self.progress(phase, to_js_value(detail))
+            self.progress(phase, to_js_value(detail, self.ffi))
 
     def open(self, options: Any) -> dict:
         from ostracon.crypto.identity import Identity
         from ostracon.crypto.space import Space
-        from ostracon.crypto.webcrypto import WebCrypto
-        from ostracon.storage.indexeddb import IndexedDBStorage
 
         o = _opts(options)
         if self.db is not None:
@@ -249,14 +127,14 @@ class Host:
         name = o.get("name")
         if type(name) is not str or not name:
             raise ValidationError("Ostracon.open needs a non-empty `name`")
-        crypto = WebCrypto()
+        crypto = self.make_crypto()
         space = None
         spec = o.get("space")
         if spec is not None:
             self._progress("space", {"kdf": "invite" if "invite" in _opts(spec) else "pbkdf2"})
             space = self._space(spec, crypto, Space)
         self._progress("storage", {"name": name})
-        storage = IndexedDBStorage.open_sync(name)
+        storage = self.open_storage(name)
         try:
             if space is not None:
                 check = hashlib.sha256(b"ostracon/browser/space-check\x00" + space.room_id_bytes).digest()
@@ -298,19 +176,19 @@ class Host:
     def _start_sync(self, relay: Any, opts: Any) -> None:
         import asyncio
 
-        from ostracon.sync.browser import BrowserWebSocketTransport
         from ostracon.sync.client import SyncClient
 
         if type(relay) is not str:
             raise ValidationError("relay must be a ws:// or wss:// URL")
         if self.space is None:
             raise ValidationError("syncing through a relay needs a space ({passphrase, name} or {invite})")
-        install_asyncio_gate()
+        if sys.platform == "emscripten":
+            bridge.install_asyncio_gate()
         kw = {k: opts[k] for k in ("backoff_initial_s", "backoff_max_s", "tick_interval_s", "settle_s")
               if isinstance(opts.get(k), (int, float))}
         if isinstance(opts.get("room_id"), str):  # join a room explicitly (a link)
             kw["room_id"] = opts["room_id"]
-        client = SyncClient(self.db, relay, self.space, transport_factory=BrowserWebSocketTransport,
+        client = SyncClient(self.db, relay, self.space, transport_factory=self.transport_factory,
                             on_status=self._sync_status, **kw)
         self.sync, self.relay = client, relay
         # start() needs a running loop: WebLoop installs itself as running inside callbacks.
@@ -318,7 +196,7 @@ class Host:
 
     def _sync_status(self, st: Any) -> None:
         if self.on_sync is not None:
-            self.on_sync(to_js_value(_status_dict(st)))
+            self.on_sync(to_js_value(_status_dict(st), self.ffi))
         self._on_change(None)
 
     @staticmethod
@@ -352,13 +230,13 @@ class Host:
 
     def _db(self) -> Any:
         if self.db is None:
-            raise ostracon.ClosedError("no database is open in this worker")
+            raise ClosedError("no database is open in this worker")
         return self.db
 
     def close(self) -> None:
         client, self.sync = self.sync, None
         if client is not None:
-            _blocking(client.stop())  # persists the mailbox cursor and flushes
+            bridge.run_blocking(client.stop())  # persists the mailbox cursor and flushes
         db, self.db = self.db, None
         for sub in self.subs.values():
             sub.close()
@@ -380,7 +258,7 @@ class Host:
                 fn = getattr(self, "rpc_" + str(method), None)
                 if fn is None:
                     raise ValidationError(f"unknown method {method!r}")
-                result = fn(*from_js(args if args is not None else []))
+                result = fn(*from_js(args if args is not None else [], self.ffi))
                 out.append({"id": rid, "result": result})
             except BaseException as e:  # every failure goes back to the caller, typed
                 if isinstance(e, (KeyboardInterrupt, SystemExit)):
@@ -390,7 +268,7 @@ class Host:
         events = self.drain_events()
         if self.sync is not None:
             self.sync.notify_local_change()  # push new writes without waiting for a tick
-        return to_js_value({"responses": out, "events": events})
+        return to_js_value({"responses": out, "events": events}, self.ffi)
 
     def drain_events(self) -> list:
         out = []
@@ -474,19 +352,22 @@ class Host:
     def _col(self, name: Any) -> Any:
         return self._db().collection(name)
 
-    def rpc_create(self, col: str, doc: Any, id: Any = None) -> str:
-        return self._col(col).create(doc, id=id)
-
-    def rpc_createMany(self, col: str, docs: Any) -> list:
-        # Not atomic: like calling create for each (the engine has no multi-doc transaction);
-        # stops at the first error, which carries how many were created.
+    def rpc_create(self, col: str, doc: Any, id: Any = None, opts: Any = None) -> str:
+        """`{resume: true}`: an existing document with this id counts as created (a call
+        re-sent after a tab handover, see web/tabs.js)."""
         c = self._col(col)
+        if id is not None and _opts(opts).get("resume") is True and c.get(id) is not None:
+            return id
+        return c.create(doc, id=id)
+
+    def rpc_createMany(self, col: str, docs: Any, ids: Any = None, opts: Any = None) -> list:
+        """Not atomic: like calling create for each (the engine has no multi-document
+        transaction); stops at the first error. `ids` (optional) names each document."""
         if type(docs) is not list:
             raise ValidationError("createMany needs an array of documents")
-        ids = []
-        for d in docs:
-            ids.append(c.create(d))
-        return ids
+        if ids is not None and (type(ids) is not list or len(ids) != len(docs)):
+            raise ValidationError("createMany: ids must be an array as long as docs")
+        return [self.rpc_create(col, d, None if ids is None else ids[i], opts) for i, d in enumerate(docs)]
 
     def rpc_get(self, col: str, id: str, at: Any = None) -> Any:
         return self._col(col).get(id, at=at)

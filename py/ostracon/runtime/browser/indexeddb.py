@@ -45,14 +45,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..core.errors import (
+from ...core.errors import (
     ClosedError,
     DiskFullError,
     LockedError,
     StorageError,
     StorageUnavailableError,
 )
-from .base import OpenReport, Storage, check_meta
+from ...storage.base import OpenReport, Storage, check_meta
+from . import bridge as _bridge
 
 # Prefix of IndexedDB database names, so an app's own databases never collide with ours.
 DB_NAME_PREFIX = "ostracon:"
@@ -62,21 +63,11 @@ SYS_LAST_POSITION = "s/last_position"
 SYS_FORMAT = "s/format"
 # Version of this adapter's layout inside the object stores.
 FORMAT_VERSION = b"1"
-# The name under which the worker/runner registers web/bridge.js.
-BRIDGE_MODULE = "ostracon_bridge"
 
 
 def bridge() -> Any:
-    """The JS bridge module, imported lazily (this file must import fine natively)."""
-    try:
-        import importlib
-
-        return importlib.import_module(BRIDGE_MODULE)
-    except ImportError as e:  # not under Pyodide, or the bridge was not registered
-        raise StorageUnavailableError(
-            f"IndexedDB storage needs the JS bridge module {BRIDGE_MODULE!r} "
-            "(registered by web/worker.js under Pyodide)"
-        ) from e
+    """The JS bridge module (this file must import fine natively)."""
+    return _bridge.load(StorageUnavailableError)
 
 
 def js_error_to_storage(e: BaseException, what: str) -> StorageError:
@@ -101,31 +92,17 @@ def _to_bytes(v: Any) -> bytes:
 
 
 def run_blocking(awaitable: Any) -> Any:
-    """`run_sync` inside the bridge's suspension gate: while this Python stack is suspended,
-    the worker and the asyncio loop do not enter Python (see web/bridge.js)."""
-    from pyodide.ffi import run_sync
-
-    b = bridge()
-    kind = gate_kind()
-    b.gateEnter(kind)
-    try:
-        return run_sync(awaitable)
-    finally:
-        b.gateExit(kind)
-
-
-def gate_kind() -> str:
-    """"task" inside an asyncio task (the sync client), else "rpc" (see web/bridge.js)."""
-    import asyncio
-
-    try:
-        return "task" if asyncio.current_task() is not None else "rpc"
-    except RuntimeError:  # no running loop: entered from the worker's RPC path
-        return "rpc"
+    """Wait on a bridge promise inside the suspension gate (see `bridge.run_blocking`)."""
+    return _bridge.run_blocking(awaitable, StorageUnavailableError)
 
 
 def _run_sync(awaitable: Any, what: str) -> Any:
-    from pyodide.ffi import can_run_sync
+    try:
+        from pyodide.ffi import can_run_sync
+    except ImportError:
+        if hasattr(awaitable, "close"):
+            awaitable.close()
+        raise StorageUnavailableError(f"{what}: IndexedDB storage runs only under Pyodide") from None
 
     if not can_run_sync():
         raise StorageError(
@@ -248,8 +225,8 @@ class IndexedDBStorage(Storage):
 
     def _batch(self, snapshot: tuple[bytes, int] | None = None, drop_upto: int | None = None,
                drop_snapshots_below: int | None = None) -> Any:
-        from pyodide.ffi import to_js
         import js
+        from pyodide.ffi import to_js
 
         meta = dict(self._pending_meta)
         if self._last != self._durable_last:
