@@ -99,12 +99,20 @@ export class WorkerEngine {
       this._failAll(err);
     };
     const { onProgress, workerURL, tabs, ...rest } = this.options;
+    let info;
     try {
-      return await this._send({ type: "open", options: rest });
+      info = await this._send({ type: "open", options: rest });
     } catch (e) {
       this.terminate();
       throw e;
     }
+    // The page's online/offline events too (a worker may not get them in every browser).
+    if (typeof window !== "undefined") {
+      this._onNetwork = () => { if (this.worker) this.call("network", [navigator.onLine]).catch(() => {}); };
+      window.addEventListener("online", this._onNetwork);
+      window.addEventListener("offline", this._onNetwork);
+    }
+    return info;
   }
 
   _onMessage(m) {
@@ -177,6 +185,11 @@ export class WorkerEngine {
   }
 
   terminate() {
+    if (this._onNetwork) {
+      window.removeEventListener("online", this._onNetwork);
+      window.removeEventListener("offline", this._onNetwork);
+      this._onNetwork = null;
+    }
     if (this.worker) this.worker.terminate();
     this.worker = null;
     this.subs.clear();
@@ -323,7 +336,11 @@ export function connect(options = {}) {
     throw new OstraconError({ name: "ValidationError", message: "Ostracon.open needs {name}", names: ["ValidationError", "OstraconError"] });
   }
   const status = new Status();
-  const share = options.tabs === "share" && tabsAvailable();
+  const mode = options.tabs ?? "share";
+  if (mode !== "share" && mode !== "exclusive") {
+    throw new OstraconError({ name: "ValidationError", message: 'tabs must be "share" or "exclusive"', names: ["ValidationError", "OstraconError"] });
+  }
+  const share = mode === "share" && tabsAvailable();
   const engine = share
     ? new TabEngine(options, status, (o) => new WorkerEngine(o, status))
     : new WorkerEngine(options, status);
@@ -344,8 +361,8 @@ export function connect(options = {}) {
 
 // Open (or create) a database.
 //   name        IndexedDB database name
-//   tabs        "exclusive" (default: a second tab opening `name` gets LockedError) or "share"
-//               (the tabs of this origin that open `name` share one engine: tabs.js)
+//   tabs        "share" (default: the tabs of this origin that open `name` share one engine,
+//               tabs.js) or "exclusive" (a second tab opening `name` gets LockedError)
 //   space       {passphrase, name[, iterations]} | {invite} | {key, name}  (optional)
 //   relay       ws:// URL of the relay: sync starts at open (needs `space`); progress in
 //               db.status "sync" events ({state: connecting|online|offline|stopped, detail})

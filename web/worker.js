@@ -152,6 +152,7 @@ self.onmessage = async (ev) => {
       return;
     }
     queue.push({ id: msg.id, method: "open", args: [openOptions(msg.options)] });
+    if (self.navigator && self.navigator.onLine === false) network(false);
     await drain();
     if (!tickTimer) tickTimer = setInterval(() => {
       if (!queue.length && !draining) {
@@ -174,6 +175,16 @@ self.onmessage = async (ev) => {
     drain();
   }
 };
+
+// The device's network as the browser sees it: offline drops the relay connection at once
+// (no waiting for a heartbeat to fail) and online reconnects without waiting for the backoff.
+function network(online) {
+  if (!host) return;
+  queue.push({ id: -1, method: "network", args: [online] });
+  drain();
+}
+self.addEventListener("online", () => network(true));
+self.addEventListener("offline", () => network(false));
 
 // Options the Python side understands (the rest are JS-side: onProgress, workerURL...).
 function openOptions(o) {

@@ -2,7 +2,7 @@
 //
 // Data flow: every edit goes to the engine (memory first, then flushed to IndexedDB), the
 // engine's change feed drives what the list shows, and the relay status drives the sync bar.
-// The tabs of this origin share one engine (Ostracon.connect with tabs: "share"), so every
+// The tabs of this origin share one engine (the runtime's default, tabs: "share"), so every
 // tab is live.
 
 import Ostracon from "../ostracon.js";
@@ -148,7 +148,6 @@ async function openSpace(space) {
   const spaceOpt = space.invite ? { invite: space.invite } : { passphrase: space.passphrase, name: space.name };
   const db = Ostracon.connect({
     name,
-    tabs: "share",
     space: spaceOpt,
     relay: relayURL(),
     workerURL: new URL("engine-worker.js", import.meta.url).href,

@@ -684,11 +684,18 @@ class Relay:
                 self._kick(m, P.CLOSE_POLICY, "rate limit exceeded")
                 continue
             kind = msg[0] if n else -1
-            if n < 2 or kind not in (P.C_PUBLISH, P.C_EPHEMERAL):
+            if n < 2 or kind not in (P.C_PUBLISH, P.C_EPHEMERAL, P.C_PING):
                 self._drop("bad_message")
                 self._kick(m, P.CLOSE_UNSUPPORTED, "unknown message kind or empty frame")
                 continue
             payload = msg[1:]
+            if kind == P.C_PING:
+                if n - 1 > P.MAX_PING_TOKEN:
+                    self._drop("bad_message")
+                    self._kick(m, P.CLOSE_UNSUPPORTED, "ping token too long")
+                    continue
+                self._enqueue(m, P.encode_pong(payload), False)
+                continue
             if kind == P.C_PUBLISH:
                 try:
                     cursor = self.mailbox.append(room.id, payload)

@@ -37,6 +37,7 @@ MAX_CURSOR = 2**63 - 1
 # --- client → relay kinds ----------------------------------------------------------------
 C_PUBLISH = 0x01  # kind ‖ payload: store in the room's mailbox and forward to the others
 C_EPHEMERAL = 0x02  # kind ‖ payload: forward to the others only (not stored, no cursor)
+C_PING = 0x03  # kind ‖ token (1..MAX_PING_TOKEN bytes): the relay answers S_PONG with the token
 
 # --- relay → client kinds ----------------------------------------------------------------
 S_FRAME = 0x01  # kind ‖ u64be cursor ‖ payload   (a stored frame, live or replayed)
@@ -46,6 +47,9 @@ S_WELCOME = 0x10  # kind ‖ msgpack {"v","epoch","head","oldest","max_frame_byt
 S_CAUGHT_UP = 0x11  # kind ‖ msgpack {"cursor"}
 S_GAP = 0x12  # kind ‖ msgpack {"reason","since","oldest","head"}
 S_PEERS = 0x13  # kind ‖ msgpack {"count"}
+S_PONG = 0x14  # kind ‖ token                     (the answer to your C_PING)
+#: Longest heartbeat token: enough to tell pings apart, too short to carry data.
+MAX_PING_TOKEN = 8
 
 GAP_REASONS = ("pruned", "epoch", "ahead")
 
@@ -199,6 +203,21 @@ class Peers:
 
 
 @dataclass(frozen=True)
+class Pong:
+    """The relay's answer to a C_PING (a heartbeat): the connection is alive both ways."""
+
+    token: bytes
+
+    def __post_init__(self) -> None:
+        _check_token(self.token)
+
+
+def _check_token(token: object) -> None:
+    if not isinstance(token, bytes) or not 1 <= len(token) <= MAX_PING_TOKEN:
+        raise ValidationError(f"a ping token is 1..{MAX_PING_TOKEN} bytes")
+
+
+@dataclass(frozen=True)
 class Unknown:
     """A kind this client does not know (a newer relay): ignore it."""
 
@@ -206,7 +225,7 @@ class Unknown:
     body: bytes
 
 
-ServerMessage = Union[Frame, Ephemeral, Ack, Welcome, CaughtUp, Gap, Peers, Unknown]
+ServerMessage = Union[Frame, Ephemeral, Ack, Welcome, CaughtUp, Gap, Peers, Pong, Unknown]
 
 
 # --- encoders --------------------------------------------------------------------------------
@@ -223,6 +242,17 @@ def encode_ephemeral(payload: bytes) -> bytes:
     if not isinstance(payload, (bytes, bytearray, memoryview)) or len(payload) == 0:
         raise ValidationError("payload must be non-empty bytes")
     return bytes([C_EPHEMERAL]) + bytes(payload)
+
+
+def encode_ping(token: bytes) -> bytes:
+    """Client → relay: a heartbeat; the relay answers `encode_pong(token)` to this member."""
+    token = bytes(token) if isinstance(token, (bytearray, memoryview)) else token
+    _check_token(token)
+    return bytes([C_PING]) + token
+
+
+def encode_pong(token: bytes) -> bytes:
+    return bytes([S_PONG]) + token
 
 
 def encode_frame(cursor: int, payload: bytes) -> bytes:
@@ -274,6 +304,8 @@ def encode_server_message(m: ServerMessage) -> bytes:
         return encode_gap(m)
     if isinstance(m, Peers):
         return encode_peers(m)
+    if isinstance(m, Pong):
+        return encode_pong(m.token)
     if isinstance(m, Unknown):
         return bytes([m.kind]) + m.body
     raise ValidationError(f"not a relay message: {type(m).__name__}")
@@ -329,6 +361,8 @@ def decode_server_message(data: bytes | bytearray | memoryview) -> ServerMessage
                        _field(o, "head", kind))
         if kind == S_PEERS:
             return Peers(_field(_decode_map(body, kind), "count", kind))
+        if kind == S_PONG:
+            return Pong(body)
     except ValidationError as exc:
         raise ProtocolError(f"relay message 0x{kind:02x}: {exc}") from exc
     return Unknown(kind, body)

@@ -34,6 +34,13 @@ META_SPACE = "browser/space-check"   # sha256 of the space's room id: detects a 
 # RPC batch, so this only fills when one batch (e.g. a sync apply) changes many documents;
 # past it the subscriber gets one "overflow" event and must rescan (never a silent drop).
 SUBSCRIPTION_BUFFER = 1000
+#: How long close() waits for the sync client to say goodbye to the relay. The database is
+#: flushed before (durable locally whatever the relay does); an unreachable relay must not
+#: keep the page waiting. The JS side bounds the whole close as well (CLOSE_TIMEOUT_MS).
+CLOSE_SYNC_TIMEOUT_S = 2.0
+#: Sync options the JS API passes through to SyncClient (numbers, in seconds).
+SYNC_OPTIONS = ("backoff_initial_s", "backoff_max_s", "tick_interval_s", "settle_s",
+                "heartbeat_interval_s", "heartbeat_timeout_s", "flush_debounce_s")
 
 
 def _status_dict(st: Any) -> dict:
@@ -104,6 +111,7 @@ class Host:
         self.relay: str | None = None
         self._woken = False
         self._feed_sub: Any = None
+        self.network: bool | None = None  # navigator.onLine as last reported by the worker
 
     # -- lifecycle --
 
@@ -184,13 +192,15 @@ class Host:
             raise ValidationError("syncing through a relay needs a space ({passphrase, name} or {invite})")
         if sys.platform == "emscripten":
             bridge.install_asyncio_gate()
-        kw = {k: opts[k] for k in ("backoff_initial_s", "backoff_max_s", "tick_interval_s", "settle_s")
-              if isinstance(opts.get(k), (int, float))}
+        kw: dict[str, Any] = {k: opts[k] for k in SYNC_OPTIONS
+                              if isinstance(opts.get(k), (int, float)) and type(opts.get(k)) is not bool}
         if isinstance(opts.get("room_id"), str):  # join a room explicitly (a link)
             kw["room_id"] = opts["room_id"]
         client = SyncClient(self.db, relay, self.space, transport_factory=self.transport_factory,
                             on_status=self._sync_status, **kw)
         self.sync, self.relay = client, relay
+        if self.network is False:
+            client.set_network(False)
         # start() needs a running loop: WebLoop installs itself as running inside callbacks.
         asyncio.get_event_loop().call_soon(client.start)
 
@@ -234,9 +244,17 @@ class Host:
         return self.db
 
     def close(self) -> None:
+        """Flush (durable locally first), stop sync within CLOSE_SYNC_TIMEOUT_S, close."""
+        if self.db is not None:
+            self.db.flush()
         client, self.sync = self.sync, None
         if client is not None:
-            bridge.run_blocking(client.stop())  # persists the mailbox cursor and flushes
+            import asyncio
+
+            try:  # persists the mailbox cursor; an unreachable relay only costs the timeout
+                bridge.run_blocking(asyncio.wait_for(client.stop(), CLOSE_SYNC_TIMEOUT_S))
+            except (TimeoutError, asyncio.TimeoutError):
+                pass
         db, self.db = self.db, None
         for sub in self.subs.values():
             sub.close()
@@ -298,6 +316,12 @@ class Host:
 
     def rpc_events(self) -> None:
         """No-op: its batch delivers the subscription events queued by sync."""
+
+    def rpc_network(self, online: Any) -> None:
+        """The worker's word on `navigator.onLine` (and its online/offline events)."""
+        self.network = bool(online)
+        if self.sync is not None:
+            self.sync.set_network(self.network)
 
     def rpc_syncStatus(self) -> Any:
         return None if self.sync is None else _status_dict(self.sync.status)
