@@ -337,3 +337,17 @@ def test_a_resumed_create_answers_the_existing_id(make_host):
     assert call(h, "createMany", "todos", [{"t": 1}, {"t": 2}], ["a", "b"], {"resume": True}) == ["a", "b"]
     assert call(h, "get", "todos", "b")["t"] == 2
     assert call(h, "createMany", "todos", [{"t": 1}], ["x", "y"])[1]["name"] == "ValidationError"
+
+
+def test_scan_lists_deleted_documents_on_request(make_host):
+    h = make_host()
+    call(h, "open", {"name": "notes"})
+    call(h, "create", "n", {"t": 1}, "a")
+    call(h, "create", "n", {"t": 2}, "b")
+    call(h, "delete", "n", "a")
+    assert [d["_id"] for d in call(h, "scan", "n", {})["docs"]] == ["b"]
+    docs = call(h, "scan", "n", {"includeDeleted": True})["docs"]
+    assert {d["_id"]: d["_deleted"] for d in docs} == {"a": True, "b": False}
+    # a deleted document comes back under its id
+    assert call(h, "create", "n", {"t": 3}, "a") == "a"
+    assert call(h, "get", "n", "a")["t"] == 3

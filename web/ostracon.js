@@ -219,7 +219,8 @@ export class Collection {
   // get(id) / get(id, {at}) → the document or null; `at` = commit CID or list of head CIDs.
   get(id, opts) { return this._call("get", id, opts && opts.at != null ? opts.at : null); }
   getMany(ids) { return this._call("getMany", ids); }
-  // scan({prefix, after, limit}) → {docs, next} (next: cursor for the following page, or null)
+  // scan({prefix, after, limit, includeDeleted}) → {docs, next} (next: cursor for the
+  // following page, or null); includeDeleted lists deleted documents too (`_deleted: true`).
   scan(opts) { return this._call("scan", opts || {}); }
   // find(filter, {order, limit}) → documents (DefraDB-style filter: _eq _gt _in _and ...)
   find(filter, opts) { return this._call("find", filter ?? null, opts || {}); }

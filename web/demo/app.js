@@ -12,9 +12,13 @@ import { verifyAll } from "./verify.js";
 const COLLECTION = "notes";
 const SPACE_KEY = "ostracon-notes/space";
 const KNOWN_KEY = "ostracon-notes/known-databases";
-// Pause in typing after which an edit is written (the engine is memory first, so this only
-// bounds how many commits a burst of typing makes, not how long saving takes).
-const SAVE_DEBOUNCE_MS = 300;
+// An editing burst becomes one commit: it is written after this pause in typing (the engine
+// is memory first, so this only bounds how many commits typing makes, not how long saving
+// takes), and at most once per SAVE_MIN_INTERVAL_MS; a burst longer than SAVE_MAX_WAIT_MS is
+// written in parts so a crash never loses more than that.
+const SAVE_DEBOUNCE_MS = 1000;
+const SAVE_MIN_INTERVAL_MS = 1000;
+const SAVE_MAX_WAIT_MS = 5000;
 // Page size when loading every note (scan is paged by the engine).
 const SCAN_PAGE = 500;
 const BOOT_PHASES = ["pyodide", "packages", "host", "space", "storage", "replay", "ready"];
@@ -32,6 +36,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   db: null,
   notes: new Map(),
+  deleted: new Map(), // deleted notes (their history is kept), loaded for the "Deleted" filter
   current: null, // {id, draft, dirty: Set, timer, saving: Promise, lastSave}
   sync: { state: "opening" },
   lastSynced: null,
@@ -261,6 +266,7 @@ async function reloadAll() {
     after = page.next;
   }
   state.notes = notes;
+  if ($("filter").value === "deleted") await loadDeleted();
   renderList();
   if (state.current && !state.current.draft) {
     const d = notes.get(state.current.id);
@@ -294,6 +300,20 @@ async function onEvents(events) {
   }
 }
 
+// Any value a peer may have synced (a number, null, a map, bytes), as text for the page.
+function asText(v) {
+  if (v == null) return "";
+  if (typeof v === "string") return v;
+  if (typeof v === "number" || typeof v === "boolean" || typeof v === "bigint") return String(v);
+  if (v instanceof Uint8Array) return `(${v.length} bytes)`;
+  try {
+    return JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? x.toString()
+      : x instanceof Uint8Array ? `(${x.length} bytes)` : x));
+  } catch (_) {
+    return String(v);
+  }
+}
+
 function tagsOf(d) {
   return Array.isArray(d.tags) ? d.tags.filter((t) => typeof t === "string") : [];
 }
@@ -302,9 +322,9 @@ function visibleNotes() {
   const q = $("search").value.trim().toLowerCase();
   const filter = $("filter").value;
   const sort = $("sort").value;
-  let list = [...state.notes.values()];
+  let list = [...(filter === "deleted" ? state.deleted : state.notes).values()];
   if (q) {
-    list = list.filter((d) => `${d.title || ""}\n${d.body || ""}\n${tagsOf(d).join(" ")}`.toLowerCase().includes(q));
+    list = list.filter((d) => `${asText(d.title)}\n${asText(d.body)}\n${tagsOf(d).join(" ")}`.toLowerCase().includes(q));
   }
   if (filter === "active") list = list.filter((d) => !d.done);
   else if (filter === "done") list = list.filter((d) => d.done);
@@ -313,7 +333,7 @@ function visibleNotes() {
   const key = {
     updated: (a, b) => (b._updated || 0) - (a._updated || 0),
     created: (a, b) => (b._created || 0) - (a._created || 0),
-    title: (a, b) => (a.title || "").localeCompare(b.title || "", undefined, { sensitivity: "base" }),
+    title: (a, b) => asText(a.title).localeCompare(asText(b.title), undefined, { sensitivity: "base" }),
   }[sort];
   list.sort((a, b) => (b.pinned ? 1 : 0) - (a.pinned ? 1 : 0) || key(a, b) || a._id.localeCompare(b._id));
   return list;
@@ -348,7 +368,7 @@ function renderList() {
     if (state.current && state.current.id === d._id) b.setAttribute("aria-current", "true");
     const title = document.createElement("span");
     title.className = "note-title";
-    title.textContent = d.title || "Untitled";
+    title.textContent = asText(d.title) || (d._deleted ? "Deleted note" : "Untitled");
     if (d.pinned) {
       const pin = document.createElement("span");
       pin.className = "pin";
@@ -358,17 +378,17 @@ function renderList() {
     }
     const snippet = document.createElement("span");
     snippet.className = "note-snippet";
-    snippet.textContent = (d.body || "").slice(0, 140) || " ";
+    snippet.textContent = d._deleted ? "Open its history to restore it" : asText(d.body).slice(0, 140) || " ";
     const meta = document.createElement("span");
     meta.className = "note-meta";
     const tags = tagsOf(d).map((t) => `#${t}`).join(" ");
-    meta.textContent = [d.done ? "done" : "", tags, timeWords(d._updated)].filter(Boolean).join(" · ");
+    meta.textContent = [d._deleted ? "deleted" : "", d.done ? "done" : "", tags, timeWords(d._updated)].filter(Boolean).join(" · ");
     const head = document.createElement("span");
     head.className = "note-head";
     head.append(title);
     if (d.pinned) head.append(b.querySelector(".pin"));
     b.append(head, snippet, meta);
-    b.addEventListener("click", () => openNote(d._id));
+    b.addEventListener("click", () => (d._deleted ? showHistory(d._id) : openNote(d._id)));
     li.append(b);
     ul.append(li);
   }
@@ -429,7 +449,7 @@ function fillEditor(d, fresh) {
     if (!fresh && (cur.dirty.has(f) || cur.inflight.has(f))) continue;
     const el = $(f);
     if (f === "pinned" || f === "done") { el.checked = !!d[f]; continue; }
-    const v = f === "tags" ? tagsOf(d).join(", ") : (d[f] ?? "");
+    const v = f === "tags" ? tagsOf(d).join(", ") : asText(d[f]);
     if (f === "tags" && !fresh && parseTags(el.value).join("\0") === tagsOf(d).join("\0")) continue;
     if (el.value !== v) {
       const focused = document.activeElement === el;
@@ -490,7 +510,11 @@ function onEdit(field) {
   cur.dirty.add(field);
   setSaveState("editing");
   clearTimeout(cur.timer);
-  const wait = field === "pinned" || field === "done" ? 0 : SAVE_DEBOUNCE_MS;
+  const now = Date.now();
+  if (!cur.burstStart) cur.burstStart = now;
+  let wait = field === "pinned" || field === "done" ? 0 : SAVE_DEBOUNCE_MS;
+  wait = Math.max(wait, (cur.lastSave || 0) + SAVE_MIN_INTERVAL_MS - now);
+  wait = Math.min(wait, Math.max(0, cur.burstStart + SAVE_MAX_WAIT_MS - now));
   cur.timer = setTimeout(() => save(cur), wait);
 }
 
@@ -509,6 +533,8 @@ function flushSave() {
 // Fields being saved count as dirty for fillEditor, so an echo of an older save never
 // overwrites newer typing.
 function save(cur) {
+  cur.burstStart = 0;
+  cur.lastSave = Date.now();
   const fields = {};
   for (const f of cur.dirty) fields[f] = fieldValue(f);
   cur.dirty.clear();
@@ -623,8 +649,32 @@ $("history-btn").addEventListener("click", async () => {
   if (!cur || cur.draft) { toast("This note has no history yet: type something first."); return; }
   flushSave();
   await cur.saving;
+  await showHistory(cur.id);
+});
+
+async function showHistory(id) {
+  $("travel").replaceChildren();
   $("history").showModal();
-  await loadHistory(cur.id, null);
+  await loadHistory(id, null);
+}
+
+// Deleted notes keep their history; the "Deleted" filter lists them so one can be restored.
+async function loadDeleted() {
+  const col = state.db.collection(COLLECTION);
+  const deleted = new Map();
+  let after = null;
+  for (;;) {
+    const page = await col.scan({ after, limit: SCAN_PAGE, includeDeleted: true });
+    for (const d of page.docs) if (d._deleted) deleted.set(d._id, d);
+    if (!page.next) break;
+    after = page.next;
+  }
+  state.deleted = deleted;
+  renderList();
+}
+
+$("filter").addEventListener("change", () => {
+  if ($("filter").value === "deleted") loadDeleted().catch(reportError);
 });
 
 async function loadHistory(id, selected) {
@@ -723,10 +773,10 @@ async function travel(cid) {
   }
   const t = document.createElement("p");
   t.className = "travel-title";
-  t.textContent = old.title || "Untitled";
+  t.textContent = asText(old.title) || "Untitled";
   const body = document.createElement("pre");
   body.className = "travel-body";
-  body.textContent = old.body || "";
+  body.textContent = asText(old.body);
   const meta = document.createElement("p");
   meta.className = "muted small";
   meta.textContent = [tagsOf(old).map((x) => `#${x}`).join(" "), old.pinned ? "pinned" : "", old.done ? "done" : "", `version ${old._version}`].filter(Boolean).join(" · ");
@@ -744,16 +794,25 @@ async function restoreVersion(id, old) {
   // version did not have. It is a new commit: history is never rewritten.
   try {
     const col = state.db.collection(COLLECTION);
-    const now = (await col.get(id)) || {};
-    const fields = {};
-    const unset = [];
-    for (const [k, v] of Object.entries(old)) if (!k.startsWith("_") && JSON.stringify(now[k]) !== JSON.stringify(v)) fields[k] = v;
-    for (const k of Object.keys(now)) if (!k.startsWith("_") && !(k in old)) unset.push(k);
-    if (!Object.keys(fields).length && !unset.length) {
-      toast("The note already looks exactly like this version.");
-      return;
+    const current = await col.get(id);
+    if (!current) {
+      // Deleted: the same id comes back with the old version's fields (a new commit after
+      // the deletion; the history keeps both).
+      const fields = {};
+      for (const [k, v] of Object.entries(old)) if (!k.startsWith("_")) fields[k] = v;
+      await col.create(fields, id);
+      state.deleted.delete(id);
+    } else {
+      const fields = {};
+      const unset = [];
+      for (const [k, v] of Object.entries(old)) if (!k.startsWith("_") && JSON.stringify(current[k]) !== JSON.stringify(v)) fields[k] = v;
+      for (const k of Object.keys(current)) if (!k.startsWith("_") && !(k in old)) unset.push(k);
+      if (!Object.keys(fields).length && !unset.length) {
+        toast("The note already looks exactly like this version.");
+        return;
+      }
+      await col.patch(id, fields, { unset });
     }
-    await col.patch(id, fields, { unset });
     await state.db.flush();
     const d = await col.get(id);
     state.notes.set(id, d);

@@ -402,6 +402,8 @@ class Host:
     def rpc_scan(self, col: str, opts: Any = None) -> dict:
         o = _opts(opts)
         kw = {k: o[k] for k in ("prefix", "after", "limit") if o.get(k) is not None}
+        if o.get("includeDeleted") is True:  # deleted documents too (their history is kept)
+            kw["include_deleted"] = True
         docs, cursor = self._col(col).scan(**kw)
         return {"docs": docs, "next": cursor}
 
