@@ -185,6 +185,39 @@ async def transport_contract_json(relay_url: str, tests_dir: str | None = None) 
     return json.dumps(out)
 
 
+GRAPHQL_SDL = "type books { title: String  year: Int @index  tags: [String]  price: Float }"
+GRAPHQL_QUERIES = [
+    "query { books(order: {year: ASC}) { title year tags price } }",
+    'query { books(filter: {year: {_gt: 1950}, title: {_like: "%a%"}}) { title year } }',
+    "query { books(filter: {_or: [{year: {_lt: 1900}}, {price: {_ge: 20.5}}]}, order: {title: DESC}) { title } }",
+    "query { books(filter: {year: {_eq: 1}}) { title } }",
+    "query { nosuchfield }",
+]
+
+
+def graphql_answers(tests_dir: str | None = None) -> list:
+    """The same GraphQL requests over the same documents: the answers (data and error
+    messages) must be identical natively and in Pyodide (graphql-core in both)."""
+    import ostracon
+
+    if _in_pyodide():
+        from ostracon.runtime.browser.host import HOST
+
+        HOST.load_graphql()  # not loaded at start in the browser
+    db = ostracon.open()
+    try:
+        db.define_schema(GRAPHQL_SDL)
+        col = db.collection("books")
+        for i, (title, year, tags, price) in enumerate([
+            ("Dune", 1965, ["sf"], 9.99), ("Emma", 1815, [], 4.5), ("Ubik", 1969, ["sf", "pkd"], 21.0),
+            ("Ulysses", 1922, ["modernism"], 30.25), ("Solaris", 1961, ["sf"], 12.0),
+        ]):
+            col.create({"title": title, "year": year, "tags": tags, "price": price}, id=f"b{i}")
+        return [db.graphql(q) for q in GRAPHQL_QUERIES]
+    finally:
+        db.close()
+
+
 def host_values() -> dict:
     """Round trip of the value conversions used by the worker (Pyodide only)."""
     if not _in_pyodide():
@@ -233,6 +266,7 @@ CHECKS: dict[str, Callable[..., Any]] = {
     "sim_hashes": sim_hashes,
     "core_vectors": core_vectors,
     "host_values": host_values,
+    "graphql_answers": graphql_answers,
 }
 
 

@@ -351,3 +351,25 @@ def test_scan_lists_deleted_documents_on_request(make_host):
     # a deleted document comes back under its id
     assert call(h, "create", "n", {"t": 3}, "a") == "a"
     assert call(h, "get", "n", "a")["t"] == 3
+
+
+def test_queries_indexes_schemas_and_graphql_through_the_rpc(make_host):
+    h = make_host()
+    call(h, "open", {"name": "notes"})
+    assert call(h, "defineSchema", "type todos { title: String  n: Int @index }") == call(h, "schemaVersions")
+    for i in range(5):
+        call(h, "create", "todos", {"title": f"t{i}", "n": i}, f"id{i}")
+    assert [i["fields"] for i in call(h, "indexes", "todos")] == [["n"]]
+    name = call(h, "createIndex", "todos", "title", {"unique": True})
+    assert name in [i["name"] for i in call(h, "indexes", "todos")]
+    page = call(h, "findPage", "todos", {"n": {"_ge": 1}}, {"order": ["n"], "limit": 2})
+    assert [d["n"] for d in page["docs"]] == [1, 2]
+    rest = call(h, "findPage", "todos", {"n": {"_ge": 1}}, {"order": ["n"], "limit": 10, "after": page["next"]})
+    assert [d["n"] for d in rest["docs"]] == [3, 4] and rest["next"] is JS_NULL
+    assert call(h, "explain", "todos", {"n": {"_eq": 1}})["collection"] == "todos"
+    call(h, "dropIndex", "todos", name)
+    assert name not in [i["name"] for i in call(h, "indexes", "todos")]
+    got = call(h, "graphql", "query { todos(filter: {n: {_lt: 2}}, order: {n: ASC}) { title n } }")
+    assert got == {"data": {"todos": [{"title": "t0", "n": 0}, {"title": "t1", "n": 1}]}}
+    assert call(h, "schemaHistory", "todos")[0]["version_id"] == call(h, "schemaVersions")["todos"]
+    assert call(h, "setSchema", "todos", "type other { x: Int }")[1]["name"] == "ValidationError"

@@ -224,7 +224,19 @@ export class Collection {
   scan(opts) { return this._call("scan", opts || {}); }
   // find(filter, {order, limit}) → documents (DefraDB-style filter: _eq _gt _in _and ...)
   find(filter, opts) { return this._call("find", filter ?? null, opts || {}); }
+  // findPage(filter, {order, limit, offset, after}) → {docs, next}: keyset pagination
+  // (pass `next` as {after} with the same filter and order for the following page).
+  findPage(filter, opts) { return this._call("findPage", filter ?? null, opts || {}); }
+  // Which path find() would take (index with bounds, id scan, scan or refused).
+  explain(filter, opts) { return this._call("explain", filter ?? null, opts || {}); }
   count() { return this._call("count"); }
+  // createIndex(fields, {unique, name}) → index name; fields: "a" | ["a", "b.c"]
+  createIndex(fields, opts) { return this._call("createIndex", fields, opts || {}); }
+  dropIndex(name) { return this._call("dropIndex", name); }
+  // [{name, fields, unique, state, entries}]
+  indexes() { return this._call("indexes"); }
+  // setSchema(sdl) → version id; the SDL must define `type <collection name>`
+  setSchema(sdl) { return this._call("setSchema", sdl); }
   // update/patch/delete(id, ..., {ifVersion, ifHeads, where}) → commit CID; ConflictError
   // when a precondition fails (nothing changes). patch also takes {unset: [field, ...]}.
   update(id, doc, opts) { return this._call("update", id, doc, opts || {}); }
@@ -307,6 +319,12 @@ export class Database {
   changes(opts = {}) { return this._call("changes", opts.collection ?? null, opts.after ?? null, opts.limit ?? null); }
   blocksSince(vector) { return this._call("blocksSince", vector ?? {}); }
   applyBlocks(envelopes) { return this._call("applyBlocks", envelopes); }
+  // defineSchema(sdl) → {collection: version id} (docs/QUERIES.md)
+  defineSchema(sdl) { return this._call("defineSchema", sdl); }
+  schemaVersions() { return this._call("schemaVersions"); }
+  schemaHistory(name) { return this._call("schemaHistory", name); }
+  // graphql(query, variables, {operationName, allowMutations}) → {data, errors}
+  graphql(query, variables, opts) { return this._call("graphql", query, variables ?? null, opts || {}); }
   // The sync client's status ({state, pending, peers, synced, error, ...}) or null.
   syncStatus() { return this._call("syncStatus"); }
   refreshInfo() { return this._call("info").then((i) => (this.info = i)); }

@@ -24,7 +24,7 @@ const BUILD_INFO = new URL("../build-info.json", self.location).href;
 const ROOT = new URL("../", self.location).href;
 const NEVER_CACHE = [/\/healthz$/, /\/metrics(\.json)?$/, /\/v1\//, /\/graphql$/];
 // Files under the bundle that pages never load: not worth precaching.
-const SKIP = [/^e2e\//, /\.py\.map$/, /^demo\/dev\//, /^demo\/tools\//];
+const SKIP = [/^e2e\//, /\.py\.map$/, /^demo\/dev\//, /^demo\/tools\//, /\.gz$/];
 
 async function buildInfo() {
   const res = await fetch(BUILD_INFO, { cache: "no-store" });

@@ -145,6 +145,26 @@ class HttpLimits:
             raise ValidationError("timeout_s must be > 0")
 
 
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether an Accept-Encoding value (RFC 9110 §12.5.3) admits gzip: listed (or `*`)
+    without q=0."""
+    if not accept_encoding:
+        return False
+    for item in accept_encoding.split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() not in ("gzip", "x-gzip", "*"):
+            continue
+        q = params.strip().lower().replace(" ", "")
+        if q.startswith("q="):
+            try:
+                if float(q[2:]) == 0:
+                    continue
+            except ValueError:
+                continue
+        return True
+    return False
+
+
 class StaticFiles:
     """Serve files under ``root``; ``/`` and directories serve their ``index.html``.
 
@@ -193,11 +213,21 @@ class StaticFiles:
             return HttpResponse.text(404, "not found\n")
         if not path.is_file():
             return HttpResponse.text(404, "not found\n")
+        content_type = mime_type(path)
+        vary: tuple[tuple[str, str], ...] = ()
+        gz = path.with_name(path.name + ".gz")
+        if gz.is_file() and path.suffix != ".gz":
+            # A precompressed copy (wasm-build/build.py writes them): sent to clients that
+            # take gzip; others get the file itself. Both answers vary by Accept-Encoding.
+            vary = (("Vary", "Accept-Encoding"),)
+            if accepts_gzip(request.header("accept-encoding")):
+                path, st = gz, gz.stat()
+                vary += (("Content-Encoding", "gzip"),)
         etag = '"' + hashlib.sha256(f"{st.st_mtime_ns}:{st.st_size}:{path}".encode()).hexdigest()[:32] + '"'
-        headers = (("ETag", etag), ("Cache-Control", "no-cache")) + self.headers
+        headers = (("ETag", etag), ("Cache-Control", "no-cache")) + vary + self.headers
         if request.header("if-none-match") == etag:
             return HttpResponse(304, headers=headers)
-        return HttpResponse(200, content_type=mime_type(path), headers=headers, file=path, file_size=st.st_size)
+        return HttpResponse(200, content_type=content_type, headers=headers, file=path, file_size=st.st_size)
 
 
 class _BadRequest(Exception):

@@ -411,6 +411,59 @@ class Host:
         o = _opts(opts)
         return self._col(col).find(filter, order=o.get("order"), limit=o.get("limit"))
 
+    def rpc_findPage(self, col: str, filter: Any = None, opts: Any = None) -> dict:
+        """{docs, next}: one page of `find`; pass `next` back as {after} for the following."""
+        o = _opts(opts)
+        docs, cursor = self._col(col).find_page(filter, order=o.get("order"), limit=o.get("limit"),
+                                                offset=o.get("offset"), after=o.get("after"))
+        return {"docs": docs, "next": cursor}
+
+    def rpc_explain(self, col: str, filter: Any = None, opts: Any = None) -> dict:
+        o = _opts(opts)
+        return self._col(col).explain(filter, order=o.get("order"), limit=o.get("limit"), offset=o.get("offset"))
+
+    def rpc_createIndex(self, col: str, fields: Any, opts: Any = None) -> str:
+        o = _opts(opts)
+        return self._col(col).create_index(fields, unique=o.get("unique") is True, name=o.get("name"))
+
+    def rpc_dropIndex(self, col: str, name: Any) -> None:
+        self._col(col).drop_index(name)
+
+    def rpc_indexes(self, col: str) -> list:
+        return self._col(col).indexes()
+
+    def rpc_setSchema(self, col: str, sdl: Any) -> str:
+        return self._col(col).set_schema(sdl)
+
+    def rpc_defineSchema(self, sdl: Any) -> dict:
+        return self._db().define_schema(sdl)
+
+    def rpc_schemaVersions(self) -> dict:
+        return self._db().schema_versions()
+
+    def rpc_schemaHistory(self, name: Any) -> list:
+        return self._db().schema_history(name)
+
+    def rpc_graphql(self, query: Any, variables: Any = None, opts: Any = None) -> dict:
+        """A GraphQL request ({data, errors}); graphql-core is loaded on the first call."""
+        o = _opts(opts)
+        db = self._db()
+        self.load_graphql()
+        return db.graphql(query, variables, allow_mutations=o.get("allowMutations", True) is not False,
+                          operation_name=o.get("operationName"))
+
+    def load_graphql(self) -> None:
+        """graphql-core is in the bundle's lock but not loaded at start (it is only needed by
+        GraphQL requests): load it now, blocking on Pyodide's loadPackage (JSPI)."""
+        try:
+            import graphql  # noqa: F401
+        except ImportError:
+            if sys.platform != "emscripten":
+                raise
+            import pyodide_js  # type: ignore[import-not-found]
+
+            bridge.run_blocking(pyodide_js.loadPackage("graphql-core"))
+
     def rpc_count(self, col: str) -> int:
         return self._col(col).count()
 
