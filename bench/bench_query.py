@@ -19,7 +19,6 @@ import time
 from ostracon.core.query.index import CollectionIndexes
 from ostracon.core.query.planner import DictSource, execute
 
-
 ROUNDS = 7
 
 

@@ -1,4 +1,4 @@
-"""Sync benchmarks (issue 4): propagation latency, encrypted vs plaintext exchange, verify+apply
+"""Sync benchmarks: propagation latency, encrypted vs plaintext exchange, verify+apply
 throughput, relay fan-out. `bench/run.py sync` runs this and prints its markdown table.
 
     .venv/bin/python bench/bench_sync.py             # every measurement, each in a fresh process
@@ -33,7 +33,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -370,7 +369,7 @@ def table() -> None:
     ex = _run("exchange")
     ad, af = _run("apply_docs"), _run("apply_fields")
     fo = _run("fanout")
-    print("\n### Sync (issue 4)\n")
+    print("\n### Sync\n")
     print("| workload | metric | ostracon | peer | peer value | ratio (ostracon/peer) | target |")
     print("|---|---|---|---|---|---|---|")
     rows = [

@@ -1,4 +1,4 @@
-"""Core workloads W1-W3 for Ostracon and pycrdt (issue 2). One (system, workload) per call,
+"""Core workloads W1-W3 for Ostracon and pycrdt. One (system, workload) per call,
 so each runs in a fresh process and its peak RSS is its own. Prints one JSON line.
 
     python bench/core_bench.py ostracon W1
@@ -56,7 +56,8 @@ def ost_w2() -> dict:
     for i in range(W2_DOCS):
         a.collection("docs").create(_doc(i), id=f"doc{i:06d}")
         b.collection("docs").create(_doc(i + 7), id=f"doc{i + half:06d}")
-    a.flush(); b.flush()
+    a.flush()
+    b.flush()
     t0 = time.perf_counter()
     to_b = a.blocks_since(b.version_vector())
     to_a = b.blocks_since(a.version_vector())

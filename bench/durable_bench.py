@@ -1,4 +1,4 @@
-"""Durable workloads (issue 3), one (system, workload) per process; prints one JSON line.
+"""Durable workloads, one (system, workload) per process; prints one JSON line.
 
 D1: 100,000 field sets (10,000 docs × 10 fields) with a flush every 100 writes, vs sqlite3
     in WAL mode committing every 100 rows (synchronous=FULL: both fsync at each commit).

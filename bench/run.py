@@ -59,7 +59,7 @@ def core() -> None:
                  fmt(p["seconds"]), f"{o['read_all_seconds'] / p['seconds']:.2f}×", "-"))
     rows.append(("W3", "bytes on disk / update", fmt(o["bytes"]), "pycrdt", fmt(p["bytes"]),
                  f"{o['bytes'] / p['bytes']:.2f}×", "-"))
-    table("Core (issue 2): Ostracon vs pycrdt", rows)
+    table("Core: Ostracon vs pycrdt", rows)
 
 
 def durable() -> None:
@@ -70,7 +70,7 @@ def durable() -> None:
     rows.append((f"D2 open {d['ops']:,.0f} ops: log only", "seconds", fmt(d["log_only_seconds"]),
                  "with snapshot", fmt(d["snapshot_seconds"]),
                  f"{d['log_only_seconds'] / d['snapshot_seconds']:.2f}×", "snapshot faster"))
-    table("Durable storage (issue 3)", rows)
+    table("Durable storage", rows)
 
 
 def query() -> None:

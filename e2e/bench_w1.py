@@ -1,8 +1,8 @@
-"""W1 (issue 2): 10,000 documents x 10 fields, one write per document, then flush.
+"""W1: 10,000 documents x 10 fields, one write per document, then flush.
 
 The same function runs natively, in Pyodide under Node and inside the browser worker, so the
 numbers compare the runtimes and not the workloads. Reported as field sets per second (the
-issue's "ops") and documents per second.
+the benchmark's "ops") and documents per second.
 """
 
 from __future__ import annotations

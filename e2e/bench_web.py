@@ -236,7 +236,8 @@ def main() -> None:
           f"(one transaction per 100 blocks + 1 seal)")
     print(f"\npyodide boot under node: {nd['boot']['pyodideMs']:.0f} ms + wheels {nd['boot']['packagesMs']:.0f} ms")
     oc, ro = ch["open_cold"], ch["reopen"]
-    print(f"chromium, new context: Ostracon.open {oc['open_ms']:.0f} ms (phases {oc['phases']}), first query {oc['first_query_ms']:.0f} ms")
+    print(f"chromium, new context: Ostracon.open {oc['open_ms']:.0f} ms (phases {oc['phases']}), "
+          f"first query {oc['first_query_ms']:.0f} ms")
     print(f"chromium, reopen with {ro['docs']:,} docs in 'w1' (30,000 stored): open {ro['open_ms']:.0f} ms "
           f"(phases {ro['phases']}), page load -> first query result {ro['page_load_to_first_query_ms']} ms")
     rw = ch["ready_warm"]

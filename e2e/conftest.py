@@ -4,8 +4,8 @@
   `browser_type_launch_args` is overridden with its path and the flags from PLATFORM.md.
 - `web_server` serves dist/web (built by `make web`) on a loopback port with a tiny threaded
   http.server that knows the MIME types Pyodide needs (.wasm, .mjs) and sends no-cache, so a
-  rebuilt wheel is never shadowed by the browser cache (no-cache: always revalidated). It also serves /__e2e__.html, a blank
-  page that imports ostracon.js. (`ostracon serve` will replace it once it exists.)
+  rebuilt wheel is never shadowed by the browser cache (no-cache: always revalidated). It also
+  serves /__e2e__.html, a blank page that imports ostracon.js.
 """
 
 from __future__ import annotations

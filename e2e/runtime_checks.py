@@ -18,7 +18,8 @@ import os
 import sys
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Where the contract suites and vectors live: tests/ in the repo, or the directory the
@@ -140,7 +141,7 @@ def core_vectors(tests_dir: str | None = None) -> dict:
     scenarios = {}
     for sc in vectors["scenarios"]:
         got = mod.replay(sc)
-        for i, (g, w) in enumerate(zip(got["steps"], sc["expected"]["steps"])):
+        for i, (g, w) in enumerate(zip(got["steps"], sc["expected"]["steps"], strict=False)):
             if g != w:
                 raise AssertionError(f"scenario {sc['name']} step {i} {sc['steps'][i]}: {g} != {w}")
         if got != sc["expected"]:
@@ -154,7 +155,6 @@ async def transport_contract(relay_url: str, tests_dir: str | None = None) -> li
     under Pyodide, the `websockets` one natively."""
     _use_tests_dir(tests_dir)
     import transport_contract as tc
-
     from ostracon.core.protocol import relay as P
 
     if _in_pyodide():

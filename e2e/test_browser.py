@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -162,7 +161,7 @@ def test_crud_history_blame_find_scan(db_page):
     assert doc["title"] == "milk" and doc["done"] is True and doc["n"] == 3 and doc["_id"] == r["id"]
     assert [c["height"] for c in r["hist"]] == [1, 2, 3]
     assert set(r["blame"]) == {"title", "done", "n"}
-    assert [d["_id"] for d in r["found"]] == [r["id"], "fixed-id"] or {d["_id"] for d in r["found"]} == {r["id"], "fixed-id"}
+    assert {d["_id"] for d in r["found"]} == {r["id"], "fixed-id"}
     assert len(r["page1"]["docs"]) == 1 and r["page1"]["next"]
     assert r["many"][1] is None and r["many"][0]["_id"] == r["id"]
     assert r["d2"]["title"] == "EGGS" and "done" not in r["d2"]
@@ -193,7 +192,8 @@ def test_values_convert_both_ways(db_page):
       const d = await t.get(id);
       return {
         types: Object.fromEntries(Object.entries(d).filter(([k]) => !k.startsWith("_"))
-                 .map(([k, x]) => [k, x === null ? "null" : x instanceof Uint8Array ? "Uint8Array" : Array.isArray(x) ? "array" : typeof x])),
+                 .map(([k, x]) => [k, x === null ? "null" : x instanceof Uint8Array ? "Uint8Array"
+                                      : Array.isArray(x) ? "array" : typeof x])),
         big: d.big.toString(), neg: d.neg.toString(), b: Array.from(d.b), nested: d.nested, f: d.f,
         one: d.one, unsafe: d.unsafe === 2 ** 60, safe: d.safe, s: d.s, empty: d.empty,
       };
@@ -242,7 +242,8 @@ def test_data_survives_reload(shared_page, e2e_url):
     page.wait_for_function("window.__ostraconLoaded === true")
     open_db(page, name)
     doc = page.evaluate("async (id) => { const d = await db.collection('notes').get(id); "
-                        "return {text: d.text, n: d.n.toString(), count: d.count, hash: await db.stateHash()}; }", doc_id)
+                        "return {text: d.text, n: d.n.toString(), count: d.count, "
+                        "hash: await db.stateHash()}; }", doc_id)
     assert doc == {"text": "persist me", "n": str(2**80), "count": 5, "hash": before}
 
 
@@ -300,7 +301,8 @@ def test_wrong_passphrase_is_refused(shared_page, e2e_url):
     goto_e2e(page, e2e_url)
     info = open_db(page, name, space={"passphrase": "correct horse", "name": "family"})
     page.evaluate("async () => { await db.collection('s').create({secret: 1}); await db.close(); }")
-    err = page.evaluate("async (n) => { try { await Ostracon.open({name: n, space: {passphrase: 'wrong horse', name: 'family'}}); "
+    err = page.evaluate("async (n) => { try { "
+                        "await Ostracon.open({name: n, space: {passphrase: 'wrong horse', name: 'family'}}); "
                         "return null; } catch (e) { return {name: e.name, message: e.message}; } }", name)
     assert err["name"] == "WrongKeyError", err
     again = open_db(page, name, space={"passphrase": "correct horse", "name": "family"})

@@ -93,7 +93,8 @@ def test_two_browser_contexts_converge_and_survive_offline(browser, e2e_url, rel
     ca, a = open_synced(browser, e2e_url, relay_url, space)
     cb, b = open_synced(browser, e2e_url, relay_url, space)
     try:
-        doc = a.evaluate("async () => { const id = await db.collection('n').create({t: 'from a'}); await db.flush(); return id; }")
+        doc = a.evaluate("async () => { const id = await db.collection('n').create({t: 'from a'}); "
+                         "await db.flush(); return id; }")
         assert b.evaluate(WAIT_DOC, ["n", doc, "t", "from a", CONVERGE_TIMEOUT_MS])
         # b goes offline and keeps working; a writes too; back online they converge.
         cb.set_offline(True)
@@ -167,7 +168,8 @@ def test_wrong_passphrase_applies_nothing(browser, e2e_url, relay_url):
     space = _space()
     ca, a = open_synced(browser, e2e_url, relay_url, space)
     try:
-        room = a.evaluate("async () => { await db.collection('s').create({secret: 1}); await db.flush(); return db.info.room; }")
+        room = a.evaluate("async () => { await db.collection('s').create({secret: 1}); await db.flush(); "
+                          "return db.info.room; }")
         wrong = {"passphrase": "not the passphrase", "name": space["name"]}
         cb = browser.new_context()
         b = cb.new_page()

@@ -1,4 +1,4 @@
-"""Ostracon Notes (web/demo/, issue 6) end to end, in Debian's Chromium, against a real
+"""Ostracon Notes (web/demo/) end to end, in Debian's Chromium, against a real
 `ostracon serve` (relay + static app + /healthz) on a free loopback port.
 
 - notes survive a reload; the list, editor, history, space dialog render (screenshots);
@@ -196,7 +196,8 @@ class App:
 
     def wait_note(self, note_id: str, field: str, value, timeout: int = SYNC_TIMEOUT_MS) -> None:
         self.page.wait_for_function("""([id, f, v]) => { const d = window.__notes.state.notes.get(id);
-            return !!d && JSON.stringify(d[f]) === JSON.stringify(v); }""", arg=[note_id, field, value], timeout=timeout)
+            return !!d && JSON.stringify(d[f]) === JSON.stringify(v); }""",
+            arg=[note_id, field, value], timeout=timeout)
 
     def state_hash(self) -> str:
         return self.page.evaluate("window.__notes.state.db.stateHash()")
@@ -255,7 +256,7 @@ def test_notes_survive_reload_and_screens(browser, server):
     assert app.note(ids[0])["done"] is True
     app.page.click("#delete-btn")
     app.page.click("#delete-btn")  # the second click confirms
-    app.page.wait_for_function("!window.__notes.state.notes.has(%r)" % ids[0])
+    app.page.wait_for_function(f"!window.__notes.state.notes.has({ids[0]!r})")
     assert app.note(ids[0]) is None
 
     # keyboard: "/" focuses search, arrows walk the list, Enter opens
@@ -265,7 +266,7 @@ def test_notes_survive_reload_and_screens(browser, server):
     focused = app.page.evaluate("document.activeElement.dataset.id")
     assert focused == ids[1]
     app.page.keyboard.press("Enter")
-    app.page.wait_for_function("window.__notes.state.current && window.__notes.state.current.id === %r" % ids[1])
+    app.page.wait_for_function(f"window.__notes.state.current && window.__notes.state.current.id === {ids[1]!r}")
 
     # space dialog: invite link, verify everything
     app.page.click("#space-btn")
@@ -322,7 +323,7 @@ def test_history_time_travel_restore(browser, server):
     assert app.page.locator("#history .commit.selected").count() == 1
     shot(app.page, "07-time-travel")
     app.page.click("#restore")
-    app.page.wait_for_function("document.querySelectorAll('#history .commit').length === %d" % (n + 1))
+    app.page.wait_for_function(f"document.querySelectorAll('#history .commit').length === {n + 1}")
     assert app.note(note_id)["body"] == "text of edit 3"
     assert app.page.input_value("#body") == "text of edit 3"
     sigs = app.page.eval_on_selector_all("#history .c-sig", "els => els.map(e => e.textContent)")
@@ -440,7 +441,8 @@ def test_service_worker_offline_then_sync(browser, server):
     ctx = browser.new_context()
     a = make_app(ctx, server.url)
     a.join(space, pw)
-    a.page.wait_for_function("navigator.serviceWorker.controller !== null || window.__notes.swReady", timeout=BOOT_TIMEOUT_MS)
+    a.page.wait_for_function("navigator.serviceWorker.controller !== null || window.__notes.swReady",
+                             timeout=BOOT_TIMEOUT_MS)
     a.page.evaluate("navigator.serviceWorker.ready")
     online_id = a.new_note("Before the outage", "online")
 
@@ -534,7 +536,8 @@ def test_join_by_invite_link(browser, server):
     b.page.context.close()
 
 
-B64_ENVELOPES = "async (v) => (await window.__notes.state.db.blocksSince(v)).map((e) => btoa(String.fromCharCode(...e)))"
+B64_ENVELOPES = ("async (v) => (await window.__notes.state.db.blocksSince(v))"
+                 ".map((e) => btoa(String.fromCharCode(...e)))")
 APPLY_B64 = """async (list) => window.__notes.state.db.applyBlocks(
     list.map((s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0))))"""
 
@@ -569,7 +572,8 @@ def test_history_shows_concurrent_branches_and_merge(browser, server, tmp_path):
         app.page.wait_for_selector("#history[open] .commit")
         assert app.page.locator("#history .commit").count() == 5
         assert app.page.locator("#dag svg .node rect").count() == 1  # one merge (drawn as a diamond)
-        lanes = app.page.evaluate("new Set([...document.querySelectorAll('#dag svg .node circle:not(.halo)')].map((c) => c.getAttribute('cx'))).size")
+        lanes = app.page.evaluate("new Set([...document.querySelectorAll('#dag svg .node circle:not(.halo)')]"
+                                  ".map((c) => c.getAttribute('cx'))).size")
         assert lanes == 2
         assert app.page.locator("#history .c-who", has_text="this device").count() == 3
         assert "2 devices" in app.page.inner_text("#history-summary")

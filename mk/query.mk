@@ -1,4 +1,4 @@
-# Queries, indexes, rebuilds, schemas (issue 7). Tests run with the rest of tests/ (test-py);
+# Queries, indexes, rebuilds, schemas. Tests run with the rest of tests/ (test-py);
 # this fragment only adds the query benchmark to `make bench`.
 
 .PHONY: bench-query

@@ -1,5 +1,5 @@
 # Browser runtime: npm packages, the dist/web bundle, Pyodide-under-Node checks.
-# See docs/BROWSER.md. Owned by the browser-runtime area (issue 5).
+# See docs/BROWSER.md.
 
 NPM ?= npm
 NODE ?= node

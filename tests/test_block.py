@@ -9,9 +9,21 @@ from hypothesis import strategies as st
 
 from ostracon.core import block as blk
 from ostracon.core import cid as cidlib
-from ostracon.core.block import (KIND_BLOCK, KIND_SEAL, MAX_BLOCK_BYTES, Change, Seal, check_collection,
-                                 check_doc_id, check_field, decode_change, decode_seal, envelope,
-                                 make_seal, open_envelope)
+from ostracon.core.block import (
+    KIND_BLOCK,
+    KIND_SEAL,
+    MAX_BLOCK_BYTES,
+    Change,
+    Seal,
+    check_collection,
+    check_doc_id,
+    check_field,
+    decode_change,
+    decode_seal,
+    envelope,
+    make_seal,
+    open_envelope,
+)
 from ostracon.core.encoding import _default, canonical
 from ostracon.core.errors import CorruptBlockError, SignatureError, ValidationError
 from ostracon.crypto import default_backend

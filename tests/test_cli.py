@@ -68,11 +68,11 @@ def test_verify_ok_and_tampered(dbdir, capsys):
     # Tamper with a stored seal signature through the API surface the verifier reads.
     db = ostracon.open(dbdir, read_only=True)
     from ostracon.cli import verify_database
-    actor = next(iter(db._replica.seals))
-    f, l, data = db._replica.seals[actor][0]
+    actor = next(iter(db.replica.seals))
+    first, last, data = db.replica.seals[actor][0]
     bad = bytearray(data)
     bad[-70] ^= 1  # inside the signature bytes
-    db._replica.seals[actor][0] = (f, l, bytes(bad))
+    db.replica.seals[actor][0] = (first, last, bytes(bad))
     problems = verify_database(db)
     db.close()
     assert problems and "seal" in problems[0]

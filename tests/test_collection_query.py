@@ -11,8 +11,7 @@ from ostracon import ConflictError, ValidationError
 from ostracon.core.query.filters import select
 from ostracon.crypto import DeterministicRandom
 from ostracon.crypto.identity import Identity
-from ostracon.database import (ColdCollectionError, IndexBuildingError, QueryCursorError,
-                               QueryTooExpensiveError)
+from ostracon.db import ColdCollectionError, IndexBuildingError, QueryCursorError, QueryTooExpensiveError
 
 T0 = 1_700_000_000_000
 ID_A = Identity.from_seed(bytes(range(32)))
@@ -315,14 +314,14 @@ def test_maintenance_failure_is_a_gap_and_triggers_a_rebuild(db, monkeypatch):
     fill(col, 5)
     col.create_index("n")
     calls = []
-    real = db._catalog.on_change
+    real = db.indexing.catalog.on_change
 
     def flaky(*a):
         calls.append(a)
         if len(calls) == 1:
             raise RuntimeError("index bug")
         return real(*a)
-    monkeypatch.setattr(db._catalog, "on_change", flaky)
+    monkeypatch.setattr(db.indexing.catalog, "on_change", flaky)
     col.patch("d0001", {"n": 50})
     assert isinstance(db.callback_errors[-1], RuntimeError)
     assert ids(col.find({"n": 50})) == ["d0001"]   # rebuilt from the documents at once
@@ -540,11 +539,11 @@ def test_views_match_to_doc_and_results_are_owned(db):
     other.flush()
     db.apply_blocks(other.blocks_since({}))
     other.close()
-    states = db._replica.collections["c"]
+    states = db.replica.collections["c"]
     assert len(states["d0004"].heads) == 2
     for doc_id, s in states.items():
         want = s.to_doc()
-        got = col._view(s)
+        got = col.get(doc_id, include_deleted=True)
         assert got == want and list(got) == list(want)      # same keys, same order
         if not s.deleted:
             assert col.get(doc_id) == want

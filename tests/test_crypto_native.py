@@ -9,11 +9,10 @@ import types
 import pytest
 
 import ostracon.crypto as crypto_pkg
+from crypto_contract import CHECKS, check_vectors, compute_vectors, load_vectors
 from ostracon.core.errors import CryptoError, ValidationError
 from ostracon.crypto import DeterministicRandom, default_backend
 from ostracon.crypto.native import KEY_CACHE_SIZE, NativeCrypto
-
-from crypto_contract import CHECKS, check_vectors, compute_vectors, load_vectors
 
 
 @pytest.mark.parametrize("name", sorted(CHECKS))
@@ -63,7 +62,7 @@ def test_key_caches_are_bounded_and_correct():
     assert len(b._private) <= KEY_CACHE_SIZE
     # After eviction every key still signs and verifies correctly (rebuilt on demand).
     fresh = NativeCrypto()
-    for s, p in zip(seeds[:5] + seeds[-5:], pubs[:5] + pubs[-5:]):
+    for s, p in zip(seeds[:5] + seeds[-5:], pubs[:5] + pubs[-5:], strict=False):
         sig = b.ed25519_sign(s, b"m")
         assert fresh.ed25519_verify(p, b"m", sig)
         assert b.ed25519_verify(p, b"m", sig)

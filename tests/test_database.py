@@ -1,12 +1,19 @@
-"""The public API (ostracon.open, Database, Collection) as specified in issue 2."""
+"""The public API (ostracon.open, Database, Collection): opening, documents, history, feeds and errors."""
 
 import hashlib
 
 import pytest
 
 import ostracon
-from ostracon import (ClosedError, ConflictError, CorruptBlockError, CursorError, NotFoundError,
-                      StorageError, ValidationError)
+from ostracon import (
+    ClosedError,
+    ConflictError,
+    CorruptBlockError,
+    CursorError,
+    NotFoundError,
+    StorageError,
+    ValidationError,
+)
 from ostracon.core import cid as cidlib
 from ostracon.core.block import KIND_BLOCK, KIND_SEAL, open_envelope
 from ostracon.core.encoding import encode_canonical
@@ -575,7 +582,7 @@ def test_close_then_closed_error():
 
 
 def test_closed_collection_count_raises():
-    # database.py: Collection.count does not call self.db._check_open() (one-line fix).
+    # count() checks the database is open like every other method.
     d = open_db()
     c = d.collection("t")
     d.close()

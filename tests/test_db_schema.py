@@ -7,7 +7,7 @@ import ostracon
 from ostracon import NotFoundError, ValidationError
 from ostracon.crypto import DeterministicRandom
 from ostracon.crypto.identity import Identity
-from ostracon.database import LensNotFoundError, SchemaValidationError
+from ostracon.db import LensNotFoundError, SchemaValidationError
 
 T0 = 1_700_000_000_000
 ID_A = Identity.from_seed(bytes(range(32)))
@@ -135,7 +135,7 @@ def test_lenses_translate_old_documents_on_read(db):
     assert todo.history(old)[-1]["schema"] == v2
     got = todo.get(old)
     assert got["title"] == "old one" and got["done"] is True and "name" not in got
-    assert "name" not in db._replica.doc("Todo", old).user_fields()
+    assert "name" not in db.replica.doc("Todo", old).user_fields()
     assert [d["_id"] for d in todo.find({"title": "old one"})] == ["old"]
     # the old blocks are still valid history
     first = todo.history(old)[0]

@@ -41,7 +41,7 @@ def same(a, b) -> bool:
     if type(a) is float:
         return struct.pack(">d", a) == struct.pack(">d", b)
     if type(a) is list:
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=False))
     if type(a) is dict:
         return list(sorted(a)) == list(b) and all(same(a[k], b[k]) for k in a)
     return a == b

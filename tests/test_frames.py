@@ -1,4 +1,4 @@
-"""core.frames: layout, sealing/opening, and every way a frame is dropped and counted."""
+"""core.protocol.frames: layout, sealing/opening, and every way a frame is dropped and counted."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ostracon.core.protocol import frames as F
 from ostracon.core.errors import FrameError, ValidationError, WrongKeyError
+from ostracon.core.protocol import frames as F
 from ostracon.crypto import DeterministicRandom
 from ostracon.crypto.native import NativeCrypto
 from ostracon.crypto.space import Space

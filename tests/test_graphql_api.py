@@ -1,4 +1,4 @@
-"""The generated GraphQL API over a fake backend (ostracon.graphql_api)."""
+"""The generated GraphQL API over a fake backend (ostracon.db.graphql)."""
 
 import pytest
 
@@ -6,7 +6,7 @@ from ostracon.core.errors import ConflictError, NotFoundError, ValidationError
 from ostracon.core.query.index import CollectionIndexes
 from ostracon.core.query.planner import DictSource, execute
 from ostracon.core.query.schema import SchemaRegistry
-from ostracon.graphql_api import MAX_QUERY_DEPTH, GraphQLAPI
+from ostracon.db.graphql import MAX_QUERY_DEPTH, GraphQLAPI
 
 SDL = """
 type Todo {

@@ -9,19 +9,18 @@ import stat
 
 import pytest
 
+from crypto_contract import ED25519_VECTORS
 from ostracon.core.errors import OstraconError, StorageError, ValidationError
 from ostracon.crypto import DeterministicRandom
 from ostracon.crypto.identity import (
     FILE_MODE,
+    MAX_IDENTITY_FILE_SIZE,
     Identity,
     IdentityExistsError,
     IdentityFileError,
     InsecurePermissionsError,
-    MAX_IDENTITY_FILE_SIZE,
 )
 from ostracon.crypto.native import NativeCrypto
-
-from crypto_contract import ED25519_VECTORS
 
 RFC_SEED, RFC_PUB, _, RFC_SIG = (bytes.fromhex(x) for x in ED25519_VECTORS[0])
 

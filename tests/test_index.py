@@ -5,9 +5,8 @@ import random
 import pytest
 
 from ostracon.core.errors import ConflictError, NotFoundError, ValidationError
-from ostracon.core.query.index import (BUILDING, DROPPED, READY, CollectionIndexes, IndexCatalog,
-                                 SortedKeyList)
 from ostracon.core.query.filters import value_key
+from ostracon.core.query.index import BUILDING, DROPPED, READY, CollectionIndexes, IndexCatalog, SortedKeyList
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -5,9 +5,20 @@ import random
 import pytest
 
 from ostracon.core.errors import ValidationError
-from ostracon.core.query.filters import (QueryCursorError, compile_filter, decode_cursor, encode_cursor,
-                                 is_after, key_to_value, like_prefix, normalize_order, select,
-                                 sort_docs, sort_key_fn, value_key)
+from ostracon.core.query.filters import (
+    QueryCursorError,
+    compile_filter,
+    decode_cursor,
+    encode_cursor,
+    is_after,
+    key_to_value,
+    like_prefix,
+    normalize_order,
+    select,
+    sort_docs,
+    sort_key_fn,
+    value_key,
+)
 
 
 def D(i, **f):
@@ -263,7 +274,7 @@ def test_pagination_is_stable_under_concurrent_writes(seed):
         assert len(seen) == len(set(seen)), "a document was returned twice"
         assert survivors <= set(seen), "a document present throughout was skipped"
         # and the pages were in order: the concatenation is strictly increasing in the spec
-        for a, b in zip(seen_keys, seen_keys[1:]):
+        for a, b in zip(seen_keys, seen_keys[1:], strict=False):
             assert is_after(b, a, spec)
     except AssertionError:
         print("seed", seed)

@@ -5,11 +5,18 @@ import random
 import pytest
 
 from ostracon.core.errors import StorageError, ValidationError
+from ostracon.core.query.filters import IndexBuildingError, select
 from ostracon.core.query.index import BUILDING, DROPPED, READY, CollectionIndexes
 from ostracon.core.query.planner import DictSource, QueryEngine
-from ostracon.core.query.filters import IndexBuildingError, select
-from ostracon.core.query.rebuild import (COLD, HOT, WARM, CollectionMeta, ColdCollectionError,
-                                   RebuildScheduler, TieringPolicy)
+from ostracon.core.query.rebuild import (
+    COLD,
+    HOT,
+    WARM,
+    ColdCollectionError,
+    CollectionMeta,
+    RebuildScheduler,
+    TieringPolicy,
+)
 
 
 def collection(n, name="c", seed=0):

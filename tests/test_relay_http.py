@@ -226,7 +226,7 @@ def test_http_connection_limit():
             writer.write(b"GET /healthz HTTP/1.1\r\n\r\n")
             assert await asyncio.wait_for(reader.read(), DEADLINE) == b""
             writer.close()
-            for r, w in idle:
+            for _r, w in idle:
                 w.close()
     run(main())
 

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from ostracon.core.errors import LockedError, StorageUnavailableError, ValidationError
-from ostracon.relay.mailbox import (MemoryMailbox, RoomInfo, SqliteMailbox, parse_mailbox_spec)
+from ostracon.relay.mailbox import MemoryMailbox, RoomInfo, SqliteMailbox, parse_mailbox_spec
 
 R1 = "a1" * 32
 R2 = "b2" * 32
@@ -88,10 +88,10 @@ def test_prune_by_room_bytes_drops_oldest_and_reports_gap(make):
 def test_prune_by_total_bytes_drops_globally_oldest(make):
     clock = FakeClock()
     mb = make(max_room_bytes=1500, max_total_bytes=2000, clock=clock)
-    for i in range(3):
+    for _i in range(3):
         mb.append(R1, b"a" * 400)  # R1: cursors 1..3 are the oldest
         clock.t += 1
-    for i in range(3):
+    for _i in range(3):
         mb.append(R2, b"b" * 400)
         clock.t += 1
     # 2400 > 2000: the globally oldest frames (R1's first ones) went.

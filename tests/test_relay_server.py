@@ -265,7 +265,7 @@ def test_rate_limits_close_with_1008():
             a = await Client.join(relay)
             await a.caught_up()
             try:
-                for i in range(20):
+                for _i in range(20):
                     await a.publish(b"x")
             except ConnectionClosed:
                 pass
@@ -278,7 +278,7 @@ def test_rate_limits_close_with_1008():
             a = await Client.join(relay)
             await a.caught_up()
             try:
-                for i in range(10):
+                for _i in range(10):
                     await a.publish(b"y" * 1500)
             except ConnectionClosed:
                 pass
@@ -379,7 +379,7 @@ def test_slow_consumer_is_disconnected_and_relay_memory_stays_bounded():
             assert relay.metrics.queue_high_water_bytes <= cfg.send_queue_bytes
             await wait_for(lambda: relay.metrics_snapshot()["connections"] == 2)
             # The others are unaffected: everything sent is delivered and acknowledged.
-            for i in range(20):
+            for _i in range(20):
                 await writer.publish(payload)
                 sent += 1
                 await window(2)

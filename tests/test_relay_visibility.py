@@ -29,11 +29,11 @@ import pytest
 
 import ostracon
 from ostracon.core.protocol import frames as F
+from ostracon.core.protocol import relay as P
 from ostracon.crypto import DeterministicRandom
 from ostracon.crypto.identity import Identity
 from ostracon.crypto.native import NativeCrypto
 from ostracon.crypto.space import Space
-from ostracon.core.protocol import relay as P
 from ostracon.relay import server as relay_server
 from ostracon.relay.mailbox import SqliteMailbox
 from ostracon.relay.server import Relay, RelayConfig, RelayMetrics
@@ -62,13 +62,13 @@ RELAY_SEES = {
                    "close_code"},
     # Per client message: which connection sent it, when, how big, and its one-byte kind.
     "client_message": {"connection", "time", "size", "kind"},
-    # The cleartext header of every frame (core/frames.py); the rest is AES-GCM ciphertext.
+    # The cleartext header of every frame (core/protocol/frames.py); the rest is AES-GCM ciphertext.
     "frame_header": {"version", "room", "sender", "counter", "length", "nonce", "commitment"},
     # What the mailbox stores (SQLite tables `frames`, `rooms`, `meta`).
     "mailbox_frames": {"room", "cursor", "ts", "size", "data"},
     "mailbox_rooms": {"room", "epoch", "head", "pruned_through", "last_ts", "last_active"},
     "mailbox_meta": {"k", "v"},
-    # Which client→relay message kinds exist (relay/protocol.py C_*).
+    # Which client→relay message kinds exist (core/protocol/relay.py C_*).
     "client_kinds": {"C_PUBLISH", "C_EPHEMERAL"},
     # Query parameters of the join URL /v1/room/<room_id>?since=&epoch=.
     "join_params": {"since", "epoch"},

@@ -3,8 +3,7 @@
 import pytest
 
 from ostracon.core import cid as cidlib
-from ostracon.core.block import (KIND_BLOCK, KIND_SEAL, MAX_BLOCK_BYTES, Change, Seal, envelope,
-                                 make_seal, open_envelope)
+from ostracon.core.block import KIND_BLOCK, KIND_SEAL, MAX_BLOCK_BYTES, Change, Seal, envelope, make_seal, open_envelope
 from ostracon.core.errors import CorruptBlockError, ValidationError
 from ostracon.core.replica import Replica
 from ostracon.crypto import default_backend
@@ -161,18 +160,20 @@ def test_seal_that_does_not_match_the_blocks_applies_nothing():
     assert rb.apply_envelopes([seal_env(right)]).new == 1
 
 
-def test_seal_contradicting_applied_blocks_changes_nothing():
+def test_second_signed_seal_for_an_applied_slot_proves_equivocation_and_changes_no_state():
     ra = writer()
-    ra.commit("t", "x", [("s", "f", 1)], W)
+    cid1, _, _ = ra.commit("t", "x", [("s", "f", 1)], W)
     ra.seal_local(ID_A.sign)
     rb = rep()
     rb.apply_envelopes(ra.envelopes_since({}))
     wrong = make_seal(A, 1, [cidlib.compute(b"else")], ID_A.sign).encode()
-    vv, heads = rb.version_vector(), rb.heads()
+    heads = rb.heads()
     res = rb.apply_envelopes([seal_env(wrong)])
-    # (a redundant seal over an already sealed range is dropped without a report)
-    assert res.seals == 0 and res.new == 0
-    assert fields(rb) == {"f": 1} and rb.version_vector() == vv and rb.heads() == heads
+    # Two signed seals for slot 1: proof by itself (its block need not arrive).
+    [ev] = res.equivocations
+    assert ev.seq == 1 and ev.cids == (cid1, None) and wrong in ev.seals
+    assert res.seals == 0 and res.new == 0 and rb.quarantined == {A: 1}
+    assert fields(rb) == {"f": 1} and rb.version_vector() == {} and rb.heads() == heads
 
 
 def test_a_forged_block_received_first_does_not_block_the_real_one():
@@ -191,9 +192,9 @@ def test_a_forged_block_received_first_does_not_block_the_real_one():
         assert rb.pending_count == 0
 
 
-def test_actor_equivocation_after_apply_is_refused():
+def test_actor_equivocation_after_apply_is_reported_and_quarantined():
     ra = writer()
-    ra.commit("t", "x", [("s", "f", 1)], W)
+    cid1, _, _ = ra.commit("t", "x", [("s", "f", 1)], W)
     ra.seal_local(ID_A.sign)
     rb = rep()
     rb.apply_envelopes(ra.envelopes_since({}))
@@ -201,9 +202,11 @@ def test_actor_equivocation_after_apply_is_refused():
     fork = Change("t", "x", (), 1, A, 1, (W + 5) << 16, (("s", "f", 666),)).encode()
     fork_seal = make_seal(A, 1, [cidlib.compute(fork)], ID_A.sign).encode()
     res = rb.apply_envelopes([block_env(fork), seal_env(fork_seal)])
-    assert res.new == 0
-    assert any("equivocation" in reason for _, reason in res.rejected)
-    assert fields(rb) == {"f": 1} and rb.pending_count == 0
+    [ev] = res.equivocations
+    assert ev.actor == A and ev.seq == 1 and ev.cids == (cid1, cidlib.compute(fork))
+    # Both branches are kept (as DAG members); the actor's log is frozen before slot 1.
+    assert res.new == 1 and rb.quarantined == {A: 1} and rb.version_vector() == {}
+    assert cidlib.compute(fork) in rb.side and fields(rb) == {"f": 666} and rb.pending_count == 0
 
 
 def test_equivocation_while_both_pending_resolves_by_the_seal_in_any_order():
@@ -283,7 +286,8 @@ def test_version_vector_and_envelopes_since_offer_only_sealed_blocks():
     assert kinds(ra.envelopes_since({A: 2})) == [1, 2]
     assert ra.envelopes_since({A: 3}) == []
     ra.seal_local(ID_A.sign)
-    assert kinds(ra.envelopes_since({A: 3})) == [1, 1, 2]
+    # The seal ending at the requester's tip comes first (proof if the requester logged another block there).
+    assert kinds(ra.envelopes_since({A: 3})) == [2, 1, 1, 2]
     assert kinds(ra.envelopes_since({})) == [1, 1, 1, 2, 1, 1, 2]
 
 

@@ -4,8 +4,13 @@ import pytest
 
 from ostracon.core import cid, encoding
 from ostracon.core.errors import NotFoundError, ValidationError
-from ostracon.core.query.schema import (LensNotFoundError, SchemaRegistry, SchemaValidationError,
-                                  parse_sdl, schema_from_canonical)
+from ostracon.core.query.schema import (
+    LensNotFoundError,
+    SchemaRegistry,
+    SchemaValidationError,
+    parse_sdl,
+    schema_from_canonical,
+)
 
 SDL = '''
 """A todo item."""

@@ -7,8 +7,6 @@ with OSTRACON_SIM_SEED=<n>.
 import os
 import random
 
-import pytest
-
 import ostracon
 from simulator import Sim
 
@@ -26,7 +24,7 @@ def test_replicas_converge_for_every_seed():
         hashes = {db.state_hash() for db in dbs}
         heads = {tuple(db.heads()) for db in dbs}
         vectors = {tuple(sorted(db.version_vector().items())) for db in dbs}
-        pending = [db._replica.pending_count for db in dbs]
+        pending = [db.replica.pending_count for db in dbs]
         assert len(hashes) == 1 and len(heads) == 1 and len(vectors) == 1 and not any(pending), (
             f"seed {seed} diverged: replay with OSTRACON_SIM_SEED={seed}")
         # A newcomer fed every block in a random order, with duplicates, lands on the same state.

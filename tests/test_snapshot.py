@@ -11,8 +11,8 @@ from simulator import Sim
 
 
 def _clone_via_snapshot(db):
-    r = Replica(db._replica.actor, verify=db.crypto.ed25519_verify)
-    snapshot.load(r, snapshot.dump(db._replica))
+    r = Replica(db.replica.actor, verify=db.crypto.ed25519_verify)
+    snapshot.load(r, snapshot.dump(db.replica))
     return r
 
 
@@ -20,10 +20,10 @@ def _clone_via_snapshot(db):
 def test_snapshot_round_trip_equals_replay(seed):
     db = Sim(seed).run()[0]
     r = _clone_via_snapshot(db)
-    assert r.order == db._replica.order
-    assert r.version_vector() == db._replica.version_vector()
-    assert r.sealed_upto == db._replica.sealed_upto
-    for name, docs in db._replica.collections.items():
+    assert r.order == db.replica.order
+    assert r.version_vector() == db.replica.version_vector()
+    assert r.sealed_upto == db.replica.sealed_upto
+    for name, docs in db.replica.collections.items():
         for doc_id, d in docs.items():
             e = r.collections[name][doc_id]
             assert e.to_doc() == d.to_doc() and e.digest() == d.digest() and e.blame() == d.blame()
@@ -48,7 +48,7 @@ def test_database_reopens_from_snapshot_and_tail():
     assert (db2.state_hash(), db2.heads(), db2.collection("t").history("d1")) == expected
     # Writes continue after the snapshot with the next sequence number and later stamps.
     db2.collection("t").patch("d4", {"i": 99})
-    assert db2.collection("t").history("d4")[-1]["seq"] == db._replica.seq_of(db._replica.actor) + 1
+    assert db2.collection("t").history("d4")[-1]["seq"] == db.replica.seq_of(db.replica.actor) + 1
 
 
 def test_a_malformed_snapshot_is_a_typed_error():
@@ -56,7 +56,7 @@ def test_a_malformed_snapshot_is_a_typed_error():
         snapshot.load(Replica(b"\x01" * 32, require_signatures=False), b"\x93\x02\x90\x90")
     with pytest.raises(ostracon.CorruptSnapshotError):
         snapshot.load(Replica(b"\x01" * 32, require_signatures=False), b"garbage")
-    good = snapshot.dump(Sim(1).run()[0]._replica)
+    good = snapshot.dump(Sim(1).run()[0].replica)
     v = msgpack.unpackb(good)
     v[5] = v[5][:-1]  # drop an info row
     with pytest.raises(ostracon.CorruptSnapshotError):

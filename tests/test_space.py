@@ -29,6 +29,7 @@ from ostracon.crypto.space import (
 
 FAST = 1000  # iterations for tests that are not about the KDF cost (with _insecure_for_tests)
 URL = "ws://127.0.0.1:8787"
+URL_BYTES = URL.encode()
 
 
 def fast(passphrase="correct horse battery staple", name="family", **kw) -> Space:
@@ -46,7 +47,7 @@ def test_default_derivation_is_pbkdf2_600k_and_recorded():
     # The one test that pays for the documented default (~0.3-0.5 s).
     sp = Space.from_passphrase("correct horse battery staple", "family photos")
     assert DEFAULT_PASSPHRASE_ITERATIONS == MIN_PASSPHRASE_ITERATIONS == 600_000
-    salt = hashlib.sha256(b"ostracon/space/v1\x00" + "family photos".encode()).digest()
+    salt = hashlib.sha256(b"ostracon/space/v1\x00" + b"family photos").digest()
     assert sp.kdf == KdfParams("pbkdf2-hmac-sha256", 600_000, salt, b"ostracon/space/v1\x00", 32)
     assert sp.export_key() == hashlib.pbkdf2_hmac("sha256", b"correct horse battery staple", salt, 600_000, 32)
     assert sp.name == "family photos"
@@ -64,7 +65,8 @@ def test_iterations_below_minimum_refused_without_flag():
 def test_insecure_flag_allows_fewer_iterations_and_records_them():
     sp = fast()
     assert sp.kdf.iterations == FAST
-    assert sp.export_key() == hashlib.pbkdf2_hmac("sha256", b"correct horse battery staple", space_salt("family"), FAST, 32)
+    assert sp.export_key() == hashlib.pbkdf2_hmac("sha256", b"correct horse battery staple", space_salt("family"),
+                                                  FAST, 32)
 
 
 @pytest.mark.parametrize("pw", ["", " ", "\t\n", "\u3000", None, b"bytes pass", 42])
@@ -90,7 +92,8 @@ def test_same_inputs_same_space_different_inputs_different():
     assert a == b and a.room_id == b.room_id
     assert fast(name="family2") != a  # the name salts the derivation
     assert fast("correct horse battery stapl") != a
-    assert Space.from_passphrase("correct horse battery staple", "family", iterations=FAST + 1, _insecure_for_tests=True) != a
+    assert Space.from_passphrase("correct horse battery staple", "family", iterations=FAST + 1,
+                                 _insecure_for_tests=True) != a
 
 
 def test_unicode_normalisation():
@@ -198,7 +201,7 @@ def _encode(body: bytes, *, checksum: bytes | None = None) -> str:
     return "ost1" + base64.b32encode(body + checksum).decode().rstrip("=").lower()
 
 
-def _body(version=1, key=bytes(32), name=b"n", url=URL.encode()) -> bytes:
+def _body(version=1, key=bytes(32), name=b"n", url=URL_BYTES) -> bytes:
     return struct.pack(">B", version) + key + struct.pack(">B", len(name)) + name + struct.pack(">H", len(url)) + url
 
 

@@ -194,11 +194,33 @@ def test_float_sums_do_not_depend_on_delivery_order():
     assert type(s.user_fields()["n"]) is float
 
 
-def test_int_and_big_int_increments():
+def test_increments_leaving_the_counter_range_are_skipped_in_every_order():
     d = Doc()
-    chs = [d.change(A, stamp(W), ("s", "n", 2**63 - 1)), d.change(B, stamp(W + 1), ("i", "n", 2**63 - 1)),
-           d.change(C, stamp(W + 2), ("i", "n", 2))]
-    assert all_orders_agree(chs).user_fields() == {"n": 2**64}
+    chs = [d.change(A, stamp(W), ("s", "n", 2**63 - 3)), d.change(B, stamp(W + 1), ("i", "n", 2**63 - 1)),
+           d.change(C, stamp(W + 2), ("i", "n", 2)), d.change(A, stamp(W + 3), ("i", "n", 1))]
+    # +2**63-1 would leave the range: skipped; +2 and +1 fit (in stamp order), so they count.
+    assert all_orders_agree(chs).user_fields() == {"n": 2**63 - 1 - 1 + 1}
+
+
+def test_huge_int_base_with_float_increment_stays_readable():
+    d = Doc()
+    chs = [d.change(A, stamp(W), ("s", "n", 2**1000)), d.change(B, stamp(W + 1), ("i", "n", 0.5))]
+    s = all_orders_agree(chs)
+    assert s.user_fields() == {"n": 2**1000} and len(s.digest()) == 32
+
+
+def test_float_counter_never_reaches_infinity():
+    d = Doc()
+    chs = [d.change(A, stamp(W), ("s", "n", 1.5e308)), d.change(B, stamp(W + 1), ("i", "n", 1.5e308)),
+           d.change(C, stamp(W + 2), ("i", "n", -1e308))]
+    assert all_orders_agree(chs).user_fields() == {"n": 1.5e308 - 1e308}
+
+
+def test_counter_add_is_total():
+    from ostracon.core.state import COUNTER_MAX, COUNTER_MIN, counter_add
+    assert counter_add(COUNTER_MAX, 1) is None and counter_add(COUNTER_MIN, -1) is None
+    assert counter_add(2**2000, 1.0) is None and counter_add(1e308, 1e308) is None
+    assert counter_add(COUNTER_MAX, -1.0) == float(COUNTER_MAX) - 1.0 and counter_add(1, 2) == 3
 
 
 def test_blame_points_at_the_deciding_write():
@@ -216,7 +238,8 @@ def test_metadata():
     s = fields_for(chs, [0, 1])
     doc = s.to_doc()
     assert doc["_version"] == 2 and doc["_created"] == W and doc["_updated"] == W + 10
-    assert doc["_deleted"] is False and doc["_heads"] == [cidlib.format_cid(c) for c in sorted(c[0] for c in chs)]  # binary order
+    assert doc["_deleted"] is False
+    assert doc["_heads"] == [cidlib.format_cid(c) for c in sorted(c[0] for c in chs)]  # binary order
     assert s.data_hash() == hashlib.sha256(encode_canonical({"f": 1, "g": 1})).hexdigest()
 
 
@@ -272,7 +295,7 @@ def build_block_set(seed: int, steps: int = 40) -> tuple[Replica, list[bytes]]:
     for i, r in enumerate(reps):
         r.seal_local(IDS[i].sign)
     full = new_replica(0)
-    for i, r in enumerate(reps):
+    for r in reps:
         full.apply_envelopes(r.envelopes_since({}))
     assert full.pending_count == 0
     return full, full.all_envelopes()
@@ -282,7 +305,7 @@ BLOCK_SETS = [build_block_set(seed) for seed in range(4)]
 
 
 def test_block_sets_are_interesting():
-    for full, envs in BLOCK_SETS:
+    for full, _envs in BLOCK_SETS:
         assert len(full.by_actor) == 3 and len(full.order) > 20
         assert any(len(d.heads) > 1 or d.height > 3 for col in full.collections.values() for d in col.values())
 

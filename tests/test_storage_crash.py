@@ -15,7 +15,6 @@ import os
 import random
 
 from fakefs import Crash, FakeFS
-
 from ostracon.storage.file import FileStorage
 
 TRIALS = int(os.environ.get("OSTRACON_CRASH_TRIALS", "2000"))
@@ -146,7 +145,7 @@ def test_crash_model_really_loses_unsynced_data():
     """Guard against a fake that never tears anything (the trials would then prove nothing)."""
     rng = random.Random(7)
     torn = 0
-    for i in range(200):
+    for _i in range(200):
         fs = FakeFS()
         s = FileStorage("/db", fs=fs)
         s.append([b"x" * 50] * 20)

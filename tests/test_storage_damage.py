@@ -14,10 +14,16 @@ import subprocess
 import sys
 
 import pytest
-from fakefs import FakeFS
 
-from ostracon.core.errors import (CorruptLogError, CorruptSnapshotError, DiskFullError, LockedError,
-                                  StorageError, StorageUnavailableError)
+from fakefs import FakeFS
+from ostracon.core.errors import (
+    CorruptLogError,
+    CorruptSnapshotError,
+    DiskFullError,
+    LockedError,
+    StorageError,
+    StorageUnavailableError,
+)
 from ostracon.storage import logformat as lf
 from ostracon.storage.file import FileStorage
 

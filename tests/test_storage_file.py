@@ -7,13 +7,12 @@ import os
 import random
 
 import pytest
-from fakefs import FakeFS
-from storage_contract import CONTRACT
 
-from ostracon.core.errors import (DiskFullError, LockedError, ReadOnlyError, StorageError,
-                                  StorageUnavailableError)
+from fakefs import FakeFS
+from ostracon.core.errors import DiskFullError, LockedError, ReadOnlyError, StorageError, StorageUnavailableError
 from ostracon.storage import logformat as lf
 from ostracon.storage.file import FileStorage, StorageFailedError
+from storage_contract import CONTRACT
 
 
 class FileHarness:

@@ -13,9 +13,8 @@ import subprocess
 import sys
 import time
 
-from storage_kill_child import record, state_hash
-
 from ostracon.storage.file import FileStorage
+from storage_kill_child import record, state_hash
 
 TRIALS = int(os.environ.get("OSTRACON_KILL_TRIALS", "50"))
 SEED = int(os.environ.get("OSTRACON_KILL_SEED", "424242"))

@@ -1,9 +1,9 @@
 """MemoryStorage against the storage contract."""
 
 import pytest
-from storage_contract import CONTRACT
 
 from ostracon.storage import MemoryStorage
+from storage_contract import CONTRACT
 
 
 class MemoryHarness:

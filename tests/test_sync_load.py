@@ -37,7 +37,7 @@ BATCH = 10  # writes per flush: the sink seals and the client pushes one batch a
 # (OSTRACON_LOAD_OFFLINE_EVERY=10) their pushes land in the join storm of 100 members: on the
 # 2-CPU reference machine the relay then kicks slow consumers (send queue full), clients
 # reconnect, needs and answers multiply, and 100 × 20 takes 66-210 s instead of ~25 s (it
-# still converges). Reported to the lead; the join storm is covered at a smaller scale below.
+# still converges). The join storm is covered at a smaller scale below.
 OFFLINE_EVERY = int(os.environ.get("OSTRACON_LOAD_OFFLINE_EVERY", "0"))
 SEED = int(os.environ.get("OSTRACON_LOAD_SEED", "1"))
 # Hang guards only (no timing is asserted): generous, scaled with the work (~N² block applies).

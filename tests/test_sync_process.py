@@ -2,7 +2,7 @@
 
 Clients are in-process asyncio tasks (one SyncClient each), every device with its own database
 directory on disk; the relay is a separate OS process that the tests start, SIGKILL and restart
-on the same port with the same SQLite mailbox. Checked (issue 4, "Tests"):
+on the same port with the same SQLite mailbox. Checked:
 
 * offline writes on three devices, then reconnect → identical state hashes, heads and vectors,
   again after the databases are closed and reopened from disk;
@@ -13,7 +13,7 @@ on the same port with the same SQLite mailbox. Checked (issue 4, "Tests"):
 * a wrong passphrase: on its own it derives another room (the device sees an empty room and
   decrypts nothing); pointed at the right room (explicit room id) its first visit gets
   WrongKeyError, and no frame of the other key is ever passed to AES-GCM decryption on either
-  side. Known gap, asserted as it is today: a second visit with the wrong key reports no error
+  side. Known gap, asserted as the design behaves: a second visit with the wrong key reports no error
   (its cursor is past the unreadable frames) and pushes its own frames into the room, after
   which right-key devices get WrongKeyError from `sync_blocking` (their data still syncs).
 
@@ -32,7 +32,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -71,7 +70,7 @@ class RelayProcess:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    def start(self) -> "RelayProcess":
+    def start(self) -> RelayProcess:
         assert self.proc is None, "already running"
         env = dict(os.environ)
         env["PYTHONPATH"] = REPO_PY + os.pathsep + env.get("PYTHONPATH", "")
@@ -209,7 +208,7 @@ def test_three_devices_with_offline_writes_converge_and_stay_converged_after_reo
             expected |= _offline_writes(db, i, rng, 15, "second")
             db.close()
         dbs = [_open(tmp_path, f"dev{i}") for i in range(3)]
-        for db, cursor in zip(dbs, cursors):
+        for db, cursor in zip(dbs, cursors, strict=False):
             resumed = SyncClient(db, relay.url, space, transport_factory=WebSocketTransport, **FAST)
             assert resumed._meta["cursor"] == cursor and resumed._meta["epoch"] in epochs
         handles = [await start_sync(db, relay.url, space, **FAST) for db in dbs]
@@ -393,8 +392,8 @@ def test_wrong_passphrase_gets_a_clear_outcome_and_decrypts_nothing(relay, tmp_p
     assert wrong_crypto.decrypts == 0
     assert b.collections() == [] and b.version_vector() == {}
 
-    # 3. Again, now with writes on the wrong-key device. What the design gives today (reported
-    #    to the lead): b's persisted cursor is already past the frames it could not read, so
+    # 3. Again, now with writes on the wrong-key device. What the design gives (a known gap):
+    #    b's persisted cursor is already past the frames it could not read, so
     #    this second visit reports no error, and b's frames (sealed under the wrong key) land
     #    in the right room's mailbox; the relay cannot tell keys apart. The right device then
     #    gets WrongKeyError for them and applies none of it.

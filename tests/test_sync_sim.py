@@ -30,7 +30,7 @@ FIELDS = ["title", "n", "tags", "done"]
 
 
 class Member:
-    def __init__(self, sim: "SyncSim", room: int, index: int, keys: FrameKeys) -> None:
+    def __init__(self, sim: SyncSim, room: int, index: int, keys: FrameKeys) -> None:
         rng = sim.rng
         self.room = room
         self.index = index
@@ -233,11 +233,11 @@ def check_seed(seed: int) -> SyncSim:
     hint = f"replay with OSTRACON_SYNC_SIM_SEED={seed}"
     assert sim.converged(), f"seed {seed}: replicas did not converge after healing; {hint}"
     actors = {room: {bytes.fromhex(a) for m in ms for a in m.db.version_vector()} for room, ms in sim.rooms().items()}
-    own = {room: {m.db._replica.actor for m in ms} for room, ms in sim.rooms().items()}
+    own = {room: {m.db.replica.actor for m in ms} for room, ms in sim.rooms().items()}
     for room in actors:
         assert actors[room] <= own[room], f"seed {seed}: blocks crossed rooms; {hint}"
     for m in members:
-        assert m.db._replica.pending_count == 0, f"seed {seed}: blocks left pending; {hint}"
+        assert m.db.replica.pending_count == 0, f"seed {seed}: blocks left pending; {hint}"
         assert not m.violations, f"seed {seed}: honest traffic raised {m.violations[0]}; {hint}"
         assert m.rejected == 0, f"seed {seed}: honest blocks were rejected; {hint}"
         assert m.session.is_synced, f"seed {seed}: session not synced after healing; {hint}"
@@ -245,7 +245,7 @@ def check_seed(seed: int) -> SyncSim:
 
 
 def test_hostile_relay_never_gets_bad_frames_applied_and_replicas_converge():
-    bad = opened_bad = 0
+    bad = 0
     drops: dict[str, int] = {}
     for seed in _seeds():
         sim = check_seed(seed)

@@ -1,4 +1,4 @@
-"""The sans-IO sync session (core/syncproto.py): messages, flows, gaps, idempotence, hostility."""
+"""The sans-IO sync session (core/protocol/session.py): messages, flows, gaps, idempotence, hostility."""
 
 from __future__ import annotations
 
@@ -12,11 +12,27 @@ from hypothesis import strategies as st
 
 from ostracon.core.encoding import encode
 from ostracon.core.errors import ProtocolError, ValidationError
+from ostracon.core.protocol.session import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MIN_MESSAGE_BYTES,
+    Blocks,
+    BlocksApplied,
+    Diverged,
+    GapDetected,
+    Hello,
+    MalformedMessageError,
+    Need,
+    Outgoing,
+    PeerLost,
+    PeerSeen,
+    ProtocolViolation,
+    Synced,
+    SyncSession,
+    decode_message,
+    encode_message,
+    tips_digest,
+)
 from ostracon.core.replica import Replica
-from ostracon.core.protocol.session import (DEFAULT_MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES, Blocks, BlocksApplied,
-                                     Diverged, GapDetected, Hello, MalformedMessageError, Need, Outgoing,
-                                     PeerLost, PeerSeen, ProtocolViolation, Synced, SyncSession,
-                                     decode_message, encode_message, tips_digest)
 from ostracon.crypto.identity import Identity
 from ostracon.crypto.native import NativeCrypto
 

@@ -34,7 +34,7 @@ def test_scenario(scenario):
     got = replay_mod.replay(scenario)
     want = scenario["expected"]
     # step by step first, so a failure names the first step that differs
-    for i, (step, g, w) in enumerate(zip(scenario["steps"], got["steps"], want["steps"])):
+    for i, (step, g, w) in enumerate(zip(scenario["steps"], got["steps"], want["steps"], strict=False)):
         assert g == w, f"step {i} {step}"
     assert got == want
 

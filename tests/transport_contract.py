@@ -18,6 +18,7 @@ import os
 from ostracon.core.protocol import relay as P
 from ostracon.sync.base import TransportClosed
 
+
 async def _join(make, room_url, room, since=None):
     t = make()
     await t.connect(room_url(room, since))

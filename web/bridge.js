@@ -46,7 +46,7 @@ export function gateIdle() {
 }
 
 const DB_VERSION = 1;
-// The object stores of one Ostracon database (DESIGN.md §5). Keys: records and snapshots by
+// The object stores of one Ostracon database. Keys: records and snapshots by
 // position (a positive integer, in order), meta by string.
 export const STORES = Object.freeze(["records", "snapshots", "meta"]);
 

@@ -8,22 +8,46 @@
         print(todos.history(doc_id))
 """
 
-from .core.errors import (ClosedError, ConflictError, CorruptBlockError, CorruptLogError,
-                          CorruptSnapshotError, CryptoError, CursorError, DiskFullError,
-                          FrameError, HistoryPrunedError, LockedError, NotFoundError,
-                          OstraconError, ProtocolError, ReadOnlyError, SignatureError,
-                          StorageError, StorageUnavailableError, TransportError,
-                          ValidationError, WrongKeyError)
+from .core.errors import (
+    ClosedError,
+    ConflictError,
+    CorruptBlockError,
+    CorruptLogError,
+    CorruptSnapshotError,
+    CryptoError,
+    CursorError,
+    DiskFullError,
+    FrameError,
+    HistoryPrunedError,
+    LockedError,
+    NotFoundError,
+    OstraconError,
+    ProtocolError,
+    ReadOnlyError,
+    SignatureError,
+    StorageError,
+    StorageUnavailableError,
+    TransportError,
+    ValidationError,
+    WrongKeyError,
+)
 from .core.feed import ChangeEvent, Subscription
-from .database import (Collection, ColdCollectionError, Database, IndexBuildingError,
-                       LensNotFoundError, QueryCursorError, QueryTooExpensiveError,
-                       SchemaValidationError)
-from .database import open_database as open
+from .db import (
+    ColdCollectionError,
+    Collection,
+    Database,
+    IndexBuildingError,
+    LensNotFoundError,
+    QueryCursorError,
+    QueryTooExpensiveError,
+    SchemaValidationError,
+)
+from .db import open_database as open
 
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):  # Identity/Space import the crypto backend: load on first use
+def __getattr__(name: str) -> type:  # Identity/Space import the crypto backend: load on first use
     if name == "Identity":
         from .crypto.identity import Identity
         return Identity

@@ -7,7 +7,8 @@ import base64
 import json
 import os
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .core import cid as cidlib
 from .core.block import batch_digest, decode_change, decode_seal
@@ -21,11 +22,11 @@ class CliError(Exception):
     pass
 
 
-def _open(path: str, *, read_only: bool = True, create: bool = False) -> Any:
+def _open(path: str, *, read_only: bool = True, create: bool = False, **options: Any) -> Any:
     import ostracon
     if not os.path.isdir(path) and not create:
         raise CliError(f"{path}: no such database directory")
-    return ostracon.open(path, read_only=read_only)
+    return ostracon.open(path, read_only=read_only, **options)
 
 
 def _json_value(v: Any) -> Any:
@@ -50,11 +51,12 @@ def _from_json(v: Any) -> Any:
 
 
 def _human_bytes(n: int) -> str:
+    size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
 
 
 # ---------------------------------------------------------------- commands
@@ -62,7 +64,7 @@ def _human_bytes(n: int) -> str:
 def cmd_inspect(args: argparse.Namespace) -> int:
     db = _open(args.path)
     try:
-        r = db._replica
+        r = db.replica
         print(f"database   {os.path.abspath(args.path)}")
         print(f"identity   {db.actor}")
         print(f"blocks     {len(r.blocks)}")
@@ -90,7 +92,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _changes(db: Any) -> Iterator[tuple[bytes, Any]]:
-    r = db._replica
+    r = db.replica
     for c in r.order:
         if c in r.blocks:  # pruned blocks have no body to show
             yield c, decode_change(r.blocks[c])
@@ -126,8 +128,9 @@ def _describe_op(op: tuple) -> str:
 
 
 def _iso(ms: int) -> str:
-    import datetime
-    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+    # Own formatting: datetime stops at year 9999, a legal stamp reaches year 10889.
+    from .core.clock import format_ms
+    return format_ms(ms)
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -147,71 +150,12 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def verify_database(db: Any, progress: Any = None) -> list[str]:
-    """Recompute every CID, DAG link and seal signature. Returns the problems found."""
-    r = db._replica
-    problems: list[str] = []
-    rep = db.open_report()
-    if rep.truncated_bytes:
-        problems.append(f"log: a damaged or torn tail of {rep.truncated_bytes} bytes was cut off at "
-                        f"open ({'; '.join(rep.notes) or 'see open_report'})")
-    for q in rep.quarantined:
-        problems.append(f"log: damaged data was quarantined to {q}")
-    check_storage = getattr(db.storage, "verify", None)
-    if check_storage is not None:
-        check_storage()  # reads every record of every segment; raises CorruptLogError
-    total = len(r.order)
-    for n, c in enumerate(r.order, 1):
-        data = r.blocks.get(c)
-        where = cidlib.format_cid(c)
-        if data is None:
-            if c not in r.pruned:
-                problems.append(f"block {where}: body missing")
-            continue  # pruned: its CID still takes part in the seal digests checked below
-        if cidlib.compute(data) != c:
-            problems.append(f"block {where}: bytes do not match the CID")
-            continue
-        try:
-            ch = decode_change(data)
-        except OstraconError as exc:
-            problems.append(f"block {where}: {exc}")
-            continue
-        top = 0
-        for p in ch.parents:
-            info = r.info.get(p)
-            if info is None:
-                problems.append(f"block {where}: parent {cidlib.format_cid(p)} is missing")
-            elif (info[0], info[1]) != (ch.collection, ch.doc_id):
-                problems.append(f"block {where}: parent {cidlib.format_cid(p)} is another document's")
-            else:
-                top = max(top, info[5])
-        if ch.height != top + 1:
-            problems.append(f"block {where}: height {ch.height} should be {top + 1}")
-        log = r.by_actor.get(ch.actor, [])
-        if ch.seq > len(log) or log[ch.seq - 1] != c:
-            problems.append(f"block {where}: not at seq {ch.seq} of actor {ch.actor.hex()[:12]}")
-        if progress and (n % 1000 == 0 or n == total):
-            progress(n, total)
-    for actor, seals in r.seals.items():
-        for first, last, data in seals:
-            seal = decode_seal(data)
-            label = f"seal {actor.hex()[:12]} {first}..{last}"
-            if not seal.verify(db.crypto.ed25519_verify):
-                problems.append(f"{label}: signature does not verify")
-                continue
-            log = r.by_actor.get(actor, [])
-            if last > len(log):
-                problems.append(f"{label}: covers blocks this database does not have")
-            elif batch_digest(log[first - 1:last]) != seal.digest:
-                problems.append(f"{label}: digest does not match the blocks")
-    for actor, log in r.by_actor.items():
-        if r.sealed_upto.get(actor, 0) < len(log):
-            problems.append(f"actor {actor.hex()[:12]}: blocks {r.sealed_upto.get(actor, 0) + 1}.."
-                            f"{len(log)} are not covered by a seal")
-    return problems
+    """Every problem `Database.verify()` finds (core/verify.py holds the rules)."""
+    return db.verify(progress)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    db = _open(args.path)
+    db = _open(args.path, on_corrupt="report")  # collect every bad block instead of refusing
 
     def progress(n: int, total: int) -> None:
         if sys.stderr.isatty() or args.progress:
@@ -227,7 +171,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         db.close()
     for p in problems:
         print(p)
-    r = db._replica
+    r = db.replica
     if problems:
         print(f"FAILED: {len(problems)} problem(s) in {len(r.blocks)} blocks")
         return EXIT_MISMATCH
@@ -290,7 +234,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                     doc_id = doc.get("_id")
                     fields = {k: v for k, v in doc.items() if not k.startswith("_")}
                 except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                    raise CliError(f"{args.file}:{lineno}: not an export line ({exc.__class__.__name__})")
+                    raise CliError(f"{args.file}:{lineno}: not an export line ({exc.__class__.__name__})") from None
                 col = db.collection(name)
                 if doc_id is not None and col.get(doc_id) is not None:
                     col.update(doc_id, fields)
@@ -300,7 +244,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                     created += 1
         db.flush()
     except ostracon.ValidationError as exc:
-        raise CliError(f"{args.file}: {exc}")
+        raise CliError(f"{args.file}: {exc}") from exc
     finally:
         db.close()
     print(f"imported: {created} created, {updated} updated")

@@ -9,9 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .db import Database
+    from .relay.http import Handler, HttpRequest, HttpResponse
+    from .relay.server import Relay
 
 
 def _default_web_dir() -> Path | None:
@@ -21,13 +26,14 @@ def _default_web_dir() -> Path | None:
     return None
 
 
-def _graphql_handler(db_path: str, allow_writes: bool):
+def _graphql_handler(db_path: str, allow_writes: bool) -> tuple[Handler, Database]:
     import ostracon
+
     from .relay.http import HttpResponse
 
     db = ostracon.open(db_path)
 
-    async def handle(req):  # POST {"query": ..., "variables": ...} → GraphQL response JSON
+    async def handle(req: HttpRequest) -> HttpResponse:  # POST {"query": ..., "variables": ...} → GraphQL response JSON
         if req.method != "POST":
             return HttpResponse(405, b"POST a GraphQL request\n", headers=(("allow", "POST"),))
         # Any web page can POST to 127.0.0.1: browsers send Origin, so refuse foreign ones
@@ -72,7 +78,7 @@ def main_serve(args: argparse.Namespace) -> int:
     if args.graphql_db:
         handlers["/graphql"], gdb = _graphql_handler(args.graphql_db, args.graphql_writes)
 
-    def ready(relay) -> None:
+    def ready(relay: Relay) -> None:
         print(f"Ostracon is running: open {relay.http_url}/  (relay at {relay.url}/v1/room/<room>, "
               f"health at {relay.http_url}/healthz)", flush=True)
 

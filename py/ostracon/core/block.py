@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import msgpack
 
@@ -27,6 +28,9 @@ MAX_NAME_CHARS = 256
 #: Concurrent heads of one document merged by a single write. Far beyond what real
 #: concurrency produces; bounds the cost of a hostile block.
 MAX_PARENTS = 1024
+#: An increment's integer delta: signed 64 bits (the counter range, core/state.py).
+COUNTER_DELTA_MIN = -(2**63)
+COUNTER_DELTA_MAX = 2**63 - 1
 ACTOR_LEN = 32
 SIG_LEN = 64
 MAX_SEQ = 2**63 - 1
@@ -84,6 +88,8 @@ def _check_op(op: Any) -> tuple:
             delta = op[2]
             if type(delta) not in (int, float):
                 raise CorruptBlockError("increment delta must be a number")
+            if type(delta) is int and not COUNTER_DELTA_MIN <= delta <= COUNTER_DELTA_MAX:
+                raise CorruptBlockError("increment delta must fit in 64 bits")
             return (OP_INCR, check_field(op[1]), delta)
         if kind == OP_DELETE and len(op) == 1:
             return (OP_DELETE,)
@@ -213,7 +219,6 @@ def decode_change(data: bytes, *, trusted: bool = False) -> Change:
             raise CorruptBlockError("a block may touch each field once")
         seen.add(c[1])
         checked.append(c)
-    checked = tuple(checked)
     # The canonical-form check re-encodes the block (a third of the decode cost). Blocks
     # replayed from our own storage passed it when they were first received: skip it.
     if not trusted:
@@ -236,9 +241,15 @@ def decode_change(data: bytes, *, trusted: bool = False) -> Change:
     # Everything __post_init__ checks was checked above: build without re-validating
     # (this constructor is ~40% of the decode cost otherwise).
     ch = _new(Change)
-    _set(ch, "collection", m["c"]); _set(ch, "doc_id", m["d"]); _set(ch, "parents", tuple(parents))
-    _set(ch, "height", height); _set(ch, "actor", actor); _set(ch, "seq", seq)
-    _set(ch, "hlc", t); _set(ch, "ops", checked); _set(ch, "schema", schema)
+    _set(ch, "collection", m["c"])
+    _set(ch, "doc_id", m["d"])
+    _set(ch, "parents", tuple(parents))
+    _set(ch, "height", height)
+    _set(ch, "actor", actor)
+    _set(ch, "seq", seq)
+    _set(ch, "hlc", t)
+    _set(ch, "ops", tuple(checked))
+    _set(ch, "schema", schema)
     return ch
 
 
@@ -251,7 +262,7 @@ _set = object.__setattr__
 SEAL_DOMAIN = b"ostracon/seal/v1\x00"
 
 
-def batch_digest(cids: list[bytes]) -> bytes:
+def batch_digest(cids: Sequence[bytes]) -> bytes:
     return hashlib.sha256(b"".join(cids)).digest()
 
 

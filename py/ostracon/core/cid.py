@@ -41,7 +41,7 @@ def format_cid(cid: bytes) -> str:
     return "b" + base64.b32encode(cid).decode("ascii").rstrip("=").lower()
 
 
-def parse_cid(text: str) -> bytes:
+def parse_cid(text: str | bytes) -> bytes:
     """'b…' text → binary CID; ValidationError for anything else."""
     if type(text) is bytes and is_cid(text):
         return text

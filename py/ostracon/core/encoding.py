@@ -21,6 +21,15 @@ BIGINT_EXT = 1
 INT_MIN = -(2**63)
 INT_MAX = 2**64 - 1
 
+#: Largest integer magnitude a value may hold: two's complement in at most 1024 bits, i.e.
+#: -2**1023 <= n < 2**1023 (309 decimal digits). One limit, enforced where values enter
+#: (writes: ValidationError; decoding blocks from peers or disk: CorruptBlockError), so every
+#: stored int prints (Python refuses int->str beyond 4300 digits), converts to a float where a
+#: query or counter needs one without OverflowError, and exports as JSON.
+MAX_INT_BITS = 1024
+BIGINT_MIN = -(2 ** (MAX_INT_BITS - 1))
+BIGINT_MAX = 2 ** (MAX_INT_BITS - 1) - 1
+
 #: Nesting deeper than this is refused: recursion in both runtimes is bounded (Pyodide's
 #: stack is much smaller than CPython's), and no real document nests 64 levels deep.
 MAX_DEPTH = 64
@@ -48,6 +57,8 @@ def canonical(value: Any, _depth: int = 0) -> Any:
     if t is str or t is bool or value is None or t is bytes:
         return value
     if t is int:
+        if not BIGINT_MIN <= value <= BIGINT_MAX:
+            raise ValidationError(f"integers are limited to {MAX_INT_BITS} bits (|n| < 2**{MAX_INT_BITS - 1})")
         return value
     if t is float:
         if math.isnan(value) or math.isinf(value):
@@ -72,7 +83,7 @@ def canonical(value: Any, _depth: int = 0) -> Any:
     raise ValidationError(f"cannot store a value of type {t.__name__}")
 
 
-_packer_opts = dict(use_bin_type=True, default=_default)
+_packer_opts: dict[str, Any] = dict(use_bin_type=True, default=_default)
 
 
 def encode(value: Any) -> bytes:
@@ -91,6 +102,8 @@ def encode_canonical(value: Any) -> bytes:
 def _ext_hook(code: int, data: bytes) -> Any:
     if code != BIGINT_EXT or not data:
         raise CorruptBlockError(f"unknown msgpack ext type {code}")
+    if len(data) > MAX_INT_BITS // 8:
+        raise CorruptBlockError(f"integer beyond the {MAX_INT_BITS}-bit limit")
     n = int.from_bytes(data, "big", signed=True)
     if INT_MIN <= n <= INT_MAX or data != _bigint_to_ext(n).data:
         raise CorruptBlockError("non-canonical big integer")
@@ -102,8 +115,8 @@ _LEAF_TYPES = (str, int, bool, type(None), bytes)
 
 
 def _check_leaf(v: Any) -> None:
-    # Every leaf is checked, not only the top level: NaN/Infinity nested in a list or map,
-    # and msgpack's Timestamp (ext type -1, which bypasses ext_hook), used to get through.
+    # Every leaf is checked, not only the top level: NaN/Infinity can hide nested in a list or
+    # map, and msgpack's Timestamp (ext type -1) bypasses ext_hook.
     t = type(v)
     if t in _LEAF_TYPES:
         return
@@ -117,7 +130,7 @@ def _check_leaf(v: Any) -> None:
 def check_sorted(value: Any, depth: int = 0) -> None:
     """Raise CorruptBlockError unless every map in `value` has str keys in sorted order
     (and every leaf is a JSON-like value, nesting no deeper than `canonical` allows)."""
-    # `>=` as in `canonical`: decode must not accept what encode refuses (was `>`).
+    # `>=` as in `canonical`: decode must not accept what encode refuses.
     if depth >= MAX_DEPTH and (type(value) is dict or type(value) is list):
         raise CorruptBlockError("value nested too deeply")
     t = type(value)

@@ -23,7 +23,19 @@ class NotFoundError(OstraconError, LookupError):
 
 
 class CorruptBlockError(OstraconError):
-    """Bytes that claim to be a block are malformed, non-canonical, or do not match their CID."""
+    """Bytes that claim to be a block are malformed, non-canonical, or do not match their CID.
+
+    Raised at open for a stored block that fails verification; then `segment`, `offset`
+    (where its record starts) and `cid` (text) name it, and `problems` lists every finding.
+    """
+
+    def __init__(self, message: str = "", *, segment: str | None = None, offset: int | None = None,
+                 cid: str | None = None, problems: tuple = ()) -> None:
+        super().__init__(message)
+        self.segment = segment
+        self.offset = offset
+        self.cid = cid
+        self.problems = problems
 
 
 class SignatureError(OstraconError):
@@ -32,6 +44,12 @@ class SignatureError(OstraconError):
 
 class CursorError(OstraconError):
     """A change-feed cursor is malformed or points before the retained feed (a gap): rebuild."""
+
+
+class OwnHistoryMissingError(OstraconError):
+    """This device's own earlier blocks are missing locally (a lost snapshot, a repaired
+    store): writing now would reuse its sequence numbers and contradict its published
+    history. Sync with a peer to pull them back; writes work again once they are here."""
 
 
 class HistoryPrunedError(OstraconError):
@@ -67,6 +85,12 @@ class CorruptLogError(StorageError):
 
 class CorruptSnapshotError(StorageError):
     """A snapshot file is malformed or fails its checksum."""
+
+
+class MissingSnapshotError(CorruptLogError):
+    """The log records a compaction (records up to a position were dropped because a
+    snapshot covers them) but no snapshot file covering them exists: opening would show an
+    empty or partial database and reuse sequence numbers, so it is refused."""
 
 
 class DiskFullError(StorageError):

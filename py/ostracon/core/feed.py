@@ -12,10 +12,11 @@ telling it to rebuild from a scan: never a silent drop.
 
 from __future__ import annotations
 
-from collections import deque
 import hashlib
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .encoding import encode_canonical
 from .errors import CursorError, ValidationError
@@ -59,7 +60,7 @@ class ChangeEvent:
 class Subscription:
     """A bounded queue of events for one consumer (poll it, or give a callback)."""
 
-    def __init__(self, feed: "ChangeFeed", collection: str | None, buffer: int,
+    def __init__(self, feed: ChangeFeed, collection: str | None, buffer: int,
                  callback: Callable[[ChangeEvent], None] | None) -> None:
         if buffer < 1:
             raise ValidationError("subscriber buffer must be >= 1")
@@ -72,7 +73,8 @@ class Subscription:
         self.overflows = 0
         self.closed = False
 
-    def _offer(self, ev: ChangeEvent) -> None:
+    def deliver(self, ev: ChangeEvent) -> None:
+        """Called by the feed for every published event (filtered by collection here)."""
         if self.collection is not None and ev.collection != self.collection:
             return
         if self.callback is not None:
@@ -101,8 +103,7 @@ class Subscription:
 
     def close(self) -> None:
         self.closed = True
-        if self in self._feed._subs:
-            self._feed._subs.remove(self)
+        self._feed.unsubscribe(self)
 
 
 class ChangeFeed:
@@ -128,7 +129,7 @@ class ChangeFeed:
         error: BaseException | None = None
         for sub in list(self._subs):
             try:
-                sub._offer(ev)
+                sub.deliver(ev)
             except Exception as exc:
                 if error is None:
                     error = exc
@@ -179,3 +180,8 @@ class ChangeFeed:
         sub = Subscription(self, collection, buffer, callback)
         self._subs.append(sub)
         return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Stop delivering to `sub` (Subscription.close calls this). Idempotent."""
+        if sub in self._subs:
+            self._subs.remove(sub)

@@ -3,23 +3,36 @@
 Pure: time arrives as `wall_ms` arguments, signing and verification as callables.
 
 Delivery is causal. A received block is applied once (1) its actor's previous sequence
-number is applied, (2) all its parents are applied, and (3) if signatures are required, a
-verified seal of its actor covers it. Until then it waits in a bounded pending buffer. So
+number is applied, (2) all its parents are applied, (3) if signatures are required, a
+verified seal of its actor covers it, and (4) its stamp is not beyond `max_clock_skew_ms`
+ahead of the receiver's wall clock (such a block is held, not refused, until the receiver's
+clock catches up). Until then it waits in a pending buffer bounded in blocks and bytes. So
 the per-actor logs are always gap-free (a version vector describes them exactly) and every
 document DAG is closed under parents (history and time travel never meet a hole).
+
+Sequence slots belong to seals (docs/SYNC.md, "Sequence slots and equivocation"): unsealed
+blocks claim nothing, and a seal discards the pending blocks that contradict it. Two
+different verified seals of one actor over overlapping ranges are an equivocation: the
+actor's log is frozen just before the first contested slot on every replica (it is
+quarantined), and its signed blocks from there on are accepted as *side blocks* (members of
+their documents' DAGs outside the frozen log), so every replica ends up with both branches
+and honest writes built on either branch apply everywhere.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import NamedTuple
 
 from . import cid as cidlib
+from . import clock as hlc
 from .block import (KIND_BLOCK, KIND_SEAL, MAX_BLOCK_BYTES, MAX_PARENTS, Change, Seal, batch_digest,
                     decode_change, decode_seal, envelope, make_seal, open_envelope)
-from .clock import HybridClock
-from .errors import CorruptBlockError, HistoryPrunedError, ValidationError
+from .clock import DEFAULT_MAX_CLOCK_SKEW_MS, HybridClock, skew_limit
+from .errors import CorruptBlockError, HistoryPrunedError, OwnHistoryMissingError, ValidationError
 from .state import DocState
 
 #: Blocks waiting for a parent, a predecessor or a seal. Bounds what a peer can make us
@@ -32,9 +45,42 @@ MAX_SEAL_BLOCKS = 1000
 #: a seal's digest. Honest traffic has one candidate per seq; this bounds the hashing a
 #: flood of forged blocks can cause while still finding the real block among a few fakes.
 MAX_SEAL_CANDIDATE_COMBOS = 64
+#: Bytes of all pending blocks together. A hostile member can send blocks that never apply
+#: (forged, far-future, missing parents); this caps the memory they cost (the block count
+#: alone let 400 blocks of 250 KB hold 100 MB+). Beyond it blocks are refused and asked for
+#: again later by sync; 64 MiB holds a whole honest sink batch of maximal blocks twice.
+MAX_PENDING_BYTES = 64 * 1024 * 1024
+#: Bytes of *unsealed* pending blocks claiming one actor. Forgeries in a victim's name can
+#: then never crowd the rest of the space out of the pending buffer. Blocks that a pending
+#: verified seal covers do not count against it (they are the actor's own).
+MAX_UNSEALED_BYTES_PER_ACTOR = 16 * 1024 * 1024
+#: Pending blocks claiming one (actor, seq) slot: the newest are kept. The honest block
+#: arrives right before its seal, so it is always among the newest few.
+MAX_SLOT_CANDIDATES = 4
+#: Verified seals waiting for their blocks, in total and per actor. Each pending seal is
+#: re-checked when blocks of its actor arrive; 100,000 of them made every batch take a
+#: second. An honest actor has a handful in flight; beyond the limits seals are refused and
+#: sent again by sync.
+MAX_PENDING_SEALS = 4096
+MAX_PENDING_SEALS_PER_ACTOR = 64
+#: Bytes of blocks kept for slots that are already settled (a block for a seq that the log
+#: already holds): candidate proof of an equivocation, applied as side blocks once a
+#: verified seal names them. Oldest are dropped first.
+MAX_CONFLICT_BYTES = 16 * 1024 * 1024
 
 Verify = Callable[[bytes, bytes, bytes], bool]
 Sign = Callable[[bytes], bytes]
+
+
+class BlockInfo(NamedTuple):
+    """Where an applied block belongs, kept per CID (`Replica.info`)."""
+
+    collection: str
+    doc_id: str
+    actor: bytes
+    seq: int
+    position: int     # index in apply order (`Replica.order`)
+    height: int       # the block's height in its document's DAG
 
 
 @dataclass
@@ -47,20 +93,41 @@ class ApplyResult:
     seals: int = 0               # seals newly verified
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (index in batch, reason)
     changed_docs: list[tuple[str, str]] = field(default_factory=list)
+    new_seals: list[bytes] = field(default_factory=list)  # seal bytes newly stored, in order
+    held: int = 0                # blocks held back: stamped too far ahead of our clock
+    equivocations: list["Equivocation"] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Equivocation:
+    """Proof that `actor` signed two different histories: two verified seals over
+    overlapping ranges. `seq` is the first contested slot (the quarantine point), `cids` the
+    blocks at that slot as (this replica's log, the other seal's) where known, `seals` the
+    two seals' bytes (each verifiable with the actor's public key)."""
+
+    actor: bytes
+    seq: int
+    cids: tuple[bytes | None, bytes | None]
+    seals: tuple[bytes, bytes]
 
 
 class _Pending:
-    __slots__ = ("change", "data")
+    __slots__ = ("change", "data", "side")
 
-    def __init__(self, change: Change, data: bytes) -> None:
+    def __init__(self, change: Change, data: bytes, side: bool = False) -> None:
         self.change = change
         self.data = data
+        self.side = side          # applied outside the actor's log (quarantined actor)
 
 
 class Replica:
     def __init__(self, actor: bytes, *, require_signatures: bool = True,
                  verify: Verify | None = None,
-                 max_pending_blocks: int = MAX_PENDING_BLOCKS) -> None:
+                 max_pending_blocks: int = MAX_PENDING_BLOCKS,
+                 max_pending_bytes: int = MAX_PENDING_BYTES,
+                 max_unsealed_bytes_per_actor: int = MAX_UNSEALED_BYTES_PER_ACTOR,
+                 max_pending_seals: int = MAX_PENDING_SEALS,
+                 max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS) -> None:
         if type(actor) is not bytes or len(actor) != 32:
             raise ValidationError("actor must be a 32-byte Ed25519 public key")
         if require_signatures and verify is None:
@@ -69,9 +136,28 @@ class Replica:
         self.require_signatures = require_signatures
         self.verify = verify
         self.max_pending_blocks = max_pending_blocks
+        self.max_pending_bytes = max_pending_bytes
+        self.max_unsealed_bytes_per_actor = max_unsealed_bytes_per_actor
+        self.max_pending_seals = max_pending_seals
+        self.max_clock_skew_ms = max_clock_skew_ms
+        self.wall_ms: int | None = None   # the receiver's latest wall clock reading (ms)
+        self._pending_bytes = 0
+        self._unsealed_bytes: dict[bytes, int] = {}     # actor -> bytes of its unsealed pending
+        self._pending_seal_count = 0
+        self._held: dict[bytes, None] = {}              # pending cids held for clock skew
+        # Equivocation (see the module docstring): actor -> first contested seq, the proof,
+        # side blocks, and blocks for settled slots that may be named by a conflicting seal.
+        self.quarantined: dict[bytes, int] = {}
+        self.proofs: dict[bytes, Equivocation] = {}
+        self.side: set[bytes] = set()
+        self._side_at: dict[tuple[bytes, int], list[bytes]] = {}
+        self._conflict: dict[bytes, _Pending] = {}
+        self._conflict_at: dict[tuple[bytes, int], list[bytes]] = {}
+        self._conflict_bytes = 0
+        self._new_equivocations: list[Equivocation] = []
         self.clock = HybridClock()
         self.blocks: dict[bytes, bytes] = {}           # cid -> block bytes
-        self.info: dict[bytes, tuple] = {}              # cid -> (collection, doc_id, actor, seq, apply index)
+        self.info: dict[bytes, BlockInfo] = {}          # cid -> where the block belongs
         self.order: list[bytes] = []                    # cids in apply order (causal)
         self.by_actor: dict[bytes, list[bytes]] = {}    # actor -> cids by seq-1
         self.collections: dict[str, dict[str, DocState]] = {}
@@ -91,6 +177,9 @@ class Replica:
         self.pruned: set[bytes] = set()
         self.checkpoint: dict | None = None
         self.own_durable: int | None = None   # set by the driver after each durable flush
+        # Highest own seq this device ever made (recorded apart from snapshots): local
+        # writes wait until the log reaches it, so a sequence number is never reused.
+        self.own_floor = 0
 
     # ------------------------------------------------------------ reading
 
@@ -109,9 +198,13 @@ class Replica:
             # successful storage flush), so a peer never holds what we could lose.
             durable = self.seq_of(actor) if self.own_durable is None else self.own_durable
             return min(self.sealed_upto.get(actor, 0), durable)
+        n = self.seq_of(actor)
         if self.require_signatures:
-            return min(self.sealed_upto.get(actor, 0), self.seq_of(actor))
-        return self.seq_of(actor)
+            n = min(self.sealed_upto.get(actor, 0), n)
+        q = self.quarantined.get(actor)
+        # A quarantined actor's log is frozen before its first contested slot on every
+        # replica, whichever branch each one logged: vectors and tips digests agree again.
+        return n if q is None else min(n, q - 1)
 
     def version_vector(self) -> dict[bytes, int]:
         out = {}
@@ -153,13 +246,18 @@ class Replica:
 
         `ops` must already be validated (field names checked, values canonical).
         """
+        if self.seq_of(self.actor) < self.own_floor:
+            raise OwnHistoryMissingError(
+                f"this device's own blocks {self.seq_of(self.actor) + 1}..{self.own_floor} are missing "
+                "locally; sync with a peer to pull them back before writing (a write now would reuse "
+                "their sequence numbers)")
         docs = self.collections.get(collection)
         state = None if docs is None else docs.get(doc_id)
-        # A new DocState is registered only once the block is built: a write refused below
-        # (e.g. a lone surrogate in a field name, an oversized block) used to leave an empty
-        # document behind, visible to get() and state_hash().
+        # A new DocState is registered only once the block is built, so a write refused below
+        # (e.g. a lone surrogate in a field name, an oversized block) leaves no empty document
+        # behind for get() and state_hash() to see.
         fresh = state is None
-        if fresh:
+        if state is None:
             state = DocState(collection, doc_id)
         parents = tuple(sorted(state.heads))
         if len(parents) > MAX_PARENTS:  # merge wide fans in steps is future work; refuse loudly
@@ -195,7 +293,24 @@ class Replica:
 
     # ------------------------------------------------------------ merge
 
-    def _apply(self, cid: bytes, data: bytes, ch: Change, state: DocState | None = None) -> None:
+    def _limit(self) -> int | None:
+        """Highest stamp we apply or adopt now (None: no wall clock known yet)."""
+        if self.wall_ms is None:
+            return None
+        return skew_limit(self.wall_ms, self.max_clock_skew_ms)
+
+    def set_wall(self, wall_ms: int) -> None:
+        """Tell the replica the receiver's wall clock (ms); bounds accepted clock skew."""
+        if type(wall_ms) is int and wall_ms >= 0:
+            self.wall_ms = wall_ms
+
+    @property
+    def held_count(self) -> int:
+        """Blocks held back because their stamp is too far ahead of our wall clock."""
+        return len(self._held)
+
+    def _apply(self, cid: bytes, data: bytes, ch: Change, state: DocState | None = None,
+               side: bool = False) -> None:
         if state is None:
             docs = self.collections.get(ch.collection)
             if docs is None:
@@ -205,80 +320,165 @@ class Replica:
                 state = docs[ch.doc_id] = DocState(ch.collection, ch.doc_id)
         state.apply(cid, ch)
         self.blocks[cid] = data
-        self.info[cid] = (ch.collection, ch.doc_id, ch.actor, ch.seq, len(self.order), ch.height)
+        self.info[cid] = BlockInfo(ch.collection, ch.doc_id, ch.actor, ch.seq, len(self.order), ch.height)
         self.order.append(cid)
-        log = self.by_actor.get(ch.actor)
-        if log is None:
-            log = self.by_actor[ch.actor] = []
-        log.append(cid)
-        self.clock.observe(ch.hlc)
+        if side:
+            self.side.add(cid)
+            self._side_at.setdefault((ch.actor, ch.seq), []).append(cid)
+        else:
+            log = self.by_actor.get(ch.actor)
+            if log is None:
+                log = self.by_actor[ch.actor] = []
+            log.append(cid)
+        self.clock.observe(ch.hlc, self._limit())
 
     def _store_seal(self, seal: Seal, data: bytes) -> None:
         self._seal_keys.add(data)
-        self.seals.setdefault(seal.actor, []).append((seal.first, seal.last, data))
-        self.seals[seal.actor].sort()
+        stored = self.seals.setdefault(seal.actor, [])
+        for f, l, other in stored:
+            if f <= seal.last and seal.first <= l and other != data:
+                self._note_equivocation(seal.actor, max(f, seal.first), other, data)
+                break
+        stored.append((seal.first, seal.last, data))
+        stored.sort()
         if seal.first <= self.sealed_upto.get(seal.actor, 0) + 1:
             upto = max(self.sealed_upto.get(seal.actor, 0), seal.last)
             # Later seals may already be stored (received out of order): extend through them.
-            for f, l, _ in self.seals[seal.actor]:
+            for f, l, _ in stored:
                 if f <= upto + 1 and l > upto:
                     upto = l
             self.sealed_upto[seal.actor] = upto
 
-    def _candidates_at(self, actor: bytes, seq: int) -> tuple[list[bytes], bool]:
-        """(cids that may be `actor`'s block at `seq`, whether that is settled by our log)."""
+    def _check_overlap(self, seal: Seal, data: bytes) -> None:
+        """A verified seal overlapping a stored one with other bytes proves equivocation by
+        itself (an honest actor never seals a slot twice), blocks or not."""
+        for f, l, other in self.seals.get(seal.actor, ()):
+            if f <= seal.last and seal.first <= l and other != data:
+                self._note_equivocation(seal.actor, max(f, seal.first), other, data)
+                return
+
+    def _note_equivocation(self, actor: bytes, seq: int, first: bytes, second: bytes) -> None:
+        """Two verified seals of `actor` overlap from `seq` on: quarantine it from there."""
+        if self.quarantined.get(actor, seq + 1) <= seq:
+            return
+        self.quarantined[actor] = seq
+        log = self.by_actor.get(actor, [])
+        ours = log[seq - 1] if seq <= len(log) else None
+        theirs = next((c for c in self._side_at.get((actor, seq), []) + self._conflict_at.get((actor, seq), [])
+                       + self._pending_by_seq.get((actor, seq), []) if c != ours), None)
+        ev = Equivocation(actor, seq, (ours, theirs), (first, second))
+        self.proofs.setdefault(actor, ev)
+        self._new_equivocations.append(ev)
+        # Pending log candidates of the quarantined range can never enter the log now: keep
+        # them only as possible side blocks.
+        for (a, s), cands in list(self._pending_by_seq.items()):
+            if a == actor and s >= seq:
+                for c in list(cands):
+                    p = self._drop_pending(c)
+                    self._keep_conflict(c, p)
+
+    def _keep_conflict(self, cid: bytes, p: _Pending) -> None:
+        if cid in self._conflict or cid in self.blocks:
+            return
+        size = len(p.data)
+        while self._conflict and self._conflict_bytes + size > MAX_CONFLICT_BYTES:
+            old = next(iter(self._conflict))
+            q = self._conflict.pop(old)
+            self._conflict_bytes -= len(q.data)
+            key = (q.change.actor, q.change.seq)
+            self._conflict_at[key].remove(old)
+            if not self._conflict_at[key]:
+                del self._conflict_at[key]
+        if size > MAX_CONFLICT_BYTES:
+            return
+        self._conflict[cid] = p
+        self._conflict_bytes += size
+        self._conflict_at.setdefault((p.change.actor, p.change.seq), []).append(cid)
+
+    def _candidates_at(self, actor: bytes, seq: int, side: bool) -> tuple[list[bytes], bool]:
+        """(cids that may be `actor`'s block at `seq`, newest first; whether our log settles it).
+        `side`: also consider blocks outside the log (quarantined actor, conflicting seal)."""
         log = self.by_actor.get(actor)
-        if log is not None and seq <= len(log):
-            return [log[seq - 1]], True
-        return self._pending_by_seq.get((actor, seq), []), False
+        settled = log is not None and seq <= len(log)
+        if not side:
+            if settled:
+                return [log[seq - 1]], True
+            return self._pending_by_seq.get((actor, seq), [])[::-1], False
+        out = [log[seq - 1]] if settled else []
+        for group in (self._side_at, self._conflict_at, self._pending_by_seq):
+            out.extend(c for c in group.get((actor, seq), [])[::-1] if c not in out)
+        return out, False
+
+    def _match(self, seal: Seal, side: bool) -> tuple[list[bytes] | None, bool]:
+        """The CIDs of the seal's range among our candidates (newest combination first)."""
+        options: list[list[bytes]] = []
+        settled = True
+        combos = 1
+        for seq in range(seal.first, seal.last + 1):
+            cands, fixed = self._candidates_at(seal.actor, seq, side)
+            if not cands:
+                return None, False  # wait for the rest of the range
+            settled = settled and fixed
+            combos *= len(cands)
+            options.append(cands)
+        newest = [o[0] for o in options]
+        if batch_digest(newest) == seal.digest:
+            return newest, settled
+        if 1 < combos <= MAX_SEAL_CANDIDATE_COMBOS:
+            for attempt in itertools.product(*options):
+                if batch_digest(attempt) == seal.digest:
+                    return list(attempt), settled
+        return None, settled
 
     def _try_seal(self, seal: Seal, data: bytes, result: ApplyResult) -> bool:
         """Check a verified seal against the blocks it names; True once it is resolved.
 
         Blocks are not signed one by one, so anybody can send an unsealed block claiming
-        (actor, seq). Several pending candidates for one seq are therefore tried (bounded),
-        and the candidates the seal rules out are dropped. Previously the first candidate
-        received was the only one tried, and a mismatch rejected the seal for good: one
-        forged block stalled the real actor's data on this replica forever.
+        (actor, seq): the seal decides. The newest candidate of each slot is tried first
+        (the honest block arrives right before its seal), then a bounded search; candidates
+        the seal rules out are dropped. A seal that contradicts our settled log, or that
+        belongs to a quarantined actor's range, names side blocks (module docstring).
         """
-        options: list[list[bytes]] = []
-        settled = True
-        combos = 1
-        for seq in range(seal.first, seal.last + 1):
-            cands, fixed = self._candidates_at(seal.actor, seq)
-            if not cands:
-                return False  # wait for the rest of the range
-            settled = settled and fixed
-            combos *= len(cands)
-            options.append(cands)
-        cids = None
-        if combos == 1:
-            attempt = [o[0] for o in options]
-            if batch_digest(attempt) == seal.digest:
-                cids = attempt
-        elif combos <= MAX_SEAL_CANDIDATE_COMBOS:
-            for attempt in itertools.product(*options):
-                if batch_digest(attempt) == seal.digest:
-                    cids = list(attempt)
-                    break
+        q = self.quarantined.get(seal.actor)
+        side = q is not None and seal.last >= q
+        cids, settled = self._match(seal, side)
+        if cids is None and settled and not side:
+            side = True  # contradicts our log: an equivocation, if the other blocks arrive
+            cids, _ = self._match(seal, True)
         if cids is None:
-            if settled:  # every block of the range is applied: the seal contradicts our log
-                result.rejected.append((-1, f"seal {seal.first}..{seal.last} does not match the blocks it covers"))
-                return True
             return False  # a pending candidate may be a forgery: wait for the real block
         self._store_seal(seal, data)
         result.seals += 1
+        result.new_seals.append(data)
+        log = self.by_actor.get(seal.actor, [])
+        q = self.quarantined.get(seal.actor)
         for seq, c in zip(range(seal.first, seal.last + 1), cids):
+            if c in self.blocks:
+                continue
+            if q is not None and seq >= q or seq <= len(log):
+                p: _Pending | None = self._conflict.pop(c, None)
+                if p is not None:
+                    self._conflict_bytes -= len(p.data)
+                    self._conflict_at[(seal.actor, seq)].remove(c)
+                    if not self._conflict_at[(seal.actor, seq)]:
+                        del self._conflict_at[(seal.actor, seq)]
+                elif c in self._pending:
+                    p = self._drop_pending(c)
+                if p is not None:
+                    self._add_pending(c, _Pending(p.change, p.data, side=True))
+                    self._sealed_pending.add(c)
+                continue
             for other in list(self._pending_by_seq.get((seal.actor, seq), ())):
-                if other != c:
-                    self._drop_pending(other)  # contradicts the actor's signed seal
-            if c in self._pending:
-                self._sealed_pending.add(c)
+                if other != c:  # contradicts the seal: kept only as possible proof of equivocation
+                    self._keep_conflict(other, self._drop_pending(other))
+            if c in self._pending and c not in self._sealed_pending:
+                self._sealed_pending.add(c)  # the actor's own now: no longer unsealed bytes
+                self._unsealed_bytes[seal.actor] -= len(self._pending[c].data)
         return True
 
     def _ready(self, cid: bytes, p: _Pending) -> bool:
         ch = p.change
-        if ch.seq != self.seq_of(ch.actor) + 1:
+        if not p.side and ch.seq != self.seq_of(ch.actor) + 1:
             return False
         for parent in ch.parents:
             if parent not in self.blocks:
@@ -286,17 +486,34 @@ class Replica:
                 return False
         if self.require_signatures and not self._trusting and cid not in self._sealed_pending:
             return False
+        if not self._trusting:
+            limit = self._limit()
+            if limit is not None and ch.hlc > limit:
+                self._held[cid] = None  # too far in the future: wait for our clock
+                return False
         return True
+
+    def _add_pending(self, cid: bytes, p: _Pending) -> None:
+        self._pending[cid] = p
+        self._pending_bytes += len(p.data)
+        if not p.side:
+            self._pending_by_seq.setdefault((p.change.actor, p.change.seq), []).append(cid)
+            a = p.change.actor
+            self._unsealed_bytes[a] = self._unsealed_bytes.get(a, 0) + len(p.data)
 
     def _drop_pending(self, cid: bytes) -> _Pending:
         p = self._pending.pop(cid)
+        self._pending_bytes -= len(p.data)
         key = (p.change.actor, p.change.seq)
         cands = self._pending_by_seq.get(key)
-        if cands is not None:
+        if cands is not None and cid in cands:
             cands.remove(cid)
             if not cands:
                 del self._pending_by_seq[key]
+        if not p.side and cid not in self._sealed_pending:
+            self._unsealed_bytes[key[0]] = self._unsealed_bytes.get(key[0], 0) - len(p.data)
         self._sealed_pending.discard(cid)
+        self._held.pop(cid, None)
         return p
 
     def _check_links(self, ch: Change) -> str | None:
@@ -304,9 +521,9 @@ class Replica:
         top = 0
         for parent in ch.parents:
             info = self.info[parent]
-            if info[0] != ch.collection or info[1] != ch.doc_id:
+            if info.collection != ch.collection or info.doc_id != ch.doc_id:
                 return "parent belongs to another document"
-            top = max(top, info[5])
+            top = max(top, info.height)
         if ch.height != top + 1:
             return "height is not 1 + the highest parent height"
         return None
@@ -323,11 +540,12 @@ class Replica:
             if problem:
                 result.rejected.append((-1, f"block {cidlib.format_cid(cid)}: {problem}"))
                 continue
-            self._apply(cid, p.data, ch)
-            # Other blocks claiming the same (actor, seq) can never apply now: drop them
-            # rather than let them sit in the pending buffer forever.
-            for other in list(self._pending_by_seq.get((ch.actor, ch.seq), ())):
-                self._drop_pending(other)
+            self._apply(cid, p.data, ch, side=p.side)
+            if not p.side:
+                # Other blocks claiming the same (actor, seq) can never enter the log now:
+                # keep them only as possible proof of an equivocation.
+                for other in list(self._pending_by_seq.get((ch.actor, ch.seq), ())):
+                    self._keep_conflict(other, self._drop_pending(other))
             result.new += 1
             result.changed_docs.append((ch.collection, ch.doc_id))
             nxt = self._pending_by_seq.get((ch.actor, ch.seq + 1))
@@ -337,16 +555,46 @@ class Replica:
             if waiting:
                 work.extend(waiting)
 
+    def _admit(self, i: int, cid: bytes, ch: Change, payload: bytes, result: ApplyResult) -> bool:
+        """Take a new block into the pending buffer (or the conflict store); False if refused."""
+        actor, seq = ch.actor, ch.seq
+        q = self.quarantined.get(actor)
+        if seq <= self.seq_of(actor) or (q is not None and seq >= q):
+            self._keep_conflict(cid, _Pending(ch, payload))  # only a seal can make it count
+            return False
+        size = len(payload)
+        if len(self._pending) >= self.max_pending_blocks or self._pending_bytes + size > self.max_pending_bytes:
+            result.rejected.append((i, "pending buffer full"))
+            return False
+        covered = any(s.first <= seq <= s.last for s in self._pending_seals.get(actor, ()))
+        if not covered and self._unsealed_bytes.get(actor, 0) + size > self.max_unsealed_bytes_per_actor:
+            result.rejected.append((i, "pending buffer for this actor's unsealed blocks is full"))
+            return False
+        slot = self._pending_by_seq.get((actor, seq))
+        if slot is not None and len(slot) >= MAX_SLOT_CANDIDATES:
+            oldest = next((c for c in slot if c not in self._sealed_pending), None)
+            if oldest is None:
+                result.rejected.append((i, "too many candidates for one sequence slot"))
+                return False
+            self._drop_pending(oldest)
+        self._add_pending(cid, _Pending(ch, payload))
+        return True
+
     def apply_envelopes(self, envelopes: Iterable[bytes], *, trusted: bool = False,
-                        strict: bool = True) -> ApplyResult:
+                        strict: bool = True, wall_ms: int | None = None) -> ApplyResult:
         """Verify and merge envelopes (blocks and seals), in any order, any number of times.
 
         strict: a malformed envelope raises CorruptBlockError before anything of the batch
         is applied. Otherwise malformed items are reported in `result.rejected` and skipped.
-        trusted: the records come from our own storage (seals were verified when received).
+        trusted: the records come from our own storage (seal signatures were verified when
+        received; seal digests are still checked against the blocks).
+        wall_ms: the receiver's wall clock, bounding the accepted clock skew (held blocks
+        whose time has come are applied now).
         """
+        if wall_ms is not None:
+            self.set_wall(wall_ms)
         result = ApplyResult()
-        decoded: list[tuple[int, int, bytes, object]] = []
+        decoded: list[tuple[int, int, bytes, Change | Seal]] = []
         for i, env in enumerate(envelopes):
             try:
                 kind, payload = open_envelope(env)
@@ -358,41 +606,45 @@ class Replica:
                 continue
             decoded.append((i, kind, payload, obj))
         work: list[bytes] = []
-        seals: list[tuple[int, Seal, bytes]] = []
+        limit = self._limit()
+        if self._held and limit is not None:
+            for c in [c for c in self._held if self._pending[c].change.hlc <= limit]:
+                del self._held[c]
+                work.append(c)
+        touched: set[bytes] = set()
         for i, kind, payload, obj in decoded:
             if kind == KIND_SEAL:
+                seal: Seal = obj  # type: ignore[assignment]
                 if payload in self._seal_keys:
                     result.duplicates += 1
-                elif not trusted and self.verify is not None and not obj.verify(self.verify):
+                elif not trusted and self.verify is not None and not seal.verify(self.verify):
                     result.rejected.append((i, "seal signature does not verify"))
+                elif not trusted and (self._pending_seal_count >= self.max_pending_seals or len(
+                        self._pending_seals.get(seal.actor, ())) >= MAX_PENDING_SEALS_PER_ACTOR):
+                    result.rejected.append((i, "too many seals waiting for their blocks"))
                 else:
-                    seals.append((i, obj, payload))
+                    if not trusted:
+                        self._check_overlap(seal, payload)
+                    self._pending_seals.setdefault(seal.actor, []).append(seal)
+                    self._pending_seal_count += 1
+                    self._seal_keys.add(payload)
+                    touched.add(seal.actor)
                 continue
             cid = cidlib.compute(payload)
-            if cid in self.blocks or cid in self._pending:
+            ch: Change = obj  # type: ignore[assignment]
+            if cid in self.blocks or cid in self._pending or cid in self._conflict:
                 result.duplicates += 1
+                slot = self._pending_by_seq.get((ch.actor, ch.seq))
+                if slot is not None and cid in slot and slot[-1] != cid:
+                    slot.remove(cid)  # re-sent: the newest candidate is tried first
+                    slot.append(cid)
                 continue
-            ch: Change = obj
-            have = self.seq_of(ch.actor)
-            if ch.seq <= have:
-                result.rejected.append((i, f"equivocation: actor already has a different block at seq {ch.seq}"))
-                continue
-            if len(self._pending) >= self.max_pending_blocks:
-                result.rejected.append((i, "pending buffer full"))
-                continue
-            self._pending[cid] = _Pending(ch, payload)
-            self._pending_by_seq.setdefault((ch.actor, ch.seq), []).append(cid)
-            work.append(cid)
-        for i, seal, payload in seals:
-            if trusted:
-                self._store_seal(seal, payload)
-                result.seals += 1
-            else:
-                self._pending_seals.setdefault(seal.actor, []).append(seal)
-                self._seal_keys.add(payload)
+            touched.add(ch.actor)
+            if self._admit(i, cid, ch, payload, result):
+                work.append(cid)
         self._trusting = trusted
         try:
-            self._resolve_seals(result)
+            self._resolve_seals(result, touched)
             work.extend(self._sealed_pending)
             # Lowest sequence numbers first (popped from the end), so chains drain in one pass.
             pending = self._pending
@@ -401,34 +653,38 @@ class Replica:
             work.sort(key=lambda c: (pending[c].change.seq if c in pending else 0, c), reverse=True)
             self._drain(work, result)
             # Newly applied blocks may complete seal ranges whose later blocks are pending.
-            while self._resolve_seals(result):
+            while self._resolve_seals(result, None):
                 work = sorted(self._sealed_pending, key=lambda c: (pending[c].change.seq, c), reverse=True)
                 self._drain(work, result)
         finally:
             self._trusting = False
         result.pending = len(self._pending)
+        result.held = len(self._held)
+        result.equivocations.extend(self._new_equivocations)
+        self._new_equivocations.clear()
         return result
 
-    def _resolve_seals(self, result: ApplyResult) -> bool:
+    def _resolve_seals(self, result: ApplyResult, actors: set[bytes] | None) -> bool:
+        """Retry the pending seals of `actors` (None: of every actor that has some)."""
         progressed = False
-        for actor in list(self._pending_seals):
+        for actor in sorted(self._pending_seals if actors is None else actors & self._pending_seals.keys()):
             keep = []
             for seal in self._pending_seals[actor]:
-                if seal.last <= self.sealed_upto.get(actor, 0) and seal.first > 0 and self._all_applied(seal):
-                    continue
                 before = result.seals
                 if not self._try_seal(seal, seal.encode(), result):
                     keep.append(seal)
                 elif result.seals > before:
                     progressed = True
+            self._pending_seal_count -= len(self._pending_seals[actor]) - len(keep)
             if keep:
                 self._pending_seals[actor] = keep
             else:
                 del self._pending_seals[actor]
         return progressed
 
-    def _all_applied(self, seal: Seal) -> bool:
-        return self.seq_of(seal.actor) >= seal.last
+    def unresolved_seals(self) -> list[Seal]:
+        """Verified seals still waiting for (or contradicted by) the blocks they name."""
+        return [s for a in sorted(self._pending_seals) for s in self._pending_seals[a]]
 
     # ------------------------------------------------------------ sync support
 
@@ -441,27 +697,106 @@ class Replica:
             if have < upto:
                 wanted.extend(log[have:upto])
         index = self.info
-        wanted.sort(key=lambda c: index[c][4])
+        wanted.sort(key=lambda c: index[c].position)
         out: list[bytes] = []
         emitted_seals: set[bytes] = set()
+        # The seal covering each requester's tip comes first: if the requester logged a
+        # different block there (an equivocation), this seal is the proof it needs.
+        for actor in sorted(self.seals):
+            have = vector.get(actor, 0)
+            if 0 < have < self.servable(actor):
+                tip = next((d for f, l, d in self.seals[actor] if l == have), None)  # else sent with its range
+                if tip is not None:
+                    emitted_seals.add(tip)
+                    out.append(envelope(KIND_SEAL, tip))
         last_of_range: dict[tuple[bytes, int], list[bytes]] = {}
         for actor, seals in self.seals.items():
             have = vector.get(actor, 0)
-            for f, l, data in seals:
-                if l > have:
-                    last_of_range.setdefault((actor, min(l, self.servable(actor))), []).append(data)
+            for _first, last, data in seals:
+                if last > have:
+                    last_of_range.setdefault((actor, min(last, self.servable(actor))), []).append(data)
         blocks = self.blocks
         if self.pruned and not self.pruned.isdisjoint(wanted):
             raise HistoryPrunedError("the requested blocks include some older than this "
                                      "replica's pruning horizon; sync from an unpruned replica")
         for c in wanted:
             out.append(envelope(KIND_BLOCK, blocks[c]))
-            _, _, actor, seq, _, _ = index[c]
+            info = index[c]
+            actor, seq = info.actor, info.seq
             for data in last_of_range.get((actor, seq), ()):
                 if data not in emitted_seals:
                     emitted_seals.add(data)
                     out.append(envelope(KIND_SEAL, data))
+        for actor in sorted(self.quarantined):
+            if vector.get(actor, 0) < self.quarantined[actor]:
+                out.extend(e for e in self.proof_envelopes(actor) if e not in out)
         return out
+
+    def proof_envelopes(self, actor: bytes) -> list[bytes]:
+        """What a peer needs to see `actor`'s equivocation and both branches: every block of
+        the actor from the quarantine point on that we hold (log and side blocks, in apply
+        order) followed by every seal of the actor reaching that point."""
+        q = self.quarantined.get(actor)
+        if q is None:
+            return []
+        log = self.by_actor.get(actor, [])
+        cids = log[q - 1:] + [c for c in self.side if self.info[c].actor == actor]
+        cids.sort(key=lambda c: self.info[c].position)
+        out = [envelope(KIND_BLOCK, self.blocks[c]) for c in cids if c in self.blocks]
+        out.extend(envelope(KIND_SEAL, data) for f, l, data in self.seals.get(actor, []) if l >= q)
+        return out
+
+    def new_blocks(self, count: int) -> list[bytes]:
+        """Block bytes of the last `count` applied blocks, in apply order (what a merge just
+        added, for the write sink to persist)."""
+        if count <= 0:
+            return []
+        return [self.blocks[c] for c in self.order[len(self.order) - count:]]
+
+    def mark_side(self, cid: bytes, actor: bytes, seq: int) -> None:
+        """Record a block loaded from a snapshot as a side block (outside the actor's log)."""
+        self.side.add(cid)
+        self._side_at.setdefault((actor, seq), []).append(cid)
+
+    def add_trusted_seal(self, data: bytes) -> None:
+        """Store a seal read back from our own storage or snapshot (verified when received)."""
+        if data not in self._seal_keys:
+            self._store_seal(decode_seal(data), data)
+
+    # ------------------------------------------------------------ compaction
+
+    def prune(self, horizon_ms: int, state_hash: Callable[[], str]) -> int:
+        """Drop the bodies of blocks older than `horizon_ms` (wall ms), except current heads.
+
+        CIDs, DAG links and seals stay known, so state and seal digests remain verifiable;
+        `checkpoint` records the horizon, the number and digest of pruned CIDs, the frontier
+        (kept-block parents that were pruned) and `state_hash()` at the time. Returns the
+        number of bodies dropped now. Reading a dropped body raises HistoryPrunedError.
+        """
+        if type(horizon_ms) is not int or horizon_ms < 0:
+            raise ValidationError("prune_before must be a wall time in ms (int >= 0)")
+        heads = set(self.heads())
+        drop = [c for c in self.order
+                if c in self.blocks and c not in heads and hlc.wall_ms(self.change(c).hlc) < horizon_ms]
+        if not drop:
+            return 0
+        dropped = set(drop)
+        frontier: set[bytes] = set()
+        for c in self.order:
+            if c in self.blocks and c not in dropped:
+                frontier.update(p for p in self.change(c).parents if p in dropped or p in self.pruned)
+        for c in drop:
+            del self.blocks[c]
+        self.pruned |= dropped
+        prev = self.checkpoint or {}
+        self.checkpoint = {
+            "horizon": max(horizon_ms, prev.get("horizon", 0)),
+            "pruned": len(self.pruned),
+            "pruned_digest": hashlib.sha256(b"".join(c for c in self.order if c in self.pruned)).hexdigest(),
+            "frontier": sorted(cidlib.format_cid(c) for c in frontier),
+            "state_hash": state_hash(),
+        }
+        return len(drop)
 
     def all_envelopes(self) -> list[bytes]:
         """Every applied block and stored seal, in apply order (for snapshots)."""

@@ -10,7 +10,8 @@ The state part is trusted like the log it replaces: storage protects it with a C
 Layout (msgpack array): [2, blocks, seals, actors, collections, info, docs, clock, extra]
 - blocks: block bytes in apply order (causal), None for a block pruned by compaction;
   seals: seal bytes.
-- extra: {"pruned": [[block idx, cid], ...], "checkpoint": {...} or None}.
+- extra: {"pruned": [[block idx, cid], ...], "checkpoint": {...} or None,
+  "side": [block idx, ...] (blocks outside a quarantined actor's frozen log)}.
 - actors / collections: tables; other parts refer to them by index.
 - info: per block [collection idx, doc_id, actor idx, seq, height].
 - docs: per document [collection idx, doc_id, heads, height, version, min_t, max_t,
@@ -20,17 +21,17 @@ Format 1 (`[1, envelopes]`) is still read, by replaying.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgpack
 
 from . import cid as cidlib
-from .block import decode_seal
 from .encoding import _default, _ext_hook
 from .errors import CorruptSnapshotError
-from .replica import Replica
-from .state import _ABSENT, DocState
+from .replica import BlockInfo, Replica
+from .state import _ABSENT, DocState, Stamp
 
 SNAPSHOT_FORMAT = 2
-
 
 def dump(replica: Replica) -> bytes:
     """Snapshot bytes of a replica (pending blocks are not part of it: they are not applied)."""
@@ -43,13 +44,13 @@ def dump(replica: Replica) -> bytes:
     blocks = replica.blocks
     info = replica.info
 
-    def stamp(s):
+    def stamp(s: Stamp | None) -> list[Any] | None:
         return None if s is None else [s[0], aidx[s[1]], index[s[2]]]
 
     rows = []
     for c in order:
         i = info[c]
-        rows.append([cidx[i[0]], i[1], aidx[i[2]], i[3], i[5]])
+        rows.append([cidx[i.collection], i.doc_id, aidx[i.actor], i.seq, i.height])
     docs = []
     for name in cols:
         for doc_id, d in replica.collections[name].items():
@@ -62,11 +63,10 @@ def dump(replica: Replica) -> bytes:
                          [index[c] for c in d.cids]])
     seals = [data for a in actors for _, _, data in replica.seals.get(a, [])]
     pruned = replica.pruned
-    extra = {"checkpoint": replica.checkpoint,
+    extra = {"checkpoint": replica.checkpoint, "side": [i for i, c in enumerate(order) if c in replica.side],
              "pruned": [[i, c] for i, c in enumerate(order) if c in pruned]}
     return msgpack.packb([SNAPSHOT_FORMAT, [blocks.get(c) for c in order], seals, actors, cols, rows,
                           docs, replica.clock.last, extra], use_bin_type=True, default=_default)
-
 
 def load(replica: Replica, data: bytes) -> None:
     """Fill an empty replica from snapshot bytes. Raises CorruptSnapshotError."""
@@ -82,25 +82,31 @@ def load(replica: Replica, data: bytes) -> None:
         raise CorruptSnapshotError(f"snapshot is malformed: {exc.__class__.__name__}: {exc}") from None
 
 
-def _load(r: Replica, blocks, seals, actors, cols, rows, docs, last, extra) -> None:
+def _load(r: Replica, blocks: Any, seals: Any, actors: Any, cols: Any, rows: Any, docs: Any, last: Any,
+          extra: Any) -> None:
+    # The arguments are decoded, not yet validated snapshot parts: anything malformed raises.
     if r.blocks or len(rows) != len(blocks):
         raise ValueError("snapshot needs an empty replica and one info row per block")
     compute = cidlib.compute
     pruned = {i: c for i, c in extra["pruned"]}
     order = [compute(b) if b is not None else pruned[i] for i, b in enumerate(blocks)]
     r.order = order
-    r.blocks = {c: b for c, b in zip(order, blocks) if b is not None}
+    r.blocks = {c: b for c, b in zip(order, blocks, strict=False) if b is not None}
     r.pruned = set(pruned.values())
     r.checkpoint = extra["checkpoint"]
     info = r.info
     by_actor = r.by_actor
+    side = set(extra.get("side", ()))
     for i, (ci, doc_id, ai, seq, height) in enumerate(rows):
         actor = actors[ai]
         c = order[i]
-        info[c] = (cols[ci], doc_id, actor, seq, i, height)
+        info[c] = BlockInfo(cols[ci], doc_id, actor, seq, i, height)
         log = by_actor.get(actor)
         if log is None:
             log = by_actor[actor] = []
+        if i in side:
+            r.mark_side(c, actor, seq)  # a quarantined actor's block outside its frozen log
+            continue
         if seq != len(log) + 1:
             raise ValueError(f"actor log out of order at block {i}")
         log.append(c)
@@ -121,6 +127,5 @@ def _load(r: Replica, blocks, seals, actors, cols, rows, docs, last, extra) -> N
             col = collections[name] = {}
         col[doc_id] = d
     for data in seals:
-        seal = decode_seal(data)
-        r._store_seal(seal, data)
+        r.add_trusted_seal(data)
     r.clock.observe(last)

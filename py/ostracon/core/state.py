@@ -7,6 +7,10 @@
   `set`, if numeric) plus every increment stamped after the base and after the tombstone.
   Increments on a non-numeric base are ignored (the base wins); on an absent base they
   start from 0. Sums are taken in stamp order so float results do not depend on delivery.
+  Counter arithmetic is total: a counter holds an int in [COUNTER_MIN, COUNTER_MAX] or a
+  finite float. An increment whose result would leave that range (or overflow a float to
+  infinity) is skipped, deterministically, since the sum runs in stamp order; local writes
+  refuse such an increment up front (`counter_add`).
 - Delete is a tombstone: it hides every field write and increment with a smaller stamp.
   Writes stamped after it resurrect the document with just those fields.
 
@@ -26,7 +30,33 @@ from .encoding import encode_canonical
 
 Stamp = tuple  # (hlc, actor, cid)
 
+#: Range of an integer counter: signed 64 bits, what every client language can hold exactly
+#: and what an increment's delta is limited to. Larger ints may be stored with `set` (up to
+#: encoding.MAX_INT_BITS), but a counter never grows beyond this range.
+COUNTER_MIN = -(2**63)
+COUNTER_MAX = 2**63 - 1
+_FLOAT_MAX = 1.7976931348623157e308
+
 _ABSENT = object()
+
+
+def counter_add(total: int | float, delta: int | float) -> int | float | None:
+    """`total + delta` if the result is a legal counter value, else None.
+
+    Ints add exactly and must stay in [COUNTER_MIN, COUNTER_MAX]; if either side is a
+    float the sum is a float (IEEE 754 double, the same in every runtime) and must be
+    finite. A total outside the legal range (e.g. a huge int written with `set`) accepts no
+    increment at all.
+    """
+    if type(total) is int and type(delta) is int:
+        out = total + delta
+        return out if COUNTER_MIN <= out <= COUNTER_MAX else None
+    if type(total) is int and not COUNTER_MIN <= total <= COUNTER_MAX:
+        return None
+    if type(delta) is int and not COUNTER_MIN <= delta <= COUNTER_MAX:
+        return None
+    out = total + delta  # at least one float; ints in range convert exactly enough, never raise
+    return out if -_FLOAT_MAX <= out <= _FLOAT_MAX else None
 
 
 class DocState:
@@ -101,19 +131,24 @@ class DocState:
         floor = self.tomb
         if base is not None and (floor is None or base[0] > floor):
             floor = base[0]
-        base_visible = base is not None and base[1] is not _ABSENT and (
-            self.tomb is None or base[0] > self.tomb)
-        if base_visible and (type(base[1]) not in (int, float)):
-            return True, base[1], base[0]
+        shown = base if base is not None and base[1] is not _ABSENT and (
+            self.tomb is None or base[0] > self.tomb) else None
+        if shown is not None and (type(shown[1]) not in (int, float)):
+            return True, shown[1], shown[0]
         live = sorted(i for i in self.incs[name] if floor is None or i[0] > floor)
         if not live:
-            if base_visible:
-                return True, base[1], base[0]
+            if shown is not None:
+                return True, shown[1], shown[0]
             return False, None, None
-        total = base[1] if base_visible else 0
-        for _, delta in live:
-            total = total + delta
-        return True, total, live[-1][0]
+        total = shown[1] if shown is not None else 0
+        decided = shown[0] if shown is not None else None
+        for stamp, delta in live:
+            nxt = counter_add(total, delta)
+            if nxt is not None:  # out of range: this increment does not count (see module doc)
+                total, decided = nxt, stamp
+        if decided is None:
+            return False, None, None
+        return True, total, decided
 
     def user_fields(self) -> dict:
         """Visible user fields, keys sorted (a fresh dict each call is not needed: cached)."""
@@ -143,7 +178,7 @@ class DocState:
                 out[name] = entry[0]
         for name in self.incs:
             present, _, stamp = self._counter(name, self.fields.get(name))
-            if present:
+            if present and stamp is not None:
                 out[name] = stamp
         return {k: out[k] for k in sorted(out)}
 

@@ -76,7 +76,7 @@ class DeterministicRandom:
         return f"DeterministicRandom({self.seed!r})"
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> type:
     # Lazy re-exports: `from ostracon.crypto import Identity, Space` without import cycles.
     if name == "Identity":
         from .identity import Identity

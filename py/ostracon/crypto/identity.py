@@ -26,10 +26,16 @@ import hmac
 import json
 import os
 import warnings
+from typing import NoReturn
 
-from ..core.errors import StorageError, ValidationError
+from ..core.errors import (  # noqa: F401  (re-exported)
+    IdentityExistsError,
+    IdentityFileError,
+    InsecurePermissionsError,
+    StorageError,
+    ValidationError,
+)
 from .base import CryptoBackend
-from ..core.errors import (IdentityFileError, IdentityExistsError, InsecurePermissionsError)  # noqa: F401  (re-exported)
 
 SEED_SIZE = 32
 ACTOR_SIZE = 32
@@ -138,7 +144,7 @@ class Identity:
     def __hash__(self) -> int:
         return hash(self._actor)
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         # Refuse pickling: it would silently copy the private key into caches, queues, logs.
         raise TypeError("Identity objects are not picklable; use export_seed()/save() deliberately")
 
@@ -196,7 +202,8 @@ class Identity:
                 chunks.append(chunk)
                 total += len(chunk)
                 if total > MAX_IDENTITY_FILE_SIZE:
-                    raise IdentityFileError(f"{path!r} is larger than {MAX_IDENTITY_FILE_SIZE} bytes: not an identity file")
+                    raise IdentityFileError(
+                        f"{path!r} is larger than {MAX_IDENTITY_FILE_SIZE} bytes: not an identity file")
         except OSError as e:
             raise IdentityFileError(f"cannot read identity file {path!r}: {e.strerror or e}") from e
         finally:

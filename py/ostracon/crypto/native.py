@@ -20,6 +20,7 @@ import hashlib
 import os
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -28,8 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..core.errors import CryptoError, ValidationError
-from .base import CryptoBackend
-from .base import _as_bytes, _exact, _length, _verify_args_ok  # noqa: F401 (shared checks)
+from .base import CryptoBackend, _as_bytes, _exact, _length, _verify_args_ok  # noqa: F401 (shared checks)
 
 # Sizes fixed by the algorithms (not tunable limits).
 ED25519_SEED_SIZE = 32
@@ -59,7 +59,7 @@ class _BoundedCache(OrderedDict):
         super().__init__()
         self._size = size
 
-    def get_or_make(self, key, make):
+    def get_or_make(self, key: Any, make: Callable[[], Any]) -> Any:
         try:
             value = self[key]
         except KeyError:

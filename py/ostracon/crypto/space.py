@@ -31,6 +31,7 @@ import hmac
 import struct
 import unicodedata
 from dataclasses import dataclass
+from typing import Literal, NoReturn, overload
 
 from ..core.errors import ValidationError
 from ..core.protocol.frames import ROOM_ID_SIZE, FrameKeys
@@ -71,6 +72,10 @@ def _backend(crypto: CryptoBackend | None) -> CryptoBackend:
     return default_backend()
 
 
+@overload
+def _check_name(name: object, *, allow_none: Literal[False]) -> str: ...
+@overload
+def _check_name(name: object, *, allow_none: bool) -> str | None: ...
 def _check_name(name: object, *, allow_none: bool) -> str | None:
     if name is None and allow_none:
         return None
@@ -180,7 +185,8 @@ class Space:
         floor = 1 if _insecure_for_tests else MIN_PASSPHRASE_ITERATIONS
         if not floor <= iterations <= MAX_PASSPHRASE_ITERATIONS:
             raise ValidationError(
-                f"iterations must be between {MIN_PASSPHRASE_ITERATIONS:,} and {MAX_PASSPHRASE_ITERATIONS:,}, got {iterations:,}"
+                f"iterations must be between {MIN_PASSPHRASE_ITERATIONS:,} and "
+                f"{MAX_PASSPHRASE_ITERATIONS:,}, got {iterations:,}"
             )
         backend = _backend(crypto)
         salt = space_salt(name)
@@ -207,7 +213,7 @@ class Space:
         return self._commit_key
 
     def frame_keys(self) -> FrameKeys:
-        """What core.frames needs to seal and open this space's frames."""
+        """What core.protocol.frames needs to seal and open this space's frames."""
         return FrameKeys(self._room, self._frame_key, self._commit_key)
 
     @property
@@ -250,7 +256,7 @@ class Space:
     def __hash__(self) -> int:
         return hash(self._room)
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("Space objects are not picklable; use export_key()/invite() deliberately")
 
 

@@ -10,13 +10,13 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..core.errors import OstraconError, ValidationError
-from .mailbox import (DEFAULT_MAX_AGE_S, DEFAULT_MAX_ROOM_BYTES, DEFAULT_MAX_TOTAL_BYTES, Mailbox,
-                      parse_mailbox_spec)
+from .mailbox import DEFAULT_MAX_AGE_S, DEFAULT_MAX_ROOM_BYTES, DEFAULT_MAX_TOTAL_BYTES, Mailbox, parse_mailbox_spec
 from .server import Relay, RelayConfig, run_relay
 
 DEFAULT_HOST = "127.0.0.1"

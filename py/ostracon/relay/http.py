@@ -25,10 +25,10 @@ import hashlib
 import logging
 import mimetypes
 import re
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
-from typing import Awaitable, Callable, Mapping
 from urllib.parse import parse_qs, unquote
 
 from ..core.errors import ValidationError
@@ -114,11 +114,11 @@ class HttpResponse:
                 raise ValidationError("invalid response header")
 
     @classmethod
-    def text(cls, status: int, text: str, **kw: object) -> "HttpResponse":
+    def text(cls, status: int, text: str, **kw: object) -> HttpResponse:
         return cls(status, text.encode(), **kw)  # type: ignore[arg-type]
 
     @classmethod
-    def json(cls, status: int, data: bytes | str, **kw: object) -> "HttpResponse":
+    def json(cls, status: int, data: bytes | str, **kw: object) -> HttpResponse:
         body = data.encode() if isinstance(data, str) else data
         return cls(status, body, content_type="application/json", **kw)  # type: ignore[arg-type]
 
@@ -277,7 +277,7 @@ class HttpFront(asyncio.Protocol):
     """First protocol of every connection: plain HTTP here, WebSocket upgrades to ``ws``."""
 
     def __init__(self, ws: asyncio.Protocol, router: Handler, limits: HttpLimits,
-                 registry: set["HttpFront"], server_header: str = "ostracon-relay"):
+                 registry: set[HttpFront], server_header: str = "ostracon-relay"):
         self._ws = ws
         self._router = router
         self._limits = limits
@@ -298,7 +298,8 @@ class HttpFront(asyncio.Protocol):
     # --- asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+        assert isinstance(transport, asyncio.Transport)  # a stream server hands out stream transports
+        self._transport = transport
         peer = transport.get_extra_info("peername")
         self._client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else ""
         if len(self._registry) >= self._limits.max_connections:

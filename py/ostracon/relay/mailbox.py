@@ -35,13 +35,17 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Collection
 
-from ..core.errors import LockedError, StorageError, StorageUnavailableError, ValidationError
+from ..core.errors import (
+    LockedError,
+    MailboxError,  # noqa: F401  (re-exported)
+    StorageUnavailableError,
+    ValidationError,
+)
 from ..core.protocol.relay import MAX_CURSOR, valid_room_id
-from ..core.errors import (MailboxError)  # noqa: F401  (re-exported)
 
 DEFAULT_MAX_ROOM_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_AGE_S = 30 * 24 * 3600.0
@@ -176,13 +180,13 @@ class Mailbox(ABC):
     @abstractmethod
     def stats(self) -> MailboxStats: ...
 
-    def flush(self) -> None:
+    def flush(self) -> None:  # noqa: B027  (optional: a no-op unless the backend buffers)
         """Make everything appended so far durable (no-op for memory)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional: a no-op unless the backend holds resources)
         """Flush and release resources. Idempotent."""
 
-    def __enter__(self) -> "Mailbox":
+    def __enter__(self) -> Mailbox:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -403,7 +407,7 @@ class SqliteMailbox(Mailbox):
             else:
                 self.db.execute("ROLLBACK")
 
-    def _tx(self) -> "SqliteMailbox._Tx":
+    def _tx(self) -> SqliteMailbox._Tx:
         return SqliteMailbox._Tx(self._db)
 
     def _resync(self) -> None:
@@ -475,7 +479,8 @@ class SqliteMailbox(Mailbox):
                     r.head += 1
                     r.last_ts = max(r.last_ts, now)
                     r.last_active = now
-                    self._db.execute("INSERT INTO frames VALUES (?,?,?,?,?)", (room, r.head, r.last_ts, len(frame), frame))
+                    self._db.execute("INSERT INTO frames VALUES (?,?,?,?,?)",
+                                     (room, r.head, r.last_ts, len(frame), frame))
                     r.frames += 1
                     r.bytes += len(frame)
                     self._total += len(frame)
@@ -537,8 +542,9 @@ class SqliteMailbox(Mailbox):
         with self._lock:
             self._check_open()
             try:
-                rows = self._db.execute("SELECT cursor, data FROM frames WHERE room=? AND cursor>? ORDER BY cursor LIMIT ?",
-                                        (room, after, limit)).fetchall()
+                rows = self._db.execute(
+                    "SELECT cursor, data FROM frames WHERE room=? AND cursor>? ORDER BY cursor LIMIT ?",
+                    (room, after, limit)).fetchall()
             except sqlite3.Error as exc:
                 raise MailboxError(f"mailbox read failed: {exc}") from exc
         out: list[tuple[int, bytes]] = []

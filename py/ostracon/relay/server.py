@@ -28,9 +28,10 @@ import signal
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -266,7 +267,7 @@ class Relay:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self) -> "Relay":
+    async def start(self) -> Relay:
         if self._server is not None:
             raise OstraconError("relay already started")
         cfg = self.config
@@ -299,7 +300,7 @@ class Relay:
         log.info("relay listening on %s:%d", self.host, self.port)
         return self
 
-    async def __aenter__(self) -> "Relay":
+    async def __aenter__(self) -> Relay:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -368,9 +369,9 @@ class Relay:
                 self.mailbox.close()
         except OstraconError:
             log.exception("mailbox flush failed during shutdown")
-        m = self.metrics
-        log.info("relay stopped: frames_in=%d frames_out=%d bytes_in=%d bytes_out=%d", m.frames_in, m.frames_out,
-                 m.bytes_in, m.bytes_out)
+        metrics = self.metrics
+        log.info("relay stopped: frames_in=%d frames_out=%d bytes_in=%d bytes_out=%d", metrics.frames_in,
+                 metrics.frames_out, metrics.bytes_in, metrics.bytes_out)
         self._closed.set()
 
     async def _prune_loop(self, interval: float) -> None:
@@ -391,7 +392,7 @@ class Relay:
             return conn.respond(503, "relay shutting down\n")
         parts = urlsplit(request.path)
         if not parts.path.startswith(P.ROOM_PATH_PREFIX):
-            return conn.respond(404, "not found; rooms live under %s<room_id>\n" % P.ROOM_PATH_PREFIX)
+            return conn.respond(404, f"not found; rooms live under {P.ROOM_PATH_PREFIX}<room_id>\n")
         room = parts.path[len(P.ROOM_PATH_PREFIX):]
         if not P.valid_room_id(room):
             return conn.respond(400, "room id must be 32..128 lower-case hex digits\n")

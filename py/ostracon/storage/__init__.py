@@ -6,7 +6,7 @@ from .memory import MemoryStorage
 __all__ = ["OpenReport", "Storage", "MemoryStorage", "FileStorage"]
 
 
-def __getattr__(name: str):  # FileStorage needs os-level file access: not in the browser
+def __getattr__(name: str) -> type[Storage]:  # FileStorage needs os-level file access: not in the browser
     if name == "FileStorage":
         from .file import FileStorage
         return FileStorage

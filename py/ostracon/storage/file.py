@@ -14,14 +14,20 @@ from __future__ import annotations
 import os
 import threading
 from bisect import bisect_right
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
-from ..core.errors import ClosedError, CorruptLogError, ReadOnlyError, StorageError
+from ..core.errors import (
+    ClosedError,
+    CorruptLogError,
+    ReadOnlyError,
+    StorageError,
+    StorageFailedError,  # noqa: F401  (re-exported)
+)
 from . import logformat as lf
 from .base import OpenReport, Storage, check_meta
 from .fslayer import OsFileLayer, map_oserror
 from .recovery import RecoveryMixin
-from ..core.errors import (StorageFailedError)  # noqa: F401  (re-exported)
 
 # A new segment starts once the active one would grow past this. Bounds the work of every
 # open (the last segment is scanned in full) and the unit compaction can delete.
@@ -33,6 +39,8 @@ DEFAULT_MAX_RECORD_BYTES = 256 * 1024 * 1024
 READ_CHUNK_BYTES = 1024 * 1024
 DURABILITY_MODES = ("always", "flush", "none")
 
+_T = TypeVar("_T")
+
 
 class FileStorage(RecoveryMixin, Storage):
     """A directory of `seg-<first position>.log` segments and `snap-<seq>.snap` snapshots."""
@@ -40,7 +48,7 @@ class FileStorage(RecoveryMixin, Storage):
     def __init__(self, path: str | os.PathLike[str], *, durability: str = "flush",
                  read_only: bool = False, repair: bool = False,
                  segment_bytes: int = DEFAULT_SEGMENT_BYTES,
-                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, fs=None) -> None:
+                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, fs: OsFileLayer | None = None) -> None:
         if durability not in DURABILITY_MODES:
             raise StorageError(f"durability must be one of {DURABILITY_MODES}, not {durability!r}")
         if read_only and repair:
@@ -83,7 +91,7 @@ class FileStorage(RecoveryMixin, Storage):
     def _path(self, name: str) -> str:
         return os.path.join(self._dir, name)
 
-    def _io(self, fn, what: str, path: str, *args):
+    def _io(self, fn: Callable[..., _T], what: str, path: str, *args: Any) -> _T:
         try:
             return fn(*args)
         except OSError as exc:
@@ -163,6 +171,7 @@ class FileStorage(RecoveryMixin, Storage):
 
     def _append_bytes(self, data: bytes) -> None:
         path = self._path(lf.segment_name(self._segs[-1]))
+        assert self._writer is not None  # read-only storage refuses writes before this point
         try:
             self._writer.write(data)
         except OSError as exc:
@@ -186,6 +195,7 @@ class FileStorage(RecoveryMixin, Storage):
         has_records = self._durable_last >= self._segs[-1]
         if has_records and self._seg_end + len(data) > self._segment_bytes:
             if self._sync:  # the old segment must be complete on disk before the next exists
+                assert self._writer is not None
                 try:
                     self._writer.fsync()
                 except OSError as exc:
@@ -249,7 +259,8 @@ class FileStorage(RecoveryMixin, Storage):
             queued = [(p, r) for k, p, r in self._pending if k == lf.KIND_DATA and p > after]
         return self._iter(view, after, queued)
 
-    def _iter(self, view, after: int, queued) -> Iterator[tuple[int, bytes]]:
+    def _iter(self, view: tuple[list[int], int, int], after: int,
+              queued: list[tuple[int, bytes]]) -> Iterator[tuple[int, bytes]]:
         segs, end, durable_last = view
         if after < durable_last and segs:
             for j in range(max(bisect_right(segs, after + 1) - 1, 0), len(segs)):
@@ -259,7 +270,7 @@ class FileStorage(RecoveryMixin, Storage):
                     yield from self._read_segment(segs[j], after, end if is_last else None, seg_last)
         yield from queued
 
-    def _read_segment(self, first: int, after: int, end: int | None, seg_last: int):
+    def _read_segment(self, first: int, after: int, end: int | None, seg_last: int) -> Iterator[tuple[int, bytes]]:
         name = lf.segment_name(first)
         path = self._path(name)
 
@@ -311,6 +322,23 @@ class FileStorage(RecoveryMixin, Storage):
             raise map_oserror(exc, "read", path) from exc
         finally:
             handle.close()
+
+    def locate(self, position: int) -> tuple[str, int | None]:
+        """(segment file name, byte offset of the record) of a data record, for error
+        messages that name where a bad block is stored. Reads the one segment holding it."""
+        with self._mutex:
+            self._check_open()
+            segs = list(self._segs)
+        j = bisect_right(segs, position) - 1
+        if j < 0:
+            return ("(compacted)", None)
+        name = lf.segment_name(segs[j])
+        buf = self._read_all(name)
+        recs, _ = lf.walk(memoryview(buf), lf.SEG_HEADER_SIZE, len(buf), self._max_record, 1 << 62)
+        for off, _flags, kind, pos, _start, _nxt in recs:
+            if kind == lf.KIND_DATA and pos == position:
+                return (name, off)
+        return (name, None)
 
     def verify(self) -> int:
         """Read and check every record (all segments, not just the last); return the count."""
@@ -397,7 +425,9 @@ class FileStorage(RecoveryMixin, Storage):
         """Files and sizes (for `ostracon inspect`)."""
         with self._mutex:
             self._check_open()
-            size = lambda name: self._io(self._fs.size, "stat", self._path(name), self._path(name))  # noqa: E731
+
+            def size(name: str) -> int:
+                return self._io(self._fs.size, "stat", self._path(name), self._path(name))
             return {
                 "path": self._dir, "durability": self._durability, "last_position": self._last,
                 "floor": self._floor,
@@ -421,5 +451,5 @@ class FileStorage(RecoveryMixin, Storage):
     def __enter__(self) -> FileStorage:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -109,19 +109,20 @@ def encode_group(items: list[tuple[int, int, bytes]]) -> bytes:
     return b"".join(parts)
 
 
-def parse_record(buf: memoryview, off: int, end: int, max_len: int):
+def parse_record(buf: memoryview, off: int, end: int, max_len: int) -> tuple[int, int, int, int, int] | None:
     """(flags, kind, position, payload_start, next_offset) if a whole valid record starts at
     `off` (before `end`), else None. Checks sync, flags, kind, length bounds and CRC."""
     recs, _ = walk(buf, off, end, max_len, 1)
     return recs[0][1:] if recs else None
 
 
-def walk(mv: memoryview, off: int, end: int, max_len: int, limit: int):
+def walk(mv: memoryview, off: int, end: int, max_len: int,
+         limit: int) -> tuple[list[tuple[int, int, int, int, int, int]], int]:
     """Parse up to `limit` consecutive whole, CRC-valid records from `off` (not past `end`).
     Returns ([(offset, flags, kind, position, payload_start, next_offset)], stop_offset);
     stop < end means the bytes at `stop` are not a whole valid record. One tight loop shared
     by recovery and reads: this is where open and records() spend their time."""
-    out = []
+    out: list[tuple[int, int, int, int, int, int]] = []
     append = out.append
     unpack = REC_HEADER.unpack_from
     while off + REC_HEADER_SIZE <= end and limit > 0:

@@ -39,7 +39,7 @@ class MemoryStorage(Storage):
         self._check()
         start = max(after + 1, self._first)
         # Slicing copies the references: the reader sees the records present right now.
-        return zip(range(start, self._last + 1), self._records[start - self._first:])
+        return zip(range(start, self._last + 1), self._records[start - self._first:], strict=False)
 
     def last_position(self) -> int:
         return self._last

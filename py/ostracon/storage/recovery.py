@@ -7,15 +7,43 @@ docs/STORAGE.md, "Recovery (open)". Everything here runs inside FileStorage.__in
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
-from ..core.errors import CorruptLogError, CorruptSnapshotError, LockedError, StorageUnavailableError
+from ..core.errors import (CorruptLogError, CorruptSnapshotError, LockedError, MissingSnapshotError,
+                           StorageUnavailableError)
 from . import logformat as lf
-from .fslayer import map_oserror
+from .fslayer import OsFileLayer, OsLock, OsWriteHandle, map_oserror
 
 LOCK_NAME = "LOCK"
 
 
 class RecoveryMixin:
+    # The FileStorage state and helpers recovery works on (set and defined by FileStorage).
+    _fs: OsFileLayer
+    _dir: str
+    read_only: bool
+    _repair: bool
+    _sync: bool
+    _max_record: int
+    _lock: OsLock | None
+    _writer: OsWriteHandle | None
+    _segs: list[int]
+    _seg_end: int
+    _durable_last: int
+    _last: int
+    _meta: dict[str, bytes]
+    _floor: int
+    _snaps: list[tuple[int, int]]
+    _snap_cache: tuple[bytes, int] | None
+    _truncated: int
+    _quarantined: list[str]
+    _notes: list[str]
+    _path: Callable[[str], str]
+    _io: Callable[..., Any]
+    _sync_dir: Callable[..., None]
+    _new_segment: Callable[[int, bytes], None]
+
     # ---- open and recovery ---------------------------------------------------------------
 
     def _open(self) -> None:
@@ -76,6 +104,18 @@ class RecoveryMixin:
                                       "oldest segment starts later and no snapshot covers them",
                                       segment=lf.segment_name(segs[0]), offset=0)
             self._notes.append(f"records {self._floor + 1}..{segs[0] - 1} were missing (repair)")
+        if self._floor > snap_pos:
+            # Compaction dropped records 1..floor because a snapshot covered them; that
+            # snapshot is gone. Opening would show a partial database and the device would
+            # reuse its own sequence numbers, so refuse (repair: open what is left).
+            missing = (f"{d} records a compaction up to position {self._floor} but no snapshot covering it "
+                       f"exists (newest valid snapshot covers {snap_pos}): documents written before "
+                       "it are missing")
+            if not self._repair:
+                raise MissingSnapshotError(missing + "; restore the snapshot file, or open with repair=True "
+                                           "and sync to pull the lost history back from peers",
+                                           segment=lf.segment_name(segs[0]), offset=0)
+            self._notes.append(missing + " (repair: opened without them)")
         self._floor = max(self._floor, segs[0] - 1)
         while self._snap_cache and self._snap_cache[1] > self._last:
             if not self._repair:

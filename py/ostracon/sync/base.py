@@ -16,9 +16,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.errors import TransportError
+from ..core.errors import (
+    TransportClosed,  # noqa: F401  (re-exported)
+    )
 from ..core.protocol.session import tips_digest
-from ..core.errors import (TransportClosed)  # noqa: F401  (re-exported)
 
 
 class Transport(ABC):
@@ -80,7 +81,7 @@ class SyncStatus:
 # --- adapting a Database to the sans-IO session ---------------------------------------------------
 
 class DatabaseReplica:
-    """Presents a Database to `SyncSession` (core/syncproto.ReplicaLike).
+    """Presents a Database to `SyncSession` (core/protocol/session.ReplicaLike).
 
     Received blocks go through `db.apply_blocks`, so they are persisted by the write sink and
     published on the change feed like any other change.
@@ -88,8 +89,8 @@ class DatabaseReplica:
 
     def __init__(self, db: Any) -> None:
         self.db = db
-        self._replica = db._replica
-        self.actor: bytes = db._replica.actor
+        self._replica = db.replica
+        self.actor: bytes = db.replica.actor
 
     def version_vector(self) -> dict[bytes, int]:
         return self._replica.version_vector()

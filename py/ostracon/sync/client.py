@@ -34,17 +34,31 @@ import logging
 import random as _random
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import msgpack
 
-from ..core.errors import (ClosedError, OstraconError, ProtocolError, TransportError, ValidationError,
-                           WrongKeyError)
-from ..core.protocol.frames import (DEFAULT_MAX_FRAME_SIZE, FRAME_OVERHEAD, HEADER_SIZE, FrameKeys, FrameReceiver,
-                           FrameSender)
-from ..core.protocol.session import (DEFAULT_HELLO_INTERVAL_MS, DEFAULT_NEED_TIMEOUT_MS, Diverged, GapDetected,
-                              PeerSeen, ProtocolViolation, SyncSession)
+from ..core.errors import ClosedError, OstraconError, ProtocolError, TransportError, ValidationError, WrongKeyError
 from ..core.protocol import relay as P
+from ..core.protocol.frames import (
+    DEFAULT_MAX_FRAME_SIZE,
+    FRAME_OVERHEAD,
+    HEADER_SIZE,
+    FrameKeys,
+    FrameReceiver,
+    FrameSender,
+)
+from ..core.protocol.session import (
+    DEFAULT_HELLO_INTERVAL_MS,
+    DEFAULT_NEED_TIMEOUT_MS,
+    Diverged,
+    Equivocated,
+    GapDetected,
+    PeerSeen,
+    ProtocolViolation,
+    SyncSession,
+)
 from .base import CONNECTING, OFFLINE, ONLINE, STOPPED, DatabaseReplica, SyncStatus, Transport
 
 log = logging.getLogger("ostracon.sync")
@@ -69,7 +83,7 @@ DEFAULT_HEARTBEAT_TIMEOUT_S = 10.0
 #: becomes one batch (one seal) and still reaches the peers within a tick or two.
 DEFAULT_FLUSH_DEBOUNCE_S = 0.05
 META_PREFIX = "sync/v1/"
-_SENDER = slice(1 + 16, 1 + 16 + 16)  # sender id inside a frame header (core/frames.py layout)
+_SENDER = slice(1 + 16, 1 + 16 + 16)  # sender id inside a frame header (core/protocol/frames.py layout)
 
 
 def meta_key(relay_url: str, room: str) -> str:
@@ -153,6 +167,8 @@ class SyncClient:
         self.meta_key = meta_key(self.base_url, self.room)
         self.session: SyncSession | None = None
         self.receiver: FrameReceiver | None = None
+        #: Equivocation proofs seen (session.Equivocated events), newest last, at most 64.
+        self.equivocations: deque = deque(maxlen=64)
         self.stats = {"connections": 0, "frames_in": 0, "frames_out": 0, "own_echoes": 0, "gaps": 0,
                       "violations": 0, "blocks_new": 0}
         self._dropped: dict[str, int] = {}
@@ -180,7 +196,7 @@ class SyncClient:
 
     # ------------------------------------------------------------ public
 
-    def start(self) -> "SyncClient":
+    def start(self) -> SyncClient:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self.run())
         return self
@@ -228,7 +244,7 @@ class SyncClient:
             return await _wait()
         try:
             return await asyncio.wait_for(_wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             err = self._last_error
             raise TransportError(f"not synced within {timeout} s (state {self._state}, last error: {err!r})") \
                 from (err if isinstance(err, BaseException) else None)
@@ -486,6 +502,9 @@ class SyncClient:
             elif isinstance(ev, PeerSeen):
                 if ev.actor:
                     self._settled = True
+            elif isinstance(ev, Equivocated):
+                self.stats["equivocations"] = self.stats.get("equivocations", 0) + 1
+                self.equivocations.append(ev)
             elif isinstance(ev, Diverged):
                 self._last_error = ProtocolError("a peer holds different blocks under the same version "
                                                  "vector (an actor equivocated)")

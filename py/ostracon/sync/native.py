@@ -11,7 +11,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..core.errors import TransportError, ValidationError, WrongKeyError
 from .base import SyncStatus, Transport, TransportClosed
@@ -58,7 +59,7 @@ class WebSocketTransport(Transport):
                                      max_queue=self.max_queue, compression=None)
         except InvalidURI as exc:
             raise ValidationError(f"invalid relay URL: {exc}") from None
-        except (OSError, InvalidHandshake, asyncio.TimeoutError, TimeoutError) as exc:
+        except (OSError, InvalidHandshake, TimeoutError) as exc:
             self._closed = True
             raise TransportClosed(f"cannot connect to the relay: {exc.__class__.__name__}: {exc}") from None
 

@@ -39,8 +39,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..errors import CryptoError, FrameError, ValidationError, WrongKeyError
-from ..errors import (OversizeFrameError, TruncatedFrameError, MalformedFrameError, ForeignRoomError, ReplayedFrameError, TamperedFrameError)  # noqa: F401  (re-exported)
+from ..errors import (  # noqa: F401  (re-exported)
+    CryptoError,
+    ForeignRoomError,
+    FrameError,
+    MalformedFrameError,
+    OversizeFrameError,
+    ReplayedFrameError,
+    TamperedFrameError,
+    TruncatedFrameError,
+    ValidationError,
+    WrongKeyError,
+)
 
 FRAME_MAGIC = 0xA0
 FRAME_VERSION = 1
@@ -208,7 +218,8 @@ def parse_header(frame: bytes, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) 
         raise TruncatedFrameError("empty frame")
     if frame[0] != FRAME_VERSION_BYTE:
         if frame[0] & 0xF0 == FRAME_MAGIC:
-            raise MalformedFrameError(f"unsupported frame version {frame[0] & 0x0F} (this build speaks {FRAME_VERSION})")
+            raise MalformedFrameError(
+                f"unsupported frame version {frame[0] & 0x0F} (this build speaks {FRAME_VERSION})")
         raise MalformedFrameError("not an Ostracon frame (bad magic)")
     if size < MIN_FRAME_SIZE:
         raise TruncatedFrameError(f"frame of {size} bytes is shorter than the minimum {MIN_FRAME_SIZE}")
@@ -309,8 +320,10 @@ class FrameSender:
         self.keys = keys
         self._aead = aead
         self._random = random_bytes
-        self.sender = _check_bytes(sender if sender is not None else random_bytes(SENDER_ID_SIZE), SENDER_ID_SIZE, "sender id")
-        if isinstance(first_counter, bool) or not isinstance(first_counter, int) or not 0 <= first_counter <= COUNTER_MAX:
+        self.sender = _check_bytes(sender if sender is not None else random_bytes(SENDER_ID_SIZE), SENDER_ID_SIZE,
+                                   "sender id")
+        if (isinstance(first_counter, bool) or not isinstance(first_counter, int)
+                or not 0 <= first_counter <= COUNTER_MAX):
             raise ValidationError("first_counter must be an int in [0, 2**64)")
         self.next_counter = first_counter
         self.compress = compress

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
-from typing import Union
+from typing import Any
 
 import msgpack
 
@@ -28,7 +28,7 @@ ROOM_PATH_PREFIX = f"/v{PROTOCOL_VERSION}/room/"
 #: range leaves room for other derivations without letting ids grow without bound).
 ROOM_ID_MIN_HEX = 32
 ROOM_ID_MAX_HEX = 128
-_ROOM_RE = re.compile(r"[0-9a-f]{%d,%d}" % (ROOM_ID_MIN_HEX, ROOM_ID_MAX_HEX))
+_ROOM_RE = re.compile(rf"[0-9a-f]{{{ROOM_ID_MIN_HEX},{ROOM_ID_MAX_HEX}}}")
 #: Epochs are the relay's random per-room mailbox generation, lower-case hex.
 _EPOCH_RE = re.compile(r"[0-9a-f]{1,32}")
 #: Cursors are per-room, start at 1, increase by 1 per stored frame; 0 means "nothing".
@@ -77,7 +77,7 @@ def valid_epoch(epoch: str) -> bool:
 def room_path(room: str, since: int | None = None, epoch: str | None = None) -> str:
     """The request path (with query) a client connects to."""
     if not valid_room_id(room):
-        raise ValidationError("room id must be %d..%d lower-case hex digits" % (ROOM_ID_MIN_HEX, ROOM_ID_MAX_HEX))
+        raise ValidationError(f"room id must be {ROOM_ID_MIN_HEX}..{ROOM_ID_MAX_HEX} lower-case hex digits")
     query = []
     if since is not None:
         _check_cursor(since, "since")
@@ -225,7 +225,7 @@ class Unknown:
     body: bytes
 
 
-ServerMessage = Union[Frame, Ephemeral, Ack, Welcome, CaughtUp, Gap, Peers, Pong, Unknown]
+ServerMessage = Frame | Ephemeral | Ack | Welcome | CaughtUp | Gap | Peers | Pong | Unknown
 
 
 # --- encoders --------------------------------------------------------------------------------
@@ -323,7 +323,8 @@ def _decode_map(body: bytes, kind: int) -> dict:
     return obj
 
 
-def _field(obj: dict, key: str, kind: int) -> object:
+def _field(obj: dict, key: str, kind: int) -> Any:
+    # Unchecked: the message classes validate every field they are built with.
     if key not in obj:
         raise ProtocolError(f"relay message 0x{kind:02x}: missing {key!r}")
     return obj[key]

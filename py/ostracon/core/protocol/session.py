@@ -24,14 +24,19 @@ blocks and seals are refused by the replica and reported in `BlocksApplied.rejec
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from ..block import MAX_BLOCK_BYTES, MAX_SEQ
 from ..encoding import decode, encode
-from ..errors import CorruptBlockError, ProtocolError, ValidationError
+from ..errors import (
+    CorruptBlockError,
+    MalformedMessageError,  # noqa: F401  (re-exported)
+    ProtocolError,
+    ValidationError,
+)
 from .frames import DEFAULT_MAX_FRAME_SIZE, FRAME_OVERHEAD
-from ..errors import (MalformedMessageError)  # noqa: F401  (re-exported)
 
 PROTOCOL_VERSION = 1
 PEER_ID_SIZE = 16
@@ -55,6 +60,18 @@ MAX_ENVELOPES_PER_MESSAGE = 65_536
 #: Peers remembered per session (least recently heard forgotten first): bounds the memory an
 #: authenticated but hostile member can make us spend by inventing peer ids.
 DEFAULT_MAX_PEERS = 1024
+#: Version-vector entries remembered across all peers. A hello may carry 8192 entries; 50
+#: invented peers each announcing that many cost 180 MB and half a second per tick. Beyond
+#: this budget the least recently heard peers are forgotten first (a real peer says hello
+#: again within a hello interval). 65,536 entries is ~10 MB and far above real rooms.
+DEFAULT_MAX_TRACKED_ENTRIES = 65_536
+#: Bytes of blocks this session sends in answer to needs, per second of the injected clock
+#: (a token bucket refilled by tick, holding at most DEFAULT_SERVE_BURST_BYTES). A need for
+#: everything costs one message to send and a whole store to answer; without a rate, 40 of
+#: them made a member upload 363 MB. An answer cut short by the budget still ends with
+#: last=True, so the asker sees the gap and asks again later.
+DEFAULT_SERVE_BYTES_PER_S = 8 * 1024 * 1024
+DEFAULT_SERVE_BURST_BYTES = 32 * 1024 * 1024
 #: A need not answered completely within this long is sent again (to another peer if one has
 #: the data). Long enough for a 512 KiB frame on a slow link, short enough to heal promptly.
 DEFAULT_NEED_TIMEOUT_MS = 10_000
@@ -307,7 +324,8 @@ def decode_message(data: bytes) -> Message:
         raise MalformedMessageError("a message must be a map")
     t, v = m.get("t"), m.get("v")
     if v != PROTOCOL_VERSION or type(v) is not int:
-        raise MalformedMessageError(f"unsupported sync protocol version {v!r:.20} (this build speaks {PROTOCOL_VERSION})")
+        raise MalformedMessageError(
+            f"unsupported sync protocol version {v!r:.20} (this build speaks {PROTOCOL_VERSION})")
     try:
         if t == "hello":
             return Hello(_get(m, "p"), _get(m, "vv"), _get(m, "d", b"", False), _get(m, "a", b"", False),
@@ -376,6 +394,20 @@ class Diverged:
 
 
 @dataclass(frozen=True)
+class Equivocated:
+    """`actor` signed two different blocks (or seals) for sequence slot `seq` (docs/SYNC.md):
+    `cids` are the two blocks (None where not received yet), `seals` the two signed seals,
+    the proof anyone can check. The actor is quarantined from `seq` on, on every replica;
+    the proof and both branches were broadcast so the rest of the room converges."""
+
+    peer: bytes
+    actor: bytes
+    seq: int
+    cids: tuple[bytes | None, bytes | None]
+    seals: tuple[bytes, bytes]
+
+
+@dataclass(frozen=True)
 class ProtocolViolation:
     """A message was malformed or broke the protocol; it was ignored."""
 
@@ -384,7 +416,8 @@ class ProtocolViolation:
     error: ProtocolError = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
 
 
-Event = PeerSeen | PeerLost | BlocksApplied | GapDetected | Synced | Diverged | ProtocolViolation
+Event = (PeerSeen | PeerLost | BlocksApplied | GapDetected | Synced | Diverged | Equivocated
+         | ProtocolViolation)
 
 
 @dataclass(frozen=True)
@@ -443,13 +476,17 @@ class SyncSession:
                  need_timeout_ms: int = DEFAULT_NEED_TIMEOUT_MS,
                  hello_interval_ms: int = DEFAULT_HELLO_INTERVAL_MS,
                  peer_ttl_ms: int = DEFAULT_PEER_TTL_MS, max_peers: int = DEFAULT_MAX_PEERS,
-                 reply_fanout: int = DEFAULT_REPLY_FANOUT, now_ms: int = 0) -> None:
+                 reply_fanout: int = DEFAULT_REPLY_FANOUT, now_ms: int = 0,
+                 max_tracked_entries: int = DEFAULT_MAX_TRACKED_ENTRIES,
+                 serve_bytes_per_s: int = DEFAULT_SERVE_BYTES_PER_S,
+                 serve_burst_bytes: int = DEFAULT_SERVE_BURST_BYTES) -> None:
         if type(max_message_bytes) is not int or max_message_bytes < MIN_MESSAGE_BYTES:
             raise ValidationError(f"max_message_bytes must be an int >= {MIN_MESSAGE_BYTES} "
                                   "(one message must be able to carry the largest block)")
         for name, value in (("need_timeout_ms", need_timeout_ms), ("hello_interval_ms", hello_interval_ms),
                             ("peer_ttl_ms", peer_ttl_ms), ("max_peers", max_peers),
-                            ("reply_fanout", reply_fanout)):
+                            ("reply_fanout", reply_fanout), ("max_tracked_entries", max_tracked_entries),
+                            ("serve_bytes_per_s", serve_bytes_per_s), ("serve_burst_bytes", serve_burst_bytes)):
             if type(value) is not int or value < 1:
                 raise ValidationError(f"{name} must be a positive int")
         self.replica = replica
@@ -465,6 +502,11 @@ class SyncSession:
         self.peer_ttl_ms = peer_ttl_ms
         self.max_peers = max_peers
         self.reply_fanout = reply_fanout
+        self.max_tracked_entries = max_tracked_entries
+        self.serve_bytes_per_s = serve_bytes_per_s
+        self.serve_burst_bytes = max(serve_burst_bytes, max_message_bytes)
+        self._serve_budget = self.serve_burst_bytes
+        self._tracked = 0                              # vector entries held across peers
         self._digest = _digest_fn(replica)
         self._now = now_ms
         self._last_hello = now_ms
@@ -539,10 +581,13 @@ class SyncSession:
         events: list[Event] = []
         if type(now_ms) is not int:
             raise ValidationError("now_ms must be an int")
+        elapsed = max(0, now_ms - self._now)
         self._now = max(self._now, now_ms)
+        self._serve_budget = min(self.serve_burst_bytes,
+                                 self._serve_budget + elapsed * self.serve_bytes_per_s // 1000)
         self._served.clear()
         for pid in [p for p, info in self._peers.items() if self._now - info.last_seen >= self.peer_ttl_ms]:
-            del self._peers[pid]
+            self._forget(pid)
             events.append(PeerLost(pid))
         ours = self.replica.version_vector()
         for actor, o in list(self._outstanding.items()):
@@ -586,17 +631,40 @@ class SyncSession:
             events.append(PeerSeen(pid, actor))
             while len(self._peers) >= self.max_peers:
                 oldest = next(iter(self._peers))
-                del self._peers[oldest]
+                self._forget(oldest)
                 events.append(PeerLost(oldest))
         p.last_seen = self._now
         self._peers[pid] = p  # re-insert: most recently heard last
         return p
 
-    def _learn(self, p: _Peer, vector: tuple[tuple[bytes, int], ...]) -> None:
+    def _forget(self, pid: bytes) -> None:
+        p = self._peers.pop(pid, None)
+        if p is not None:
+            self._tracked -= len(p.vector)
+
+    def _make_room(self, p: _Peer, entries: int, events: list[Event]) -> int:
+        """Forget least recently heard peers until `entries` more vector entries fit;
+        returns how many fit (a vector beyond the whole budget is cut)."""
+        while self._tracked + entries > self.max_tracked_entries:
+            oldest = next((q for q in self._peers if q != p.peer), None)
+            if oldest is None:
+                break
+            self._forget(oldest)
+            events.append(PeerLost(oldest))
+        return max(0, min(entries, self.max_tracked_entries - self._tracked))
+
+    def _learn(self, p: _Peer, vector: tuple[tuple[bytes, int], ...], events: list[Event]) -> None:
         vec = p.vector
+        new = [(a, s) for a, s in vector if a not in vec]
+        room = self._make_room(p, len(new), events) if new else 0
         for actor, seq in vector:
-            if vec.get(actor, 0) < seq:
+            if actor in vec:
+                if vec[actor] < seq:
+                    vec[actor] = seq
+            elif room > 0:
                 vec[actor] = seq
+                room -= 1
+                self._tracked += 1
 
     # ------------------------------------------------------------ internals: hello
 
@@ -616,13 +684,20 @@ class SyncSession:
             events.append(PeerSeen(p.peer, msg.actor))
         # A hello states the peer's whole vector: replace (it may have lost data, e.g. a fresh
         # in-memory replica reusing a peer id is impossible, but a restarted one is a new peer).
-        p.vector = dict(msg.version_vector)
+        self._tracked -= len(p.vector)
+        p.vector = {}
+        self._learn(p, msg.version_vector, events)
         p.digest = msg.heads_digest
         ours = self.replica.version_vector()
         if msg.heads_digest and p.vector == ours and self._digest is not None and p.peer not in self._diverged:
             if self._digest(ours) != msg.heads_digest:
                 self._diverged.add(p.peer)
                 events.append(Diverged(p.peer))
+                # Send each actor's tip block and the seal covering it (small: one block and
+                # seal per actor): the peer whose tip differs holds a conflicting seal and can
+                # prove the equivocation, which quarantines the actor everywhere.
+                tips = {a: s - 1 for a, s in ours.items()}
+                self._emit_blocks(self.replica.envelopes_since(tips), (), (), durable=False, kind="tips")
         if msg.reply_to or not self._started:
             return
         if self._should_reply(p, ours):
@@ -673,10 +748,10 @@ class SyncSession:
             del self._outstanding[actor]
         if self._deferred and not self._outstanding:
             deferred, self._deferred = self._deferred, {}
-            for actor, o in deferred.items():
+            for actor, answered in deferred.items():
                 have = ours.get(actor, 0)
-                if have < o.upto:
-                    self._gap_after_answer(actor, have, o, events)
+                if have < answered.upto:
+                    self._gap_after_answer(actor, have, answered, events)
         wanted: dict[bytes, int] = {}
         for p in self._peers.values():
             for actor, seq in p.vector.items():
@@ -718,7 +793,7 @@ class SyncSession:
                     self._outstanding[actor] = _Outstanding(want, q, target, self._now, attempt)
 
     def _on_blocks(self, msg: Blocks, p: _Peer, events: list[Event]) -> None:
-        self._learn(p, msg.version_vector)
+        self._learn(p, msg.version_vector, events)
         if msg.envelopes:
             try:
                 result = self.replica.apply_envelopes(list(msg.envelopes), strict=False)
@@ -732,6 +807,13 @@ class SyncSession:
             self.stats["blocks_duplicate"] += result.duplicates
             self.stats["blocks_rejected"] += len(rejected)
             events.append(BlocksApplied(p.peer, result.new, result.duplicates, result.pending, rejected))
+            for ev in getattr(result, "equivocations", ()):
+                events.append(Equivocated(p.peer, ev.actor, ev.seq, ev.cids, ev.seals))
+                # Broadcast the proof and both branches once: a replica that saw only one
+                # side (or neither) converges without asking (see Replica.proof_envelopes).
+                vector = dict(self.replica.version_vector())
+                vector[ev.actor] = ev.seq - 1
+                self._emit_blocks(self.replica.envelopes_since(vector), (), (), durable=False, kind="proof")
         if not msg.last:
             return
         # The final part of an answer: whatever the need asked for and still lacks is a gap.
@@ -793,6 +875,18 @@ class SyncSession:
                 self._served[actor] = first if prev is None else min(prev, first)
             envelopes = self.replica.envelopes_since(vector)
             vv = tuple(sorted((a, ours[a]) for a in serve if a in ours))
+            # Rate bound (DEFAULT_SERVE_BYTES_PER_S): send what the budget allows; the rest
+            # is a gap the asker notices (last=True) and asks for again later.
+            size, cut = 0, len(envelopes)
+            for k, env in enumerate(envelopes):
+                size += len(env)
+                if size > self._serve_budget:
+                    cut = k
+                    break
+            if cut < len(envelopes):
+                self.stats["serve_throttled"] = self.stats.get("serve_throttled", 0) + 1
+                envelopes = envelopes[:cut]
+            self._serve_budget -= sum(len(e) for e in envelopes)
         self._emit_blocks(envelopes, vv, tuple(answers), durable=False, kind="blocks")
         if self._serve_answers:
             self._flush_serves()

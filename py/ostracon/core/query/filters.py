@@ -62,8 +62,8 @@ from typing import Any
 
 import msgpack
 
-from ..errors import OstraconError, ValidationError
-from ..errors import (QueryTooExpensiveError, IndexBuildingError, QueryCursorError)  # noqa: F401  (re-exported)
+from ..encoding import BIGINT_MAX, BIGINT_MIN, MAX_INT_BITS
+from ..errors import IndexBuildingError, OstraconError, QueryCursorError, QueryTooExpensiveError, ValidationError  # noqa: F401  (re-exported)
 
 __all__ = [
     "METADATA_FIELDS", "QueryTooExpensiveError", "IndexBuildingError", "QueryCursorError",
@@ -106,6 +106,8 @@ def value_key(v: Any) -> tuple:
     if t is str:
         return (3, v)
     if t is int:
+        if not BIGINT_MIN <= v <= BIGINT_MAX:  # the engine's one huge-int limit (encoding.py)
+            raise ValidationError(f"integers are limited to {MAX_INT_BITS} bits")
         return (2, v)
     if t is float:
         if v != v:
@@ -129,7 +131,7 @@ def value_key(v: Any) -> tuple:
     if isinstance(v, bool):
         return (1, bool(v))
     if isinstance(v, int):
-        return (2, int(v))
+        return value_key(int(v))
     if isinstance(v, float):
         return value_key(float(v))
     if isinstance(v, str):
@@ -225,7 +227,7 @@ def make_getter(path: tuple[str, ...]) -> Callable[[dict], Any]:
     if len(path) == 2:
         a, b = path
 
-        def g2(d):
+        def g2(d: dict) -> Any:
             v = d.get(a)
             return v.get(b) if type(v) is dict else None
         return g2
@@ -239,13 +241,13 @@ class _Node:
     """AST nodes: plain slotted classes (a frozen dataclass costs ~1 µs more per node on
     every query). Treat them as immutable."""
 
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
 
     def _fields(self) -> tuple:
-        return tuple(getattr(self, f) for f in self.__slots__)
+        return tuple(getattr(self, name) for name in self.__slots__)
 
-    def __eq__(self, other) -> bool:
-        return type(other) is type(self) and other._fields() == self._fields()
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Node) and type(other) is type(self) and other._fields() == self._fields()
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self._fields()))
@@ -316,7 +318,7 @@ def _and(items: list) -> Node:
 class _Budget:
     __slots__ = ("nodes",)
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.nodes = 0
 
     def take(self, path: tuple) -> None:
@@ -448,7 +450,7 @@ def _fast_parse(flt: dict) -> Node | None:
     """The common shape `{"field": {"_op": scalar, …}, …}` without the general recursion
     (it is on every query's path). Returns None to fall back to the full parser, which
     also produces every error message."""
-    items = []
+    items: list[Node] = []
     for key, cond in flt.items():
         if (type(key) is not str or not key or key[0] == "_" or "." in key
                 or type(cond) is not dict or not cond or len(cond) + len(items) > 64):
@@ -545,7 +547,7 @@ def _cmp_pred(node: Cmp) -> Callable[[dict], bool]:
     rx = like_to_regex(x, ignore_case=op in ("_ilike", "_nilike"))
     fm = rx.fullmatch
 
-    def like(d):
+    def like(d: dict) -> bool:
         v = g(d)
         return type(v) is str and fm(v) is not None
     if op in ("_nlike", "_nilike"):
@@ -553,7 +555,7 @@ def _cmp_pred(node: Cmp) -> Callable[[dict], bool]:
     return like
 
 
-def _eq_pred(g, x) -> Callable[[dict], bool]:
+def _eq_pred(g: Callable[[dict], Any], x: Any) -> Callable[[dict], bool]:
     if x is None:
         return lambda d: g(d) is None
     t = type(x)
@@ -562,7 +564,7 @@ def _eq_pred(g, x) -> Callable[[dict], bool]:
     if t is bool:
         return lambda d: g(d) is x
     if t is int or t is float:
-        def num_eq(d):
+        def num_eq(d: dict) -> bool:
             v = g(d)
             return v == x and type(v) is not bool
         return num_eq
@@ -573,7 +575,7 @@ def _eq_pred(g, x) -> Callable[[dict], bool]:
     if k[0] in (RANK_NUM, RANK_STR, RANK_BYTES):
         return _eq_pred(g, k[1])
 
-    def deep_eq(d):
+    def deep_eq(d: dict) -> bool:
         v = g(d)
         if not isinstance(v, (list, dict)):
             return False
@@ -584,17 +586,17 @@ def _eq_pred(g, x) -> Callable[[dict], bool]:
     return deep_eq
 
 
-def _in_pred(g, values: tuple) -> Callable[[dict], bool]:
+def _in_pred(g: Callable[[dict], Any], values: tuple) -> Callable[[dict], bool]:
     if all(type(v) is str for v in values):
         s = frozenset(values)
 
-        def in_str(d):
+        def in_str(d: dict) -> bool:
             v = g(d)
             return type(v) is str and v in s   # lists/maps are unhashable: test type first
         return in_str
     keys = frozenset(value_key(v) for v in values)
 
-    def in_(d):
+    def in_(d: dict) -> bool:
         try:
             return value_key(g(d)) in keys
         except ValidationError:
@@ -602,29 +604,29 @@ def _in_pred(g, values: tuple) -> Callable[[dict], bool]:
     return in_
 
 
-def _compare_pred(g, op: str, x) -> Callable[[dict], bool]:
+def _compare_pred(g: Callable[[dict], Any], op: str, x: Any) -> Callable[[dict], bool]:
     if type(x) is bool:
-        def ok(v): return type(v) is bool
+        def ok(v: Any) -> bool: return type(v) is bool
     elif isinstance(x, (int, float)):
-        def ok(v): return (type(v) is int or type(v) is float)
+        def ok(v: Any) -> bool: return (type(v) is int or type(v) is float)
     elif isinstance(x, str):
-        def ok(v): return type(v) is str
+        def ok(v: Any) -> bool: return type(v) is str
     else:
-        def ok(v): return type(v) is bytes
+        def ok(v: Any) -> bool: return type(v) is bytes
     if op == "_gt":
-        def p(d):
+        def p(d: dict) -> bool:
             v = g(d)
             return ok(v) and v > x
     elif op == "_ge":
-        def p(d):
+        def p(d: dict) -> bool:
             v = g(d)
             return ok(v) and v >= x
     elif op == "_lt":
-        def p(d):
+        def p(d: dict) -> bool:
             v = g(d)
             return ok(v) and v < x
     else:
-        def p(d):
+        def p(d: dict) -> bool:
             v = g(d)
             return ok(v) and v <= x
     return p
@@ -658,7 +660,7 @@ class CompiledFilter:
 
     def __init__(self, node: Node):
         self.node = node
-        self._match = None
+        self._match: Callable[[dict], bool] | None = None
 
     @property
     def match(self) -> Callable[[dict], bool]:
@@ -711,7 +713,7 @@ def normalize_order(order: Any) -> OrderSpec:
     else:
         raise ValidationError(f"order: expected a list, object or string, got {type(order).__name__}")
 
-    def walk(obj: dict, prefix: tuple[str, ...], where: str):
+    def walk(obj: dict, prefix: tuple[str, ...], where: str) -> None:
         if not obj:
             raise ValidationError(f"{where}: empty order object")
         for k, v in obj.items():
@@ -766,14 +768,18 @@ def sort_docs(docs: list, spec: OrderSpec) -> list:
         return docs
     keyed = [(kf(d), d) for d in docs]
     for i in range(len(spec) - 1, -1, -1):
-        keyed.sort(key=lambda kd, i=i: kd[0][i], reverse=spec[i][1])
+        keyed.sort(key=_sort_part(i), reverse=spec[i][1])
     docs[:] = [d for _, d in keyed]
     return docs
 
 
+def _sort_part(i: int) -> Callable[[tuple[tuple, dict]], Any]:
+    return lambda kd: kd[0][i]
+
+
 def is_after(key: tuple, cursor: tuple, spec: OrderSpec) -> bool:
     """Does a document with sort key `key` come strictly after `cursor` in `spec`'s order?"""
-    for a, b, (_, desc) in zip(key, cursor, spec):
+    for a, b, (_, desc) in zip(key, cursor, spec, strict=False):
         if a == b:
             continue
         return (a < b) if desc else (a > b)
@@ -791,7 +797,7 @@ def _spec_tag(spec: OrderSpec) -> bytes:
     return hashlib.sha256(repr(spec).encode()).digest()[:6]
 
 
-def _pack_big(obj):
+def _pack_big(obj: Any) -> Any:
     if type(obj) is tuple:
         return [_pack_big(x) for x in obj]
     if type(obj) is int and not (-(1 << 63) <= obj < (1 << 64)):
@@ -800,7 +806,7 @@ def _pack_big(obj):
     return obj
 
 
-def _ext_hook(code: int, data: bytes):
+def _ext_hook(code: int, data: bytes) -> int:
     if code != _BIGINT_EXT:
         raise ValueError("unknown ext type")
     return int.from_bytes(data, "big", signed=True)

@@ -32,12 +32,13 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import ConflictError, NotFoundError, ValidationError
 from .filters import METADATA_FIELDS, key_to_value, make_getter, parse_path, value_key
 
-__all__ = ["flat", "unflat_values", "END", "SortedKeyList", "IndexDefinition", "Index", "UniqueViolation", "CollectionIndexes",
-           "IndexCatalog", "READY", "BUILDING", "DROPPED"]
+__all__ = ["flat", "unflat_values", "END", "SortedKeyList", "IndexDefinition", "Index", "UniqueViolation",
+           "CollectionIndexes", "IndexCatalog", "READY", "BUILDING", "DROPPED"]
 
 READY, BUILDING, DROPPED = "ready", "building", "dropped"
 
@@ -93,7 +94,7 @@ class SortedKeyList:
         self._maxes.clear()
         self._len = 0
 
-    def add(self, item) -> None:
+    def add(self, item: tuple) -> None:
         maxes = self._maxes
         if not maxes:
             self._lists.append([item])
@@ -117,7 +118,7 @@ class SortedKeyList:
             maxes[i] = chunk[-1]
             maxes.insert(i + 1, right[-1])
 
-    def remove(self, item) -> bool:
+    def remove(self, item: tuple) -> bool:
         """Remove one occurrence; False if absent."""
         maxes = self._maxes
         i = bisect_left(maxes, item)
@@ -136,13 +137,13 @@ class SortedKeyList:
             maxes[i] = chunk[-1]
         return True
 
-    def _locate(self, bound) -> tuple[int, int]:
+    def _locate(self, bound: tuple) -> tuple[int, int]:
         i = bisect_left(self._maxes, bound)
         if i == len(self._maxes):
             return i, 0
         return i, bisect_left(self._lists[i], bound)
 
-    def irange(self, lo, hi) -> Iterator:
+    def irange(self, lo: tuple, hi: tuple) -> Iterator:
         """Items x with lo <= x < hi (by bisect_left positions), in order."""
         i, j = self._locate(lo)
         ei, ej = self._locate(hi)
@@ -158,7 +159,7 @@ class SortedKeyList:
         if i == ei and i < len(lists) and j < ej:
             yield from lists[i][j:ej]
 
-    def scan_from(self, lo, hi, limit: int | None = None) -> list:
+    def scan_from(self, lo: tuple, hi: tuple, limit: int | None = None) -> list:
         """Items in [lo, hi) found by one bisect and a forward walk: for tiny ranges
         (point lookups on unique keys) this halves the bisect work of slice_range."""
         i, j = self._locate(lo)
@@ -176,7 +177,7 @@ class SortedKeyList:
             j = 0
         return out
 
-    def slice_range(self, lo, hi, limit: int | None = None) -> list:
+    def slice_range(self, lo: tuple, hi: tuple, limit: int | None = None) -> list:
         """Like irange but returns a list, built with slices (much faster for big ranges)."""
         i, j = self._locate(lo)
         ei, ej = self._locate(hi)
@@ -197,7 +198,7 @@ class SortedKeyList:
             out += lists[i][:ej]
         return out if limit is None else out[:limit]
 
-    def count_range(self, lo, hi) -> int:
+    def count_range(self, lo: tuple, hi: tuple) -> int:
         i, j = self._locate(lo)
         ei, ej = self._locate(hi)
         if (i, j) >= (ei, ej):
@@ -218,7 +219,7 @@ class IndexDefinition:
     fields: tuple[str, ...]
     unique: bool = False
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or len(self.name) > MAX_INDEX_NAME:
             raise ValidationError(f"index name must be 1..{MAX_INDEX_NAME} characters")
         if not isinstance(self.fields, tuple) or not self.fields:
@@ -269,11 +270,11 @@ class Index:
         if len(getters) == 1:
             g = getters[0]
 
-            def key_for(d):
+            def key_for(d: dict) -> tuple:
                 k = value_key(g(d))
                 return k if len(k) == 2 else NULL_FLAT
         else:
-            def key_for(d):
+            def key_for(d: dict) -> tuple:
                 out: tuple = ()
                 for g in getters:
                     k = value_key(g(d))
@@ -290,8 +291,9 @@ class Index:
 
     # --- maintenance ---------------------------------------------------------------------
     @staticmethod
-    def _constrained(key: tuple) -> bool:
-        return 0 not in key[0::2]   # no field is null/missing
+    def constrained(key: tuple) -> bool:
+        """Does uniqueness apply to this flat key? Not when a field is null or missing."""
+        return 0 not in key[0::2]
 
     def put(self, doc_id: str, doc: dict) -> None:
         key = self.key_for(doc)
@@ -308,6 +310,7 @@ class Index:
     def _umap_add(self, key: tuple, doc_id: str) -> None:
         """Record doc_id under key in the unique map; a second holder makes it a duplicate."""
         um = self._umap
+        assert um is not None  # called for unique indexes only
         cur = um.get(key)
         if cur is None:
             um[key] = doc_id
@@ -315,7 +318,7 @@ class Index:
             if type(cur) is str:
                 cur = um[key] = [cur]
             cur.append(doc_id)
-            if self._constrained(key):
+            if self.constrained(key):
                 self._dups.add(key)
 
     def remove(self, doc_id: str) -> None:
@@ -368,7 +371,7 @@ class Index:
             return [cur] if type(cur) is str else sorted(cur)
         return [e[-1] for e in self.entries.irange(key, key + (END,))]
 
-    def lookup(self, *values) -> list[str]:
+    def lookup(self, *values: Any) -> list[str]:
         """Doc ids whose leading indexed fields equal `values` (a prefix is fine)."""
         if not values or len(values) > len(self.paths):
             raise ValidationError(f"index {self.name}: give 1..{len(self.paths)} values")
@@ -412,7 +415,7 @@ class CollectionIndexes:
         except KeyError:
             raise NotFoundError(f"{self.collection}: no index named {name!r}") from None
 
-    def create_index(self, fields, unique: bool = False, name: str | None = None, *,
+    def create_index(self, fields: str | list[str] | tuple[str, ...], unique: bool = False, name: str | None = None, *,
                      docs: Iterable[dict] | None = None) -> Index:
         """Define an index. Idempotent for an identical definition.
 
@@ -439,8 +442,9 @@ class CollectionIndexes:
         idx = Index(defn)
         if docs is not None:
             idx.build(docs)
-            if idx.unique and idx._dups:
-                v = idx.violations()[0]
+            found = idx.violations() if idx.unique else []
+            if found:
+                v = found[0]
                 raise ConflictError(
                     f"{self.collection}: cannot create unique index {defn.name}: "
                     f"{len(v.doc_ids)} documents share {_fmt(defn.fields, v.values)}")
@@ -465,7 +469,7 @@ class CollectionIndexes:
         for idx in self._indexes.values():
             if idx.state == DROPPED:
                 continue
-            if gone:
+            if new is None or gone:
                 idx.remove(doc_id)
             else:
                 idx.put(doc_id, new)
@@ -496,7 +500,7 @@ class CollectionIndexes:
             if not idx.unique or idx.state == DROPPED:
                 continue
             key = idx.key_for(doc)
-            if not idx._constrained(key):
+            if not idx.constrained(key):
                 continue
             for other in idx.ids_for_key(key):
                 if other != doc_id:
@@ -514,13 +518,13 @@ class CollectionIndexes:
 
 
 def _fmt(fields: tuple[str, ...], values: tuple) -> str:
-    return ", ".join(f"{f}={v!r}" for f, v in zip(fields, values))
+    return ", ".join(f"{f}={v!r}" for f, v in zip(fields, values, strict=False))
 
 
 class IndexCatalog:
     """Every collection's indexes; `on_change` is the hook the engine calls for each change."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._cols: dict[str, CollectionIndexes] = {}
 
     def collection(self, name: str) -> CollectionIndexes:

@@ -28,7 +28,7 @@ QueryTooExpensiveError) is raised with the index name and progress, so a synchro
 gets a clear error and an async caller can wait for the rebuild (step the scheduler) and
 retry. Results never depend on the path: every plan returns what `query.select` returns.
 
-The document source contract (the lead's Collection implements it):
+The document source contract (the database's Collection implements it):
     get(doc_id) -> visible doc or None (tombstoned/missing → None)
     iter_docs() -> every visible doc (any order)
     count_all() -> number of documents including tombstones (the cost of a scan)
@@ -39,14 +39,32 @@ from __future__ import annotations
 
 import functools
 from bisect import insort
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
+from .filters import (
+    _DEFAULT_SPEC,
+    TRUE,
+    And,
+    Cmp,
+    CompiledFilter,
+    IndexBuildingError,
+    Node,
+    QueryTooExpensiveError,
+    check_page_args,
+    compile_filter,
+    decode_cursor,
+    is_after,
+    key_to_value,
+    like_prefix,
+    node_pred,
+    normalize_order,
+    page,
+    sort_docs,
+    sort_key_fn,
+    value_key,
+)
 from .index import BUILDING, DROPPED, END, READY, CollectionIndexes, Index, flat
-from .filters import (_DEFAULT_SPEC, TRUE, And, Cmp, CompiledFilter, IndexBuildingError, Node,
-                    QueryTooExpensiveError, check_page_args, compile_filter, decode_cursor,
-                    is_after, key_to_value, like_prefix, node_pred, normalize_order, page,
-                    sort_docs, sort_key_fn, value_key)
 
 __all__ = ["DocSource", "DictSource", "Plan", "QueryResult", "plan_query", "execute", "explain",
            "QueryEngine", "FALLBACK_DOCS_MAX"]
@@ -69,7 +87,8 @@ class DictSource:
     `(doc_id, old, new)` change shape, so it can drive a CollectionIndexes.
     """
 
-    def __init__(self, docs: Iterable[dict] = (), *, listener=None):
+    def __init__(self, docs: Iterable[dict] = (), *,
+                 listener: Callable[[str, dict | None, dict | None], None] | None = None) -> None:
         self.docs: dict[str, dict] = {d["_id"]: d for d in docs}
         self.tombstones = 0
         self.listener = listener
@@ -137,7 +156,7 @@ class Plan:
     def __init__(self, kind: str, residual: Node = TRUE, index: Index | None = None,
                  ranges: list | None = None, prefix: tuple = (), ordered: bool = False,
                  ids: tuple = (), estimated_rows: int | None = 0, cost: int = 0,
-                 used: list | None = None):
+                 used: list | None = None) -> None:
         self.kind = kind                  # "ids" | "index" | "id_scan" | "scan"
         self.residual = residual          # what each candidate must still satisfy
         self.index = index
@@ -149,9 +168,15 @@ class Plan:
         self.cost = cost
         self.used = used or []            # the Cmp nodes the index answers exactly
 
+    @property
+    def idx(self) -> Index:
+        """The index an index or point plan walks."""
+        assert self.index is not None, f"a {self.kind} plan has no index"
+        return self.index
+
     def rows(self) -> int:
         if self.estimated_rows is None:
-            self.estimated_rows = self.index.count_ranges(self.ranges)
+            self.estimated_rows = self.idx.count_ranges(self.ranges)
         return self.estimated_rows
 
     def describe(self) -> dict:
@@ -171,7 +196,7 @@ class Plan:
         return d
 
 
-def _show_val(c: Cmp):
+def _show_val(c: Cmp) -> Any:
     return list(c.value) if isinstance(c.value, tuple) else c.value
 
 
@@ -222,7 +247,7 @@ def _next_str(s: str) -> tuple:
     return (3, s[:-1] + chr(ord(s[-1]) + 1))
 
 
-def _range_bounds(prefix: tuple, rank: int, lower, upper) -> tuple:
+def _range_bounds(prefix: tuple, rank: int, lower: tuple | None, upper: tuple | None) -> tuple:
     """Flat bounds for a range on the field after `prefix`. lower/upper: (value key, incl)."""
     if lower is None:
         lo = prefix + (rank,)
@@ -268,7 +293,7 @@ class _Conds:
                 like.setdefault(c.path, []).append(c)
         self.eq, self.ins, self.rng, self.like = eq, ins, rng, like
 
-    def range_on(self, path, prefix: tuple):
+    def range_on(self, path: tuple[str, ...], prefix: tuple) -> tuple[list, list] | None:
         """(ranges, used) for the one field after the pinned prefix, or None."""
         if path in self.ins:
             c, keys = self.ins[path]
@@ -304,7 +329,7 @@ class _Conds:
 
 
 @functools.lru_cache(maxsize=256)
-def _order_paths(spec) -> tuple | None:
+def _order_paths(spec: tuple) -> tuple | None:
     """The field paths of an all-ascending order that ends with `_id` ASC, else None."""
     if spec[-1] != (("_id",), False):
         return None
@@ -314,7 +339,8 @@ def _order_paths(spec) -> tuple | None:
     return tuple(p for p, _ in fields)
 
 
-def _index_plans(indexes: Iterable[Index], conds: _Conds, conj: list, spec, limit, offset) -> list:
+def _index_plans(indexes: Iterable[Index], conds: _Conds, conj: list, spec: tuple, limit: int | None,
+                 offset: int) -> list:
     plans = []
     opaths = () if spec is _DEFAULT_SPEC else _order_paths(spec)
     for idx in indexes:
@@ -355,7 +381,7 @@ def _index_plans(indexes: Iterable[Index], conds: _Conds, conj: list, spec, limi
     return plans
 
 
-def plan_query(source, indexes: CollectionIndexes | Iterable[Index] | None, flt, spec, *,
+def plan_query(source: DocSource, indexes: CollectionIndexes | Iterable[Index] | None, flt: Any, spec: tuple, *,
                limit: int | None = None, offset: int = 0,
                fallback_docs_max: int = FALLBACK_DOCS_MAX) -> Plan:
     """Choose a plan (see module doc). Raises QueryTooExpensiveError/IndexBuildingError."""
@@ -398,8 +424,8 @@ def plan_query(source, indexes: CollectionIndexes | Iterable[Index] | None, flt,
         fallback_docs_max=fallback_docs_max)
 
 
-def execute(source, indexes, flt: Any = None, order: Any = None, *, limit: int | None = None,
-            offset: int = 0, after: str | None = None,
+def execute(source: DocSource, indexes: CollectionIndexes | Iterable[Index] | None, flt: Any = None,
+            order: Any = None, *, limit: int | None = None, offset: int = 0, after: str | None = None,
             fallback_docs_max: int = FALLBACK_DOCS_MAX) -> QueryResult:
     """Run a query against `source` using `indexes`. Same results as query.select."""
     f = compile_filter(flt)
@@ -414,7 +440,7 @@ def execute(source, indexes, flt: Any = None, order: Any = None, *, limit: int |
                                             else node_pred(plan.residual))
     get = source.get
     if plan.kind == "point":
-        rows = [d for d in map(get, plan.index.ids_for_key(plan.prefix))
+        rows = [d for d in map(get, plan.idx.ids_for_key(plan.prefix))
                 if d is not None and (m is None or m(d))]
         if not plan.ordered or ck is not None:
             if ck is not None:
@@ -430,7 +456,7 @@ def execute(source, indexes, flt: Any = None, order: Any = None, *, limit: int |
             cands = [d for d in map(get, plan.ids) if d is not None and not d.get("_deleted")]
         elif plan.kind == "index":
             cands = []
-            ents = plan.index.entries
+            ents = plan.idx.entries
             for lo, hi in plan.ranges:
                 for e in ents.slice_range(lo, hi):
                     d = get(e[-1])
@@ -447,7 +473,8 @@ def execute(source, indexes, flt: Any = None, order: Any = None, *, limit: int |
     return QueryResult(docs, nxt, plan)
 
 
-def _walk_ordered(plan: Plan, ck, need, m, get) -> list:
+def _walk_ordered(plan: Plan, ck: tuple | None, need: int | None, m: Callable[[dict], bool] | None,
+                  get: Callable[[str], dict | None]) -> list:
     seek = None
     if ck is not None:
         # Entries strictly after (cursor key, cursor id): the next id is cursor id + "\0".
@@ -456,7 +483,7 @@ def _walk_ordered(plan: Plan, ck, need, m, get) -> list:
             seek += flat(k)
         seek += (0, ck[-1][1] + "\x00")
     out: list = []
-    ents = plan.index.entries
+    ents = plan.idx.entries
     for lo, hi in plan.ranges:
         if seek is not None and lo < seek:
             lo = seek
@@ -480,7 +507,8 @@ def _walk_ordered(plan: Plan, ck, need, m, get) -> list:
     return out
 
 
-def _walk_ids(source, ck, need, m, fallback_docs_max: int) -> list:
+def _walk_ids(source: Any, ck: tuple | None, need: int | None, m: Callable[[dict], bool] | None,
+              fallback_docs_max: int) -> list:
     out: list = []
     seen = 0
     after_id = ck[-1][1] if ck is not None else None
@@ -493,13 +521,14 @@ def _walk_ids(source, ck, need, m, fallback_docs_max: int) -> list:
                 docs=seen, fallback_docs_max=fallback_docs_max)
         if m is None or m(d):
             out.append(d)
-            if len(out) >= need:
+            if need is not None and len(out) >= need:
                 break
     return out
 
 
-def explain(source, indexes, flt: Any = None, order: Any = None, *, limit: int | None = None,
-            offset: int = 0, fallback_docs_max: int = FALLBACK_DOCS_MAX) -> dict:
+def explain(source: DocSource, indexes: CollectionIndexes | Iterable[Index] | None, flt: Any = None,
+            order: Any = None, *, limit: int | None = None, offset: int = 0,
+            fallback_docs_max: int = FALLBACK_DOCS_MAX) -> dict:
     """Which path a query takes, with bounds and estimated rows; never raises for cost."""
     f = compile_filter(flt)
     spec = normalize_order(order)
@@ -516,7 +545,7 @@ def explain(source, indexes, flt: Any = None, order: Any = None, *, limit: int |
         return {**base, "path": "refused", "reason": str(e), "estimated_rows": e.docs}
     d = plan.describe()
     if plan.kind in ("index", "point"):
-        d["bounds"] = [_describe_range(plan.index, lo, hi) for lo, hi in plan.ranges[:20]]
+        d["bounds"] = [_describe_range(plan.idx, lo, hi) for lo, hi in plan.ranges[:20]]
     return {**base, **d}
 
 
@@ -527,8 +556,9 @@ _RANK_NAMES = {0: "null", 1: "boolean", 2: "number", 3: "string", 4: "bytes", 5:
 def _describe_range(idx: Index, lo: tuple, hi: tuple) -> dict:
     """Human-readable flat bounds: values per field; a trailing end marker makes the bound
     exclusive (from) / inclusive (to); `<start of T>` = the first value of type T."""
-    def side(b):
-        out, past, i = [], False, 0
+    def side(b: tuple) -> tuple[list, bool]:
+        out: list = []
+        past, i = False, 0
         while i < len(b):
             r = b[i]
             if r == END:
@@ -549,18 +579,19 @@ def _describe_range(idx: Index, lo: tuple, hi: tuple) -> dict:
 class QueryEngine:
     """A source + its indexes + the fallback limit: `find` and `explain` for one collection."""
 
-    def __init__(self, source, indexes: CollectionIndexes | None = None, *,
-                 fallback_docs_max: int = FALLBACK_DOCS_MAX):
+    def __init__(self, source: DocSource, indexes: CollectionIndexes | None = None, *,
+                 fallback_docs_max: int = FALLBACK_DOCS_MAX) -> None:
         if type(fallback_docs_max) is not int or fallback_docs_max < 0:
             raise ValueError("fallback_docs_max must be a non-negative int")
         self.source = source
         self.indexes = indexes if indexes is not None else CollectionIndexes()
         self.fallback_docs_max = fallback_docs_max
 
-    def find(self, flt=None, order=None, *, limit=None, offset=0, after=None) -> QueryResult:
+    def find(self, flt: Any = None, order: Any = None, *, limit: int | None = None, offset: int = 0,
+             after: str | None = None) -> QueryResult:
         return execute(self.source, self.indexes, flt, order, limit=limit, offset=offset,
                        after=after, fallback_docs_max=self.fallback_docs_max)
 
-    def explain(self, flt=None, order=None, *, limit=None, offset=0) -> dict:
+    def explain(self, flt: Any = None, order: Any = None, *, limit: int | None = None, offset: int = 0) -> dict:
         return explain(self.source, self.indexes, flt, order, limit=limit, offset=offset,
                        fallback_docs_max=self.fallback_docs_max)

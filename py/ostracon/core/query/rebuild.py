@@ -37,13 +37,16 @@ dict the Database persists (state, last access, index states).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import OstraconError, ValidationError
+from ..errors import (
+    ColdCollectionError,  # noqa: F401  (re-exported)
+    OstraconError,
+    ValidationError,
+)
 from .index import BUILDING, DROPPED, READY, CollectionIndexes, Index
-from ..errors import (ColdCollectionError)  # noqa: F401  (re-exported)
 
 __all__ = ["RebuildScheduler", "RebuildJob", "RebuildEvent", "TieringPolicy", "CollectionMeta",
            "ColdCollectionError", "HOT", "WARM", "COLD", "REASONS"]
@@ -125,7 +128,7 @@ class RebuildScheduler:
         self._next_id = 1
 
     # --- scheduling ----------------------------------------------------------------------
-    def schedule(self, collection: str, indexes, fetch: Fetch, *, reason: str,
+    def schedule(self, collection: str, indexes: Iterable[Index], fetch: Fetch, *, reason: str,
                  now_ms: int) -> RebuildJob:
         """Queue a rebuild of `indexes` (Index objects) of `collection`. Empties them now."""
         if reason not in REASONS:
@@ -318,7 +321,7 @@ class TieringPolicy:
             m = self._meta[name] = CollectionMeta(name, HOT, now_ms, now_ms)
         return m
 
-    def load(self, records) -> None:
+    def load(self, records: Iterable[dict]) -> None:
         for rec in records:
             m = CollectionMeta.from_record(rec)
             self._meta[m.name] = m

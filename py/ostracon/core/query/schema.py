@@ -48,8 +48,7 @@ from datetime import datetime
 from typing import Any
 
 from .. import cid, encoding
-from ..errors import CorruptBlockError, NotFoundError, ValidationError
-from ..errors import (SchemaValidationError, LensNotFoundError)  # noqa: F401  (re-exported)
+from ..errors import CorruptBlockError, LensNotFoundError, NotFoundError, SchemaValidationError, ValidationError  # noqa: F401  (re-exported)
 
 __all__ = ["FieldType", "Field", "TypeDef", "Schema", "SchemaRegistry", "SchemaValidationError",
            "LensNotFoundError", "parse_sdl", "SCALARS", "schema_from_canonical"]
@@ -77,7 +76,7 @@ class FieldType:
     of: FieldType | None = None        # element type of a list
     required: bool = False
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if (self.name is None) == (self.of is None):
             raise ValidationError("FieldType: exactly one of name / of")
 
@@ -104,7 +103,7 @@ class Field:
     crdt: str = "lww"
     index: str | None = None           # None | "index" | "unique"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _check_field_name(self.name, self.name)
         if self.crdt not in CRDT_TYPES:
             raise ValidationError(f"{self.name}: unknown crdt type {self.crdt!r} "
@@ -124,7 +123,7 @@ class TypeDef:
     name: str
     fields: tuple[Field, ...]
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _check_type_name(self.name)
         if len(self.fields) > MAX_FIELDS:
             raise ValidationError(f"type {self.name}: more than {MAX_FIELDS} fields")
@@ -165,7 +164,7 @@ class Schema:
     version_id: str = field(init=False, default="")
     height: int = field(init=False, default=1, compare=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         emb = tuple(sorted(self.embedded, key=lambda t: t.name))
         names = [t.name for t in emb]
         if len(set(names)) != len(names) or self.root.name in names:
@@ -300,6 +299,7 @@ def _check_value(types: dict, t: FieldType, v: Any, where: str, depth: int) -> N
             _check_value(types, t.of, x, f"{where}[{i}]", depth + 1)
         return
     n = t.name
+    assert n is not None  # a type that is not a list has a name
     ok = True
     if n in ("String", "ID"):
         ok = isinstance(v, str)
@@ -384,7 +384,7 @@ def schema_from_canonical(data: bytes) -> Schema:
         if obj["v"] != 1:
             raise ValidationError("schema record: unknown version")
 
-        def tdef(name, fields):
+        def tdef(name: str, fields: dict) -> TypeDef:
             out = []
             for fname, fd in fields.items():
                 out.append(Field(fname, _parse_type_str(fd["type"]), fd["crdt"], fd["index"]))
@@ -424,7 +424,7 @@ _TOKEN_RE = re.compile(r"""
 
 
 def _tokenize(src: str) -> list[tuple[str, str, int]]:
-    out = []
+    out: list[tuple[str, str, int]] = []
     pos, n = 0, len(src)
     while pos < n:
         m = _TOKEN_RE.match(src, pos)
@@ -432,6 +432,7 @@ def _tokenize(src: str) -> list[tuple[str, str, int]]:
             line = src.count("\n", 0, pos) + 1
             raise ValidationError(f"SDL line {line}: unexpected character {src[pos]!r}")
         kind = m.lastgroup
+        assert kind is not None  # every alternative of _TOKEN_RE is a named group
         if kind != "ws":
             out.append((kind, m.group(), pos))
         pos = m.end()
@@ -440,33 +441,33 @@ def _tokenize(src: str) -> list[tuple[str, str, int]]:
 
 
 class _Parser:
-    def __init__(self, toks, src):
+    def __init__(self, toks: list[tuple[str, str, int]], src: str) -> None:
         self.toks = toks
         self.i = 0
         self.src = src
 
-    def peek(self):
+    def peek(self) -> tuple[str, str, int]:
         return self.toks[self.i]
 
-    def err(self, msg: str, tok=None):
+    def err(self, msg: str, tok: tuple[str, str, int] | None = None) -> ValidationError:
         tok = tok or self.peek()
         line = self.src.count("\n", 0, tok[2]) + 1
         got = tok[1] or "end of input"
         return ValidationError(f"SDL line {line}: {msg} (at {got!r})")
 
-    def take(self, kind=None, value=None):
+    def take(self, kind: str | None = None, value: str | None = None) -> tuple[str, str, int]:
         tok = self.peek()
         if (kind and tok[0] != kind) or (value is not None and tok[1] != value):
             raise self.err(f"expected {value or kind}")
         self.i += 1
         return tok
 
-    def skip_description(self):
+    def skip_description(self) -> None:
         while self.peek()[0] in ("str", "block"):
             self.i += 1
 
     def document(self) -> list[tuple[str, list]]:
-        types = []
+        types: list[tuple[str, list]] = []
         while True:
             self.skip_description()
             tok = self.peek()
@@ -625,7 +626,7 @@ Lens = Callable[[dict], dict]
 
 
 class SchemaRegistry:
-    def __init__(self):
+    def __init__(self) -> None:
         self._versions: dict[str, Schema] = {}
         self._by_name: dict[str, list[str]] = {}
         self._children: dict[str, set[str]] = {}
@@ -749,7 +750,7 @@ class SchemaRegistry:
         path = self.lens_path(from_id, to_id)
         meta = {k: v for k, v in doc.items() if isinstance(k, str) and k.startswith("_")}
         user = {k: v for k, v in doc.items() if not (isinstance(k, str) and k.startswith("_"))}
-        for a, b in zip(path, path[1:]):
+        for a, b in zip(path, path[1:], strict=False):
             try:
                 user = self._lenses[a][b](dict(user))
             except Exception as e:  # a lens is user code: report which step failed

@@ -7,7 +7,7 @@ IndexedDB is asynchronous; the `Storage` contract is synchronous. We bridge the 
 - `open` is async (``await IndexedDBStorage.open(name)``): it reads the whole database in one
   read-only transaction (records, the newest snapshot, meta) into memory. Reads
   (`records`, `load_snapshot`, `get_meta`, `last_position`) are then served from memory and
-  never wait for I/O, which is what the engine expects of reads (DESIGN.md §4).
+  never wait for I/O, which is what the engine expects of reads.
 - `append` / `set_meta` only queue in memory and return at once.
 - `flush` commits everything queued in ONE read-write transaction and returns only after the
   transaction's `oncomplete` (the browser's durability acknowledgement). It blocks the Python
@@ -131,7 +131,7 @@ class IndexedDBStorage(Storage):
         if len(positions) != len(values):
             raise StorageError(f"{name}: records store returned {len(positions)} keys for {len(values)} values")
         prev = 0
-        for pos, val in zip(positions, values):
+        for pos, val in zip(positions, values, strict=False):
             p = int(pos)
             if p <= prev:
                 raise StorageError(f"{name}: record keys out of order at {p}")
@@ -140,7 +140,7 @@ class IndexedDBStorage(Storage):
         snap = getattr(loaded, "snapshot", None)
         if snap is not None and hasattr(snap, "data"):  # absent: undefined → None
             self._snapshot = (_to_bytes(snap.data), int(snap.position))
-        for k, v in zip(list(loaded.metaKeys), list(loaded.metaValues)):
+        for k, v in zip(list(loaded.metaKeys), list(loaded.metaValues), strict=False):
             self._meta[str(k)] = _to_bytes(v)
         fmt = self._meta.get(SYS_FORMAT)
         if fmt is not None and fmt != FORMAT_VERSION:

@@ -4,7 +4,7 @@ WebCrypto is asynchronous and `CryptoBackend` is synchronous: every call blocks 
 with `pyodide.ffi.run_sync`, which needs JS Promise Integration (JSPI; Chromium, or Node 20
 with ``--experimental-wasm-stack-switching``) and Python entered through `runPythonAsync` or
 `PyProxy.callPromising` (web/worker.js enters every RPC that way). One switch costs
-~0.3 ms, so the engine's "one seal per batch" design (DESIGN.md §2) matters here.
+~0.3 ms, so the engine's "one seal per batch" design (docs/ARCHITECTURE.md) matters here.
 
 Outputs are byte-identical to the native `cryptography` backend: Ed25519 is deterministic
 and AES-GCM is a function of (key, nonce, plaintext, aad). `random_bytes` needs no promise

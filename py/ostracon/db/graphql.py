@@ -41,18 +41,50 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
-from graphql import (DocumentNode, ExecutionResult, FieldNode, FragmentDefinitionNode,
-                     FragmentSpreadNode, GraphQLArgument, GraphQLBoolean, GraphQLEnumType,
-                     GraphQLError, GraphQLField, GraphQLFloat, GraphQLID, GraphQLInputField,
-                     GraphQLInputObjectType, GraphQLInt, GraphQLList, GraphQLNonNull,
-                     GraphQLObjectType, GraphQLScalarType, GraphQLSchema, GraphQLString,
-                     InlineFragmentNode, OperationDefinitionNode, StringValueNode, execute_sync,
-                     parse, validate, value_from_ast_untyped)
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLArgument,
+    GraphQLBoolean,
+    GraphQLEnumType,
+    GraphQLError,
+    GraphQLField,
+    GraphQLFloat,
+    GraphQLID,
+    GraphQLInputField,
+    GraphQLInputObjectType,
+    GraphQLInputType,
+    GraphQLInt,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLResolveInfo,
+    GraphQLScalarType,
+    GraphQLSchema,
+    GraphQLString,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    StringValueNode,
+    ValueNode,
+    execute_sync,
+    parse,
+    validate,
+    value_from_ast_untyped,
+)
 
-from .core.errors import OstraconError, ValidationError
-from .core.query.schema import FieldType, Schema, SchemaRegistry, _is_datetime
+from ..core import cid as cidlib
+from ..core.block import check_doc_id, decode_seal
+from ..core.errors import NotFoundError, OstraconError, ValidationError
+from ..core.query.filters import compile_filter
+from ..core.query.schema import FieldType, Schema, SchemaRegistry, TypeDef, _is_datetime
+from ..core.replica import Replica
 
 __all__ = ["GraphQLAPI", "build_graphql_schema", "MAX_QUERY_CHARS", "MAX_QUERY_DEPTH"]
 
@@ -77,9 +109,13 @@ def _json_out(v: Any) -> Any:
     return v
 
 
+def _json_literal(node: ValueNode, variables: dict[str, Any] | None = None) -> Any:
+    return value_from_ast_untyped(node, variables)
+
+
 JSON = GraphQLScalarType(
     "JSON", description="Any JSON-like value.", serialize=_json_out, parse_value=lambda v: v,
-    parse_literal=lambda node, variables=None: value_from_ast_untyped(node, variables))
+    parse_literal=_json_literal)
 
 
 def _blob_in(v: Any) -> bytes:
@@ -91,7 +127,7 @@ def _blob_in(v: Any) -> bytes:
         raise GraphQLError("Blob must be a hex string") from None
 
 
-def _blob_literal(node, variables=None) -> bytes:
+def _blob_literal(node: ValueNode, variables: dict[str, Any] | None = None) -> bytes:
     if not isinstance(node, StringValueNode):
         raise GraphQLError("Blob must be a hex string")
     return _blob_in(node.value)
@@ -103,7 +139,7 @@ Blob = GraphQLScalarType(
     parse_value=_blob_in, parse_literal=_blob_literal)
 
 
-def _no(v: Any, name: str):
+def _no(v: Any, name: str) -> NoReturn:
     raise GraphQLError(f"{name} cannot represent {type(v).__name__}")
 
 
@@ -113,7 +149,7 @@ def _dt_in(v: Any) -> str:
     return v
 
 
-def _dt_literal(node, variables=None) -> str:
+def _dt_literal(node: ValueNode, variables: dict[str, Any] | None = None) -> str:
     if not isinstance(node, StringValueNode):
         raise GraphQLError("DateTime must be an ISO 8601 string")
     return _dt_in(node.value)
@@ -131,7 +167,7 @@ _SCALARS = {"String": GraphQLString, "Int": GraphQLInt, "Float": GraphQLFloat,
 Ordering = GraphQLEnumType("Ordering", {"ASC": "ASC", "DESC": "DESC"})
 
 
-def _operator_block(name: str, t, *, ordered: bool, like: bool) -> GraphQLInputObjectType:
+def _operator_block(name: str, t: GraphQLInputType, *, ordered: bool, like: bool) -> GraphQLInputObjectType:
     fields = {"_eq": GraphQLInputField(t), "_ne": GraphQLInputField(t),
               "_in": GraphQLInputField(GraphQLList(t)), "_nin": GraphQLInputField(GraphQLList(t))}
     if ordered:
@@ -174,6 +210,11 @@ class _Backend:
     """Normalises an object or a mapping of callables into the five operations."""
 
     OPS = ("find", "create", "update", "delete", "commits")
+    find: Callable[..., list[dict]]
+    create: Callable[..., dict]
+    update: Callable[..., dict]
+    delete: Callable[..., dict | None]
+    commits: Callable[..., list[dict]]
 
     def __init__(self, backend: Any):
         for op in self.OPS:
@@ -185,7 +226,7 @@ class _Backend:
 
 def _guard(fn: Callable) -> Callable:
     """Resolver wrapper: Ostracon errors keep their message, anything else is hidden."""
-    def resolver(root, info, **kw):
+    def resolver(root: Any, info: GraphQLResolveInfo, **kw: Any) -> Any:
         try:
             return fn(root, info, **kw)
         except GraphQLError:
@@ -208,7 +249,7 @@ class _Builder:
         self.filters: dict[str, GraphQLInputObjectType] = {}
         self.orders: dict[str, GraphQLInputObjectType] = {}
         self.inputs: dict[str, GraphQLInputObjectType] = {}
-        self.typedefs = {}
+        self.typedefs: dict[str, TypeDef] = {}
         for s in schemas:
             for t in (s.root, *s.embedded):
                 prev = self.typedefs.get(t.name)
@@ -226,16 +267,17 @@ class _Builder:
                     raise ValidationError(f"GraphQL: {name}.{f.name} is not a GraphQL name")
 
     # output types
-    def out_type(self, ft: FieldType):
+    def out_type(self, ft: FieldType) -> GraphQLOutputType:
         if ft.of is not None:
             return GraphQLList(self.out_type(ft.of))
+        assert ft.name is not None  # a type that is not a list has a name
         return _SCALARS.get(ft.name) or self.obj(ft.name)
 
     def obj(self, name: str) -> GraphQLObjectType:
         if name not in self.objects:
             td = self.typedefs[name]
 
-            def fields(td=td, name=name):
+            def fields() -> dict[str, GraphQLField]:
                 out = {f.name: GraphQLField(self.out_type(f.type)) for f in td.fields}
                 if name in self.schemas:
                     out.update({
@@ -255,7 +297,7 @@ class _Builder:
         if name not in self.filters:
             td = self.typedefs[name]
 
-            def fields(td=td, name=name):
+            def fields() -> dict[str, GraphQLInputField]:
                 me = self.filters[name]
                 out = {"_and": GraphQLInputField(GraphQLList(me)),
                        "_or": GraphQLInputField(GraphQLList(me)),
@@ -268,7 +310,7 @@ class _Builder:
                     elif f.type.name in _OPERATOR_BLOCKS:
                         out[f.name] = GraphQLInputField(_OPERATOR_BLOCKS[f.type.name])
                     else:
-                        out[f.name] = GraphQLInputField(self.filter_arg(f.type.name))
+                        out[f.name] = GraphQLInputField(self.filter_arg(str(f.type.name)))
                 return out
             self.filters[name] = GraphQLInputObjectType(f"{name}FilterArg", fields)
         return self.filters[name]
@@ -277,7 +319,7 @@ class _Builder:
         if name not in self.orders:
             td = self.typedefs[name]
 
-            def fields(td=td, name=name):
+            def fields() -> dict[str, GraphQLInputField]:
                 out = {}
                 if name in self.schemas:
                     out["_docID"] = GraphQLInputField(Ordering)
@@ -287,14 +329,15 @@ class _Builder:
                     if f.type.name in _SCALARS:
                         out[f.name] = GraphQLInputField(Ordering)
                     else:
-                        out[f.name] = GraphQLInputField(self.order_arg(f.type.name))
+                        out[f.name] = GraphQLInputField(self.order_arg(str(f.type.name)))
                 return out
             self.orders[name] = GraphQLInputObjectType(f"{name}OrderArg", fields)
         return self.orders[name]
 
-    def in_type(self, ft: FieldType):
+    def in_type(self, ft: FieldType) -> GraphQLInputType:
         if ft.of is not None:
             return GraphQLList(self.in_type(ft.of))
+        assert ft.name is not None  # a type that is not a list has a name
         return _SCALARS.get(ft.name) or self.input_arg(ft.name)
 
     def input_arg(self, name: str) -> GraphQLInputObjectType:
@@ -302,13 +345,14 @@ class _Builder:
         # checked by Schema.validate, naming the field) and update (a patch).
         if name not in self.inputs:
             td = self.typedefs[name]
-            self.inputs[name] = GraphQLInputObjectType(
-                f"{name}MutationInputArg",
-                lambda td=td: {f.name: GraphQLInputField(self.in_type(f.type)) for f in td.fields})
+
+            def fields() -> dict[str, GraphQLInputField]:  # a thunk: input types may nest
+                return {f.name: GraphQLInputField(self.in_type(f.type)) for f in td.fields}
+            self.inputs[name] = GraphQLInputObjectType(f"{name}MutationInputArg", fields)
         return self.inputs[name]
 
     # resolvers
-    def _target_filter(self, filter, docID):
+    def _target_filter(self, filter: dict | None, docID: list[str] | None) -> dict:
         flt = dict(filter or {})
         if docID is not None:
             flt = {"_and": [flt, {"_id": {"_in": list(docID)}}]}
@@ -318,8 +362,9 @@ class _Builder:
         name = s.name
         backend = self.backend
 
-        def resolve(root, info, filter=None, order=None, limit=None, offset=None, docID=None,
-                    cid=None):
+        def resolve(root: Any, info: GraphQLResolveInfo, filter: dict | None = None, order: Any = None,
+                    limit: int | None = None, offset: int | None = None, docID: list[str] | None = None,
+                    cid: str | None = None) -> list[dict]:
             return backend.find(name, self._target_filter(filter, docID), order, limit,
                                 offset or 0, cid)
         return GraphQLField(GraphQLList(self.obj(name)), args={
@@ -331,7 +376,7 @@ class _Builder:
             "cid": GraphQLArgument(GraphQLString),
         }, resolve=_guard(resolve))
 
-    def _writes(self):
+    def _writes(self) -> None:
         if not self.allow_mutations:
             raise GraphQLError("writes are disabled on this endpoint")
 
@@ -341,7 +386,7 @@ class _Builder:
         obj = GraphQLList(self.obj(name))
         inp = self.input_arg(name)
 
-        def create(root, info, input):
+        def create(root: Any, info: GraphQLResolveInfo, input: dict | list[dict]) -> list[dict]:
             self._writes()
             docs = input if isinstance(input, list) else [input]
             if len(docs) > MAX_MUTATION_INPUTS:
@@ -350,17 +395,19 @@ class _Builder:
                 s.validate(d)
             return [backend.create(name, d) for d in docs]
 
-        def targets(filter, docID, what):
+        def targets(filter: dict | None, docID: list[str] | None, what: str) -> list[dict]:
             if filter is None and docID is None:
                 raise ValidationError(f"{what}_{name}: give docID or filter (refusing to touch every document)")
             return backend.find(name, self._target_filter(filter, docID), None, None, 0, None)
 
-        def update(root, info, input, filter=None, docID=None):
+        def update(root: Any, info: GraphQLResolveInfo, input: dict, filter: dict | None = None,
+                   docID: list[str] | None = None) -> list[dict]:
             self._writes()
             s.validate(input, partial=True)
             return [backend.update(name, d["_id"], input) for d in targets(filter, docID, "update")]
 
-        def delete(root, info, filter=None, docID=None):
+        def delete(root: Any, info: GraphQLResolveInfo, filter: dict | None = None,
+                   docID: list[str] | None = None) -> list[dict]:
             self._writes()
             out = []
             for d in targets(filter, docID, "delete"):
@@ -384,7 +431,7 @@ class _Builder:
     def commits_field(self) -> GraphQLField:
         backend = self.backend
 
-        def resolve(root, info, docID):
+        def resolve(root: Any, info: GraphQLResolveInfo, docID: str) -> list[dict]:
             out = []
             for c in backend.commits(docID):
                 links = [{"cid": x} if isinstance(x, str) else x for x in (c.get("links") or [])]
@@ -417,7 +464,7 @@ def build_graphql_schema(schemas: Iterable[Schema] | SchemaRegistry, backend: An
 def _depth(doc: DocumentNode) -> int:
     frags = {d.name.value: d for d in doc.definitions if isinstance(d, FragmentDefinitionNode)}
 
-    def walk(sel_set, level: int, seen: frozenset) -> int:
+    def walk(sel_set: SelectionSetNode | None, level: int, seen: frozenset) -> int:
         if sel_set is None:
             return level
         deepest = level
@@ -473,4 +520,74 @@ class GraphQLAPI:
             return {"errors": [e.formatted]}
         if not isinstance(result, ExecutionResult):  # pragma: no cover (no async resolvers)
             return {"errors": [{"message": "internal error"}]}
-        return result.formatted
+        return dict(result.formatted)
+
+
+# --------------------------------------------------------------------------------------
+# The backend over a Database
+
+class DatabaseBackend:
+    """The five operations GraphQLAPI needs, over Collection methods (so the
+    same validation, uniqueness, tiers and planner apply as to native calls)."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    def find(self, collection: str, filter: Any, order: Any, limit: Any, offset: Any,
+             cid: str | None) -> list[dict]:
+        col = self.db.collection(collection)
+        if cid is None:
+            return col.find(filter, order, limit, offset)
+        # `cid`: the document as it was at that commit (DefraDB's time-travel query).
+        raw = cidlib.parse_cid(cid)
+        info = self.db.replica.info.get(raw)
+        if info is None:
+            raise NotFoundError(f"no commit {cid}")
+        if info.collection != collection:
+            return []
+        doc = col.get(info.doc_id, at=cid, include_deleted=True)
+        if doc is None or doc["_deleted"] or not compile_filter(filter).match(doc):
+            return []
+        return [doc]
+
+    def create(self, collection: str, doc: dict) -> dict:
+        col = self.db.collection(collection)
+        return col.get(col.create(doc))
+
+    def update(self, collection: str, doc_id: str, fields: dict) -> dict:
+        col = self.db.collection(collection)
+        col.patch(doc_id, fields)
+        return col.get(doc_id)
+
+    def delete(self, collection: str, doc_id: str) -> dict | None:
+        col = self.db.collection(collection)
+        col.delete(doc_id)
+        return col.get(doc_id, include_deleted=True)
+
+    def commits(self, doc_id: str) -> list[dict]:
+        """Every commit of the document(s) with this id, in any collection: cid, height,
+        links (parents), actor, signature (hex Ed25519 signature of the seal covering the
+        commit; null until the batch is flushed), collection, docID, schemaVersionId."""
+        db = self.db
+        check_doc_id(doc_id)
+        r = db.replica
+        out = []
+        for name in db.collections():
+            if r.doc(name, doc_id) is None:
+                continue
+            for c in db.collection(name).history(doc_id, allow_pruned=True):
+                if "cid" not in c:
+                    continue  # the pruned-history marker
+                actor = bytes.fromhex(c["actor"])
+                out.append({"cid": c["cid"], "height": c["height"], "links": c["parents"],
+                            "actor": c["actor"], "signature": _seal_signature(r, actor, c["seq"]),
+                            "collection": name, "docID": doc_id,
+                            "schemaVersionId": c["schema"]})
+        return out
+
+
+def _seal_signature(r: Replica, actor: bytes, seq: int) -> str | None:
+    for first, last, data in r.seals.get(actor, ()):
+        if first <= seq <= last:
+            return decode_seal(data).signature.hex()
+    return None

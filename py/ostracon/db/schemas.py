@@ -1,0 +1,117 @@
+"""Schemas of a database: the registry (SDL, versions, lenses; core/query/schema.py), which
+version a document was written under, reads brought to the current version, and the
+stored list of versions (storage meta, durable at the next flush)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgpack
+
+from ..core import cid as cidlib
+from ..core.block import check_collection
+from ..core.errors import NotFoundError, StorageError
+from ..core.query.schema import LensNotFoundError, Schema, SchemaRegistry, parse_sdl, schema_from_canonical
+from ..core.replica import Replica
+from ..core.state import DocState
+from ..storage.base import Storage
+
+#: Head CID -> (hlc, schema id) entries cached to find which schema version a document was
+#: written under without decoding its head block on every read; cleared when it grows past.
+SCHEMA_CACHE_MAX = 100_000
+#: Storage meta key of every schema version (canonical bytes).
+META_SCHEMAS = "ostracon/schemas"
+
+
+class SchemaCatalog:
+    """The schema registry of one database plus what reads and writes need from it."""
+
+    def __init__(self, replica: Replica) -> None:
+        self.registry = SchemaRegistry()
+        self._replica = replica
+        self._head_schema: dict[bytes, tuple[int, bytes | None]] = {}
+
+    def define(self, sdl: str) -> tuple[dict[str, Schema], bool]:
+        """Register the types of `sdl` as next versions: ({name: schema}, whether any
+        version changed). Collection names are checked before anything is registered."""
+        for name in parse_sdl(sdl):
+            check_collection(name)
+        reg = self.registry
+        before = {n: reg.get(n).version_id for n in reg.names()}
+        out = reg.register(sdl)
+        changed = any(before.get(n) != s.version_id for n, s in out.items())
+        return out, changed
+
+    def doc_schema_id(self, state: DocState) -> str | None:
+        """The schema version the document was last written under: that of its newest head
+        (by clock, then CID). None: written without a schema."""
+        cache = self._head_schema
+        best = None
+        for h in state.heads:
+            e = cache.get(h)
+            if e is None:
+                ch = self._replica.change(h)
+                if len(cache) >= SCHEMA_CACHE_MAX:
+                    cache.clear()
+                e = cache[h] = (ch.hlc, ch.schema)
+            if best is None or (e[0], h) > best[0]:
+                best = ((e[0], h), e[1])
+        if best is None or best[1] is None:
+            return None
+        return cidlib.format_cid(best[1])
+
+    def migrated(self, head: Schema | None, state: DocState, doc: dict) -> dict:
+        """`doc` (a view of `state`) brought to the schema version `head` through lenses;
+        unchanged when no lens applies (additive change) or the version is unknown here."""
+        sid = self.doc_schema_id(state)
+        if sid is None or head is None or sid == head.version_id:
+            return doc
+        reg = self.registry
+        try:
+            reg.version(sid)
+        except NotFoundError:
+            return doc  # written under a version this replica has not been given
+        try:
+            return reg.migrate(doc, sid, head.version_id, check=False)
+        except LensNotFoundError:
+            return doc  # no lens: the change was additive (e.g. a new optional field)
+
+    def register_lens(self, from_version: str, to_version: str, fn: Callable[[dict], dict],
+                      reverse: Callable[[dict], dict] | None = None) -> None:
+        self.registry.register_lens(from_version, to_version, fn, reverse=reverse)
+
+    # ------------------------------------------------------------ storage meta
+
+    def save(self, storage: Storage) -> None:
+        reg = self.registry
+        versions = [s.canonical_bytes() for n in reg.names() for s in reg.history(n)]
+        storage.set_meta(META_SCHEMAS, msgpack.packb(versions, use_bin_type=True))
+
+    def load(self, storage: Storage) -> None:
+        raw = storage.get_meta(META_SCHEMAS)
+        if raw is None:
+            return
+        try:
+            versions = msgpack.unpackb(raw, raw=False)
+            if type(versions) is not list:
+                raise ValueError("not a list")
+        except Exception as exc:  # noqa: BLE001 - msgpack raises several types
+            raise StorageError(f"stored schemas are unreadable: {exc}") from None
+        pending = [schema_from_canonical(v) for v in versions]
+        reg = self.registry
+
+        def known(version_id: str) -> bool:
+            try:
+                reg.version(version_id)
+            except NotFoundError:
+                return False
+            return True
+
+        while pending:  # parents first; tolerate any stored order
+            rest = [s for s in pending if not all(known(p) for p in s.parents)]
+            for s in pending:
+                if s not in rest:
+                    reg.add(s)
+            if len(rest) == len(pending):
+                raise StorageError("stored schemas reference unknown parent versions")
+            pending = rest
