@@ -114,7 +114,8 @@ def test_every_call_after_close_rejects_at_once(browser, e2e_url):
           const out = {};
           for (const [k, f] of Object.entries(calls)) {
             const settled = f().then(() => 'resolved', (e) => e.name);
-            out[k] = await Promise.race([settled, Promise.resolve().then(() => Promise.resolve()).then(() => 'pending')]);
+            const later = Promise.resolve().then(() => Promise.resolve()).then(() => 'pending');
+            out[k] = await Promise.race([settled, later]);
           }
           out.closeAgain = await db.close().then(() => 'ok');
           return out; }""", f"after-close-{uuid.uuid4().hex[:8]}")

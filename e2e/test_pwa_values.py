@@ -119,7 +119,8 @@ def test_narrow_viewport_has_no_horizontal_overflow(browser, server, width):  # 
     app.page.click("#back")
     app.page.wait_for_selector("#list-pane .note-item")
     assert app.page.evaluate(NO_OVERFLOW), app.page.evaluate("document.documentElement.scrollWidth")
-    widest = app.page.evaluate("Math.max(...[...document.querySelectorAll('#app *')].map((e) => e.getBoundingClientRect().right))")
+    widest = app.page.evaluate(
+        "Math.max(...[...document.querySelectorAll('#app *')].map((e) => e.getBoundingClientRect().right))")
     assert widest <= width
     shot(app.page, f"11-narrow-{width}-list")
     assert app.errors == []

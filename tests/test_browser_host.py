@@ -14,6 +14,7 @@ import types
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from ostracon.core.errors import (
     ClosedError,
     ConflictError,

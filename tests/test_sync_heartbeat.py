@@ -9,6 +9,7 @@ import asyncio
 import pytest
 
 import ostracon
+from netproxy import DroppingProxy
 from ostracon.core.errors import TransportError, ValidationError
 from ostracon.crypto import DeterministicRandom
 from ostracon.crypto.native import NativeCrypto
@@ -17,7 +18,6 @@ from ostracon.relay.server import Relay, RelayConfig
 from ostracon.sync.base import OFFLINE, ONLINE
 from ostracon.sync.client import SyncClient
 from ostracon.sync.native import WebSocketTransport, start_sync
-from netproxy import DroppingProxy
 
 CRYPTO = NativeCrypto()
 FAST = dict(backoff_initial_s=0.05, backoff_max_s=0.3, tick_interval_s=0.02, settle_s=0.2)

@@ -117,7 +117,7 @@ def install_asyncio_gate() -> None:
         holder.append(h)
         return h
 
-    loop.call_later = call_later  # type: ignore[method-assign]  # call_soon/call_at use it too
+    loop.call_later = call_later  # type: ignore[method-assign,assignment]  # call_soon/call_at use it too
     _gate_installed = True
 
 

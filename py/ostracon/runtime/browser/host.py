@@ -253,7 +253,7 @@ class Host:
 
             try:  # persists the mailbox cursor; an unreachable relay only costs the timeout
                 bridge.run_blocking(asyncio.wait_for(client.stop(), CLOSE_SYNC_TIMEOUT_S))
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 pass
         db, self.db = self.db, None
         for sub in self.subs.values():
