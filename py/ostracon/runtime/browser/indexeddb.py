@@ -127,7 +127,18 @@ class IndexedDBStorage(Storage):
         self._pending_records: list[tuple[int, bytes]] = []
         self._pending_meta: dict[str, bytes] = {}
         positions = list(loaded.positions)
-        values = list(loaded.records)
+        packed = getattr(loaded, "packed", None)
+        if packed is not None:
+            # The bridge packs every record into one buffer with end offsets: one conversion
+            # for the whole log instead of one proxy per record.
+            buf = _to_bytes(packed)
+            ends = [int(e) for e in loaded.ends]
+            if len(ends) != len(positions) or (ends and ends[-1] != len(buf)) \
+                    or any(b < a for a, b in zip([0, *ends], ends, strict=False)):
+                raise StorageError(f"{name}: the records store came back with inconsistent offsets")
+            values: list[Any] = [buf[a:b] for a, b in zip([0, *ends], ends, strict=False)]
+        else:
+            values = list(loaded.records)
         if len(positions) != len(values):
             raise StorageError(f"{name}: records store returned {len(positions)} keys for {len(values)} values")
         prev = 0
@@ -232,8 +243,16 @@ class IndexedDBStorage(Storage):
         if self._last != self._durable_last:
             meta[SYS_LAST_POSITION] = str(self._last).encode()
         batch = js.Object.new()
-        batch.positions = to_js([p for p, _ in self._pending_records])
-        batch.records = to_js([r for _, r in self._pending_records])
+        # The records cross as ONE buffer and their end offsets: one conversion per batch
+        # instead of one Uint8Array proxy per record (the bridge slices them apart).
+        recs = self._pending_records
+        ends, end = [], 0
+        for _, r in recs:
+            end += len(r)
+            ends.append(end)
+        batch.positions = to_js([p for p, _ in recs])
+        batch.packed = to_js(b"".join(r for _, r in recs))
+        batch.ends = to_js(ends)
         batch.metaKeys = to_js(list(meta))
         batch.metaValues = to_js(list(meta.values()))
         if snapshot is not None:
