@@ -28,7 +28,7 @@ def _rss_mb() -> float:
 
 # ------------------------------------------------------------------ ostracon
 
-def _open_ost(path=None, seed=1):
+def _open_ost(path=None, seed=1, driver=True):
     import ostracon
     from ostracon.crypto.identity import Identity
     t = [1_700_000_000_000]
@@ -36,7 +36,7 @@ def _open_ost(path=None, seed=1):
     def clock():
         t[0] += 1
         return t[0]
-    return ostracon.open(path, identity=Identity.from_seed(bytes([seed]) * 32), clock=clock)
+    return ostracon.open(path, identity=Identity.from_seed(bytes([seed]) * 32), clock=clock, driver=driver)
 
 
 def ost_w1() -> dict:

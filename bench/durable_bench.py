@@ -3,6 +3,9 @@
 D1: 100,000 field sets (10,000 docs × 10 fields) with a flush every 100 writes, vs sqlite3
     in WAL mode committing every 100 rows (synchronous=FULL: both fsync at each commit).
 D2: open time of a 1,000,000-op store (100,000 docs × 10 fields) with and without a snapshot.
+L1: write latency in a file database with the default sink (100 ops / 5 s): p50 and p99 of
+    every write, and the median latency of the writes that fill a batch (every 100th), with
+    the background driver (default) and without it (the writer flushes inline), same run.
 """
 
 from __future__ import annotations
@@ -81,7 +84,39 @@ def ost_d2() -> dict:
     return out
 
 
-RUNS = {("ostracon", "D1"): ost_d1, ("sqlite3", "D1"): sqlite_d1, ("ostracon", "D2"): ost_d2}
+L1_WRITES = int(os.environ.get("BENCH_L1_WRITES", "20000"))
+
+
+def _latencies(driver: bool) -> dict:
+    import ostracon
+    from ostracon.crypto.identity import Identity
+    with tempfile.TemporaryDirectory() as d:
+        db = ostracon.open(os.path.join(d, "db"), identity=Identity.from_seed(b"\x01" * 32),
+                           driver=driver)
+        col = db.collection("docs")
+        lat = []
+        for i in range(L1_WRITES):
+            doc = _doc(i)
+            t0 = time.perf_counter()
+            col.create(doc, id=f"doc{i:06d}")
+            lat.append(time.perf_counter() - t0)
+        db.close()
+    ordered = sorted(lat)
+    hundredth = sorted(lat[99::100])
+    return {"p50_us": ordered[len(ordered) // 2] * 1e6,
+            "p99_us": ordered[int(len(ordered) * 0.99)] * 1e6,
+            "hundredth_us": hundredth[len(hundredth) // 2] * 1e6}
+
+
+def ost_l1() -> dict:
+    out = {f"driver_{k}": v for k, v in _latencies(True).items()}
+    out.update({f"inline_{k}": v for k, v in _latencies(False).items()})
+    out["peak_rss_mb"] = _rss_mb()
+    return out
+
+
+RUNS = {("ostracon", "L1"): ost_l1, ("ostracon", "D1"): ost_d1, ("sqlite3", "D1"): sqlite_d1,
+        ("ostracon", "D2"): ost_d2}
 
 if __name__ == "__main__":
     print(json.dumps(RUNS[(sys.argv[1], sys.argv[2])]()))

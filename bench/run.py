@@ -71,6 +71,16 @@ def durable() -> None:
                  "with snapshot", fmt(d["snapshot_seconds"]),
                  f"{d['log_only_seconds'] / d['snapshot_seconds']:.2f}×", "snapshot faster"))
     table("Durable storage", rows)
+    lat = measure("durable_bench.py", "ostracon", "L1")
+    ordinary = lat["driver_p50_us"]
+    rows = [("L1 write latency, file db, default sink", "p50 µs", fmt(ordinary), "writer flushes inline",
+             fmt(lat["inline_p50_us"]), f"{ordinary / lat['inline_p50_us']:.2f}×", "-"),
+            ("L1", "p99 µs", fmt(lat["driver_p99_us"]), "writer flushes inline",
+             fmt(lat["inline_p99_us"]), f"{lat['driver_p99_us'] / lat['inline_p99_us']:.2f}×", "-"),
+            ("L1", "100th write µs (median)", fmt(lat["driver_hundredth_us"]), "writer flushes inline",
+             fmt(lat["inline_hundredth_us"]), f"{lat['driver_hundredth_us'] / lat['inline_hundredth_us']:.2f}×",
+             f"≤ 3× p50 (is {lat['driver_hundredth_us'] / ordinary:.1f}×)")]
+    table("Write latency (driver vs inline flush)", rows)
 
 
 def query() -> None:

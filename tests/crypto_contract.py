@@ -287,6 +287,28 @@ def check_random_bytes(make) -> None:
     _raises(ValidationError, lambda: b.random_bytes(-1), "random_bytes(-1)")
 
 
+def check_x25519_rfc7748(make) -> None:
+    """RFC 7748 §6.1: Alice's and Bob's key pairs and their shared secret; a low-order peer
+    key (all zeros) is refused with CryptoError, a wrong-size key with ValidationError."""
+    from ostracon.core.errors import CryptoError, ValidationError
+
+    b = make()
+    a_priv = h("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+    b_priv = h("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb")
+    a_pub, b_pub = b.x25519_public_key(a_priv), b.x25519_public_key(b_priv)
+    _expect(a_pub == h("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"), "x25519 alice public")
+    _expect(b_pub == h("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f"), "x25519 bob public")
+    shared = h("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742")
+    _expect(b.x25519(a_priv, b_pub) == shared == b.x25519(b_priv, a_pub), "x25519 shared secret")
+    for bad, err in ((bytes(32), CryptoError), (bytes(31), ValidationError)):
+        try:
+            b.x25519(a_priv, bad)
+        except err:
+            pass
+        else:
+            raise AssertionError(f"x25519 with peer {bad.hex()} must raise {err.__name__}")
+
+
 def check_error_types(make) -> None:
     # Every error a backend raises on purpose is an OstraconError (callers catch one root).
     b = make()
@@ -304,6 +326,7 @@ CHECKS: dict[str, Callable] = {
     "hkdf_rfc5869": check_hkdf_rfc5869,
     "pbkdf2_vectors": check_pbkdf2_vectors,
     "random_bytes": check_random_bytes,
+    "x25519_rfc7748": check_x25519_rfc7748,
     "error_types": check_error_types,
 }
 

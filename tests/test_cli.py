@@ -142,3 +142,19 @@ def test_locked_database_is_a_clear_error(dbdir):
         proc = subprocess.run([sys.executable, "-m", "ostracon.cli", "compact", dbdir],
                               capture_output=True, text=True)
     assert proc.returncode == 2 and "LockedError" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_index_waits_until_built_and_reports_progress(tmp_path, capsys):
+    path = str(tmp_path / "big")
+    db = ostracon.open(path)
+    col = db.collection("c")
+    for i in range(6_000):                      # above the synchronous build size: a throttled job
+        col.create({"k": i % 10}, id=f"d{i:05d}")
+    db.close()
+    code, out, err = run(capsys, "index", path, "c", "k", "--progress")
+    assert code == 0 and out.strip() == "index idx_k on c is ready"
+    assert err.rstrip().endswith("6000/6000")
+    db = ostracon.open(path)
+    assert [i["name"] for i in db.collection("c").indexes()] == ["idx_k"]
+    assert len(db.collection("c").find({"k": 3})) == 600
+    db.close()

@@ -65,14 +65,14 @@ def test_layout_matches_documentation():
     frame = seal(payload, counter=counter, nonce=nonce)
     ct_len = 1 + len(payload) + 16
     commitment = hmac.new(SPACE.commit_key, b"ostracon/frame-commitment/v1", hashlib.sha256).digest()[:16]
-    header = bytes([0xA1]) + SPACE.room_id_bytes + SENDER + struct.pack(">QI", counter, ct_len) + nonce + commitment
+    header = bytes([0xA1]) + SPACE.frame_keys().room + SENDER + struct.pack(">QI", counter, ct_len) + nonce + commitment
     assert len(header) == F.HEADER_SIZE == 73
     body = AESGCM(SPACE.frame_key).encrypt(nonce, b"\x00" + payload, b"ostracon/frame/v1\x00" + header)
     assert frame == header + body
     assert len(frame) == len(payload) + F.FRAME_OVERHEAD
     h = F.parse_header(frame)
     assert (h.room, h.sender, h.counter, h.length, h.nonce, h.commitment) == (
-        SPACE.room_id_bytes, SENDER, counter, ct_len, nonce, commitment)
+        SPACE.frame_keys().room, SENDER, counter, ct_len, nonce, commitment)
 
 
 def test_round_trip_and_max_counter():
@@ -309,7 +309,7 @@ def test_wrong_passphrase_is_wrong_key_or_foreign_room():
     frame = F.seal_frame(a.frame_keys(), AEAD, sender=SENDER, counter=0, nonce=bytes(12), payload=b"x")
     with pytest.raises(F.ForeignRoomError):  # a different key derives a different room
         F.open_frame(b.frame_keys(), AEAD, frame)
-    forced = F.FrameKeys(a.room_id_bytes, b.frame_key, b.commit_key)  # had it reached the room
+    forced = F.FrameKeys(a.frame_keys().room, b.frame_key, b.commit_key)  # had it reached the room
     with pytest.raises(WrongKeyError):
         F.open_frame(forced, AEAD, frame)
 
@@ -379,3 +379,31 @@ def test_property_round_trip_and_any_mutation_rejected(payload, counter, sender,
     opened = rx.receive(frame)
     assert opened == F.OpenedFrame(sender, counter, payload)
     assert rx.receive(frame) is None and rx.stats["replayed"] == 1
+
+
+# --- padding to size buckets ------------------------------------------------------------------
+
+@settings(max_examples=80, derandomize=True, deadline=None)
+@given(n=st.integers(min_value=0, max_value=300_000), compress=st.booleans())
+def test_padded_frames_are_exactly_a_bucket_and_open_to_the_payload(n, compress):
+    payload = bytes(random.Random(n).randbytes(n))
+    frame = seal(payload, pad=True, compress=compress)
+    assert len(frame) in F.PAD_BUCKETS
+    assert len(frame) >= F.HEADER_SIZE + n // 2  # not smaller than the data it carries
+    assert F.open_frame(KEYS, AEAD, frame).payload == payload
+
+
+def test_note_length_no_longer_shows():
+    # A 5,000-character note and a 4,200-character one land in the same 8 KiB bucket.
+    sizes = {len(seal(b"x" * n, pad=True)) for n in (4200, 5000, 5466)}
+    assert sizes == {8192}
+    assert len(seal(b"", pad=True)) == 512
+    # Beyond the largest bucket (only when max_frame_size is raised) the frame fills the limit.
+    big = seal(b"y" * 600_000, pad=True, max_frame_size=1 << 20, max_payload_size=1 << 20)
+    assert len(big) == 1 << 20
+
+
+def test_frame_sender_pads_by_default():
+    sender = F.FrameSender(KEYS, AEAD, DeterministicRandom(3))
+    assert len(sender.seal(b"hi")) == 512
+    assert len(F.FrameSender(KEYS, AEAD, DeterministicRandom(3), pad=False).seal(b"hi")) == F.FRAME_OVERHEAD + 2

@@ -14,6 +14,7 @@ from ostracon.core.errors import ValidationError
 from ostracon.core.protocol import relay as P
 from ostracon.relay.http import HttpRequest, HttpResponse, StaticFiles, mime_type
 from ostracon.relay.server import Relay, RelayConfig
+from room_keys import answer, room_for
 
 DEADLINE = 20.0
 
@@ -201,7 +202,9 @@ def test_handlers_post_bodies_errors_and_limits(site):
                 assert status in (400, 505), bad
             assert len(seen) == 2
             # The relay still serves WebSockets after all that.
-            async with connect(relay.room_url("ab" * 32), open_timeout=DEADLINE) as ws:
+            room = room_for("http")
+            async with connect(relay.room_url(room), open_timeout=DEADLINE) as ws:
+                await answer(ws, room, DEADLINE)
                 assert isinstance(P.decode_server_message(await ws.recv()), P.Welcome)
     run(main())
 

@@ -35,12 +35,12 @@ def test_layouts_are_fixed():
 
 
 def test_ping_carries_a_short_token():
-    assert P.encode_ping(b"ab") == b"\x03ab" and P.encode_pong(b"ab") == b"\x14ab"
+    assert P.encode_ping(b"ab") == b"\x03ab" and P.encode_pong(b"ab") == b"\x15ab"
     for bad in (b"", bytes(P.MAX_PING_TOKEN + 1), "text"):
         with pytest.raises(ValidationError):
             P.encode_ping(bad)
     with pytest.raises(ProtocolError):
-        P.decode_server_message(b"\x14")
+        P.decode_server_message(b"\x15")
 
 
 def test_room_path():

@@ -22,9 +22,10 @@ from ostracon.core.errors import ValidationError
 from ostracon.core.protocol import relay as P
 from ostracon.relay.mailbox import MailboxError, MemoryMailbox
 from ostracon.relay.server import Relay, RelayConfig, TokenBucket
+from room_keys import answer, room_for, signature
 
-ROOM = "ab" * 32
-ROOM2 = "cd" * 32
+ROOM = room_for("ROOM")
+ROOM2 = room_for("ROOM2")
 REPO = Path(__file__).resolve().parents[1]
 DEADLINE = 20.0  # generous per-step deadline; the tests never depend on how fast things are
 
@@ -42,7 +43,12 @@ class Client:
 
     @classmethod
     async def join(cls, relay, room=ROOM, since=None, epoch=None):
-        return cls(await connect(relay.room_url(room, since, epoch), max_size=None, open_timeout=DEADLINE))
+        ws = await connect(relay.room_url(room, since, epoch), max_size=None, open_timeout=DEADLINE)
+        try:
+            await answer(ws, room, DEADLINE)
+        except ConnectionClosed:
+            pass  # refused before the challenge (e.g. shutting down): close_code() tells
+        return cls(ws)
 
     async def next(self):
         return P.decode_server_message(await asyncio.wait_for(self.ws.recv(), DEADLINE))
@@ -330,6 +336,19 @@ async def _raw_join_never_read(port: int, room: str) -> socket.socket:
         assert chunk, "relay closed during handshake"
         buf += chunk
     assert buf.startswith(b"HTTP/1.1 101"), buf
+    # Answer the admission challenge by hand (one unmasked server frame in, one masked out).
+    head = b""
+    while len(head) < 2:
+        head += await asyncio.wait_for(loop.sock_recv(sock, 2 - len(head)), DEADLINE)
+    n = head[1] & 0x7F
+    body = b""
+    while len(body) < n:
+        body += await asyncio.wait_for(loop.sock_recv(sock, n - len(body)), DEADLINE)
+    challenge = P.decode_server_message(body)
+    auth = P.encode_auth(signature(room, challenge.nonce))
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(auth))
+    await loop.sock_sendall(sock, bytes([0x82, 0x80 | len(auth)]) + mask + masked)
     return sock
 
 

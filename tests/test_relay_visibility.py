@@ -70,7 +70,7 @@ RELAY_SEES = {
     "mailbox_meta": {"k", "v"},
     # Which client→relay message kinds exist (core/protocol/relay.py C_*). A ping carries only
     # a random token of at most 8 bytes and is answered to its sender alone.
-    "client_kinds": {"C_PUBLISH", "C_EPHEMERAL", "C_PING"},
+    "client_kinds": {"C_PUBLISH", "C_EPHEMERAL", "C_AUTH", "C_PING"},
     # Query parameters of the join URL /v1/room/<room_id>?since=&epoch=.
     "join_params": {"since", "epoch"},
     # State the relay keeps per member, per room, and in aggregate.
@@ -225,7 +225,8 @@ def test_no_name_id_field_or_value_reaches_the_relay(tmp_path, recorder, caplog)
     assert kinds_in.count(P.C_PUBLISH) >= 4 and kinds_in.count(P.C_EPHEMERAL) >= 2
     assert len(recorder.conns) >= 6 and len(recorder.outbound) > len(recorder.inbound)
     room = space.room_id_bytes
-    assert any(room in m for _, _, m in recorder.inbound)
+    # Frames carry the first 16 bytes of the room id (the room public key) in their header.
+    assert any(space.frame_keys().room in m for _, _, m in recorder.inbound)
     assert all(space.room_id in c.request.path for c in recorder.conns)
 
     stored = _files_bytes(mailbox_path)
@@ -253,7 +254,8 @@ def test_no_name_id_field_or_value_reaches_the_relay(tmp_path, recorder, caplog)
     # would shrink ~100× if it travelled in clear), and nonces never repeat.
     nonces = set()
     frames_seen = 0
-    for _, _, msg in recorder.inbound:
+    frames_in = [m for _, _, m in recorder.inbound if m[0] != P.C_AUTH]
+    for msg in frames_in:
         frame = msg[1:]
         header = F.parse_header(frame, max_frame_size=RelayConfig().max_frame_bytes)
         body = frame[F.HEADER_SIZE:]
@@ -261,7 +263,7 @@ def test_no_name_id_field_or_value_reaches_the_relay(tmp_path, recorder, caplog)
         assert header.nonce not in nonces
         nonces.add(header.nonce)
         frames_seen += 1
-    assert frames_seen == len(recorder.inbound)
+    assert frames_seen == len(frames_in)
     assert max(len(m) for _, _, m in recorder.inbound) > len(BIG_VALUE) // 2  # the big value did travel
 
 
@@ -297,8 +299,10 @@ def test_relay_sees_exactly_the_listed_metadata(tmp_path, recorder):
     counters: dict[bytes, list[int]] = {}
     commitments = set()
     for conn, _, msg in recorder.inbound:
+        if msg[0] == P.C_AUTH:
+            continue  # the admission answer: a signature by the room key (docs/RELAY.md)
         h = F.parse_header(msg[1:], max_frame_size=RelayConfig().max_frame_bytes)
-        assert h.room == room
+        assert h.room == room[:F.ROOM_ID_SIZE]
         assert h.sender not in actors and h.commitment not in actors
         senders_by_conn.setdefault(conn, set()).add(h.sender)
         counters.setdefault(h.sender, []).append(h.counter)
@@ -310,7 +314,8 @@ def test_relay_sees_exactly_the_listed_metadata(tmp_path, recorder):
     assert all(c == list(range(len(c))) for c in counters.values())
     assert len(commitments) == 1
 
-    # 3. A client can only say "publish" or "ephemeral" (kind byte + opaque payload).
+    # 3. A client can only say "publish" or "ephemeral" (kind byte + opaque payload), and answer
+    #    the admission challenge once (a signature).
     kinds = {n for n in vars(P) if re.fullmatch(r"C_[A-Z]+", n)}
     assert kinds == RELAY_SEES["client_kinds"]
     assert {m[0] for _, _, m in recorder.inbound} <= {getattr(P, k) for k in kinds}
@@ -330,5 +335,5 @@ def test_relay_sees_exactly_the_listed_metadata(tmp_path, recorder):
     # 6. Per message the relay knows the connection, the time, the size and the kind, which
     #    is what the recorder captured; and per connection the address and the close code.
     assert all(isinstance(t, float) and size > F.HEADER_SIZE for _, t, size in
-               ((c, t, len(m)) for c, t, m in recorder.inbound))
+               ((c, t, len(m)) for c, t, m in recorder.inbound if m[0] != P.C_AUTH))
     assert all(c.remote_address[0] == "127.0.0.1" and c.close_code is not None for c in recorder.conns)

@@ -98,9 +98,12 @@ def test_same_inputs_same_space_different_inputs_different():
 
 def test_unicode_normalisation():
     composed, decomposed = "caf\u00e9 cr\u00e8me", "cafe\u0301 cre\u0300me"
+    # Passphrase spaces of earlier versions NFC-normalise passphrase and salt (kept so they keep
+    # deriving the same key); names themselves are labels, kept exactly as typed.
     a = fast(composed, name=composed)
     b = fast(decomposed, name=decomposed)
-    assert a == b and a.name == composed == b.name
+    assert a == b and a.export_key() == b.export_key()
+    assert a.name == composed and b.name == decomposed
     assert space_salt(composed) == space_salt(decomposed)
 
 
@@ -109,12 +112,15 @@ def test_unicode_normalisation():
 def test_derivations_match_documented_labels():
     key = bytes(range(32))
     sp = Space.from_key(key)
-    assert sp.room_id_bytes == hkdf(key, b"ostracon/room/v1", 16)
-    assert sp.room_id == sp.room_id_bytes.hex() and len(sp.room_id) == 32
+    room_seed = hkdf(key, b"ostracon/room-key/v1", 32)
+    assert sp.room_id_bytes == NativeCrypto().ed25519_public_key(room_seed)
+    assert sp.room_id == sp.room_id_bytes.hex() and len(sp.room_id) == 64
+    assert sp.frame_keys().room == sp.room_id_bytes[:16]
+    assert sp.key_id == hkdf(key, b"ostracon/key-id/v1", 16)
     assert sp.frame_key == hkdf(key, b"ostracon/frame/v1", 32)
     assert sp.commit_key == hkdf(key, b"ostracon/commit/v1", 32)
     fk = sp.frame_keys()
-    assert (fk.room, fk.frame_key, fk.commit_key) == (sp.room_id_bytes, sp.frame_key, sp.commit_key)
+    assert (fk.room, fk.frame_key, fk.commit_key) == (sp.room_id_bytes[:16], sp.frame_key, sp.commit_key)
 
 
 def test_room_id_never_reveals_key():
@@ -170,7 +176,7 @@ def test_equality_and_hash():
 def test_invite_round_trip():
     sp = fast(name="family photos")
     inv = sp.invite("wss://relay.example.org/ostracon")
-    assert inv.startswith("ost1") and inv == inv.strip() and " " not in inv
+    assert inv.startswith("ost2") and inv == inv.strip() and " " not in inv
     joined = Space.from_invite(inv)
     assert joined == sp
     assert joined.room_id == sp.room_id and joined.frame_key == sp.frame_key
@@ -207,16 +213,17 @@ def _body(version=1, key=bytes(32), name=b"n", url=URL_BYTES) -> bytes:
 
 def test_hand_built_invite_parses():
     # Pins the documented payload layout independently of Space.invite.
-    key, name, url = parse_invite(_encode(_body(key=bytes(range(32)), name=b"notes")))
-    assert (key, name, url) == (bytes(range(32)), "notes", URL)
+    inv = parse_invite(_encode(_body(key=bytes(range(32)), name=b"notes")))
+    got = (inv.key, inv.name, inv.relay_url, inv.space_id, inv.invite_seed)
+    assert got == (bytes(range(32)), "notes", URL, b"", None)
 
 
 @pytest.mark.parametrize(
     "invite, why",
     [
-        ("", "start with 'ost1'"),
-        ("hello", "start with 'ost1'"),
-        ("ostracon:abc", "start with 'ost1'"),
+        ("", "start with 'ost2'"),
+        ("hello", "start with 'ost2'"),
+        ("ostracon:abc", "start with 'ost2'"),
         ("ost1", "truncated"),
         ("ost1a", "truncated|damaged"),
         ("ost1!!!!!!!!", "not base32"),
@@ -232,7 +239,7 @@ def test_hand_built_invite_parses():
         (_encode(_body(name=b"\xff")), "not UTF-8"),
         (_encode(_body(url=b"http://x")), "ws://"),
         (_encode(_body(name=b"  ")), "name"),
-        (_encode(_body(name="cafe\u0301".encode())), "NFC"),
+        (_encode(_body(name=b"a\x01b")), "control"),
         (None, "must be a str"),
     ],
 )
@@ -262,7 +269,8 @@ def test_every_single_character_typo_is_caught():
 @settings(max_examples=60, derandomize=True, deadline=None)
 @given(
     key=st.binary(min_size=32, max_size=32),
-    name=st.one_of(st.none(), st.text(min_size=1, max_size=40).filter(lambda s: s.strip())),
+    name=st.one_of(st.none(), st.text(min_size=1, max_size=40).filter(
+        lambda s: s.strip() and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in s))),
     path=st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789/-_.~%", max_size=60),
 )
 def test_invite_round_trip_property(key, name, path):

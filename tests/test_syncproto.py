@@ -479,3 +479,46 @@ def test_any_loss_pattern_heals_with_ticks(seed, n, loss):
         net.tick(k * 30_000)
         net.pump()
     assert len({x.state() for x in nodes}) == 1, f"seed {seed}"
+
+
+# --- membership write limits ----------------------------------------------------------------------
+
+class _Limited:
+    """A replica whose space refuses everything of `refused` beyond seq `cap` (a reader has 0)."""
+
+    def __init__(self, replica: Replica, refused: bytes, cap: int) -> None:
+        self._r, self._refused, self._cap = replica, refused, cap
+        self.actor = replica.actor
+
+    def write_limit(self, actor: bytes):
+        return self._cap if actor == self._refused else None
+
+    def version_vector(self):
+        return self._r.version_vector()
+
+    def envelopes_since(self, vector):
+        return self._r.envelopes_since(vector)
+
+    def apply_envelopes(self, envelopes, *, strict=False):
+        from ostracon.sync.base import filter_writable
+
+        kept, _ = filter_writable(envelopes, self.write_limit)
+        return self._r.apply_envelopes(kept, strict=strict)
+
+
+@pytest.mark.parametrize("cap", [0, 3])
+def test_a_refused_writer_is_never_asked_for_and_does_not_block_synced(cap):
+    reader, member = Node(1), Node(2)
+    member.session = SyncSession(_Limited(member.replica, reader.replica.actor, cap), member.rng.randbytes)
+    # Two sealed batches (1..3, 4..5): a cut taken from what an admin had seen (its servable
+    # vector) always falls on a seal boundary.
+    reader.write(3)
+    reader.write(2)
+    net = Net([reader, member])
+    start([reader, member])
+    net.pump()
+    got = member.replica.version_vector().get(reader.replica.actor, 0)
+    assert got == cap  # what it wrote while it could (cap), nothing beyond
+    assert member.session.is_synced
+    asks = [decode_message(o.data) for n, o in net.sent if n is member]
+    assert all(r[2] <= cap for m in asks if isinstance(m, Need) for r in m.ranges)

@@ -15,7 +15,7 @@ import pytest
 import ostracon
 from ostracon.cli import main
 from ostracon.core import cid as cidlib
-from ostracon.core.errors import (CorruptBlockError, MissingSnapshotError, OwnHistoryMissingError)
+from ostracon.core.errors import CorruptBlockError, MissingSnapshotError, OwnHistoryMissingError
 from ostracon.core.verify import WATERMARK_META, SealChain, read_watermark
 from ostracon.crypto.identity import Identity
 from ostracon.storage import logformat as lf
@@ -168,3 +168,18 @@ def test_missing_snapshot_refuses_to_open_and_repair_never_reuses_sequence_numbe
     assert peer.apply_blocks(db.blocks_since(peer.version_vector())) == 2  # n3 and n4
     db.close()
     assert cidlib  # CIDs are recomputed on every open above
+
+
+def test_the_own_sequence_floor_belongs_to_the_identity_that_wrote(tmp_path):
+    path = tmp_path / "db"
+    with opened(path, n=1) as db:
+        db.collection("notes").create({"k": 1}, id="a")
+    # Another identity opening the same directory has no own history to miss: it writes.
+    with opened(path, n=3) as other:
+        other.collection("notes").create({"k": 2}, id="b")
+        other.flush()
+        assert other.version_vector()[other.actor] == 1
+    with opened(path, n=1) as db:
+        db.collection("notes").create({"k": 3}, id="c")
+        db.flush()
+        assert db.version_vector()[db.actor] == 2

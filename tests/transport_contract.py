@@ -13,15 +13,16 @@ returns the relay URL of a room. Each check raises AssertionError on failure.
 from __future__ import annotations
 
 import asyncio
-import os
 
 from ostracon.core.protocol import relay as P
 from ostracon.sync.base import TransportClosed
+from room_keys import answer, new_room
 
 
 async def _join(make, room_url, room, since=None):
     t = make()
     await t.connect(room_url(room, since))
+    await answer(t, room, 5)
     welcome = P.decode_server_message(await asyncio.wait_for(t.recv(), 5))
     assert isinstance(welcome, P.Welcome), welcome
     if since is not None:
@@ -33,14 +34,14 @@ async def _join(make, room_url, room, since=None):
 
 
 async def check_connect_and_welcome(make, room_url):
-    room = os.urandom(16).hex()
+    room = new_room()
     t, welcome = await _join(make, room_url, room)
     assert welcome.members == 1 and welcome.head == 0
     await t.close()
 
 
 async def check_publish_is_acked_and_forwarded(make, room_url):
-    room = os.urandom(16).hex()
+    room = new_room()
     a, _ = await _join(make, room_url, room)
     b, _ = await _join(make, room_url, room)
     await a.send(P.encode_publish(b"\xa1stored"))
@@ -62,7 +63,7 @@ async def check_publish_is_acked_and_forwarded(make, room_url):
 
 
 async def check_mailbox_replay_with_since(make, room_url):
-    room = os.urandom(16).hex()
+    room = new_room()
     a, _ = await _join(make, room_url, room)
     for i in range(3):
         await a.send(P.encode_publish(bytes([0xA1, i])))
@@ -72,6 +73,7 @@ async def check_mailbox_replay_with_since(make, room_url):
             acks += 1
     c = make()
     await c.connect(room_url(room, 1))
+    await answer(c, room, 5)
     seen = []
     while True:
         m = P.decode_server_message(await asyncio.wait_for(c.recv(), 5))
@@ -85,7 +87,7 @@ async def check_mailbox_replay_with_since(make, room_url):
 
 
 async def check_close_makes_recv_and_send_fail(make, room_url):
-    t, _ = await _join(make, room_url, os.urandom(16).hex())
+    t, _ = await _join(make, room_url, new_room())
     await t.close()
     await t.close()  # idempotent
     for op in (lambda: t.recv(), lambda: t.send(P.encode_ephemeral(b"x"))):
@@ -98,7 +100,7 @@ async def check_close_makes_recv_and_send_fail(make, room_url):
 
 
 async def check_oversize_message_is_closed_with_1009(make, room_url, max_frame_bytes: int = 1024 * 1024):
-    t, welcome = await _join(make, room_url, os.urandom(16).hex())
+    t, welcome = await _join(make, room_url, new_room())
     try:
         await t.send(P.encode_publish(b"\xa1" * (welcome.max_frame_bytes + 1)))
         while True:

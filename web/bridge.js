@@ -450,6 +450,41 @@ export async function pbkdf2Sha256(password, salt, iterations, length) {
   }
 }
 
+// X25519 (RFC 7748) wraps space keys to members. WebCrypto imports a raw private key only as
+// PKCS#8: the fixed DER prefix for an X25519 key (OID 1.3.101.110) followed by the 32 bytes.
+const X25519_PKCS8_PREFIX = new Uint8Array([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e,
+  0x04, 0x22, 0x04, 0x20]);
+
+function x25519Pkcs8(priv) {
+  priv = u8(priv);
+  if (priv.length !== 32) throw typedError("CryptoError", `X25519 private key must be 32 bytes, got ${priv.length}`);
+  const der = new Uint8Array(48);
+  der.set(X25519_PKCS8_PREFIX, 0);
+  der.set(priv, 16);
+  return der;
+}
+
+export async function x25519PublicKey(priv) {
+  try {
+    const key = await subtle().importKey("pkcs8", x25519Pkcs8(priv), { name: "X25519" }, true, ["deriveBits"]);
+    const jwk = await subtle().exportKey("jwk", key);
+    return b64urlDecode(jwk.x);
+  } catch (e) {
+    throw cryptoError(e, "x25519 public key");
+  }
+}
+
+export async function x25519(priv, peerPublic) {
+  try {
+    const key = await subtle().importKey("pkcs8", x25519Pkcs8(priv), { name: "X25519" }, false, ["deriveBits"]);
+    const peer = await subtle().importKey("raw", u8(peerPublic), { name: "X25519" }, false, []);
+    return new Uint8Array(await subtle().deriveBits({ name: "X25519", public: peer }, key, 256));
+  } catch (e) {
+    // Also a low-order peer key: WebCrypto refuses an all-zero shared secret (RFC 7748 §6.1).
+    throw cryptoError(e, "x25519");
+  }
+}
+
 export async function sha256(data) {
   return new Uint8Array(await subtle().digest("SHA-256", u8(data)));
 }

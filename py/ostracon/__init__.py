@@ -32,6 +32,7 @@ from .core.errors import (
     WrongKeyError,
 )
 from .core.feed import ChangeEvent, Subscription
+from .core.text import Cursor as TextCursor
 from .db import (
     ColdCollectionError,
     Collection,
@@ -41,6 +42,8 @@ from .db import (
     QueryCursorError,
     QueryTooExpensiveError,
     SchemaValidationError,
+    Text,
+    TextHandle,
 )
 from .db import open_database as open
 
@@ -65,4 +68,5 @@ __all__ = [
     "DiskFullError", "ReadOnlyError", "CryptoError", "WrongKeyError", "FrameError",
     "ProtocolError", "TransportError", "QueryTooExpensiveError", "IndexBuildingError",
     "QueryCursorError", "ColdCollectionError", "SchemaValidationError", "LensNotFoundError",
+    "Text", "TextHandle", "TextCursor",
 ]

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .core import cid as cidlib
-from .core.block import batch_digest, decode_change, decode_seal
+from .core.block import decode_change
 from .core.errors import OstraconError
 
 EXIT_ERROR = 2      # the command could not run (bad path, locked, malformed input)
@@ -195,6 +195,26 @@ def cmd_compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    db = _open(args.path, read_only=False)
+
+    def progress(n: int, total: int) -> None:
+        if sys.stderr.isatty() or args.progress:
+            width = 30
+            done = width * n // max(total, 1)
+            print(f"\rindexing [{'#' * done}{'.' * (width - done)}] {n}/{total}", end="",
+                  file=sys.stderr, flush=True)
+            if n == total:
+                print(file=sys.stderr)
+    try:
+        name = db.collection(args.collection).create_index(args.fields.split(","), unique=args.unique,
+                                                            wait=True, progress=progress)
+    finally:
+        db.close()
+    print(f"index {name} on {args.collection} is ready")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     db = _open(args.path)
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
@@ -294,6 +314,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also drop block bodies older than this wall time (ms since epoch), keeping a checkpoint")
     s.set_defaults(fn=cmd_compact)
 
+    s = sub.add_parser("index", help="create a secondary index and wait until it is built")
+    s.add_argument("path")
+    s.add_argument("collection")
+    s.add_argument("fields", help="field path(s), comma separated for a compound index (e.g. owner,due)")
+    s.add_argument("--unique", action="store_true", help="refuse two documents with the same key")
+    s.add_argument("--progress", action="store_true", help="show progress even when stderr is not a terminal")
+    s.set_defaults(fn=cmd_index)
+
     s = sub.add_parser("export", help="every live document as NDJSON")
     s.add_argument("path")
     s.add_argument("--ndjson", action="store_true", default=True, help="(the only format; accepted for clarity)")
@@ -310,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_relay_arguments(s)
     s.set_defaults(fn=cmd_relay)
 
+    from .space_cli import add_space_arguments
+    add_space_arguments(sub)
+
     s = sub.add_parser("serve", help="relay + the web app + /healthz (+ /graphql) on one port")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8787)
@@ -322,10 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .space_cli import SpaceCliError
+
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except CliError as exc:
+    except (CliError, SpaceCliError) as exc:
         print(f"ostracon {args.command}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except OstraconError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -139,6 +140,53 @@ SCENARIOS = [
         ],
     },
 ]
+
+def text_edits(seed: str, n: int, length: int) -> list:
+    """A seeded edit script (splices) for a text of `length` code points: typing, deletes,
+    surrogate-pair emoji and combining marks."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        if length and rng.random() < 0.3:
+            pos = rng.randrange(length)
+            k = rng.randint(1, min(3, length - pos))
+            out.append([pos, k, ""])
+            length -= k
+        else:
+            ins = rng.choice(["a", "bc", "😀", "e\u0301", "日本", " ", "🇫🇷"])
+            out.append([rng.randint(0, length), 0, ins])
+            length += len(ins)
+    return out
+
+
+def text_step(replica, edits, **kw):
+    return s("text", replica, col="notes", id="n1", field="body", edits=edits, **kw)
+
+
+SCENARIOS.append({
+    "name": "two replicas: collaborative text, concurrent typing and seeded edit scripts",
+    "replicas": [rep("a", SEED_A), rep("b", SEED_B)],
+    "steps": [
+        s("create", col="notes", id="n1", doc={"title": "note", "body": {"$text": "Hello"}}),
+        s("flush"),
+        {"op": "sync", "from": "a", "to": "b"},
+        text_step("a", [[5, 0, " from A"]], cursor=5),              # both type at the end
+        text_step("b", [[5, 0, " from B"]], cursor=0),
+        s("flush"),
+        s("flush", "b"),
+        {"op": "sync", "from": "a", "to": "b"},
+        {"op": "sync", "from": "b", "to": "a"},
+        s("advance", by=1000),
+        text_step("a", text_edits("vectors/text/a", 40, 19)),
+        s("advance", "b", by=1000),
+        text_step("b", text_edits("vectors/text/b", 40, 19)),
+        s("patch", "b", col="notes", id="n2-missing", doc={"x": 1}),  # NotFoundError
+        s("flush"),
+        s("flush", "b"),
+        {"op": "sync", "from": "b", "to": "a"},
+        {"op": "sync", "from": "a", "to": "b"},
+    ],
+})
 
 ENCODING = [to_json(v) for v in [
     None, True, False, 0, 1, -1, 127, 128, -32, -33, 255, 256, 65536, 2**32, 2**63 - 1, 2**63, 2**64 - 1,

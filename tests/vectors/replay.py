@@ -19,10 +19,15 @@ Steps (`col` is a collection name, values use the JSON tagging below):
     {"op": "increment", "replica", "col", "id", "field", "by"}
     {"op": "flush", "replica"}
     {"op": "sync", "from", "to"}                             -> {"applied": n}
+    {"op": "text", "replica", "col", "id", "field", "edits": [[pos, n_delete, insert], ...],
+     "cursor"?: pos}                                         -> {"cid", "text", "resolved"?}
+        the edits go through `col.text(id, field).splice` (positions in code points) and are
+        committed as one block; "cursor" is taken before the edits and resolved after them.
 Every step's result also lists the seals written to that replica's storage during the step
 ("seals": [hex of seal bytes]); a step that raises records {"error": ClassName}.
 
-JSON tagging of values: bytes -> {"$bytes": hex}; ints beyond +-2^53 -> {"$int": "decimal"}.
+JSON tagging of values: bytes -> {"$bytes": hex}; ints beyond +-2^53 -> {"$int": "decimal"};
+in documents written, {"$text": str} -> ostracon.Text(str) (a collaborative text field).
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ def from_json(v: Any) -> Any:
             return bytes.fromhex(v["$bytes"])
         if len(v) == 1 and "$int" in v:
             return int(v["$int"])
+        if len(v) == 1 and "$text" in v:
+            return ostracon.Text(v["$text"])
         return {k: from_json(x) for k, x in v.items()}
     if type(v) is list:
         return [from_json(x) for x in v]
@@ -113,6 +120,15 @@ def _step(reps: dict, step: dict) -> dict:
         return {"cid": col.delete(step["id"], **cas)}
     if op == "increment":
         return {"cid": col.increment(step["id"], step["field"], from_json(step["by"]))}
+    if op == "text":
+        t = col.text(step["id"], step["field"])
+        cur = t.cursor(step["cursor"]) if "cursor" in step else None
+        for pos, n, ins in step["edits"]:
+            t.splice(pos, n, ins)
+        out = {"cid": t.commit(), "text": str(t)}
+        if cur is not None:
+            out["resolved"] = t.resolve(cur)
+        return out
     raise ValueError(f"unknown step {op!r}")
 
 

@@ -17,6 +17,7 @@ import msgpack
 from . import cid as cidlib
 from .encoding import _default, _ext_hook, canonical, check_sorted, decode, encode_canonical
 from .errors import CorruptBlockError, SignatureError, ValidationError
+from .textcodec import parse_batch
 
 FORMAT_VERSION = 1
 
@@ -42,6 +43,7 @@ OP_SET = "s"
 OP_UNSET = "u"
 OP_INCR = "i"
 OP_DELETE = "x"
+OP_TEXT = "t"
 _INF = float("inf")
 
 
@@ -93,6 +95,9 @@ def _check_op(op: Any) -> tuple:
             return (OP_INCR, check_field(op[1]), delta)
         if kind == OP_DELETE and len(op) == 1:
             return (OP_DELETE,)
+        if kind == OP_TEXT and len(op) == 3:
+            # The payload is parsed once the block's actor is known (decode_change).
+            return (OP_TEXT, check_field(op[1]), op[2])
     except ValidationError as exc:
         raise CorruptBlockError(str(exc)) from None
     raise CorruptBlockError(f"unknown or malformed operation {kind!r:.20}")
@@ -100,7 +105,8 @@ def _check_op(op: Any) -> tuple:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """A decoded block. `ops` are tuples: ("s", f, v) ("u", f) ("i", f, d) ("x",)."""
+    """A decoded block. `ops` are tuples: ("s", f, v) ("u", f) ("i", f, d) ("x",)
+    ("t", f, batch) — a text batch as core/textcodec.py describes."""
 
     collection: str
     doc_id: str
@@ -238,6 +244,12 @@ def decode_change(data: bytes, *, trusted: bool = False) -> Change:
         raise CorruptBlockError("seq must be an int >= 1")
     if type(height) is not int or height < 1 or (height == 1) != (not parents):
         raise CorruptBlockError("height must be 1 for a root and > 1 otherwise")
+    for c in checked:
+        if c[0] == OP_TEXT:
+            try:
+                parse_batch(c[2], actor)
+            except ValidationError as exc:
+                raise CorruptBlockError(f"text operation on {c[1]!r:.40}: {exc}") from None
     # Everything __post_init__ checks was checked above: build without re-validating
     # (this constructor is ~40% of the decode cost otherwise).
     ch = _new(Change)

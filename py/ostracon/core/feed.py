@@ -155,9 +155,10 @@ class ChangeFeed:
 
     def since(self, cursor: str | None = None, collection: str | None = None,
               limit: int | None = None) -> tuple[list[ChangeEvent], str]:
-        """Events after `cursor` (optionally one collection) and the cursor to resume from."""
-        after = self._parse(cursor)
+        """Events after `cursor` (optionally one collection) and the cursor to resume from.
+        cursor None: from the oldest event still retained (at any feed length)."""
         first_kept = self._events[0].seq if self._events else self.last_seq + 1
+        after = first_kept - 1 if cursor is None else self._parse(cursor)
         if after + 1 < first_kept and after < self.last_seq:
             raise CursorError(f"events after {after} are no longer retained (oldest kept is "
                               f"{first_kept}); rescan and resume from the current cursor")

@@ -29,8 +29,20 @@ from typing import NamedTuple
 
 from . import cid as cidlib
 from . import clock as hlc
-from .block import (KIND_BLOCK, KIND_SEAL, MAX_BLOCK_BYTES, MAX_PARENTS, Change, Seal, batch_digest,
-                    decode_change, decode_seal, envelope, make_seal, open_envelope)
+from .block import (
+    KIND_BLOCK,
+    KIND_SEAL,
+    MAX_BLOCK_BYTES,
+    MAX_PARENTS,
+    Change,
+    Seal,
+    batch_digest,
+    decode_change,
+    decode_seal,
+    envelope,
+    make_seal,
+    open_envelope,
+)
 from .clock import DEFAULT_MAX_CLOCK_SKEW_MS, HybridClock, skew_limit
 from .errors import CorruptBlockError, HistoryPrunedError, OwnHistoryMissingError, ValidationError
 from .state import DocState
@@ -95,7 +107,7 @@ class ApplyResult:
     changed_docs: list[tuple[str, str]] = field(default_factory=list)
     new_seals: list[bytes] = field(default_factory=list)  # seal bytes newly stored, in order
     held: int = 0                # blocks held back: stamped too far ahead of our clock
-    equivocations: list["Equivocation"] = field(default_factory=list)
+    equivocations: list[Equivocation] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -335,26 +347,26 @@ class Replica:
     def _store_seal(self, seal: Seal, data: bytes) -> None:
         self._seal_keys.add(data)
         stored = self.seals.setdefault(seal.actor, [])
-        for f, l, other in stored:
-            if f <= seal.last and seal.first <= l and other != data:
-                self._note_equivocation(seal.actor, max(f, seal.first), other, data)
+        for first, last, other in stored:
+            if first <= seal.last and seal.first <= last and other != data:
+                self._note_equivocation(seal.actor, max(first, seal.first), other, data)
                 break
         stored.append((seal.first, seal.last, data))
         stored.sort()
         if seal.first <= self.sealed_upto.get(seal.actor, 0) + 1:
             upto = max(self.sealed_upto.get(seal.actor, 0), seal.last)
             # Later seals may already be stored (received out of order): extend through them.
-            for f, l, _ in stored:
-                if f <= upto + 1 and l > upto:
-                    upto = l
+            for first, last, _ in stored:
+                if first <= upto + 1 and last > upto:
+                    upto = last
             self.sealed_upto[seal.actor] = upto
 
     def _check_overlap(self, seal: Seal, data: bytes) -> None:
         """A verified seal overlapping a stored one with other bytes proves equivocation by
         itself (an honest actor never seals a slot twice), blocks or not."""
-        for f, l, other in self.seals.get(seal.actor, ()):
-            if f <= seal.last and seal.first <= l and other != data:
-                self._note_equivocation(seal.actor, max(f, seal.first), other, data)
+        for first, last, other in self.seals.get(seal.actor, ()):
+            if first <= seal.last and seal.first <= last and other != data:
+                self._note_equivocation(seal.actor, max(first, seal.first), other, data)
                 return
 
     def _note_equivocation(self, actor: bytes, seq: int, first: bytes, second: bytes) -> None:
@@ -400,11 +412,12 @@ class Replica:
         `side`: also consider blocks outside the log (quarantined actor, conflicting seal)."""
         log = self.by_actor.get(actor)
         settled = log is not None and seq <= len(log)
+        at = log[seq - 1] if log is not None and settled else None
         if not side:
-            if settled:
-                return [log[seq - 1]], True
+            if at is not None:
+                return [at], True
             return self._pending_by_seq.get((actor, seq), [])[::-1], False
-        out = [log[seq - 1]] if settled else []
+        out = [at] if at is not None else []
         for group in (self._side_at, self._conflict_at, self._pending_by_seq):
             out.extend(c for c in group.get((actor, seq), [])[::-1] if c not in out)
         return out, False
@@ -452,7 +465,7 @@ class Replica:
         result.new_seals.append(data)
         log = self.by_actor.get(seal.actor, [])
         q = self.quarantined.get(seal.actor)
-        for seq, c in zip(range(seal.first, seal.last + 1), cids):
+        for seq, c in zip(range(seal.first, seal.last + 1), cids, strict=False):
             if c in self.blocks:
                 continue
             if q is not None and seq >= q or seq <= len(log):
@@ -705,7 +718,8 @@ class Replica:
         for actor in sorted(self.seals):
             have = vector.get(actor, 0)
             if 0 < have < self.servable(actor):
-                tip = next((d for f, l, d in self.seals[actor] if l == have), None)  # else sent with its range
+                # The seal ending at `have`; otherwise it is sent with its range.
+                tip = next((d for _first, last, d in self.seals[actor] if last == have), None)
                 if tip is not None:
                     emitted_seals.add(tip)
                     out.append(envelope(KIND_SEAL, tip))
@@ -743,7 +757,7 @@ class Replica:
         cids = log[q - 1:] + [c for c in self.side if self.info[c].actor == actor]
         cids.sort(key=lambda c: self.info[c].position)
         out = [envelope(KIND_BLOCK, self.blocks[c]) for c in cids if c in self.blocks]
-        out.extend(envelope(KIND_SEAL, data) for f, l, data in self.seals.get(actor, []) if l >= q)
+        out.extend(envelope(KIND_SEAL, data) for _first, last, data in self.seals.get(actor, []) if last >= q)
         return out
 
     def new_blocks(self, count: int) -> list[bytes]:

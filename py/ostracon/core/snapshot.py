@@ -15,7 +15,10 @@ Layout (msgpack array): [2, blocks, seals, actors, collections, info, docs, cloc
 - actors / collections: tables; other parts refer to them by index.
 - info: per block [collection idx, doc_id, actor idx, seq, height].
 - docs: per document [collection idx, doc_id, heads, height, version, min_t, max_t,
-  fields, incs, tomb, max_write, cids] with stamps as [hlc, actor idx, block idx].
+  fields, incs, tomb, max_write, cids, texts] with stamps as [hlc, actor idx, block idx];
+  a field row's `present` is 2 when the field shows its text; texts: [[field, text state
+  (core/textcodec.py)], ...] — the compact CRDT state, so opening does not replay keystrokes.
+  (Rows without texts, from before text fields existed, still load.)
 Format 1 (`[1, envelopes]`) is still read, by replaying.
 """
 
@@ -29,7 +32,8 @@ from . import cid as cidlib
 from .encoding import _default, _ext_hook
 from .errors import CorruptSnapshotError
 from .replica import BlockInfo, Replica
-from .state import _ABSENT, DocState, Stamp
+from .state import _ABSENT, _TEXT, DocState, Stamp
+from .textcodec import encode_state, load_state
 
 SNAPSHOT_FORMAT = 2
 
@@ -54,13 +58,15 @@ def dump(replica: Replica) -> bytes:
     docs = []
     for name in cols:
         for doc_id, d in replica.collections[name].items():
-            fields = [[f, s[0], aidx[s[1]], index[s[2]], v is not _ABSENT, None if v is _ABSENT else v]
+            fields = [[f, s[0], aidx[s[1]], index[s[2]], 2 if v is _TEXT else v is not _ABSENT,
+                       None if v is _ABSENT or v is _TEXT else v]
                       for f, (s, v) in d.fields.items()]
             incs = [[f, [[s[0], aidx[s[1]], index[s[2]], delta] for s, delta in lst]]
                     for f, lst in d.incs.items()]
             docs.append([cidx[name], doc_id, sorted(index[h] for h in d.heads), d.height, d.version,
                          d.min_t, d.max_t, fields, incs, stamp(d.tomb), stamp(d.max_write),
-                         [index[c] for c in d.cids]])
+                         [index[c] for c in d.cids],
+                         [[f, encode_state(t)] for f, t in sorted(d.texts.items())]])
     seals = [data for a in actors for _, _, data in replica.seals.get(a, [])]
     pruned = replica.pruned
     extra = {"checkpoint": replica.checkpoint, "side": [i for i, c in enumerate(order) if c in replica.side],
@@ -111,13 +117,21 @@ def _load(r: Replica, blocks: Any, seals: Any, actors: Any, cols: Any, rows: Any
             raise ValueError(f"actor log out of order at block {i}")
         log.append(c)
     collections = r.collections
-    for ci, doc_id, heads, height, version, min_t, max_t, fields, incs, tomb, max_write, cids in docs:
+    for row in docs:
+        ci, doc_id, heads, height, version, min_t, max_t, fields, incs, tomb, max_write, cids = row[:12]
+        texts = row[12] if len(row) == 13 else []
+        if len(row) not in (12, 13):
+            raise ValueError("document row has the wrong length")
         name = cols[ci]
         d = DocState(name, doc_id)
         d.heads = {order[h] for h in heads}
         d.height, d.version, d.min_t, d.max_t = height, version, min_t, max_t
-        d.fields = {f: ((t, actors[a], order[c]), v if present else _ABSENT)
+        d.fields = {f: ((t, actors[a], order[c]),
+                        (_TEXT if present == 2 else v) if present else _ABSENT)
                     for f, t, a, c, present, v in fields}
+        d.texts = {f: load_state(state) for f, state in texts}
+        if any(v is _TEXT and f not in d.texts for f, (_, v) in d.fields.items()):
+            raise ValueError("a text field has no text state")
         d.incs = {f: [((t, actors[a], order[c]), delta) for t, a, c, delta in lst] for f, lst in incs}
         d.tomb = None if tomb is None else (tomb[0], actors[tomb[1]], order[tomb[2]])
         d.max_write = None if max_write is None else (max_write[0], actors[max_write[1]], order[max_write[2]])

@@ -13,6 +13,11 @@
   refuse such an increment up front (`counter_add`).
 - Delete is a tombstone: it hides every field write and increment with a smaller stamp.
   Writes stamped after it resurrect the document with just those fields.
+- Text fields (core/text.py): a text op merges its batch into the field's text CRDT
+  character by character, whatever its stamp, and is also an LWW write of "the text" to the
+  field. So the field shows the text while the latest text op is stamped after the latest
+  `set`/`unset`; a `set` stamped after every text op replaces the text (its characters stay
+  in the CRDT), and a later text op shows the text again. Reads see the text as a plain str.
 
 Everything visible is a function of the *set* of applied changes, never of their order:
 that is the invariant the simulator and the hypothesis tests check.
@@ -24,9 +29,10 @@ import hashlib
 from typing import Any
 
 from . import clock
-from .block import OP_DELETE, OP_INCR, OP_SET, OP_UNSET, Change
+from .block import OP_DELETE, OP_INCR, OP_SET, OP_TEXT, OP_UNSET, Change
 from .cid import format_cid
 from .encoding import encode_canonical
+from .text import TextCRDT
 
 Stamp = tuple  # (hlc, actor, cid)
 
@@ -38,6 +44,8 @@ COUNTER_MAX = 2**63 - 1
 _FLOAT_MAX = 1.7976931348623157e308
 
 _ABSENT = object()
+#: Field value meaning "the field's text CRDT" (see DocState.texts).
+_TEXT = object()
 
 
 def counter_add(total: int | float, delta: int | float) -> int | float | None:
@@ -49,8 +57,8 @@ def counter_add(total: int | float, delta: int | float) -> int | float | None:
     increment at all.
     """
     if type(total) is int and type(delta) is int:
-        out = total + delta
-        return out if COUNTER_MIN <= out <= COUNTER_MAX else None
+        exact = total + delta
+        return exact if COUNTER_MIN <= exact <= COUNTER_MAX else None
     if type(total) is int and not COUNTER_MIN <= total <= COUNTER_MAX:
         return None
     if type(delta) is int and not COUNTER_MIN <= delta <= COUNTER_MAX:
@@ -61,7 +69,7 @@ def counter_add(total: int | float, delta: int | float) -> int | float | None:
 
 class DocState:
     __slots__ = ("collection", "doc_id", "heads", "height", "version", "min_t", "max_t",
-                 "fields", "incs", "tomb", "max_write", "cids", "_view", "_digest")
+                 "fields", "incs", "tomb", "max_write", "cids", "texts", "_view", "_digest")
 
     def __init__(self, collection: str, doc_id: str) -> None:
         self.collection = collection
@@ -78,6 +86,7 @@ class DocState:
         self.tomb: Stamp | None = None
         self.max_write: Stamp | None = None
         self.cids: list[bytes] = []  # every change of this document, in apply order
+        self.texts: dict[str, TextCRDT] = {}  # field -> text CRDT (every text op ever applied)
         self._view: dict | None = None
         self._digest: bytes | None = None
 
@@ -112,6 +121,15 @@ class DocState:
             elif kind == OP_DELETE:
                 if self.tomb is None or stamp > self.tomb:
                     self.tomb = stamp
+            elif kind == OP_TEXT:
+                name = op[1]
+                text = self.texts.get(name)
+                if text is None:
+                    text = self.texts[name] = TextCRDT()
+                text.apply_batch(ch.actor, op[2])
+                cur = fields.get(name)
+                if cur is None or stamp > cur[0]:
+                    fields[name] = (stamp, _TEXT)
         # Any change that is not a delete (even one with no operations, e.g. creating an
         # empty document) is a write: stamped after the tombstone, it makes the doc live.
         if not (ch.ops and ch.ops[0][0] == OP_DELETE):
@@ -166,8 +184,39 @@ class DocState:
             present, value, _ = self._counter(name, self.fields.get(name))
             if present:
                 out[name] = value
-        self._view = {k: out[k] for k in sorted(out)}
+        texts = self.texts
+        self._view = {k: (str(texts[k]) if out[k] is _TEXT else out[k]) for k in sorted(out)}
         return self._view
+
+    def is_text(self, name: str) -> bool:
+        """True if field `name` currently shows its text CRDT."""
+        entry = self.fields.get(name)
+        return (entry is not None and entry[1] is _TEXT and name not in self.incs
+                and (self.tomb is None or entry[0] > self.tomb))
+
+    def text(self, name: str) -> TextCRDT | None:
+        """The field's text CRDT (whether or not the field shows it), or None."""
+        return self.texts.get(name)
+
+    def local_text(self, name: str, actor: bytes) -> TextCRDT:
+        """The field's text CRDT bound to `actor` for local edits (created empty if needed).
+        Call `touch()` after editing it so cached views are rebuilt."""
+        text = self.texts.get(name)
+        if text is None:
+            text = self.texts[name] = TextCRDT()
+        if text.me < 0 or text.actors[text.me] != actor:
+            text.bind(actor)
+        return text
+
+    def touch(self) -> None:
+        """Drop cached views after a local text edit."""
+        self._view = None
+        self._digest = None
+
+    def text_blame(self, name: str) -> list[tuple[bytes, str]] | None:
+        """Who wrote which characters of a text field: [(actor, text), ...] in document order,
+        or None if the field does not show a text."""
+        return self.texts[name].blame() if self.is_text(name) else None
 
     def blame(self) -> dict[str, Stamp]:
         """field -> stamp (hlc, actor, cid) of the write that decided its current value."""

@@ -17,8 +17,9 @@ received, or via the watermark at open).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import msgpack
 
@@ -123,7 +124,7 @@ def verify_replica(replica: Any, verify: Verify, progress: Callable[[int, int], 
     r = replica
     problems: list[str] = []
     total = len(r.order)
-    side = getattr(r, "side", set())
+    side: set[bytes] = getattr(r, "side", set())
     for n, c in enumerate(r.order, 1):
         data = r.blocks.get(c)
         where = cidlib.format_cid(c)

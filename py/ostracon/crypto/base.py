@@ -44,6 +44,19 @@ class CryptoBackend(ABC):
     @abstractmethod
     def random_bytes(self, n: int) -> bytes: ...
 
+    # X25519 (RFC 7748) wraps space keys to members (crypto/members.py). Not abstract so a
+    # backend without it still serves everything else; it then refuses with CryptoError.
+
+    def x25519_public_key(self, private_key: bytes) -> bytes:
+        """32-byte X25519 public key for a 32-byte private key (clamped as RFC 7748 says)."""
+        from ..core.errors import CryptoError
+        raise CryptoError(f"the {self.name} backend has no X25519")
+
+    def x25519(self, private_key: bytes, peer_public_key: bytes) -> bytes:
+        """32-byte shared secret; CryptoError for a low-order peer key (all-zero output)."""
+        from ..core.errors import CryptoError
+        raise CryptoError(f"the {self.name} backend has no X25519")
+
 
 # ---- argument checks shared by every backend (the same errors natively and in the browser)
 

@@ -151,6 +151,25 @@ class NativeCrypto(CryptoBackend):
         n = _length(length, "PBKDF2 length", PBKDF2_MAX_LENGTH)
         return hashlib.pbkdf2_hmac("sha256", _as_bytes(password, "password"), _as_bytes(salt, "salt"), it, n)
 
+    # --- X25519 ---------------------------------------------------------------------------
+
+    def x25519_public_key(self, private_key: bytes) -> bytes:
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        priv = X25519PrivateKey.from_private_bytes(_exact(private_key, 32, "X25519 private key"))
+        return priv.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    def x25519(self, private_key: bytes, peer_public_key: bytes) -> bytes:
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+        priv = X25519PrivateKey.from_private_bytes(_exact(private_key, 32, "X25519 private key"))
+        peer = X25519PublicKey.from_public_bytes(_exact(peer_public_key, 32, "X25519 public key"))
+        try:
+            return priv.exchange(peer)
+        except ValueError:  # low-order point: the shared secret would be all zeros
+            raise CryptoError("X25519 with a low-order public key") from None
+
     # --- randomness ---------------------------------------------------------------------
 
     def random_bytes(self, n: int) -> bytes:

@@ -4,22 +4,39 @@ through the planner over the collection's live documents (docs/QUERIES.md)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..core import cid as cidlib
 from ..core import clock as hlc
-from ..core.block import OP_DELETE, OP_INCR, OP_SET, OP_UNSET, check_collection, check_doc_id, check_field
-from ..core.encoding import canonical
-from ..core.errors import ClosedError, ConflictError, HistoryPrunedError, NotFoundError, ValidationError
+from ..core.block import (
+    OP_DELETE,
+    OP_INCR,
+    OP_SET,
+    OP_UNSET,
+    check_collection,
+    check_doc_id,
+    check_field,
+)
+from ..core.errors import (
+    ClosedError,
+    ConflictError,
+    HistoryPrunedError,
+    NotFoundError,
+    ValidationError,
+)
 from ..core.query.filters import IndexBuildingError, compile_filter
+from ..core.query.index import READY
 from ..core.query.planner import QueryResult
 from ..core.query.planner import execute as plan_execute
 from ..core.query.planner import explain as plan_explain
 from ..core.query.rebuild import COLD, HOT, WARM
 from ..core.query.schema import Schema, SchemaValidationError, parse_sdl
-from ..core.replica import Replica
 from ..core.state import DocState, counter_add
+from .docops import commit_info, needs_heads, schema_texts, set_ops, split_texts, with_texts
+from .locking import locked
+from .text import TextHandle
 from .views import DocViews, Source, own
 
 if TYPE_CHECKING:
@@ -28,45 +45,6 @@ if TYPE_CHECKING:
 
 #: Default page size of `scan`: large enough for UIs, small enough to bound one call.
 SCAN_LIMIT = 500
-
-
-def _needs_heads(*parts: Any) -> bool:
-    """Whether a filter/order mentions `_heads` (then internal views must carry it; else the
-    costly CID formatting is done only for the returned page). False positives are harmless."""
-    return any(_mentions_heads(p, 0) for p in parts)
-
-
-def _mentions_heads(v: Any, depth: int) -> bool:
-    # A walk, not repr(): repr of a huge int raises ValueError (Python's 4300-digit limit).
-    if type(v) is str:
-        return "_heads" in v
-    if depth > 64:
-        return False
-    if isinstance(v, dict):
-        return any(_mentions_heads(k, depth + 1) or _mentions_heads(x, depth + 1) for k, x in v.items())
-    if isinstance(v, (list, tuple)):
-        return any(_mentions_heads(x, depth + 1) for x in v)
-    return False
-
-
-def commit_info(replica: Replica, cid: bytes) -> dict:
-    """One commit as `history()` reports it (signature status: verified, pending, unsigned)."""
-    ch = replica.change(cid)
-    sealed = ch.seq <= replica.sealed_upto.get(ch.actor, 0)
-    if sealed:
-        status = "verified"
-    elif ch.actor == replica.actor:
-        status = "pending"  # not flushed yet: the seal is made at the next flush
-    else:
-        status = "unsigned"
-    return {
-        "cid": cidlib.format_cid(cid), "height": ch.height,
-        "parents": [cidlib.format_cid(p) for p in ch.parents],
-        "actor": ch.actor.hex(), "seq": ch.seq, "hlc": ch.hlc, "time": hlc.wall_ms(ch.hlc),
-        "ops": [list(op) for op in ch.ops],
-        "signature": {"status": status, "signer": ch.actor.hex() if sealed else None},
-        "schema": None if ch.schema is None else cidlib.format_cid(ch.schema),
-    }
 
 
 class Collection:
@@ -106,6 +84,8 @@ class Collection:
         e = self._e
         if e.closed:
             raise ClosedError("the database is closed")
+        if e.texts.open:  # reads and writes see every text edit as a committed block
+            e.texts.commit_all()
         m = self._entry.meta
         if m.state != HOT:
             e.indexing.wake(self._entry, kind, e.now)
@@ -118,11 +98,13 @@ class Collection:
         """"hot", "warm" or "cold" (see docs/QUERIES.md, Tiers)."""
         return self._entry.meta.state
 
+    @locked
     def metadata(self) -> dict:
         """What the database records about this collection: tier, last access, index states."""
         self._e.indexing.sync_states(self._entry)
         return self._entry.meta.to_record()
 
+    @locked
     def set_tier(self, tier: str) -> str:
         """Move the collection to `tier`. hot: indexes in memory; warm: index entries freed,
         rebuilt (under the throttle) on the next access; cold: reads, queries and local
@@ -141,6 +123,7 @@ class Collection:
         self._e.check_open()
         return self._replica.doc(self.name, doc_id)
 
+    @locked
     def get(self, doc_id: str, at: str | list[str] | None = None, *,
             include_deleted: bool = False) -> dict | None:
         """The document, or None if it does not exist (or is deleted).
@@ -158,9 +141,11 @@ class Collection:
             return None
         return own(self._views.view(state))
 
+    @locked
     def get_many(self, ids: Iterable[str], *, include_deleted: bool = False) -> list[dict | None]:
         return [self.get(i, include_deleted=include_deleted) for i in ids]
 
+    @locked
     def scan(self, prefix: str = "", after: str | None = None, limit: int = SCAN_LIMIT, *,
              include_deleted: bool = False) -> tuple[list[dict], str | None]:
         """Documents ordered by id, whose id starts with `prefix`, after the cursor `after`.
@@ -176,6 +161,7 @@ class Collection:
         docs, nxt = self._views.scan(prefix, after, limit, include_deleted)
         return [own(d) for d in docs], nxt
 
+    @locked
     def count(self, *, include_deleted: bool = False) -> int:
         self._access("count")
         docs = self._views.states()
@@ -184,37 +170,52 @@ class Collection:
         return sum(1 for d in docs.values() if not d.deleted)
 
     # The planner's DocSource contract, public (copies; the engine itself uses `_src`).
+    @locked
     def iter_docs(self) -> Iterator[dict]:
         """Every visible document (any order), as copies."""
         self._access("scan")
-        return (own(d) for d in self._src.iter_docs())
+        return iter([own(d) for d in self._src.iter_docs()])
 
+    @locked
     def count_all(self) -> int:
         """Number of documents including tombstones (what a full scan steps over)."""
         self._access("count")
         return self._src.count_all()
 
+    @locked
     def iter_by_id(self, after_id: str | None = None) -> Iterator[dict]:
         """Visible documents with `_id > after_id`, in id order, as copies."""
         self._access("scan")
-        return (own(d) for d in self._src.iter_by_id(after_id))
+        return iter([own(d) for d in self._src.iter_by_id(after_id)])
 
     # ------------------------------------------------------------ queries
 
     def _execute(self, filter: Any, order: Any, limit: Any, offset: Any, after: Any,
                  fallback_docs_max: int | None) -> QueryResult:
-        self._access("query")
-        fdm = self._e.fallback_docs_max if fallback_docs_max is None else fallback_docs_max
-        src = self._src if _needs_heads(filter, order) else self._ksrc
-        try:
-            return plan_execute(src, self._ci, filter, order, limit=limit,
-                                offset=0 if offset is None else offset, after=after,
-                                fallback_docs_max=fdm)
-        except IndexBuildingError as e:
-            remaining = max(0, self._src.count_all() - e.progress)
-            e.eta_ms = self._e.indexing.eta_ms(self.name, remaining)
-            raise
+        """Plan and run a query. While an index it needs is being built and no scan within
+        fallback_docs_max can answer, wait for the driver to finish it (up to
+        `index_wait_ms`); without a driver, or nested in a callback, raise at once."""
+        e = self._e
+        deadline = None
+        while True:
+            self._access("query")
+            fdm = e.fallback_docs_max if fallback_docs_max is None else fallback_docs_max
+            src = self._src if needs_heads(filter, order) else self._ksrc
+            try:
+                return plan_execute(src, self._ci, filter, order, limit=limit,
+                                    offset=0 if offset is None else offset, after=after,
+                                    fallback_docs_max=fdm)
+            except IndexBuildingError as exc:
+                if e.driven and e.depth() == 1:
+                    if deadline is None:
+                        deadline = time.monotonic() + e.index_wait_ms / 1000
+                    if e.wait_changed(deadline):
+                        continue
+                remaining = max(0, self._src.count_all() - exc.progress)
+                exc.eta_ms = e.indexing.eta_ms(self.name, remaining)
+                raise
 
+    @locked
     def find(self, filter: dict | None = None, order: Any = None, limit: int | None = None,
              offset: int | None = None, after: str | None = None, *,
              fallback_docs_max: int | None = None) -> list[dict]:
@@ -226,6 +227,7 @@ class Collection:
         return self._views.finish(self._execute(filter, order, limit, offset, after,
                                           fallback_docs_max).docs)
 
+    @locked
     def find_page(self, filter: dict | None = None, order: Any = None, limit: int | None = None,
                   offset: int | None = None, after: str | None = None, *,
                   fallback_docs_max: int | None = None) -> tuple[list[dict], str | None]:
@@ -234,6 +236,7 @@ class Collection:
         r = self._execute(filter, order, limit, offset, after, fallback_docs_max)
         return self._views.finish(r.docs), r.next_cursor
 
+    @locked
     def explain(self, filter: dict | None = None, order: Any = None, limit: int | None = None,
                 offset: int | None = None, *, fallback_docs_max: int | None = None) -> dict:
         """Which path `find` would take (ids, index with bounds, id_scan, scan or refused)."""
@@ -246,31 +249,58 @@ class Collection:
     # ------------------------------------------------------------ indexes
 
     def create_index(self, fields: str | list[str] | tuple[str, ...], unique: bool = False,
-                     name: str | None = None) -> str:
+                     name: str | None = None, *, wait: bool = False,
+                     progress: Callable[[int, int], None] | None = None) -> str:
         """Define a secondary index (dotted paths for nested fields); returns its name.
 
         Small collections (<= index_sync_build_docs documents) get it at once; larger ones
-        get a rebuild job stepped by `db.tick()` under the throttle (state "building" until
-        done; queries meanwhile use a scan within fallback_docs_max, else IndexBuildingError).
+        get a rebuild job the driver steps under the throttle (state "building" until done;
+        a query meanwhile scans within fallback_docs_max or waits up to `index_wait_ms`).
+        wait=True returns only when the index is ready (without a driver it is built at
+        once); `progress(done_docs, total_docs)` is called as it advances.
         A unique index over data that already holds a duplicate → ConflictError (checked at
         once for small collections; for large ones duplicates appear in unique_violations()).
         Idempotent for an identical definition."""
-        self._access("index")
-        return self._e.indexing.create_index(self._entry, fields, unique, name, self._e.now)
+        e = self._e
+        with e.lock:
+            self._access("index")
+            idx_name = e.indexing.create_index(self._entry, fields, unique, name, e.now)
+            if not wait:
+                return idx_name
+            if e.depth() or not e.driven:
+                e.indexing.build_now(self._entry)
+                return idx_name
+            if e.kick is not None:
+                e.kick()
+            total = self._views.count_all()
+            while True:
+                e.check_open()
+                idx = self._ci.get(idx_name)
+                if idx.state == READY:
+                    if progress is not None:
+                        progress(total, total)
+                    return idx_name
+                if progress is not None:
+                    progress(min(total, e.indexing.progress(self.name)), total)
+                e.changed.wait(1.0)
 
+    @locked
     def drop_index(self, name: str) -> None:
         self._e.check_open()
         self._e.indexing.drop_index(self._entry, name)
 
+    @locked
     def indexes(self) -> list[dict]:
         """name, fields, unique, state (ready | building | dropped) and entries of each index."""
         self._e.check_open()
         return self._ci.list_indexes()
 
+    @locked
     def rebuild_indexes(self) -> None:
         """Rebuild every index from the documents (reason "manual")."""
         self._e.indexing.rebuild(self._entry, "manual", self._e.now)
 
+    @locked
     def unique_violations(self) -> list[dict]:
         """Documents sharing a key of a unique index. Local writes cannot cause these
         (ConflictError); concurrent remote writes can, since a CRDT cannot refuse them. They
@@ -290,6 +320,7 @@ class Collection:
         """The current schema version of this collection (None: schemaless)."""
         return self._views.schema
 
+    @locked
     def set_schema(self, sdl: str) -> str:
         """Register `sdl` (which must define `type <collection name>`); returns the version id."""
         defs = parse_sdl(sdl)
@@ -300,6 +331,7 @@ class Collection:
 
     # ------------------------------------------------------------ history
 
+    @locked
     def history(self, doc_id: str, *, allow_pruned: bool = False) -> list[dict]:
         """Every commit of the document, parents before children (height, clock, cid).
 
@@ -329,6 +361,7 @@ class Collection:
         infos.sort(key=lambda i: (i["height"], i["hlc"], i["cid"]))
         return marker + infos
 
+    @locked
     def blame(self, doc_id: str) -> dict[str, dict]:
         """field -> the commit that wrote its current value."""
         check_doc_id(doc_id)
@@ -338,6 +371,19 @@ class Collection:
             raise NotFoundError(f"{self.name}/{doc_id} does not exist")
         return {f: {"cid": cidlib.format_cid(s[2]), "actor": s[1].hex(), "hlc": s[0],
                     "time": hlc.wall_ms(s[0])} for f, s in state.blame().items()}
+
+    # ------------------------------------------------------------ collaborative text
+
+    @locked
+    def text(self, doc_id: str, field: str) -> TextHandle:
+        """An editing handle on a text field (db/text.py): insert, delete, splice, str,
+        cursors, blame. A field holding a plain str (or nothing) becomes a text holding that
+        str at the first edit. Raises NotFoundError if the document does not exist."""
+        check_doc_id(doc_id)
+        check_field(field)
+        self._access("write")
+        self._live(doc_id)
+        return TextHandle(self._e, self._e.texts, self.name, doc_id, field)
 
     # ------------------------------------------------------------ writes
 
@@ -392,13 +438,16 @@ class Collection:
         raw = state.user_fields()
         changed = {k: v for k, v in user.items()
                    if k not in raw or type(raw[k]) is not type(v) or raw[k] != v}
-        ops = _set_ops(changed)
+        ops = set_ops(changed)
         ops.extend((OP_UNSET, k) for k in raw if k not in user)
         return ops
 
+    @locked
     def create(self, doc: dict, id: str | None = None) -> str:
-        """Create a document; returns its id. An id of a live document → ConflictError."""
-        ops = _set_ops(doc)
+        """Create a document; returns its id. An id of a live document → ConflictError.
+        A `Text` value makes the field a collaborative text (see `text`)."""
+        doc, texts = split_texts(schema_texts(self._views.schema, doc))
+        ops = set_ops(doc)
         e = self._e
         e.check_writable()
         check_collection(self.name)
@@ -415,16 +464,20 @@ class Collection:
                 raise ConflictError(f"{self.name}/{id} already exists")
         if len(self._ci) and self._has_unique():
             self._check_unique(doc, id)
-        is_new = self._replica.doc(self.name, id) is None
+        state = self._replica.doc(self.name, id)
+        is_new = state is None
+        ops = with_texts(e, state, ops, texts)
         e.write(self.name, id, ops, self._views.schema_raw)
         if is_new:
             self._views.note_id(id)
         return id
 
+    @locked
     def update(self, doc_id: str, doc: dict, *, if_version: int | None = None,
                if_heads: Any = None, where: Any = None) -> str:
         """Replace the user fields (fields not given are removed). Returns the commit CID."""
-        ops = _set_ops(doc)
+        doc, texts = split_texts(schema_texts(self._views.schema, doc))
+        ops = set_ops(doc)
         self._e.check_writable()
         self._access("write")
         state = self._live(doc_id)
@@ -434,16 +487,18 @@ class Collection:
             schema.validate(doc)
         if len(self._ci) and self._has_unique():
             self._check_unique(doc, doc_id)
-        given = {op[1] for op in ops}
+        given = {op[1] for op in ops} | set(texts)
         ops.extend((OP_UNSET, f) for f in state.user_fields() if f not in given)
-        return self._write(doc_id, ops)
+        return self._write(doc_id, with_texts(self._e, state, ops, texts))
 
+    @locked
     def patch(self, doc_id: str, fields: dict, *, unset: Iterable[str] = (),
               if_version: int | None = None, if_heads: Any = None, where: Any = None) -> str:
         """Set the given fields (and remove those in `unset`). Returns the commit CID."""
-        ops = _set_ops(fields)
+        fields, texts = split_texts(schema_texts(self._views.schema, fields))
+        ops = set_ops(fields)
         unset = [check_field(f) for f in unset]
-        if {op[1] for op in ops} & set(unset):
+        if ({op[1] for op in ops} | set(texts)) & set(unset):
             raise ValidationError("a field cannot be both set and unset")
         self._e.check_writable()
         self._access("write")
@@ -465,6 +520,7 @@ class Collection:
                 result.pop(f, None)
             self._check_unique(result, doc_id)
         unset_ops = [(OP_UNSET, f) for f in sorted(set(unset))]
+        ops = with_texts(self._e, state, ops, texts)
         mig = self._migration_ops(state)
         if mig:
             merged = {op[1]: op for op in mig}
@@ -475,6 +531,21 @@ class Collection:
             ops.extend(unset_ops)
         return self._write(doc_id, ops)
 
+    @locked
+    def upsert(self, doc_id: str, fields: dict) -> str:
+        """Create the document with `fields` when it does not exist (or is deleted), else
+        set the given fields (like `patch`). Returns the commit CID."""
+        check_doc_id(doc_id)
+        self._access("write")
+        state = self._replica.doc(self.name, doc_id)
+        if state is None or state.deleted:
+            self.create(fields, id=doc_id)
+            state = self._replica.doc(self.name, doc_id)
+            assert state is not None
+            return self._e.heads_text(state.heads)[0]
+        return self.patch(doc_id, fields)
+
+    @locked
     def delete(self, doc_id: str, *, if_version: int | None = None, if_heads: Any = None,
                where: Any = None) -> str:
         """Tombstone the document (history is kept). Returns the commit CID."""
@@ -484,6 +555,7 @@ class Collection:
         self._check_cas(state, if_version, if_heads, where)
         return self._write(doc_id, [(OP_DELETE,)])
 
+    @locked
     def increment(self, doc_id: str, field: str, by: int | float = 1) -> str:
         """Add `by` to a counter field (concurrent increments all count)."""
         check_field(field)
@@ -517,26 +589,3 @@ class Collection:
             result[field] = (cur if type(cur) is int or type(cur) is float else 0) + by
             self._check_unique(result, doc_id)
         return self._write(doc_id, ops)
-
-
-_SCALARS = (str, int, float, bool, type(None), bytes)
-
-
-def _set_ops(doc: Any) -> list:
-    if type(doc) is not dict:
-        raise ValidationError(f"a document must be a dict, not {type(doc).__name__}")
-    try:
-        names = sorted(doc)
-    except TypeError:
-        raise ValidationError("field names must be str") from None
-    ops = []
-    for name in names:
-        if type(name) is not str or not name or name[0] == "_" or len(name) > 256:
-            check_field(name)  # raises the precise error
-        v = doc[name]
-        t = type(v)
-        if t is float or t is int or t not in _SCALARS:  # NaN/Inf, int limit; containers: full walk
-            v = canonical(v)
-        ops.append((OP_SET, name, v))
-    return ops
-

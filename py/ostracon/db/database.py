@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -22,21 +24,43 @@ from typing import Any
 from ..core import cid as cidlib
 from ..core import snapshot
 from ..core.block import check_collection
+from ..core.clock import DEFAULT_MAX_CLOCK_SKEW_MS
 from ..core.errors import OstraconError, ValidationError
-from ..core.feed import FEED_RETENTION, SUBSCRIBER_BUFFER, ChangeEvent, ChangeFeed, Subscription
+from ..core.feed import (
+    FEED_RETENTION,
+    SUBSCRIBER_BUFFER,
+    ChangeEvent,
+    ChangeFeed,
+    Subscription,
+)
 from ..core.query.planner import FALLBACK_DOCS_MAX
-from ..core.query.rebuild import BATCH_SIZE, COLD_AFTER_MS, MAX_CONCURRENT, RATE_DOCS_PER_S, WARM_AFTER_MS, RebuildEvent
+from ..core.query.rebuild import (
+    BATCH_SIZE,
+    COLD_AFTER_MS,
+    MAX_CONCURRENT,
+    RATE_DOCS_PER_S,
+    WARM_AFTER_MS,
+    RebuildEvent,
+)
 from ..core.query.schema import SchemaRegistry
 from ..core.replica import MAX_PENDING_BLOCKS, ApplyResult, Replica
-from ..core.clock import DEFAULT_MAX_CLOCK_SKEW_MS
 from ..core.verify import verify_replica
 from ..storage.base import OpenReport, Storage
+from . import driver as driverlib
+from . import verification
 from .collection import Collection
 from .engine import Engine
-from .indexing import INDEX_SYNC_BUILD_DOCS, IndexedCollection, Indexing
-from . import verification
-from .schemas import SchemaCatalog
-from .sink import SINK_BATCH_OPS, SINK_INTERVAL_MS, WriteSink
+from .indexing import (
+    INDEX_SYNC_BUILD_DOCS,
+    INDEX_WAIT_MS,
+    META_COLLECTIONS,
+    IndexedCollection,
+    Indexing,
+)
+from .locking import locked
+from .schemas import META_SCHEMAS, SchemaCatalog, SchemaMethods
+from .sending import SendMixin
+from .sink import SINK_BATCH_OPS, SINK_INTERVAL_MS, SINK_MAX_QUEUED, WriteSink
 
 
 def _wall_ms() -> int:
@@ -54,8 +78,20 @@ def _parse_actor(a: Any) -> bytes:
     raise ValidationError(f"actor must be 32 bytes or 64 hex chars: {a!r:.80}")
 
 
-class Database:
-    """An open Ostracon database. Use `ostracon.open(...)`."""
+class Database(SendMixin, SchemaMethods):
+    """An open Ostracon database. Use `ostracon.open(...)`.
+
+    Every public method may be called from any thread (docs/STORAGE.md, Threads).
+    `driver`: None (default) runs a background driver thread natively unless a `clock` is
+    injected (then the caller drives time with `tick()`); True/False force it on/off. Where
+    threads cannot start (Pyodide) there is no driver and the host's timer calls `tick()`.
+
+    Lifecycle limits (docs/STORAGE.md): `sink_batch_ops` (100) and `sink_interval_ms` (5,000)
+    are the sink's size and time triggers; `sink_max_queued` (10,000) changes waiting make a
+    writer flush itself (backpressure); `index_wait_ms` (30,000) bounds how long a query waits
+    for an index being built; `on_sink_error(exc)` is called when a background flush fails;
+    `location` names the database in messages.
+    """
 
     def __init__(self, storage: Storage, *, identity: Any, crypto: Any,
                  clock: Callable[[], int] | None = None, random_bytes: Callable[[int], bytes] | None = None,
@@ -68,39 +104,100 @@ class Database:
                  index_sync_build_docs: int = INDEX_SYNC_BUILD_DOCS,
                  rebuild_batch_size: int = BATCH_SIZE, rebuild_rate_docs_per_s: int = RATE_DOCS_PER_S,
                  rebuild_max_concurrent: int = MAX_CONCURRENT, auto_tier: bool = False,
-                 warm_after_ms: int = WARM_AFTER_MS, cold_after_ms: int = COLD_AFTER_MS) -> None:
-        if type(fallback_docs_max) is not int or fallback_docs_max < 0:
-            raise ValidationError("fallback_docs_max must be an int >= 0")
+                 warm_after_ms: int = WARM_AFTER_MS, cold_after_ms: int = COLD_AFTER_MS,
+                 sink_max_queued: int = SINK_MAX_QUEUED, index_wait_ms: int = INDEX_WAIT_MS,
+                 driver: bool | None = None,
+                 on_sink_error: Callable[[Exception], None] | None = None,
+                 location: str | None = None) -> None:
+        for pname, v in (("fallback_docs_max", fallback_docs_max), ("index_wait_ms", index_wait_ms)):
+            if type(v) is not int or v < 0:
+                raise ValidationError(f"{pname} must be an int >= 0")
+        self._constructed = False
         self.storage = storage
         self.identity = identity
         self.crypto = crypto
         self.clock = clock or _wall_ms
+        self.index_wait_ms = index_wait_ms
+        self.location = location   # the directory, for messages (None: given storage / memory)
+        self._meta_dirty = False
         indexing = Indexing(index_sync_build_docs=index_sync_build_docs,
                             rebuild_batch_size=rebuild_batch_size,
                             rebuild_rate_docs_per_s=rebuild_rate_docs_per_s,
                             rebuild_max_concurrent=rebuild_max_concurrent, auto_tier=auto_tier,
                             warm_after_ms=warm_after_ms, cold_after_ms=cold_after_ms,
-                            on_error=self._callback_error, on_meta_change=self._save_meta)
+                            on_error=self._callback_error, on_meta_change=self._meta_changed)
         loaded = verification.load(
             lambda: Replica(identity.actor, require_signatures=require_signatures,
                             verify=crypto.ed25519_verify, max_pending_blocks=max_pending_blocks,
                             max_clock_skew_ms=max_clock_skew_ms),
             storage, crypto.ed25519_verify, self.clock(), repair=repair, on_corrupt=on_corrupt)
-        replica, self._seal_chain = loaded.replica, loaded.chain
+        replica, seal_chain = loaded.replica, loaded.chain
         self._open_notes, self._open_problems = loaded.notes, loaded.problems
-        sink = WriteSink(storage, replica, identity.sign, batch_ops=sink_batch_ops,
-                         interval_ms=sink_interval_ms,
-                         on_batch=lambda batch: verification.record_flush(
-                             replica, storage, self._seal_chain, identity.sign, batch))
-        self._engine = Engine(storage, replica, sink, indexing, SchemaCatalog(replica),
-                              clock=self.clock, random_bytes=random_bytes or crypto.random_bytes,
-                              fallback_docs_max=fallback_docs_max)
+
+        def record_flush(batch: list[bytes], own_seq: int) -> None:
+            verification.record_flush(replica, storage, seal_chain, identity.sign, batch, own_seq)
+
+        self._seal_chain = seal_chain
+        sink = WriteSink(storage, replica, identity.sign, threading.RLock(), batch_ops=sink_batch_ops,
+                         interval_ms=sink_interval_ms, max_queued=sink_max_queued,
+                         on_batch=record_flush)
+        replica.own_durable = replica.seq_of(replica.actor)   # all from storage
+        sink.on_error = on_sink_error
+        sink.meta_source = self._meta_items
+        self._engine = self._e = Engine(storage, replica, sink, indexing, SchemaCatalog(replica),
+                                        clock=self.clock,
+                                        random_bytes=random_bytes or crypto.random_bytes,
+                                        fallback_docs_max=fallback_docs_max)
+        self._engine.index_wait_ms = index_wait_ms
+        self._engine.release_held = self._release_held
         self._collections: dict[str, Collection] = {}
         self._gql: dict[bool, Any] = {}
         self.last_apply: ApplyResult = ApplyResult()
         self._engine.feed = ChangeFeed(self._engine.random_bytes(6).hex(), feed_retention)
         self._engine.schemas.load(storage)
         indexing.load(storage, self._open_entry)
+        self._driver: driverlib.Driver | None = None
+        if driver is None:
+            driver = clock is None
+        if driver and not storage.read_only:
+            d = driverlib.Driver(self._engine, f"ostracon-driver-{self.actor[:8]}")
+            if d.start():
+                self._driver = d
+                self._engine.kick = d.kick
+                d.kick()
+        driverlib.register(self)
+        self._constructed = True   # construction finished: __del__ may now warn
+
+    def __del__(self) -> None:
+        if not getattr(self, "_constructed", False):
+            return  # construction failed: nothing of ours is open
+        if self._engine.closed:
+            return
+        where = self.location or "in memory"
+        warnings.warn(f"ostracon database {where} (actor {self.actor[:16]}) was never "
+                      f"closed; closing it now", ResourceWarning, stacklevel=2)
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - nothing to raise to in a finalizer
+            pass
+
+    def _meta_changed(self) -> None:
+        self._meta_dirty = True
+
+    def _meta_items(self) -> list[tuple[str, bytes]]:
+        """Storage meta to write with the next batch (called under the state lock)."""
+        if not self._meta_dirty:
+            return []
+        self._meta_dirty = False
+        e = self._engine
+        out = []
+        rec = e.indexing.meta_record()
+        if rec is not None:
+            out.append((META_COLLECTIONS, rec))
+        if e.schemas.dirty:
+            e.schemas.dirty = False
+            out.append((META_SCHEMAS, e.schemas.meta_record()))
+        return out
 
     def _callback_error(self, exc: Exception) -> None:
         self._engine.callback_error(exc)
@@ -169,17 +266,29 @@ class Database:
         self.close()
 
     def close(self) -> None:
+        """Flush everything, stop the driver and close storage. Writes after close (or
+        racing with it on other threads) raise ClosedError; every write that returned
+        before is durable when close returns. Idempotent."""
         e = self._engine
-        if e.closed:
-            return
-        try:
+        with e.lock:
+            if e.closed:
+                return
             if not self.storage.read_only:
-                if e.indexing.meta_saved:
-                    self._save_meta()  # last access times
-                self.flush()
-        finally:
+                e.texts.commit_all()   # open text bursts become blocks before the last flush
             e.closed = True
-            self.storage.close()
+            if e.indexing.meta_saved:
+                self._meta_dirty = True   # last access times
+        driverlib.unregister(self)
+        try:
+            if self._driver is not None:
+                self._driver.stop()
+            if not self.storage.read_only:
+                e.sink.flush()
+        finally:
+            with e.sink.io_lock:
+                self.storage.close()
+            with e.lock:
+                e.changed.notify_all()
 
     @property
     def closed(self) -> bool:
@@ -189,12 +298,14 @@ class Database:
     def actor(self) -> str:
         return self._engine.replica.actor.hex()
 
+    @locked
     def open_report(self) -> OpenReport:
         rep = self.storage.open_report()
         if not self._open_notes:
             return rep
         return dataclasses.replace(rep, notes=rep.notes + tuple(self._open_notes))
 
+    @locked
     def verify(self, progress: Callable[[int, int], None] | None = None) -> list[str]:
         """Re-verify everything: every record in storage, every CID, DAG link, sequence slot,
         seal digest and seal signature (core/verify.py), plus what open found. Returns the
@@ -211,6 +322,7 @@ class Database:
             check_storage()  # reads every record of every segment; raises CorruptLogError
         return problems + verify_replica(self._engine.replica, self.crypto.ed25519_verify, progress)
 
+    @locked
     def collection(self, name: str) -> Collection:
         self._engine.check_open()
         col = self._collections.get(name)
@@ -223,6 +335,7 @@ class Database:
         self.collection(name)
         return self._engine.indexing.entries[name]
 
+    @locked
     def collections(self) -> list[str]:
         return sorted(self._engine.replica.collections)
 
@@ -232,32 +345,45 @@ class Database:
         """One step of background work: fires the sink's time trigger, steps index rebuilds
         under their throttle, and (with auto_tier) demotes idle collections. Returns the
         rebuild events of this step."""
-        e = self._engine
-        e.check_open()
-        now = e.clock()
-        e.now = now
-        if e.replica.held_count and not self.storage.read_only:
-            self.apply_blocks([])  # blocks held for clock skew whose time has come
-        e.sink.flush_if_due(now)
-        events = e.indexing.step(now)
-        if e.indexing.auto_tier:
-            e.indexing.sweep(now)
-        return events
+        return self._engine.background_step(self._engine.clock())
 
     def flush(self) -> None:
-        """Return once every earlier write is durable; raise StorageError if it is not.
+        """Return once every earlier write (of any thread) is durable; raise StorageError if
+        it is not.
 
-        A failed automatic flush left its batch queued; this retries it, so an error is
-        raised here exactly when something acknowledged-looking is still not durable."""
-        self._engine.check_open()
+        A failed background flush left its batch queued; this retries it, so an error is
+        raised here exactly when something acknowledged-looking is still not durable.
+        Must not be called from inside a subscriber callback (it waits for the disk)."""
+        e = self._engine
+        e.check_open()
         if self.storage.read_only:
             return
-        self._engine.sink.flush()
+        if e.depth():
+            raise ValidationError("flush() cannot be called from inside a database callback")
+        with e.lock:
+            e.texts.commit_all()
+        e.sink.flush()
+
+    @locked
+    def flush_text(self) -> None:
+        """Commit every open text editing burst now (db/text.py), without waiting for
+        storage; `flush()` does this too and then makes everything durable."""
+        self._engine.check_open()
+        self._engine.texts.commit_all()
 
     @property
     def pending_writes(self) -> int:
-        """Writes not yet acknowledged by storage."""
+        """Changes not yet durable."""
         return self._engine.sink.changes
+
+    @property
+    def sink_status(self) -> dict:
+        """The write sink: queued (changes not yet durable), queued_total, durable_total,
+        flushes, errors (failed background flushes) and last_error (None once a flush
+        succeeded again), driver (whether a background driver runs)."""
+        out = self._engine.sink.status()
+        out["driver"] = self._engine.driven
+        return out
 
     def compact(self, prune_before: int | None = None) -> int:
         """Flush, write a snapshot of every block and seal, and let storage drop the log it
@@ -269,15 +395,20 @@ class Database:
         and seals stay; history, time travel and sync that need a dropped body raise
         HistoryPrunedError instead of answering short.
         """
-        self._engine.check_writable()
+        e = self._engine
+        e.check_writable()
         self.flush()
-        if prune_before is not None:
-            self._engine.replica.prune(prune_before, self.state_hash)
-        position = self.storage.last_position()
-        self.storage.write_snapshot(snapshot.dump(self._engine.replica), position)
-        self.storage.compact(position)
-        verification.record_compaction(self._engine.replica, self.storage, self._seal_chain,
-                                       self.identity.sign)
+        with e.sink.io_lock:
+            with e.lock:
+                e.check_open()
+                e.sink.flush_holding_locks()   # writes racing with compaction land here too
+                if prune_before is not None:
+                    e.replica.prune(prune_before, self._state_hash)
+                position = self.storage.last_position()
+                self.storage.write_snapshot(snapshot.dump(e.replica), position)
+                self.storage.compact(position)
+                verification.record_compaction(e.replica, self.storage, self._seal_chain,
+                                               self.identity.sign)
         return position
 
     @property
@@ -287,17 +418,24 @@ class Database:
 
     # ------------------------------------------------------------ replication
 
+    @locked
     def heads(self) -> list[str]:
         self._engine.check_open()
         return [cidlib.format_cid(h) for h in self._engine.replica.heads()]
 
+    @locked
     def version_vector(self) -> dict[str, int]:
         self._engine.check_open()
         return {a.hex(): n for a, n in self._engine.replica.version_vector().items()}
 
+    @locked
     def state_hash(self) -> str:
         """sha256 over every document's (collection, id, deleted, fields, heads), sorted."""
         self._engine.check_open()
+        self._engine.texts.commit_all()
+        return self._state_hash()
+
+    def _state_hash(self) -> str:
         h = hashlib.sha256()
         cols = self._engine.replica.collections
         for name in sorted(cols):
@@ -306,9 +444,11 @@ class Database:
                 h.update(docs[doc_id].digest())
         return h.hexdigest()
 
+    @locked
     def blocks_since(self, vector: dict | None = None) -> list[bytes]:
         """Envelopes (blocks and their seals) that a replica with `vector` lacks."""
         self._engine.check_open()
+        self._engine.texts.commit_all()
         vec = {}
         for a, n in (vector or {}).items():
             if type(n) is not int or n < 0:
@@ -316,6 +456,7 @@ class Database:
             vec[_parse_actor(a)] = n
         return self._engine.replica.envelopes_since(vec)
 
+    @locked
     def apply_blocks(self, envelopes: Iterable[bytes], *, strict: bool = True) -> int:
         """Verify and merge envelopes from another replica; returns how many blocks were new.
 
@@ -329,7 +470,7 @@ class Database:
         self.last_apply = result
         now = e.clock()
         e.sink.add_merged(r.new_blocks(result.new), result.new_seals, now)
-        e.sink.flush_if_due(now)
+        e.sink_triggers(now)
         seen = set()
         for key in result.changed_docs:
             if key not in seen:
@@ -341,6 +482,11 @@ class Database:
                 assert state is not None
                 e.publish(key[0], key[1], state)
         return result.new
+
+    def _release_held(self) -> None:
+        """Blocks held back for clock skew whose time has come (background step)."""
+        if self._engine.replica.held_count and not self.storage.read_only:
+            self.apply_blocks([])
 
     # ------------------------------------------------------------ sync
 
@@ -363,71 +509,15 @@ class Database:
 
     # ------------------------------------------------------------ indexes, tiers, metadata
 
+    @locked
     def rebuild_status(self, collection: str | None = None) -> list[dict]:
         """Rebuild jobs (running, pending, recently finished) with their progress."""
         self._engine.check_open()
         return self._engine.indexing.status(collection)
 
-    def _save_meta(self) -> None:
-        """Index definitions and tier records → storage meta (durable at the next flush)."""
-        if self.storage.read_only or self._engine.closed:
-            return
-        self._engine.indexing.save(self.storage)
-
-    # ------------------------------------------------------------ schemas
-
-    def define_schema(self, sdl: str) -> dict[str, str]:
-        """Register the types of `sdl` (DefraDB-like SDL; see docs/QUERIES.md) as the next
-        schema versions of the collections of the same names. Returns {name: version id}
-        (the CID of the canonical schema). Unchanged types keep their version. Writes to
-        those collections are validated from now on and their blocks carry the version id;
-        `@index` fields get indexes. Persisted in storage meta."""
-        e = self._engine
-        e.check_open()
-        out, changed = e.schemas.define(sdl)
-        if changed:
-            if not self.storage.read_only:
-                e.schemas.save(self.storage)
-            self._schemas_changed()
-        for name, s in out.items():
-            col = self.collection(name)
-            for field, unique in s.indexes():
-                col.create_index(field, unique=unique)
-        return {n: s.version_id for n, s in out.items()}
-
-    def _schemas_changed(self) -> None:
-        self._gql.clear()
-        for col in self._collections.values():
-            col.refresh_schema()
-        for name in self.schemas.names():
-            if name not in self._collections:
-                try:
-                    self.collection(name)
-                except ValidationError:
-                    pass  # a type name that is no collection name (cannot hold documents)
-
-    def register_lens(self, from_version: str, to_version: str, fn: Callable[[dict], dict], *,
-                      reverse: Callable[[dict], dict] | None = None) -> None:
-        """A function translating a document's user fields from one schema version to
-        another (and optionally back). Reads of documents written under an older version go
-        through the shortest chain of lenses to the current one. Lenses are code: register
-        them again after every open."""
-        self._engine.check_open()
-        self._engine.schemas.register_lens(from_version, to_version, fn, reverse=reverse)
-
-    def schema_history(self, name: str) -> list[dict]:
-        """Every version of a schema, parents before children."""
-        self._engine.check_open()
-        return [{"version_id": s.version_id, "parents": list(s.parents), "height": s.height,
-                 "sdl": s.to_sdl()} for s in self.schemas.history(name)]
-
-    def schema_versions(self) -> dict[str, str]:
-        """{collection: current schema version id}."""
-        self._engine.check_open()
-        return {n: self.schemas.get(n).version_id for n in self.schemas.names()}
-
     # ------------------------------------------------------------ GraphQL
 
+    @locked
     def graphql(self, query: str, variables: dict | None = None, *, allow_mutations: bool = True,
                 operation_name: str | None = None) -> dict:
         """Run a GraphQL request against the API generated from the schemas (see
@@ -447,12 +537,22 @@ class Database:
 
     # ------------------------------------------------------------ change feed
 
+    @locked
     def changes(self, collection: str | None = None, after: str | None = None,
                 limit: int | None = None) -> tuple[list[ChangeEvent], str]:
         """Change events after the cursor `after`, and the cursor to resume from."""
         self._engine.check_open()
         return self.feed.since(after, collection, limit)
 
+    @locked
+    def current_cursor(self) -> str:
+        """The change-feed cursor of now: `changes(after=db.current_cursor())` later returns
+        exactly the changes made after this call (a full rescan plus this cursor is how a
+        reader starts from scratch)."""
+        self._engine.check_open()
+        return self.feed.cursor_for(self.feed.last_seq)
+
+    @locked
     def subscribe(self, callback: Callable[[ChangeEvent], None] | None = None, *,
                   collection: str | None = None, buffer: int = SUBSCRIBER_BUFFER) -> Subscription:
         self._engine.check_open()

@@ -7,6 +7,8 @@ the engine's public members (a layering test says so).
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -16,9 +18,11 @@ from ..core.feed import ChangeFeed
 from ..core.replica import Replica
 from ..core.state import DocState
 from ..storage.base import Storage
-from .indexing import Indexing
+from .driver import RETRY_MS, SWEEP_MS
+from .indexing import INDEX_WAIT_MS, Indexing
 from .schemas import SchemaCatalog
 from .sink import WriteSink
+from .text import TextBursts
 
 #: Subscriber callback exceptions kept for inspection (the newest ones).
 CALLBACK_ERRORS_KEPT = 20
@@ -27,7 +31,6 @@ CALLBACK_ERRORS_KEPT = 20
 CID_TEXT_CACHE_MAX = 65_536
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
-
 
 class Engine:
     """Shared state and the write path of one open database (see the module docstring)."""
@@ -51,6 +54,42 @@ class Engine:
         self.listeners: list[Callable[[str, str, DocState], None]] = []
         self.callback_errors: list[Exception] = []
         self._cid_text: dict[bytes, str] = {}
+        self.texts = TextBursts(self)   # open text editing bursts (db/text.py)
+        # Threads: one re-entrant lock guards every in-memory structure; `changed` is
+        # notified when index builds progress (queries waiting for an index wake on it).
+        self.lock = sink.lock
+        self.changed = threading.Condition(self.lock)
+        self.local = threading.local()   # per thread: depth of locked calls
+        self.flush_wanted = False         # a write asked for a flush on its own thread
+        self.kick: Callable[[], None] | None = None   # wakes the driver (None: no driver)
+        self.release_held: Callable[[], None] = lambda: None   # merge blocks held for skew
+        self.index_wait_ms = INDEX_WAIT_MS
+        self.retry_after_ms = 0           # no background flush before (after a failure)
+        self.next_sweep_ms = 0
+
+    @property
+    def driven(self) -> bool:
+        """Whether a background driver runs (natively; not in Pyodide, not with an
+        injected clock)."""
+        return self.kick is not None
+
+    def depth(self) -> int:
+        """Locked calls the current thread is inside."""
+        return getattr(self.local, "depth", 0)
+
+    def after_unlock(self) -> None:
+        """Flush asked for by a write of this thread (no driver, or backpressure)."""
+        self.flush_wanted = False
+        self.sink.flush_background()
+
+    def wait_changed(self, deadline: float) -> bool:
+        """Wait (state lock held once by this thread) until index builds progress or the
+        monotonic `deadline` passes; False when it passed."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        self.changed.wait(left)
+        return True
 
     # ------------------------------------------------------------ checks
 
@@ -77,10 +116,30 @@ class Engine:
         now = self.clock()
         self.now = now
         cid, data, state = self.replica.commit(collection, doc_id, ops, now, schema)
-        self.sink.add_local(data, now)
+        sink = self.sink
+        sink.add_local(data, now)
         self.publish(collection, doc_id, state)
-        self.sink.flush_if_due(now)
+        self.sink_triggers(now)
         return cid
+
+    def sink_triggers(self, now: int) -> None:
+        """After changes were queued: with a driver, wake it when the batch is full or the
+        time trigger needs arming, and flush here only under backpressure; without one,
+        flush here when the sink's rule says so. The flush itself runs after the lock is
+        released (`locked`)."""
+        sink = self.sink
+        kick = self.kick
+        if kick is None:
+            if sink.due(now):
+                self.flush_wanted = True
+            return
+        full = sink.changes >= sink.batch_ops
+        if not sink.armed or (full and not sink.full_signalled):
+            sink.armed = True
+            sink.full_signalled = full
+            kick()
+        if sink.overloaded():
+            self.flush_wanted = True
 
     def publish(self, collection: str, doc_id: str, state: DocState) -> None:
         """A visible change (local or merged) → change feed, indexes, listeners."""
@@ -95,6 +154,65 @@ class Engine:
         self.indexing.maintain(collection, doc_id, state, self.now)
         for fn in self.listeners:
             fn(collection, doc_id, state)
+
+    # ------------------------------------------------------------ background work
+
+    def background_step(self, now: int) -> list[Any]:
+        """One step of background work at wall time `now` (ms): the sink's time and size
+        triggers (the flush runs outside the state lock), index rebuilds under their
+        throttle, tier sweeps (auto_tier). Returns the rebuild events. Raises ClosedError."""
+        with self.lock:
+            self.check_open()
+            self.now = now
+            self.texts.commit_due(now)
+            due = self.sink.due(now) and now >= self.retry_after_ms
+        if due and not self.sink.flush_background():
+            self.retry_after_ms = now + RETRY_MS
+        self.release_held()
+        with self.lock:
+            if self.closed:
+                return []
+            for entry in self.indexing.take_reopened():
+                self.indexing.wake(entry, "open", now)
+            events = self.indexing.step(now)
+            if self.indexing.auto_tier and now >= self.next_sweep_ms:
+                self.next_sweep_ms = now + SWEEP_MS
+                self.indexing.sweep(now)
+            if events:
+                self.changed.notify_all()
+        return events
+
+    def drive_once(self) -> float | None:
+        """The driver's loop body: one background step, then the seconds until the next
+        one is due (None: nothing pending; sleep until woken)."""
+        try:
+            self.background_step(self.clock())
+        except ClosedError:
+            return None
+        with self.lock:
+            now = self.clock()
+            sink = self.sink
+            wake = []
+            deadline = sink.deadline_ms()
+            sink.armed = deadline is not None
+            if deadline is not None:
+                wake.append(max(deadline, self.retry_after_ms))
+            if sink.changes >= sink.batch_ops:
+                sink.full_signalled = True
+                wake.append(max(now, self.retry_after_ms))
+            rebuild = self.indexing.next_wakeup_ms(now)
+            if rebuild is not None:
+                wake.append(rebuild)
+            if self.indexing.auto_tier:
+                wake.append(self.next_sweep_ms)
+            if self.replica.held_count:
+                wake.append(now + SWEEP_MS)   # held blocks are released as time passes
+            burst = self.texts.next_due_ms()
+            if burst is not None:
+                wake.append(burst)
+        if not wake:
+            return None
+        return max(0.0, (min(wake) - now) / 1000)
 
     def callback_error(self, exc: Exception) -> None:
         self.callback_errors.append(exc)
@@ -116,9 +234,12 @@ class Engine:
 
     def state_at(self, state: DocState, at: Any) -> DocState:
         """The document as it was at commit `at` (a CID, or a list of head CIDs)."""
-        heads = [at] if isinstance(at, (str, bytes)) else list(at)
-        if not heads:
+        given: list[Any] = [at] if isinstance(at, (str, bytes)) else list(at)
+        if not given:
             raise ValidationError("`at` needs at least one CID")
+        if not all(type(h) is str for h in given):
+            raise ValidationError("`at` takes a CID string or a list of them")
+        heads: list[str] = given
         r = self.replica
         wanted: set[bytes] = set()
         stack = []

@@ -162,7 +162,7 @@ DateTime = GraphQLScalarType(
 
 _SCALARS = {"String": GraphQLString, "Int": GraphQLInt, "Float": GraphQLFloat,
             "Boolean": GraphQLBoolean, "ID": GraphQLID, "DateTime": DateTime, "Blob": Blob,
-            "Bytes": Blob, "JSON": JSON}
+            "Bytes": Blob, "JSON": JSON, "Text": GraphQLString}
 
 Ordering = GraphQLEnumType("Ordering", {"ASC": "ASC", "DESC": "DESC"})
 
@@ -182,6 +182,7 @@ def _operator_block(name: str, t: GraphQLInputType, *, ordered: bool, like: bool
 _OPERATOR_BLOCKS = {
     "String": _operator_block("StringOperatorBlock", GraphQLString, ordered=True, like=True),
     "ID": _operator_block("IDOperatorBlock", GraphQLID, ordered=True, like=True),
+    "Text": _operator_block("TextOperatorBlock", GraphQLString, ordered=True, like=True),
     "Int": _operator_block("IntOperatorBlock", GraphQLInt, ordered=True, like=False),
     "Float": _operator_block("FloatOperatorBlock", GraphQLFloat, ordered=True, like=False),
     "Boolean": _operator_block("BooleanOperatorBlock", GraphQLBoolean, ordered=True, like=False),

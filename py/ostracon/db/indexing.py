@@ -42,6 +42,11 @@ from .views import DocViews
 #: of CPU, less than the second the rebuild throttle (5,000 docs/s) would make queries wait.
 #: Larger collections are rebuilt by throttled jobs.
 INDEX_SYNC_BUILD_DOCS = 5_000
+#: How long a query waits for an index being built before it raises IndexBuildingError
+#: (when no scan within fallback_docs_max can answer it): under the default throttle
+#: (5,000 docs/s) a collection of 150,000 documents is indexed in this time. Only with a
+#: driver; without one the query raises at once (the caller steps `tick()`).
+INDEX_WAIT_MS = 30_000
 #: Rebuild events kept for inspection (`db.rebuild_status()`).
 REBUILD_EVENTS_KEPT = 100
 #: Storage meta key of index definitions and tier records (a small msgpack value).
@@ -89,6 +94,7 @@ class Indexing:
         self.entries: dict[str, IndexedCollection] = {}
         self.indexed: dict[str, IndexedCollection] = {}   # only collections with >= 1 index
         self.meta_saved = False
+        self.reopened: list[str] = []
         self.on_error = on_error
         self.changed = on_meta_change  # definitions or tiers changed: save them
 
@@ -128,7 +134,7 @@ class Indexing:
     def _small(self, entry: IndexedCollection) -> bool:
         return entry.views.count_all() <= self.index_sync_build_docs
 
-    def _build_now(self, entry: IndexedCollection) -> None:
+    def build_now(self, entry: IndexedCollection) -> None:
         """Build every index of the collection that is not ready, synchronously."""
         pending = [i for i in entry.ci if i.state != READY]
         if not pending:
@@ -146,7 +152,7 @@ class Indexing:
             return  # nothing to do / warm and cold collections rebuild when used again
         if self._small(entry):
             entry.ci.begin_rebuild()
-            self._build_now(entry)
+            self.build_now(entry)
         else:
             self.scheduler.schedule(entry.name, list(entry.ci), entry.fetch, reason=reason,
                                     now_ms=now_ms)
@@ -196,6 +202,25 @@ class Indexing:
     def idle(self) -> bool:
         return self.scheduler.idle()
 
+    def progress(self, name: str) -> int:
+        """Documents processed by the running or pending rebuild of `name` (0: none)."""
+        for job in self.scheduler.running + self.scheduler.pending:
+            if job.collection == name:
+                return job.processed
+        return 0
+
+    def next_wakeup_ms(self, now_ms: int) -> int | None:
+        """When a rebuild step can do work next (None: no rebuild pending)."""
+        return self.scheduler.next_wakeup_ms(now_ms)
+
+    def take_reopened(self) -> list[IndexedCollection]:
+        """Collections whose indexes were live when the database was last closed (they
+        open warm): the driver brings them back at once instead of on first use."""
+        out = [self.entries[n] for n in self.reopened if n in self.entries
+               and self.entries[n].meta.state == WARM]
+        self.reopened = []
+        return out
+
     def status(self, collection: str | None = None) -> list[dict]:
         return self.scheduler.status(collection)
 
@@ -210,7 +235,7 @@ class Indexing:
             self.tiering.activate(entry.name, entry.ci, self.scheduler, entry.fetch, now_ms)
             entry.meta = self.tiering.meta(entry.name)
             if self._small(entry):
-                self._build_now(entry)
+                self.build_now(entry)
             self.changed()
 
     def set_tier(self, entry: IndexedCollection, tier: str, now_ms: int) -> str:
@@ -257,8 +282,9 @@ class Indexing:
 
     # ------------------------------------------------------------ persisted metadata
 
-    def save(self, storage: Storage) -> None:
-        """Index definitions and tier records → storage meta (durable at the next flush)."""
+    def meta_record(self) -> bytes | None:
+        """Index definitions and tier records as stored in storage meta (`META_COLLECTIONS`);
+        None when there is nothing to store."""
         cols = []
         for name in sorted(self.entries):
             e = self.entries[name]
@@ -269,10 +295,9 @@ class Indexing:
                          "indexes": [{"name": i.name, "fields": list(i.definition.fields),
                                       "unique": i.unique} for i in e.ci]})
         if not cols and not self.meta_saved:
-            return
-        storage.set_meta(META_COLLECTIONS, msgpack.packb({"v": 1, "collections": cols},
-                                                         use_bin_type=True))
+            return None
         self.meta_saved = True
+        return msgpack.packb({"v": 1, "collections": cols}, use_bin_type=True)
 
     def load(self, storage: Storage, open_collection: Callable[[str], IndexedCollection]) -> None:
         """Definitions and tiers from storage meta; `open_collection(name)` registers a
@@ -297,6 +322,7 @@ class Indexing:
                     # indexes back on first use (at once when small, else throttled).
                     if entry.meta.state == HOT:
                         entry.meta.state = WARM
+                        self.reopened.append(name)
                 self.sync_states(entry)
         except (KeyError, TypeError, ValueError) as exc:
             raise StorageError(f"stored collection metadata is unreadable: {exc}") from None

@@ -52,7 +52,8 @@ def open_database(path: Any = None, *, identity: Any = None, clock: Callable[[],
             else:
                 identity = Identity.generate(crypto)
         return Database(storage, identity=identity, crypto=crypto, clock=clock, repair=repair,
-                        random_bytes=random_bytes, require_signatures=require_signatures, **limits)
+                        random_bytes=random_bytes, require_signatures=require_signatures,
+                        location=None if path is None else os.fspath(path), **limits)
     except BaseException:
         storage.close()
         raise

@@ -5,16 +5,32 @@ stored list of versions (storage meta, durable at the next flush)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
 from ..core import cid as cidlib
 from ..core.block import check_collection
-from ..core.errors import NotFoundError, StorageError
-from ..core.query.schema import LensNotFoundError, Schema, SchemaRegistry, parse_sdl, schema_from_canonical
+from ..core.errors import NotFoundError, StorageError, ValidationError
+from ..core.query.schema import (
+    LensNotFoundError,
+    Schema,
+    SchemaRegistry,
+    parse_sdl,
+    schema_from_canonical,
+)
 from ..core.replica import Replica
 from ..core.state import DocState
 from ..storage.base import Storage
+from .locking import locked
+
+if TYPE_CHECKING:
+    from .collection import Collection
+    from .engine import Engine
+
+if TYPE_CHECKING:
+    from .collection import Collection
+    from .engine import Engine
 
 #: Head CID -> (hlc, schema id) entries cached to find which schema version a document was
 #: written under without decoding its head block on every read; cleared when it grows past.
@@ -30,6 +46,7 @@ class SchemaCatalog:
         self.registry = SchemaRegistry()
         self._replica = replica
         self._head_schema: dict[bytes, tuple[int, bytes | None]] = {}
+        self.dirty = False   # versions changed since they were last written to storage meta
 
     def define(self, sdl: str) -> tuple[dict[str, Schema], bool]:
         """Register the types of `sdl` as next versions: ({name: schema}, whether any
@@ -82,10 +99,11 @@ class SchemaCatalog:
 
     # ------------------------------------------------------------ storage meta
 
-    def save(self, storage: Storage) -> None:
+    def meta_record(self) -> bytes:
+        """Every schema version (canonical bytes) as stored in storage meta (`META_SCHEMAS`)."""
         reg = self.registry
         versions = [s.canonical_bytes() for n in reg.names() for s in reg.history(n)]
-        storage.set_meta(META_SCHEMAS, msgpack.packb(versions, use_bin_type=True))
+        return msgpack.packb(versions, use_bin_type=True)
 
     def load(self, storage: Storage) -> None:
         raw = storage.get_meta(META_SCHEMAS)
@@ -115,3 +133,74 @@ class SchemaCatalog:
             if len(rest) == len(pending):
                 raise StorageError("stored schemas reference unknown parent versions")
             pending = rest
+
+
+class SchemaMethods:
+    """The schema methods of `Database` (kept here with the rest of schemas)."""
+
+    _engine: Engine
+    _e: Engine
+    _collections: dict[str, Collection]
+    _gql: dict[bool, Any]
+    _meta_dirty: bool
+
+    @property
+    def schemas(self) -> SchemaRegistry:   # provided by Database
+        raise NotImplementedError
+
+    def collection(self, name: str) -> Collection:   # provided by Database
+        raise NotImplementedError
+
+    @locked
+    def define_schema(self, sdl: str) -> dict[str, str]:
+        """Register the types of `sdl` (DefraDB-like SDL; see docs/QUERIES.md) as the next
+        schema versions of the collections of the same names. Returns {name: version id}
+        (the CID of the canonical schema). Unchanged types keep their version. Writes to
+        those collections are validated from now on and their blocks carry the version id;
+        `@index` fields get indexes. Persisted in storage meta."""
+        e = self._engine
+        e.check_open()
+        out, changed = e.schemas.define(sdl)
+        if changed:
+            e.schemas.dirty = True
+            self._meta_dirty = True
+            self._schemas_changed()
+        for name, s in out.items():
+            col = self.collection(name)
+            for field, unique in s.indexes():
+                col.create_index(field, unique=unique)
+        return {n: s.version_id for n, s in out.items()}
+
+    def _schemas_changed(self) -> None:
+        self._gql.clear()
+        for col in self._collections.values():
+            col.refresh_schema()
+        for name in self.schemas.names():
+            if name not in self._collections:
+                try:
+                    self.collection(name)
+                except ValidationError:
+                    pass  # a type name that is no collection name (cannot hold documents)
+
+    @locked
+    def register_lens(self, from_version: str, to_version: str, fn: Callable[[dict], dict], *,
+                      reverse: Callable[[dict], dict] | None = None) -> None:
+        """A function translating a document's user fields from one schema version to
+        another (and optionally back). Reads of documents written under an older version go
+        through the shortest chain of lenses to the current one. Lenses are code: register
+        them again after every open."""
+        self._engine.check_open()
+        self._engine.schemas.register_lens(from_version, to_version, fn, reverse=reverse)
+
+    @locked
+    def schema_history(self, name: str) -> list[dict]:
+        """Every version of a schema, parents before children."""
+        self._engine.check_open()
+        return [{"version_id": s.version_id, "parents": list(s.parents), "height": s.height,
+                 "sdl": s.to_sdl()} for s in self.schemas.history(name)]
+
+    @locked
+    def schema_versions(self) -> dict[str, str]:
+        """{collection: current schema version id}."""
+        self._engine.check_open()
+        return {n: self.schemas.get(n).version_id for n in self.schemas.names()}

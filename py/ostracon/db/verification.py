@@ -31,7 +31,9 @@ from ..core.replica import Replica
 from ..core.verify import WATERMARK_META, Problem, SealChain, open_problems, read_watermark
 from ..storage.base import Storage
 
-OWN_SEQ_META = "ostracon/own-seq"
+#: Prefix of the meta key recording a device's highest own sequence number; the key ends with
+#: the actor (hex), so a directory opened under another identity does not inherit the floor.
+OWN_SEQ_META = "ostracon/own-seq/"
 QUARANTINE_META = "ostracon/quarantined-blocks"
 #: Records replayed per batch at open: bounds the memory of one decode pass.
 REPLAY_BATCH = 10_000
@@ -164,7 +166,7 @@ def load(new_replica: Callable[[], Replica], storage: Storage, verify: Callable,
             problems, out.chain = _load_into(r, storage, verify, wall_ms, skip)
             out.notes += [f"repair: quarantined {line}" for line in lines]
             out.notes += [f"repair: still unverified after quarantine: {pr.what}" for pr in problems]
-    raw = storage.get_meta(OWN_SEQ_META)
+    raw = storage.get_meta(OWN_SEQ_META + r.actor.hex())
     recorded = int.from_bytes(raw, "big") if raw else 0
     r.own_floor = recorded
     if r.seq_of(r.actor) < recorded:
@@ -174,9 +176,11 @@ def load(new_replica: Callable[[], Replica], storage: Storage, verify: Callable,
 
 
 def record_flush(r: Replica, storage: Storage, chain: SealChain, sign: Callable[[bytes], bytes],
-                 batch: list[bytes]) -> None:
+                 batch: list[bytes], own_seq: int | None = None) -> None:
     """Before a flush: extend the seal chain by the batch's seals, re-sign the watermark and
-    record the own sequence number (all in the same durable group as the batch)."""
+    record the own sequence number (all in the same durable group as the batch). own_seq:
+    the highest own sequence number in the batch (writes of other threads made after the
+    batch was taken are not in it and must not be recorded yet)."""
     grew = False
     for env in batch:
         if len(env) > 1 and env[1] == KIND_SEAL:
@@ -184,10 +188,10 @@ def record_flush(r: Replica, storage: Storage, chain: SealChain, sign: Callable[
             grew = True
     if grew:
         storage.set_meta(WATERMARK_META, chain.watermark(r.actor, sign))
-    own = r.seq_of(r.actor)
+    own = r.seq_of(r.actor) if own_seq is None else own_seq
     if own > r.own_floor:
         r.own_floor = own
-        storage.set_meta(OWN_SEQ_META, own.to_bytes(8, "big"))
+        storage.set_meta(OWN_SEQ_META + r.actor.hex(), own.to_bytes(8, "big"))
 
 
 def record_compaction(r: Replica, storage: Storage, chain: SealChain, sign: Callable[[bytes], bytes]) -> None:

@@ -39,6 +39,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..core.errors import OstraconError, ValidationError
 from ..core.protocol import relay as P
+from .admission import DEFAULT_ADMISSION_TIMEOUT_S, admit
 from .http import Handler, HttpFront, HttpLimits, HttpRequest, HttpResponse, StaticFiles
 from .mailbox import Mailbox, MemoryMailbox, Resume, RoomInfo
 
@@ -112,6 +113,8 @@ class RelayConfig:
         "Bytes read from the mailbox per replay step (at least one frame is always read)."))
     prune_interval_s: float | None = field(default=300.0, metadata=_doc(
         "How often aged-out mailbox frames are swept (byte limits apply on every append)."))
+    admission_timeout_s: float = field(default=DEFAULT_ADMISSION_TIMEOUT_S, metadata=_doc(
+        "Time a new connection has to answer the room challenge (relay/admission.py); then 4003."))
     http_max_head_bytes: int = field(default=16 * KiB, metadata=_doc(
         "Largest HTTP request head (request line + headers); 431 past it."))
     http_max_body_bytes: int = field(default=1 * MiB, metadata=_doc(
@@ -250,6 +253,7 @@ class Relay:
         self.metrics = RelayMetrics()
         self._rooms: dict[str, _Room] = {}
         self._members: set[_Member] = set()
+        self._admitting = 0  # connections answering the admission challenge now
         self._joins: weakref.WeakKeyDictionary[ServerConnection, tuple[str, int | None, str | None]] = \
             weakref.WeakKeyDictionary()
         self._http_conns: set[HttpFront] = set()
@@ -580,6 +584,23 @@ class Relay:
         cfg = self.config
         if self._closing:
             await self._reject(ws, P.CLOSE_GOING_AWAY, "relay shutting down")
+            return
+        # Admission: only holders of the room key become members (relay/admission.py).
+        # Connections still answering the challenge count against max_connections too.
+        if self._admitting + len(self._members) >= cfg.max_connections:
+            self._drop("max_connections")
+            await self._reject(ws, P.CLOSE_TRY_AGAIN, "too many connections")
+            return
+        self._admitting += 1
+        try:
+            refused = await admit(ws, room_id, timeout_s=cfg.admission_timeout_s)
+        except ConnectionClosed:
+            return
+        finally:
+            self._admitting -= 1
+        if refused is not None:
+            self._drop("not_admitted")
+            await self._reject(ws, P.CLOSE_NOT_ADMITTED, refused)
             return
         if len(self._members) >= cfg.max_connections:
             self._drop("max_connections")

@@ -10,8 +10,13 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from ..core.errors import (CorruptLogError, CorruptSnapshotError, LockedError, MissingSnapshotError,
-                           StorageUnavailableError)
+from ..core.errors import (
+    CorruptLogError,
+    CorruptSnapshotError,
+    LockedError,
+    MissingSnapshotError,
+    StorageUnavailableError,
+)
 from . import logformat as lf
 from .fslayer import OsFileLayer, OsLock, OsWriteHandle, map_oserror
 

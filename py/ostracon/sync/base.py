@@ -13,12 +13,15 @@ either side closes; reconnecting means a new Transport.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.block import KIND_BLOCK, decode_change, decode_seal, open_envelope
 from ..core.errors import (
+    OstraconError,
     TransportClosed,  # noqa: F401  (re-exported)
-    )
+)
 from ..core.protocol.session import tips_digest
 
 
@@ -80,6 +83,31 @@ class SyncStatus:
 
 # --- adapting a Database to the sans-IO session ---------------------------------------------------
 
+def filter_writable(envelopes: list[bytes], write_limit: Callable[[bytes], int | None]) -> tuple[list[bytes], int]:
+    """Drop blocks and seals of actors beyond what the space lets them write (readers, removed
+    members after their cut). Malformed envelopes pass through: the replica reports them."""
+    kept: list[bytes] = []
+    refused = 0
+    for env in envelopes:
+        try:
+            kind, payload = open_envelope(env)
+            if kind == KIND_BLOCK:
+                ch = decode_change(payload)
+                actor, last = ch.actor, ch.seq
+            else:
+                seal = decode_seal(payload)
+                actor, last = seal.actor, seal.last
+        except OstraconError:
+            kept.append(env)
+            continue
+        cap = write_limit(actor)
+        if cap is not None and last > cap:
+            refused += 1
+            continue
+        kept.append(env)
+    return kept, refused
+
+
 class DatabaseReplica:
     """Presents a Database to `SyncSession` (core/protocol/session.ReplicaLike).
 
@@ -87,10 +115,15 @@ class DatabaseReplica:
     published on the change feed like any other change.
     """
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Any, write_limit: Callable[[bytes], int | None] | None = None) -> None:
         self.db = db
         self._replica = db.replica
         self.actor: bytes = db.replica.actor
+        # Membership (crypto/members.py): the highest sequence number of an actor that the
+        # space lets it write (None: no limit). Set only for spaces with a member log; the
+        # session clamps peers' vectors with it too, so refused blocks are never asked for.
+        self.write_limit = write_limit
+        self.refused = 0
 
     def version_vector(self) -> dict[bytes, int]:
         return self._replica.version_vector()
@@ -99,6 +132,9 @@ class DatabaseReplica:
         return self._replica.envelopes_since(vector)
 
     def apply_envelopes(self, envelopes: list[bytes], *, strict: bool = False) -> Any:
+        if self.write_limit is not None:
+            envelopes, refused = filter_writable(envelopes, self.write_limit)
+            self.refused += refused
         self.db.apply_blocks(envelopes, strict=strict)
         return self.db.last_apply
 

@@ -59,7 +59,9 @@ from ..core.protocol.session import (
     ProtocolViolation,
     SyncSession,
 )
+from ..crypto.space import NotAMemberError
 from .base import CONNECTING, OFFLINE, ONLINE, STOPPED, DatabaseReplica, SyncStatus, Transport
+from .members import MemberSync, check_binding, is_members_payload
 
 log = logging.getLogger("ostracon.sync")
 
@@ -84,6 +86,11 @@ DEFAULT_HEARTBEAT_TIMEOUT_S = 10.0
 DEFAULT_FLUSH_DEBOUNCE_S = 0.05
 META_PREFIX = "sync/v1/"
 _SENDER = slice(1 + 16, 1 + 16 + 16)  # sender id inside a frame header (core/protocol/frames.py layout)
+_COMMITMENT = slice(57, 73)  # key commitment inside a frame header: picks the epoch's keys
+
+
+class _RoomMoved(OstraconError):
+    """The space moved to a new key epoch (a member was removed): rejoin in its room."""
 
 
 def meta_key(relay_url: str, room: str) -> str:
@@ -116,6 +123,7 @@ class SyncClient:
                  jitter: Callable[[], float] | None = None,
                  clock_ms: Callable[[], int] | None = None,
                  room_id: str | None = None,
+                 migrate_from: Any = None,
                  backoff_initial_s: float = DEFAULT_BACKOFF_INITIAL_S,
                  backoff_max_s: float = DEFAULT_BACKOFF_MAX_S,
                  tick_interval_s: float = DEFAULT_TICK_INTERVAL_S,
@@ -130,15 +138,14 @@ class SyncClient:
         self.db = db
         self.base_url = _base_url(relay_url)
         self.space = space
-        keys: FrameKeys = space.frame_keys()
-        if room_id is not None:
-            # Joining a room explicitly (e.g. from a link): frames are bound to that room id,
-            # so members holding another key fail the key commitment → WrongKeyError.
-            if not P.valid_room_id(room_id) or len(room_id) != 2 * len(keys.room):
-                raise ValidationError("room_id must be the 32 hex digits of a room")
-            keys = FrameKeys(bytes.fromhex(room_id), keys.frame_key, keys.commit_key)
-        self.keys = keys
-        self.room = keys.room.hex()
+        if space.members is not None:
+            space.adopt(db.identity)  # membership is per device: the database's identity
+        check_binding(db, space, rebind_from=migrate_from)
+        self.members = MemberSync(db, space)
+        if room_id is not None and room_id != space.room_id:
+            # The room id is the public key of the room key: only the space's own room can be
+            # joined (the relay admits nobody else), so another id is a wrong invite or key.
+            raise WrongKeyError("this room belongs to another space key: wrong passphrase or invite")
         self.explicit_room = room_id is not None
         self.aead = space.crypto
         self._transport_factory = transport_factory
@@ -163,10 +170,10 @@ class SyncClient:
         self.heartbeat_interval_s = heartbeat_interval_s
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.flush_debounce_s = flush_debounce_s
-        self.replica = DatabaseReplica(db)
-        self.meta_key = meta_key(self.base_url, self.room)
+        self.replica = DatabaseReplica(db, write_limit=space.write_limit if space.members is not None else None)
         self.session: SyncSession | None = None
         self.receiver: FrameReceiver | None = None
+        self._receivers: dict[bytes, FrameReceiver] = {}
         #: Equivocation proofs seen (session.Equivocated events), newest last, at most 64.
         self.equivocations: deque = deque(maxlen=64)
         self.stats = {"connections": 0, "frames_in": 0, "frames_out": 0, "own_echoes": 0, "gaps": 0,
@@ -191,8 +198,25 @@ class SyncClient:
         self._last_rx = 0.0                # monotonic time of the last message received
         self._ping_sent: float | None = None
         self._unflushed_since: float | None = None
+        self._members_out: deque[bytes] = deque()
+        self._moved = False
         self._last_status: tuple | None = None
+        self._enter_room()
+
+    def _enter_room(self) -> None:
+        """Use the space's current epoch: its room, frame keys and mailbox cursor. After a
+        rotation this device has not announced yet, first visit the previous epoch's room to
+        publish the member log there (members who were offline still listen in it)."""
+        epoch = self.space.current
+        prev = self.space.previous_epoch()
+        if prev is not None and self.members.told(prev.key_id) != epoch.key_id:
+            epoch = prev
+        self._epoch = epoch
+        self.keys: FrameKeys = epoch.frames
+        self.room = epoch.room.hex()
+        self.meta_key = meta_key(self.base_url, self.room)
         self._meta = self._load_meta()
+        self.members.new_room()
 
     # ------------------------------------------------------------ public
 
@@ -365,6 +389,16 @@ class SyncClient:
                         pass
                 if self._stop.is_set():
                     break
+                if self._moved:
+                    # A rotation: rejoin at once in the new epoch's room (no backoff).
+                    self._moved = False
+                    self._save_meta()
+                    self._enter_room()
+                    self.session = None
+                    self._caught_up = False
+                    self._unacked.clear()
+                    failures = 0
+                    continue
                 was_online = self.session is not None
                 self.session = None
                 self._caught_up = False
@@ -398,6 +432,10 @@ class SyncClient:
         await t.connect(url)
         self.stats["connections"] += 1
         first = P.decode_server_message(await t.recv())
+        if isinstance(first, P.Challenge):
+            # Room admission (docs/RELAY.md): prove we hold the room key, then the welcome.
+            await t.send(P.encode_auth(self.space.sign_challenge(first.nonce, self._epoch)))
+            first = P.decode_server_message(await t.recv())
         if not isinstance(first, P.Welcome):
             raise ProtocolError(f"relay did not start with welcome but {type(first).__name__}")
         if first.version != P.PROTOCOL_VERSION:
@@ -409,7 +447,9 @@ class SyncClient:
         max_frame = min(self.max_frame_size, first.max_frame_bytes - 1)
         sender = FrameSender(self.keys, self.aead, self._random, compress=self.compress,
                              max_frame_size=max_frame)
-        self.receiver = FrameReceiver(self.keys, self.aead, max_frame_size=max(max_frame, self.max_frame_size))
+        self._receivers = {c: FrameReceiver(k, self.aead, max_frame_size=max(max_frame, self.max_frame_size))
+                           for c, k in self.space.keyring().items()}
+        self.receiver = self._receivers[self.keys.commitment]
         self.session = SyncSession(self.replica, self._random, pushed_upto=meta["pushed"],
                                    max_message_bytes=max_frame - FRAME_OVERHEAD,
                                    hello_interval_ms=self.hello_interval_ms,
@@ -457,6 +497,7 @@ class SyncClient:
             self._save_meta()
             if not self._caught_up:
                 self._caught_up = True
+                self._publish_members()
                 self._session_events(session.start())
                 self._settle_deadline = time.monotonic() + self.settle_s
         elif isinstance(msg, P.Gap):
@@ -475,6 +516,8 @@ class SyncClient:
             pass  # its arrival already counted as a sign of life
         await self._drain(t, sender)
         self._emit()
+        if self._moved and self._caught_up:
+            raise _RoomMoved("the space moved to a new key epoch")
 
     def _open(self, frame: bytes, sender: FrameSender) -> None:
         assert self.receiver is not None and self.session is not None
@@ -482,15 +525,31 @@ class SyncClient:
         if frame[_SENDER] == sender.sender and len(frame) > HEADER_SIZE:
             self.stats["own_echoes"] += 1  # our own frame replayed from the mailbox
             return
-        opened = self.receiver.receive(frame)
+        # Every epoch this device holds stays readable; the commitment names the epoch.
+        receiver = self._receivers.get(bytes(frame[_COMMITMENT]), self.receiver)
+        opened = receiver.receive(frame)
         if opened is None:
-            reason = self.receiver.last_drop or "malformed"
+            reason = receiver.last_drop or "malformed"
             self._dropped[reason] = self._dropped.get(reason, 0) + 1
             if reason == "wrong_key" or (reason == "foreign_room" and self.explicit_room):
                 self._error(WrongKeyError(
                     "frames in this room are sealed with another space key: wrong passphrase or invite"))
             return
+        if is_members_payload(opened.payload):
+            if self.members.receive(opened.payload):
+                self._moved = True
+            for c, k in self.space.keyring().items():
+                self._receivers.setdefault(c, FrameReceiver(k, self.aead, max_frame_size=receiver.max_frame_size))
+            if self.space.removed:
+                self._error(NotAMemberError("this device was removed from the space"))
+            return
         self._session_events(self.session.receive_plaintext(opened.payload))
+
+    def _publish_members(self) -> None:
+        """Queue our member log for the room if the room has not seen exactly it."""
+        data = self.members.outgoing()
+        if data is not None:
+            self._members_out.append(data)
 
     def _session_events(self, events: list) -> None:
         for ev in events:
@@ -516,6 +575,17 @@ class SyncClient:
         if session is None:
             return
         async with self._send_lock:
+            while self._members_out:
+                data = self._members_out.popleft()
+                self._unacked.append(0)
+                await t.send(P.encode_publish(sender.seal(data)))
+                self.stats["frames_out"] += 1
+            if self._epoch.key_id != self.space.key_id:
+                # This room's epoch is over (we only announce the rotation here): nothing
+                # written since may be sealed under its key, which the removed device holds.
+                if self._caught_up and self.members.room_has_log():
+                    self.members.mark_told(self._epoch.key_id, self.space.key_id)
+                return
             for out in session.outgoing():
                 frame = sender.seal(out.data)
                 if out.durable:
@@ -552,6 +622,9 @@ class SyncClient:
             except OstraconError as exc:
                 self._error(exc)
             if self._caught_up:
+                self._publish_members()
+                if self.space.room_id != self.room:
+                    self._moved = True  # a local rotation (remove): publish the log here, then move
                 if not self._settled and time.monotonic() >= self._settle_deadline:
                     self._settled = True
                 self._session_events(session.tick(self._clock()))
@@ -559,6 +632,9 @@ class SyncClient:
                     session.on_local_change()
             await self._drain(t, sender)
             self._emit()
+            if self._moved and self._caught_up:
+                await t.close()  # wakes the receive loop; run() rejoins in the new room
+                return
 
     async def _heartbeat(self, t: Transport) -> bool:
         """Ping after `heartbeat_interval_s` of silence; False (and the connection dropped)

@@ -155,7 +155,7 @@ def sync_once_blocking(db: Any, relay_url: str, space: Any, timeout: float = 30.
             await client.stop()
         if isinstance(status.last_error, WrongKeyError):
             raise status.last_error
-        return client.status
+        return status   # as it was when the exchange converged (stop() goes offline)
 
     return asyncio.run(_once())
 

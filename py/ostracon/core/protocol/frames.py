@@ -76,6 +76,15 @@ COMMITMENT_LABEL = b"ostracon/frame-commitment/v1"
 
 ENCODING_RAW = 0
 ENCODING_ZLIB = 1
+# Padded forms: encoding ‖ u32 payload length ‖ payload ‖ zero bytes up to the size bucket.
+ENCODING_RAW_PADDED = 2
+ENCODING_ZLIB_PADDED = 3
+_PAD_LEN = struct.Struct(">I")
+#: Frame size buckets (whole frame, header included): a padded frame is exactly the smallest
+#: bucket that holds it, so the relay learns a size class, not a length. Powers of two from
+#: 512 B (a hello or a short note) to 512 KiB (the largest default frame): at most 2x
+#: overhead, ~1.3x on average for mixed traffic, and 11 classes in all.
+PAD_BUCKETS = tuple(512 << i for i in range(11))
 # Fixed so a given runtime always produces the same bytes; 6 is zlib's own default trade-off.
 ZLIB_LEVEL = 6
 
@@ -174,6 +183,7 @@ def seal_frame(
     nonce: bytes,
     payload: bytes,
     compress: bool = False,
+    pad: bool = False,
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     max_payload_size: int = DEFAULT_MAX_PAYLOAD_SIZE,
 ) -> bytes:
@@ -181,6 +191,8 @@ def seal_frame(
 
     Raises OversizeFrameError if the frame (or the payload) would exceed its limit: split the
     batch. With `compress=True` the payload is zlib-compressed first when that makes it smaller.
+    With `pad=True` the frame is padded (inside the ciphertext) to the smallest of
+    PAD_BUCKETS that holds it, or to `max_frame_size` beyond the largest bucket.
     """
     sender = _check_bytes(sender, SENDER_ID_SIZE, "sender id")
     nonce = _check_bytes(nonce, NONCE_SIZE, "nonce")
@@ -196,6 +208,14 @@ def seal_frame(
         if len(packed) < len(payload):
             encoding, body = ENCODING_ZLIB, packed
     ct_len = 1 + len(body) + GCM_TAG_SIZE
+    if pad and HEADER_SIZE + ct_len + _PAD_LEN.size <= max_frame_size:
+        natural = HEADER_SIZE + ct_len + _PAD_LEN.size
+        target = next((b for b in PAD_BUCKETS if b >= natural), max_frame_size)
+        target = min(max(target, natural), max_frame_size)
+        filler = bytes(target - natural)
+        body = _PAD_LEN.pack(len(body)) + bytes(body) + filler
+        encoding += ENCODING_RAW_PADDED
+        ct_len = 1 + len(body) + GCM_TAG_SIZE
     if HEADER_SIZE + ct_len > max_frame_size:
         raise OversizeFrameError(
             f"frame of {HEADER_SIZE + ct_len} bytes exceeds max_frame_size={max_frame_size}; send smaller batches"
@@ -254,6 +274,14 @@ def _decrypt(
     if not body:
         raise MalformedFrameError("frame body has no encoding byte")
     encoding = body[0]
+    if encoding in (ENCODING_RAW_PADDED, ENCODING_ZLIB_PADDED):
+        if len(body) < 1 + _PAD_LEN.size:
+            raise MalformedFrameError("padded frame body has no length")
+        (n,) = _PAD_LEN.unpack_from(body, 1)
+        if 1 + _PAD_LEN.size + n > len(body):
+            raise MalformedFrameError("padded frame body is shorter than its stated length")
+        body = bytes([encoding - ENCODING_RAW_PADDED]) + body[1 + _PAD_LEN.size : 1 + _PAD_LEN.size + n]
+        encoding = body[0]
     if encoding == ENCODING_RAW:
         payload = body[1:]
         if len(payload) > max_payload_size:
@@ -314,6 +342,7 @@ class FrameSender:
         sender: bytes | None = None,
         first_counter: int = 0,
         compress: bool = False,
+        pad: bool = True,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         max_payload_size: int = DEFAULT_MAX_PAYLOAD_SIZE,
     ) -> None:
@@ -327,6 +356,7 @@ class FrameSender:
             raise ValidationError("first_counter must be an int in [0, 2**64)")
         self.next_counter = first_counter
         self.compress = compress
+        self.pad = pad
         self.max_frame_size = max_frame_size
         self.max_payload_size = max_payload_size
 
@@ -346,6 +376,7 @@ class FrameSender:
             nonce=self._random(NONCE_SIZE),
             payload=payload,
             compress=self.compress,
+            pad=self.pad,
             max_frame_size=self.max_frame_size,
             max_payload_size=self.max_payload_size,
         )

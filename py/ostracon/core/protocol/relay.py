@@ -37,6 +37,7 @@ MAX_CURSOR = 2**63 - 1
 # --- client → relay kinds ----------------------------------------------------------------
 C_PUBLISH = 0x01  # kind ‖ payload: store in the room's mailbox and forward to the others
 C_EPHEMERAL = 0x02  # kind ‖ payload: forward to the others only (not stored, no cursor)
+C_AUTH = 0x10  # kind ‖ msgpack {"sig"}: answer to S_CHALLENGE (room admission, docs/RELAY.md)
 C_PING = 0x03  # kind ‖ token (1..MAX_PING_TOKEN bytes): the relay answers S_PONG with the token
 
 # --- relay → client kinds ----------------------------------------------------------------
@@ -47,7 +48,8 @@ S_WELCOME = 0x10  # kind ‖ msgpack {"v","epoch","head","oldest","max_frame_byt
 S_CAUGHT_UP = 0x11  # kind ‖ msgpack {"cursor"}
 S_GAP = 0x12  # kind ‖ msgpack {"reason","since","oldest","head"}
 S_PEERS = 0x13  # kind ‖ msgpack {"count"}
-S_PONG = 0x14  # kind ‖ token                     (the answer to your C_PING)
+S_CHALLENGE = 0x14  # kind ‖ msgpack {"v","nonce"}: first message; sign it to be admitted
+S_PONG = 0x15  # kind ‖ token                     (the answer to your C_PING)
 #: Longest heartbeat token: enough to tell pings apart, too short to carry data.
 MAX_PING_TOKEN = 8
 
@@ -62,6 +64,16 @@ CLOSE_INTERNAL = 1011  # mailbox failure on the relay
 CLOSE_TRY_AGAIN = 1013  # max connections / rooms / room members reached: retry later
 CLOSE_SLOW_CONSUMER = 4001  # your send queue overflowed: reconnect and resume from your cursor
 CLOSE_IDLE = 4002  # nothing received for idle_timeout_s: reconnect when you have work
+CLOSE_NOT_ADMITTED = 4003  # the room admission failed: you do not hold this room's key
+
+# --- room admission (docs/RELAY.md "Admission") -------------------------------------------
+#: A room id that can be admitted to is an Ed25519 public key (32 bytes = 64 hex digits).
+ROOM_KEY_HEX = 64
+#: Fresh random bytes the relay asks a connection to sign; 32 bytes never repeat in practice.
+CHALLENGE_NONCE_SIZE = 32
+AUTH_SIGNATURE_SIZE = 64
+#: Domain label of the signed admission message (never valid as a seal or any other signature).
+AUTH_LABEL = b"ostracon/room-auth/v1\x00"
 
 _U64 = struct.Struct(">Q")
 
@@ -72,6 +84,16 @@ def valid_room_id(room: str) -> bool:
 
 def valid_epoch(epoch: str) -> bool:
     return isinstance(epoch, str) and _EPOCH_RE.fullmatch(epoch) is not None
+
+
+def auth_message(room: bytes, nonce: bytes) -> bytes:
+    """The bytes a client signs with the room's key to answer a challenge:
+    ``"ostracon/room-auth/v1\\0" ‖ room public key (32) ‖ nonce (32)``."""
+    if not isinstance(room, bytes) or len(room) != ROOM_KEY_HEX // 2:
+        raise ValidationError("room key must be 32 bytes")
+    if not isinstance(nonce, bytes) or len(nonce) != CHALLENGE_NONCE_SIZE:
+        raise ValidationError(f"challenge nonce must be {CHALLENGE_NONCE_SIZE} bytes")
+    return AUTH_LABEL + room + nonce
 
 
 def room_path(room: str, since: int | None = None, epoch: str | None = None) -> str:
@@ -203,6 +225,20 @@ class Peers:
 
 
 @dataclass(frozen=True)
+class Challenge:
+    """First message on every connection: sign ``auth_message(room, nonce)`` with the room key
+    and answer with ``encode_auth`` to be admitted (then ``welcome`` follows)."""
+
+    version: int
+    nonce: bytes
+
+    def __post_init__(self) -> None:
+        _check_count(self.version, "version")
+        if not isinstance(self.nonce, bytes) or len(self.nonce) != CHALLENGE_NONCE_SIZE:
+            raise ValidationError(f"challenge nonce must be {CHALLENGE_NONCE_SIZE} bytes")
+
+
+@dataclass(frozen=True)
 class Pong:
     """The relay's answer to a C_PING (a heartbeat): the connection is alive both ways."""
 
@@ -225,7 +261,7 @@ class Unknown:
     body: bytes
 
 
-ServerMessage = Frame | Ephemeral | Ack | Welcome | CaughtUp | Gap | Peers | Pong | Unknown
+ServerMessage = Frame | Ephemeral | Ack | Welcome | CaughtUp | Gap | Peers | Challenge | Pong | Unknown
 
 
 # --- encoders --------------------------------------------------------------------------------
@@ -242,6 +278,28 @@ def encode_ephemeral(payload: bytes) -> bytes:
     if not isinstance(payload, (bytes, bytearray, memoryview)) or len(payload) == 0:
         raise ValidationError("payload must be non-empty bytes")
     return bytes([C_EPHEMERAL]) + bytes(payload)
+
+
+def encode_auth(signature: bytes) -> bytes:
+    """Client → relay: the answer to a challenge (64-byte Ed25519 signature)."""
+    if not isinstance(signature, bytes) or len(signature) != AUTH_SIGNATURE_SIZE:
+        raise ValidationError(f"signature must be {AUTH_SIGNATURE_SIZE} bytes")
+    return _control(C_AUTH, {"sig": signature})
+
+
+def decode_auth(data: bytes) -> bytes:
+    """The signature in a client's C_AUTH message; ProtocolError if it is anything else."""
+    data = bytes(data)
+    if not data or data[0] != C_AUTH:
+        raise ProtocolError("expected an auth message")
+    sig = _field(_decode_map(data[1:], C_AUTH), "sig", C_AUTH)
+    if not isinstance(sig, bytes) or len(sig) != AUTH_SIGNATURE_SIZE:
+        raise ProtocolError(f"auth signature must be {AUTH_SIGNATURE_SIZE} bytes")
+    return sig
+
+
+def encode_challenge(m: Challenge) -> bytes:
+    return _control(S_CHALLENGE, {"v": m.version, "nonce": m.nonce})
 
 
 def encode_ping(token: bytes) -> bytes:
@@ -304,6 +362,8 @@ def encode_server_message(m: ServerMessage) -> bytes:
         return encode_gap(m)
     if isinstance(m, Peers):
         return encode_peers(m)
+    if isinstance(m, Challenge):
+        return encode_challenge(m)
     if isinstance(m, Pong):
         return encode_pong(m.token)
     if isinstance(m, Unknown):
@@ -364,6 +424,9 @@ def decode_server_message(data: bytes | bytearray | memoryview) -> ServerMessage
             return Peers(_field(_decode_map(body, kind), "count", kind))
         if kind == S_PONG:
             return Pong(body)
+        if kind == S_CHALLENGE:
+            o = _decode_map(body, kind)
+            return Challenge(_field(o, "v", kind), _field(o, "nonce", kind))
     except ValidationError as exc:
         raise ProtocolError(f"relay message 0x{kind:02x}: {exc}") from exc
     return Unknown(kind, body)

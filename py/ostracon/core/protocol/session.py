@@ -655,6 +655,7 @@ class SyncSession:
 
     def _learn(self, p: _Peer, vector: tuple[tuple[bytes, int], ...], events: list[Event]) -> None:
         vec = p.vector
+        vector = tuple(self._admissible(vector))
         new = [(a, s) for a, s in vector if a not in vec]
         room = self._make_room(p, len(new), events) if new else 0
         for actor, seq in vector:
@@ -665,6 +666,23 @@ class SyncSession:
                 vec[actor] = seq
                 room -= 1
                 self._tracked += 1
+
+    def _admissible(self, vector: Any) -> list[tuple[bytes, int]]:
+        """A peer's claimed vector, clamped to what the space's membership lets each actor
+        write (replica.write_limit: None = no limit). Blocks beyond it are refused on apply,
+        so asking for them would never end and the session would never be synced."""
+        limit = getattr(self.replica, "write_limit", None)
+        items = vector.items() if isinstance(vector, dict) else vector
+        if limit is None:
+            return list(items)
+        out = []
+        for actor, seq in items:
+            cap = limit(actor)
+            if cap is not None:
+                seq = min(seq, cap)
+            if seq > 0:
+                out.append((actor, seq))
+        return out
 
     # ------------------------------------------------------------ internals: hello
 

@@ -14,7 +14,8 @@ SDL subset (hand-written tokenizer/parser: pure, no dependency, same in Pyodide)
     type Author { name: String }
 
 Scalars: String, Int (any size), Float (accepts ints), Boolean, ID (string), Blob/Bytes
-(bytes), JSON (any JSON-like value), DateTime (ISO 8601 string). `[T]` lists, `!` required
+(bytes), JSON (any JSON-like value), DateTime (ISO 8601 string), Text (a collaborative text
+field, docs/TEXT.md: read and validated as a string; a str written to it becomes a text). `[T]` lists, `!` required
 (present and non-null on a full write; never set to null by a patch). A field of object type
 is an embedded map validated against that type (DefraDB's relations between collections are
 not part of this subset). Directives: `@crdt(type: lww|pncounter|pcounter)` (counters need
@@ -53,7 +54,8 @@ from ..errors import CorruptBlockError, LensNotFoundError, NotFoundError, Schema
 __all__ = ["FieldType", "Field", "TypeDef", "Schema", "SchemaRegistry", "SchemaValidationError",
            "LensNotFoundError", "parse_sdl", "SCALARS", "schema_from_canonical"]
 
-SCALARS = frozenset({"String", "Int", "Float", "Boolean", "ID", "Blob", "Bytes", "JSON", "DateTime"})
+SCALARS = frozenset({"String", "Int", "Float", "Boolean", "ID", "Blob", "Bytes", "JSON", "DateTime",
+                     "Text"})
 CRDT_TYPES = frozenset({"lww", "pncounter", "pcounter"})
 _META = frozenset({"_id", "_version", "_created", "_updated", "_deleted", "_heads", "_docID"})
 
@@ -301,7 +303,7 @@ def _check_value(types: dict, t: FieldType, v: Any, where: str, depth: int) -> N
     n = t.name
     assert n is not None  # a type that is not a list has a name
     ok = True
-    if n in ("String", "ID"):
+    if n in ("String", "ID", "Text"):
         ok = isinstance(v, str)
     elif n == "Int":
         ok = isinstance(v, int) and not isinstance(v, bool)

@@ -145,6 +145,17 @@ class WebCrypto(CryptoBackend):
         return self._call("pbkdf2", self._b.pbkdf2Sha256, _as_bytes(password, "password"),
                           _as_bytes(salt, "salt"), it, n).to_bytes()
 
+    # --- X25519 -----------------------------------------------------------------------
+
+    def x25519_public_key(self, private_key: bytes) -> bytes:
+        priv = _exact(private_key, 32, "X25519 private key")
+        return self._call("x25519 public key", self._b.x25519PublicKey, priv).to_bytes()
+
+    def x25519(self, private_key: bytes, peer_public_key: bytes) -> bytes:
+        priv = _exact(private_key, 32, "X25519 private key")
+        peer = _exact(peer_public_key, 32, "X25519 public key")
+        return self._call("x25519", self._b.x25519, priv, peer).to_bytes()
+
     def sha256(self, data: bytes) -> bytes:
         # hashlib's sha256 is built into Pyodide and synchronous: no bridge round trip.
         return hashlib.sha256(_as_bytes(data, "data")).digest()

@@ -1,0 +1,148 @@
+"""The sync client's side of space membership: carry the member log through the room, keep it
+in the database's storage meta, and tell the client when the space moved to a new key epoch.
+
+A member-log message is one encrypted frame like any sync message, but its payload starts
+with ``0xC1 0x01`` (0xC1 is never used by msgpack, so it cannot be mistaken for a sync-session
+message) followed by the canonical msgpack list of the log's entries ``[[entry, sig], …]``.
+It is published durably (stored in the room's mailbox) so a device that joins later, or was
+offline during a rotation, finds it when it replays the room.
+
+A device publishes its log when the room has not shown it that exact log yet in this
+connection (the digest of heads it last sent or received differs): after catching up, after
+merging a log that taught it something, and after a local change (invite, remove, role).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..core.encoding import decode, encode
+from ..core.errors import OstraconError, WrongKeyError
+
+log = logging.getLogger("ostracon.sync")
+
+MEMBERS_MAGIC = b"\xc1\x01"
+META_BINDING = "space/v1/binding"
+META_LOG_PREFIX = "space/v1/members/"
+META_TOLD_PREFIX = "space/v1/told/"
+
+
+def is_members_payload(payload: bytes) -> bool:
+    return payload[:2] == MEMBERS_MAGIC
+
+
+def check_binding(db: Any, space: Any, *, rebind_from: Any = None) -> None:
+    """Bind the database to `space` on first use; a database bound to another space refuses
+    it with WrongKeyError (a wrong invite or passphrase never mixes two spaces' data). A
+    migration names the space it leaves (`rebind_from`): the move is explicit, never silent."""
+    try:
+        bound = db.storage.get_meta(META_BINDING)
+    except OstraconError:
+        return
+    mine = bytes(space.binding)
+    if bound is None or bytes(bound) == mine:
+        if bound is None:
+            db.storage.set_meta(META_BINDING, mine)
+        return
+    if rebind_from is not None and bytes(bound) == bytes(rebind_from.binding):
+        db.storage.set_meta(META_BINDING, mine)
+        return
+    raise WrongKeyError("this database belongs to another space: wrong invite or passphrase "
+                        "(to move it to a new space, migrate explicitly)")
+
+
+class MemberSync:
+    """Member-log bookkeeping for one SyncClient (no-op for open spaces)."""
+
+    def __init__(self, db: Any, space: Any) -> None:
+        self.db = db
+        self.space = space
+        self.log = space.members
+        self._room_digest: bytes | None = None  # the log the current room has shown or got from us
+        if self.log is not None:
+            self._meta_key = META_LOG_PREFIX + bytes(space.binding).hex()
+            try:
+                raw = db.storage.get_meta(self._meta_key)
+            except OstraconError:
+                raw = None
+            if raw is not None:
+                try:
+                    self.log.merge(decode(bytes(raw)))
+                except OstraconError:
+                    log.warning("ignoring a damaged stored member log")
+            space.refresh()
+
+    @property
+    def active(self) -> bool:
+        return self.log is not None
+
+    def new_room(self) -> None:
+        self._room_digest = None
+
+    def room_has_log(self) -> bool:
+        """True once the current room has shown us, or got from us, exactly our log."""
+        return self.log is not None and self._room_digest == self.log.digest()
+
+    def told(self, key_id: bytes) -> bytes | None:
+        """The epoch whose rotation was last announced in the room of `key_id`'s epoch."""
+        try:
+            raw = self.db.storage.get_meta(META_TOLD_PREFIX + key_id.hex())
+        except OstraconError:
+            return None
+        return None if raw is None else bytes(raw)
+
+    def mark_told(self, key_id: bytes, current: bytes) -> None:
+        try:
+            self.db.storage.set_meta(META_TOLD_PREFIX + key_id.hex(), current)
+        except OstraconError:
+            log.warning("could not record a rotation announcement")
+
+    def _save(self) -> None:
+        try:
+            self.db.storage.set_meta(self._meta_key, encode(self.log.export()))
+        except OstraconError:
+            log.warning("could not store the member log")
+
+    def receive(self, payload: bytes) -> bool:
+        """Merge a received log. True when this device moved to another key epoch."""
+        if self.log is None:
+            return False
+        try:
+            wires = decode(payload[len(MEMBERS_MAGIC):])
+        except OstraconError:
+            return False
+        new = self.log.merge(wires)
+        theirs = _digest_of(self.log.crypto, wires)
+        if new:
+            self._save()
+        if self._room_digest is None or theirs is not None:
+            self._room_digest = theirs
+        moved = self.space.refresh()
+        grant = self.space.grant_missing()
+        if grant is not None:
+            self._save()
+        return moved
+
+    def outgoing(self) -> bytes | None:
+        """The log to publish, or None when the room already has exactly it."""
+        if self.log is None:
+            return None
+        mine = self.log.digest()
+        if mine == self._room_digest:
+            return None
+        self._room_digest = mine
+        self._save()
+        return MEMBERS_MAGIC + encode(self.log.export())
+
+
+def _digest_of(crypto: Any, wires: Any) -> bytes | None:
+    """The digest a log made of exactly `wires` would have (None if they do not parse)."""
+    from ..crypto.members import MemberLog
+
+    other = MemberLog(crypto)
+    try:
+        other.merge(wires)
+    except OstraconError:
+        return None
+    return other.digest()

@@ -1,0 +1,39 @@
+"""The one place tests wait for something another thread or process does.
+
+`wait_until` polls a condition; its deadline is a safety net against a hung test, never a
+performance threshold (a slow machine only makes the test take longer).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+#: Safety net for one wait: far above anything a correct run needs on a loaded machine.
+DEADLINE_S = 120.0
+#: Poll period: short enough to keep tests quick, long enough not to steal the CPU.
+POLL_S = 0.01
+
+
+def wait_until(condition: Callable[[], T], what: str, deadline_s: float = DEADLINE_S) -> T:
+    """Return the first truthy value of `condition()`; AssertionError naming `what` when
+    it stays falsy past the safety deadline."""
+    end = time.monotonic() + deadline_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"gave up waiting for: {what}")
+        time.sleep(POLL_S)
+
+
+def read_line(stream, what: str) -> str:
+    """The next line a child process prints (blocking); AssertionError if it exited."""
+    line = stream.readline()
+    if not line:
+        raise AssertionError(f"child exited before printing: {what}")
+    return line.decode().strip() if isinstance(line, bytes) else line.strip()

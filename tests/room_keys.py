@@ -1,0 +1,44 @@
+"""Room keys for tests that speak the relay protocol by hand: the relay admits a connection
+only after it signs the challenge with the room key (docs/RELAY.md "Admission").
+
+`new_room()` makes a room id (an Ed25519 public key) and remembers its seed; `answer(conn,
+room)` reads the challenge from any object with async `recv`/`send` (a websockets client or a
+sync Transport) and answers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+from ostracon.core.protocol import relay as P
+from ostracon.crypto import default_backend
+
+_SEEDS: dict[str, bytes] = {}
+
+
+def room_for(label: str) -> str:
+    """A deterministic room id for a test label (the seed is a hash of the label)."""
+    seed = hashlib.sha256(b"ostracon/test-room\x00" + label.encode()).digest()
+    room = default_backend().ed25519_public_key(seed).hex()
+    _SEEDS[room] = seed
+    return room
+
+
+def new_room() -> str:
+    """A fresh random room id whose key the tests hold."""
+    seed = default_backend().random_bytes(32)
+    room = default_backend().ed25519_public_key(seed).hex()
+    _SEEDS[room] = seed
+    return room
+
+
+def signature(room: str, nonce: bytes) -> bytes:
+    return default_backend().ed25519_sign(_SEEDS[room], P.auth_message(bytes.fromhex(room), nonce))
+
+
+async def answer(conn, room: str, timeout: float = 10.0) -> None:
+    """Read the relay's challenge and answer it with the room key."""
+    msg = P.decode_server_message(await asyncio.wait_for(conn.recv(), timeout))
+    assert isinstance(msg, P.Challenge), f"expected a challenge, got {msg!r}"
+    await conn.send(P.encode_auth(signature(room, msg.nonce)))

@@ -1,0 +1,60 @@
+"""A database's own copy of its space in storage meta (crypto/spacestore.py): the browser's
+way to open {invite}, {passphrase, name} and earlier passphrase spaces."""
+
+from __future__ import annotations
+
+import pytest
+
+from ostracon.core.errors import ValidationError, WrongKeyError
+from ostracon.crypto import spacestore
+from ostracon.crypto.identity import Identity
+from ostracon.crypto.space import Space
+from ostracon.storage.memory import MemoryStorage
+
+FAST = dict(_insecure_for_tests=True)
+URL = "ws://127.0.0.1:1"
+
+
+def test_passphrase_creates_then_unlocks_a_random_space():
+    st, me = MemoryStorage(), Identity.generate()
+    first = spacestore.open_space(st, {"passphrase": "pw one", "name": "notes"}, identity=me, **FAST)
+    again = spacestore.open_space(st, {"passphrase": "pw one", "name": "notes"}, identity=me, **FAST)
+    assert again.room_id == first.room_id and again.role() == "admin"
+    with pytest.raises(WrongKeyError):
+        spacestore.open_space(st, {"passphrase": "pw two", "name": "notes"}, identity=me, **FAST)
+    # Another device with the same name and passphrase gets its own space: they never meet.
+    other = spacestore.open_space(MemoryStorage(), {"passphrase": "pw one", "name": "notes"},
+                                  identity=Identity.generate(), **FAST)
+    assert other.room_id != first.room_id
+
+
+def test_invite_is_kept_and_another_invite_is_wrong_key():
+    admin = Space.generate("team", identity=Identity.generate())
+    st, me = MemoryStorage(), Identity.generate()
+    joined = spacestore.open_space(st, {"invite": admin.invite(URL)}, identity=me, **FAST)
+    assert joined.space_id == admin.space_id
+    again = spacestore.open_space(st, {"invite": admin.invite(URL)}, identity=me, **FAST)
+    assert again.space_id == admin.space_id
+    stranger = Space.generate("team", identity=Identity.generate())
+    with pytest.raises(WrongKeyError):
+        spacestore.open_space(st, {"invite": stranger.invite(URL)}, identity=me, **FAST)
+
+
+def test_earlier_passphrase_spaces_keep_their_key():
+    st, me = MemoryStorage(), Identity.generate()
+    st.set_meta(spacestore.META_LEGACY_CHECK, b"\x00" * 32)  # written by an earlier version
+    sp = spacestore.open_space(st, {"passphrase": "pw", "name": "family"}, identity=me, **FAST)
+    legacy = Space.from_passphrase("pw", "family", iterations=1000, _insecure_for_tests=True)
+    assert sp.export_key() == legacy.export_key() and sp.members is None
+
+
+def test_bad_specs_and_rows():
+    st, me = MemoryStorage(), Identity.generate()
+    for bad in (None, {}, {"name": "x"}, "invite"):
+        with pytest.raises(ValidationError):
+            spacestore.open_space(st, bad, identity=me)
+    sp = spacestore.open_space(st, {"key": "11" * 32, "name": "k"}, identity=me)
+    assert sp.members is None and spacestore.member_rows(sp, me.actor) == []
+    admin = Space.generate("t", identity=me)
+    rows = spacestore.member_rows(admin, me.actor)
+    assert rows == [{"actor": me.actor.hex(), "fingerprint": me.fingerprint, "role": "admin", "me": True}]
