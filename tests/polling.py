@@ -1,11 +1,13 @@
-"""The one place tests wait for something another thread or process does.
+"""The one place tests wait for something another thread, task or process does.
 
 `wait_until` polls a condition; its deadline is a safety net against a hung test, never a
-performance threshold (a slow machine only makes the test take longer).
+performance threshold (a slow machine only makes the test take longer). `until` is the same
+for asyncio code.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -29,6 +31,16 @@ def wait_until(condition: Callable[[], T], what: str, deadline_s: float = DEADLI
         if time.monotonic() > end:
             raise AssertionError(f"gave up waiting for: {what}")
         time.sleep(POLL_S)
+
+
+async def until(condition: Callable[[], object], what: str, deadline_s: float = DEADLINE_S) -> None:
+    """The asyncio form of :func:`wait_until`."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    while not condition():
+        if loop.time() > end:
+            raise AssertionError(f"gave up waiting for: {what}")
+        await asyncio.sleep(POLL_S)
 
 
 def read_line(stream, what: str) -> str:

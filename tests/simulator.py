@@ -14,6 +14,11 @@ from ostracon.crypto.identity import Identity
 
 FIELDS = ["title", "body", "tags", "n", "votes", "meta"]
 
+#: Oracle mode: a collection with a schema and a unique index. Replica 0 never defines the
+#: schema, so its writes can break it once merged; two emails for four ids make duplicates.
+USERS_SDL = "type users { email: String!, name: String, votes: Int @crdt(type: pncounter) }"
+EMAILS = ["a@x.org", "b@x.org"]
+
 
 def _value(rng: random.Random):
     kind = rng.randrange(7)
@@ -32,6 +37,10 @@ def _value(rng: random.Random):
     return rng.random() < 0.5
 
 
+class _Skip(Exception):
+    """The step wrote to the oracle's collection instead."""
+
+
 @dataclass
 class Sim:
     seed: int
@@ -39,7 +48,52 @@ class Sim:
     steps: int = 80
     drop: float = 0.2
     dup: float = 0.1
+    #: check after every merge that each document satisfies its collection's schema and
+    #: unique index, or is reported (schema_violations / unique_violations)
+    oracle: bool = False
     log: list = field(default_factory=list)
+    failures: list = field(default_factory=list)
+
+    def _users_step(self, rng: random.Random, i: int, db) -> None:
+        users = db.collection("users")
+        doc_id = f"u{rng.randrange(4)}"
+        act = rng.randrange(5)
+        if users.get(doc_id) is None:
+            act = 0
+        if act == 0:
+            doc = {"email": rng.choice(EMAILS), "name": rng.choice(["ann", "bo"])}
+            if i == 0 and rng.random() < 0.5:
+                del doc["email"]                 # no schema here: valid locally only
+            users.create(doc, id=doc_id)
+        elif act == 1:
+            users.patch(doc_id, {rng.choice(["email", "name"]): rng.choice(EMAILS)})
+        elif act == 2:
+            users.increment(doc_id, "votes", rng.choice([1, -1]))
+        elif act == 3:
+            users.delete(doc_id)
+        else:
+            users.update(doc_id, {**users.get(doc_id), "name": "upd"})
+
+    def check(self, db, where: str) -> None:
+        """The merge-validity oracle (see `oracle`), computed from the documents."""
+        users = db.collection("users")
+        reported = {v["id"] for v in users.schema_violations()}
+        for v in users.unique_violations():
+            reported.update(v["ids"])
+        live = users.find({}, fallback_docs_max=10**6)
+        by_email: dict = {}
+        for d in live:
+            if type(d.get("email")) is str:
+                by_email.setdefault(d["email"], []).append(d["_id"])
+        for d in live:
+            ok = by_email.get(d.get("email"), [d["_id"]]) == [d["_id"]]
+            if ok and users.schema is not None:
+                try:
+                    users.schema.validate({k: v for k, v in d.items() if k[0] != "_"})
+                except ostracon.SchemaValidationError:
+                    ok = False
+            if not ok and d["_id"] not in reported:
+                self.failures.append((where, d["_id"]))
 
     def run(self) -> list:
         rng = random.Random(self.seed)
@@ -51,10 +105,15 @@ class Sim:
             dbs.append(ostracon.open(identity=ident, clock=(lambda i=i: clocks[i]),
                                      random_bytes=lambda n, r=r: r.randbytes(n),
                                      sink_batch_ops=rng.randrange(1, 8)))
+        if self.oracle:
+            for i, db in enumerate(dbs):
+                if i:
+                    db.define_schema(USERS_SDL)
+                db.collection("users").create_index("email", unique=True)
         in_flight: list[tuple[int, list[bytes]]] = []
         partition = set()
         ids = [f"doc{k}" for k in range(6)]
-        for _ in range(self.steps):
+        for step in range(self.steps):
             i = rng.randrange(self.replicas)
             db = dbs[i]
             # Clocks drift and sometimes jump backwards; the HLC must cope.
@@ -62,6 +121,9 @@ class Sim:
             col = db.collection(rng.choice(["todos", "notes"]))
             doc_id = rng.choice(ids)
             try:
+                if self.oracle and rng.random() < 0.4:
+                    self._users_step(rng, i, db)
+                    raise _Skip
                 act = rng.randrange(6)
                 if col.get(doc_id) is None and rng.random() < 0.8:
                     act = 0
@@ -77,7 +139,7 @@ class Sim:
                     col.update(doc_id, {rng.choice(FIELDS): _value(rng)})
                 else:
                     db.flush()
-            except (ostracon.NotFoundError, ostracon.ConflictError):
+            except (_Skip, ostracon.NotFoundError, ostracon.ConflictError, ostracon.ValidationError):
                 pass
             # Network events.
             if rng.random() < 0.1:
@@ -94,9 +156,13 @@ class Sim:
             if in_flight and rng.random() < 0.6:
                 dest, msg = in_flight.pop(rng.randrange(len(in_flight)))
                 dbs[dest].apply_blocks(msg)
+                if self.oracle:
+                    self.check(dbs[dest], f"seed {self.seed} step {step} replica {dest}")
         # Heal: deliver what is in flight (late), flush everyone, then anti-entropy rounds.
         for dest, msg in in_flight:
             dbs[dest].apply_blocks(msg)
+            if self.oracle:
+                self.check(dbs[dest], f"seed {self.seed} heal replica {dest}")
         for db in dbs:
             db.flush()
         for _ in range(3):
@@ -104,4 +170,6 @@ class Sim:
                 for b in range(self.replicas):
                     if a != b:
                         dbs[b].apply_blocks(dbs[a].blocks_since(dbs[b].version_vector()))
+                        if self.oracle:
+                            self.check(dbs[b], f"seed {self.seed} anti-entropy {a}->{b}")
         return dbs

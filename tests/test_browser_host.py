@@ -9,6 +9,7 @@ adapters run under Node and Chromium (make test-node, make test-e2e).
 
 from __future__ import annotations
 
+import math
 import types
 
 import pytest
@@ -51,6 +52,10 @@ class JsObject:
         self.ctor = ctor
 
 
+class JsNegativeZero:
+    """worker.js's marker for a JS -0 (toPy alone would turn it into the int 0)."""
+
+
 class JsLikeFfi(NativeFfi):
     """What crosses the worker boundary, without a browser: null/BigInt/foreign objects are
     recognised like Pyodide's proxies; `to_js` then `back` behaves like JS numbers do
@@ -63,6 +68,8 @@ class JsLikeFfi(NativeFfi):
             return "null"
         if isinstance(v, JsBigInt):
             return "bigint"
+        if isinstance(v, JsNegativeZero):
+            return "negzero"
         if isinstance(v, JsObject):
             return "proxy"
         return None
@@ -103,6 +110,13 @@ values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
     max_leaves=20,
 )
+
+
+def test_js_negative_zero_is_the_float_negative_zero():
+    out = convert.from_js({"x": JsNegativeZero(), "l": [JsNegativeZero(), 0]}, FFI)
+    assert type(out["x"]) is float and math.copysign(1.0, out["x"]) == -1.0
+    assert type(out["l"][0]) is float and math.copysign(1.0, out["l"][0]) == -1.0
+    assert type(out["l"][1]) is int
 
 
 @settings(max_examples=200, deadline=None)

@@ -9,6 +9,7 @@ import pytest
 
 import ostracon
 from ostracon.cli import main
+from ostracon.core.encoding import encode
 
 
 @pytest.fixture()
@@ -115,8 +116,46 @@ def test_compact_export_import_round_trip(dbdir, tmp_path, capsys):
         n1 = db.collection("notes").get("n1")
         assert n1["title"] == "one!" and n1["blob"] == b"\x00\x01" and n1["tags"] == ["a"]
         assert db.collection("todos").get("t1")["big"] == 2**80
-    code, out, _ = run(capsys, "import", target, str(export))  # again: updates, not duplicates
-    assert code == 0 and "2 updated" in out
+    with ostracon.open(target) as db:
+        before = db.state_hash(), db.heads()
+    code, out, _ = run(capsys, "import", target, str(export))  # again: nothing changes
+    assert code == 0 and "0 created, 0 updated, 2 unchanged" in out
+    with ostracon.open(target) as db:
+        assert (db.state_hash(), db.heads()) == before
+
+
+VALUES = {
+    "none": None, "t": True, "f": False, "zero": 0, "neg0": -0.0, "one_float": 1.0, "one": 1,
+    "big": 2**100, "negbig": -(2**70), "u64": 2**64 - 1, "tiny": 5e-324, "pi": 3.141592653589793,
+    "s": "héllo 👩‍💻 \u0000 \u2028", "empty": "", "b": b"\x00\xff", "eb": b"", "l": [1, [2.0, [None]]],
+    "m": {"$bytes": "not bytes", "$map": {"x": 1}}, "m2": {"$bytes": "AAE="}, "m3": {"$x": [b"\x01"]},
+    "nested": {"a": {"b": {"c": [{"d": b"\x02"}]}}}, "emptymap": {}, "emptylist": [],
+}
+
+
+def test_export_import_is_lossless_for_every_value_and_idempotent(tmp_path, capsys):
+    src = tmp_path / "src"
+    with ostracon.open(src) as db:
+        db.collection("v").create(VALUES, id="all")
+        want = db.collection("v").get("all")
+    export = tmp_path / "out.ndjson"
+    assert run(capsys, "export", str(src), "--ndjson", "-o", str(export))[0] == 0
+    target = tmp_path / "copy"
+    for _ in range(2):
+        assert run(capsys, "import", str(target), str(export))[0] == 0
+    with ostracon.open(target) as db:
+        got = db.collection("v").get("all")
+        assert got["_version"] == 1                      # imported once, then unchanged
+        user = {k: v for k, v in got.items() if k[0] != "_"}
+        # canonical bytes: equal values of different types (1 / 1.0 / true) would differ
+        assert encode(user) == encode({k: v for k, v in want.items() if k[0] != "_"})
+        assert str(user["neg0"]) == "-0.0" and type(user["one_float"]) is float
+    # importing into the database it came from changes nothing either
+    with ostracon.open(src) as db:
+        before = db.state_hash()
+    assert run(capsys, "import", str(src), str(export))[0] == 0
+    with ostracon.open(src) as db:
+        assert db.state_hash() == before
 
 
 def test_compact_prune_before(dbdir, capsys):

@@ -243,9 +243,9 @@ def test_not_found(col, call):
 
 
 @pytest.mark.parametrize("call", [
-    lambda c: c.create({"_id": "x"}), lambda c: c.create({"_version": 1}), lambda c: c.create({"_x": 1}),
-    lambda c: c.patch("d", {"_deleted": True}), lambda c: c.patch("d", {}, unset=["_heads"]),
-    lambda c: c.update("d", {"ok": 1, "_id": "d"}), lambda c: c.increment("d", "_n"),
+    lambda c: c.create({"_x": 1}), lambda c: c.patch("d", {"_x": True}), lambda c: c.patch("d", {}, unset=["_heads"]),
+    lambda c: c.update("d", {"ok": 1, "_id": "other"}), lambda c: c.update("d", {"ok": 1, "_collection": "x"}),
+    lambda c: c.increment("d", "_n"), lambda c: c.create({"_id": "x"}, id="y"),
 ])
 def test_reserved_names_are_refused(db, col, call):
     col.create({"a": 1}, id="d")

@@ -159,3 +159,16 @@ def test_where_threads_cannot_start_there_is_no_driver_and_tick_drives(monkeypat
     db.tick()                                                  # the host's timer
     assert db.pending_writes == 0
     db.close()
+
+
+def test_the_driver_commits_an_idle_text_burst_and_makes_it_durable(tmp_path):
+    path = tmp_path / "db"
+    db = ostracon.open(path, sink_interval_ms=50)
+    notes = db.collection("notes")
+    doc_id = notes.create({"body": ostracon.Text("milk")})
+    notes.text(doc_id, "body").insert(4, ", eggs")        # an open burst: not a block yet
+    wait_until(lambda: db.sink_status["durable_total"] == 2, "the burst committed and flushed")
+    db.close()
+    db = ostracon.open(path)
+    assert db.collection("notes").get(doc_id)["body"] == "milk, eggs"
+    db.close()

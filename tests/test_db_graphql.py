@@ -184,7 +184,8 @@ def _request(method, body):
 def test_serve_graphql_handler(tmp_path):
     from ostracon.serve import _graphql_handler
     path = tmp_path / "db"
-    d = open_db(path=path)
+    # The directory's own identity (identity.key), as `ostracon serve --graphql-writes` uses it.
+    d = ostracon.open(str(path), clock=Clock(), random_bytes=DeterministicRandom(7))
     d.define_schema(SDL)
     d.collection("Todo").create({"title": "served"}, id="s1")
     d.close()

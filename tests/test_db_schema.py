@@ -216,8 +216,70 @@ def test_unknown_version_from_a_peer_is_read_as_is():
     a.define_schema(V1)
     a.collection("Todo").create({"name": "x"}, id="d")
     a.flush()
-    b.define_schema(V2)          # a different history: b does not know a's version
+    b.define_schema(V2)          # a different history: concurrent versions, no lens
     b.apply_blocks(a.blocks_since({}))
     assert b.collection("Todo").get("d")["name"] == "x"
+    b.flush()
+    a.apply_blocks(b.blocks_since(a.version_vector()))
     assert a.state_hash() == b.state_hash()
+    # Versions travel with the data: both replicas now hold both, as a DAG with two leaves.
+    assert {v["version_id"] for v in a.schema_history("Todo")} == {v["version_id"] for v in b.schema_history("Todo")}
+    assert len(a.schema_history("Todo")) == 2
     a.close(), b.close()
+
+
+def test_schema_versions_replicate_as_signed_blocks_and_merge_as_a_dag():
+    a, b = open_db(ID_A, seed=1), open_db(ID_B, seed=2)
+    v1 = a.define_schema(V1)["Todo"]
+    a.collection("Todo").create({"name": "x"}, id="d")
+    a.flush()
+    b.apply_blocks(a.blocks_since({}))
+    assert b.collection("Todo").schema.version_id == v1        # b never called define_schema
+    assert b.graphql("{ Todo { name } }") == {"data": {"Todo": [{"name": "x"}]}}
+    with pytest.raises(ostracon.SchemaValidationError):
+        b.collection("Todo").create({"done": True})            # validated on b too
+    # Concurrent next versions on both sides, then a merge version that links both leaves.
+    va = a.define_schema(V1.replace("}", " tags: [String] }"))["Todo"]
+    vb = b.define_schema(V1.replace("}", " note: String }"))["Todo"]
+    a.flush(), b.flush()
+    a.apply_blocks(b.blocks_since(a.version_vector()))
+    b.apply_blocks(a.blocks_since(b.version_vector()))
+    assert {v["version_id"] for v in a.schema_history("Todo")} == {v1, va, vb}
+    merged = a.define_schema(V1.replace("}", " tags: [String] note: String }"))["Todo"]
+    parents = {v["version_id"]: v["parents"] for v in a.schema_history("Todo")}
+    assert sorted(parents[merged]) == sorted([va, vb])
+    a.flush()
+    b.apply_blocks(a.blocks_since(b.version_vector()))
+    assert b.collection("Todo").schema.version_id == merged
+    with pytest.raises(ValidationError, match="reserved"):
+        a.collection("ostracon.schemas")
+    assert "ostracon.schemas" not in a.collections()
+    a.close(), b.close()
+
+
+def test_lens_chains_compose_across_additive_steps():
+    db = open_db(ID_A, seed=1)
+    v1 = db.define_schema("type Page { page: Int, text: String }")["Page"]
+    pages = db.collection("Page")
+    pages.create({"page": 1, "text": "one"}, id="p1")
+    v2 = db.define_schema("type Page { page: Int, text: String, model: String }")["Page"]  # additive: no lens
+    pages.create({"page": 2, "text": "two", "model": "m"}, id="p2")
+    v3 = db.define_schema("type Page { page: Int, body: String, model: String }")["Page"]
+
+    def rename(d):
+        d = dict(d)
+        if "text" in d:
+            d["body"] = d.pop("text")
+        return d
+    db.register_lens(v2, v3, rename)
+    assert len({v1, v2, v3}) == 3
+    assert {k: v for k, v in pages.get("p1").items() if k[0] != "_"} == {"page": 1, "body": "one"}
+    assert sorted(d["_id"] for d in pages.find({"body": {"_like": "%o%"}})) == ["p1", "p2"]
+    assert pages.schema_violations() == []
+    pages.patch("p1", {"model": "x"})          # written back in the v3 shape
+    assert pages.history("p1")[-1]["schema"] == v3
+    assert {k: v for k, v in pages.get("p1").items() if k[0] != "_"} == {"page": 1, "body": "one", "model": "x"}
+    # A step that is not additive (a field removed or retyped) still needs a lens.
+    db.define_schema("type Page { page: String, body: String, model: String }")
+    with pytest.raises(ostracon.LensNotFoundError):
+        db.schemas.lens_path(v3, db.collection("Page").schema.version_id)

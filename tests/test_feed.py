@@ -74,12 +74,24 @@ def test_a_cursor_older_than_the_retention_is_refused():
     assert [e.seq for e in evs] == [3, 4, 5]
 
 
-@pytest.mark.parametrize("cursor", ["other.1", "e2.1", "e1", "e1.x", "e1.-1", "e1.99", "x.y.z", 5, b"e1.1"])
+@pytest.mark.parametrize("cursor", ["other.1", "e2.1", "e1", "e1.x", "e1.-1", "e1.99", "x.y.z", 5, b"e1.1",
+                                    "e1.\u0662", "e1.\uff12", "e1.1_0", "e1.+1", "e1. 1", "e1.01", "e1." + "1" * 40])
 def test_foreign_malformed_or_future_cursors_are_refused(cursor):
     f = ChangeFeed("e1")
     publish(f, 3)
     with pytest.raises(CursorError):
         f.since(cursor)
+
+
+@pytest.mark.parametrize("retention", [0, -1, 2**31, 2**63, 10**6 + 1, True, 1.5, "10"])
+def test_retention_out_of_range_is_a_validation_error_in_every_runtime(retention):
+    with pytest.raises(ValidationError, match="feed_retention"):
+        ChangeFeed("e1", retention)
+
+
+def test_subscriber_buffer_beyond_the_portable_range_is_refused():
+    with pytest.raises(ValidationError):
+        ChangeFeed("e1").subscribe(buffer=2**31)
 
 
 def test_cursor_from_another_epoch_is_refused_even_when_the_seq_exists():

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
+import stat
 from dataclasses import fields
 
-from ostracon.relay.cli import add_relay_arguments, config_from_args, mailbox_from_args, main_relay
+from ostracon.core.errors import ValidationError
+from ostracon.relay.cli import add_relay_arguments, backend_from_args, config_from_args, mailbox_from_args, main_relay
 from ostracon.relay.mailbox import MemoryMailbox, SqliteMailbox
 from ostracon.relay.server import RelayConfig
 
@@ -45,7 +48,45 @@ def test_mailbox_from_args(tmp_path):
     mb.close()
 
 
+def test_mailbox_files_are_private_and_default_to_the_xdg_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    old = os.umask(0o022)
+    try:
+        mb = mailbox_from_args(parse())
+        mb.append("ab" * 32, b"x")
+        mb.close()
+    finally:
+        os.umask(old)
+    path = tmp_path / "xdg" / "ostracon" / "relay" / "mailbox.sqlite"
+    assert path.exists() and sorted(os.listdir(tmp_path)) == ["xdg"]  # nothing in the working directory
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    for d in (path.parent, path.parent.parent, tmp_path / "xdg"):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+    for sibling in path.parent.iterdir():  # -wal / -shm inherit the database file's mode
+        assert stat.S_IMODE(sibling.stat().st_mode) & 0o077 == 0, sibling
+    monkeypatch.setenv("XDG_DATA_HOME", "relative/ignored")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    mb = mailbox_from_args(parse())
+    mb.close()
+    assert (tmp_path / "home" / ".local" / "share" / "ostracon" / "relay" / "mailbox.sqlite").exists()
+
+
+def test_backend_from_args():
+    b = backend_from_args(parse("--mailbox", "memory"))
+    assert isinstance(b.mailbox, MemoryMailbox) and b.name == "local"
+    b.close()
+    for bad in (("--backend", "postgres://x"), ("--backend", "redis://127.0.0.1:1/0", "--mailbox", "memory")):
+        try:
+            backend_from_args(parse(*bad))
+        except ValidationError:
+            pass
+        else:
+            raise AssertionError(f"{bad} accepted")
+
+
 def test_bad_config_exits_2(capsys):
     assert main_relay(parse("--mailbox", "postgres:nope")) == 2
     assert main_relay(parse("--mailbox", "memory", "--send-queue-bytes", "10")) == 2
+    assert main_relay(parse("--backend", "redis://127.0.0.1:1/0")) == 2  # nothing listens there
     assert "ostracon relay:" in capsys.readouterr().err

@@ -1,4 +1,7 @@
-"""Mailbox contract: the same tests run against MemoryMailbox and SqliteMailbox."""
+"""Mailbox contract: the same tests run against MemoryMailbox, SqliteMailbox and RedisMailbox
+(a real redis-server on a loopback port, see tests/redis_server.py).
+
+Sizes are accounted with FRAME_OVERHEAD_BYTES per frame (``O`` below)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,10 @@ import random
 import pytest
 
 from ostracon.core.errors import LockedError, StorageUnavailableError, ValidationError
+from ostracon.relay.mailbox import FRAME_OVERHEAD_BYTES as O
 from ostracon.relay.mailbox import MemoryMailbox, RoomInfo, SqliteMailbox, parse_mailbox_spec
+from ostracon.relay.redis_backend import RedisMailbox
+from redis_server import redis_server  # noqa: F401  (fixture)
 
 R1 = "a1" * 32
 R2 = "b2" * 32
@@ -23,13 +29,16 @@ class FakeClock:
         return self.t
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def make(request, tmp_path):
     opened = []
+    server = request.getfixturevalue("redis_server") if request.param == "redis" else None
 
     def factory(**limits):
         if request.param == "memory":
             mb = MemoryMailbox(**limits)
+        elif request.param == "redis":
+            mb = RedisMailbox(server.client(), **limits)
         else:
             mb = SqliteMailbox(tmp_path / "mailbox.sqlite", **limits)
         opened.append(mb)
@@ -50,7 +59,7 @@ def test_cursors_are_contiguous_per_room_and_rooms_are_isolated(make):
     assert mb.read(R2, 0) == [(1, b"other")]
     assert mb.read(R3, 0) == []
     info = mb.info(R1)
-    assert (info.head, info.pruned_through, info.frames, info.bytes, info.oldest) == (6, 0, 6, 12, 1)
+    assert (info.head, info.pruned_through, info.frames, info.bytes, info.oldest) == (6, 0, 6, 12 + 6 * O, 1)
     assert info.epoch is not None and info.epoch != mb.info(R2).epoch
 
 
@@ -67,11 +76,11 @@ def test_read_after_limit_and_max_bytes(make):
 
 
 def test_prune_by_room_bytes_drops_oldest_and_reports_gap(make):
-    mb = make(max_room_bytes=1000, max_total_bytes=10_000)
+    mb = make(max_room_bytes=1000 + 3 * O, max_total_bytes=10_000)
     for i in range(10):
         mb.append(R1, bytes([i]) * 300)
     info = mb.info(R1)
-    assert info.bytes <= 1000 and info.frames == 3
+    assert info.bytes <= 1000 + 3 * O and info.frames == 3
     assert info.pruned_through == 7 and info.oldest == 8 and info.head == 10
     assert [c for c, _ in mb.read(R1, 0)] == [8, 9, 10]
     assert mb.stats().dropped["room_bytes"] == 7
@@ -87,7 +96,7 @@ def test_prune_by_room_bytes_drops_oldest_and_reports_gap(make):
 
 def test_prune_by_total_bytes_drops_globally_oldest(make):
     clock = FakeClock()
-    mb = make(max_room_bytes=1500, max_total_bytes=2000, clock=clock)
+    mb = make(max_room_bytes=1500, max_total_bytes=2000 + 5 * O, clock=clock)
     for _i in range(3):
         mb.append(R1, b"a" * 400)  # R1: cursors 1..3 are the oldest
         clock.t += 1
@@ -96,7 +105,7 @@ def test_prune_by_total_bytes_drops_globally_oldest(make):
         clock.t += 1
     # 2400 > 2000: the globally oldest frames (R1's first ones) went.
     s = mb.stats()
-    assert s.bytes <= 2000
+    assert s.bytes <= 2000 + 5 * O
     assert mb.info(R1).pruned_through == 1 and mb.info(R2).pruned_through == 0
     assert s.dropped["total_bytes"] == mb.info(R1).pruned_through
     assert s.bytes == mb.info(R1).bytes + mb.info(R2).bytes
@@ -181,7 +190,7 @@ def test_validation(make):
     with pytest.raises(ValidationError):
         mb.append(R1, b"")
     with pytest.raises(ValidationError):
-        mb.append(R1, b"x" * 101)
+        mb.append(R1, b"x" * (101 - O))
     with pytest.raises(ValidationError):
         mb.read(R1, -1)
     with pytest.raises(ValidationError):
@@ -219,7 +228,7 @@ def test_random_workload_matches_model(make):
                 cursors = [c for c, _ in frames]
                 # Retained frames are exactly (pruned_through, head], contiguous.
                 assert cursors == list(range(info.pruned_through + 1, info.head + 1))
-                assert info.bytes == sum(len(f) for _, f in frames) <= 5000
+                assert info.bytes == sum(len(f) + O for _, f in frames) <= 5000
             assert mb.stats().bytes <= 8000
     except Exception:
         print(f"seed={seed}")
@@ -239,7 +248,7 @@ def test_sqlite_reopen_keeps_frames_cursors_and_epoch(tmp_path):
         assert mb.read(R1, 0) == [(1, b"one"), (2, b"two")]
         assert mb.info(R1).epoch == epoch
         assert mb.append(R1, b"three") == 3
-        assert mb.stats().bytes == 11
+        assert mb.stats().bytes == 11 + 3 * O
     finally:
         mb.close()
 
@@ -279,3 +288,23 @@ def test_parse_mailbox_spec(tmp_path):
     for bad in ("", "sqlite:", "postgres:x", "MEMORY"):
         with pytest.raises(ValidationError):
             parse_mailbox_spec(bad)
+
+
+def test_sqlite_room_cache_is_bounded_and_reloads_exactly(tmp_path, monkeypatch):
+    import ostracon.relay.mailbox as mailbox_module
+    monkeypatch.setattr(mailbox_module, "MAX_CACHED_ROOMS", 8)
+    mb = SqliteMailbox(tmp_path / "mb.sqlite", max_room_bytes=2000, max_total_bytes=100_000)
+    try:
+        rooms = [f"{i:032x}" for i in range(40)]
+        for i, room in enumerate(rooms):
+            for _k in range(i % 5 + 1):
+                mb.append(room, b"f" * 700)
+            assert len(mb._cache) <= 8
+        for i, room in enumerate(rooms):  # reloaded records match what was written
+            n = i % 5 + 1
+            info = mb.info(room)
+            kept = min(n, 2)  # 2000 bytes hold two 700-byte frames with overhead
+            assert (info.head, info.frames, info.pruned_through) == (n, kept, n - kept), room
+            assert mb.append(room, b"g") == n + 1
+    finally:
+        mb.close()

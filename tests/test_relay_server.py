@@ -20,7 +20,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ostracon.core.errors import ValidationError
 from ostracon.core.protocol import relay as P
-from ostracon.relay.mailbox import MailboxError, MemoryMailbox
+from ostracon.relay.backend import Backend, LocalBus
+from ostracon.relay.limits import LocalLimits
+from ostracon.relay.mailbox import FRAME_OVERHEAD_BYTES, MailboxError, MemoryMailbox
 from ostracon.relay.server import Relay, RelayConfig, TokenBucket
 from room_keys import answer, room_for, signature
 
@@ -199,7 +201,7 @@ def test_late_joiner_catches_up_from_its_cursor():
 
 def test_pruned_cursor_gets_a_gap_message():
     async def main():
-        mailbox = MemoryMailbox(max_room_bytes=1000, max_total_bytes=10_000)
+        mailbox = MemoryMailbox(max_room_bytes=1000 + 3 * FRAME_OVERHEAD_BYTES, max_total_bytes=10_000)
         async with Relay(RelayConfig(), mailbox) as relay:
             a = await Client.join(relay, since=0)
             await a.caught_up()
@@ -264,32 +266,47 @@ def test_oversize_frame_is_closed_with_1009():
     run(main())
 
 
-def test_rate_limits_close_with_1008():
+class FrozenClock:
+    """A monotonic clock that only moves when the test says so (rate buckets never refill)."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_rate_limits_throttle_instead_of_disconnecting_and_survive_reconnects():
     async def main():
-        cfg = RelayConfig(rate_frames_per_s=1.0, rate_frames_burst=3)
-        async with Relay(cfg) as relay:
+        clock = FrozenClock()
+        # 1000 frames/s keeps each enforced pause at a millisecond; the frozen clock means the
+        # bucket never refills, so every frame past the burst is held back.
+        cfg = RelayConfig(rate_frames_per_s=1000.0, rate_frames_burst=3)
+        backend = Backend(MemoryMailbox(), LocalBus(), LocalLimits(clock))
+        async with Relay(cfg, backend=backend) as relay:
             a = await Client.join(relay)
             await a.caught_up()
-            try:
-                for _i in range(20):
-                    await a.publish(b"x")
-            except ConnectionClosed:
-                pass
-            assert await a.close_code() == P.CLOSE_POLICY
-            assert relay.metrics.drops["rate_limit"] == 1
-            assert relay.mailbox.stats().frames == 3  # the burst got through
-        cfg = RelayConfig(max_frame_bytes=2000, rate_bytes_per_s=100.0, rate_bytes_burst=4000,
-                          send_queue_bytes=4096)
-        async with Relay(cfg) as relay:
-            a = await Client.join(relay)
-            await a.caught_up()
-            try:
-                for _i in range(10):
-                    await a.publish(b"y" * 1500)
-            except ConnectionClosed:
-                pass
-            assert await a.close_code() == P.CLOSE_POLICY
-            assert relay.mailbox.stats().frames == 2
+            for i in range(8):
+                await a.publish(b"x%d" % i)
+            acks = [m.cursor for m in await a.until(lambda m: isinstance(m, P.Ack) and m.cursor == 8)
+                    if isinstance(m, P.Ack)]
+            assert acks == list(range(1, 9))  # nothing refused, nobody disconnected
+            assert relay.metrics.drops["rate_limit"] == 5 and relay.metrics.throttled_s > 0
+            await a.close()
+            # A new connection from the same address to the same room gets no fresh allowance.
+            b = await Client.join(relay, since=8)
+            await b.caught_up()
+            await b.publish(b"again")
+            await b.until(lambda m: isinstance(m, P.Ack))
+            assert relay.metrics.drops["rate_limit"] == 6
+            # Another room is another bucket.
+            c = await Client.join(relay, ROOM2)
+            await c.caught_up()
+            await c.publish(b"other")
+            await c.until(lambda m: isinstance(m, P.Ack))
+            assert relay.metrics.drops["rate_limit"] == 6
+            await b.close()
+            await c.close()
     run(main())
 
 
@@ -354,9 +371,11 @@ async def _raw_join_never_read(port: int, room: str) -> socket.socket:
 
 def test_slow_consumer_is_disconnected_and_relay_memory_stays_bounded():
     async def main():
+        # Past send_queue_bytes the non-reader is sent back to the mailbox (no memory); it is
+        # disconnected once one write stalls for send_timeout_s.
         cfg = RelayConfig(max_frame_bytes=64 * 1024 + 1, send_queue_frames=8, send_queue_bytes=256 * 1024,
                           write_buffer_bytes=16 * 1024, rate_frames_per_s=None, rate_bytes_per_s=None,
-                          close_timeout_s=0.5)
+                          close_timeout_s=0.5, send_timeout_s=0.5)
         async with Relay(cfg) as relay:
             writer = await Client.join(relay)
             healthy = await Client.join(relay)
@@ -577,13 +596,13 @@ def test_healthz_and_metrics_count_traffic():
             assert m["frames_in"] == 2 and m["bytes_in"] == 6 + 1
             assert m["frames_out"] == 1 and m["stored_frames"] == 1
             assert m["drops"]["bad_message"] == 1 and m["connections_total"] == 2
-            assert m["mailbox"]["frames"] == 1 and m["mailbox"]["bytes"] == 5
+            assert m["mailbox"]["frames"] == 1 and m["mailbox"]["bytes"] == 5 + FRAME_OVERHEAD_BYTES
             status, hdrs, text = await http(relay, "GET", "/metrics")
             assert status == 200 and hdrs["content-type"].startswith("text/plain")
             text = text.decode()
             assert re.search(r"^ostracon_relay_frames_in_total 2$", text, re.M)
             assert re.search(r'^ostracon_relay_drops_total\{reason="bad_message"\} 1$', text, re.M)
-            assert re.search(r"^ostracon_relay_mailbox_bytes 5$", text, re.M)
+            assert re.search(rf"^ostracon_relay_mailbox_bytes {5 + FRAME_OVERHEAD_BYTES}$", text, re.M)
             assert (await http(relay, "POST", "/healthz"))[0] == 405
             assert (await http(relay, "GET", "/nothing-here"))[0] == 404
             await b.close()

@@ -35,7 +35,7 @@ from ostracon.crypto.identity import Identity
 from ostracon.crypto.native import NativeCrypto
 from ostracon.crypto.space import Space
 from ostracon.relay import server as relay_server
-from ostracon.relay.mailbox import SqliteMailbox
+from ostracon.relay.mailbox import FRAME_OVERHEAD_BYTES, SqliteMailbox
 from ostracon.relay.server import Relay, RelayConfig, RelayMetrics
 from ostracon.sync.native import start_sync
 
@@ -74,11 +74,13 @@ RELAY_SEES = {
     # Query parameters of the join URL /v1/room/<room_id>?since=&epoch=.
     "join_params": {"since", "epoch"},
     # State the relay keeps per member, per room, and in aggregate.
-    "member_state": {"ws", "room", "queue", "queue_bytes", "wakeup", "replaying", "closing", "frames_bucket",
-                     "bytes_bucket", "sender", "close_reason"},
-    "room_state": {"id", "members", "peers_pending"},
+    # `key` is the client address (IPv6: its /64) the limits are charged to.
+    "member_state": {"ws", "room", "key", "queue", "queue_bytes", "controls", "wakeup", "replaying", "closing",
+                     "sent", "queued", "sender", "close_reason"},
+    "room_state": {"id", "members", "peers_pending", "live_head"},
     "metrics": {"connections_total", "frames_in", "bytes_in", "frames_out", "control_out", "bytes_out",
-                "stored_frames", "http_requests", "queued_bytes", "queue_high_water_bytes", "drops"},
+                "stored_frames", "http_requests", "throttled_s", "queued_bytes", "queue_high_water_bytes",
+                "drops"},
 }
 
 
@@ -286,7 +288,7 @@ def test_relay_sees_exactly_the_listed_metadata(tmp_path, recorder):
         con.close()
     assert rows and {r[0] for r in rows} == {space.room_id}
     assert [r[1] for r in rows] == list(range(rows[0][1], rows[0][1] + len(rows)))
-    assert all(r[3] == len(r[4]) for r in rows)
+    assert all(r[3] == len(r[4]) + FRAME_OVERHEAD_BYTES for r in rows)  # size as accounted
     assert set(meta) == {"schema"}
     # Stored data is the frame as the client sent it (opaque), nothing added by the relay.
     published = [m[1:] for _, _, m in recorder.inbound if m[0] == P.C_PUBLISH]

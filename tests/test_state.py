@@ -102,37 +102,134 @@ def test_values_compare_by_stamp_not_by_value():
     assert all_orders_agree(chs).user_fields() == {"f": 0}
 
 
-# ----------------------------------------------------------------------------- tombstones
+# ----------------------------------------------------------------------------- delete wins
 
-def test_tombstone_hides_older_writes():
+def causal_orders_agree(changes):
+    """Like all_orders_agree, over every order that delivers parents before children."""
+    results = set()
+    out = None
+    for order in itertools.permutations(range(len(changes))):
+        seen = set()
+        ok = True
+        for i in order:
+            if not set(changes[i][1].parents) <= seen:
+                ok = False
+                break
+            seen.add(changes[i][0])
+        if not ok:
+            continue
+        s = fields_for(changes, order)
+        results.add((encode_canonical(s.user_fields()), s.deleted, s.digest()))
+        out = s
+    assert out is not None and len(results) == 1, f"{len(results)} different results depending on order"
+    return out
+
+
+def test_delete_hides_the_writes_it_saw():
     d = Doc()
-    chs = [d.change(A, stamp(W), ("s", "f", 1)), d.change(B, stamp(W + 5), ("x",)),
-           d.change(C, stamp(W + 3), ("s", "g", 2))]  # concurrent, but older than the delete
-    s = all_orders_agree(chs)
+    c0 = d.change(A, stamp(W), ("s", "f", 1), ("s", "g", 1))
+    x = d.change(B, stamp(W + 5), ("x",), parents=[c0[0]])
+    s = causal_orders_agree([c0, x])
+    assert s.deleted and s.user_fields() == {} and s.blame() == {}
+
+
+def test_delete_wins_against_a_concurrent_later_stamped_edit():
+    # The edit saw the document (parent c0) but not the delete: it is hidden, whatever its clock.
+    d = Doc()
+    c0 = d.change(A, stamp(W), ("s", "title", "t"), ("s", "body", "b"), ("i", "n", 5))
+    x = d.change(A, stamp(W + 1), ("x",), parents=[c0[0]])
+    e = d.change(B, stamp(W + 1000), ("s", "done", True), ("i", "n", 1), parents=[c0[0]])
+    s = causal_orders_agree([c0, x, e])
     assert s.deleted and s.user_fields() == {}
 
 
-def test_later_write_resurrects_with_only_its_fields():
+def test_write_after_the_delete_starts_a_fresh_document():
     d = Doc()
-    chs = [d.change(A, stamp(W), ("s", "f", 1), ("s", "g", 1)), d.change(B, stamp(W + 5), ("x",)),
-           d.change(C, stamp(W + 9), ("s", "g", 2))]
-    s = all_orders_agree(chs)
-    assert not s.deleted and s.user_fields() == {"g": 2}
+    c0 = d.change(A, stamp(W), ("s", "f", 1), ("s", "g", 1), ("i", "n", 5))
+    x = d.change(B, stamp(W + 5), ("x",), parents=[c0[0]])
+    again = d.change(C, stamp(W + 9), ("s", "g", 2), ("i", "n", 1), parents=[x[0]])
+    s = causal_orders_agree([c0, x, again])
+    assert not s.deleted and s.user_fields() == {"g": 2, "n": 1}
 
 
-def test_empty_write_after_delete_resurrects_an_empty_document():
+def test_re_created_document_loses_to_a_concurrent_delete():
+    # A deletes and re-creates; B deletes concurrently: B's delete never saw the re-creation.
     d = Doc()
-    chs = [d.change(A, stamp(W), ("s", "f", 1)), d.change(B, stamp(W + 5), ("x",)), d.change(C, stamp(W + 6))]
-    s = all_orders_agree(chs)
+    c0 = d.change(A, stamp(W), ("s", "f", 1))
+    xa = d.change(A, stamp(W + 1), ("x",), parents=[c0[0]])
+    again = d.change(A, stamp(W + 2), ("s", "f", 2), parents=[xa[0]])
+    xb = d.change(B, stamp(W + 1), ("x",), parents=[c0[0]])
+    s = causal_orders_agree([c0, xa, again, xb])
+    assert s.deleted and s.user_fields() == {}
+    # Whoever saw both deletes saw a deleted document: what they write next starts afresh.
+    both = d.change(C, stamp(W + 3), ("s", "h", 3), parents=sorted([again[0], xb[0]]))
+    s = causal_orders_agree([c0, xa, again, xb, both])
+    assert not s.deleted and s.user_fields() == {"h": 3}
+
+
+def test_concurrent_edits_after_a_delete_merge_normally():
+    d = Doc()
+    c0 = d.change(A, stamp(W), ("s", "f", 1))
+    x = d.change(A, stamp(W + 1), ("x",), parents=[c0[0]])
+    r = d.change(A, stamp(W + 2), ("s", "f", 2), ("s", "g", 2), parents=[x[0]])
+    e1 = d.change(B, stamp(W + 3), ("s", "g", 3), ("i", "n", 1), parents=[r[0]])
+    e2 = d.change(C, stamp(W + 4), ("s", "h", 4), ("i", "n", 2), parents=[r[0]])
+    s = causal_orders_agree([c0, x, r, e1, e2])
+    assert s.user_fields() == {"f": 2, "g": 3, "h": 4, "n": 3}
+    assert s.blame()["n"][2] == e2[0] and s.blame()["f"][2] == r[0]
+
+
+def test_empty_write_after_delete_revives_an_empty_document():
+    d = Doc()
+    c0 = d.change(A, stamp(W), ("s", "f", 1))
+    x = d.change(B, stamp(W + 5), ("x",), parents=[c0[0]])
+    e = d.change(C, stamp(W + 6), parents=[x[0]])
+    s = causal_orders_agree([c0, x, e])
     assert not s.deleted and s.user_fields() == {}
 
 
-def test_latest_of_two_deletes_counts():
+def test_concurrent_roots_with_a_delete_are_hidden():
     d = Doc()
-    chs = [d.change(A, stamp(W + 1), ("x",)), d.change(B, stamp(W + 2), ("s", "f", 1)),
-           d.change(C, stamp(W + 3), ("x",))]
+    chs = [d.change(A, stamp(W), ("s", "f", 1)), d.change(B, stamp(W + 5), ("x",)),
+           d.change(C, stamp(W + 9), ("s", "g", 2))]
     s = all_orders_agree(chs)
     assert s.deleted and s.user_fields() == {}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_visible_state_is_always_one_editors_view_plus_concurrent_edits(data):
+    """Random DAGs of writes and deletes: whatever is visible never contains a value written
+    before a delete the value's writer had not seen (no fragment), in any causal order."""
+    d = Doc()
+    changes = []
+    for k in range(data.draw(st.integers(2, 7), label="n")):
+        parents = sorted(set(data.draw(st.lists(st.sampled_from([c[0] for c in changes]), max_size=2),
+                                       label=f"parents{k}"))) if changes else []
+        actor = data.draw(st.sampled_from([A, B, C]), label=f"actor{k}")
+        if data.draw(st.booleans(), label=f"delete{k}") and changes:
+            ch = d.change(actor, stamp(W + k), ("x",), parents=parents)
+        else:
+            ch = d.change(actor, stamp(W + k), ("s", f"f{k}", k), ("i", "n", 1), parents=parents)
+        changes.append(ch)
+    order = list(range(len(changes)))
+    s = fields_for(changes, order)
+    rev = fields_for(changes, data.draw(st.permutations(order).filter(
+        lambda o: all(set(changes[i][1].parents) <= {changes[j][0] for j in o[:o.index(i)]} for i in o)),
+        label="order"))
+    assert s.digest() == rev.digest()
+    # Ancestors of each change, to check the rule directly.
+    anc: dict = {}
+    for c, ch in changes:
+        a = set(ch.parents)
+        for p in ch.parents:
+            a |= anc[p]
+        anc[c] = a
+    deletes = [c for c, ch in changes if ch.ops and ch.ops[0][0] == "x"]
+    visible = [k for k, (c, ch) in enumerate(changes)
+               if not (ch.ops and ch.ops[0][0] == "x") and all(x in anc[c] for x in deletes)]
+    assert s.user_fields() == ({f"f{k}": k for k in visible} | ({"n": len(visible)} if visible else {}))
+    assert s.deleted == (bool(deletes) and not visible)
 
 
 # ----------------------------------------------------------------------------- counters
@@ -175,11 +272,12 @@ def test_unset_after_increments_removes_then_later_increments_count_from_zero():
     assert all_orders_agree(chs).user_fields() == {"n": 3}
 
 
-def test_increments_before_a_tombstone_are_hidden():
+def test_increments_before_a_delete_are_hidden():
     d = Doc()
-    chs = [d.change(A, stamp(W), ("i", "n", 5)), d.change(B, stamp(W + 1), ("x",)),
-           d.change(C, stamp(W + 2), ("i", "n", 1))]
-    s = all_orders_agree(chs)
+    i0 = d.change(A, stamp(W), ("i", "n", 5))
+    x = d.change(B, stamp(W + 1), ("x",), parents=[i0[0]])
+    i1 = d.change(C, stamp(W + 2), ("i", "n", 1), parents=[x[0]])
+    s = causal_orders_agree([i0, x, i1])
     assert not s.deleted and s.user_fields() == {"n": 1}
 
 
@@ -350,3 +448,4 @@ def test_one_at_a_time_random_order(seed):
     for e in stream:
         r.apply_envelopes([e])
     assert r.pending_count == 0 and state_hash(r) == state_hash(full), f"seed {seed}"
+

@@ -234,3 +234,25 @@ def test_oserror_mapping_names_the_path():
     fs.readonly_dirs.add("/db")
     with pytest.raises(StorageUnavailableError, match="/db.*not writable"):
         FileStorage("/db", fs=fs)
+
+
+def test_files_are_private_whatever_the_umask(tmp_path):
+    """Databases and identities: files 0600 in a 0700 directory (another local user must not
+    read a note's plaintext), even under a permissive umask."""
+    import os
+    import stat
+
+    import ostracon
+    old = os.umask(0o002)
+    try:
+        db = ostracon.open(str(tmp_path / "db"))
+        db.collection("notes").create({"text": "private"})
+        db.close()
+    finally:
+        os.umask(old)
+    d = tmp_path / "db"
+    assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    names = sorted(os.listdir(d))
+    assert "identity.key" in names and any(n.startswith("seg-") for n in names)
+    for name in names:
+        assert stat.S_IMODE((d / name).stat().st_mode) == 0o600, name

@@ -72,7 +72,8 @@ def test_many_clients_through_one_relay_converge_and_lose_nothing():
 
     async def main():
         started = time.perf_counter()
-        async with Relay(RelayConfig(), MemoryMailbox(), port=0) as relay:
+        # Every client shares 127.0.0.1 here, unlike devices on a real network.
+        async with Relay(RelayConfig(max_connections_per_ip=1000), MemoryMailbox(), port=0) as relay:
             dbs = [_db(i) for i in range(CLIENTS)]
             offline_writers = set(range(0, CLIENTS, OFFLINE_EVERY)) if OFFLINE_EVERY else set()
             for i in sorted(offline_writers):  # half of their writes while offline
@@ -125,7 +126,8 @@ def test_join_storm_of_devices_with_offline_writes_converges():
 
     async def main():
         started = time.perf_counter()
-        async with Relay(RelayConfig(), MemoryMailbox(), port=0) as relay:
+        # Every client shares 127.0.0.1 here, unlike devices on a real network.
+        async with Relay(RelayConfig(max_connections_per_ip=1000), MemoryMailbox(), port=0) as relay:
             dbs = [_db(1000 + i) for i in range(n)]
             for i, db in enumerate(dbs):
                 _write(db, i, range(WRITES))

@@ -481,6 +481,39 @@ def test_any_loss_pattern_heals_with_ticks(seed, n, loss):
     assert len({x.state() for x in nodes}) == 1, f"seed {seed}"
 
 
+def test_a_multi_part_push_reports_progress_per_part_and_resumes_where_it_stopped():
+    """An interrupted first upload must not restart: each durable part says which own sequence
+    numbers it completes (the end of the last seal range in it), and a session started with that
+    `pushed_upto` pushes only the rest. A receiver that got the first parts and then the rest
+    ends up identical to the author."""
+    opts = dict(max_message_bytes=MIN_MESSAGE_BYTES)
+    a = Node(0, 1, **opts)
+    for batch in range(12):  # 12 sealed batches of 6 blocks of ~60 KB: several parts
+        a.write(6, doc=f"b{batch}-", size=60_000)
+    total = a.replica.version_vector()[a.ident.actor]
+    a.session.start()
+    parts = [out for out in a.session.outgoing() if out.durable]
+    assert len(parts) > 3
+    uptos = [p.own_upto for p in parts]
+    assert uptos[-1] == total and uptos == sorted(uptos)
+    assert 0 < uptos[len(parts) // 2] < total  # progress before the last part
+    # The connection drops after the middle part was acknowledged.
+    k = len(parts) // 2
+    acked = max(uptos[: k + 1])
+    b = Node(1, 1, **opts)
+    b.session.start()
+    list(b.session.outgoing())
+    for p in parts[: k + 1]:
+        b.session.receive_plaintext(p.data)
+    resumed = SyncSession(a.replica, random.Random(7).randbytes, pushed_upto=acked, **opts)
+    resumed.start()
+    rest = [out for out in resumed.outgoing() if out.durable]
+    assert rest and sum(len(p.data) for p in rest) < sum(len(p.data) for p in parts)
+    for p in rest:
+        b.session.receive_plaintext(p.data)
+    assert b.state() == a.state()
+
+
 # --- membership write limits ----------------------------------------------------------------------
 
 class _Limited:

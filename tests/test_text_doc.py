@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import zlib
 
 import msgpack
 import pytest
@@ -144,7 +145,7 @@ def test_snapshot_with_damaged_text_state_is_corrupt():
     from ostracon.core.errors import CorruptSnapshotError
     a = rep(IDS[0])
     edit(a, IDS[0], "n1", lambda t: t.insert(0, "abc"), W)
-    v = msgpack.unpackb(snapshot.dump(a), strict_map_key=False)
+    v = msgpack.unpackb(zlib.decompress(snapshot.dump(a)), strict_map_key=False)
     v[6][0][12][0][1] = b"\x93\x01"
     with pytest.raises(CorruptSnapshotError):
-        snapshot.load(rep(IDS[0]), msgpack.packb(v, use_bin_type=True))
+        snapshot.load(rep(IDS[0]), zlib.compress(msgpack.packb(v, use_bin_type=True)))

@@ -310,8 +310,15 @@ export class Database {
 
   // Resolves once every earlier write is durable in IndexedDB.
   flush() { return this._call("flush"); }
-  // One string another device can join this space with (it carries the space key).
-  invite(relayUrl) { return this._call("invite", relayUrl); }
+  // One string another device can join this space with (it carries the space key). In a
+  // member space ({create} or {invite} at open) it admits one device: opts {role:
+  // "writer" (default) | "reader" | "admin"}; only admins invite.
+  invite(relayUrl, opts = {}) { return this._call("invite", relayUrl, opts); }
+  // [{actor, fingerprint, role, me}] of the space's members ([] for an open space).
+  members() { return this._call("members"); }
+  // Remove a member (admins only): the space key rotates, the removed device reads nothing
+  // written afterwards and the relay refuses it. Resolves to the members left.
+  remove(actor) { return this._call("remove", actor); }
   stateHash() { return this._call("stateHash"); }
   heads() { return this._call("heads"); }
   versionVector() { return this._call("versionVector"); }
@@ -382,7 +389,11 @@ export function connect(options = {}) {
 //   name        IndexedDB database name
 //   tabs        "share" (default: the tabs of this origin that open `name` share one engine,
 //               tabs.js) or "exclusive" (a second tab opening `name` gets LockedError)
-//   space       {passphrase, name[, iterations]} | {invite} | {key, name}  (optional)
+//   space       {create: true, passphrase, name}  a new random space, this device its admin
+//               (the passphrase only locks it on this device; others join with invites)
+//               | {invite[, passphrase]} | {passphrase} (unlock one made with create)
+//               | {passphrase, name[, iterations]} (a passphrase space of an earlier version)
+//               | {key, name}  (optional)
 //   relay       ws:// URL of the relay: sync starts at open (needs `space`); progress in
 //               db.status "sync" events ({state: connecting|online|offline|stopped, detail})
 //   onProgress  callback for startup progress ({phase, detail, ms})

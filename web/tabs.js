@@ -33,7 +33,7 @@
 
 // Calls that change data: the leader acknowledges them to a follower once durable.
 const WRITES = new Set(["create", "createMany", "update", "patch", "delete", "increment", "applyBlocks",
-  "createIndex", "dropIndex", "setSchema", "defineSchema", "graphql"]);
+  "createIndex", "dropIndex", "setSchema", "defineSchema", "graphql", "invite", "remove"]);
 // How long a new leader keeps retrying the open while the old leader's worker still holds the
 // IndexedDB writer lock (the browser releases it when that worker is torn down, which can lag
 // the tab's own lock by a few hundred ms).

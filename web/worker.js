@@ -33,6 +33,24 @@ const queue = [];
 let draining = false;
 let tickTimer = null;
 
+// JS has one number type: `toPy` turns -0 into the Python int 0, a different block than the
+// float -0.0 a native caller stores. Canonical rule (docs/MERGE.md): -0 is the float -0.0.
+// Before conversion every -0 in a request becomes this marker, which runtime/browser/convert.py's
+// from_js turns back into -0.0 (toPy leaves instances of classes as proxies).
+class NegativeZero {}
+NegativeZero.prototype.ostraconNegativeZero = true;
+const NEGATIVE_ZERO = Object.freeze(new NegativeZero());
+
+function markNegativeZero(v, depth = 0) {
+  if (typeof v === "number") return Object.is(v, -0) ? NEGATIVE_ZERO : v;
+  if (v === null || typeof v !== "object" || depth > 64 || ArrayBuffer.isView(v)) return v;
+  if (Array.isArray(v)) return v.map((x) => markNegativeZero(x, depth + 1));
+  if (Object.getPrototypeOf(v) !== Object.prototype) return v;
+  const out = {};
+  for (const [k, x] of Object.entries(v)) out[k] = markNegativeZero(x, depth + 1);
+  return out;
+}
+
 function post(msg) {
   self.postMessage(msg);
 }
@@ -85,7 +103,7 @@ async function drain() {
       while (bridge.gateBusy()) await bridge.gateIdle();
       let out;
       try {
-        const arg = pyodide.toPy(py, { depth: -1 });
+        const arg = pyodide.toPy(markNegativeZero(py), { depth: -1 });
         try {
           out = await runBatch.callPromising(arg);
         } finally {
@@ -129,7 +147,7 @@ async function testCall(method, args) {
     const [module, fn, fargs] = args;
     while (bridge.gateBusy()) await bridge.gateIdle();
     const f = pyodide.pyimport(module)[fn];
-    const pyArgs = (fargs ?? []).map((a) => pyodide.toPy(a, { depth: -1 }));
+    const pyArgs = (fargs ?? []).map((a) => pyodide.toPy(markNegativeZero(a), { depth: -1 }));
     try {
       const r = await f.callPromising(...pyArgs);
       return r && r.toJs ? r.toJs({ dict_converter: Object.fromEntries, create_pyproxies: false }) : r;

@@ -30,11 +30,14 @@ def _open(path: str, *, read_only: bool = True, create: bool = False, **options:
 
 
 def _json_value(v: Any) -> Any:
-    """JSON has no bytes: they become {"$bytes": base64}. Ints of any size stay ints."""
+    """Export tagging, lossless for every storable value: bytes → {"$bytes": base64}; a map
+    with a key starting with `$` → {"$map": {...}} (so user data never reads as a tag);
+    ints of any size stay ints, floats stay floats (`1.0`, `-0.0` keep their point)."""
     if type(v) is bytes:
         return {"$bytes": base64.b64encode(v).decode("ascii")}
     if type(v) is dict:
-        return {k: _json_value(x) for k, x in v.items()}
+        out = {k: _json_value(x) for k, x in v.items()}
+        return {"$map": out} if any(k[:1] == "$" for k in v) else out
     if type(v) is list:
         return [_json_value(x) for x in v]
     return v
@@ -42,8 +45,10 @@ def _json_value(v: Any) -> Any:
 
 def _from_json(v: Any) -> Any:
     if type(v) is dict:
-        if set(v) == {"$bytes"}:
-            return base64.b64decode(v["$bytes"])
+        if len(v) == 1 and type(v.get("$bytes")) is str:
+            return base64.b64decode(v["$bytes"], validate=True)
+        if len(v) == 1 and type(v.get("$map")) is dict:
+            return {k: _from_json(x) for k, x in v["$map"].items()}
         return {k: _from_json(x) for k, x in v.items()}
     if type(v) is list:
         return [_from_json(x) for x in v]
@@ -242,7 +247,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     import ostracon
     db = _open(args.path, read_only=False, create=True)
-    created = updated = 0
+    from .core.encoding import encode
+    created = updated = unchanged = 0
     try:
         with open(args.file, encoding="utf-8") as fh:
             for lineno, line in enumerate(fh, 1):
@@ -256,7 +262,14 @@ def cmd_import(args: argparse.Namespace) -> int:
                 except (ValueError, KeyError, TypeError, AttributeError) as exc:
                     raise CliError(f"{args.file}:{lineno}: not an export line ({exc.__class__.__name__})") from None
                 col = db.collection(name)
-                if doc_id is not None and col.get(doc_id) is not None:
+                current = None if doc_id is None else col.get(doc_id)
+                if current is not None:
+                    # Idempotent: a document already holding exactly these values (types
+                    # included: 1, 1.0 and true differ) gets no new commit.
+                    user = {k: v for k, v in current.items() if not k.startswith("_")}
+                    if encode(user) == encode(fields):
+                        unchanged += 1
+                        continue
                     col.update(doc_id, fields)
                     updated += 1
                 else:
@@ -267,7 +280,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise CliError(f"{args.file}: {exc}") from exc
     finally:
         db.close()
-    print(f"imported: {created} created, {updated} updated")
+    print(f"imported: {created} created, {updated} updated, {unchanged} unchanged")
     return 0
 
 
@@ -341,13 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .space_cli import add_space_arguments
     add_space_arguments(sub)
 
+    from .serve import add_serve_arguments
     s = sub.add_parser("serve", help="relay + the web app + /healthz (+ /graphql) on one port")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8787)
-    s.add_argument("--data", default=".data", help="directory for the mailbox and server state")
-    s.add_argument("--web", default=None, help="built web app directory (default: dist/web)")
-    s.add_argument("--graphql-db", default=None, help="database directory exposed at POST /graphql")
-    s.add_argument("--graphql-writes", action="store_true", help="allow mutations through /graphql")
+    add_serve_arguments(s)
     s.set_defaults(fn=cmd_serve)
     return p
 

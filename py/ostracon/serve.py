@@ -1,7 +1,14 @@
-"""`ostracon serve`: the relay, the built web app and /healthz on one loopback port.
+"""`ostracon serve`: the relay, the built web app and /healthz on one port.
 
-Embedded defaults: the relay mailbox is an SQLite file under `--data`. With `--graphql-db`
-a database directory is exposed at `POST /graphql` (read-only unless `--graphql-writes`).
+Embedded defaults: the relay mailbox is an SQLite file under `--data` (0600 in a 0700
+directory). With `--graphql-db` a database directory is exposed at `POST /graphql`: opened
+read-only (no writer's lock; reopened when the store changes on disk) unless
+`--graphql-writes`. Every request is checked against a Host allow-list (default: the bound
+host and, on loopback, its usual names), which stops DNS-rebinding pages; every app response
+carries a strict Content-Security-Policy (no `unsafe-inline`), `frame-ancestors 'none'`,
+`nosniff` and `Referrer-Policy: no-referrer`. GraphQL requests pass static cost/alias limits
+(graphql_limits.py) and run on a worker thread under a time budget, so one query can never
+freeze the event loop that serves the relay.
 """
 
 from __future__ import annotations
@@ -9,14 +16,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .db import Database
+    from .graphql_limits import GraphQLLimits
     from .relay.http import Handler, HttpRequest, HttpResponse
     from .relay.server import Relay
+
+#: Loopback names a browser may use for a server bound to a loopback address.
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
 
 
 def _default_web_dir() -> Path | None:
@@ -26,71 +40,222 @@ def _default_web_dir() -> Path | None:
     return None
 
 
-def _graphql_handler(db_path: str, allow_writes: bool) -> tuple[Handler, Database]:
-    import ostracon
+def allowed_hosts_for(bind_host: str, extra: list[str] | None) -> frozenset[str] | None:
+    """The Host allow-list: ``extra`` names plus the bound host (and loopback names when the
+    bound host is loopback). ``"*"`` in ``extra`` turns the check off; a wildcard bind
+    (0.0.0.0, ::) without ``extra`` allows only the loopback names."""
+    names = {h.lower() for h in (extra or [])}
+    if "*" in names:
+        return None
+    host = bind_host.lower()
+    if host in ("0.0.0.0", "::", ""):
+        return frozenset(names | LOOPBACK_NAMES)
+    names.add(f"[{host}]" if ":" in host else host)
+    if host in ("localhost", "::1") or host.startswith("127."):
+        names |= LOOPBACK_NAMES
+    return frozenset(names)
 
-    from .relay.http import HttpResponse
 
-    db = ostracon.open(db_path)
+def content_security_policy(host: str | None) -> str:
+    """CSP for the app. Scripts only from this origin; WebAssembly compiled by Pyodide needs
+    'wasm-unsafe-eval' (not 'unsafe-eval'); the worker may be a blob; WebSockets only to this
+    host (listed explicitly because older browsers do not map 'self' to ws:)."""
+    connect = "'self'"
+    if host and all(c.isalnum() or c in ".-:[]" for c in host):
+        connect += f" ws://{host} wss://{host}"
+    return ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; "
+            f"connect-src {connect}; img-src 'self' data: blob:; style-src 'self'; font-src 'self'; "
+            "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
-    async def handle(req: HttpRequest) -> HttpResponse:  # POST {"query": ..., "variables": ...} → GraphQL response JSON
+
+async def security_headers(request: HttpRequest, inner: Handler) -> HttpResponse:
+    """http_wrap for the relay: add the security headers to every plain-HTTP response."""
+    response = await inner(request)
+    have = {k.lower() for k, _ in response.headers}
+    add = [("Content-Security-Policy", content_security_policy(request.header("host"))),
+           ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
+           ("X-Frame-Options", "DENY"), ("Cross-Origin-Opener-Policy", "same-origin")]
+    extra = tuple((k, v) for k, v in add if k.lower() not in have)
+    return replace(response, headers=response.headers + extra)
+
+
+def _store_signature(path: str) -> tuple[tuple[str, int, int], ...]:
+    """Names, sizes and mtimes of the store's files: changes when a writer appends."""
+    out: list[tuple[str, int, int]] = []
+    try:
+        with os.scandir(path) as it:
+            for e in it:
+                if e.is_file():
+                    st = e.stat()
+                    out.append((e.name, st.st_size, st.st_mtime_ns))
+    except OSError:
+        return ()
+    return tuple(sorted(out))
+
+
+class GraphQLEndpoint:
+    """``POST /graphql`` over one database directory; see the module docstring."""
+
+    def __init__(self, db_path: str, allow_writes: bool, limits: GraphQLLimits):
+        import ostracon
+        self.path = db_path
+        self.allow_writes = allow_writes
+        self.limits = limits
+        self._open = ostracon.open
+        self._sig: tuple[tuple[str, int, int], ...] = ()
+        # Opened here so a bad path fails at startup; the worker thread reopens as needed.
+        self._db = self._open(db_path) if allow_writes else self._open(db_path, read_only=True)
+        self._sig = _store_signature(db_path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ostracon-graphql")
+        self._busy = False
+
+    def _database(self) -> Database:
+        if not self.allow_writes:
+            sig = _store_signature(self.path)
+            if sig != self._sig:
+                old, self._db = self._db, self._open(self.path, read_only=True)
+                self._sig = sig
+                old.close()
+        return self._db
+
+    def _run(self, query: str, variables: dict[str, Any], operation_name: str | None) -> tuple[int, bytes]:
+        result = self._database().graphql(query, variables, allow_mutations=self.allow_writes,
+                                          operation_name=operation_name)
+        body = json.dumps(result, default=str).encode()
+        if len(body) > self.limits.max_response_bytes:
+            return 413, _gql_error(f"response larger than {self.limits.max_response_bytes} bytes; "
+                                   "ask for fewer documents (limit) or fields")
+        return 200, body
+
+    async def __call__(self, req: HttpRequest) -> HttpResponse:
+        from .graphql_limits import QueryRejected, check_query
+        from .relay.http import HttpResponse
         if req.method != "POST":
             return HttpResponse(405, b"POST a GraphQL request\n", headers=(("allow", "POST"),))
         # Any web page can POST to 127.0.0.1: browsers send Origin, so refuse foreign ones
         # (scripts like curl send none and are allowed: they already run on this machine).
-        origin = next((v for k, v in req.headers if k == "origin"), None)
-        host = next((v for k, v in req.headers if k == "host"), "")
+        origin = req.header("origin")
+        host = req.header("host") or ""
         if origin is not None and origin not in (f"http://{host}", f"https://{host}"):
-            out = {"errors": [{"message": "cross-origin GraphQL requests are refused"}]}
-            return HttpResponse(403, json.dumps(out).encode(), "application/json")
+            return HttpResponse(403, _gql_error("cross-origin GraphQL requests are refused"), "application/json")
         try:
             body = json.loads(req.body or b"{}")
             query, variables = body.get("query"), body.get("variables") or {}
+            operation_name = body.get("operationName")
             if not isinstance(query, str):
                 raise ValueError("`query` must be a string")
+            if not isinstance(variables, dict) or not (operation_name is None or isinstance(operation_name, str)):
+                raise ValueError("`variables` must be an object and `operationName` a string")
+            check_query(query, variables, self.limits, operation_name)
+        except QueryRejected as exc:
+            return HttpResponse(400, _gql_error(f"query refused: {exc}"), "application/json")
         except (ValueError, AttributeError) as exc:
-            out = {"errors": [{"message": f"bad request: {exc}"}]}
-            return HttpResponse(400, json.dumps(out).encode(), "application/json")
-        result = db.graphql(query, variables, allow_mutations=allow_writes)
-        return HttpResponse(200, json.dumps(result, default=str).encode(), "application/json")
+            return HttpResponse(400, _gql_error(f"bad request: {exc}"), "application/json")
+        if self._busy:
+            return HttpResponse(503, _gql_error("another GraphQL request is running; retry shortly"),
+                                "application/json", headers=(("Retry-After", "1"),))
+        self._busy = True
+        fut = asyncio.get_running_loop().run_in_executor(self._executor, self._run, query, variables,
+                                                         operation_name)
+        fut.add_done_callback(lambda _f: setattr(self, "_busy", False))
+        try:
+            status, out = await asyncio.wait_for(asyncio.shield(fut), self.limits.time_budget_s)
+        except TimeoutError:
+            return HttpResponse(503, _gql_error(f"query exceeded its time budget of {self.limits.time_budget_s} s"),
+                                "application/json", headers=(("Retry-After", "5"),))
+        return HttpResponse(status, out, "application/json")
 
-    return handle, db
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self._db.close()
+
+
+def _graphql_handler(db_path: str, allow_writes: bool,
+                     limits: GraphQLLimits | None = None) -> tuple[GraphQLEndpoint, GraphQLEndpoint]:
+    """(handler, closable) for ``POST /graphql`` over ``db_path`` with default limits."""
+    from .graphql_limits import GraphQLLimits
+    endpoint = GraphQLEndpoint(db_path, allow_writes, limits or GraphQLLimits())
+    return endpoint, endpoint
+
+
+def _gql_error(message: str) -> bytes:
+    return json.dumps({"errors": [{"message": message}]}).encode()
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``ostracon serve``: listen address, data, app, GraphQL and every relay limit."""
+    from .relay.cli import add_limit_arguments
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8787)
+    parser.add_argument("--data", default=".data", help="directory for the mailbox and server state (0700)")
+    parser.add_argument("--web", default=None, help="built web app directory (default: dist/web)")
+    parser.add_argument("--graphql-db", default=None, help="database directory exposed at POST /graphql")
+    parser.add_argument("--graphql-writes", action="store_true", help="allow mutations through /graphql")
+    parser.add_argument("--allowed-host", action="append", default=None, metavar="NAME",
+                        help="also accept requests with this Host name (repeatable; '*' turns the check off). "
+                             "Default: the bound host, plus localhost names on loopback")
+    group = parser.add_argument_group("GraphQL limits")
+    from .graphql_limits import GraphQLLimits
+    for f in fields(GraphQLLimits):
+        group.add_argument("--graphql-" + f.name.replace("_", "-"), dest=f"gql_{f.name}",
+                           type=float if isinstance(f.default, float) else int, default=f.default, metavar="N",
+                           help=f"{f.metadata['doc']} (default {f.default})".replace("%", "%%"))
+    add_limit_arguments(parser)
 
 
 def main_serve(args: argparse.Namespace) -> int:
-    from .relay.mailbox import parse_mailbox_spec
-    from .relay.server import RelayConfig, run_relay
+    from .core.errors import OstraconError
+    from .relay.cli import config_from_args
+    from .relay.mailbox import parse_mailbox_spec, private_dir
+    from .relay.server import run_relay
 
     data = Path(args.data)
     try:
-        data.mkdir(parents=True, exist_ok=True)
+        private_dir(data)
     except OSError as exc:
         print(f"ostracon serve: cannot create data directory {data}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        config = config_from_args(args)
+        gql_limits = None
+        if args.graphql_db:
+            from .graphql_limits import GraphQLLimits
+            gql_limits = GraphQLLimits(**{f.name: getattr(args, f"gql_{f.name}") for f in fields(GraphQLLimits)
+                                          if hasattr(args, f"gql_{f.name}")})
+    except OstraconError as exc:
+        print(f"ostracon serve: {exc}", file=sys.stderr)
         return 2
     web = Path(args.web) if args.web else _default_web_dir()
     if web is None or not (web / "index.html").exists():
         print("ostracon serve: the web app is not built (run `make web`); serving the relay only",
               file=sys.stderr)
         web = None
+    allowed = allowed_hosts_for(args.host, getattr(args, "allowed_host", None))
     mailbox = parse_mailbox_spec(f"sqlite:{data / 'mailbox.sqlite'}")
-    handlers = {}
-    gdb = None
-    if args.graphql_db:
-        handlers["/graphql"], gdb = _graphql_handler(args.graphql_db, args.graphql_writes)
+    handlers: dict[str, Handler] = {}
+    endpoint = None
+    try:
+        if args.graphql_db and gql_limits is not None:
+            endpoint = GraphQLEndpoint(args.graphql_db, args.graphql_writes, gql_limits)
+            handlers["/graphql"] = endpoint
+    except OstraconError as exc:
+        mailbox.close()
+        print(f"ostracon serve: cannot open {args.graphql_db}: {exc}", file=sys.stderr)
+        return 2
 
     def ready(relay: Relay) -> None:
         print(f"Ostracon is running: open {relay.http_url}/  (relay at {relay.url}/v1/room/<room>, "
               f"health at {relay.http_url}/healthz)", flush=True)
 
     try:
-        asyncio.run(run_relay(RelayConfig(), args.host, args.port, mailbox, static_dir=web,
-                              extra_http=handlers, ready=ready))
+        asyncio.run(run_relay(config, args.host, args.port, mailbox, static_dir=web, extra_http=handlers,
+                              http_wrap=security_headers, allowed_hosts=allowed, ready=ready))
     except OSError as exc:
         print(f"ostracon serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
               file=sys.stderr)
         return 1
     finally:
         mailbox.close()
-        if gdb is not None:
-            gdb.close()
+        if endpoint is not None:
+            endpoint.close()
     return 0

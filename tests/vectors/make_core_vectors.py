@@ -111,7 +111,7 @@ SCENARIOS = [
             {"op": "sync", "from": "a", "to": "b"},
             s("delete", col="t", id="d"),
             s("advance", "b", by=10),
-            s("patch", "b", col="t", id="d", doc={"b": 2}),               # later: resurrects with b only
+            s("patch", "b", col="t", id="d", doc={"b": 2}),               # concurrent: the delete wins
             s("create", col="t", id="e", doc={"x": 1}),
             s("flush"),
             s("flush", "b"),
@@ -137,6 +137,61 @@ SCENARIOS = [
             {"op": "sync", "from": "b", "to": "c"},
             {"op": "sync", "from": "c", "to": "a"},
             {"op": "sync", "from": "a", "to": "b"},
+        ],
+    },
+    {
+        "name": "runtime independence: the DateTime grammar",
+        "replicas": [rep("a", SEED_A)],
+        "steps": [s("schema", sdl="type Ev { at: DateTime }")] + [
+            s("create", col="Ev", id=f"d{i}", doc={"at": v}) for i, v in enumerate([
+                "2020-01-01", "2020-02-29", "2021-02-29", "2020-01-01T24:00", "2020-01-01T23:59:59",
+                "2020-01-01T10:00:60", "2020-01-01T10:00:00.123456789Z", "2020-01-01T10:00:00.1234567890",
+                "2020-01-01 10:00+05:30", "2020-01-01T10:00+0530", "2020-01-01T10:00+05", "2020-01-01t10:00",
+                "2020-01-01T10:00z", "\u0662\u0660\u0662\u0660-01-01", "２０２０-01-01", "2020-W01-1",
+                "2020-001", "20200101", "0000-01-01", "9999-12-31T23:59", "2020-1-01", "2020-01-01T",
+                "2020-01-01T10:00:00.", "2020-01-01T10:00:00,5", "2020-01-01T10:00+24:00",
+                "2020-01-01T10:00:00.123+00:00",
+            ])] + [s("flush")],
+    },
+    {
+        "name": "runtime independence: _ilike folds ASCII letters only",
+        "replicas": [rep("a", SEED_A)],
+        "steps": [s("create", col="w", id=f"w{i}", doc={"name": v}) for i, v in enumerate([
+            "ABC", "abc", "Straße", "STRASSE", "\ua7cbx", "\u0264x", "\u01c4", "\u01c6", "\u212a", "k",
+            "\u017f", "S", "\u0130", "i", "\u03a3", "\u03c3", "\u03c2",
+        ])] + [s("find", col="w", filter={"name": {op: pat}}, order="name") for op, pat in [
+            ("_ilike", "abc"), ("_ilike", "\u0264%"), ("_ilike", "\ua7cb%"), ("_ilike", "K"),
+            ("_ilike", "s"), ("_ilike", "strasse"), ("_ilike", "stra%e"), ("_ilike", "\u03c3"),
+            ("_ilike", "I"), ("_ilike", "\u01c5"), ("_nilike", "a%"), ("_nilike", "%\u0264%"),
+            ("_like", "ABC"), ("_ilike", "_"),
+        ]],
+    },
+    {
+        "name": "runtime independence: find_page cursors from canonical bytes",
+        "replicas": [rep("a", SEED_A)],
+        "steps": [s("create", col="p", id=f"p{i}", doc={"\U0001fae8": v, "t": "\U0001fae8" * i})
+                  for i, v in enumerate(["\U0001fae8", "\U000113c2", "a", "\u0378", "b\U0001fae9"])] + [
+            s("find", col="p", filter={}, order=["-\U0001fae8"], limit=2),
+            s("find", col="p", filter={}, order=["-\U0001fae8"], limit=2, after="prev"),
+            s("find", col="p", filter={}, order=["-\U0001fae8"], limit=2, after="prev"),
+            s("find", col="p", filter={"t": {"_like": "\U0001fae8%"}}, order=["t", "\U0001fae8"], limit=3),
+            s("find", col="p", filter={"t": {"_like": "\U0001fae8%"}}, order=["t", "\U0001fae8"], limit=3,
+              after="prev"),
+        ],
+    },
+    {
+        "name": "runtime independence: ASCII digits, option bounds, no Unicode normalisation, -0.0",
+        "replicas": [rep("a", SEED_A)],
+        "steps": [
+            s("create", col="n", id="caf\u00e9", doc={"v": "caf\u00e9", "z": -0.0, "i": 0}),
+            s("create", col="n", id="cafe\u0301", doc={"v": "cafe\u0301", "z": 0.0, "i": -0}),
+            s("find", col="n", filter={"v": {"_eq": "caf\u00e9"}}),
+            s("find", col="n", filter={"z": {"_eq": 0}}, order="_id"),
+            s("create", col="n", id="\U000113c2\U000113c2", doc={"v": "\U000113c2\U000113c2"}),
+            s("flush"),
+        ] + [s("feed", seq=q) for q in ["1", "0", "\u0663", "\uff13", "1_0", "+1", " 1", "01", "-1", "", "3",
+                                          "99", "1" * 30]] + [
+            {"op": "open", "options": {"feed_retention": to_json(v)}} for v in [2**31, 2**31 - 1, 2**63, 10, 0, True]
         ],
     },
 ]

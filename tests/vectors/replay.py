@@ -19,6 +19,13 @@ Steps (`col` is a collection name, values use the JSON tagging below):
     {"op": "increment", "replica", "col", "id", "field", "by"}
     {"op": "flush", "replica"}
     {"op": "sync", "from", "to"}                             -> {"applied": n}
+    {"op": "schema", "replica", "sdl"}                        -> {"versions": {type: version id}}
+    {"op": "find", "replica", "col", "filter", "order"?, "limit"?, "after"?: "prev"}
+                                     -> {"ids", "cursor"} (after "prev": the last find's cursor)
+    {"op": "feed", "replica", "seq": str}                    change-feed cursor "<epoch>.<seq>"
+                                                             -> {"events": n}
+    {"op": "open", "options": {...}}                         open a throwaway in-memory database
+                                                             with these options -> {}
     {"op": "text", "replica", "col", "id", "field", "edits": [[pos, n_delete, insert], ...],
      "cursor"?: pos}                                         -> {"cid", "text", "resolved"?}
         the edits go through `col.text(id, field).splice` (positions in code points) and are
@@ -76,6 +83,7 @@ class _Replica:
         self.now = spec["clock"]
         self.storage = MemoryStorage()
         self.seen = 0  # storage records already reported
+        self.cursor = None  # the last find step's cursor
         self.db = ostracon.open(
             identity=Identity.from_seed(bytes.fromhex(spec["seed"])),
             clock=lambda: self.now, storage=self.storage,
@@ -97,7 +105,20 @@ def _step(reps: dict, step: dict) -> dict:
     if op == "sync":
         src, dst = reps[step["from"]].db, reps[step["to"]].db
         return {"applied": dst.apply_blocks(src.blocks_since(dst.version_vector()))}
+    if op == "open":
+        ostracon.open(**from_json(step["options"])).close()
+        return {}
     r = reps[step["replica"]]
+    if op == "schema":
+        return {"versions": r.db.define_schema(step["sdl"])}
+    if op == "feed":
+        epoch = r.db.changes()[1].rpartition(".")[0]
+        return {"events": len(r.db.changes(after=f"{epoch}.{step['seq']}")[0])}
+    if op == "find":
+        after = r.cursor if step.get("after") == "prev" else None
+        docs, r.cursor = r.db.collection(step["col"]).find_page(
+            from_json(step["filter"]), step.get("order"), step.get("limit"), after=after)
+        return {"ids": [d["_id"] for d in docs], "cursor": r.cursor}
     if op == "clock":
         r.now = step["set"]
         return {}
@@ -154,7 +175,8 @@ def replay(scenario: dict) -> dict:
             found, cursor = [], None
             while True:
                 page, cursor = db.collection(col_name).scan(after=cursor, include_deleted=True)
-                found.extend(page)
+                # Listed under their collection: `_collection` would only repeat the key.
+                found.extend({k: v for k, v in d.items() if k != "_collection"} for d in page)
                 if cursor is None:
                     break
             docs[col_name] = to_json(found)

@@ -77,6 +77,38 @@ def check_field(name: Any) -> str:
     return name
 
 
+#: Nesting walked by `check_write_keys` (the canonical encoding refuses deeper values anyway).
+_KEY_WALK_DEPTH = 64
+
+
+def check_write_field(name: Any) -> str:
+    """`check_field` plus the write-time rule for dots (docs/MERGE.md): a field name never
+    contains '.', because a dot always means a path into nested maps (queries, indexes,
+    patches, GraphQL). Blocks are not refused for it on decode (history stays readable)."""
+    check_field(name)
+    if "." in name:
+        raise ValidationError(f"field names cannot contain '.': a dot is a path "
+                              f"(write {{{name.split('.', 1)[0]!r}: {{...}}}} for a nested map): {name!r:.80}")
+    return name
+
+
+def check_write_keys(value: Any, where: str = "", _depth: int = 0) -> None:
+    """Refuse '.' in every map key inside a value about to be written (ValidationError)."""
+    t = type(value)
+    if t is dict:
+        if _depth > _KEY_WALK_DEPTH:
+            return
+        for k, v in value.items():
+            if type(k) is str and "." in k:
+                raise ValidationError(f"{where}: map keys cannot contain '.' (a dot is a path): {k!r:.80}")
+            if type(v) is dict or type(v) is list:
+                check_write_keys(v, f"{where}.{k}" if where else str(k), _depth + 1)
+    elif t is list and _depth <= _KEY_WALK_DEPTH:
+        for i, v in enumerate(value):
+            if type(v) is dict or type(v) is list:
+                check_write_keys(v, f"{where}[{i}]", _depth + 1)
+
+
 def _check_op(op: Any) -> tuple:
     if type(op) is not list or not op:
         raise CorruptBlockError("operation must be a non-empty array")

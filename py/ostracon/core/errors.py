@@ -226,6 +226,17 @@ class MailboxError(StorageError):
     """The mailbox backend failed (I/O error, corrupt file)."""
 
 
+class CatchUpIncompleteError(TransportError):
+    """The relay's mailbox no longer holds everything this device lacks (frames before
+    ``oldest`` were pruned, or the mailbox was lost): what is missing must come from a peer
+    device that holds it, so sync with one online. ``reason`` is the relay's gap reason."""
+
+    def __init__(self, message: str, reason: str = "", oldest: int = 0) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.oldest = oldest
+
+
 # --- identities ---------------------------------------------------------------------------
 
 class IdentityFileError(StorageError):

@@ -20,10 +20,15 @@ from typing import Any
 
 from .encoding import encode_canonical
 from .errors import CursorError, ValidationError
+from .lexical import parse_ascii_int
+from .limits import check_int_option
 
 #: Events kept for cursor resumption. 10k covers a long offline burst of a busy app while
 #: bounding memory to a few MB; older cursors get CursorError (rescan).
 FEED_RETENTION = 10_000
+#: Largest retention accepted: at a few hundred bytes per event, 1M events is already a
+#: few hundred MB, more than a browser tab can spare.
+MAX_FEED_RETENTION = 1_000_000
 #: Default subscriber buffer (seed requirement): small, so a stuck consumer is noticed fast.
 SUBSCRIBER_BUFFER = 10
 
@@ -40,6 +45,9 @@ class ChangeEvent:
     fields: Any = field(repr=False, compare=False)  # the (immutable) visible fields then
     kind: str = "change"   # "change" or "overflow"
     cursor: str = ""
+    #: Rules the merged document breaks ({"rule": "schema" | "unique", "field", "error"}),
+    #: reported when a merge made it so: local writes are refused instead (docs/MERGE.md).
+    violations: tuple = field(default=(), compare=False)
 
     @property
     def data_hash(self) -> str:
@@ -54,7 +62,7 @@ class ChangeEvent:
         return {"seq": self.seq, "collection": self.collection, "id": self.id,
                 "version": self.version, "deleted": self.deleted, "created": self.created,
                 "updated": self.updated, "data_hash": self.data_hash, "kind": self.kind,
-                "cursor": self.cursor}
+                "cursor": self.cursor, "violations": [dict(v) for v in self.violations]}
 
 
 class Subscription:
@@ -62,8 +70,7 @@ class Subscription:
 
     def __init__(self, feed: ChangeFeed, collection: str | None, buffer: int,
                  callback: Callable[[ChangeEvent], None] | None) -> None:
-        if buffer < 1:
-            raise ValidationError("subscriber buffer must be >= 1")
+        check_int_option("subscriber buffer", buffer, 1, MAX_FEED_RETENTION)
         self._feed = feed
         self.collection = collection
         self.buffer = buffer
@@ -109,7 +116,7 @@ class Subscription:
 class ChangeFeed:
     def __init__(self, epoch: str, retention: int = FEED_RETENTION) -> None:
         self.epoch = epoch
-        self.retention = retention
+        self.retention = check_int_option("feed_retention", retention, 1, MAX_FEED_RETENTION)
         self.last_seq = 0
         self._events: deque[ChangeEvent] = deque(maxlen=retention)
         self._subs: list[Subscription] = []  # a list: callback order must not depend on hash()
@@ -118,11 +125,11 @@ class ChangeFeed:
         return f"{self.epoch}.{seq}"
 
     def publish(self, collection: str, doc_id: str, version: int, deleted: bool,
-                created: int, updated: int, fields: dict) -> ChangeEvent:
+                created: int, updated: int, fields: dict, violations: tuple = ()) -> ChangeEvent:
         """`fields` must never be mutated afterwards (DocState builds a new dict per version)."""
         self.last_seq += 1
         ev = ChangeEvent(self.last_seq, collection, doc_id, version, deleted, created, updated,
-                         fields, cursor=f"{self.epoch}.{self.last_seq}")
+                         fields, cursor=f"{self.epoch}.{self.last_seq}", violations=violations)
         self._events.append(ev)
         # A callback that raises must not make the subscribers after it miss the event
         # (a silent drop): offer it to every subscriber, then re-raise the first error.
@@ -146,8 +153,8 @@ class ChangeFeed:
         if epoch != self.epoch:
             raise CursorError("cursor is from another session of this database; rescan")
         try:
-            n = int(seq)
-        except ValueError:
+            n = parse_ascii_int(seq)  # int() would take non-ASCII digits in one runtime only
+        except ValidationError:
             raise CursorError(f"malformed cursor {cursor!r:.60}") from None
         if n < 0 or n > self.last_seq:
             raise CursorError(f"cursor {cursor!r} is ahead of the feed")

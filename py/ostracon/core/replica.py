@@ -22,7 +22,6 @@ and honest writes built on either branch apply everywhere.
 from __future__ import annotations
 
 import hashlib
-import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -36,7 +35,6 @@ from .block import (
     MAX_PARENTS,
     Change,
     Seal,
-    batch_digest,
     decode_change,
     decode_seal,
     envelope,
@@ -45,6 +43,7 @@ from .block import (
 )
 from .clock import DEFAULT_MAX_CLOCK_SKEW_MS, HybridClock, skew_limit
 from .errors import CorruptBlockError, HistoryPrunedError, OwnHistoryMissingError, ValidationError
+from .slots import MAX_CONFLICT_BYTES, MAX_SEAL_CANDIDATE_COMBOS, MAX_SLOT_CANDIDATES, Equivocation, SealSlots, _Pending  # noqa: F401 (re-exported)
 from .state import DocState
 
 #: Blocks waiting for a parent, a predecessor or a seal. Bounds what a peer can make us
@@ -53,10 +52,6 @@ MAX_PENDING_BLOCKS = 200_000
 #: Blocks covered by one seal. A receiver must hold a whole sealed range before applying
 #: any of it, so this bounds its pending buffer per actor and keeps frames streamable.
 MAX_SEAL_BLOCKS = 1000
-#: Combinations of pending candidates (several blocks claiming one actor+seq) tried against
-#: a seal's digest. Honest traffic has one candidate per seq; this bounds the hashing a
-#: flood of forged blocks can cause while still finding the real block among a few fakes.
-MAX_SEAL_CANDIDATE_COMBOS = 64
 #: Bytes of all pending blocks together. A hostile member can send blocks that never apply
 #: (forged, far-future, missing parents); this caps the memory they cost (the block count
 #: alone let 400 blocks of 250 KB hold 100 MB+). Beyond it blocks are refused and asked for
@@ -66,20 +61,12 @@ MAX_PENDING_BYTES = 64 * 1024 * 1024
 #: then never crowd the rest of the space out of the pending buffer. Blocks that a pending
 #: verified seal covers do not count against it (they are the actor's own).
 MAX_UNSEALED_BYTES_PER_ACTOR = 16 * 1024 * 1024
-#: Pending blocks claiming one (actor, seq) slot: the newest are kept. The honest block
-#: arrives right before its seal, so it is always among the newest few.
-MAX_SLOT_CANDIDATES = 4
 #: Verified seals waiting for their blocks, in total and per actor. Each pending seal is
 #: re-checked when blocks of its actor arrive; 100,000 of them made every batch take a
 #: second. An honest actor has a handful in flight; beyond the limits seals are refused and
 #: sent again by sync.
 MAX_PENDING_SEALS = 4096
 MAX_PENDING_SEALS_PER_ACTOR = 64
-#: Bytes of blocks kept for slots that are already settled (a block for a seq that the log
-#: already holds): candidate proof of an equivocation, applied as side blocks once a
-#: verified seal names them. Oldest are dropped first.
-MAX_CONFLICT_BYTES = 16 * 1024 * 1024
-
 Verify = Callable[[bytes, bytes, bytes], bool]
 Sign = Callable[[bytes], bytes]
 
@@ -110,29 +97,7 @@ class ApplyResult:
     equivocations: list[Equivocation] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Equivocation:
-    """Proof that `actor` signed two different histories: two verified seals over
-    overlapping ranges. `seq` is the first contested slot (the quarantine point), `cids` the
-    blocks at that slot as (this replica's log, the other seal's) where known, `seals` the
-    two seals' bytes (each verifiable with the actor's public key)."""
-
-    actor: bytes
-    seq: int
-    cids: tuple[bytes | None, bytes | None]
-    seals: tuple[bytes, bytes]
-
-
-class _Pending:
-    __slots__ = ("change", "data", "side")
-
-    def __init__(self, change: Change, data: bytes, side: bool = False) -> None:
-        self.change = change
-        self.data = data
-        self.side = side          # applied outside the actor's log (quarantined actor)
-
-
-class Replica:
+class Replica(SealSlots):
     def __init__(self, actor: bytes, *, require_signatures: bool = True,
                  verify: Verify | None = None,
                  max_pending_blocks: int = MAX_PENDING_BLOCKS,
@@ -317,6 +282,11 @@ class Replica:
             self.wall_ms = wall_ms
 
     @property
+    def pending_bytes(self) -> int:
+        """Bytes of blocks waiting in the pending buffer (bounded by max_pending_bytes)."""
+        return self._pending_bytes
+
+    @property
     def held_count(self) -> int:
         """Blocks held back because their stamp is too far ahead of our wall clock."""
         return len(self._held)
@@ -346,11 +316,8 @@ class Replica:
 
     def _store_seal(self, seal: Seal, data: bytes) -> None:
         self._seal_keys.add(data)
+        self._check_overlap(seal, data)
         stored = self.seals.setdefault(seal.actor, [])
-        for first, last, other in stored:
-            if first <= seal.last and seal.first <= last and other != data:
-                self._note_equivocation(seal.actor, max(first, seal.first), other, data)
-                break
         stored.append((seal.first, seal.last, data))
         stored.sort()
         if seal.first <= self.sealed_upto.get(seal.actor, 0) + 1:
@@ -360,134 +327,6 @@ class Replica:
                 if first <= upto + 1 and last > upto:
                     upto = last
             self.sealed_upto[seal.actor] = upto
-
-    def _check_overlap(self, seal: Seal, data: bytes) -> None:
-        """A verified seal overlapping a stored one with other bytes proves equivocation by
-        itself (an honest actor never seals a slot twice), blocks or not."""
-        for first, last, other in self.seals.get(seal.actor, ()):
-            if first <= seal.last and seal.first <= last and other != data:
-                self._note_equivocation(seal.actor, max(first, seal.first), other, data)
-                return
-
-    def _note_equivocation(self, actor: bytes, seq: int, first: bytes, second: bytes) -> None:
-        """Two verified seals of `actor` overlap from `seq` on: quarantine it from there."""
-        if self.quarantined.get(actor, seq + 1) <= seq:
-            return
-        self.quarantined[actor] = seq
-        log = self.by_actor.get(actor, [])
-        ours = log[seq - 1] if seq <= len(log) else None
-        theirs = next((c for c in self._side_at.get((actor, seq), []) + self._conflict_at.get((actor, seq), [])
-                       + self._pending_by_seq.get((actor, seq), []) if c != ours), None)
-        ev = Equivocation(actor, seq, (ours, theirs), (first, second))
-        self.proofs.setdefault(actor, ev)
-        self._new_equivocations.append(ev)
-        # Pending log candidates of the quarantined range can never enter the log now: keep
-        # them only as possible side blocks.
-        for (a, s), cands in list(self._pending_by_seq.items()):
-            if a == actor and s >= seq:
-                for c in list(cands):
-                    p = self._drop_pending(c)
-                    self._keep_conflict(c, p)
-
-    def _keep_conflict(self, cid: bytes, p: _Pending) -> None:
-        if cid in self._conflict or cid in self.blocks:
-            return
-        size = len(p.data)
-        while self._conflict and self._conflict_bytes + size > MAX_CONFLICT_BYTES:
-            old = next(iter(self._conflict))
-            q = self._conflict.pop(old)
-            self._conflict_bytes -= len(q.data)
-            key = (q.change.actor, q.change.seq)
-            self._conflict_at[key].remove(old)
-            if not self._conflict_at[key]:
-                del self._conflict_at[key]
-        if size > MAX_CONFLICT_BYTES:
-            return
-        self._conflict[cid] = p
-        self._conflict_bytes += size
-        self._conflict_at.setdefault((p.change.actor, p.change.seq), []).append(cid)
-
-    def _candidates_at(self, actor: bytes, seq: int, side: bool) -> tuple[list[bytes], bool]:
-        """(cids that may be `actor`'s block at `seq`, newest first; whether our log settles it).
-        `side`: also consider blocks outside the log (quarantined actor, conflicting seal)."""
-        log = self.by_actor.get(actor)
-        settled = log is not None and seq <= len(log)
-        at = log[seq - 1] if log is not None and settled else None
-        if not side:
-            if at is not None:
-                return [at], True
-            return self._pending_by_seq.get((actor, seq), [])[::-1], False
-        out = [at] if at is not None else []
-        for group in (self._side_at, self._conflict_at, self._pending_by_seq):
-            out.extend(c for c in group.get((actor, seq), [])[::-1] if c not in out)
-        return out, False
-
-    def _match(self, seal: Seal, side: bool) -> tuple[list[bytes] | None, bool]:
-        """The CIDs of the seal's range among our candidates (newest combination first)."""
-        options: list[list[bytes]] = []
-        settled = True
-        combos = 1
-        for seq in range(seal.first, seal.last + 1):
-            cands, fixed = self._candidates_at(seal.actor, seq, side)
-            if not cands:
-                return None, False  # wait for the rest of the range
-            settled = settled and fixed
-            combos *= len(cands)
-            options.append(cands)
-        newest = [o[0] for o in options]
-        if batch_digest(newest) == seal.digest:
-            return newest, settled
-        if 1 < combos <= MAX_SEAL_CANDIDATE_COMBOS:
-            for attempt in itertools.product(*options):
-                if batch_digest(attempt) == seal.digest:
-                    return list(attempt), settled
-        return None, settled
-
-    def _try_seal(self, seal: Seal, data: bytes, result: ApplyResult) -> bool:
-        """Check a verified seal against the blocks it names; True once it is resolved.
-
-        Blocks are not signed one by one, so anybody can send an unsealed block claiming
-        (actor, seq): the seal decides. The newest candidate of each slot is tried first
-        (the honest block arrives right before its seal), then a bounded search; candidates
-        the seal rules out are dropped. A seal that contradicts our settled log, or that
-        belongs to a quarantined actor's range, names side blocks (module docstring).
-        """
-        q = self.quarantined.get(seal.actor)
-        side = q is not None and seal.last >= q
-        cids, settled = self._match(seal, side)
-        if cids is None and settled and not side:
-            side = True  # contradicts our log: an equivocation, if the other blocks arrive
-            cids, _ = self._match(seal, True)
-        if cids is None:
-            return False  # a pending candidate may be a forgery: wait for the real block
-        self._store_seal(seal, data)
-        result.seals += 1
-        result.new_seals.append(data)
-        log = self.by_actor.get(seal.actor, [])
-        q = self.quarantined.get(seal.actor)
-        for seq, c in zip(range(seal.first, seal.last + 1), cids, strict=False):
-            if c in self.blocks:
-                continue
-            if q is not None and seq >= q or seq <= len(log):
-                p: _Pending | None = self._conflict.pop(c, None)
-                if p is not None:
-                    self._conflict_bytes -= len(p.data)
-                    self._conflict_at[(seal.actor, seq)].remove(c)
-                    if not self._conflict_at[(seal.actor, seq)]:
-                        del self._conflict_at[(seal.actor, seq)]
-                elif c in self._pending:
-                    p = self._drop_pending(c)
-                if p is not None:
-                    self._add_pending(c, _Pending(p.change, p.data, side=True))
-                    self._sealed_pending.add(c)
-                continue
-            for other in list(self._pending_by_seq.get((seal.actor, seq), ())):
-                if other != c:  # contradicts the seal: kept only as possible proof of equivocation
-                    self._keep_conflict(other, self._drop_pending(other))
-            if c in self._pending and c not in self._sealed_pending:
-                self._sealed_pending.add(c)  # the actor's own now: no longer unsealed bytes
-                self._unsealed_bytes[seal.actor] -= len(self._pending[c].data)
-        return True
 
     def _ready(self, cid: bytes, p: _Pending) -> bool:
         ch = p.change
@@ -718,8 +557,7 @@ class Replica:
         for actor in sorted(self.seals):
             have = vector.get(actor, 0)
             if 0 < have < self.servable(actor):
-                # The seal ending at `have`; otherwise it is sent with its range.
-                tip = next((d for _first, last, d in self.seals[actor] if last == have), None)
+                tip = next((d for _, last, d in self.seals[actor] if last == have), None)  # else with its range
                 if tip is not None:
                     emitted_seals.add(tip)
                     out.append(envelope(KIND_SEAL, tip))
@@ -746,31 +584,12 @@ class Replica:
                 out.extend(e for e in self.proof_envelopes(actor) if e not in out)
         return out
 
-    def proof_envelopes(self, actor: bytes) -> list[bytes]:
-        """What a peer needs to see `actor`'s equivocation and both branches: every block of
-        the actor from the quarantine point on that we hold (log and side blocks, in apply
-        order) followed by every seal of the actor reaching that point."""
-        q = self.quarantined.get(actor)
-        if q is None:
-            return []
-        log = self.by_actor.get(actor, [])
-        cids = log[q - 1:] + [c for c in self.side if self.info[c].actor == actor]
-        cids.sort(key=lambda c: self.info[c].position)
-        out = [envelope(KIND_BLOCK, self.blocks[c]) for c in cids if c in self.blocks]
-        out.extend(envelope(KIND_SEAL, data) for _first, last, data in self.seals.get(actor, []) if last >= q)
-        return out
-
     def new_blocks(self, count: int) -> list[bytes]:
         """Block bytes of the last `count` applied blocks, in apply order (what a merge just
         added, for the write sink to persist)."""
         if count <= 0:
             return []
         return [self.blocks[c] for c in self.order[len(self.order) - count:]]
-
-    def mark_side(self, cid: bytes, actor: bytes, seq: int) -> None:
-        """Record a block loaded from a snapshot as a side block (outside the actor's log)."""
-        self.side.add(cid)
-        self._side_at.setdefault((actor, seq), []).append(cid)
 
     def add_trusted_seal(self, data: bytes) -> None:
         """Store a seal read back from our own storage or snapshot (verified when received)."""

@@ -4,20 +4,31 @@
   breaks the (malicious or buggy) tie of one actor reusing a clock value.
 - `unset` is an LWW write of "absent".
 - Counters: increments are kept as a set. A counter's value is its LWW base (the last
-  `set`, if numeric) plus every increment stamped after the base and after the tombstone.
-  Increments on a non-numeric base are ignored (the base wins); on an absent base they
-  start from 0. Sums are taken in stamp order so float results do not depend on delivery.
+  `set`, if numeric) plus every increment stamped after the base. Increments on a
+  non-numeric base are ignored (the base wins); on an absent base they start from 0. Sums
+  are taken in stamp order so float results do not depend on delivery.
   Counter arithmetic is total: a counter holds an int in [COUNTER_MIN, COUNTER_MAX] or a
   finite float. An increment whose result would leave that range (or overflow a float to
   infinity) is skipped, deterministically, since the sum runs in stamp order; local writes
   refuse such an increment up front (`counter_add`).
-- Delete is a tombstone: it hides every field write and increment with a smaller stamp.
-  Writes stamped after it resurrect the document with just those fields.
-- Text fields (core/text.py): a text op merges its batch into the field's text CRDT
+- Delete wins against every write it has not seen (docs/MERGE.md). A change is *visible*
+  when every delete of the document is in its causal past (reachable through its parents).
+  A delete therefore hides the writes before it *and* the writes concurrent with it; only
+  writes made after it (a re-create, and edits of that re-created document) are visible.
+  Visible writes never mix with hidden ones, so a merge never yields a fragment: whatever
+  document is visible is exactly what some editor saw, plus concurrent edits made on top
+  of the same live document. Counters and text fields follow the same rule (their
+  increments and text ops are writes); a delete empties the text CRDTs too.
+- Text fields (core/text.py): a visible text op merges its batch into the field's text CRDT
   character by character, whatever its stamp, and is also an LWW write of "the text" to the
   field. So the field shows the text while the latest text op is stamped after the latest
   `set`/`unset`; a `set` stamped after every text op replaces the text (its characters stay
   in the CRDT), and a later text op shows the text again. Reads see the text as a plain str.
+
+Because a newly arriving delete is never in the causal past of a change already applied
+(delivery is causal), its arrival hides everything applied so far, and a change whose past
+lacks one of the known deletes can never become visible later: hidden writes are dropped
+at once, and the state keeps only what is visible.
 
 Everything visible is a function of the *set* of applied changes, never of their order:
 that is the invariant the simulator and the hypothesis tests check.
@@ -44,6 +55,7 @@ COUNTER_MAX = 2**63 - 1
 _FLOAT_MAX = 1.7976931348623157e308
 
 _ABSENT = object()
+_NO_DELETES: frozenset = frozenset()
 #: Field value meaning "the field's text CRDT" (see DocState.texts).
 _TEXT = object()
 
@@ -69,7 +81,7 @@ def counter_add(total: int | float, delta: int | float) -> int | float | None:
 
 class DocState:
     __slots__ = ("collection", "doc_id", "heads", "height", "version", "min_t", "max_t",
-                 "fields", "incs", "tomb", "max_write", "cids", "texts", "_view", "_digest")
+                 "fields", "incs", "deletes", "past", "live", "cids", "texts", "_view", "_digest")
 
     def __init__(self, collection: str, doc_id: str) -> None:
         self.collection = collection
@@ -79,18 +91,32 @@ class DocState:
         self.version = 0
         self.min_t = 0
         self.max_t = 0
-        # field -> (stamp, value or _ABSENT)
+        # Visible writes only. field -> (stamp, value or _ABSENT)
         self.fields: dict[str, tuple[Stamp, Any]] = {}
-        # field -> list of (stamp, delta)
+        # field -> list of (stamp, delta), visible increments only
         self.incs: dict[str, list[tuple[Stamp, Any]]] = {}
-        self.tomb: Stamp | None = None
-        self.max_write: Stamp | None = None
+        # CIDs of every delete of this document
+        self.deletes: set[bytes] = set()
+        # cid -> the deletes in its causal past (itself included if it is one); a change
+        # with no delete in its past has no entry, so documents never deleted pay nothing.
+        self.past: dict[bytes, frozenset] = {}
+        # a visible write exists (a document whose every write is hidden is deleted)
+        self.live = False
         self.cids: list[bytes] = []  # every change of this document, in apply order
-        self.texts: dict[str, TextCRDT] = {}  # field -> text CRDT (every text op ever applied)
+        self.texts: dict[str, TextCRDT] = {}  # field -> text CRDT (every visible text op)
         self._view: dict | None = None
         self._digest: bytes | None = None
 
     # ------------------------------------------------------------ merge
+
+    def _past_of(self, parents: tuple) -> frozenset:
+        past = self.past
+        out = _NO_DELETES
+        for p in parents:
+            s = past.get(p, _NO_DELETES)
+            if s is not out and s:
+                out = s if not out else out | s
+        return out
 
     def apply(self, cid: bytes, ch: Change) -> None:
         """Merge one change whose parents are already applied (causal delivery)."""
@@ -107,6 +133,25 @@ class DocState:
             self.min_t = t
         if t > self.max_t:
             self.max_t = t
+        self._view = None
+        self._digest = None
+        seen = self._past_of(ch.parents)
+        if any(op[0] == OP_DELETE for op in ch.ops):
+            # Nothing applied so far has this delete in its past: all of it is hidden now.
+            self.deletes.add(cid)
+            self.past[cid] = seen | {cid}
+            self.fields = {}
+            self.incs = {}
+            self.texts = {}
+            self.live = False
+            return
+        if seen:
+            self.past[cid] = seen
+        if len(seen) != len(self.deletes):
+            return  # concurrent with (or before) a known delete: the delete wins
+        # Any visible change (even one with no operations, e.g. creating an empty
+        # document) is a write: it makes the document live.
+        self.live = True
         stamp = (t, ch.actor, cid)
         fields = self.fields
         for op in ch.ops:
@@ -118,9 +163,6 @@ class DocState:
                     fields[name] = (stamp, op[2] if kind == OP_SET else _ABSENT)
             elif kind == OP_INCR:
                 self.incs.setdefault(op[1], []).append((stamp, op[2]))
-            elif kind == OP_DELETE:
-                if self.tomb is None or stamp > self.tomb:
-                    self.tomb = stamp
             elif kind == OP_TEXT:
                 name = op[1]
                 text = self.texts.get(name)
@@ -130,36 +172,29 @@ class DocState:
                 cur = fields.get(name)
                 if cur is None or stamp > cur[0]:
                     fields[name] = (stamp, _TEXT)
-        # Any change that is not a delete (even one with no operations, e.g. creating an
-        # empty document) is a write: stamped after the tombstone, it makes the doc live.
-        if not (ch.ops and ch.ops[0][0] == OP_DELETE):
-            if self.max_write is None or stamp > self.max_write:
-                self.max_write = stamp
-        self._view = None
-        self._digest = None
 
     # ------------------------------------------------------------ views
 
     @property
     def deleted(self) -> bool:
-        return self.tomb is not None and (self.max_write is None or self.max_write < self.tomb)
+        return not self.live and bool(self.deletes)
 
     def _counter(self, name: str, base: tuple | None) -> tuple[bool, Any, Stamp | None]:
         """(present, value, stamp of the write that decided it) for a counter field."""
-        floor = self.tomb
-        if base is not None and (floor is None or base[0] > floor):
-            floor = base[0]
-        shown = base if base is not None and base[1] is not _ABSENT and (
-            self.tomb is None or base[0] > self.tomb) else None
-        if shown is not None and (type(shown[1]) not in (int, float)):
-            return True, shown[1], shown[0]
+        if base is not None and base[1] is _ABSENT:
+            floor: Stamp | None = base[0]  # an unset: later increments start from 0
+            base = None
+        else:
+            floor = None if base is None else base[0]
+        if base is not None and (type(base[1]) not in (int, float)):
+            return True, base[1], base[0]
         live = sorted(i for i in self.incs[name] if floor is None or i[0] > floor)
         if not live:
-            if shown is not None:
-                return True, shown[1], shown[0]
+            if base is not None:
+                return True, base[1], base[0]
             return False, None, None
-        total = shown[1] if shown is not None else 0
-        decided = shown[0] if shown is not None else None
+        total = base[1] if base is not None else 0
+        decided = base[0] if base is not None else None
         for stamp, delta in live:
             nxt = counter_add(total, delta)
             if nxt is not None:  # out of range: this increment does not count (see module doc)
@@ -172,13 +207,12 @@ class DocState:
         """Visible user fields, keys sorted (a fresh dict each call is not needed: cached)."""
         if self._view is not None:
             return self._view
-        tomb = self.tomb
         out: dict[str, Any] = {}
         incs = self.incs
         for name, entry in self.fields.items():
             if name in incs:
                 continue
-            if entry[1] is not _ABSENT and (tomb is None or entry[0] > tomb):
+            if entry[1] is not _ABSENT:
                 out[name] = entry[1]
         for name in incs:
             present, value, _ = self._counter(name, self.fields.get(name))
@@ -191,8 +225,7 @@ class DocState:
     def is_text(self, name: str) -> bool:
         """True if field `name` currently shows its text CRDT."""
         entry = self.fields.get(name)
-        return (entry is not None and entry[1] is _TEXT and name not in self.incs
-                and (self.tomb is None or entry[0] > self.tomb))
+        return entry is not None and entry[1] is _TEXT and name not in self.incs
 
     def text(self, name: str) -> TextCRDT | None:
         """The field's text CRDT (whether or not the field shows it), or None."""
@@ -220,10 +253,9 @@ class DocState:
 
     def blame(self) -> dict[str, Stamp]:
         """field -> stamp (hlc, actor, cid) of the write that decided its current value."""
-        tomb = self.tomb
         out: dict[str, Stamp] = {}
         for name, entry in self.fields.items():
-            if name not in self.incs and entry[1] is not _ABSENT and (tomb is None or entry[0] > tomb):
+            if name not in self.incs and entry[1] is not _ABSENT:
                 out[name] = entry[0]
         for name in self.incs:
             present, _, stamp = self._counter(name, self.fields.get(name))
@@ -238,6 +270,7 @@ class DocState:
         """User fields plus the reserved metadata fields, as returned by `get`."""
         doc = dict(self.user_fields())
         doc["_id"] = self.doc_id
+        doc["_collection"] = self.collection
         doc["_version"] = self.version
         doc["_created"] = clock.wall_ms(self.min_t)
         doc["_updated"] = clock.wall_ms(self.max_t)

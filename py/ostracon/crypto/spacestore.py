@@ -5,11 +5,12 @@ it in IndexedDB this way; docs/CRYPTO.md "Space files" describes the bytes).
 
 - ``{"invite": text}`` (optionally ``"passphrase"``): joins the space of the invite and keeps
   its state, wrapped by the passphrase if one is given;
-- ``{"passphrase": p, "name": n}``: unlocks the state kept earlier (WrongKeyError for a wrong
-  passphrase). With no state yet it creates a new random space with this device as admin,
-  wrapped by ``p`` — unless the database synced a passphrase space of an earlier version
-  (its marker is in meta, or ``"legacy": true``): then the earlier derivation is used, so that
-  space keeps working and nothing forks; ``migrate`` it explicitly;
+- ``{"create": true, "passphrase": p, "name": n}``: a new random space with this device as
+  admin, its state wrapped by ``p``; later opens with ``{"passphrase": p}`` unlock it
+  (WrongKeyError for a wrong passphrase). Other devices join with invites;
+- ``{"passphrase": p, "name": n}`` with no state kept: a passphrase space of an earlier
+  version (the key derived from passphrase and name, as before), so apps and data of earlier
+  versions keep working and nothing forks; ``migrate`` it explicitly;
 - ``{"key": 32 bytes or hex, "name": n}``: an open space from a raw key (tests, scripts).
 """
 
@@ -24,8 +25,6 @@ from .identity import fingerprint_of
 from .space import DEFAULT_PASSPHRASE_ITERATIONS, Space
 
 META_STATE = "space/v1/state"
-#: Set by earlier browser versions for a passphrase space (sha256 of its 16-byte room id).
-META_LEGACY_CHECK = "browser/space-check"
 _WRAPPED, _PLAIN = b"W", b"P"
 
 
@@ -95,7 +94,10 @@ def open_space(storage: Any, spec: Any, *, identity: Any, crypto: CryptoBackend 
     held = load_space(storage, passphrase, identity=identity, crypto=crypto)
     if held is not None:
         return held
-    if spec.get("legacy") or _get(storage, META_LEGACY_CHECK) is not None:
+    if not spec.get("create"):
+        if not spec.get("name"):
+            raise ValidationError("no space is kept in this database: create one ({create, passphrase, name}) "
+                                  "or join with an invite")
         legacy_iterations = 1000 if _insecure_for_tests else DEFAULT_PASSPHRASE_ITERATIONS
         return Space.from_passphrase(passphrase, str(spec.get("name") or ""), crypto=crypto,
                                      iterations=legacy_iterations, _insecure_for_tests=_insecure_for_tests)

@@ -17,7 +17,7 @@ from ..core.block import (
     OP_UNSET,
     check_collection,
     check_doc_id,
-    check_field,
+    check_write_field,
 )
 from ..core.errors import (
     ClosedError,
@@ -34,7 +34,17 @@ from ..core.query.planner import explain as plan_explain
 from ..core.query.rebuild import COLD, HOT, WARM
 from ..core.query.schema import Schema, SchemaValidationError, parse_sdl
 from ..core.state import DocState, counter_add
-from .docops import commit_info, needs_heads, schema_texts, set_ops, split_texts, with_texts
+from .docops import (
+    MISSING,
+    commit_info,
+    needs_heads,
+    schema_texts,
+    set_ops,
+    split_texts,
+    strip_meta,
+    type_name,
+    with_texts,
+)
 from .locking import locked
 from .text import TextHandle
 from .views import DocViews, Source, own
@@ -291,8 +301,10 @@ class Collection:
 
     @locked
     def indexes(self) -> list[dict]:
-        """name, fields, unique, state (ready | building | dropped) and entries of each index."""
-        self._e.check_open()
+        """name, fields, unique, state (ready | building | dropped) and entries of each index.
+        Like every read, it wakes a warm collection first, so the entry counts are those of a
+        hot one (never the zeros of freed index data)."""
+        self._access("query")
         return self._ci.list_indexes()
 
     @locked
@@ -304,14 +316,61 @@ class Collection:
     def unique_violations(self) -> list[dict]:
         """Documents sharing a key of a unique index. Local writes cannot cause these
         (ConflictError); concurrent remote writes can, since a CRDT cannot refuse them. They
-        stay listed until one side changes or deletes its document."""
-        self._e.check_open()
+        stay listed until one side changes or deletes its document. Wakes a warm collection
+        first (its unique maps were freed): the answer is the hot one."""
+        self._access("query")
         out = []
         for v in self._ci.violations():
             idx = self._ci.get(v.index)
             out.append({"index": v.index, "fields": list(idx.definition.fields),
                         "values": list(v.values), "ids": list(v.doc_ids)})
         return out
+
+    def schema_violations(self) -> list[dict]:
+        """Live documents that break the current schema: `[{"id", "field", "error"}]` by id.
+
+        Local writes are validated, so these come from merges: a replica that wrote under
+        an older or newer schema version, or none. The documents stay readable and
+        editable (a patch or update that makes them valid clears the entry); the change
+        event of the merge that caused one lists it in `event.violations`."""
+        self._access("query")
+        sch = self._views.schema
+        if sch is None:
+            return []
+        out = []
+        states = self._views.states()
+        for doc_id in sorted(states):
+            state = states[doc_id]
+            if state.deleted:
+                continue
+            err = self._schema_error(sch, state)
+            if err is not None:
+                out.append({"id": doc_id, "field": err.field, "error": str(err)})
+        return out
+
+    def _schema_error(self, sch: Schema, state: DocState) -> SchemaValidationError | None:
+        try:
+            sch.validate(self._views.user_view(state))
+        except SchemaValidationError as exc:
+            return exc
+        return None
+
+    def violations_of(self, state: DocState) -> tuple:
+        """The rules a (merged) live document breaks: schema and unique keys, as
+        `({"rule", "field", "error"}, ...)` (empty when it is valid)."""
+        out: list[dict[str, Any]] = []
+        sch = self._views.schema
+        if sch is not None:
+            err = self._schema_error(sch, state)
+            if err is not None:
+                out.append({"rule": "schema", "field": err.field, "error": str(err)})
+        if len(self._ci) and self._has_unique():
+            d = self._views.view(state, False)
+            try:
+                self._ci.check_unique(d, state.doc_id)
+            except ConflictError as exc:
+                out.append({"rule": "unique", "field": None, "error": str(exc)})
+        return tuple(out)
 
     # ------------------------------------------------------------ schema
 
@@ -380,7 +439,7 @@ class Collection:
         cursors, blame. A field holding a plain str (or nothing) becomes a text holding that
         str at the first edit. Raises NotFoundError if the document does not exist."""
         check_doc_id(doc_id)
-        check_field(field)
+        check_write_field(field)
         self._access("write")
         self._live(doc_id)
         return TextHandle(self._e, self._e.texts, self.name, doc_id, field)
@@ -417,12 +476,17 @@ class Collection:
         ci = self._ci
         return bool(len(ci)) and any(i.unique for i in ci)
 
-    def _check_unique(self, fields: dict, doc_id: str) -> None:
+    def _check_unique(self, fields: dict, doc_id: str, state: DocState | None = None) -> None:
         """The full resulting document against every unique index, before anything is
-        written: a duplicate → ConflictError and nothing changes."""
+        written: a new duplicate → ConflictError and nothing changes. A key the write leaves
+        as it is never refuses it (a merge may have made it a duplicate: that is reported by
+        unique_violations(), and must not freeze the document)."""
         d = dict(fields)
         d["_id"] = doc_id
-        self._ci.check_unique(d, doc_id)
+        current = None
+        if state is not None and not state.deleted:
+            current = self._views.view(state, False)
+        self._ci.check_unique(d, doc_id, current)
 
     def _migration_ops(self, state: DocState) -> list | None:
         """Ops that rewrite a document written under an older schema version into the current
@@ -445,7 +509,14 @@ class Collection:
     @locked
     def create(self, doc: dict, id: str | None = None) -> str:
         """Create a document; returns its id. An id of a live document → ConflictError.
-        A `Text` value makes the field a collaborative text (see `text`)."""
+        A `Text` value makes the field a collaborative text (see `text`).
+
+        Metadata fields in `doc` (as `get` returns them) are ignored, except that `_id` is
+        the id when `id` is not given, and `_id`/`_collection` contradicting the call are
+        refused (ValidationError)."""
+        doc, meta_id = strip_meta(doc, self.name, id)
+        if id is None:
+            id = meta_id
         doc, texts = split_texts(schema_texts(self._views.schema, doc))
         ops = set_ops(doc)
         e = self._e
@@ -475,7 +546,9 @@ class Collection:
     @locked
     def update(self, doc_id: str, doc: dict, *, if_version: int | None = None,
                if_heads: Any = None, where: Any = None) -> str:
-        """Replace the user fields (fields not given are removed). Returns the commit CID."""
+        """Replace the user fields (fields not given are removed). Returns the commit CID.
+        Metadata fields in `doc` are ignored, so `update(id, get(id))` works."""
+        doc, _ = strip_meta(doc, self.name, check_doc_id(doc_id))
         doc, texts = split_texts(schema_texts(self._views.schema, doc))
         ops = set_ops(doc)
         self._e.check_writable()
@@ -486,7 +559,7 @@ class Collection:
         if schema is not None:
             schema.validate(doc)
         if len(self._ci) and self._has_unique():
-            self._check_unique(doc, doc_id)
+            self._check_unique(doc, doc_id, state)
         given = {op[1] for op in ops} | set(texts)
         ops.extend((OP_UNSET, f) for f in state.user_fields() if f not in given)
         return self._write(doc_id, with_texts(self._e, state, ops, texts))
@@ -494,10 +567,15 @@ class Collection:
     @locked
     def patch(self, doc_id: str, fields: dict, *, unset: Iterable[str] = (),
               if_version: int | None = None, if_heads: Any = None, where: Any = None) -> str:
-        """Set the given fields (and remove those in `unset`). Returns the commit CID."""
+        """Set the given fields (and remove those in `unset`). Returns the commit CID.
+        Metadata fields in `fields` are ignored. A field name never contains '.': to change
+        a nested value, patch the whole top-level field."""
+        fields, _ = strip_meta(fields, self.name, check_doc_id(doc_id))
         fields, texts = split_texts(schema_texts(self._views.schema, fields))
         ops = set_ops(fields)
-        unset = [check_field(f) for f in unset]
+        if isinstance(unset, str):
+            raise ValidationError("unset must be a list of field names, not a str")
+        unset = [check_write_field(f) for f in unset]
         if ({op[1] for op in ops} | set(texts)) & set(unset):
             raise ValidationError("a field cannot be both set and unset")
         self._e.check_writable()
@@ -518,7 +596,7 @@ class Collection:
             result.update(fields)
             for f in unset:
                 result.pop(f, None)
-            self._check_unique(result, doc_id)
+            self._check_unique(result, doc_id, state)
         unset_ops = [(OP_UNSET, f) for f in sorted(set(unset))]
         ops = with_texts(self._e, state, ops, texts)
         mig = self._migration_ops(state)
@@ -557,8 +635,10 @@ class Collection:
 
     @locked
     def increment(self, doc_id: str, field: str, by: int | float = 1) -> str:
-        """Add `by` to a counter field (concurrent increments all count)."""
-        check_field(field)
+        """Add `by` to a counter field (concurrent increments all count). The field must be
+        absent (it starts from 0) or hold a number: a string, bool, list, map, bytes or null
+        → ValidationError, and nothing is written."""
+        check_write_field(field)
         if type(by) not in (int, float) or by != by or by in (float("inf"), float("-inf")):
             raise ValidationError("increment must be a finite int or float")
         if type(by) is int and not -(2**63) <= by < 2**63:
@@ -569,8 +649,11 @@ class Collection:
         schema = self._views.schema
         if schema is not None:
             schema.validate_increment(field, by)
-        cur = state.user_fields().get(field, 0)
-        if type(cur) in (int, float) and counter_add(cur, by) is None:
+        cur = self._views.user_view(state).get(field, MISSING)
+        if cur is not MISSING and type(cur) not in (int, float):
+            raise ValidationError(f"{self.name}/{doc_id}: cannot increment {field!r}: it holds "
+                                  f"a {type_name(cur)}, not a number")
+        if cur is not MISSING and counter_add(cur, by) is None:
             raise ValidationError(f"incrementing {field} by {by!r} leaves the counter range (ints in "
                                   f"[-2**63, 2**63-1], finite floats): refused")
         ops: list = [(OP_INCR, field, by)]
@@ -587,5 +670,5 @@ class Collection:
             result = self._views.user_view(state)
             cur = result.get(field)
             result[field] = (cur if type(cur) is int or type(cur) is float else 0) + by
-            self._check_unique(result, doc_id)
+            self._check_unique(result, doc_id, state)
         return self._write(doc_id, ops)

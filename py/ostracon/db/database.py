@@ -28,11 +28,13 @@ from ..core.clock import DEFAULT_MAX_CLOCK_SKEW_MS
 from ..core.errors import OstraconError, ValidationError
 from ..core.feed import (
     FEED_RETENTION,
+    MAX_FEED_RETENTION,
     SUBSCRIBER_BUFFER,
     ChangeEvent,
     ChangeFeed,
     Subscription,
 )
+from ..core.limits import MAX_PORTABLE_INT, MAX_SAFE_INT, check_int_option
 from ..core.query.planner import FALLBACK_DOCS_MAX
 from ..core.query.rebuild import (
     BATCH_SIZE,
@@ -58,7 +60,7 @@ from .indexing import (
     Indexing,
 )
 from .locking import locked
-from .schemas import META_SCHEMAS, SchemaCatalog, SchemaMethods
+from .schemas import META_SCHEMAS, SCHEMA_COLLECTION, SchemaCatalog, SchemaMethods
 from .sending import SendMixin
 from .sink import SINK_BATCH_OPS, SINK_INTERVAL_MS, SINK_MAX_QUEUED, WriteSink
 
@@ -76,6 +78,12 @@ def _parse_actor(a: Any) -> bytes:
         except ValueError:
             pass
     raise ValidationError(f"actor must be 32 bytes or 64 hex chars: {a!r:.80}")
+
+
+#: Compaction writes a snapshot only if it is smaller than the snapshot and records it
+#: replaces by at least this much: room for a snapshot file's header (28 bytes) and a new
+#: log segment's header (48 bytes), so a compacted store is never larger than before.
+COMPACT_MARGIN_BYTES = 128
 
 
 class Database(SendMixin, SchemaMethods):
@@ -109,9 +117,23 @@ class Database(SendMixin, SchemaMethods):
                  driver: bool | None = None,
                  on_sink_error: Callable[[Exception], None] | None = None,
                  location: str | None = None) -> None:
-        for pname, v in (("fallback_docs_max", fallback_docs_max), ("index_wait_ms", index_wait_ms)):
-            if type(v) is not int or v < 0:
-                raise ValidationError(f"{pname} must be an int >= 0")
+        # Every limit is checked here, so an out-of-range value is the same ValidationError
+        # natively and in 32-bit WebAssembly (where a C size would raise OverflowError).
+        for pname, v, lo, hi in (
+                ("sink_batch_ops", sink_batch_ops, 1, MAX_PORTABLE_INT),
+                ("sink_interval_ms", sink_interval_ms, 0, MAX_SAFE_INT),
+                ("feed_retention", feed_retention, 1, MAX_FEED_RETENTION),
+                ("max_pending_blocks", max_pending_blocks, 1, MAX_PORTABLE_INT),
+                ("fallback_docs_max", fallback_docs_max, 0, MAX_PORTABLE_INT),
+                ("index_sync_build_docs", index_sync_build_docs, 0, MAX_PORTABLE_INT),
+                ("rebuild_batch_size", rebuild_batch_size, 1, MAX_PORTABLE_INT),
+                ("rebuild_rate_docs_per_s", rebuild_rate_docs_per_s, 1, MAX_PORTABLE_INT),
+                ("rebuild_max_concurrent", rebuild_max_concurrent, 1, MAX_PORTABLE_INT),
+                ("warm_after_ms", warm_after_ms, 0, MAX_SAFE_INT),
+                ("cold_after_ms", cold_after_ms, 0, MAX_SAFE_INT),
+                ("sink_max_queued", sink_max_queued, 1, MAX_PORTABLE_INT),
+                ("index_wait_ms", index_wait_ms, 0, MAX_SAFE_INT)):
+            check_int_option(pname, v, lo, hi)
         self._constructed = False
         self.storage = storage
         self.identity = identity
@@ -152,9 +174,11 @@ class Database(SendMixin, SchemaMethods):
         self._engine.release_held = self._release_held
         self._collections: dict[str, Collection] = {}
         self._gql: dict[bool, Any] = {}
+        self._compacted_at: int | None = None  # record position of this session's last snapshot
         self.last_apply: ApplyResult = ApplyResult()
         self._engine.feed = ChangeFeed(self._engine.random_bytes(6).hex(), feed_retention)
         self._engine.schemas.load(storage)
+        self._engine.schemas.adopt()   # versions that arrived by sync (meta is saved lazily)
         indexing.load(storage, self._open_entry)
         self._driver: driverlib.Driver | None = None
         if driver is None:
@@ -328,6 +352,8 @@ class Database(SendMixin, SchemaMethods):
         col = self._collections.get(name)
         if col is None:
             check_collection(name)
+            if name == SCHEMA_COLLECTION:
+                raise ValidationError(f"{name!r} is reserved (schema versions; see schema_history())")
             col = self._collections[name] = Collection(self, self._engine, name)
         return col
 
@@ -337,7 +363,7 @@ class Database(SendMixin, SchemaMethods):
 
     @locked
     def collections(self) -> list[str]:
-        return sorted(self._engine.replica.collections)
+        return sorted(n for n in self._engine.replica.collections if n != SCHEMA_COLLECTION)
 
     # ------------------------------------------------------------ sink
 
@@ -405,11 +431,29 @@ class Database(SendMixin, SchemaMethods):
                 if prune_before is not None:
                     e.replica.prune(prune_before, self._state_hash)
                 position = self.storage.last_position()
-                self.storage.write_snapshot(snapshot.dump(e.replica), position)
+                if prune_before is None and position == self._compacted_at:
+                    return position  # nothing new since the last snapshot: writing one only costs
+                snap = snapshot.dump(e.replica)
+                if prune_before is None and not self._snapshot_pays(snap):
+                    return position  # the log is already the smaller form: never grow a store
+                self.storage.write_snapshot(snap, position)
                 self.storage.compact(position)
                 verification.record_compaction(e.replica, self.storage, self._seal_chain,
                                                self.identity.sign)
+                self._compacted_at = position
         return position
+
+    def _snapshot_pays(self, snap: bytes) -> bool:
+        """Is `snap` smaller than what it replaces (the current snapshot plus the records
+        after it, payload bytes only), with `COMPACT_MARGIN_BYTES` to spare?"""
+        prev = self.storage.load_snapshot()
+        after = 0 if prev is None else prev[1]
+        replaced = 0 if prev is None else len(prev[0])
+        for _, rec in self.storage.records(after):
+            replaced += len(rec)
+            if replaced > len(snap) + COMPACT_MARGIN_BYTES:
+                return True
+        return False
 
     @property
     def checkpoint(self) -> dict | None:
@@ -471,16 +515,22 @@ class Database(SendMixin, SchemaMethods):
         now = e.clock()
         e.sink.add_merged(r.new_blocks(result.new), result.new_seals, now)
         e.sink_triggers(now)
+        if any(key[0] == SCHEMA_COLLECTION for key in result.changed_docs):
+            self._adopt_schemas()  # before the documents are checked against them
         seen = set()
         for key in result.changed_docs:
+            if key[0] == SCHEMA_COLLECTION:
+                continue
             if key not in seen:
                 seen.add(key)
                 col = self._collections.get(key[0])
+                if col is None and key[0] in e.schemas.registry.names():
+                    col = self.collection(key[0])  # a schema to check the merge against
                 if col is not None:
                     col.note_id(key[1])
                 state = r.doc(*key)
                 assert state is not None
-                e.publish(key[0], key[1], state)
+                e.publish(key[0], key[1], state, None if col is None else col.violations_of)
         return result.new
 
     def _release_held(self) -> None:

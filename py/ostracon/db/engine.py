@@ -20,7 +20,7 @@ from ..core.state import DocState
 from ..storage.base import Storage
 from .driver import RETRY_MS, SWEEP_MS
 from .indexing import INDEX_WAIT_MS, Indexing
-from .schemas import SchemaCatalog
+from .schemas import SCHEMA_COLLECTION, SchemaCatalog
 from .sink import WriteSink
 from .text import TextBursts
 
@@ -141,17 +141,23 @@ class Engine:
         if sink.overloaded():
             self.flush_wanted = True
 
-    def publish(self, collection: str, doc_id: str, state: DocState) -> None:
-        """A visible change (local or merged) → change feed, indexes, listeners."""
+    def publish(self, collection: str, doc_id: str, state: DocState,
+                check: Callable[[DocState], tuple] | None = None) -> None:
+        """A visible change (local or merged) → indexes, change feed, listeners. `check`
+        (for merged changes) returns the rules the document now breaks, for the event."""
+        # Indexes first: a subscriber that queries from its callback sees the change, and
+        # `check` compares unique keys against the maintained index.
+        self.indexing.maintain(collection, doc_id, state, self.now)
         # The change is applied already: a failing subscriber callback must not make the
         # write look failed. Errors are kept (bounded) in `callback_errors` for the app.
         try:
-            if self.feed is not None:
+            if self.feed is not None and collection != SCHEMA_COLLECTION:
+                violations = check(state) if check is not None and not state.deleted else ()
                 self.feed.publish(collection, doc_id, state.version, state.deleted,
-                                  state.min_t >> 16, state.max_t >> 16, state.user_fields())
+                                  state.min_t >> 16, state.max_t >> 16, state.user_fields(),
+                                  violations)
         except Exception as exc:  # noqa: BLE001 - user code
             self.callback_error(exc)
-        self.indexing.maintain(collection, doc_id, state, self.now)
         for fn in self.listeners:
             fn(collection, doc_id, state)
 

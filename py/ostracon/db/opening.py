@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..core.errors import ValidationError
 from ..storage.base import Storage
 
 if TYPE_CHECKING:
@@ -14,6 +15,21 @@ if TYPE_CHECKING:
 
 #: Name of the identity key file inside a database directory (mode 0600).
 IDENTITY_FILE = "identity.key"
+
+
+def check_options(call: str, given: dict, fn: Callable) -> None:
+    """Refuse keyword options `fn` does not take with a ValidationError naming the closest
+    one (a misspelt limit must not be ignored, nor surface as a TypeError)."""
+    import difflib
+    import inspect
+
+    known = [n for n, p in inspect.signature(fn).parameters.items()
+             if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    for name in sorted(given):
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValidationError(f"{call}: unknown option {name!r}{hint}")
 
 
 def open_database(path: Any = None, *, identity: Any = None, clock: Callable[[], int] | None = None,
@@ -30,6 +46,8 @@ def open_database(path: Any = None, *, identity: Any = None, clock: Callable[[],
     from ..crypto import default_backend
     from ..crypto.identity import Identity
     from .database import Database
+
+    check_options("open", limits, Database.__init__)
 
     crypto = crypto or default_backend()
     if storage is None:

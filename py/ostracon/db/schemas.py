@@ -1,6 +1,12 @@
 """Schemas of a database: the registry (SDL, versions, lenses; core/query/schema.py), which
 version a document was written under, reads brought to the current version, and the
-stored list of versions (storage meta, durable at the next flush)."""
+stored list of versions (storage meta, durable at the next flush).
+
+Schema versions are replicated like data: each version is a document of the reserved
+collection `SCHEMA_COLLECTION` whose id is the version id and whose field `schema` holds
+the canonical bytes, so it travels in signed blocks through the same DAG and sync as
+everything else. A received version is adopted only if its bytes hash to its id and its
+parents are known (a version whose parents have not arrived yet waits for them)."""
 
 from __future__ import annotations
 
@@ -10,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from ..core import cid as cidlib
-from ..core.block import check_collection
-from ..core.errors import NotFoundError, StorageError, ValidationError
+from ..core.block import OP_SET, check_collection
+from ..core.errors import ConflictError, NotFoundError, StorageError, ValidationError
 from ..core.query.schema import (
     LensNotFoundError,
     Schema,
@@ -37,6 +43,11 @@ if TYPE_CHECKING:
 SCHEMA_CACHE_MAX = 100_000
 #: Storage meta key of every schema version (canonical bytes).
 META_SCHEMAS = "ostracon/schemas"
+#: The reserved collection that carries schema versions between replicas (a name users
+#: cannot open: `Database.collection` refuses it).
+SCHEMA_COLLECTION = "ostracon.schemas"
+#: Field of a schema-version document holding the canonical bytes.
+SCHEMA_FIELD = "schema"
 
 
 class SchemaCatalog:
@@ -92,6 +103,61 @@ class SchemaCatalog:
             return reg.migrate(doc, sid, head.version_id, check=False)
         except LensNotFoundError:
             return doc  # no lens: the change was additive (e.g. a new optional field)
+
+    # ------------------------------------------------------------ replication
+
+    def unpublished(self) -> list[tuple[str, bytes]]:
+        """(version id, canonical bytes) of every known version not yet a document of
+        SCHEMA_COLLECTION, parents first."""
+        docs = self._replica.collections.get(SCHEMA_COLLECTION, {})
+        reg = self.registry
+        out = []
+        for n in reg.names():
+            for sch in reg.history(n):
+                if sch.version_id not in docs:
+                    out.append((sch.version_id, sch.canonical_bytes()))
+        return out
+
+    @staticmethod
+    def version_ops(data: bytes) -> list:
+        return [(OP_SET, SCHEMA_FIELD, data)]
+
+    def adopt(self) -> bool:
+        """Add every version received as a SCHEMA_COLLECTION document that is valid (its
+        bytes hash to its id) and whose parents are known. Returns whether any was added."""
+        docs = self._replica.collections.get(SCHEMA_COLLECTION)
+        if not docs:
+            return False
+        reg = self.registry
+        pending = []
+        for vid in sorted(docs):
+            state = docs[vid]
+            if state.deleted:
+                continue
+            data = state.user_fields().get(SCHEMA_FIELD)
+            if type(data) is not bytes or reg.has(vid):
+                continue
+            try:
+                sch = schema_from_canonical(data)
+                check_collection(sch.name)
+            except ValidationError:
+                continue  # not a schema: ignored (a hostile or broken peer)
+            if sch.version_id == vid:
+                pending.append(sch)
+        added = False
+        while pending:
+            rest = [s for s in pending if not all(reg.has(p) for p in s.parents)]
+            for sch in pending:
+                if sch not in rest:
+                    try:
+                        reg.add(sch)
+                        added = True
+                    except ValidationError:
+                        pass
+            if len(rest) == len(pending):
+                break  # parents not here yet: adopted when they arrive
+            pending = rest
+        return added
 
     def register_lens(self, from_version: str, to_version: str, fn: Callable[[dict], dict],
                       reverse: Callable[[dict], dict] | None = None) -> None:
@@ -165,11 +231,40 @@ class SchemaMethods:
             e.schemas.dirty = True
             self._meta_dirty = True
             self._schemas_changed()
+        self._publish_schemas()
         for name, s in out.items():
             col = self.collection(name)
             for field, unique in s.indexes():
                 col.create_index(field, unique=unique)
         return {n: s.version_id for n, s in out.items()}
+
+    def _publish_schemas(self) -> None:
+        """Write every schema version not yet in the DAG as a signed block (replicated to
+        peers like data; see the module doc)."""
+        e = self._engine
+        if e.storage.read_only:
+            return
+        for vid, data in e.schemas.unpublished():
+            e.write(SCHEMA_COLLECTION, vid, e.schemas.version_ops(data))
+
+    def _adopt_schemas(self) -> None:
+        """Adopt schema versions received from peers (after a merge touched them)."""
+        e = self._engine
+        if not e.schemas.adopt():
+            return
+        e.schemas.dirty = True
+        self._meta_dirty = True
+        self._schemas_changed()
+        reg = e.schemas.registry
+        for name in reg.names():
+            col = self._collections.get(name)
+            if col is None:
+                continue
+            for field, unique in reg.get(name).indexes():
+                try:
+                    col.create_index(field, unique=unique)
+                except ConflictError:
+                    pass  # merged duplicates: the index waits for define_schema/create_index
 
     def _schemas_changed(self) -> None:
         self._gql.clear()

@@ -76,6 +76,7 @@ class DocViews:
         of the view), and head texts come from a cache."""
         d = dict(state.user_fields())
         d["_id"] = state.doc_id
+        d["_collection"] = state.collection
         d["_version"] = state.version
         d["_created"] = state.min_t >> COUNTER_BITS
         d["_updated"] = state.max_t >> COUNTER_BITS

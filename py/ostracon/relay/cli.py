@@ -16,12 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import OstraconError, ValidationError
-from .mailbox import DEFAULT_MAX_AGE_S, DEFAULT_MAX_ROOM_BYTES, DEFAULT_MAX_TOTAL_BYTES, Mailbox, parse_mailbox_spec
+from .backend import Backend, LocalBus
+from .mailbox import (
+    DEFAULT_MAX_AGE_S,
+    DEFAULT_MAX_ROOM_BYTES,
+    DEFAULT_MAX_TOTAL_BYTES,
+    Mailbox,
+    default_data_dir,
+    parse_mailbox_spec,
+    private_dir,
+)
 from .server import Relay, RelayConfig, run_relay
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
-DEFAULT_MAILBOX = "sqlite:ostracon-relay.sqlite"
 
 
 def _optional_float(text: str) -> float | None:
@@ -40,8 +48,13 @@ def add_relay_arguments(parser: argparse.ArgumentParser, *, include_listen: bool
         parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
         parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                             help=f"port to listen on, 0 for any free port (default {DEFAULT_PORT})")
-    parser.add_argument("--mailbox", default=DEFAULT_MAILBOX,
-                        help=f"'sqlite:PATH' or 'memory' (default {DEFAULT_MAILBOX})")
+    parser.add_argument("--mailbox", default=None,
+                        help="'sqlite:PATH' or 'memory' (default sqlite:$XDG_DATA_HOME/ostracon/relay/mailbox.sqlite, "
+                             "i.e. ~/.local/share/... when XDG_DATA_HOME is unset); new files are 0600 in 0700 "
+                             "directories")
+    parser.add_argument("--backend", default="local",
+                        help="'local' (this process only, with --mailbox) or 'redis://host:port/db': mailbox, "
+                             "limits and fan-out shared by every relay process on that Redis (default local)")
     parser.add_argument("--mailbox-max-room-bytes", type=int, default=DEFAULT_MAX_ROOM_BYTES,
                         help="bytes retained per room; oldest frames are dropped past it (default 64 MiB)")
     parser.add_argument("--mailbox-max-age-s", type=float, default=DEFAULT_MAX_AGE_S,
@@ -49,8 +62,16 @@ def add_relay_arguments(parser: argparse.ArgumentParser, *, include_listen: bool
     parser.add_argument("--mailbox-max-total-bytes", type=int, default=DEFAULT_MAX_TOTAL_BYTES,
                         help="bytes retained over all rooms; globally oldest dropped past it (default 1 GiB)")
     parser.add_argument("--static-dir", default=None, help="also serve the files of this directory over HTTP")
+    parser.add_argument("--allowed-host", action="append", default=None, metavar="NAME",
+                        help="answer only requests whose Host header names NAME (repeatable; default: any, "
+                             "for a relay behind a proxy; stops DNS rebinding when the relay is reached directly)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                         help="logging level (payloads are never logged at any level)")
+    add_limit_arguments(parser)
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per RelayConfig field (``ostracon relay`` and ``ostracon serve`` share them)."""
     group = parser.add_argument_group("relay limits")
     for f in fields(RelayConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -76,12 +97,31 @@ def config_from_args(args: argparse.Namespace) -> RelayConfig:
 
 
 def mailbox_from_args(args: argparse.Namespace) -> Mailbox:
-    spec = args.mailbox
+    spec = args.mailbox or "sqlite:" + str(default_data_dir() / "mailbox.sqlite")
     if spec.startswith("sqlite:"):
-        Path(spec[len("sqlite:"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        spec = "sqlite:" + str(Path(spec[len("sqlite:"):]).expanduser())
+        path = Path(spec[len("sqlite:"):]).expanduser()
+        try:
+            private_dir(path.parent)
+        except OSError as exc:
+            raise ValidationError(f"cannot create mailbox directory {path.parent}: {exc.strerror}") from exc
+        spec = "sqlite:" + str(path)
     return parse_mailbox_spec(spec, max_room_bytes=args.mailbox_max_room_bytes, max_age_s=args.mailbox_max_age_s,
                               max_total_bytes=args.mailbox_max_total_bytes)
+
+
+def backend_from_args(args: argparse.Namespace) -> Backend:
+    """``--backend local`` (default): ``--mailbox`` in this process; ``redis://...``: shared."""
+    spec = getattr(args, "backend", "local")
+    limits = dict(max_room_bytes=args.mailbox_max_room_bytes, max_age_s=args.mailbox_max_age_s,
+                  max_total_bytes=args.mailbox_max_total_bytes)
+    if spec == "local":
+        return Backend(mailbox_from_args(args), LocalBus())
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        if args.mailbox is not None:
+            raise ValidationError("--mailbox does not apply to a Redis backend (the mailbox lives in Redis)")
+        from .redis_backend import redis_backend
+        return redis_backend(spec, **limits)
+    raise ValidationError(f"--backend must be 'local' or a redis:// URL, not {spec!r}")
 
 
 def _setup_logging(level: str) -> None:
@@ -95,7 +135,7 @@ def main_relay(args: argparse.Namespace) -> int:
     """Run the relay in the foreground until SIGTERM/SIGINT. Returns the exit status."""
     try:
         config = config_from_args(args)
-        mailbox = mailbox_from_args(args)
+        backend = backend_from_args(args)
     except (OstraconError, ValidationError) as exc:
         print(f"ostracon relay: {exc}", file=sys.stderr)
         return 2
@@ -106,10 +146,11 @@ def main_relay(args: argparse.Namespace) -> int:
         print(f"ostracon relay listening on {relay.http_url} (rooms at {relay.url}/v1/room/<room_id>)", flush=True)
 
     try:
-        asyncio.run(run_relay(config, args.host, args.port, mailbox, static_dir=args.static_dir, ready=ready))
+        asyncio.run(run_relay(config, args.host, args.port, backend, static_dir=args.static_dir, ready=ready,
+                              allowed_hosts=getattr(args, "allowed_host", None)))
     except OSError as exc:
         print(f"ostracon relay: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
     finally:
-        mailbox.close()
+        backend.close()
     return 0

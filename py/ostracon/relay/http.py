@@ -27,11 +27,13 @@ import mimetypes
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from email.utils import formatdate, parsedate_to_datetime
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
 from ..core.errors import ValidationError
+from .limits import PendingConnections, client_key
 
 log = logging.getLogger("ostracon.relay.http")
 
@@ -135,9 +137,11 @@ class HttpLimits:
     max_body_bytes: int = 1024 * 1024
     timeout_s: float = 10.0
     max_connections: int = 256
+    max_connections_per_ip: int = 64
 
     def __post_init__(self) -> None:
-        for name in ("max_head_bytes", "max_headers", "max_body_bytes", "max_connections"):
+        for name in ("max_head_bytes", "max_headers", "max_body_bytes", "max_connections",
+                     "max_connections_per_ip"):
             v = getattr(self, name)
             if type(v) is not int or v <= 0:
                 raise ValidationError(f"{name} must be a positive int")
@@ -145,31 +149,47 @@ class HttpLimits:
             raise ValidationError("timeout_s must be > 0")
 
 
-def accepts_gzip(accept_encoding: str | None) -> bool:
-    """Whether an Accept-Encoding value (RFC 9110 §12.5.3) admits gzip: listed (or `*`)
-    without q=0."""
-    if not accept_encoding:
-        return False
-    for item in accept_encoding.split(","):
-        coding, _, params = item.strip().partition(";")
-        if coding.strip().lower() not in ("gzip", "x-gzip", "*"):
-            continue
-        q = params.strip().lower().replace(" ", "")
-        if q.startswith("q="):
-            try:
-                if float(q[2:]) == 0:
-                    continue
-            except ValueError:
-                continue
+#: Precompressed siblings served when the client accepts them, best first (RFC 9110 §8.4).
+PRECOMPRESSED = ((".br", "br"), (".gz", "gzip"))
+
+
+def accepted_encodings(header: str | None) -> set[str]:
+    """Codings the client accepts (``Accept-Encoding``), ignoring any with ``q=0``."""
+    out: set[str] = set()
+    for part in (header or "").split(","):
+        name, _, params = part.strip().partition(";")
+        q = params.strip().replace(" ", "")
+        if name and q not in ("q=0", "q=0.0", "q=0.00", "q=0.000"):
+            out.add(name.strip().lower())
+    return out
+
+
+def host_allowed(host: str | None, allowed: frozenset[str] | None) -> bool:
+    """True when the request's ``Host`` (port stripped, lower-cased) is in ``allowed``.
+
+    ``allowed=None`` accepts any host. Checking Host is what stops DNS rebinding: a page on
+    ``evil.example`` whose name was re-pointed at 127.0.0.1 still sends ``Host: evil.example``.
+    """
+    if allowed is None:
         return True
-    return False
+    if not host:
+        return False
+    h = host.strip().lower()
+    if h.startswith("["):  # [v6]:port
+        h = h[: h.find("]") + 1] if "]" in h else h
+    elif h.count(":") == 1:
+        h = h.split(":", 1)[0]
+    return h in allowed
 
 
 class StaticFiles:
     """Serve files under ``root``; ``/`` and directories serve their ``index.html``.
 
     Refused (404): ``..`` or ``.``-prefixed segments (hidden files), NUL, backslashes, and
-    anything whose resolved path (after symlinks) is outside ``root``.
+    anything whose resolved path (after symlinks) is outside ``root``. A ``file.br`` or
+    ``file.gz`` next to ``file`` is sent instead (with ``Content-Encoding`` and
+    ``Vary: Accept-Encoding``) to clients that accept it; ``ETag`` differs per encoding and
+    ``Last-Modified`` / ``If-Modified-Since`` work too.
     """
 
     def __init__(self, root: str | Path, headers: Mapping[str, str] | None = None):
@@ -214,20 +234,49 @@ class StaticFiles:
         if not path.is_file():
             return HttpResponse.text(404, "not found\n")
         content_type = mime_type(path)
-        vary: tuple[tuple[str, str], ...] = ()
-        gz = path.with_name(path.name + ".gz")
-        if gz.is_file() and path.suffix != ".gz":
-            # A precompressed copy (wasm-build/build.py writes them): sent to clients that
-            # take gzip; others get the file itself. Both answers vary by Accept-Encoding.
-            vary = (("Vary", "Accept-Encoding"),)
-            if accepts_gzip(request.header("accept-encoding")):
-                path, st = gz, gz.stat()
-                vary += (("Content-Encoding", "gzip"),)
+        encoding = ""
+        accepted = accepted_encodings(request.header("accept-encoding"))
+        for suffix, coding in PRECOMPRESSED:
+            if coding not in accepted:
+                continue
+            sibling = path.with_name(path.name + suffix)
+            try:
+                sst = sibling.stat()
+            except OSError:
+                continue
+            # A stale sibling (older than the file) is never served.
+            if sibling.is_file() and sst.st_mtime_ns >= st.st_mtime_ns:
+                path, st, encoding = sibling, sst, coding
+                break
         etag = '"' + hashlib.sha256(f"{st.st_mtime_ns}:{st.st_size}:{path}".encode()).hexdigest()[:32] + '"'
-        headers = (("ETag", etag), ("Cache-Control", "no-cache")) + vary + self.headers
-        if request.header("if-none-match") == etag:
+        headers: tuple[tuple[str, str], ...] = (("ETag", etag), ("Last-Modified", _http_date(st.st_mtime)),
+                                                ("Cache-Control", "no-cache"), ("Vary", "Accept-Encoding"))
+        if encoding:
+            headers += (("Content-Encoding", encoding),)
+        headers += self.headers
+        inm = request.header("if-none-match")
+        if inm is not None:
+            if etag in (t.strip() for t in inm.split(",")) or inm.strip() == "*":
+                return HttpResponse(304, headers=headers)
+        elif _not_modified_since(request.header("if-modified-since"), st.st_mtime):
             return HttpResponse(304, headers=headers)
         return HttpResponse(200, content_type=content_type, headers=headers, file=path, file_size=st.st_size)
+
+
+def _http_date(ts: float) -> str:
+    return formatdate(ts, usegmt=True)
+
+
+def _not_modified_since(header: str | None, mtime: float) -> bool:
+    if not header:
+        return False
+    try:
+        since = parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError):
+        return False
+    if since.tzinfo is None:
+        return False
+    return int(mtime) <= int(since.timestamp())
 
 
 class _BadRequest(Exception):
@@ -277,7 +326,7 @@ class HttpFront(asyncio.Protocol):
     """First protocol of every connection: plain HTTP here, WebSocket upgrades to ``ws``."""
 
     def __init__(self, ws: asyncio.Protocol, router: Handler, limits: HttpLimits,
-                 registry: set[HttpFront], server_header: str = "ostracon-relay"):
+                 registry: PendingConnections, server_header: str = "ostracon-relay"):
         self._ws = ws
         self._router = router
         self._limits = limits
@@ -302,12 +351,13 @@ class HttpFront(asyncio.Protocol):
         self._transport = transport
         peer = transport.get_extra_info("peername")
         self._client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else ""
-        if len(self._registry) >= self._limits.max_connections:
+        self.client_key = client_key(peer)
+        # Full table: the oldest connection still waiting for its head makes room (see limits.py).
+        if not self._registry.admit(self, self.client_key):
             log.warning("http: too many connections, refusing %s", self._client)
             self._state = "closed"
             transport.abort()
             return
-        self._registry.add(self)
         self._timer = asyncio.get_running_loop().call_later(self._limits.timeout_s, self._on_timeout)
 
     def data_received(self, data: bytes) -> None:
@@ -380,6 +430,18 @@ class HttpFront(asyncio.Protocol):
             self._drain_waiter.set_result(None)
 
     # --- internals -------------------------------------------------------------------------
+
+    def waiting_for_head(self) -> bool:
+        """True until the request head is complete: such a connection may be evicted."""
+        return self._state == "head"
+
+    def evict(self) -> None:
+        """Make room for a newer connection (PendingConnections); the peer sees a reset."""
+        self._state = "closed"
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._transport is not None:
+            self._transport.abort()
 
     def abort(self) -> None:
         """Drop the connection now (relay shutdown)."""

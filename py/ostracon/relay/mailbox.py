@@ -30,19 +30,14 @@ is what keeps replay-then-live free of races.
 from __future__ import annotations
 
 import secrets
-import sqlite3
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..core.errors import (
-    LockedError,
     MailboxError,  # noqa: F401  (re-exported)
-    StorageUnavailableError,
     ValidationError,
 )
 from ..core.protocol.relay import MAX_CURSOR, valid_room_id
@@ -50,6 +45,14 @@ from ..core.protocol.relay import MAX_CURSOR, valid_room_id
 DEFAULT_MAX_ROOM_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_AGE_S = 30 * 24 * 3600.0
 DEFAULT_MAX_TOTAL_BYTES = 1024 * 1024 * 1024
+#: Bytes charged per stored frame on top of its payload, so the limits bound what a frame
+#: really costs: a SQLite row with its primary-key and timestamp index entries, a Redis stream
+#: entry with its field names, or the in-memory tuple and deque slot all take 60..120 bytes.
+#: Without it 20,000 one-byte frames would count as 20 KB while taking megabytes.
+FRAME_OVERHEAD_BYTES = 96
+#: Room records the SQLite backend keeps in memory (least recently used beyond it are reloaded
+#: from the database on demand): 20,000 rooms must not pin megabytes of relay memory forever.
+MAX_CACHED_ROOMS = 4096
 #: Default page size of ``read``: big enough to amortize the query, small enough that the
 #: relay checks for shutdown / slow consumers between pages.
 DEFAULT_READ_LIMIT = 64
@@ -139,7 +142,7 @@ class Mailbox(ABC):
         _check_room(room)
         if not isinstance(frame, (bytes, bytearray, memoryview)) or len(frame) == 0:
             raise ValidationError("frame must be non-empty bytes")
-        if len(frame) > self.max_room_bytes:
+        if len(frame) + FRAME_OVERHEAD_BYTES > self.max_room_bytes:
             raise ValidationError("frame is larger than max_room_bytes")
 
     @staticmethod
@@ -235,8 +238,8 @@ class MemoryMailbox(Mailbox):
         r.last_active = now
         self._seq += 1
         r.frames.append((r.head, r.last_ts, self._seq, frame))
-        r.bytes += len(frame)
-        self._total += len(frame)
+        r.bytes += len(frame) + FRAME_OVERHEAD_BYTES
+        self._total += len(frame) + FRAME_OVERHEAD_BYTES
         self._drop_expired(r, now)
         while r.bytes > self.max_room_bytes:
             self._drop_first(r, "room_bytes")
@@ -248,8 +251,8 @@ class MemoryMailbox(Mailbox):
     def _drop_first(self, r: _MemRoom, reason: str) -> None:
         cursor, _ts, _seq, frame = r.frames.popleft()
         r.pruned_through = cursor
-        r.bytes -= len(frame)
-        self._total -= len(frame)
+        r.bytes -= len(frame) + FRAME_OVERHEAD_BYTES
+        self._total -= len(frame) + FRAME_OVERHEAD_BYTES
         self._dropped[reason] += 1
 
     def _drop_expired(self, r: _MemRoom, now: float) -> int:
@@ -310,334 +313,8 @@ class MemoryMailbox(Mailbox):
         self._closed = True
 
 
-# --- sqlite -----------------------------------------------------------------------------
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS rooms (
-  room TEXT PRIMARY KEY,
-  epoch TEXT NOT NULL,
-  head INTEGER NOT NULL,
-  pruned_through INTEGER NOT NULL,
-  last_ts REAL NOT NULL,
-  last_active REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS frames (
-  room TEXT NOT NULL,
-  cursor INTEGER NOT NULL,
-  ts REAL NOT NULL,
-  size INTEGER NOT NULL,
-  data BLOB NOT NULL,
-  PRIMARY KEY (room, cursor)
-);
-CREATE INDEX IF NOT EXISTS frames_ts ON frames (ts);
-"""
-_SCHEMA_VERSION = "1"
-
-
-@dataclass
-class _SqlRoom:
-    epoch: str
-    head: int
-    pruned_through: int
-    frames: int
-    bytes: int
-    last_ts: float
-    last_active: float
-
-
-class SqliteMailbox(Mailbox):
-    """Mailbox in one SQLite file (WAL, ``synchronous=NORMAL``: a killed relay loses nothing it
-    acknowledged; a power cut may lose the last moments, never corrupts).
-
-    One connection, guarded by a lock so an embedding application may hand the mailbox to a
-    loop running in another thread. ``locking_mode=EXCLUSIVE`` stops a second relay process
-    from using the same file (it gets ``LockedError``).
-    """
-
-    def __init__(self, path: str | Path, **limits: object):
-        super().__init__(**limits)  # type: ignore[arg-type]
-        self.path = Path(path)
-        if not self.path.parent.is_dir():
-            raise StorageUnavailableError(f"mailbox directory does not exist: {self.path.parent}")
-        self._lock = threading.Lock()
-        self._cache: dict[str, _SqlRoom] = {}
-        try:
-            self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise StorageUnavailableError(f"cannot open mailbox {self.path}: {exc}") from exc
-        try:
-            self._db.execute("PRAGMA busy_timeout=0")
-            self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
-            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise MailboxError(f"mailbox {self.path}: WAL mode unavailable ({mode})")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            with self._tx():
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        self._db.execute(stmt)
-                row = self._db.execute("SELECT v FROM meta WHERE k='schema'").fetchone()
-                if row is None:
-                    self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
-                elif row[0] != _SCHEMA_VERSION:
-                    raise MailboxError(f"mailbox {self.path}: unknown schema version {row[0]}")
-            self._count_totals()
-        except sqlite3.OperationalError as exc:
-            self._db.close()
-            if "locked" in str(exc):
-                raise LockedError(f"mailbox {self.path} is in use by another process") from exc
-            raise MailboxError(f"mailbox {self.path}: {exc}") from exc
-        except BaseException:
-            self._db.close()
-            raise
-        self._closed = False
-
-    # A context manager for one write transaction (BEGIN IMMEDIATE ... COMMIT / ROLLBACK).
-    class _Tx:
-        def __init__(self, db: sqlite3.Connection):
-            self.db = db
-
-        def __enter__(self) -> None:
-            self.db.execute("BEGIN IMMEDIATE")
-
-        def __exit__(self, exc_type: object, *rest: object) -> None:
-            if exc_type is None:
-                self.db.execute("COMMIT")
-            else:
-                self.db.execute("ROLLBACK")
-
-    def _tx(self) -> SqliteMailbox._Tx:
-        return SqliteMailbox._Tx(self._db)
-
-    def _resync(self) -> None:
-        """After a rolled-back transaction the cached rows may hold uncommitted values: reload."""
-        self._cache.clear()
-        try:
-            self._count_totals()
-        except sqlite3.Error:
-            pass  # the next operation reports the failure
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise MailboxError("mailbox is closed")
-
-    def _count_totals(self) -> None:
-        self._total, self._total_frames = self._db.execute(
-            "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM frames").fetchone()
-
-    def _load(self, room: str) -> _SqlRoom | None:
-        """Cached room state. The rooms row is only written when a room is created or pruned
-        (one table write per append instead of two); head, sizes and last timestamps are
-        recomputed from the frames table when a room is first loaded."""
-        r = self._cache.get(room)
-        if r is None:
-            row = self._db.execute("SELECT epoch, head, pruned_through, last_ts, last_active FROM rooms WHERE room=?",
-                                   (room,)).fetchone()
-            if row is not None:
-                epoch, head, pruned_through, last_ts, last_active = row
-                n, size, max_cursor, max_ts = self._db.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(size), 0), MAX(cursor), MAX(ts) FROM frames WHERE room=?",
-                    (room,)).fetchone()
-                last_ts = max(last_ts, max_ts or last_ts)
-                r = self._cache[room] = _SqlRoom(epoch, max(head, max_cursor or 0), pruned_through, n, size,
-                                                 last_ts, max(last_active, last_ts))
-        return r
-
-    def _save(self, room: str, r: _SqlRoom) -> None:
-        self._db.execute("INSERT OR REPLACE INTO rooms VALUES (?,?,?,?,?,?)",
-                         (room, r.epoch, r.head, r.pruned_through, r.last_ts, r.last_active))
-
-    def _create(self, room: str, now: float) -> _SqlRoom:
-        r = _SqlRoom(_new_epoch(), 0, 0, 0, 0, now, now)
-        self._save(room, r)
-        self._cache[room] = r
-        return r
-
-    def _drop_prefix(self, room: str, r: _SqlRoom, through: int, reason: str) -> int:
-        """Delete frames with cursor <= through; return how many."""
-        n, size = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM frames WHERE room=? AND cursor<=?",
-                                   (room, through)).fetchone()
-        self._db.execute("DELETE FROM frames WHERE room=? AND cursor<=?", (room, through))
-        r.frames -= n
-        r.bytes -= size
-        self._total -= size
-        self._total_frames -= n
-        r.pruned_through = max(r.pruned_through, through)
-        self._dropped[reason] += n
-        return n
-
-    def append(self, room: str, frame: bytes) -> int:
-        self._check_frame(room, frame)
-        frame = bytes(frame)
-        with self._lock:
-            self._check_open()
-            now = self.clock()
-            try:
-                with self._tx():
-                    r = self._load(room) or self._create(room, now)
-                    r.head += 1
-                    r.last_ts = max(r.last_ts, now)
-                    r.last_active = now
-                    self._db.execute("INSERT INTO frames VALUES (?,?,?,?,?)",
-                                     (room, r.head, r.last_ts, len(frame), frame))
-                    r.frames += 1
-                    r.bytes += len(frame)
-                    self._total += len(frame)
-                    self._total_frames += 1
-                    pruned = self._expire_room(room, r, now)
-                    if r.bytes > self.max_room_bytes:
-                        pruned += self._drop_prefix(room, r, self._cut_for(room, r.bytes - self.max_room_bytes),
-                                                    "room_bytes")
-                    if pruned:
-                        self._save(room, r)  # pruned_through must survive a restart
-                    if self._total > self.max_total_bytes:
-                        self._evict_global(self._total - self.max_total_bytes)
-                    cursor = r.head
-            except sqlite3.Error as exc:
-                self._resync()
-                raise MailboxError(f"mailbox append failed: {exc}") from exc
-            return cursor
-
-    def _cut_for(self, room: str, excess: int) -> int:
-        """Smallest cursor c such that dropping the room's frames <= c frees >= excess bytes."""
-        freed = 0
-        for cursor, size in self._db.execute("SELECT cursor, size FROM frames WHERE room=? ORDER BY cursor", (room,)):
-            freed += size
-            if freed >= excess:
-                return cursor
-        raise MailboxError("room byte accounting is inconsistent")  # pragma: no cover
-
-    def _expire_room(self, room: str, r: _SqlRoom, now: float) -> int:
-        # Cheap check first (primary-key lookup of the oldest frame) so appends stay O(log n).
-        first = self._db.execute("SELECT ts FROM frames WHERE room=? ORDER BY cursor LIMIT 1", (room,)).fetchone()
-        if first is None or first[0] >= now - self.max_age_s:
-            return 0
-        row = self._db.execute("SELECT MAX(cursor) FROM frames WHERE room=? AND ts<?",
-                               (room, now - self.max_age_s)).fetchone()
-        if row[0] is None:
-            return 0
-        return self._drop_prefix(room, r, row[0], "age")
-
-    def _evict_global(self, excess: int) -> None:
-        cuts: dict[str, int] = {}
-        freed = 0
-        # Per-room timestamps are non-decreasing in cursor order and rowids grow with inserts,
-        # so the globally oldest rows of each room form a cursor prefix: dropping
-        # "cursor <= cut" keeps rooms contiguous. rowid breaks timestamp ties by append order.
-        for room, cursor, size in self._db.execute("SELECT room, cursor, size FROM frames ORDER BY ts, rowid"):
-            cuts[room] = cursor
-            freed += size
-            if freed >= excess:
-                break
-        for room, cut in cuts.items():
-            r = self._load(room)
-            assert r is not None
-            self._drop_prefix(room, r, cut, "total_bytes")
-            self._save(room, r)
-
-    def read(self, room: str, after: int, limit: int = DEFAULT_READ_LIMIT,
-             max_bytes: int | None = None) -> list[tuple[int, bytes]]:
-        self._check_read(room, after, limit, max_bytes)
-        with self._lock:
-            self._check_open()
-            try:
-                rows = self._db.execute(
-                    "SELECT cursor, data FROM frames WHERE room=? AND cursor>? ORDER BY cursor LIMIT ?",
-                    (room, after, limit)).fetchall()
-            except sqlite3.Error as exc:
-                raise MailboxError(f"mailbox read failed: {exc}") from exc
-        out: list[tuple[int, bytes]] = []
-        size = 0
-        for cursor, data in rows:
-            if out and max_bytes is not None and size + len(data) > max_bytes:
-                break
-            out.append((cursor, bytes(data)))
-            size += len(data)
-        return out
-
-    def info(self, room: str, *, create: bool = False) -> RoomInfo:
-        _check_room(room)
-        with self._lock:
-            self._check_open()
-            try:
-                r = self._load(room)
-                if r is None and create:
-                    with self._tx():
-                        r = self._create(room, self.clock())
-            except sqlite3.Error as exc:
-                self._cache.pop(room, None)
-                raise MailboxError(f"mailbox info failed: {exc}") from exc
-            if r is None:
-                return RoomInfo(room, None, 0, 0, 0, 0)
-            return RoomInfo(room, r.epoch, r.head, r.pruned_through, r.frames, r.bytes)
-
-    def discard_if_empty(self, room: str) -> bool:
-        with self._lock:
-            self._check_open()
-            r = self._load(room)
-            if r is None or r.head != 0:
-                return False
-            try:
-                with self._tx():
-                    self._db.execute("DELETE FROM rooms WHERE room=?", (room,))
-            except sqlite3.Error as exc:
-                raise MailboxError(f"mailbox discard failed: {exc}") from exc
-            finally:
-                self._cache.pop(room, None)
-            return True
-
-    def prune(self, keep: Collection[str] = ()) -> int:
-        with self._lock:
-            self._check_open()
-            now = self.clock()
-            n = 0
-            try:
-                with self._tx():
-                    expired = self._db.execute("SELECT room, MAX(cursor) FROM frames WHERE ts<? GROUP BY room",
-                                               (now - self.max_age_s,)).fetchall()
-                    for room, cut in expired:
-                        r = self._load(room)
-                        assert r is not None
-                        n += self._drop_prefix(room, r, cut, "age")
-                        self._save(room, r)
-                    silent = self._db.execute(
-                        "SELECT room FROM rooms WHERE last_active<? AND NOT EXISTS "
-                        "(SELECT 1 FROM frames WHERE frames.room = rooms.room)", (now - self.max_age_s,)).fetchall()
-                    for (room,) in silent:
-                        if room in keep:
-                            continue
-                        self._db.execute("DELETE FROM rooms WHERE room=?", (room,))
-                        self._cache.pop(room, None)
-            except sqlite3.Error as exc:
-                self._resync()
-                raise MailboxError(f"mailbox prune failed: {exc}") from exc
-            return n
-
-    def stats(self) -> MailboxStats:
-        with self._lock:
-            self._check_open()
-            rooms = self._db.execute("SELECT COUNT(*) FROM rooms").fetchone()[0]
-            return MailboxStats(rooms, self._total_frames, self._total, dict(self._dropped))
-
-    def flush(self) -> None:
-        with self._lock:
-            if not self._closed:
-                try:
-                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                except sqlite3.Error as exc:
-                    raise MailboxError(f"mailbox flush failed: {exc}") from exc
-
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            try:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error:
-                pass  # closing must not fail; the WAL is replayed on next open anyway
-            self._db.close()
+from .files import default_data_dir, private_dir  # noqa: E402,F401  (re-exported)
+from .sqlite_mailbox import SqliteMailbox  # noqa: E402  (re-exported; it builds on the classes above)
 
 
 def parse_mailbox_spec(spec: str, **limits: object) -> Mailbox:

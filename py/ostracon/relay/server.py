@@ -5,18 +5,23 @@ never keys or plaintext. Wire protocol: docs/RELAY.md and :mod:`ostracon.core.pr
 
 Shape of one connection:
 
-* the receive loop (the websockets handler) reads client messages, applies the rate limit,
-  stores ``C_PUBLISH`` payloads in the mailbox and puts the encoded frame into the bounded send
-  queue of every other member;
+* the receive loop (the websockets handler) reads client messages, charges the rate buckets of
+  its room and client address (and stops reading while they are in debt: backpressure, not
+  disconnection), stores ``C_PUBLISH`` payloads in the mailbox, hands them to the room's
+  fan-out and publishes them on the backend's bus for sibling relay processes;
 * the sender task writes ``welcome``, an optional ``gap``, the mailbox replay (read page by
   page straight from the mailbox, so a replay costs no queue memory), ``caught-up``, then the
   queue. While a member replays, stored frames are *not* queued for it: its replay loop reads
   them from the mailbox; the switch to live happens right after an empty mailbox read with no
-  await in between, so nothing is lost or duplicated.
+  await in between, so nothing is lost. Every member remembers the highest stored cursor sent
+  (``sent``) and queued (``queued``): duplicates are skipped, and a member that would miss a
+  frame (its queue overflowed, or frames reached this process out of order from the bus) is
+  sent back to the mailbox replay instead of being disconnected.
 
 Memory per connection is bounded by ``recv_queue_frames × max_frame_bytes`` (incoming),
-``send_queue_bytes`` (outgoing queue) and ``write_buffer_bytes`` plus one frame in the
-transport. A member whose queue would overflow is disconnected (4001) instead of buffering.
+``send_queue_bytes`` (queued frames; past it the member replays from the mailbox),
+``send_queue_frames`` control messages and ``write_buffer_bytes`` plus one frame in the
+transport. Only a member that stops reading for ``send_timeout_s`` is disconnected (4001).
 """
 
 from __future__ import annotations
@@ -27,9 +32,7 @@ import logging
 import signal
 import time
 import weakref
-from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -39,182 +42,16 @@ from websockets.exceptions import ConnectionClosed
 
 from ..core.errors import OstraconError, ValidationError
 from ..core.protocol import relay as P
-from .admission import DEFAULT_ADMISSION_TIMEOUT_S, admit
-from .http import Handler, HttpFront, HttpLimits, HttpRequest, HttpResponse, StaticFiles
-from .mailbox import Mailbox, MemoryMailbox, Resume, RoomInfo
+from .admission import admit
+from .backend import Backend, Bus, LocalBus
+from .config import KiB, MiB, RelayConfig, TokenBucket  # noqa: F401  (re-exported)
+from .fanout import _ACK, _CONTROL, FanOut, _Member, _Room, _room_tag
+from .http import Handler, HttpFront, HttpRequest, HttpResponse, StaticFiles, host_allowed
+from .limits import Limits, LocalLimits, PendingConnections, client_key
+from .mailbox import Mailbox, MemoryMailbox
+from .metrics import DROP_REASONS, RelayMetrics, prometheus_text  # noqa: F401  (re-exported)
 
 log = logging.getLogger("ostracon.relay")
-
-KiB = 1024
-MiB = 1024 * 1024
-
-
-def _doc(text: str) -> dict[str, str]:
-    return {"doc": text}
-
-
-@dataclass(frozen=True)
-class RelayConfig:
-    """Every limit of the relay, with its default and the reason for it.
-
-    Floats set to ``None`` (where allowed) disable that timer.
-    """
-
-    max_frame_bytes: int = field(default=1 * MiB, metadata=_doc(
-        "Largest client message (kind byte + payload). Sync frames are <= 512 KiB plus AEAD and "
-        "header overhead; 1 MiB leaves headroom. Larger messages are closed with 1009."))
-    rate_frames_per_s: float | None = field(default=500.0, metadata=_doc(
-        "Sustained client messages per second per connection (token bucket). Clients batch many "
-        "changes per frame, so honest traffic is far below this; exceeding it closes with 1008."))
-    rate_frames_burst: int = field(default=2000, metadata=_doc(
-        "Bucket size for messages: a reconnecting client may flush a backlog at once."))
-    rate_bytes_per_s: float | None = field(default=16.0 * MiB, metadata=_doc(
-        "Sustained bytes per second per connection; bounds the disk and fan-out work one "
-        "client can cause. Exceeding it closes with 1008."))
-    rate_bytes_burst: int = field(default=64 * MiB, metadata=_doc(
-        "Bucket size for bytes: an initial upload of a mid-sized database fits in one burst."))
-    max_connections: int = field(default=1000, metadata=_doc(
-        "WebSocket connections at once. Past it new connections are closed with 1013."))
-    max_rooms: int = field(default=1000, metadata=_doc(
-        "Rooms with at least one member at once. Past it joins of new rooms are closed with 1013."))
-    max_room_members: int = field(default=256, metadata=_doc(
-        "Connections in one room: fan-out costs O(members) per frame. Past it: 1013."))
-    send_queue_frames: int = field(default=256, metadata=_doc(
-        "Messages waiting to be written to one member. A member that falls this far behind is "
-        "disconnected with 4001 (it resumes from its cursor via the mailbox) so relay memory "
-        "stays bounded."))
-    send_queue_bytes: int = field(default=8 * MiB, metadata=_doc(
-        "Bytes waiting to be written to one member; same policy as send_queue_frames. Must hold "
-        "at least one max-size frame."))
-    send_timeout_s: float | None = field(default=60.0, metadata=_doc(
-        "Longest one write to a member may block (peer not reading). Then: 4001."))
-    recv_queue_frames: int = field(default=4, metadata=_doc(
-        "Incoming messages websockets buffers per connection before it stops reading the "
-        "socket (TCP backpressure); bounds incoming memory to this × max_frame_bytes."))
-    write_buffer_bytes: int = field(default=64 * KiB, metadata=_doc(
-        "Transport write buffer high-water mark before a send waits for the peer."))
-    ping_interval_s: float | None = field(default=20.0, metadata=_doc(
-        "Keepalive ping period: detects dead peers and keeps NAT mappings open."))
-    ping_timeout_s: float | None = field(default=20.0, metadata=_doc(
-        "A peer that does not answer a ping within this is dropped."))
-    idle_timeout_s: float | None = field(default=3600.0, metadata=_doc(
-        "A connection that sends no message for this long is closed with 4002, freeing "
-        "resources held by abandoned tabs. Clients reconnect transparently."))
-    open_timeout_s: float = field(default=10.0, metadata=_doc(
-        "Time allowed for the WebSocket opening handshake."))
-    close_timeout_s: float = field(default=5.0, metadata=_doc(
-        "Time allowed for a closing handshake before the TCP connection is aborted."))
-    shutdown_timeout_s: float = field(default=10.0, metadata=_doc(
-        "Graceful shutdown budget: then remaining connections are aborted and the mailbox "
-        "flushed anyway."))
-    replay_page_frames: int = field(default=64, metadata=_doc(
-        "Frames read from the mailbox per replay step."))
-    replay_page_bytes: int = field(default=4 * MiB, metadata=_doc(
-        "Bytes read from the mailbox per replay step (at least one frame is always read)."))
-    prune_interval_s: float | None = field(default=300.0, metadata=_doc(
-        "How often aged-out mailbox frames are swept (byte limits apply on every append)."))
-    admission_timeout_s: float = field(default=DEFAULT_ADMISSION_TIMEOUT_S, metadata=_doc(
-        "Time a new connection has to answer the room challenge (relay/admission.py); then 4003."))
-    http_max_head_bytes: int = field(default=16 * KiB, metadata=_doc(
-        "Largest HTTP request head (request line + headers); 431 past it."))
-    http_max_body_bytes: int = field(default=1 * MiB, metadata=_doc(
-        "Largest HTTP request body (e.g. POST /graphql); 413 past it."))
-    http_timeout_s: float = field(default=10.0, metadata=_doc(
-        "Time to receive an HTTP request head and body, and for each response write step."))
-    http_max_connections: int = field(default=256, metadata=_doc(
-        "Plain HTTP connections in progress at once; extra ones are dropped."))
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if f.type in ("int",):
-                if type(v) is not int or v <= 0:
-                    raise ValidationError(f"RelayConfig.{f.name} must be a positive int")
-            elif "None" in str(f.type):
-                if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0):
-                    raise ValidationError(f"RelayConfig.{f.name} must be > 0 or None")
-            else:
-                if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
-                    raise ValidationError(f"RelayConfig.{f.name} must be > 0")
-        if self.send_queue_bytes < self.max_frame_bytes + 64:
-            raise ValidationError("send_queue_bytes must hold one max-size frame (max_frame_bytes + 64)")
-        if self.rate_bytes_burst < self.max_frame_bytes:
-            raise ValidationError("rate_bytes_burst must be >= max_frame_bytes")
-        if self.max_frame_bytes < 2:
-            raise ValidationError("max_frame_bytes must be >= 2")
-
-    def http_limits(self) -> HttpLimits:
-        return HttpLimits(self.http_max_head_bytes, 100, self.http_max_body_bytes, self.http_timeout_s,
-                          self.http_max_connections)
-
-
-class TokenBucket:
-    """Classic token bucket; ``now`` is passed in (the loop's monotonic clock)."""
-
-    __slots__ = ("rate", "burst", "tokens", "t")
-
-    def __init__(self, rate: float, burst: float, now: float):
-        self.rate = rate
-        self.burst = burst
-        self.tokens = float(burst)
-        self.t = now
-
-    def take(self, now: float, amount: float = 1.0) -> bool:
-        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.t) * self.rate)
-        self.t = now
-        if self.tokens >= amount:
-            self.tokens -= amount
-            return True
-        return False
-
-
-DROP_REASONS = ("oversize", "rate_limit", "slow_consumer", "idle", "bad_message", "max_connections",
-                "max_rooms", "room_full", "mailbox_error")
-
-
-@dataclass
-class RelayMetrics:
-    connections_total: int = 0
-    frames_in: int = 0
-    bytes_in: int = 0
-    frames_out: int = 0
-    control_out: int = 0
-    bytes_out: int = 0
-    stored_frames: int = 0
-    http_requests: int = 0
-    queued_bytes: int = 0  # bytes in all send queues now
-    queue_high_water_bytes: int = 0  # largest single-member queue ever seen
-    drops: dict[str, int] = field(default_factory=lambda: {r: 0 for r in DROP_REASONS})
-
-
-class _Room:
-    __slots__ = ("id", "members", "peers_pending")
-
-    def __init__(self, room_id: str):
-        self.id = room_id
-        self.members: set[_Member] = set()
-        self.peers_pending = False
-
-
-class _Member:
-    __slots__ = ("ws", "room", "queue", "queue_bytes", "wakeup", "replaying", "closing", "frames_bucket",
-                 "bytes_bucket", "sender", "close_reason", "__weakref__")
-
-    def __init__(self, ws: ServerConnection, room: _Room, cfg: RelayConfig, now: float):
-        self.ws = ws
-        self.room = room
-        self.queue: deque[tuple[bytes, bool]] = deque()
-        self.queue_bytes = 0
-        self.wakeup = asyncio.Event()
-        self.replaying = True
-        self.closing = False
-        self.frames_bucket = TokenBucket(cfg.rate_frames_per_s, cfg.rate_frames_burst, now) \
-            if cfg.rate_frames_per_s is not None else None
-        self.bytes_bucket = TokenBucket(cfg.rate_bytes_per_s, cfg.rate_bytes_burst, now) \
-            if cfg.rate_bytes_per_s is not None else None
-        self.sender: asyncio.Task[None] | None = None
-        self.close_reason = ""
-
 
 class _NoDebugFilter(logging.Filter):
     """websockets' debug logs include frame data previews: never let them through."""
@@ -223,30 +60,42 @@ class _NoDebugFilter(logging.Filter):
         return record.levelno > logging.DEBUG
 
 
-def _room_tag(room_id: str) -> str:
-    return room_id[:8]
-
-
-class Relay:
+class Relay(FanOut):
     """The relay server. ``async with Relay(config, mailbox, port=0) as relay: relay.port``.
 
-    ``static_dir`` serves a built web app (``/`` → ``index.html``); ``http_handlers`` maps exact
-    paths to ``async def handler(HttpRequest) -> HttpResponse`` for extra routes (any method,
-    bodies up to ``http_max_body_bytes``; e.g. ``{"/graphql": graphql_handler}``). Handlers are
-    checked first, then ``/healthz``, ``/metrics``, ``/metrics.json``, then static files.
+    ``backend`` (instead of ``mailbox``) shares mailbox, limits and fan-out with other relay
+    processes (see backend.py); the caller owns it. ``static_dir`` serves a built web app
+    (``/`` → ``index.html``); ``http_handlers`` maps exact paths to ``async def
+    handler(HttpRequest) -> HttpResponse`` for extra routes (any method, bodies up to
+    ``http_max_body_bytes``; e.g. ``{"/graphql": graphql_handler}``). Handlers are checked
+    first, then ``/healthz``, ``/metrics``, ``/metrics.json``, then static files. ``http_wrap``
+    may post-process every plain-HTTP response (security headers, Host checks: serve.py).
     """
 
     def __init__(self, config: RelayConfig | None = None, mailbox: Mailbox | None = None, *,
+                 backend: Backend | None = None,
                  host: str = "127.0.0.1", port: int = 0, static_dir: str | Path | None = None,
                  static_headers: Mapping[str, str] | None = None,
-                 http_handlers: Mapping[str, Handler] | None = None):
+                 http_handlers: Mapping[str, Handler] | None = None,
+                 http_wrap: Callable[[HttpRequest, Handler], Any] | None = None,
+                 allowed_hosts: Collection[str] | None = None):
         self.config = config or RelayConfig()
-        self._owns_mailbox = mailbox is None
+        # Host allow-list for HTTP and WebSocket requests (None: any); see http.host_allowed.
+        self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts) if allowed_hosts is not None else None
+        if backend is not None and mailbox is not None:
+            raise ValidationError("pass a mailbox or a backend, not both")
+        self._owns_mailbox = mailbox is None and backend is None
+        if backend is not None:
+            mailbox = backend.mailbox
         self.mailbox: Mailbox = mailbox if mailbox is not None else MemoryMailbox()
+        self.bus: Bus = backend.bus if backend is not None else LocalBus()
+        self.limits: Limits = (backend.limits if backend is not None and backend.limits is not None
+                               else LocalLimits(time.monotonic))
         self.host = host
         self._requested_port = port
         self._static = StaticFiles(static_dir, static_headers) if static_dir is not None else None
         self._http_handlers: dict[str, Handler] = dict(http_handlers or {})
+        self._http_wrap = http_wrap
         for path in self._http_handlers:
             if not isinstance(path, str) or not path.startswith("/"):
                 raise ValidationError(f"http_handlers keys are paths starting with '/': {path!r}")
@@ -256,7 +105,8 @@ class Relay:
         self._admitting = 0  # connections answering the admission challenge now
         self._joins: weakref.WeakKeyDictionary[ServerConnection, tuple[str, int | None, str | None]] = \
             weakref.WeakKeyDictionary()
-        self._http_conns: set[HttpFront] = set()
+        self._http_conns = PendingConnections(self.config.http_max_connections,
+                                              self.config.http_max_connections_per_ip)
         self._bg: set[asyncio.Task[Any]] = set()
         self._server: Server | None = None
         self._prune_task: asyncio.Task[None] | None = None
@@ -283,6 +133,7 @@ class Relay:
             # HTTP; only Upgrade requests reach this ServerConnection (see http.py).
             return HttpFront(ServerConnection(protocol, server, **kw), self._route_http, limits, self._http_conns)
 
+        await self.bus.start(self._deliver)
         self._server = await serve(
             self._handle_ws, self.host, self._requested_port,
             create_connection=make_connection,  # type: ignore[arg-type]
@@ -346,7 +197,7 @@ class Relay:
         if self._prune_task is not None:
             self._prune_task.cancel()
         for front in list(self._http_conns):
-            front.abort()
+            front.abort()  # type: ignore[attr-defined]
         # Stop listening; we close members ourselves because websockets' own close() can wait
         # forever on a peer that does not read.
         self._server.close(close_connections=False)
@@ -367,6 +218,10 @@ class Relay:
                 conn.transport.abort()
         for t in list(self._bg):
             t.cancel()
+        try:
+            await self.bus.close()
+        except Exception:
+            log.exception("bus close failed during shutdown")
         try:
             self.mailbox.flush()
             if self._owns_mailbox:
@@ -394,6 +249,11 @@ class Relay:
         """Validate a WebSocket upgrade: path, room id, since/epoch. Errors are HTTP statuses."""
         if self._closing:
             return conn.respond(503, "relay shutting down\n")
+        hosts = request.headers.get_all("Host")
+        if len(hosts) != 1:
+            return conn.respond(400, "exactly one Host header is required\n")
+        if not host_allowed(hosts[0], self.allowed_hosts):
+            return conn.respond(421, "this host name is not served here\n")
         parts = urlsplit(request.path)
         if not parts.path.startswith(P.ROOM_PATH_PREFIX):
             return conn.respond(404, f"not found; rooms live under {P.ROOM_PATH_PREFIX}<room_id>\n")
@@ -415,7 +275,20 @@ class Relay:
         self._joins[conn] = (room, since, epoch)
         return None
 
+    @property
+    def saturated(self) -> bool:
+        """True when a new connection would be refused: /healthz answers 503 then."""
+        return (self._closing or self._admitting + len(self._members) >= self.config.max_connections
+                or self._http_conns.saturated)
+
     async def _route_http(self, request: HttpRequest) -> HttpResponse:
+        if not host_allowed(request.header("host"), self.allowed_hosts):
+            return HttpResponse.text(421, "this host name is not served here\n")
+        if self._http_wrap is not None:
+            return await self._http_wrap(request, self._route_http_inner)
+        return await self._route_http_inner(request)
+
+    async def _route_http_inner(self, request: HttpRequest) -> HttpResponse:
         self.metrics.http_requests += 1
         handler = self._http_handlers.get(request.path)
         if handler is not None:
@@ -425,14 +298,17 @@ class Relay:
                 return HttpResponse.text(405, "method not allowed\n", headers=(("Allow", "GET, HEAD"),))
             nocache = (("Cache-Control", "no-store"),)
             if request.path == "/healthz":
-                status = 503 if self._closing else 200
-                body = {"status": "shutting_down" if self._closing else "ok", "connections": len(self._members),
-                        "rooms": len(self._rooms), "uptime_s": round(time.monotonic() - self._started_at, 3),
+                saturated = self.saturated
+                status = "shutting_down" if self._closing else "saturated" if saturated else "ok"
+                body = {"status": status, "connections": len(self._members),
+                        "max_connections": self.config.max_connections,
+                        "pending_connections": len(self._http_conns), "rooms": len(self._rooms),
+                        "uptime_s": round(time.monotonic() - self._started_at, 3),
                         "protocol": P.PROTOCOL_VERSION}
-                return HttpResponse.json(status, json.dumps(body), headers=nocache)
+                return HttpResponse.json(503 if saturated else 200, json.dumps(body), headers=nocache)
             if request.path == "/metrics.json" or request.query.get("format") == ["json"]:
                 return HttpResponse.json(200, json.dumps(self.metrics_snapshot(), sort_keys=True), headers=nocache)
-            return HttpResponse(200, self.prometheus_text().encode(),
+            return HttpResponse(200, prometheus_text(self.metrics_snapshot()).encode(),
                                 content_type="text/plain; version=0.0.4; charset=utf-8", headers=nocache)
         if request.path.startswith(P.ROOM_PATH_PREFIX):
             return HttpResponse.text(426, "this is a WebSocket endpoint\n", headers=(("Upgrade", "websocket"),))
@@ -444,12 +320,16 @@ class Relay:
         m = self.metrics
         try:
             ms = self.mailbox.stats()
-            mailbox = {"rooms": ms.rooms, "frames": ms.frames, "bytes": ms.bytes, "dropped": dict(ms.dropped)}
+            mailbox: dict[str, Any] = {"rooms": ms.rooms, "frames": ms.frames, "bytes": ms.bytes,
+                                       "dropped": dict(ms.dropped)}
         except OstraconError:
             mailbox = {"error": "unavailable"}
+        drops = dict(m.drops)
+        drops["pending_evicted"] = self._http_conns.evicted
         return {
             "connections": len(self._members),
             "connections_total": m.connections_total,
+            "pending_connections": len(self._http_conns),
             "rooms": len(self._rooms),
             "frames_in": m.frames_in,
             "bytes_in": m.bytes_in,
@@ -458,122 +338,19 @@ class Relay:
             "bytes_out": m.bytes_out,
             "stored_frames": m.stored_frames,
             "http_requests": m.http_requests,
+            "throttled_s": round(m.throttled_s, 3),
             "queued_bytes": m.queued_bytes,
             "queue_high_water_bytes": m.queue_high_water_bytes,
-            "drops": dict(m.drops),
+            "drops": drops,
+            "saturated": self.saturated,
             "mailbox": mailbox,
             "uptime_s": round(time.monotonic() - self._started_at, 3),
         }
 
     def prometheus_text(self) -> str:
-        s = self.metrics_snapshot()
-        out: list[str] = []
-
-        def metric(name: str, kind: str, help_: str, samples: list[tuple[str, Any]]) -> None:
-            out.append(f"# HELP ostracon_relay_{name} {help_}")
-            out.append(f"# TYPE ostracon_relay_{name} {kind}")
-            for labels, value in samples:
-                out.append(f"ostracon_relay_{name}{labels} {value}")
-
-        metric("connections", "gauge", "Open WebSocket connections.", [("", s["connections"])])
-        metric("connections_total", "counter", "WebSocket connections accepted.", [("", s["connections_total"])])
-        metric("rooms", "gauge", "Rooms with at least one member.", [("", s["rooms"])])
-        metric("frames_in_total", "counter", "Client messages received.", [("", s["frames_in"])])
-        metric("bytes_in_total", "counter", "Client message bytes received.", [("", s["bytes_in"])])
-        metric("frames_out_total", "counter", "Frames delivered (live and replayed).", [("", s["frames_out"])])
-        metric("control_out_total", "counter", "Control messages sent.", [("", s["control_out"])])
-        metric("bytes_out_total", "counter", "Bytes sent to clients.", [("", s["bytes_out"])])
-        metric("stored_frames_total", "counter", "Frames stored in the mailbox.", [("", s["stored_frames"])])
-        metric("http_requests_total", "counter", "Plain HTTP requests.", [("", s["http_requests"])])
-        metric("queued_bytes", "gauge", "Bytes waiting in send queues.", [("", s["queued_bytes"])])
-        metric("queue_high_water_bytes", "gauge", "Largest send queue seen.", [("", s["queue_high_water_bytes"])])
-        metric("drops_total", "counter", "Connections closed or refused, by reason.",
-               [(f'{{reason="{r}"}}', n) for r, n in sorted(s["drops"].items())])
-        mb = s["mailbox"]
-        if "error" not in mb:
-            metric("mailbox_rooms", "gauge", "Rooms with a mailbox record.", [("", mb["rooms"])])
-            metric("mailbox_frames", "gauge", "Frames retained in the mailbox.", [("", mb["frames"])])
-            metric("mailbox_bytes", "gauge", "Bytes retained in the mailbox.", [("", mb["bytes"])])
-            metric("mailbox_dropped_total", "counter", "Frames pruned from the mailbox, by reason.",
-                   [(f'{{reason="{r}"}}', n) for r, n in sorted(mb["dropped"].items())])
-        metric("uptime_seconds", "gauge", "Seconds since start.", [("", s["uptime_s"])])
-        return "\n".join(out) + "\n"
+        return prometheus_text(self.metrics_snapshot())
 
     # --- WebSocket members -----------------------------------------------------------------------
-
-    def _drop(self, reason: str) -> None:
-        self.metrics.drops[reason] = self.metrics.drops.get(reason, 0) + 1
-
-    async def _close_ws(self, ws: ServerConnection, code: int, reason: str) -> None:
-        """Close with a code, but never wait longer than close_timeout_s (a stalled peer cannot
-        even receive the close frame): then abort the TCP connection."""
-        try:
-            async with asyncio.timeout(self.config.close_timeout_s):
-                await ws.close(code, reason)
-        except TimeoutError:
-            ws.transport.abort()
-        except Exception:  # closing must never raise into the relay
-            ws.transport.abort()
-
-    async def _reject(self, ws: ServerConnection, code: int, reason: str) -> None:
-        """Close a connection that never became a member, reading (and discarding) whatever it
-        sends meanwhile so its close reply is seen."""
-        async def discard() -> None:
-            try:
-                while True:
-                    await ws.recv()
-            except ConnectionClosed:
-                pass
-
-        drain = asyncio.get_running_loop().create_task(discard())
-        try:
-            await self._close_ws(ws, code, reason)
-        finally:
-            drain.cancel()
-
-    def _kick(self, m: _Member, code: int, reason: str) -> None:
-        """Disconnect a member from synchronous code (fan-out); frees its queue at once."""
-        if m.closing:
-            return
-        m.closing = True
-        m.close_reason = reason
-        self.metrics.queued_bytes -= m.queue_bytes
-        m.queue.clear()
-        m.queue_bytes = 0
-        m.wakeup.set()
-        log.info("room %s: disconnecting a member: %s (%d)", _room_tag(m.room.id), reason, code)
-        t = asyncio.get_running_loop().create_task(self._close_ws(m.ws, code, reason))
-        self._bg.add(t)
-        t.add_done_callback(self._bg.discard)
-
-    def _enqueue(self, m: _Member, data: bytes, is_frame: bool) -> None:
-        if m.closing:
-            return
-        cfg = self.config
-        if len(m.queue) >= cfg.send_queue_frames or m.queue_bytes + len(data) > cfg.send_queue_bytes:
-            self._drop("slow_consumer")
-            self._kick(m, P.CLOSE_SLOW_CONSUMER, "slow consumer: send queue full")
-            return
-        m.queue.append((data, is_frame))
-        m.queue_bytes += len(data)
-        self.metrics.queued_bytes += len(data)
-        if m.queue_bytes > self.metrics.queue_high_water_bytes:
-            self.metrics.queue_high_water_bytes = m.queue_bytes
-        m.wakeup.set()
-
-    def _schedule_peers(self, room: _Room) -> None:
-        # Coalesced: a burst of joins costs one peers message per member, not one per join.
-        if not room.peers_pending:
-            room.peers_pending = True
-            asyncio.get_running_loop().call_soon(self._send_peers, room)
-
-    def _send_peers(self, room: _Room) -> None:
-        room.peers_pending = False
-        if self._rooms.get(room.id) is not room:
-            return
-        msg = P.encode_peers(P.Peers(len(room.members)))
-        for m in list(room.members):
-            self._enqueue(m, msg, False)
 
     async def _handle_ws(self, ws: ServerConnection) -> None:
         join = self._joins.pop(ws, None)
@@ -582,69 +359,82 @@ class Relay:
             return
         room_id, since, epoch = join
         cfg = self.config
+        key = client_key(ws.remote_address)
         if self._closing:
             await self._reject(ws, P.CLOSE_GOING_AWAY, "relay shutting down")
             return
-        # Admission: only holders of the room key become members (relay/admission.py).
-        # Connections still answering the challenge count against max_connections too.
+        # Connections still answering the admission challenge count against the caps too.
         if self._admitting + len(self._members) >= cfg.max_connections:
             self._drop("max_connections")
             await self._reject(ws, P.CLOSE_TRY_AGAIN, "too many connections")
             return
-        self._admitting += 1
+        if not self.limits.acquire("ip", key, cfg.max_connections_per_ip):
+            self._drop("per_ip")
+            await self._reject(ws, P.CLOSE_TRY_AGAIN, "too many connections from your address")
+            return
         try:
-            refused = await admit(ws, room_id, timeout_s=cfg.admission_timeout_s)
-        except ConnectionClosed:
-            return
-        finally:
-            self._admitting -= 1
-        if refused is not None:
-            self._drop("not_admitted")
-            await self._reject(ws, P.CLOSE_NOT_ADMITTED, refused)
-            return
-        if len(self._members) >= cfg.max_connections:
-            self._drop("max_connections")
-            await self._reject(ws, P.CLOSE_TRY_AGAIN, "too many connections")
-            return
-        room = self._rooms.get(room_id)
-        if room is None:
-            if len(self._rooms) >= cfg.max_rooms:
-                self._drop("max_rooms")
-                await self._reject(ws, P.CLOSE_TRY_AGAIN, "too many rooms")
+            # Admission: only holders of the room key become members (relay/admission.py).
+            self._admitting += 1
+            try:
+                refused = await admit(ws, room_id, timeout_s=cfg.admission_timeout_s)
+            except ConnectionClosed:
                 return
-            room = _Room(room_id)
-        if len(room.members) >= cfg.max_room_members:
+            finally:
+                self._admitting -= 1
+            if refused is not None:
+                self._drop("not_admitted")
+                await self._reject(ws, P.CLOSE_NOT_ADMITTED, refused)
+                return
+            if len(self._members) >= cfg.max_connections:
+                self._drop("max_connections")
+                await self._reject(ws, P.CLOSE_TRY_AGAIN, "too many connections")
+                return
+            await self._join(ws, key, room_id, since, epoch)
+        finally:
+            self.limits.release("ip", key)
+
+    async def _join(self, ws: ServerConnection, key: str, room_id: str, since: int | None,
+                    epoch: str | None) -> None:
+        cfg = self.config
+        if room_id not in self._rooms and len(self._rooms) >= cfg.max_rooms:
+            self._drop("max_rooms")
+            await self._reject(ws, P.CLOSE_TRY_AGAIN, "too many rooms")
+            return
+        if not self.limits.acquire("room", room_id, cfg.max_room_members):
             self._drop("room_full")
             await self._reject(ws, P.CLOSE_TRY_AGAIN, "room full")
             return
         try:
-            info = self.mailbox.info(room_id, create=True)
-            resume = info.resume(since, epoch)
-        except OstraconError:
-            log.exception("room %s: mailbox unavailable on join", _room_tag(room_id))
-            self._drop("mailbox_error")
-            await self._reject(ws, P.CLOSE_INTERNAL, "mailbox unavailable")
-            return
-        # No await since the checks above: registering cannot race with another join.
-        self._rooms[room_id] = room
-        m = _Member(ws, room, cfg, asyncio.get_running_loop().time())
-        m.replaying = resume.replay
-        room.members.add(m)
-        self._members.add(m)
-        self.metrics.connections_total += 1
-        self._schedule_peers(room)
-        log.debug("room %s: member joined (%d members)", _room_tag(room_id), len(room.members))
-        m.sender = asyncio.get_running_loop().create_task(self._sender(m, info, resume, since))
-        try:
-            await self._receive(m)
+            try:
+                info = self.mailbox.info(room_id, create=True)
+                resume = info.resume(since, epoch)
+            except OstraconError:
+                log.exception("room %s: mailbox unavailable on join", _room_tag(room_id))
+                self._drop("mailbox_error")
+                await self._reject(ws, P.CLOSE_INTERNAL, "mailbox unavailable")
+                return
+            # No await since the checks above: registering cannot race with another join.
+            room = self._rooms.get(room_id)
+            if room is None:
+                room = self._rooms[room_id] = _Room(room_id, info.head)
+                self._background(self._watch_room(room))
+            m = _Member(ws, room, key, resume.after, resume.replay)
+            room.members.add(m)
+            self._members.add(m)
+            self.metrics.connections_total += 1
+            self._schedule_peers(room)
+            log.debug("room %s: member joined (%d members)", _room_tag(room_id), len(room.members))
+            m.sender = asyncio.get_running_loop().create_task(self._sender(m, info, resume, since))
+            try:
+                await self._receive(m)
+            finally:
+                await self._leave(m)
         finally:
-            await self._leave(m)
+            self.limits.release("room", room_id)
 
     async def _leave(self, m: _Member) -> None:
         m.closing = True
-        self.metrics.queued_bytes -= m.queue_bytes
-        m.queue.clear()
-        m.queue_bytes = 0
+        self._clear_queue(m, False)
         m.wakeup.set()
         self._members.discard(m)
         room = m.room
@@ -652,6 +442,7 @@ class Relay:
         if not room.members:
             if self._rooms.get(room.id) is room:
                 del self._rooms[room.id]
+                self._background(self._unwatch_room(room.id))
             try:
                 self.mailbox.discard_if_empty(room.id)
             except OstraconError:
@@ -667,13 +458,24 @@ class Relay:
         log.debug("room %s: member left (%d members), close code %s", _room_tag(room.id), len(room.members),
                   m.ws.close_code)
 
+    def _charge(self, m: _Member, n: int) -> float:
+        """Charge one message of ``n`` bytes to the member's room + address buckets; return the
+        seconds to stop reading (0.0: none)."""
+        cfg = self.config
+        wait = 0.0
+        if cfg.rate_frames_per_s is not None:
+            wait = self.limits.throttle(f"f:{m.room.id}:{m.key}", cfg.rate_frames_per_s, cfg.rate_frames_burst, 1)
+        if cfg.rate_bytes_per_s is not None:
+            wait = max(wait, self.limits.throttle(f"b:{m.room.id}:{m.key}", cfg.rate_bytes_per_s,
+                                                  cfg.rate_bytes_burst, n))
+        return wait
+
     async def _receive(self, m: _Member) -> None:
         """Read until the connection closes. After a close was started (by us) keep reading and
         discarding: websockets stops reading the socket when its small receive queue is full,
         and the peer's close reply would never be seen."""
         ws = m.ws
         cfg = self.config
-        loop = asyncio.get_running_loop()
         room = m.room
         while True:
             try:
@@ -699,11 +501,12 @@ class Relay:
             n = len(msg)
             self.metrics.frames_in += 1
             self.metrics.bytes_in += n
-            now = loop.time()
-            if (m.frames_bucket is not None and not m.frames_bucket.take(now)) or \
-                    (m.bytes_bucket is not None and not m.bytes_bucket.take(now, n)):
-                self._drop("rate_limit")
-                self._kick(m, P.CLOSE_POLICY, "rate limit exceeded")
+            try:
+                wait = self._charge(m, n)
+            except OstraconError:
+                log.exception("room %s: limits unavailable", _room_tag(room.id))
+                self._drop("mailbox_error")
+                self._kick(m, P.CLOSE_INTERNAL, "relay backend unavailable")
                 continue
             kind = msg[0] if n else -1
             if n < 2 or kind not in (P.C_PUBLISH, P.C_EPHEMERAL, P.C_PING):
@@ -716,7 +519,7 @@ class Relay:
                     self._drop("bad_message")
                     self._kick(m, P.CLOSE_UNSUPPORTED, "ping token too long")
                     continue
-                self._enqueue(m, P.encode_pong(payload), False)
+                self._enqueue(m, P.encode_pong(payload), 0, _CONTROL)
                 continue
             if kind == P.C_PUBLISH:
                 try:
@@ -727,112 +530,38 @@ class Relay:
                     self._kick(m, P.CLOSE_INTERNAL, "mailbox unavailable")
                     continue
                 self.metrics.stored_frames += 1
-                out = P.encode_frame(cursor, payload)
-                for other in list(room.members):
-                    # Replaying members read this frame from the mailbox themselves.
-                    if other is not m and not other.replaying:
-                        self._enqueue(other, out, True)
-                self._enqueue(m, P.encode_ack(cursor), False)
+                self._on_stored(room, cursor, payload, m)
+                self._enqueue(m, P.encode_ack(cursor), cursor, _ACK)
+                self._publish(room.id, cursor, payload)
             else:
-                out = P.encode_ephemeral_out(payload)
-                for other in list(room.members):
-                    if other is not m:
-                        self._enqueue(other, out, True)
+                self._on_ephemeral(room, payload, m)
+                self._publish(room.id, 0, payload)
+            if wait > 0:
+                # Backpressure: while we do not read, websockets' small receive queue fills
+                # and TCP pushes back on the sender. Nobody is disconnected for being fast.
+                self._drop("rate_limit")
+                self.metrics.throttled_s += wait
+                await asyncio.sleep(wait)
 
-    async def _send(self, m: _Member, data: bytes, is_frame: bool) -> bool:
-        """Write one message; False when the member is gone or was disconnected for stalling."""
-        if m.closing:
-            return False
-        try:
-            if self.config.send_timeout_s is not None:
-                async with asyncio.timeout(self.config.send_timeout_s):
-                    await m.ws.send(data)
-            else:
-                await m.ws.send(data)
-        except TimeoutError:
-            self._drop("slow_consumer")
-            self._kick(m, P.CLOSE_SLOW_CONSUMER, "slow consumer: send timed out")
-            return False
-        except ConnectionClosed:
-            return False
-        if is_frame:
-            self.metrics.frames_out += 1
-        else:
-            self.metrics.control_out += 1
-        self.metrics.bytes_out += len(data)
-        return True
-
-    async def _sender(self, m: _Member, info: RoomInfo, resume: Resume, since: int | None) -> None:
-        cfg = self.config
-        room_id = m.room.id
-        try:
-            assert info.epoch is not None
-            welcome = P.Welcome(P.PROTOCOL_VERSION, info.epoch, info.head, info.oldest, cfg.max_frame_bytes,
-                                len(m.room.members))
-            if not await self._send(m, P.encode_welcome(welcome), False):
-                return
-            last = resume.after
-            if resume.gap is not None:
-                gap = P.Gap(resume.gap, since or 0, info.oldest, info.head)
-                if not await self._send(m, P.encode_gap(gap), False):
-                    return
-            if resume.replay:
-                while not m.closing:
-                    cur = self.mailbox.info(room_id)
-                    if last < cur.pruned_through:  # pruned while this member was replaying
-                        if not await self._send(m, P.encode_gap(P.Gap("pruned", last, cur.oldest, cur.head)), False):
-                            return
-                        last = cur.pruned_through
-                        continue
-                    page = self.mailbox.read(room_id, last, cfg.replay_page_frames, cfg.replay_page_bytes)
-                    if not page:
-                        # No await between the empty read and this switch: every later frame
-                        # gets queued for us by the fan-out.
-                        m.replaying = False
-                        break
-                    for cursor, payload in page:
-                        if not await self._send(m, P.encode_frame(cursor, payload), True):
-                            return
-                        last = cursor
-            m.replaying = False
-            if not await self._send(m, P.encode_caught_up(P.CaughtUp(last)), False):
-                return
-            while True:
-                while not m.queue:
-                    if m.closing:
-                        return
-                    m.wakeup.clear()
-                    await m.wakeup.wait()
-                if m.closing:
-                    return
-                data, is_frame = m.queue.popleft()
-                m.queue_bytes -= len(data)
-                self.metrics.queued_bytes -= len(data)
-                if not await self._send(m, data, is_frame):
-                    return
-        except asyncio.CancelledError:
-            raise
-        except OstraconError:
-            log.exception("room %s: mailbox failed during replay", _room_tag(room_id))
-            self._drop("mailbox_error")
-            self._kick(m, P.CLOSE_INTERNAL, "mailbox unavailable")
-        except Exception:
-            log.exception("room %s: sender failed", _room_tag(room_id))
-            self._kick(m, P.CLOSE_INTERNAL, "internal error")
-
-
-async def run_relay(config: RelayConfig, host: str, port: int, mailbox: Mailbox, *,
+async def run_relay(config: RelayConfig, host: str, port: int, mailbox: Mailbox | Backend, *,
                     extra_http: Mapping[str, Handler] | None = None, static_dir: str | Path | None = None,
                     static_headers: Mapping[str, str] | None = None,
+                    http_wrap: Callable[[HttpRequest, Handler], Any] | None = None,
+                    allowed_hosts: Collection[str] | None = None,
                     ready: Callable[[Relay], None] | None = None,
                     stop: asyncio.Event | None = None) -> None:
     """Run a relay until SIGTERM/SIGINT (or ``stop`` is set), then shut down gracefully.
 
-    ``ready(relay)`` is called once the port is bound (e.g. to print the URL). The mailbox is
-    flushed but not closed: the caller owns it.
+    ``mailbox`` may be a whole :class:`Backend`. ``ready(relay)`` is called once the port is
+    bound (e.g. to print the URL). The mailbox is flushed but not closed: the caller owns it.
     """
-    relay = Relay(config, mailbox, host=host, port=port, static_dir=static_dir, static_headers=static_headers,
-                  http_handlers=extra_http)
+    if isinstance(mailbox, Backend):
+        relay = Relay(config, backend=mailbox, host=host, port=port, static_dir=static_dir,
+                      static_headers=static_headers, http_handlers=extra_http, http_wrap=http_wrap,
+                      allowed_hosts=allowed_hosts)
+    else:
+        relay = Relay(config, mailbox, host=host, port=port, static_dir=static_dir, static_headers=static_headers,
+                      http_handlers=extra_http, http_wrap=http_wrap, allowed_hosts=allowed_hosts)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     installed = []

@@ -395,7 +395,15 @@ class FileStorage(RecoveryMixin, Storage):
                                    f"the newest covers {newest}")
             if self._pending:  # compact always leaves everything appended so far durable
                 self._write_pending()
+            # Older snapshots covered by the newest are dropped even when the floor does not
+            # move (compacting twice must not keep two snapshots: the store would grow).
+            for seq, pos in list(self._snaps[:-1]):
+                if pos <= position:
+                    path = self._path(lf.snapshot_name(seq))
+                    self._io(self._fs.remove, "remove", path, path)
+                    self._snaps.remove((seq, pos))
             if position <= self._floor:
+                self._sync_dir()
                 return
             self._floor = position
             if self._segs[-1] <= self._durable_last <= position:
@@ -406,11 +414,6 @@ class FileStorage(RecoveryMixin, Storage):
                 path = self._path(lf.segment_name(self._segs[0]))
                 self._io(self._fs.remove, "remove", path, path)
                 del self._segs[0]
-            for seq, pos in list(self._snaps[:-1]):
-                if pos < position:
-                    path = self._path(lf.snapshot_name(seq))
-                    self._io(self._fs.remove, "remove", path, path)
-                    self._snaps.remove((seq, pos))
             self._sync_dir()
 
     # ---- reporting and closing --------------------------------------------------------------

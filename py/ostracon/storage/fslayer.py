@@ -45,7 +45,9 @@ class OsWriteHandle:
             flags |= os.O_CREAT
         if exclusive:
             flags |= os.O_EXCL
-        self._fd = os.open(path, flags, 0o644)
+        self._fd = os.open(path, flags, 0o600)  # plaintext metadata: owner only
+        if exclusive:
+            os.fchmod(self._fd, 0o600)  # a file we just created: exactly 0600, whatever the umask
 
     def write(self, data: bytes) -> None:
         # os.write may write less than asked (signals, nearly full disk); loop until all
@@ -74,7 +76,7 @@ class OsWriteHandle:
 
 class OsLock:
     def __init__(self, path: str) -> None:
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
         if fcntl is not None:
             try:
                 # flock locks belong to the open file description, so a second open of the
@@ -100,7 +102,8 @@ class OsFileLayer:
         return os.path.isdir(path)
 
     def mkdir(self, path: str) -> None:
-        os.mkdir(path, 0o755)
+        os.mkdir(path, 0o700)
+        os.chmod(path, 0o700)  # exactly 0700, whatever the umask
 
     def writable(self, path: str) -> bool:
         return os.access(path, os.W_OK | os.X_OK)

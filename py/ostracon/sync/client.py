@@ -39,7 +39,15 @@ from typing import Any
 
 import msgpack
 
-from ..core.errors import ClosedError, OstraconError, ProtocolError, TransportError, ValidationError, WrongKeyError
+from ..core.errors import (
+    CatchUpIncompleteError,
+    ClosedError,
+    OstraconError,
+    ProtocolError,
+    TransportError,
+    ValidationError,
+    WrongKeyError,
+)
 from ..core.protocol import relay as P
 from ..core.protocol.frames import (
     DEFAULT_MAX_FRAME_SIZE,
@@ -216,6 +224,7 @@ class SyncClient:
         self.room = epoch.room.hex()
         self.meta_key = meta_key(self.base_url, self.room)
         self._meta = self._load_meta()
+        self._meta_dirty = False
         self.members.new_room()
 
     # ------------------------------------------------------------ public
@@ -351,6 +360,7 @@ class SyncClient:
         return default
 
     def _save_meta(self) -> None:
+        self._meta_dirty = False
         try:
             self.db.storage.set_meta(self.meta_key, msgpack.packb(self._meta, use_bin_type=True))
         except OstraconError:
@@ -481,8 +491,10 @@ class SyncClient:
         if isinstance(msg, (P.Frame, P.Ephemeral)):
             self._open(msg.payload, sender)
             if isinstance(msg, P.Frame):
+                # Saved by the ticker, not per frame: a flood of (junk) frames must not append a
+                # meta record to this device's log for each one. Losing it re-reads a few frames.
                 self._meta["cursor"] = max(self._meta["cursor"], msg.cursor)
-                self._save_meta()
+                self._meta_dirty = True
         elif isinstance(msg, P.Ack):
             # The cursor is the max over frame, ack and caught-up (docs/RELAY.md): acks come in
             # the relay's order, after every frame stored before ours. Without this, each new
@@ -503,6 +515,11 @@ class SyncClient:
         elif isinstance(msg, P.Gap):
             log.info("relay mailbox gap (%s): frames before %d are gone; peers fill it live",
                      msg.reason, msg.oldest)
+            if msg.reason == "pruned":
+                # Said plainly in status.last_error: the mailbox alone cannot complete this device.
+                self._error(CatchUpIncompleteError(
+                    f"the relay mailbox no longer holds frames before cursor {msg.oldest}: sync with another "
+                    "device of this space while it is online to get them", msg.reason, msg.oldest))
             if msg.reason in ("epoch", "ahead"):
                 self._meta.update(cursor=0, pushed=0)
                 session.pushed_upto = 0
@@ -612,6 +629,8 @@ class SyncClient:
             session = self.session
             if session is None:
                 return
+            if self._meta_dirty:
+                self._save_meta()
             if not await self._heartbeat(t):
                 return
             try:

@@ -28,6 +28,13 @@ META_LOG_PREFIX = "space/v1/members/"
 META_TOLD_PREFIX = "space/v1/told/"
 
 
+def save_log(db: Any, space: Any) -> None:
+    """Keep `space`'s member log in the database's meta (where MemberSync reads it)."""
+    if space.members is None:
+        return
+    db.storage.set_meta(META_LOG_PREFIX + bytes(space.binding).hex(), encode(space.members.export()))
+
+
 def is_members_payload(payload: bytes) -> bool:
     return payload[:2] == MEMBERS_MAGIC
 

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..block import MAX_BLOCK_BYTES, MAX_SEQ
+from ..block import KIND_SEAL, MAX_BLOCK_BYTES, MAX_SEQ, decode_seal, open_envelope
 from ..encoding import decode, encode
 from ..errors import (
     CorruptBlockError,
@@ -432,6 +432,20 @@ class Outgoing:
     own_upto: int = 0
 
 
+def _sealed_through(envelopes: list[bytes], actor: bytes, cap: int) -> int:
+    """Highest ``last`` of ``actor``'s seals among ``envelopes`` (capped at ``cap``; 0: none)."""
+    best = 0
+    for env in envelopes:
+        if len(env) > 1 and env[1] == KIND_SEAL:
+            try:
+                seal = decode_seal(open_envelope(env)[1])
+            except CorruptBlockError:
+                continue
+            if seal.actor == actor:
+                best = max(best, min(seal.last, cap))
+    return best
+
+
 # --- the session ---------------------------------------------------------------------------------
 
 class _Peer:
@@ -615,6 +629,11 @@ class SyncSession:
                 if ours.get(actor, 0) < seq:
                     return False
         return True
+
+    @property
+    def tracked_entries(self) -> int:
+        """Version-vector entries held across known peers (bounded by max_tracked_entries)."""
+        return self._tracked
 
     @property
     def peers(self) -> dict[bytes, bytes]:
@@ -938,10 +957,15 @@ class SyncSession:
             cur.append(env)
             size += n
         parts.append(cur)
+        covered = 0
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
             data = encode_message(Blocks(self.peer_id, tuple(part), vv, answers, last))
-            self._out.append(Outgoing(data, durable, kind, own_upto if last else 0))
+            # Progress per part, so an interrupted push resumes instead of restarting: the end
+            # of the last own seal range sent so far (every block of it precedes its seal).
+            if own_upto and not last:
+                covered = max(covered, _sealed_through(part, self.actor, own_upto))
+            self._out.append(Outgoing(data, durable, kind, own_upto if last else covered))
 
     # ------------------------------------------------------------ internals: synced
 

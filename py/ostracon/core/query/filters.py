@@ -32,7 +32,9 @@ Null and missing semantics (documented choice):
   never numbers (`_eq: 1` does not match `true`).
 - `_eq` on a list or map compares the whole value (no element matching).
 - `_like` is SQL LIKE: `%` = any run of characters, `_` = one character, `\\` escapes the next
-  character; it matches the whole string. `_ilike` ignores case. Non-strings never match.
+  character; it matches the whole string. `_ilike` ignores the case of ASCII letters (A-Z
+  = a-z); other characters compare exactly, the same in every runtime (core/lexical.py).
+  Non-strings never match.
 
 Ordering: `order` accepts DefraDB's object style `{"title": "ASC"}`, a list of such objects
 `[{"title": "ASC"}, {"votes": "DESC"}]`, nested objects `{"author": {"name": "DESC"}}`, or
@@ -64,6 +66,7 @@ import msgpack
 
 from ..encoding import BIGINT_MAX, BIGINT_MIN, MAX_INT_BITS
 from ..errors import IndexBuildingError, OstraconError, QueryCursorError, QueryTooExpensiveError, ValidationError  # noqa: F401  (re-exported)
+from ..lexical import ascii_fold
 
 __all__ = [
     "METADATA_FIELDS", "QueryTooExpensiveError", "IndexBuildingError", "QueryCursorError",
@@ -74,7 +77,8 @@ __all__ = [
 ]
 
 # Metadata the engine adds to every document; the only `_` names a filter or order may use.
-METADATA_FIELDS = frozenset({"_id", "_version", "_created", "_updated", "_deleted", "_heads"})
+METADATA_FIELDS = frozenset({"_id", "_collection", "_version", "_created", "_updated", "_deleted",
+                             "_heads"})
 # DefraDB spells the document id `_docID`; accept it so DefraDB queries port unchanged.
 _ALIASES = {"_docID": "_id"}
 
@@ -189,6 +193,16 @@ def _check_key(k: Any, depth: int = 0) -> bool:
 # --------------------------------------------------------------------------------------
 # Paths
 
+def _dollar(key: str, path: tuple) -> ValidationError:
+    """A `$` name is a MongoDB-style operator: refused, never read as a field name (a filter
+    `{"done": {"$eq": true}}` would otherwise quietly look for a field called `$eq`)."""
+    hint = f"_{key[1:]}"
+    known = FIELD_OPS | LOGICAL_OPS
+    tip = f"; the operator here is {hint}" if hint in known else ""
+    where = _show(path) if path else "filter"
+    return ValidationError(f"{where}: {key!r}: '$' operators are MongoDB syntax, not Ostracon's{tip}")
+
+
 def parse_path(name: str, where: str, *, root: bool) -> tuple[str, ...]:
     """Split a (possibly dotted) field name into a path and validate each part."""
     if not isinstance(name, str) or not name:
@@ -201,6 +215,8 @@ def parse_path(name: str, where: str, *, root: bool) -> tuple[str, ...]:
     for p in parts:
         if not p:
             raise ValidationError(f"{where}: empty path segment in {name!r}")
+        if p[0] == "$":
+            raise _dollar(p, ())
         if p.startswith("_"):
             raise ValidationError(
                 f"{where}.{name}: names beginning with '_' are reserved "
@@ -356,6 +372,8 @@ def _parse_obj(obj: dict, path: tuple[str, ...], depth: int, budget: _Budget) ->
         budget.take(path)
         if type(key) is not str:
             raise ValidationError(f"{_show(path)}: keys must be strings, got {key!r}")
+        if key[:1] == "$":
+            raise _dollar(key, path)
         if key[:1] == "_":
             if key in FIELD_OPS:
                 if not path:
@@ -505,8 +523,11 @@ def like_to_regex(pattern: str, *, ignore_case: bool = False) -> re.Pattern:
         else:
             out.append(re.escape(c))
         i += 1
-    flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
-    return re.compile("".join(out), flags)
+    # Case-insensitive matching folds ASCII letters only (core/lexical.py): the caller folds
+    # the value with `ascii_fold`, and the pattern is folded here, so no Unicode table of
+    # the interpreter takes part.
+    rx = "".join(out)
+    return re.compile(ascii_fold(rx) if ignore_case else rx, re.DOTALL)
 
 
 def like_prefix(pattern: str) -> tuple[str, bool, bool]:
@@ -544,12 +565,18 @@ def _cmp_pred(node: Cmp) -> Callable[[dict], bool]:
         return p
     if op in COMPARE_OPS:
         return _compare_pred(g, op, x)
-    rx = like_to_regex(x, ignore_case=op in ("_ilike", "_nilike"))
+    fold = op in ("_ilike", "_nilike")
+    rx = like_to_regex(x, ignore_case=fold)
     fm = rx.fullmatch
 
-    def like(d: dict) -> bool:
-        v = g(d)
-        return type(v) is str and fm(v) is not None
+    if fold:
+        def like(d: dict) -> bool:
+            v = g(d)
+            return type(v) is str and fm(ascii_fold(v)) is not None
+    else:
+        def like(d: dict) -> bool:
+            v = g(d)
+            return type(v) is str and fm(v) is not None
     if op in ("_nlike", "_nilike"):
         return lambda d: not like(d)
     return like
@@ -693,8 +720,8 @@ _ID_ASC = (("_id",), False)
 
 
 def _direction(v: Any, where: str) -> bool:
-    if isinstance(v, str) and v.upper() in ("ASC", "DESC"):
-        return v.upper() == "DESC"
+    if isinstance(v, str) and ascii_fold(v) in ("asc", "desc"):
+        return ascii_fold(v) == "desc"
     raise ValidationError(f"{where}: direction must be ASC or DESC, got {v!r}")
 
 
@@ -788,13 +815,18 @@ def is_after(key: tuple, cursor: tuple, spec: OrderSpec) -> bool:
 
 # --- cursors ---------------------------------------------------------------------------
 
-_CURSOR_VERSION = 1
+#: The order tag is a digest of the spec's canonical bytes, never of `repr()` (which differs
+#: between runtimes for characters their Unicode databases class differently as printable).
+_CURSOR_VERSION = 2
 _BIGINT_EXT = 1  # same ext type number as the canonical encoding uses for big ints
 
 
 @functools.lru_cache(maxsize=256)
 def _spec_tag(spec: OrderSpec) -> bytes:
-    return hashlib.sha256(repr(spec).encode()).digest()[:6]
+    # UTF-8 with surrogatepass: a path is user input and may hold a lone surrogate.
+    canon = msgpack.packb([[[p.encode("utf-8", "surrogatepass") for p in path], bool(desc)]
+                           for path, desc in spec], use_bin_type=True)
+    return hashlib.sha256(canon).digest()[:6]
 
 
 def _pack_big(obj: Any) -> Any:

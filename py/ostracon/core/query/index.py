@@ -491,9 +491,13 @@ class CollectionIndexes:
         return out
 
     # --- uniqueness --------------------------------------------------------------------
-    def check_unique(self, doc: dict, doc_id: str | None = None) -> None:
+    def check_unique(self, doc: dict, doc_id: str | None = None, current: dict | None = None) -> None:
         """Raise ConflictError if writing `doc` would duplicate a unique key held by another
-        live document. Call before a local write; nothing is changed either way."""
+        live document. Call before a local write; nothing is changed either way.
+
+        `current`: the document as it is now. A write that leaves an index's key unchanged
+        is never refused by that index, even when a merge already made the key a duplicate
+        (reported by `violations()`): a duplicate must not freeze unrelated edits."""
         if doc_id is None:
             doc_id = doc.get("_id")
         for idx in self._indexes.values():
@@ -501,6 +505,8 @@ class CollectionIndexes:
                 continue
             key = idx.key_for(doc)
             if not idx.constrained(key):
+                continue
+            if current is not None and idx.key_for(current) == key:
                 continue
             for other in idx.ids_for_key(key):
                 if other != doc_id:
@@ -543,4 +549,4 @@ class IndexCatalog:
 
 
 # Re-exported for callers that validate index field names themselves.
-INDEXABLE_METADATA = frozenset(METADATA_FIELDS - {"_heads", "_deleted", "_id"})
+INDEXABLE_METADATA = frozenset(METADATA_FIELDS - {"_heads", "_deleted", "_id", "_collection"})

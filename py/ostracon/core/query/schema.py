@@ -14,8 +14,9 @@ SDL subset (hand-written tokenizer/parser: pure, no dependency, same in Pyodide)
     type Author { name: String }
 
 Scalars: String, Int (any size), Float (accepts ints), Boolean, ID (string), Blob/Bytes
-(bytes), JSON (any JSON-like value), DateTime (ISO 8601 string), Text (a collaborative text
-field, docs/TEXT.md: read and validated as a string; a str written to it becomes a text). `[T]` lists, `!` required
+(bytes), JSON (any JSON-like value), DateTime (RFC 3339 string, core/lexical.py), Text (a
+collaborative text field, docs/TEXT.md: read and validated as a string; a str written to it
+becomes a text). `[T]` lists, `!` required
 (present and non-null on a full write; never set to null by a patch). A field of object type
 is an embedded map validated against that type (DefraDB's relations between collections are
 not part of this subset). Directives: `@crdt(type: lww|pncounter|pcounter)` (counters need
@@ -45,11 +46,11 @@ import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from .. import cid, encoding
 from ..errors import CorruptBlockError, LensNotFoundError, NotFoundError, SchemaValidationError, ValidationError  # noqa: F401  (re-exported)
+from ..lexical import is_datetime
 
 __all__ = ["FieldType", "Field", "TypeDef", "Schema", "SchemaRegistry", "SchemaValidationError",
            "LensNotFoundError", "parse_sdl", "SCALARS", "schema_from_canonical"]
@@ -329,26 +330,9 @@ def _check_value(types: dict, t: FieldType, v: Any, where: str, depth: int) -> N
         raise SchemaValidationError(f"{where}: expected {t}, got {_type_name(v)}", field=where)
 
 
-_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?")
-
-
 def _is_datetime(s: str) -> bool:
-    if len(s) > 64 or not _DATE_RE.fullmatch(s):
-        return False
-    try:
-        datetime.fromisoformat(s.replace("Z", "+00:00") if s.endswith("Z") else s)
-    except ValueError:
-        # fromisoformat (3.11) rejects >6 fractional digits; accept them if the rest parses.
-        if "." in s:
-            head, _, frac = s.partition(".")
-            tz = re.search(r"(Z|[+-]\d{2}:?\d{2})$", frac)
-            try:
-                datetime.fromisoformat(head + ((tz.group(0).replace("Z", "+00:00")) if tz else ""))
-                return True
-            except ValueError:
-                return False
-        return False
-    return True
+    """The DateTime grammar (core/lexical.py): the same answer in every runtime."""
+    return is_datetime(s)
 
 
 def _is_json(v: Any, depth: int) -> bool:
@@ -422,7 +406,7 @@ _TOKEN_RE = re.compile(r"""
   | (?P<num>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
   | (?P<name>[_A-Za-z][_0-9A-Za-z]*)
   | (?P<punct>[{}()\[\]:!@=|&])
-""", re.VERBOSE | re.DOTALL)
+""", re.VERBOSE | re.DOTALL | re.ASCII)
 
 
 def _tokenize(src: str) -> list[tuple[str, str, int]]:
@@ -694,6 +678,10 @@ class SchemaRegistry:
             raise NotFoundError(f"no schema named {name!r}")
         return self._versions[head]
 
+    def has(self, version_id: str) -> bool:
+        """Whether this registry holds the version `version_id`."""
+        return version_id in self._versions
+
     def version(self, version_id: str) -> Schema:
         try:
             return self._versions[version_id]
@@ -736,11 +724,31 @@ class SchemaRegistry:
                 if len(path) - 1 > MAX_LENS_PATH:
                     break
                 return path
-            for nxt in sorted(self._lenses.get(cur, {})):
+            for nxt in sorted(set(self._lenses.get(cur, {})) | self._additive_children(cur)):
                 if nxt not in prev:
                     prev[nxt] = cur
                     q.append(nxt)
         raise LensNotFoundError(f"no lens path from schema version {from_id} to {to_id}")
+
+    def _additive_children(self, version_id: str) -> set[str]:
+        """Child versions that only add optional fields: the identity is their lens, so a
+        chain v1 →(additive) v2 →(lens) v3 composes without a lens for the additive step."""
+        a = self._versions[version_id]
+        out = set()
+        for cid_ in self._children.get(version_id, ()):
+            b = self._versions[cid_]
+            if b.embedded != a.embedded:
+                continue
+            old = {f.name: f for f in a.fields}
+            new = {f.name: f for f in b.fields}
+            if all(new.get(n) == f for n, f in old.items()) and not any(
+                    f.type.required for n, f in new.items() if n not in old):
+                out.add(cid_)
+        return out
+
+    def _step(self, a: str, b: str) -> Lens:
+        fn = self._lenses.get(a, {}).get(b)
+        return fn if fn is not None else dict  # an additive step: the identity
 
     def migrate(self, doc: dict, from_id: str, to_id: str, *, check: bool = True) -> dict:
         """Translate a document's user fields along the lens path; metadata is kept.
@@ -754,7 +762,7 @@ class SchemaRegistry:
         user = {k: v for k, v in doc.items() if not (isinstance(k, str) and k.startswith("_"))}
         for a, b in zip(path, path[1:], strict=False):
             try:
-                user = self._lenses[a][b](dict(user))
+                user = self._step(a, b)(dict(user))
             except Exception as e:  # a lens is user code: report which step failed
                 raise ValidationError(f"lens {a} → {b} failed: {type(e).__name__}: {e}") from e
             if not isinstance(user, dict):

@@ -5,6 +5,7 @@
     boolean                     bool
     number, safe integer        int    (so 1.0 in JS is the int 1: JS cannot tell them apart)
     number, otherwise           float  (1.5, 1e300, 2**60 as a Number, NaN → refused on write)
+    -0                          float -0.0 (worker.js marks it: toPy would make it the int 0)
     BigInt                      int    (Python ints outside ±(2**53-1) come back as BigInt)
     string                      str
     Uint8Array / ArrayBuffer    bytes  (bytes come back as Uint8Array)
@@ -39,7 +40,8 @@ class NativeFfi:
     null: Any = None
 
     def classify(self, v: Any) -> str | None:
-        """"null", "bigint", "proxy" (another JS object) or None (not a JS value)."""
+        """"null", "bigint", "negzero" (worker.js's marker for JS -0), "proxy" (another JS
+        object) or None (not a JS value)."""
         return None
 
     def bigint_value(self, v: Any) -> int:
@@ -71,6 +73,10 @@ class PyodideFfi(NativeFfi):
         if isinstance(v, js_bigint):
             return "bigint"
         if isinstance(v, js_proxy):
+            # JS has one number type and toPy turns -0 into the int 0; the canonical value
+            # (docs/MERGE.md) is the float -0.0, so worker.js sends -0 as a marked object.
+            if getattr(v, "ostraconNegativeZero", None) is True:
+                return "negzero"
             return "proxy"
         return None
 
@@ -123,6 +129,8 @@ def from_js(v: Any, ffi: NativeFfi | None = None, depth: int = 0) -> Any:
         return None
     if kind == "bigint":
         return f.bigint_value(v)
+    if kind == "negzero":
+        return -0.0
     if isinstance(v, int):  # int subclasses
         return int(v)
     if kind == "proxy":

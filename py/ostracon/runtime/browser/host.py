@@ -112,6 +112,7 @@ class Host:
         self._woken = False
         self._feed_sub: Any = None
         self.network: bool | None = None  # navigator.onLine as last reported by the worker
+        self._sync_failed: dict | None = None  # why sync could not start (WrongKeyError)
 
     # -- lifecycle --
 
@@ -138,8 +139,13 @@ class Host:
         crypto = self.make_crypto()
         space = None
         spec = o.get("space")
-        if spec is not None:
-            self._progress("space", {"kdf": "invite" if "invite" in _opts(spec) else "pbkdf2"})
+        # Member spaces (a random space this device creates, or an invite) are kept in the
+        # database's meta and need its identity: opened below (crypto/spacestore.py).
+        so = _opts(spec) if spec is not None else {}
+        member_spec = spec is not None and (
+            "create" in so or "invite" in so or ("passphrase" in so and "name" not in so))
+        if spec is not None and not member_spec:
+            self._progress("space", {"kdf": "pbkdf2"})
             space = self._space(spec, crypto, Space)
         self._progress("storage", {"name": name})
         storage = self.open_storage(name)
@@ -158,6 +164,11 @@ class Host:
                 storage.set_meta(META_IDENTITY, identity.export_seed())
             else:
                 identity = Identity.from_seed(seed, crypto)
+            if member_spec:
+                from ostracon.crypto import spacestore
+
+                self._progress("space", {"kdf": "invite" if "invite" in _opts(spec) else "create"})
+                space = spacestore.open_space(storage, _opts(spec), identity=identity, crypto=crypto)
             storage.flush()
             rep = storage.open_report()
             self._progress("replay", {"records": rep.records})
@@ -196,8 +207,17 @@ class Host:
                               if isinstance(opts.get(k), (int, float)) and type(opts.get(k)) is not bool}
         if isinstance(opts.get("room_id"), str):  # join a room explicitly (a link)
             kw["room_id"] = opts["room_id"]
-        client = SyncClient(self.db, relay, self.space, transport_factory=self.transport_factory,
-                            on_status=self._sync_status, **kw)
+        try:
+            client = SyncClient(self.db, relay, self.space, transport_factory=self.transport_factory,
+                                on_status=self._sync_status, **kw)
+        except WrongKeyError as exc:
+            # Another space's room (a wrong passphrase or invite, or a database that belongs to
+            # another space): reported as the sync status, like every sync problem.
+            from ostracon.sync.base import STOPPED, SyncStatus
+
+            self._sync_failed = _status_dict(SyncStatus(STOPPED, last_error=exc))
+            self._sync_status(SyncStatus(STOPPED, last_error=exc))
+            return
         self.sync, self.relay = client, relay
         if self.network is False:
             client.set_network(False)
@@ -230,6 +250,7 @@ class Host:
             "actor": db.actor,
             "fingerprint": db.identity.fingerprint,
             "room": self.space.room_id if self.space is not None else None,
+            "role": self.space.role(db.identity.actor) if self.space is not None else None,
             "relay": self.relay,
             "spaceName": self.space.name if self.space is not None else None,
             "collections": db.collections(),
@@ -324,16 +345,59 @@ class Host:
             self.sync.set_network(self.network)
 
     def rpc_syncStatus(self) -> Any:
-        return None if self.sync is None else _status_dict(self.sync.status)
+        if self.sync is None:
+            return self._sync_failed
+        return _status_dict(self.sync.status)
 
-    def rpc_invite(self, relay_url: Any = None) -> str:
-        """An invite string for this database's space (another device joins with it)."""
-        self._db()
+    def rpc_invite(self, relay_url: Any = None, opts: Any = None) -> str:
+        """An invite string for this database's space (another device joins with it). In a
+        member space it admits one device with `opts.role` (admin | writer | reader)."""
+        db = self._db()
         if self.space is None:
             raise ValidationError("this database was opened without a space: there is nothing to invite to")
         if not isinstance(relay_url, str) or not relay_url:
             raise ValidationError("invite needs the relay URL (ws://host:port)")
-        return self.space.invite(relay_url)
+        if self.space.members is None:
+            return self.space.invite(relay_url)
+        role = _opts(opts).get("role", "writer")
+        self.space.adopt(db.identity)
+        text = self.space.invite(relay_url, role=role)
+        self._members_changed()
+        return text
+
+    def rpc_members(self) -> list:
+        """[{actor, fingerprint, role, me}] of the space's members ([] for an open space)."""
+        from ostracon.crypto.spacestore import member_rows
+
+        db = self._db()
+        if self.space is None:
+            return []
+        return member_rows(self.space, db.identity.actor)
+
+    def rpc_remove(self, actor: Any) -> list:
+        """Remove a member (actor hex) and rotate the space key; returns the members left."""
+        db = self._db()
+        if self.space is None or self.space.members is None:
+            raise ValidationError("this database's space has no member list")
+        if not isinstance(actor, str):
+            raise ValidationError("remove needs the member's actor id (hex)")
+        try:
+            raw = bytes.fromhex(actor)
+        except ValueError:
+            raise ValidationError("actor must be hex") from None
+        self.space.adopt(db.identity)
+        self.space.remove(raw, upto=db.version_vector().get(actor, 0))
+        self._members_changed()
+        return self.rpc_members()
+
+    def _members_changed(self) -> None:
+        # Keep the log with the database; a running sync client publishes it (and, after a
+        # rotation, announces it in the old room and moves to the new one).
+        from ostracon.sync.members import save_log
+
+        save_log(self._db(), self.space)
+        if self.sync is not None:
+            self.sync.notify_local_change()
 
     def rpc_stateHash(self) -> str:
         return self._db().state_hash()
