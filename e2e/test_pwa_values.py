@@ -12,7 +12,7 @@ import base64
 
 import pytest
 
-from test_pwa import APPLY_B64, B64_ENVELOPES, make_app, new_space, server, shot, web_dir  # noqa: F401 (fixtures)
+from test_pwa import APPLY_B64, B64_ENVELOPES, make_app, new_space, server, shot, wait_js, web_dir  # noqa: F401 (fixtures)
 
 NO_OVERFLOW = "document.documentElement.scrollWidth <= window.innerWidth"
 
@@ -35,7 +35,7 @@ def test_any_value_type_from_a_native_peer_renders(browser, server, tmp_path):  
         other.flush()
         theirs = [base64.b64encode(e).decode() for e in other.blocks_since(vec)]
         assert app.page.evaluate(APPLY_B64, theirs) == 3
-        app.page.wait_for_function("window.__notes.state.notes.size === 4")
+        wait_js(app.page, "window.__notes.state.notes.size === 4")
         assert "42" in app.page.inner_text(".note-item[data-id='numbers']")
         assert "nested" in app.page.inner_text(".note-item[data-id='maps']")
         assert "3 bytes" in app.page.inner_text(".note-item[data-id='bytes']")
@@ -63,7 +63,7 @@ def test_a_deleted_note_is_restored_from_its_history(browser, server):  # noqa: 
     app.open_note("Keep me")
     app.page.click("#delete-btn")
     app.page.click("#delete-btn")
-    app.page.wait_for_function("(id) => !window.__notes.state.notes.has(id)", arg=note_id)
+    wait_js(app.page, "(id) => !window.__notes.state.notes.has(id)", arg=note_id)
     app.page.select_option("#filter", "deleted")
     app.page.wait_for_selector(f".note-item[data-id='{note_id}']")
     assert app.page.locator(".note-item").count() == 1
@@ -74,7 +74,7 @@ def test_a_deleted_note_is_restored_from_its_history(browser, server):  # noqa: 
     app.page.wait_for_selector("#travel .travel-body")
     assert app.page.inner_text("#travel .travel-body") == "the text to bring back"
     app.page.click("#restore")
-    app.page.wait_for_function("(id) => window.__notes.state.notes.has(id)", arg=note_id)
+    wait_js(app.page, "(id) => window.__notes.state.notes.has(id)", arg=note_id)
     assert app.note(note_id)["body"] == "the text to bring back"
     history = app.page.evaluate("(id) => window.__notes.state.db.collection('notes').history(id)", note_id)
     assert len(history) >= 3  # the note, its deletion, the restore: nothing erased
