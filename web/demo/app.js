@@ -995,9 +995,9 @@ $("join-invite").addEventListener("submit", (ev) => {
     if (h.get("space") && h.get("passphrase")) { openSpace({ name: h.get("space"), passphrase: h.get("passphrase") }); return; }
     if (h.get("invite")) text = h.get("invite");
   }
-  if (!/^ost1/i.test(text.replace(/\s+/g, ""))) {
+  if (!/^ost[12]/i.test(text.replace(/\s+/g, ""))) {
     $("join-error").hidden = false;
-    $("join-error").textContent = "That is not an Ostracon invite: it should contain “#invite=ost1…”.";
+    $("join-error").textContent = "That is not an Ostracon invite: it should contain “#invite=ost2…”.";
     return;
   }
   openSpace({ invite: text.replace(/\s+/g, "") });
