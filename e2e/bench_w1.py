@@ -41,12 +41,34 @@ def w1_memory(docs: int = DOCS, fields: int = FIELDS) -> dict:
 
 def w1_host(docs: int = DOCS, fields: int = FIELDS) -> dict:
     """W1 on the database the worker has open (IndexedDB + WebCrypto)."""
-    import ostracon_host
+    from ostracon.runtime.browser.host import HOST
 
-    return w1(ostracon_host.HOST.db, docs, fields)
+    return w1(HOST.db, docs, fields)
 
 
 def w1_json(kind: str = "memory", docs: int = DOCS, fields: int = FIELDS) -> str:
     import json
 
     return json.dumps(w1_host(docs, fields) if kind == "host" else w1_memory(docs, fields))
+
+
+def idb_sink_json(records: int = 10_000, batch: int = 100, size: int = 200) -> str:
+    """The IndexedDB storage adapter alone (inside the worker): `records` records of `size`
+    bytes appended and flushed `batch` at a time (one transaction per flush, as the sink
+    does). Records per second."""
+    import json
+    import os as _os
+
+    from ostracon.runtime.browser.indexeddb import IndexedDBStorage
+
+    name = f"bench-sink-{_os.urandom(4).hex()}"
+    st = IndexedDBStorage.open_sync(name, lock=False)
+    payload = [bytes([i % 251]) * size for i in range(batch)]
+    t0 = time.perf_counter()
+    for _ in range(records // batch):
+        st.append(payload)
+        st.flush()
+    seconds = time.perf_counter() - t0
+    st.close()
+    return json.dumps({"records": records, "batch": batch, "bytes": size, "seconds": round(seconds, 3),
+                       "records_per_s": round(records / seconds)})

@@ -43,7 +43,7 @@ def _use_tests_dir(tests_dir: str | None) -> str:
 
 def crypto_factory() -> Callable[[], Any]:
     if _in_pyodide():
-        from ostracon.crypto.webcrypto import WebCrypto
+        from ostracon.runtime.browser.webcrypto import WebCrypto
 
         return WebCrypto
     from ostracon.crypto.native import NativeCrypto
@@ -86,7 +86,7 @@ def storage_contract(tests_dir: str | None = None, prefix: str = "contract") -> 
     passed = []
     for i, check in enumerate(sc.CONTRACT):
         if _in_pyodide():
-            from ostracon.storage.indexeddb import IndexedDBStorage
+            from ostracon.runtime.browser.indexeddb import IndexedDBStorage
 
             name = f"{prefix}-{time.time_ns()}-{i}"
             h = _Harness(True, lambda name=name: IndexedDBStorage.open_sync(name))
@@ -158,7 +158,7 @@ async def transport_contract(relay_url: str, tests_dir: str | None = None) -> li
     from ostracon.core.protocol import relay as P
 
     if _in_pyodide():
-        from ostracon.sync.browser import BrowserWebSocketTransport as make
+        from ostracon.runtime.browser.transport import BrowserWebSocketTransport as make
     else:
         from ostracon.sync.native import WebSocketTransport as make
 
@@ -185,13 +185,47 @@ async def transport_contract_json(relay_url: str, tests_dir: str | None = None) 
     return json.dumps(out)
 
 
+GRAPHQL_SDL = "type books { title: String  year: Int @index  tags: [String]  price: Float }"
+GRAPHQL_QUERIES = [
+    "query { books(order: {year: ASC}) { title year tags price } }",
+    'query { books(filter: {year: {_gt: 1950}, title: {_like: "%a%"}}) { title year } }',
+    "query { books(filter: {_or: [{year: {_lt: 1900}}, {price: {_ge: 20.5}}]}, order: {title: DESC}) { title } }",
+    "query { books(filter: {year: {_eq: 1}}) { title } }",
+    "query { nosuchfield }",
+]
+
+
+def graphql_answers(tests_dir: str | None = None) -> list:
+    """The same GraphQL requests over the same documents: the answers (data and error
+    messages) must be identical natively and in Pyodide (graphql-core in both)."""
+    import ostracon
+
+    if _in_pyodide():
+        from ostracon.runtime.browser.host import HOST
+
+        HOST.load_graphql()  # not loaded at start in the browser
+    db = ostracon.open()
+    try:
+        db.define_schema(GRAPHQL_SDL)
+        col = db.collection("books")
+        for i, (title, year, tags, price) in enumerate([
+            ("Dune", 1965, ["sf"], 9.99), ("Emma", 1815, [], 4.5), ("Ubik", 1969, ["sf", "pkd"], 21.0),
+            ("Ulysses", 1922, ["modernism"], 30.25), ("Solaris", 1961, ["sf"], 12.0),
+        ]):
+            col.create({"title": title, "year": year, "tags": tags, "price": price}, id=f"b{i}")
+        return [db.graphql(q) for q in GRAPHQL_QUERIES]
+    finally:
+        db.close()
+
+
 def host_values() -> dict:
     """Round trip of the value conversions used by the worker (Pyodide only)."""
     if not _in_pyodide():
         return {}
     import js
-    import ostracon_host as h
     from pyodide.ffi import to_js
+
+    from ostracon.runtime.browser import convert as h
 
     cases = {
         "int": 3, "float": 3.5, "neg": -7, "big": 2**70, "minus_big": -(2**64), "edge": 2**53 - 1,
@@ -232,6 +266,7 @@ CHECKS: dict[str, Callable[..., Any]] = {
     "sim_hashes": sim_hashes,
     "core_vectors": core_vectors,
     "host_values": host_values,
+    "graphql_answers": graphql_answers,
 }
 
 

@@ -7,7 +7,8 @@
 - blocks made in the browser are accepted natively and vice versa;
 - the ES-module API: CRUD, history, blame, find/scan, compare-and-set, subscriptions,
   progress events, value conversion, errors with Python class names;
-- data survives page.reload(); a second tab gets LockedError; a wrong passphrase is refused.
+- data survives page.reload(); a second tab joins the first tab's engine (or gets LockedError when
+  exclusive); a wrong passphrase is refused.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def test_contract_suite_passes_in_chromium(worker_page, native_results, check):
     assert res["ok"] is True, res.get("error")
 
 
-@pytest.mark.parametrize("check", ["crypto_vectors", "sim_hashes", "core_vectors"])
+@pytest.mark.parametrize("check", ["crypto_vectors", "sim_hashes", "core_vectors", "graphql_answers"])
 def test_values_identical_to_native(worker_page, native_results, check):
     res = run_in_browser(worker_page, check)
     nat = native_results[check]
@@ -246,21 +247,52 @@ def test_data_survives_reload(shared_page, e2e_url):
     assert doc == {"text": "persist me", "n": str(2**80), "count": 5, "hash": before}
 
 
-def test_second_tab_gets_locked_error(shared_page, e2e_url, shared_context):
+def test_second_tab_gets_locked_error_when_exclusive(shared_page, e2e_url, shared_context):
     page = shared_page
     name = _name("lock")
     goto_e2e(page, e2e_url)
-    open_db(page, name)
+    open_db(page, name, tabs="exclusive")
     other = shared_context.new_page()
     goto_e2e(other, e2e_url)
-    err = other.evaluate("async (n) => { try { await Ostracon.open({name: n}); return null; } "
+    err = other.evaluate("async (n) => { try { await Ostracon.open({name: n, tabs: 'exclusive'}); return null; } "
                          "catch (e) { return e.name; } }", name)
     assert err == "LockedError"
     # After the first tab closes its database, the second can open it: same device identity.
     actor = page.evaluate("window.db.info.actor")
     page.evaluate("async () => db.close()")
-    assert other.evaluate("async (n) => { const d = await Ostracon.open({name: n}); const a = d.info.actor; "
-                          "await d.close(); return a; }", name) == actor
+    assert other.evaluate("async (n) => { const d = await Ostracon.open({name: n, tabs: 'exclusive'}); "
+                          "const a = d.info.actor; await d.close(); return a; }", name) == actor
+
+
+def test_second_tab_joins_the_first_tabs_engine(shared_page, e2e_url, shared_context):
+    page = shared_page
+    name = _name("tabs")
+    goto_e2e(page, e2e_url)
+    info = open_db(page, name)
+    assert page.evaluate("db.role") == "leader"
+    page.evaluate("""async () => { window.seen = [];
+      await db.collection('t').subscribe((e) => window.seen.push(e.id)).ready;
+      await db.collection('t').create({by: 'first'}, 'f1'); }""")
+    other = shared_context.new_page()
+    goto_e2e(other, e2e_url)
+    got = other.evaluate("""async (n) => { window.db = await Ostracon.open({name: n});
+      const c = db.collection('t');
+      const id = await c.create({by: 'second', n: 1});
+      const named = await c.create({by: 'second'}, {id: 'named'});
+      const many = await c.createMany([{k: 1}, {k: 2}]);
+      return {role: db.role, actor: db.info.actor, first: await c.get('f1'), id, named, many,
+              count: await c.count()}; }""", name)
+    assert got["role"] == "follower" and got["actor"] == info["actor"]
+    assert got["first"]["by"] == "first" and got["named"] == "named" and len(got["many"]) == 2
+    assert got["count"] == 5
+    page.wait_for_function("(id) => window.seen.includes(id)", arg=got["id"])
+    assert page.evaluate("async (id) => (await db.collection('t').get(id)).by", got["id"]) == "second"
+    # The leader goes away: the second tab takes over the engine, nothing acknowledged is lost.
+    page.evaluate("async () => db.close()")
+    other.wait_for_function("db.role === 'leader'")
+    assert other.evaluate("async () => db.collection('t').count()") == 5
+    other.evaluate("async () => db.close()")
+    other.close()
 
 
 def test_wrong_passphrase_is_refused(shared_page, e2e_url):

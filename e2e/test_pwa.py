@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DIST, ROOT
+from polling import wait_until
 
 ARTIFACTS = Path(os.environ.get("OSTRACON_E2E_ARTIFACTS", ROOT / "e2e" / "artifacts")) / "pwa"
 # Startup includes Pyodide's cold start (3-5 s here) plus the passphrase KDF.
@@ -44,6 +45,24 @@ APP = "/demo/"
 ROOT_INDEX = b"""<!doctype html><meta charset="utf-8"><title>Ostracon</title>
 <meta http-equiv="refresh" content="0; url=demo/"><a href="demo/">Ostracon Notes</a>
 """
+
+
+def wait_js(page, expression: str, arg=None, timeout: int = SYNC_TIMEOUT_MS):
+    """Poll a JS expression (or a function of `arg`) in `page` until it is truthy; `timeout`
+    in ms is a safety net. Through `page.evaluate` (the DevTools protocol) because
+    `wait_for_function` compiles its predicate with eval inside the page, which the app's
+    Content-Security-Policy (no 'unsafe-eval') refuses."""
+    from playwright.sync_api import Error
+
+    def check():
+        try:
+            return page.evaluate(expression, arg)
+        except Error as exc:
+            if "context was destroyed" in str(exc):  # a navigation in between: poll again
+                return None
+            raise
+
+    return wait_until(check, f"{expression!r} in {page.url}", timeout / 1000)
 
 
 def free_port() -> int:
@@ -165,10 +184,10 @@ class App:
         self.wait_ready()
 
     def wait_ready(self) -> None:
-        self.page.wait_for_function("window.__notes && window.__notes.ready === true", timeout=BOOT_TIMEOUT_MS)
+        wait_js(self.page, "window.__notes && window.__notes.ready === true", timeout=BOOT_TIMEOUT_MS)
 
     def wait_saved(self) -> None:
-        self.page.wait_for_function("""(() => { const c = window.__notes.state.current;
+        wait_js(self.page, """(() => { const c = window.__notes.state.current;
             return c && !c.dirty.size && !c.inflight.size && !c.draft && ['saved', 'synced'].includes(c.phase); })()""",
                                     timeout=SYNC_TIMEOUT_MS)
 
@@ -195,12 +214,12 @@ class App:
         return self.page.evaluate("(id) => window.__notes.state.db.collection('notes').get(id)", note_id)
 
     def wait_note(self, note_id: str, field: str, value, timeout: int = SYNC_TIMEOUT_MS) -> None:
-        self.page.wait_for_function("""([id, f, v]) => { const d = window.__notes.state.notes.get(id);
+        wait_js(self.page, """([id, f, v]) => { const d = window.__notes.state.notes.get(id);
             return !!d && JSON.stringify(d[f]) === JSON.stringify(v); }""",
             arg=[note_id, field, value], timeout=timeout)
 
     def state_hash(self) -> str:
-        return self.page.evaluate("window.__notes.state.db.call('stateHash')")
+        return self.page.evaluate("window.__notes.state.db.stateHash()")
 
     def sync_text(self) -> str:
         return self.page.inner_text("#sync")
@@ -256,7 +275,7 @@ def test_notes_survive_reload_and_screens(browser, server):
     assert app.note(ids[0])["done"] is True
     app.page.click("#delete-btn")
     app.page.click("#delete-btn")  # the second click confirms
-    app.page.wait_for_function(f"!window.__notes.state.notes.has({ids[0]!r})")
+    wait_js(app.page, f"!window.__notes.state.notes.has({ids[0]!r})")
     assert app.note(ids[0]) is None
 
     # keyboard: "/" focuses search, arrows walk the list, Enter opens
@@ -266,15 +285,15 @@ def test_notes_survive_reload_and_screens(browser, server):
     focused = app.page.evaluate("document.activeElement.dataset.id")
     assert focused == ids[1]
     app.page.keyboard.press("Enter")
-    app.page.wait_for_function(f"window.__notes.state.current && window.__notes.state.current.id === {ids[1]!r}")
+    wait_js(app.page, f"window.__notes.state.current && window.__notes.state.current.id === {ids[1]!r}")
 
     # space dialog: invite link, verify everything
     app.page.click("#space-btn")
-    app.page.wait_for_function("document.getElementById('space').open && document.getElementById('invite-link').value")
+    wait_js(app.page, "document.getElementById('space').open && document.getElementById('invite-link').value")
     link = app.page.input_value("#invite-link")
     assert link.startswith(server.url + APP + "#"), link
     app.page.click("#verify-btn")
-    app.page.wait_for_function("document.getElementById('verify-state').dataset.ok === 'yes'", timeout=SYNC_TIMEOUT_MS)
+    wait_js(app.page, "document.getElementById('verify-state').dataset.ok === 'yes'", timeout=SYNC_TIMEOUT_MS)
     result = app.page.evaluate("window.__notes.verify")
     print(f"\nverify everything: {result}")
     assert result["problems"] == [] and result["blocks"] >= 6 and result["seals"] >= 1
@@ -323,7 +342,7 @@ def test_history_time_travel_restore(browser, server):
     assert app.page.locator("#history .commit.selected").count() == 1
     shot(app.page, "07-time-travel")
     app.page.click("#restore")
-    app.page.wait_for_function(f"document.querySelectorAll('#history .commit').length === {n + 1}")
+    wait_js(app.page, f"document.querySelectorAll('#history .commit').length === {n + 1}")
     assert app.note(note_id)["body"] == "text of edit 3"
     assert app.page.input_value("#body") == "text of edit 3"
     sigs = app.page.eval_on_selector_all("#history .c-sig", "els => els.map(e => e.textContent)")
@@ -348,7 +367,7 @@ def test_two_contexts_propagate_and_converge(browser, server):
     a.join(space, pw)
     # B joins through the invite link A copies from the space dialog
     a.page.click("#space-btn")
-    a.page.wait_for_function("document.getElementById('invite-link').value")
+    wait_js(a.page, "document.getElementById('invite-link').value")
     link = a.page.input_value("#invite-link")
     a.page.keyboard.press("Escape")
     b.join_link(link)
@@ -363,7 +382,7 @@ def test_two_contexts_propagate_and_converge(browser, server):
     for i in range(5):
         t0 = time.perf_counter()
         a.edit("body", f"edit {i} from A")
-        b.page.wait_for_function("([v]) => document.getElementById('body').value === v", arg=[f"edit {i} from A"],
+        wait_js(b.page, "([v]) => document.getElementById('body').value === v", arg=[f"edit {i} from A"],
                                  timeout=SYNC_TIMEOUT_MS)
         lat.append((time.perf_counter() - t0) * 1000)
     lat.sort()
@@ -380,7 +399,7 @@ def test_two_contexts_propagate_and_converge(browser, server):
     for app in (a, b):
         app.wait_note(note_id, "title", "title by A")
         app.wait_note(note_id, "tags", ["from-b"])
-    a.page.wait_for_function("() => true")
+    wait_js(a.page, "() => true")
     deadline = time.monotonic() + SYNC_TIMEOUT_MS / 1000
     while time.monotonic() < deadline and a.state_hash() != b.state_hash():
         time.sleep(0.2)
@@ -411,8 +430,8 @@ def test_both_offline_then_converge_lww(browser, server):
 
     ctx_a.set_offline(True)
     ctx_b.set_offline(True)
-    a.page.wait_for_function("document.getElementById('sync').dataset.state === 'offline'", timeout=SYNC_TIMEOUT_MS)
-    b.page.wait_for_function("document.getElementById('sync').dataset.state === 'offline'", timeout=SYNC_TIMEOUT_MS)
+    wait_js(a.page, "document.getElementById('sync').dataset.state === 'offline'", timeout=SYNC_TIMEOUT_MS)
+    wait_js(b.page, "document.getElementById('sync').dataset.state === 'offline'", timeout=SYNC_TIMEOUT_MS)
     shot(a.page, "09-offline")
     a.edit("title", "title only A touched")
     a.edit("body", "A wrote this first")
@@ -441,7 +460,7 @@ def test_service_worker_offline_then_sync(browser, server):
     ctx = browser.new_context()
     a = make_app(ctx, server.url)
     a.join(space, pw)
-    a.page.wait_for_function("navigator.serviceWorker.controller !== null || window.__notes.swReady",
+    wait_js(a.page, "navigator.serviceWorker.controller !== null || window.__notes.swReady",
                              timeout=BOOT_TIMEOUT_MS)
     a.page.evaluate("navigator.serviceWorker.ready")
     online_id = a.new_note("Before the outage", "online")
@@ -495,7 +514,7 @@ def test_two_tabs_one_engine_handover(browser, server):
     assert second.page.evaluate("window.__burst") == [f"raw-{i}" for i in range(20)]
     second.wait_saved()
     last = second.page.evaluate("window.__notes.state.current.id")
-    second.page.wait_for_function("window.__notes.state.db.role === 'leader'", timeout=SYNC_TIMEOUT_MS)
+    wait_js(second.page, "window.__notes.state.db.role === 'leader'", timeout=SYNC_TIMEOUT_MS)
     for i in ids + [n1, n2, last] + [f"raw-{i}" for i in range(20)]:
         assert second.note(i) is not None, i
     second.page.reload()
@@ -536,9 +555,9 @@ def test_join_by_invite_link(browser, server):
     b.page.context.close()
 
 
-B64_ENVELOPES = ("async (v) => (await window.__notes.state.db.call('blocksSince', v))"
+B64_ENVELOPES = ("async (v) => (await window.__notes.state.db.blocksSince(v))"
                  ".map((e) => btoa(String.fromCharCode(...e)))")
-APPLY_B64 = """async (list) => window.__notes.state.db.call('applyBlocks',
+APPLY_B64 = """async (list) => window.__notes.state.db.applyBlocks(
     list.map((s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0))))"""
 
 
@@ -556,7 +575,7 @@ def test_history_shows_concurrent_branches_and_merge(browser, server, tmp_path):
     try:
         envs = [base64.b64decode(x) for x in app.page.evaluate(B64_ENVELOPES, {})]
         other.apply_blocks(envs)
-        vec = app.page.evaluate("window.__notes.state.db.call('versionVector')")
+        vec = app.page.evaluate("window.__notes.state.db.versionVector()")
         # concurrent: the browser edits the body, the other device the title and tags
         app.edit("body", "edited in the browser")
         other.collection("notes").patch(note_id, {"title": "Branches (renamed elsewhere)", "tags": ["remote"]})

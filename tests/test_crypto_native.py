@@ -93,13 +93,13 @@ def test_default_backend_native_and_shared(monkeypatch):
 
 def test_default_backend_under_pyodide_uses_webcrypto(monkeypatch):
     # Under Pyodide the browser module is imported lazily; simulate it with a stand-in module.
-    fake = types.ModuleType("ostracon.crypto.webcrypto")
+    fake = types.ModuleType("ostracon.runtime.browser.webcrypto")
 
     class WebCrypto:
         name = "webcrypto"
 
     fake.WebCrypto = WebCrypto
-    monkeypatch.setitem(sys.modules, "ostracon.crypto.webcrypto", fake)
+    monkeypatch.setitem(sys.modules, "ostracon.runtime.browser.webcrypto", fake)
     monkeypatch.setattr(sys, "platform", "emscripten")
     monkeypatch.setattr(crypto_pkg, "_default", None)
     assert isinstance(default_backend(), WebCrypto)

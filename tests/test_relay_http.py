@@ -100,6 +100,26 @@ def test_static_files_with_mime_types_index_and_head(site):
     run(main())
 
 
+def test_precompressed_copies_go_to_clients_that_take_gzip(site):
+    import gzip
+
+    (site / "worker.js.gz").write_bytes(gzip.compress((site / "worker.js").read_bytes(), mtime=0))
+
+    async def main():
+        async with Relay(static_dir=site) as relay:
+            status, hdrs, body = await get(relay.port, "/worker.js", headers="Accept-Encoding: br, gzip\r\n")
+            assert status == 200 and hdrs["content-encoding"] == "gzip" and hdrs["vary"] == "Accept-Encoding"
+            assert hdrs["content-type"].split(";")[0] == "text/javascript"
+            assert gzip.decompress(body) == (site / "worker.js").read_bytes()
+            for refused in ("", "Accept-Encoding: br\r\n", "Accept-Encoding: gzip;q=0\r\n"):
+                status, hdrs, body = await get(relay.port, "/worker.js", headers=refused)
+                assert status == 200 and "content-encoding" not in hdrs and body == (site / "worker.js").read_bytes()
+            # a file without a precompressed copy is sent as it is
+            status, hdrs, body = await get(relay.port, "/style.css", headers="Accept-Encoding: br, gzip\r\n")
+            assert "content-encoding" not in hdrs and body == b"body{}"
+    run(main())
+
+
 @pytest.mark.parametrize("path", [
     "/../outside.txt", "/sub/../../outside.txt", "/%2e%2e/outside.txt", "/%2E%2E%2Foutside.txt",
     "/sub/%2e%2e/%2e%2e/outside.txt", "/..%5coutside.txt", "/.hidden", "/sub/../.hidden", "/escape",

@@ -16,7 +16,7 @@ MESSAGES = [
     P.Frame(1, b"x"), P.Frame(2**63 - 1, bytes(range(256))), P.Ephemeral(b"e"), P.Ack(0), P.Ack(77),
     P.Welcome(1, "0123abcd", 10, 4, 1 << 20, 3), P.Welcome(1, "e", 0, 1, 2, 1), P.CaughtUp(0), P.CaughtUp(9),
     P.Gap("pruned", 2, 8, 10), P.Gap("epoch", 4, 1, 5), P.Gap("ahead", 9, 1, 5), P.Peers(0), P.Peers(100),
-    P.Unknown(0x7F, b"future"),
+    P.Pong(b"t"), P.Pong(bytes(P.MAX_PING_TOKEN)), P.Unknown(0x7F, b"future"),
 ]
 
 
@@ -32,6 +32,15 @@ def test_layouts_are_fixed():
     assert P.encode_ephemeral_out(b"z") == b"\x02z"
     assert P.encode_publish(b"p") == b"\x01p" and P.encode_ephemeral(b"q") == b"\x02q"
     assert P.encode_peers(P.Peers(2)) == b"\x13" + msgpack.packb({"count": 2})
+
+
+def test_ping_carries_a_short_token():
+    assert P.encode_ping(b"ab") == b"\x03ab" and P.encode_pong(b"ab") == b"\x15ab"
+    for bad in (b"", bytes(P.MAX_PING_TOKEN + 1), "text"):
+        with pytest.raises(ValidationError):
+            P.encode_ping(bad)
+    with pytest.raises(ProtocolError):
+        P.decode_server_message(b"\x15")
 
 
 def test_room_path():

@@ -465,6 +465,23 @@ def test_idle_connection_is_closed_with_4002():
     run(main())
 
 
+def test_a_ping_is_answered_with_its_token_to_the_sender_only():
+    async def main():
+        async with Relay() as relay:
+            a = await Client.join(relay)
+            b = await Client.join(relay)
+            await a.caught_up()
+            await b.caught_up()
+            await a.ws.send(P.encode_ping(b"tok"))
+            assert (await a.until(lambda m: isinstance(m, P.Pong)))[-1] == P.Pong(b"tok")
+            await b.ws.send(P.encode_ping(b"b"))
+            assert (await b.until(lambda m: isinstance(m, P.Pong)))[-1] == P.Pong(b"b")
+            assert relay.mailbox.stats().frames == 0
+            await a.ws.send(b"\x03" + bytes(P.MAX_PING_TOKEN + 1))
+            assert await a.close_code() == P.CLOSE_UNSUPPORTED
+    run(main())
+
+
 def test_text_unknown_kind_and_empty_frames_close_with_1003():
     async def main():
         async with Relay() as relay:

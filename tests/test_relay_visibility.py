@@ -68,8 +68,9 @@ RELAY_SEES = {
     "mailbox_frames": {"room", "cursor", "ts", "size", "data", "writer"},  # writer: client key
     "mailbox_rooms": {"room", "epoch", "head", "pruned_through", "last_ts", "last_active"},
     "mailbox_meta": {"k", "v"},
-    # Which client→relay message kinds exist (core/protocol/relay.py C_*).
-    "client_kinds": {"C_PUBLISH", "C_EPHEMERAL", "C_AUTH"},
+    # Which client→relay message kinds exist (core/protocol/relay.py C_*). A ping carries only
+    # a random token of at most 8 bytes and is answered to its sender alone.
+    "client_kinds": {"C_PUBLISH", "C_EPHEMERAL", "C_AUTH", "C_PING"},
     # Query parameters of the join URL /v1/room/<room_id>?since=&epoch=.
     "join_params": {"since", "epoch"},
     # State the relay keeps per member, per room, and in aggregate.

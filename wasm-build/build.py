@@ -6,15 +6,18 @@
 What goes in (nothing is fetched from a CDN at run time; the page loads everything from its
 own origin):
   - the Pyodide core from node_modules/pyodide (installed by `npm ci` from package-lock.json);
-  - the msgpack wheel for Pyodide's platform (`pip download` with the pyemscripten tag),
-    pinned by version and sha256 and cached under wasm-build/cache/ so that repeat builds do
-    not touch the network;
+  - the msgpack wheel for Pyodide's platform and the pure-Python graphql-core wheel
+    (`pip download` with the pyemscripten tag), pinned by version and sha256 and cached under
+    wasm-build/cache/ so that repeat builds do not touch the network. graphql-core is in the
+    lock but no dependency of ostracon: the worker loads it on the first GraphQL call;
   - the ostracon wheel (`pip wheel --no-deps .`, pure Python, reproducible because
     SOURCE_DATE_EPOCH is fixed);
-  - a custom pyodide-lock.json: the core lock's `info` header plus exactly these two wheels
+  - a custom pyodide-lock.json: the core lock's `info` header plus exactly these wheels
     (sha256, imports, depends), so `loadPyodide({lockFileURL})` + `loadPackage("ostracon")`
     work offline;
-  - the web/ sources (worker, bridge, ES-module API).
+  - the web/ sources (loader, worker, bridge, ES-module API, the demo);
+  - precompressed copies (`.gz`, gzip level 9, mtime 0) of every text and wasm file above
+    PRECOMPRESS_MIN_BYTES, for servers that send `Content-Encoding: gzip` from them.
 
 Idempotent and deterministic: the same inputs give byte-identical outputs. A digest over every
 input is kept in dist/web/build-info.json; when it matches (and the outputs are intact) the
@@ -24,6 +27,7 @@ build does nothing. Only stdlib is used so the script runs with any Python >= 3.
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import os
@@ -50,6 +54,19 @@ PYODIDE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_s
 MSGPACK_VERSION = "1.2.4"
 MSGPACK_WHEEL = f"msgpack-{MSGPACK_VERSION}-cp314-cp314-pyemscripten_2026_0_wasm32.whl"
 MSGPACK_SHA256 = "06a0657a4110d563255006b7cb7147432f67827144e429c2cdb1c967548d1817"
+# graphql-core (pure Python) for db.graphql() in the browser; the same version the native
+# test suite runs against.
+GRAPHQL_VERSION = "3.3.2"
+GRAPHQL_WHEEL = f"graphql_core-{GRAPHQL_VERSION}-py3-none-any.whl"
+GRAPHQL_SHA256 = "d83f49ee18d2db89fb575dab6ffefa8aa1bf5f60dff8a6781db6f63420041348"
+# (lock name, pip requirement, wheel file, sha256) of every third-party wheel in the bundle.
+PINNED_WHEELS = (
+    ("msgpack", f"msgpack=={MSGPACK_VERSION}", MSGPACK_WHEEL, MSGPACK_SHA256),
+    ("graphql-core", f"graphql-core=={GRAPHQL_VERSION}", GRAPHQL_WHEEL, GRAPHQL_SHA256),
+)
+# Files compressed ahead of time: compressible types only, and only where it pays.
+PRECOMPRESS_SUFFIXES = (".js", ".mjs", ".wasm", ".json", ".html", ".css", ".svg", ".webmanifest", ".zip")
+PRECOMPRESS_MIN_BYTES = 1024
 PIP_PLATFORM_ARGS = (
     "--no-deps", "--only-binary=:all:", "--platform", "pyemscripten_2026_0_wasm32",
     "--python-version", "3.14", "--implementation", "cp", "--abi", "cp314",
@@ -64,7 +81,7 @@ WHEEL_INPUTS = ("pyproject.toml", "README.md")
 WHEEL_SOURCE_DIR = "py/ostracon"
 
 BUILD_INFO = "build-info.json"
-BUILD_SCRIPT_VERSION = 1  # bump when the output layout changes
+BUILD_SCRIPT_VERSION = 2  # bump when the output layout changes
 
 
 def sha256_file(path: Path) -> str:
@@ -101,7 +118,8 @@ def input_digest() -> str:
     h = hashlib.sha256()
     h.update(f"script:{BUILD_SCRIPT_VERSION}:{sha256_file(Path(__file__))}\n".encode())
     h.update(f"pyodide:{digest_of([PYODIDE_DIR / f for f in PYODIDE_FILES + ('pyodide-lock.json',)])}\n".encode())
-    h.update(f"msgpack:{MSGPACK_SHA256}\n".encode())
+    for name, _req, _file, digest in PINNED_WHEELS:
+        h.update(f"{name}:{digest}\n".encode())
     h.update(f"wheel:{digest_of(wheel_source_files())}\n".encode())
     h.update(f"web:{digest_of(web_source_files())}\n".encode())
     return h.hexdigest()
@@ -120,25 +138,30 @@ def check_pyodide() -> dict:
     return json.loads((PYODIDE_DIR / "pyodide-lock.json").read_text())
 
 
-def msgpack_wheel(python: str) -> Path:
-    """The pinned msgpack wheel, from the cache or (once) from PyPI."""
+def pinned_wheel(python: str, requirement: str, wheel: str, sha256: str) -> Path:
+    """A pinned wheel for Pyodide's platform, from the cache or (once) from PyPI."""
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    cached = CACHE_DIR / MSGPACK_WHEEL
-    if cached.exists() and sha256_file(cached) == MSGPACK_SHA256:
+    cached = CACHE_DIR / wheel
+    if cached.exists() and sha256_file(cached) == sha256:
         return cached
     with tempfile.TemporaryDirectory(prefix="ostracon-pipdl-") as tmp:
-        cmd = [python, "-m", "pip", "download", "-q", *PIP_PLATFORM_ARGS,
-               f"msgpack=={MSGPACK_VERSION}", "-d", tmp]
+        cmd = [python, "-m", "pip", "download", "-q", *PIP_PLATFORM_ARGS, requirement, "-d", tmp]
         print("build.py:", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
-        got = Path(tmp) / MSGPACK_WHEEL
+        got = Path(tmp) / wheel
         if not got.exists():
-            sys.exit(f"build.py: pip download did not produce {MSGPACK_WHEEL}: {os.listdir(tmp)}")
+            sys.exit(f"build.py: pip download did not produce {wheel}: {os.listdir(tmp)}")
         digest = sha256_file(got)
-        if digest != MSGPACK_SHA256:
-            sys.exit(f"build.py: {MSGPACK_WHEEL} has sha256 {digest}, expected {MSGPACK_SHA256}")
+        if digest != sha256:
+            sys.exit(f"build.py: {wheel} has sha256 {digest}, expected {sha256}")
         shutil.copyfile(got, cached)
     return cached
+
+
+def precompress(src: Path, dst: Path) -> None:
+    """`dst` = gzip of `src`, byte-reproducible (no name, mtime 0)."""
+    data = gzip.compress(src.read_bytes(), compresslevel=9, mtime=0)
+    write_if_changed(dst, data)
 
 
 def ostracon_wheel(python: str, workdir: Path) -> Path:
@@ -232,9 +255,12 @@ def build(out: Path, python: str, force: bool) -> None:
         copy_if_changed(PYODIDE_DIR / f, out / f)
         expected.add(f)
 
-    mp = msgpack_wheel(python)
-    copy_if_changed(mp, out / mp.name)
-    expected.add(mp.name)
+    wheels: dict[str, Path] = {}
+    for name, req, wheel, digest in PINNED_WHEELS:
+        w = pinned_wheel(python, req, wheel, digest)
+        copy_if_changed(w, out / w.name)
+        expected.add(w.name)
+        wheels[name] = out / w.name
 
     with tempfile.TemporaryDirectory(prefix="ostracon-wheel-") as tmp:
         ow = ostracon_wheel(python, Path(tmp))
@@ -243,7 +269,7 @@ def build(out: Path, python: str, force: bool) -> None:
         lock = {
             "info": core_lock["info"],
             "packages": {
-                "msgpack": lock_entry("msgpack", out / mp.name, []),
+                **{name: lock_entry(name, path, []) for name, path in wheels.items()},
                 "ostracon": lock_entry("ostracon", out / ow.name, ["msgpack"]),
             },
         }
@@ -255,6 +281,11 @@ def build(out: Path, python: str, force: bool) -> None:
         rel = src.relative_to(WEB_SRC).as_posix()
         copy_if_changed(src, out / rel)
         expected.add(rel)
+
+    for rel in sorted(expected):
+        if rel.endswith(PRECOMPRESS_SUFFIXES) and (out / rel).stat().st_size >= PRECOMPRESS_MIN_BYTES:
+            precompress(out / rel, out / (rel + ".gz"))
+            expected.add(rel + ".gz")
 
     # Remove leftovers of earlier builds (an old wheel version, a deleted web file) so the
     # bundle is exactly the function of its inputs.
@@ -271,7 +302,7 @@ def build(out: Path, python: str, force: bool) -> None:
         "pyodide": PYODIDE_VERSION,
         "python": core_lock["info"].get("python"),
         "ostracon_wheel": ow.name,
-        "msgpack_wheel": mp.name,
+        "wheels": sorted(p.name for p in wheels.values()),
         "files": files,
     }
     write_if_changed(info_path, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode())

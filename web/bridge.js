@@ -1,9 +1,9 @@
 // The JS side of Ostracon's browser adapters: IndexedDB, WebCrypto, WebSocket.
 //
 // This ES module runs inside the Web Worker (or under Node with fake-indexeddb + ws) and is
-// registered into Pyodide as the importable module `ostracon_bridge`
-// (`pyodide.registerJsModule("ostracon_bridge", bridge)`). The Python adapters
-// (ostracon.storage.indexeddb, ostracon.crypto.webcrypto, ostracon.sync.browser) are its only
+// handed to Pyodide by web/loader.js (Python registers it under the module name it owns,
+// `ostracon.runtime.browser.bridge.BRIDGE_MODULE`). The Python adapters
+// (ostracon.runtime.browser: indexeddb, webcrypto, transport) are its only
 // callers. It knows nothing of blocks or CRDTs: it moves opaque bytes.
 //
 // Conventions:
@@ -20,7 +20,7 @@
 // single-threaded code in the middle of an operation. The Python adapters bracket every
 // blocking wait with gateEnter(kind)/gateExit(kind), kind "rpc" (a worker RPC batch) or "task"
 // (an asyncio task: the sync client). The worker waits for gateIdle() before entering Python;
-// ostracon_host.py defers asyncio callbacks while an "rpc" stack is suspended. (A suspended
+// ostracon.runtime.browser.bridge defers asyncio callbacks while an "rpc" stack is suspended. (A suspended
 // task is resumed BY an asyncio callback, so task suspensions cannot defer the loop.)
 let gateDepth = 0;
 let gateRpcDepth = 0;
@@ -136,7 +136,8 @@ function u8(v) {
 }
 
 // Read the whole database in one read-only transaction:
-//   {positions: number[], records: Uint8Array[], snapshot: {position, data} | undefined,
+//   {positions: number[], packed: Uint8Array, ends: number[] (record i is
+//    packed[ends[i-1] .. ends[i])), snapshot: {position, data} | undefined,
 //    metaKeys: string[], metaValues: Uint8Array[]}
 // Only the newest snapshot is returned (older ones are kept until compaction only as a
 // fallback if the newest is corrupt: `idbLoadSnapshots` lists them all).
@@ -153,7 +154,19 @@ export function idbLoad(db) {
     const out = { positions: [], records: [], snapshot: undefined, metaKeys: [], metaValues: [] };
     const rs = tx.objectStore("records");
     rs.getAllKeys().onsuccess = (ev) => { out.positions = ev.target.result; };
-    rs.getAll().onsuccess = (ev) => { out.records = ev.target.result.map(u8); };
+    rs.getAll().onsuccess = (ev) => {
+      // One buffer and end offsets: Python takes them in one conversion (not one per record).
+      const recs = ev.target.result.map(u8);
+      let total = 0;
+      for (const r of recs) total += r.length;
+      const packed = new Uint8Array(total);
+      const ends = new Array(recs.length);
+      let at = 0;
+      recs.forEach((r, i) => { packed.set(r, at); at += r.length; ends[i] = at; });
+      out.packed = packed;
+      out.ends = ends;
+      delete out.records;
+    };
     const ss = tx.objectStore("snapshots");
     ss.openCursor(null, "prev").onsuccess = (ev) => {
       const c = ev.target.result;
@@ -186,7 +199,9 @@ export function idbLoadSnapshots(db) {
 // (the browser's durability acknowledgement), rejects on abort with a typed error; an
 // aborted transaction writes nothing.
 //   batch = {
-//     positions: number[], records: Uint8Array[],        // puts into records
+//     positions: number[],                                // puts into records: either
+//     packed: Uint8Array, ends: number[],                 //   one buffer and end offsets
+//     records: Uint8Array[],                              //   or one array per record
 //     metaKeys: string[], metaValues: Uint8Array[],      // puts into meta
 //     snapshot: {position, data} | null,                 // put into snapshots
 //     dropRecordsUpTo: number | null,                    // delete records with key <= n
@@ -216,8 +231,20 @@ export function idbWrite(db, batch) {
       if (batch.dropRecordsUpTo != null && batch.dropRecordsUpTo > 0)
         rs.delete(IDBKeyRange.upperBound(batch.dropRecordsUpTo));
       const positions = batch.positions || [];
-      const records = batch.records || [];
-      for (let i = 0; i < positions.length; i++) rs.put(records[i], positions[i]);
+      if (batch.packed) {
+        // One buffer for the batch: record i is packed[ends[i-1] .. ends[i]). slice() copies,
+        // so each stored value owns its bytes (a subarray would clone the whole buffer).
+        const packed = u8(batch.packed);
+        const ends = batch.ends || [];
+        let start = 0;
+        for (let i = 0; i < positions.length; i++) {
+          rs.put(packed.slice(start, ends[i]), positions[i]);
+          start = ends[i];
+        }
+      } else {
+        const records = batch.records || [];
+        for (let i = 0; i < positions.length; i++) rs.put(records[i], positions[i]);
+      }
       const ms = tx.objectStore("meta");
       const keys = batch.metaKeys || [];
       const values = batch.metaValues || [];

@@ -13,8 +13,19 @@
 // the Python error class (ValidationError, ConflictError, NotFoundError, ...), `message` its
 // message, and `names` the class and its bases (`err.names.includes("OstraconError")`).
 // Value conversion rules: docs/BROWSER.md.
+//
+// A Database talks to its engine through an engine connection: `WorkerEngine` (this tab's own
+// worker) or `TabEngine` (tabs.js: the tabs of one origin share one worker, whichever tab runs
+// it). Database and Collection are the same classes either way.
+
+import { TabEngine, tabsAvailable } from "./tabs.js";
 
 const HERE = new URL(".", import.meta.url);
+// How long close() waits for the engine to flush and stop before it ends the worker anyway.
+// Writes are durable locally once flushed (the first thing close does); what may be cut short
+// is only the goodbye to an unreachable relay. 5 s covers a flush of a full sink batch on a
+// slow device many times over.
+export const CLOSE_TIMEOUT_MS = 5000;
 
 export class OstraconError extends Error {
   constructor(info) {
@@ -30,11 +41,17 @@ export class OstraconError extends Error {
   }
 }
 
+export function closedError(message = "the database is closed") {
+  return new OstraconError({ name: "ClosedError", message, names: ["ClosedError", "OstraconError"] });
+}
+
 // db.status: an EventTarget with the current state. Events (CustomEvent, data in `detail`):
 //   "progress" {phase, detail, ms}  while opening (phases: pyodide, packages, host, space,
 //                                   storage, replay, ready)
 //   "ready"    {info}               the database is open
 //   "sync"     {state, detail}      relay connection: "disabled" | "connecting" | "online" | "offline"
+//   "role"     {role}               "leader" (this tab runs the engine) | "follower" (tabs only)
+//   "leader"   {info}               another tab took over the engine: rescan
 //   "error"    {error}              a failure not tied to a call (worker crashed...)
 //   "closed"   {}
 export class Status extends EventTarget {
@@ -42,28 +59,60 @@ export class Status extends EventTarget {
     super();
     this.state = "opening";
     this.sync = "disabled";
+    this.syncDetail = { state: "disabled" };
+    this.role = null;
     this.progress = null;
+    this.info = null;
   }
 
   _emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
+
+  _setSync(state, detail) {
+    this.sync = state;
+    this.syncDetail = { ...(detail || {}), state };
+    this._emit("sync", { state, detail: detail || { state } });
+  }
 }
 
-class Rpc {
-  constructor(worker, status) {
-    this.worker = worker;
+// The engine in this tab's own dedicated worker.
+export class WorkerEngine {
+  constructor(options, status) {
+    this.options = options;
     this.status = status;
+    this.worker = null;
     this.nextId = 1;
     this.pending = new Map();
     this.subs = new Map();
-    this.onProgress = null;
+  }
+
+  // Start the worker and open the database; resolves to the database's info.
+  async start() {
+    const url = this.options.workerURL || new URL("worker.js", HERE);
+    const worker = new Worker(url, { type: "module", name: `ostracon:${this.options.name}` });
+    this.worker = worker;
     worker.onmessage = (ev) => this._onMessage(ev.data);
     worker.onerror = (ev) => {
       const err = new OstraconError({ name: "WorkerError", message: ev.message || "the Ostracon worker failed" });
-      status._emit("error", { error: err });
+      this.status._emit("error", { error: err });
       this._failAll(err);
     };
+    const { onProgress, workerURL, tabs, ...rest } = this.options;
+    let info;
+    try {
+      info = await this._send({ type: "open", options: rest });
+    } catch (e) {
+      this.terminate();
+      throw e;
+    }
+    // The page's online/offline events too (a worker may not get them in every browser).
+    if (typeof window !== "undefined") {
+      this._onNetwork = () => { if (this.worker) this.call("network", [navigator.onLine]).catch(() => {}); };
+      window.addEventListener("online", this._onNetwork);
+      window.addEventListener("offline", this._onNetwork);
+    }
+    return info;
   }
 
   _onMessage(m) {
@@ -82,12 +131,11 @@ class Rpc {
       const p = { phase: m.phase, detail: m.detail, ms: m.ms };
       this.status.progress = p;
       this.status._emit("progress", p);
-      if (this.onProgress) {
-        try { this.onProgress(p); } catch (err) { console.error("onProgress failed", err); }
+      if (this.options.onProgress) {
+        try { this.options.onProgress(p); } catch (err) { console.error("onProgress failed", err); }
       }
     } else if (m.type === "status") {
-      this.status.sync = m.state;
-      this.status._emit("sync", { state: m.state, detail: m.detail });
+      this.status._setSync(m.state, m.detail);
     }
   }
 
@@ -96,7 +144,8 @@ class Rpc {
     this.pending.clear();
   }
 
-  send(msg) {
+  _send(msg) {
+    if (!this.worker) return Promise.reject(closedError());
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
@@ -104,10 +153,47 @@ class Rpc {
     });
   }
 
-  call(method, ...args) {
-    // Trailing undefined arguments are dropped so Python defaults apply.
-    while (args.length && args[args.length - 1] === undefined) args.pop();
-    return this.send({ type: "call", method, args });
+  call(method, args) {
+    return this._send({ type: "call", method, args });
+  }
+
+  // → a handle for unsubscribe; cb gets one event at a time.
+  async subscribe(collection, buffer, cb) {
+    const sid = await this.call("subscribe", [collection, buffer]);
+    this.subs.set(sid, cb);
+    return sid;
+  }
+
+  async unsubscribe(sid) {
+    if (this.subs.delete(sid)) await this.call("unsubscribe", [sid]);
+  }
+
+  // Flush and close inside the worker (bounded by CLOSE_TIMEOUT_MS), then end it; pending
+  // calls reject with ClosedError.
+  async close() {
+    if (!this.worker) return;
+    let timer;
+    try {
+      await Promise.race([
+        this.call("close", []),
+        new Promise((resolve) => { timer = setTimeout(resolve, CLOSE_TIMEOUT_MS); }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      this.terminate();
+    }
+  }
+
+  terminate() {
+    if (this._onNetwork) {
+      window.removeEventListener("online", this._onNetwork);
+      window.removeEventListener("offline", this._onNetwork);
+      this._onNetwork = null;
+    }
+    if (this.worker) this.worker.terminate();
+    this.worker = null;
+    this.subs.clear();
+    this._failAll(closedError());
   }
 }
 
@@ -118,7 +204,7 @@ export class Collection {
   }
 
   _call(method, ...args) {
-    return this.db._rpc.call(method, this.name, ...args);
+    return this.db._call(method, this.name, ...args);
   }
 
   // create(doc) / create(doc, id) / create(doc, {id}) → the document id
@@ -133,11 +219,24 @@ export class Collection {
   // get(id) / get(id, {at}) → the document or null; `at` = commit CID or list of head CIDs.
   get(id, opts) { return this._call("get", id, opts && opts.at != null ? opts.at : null); }
   getMany(ids) { return this._call("getMany", ids); }
-  // scan({prefix, after, limit}) → {docs, next} (next: cursor for the following page, or null)
+  // scan({prefix, after, limit, includeDeleted}) → {docs, next} (next: cursor for the
+  // following page, or null); includeDeleted lists deleted documents too (`_deleted: true`).
   scan(opts) { return this._call("scan", opts || {}); }
   // find(filter, {order, limit}) → documents (DefraDB-style filter: _eq _gt _in _and ...)
   find(filter, opts) { return this._call("find", filter ?? null, opts || {}); }
+  // findPage(filter, {order, limit, offset, after}) → {docs, next}: keyset pagination
+  // (pass `next` as {after} with the same filter and order for the following page).
+  findPage(filter, opts) { return this._call("findPage", filter ?? null, opts || {}); }
+  // Which path find() would take (index with bounds, id scan, scan or refused).
+  explain(filter, opts) { return this._call("explain", filter ?? null, opts || {}); }
   count() { return this._call("count"); }
+  // createIndex(fields, {unique, name}) → index name; fields: "a" | ["a", "b.c"]
+  createIndex(fields, opts) { return this._call("createIndex", fields, opts || {}); }
+  dropIndex(name) { return this._call("dropIndex", name); }
+  // [{name, fields, unique, state, entries}]
+  indexes() { return this._call("indexes"); }
+  // setSchema(sdl) → version id; the SDL must define `type <collection name>`
+  setSchema(sdl) { return this._call("setSchema", sdl); }
   // update/patch/delete(id, ..., {ifVersion, ifHeads, where}) → commit CID; ConflictError
   // when a precondition fails (nothing changes). patch also takes {unset: [field, ...]}.
   update(id, doc, opts) { return this._call("update", id, doc, opts || {}); }
@@ -153,14 +252,19 @@ export class Collection {
 }
 
 export class Database {
-  constructor(worker, rpc, status, info) {
-    this._worker = worker;
-    this._rpc = rpc;
+  constructor(engine, status) {
+    this._engine = engine;
     this.status = status;
-    this.info = info;
     this._collections = new Map();
     this._closed = false;
+    this._closing = null;
+    this.ready = null; // set by connect(): resolves to this database once open
   }
+
+  get info() { return this.status.info; }
+  set info(v) { this.status.info = v; }
+  // "leader" when this tab runs the engine, "follower" when another tab does (tabs: "share").
+  get role() { return this.status.role; }
 
   collection(name) {
     let c = this._collections.get(name);
@@ -171,68 +275,120 @@ export class Database {
     return c;
   }
 
+  // Every call goes through here: after close() it rejects at once with ClosedError.
+  _call(method, ...args) {
+    if (this._closed) return Promise.reject(closedError());
+    // Trailing undefined arguments are dropped so Python defaults apply.
+    while (args.length && args[args.length - 1] === undefined) args.pop();
+    return this._engine.call(method, args);
+  }
+
   // subscribe(cb, {collection, buffer}) → a function that unsubscribes (returns a Promise).
   subscribe(cb, opts = {}) {
     if (typeof cb !== "function") throw new TypeError("subscribe needs a callback");
-    let sid = null;
+    if (this._closed) {
+      const off = async () => {};
+      off.ready = Promise.reject(closedError());
+      return off;
+    }
+    let handle = null;
     let cancelled = false;
-    const ready = this._rpc.call("subscribe", opts.collection ?? null, opts.buffer ?? null).then((id) => {
-      sid = id;
-      if (cancelled) return this._rpc.call("unsubscribe", id);
-      this._rpc.subs.set(id, cb);
+    const ready = this._engine.subscribe(opts.collection ?? null, opts.buffer ?? null, cb).then((h) => {
+      handle = h;
+      if (cancelled) return this._engine.unsubscribe(h);
       return undefined;
     });
     const off = async () => {
       cancelled = true;
       await ready;
-      if (sid != null && this._rpc.subs.delete(sid)) await this._rpc.call("unsubscribe", sid);
+      if (handle != null && !this._closed) await this._engine.unsubscribe(handle);
+      handle = null;
     };
     off.ready = ready;
     return off;
   }
 
   // Resolves once every earlier write is durable in IndexedDB.
-  flush() { return this._rpc.call("flush"); }
+  flush() { return this._call("flush"); }
   // One string another device can join this space with (it carries the space key). In a
   // member space ({create} or {invite} at open) it admits one device: opts {role:
   // "writer" (default) | "reader" | "admin"}; only admins invite.
-  invite(relayUrl, opts = {}) { return this._rpc.call("invite", relayUrl, opts); }
+  invite(relayUrl, opts = {}) { return this._call("invite", relayUrl, opts); }
   // [{actor, fingerprint, role, me}] of the space's members ([] for an open space).
-  members() { return this._rpc.call("members"); }
+  members() { return this._call("members"); }
   // Remove a member (admins only): the space key rotates, the removed device reads nothing
   // written afterwards and the relay refuses it. Resolves to the members left.
-  remove(actor) { return this._rpc.call("remove", actor); }
-  stateHash() { return this._rpc.call("stateHash"); }
-  heads() { return this._rpc.call("heads"); }
-  versionVector() { return this._rpc.call("versionVector"); }
-  collections() { return this._rpc.call("collections"); }
-  changes(opts = {}) { return this._rpc.call("changes", opts.collection ?? null, opts.after ?? null, opts.limit ?? null); }
-  blocksSince(vector) { return this._rpc.call("blocksSince", vector ?? {}); }
-  applyBlocks(envelopes) { return this._rpc.call("applyBlocks", envelopes); }
+  remove(actor) { return this._call("remove", actor); }
+  stateHash() { return this._call("stateHash"); }
+  heads() { return this._call("heads"); }
+  versionVector() { return this._call("versionVector"); }
+  collections() { return this._call("collections"); }
+  changes(opts = {}) { return this._call("changes", opts.collection ?? null, opts.after ?? null, opts.limit ?? null); }
+  blocksSince(vector) { return this._call("blocksSince", vector ?? {}); }
+  applyBlocks(envelopes) { return this._call("applyBlocks", envelopes); }
+  // defineSchema(sdl) → {collection: version id} (docs/QUERIES.md)
+  defineSchema(sdl) { return this._call("defineSchema", sdl); }
+  schemaVersions() { return this._call("schemaVersions"); }
+  schemaHistory(name) { return this._call("schemaHistory", name); }
+  // graphql(query, variables, {operationName, allowMutations}) → {data, errors}
+  graphql(query, variables, opts) { return this._call("graphql", query, variables ?? null, opts || {}); }
   // The sync client's status ({state, pending, peers, synced, error, ...}) or null.
-  syncStatus() { return this._rpc.call("syncStatus"); }
-  refreshInfo() { return this._rpc.call("info").then((i) => (this.info = i)); }
-
-  // Internal / tests: raw RPC.
-  _call(method, ...args) { return this._rpc.call(method, ...args); }
+  syncStatus() { return this._call("syncStatus"); }
+  refreshInfo() { return this._call("info").then((i) => (this.info = i)); }
 
   // Flush, close the database and stop the worker (which releases the IndexedDB lock).
-  async close() {
-    if (this._closed) return;
-    this._closed = true;
-    try {
-      await this._rpc.call("close");
-    } finally {
-      this._worker.terminate();
-      this.status.state = "closed";
-      this.status._emit("closed", {});
-      this._rpc._failAll(new OstraconError({ name: "ClosedError", message: "the database is closed", names: ["ClosedError", "OstraconError"] }));
+  // Resolves within CLOSE_TIMEOUT_MS even when the relay is unreachable; every call made
+  // after close() rejects at once with ClosedError.
+  close() {
+    if (!this._closing) {
+      this._closed = true;
+      this._closing = (async () => {
+        try {
+          await this._engine.close();
+        } finally {
+          this.status.state = "closed";
+          this.status._emit("closed", {});
+        }
+      })();
     }
+    return this._closing;
   }
 }
 
-// Open (or create) a database in a new worker.
-//   name        IndexedDB database name (one writer at a time: a second tab gets LockedError)
+// Start opening a database and return it at once (state "opening"); `db.ready` resolves to
+// it once open (or rejects, and the database is closed). Options as for `open`.
+export function connect(options = {}) {
+  if (!options || typeof options.name !== "string" || !options.name) {
+    throw new OstraconError({ name: "ValidationError", message: "Ostracon.open needs {name}", names: ["ValidationError", "OstraconError"] });
+  }
+  const status = new Status();
+  const mode = options.tabs ?? "share";
+  if (mode !== "share" && mode !== "exclusive") {
+    throw new OstraconError({ name: "ValidationError", message: 'tabs must be "share" or "exclusive"', names: ["ValidationError", "OstraconError"] });
+  }
+  const share = mode === "share" && tabsAvailable();
+  const engine = share
+    ? new TabEngine(options, status, (o) => new WorkerEngine(o, status))
+    : new WorkerEngine(options, status);
+  if (!share) status.role = "leader";
+  const db = new Database(engine, status);
+  db.ready = engine.start().then((info) => {
+    status.info = info;
+    status.state = "ready";
+    status._emit("ready", { info });
+    return db;
+  }, (e) => {
+    db._closed = true;
+    status.state = "closed";
+    throw e;
+  });
+  return db;
+}
+
+// Open (or create) a database.
+//   name        IndexedDB database name
+//   tabs        "share" (default: the tabs of this origin that open `name` share one engine,
+//               tabs.js) or "exclusive" (a second tab opening `name` gets LockedError)
 //   space       {create: true, passphrase, name}  a new random space, this device its admin
 //               (the passphrase only locks it on this device; others join with invites)
 //               | {invite[, passphrase]} | {passphrase} (unlock one made with create)
@@ -242,28 +398,13 @@ export class Database {
 //               db.status "sync" events ({state: connecting|online|offline|stopped, detail})
 //   onProgress  callback for startup progress ({phase, detail, ms})
 //   workerURL   where worker.js is (default: next to this module)
-export async function open(options = {}) {
-  if (!options || typeof options.name !== "string" || !options.name) {
-    throw new OstraconError({ name: "ValidationError", message: "Ostracon.open needs {name}", names: ["ValidationError", "OstraconError"] });
-  }
-  const url = options.workerURL || new URL("worker.js", HERE);
-  const worker = new Worker(url, { type: "module", name: `ostracon:${options.name}` });
-  const status = new Status();
-  const rpc = new Rpc(worker, status);
-  rpc.onProgress = options.onProgress || null;
-  const { onProgress, workerURL, ...rest } = options;
-  let info;
+export function open(options = {}) {
   try {
-    info = await rpc.send({ type: "open", options: rest });
+    return connect(options).ready;
   } catch (e) {
-    worker.terminate();
-    status.state = "closed";
-    throw e;
+    return Promise.reject(e);
   }
-  status.state = "ready";
-  status._emit("ready", { info });
-  return new Database(worker, rpc, status, info);
 }
 
-export const Ostracon = { open, OstraconError, Database, Collection, Status };
+export const Ostracon = { open, connect, OstraconError, Database, Collection, Status };
 export default Ostracon;

@@ -1,9 +1,9 @@
 // The Ostracon engine in a dedicated Web Worker (module worker).
 //
-// Boots Pyodide from this worker's own origin (no CDN): the core files, the custom
-// pyodide-lock.json and the two wheels (msgpack, ostracon) written by wasm-build/build.py sit
-// next to this file. Then it loads ostracon_host.py (the Python side of the RPC), opens the
-// database on IndexedDB with WebCrypto, and answers RPC messages from web/ostracon.js.
+// Boots Pyodide from this worker's own origin (no CDN) through loader.js: the core files, the
+// custom pyodide-lock.json and the wheels written by wasm-build/build.py sit next to this
+// file. The Python side of the RPC is ostracon.runtime.browser.host (in the wheel); it opens
+// the database on IndexedDB with WebCrypto and answers RPC messages from web/ostracon.js.
 //
 // Messages in:  {type: "open", id, options} (first), {type: "call", id, method, args}
 // Messages out: {type: "progress", phase, detail, ms}, {type: "reply", id, result | error},
@@ -15,8 +15,8 @@
 // one batch (one JSPI entry for many calls).
 
 import * as bridge from "./bridge.js";
+import { loadRuntime } from "./loader.js";
 
-const BASE = new URL(".", import.meta.url);
 // How often the sink's time trigger is checked when no writes arrive (the engine has no
 // threads: something must call tick()). 1 s keeps the 5 s trigger within 20% of its target.
 const TICK_MS = 1000;
@@ -35,8 +35,8 @@ let tickTimer = null;
 
 // JS has one number type: `toPy` turns -0 into the Python int 0, a different block than the
 // float -0.0 a native caller stores. Canonical rule (docs/MERGE.md): -0 is the float -0.0.
-// Before conversion every -0 in a request becomes this marker, which ostracon_host.from_js
-// turns back into -0.0 (toPy leaves instances of classes as proxies).
+// Before conversion every -0 in a request becomes this marker, which runtime/browser/convert.py's
+// from_js turns back into -0.0 (toPy leaves instances of classes as proxies).
 class NegativeZero {}
 NegativeZero.prototype.ostraconNegativeZero = true;
 const NEGATIVE_ZERO = Object.freeze(new NegativeZero());
@@ -65,23 +65,7 @@ function errorOf(e) {
 }
 
 async function boot(options) {
-  progress("pyodide", { url: BASE.href });
-  const { loadPyodide } = await import(new URL("pyodide.mjs", BASE).href);
-  pyodide = await loadPyodide({
-    indexURL: BASE.href,
-    lockFileURL: new URL("pyodide-lock.json", BASE).href,
-    packageBaseUrl: BASE.href,
-  });
-  progress("packages", { packages: ["msgpack", "ostracon"] });
-  await pyodide.loadPackage(["ostracon"], { messageCallback: () => {} });
-  pyodide.registerJsModule("ostracon_bridge", bridge);
-  progress("host", null);
-  const src = await (await fetch(new URL("ostracon_host.py", BASE))).text();
-  pyodide.FS.mkdirTree("/home/pyodide/ostracon_web");
-  pyodide.FS.writeFile("/home/pyodide/ostracon_web/ostracon_host.py", src);
-  pyodide.runPython("import sys\nif '/home/pyodide/ostracon_web' not in sys.path: sys.path.insert(0, '/home/pyodide/ostracon_web')");
-  const mod = pyodide.pyimport("ostracon_host");
-  host = mod.HOST;
+  ({ pyodide, host } = await loadRuntime({ progress }));
   host.progress = (phase, detail) => progress(phase, detail);
   host.on_sync = (st) => post({ type: "status", state: st.state, detail: st });
   host.wake = () => setTimeout(() => {
@@ -186,6 +170,7 @@ self.onmessage = async (ev) => {
       return;
     }
     queue.push({ id: msg.id, method: "open", args: [openOptions(msg.options)] });
+    if (self.navigator && self.navigator.onLine === false) network(false);
     await drain();
     if (!tickTimer) tickTimer = setInterval(() => {
       if (!queue.length && !draining) {
@@ -208,6 +193,16 @@ self.onmessage = async (ev) => {
     drain();
   }
 };
+
+// The device's network as the browser sees it: offline drops the relay connection at once
+// (no waiting for a heartbeat to fail) and online reconnects without waiting for the backoff.
+function network(online) {
+  if (!host) return;
+  queue.push({ id: -1, method: "network", args: [online] });
+  drain();
+}
+self.addEventListener("online", () => network(true));
+self.addEventListener("offline", () => network(false));
 
 // Options the Python side understands (the rest are JS-side: onProgress, workerURL...).
 function openOptions(o) {

@@ -30,24 +30,18 @@ export async function installBrowserGlobals() {
   }
 }
 
-// Load Pyodide from `dist` with the bundle's lock file, load the ostracon wheel, register the
-// bridge. Returns {pyodide, bridge, timings}.
+// Load the runtime from `dist` with the bundle's own loader (web/loader.js): the same lock
+// file, wheels and bridge as the worker. Returns {pyodide, bridge, host, timings}.
 export async function bootPyodide(dist = path.join(ROOT, "dist", "web"), { packages = ["ostracon"] } = {}) {
   const t0 = performance.now();
   await installBrowserGlobals();
-  const dir = dist.endsWith(path.sep) ? dist : dist + path.sep;
-  const { loadPyodide } = await import(pathToFileURL(path.join(dir, "pyodide.mjs")).href);
-  const pyodide = await loadPyodide({
-    indexURL: dir,
-    lockFileURL: path.join(dir, "pyodide-lock.json"),
-    packageBaseUrl: dir,
-    stdout: (s) => console.log(s),
-    stderr: (s) => console.error(s),
+  const { loadRuntime } = await import(pathToFileURL(path.join(dist, "loader.js")).href);
+  let t1 = t0;
+  const rt = await loadRuntime({
+    packages,
+    progress: (phase) => { if (phase === "packages") t1 = performance.now(); },
+    pyodideOptions: { stdout: (s) => console.log(s), stderr: (s) => console.error(s) },
   });
-  const t1 = performance.now();
-  await pyodide.loadPackage(packages, { messageCallback: () => {} });
   const t2 = performance.now();
-  const bridge = await import(pathToFileURL(path.join(dir, "bridge.js")).href);
-  pyodide.registerJsModule("ostracon_bridge", bridge);
-  return { pyodide, bridge, timings: { pyodideMs: t1 - t0, packagesMs: t2 - t1, totalMs: t2 - t0 } };
+  return { ...rt, timings: { pyodideMs: t1 - t0, packagesMs: t2 - t1, totalMs: t2 - t0 } };
 }

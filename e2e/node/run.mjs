@@ -33,7 +33,7 @@ const onlyTransport = allChecks && !checks;
 const seeds = Number(arg("--seeds", "12"));
 const TESTS_DIR = "/home/pyodide/ostracon_tests";
 // Values that must be identical across runtimes (the others only have to pass).
-const COMPARED = ["crypto_vectors", "sim_hashes", "core_vectors"];
+const COMPARED = ["crypto_vectors", "sim_hashes", "core_vectors", "graphql_answers"];
 
 // Files the checks need inside Pyodide, relative to the repo root → path under TESTS_DIR.
 function testFiles() {
@@ -97,10 +97,7 @@ for (const [rel, text] of Object.entries(testFiles())) {
   pyodide.FS.mkdirTree(p.slice(0, p.lastIndexOf("/")));
   pyodide.FS.writeFile(p, text);
 }
-// The worker's host module too (its value conversion is checked).
-pyodide.FS.mkdirTree("/home/pyodide/ostracon_web");
-pyodide.FS.writeFile("/home/pyodide/ostracon_web/ostracon_host.py", fs.readFileSync(path.join(dist, "ostracon_host.py"), "utf8"));
-pyodide.runPython(`import sys\nsys.path[:0] = [${JSON.stringify(TESTS_DIR)}, "/home/pyodide/ostracon_web"]`);
+pyodide.runPython(`import sys\nsys.path[:0] = [${JSON.stringify(TESTS_DIR)}]`);
 const run = pyodide.pyimport("runtime_checks").run_checks_json;
 const t1 = performance.now();
 let pyRes;
@@ -114,7 +111,7 @@ try {
 }
 const tPy = performance.now() - t1;
 
-// The browser WebSocket transport (sync/browser.py over `ws`) against a real relay.
+// The browser WebSocket transport (runtime/browser/transport.py over `ws`) against a real relay.
 if (wantTransport) {
   const relay = await startRelay();
   try {

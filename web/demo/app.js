@@ -2,18 +2,23 @@
 //
 // Data flow: every edit goes to the engine (memory first, then flushed to IndexedDB), the
 // engine's change feed drives what the list shows, and the relay status drives the sync bar.
-// One tab owns the engine (leader.js); the others talk to it, so every tab is live.
+// The tabs of this origin share one engine (the runtime's default, tabs: "share"), so every
+// tab is live.
 
-import { openShared } from "./leader.js";
+import Ostracon from "../ostracon.js";
 import { dagSvg, describeOps, fingerprint, actorColor, SIGNATURE_WORDS, ROW_H } from "./history.js";
 import { verifyAll } from "./verify.js";
 
 const COLLECTION = "notes";
 const SPACE_KEY = "ostracon-notes/space";
 const KNOWN_KEY = "ostracon-notes/known-databases";
-// Pause in typing after which an edit is written (the engine is memory first, so this only
-// bounds how many commits a burst of typing makes, not how long saving takes).
-const SAVE_DEBOUNCE_MS = 300;
+// An editing burst becomes one commit: it is written after this pause in typing (the engine
+// is memory first, so this only bounds how many commits typing makes, not how long saving
+// takes), and at most once per SAVE_MIN_INTERVAL_MS; a burst longer than SAVE_MAX_WAIT_MS is
+// written in parts so a crash never loses more than that.
+const SAVE_DEBOUNCE_MS = 1000;
+const SAVE_MIN_INTERVAL_MS = 1000;
+const SAVE_MAX_WAIT_MS = 5000;
 // Page size when loading every note (scan is paged by the engine).
 const SCAN_PAGE = 500;
 const BOOT_PHASES = ["pyodide", "packages", "host", "space", "storage", "replay", "ready"];
@@ -31,6 +36,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   db: null,
   notes: new Map(),
+  deleted: new Map(), // deleted notes (their history is kept), loaded for the "Deleted" filter
   current: null, // {id, draft, dirty: Set, timer, saving: Promise, lastSave}
   sync: { state: "opening" },
   lastSynced: null,
@@ -145,7 +151,7 @@ async function openSpace(space) {
   $("boot-phase").textContent = "Looking for another open window of this space…";
   const name = await dbNameFor(space);
   const spaceOpt = space.invite ? { invite: space.invite } : { passphrase: space.passphrase, name: space.name };
-  const db = openShared({
+  const db = Ostracon.connect({
     name,
     space: spaceOpt,
     relay: relayURL(),
@@ -160,7 +166,7 @@ async function openSpace(space) {
   db.status.addEventListener("role", (ev) => {
     $("tab-role").textContent = ev.detail.role === "leader" ? "runs the database engine" : "uses the engine of another tab";
   });
-  db.status.addEventListener("sync", (ev) => setSync(ev.detail));
+  db.status.addEventListener("sync", (ev) => setSync({ ...(ev.detail.detail || {}), state: ev.detail.state }));
   db.status.addEventListener("leader", () => {
     // A (new) leader: anything may have happened meanwhile, so reload the list.
     if (window.__notes.ready) reloadAll().catch(reportError);
@@ -183,12 +189,24 @@ async function openSpace(space) {
   const isNew = !known.includes(name);
   if (isNew) localStorage.setItem(KNOWN_KEY, JSON.stringify([...known, name]));
   if (location.hash) history.replaceState(null, "", location.pathname + location.search);
-  db.collection(COLLECTION).subscribe((events) => onEvents(events));
+  // Events arrive one at a time; the ones of one task are handled together.
+  let batch = null;
+  db.collection(COLLECTION).subscribe((ev) => {
+    if (!batch) {
+      batch = [];
+      queueMicrotask(() => {
+        const events = batch;
+        batch = null;
+        onEvents(events).catch(reportError);
+      });
+    }
+    batch.push(ev);
+  });
   await reloadAll();
   show("boot", false);
   show("app");
   show("space-btn");
-  setSync(db.sync);
+  setSync(db.status.syncDetail);
   window.__notes.ready = true;
   $("new-note").focus();
   $("empty").textContent = isNew
@@ -248,6 +266,7 @@ async function reloadAll() {
     after = page.next;
   }
   state.notes = notes;
+  if ($("filter").value === "deleted") await loadDeleted();
   renderList();
   if (state.current && !state.current.draft) {
     const d = notes.get(state.current.id);
@@ -281,6 +300,20 @@ async function onEvents(events) {
   }
 }
 
+// Any value a peer may have synced (a number, null, a map, bytes), as text for the page.
+function asText(v) {
+  if (v == null) return "";
+  if (typeof v === "string") return v;
+  if (typeof v === "number" || typeof v === "boolean" || typeof v === "bigint") return String(v);
+  if (v instanceof Uint8Array) return `(${v.length} bytes)`;
+  try {
+    return JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? x.toString()
+      : x instanceof Uint8Array ? `(${x.length} bytes)` : x));
+  } catch (_) {
+    return String(v);
+  }
+}
+
 function tagsOf(d) {
   return Array.isArray(d.tags) ? d.tags.filter((t) => typeof t === "string") : [];
 }
@@ -289,9 +322,9 @@ function visibleNotes() {
   const q = $("search").value.trim().toLowerCase();
   const filter = $("filter").value;
   const sort = $("sort").value;
-  let list = [...state.notes.values()];
+  let list = [...(filter === "deleted" ? state.deleted : state.notes).values()];
   if (q) {
-    list = list.filter((d) => `${d.title || ""}\n${d.body || ""}\n${tagsOf(d).join(" ")}`.toLowerCase().includes(q));
+    list = list.filter((d) => `${asText(d.title)}\n${asText(d.body)}\n${tagsOf(d).join(" ")}`.toLowerCase().includes(q));
   }
   if (filter === "active") list = list.filter((d) => !d.done);
   else if (filter === "done") list = list.filter((d) => d.done);
@@ -300,7 +333,7 @@ function visibleNotes() {
   const key = {
     updated: (a, b) => (b._updated || 0) - (a._updated || 0),
     created: (a, b) => (b._created || 0) - (a._created || 0),
-    title: (a, b) => (a.title || "").localeCompare(b.title || "", undefined, { sensitivity: "base" }),
+    title: (a, b) => asText(a.title).localeCompare(asText(b.title), undefined, { sensitivity: "base" }),
   }[sort];
   list.sort((a, b) => (b.pinned ? 1 : 0) - (a.pinned ? 1 : 0) || key(a, b) || a._id.localeCompare(b._id));
   return list;
@@ -335,7 +368,7 @@ function renderList() {
     if (state.current && state.current.id === d._id) b.setAttribute("aria-current", "true");
     const title = document.createElement("span");
     title.className = "note-title";
-    title.textContent = d.title || "Untitled";
+    title.textContent = asText(d.title) || (d._deleted ? "Deleted note" : "Untitled");
     if (d.pinned) {
       const pin = document.createElement("span");
       pin.className = "pin";
@@ -345,17 +378,17 @@ function renderList() {
     }
     const snippet = document.createElement("span");
     snippet.className = "note-snippet";
-    snippet.textContent = (d.body || "").slice(0, 140) || " ";
+    snippet.textContent = d._deleted ? "Open its history to restore it" : asText(d.body).slice(0, 140) || " ";
     const meta = document.createElement("span");
     meta.className = "note-meta";
     const tags = tagsOf(d).map((t) => `#${t}`).join(" ");
-    meta.textContent = [d.done ? "done" : "", tags, timeWords(d._updated)].filter(Boolean).join(" · ");
+    meta.textContent = [d._deleted ? "deleted" : "", d.done ? "done" : "", tags, timeWords(d._updated)].filter(Boolean).join(" · ");
     const head = document.createElement("span");
     head.className = "note-head";
     head.append(title);
     if (d.pinned) head.append(b.querySelector(".pin"));
     b.append(head, snippet, meta);
-    b.addEventListener("click", () => openNote(d._id));
+    b.addEventListener("click", () => (d._deleted ? showHistory(d._id) : openNote(d._id)));
     li.append(b);
     ul.append(li);
   }
@@ -392,6 +425,10 @@ for (const id of ["search", "filter", "sort"]) $(id).addEventListener("input", r
 const PIN_SVG = '<svg viewBox="0 0 16 16" width="14" height="14" aria-hidden="true"><path d="M10.5 1.5l4 4-2 1-3 3 .5 3.5-1.5 1.5-3-3-3.5 3.5-.9-.9L4.6 10.6l-3-3L3.1 6l3.5.5 3-3z" fill="currentColor"/></svg><span class="sr-only">pinned</span>';
 const FIELDS = ["title", "body", "tags", "pinned", "done"];
 
+// The editor saves as you type; Enter in a field must not submit (and reload) the page.
+// A listener, not an inline handler: the app is served with a CSP that forbids inline script.
+$("editor").addEventListener("submit", (e) => e.preventDefault());
+
 function parseTags(text) {
   const seen = new Set();
   for (const t of text.split(",")) {
@@ -416,7 +453,7 @@ function fillEditor(d, fresh) {
     if (!fresh && (cur.dirty.has(f) || cur.inflight.has(f))) continue;
     const el = $(f);
     if (f === "pinned" || f === "done") { el.checked = !!d[f]; continue; }
-    const v = f === "tags" ? tagsOf(d).join(", ") : (d[f] ?? "");
+    const v = f === "tags" ? tagsOf(d).join(", ") : asText(d[f]);
     if (f === "tags" && !fresh && parseTags(el.value).join("\0") === tagsOf(d).join("\0")) continue;
     if (el.value !== v) {
       const focused = document.activeElement === el;
@@ -477,7 +514,11 @@ function onEdit(field) {
   cur.dirty.add(field);
   setSaveState("editing");
   clearTimeout(cur.timer);
-  const wait = field === "pinned" || field === "done" ? 0 : SAVE_DEBOUNCE_MS;
+  const now = Date.now();
+  if (!cur.burstStart) cur.burstStart = now;
+  let wait = field === "pinned" || field === "done" ? 0 : SAVE_DEBOUNCE_MS;
+  wait = Math.max(wait, (cur.lastSave || 0) + SAVE_MIN_INTERVAL_MS - now);
+  wait = Math.min(wait, Math.max(0, cur.burstStart + SAVE_MAX_WAIT_MS - now));
   cur.timer = setTimeout(() => save(cur), wait);
 }
 
@@ -496,6 +537,8 @@ function flushSave() {
 // Fields being saved count as dirty for fillEditor, so an echo of an older save never
 // overwrites newer typing.
 function save(cur) {
+  cur.burstStart = 0;
+  cur.lastSave = Date.now();
   const fields = {};
   for (const f of cur.dirty) fields[f] = fieldValue(f);
   cur.dirty.clear();
@@ -610,8 +653,32 @@ $("history-btn").addEventListener("click", async () => {
   if (!cur || cur.draft) { toast("This note has no history yet: type something first."); return; }
   flushSave();
   await cur.saving;
+  await showHistory(cur.id);
+});
+
+async function showHistory(id) {
+  $("travel").replaceChildren();
   $("history").showModal();
-  await loadHistory(cur.id, null);
+  await loadHistory(id, null);
+}
+
+// Deleted notes keep their history; the "Deleted" filter lists them so one can be restored.
+async function loadDeleted() {
+  const col = state.db.collection(COLLECTION);
+  const deleted = new Map();
+  let after = null;
+  for (;;) {
+    const page = await col.scan({ after, limit: SCAN_PAGE, includeDeleted: true });
+    for (const d of page.docs) if (d._deleted) deleted.set(d._id, d);
+    if (!page.next) break;
+    after = page.next;
+  }
+  state.deleted = deleted;
+  renderList();
+}
+
+$("filter").addEventListener("change", () => {
+  if ($("filter").value === "deleted") loadDeleted().catch(reportError);
 });
 
 async function loadHistory(id, selected) {
@@ -710,10 +777,10 @@ async function travel(cid) {
   }
   const t = document.createElement("p");
   t.className = "travel-title";
-  t.textContent = old.title || "Untitled";
+  t.textContent = asText(old.title) || "Untitled";
   const body = document.createElement("pre");
   body.className = "travel-body";
-  body.textContent = old.body || "";
+  body.textContent = asText(old.body);
   const meta = document.createElement("p");
   meta.className = "muted small";
   meta.textContent = [tagsOf(old).map((x) => `#${x}`).join(" "), old.pinned ? "pinned" : "", old.done ? "done" : "", `version ${old._version}`].filter(Boolean).join(" · ");
@@ -731,16 +798,25 @@ async function restoreVersion(id, old) {
   // version did not have. It is a new commit: history is never rewritten.
   try {
     const col = state.db.collection(COLLECTION);
-    const now = (await col.get(id)) || {};
-    const fields = {};
-    const unset = [];
-    for (const [k, v] of Object.entries(old)) if (!k.startsWith("_") && JSON.stringify(now[k]) !== JSON.stringify(v)) fields[k] = v;
-    for (const k of Object.keys(now)) if (!k.startsWith("_") && !(k in old)) unset.push(k);
-    if (!Object.keys(fields).length && !unset.length) {
-      toast("The note already looks exactly like this version.");
-      return;
+    const current = await col.get(id);
+    if (!current) {
+      // Deleted: the same id comes back with the old version's fields (a new commit after
+      // the deletion; the history keeps both).
+      const fields = {};
+      for (const [k, v] of Object.entries(old)) if (!k.startsWith("_")) fields[k] = v;
+      await col.create(fields, id);
+      state.deleted.delete(id);
+    } else {
+      const fields = {};
+      const unset = [];
+      for (const [k, v] of Object.entries(old)) if (!k.startsWith("_") && JSON.stringify(current[k]) !== JSON.stringify(v)) fields[k] = v;
+      for (const k of Object.keys(current)) if (!k.startsWith("_") && !(k in old)) unset.push(k);
+      if (!Object.keys(fields).length && !unset.length) {
+        toast("The note already looks exactly like this version.");
+        return;
+      }
+      await col.patch(id, fields, { unset });
     }
-    await col.patch(id, fields, { unset });
     await state.db.flush();
     const d = await col.get(id);
     state.notes.set(id, d);
@@ -773,7 +849,7 @@ $("space-btn").addEventListener("click", async () => {
 async function inviteLink() {
   const base = `${location.origin}${location.pathname}`;
   try {
-    const inv = await state.db.call("invite", relayURL());
+    const inv = await state.db.invite(relayURL());
     if (typeof inv === "string" && inv) return `${base}#invite=${inv}`;
   } catch (_) {
     // The runtime has no invite call: fall back to the space's own secret (same effect).
@@ -839,7 +915,7 @@ $("verify-btn").addEventListener("click", async () => {
   out.textContent = "Saving pending changes, then reading every block…";
   try {
     await state.db.flush();
-    const envelopes = await state.db.call("blocksSince", {});
+    const envelopes = await state.db.blocksSince({});
     const r = await verifyAll(envelopes, (done, total) => {
       bar.max = total || 1;
       bar.value = done;
@@ -923,9 +999,9 @@ $("join-invite").addEventListener("submit", (ev) => {
     if (h.get("space") && h.get("passphrase")) { openSpace({ name: h.get("space"), passphrase: h.get("passphrase") }); return; }
     if (h.get("invite")) text = h.get("invite");
   }
-  if (!/^ost1/i.test(text.replace(/\s+/g, ""))) {
+  if (!/^ost[12]/i.test(text.replace(/\s+/g, ""))) {
     $("join-error").hidden = false;
-    $("join-error").textContent = "That is not an Ostracon invite: it should contain “#invite=ost1…”.";
+    $("join-error").textContent = "That is not an Ostracon invite: it should contain “#invite=ost2…”.";
     return;
   }
   openSpace({ invite: text.replace(/\s+/g, "") });
@@ -935,7 +1011,6 @@ $("join-invite").addEventListener("submit", (ev) => {
 
 window.addEventListener("pagehide", () => {
   flushSave();
-  if (state.db) state.db.leaving();
 });
 
 document.addEventListener("visibilitychange", () => {

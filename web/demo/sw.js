@@ -17,14 +17,14 @@
 
 const PREFIX = "ostracon-notes-";
 const SHELL = [
-  "./", "index.html", "app.js", "leader.js", "history.js", "verify.js", "engine-worker.js", "styles.css",
+  "./", "index.html", "app.js", "history.js", "verify.js", "engine-worker.js", "styles.css",
   "manifest.webmanifest", "icons/icon.svg", "icons/icon-192.png", "icons/icon-512.png", "icons/maskable-512.png",
 ];
 const BUILD_INFO = new URL("../build-info.json", self.location).href;
 const ROOT = new URL("../", self.location).href;
 const NEVER_CACHE = [/\/healthz$/, /\/metrics(\.json)?$/, /\/v1\//, /\/graphql$/];
 // Files under the bundle that pages never load: not worth precaching.
-const SKIP = [/^e2e\//, /\.py\.map$/, /^demo\/dev\//, /^demo\/tools\//];
+const SKIP = [/^e2e\//, /\.py\.map$/, /^demo\/dev\//, /^demo\/tools\//, /\.gz$/];
 
 async function buildInfo() {
   const res = await fetch(BUILD_INFO, { cache: "no-store" });

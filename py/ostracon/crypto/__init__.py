@@ -30,7 +30,7 @@ def default_backend() -> CryptoBackend:
     global _default
     if _default is None:
         if sys.platform == "emscripten":
-            from .webcrypto import WebCrypto  # written for the browser runtime
+            from ..runtime.browser.webcrypto import WebCrypto
 
             _default = WebCrypto()
         else:

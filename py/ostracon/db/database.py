@@ -470,7 +470,7 @@ class Database(ProvenanceMixin, SendMixin, SchemaMethods, ReplicationMixin):
         self._engine.check_open()
         import sys
         if sys.platform == "emscripten":
-            from ..sync.browser import start_sync
+            from ..runtime.browser.transport import start_sync
         else:
             from ..sync.native import start_sync
         return await start_sync(self, relay_url, space, **options)

@@ -45,7 +45,7 @@ from ..core.protocol import relay as P
 from .admission import admit
 from .backend import Backend, Bus, LocalBus
 from .config import KiB, MiB, RelayConfig, TokenBucket  # noqa: F401  (re-exported)
-from .fanout import _ACK, FanOut, _Member, _Room, _room_tag
+from .fanout import _ACK, _CONTROL, FanOut, _Member, _Room, _room_tag
 from .http import Handler, HttpFront, HttpRequest, HttpResponse, StaticFiles, host_allowed
 from .limits import Limits, LocalLimits, PendingConnections, client_key
 from .mailbox import Mailbox, MemoryMailbox
@@ -509,11 +509,18 @@ class Relay(FanOut):
                 self._kick(m, P.CLOSE_INTERNAL, "relay backend unavailable")
                 continue
             kind = msg[0] if n else -1
-            if n < 2 or kind not in (P.C_PUBLISH, P.C_EPHEMERAL):
+            if n < 2 or kind not in (P.C_PUBLISH, P.C_EPHEMERAL, P.C_PING):
                 self._drop("bad_message")
                 self._kick(m, P.CLOSE_UNSUPPORTED, "unknown message kind or empty frame")
                 continue
             payload = msg[1:]
+            if kind == P.C_PING:
+                if n - 1 > P.MAX_PING_TOKEN:
+                    self._drop("bad_message")
+                    self._kick(m, P.CLOSE_UNSUPPORTED, "ping token too long")
+                    continue
+                self._enqueue(m, P.encode_pong(payload), 0, _CONTROL)
+                continue
             if kind == P.C_PUBLISH:
                 try:
                     cursor = self.mailbox.append(room.id, payload, m.key)

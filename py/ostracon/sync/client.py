@@ -14,6 +14,16 @@ Per connection:
 
 A dropped connection → `offline`, then a reconnect after exponential backoff with jitter
 (`backoff_initial_s` doubling up to `backoff_max_s`, times a random factor in [0.5, 1)).
+
+A connection that dies without a close (NAT rebinding, a Wi-Fi switch) is found by heartbeats:
+when nothing arrived for `heartbeat_interval_s` the client sends a relay ping; if still nothing
+arrives within `heartbeat_timeout_s` the connection is dropped (→ offline → reconnect). The
+runtime can also say the network went away or came back (`set_network`, from the browser's
+`navigator.onLine`): offline drops the connection at once and stops attempts; online ends the
+backoff wait and reconnects now.
+
+While other members are connected, local writes are flushed `flush_debounce_s` after they
+were made, so they reach the peers at once (only durable, sealed blocks are ever shared).
 """
 
 from __future__ import annotations
@@ -65,6 +75,15 @@ DEFAULT_TICK_INTERVAL_S = 0.1
 #: After joining a room that has other members, how long to wait for a peer's hello before
 #: calling ourselves synced (peers only answer when they have something we lack).
 DEFAULT_SETTLE_S = 0.5
+#: Silence (nothing received) after which the client pings the relay. Well under the 30-60 s
+#: idle timeouts of NATs and proxies, so it also keeps the mapping alive.
+DEFAULT_HEARTBEAT_INTERVAL_S = 10.0
+#: Further silence after a ping that marks the connection dead: a dead connection is noticed
+#: within interval + timeout (20 s) instead of never (browser) or the library's ping timeout.
+DEFAULT_HEARTBEAT_TIMEOUT_S = 10.0
+#: Delay between a local write and its flush while peers are connected: a burst of writes
+#: becomes one batch (one seal) and still reaches the peers within a tick or two.
+DEFAULT_FLUSH_DEBOUNCE_S = 0.05
 META_PREFIX = "sync/v1/"
 _SENDER = slice(1 + 16, 1 + 16 + 16)  # sender id inside a frame header (core/protocol/frames.py layout)
 _COMMITMENT = slice(57, 73)  # key commitment inside a frame header: picks the epoch's keys
@@ -112,6 +131,9 @@ class SyncClient:
                  max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
                  hello_interval_ms: int = DEFAULT_HELLO_INTERVAL_MS,
                  need_timeout_ms: int = DEFAULT_NEED_TIMEOUT_MS,
+                 heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
+                 heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S,
+                 flush_debounce_s: float | None = DEFAULT_FLUSH_DEBOUNCE_S,
                  compress: bool = False) -> None:
         self.db = db
         self.base_url = _base_url(relay_url)
@@ -141,6 +163,13 @@ class SyncClient:
         self.hello_interval_ms = hello_interval_ms
         self.need_timeout_ms = need_timeout_ms
         self.compress = compress
+        if not (heartbeat_interval_s > 0 and heartbeat_timeout_s > 0):
+            raise ValidationError("heartbeat_interval_s and heartbeat_timeout_s must be > 0")
+        if flush_debounce_s is not None and flush_debounce_s < 0:
+            raise ValidationError("flush_debounce_s must be >= 0 (or None: no flush for peers)")
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.flush_debounce_s = flush_debounce_s
         self.replica = DatabaseReplica(db, write_limit=space.write_limit if space.members is not None else None)
         self.session: SyncSession | None = None
         self.receiver: FrameReceiver | None = None
@@ -162,6 +191,13 @@ class SyncClient:
         self._hint = asyncio.Event()      # local writes flushed: wakes the ticker early
         self._task: asyncio.Task | None = None
         self._send_lock = asyncio.Lock()
+        self._network = True               # what the runtime says of the device's network
+        self._network_changed = asyncio.Event()
+        self._transport: Transport | None = None
+        self._abort: TransportError | None = None  # why the client dropped the connection
+        self._last_rx = 0.0                # monotonic time of the last message received
+        self._ping_sent: float | None = None
+        self._unflushed_since: float | None = None
         self._members_out: deque[bytes] = deque()
         self._moved = False
         self._last_status: tuple | None = None
@@ -239,8 +275,28 @@ class SyncClient:
                 from (err if isinstance(err, BaseException) else None)
 
     def notify_local_change(self) -> None:
-        """Tell the client that local writes were flushed (it also polls every tick)."""
+        """Tell the client that local writes were made (it also polls every tick)."""
         self._hint.set()
+
+    def set_network(self, online: bool) -> None:
+        """The runtime's word on the device's network (the browser's `navigator.onLine` and
+        its online/offline events). Offline: drop the connection now and make no attempts
+        until online. Online: end the backoff wait and reconnect at once."""
+        online = bool(online)
+        if online == self._network:
+            return
+        self._network = online
+        self._network_changed.set()
+        if not online:
+            self._drop_connection(TransportError("the device is offline"))
+
+    def _drop_connection(self, reason: TransportError) -> None:
+        t = self._transport
+        if t is None:
+            return
+        self._abort = reason
+        # get_event_loop: the browser host calls set_network from an RPC, outside a callback.
+        asyncio.get_event_loop().create_task(t.close())
 
     # ------------------------------------------------------------ status
 
@@ -308,18 +364,27 @@ class SyncClient:
         failures = 0
         try:
             while not self._stop.is_set():
+                if not self._network:
+                    self._state = OFFLINE
+                    self._last_error = TransportError("the device is offline")
+                    self._emit()
+                    await self._wait_stop_or_network(None)
+                    continue
                 self._state = CONNECTING
                 self._attempt = failures + 1
                 self._emit()
                 transport = self._transport_factory()
+                self._transport = transport
+                self._abort = None
                 online = False
                 try:
                     online = await self._connection(transport)
                     err: BaseException | None = None
                 except (TransportError, ProtocolError, OstraconError) as exc:
-                    err = exc
+                    err = self._abort or exc
                     online = online or self.session is not None
                 finally:
+                    self._transport = None
                     try:
                         await transport.close()
                     except Exception:
@@ -347,15 +412,21 @@ class SyncClient:
                 self._emit()
                 failures = 1 if was_online else failures + 1
                 delay = backoff_delay(failures, self.backoff_initial_s, self.backoff_max_s, self._jitter())
-                waiter = asyncio.ensure_future(self._stop.wait())
-                try:
-                    await asyncio.wait({waiter}, timeout=delay)
-                finally:
-                    waiter.cancel()
+                await self._wait_stop_or_network(delay)
         finally:
             self._state = STOPPED
             self.session = None
             self._emit()
+
+    async def _wait_stop_or_network(self, timeout: float | None) -> None:
+        """Wait `timeout` seconds (None: forever), less if stopped or the network changes."""
+        self._network_changed.clear()
+        waiters = {asyncio.ensure_future(self._stop.wait()), asyncio.ensure_future(self._network_changed.wait())}
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
 
     async def _connection(self, t: Transport) -> bool:
         meta = self._meta
@@ -389,11 +460,15 @@ class SyncClient:
         self._settled = first.members <= 1
         self._peers = max(0, first.members - 1)
         self._state = ONLINE
+        self._last_rx = time.monotonic()
+        self._ping_sent = None
         self._emit()
         ticker = asyncio.get_running_loop().create_task(self._ticker(t, sender))
         try:
             while True:
                 msg = P.decode_server_message(await t.recv())
+                self._last_rx = time.monotonic()
+                self._ping_sent = None  # anything from the relay proves the connection alive
                 await self._handle(t, sender, msg)
         finally:
             ticker.cancel()
@@ -446,6 +521,8 @@ class SyncClient:
                 self._settled = True
         elif isinstance(msg, P.Welcome):
             raise ProtocolError("second welcome on one connection")
+        elif isinstance(msg, P.Pong):
+            pass  # its arrival already counted as a sign of life
         await self._drain(t, sender)
         self._emit()
         if self._moved and self._caught_up:
@@ -532,8 +609,12 @@ class SyncClient:
             # asyncio.wait, not wait_for: on 3.11 wait_for can swallow a cancellation that
             # races with the inner wait finishing, and the ticker would outlive its connection.
             waiter = asyncio.ensure_future(self._hint.wait())
+            timeout = self.tick_interval_s
+            if self._unflushed_since is not None and self.flush_debounce_s is not None:
+                due = self._unflushed_since + self.flush_debounce_s - time.monotonic()
+                timeout = max(0.0, min(timeout, due))
             try:
-                await asyncio.wait({waiter}, timeout=self.tick_interval_s)
+                await asyncio.wait({waiter}, timeout=timeout)
             finally:
                 waiter.cancel()
             self._hint.clear()
@@ -542,7 +623,10 @@ class SyncClient:
                 return
             if self._meta_dirty:
                 self._save_meta()
+            if not await self._heartbeat(t):
+                return
             try:
+                self._flush_for_peers()
                 self.db.tick()
             except ClosedError:
                 return
@@ -563,3 +647,34 @@ class SyncClient:
                 await t.close()  # wakes the receive loop; run() rejoins in the new room
                 return
 
+    async def _heartbeat(self, t: Transport) -> bool:
+        """Ping after `heartbeat_interval_s` of silence; False (and the connection dropped)
+        after `heartbeat_timeout_s` more without any message."""
+        now = time.monotonic()
+        if self._ping_sent is not None:
+            if now - self._ping_sent >= self.heartbeat_timeout_s:
+                silent = now - self._last_rx
+                self._drop_connection(TransportError(
+                    f"the relay connection is dead: nothing received for {silent:.1f} s (heartbeat)"))
+                return False
+        elif now - self._last_rx >= self.heartbeat_interval_s:
+            self._ping_sent = now
+            try:
+                async with self._send_lock:
+                    await t.send(P.encode_ping(self._random(P.MAX_PING_TOKEN)))
+            except TransportError:
+                return False
+        return True
+
+    def _flush_for_peers(self) -> None:
+        """Flush local writes `flush_debounce_s` after they were made while peers are
+        connected (the sink's own triggers would hold them back for seconds)."""
+        if self.flush_debounce_s is None or self._peers == 0 or self.replica.pending_local() == 0:
+            self._unflushed_since = None
+            return
+        now = time.monotonic()
+        if self._unflushed_since is None:
+            self._unflushed_since = now
+        if now - self._unflushed_since >= self.flush_debounce_s:
+            self._unflushed_since = None
+            self.db.flush()

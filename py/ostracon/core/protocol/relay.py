@@ -38,6 +38,7 @@ MAX_CURSOR = 2**63 - 1
 C_PUBLISH = 0x01  # kind ‖ payload: store in the room's mailbox and forward to the others
 C_EPHEMERAL = 0x02  # kind ‖ payload: forward to the others only (not stored, no cursor)
 C_AUTH = 0x10  # kind ‖ msgpack {"sig"}: answer to S_CHALLENGE (room admission, docs/RELAY.md)
+C_PING = 0x03  # kind ‖ token (1..MAX_PING_TOKEN bytes): the relay answers S_PONG with the token
 
 # --- relay → client kinds ----------------------------------------------------------------
 S_FRAME = 0x01  # kind ‖ u64be cursor ‖ payload   (a stored frame, live or replayed)
@@ -48,6 +49,9 @@ S_CAUGHT_UP = 0x11  # kind ‖ msgpack {"cursor"}
 S_GAP = 0x12  # kind ‖ msgpack {"reason","since","oldest","head"}
 S_PEERS = 0x13  # kind ‖ msgpack {"count"}
 S_CHALLENGE = 0x14  # kind ‖ msgpack {"v","nonce"}: first message; sign it to be admitted
+S_PONG = 0x15  # kind ‖ token                     (the answer to your C_PING)
+#: Longest heartbeat token: enough to tell pings apart, too short to carry data.
+MAX_PING_TOKEN = 8
 
 GAP_REASONS = ("pruned", "epoch", "ahead")
 
@@ -235,6 +239,21 @@ class Challenge:
 
 
 @dataclass(frozen=True)
+class Pong:
+    """The relay's answer to a C_PING (a heartbeat): the connection is alive both ways."""
+
+    token: bytes
+
+    def __post_init__(self) -> None:
+        _check_token(self.token)
+
+
+def _check_token(token: object) -> None:
+    if not isinstance(token, bytes) or not 1 <= len(token) <= MAX_PING_TOKEN:
+        raise ValidationError(f"a ping token is 1..{MAX_PING_TOKEN} bytes")
+
+
+@dataclass(frozen=True)
 class Unknown:
     """A kind this client does not know (a newer relay): ignore it."""
 
@@ -242,7 +261,7 @@ class Unknown:
     body: bytes
 
 
-ServerMessage = Frame | Ephemeral | Ack | Welcome | CaughtUp | Gap | Peers | Challenge | Unknown
+ServerMessage = Frame | Ephemeral | Ack | Welcome | CaughtUp | Gap | Peers | Challenge | Pong | Unknown
 
 
 # --- encoders --------------------------------------------------------------------------------
@@ -281,6 +300,17 @@ def decode_auth(data: bytes) -> bytes:
 
 def encode_challenge(m: Challenge) -> bytes:
     return _control(S_CHALLENGE, {"v": m.version, "nonce": m.nonce})
+
+
+def encode_ping(token: bytes) -> bytes:
+    """Client → relay: a heartbeat; the relay answers `encode_pong(token)` to this member."""
+    token = bytes(token) if isinstance(token, (bytearray, memoryview)) else token
+    _check_token(token)
+    return bytes([C_PING]) + token
+
+
+def encode_pong(token: bytes) -> bytes:
+    return bytes([S_PONG]) + token
 
 
 def encode_frame(cursor: int, payload: bytes) -> bytes:
@@ -334,6 +364,8 @@ def encode_server_message(m: ServerMessage) -> bytes:
         return encode_peers(m)
     if isinstance(m, Challenge):
         return encode_challenge(m)
+    if isinstance(m, Pong):
+        return encode_pong(m.token)
     if isinstance(m, Unknown):
         return bytes([m.kind]) + m.body
     raise ValidationError(f"not a relay message: {type(m).__name__}")
@@ -390,6 +422,8 @@ def decode_server_message(data: bytes | bytearray | memoryview) -> ServerMessage
                        _field(o, "head", kind))
         if kind == S_PEERS:
             return Peers(_field(_decode_map(body, kind), "count", kind))
+        if kind == S_PONG:
+            return Pong(body)
         if kind == S_CHALLENGE:
             o = _decode_map(body, kind)
             return Challenge(_field(o, "v", kind), _field(o, "nonce", kind))

@@ -1,38 +1,31 @@
 """The Python side of the Web Worker: one open database, driven by RPC from web/worker.js.
 
-Loaded by the worker (and by the Node runner) as the module `ostracon_host`. Every entry is
-called through `PyProxy.callPromising`, so the storage and crypto adapters can block on
-IndexedDB/WebCrypto promises with `run_sync` (JSPI).
+web/loader.js imports this module from the wheel (`ostracon.runtime.browser.host`) and hands
+`HOST` to the worker. Every entry is called through `PyProxy.callPromising`, so the storage
+and crypto adapters can block on IndexedDB/WebCrypto promises with `run_sync` (JSPI).
 
 Protocol (see docs/BROWSER.md): `Host.run(requests)` takes a batch of `[id, method, args]`
 (already converted to Python by `pyodide.toPy`) and returns one response per request:
 `{"id", "result"}` or `{"id", "error": {"name", "message", "names"}}`, converted back to
-plain JS values. Batching lets the worker run every RPC that queued up while Python was busy
-in a single entry (one JSPI switch instead of one per call).
+plain JS values (rules in `convert`). Batching lets the worker run every RPC that queued up
+while Python was busy in a single entry (one JSPI switch instead of one per call).
 
-Value conversion (both directions, documented in docs/BROWSER.md):
-
-    JS                          Python
-    null / undefined            None   (Python None → null)
-    boolean                     bool
-    number, safe integer        int    (so 1.0 in JS is the int 1: JS cannot tell them apart)
-    number, otherwise           float  (1.5, 1e300, 2**60 as a Number, NaN → refused on write)
-    BigInt                      int    (Python ints outside ±(2**53-1) come back as BigInt)
-    string                      str
-    Uint8Array / ArrayBuffer    bytes  (bytes come back as Uint8Array)
-    Array                       list
-    plain object                dict with str keys
-    anything else (Date, Map…)  ValidationError
+The adapters are injected (`open_storage`, `make_crypto`, `transport_factory`, `ffi`), so the
+RPC dispatch runs natively in tests with file storage and the native crypto backend.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import ostracon
-from ostracon.core.errors import OstraconError, ValidationError, WrongKeyError
+from ostracon.core.errors import ClosedError, ValidationError, WrongKeyError
+
+from . import bridge
+from .convert import NativeFfi, default_ffi, error_info, from_js, to_js_value
 
 # Meta keys this host keeps in the database's own storage.
 META_IDENTITY = "browser/identity"   # the device's Ed25519 seed (the browser's identity.key)
@@ -41,157 +34,13 @@ META_SPACE = "browser/space-check"   # sha256 of the space's room id: detects a 
 # RPC batch, so this only fills when one batch (e.g. a sync apply) changes many documents;
 # past it the subscriber gets one "overflow" event and must rescan (never a silent drop).
 SUBSCRIPTION_BUFFER = 1000
-# Largest nesting the converters walk; deeper values are refused rather than overflowing
-# Python's recursion limit (which is lower in the browser).
-MAX_DEPTH = 100
-# Number.MAX_SAFE_INTEGER: the largest int a JS number holds exactly.
-MAX_SAFE_INTEGER = 2**53 - 1
-
-
-# ---- value conversion ----------------------------------------------------------------------
-
-def _py_types() -> tuple:
-    from pyodide.ffi import JsBigInt, JsNull, JsProxy  # type: ignore[attr-defined]
-
-    return JsBigInt, JsNull, JsProxy
-
-
-def from_js(v: Any, depth: int = 0) -> Any:
-    """Finish `pyodide.toPy(value, {depth: -1})`: jsnull → None, BigInt → int, buffers → bytes."""
-    if depth > MAX_DEPTH:
-        raise ValidationError(f"value nested deeper than {MAX_DEPTH} levels")
-    t = type(v)
-    if t is str or t is bool or t is float or t is int or v is None:
-        return v
-    if t is dict:
-        out = {}
-        for k, x in v.items():
-            if type(k) is not str:
-                raise ValidationError(f"object keys must be strings, not {type(k).__name__}")
-            out[k] = from_js(x, depth + 1)
-        return out
-    if t is list:
-        return [from_js(x, depth + 1) for x in v]
-    if t is memoryview or t is bytearray:
-        return bytes(v)
-    JsBigInt, JsNull, JsProxy = _py_types()
-    if isinstance(v, JsNull):
-        return None
-    if isinstance(v, JsBigInt):
-        return int(v)
-    if isinstance(v, int):  # bool/int subclasses
-        return int(v)
-    if isinstance(v, JsProxy):
-        if getattr(v, "ostraconNegativeZero", None) is True:  # worker.js: JS -0 is the float -0.0
-            return -0.0
-        tname = getattr(v, "constructor", None)
-        tname = getattr(tname, "name", None) or type(v).__name__
-        raise ValidationError(f"cannot store a JS {tname}: use null, booleans, numbers, BigInt, strings, "
-                              "Uint8Array, arrays and plain objects")
-    raise ValidationError(f"cannot store a {t.__name__}")
-
-
-def _prep(v: Any, depth: int = 0) -> Any:
-    from pyodide.ffi import jsnull  # type: ignore[attr-defined]
-
-    if depth > MAX_DEPTH:
-        raise ValidationError(f"value nested deeper than {MAX_DEPTH} levels")
-    t = type(v)
-    if v is None:
-        return jsnull
-    if t is int:
-        # Pyodide turns some safe integers into BigInt; the rule here is exact: within
-        # ±(2**53-1) a JS number (the float is exact there), beyond a BigInt.
-        return float(v) if -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER else v
-    if t is dict:
-        return {str(k): _prep(x, depth + 1) for k, x in v.items()}
-    if t is list or t is tuple:
-        return [_prep(x, depth + 1) for x in v]
-    return v
-
-
-def to_js_value(v: Any) -> Any:
-    """Python value → plain JS value (objects, arrays, null, BigInt, Uint8Array)."""
-    import js
-    from pyodide.ffi import to_js
-
-    return to_js(_prep(v), dict_converter=js.Object.fromEntries, create_pyproxies=False)
-
-
-def error_info(e: BaseException) -> dict:
-    names = [c.__name__ for c in type(e).__mro__ if c not in (object, BaseException)]
-    info = {"name": type(e).__name__, "message": str(e), "names": names}
-    if not isinstance(e, OstraconError):
-        import traceback
-
-        info["traceback"] = "".join(traceback.format_exception(e))
-    return info
-
-
-# ---- the asyncio gate ----------------------------------------------------------------------
-
-#: How long a deferred asyncio callback waits before checking the gate again. Blocking waits
-#: (an IndexedDB commit, a WebCrypto call) take ~0.3-5 ms.
-GATE_RETRY_S = 0.001
-_gate_installed = False
-
-
-def install_asyncio_gate() -> None:
-    """Defer the sync client's task steps while an RPC batch is suspended in a blocking wait.
-
-    Pyodide's WebLoop schedules every callback (task steps, future callbacks, timers) through
-    `call_later`. The sync client is an asyncio task; under JSPI an RPC batch that blocks on
-    IndexedDB suspends and lets the JS event loop run, which would start a task step inside the
-    engine's unfinished operation. Wrapping `call_later` makes such a callback re-check a
-    millisecond later instead (and drop itself if its handle was cancelled meanwhile).
-    Suspensions inside asyncio tasks cannot be covered this way (they are resumed by a loop
-    callback); the worker still never starts an RPC batch while one is pending.
-    """
-    global _gate_installed
-    if _gate_installed:
-        return
-    import asyncio
-    import importlib
-
-    bridge = importlib.import_module("ostracon_bridge")
-    loop = asyncio.get_event_loop()
-    orig = loop.call_later
-
-    def call_later(delay: float, callback: Any, *args: Any, context: Any = None) -> Any:
-        holder: list = []
-
-        owner = getattr(callback, "__self__", None)
-        if not (isinstance(owner, asyncio.Task) and _is_sync_task(owner)):
-            # Everything else runs as scheduled: Pyodide's run_sync may itself need loop
-            # callbacks to resume a suspended stack, so they must never be held back.
-            return orig(delay, callback, *args, context=context)
-
-        def guarded(*a: Any) -> None:
-            if holder and holder[0].cancelled():
-                return
-            if bridge.gateRpcBusy():
-                orig(GATE_RETRY_S, guarded, *a, context=context)
-                return
-            callback(*a)
-
-        h = orig(delay, guarded, *args, context=context)
-        holder.append(h)
-        return h
-
-    loop.call_later = call_later  # instance attribute: call_soon/call_at go through it too
-    _gate_installed = True
-
-
-def _is_sync_task(task: Any) -> bool:
-    """A step or wake-up of the sync client's tasks (its reader loop and its ticker)."""
-    coro = task.get_coro()
-    return getattr(coro, "__qualname__", "").startswith("SyncClient.")
-
-
-def _blocking(awaitable: Any) -> Any:
-    from ostracon.storage.indexeddb import run_blocking
-
-    return run_blocking(awaitable)
+#: How long close() waits for the sync client to say goodbye to the relay. The database is
+#: flushed before (durable locally whatever the relay does); an unreachable relay must not
+#: keep the page waiting. The JS side bounds the whole close as well (CLOSE_TIMEOUT_MS).
+CLOSE_SYNC_TIMEOUT_S = 2.0
+#: Sync options the JS API passes through to SyncClient (numbers, in seconds).
+SYNC_OPTIONS = ("backoff_initial_s", "backoff_max_s", "tick_interval_s", "settle_s",
+                "heartbeat_interval_s", "heartbeat_timeout_s", "flush_debounce_s")
 
 
 def _status_dict(st: Any) -> dict:
@@ -202,8 +51,6 @@ def _status_dict(st: Any) -> dict:
         "error": None if err is None else {"name": type(err).__name__, "message": str(err)},
     }
 
-
-# ---- the host ------------------------------------------------------------------------------
 
 def _opts(v: Any) -> dict:
     if v is None:
@@ -217,8 +64,40 @@ def _cas(o: dict) -> dict:
     return {"if_version": o.get("ifVersion"), "if_heads": o.get("ifHeads"), "where": o.get("where")}
 
 
+def _indexeddb_open(name: str) -> Any:
+    from .indexeddb import IndexedDBStorage
+
+    return IndexedDBStorage.open_sync(name)
+
+
+def _webcrypto() -> Any:
+    from .webcrypto import WebCrypto
+
+    return WebCrypto()
+
+
+def _browser_transport() -> Any:
+    from .transport import BrowserWebSocketTransport
+
+    return BrowserWebSocketTransport()
+
+
 class Host:
-    def __init__(self) -> None:
+    """One database per worker, reached through `run` (the RPC entry).
+
+    `open_storage(name)` → Storage (default: IndexedDB), `make_crypto()` → CryptoBackend
+    (default: WebCrypto), `transport_factory()` → sync Transport (default: the browser
+    WebSocket), `ffi` → the JS side of value conversion (default: Pyodide's).
+    """
+
+    def __init__(self, *, open_storage: Callable[[str], Any] = _indexeddb_open,
+                 make_crypto: Callable[[], Any] = _webcrypto,
+                 transport_factory: Callable[[], Any] = _browser_transport,
+                 ffi: NativeFfi | None = None) -> None:
+        self.open_storage = open_storage
+        self.make_crypto = make_crypto
+        self.transport_factory = transport_factory
+        self._ffi = ffi
         self.db: Any = None
         self.storage: Any = None
         self.space: Any = None
@@ -232,19 +111,24 @@ class Host:
         self.relay: str | None = None
         self._woken = False
         self._feed_sub: Any = None
+        self.network: bool | None = None  # navigator.onLine as last reported by the worker
         self._sync_failed: dict | None = None  # why sync could not start (WrongKeyError)
 
     # -- lifecycle --
 
+    @property
+    def ffi(self) -> NativeFfi:
+        if self._ffi is None:
+            self._ffi = default_ffi()
+        return self._ffi
+
     def _progress(self, phase: str, detail: Any = None) -> None:
         if self.progress is not None:
-            self.progress(phase, to_js_value(detail))
+            self.progress(phase, to_js_value(detail, self.ffi))
 
     def open(self, options: Any) -> dict:
         from ostracon.crypto.identity import Identity
         from ostracon.crypto.space import Space
-        from ostracon.crypto.webcrypto import WebCrypto
-        from ostracon.storage.indexeddb import IndexedDBStorage
 
         o = _opts(options)
         if self.db is not None:
@@ -252,7 +136,7 @@ class Host:
         name = o.get("name")
         if type(name) is not str or not name:
             raise ValidationError("Ostracon.open needs a non-empty `name`")
-        crypto = WebCrypto()
+        crypto = self.make_crypto()
         space = None
         spec = o.get("space")
         # Member spaces (a random space this device creates, or an invite) are kept in the
@@ -264,7 +148,7 @@ class Host:
             self._progress("space", {"kdf": "pbkdf2"})
             space = self._space(spec, crypto, Space)
         self._progress("storage", {"name": name})
-        storage = IndexedDBStorage.open_sync(name)
+        storage = self.open_storage(name)
         try:
             if space is not None:
                 check = hashlib.sha256(b"ostracon/browser/space-check\x00" + space.room_id_bytes).digest()
@@ -311,20 +195,20 @@ class Host:
     def _start_sync(self, relay: Any, opts: Any) -> None:
         import asyncio
 
-        from ostracon.sync.browser import BrowserWebSocketTransport
         from ostracon.sync.client import SyncClient
 
         if type(relay) is not str:
             raise ValidationError("relay must be a ws:// or wss:// URL")
         if self.space is None:
             raise ValidationError("syncing through a relay needs a space ({passphrase, name} or {invite})")
-        install_asyncio_gate()
-        kw = {k: opts[k] for k in ("backoff_initial_s", "backoff_max_s", "tick_interval_s", "settle_s")
-              if isinstance(opts.get(k), (int, float))}
+        if sys.platform == "emscripten":
+            bridge.install_asyncio_gate()
+        kw: dict[str, Any] = {k: opts[k] for k in SYNC_OPTIONS
+                              if isinstance(opts.get(k), (int, float)) and type(opts.get(k)) is not bool}
         if isinstance(opts.get("room_id"), str):  # join a room explicitly (a link)
             kw["room_id"] = opts["room_id"]
         try:
-            client = SyncClient(self.db, relay, self.space, transport_factory=BrowserWebSocketTransport,
+            client = SyncClient(self.db, relay, self.space, transport_factory=self.transport_factory,
                                 on_status=self._sync_status, **kw)
         except WrongKeyError as exc:
             # Another space's room (a wrong passphrase or invite, or a database that belongs to
@@ -335,12 +219,14 @@ class Host:
             self._sync_status(SyncStatus(STOPPED, last_error=exc))
             return
         self.sync, self.relay = client, relay
+        if self.network is False:
+            client.set_network(False)
         # start() needs a running loop: WebLoop installs itself as running inside callbacks.
         asyncio.get_event_loop().call_soon(client.start)
 
     def _sync_status(self, st: Any) -> None:
         if self.on_sync is not None:
-            self.on_sync(to_js_value(_status_dict(st)))
+            self.on_sync(to_js_value(_status_dict(st), self.ffi))
         self._on_change(None)
 
     @staticmethod
@@ -375,13 +261,21 @@ class Host:
 
     def _db(self) -> Any:
         if self.db is None:
-            raise ostracon.ClosedError("no database is open in this worker")
+            raise ClosedError("no database is open in this worker")
         return self.db
 
     def close(self) -> None:
+        """Flush (durable locally first), stop sync within CLOSE_SYNC_TIMEOUT_S, close."""
+        if self.db is not None:
+            self.db.flush()
         client, self.sync = self.sync, None
         if client is not None:
-            _blocking(client.stop())  # persists the mailbox cursor and flushes
+            import asyncio
+
+            try:  # persists the mailbox cursor; an unreachable relay only costs the timeout
+                bridge.run_blocking(asyncio.wait_for(client.stop(), CLOSE_SYNC_TIMEOUT_S))
+            except TimeoutError:
+                pass
         db, self.db = self.db, None
         for sub in self.subs.values():
             sub.close()
@@ -403,7 +297,7 @@ class Host:
                 fn = getattr(self, "rpc_" + str(method), None)
                 if fn is None:
                     raise ValidationError(f"unknown method {method!r}")
-                result = fn(*from_js(args if args is not None else []))
+                result = fn(*from_js(args if args is not None else [], self.ffi))
                 out.append({"id": rid, "result": result})
             except BaseException as e:  # every failure goes back to the caller, typed
                 if isinstance(e, (KeyboardInterrupt, SystemExit)):
@@ -413,7 +307,7 @@ class Host:
         events = self.drain_events()
         if self.sync is not None:
             self.sync.notify_local_change()  # push new writes without waiting for a tick
-        return to_js_value({"responses": out, "events": events})
+        return to_js_value({"responses": out, "events": events}, self.ffi)
 
     def drain_events(self) -> list:
         out = []
@@ -443,6 +337,12 @@ class Host:
 
     def rpc_events(self) -> None:
         """No-op: its batch delivers the subscription events queued by sync."""
+
+    def rpc_network(self, online: Any) -> None:
+        """The worker's word on `navigator.onLine` (and its online/offline events)."""
+        self.network = bool(online)
+        if self.sync is not None:
+            self.sync.set_network(self.network)
 
     def rpc_syncStatus(self) -> Any:
         if self.sync is None:
@@ -540,19 +440,22 @@ class Host:
     def _col(self, name: Any) -> Any:
         return self._db().collection(name)
 
-    def rpc_create(self, col: str, doc: Any, id: Any = None) -> str:
-        return self._col(col).create(doc, id=id)
-
-    def rpc_createMany(self, col: str, docs: Any) -> list:
-        # Not atomic: like calling create for each (the engine has no multi-doc transaction);
-        # stops at the first error, which carries how many were created.
+    def rpc_create(self, col: str, doc: Any, id: Any = None, opts: Any = None) -> str:
+        """`{resume: true}`: an existing document with this id counts as created (a call
+        re-sent after a tab handover, see web/tabs.js)."""
         c = self._col(col)
+        if id is not None and _opts(opts).get("resume") is True and c.get(id) is not None:
+            return id
+        return c.create(doc, id=id)
+
+    def rpc_createMany(self, col: str, docs: Any, ids: Any = None, opts: Any = None) -> list:
+        """Not atomic: like calling create for each (the engine has no multi-document
+        transaction); stops at the first error. `ids` (optional) names each document."""
         if type(docs) is not list:
             raise ValidationError("createMany needs an array of documents")
-        ids = []
-        for d in docs:
-            ids.append(c.create(d))
-        return ids
+        if ids is not None and (type(ids) is not list or len(ids) != len(docs)):
+            raise ValidationError("createMany: ids must be an array as long as docs")
+        return [self.rpc_create(col, d, None if ids is None else ids[i], opts) for i, d in enumerate(docs)]
 
     def rpc_get(self, col: str, id: str, at: Any = None) -> Any:
         return self._col(col).get(id, at=at)
@@ -563,12 +466,67 @@ class Host:
     def rpc_scan(self, col: str, opts: Any = None) -> dict:
         o = _opts(opts)
         kw = {k: o[k] for k in ("prefix", "after", "limit") if o.get(k) is not None}
+        if o.get("includeDeleted") is True:  # deleted documents too (their history is kept)
+            kw["include_deleted"] = True
         docs, cursor = self._col(col).scan(**kw)
         return {"docs": docs, "next": cursor}
 
     def rpc_find(self, col: str, filter: Any = None, opts: Any = None) -> list:
         o = _opts(opts)
         return self._col(col).find(filter, order=o.get("order"), limit=o.get("limit"))
+
+    def rpc_findPage(self, col: str, filter: Any = None, opts: Any = None) -> dict:
+        """{docs, next}: one page of `find`; pass `next` back as {after} for the following."""
+        o = _opts(opts)
+        docs, cursor = self._col(col).find_page(filter, order=o.get("order"), limit=o.get("limit"),
+                                                offset=o.get("offset"), after=o.get("after"))
+        return {"docs": docs, "next": cursor}
+
+    def rpc_explain(self, col: str, filter: Any = None, opts: Any = None) -> dict:
+        o = _opts(opts)
+        return self._col(col).explain(filter, order=o.get("order"), limit=o.get("limit"), offset=o.get("offset"))
+
+    def rpc_createIndex(self, col: str, fields: Any, opts: Any = None) -> str:
+        o = _opts(opts)
+        return self._col(col).create_index(fields, unique=o.get("unique") is True, name=o.get("name"))
+
+    def rpc_dropIndex(self, col: str, name: Any) -> None:
+        self._col(col).drop_index(name)
+
+    def rpc_indexes(self, col: str) -> list:
+        return self._col(col).indexes()
+
+    def rpc_setSchema(self, col: str, sdl: Any) -> str:
+        return self._col(col).set_schema(sdl)
+
+    def rpc_defineSchema(self, sdl: Any) -> dict:
+        return self._db().define_schema(sdl)
+
+    def rpc_schemaVersions(self) -> dict:
+        return self._db().schema_versions()
+
+    def rpc_schemaHistory(self, name: Any) -> list:
+        return self._db().schema_history(name)
+
+    def rpc_graphql(self, query: Any, variables: Any = None, opts: Any = None) -> dict:
+        """A GraphQL request ({data, errors}); graphql-core is loaded on the first call."""
+        o = _opts(opts)
+        db = self._db()
+        self.load_graphql()
+        return db.graphql(query, variables, allow_mutations=o.get("allowMutations", True) is not False,
+                          operation_name=o.get("operationName"))
+
+    def load_graphql(self) -> None:
+        """graphql-core is in the bundle's lock but not loaded at start (it is only needed by
+        GraphQL requests): load it now, blocking on Pyodide's loadPackage (JSPI)."""
+        try:
+            import graphql  # noqa: F401
+        except ImportError:
+            if sys.platform != "emscripten":
+                raise
+            import pyodide_js  # type: ignore[import-not-found]
+
+            bridge.run_blocking(pyodide_js.loadPackage("graphql-core"))
 
     def rpc_count(self, col: str) -> int:
         return self._col(col).count()

@@ -20,10 +20,9 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from ..core.errors import CryptoError, ValidationError
-from .base import CryptoBackend, _as_bytes, _exact, _length, _verify_args_ok  # noqa: F401 (shared checks)
-
-BRIDGE_MODULE = "ostracon_bridge"
+from ...core.errors import CryptoError, ValidationError
+from ...crypto.base import CryptoBackend, _as_bytes, _exact, _length, _verify_args_ok
+from . import bridge as _bridge_mod
 
 # Sizes fixed by the algorithms (not tunable limits); same as crypto/native.py.
 ED25519_SEED_SIZE = 32
@@ -42,16 +41,7 @@ PBKDF2_MAX_LENGTH = 1024
 
 
 def _bridge() -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(BRIDGE_MODULE)
-    except ImportError as e:
-        raise CryptoError(
-            f"WebCrypto backend needs the JS bridge module {BRIDGE_MODULE!r} (web/worker.js registers it)"
-        ) from e
-
-
+    return _bridge_mod.load(CryptoError)
 
 
 class WebCrypto(CryptoBackend):
@@ -62,7 +52,11 @@ class WebCrypto(CryptoBackend):
     def __init__(self, random_bytes: Callable[[int], bytes] | None = None) -> None:
         # Randomness is the only non-deterministic call; tests inject a seeded source here.
         self._b = _bridge()
-        from pyodide.ffi import can_run_sync, run_sync, to_js  # the hot path is per call
+        from pyodide.ffi import (  # the hot path is per call
+            can_run_sync,
+            run_sync,
+            to_js,
+        )
 
         self._can_run_sync = can_run_sync
         self._run_sync = run_sync
@@ -78,10 +72,8 @@ class WebCrypto(CryptoBackend):
                 f"{what}: WebCrypto is async; enter Python through runPythonAsync/callPromising "
                 "with JSPI enabled"
             )
-        from ..storage.indexeddb import gate_kind
-
         b = self._b
-        kind = gate_kind()
+        kind = _bridge_mod.gate_kind()
         b.gateEnter(kind)  # see web/bridge.js: nothing enters the engine while this stack waits
         try:
             return self._run_sync(fn(*(self._to_js(a) if type(a) is bytes else a for a in args)))

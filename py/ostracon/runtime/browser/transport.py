@@ -5,7 +5,7 @@ feed an asyncio queue that `recv` awaits, so the runtime-agnostic SyncClient
 (`ostracon.sync.client`) drives it exactly like the native `websockets` transport. Pyodide's
 asyncio loop is the browser's event loop: no threads are involved.
 
-    from ostracon.sync.browser import BrowserWebSocketTransport, start_sync
+    from ostracon.runtime.browser.transport import BrowserWebSocketTransport, start_sync
     client = await start_sync(db, "ws://127.0.0.1:8787", space, on_status=...)
 
 Backpressure: the browser WebSocket has no read backpressure; incoming messages queue in
@@ -20,10 +20,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from ..core.errors import TransportError, ValidationError
-from .base import SyncStatus, Transport, TransportClosed
+from ...core.errors import TransportError, ValidationError
+from ...sync.base import SyncStatus, Transport, TransportClosed
+from . import bridge as _bridge_mod
 
-BRIDGE_MODULE = "ostracon_bridge"
 #: Time allowed for the WebSocket opening handshake (same default as the native transport).
 DEFAULT_OPEN_TIMEOUT_S = 10.0
 #: Messages held between the socket and `recv`. A healthy client drains them within a tick;
@@ -34,12 +34,7 @@ CLOSE_QUEUE_OVERFLOW = 1008
 
 
 def _bridge() -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(BRIDGE_MODULE)
-    except ImportError as e:
-        raise TransportError(f"the browser transport needs the JS bridge {BRIDGE_MODULE!r}") from e
+    return _bridge_mod.load(TransportError)
 
 
 class BrowserWebSocketTransport(Transport):
@@ -168,7 +163,7 @@ async def start_sync(db: Any, relay_url: str, space: Any, *,
                      transport_options: dict | None = None, **options: Any) -> Any:
     """Start syncing `db` with `space` through the relay at `relay_url` (browser flavour of
     `ostracon.sync.native.start_sync`). Returns the running SyncClient."""
-    from .client import SyncClient
+    from ...sync.client import SyncClient
 
     opts = dict(transport_options or {})
     client = SyncClient(db, relay_url, space, on_status=on_status,

@@ -45,14 +45,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..core.errors import (
+from ...core.errors import (
     ClosedError,
     DiskFullError,
     LockedError,
     StorageError,
     StorageUnavailableError,
 )
-from .base import OpenReport, Storage, check_keep, check_meta
+from ...storage.base import OpenReport, Storage, check_keep, check_meta
+from . import bridge as _bridge
 
 # Prefix of IndexedDB database names, so an app's own databases never collide with ours.
 DB_NAME_PREFIX = "ostracon:"
@@ -62,21 +63,11 @@ SYS_LAST_POSITION = "s/last_position"
 SYS_FORMAT = "s/format"
 # Version of this adapter's layout inside the object stores.
 FORMAT_VERSION = b"1"
-# The name under which the worker/runner registers web/bridge.js.
-BRIDGE_MODULE = "ostracon_bridge"
 
 
 def bridge() -> Any:
-    """The JS bridge module, imported lazily (this file must import fine natively)."""
-    try:
-        import importlib
-
-        return importlib.import_module(BRIDGE_MODULE)
-    except ImportError as e:  # not under Pyodide, or the bridge was not registered
-        raise StorageUnavailableError(
-            f"IndexedDB storage needs the JS bridge module {BRIDGE_MODULE!r} "
-            "(registered by web/worker.js under Pyodide)"
-        ) from e
+    """The JS bridge module (this file must import fine natively)."""
+    return _bridge.load(StorageUnavailableError)
 
 
 def js_error_to_storage(e: BaseException, what: str) -> StorageError:
@@ -101,31 +92,17 @@ def _to_bytes(v: Any) -> bytes:
 
 
 def run_blocking(awaitable: Any) -> Any:
-    """`run_sync` inside the bridge's suspension gate: while this Python stack is suspended,
-    the worker and the asyncio loop do not enter Python (see web/bridge.js)."""
-    from pyodide.ffi import run_sync
-
-    b = bridge()
-    kind = gate_kind()
-    b.gateEnter(kind)
-    try:
-        return run_sync(awaitable)
-    finally:
-        b.gateExit(kind)
-
-
-def gate_kind() -> str:
-    """"task" inside an asyncio task (the sync client), else "rpc" (see web/bridge.js)."""
-    import asyncio
-
-    try:
-        return "task" if asyncio.current_task() is not None else "rpc"
-    except RuntimeError:  # no running loop: entered from the worker's RPC path
-        return "rpc"
+    """Wait on a bridge promise inside the suspension gate (see `bridge.run_blocking`)."""
+    return _bridge.run_blocking(awaitable, StorageUnavailableError)
 
 
 def _run_sync(awaitable: Any, what: str) -> Any:
-    from pyodide.ffi import can_run_sync
+    try:
+        from pyodide.ffi import can_run_sync
+    except ImportError:
+        if hasattr(awaitable, "close"):
+            awaitable.close()
+        raise StorageUnavailableError(f"{what}: IndexedDB storage runs only under Pyodide") from None
 
     if not can_run_sync():
         raise StorageError(
@@ -150,7 +127,18 @@ class IndexedDBStorage(Storage):
         self._pending_records: list[tuple[int, bytes]] = []
         self._pending_meta: dict[str, bytes] = {}
         positions = list(loaded.positions)
-        values = list(loaded.records)
+        packed = getattr(loaded, "packed", None)
+        if packed is not None:
+            # The bridge packs every record into one buffer with end offsets: one conversion
+            # for the whole log instead of one proxy per record.
+            buf = _to_bytes(packed)
+            ends = [int(e) for e in loaded.ends]
+            if len(ends) != len(positions) or (ends and ends[-1] != len(buf)) \
+                    or any(b < a for a, b in zip([0, *ends], ends, strict=False)):
+                raise StorageError(f"{name}: the records store came back with inconsistent offsets")
+            values: list[Any] = [buf[a:b] for a, b in zip([0, *ends], ends, strict=False)]
+        else:
+            values = list(loaded.records)
         if len(positions) != len(values):
             raise StorageError(f"{name}: records store returned {len(positions)} keys for {len(values)} values")
         prev = 0
@@ -255,8 +243,16 @@ class IndexedDBStorage(Storage):
         if self._last != self._durable_last:
             meta[SYS_LAST_POSITION] = str(self._last).encode()
         batch = js.Object.new()
-        batch.positions = to_js([p for p, _ in self._pending_records])
-        batch.records = to_js([r for _, r in self._pending_records])
+        # The records cross as ONE buffer and their end offsets: one conversion per batch
+        # instead of one Uint8Array proxy per record (the bridge slices them apart).
+        recs = self._pending_records
+        ends, end = [], 0
+        for _, r in recs:
+            end += len(r)
+            ends.append(end)
+        batch.positions = to_js([p for p, _ in recs])
+        batch.packed = to_js(b"".join(r for _, r in recs))
+        batch.ends = to_js(ends)
         batch.metaKeys = to_js(list(meta))
         batch.metaValues = to_js(list(meta.values()))
         if snapshot is not None:

@@ -1,0 +1,390 @@
+"""The browser runtime's host (ostracon.runtime.browser.host) and value conversion, natively.
+
+The host is the worker's RPC entry. Here it runs on file storage and the native crypto
+backend, with a fake JS side (`JsLikeFfi`: JS null, BigInt and foreign objects as stand-in
+classes, results put through the same number rules as a JS round trip), so its dispatch,
+errors, subscriptions and open/identity/space logic are checked without a browser. The real
+adapters run under Node and Chromium (make test-node, make test-e2e).
+"""
+
+from __future__ import annotations
+
+import math
+import types
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ostracon.core.errors import (
+    ClosedError,
+    ConflictError,
+    StorageUnavailableError,
+    TransportError,
+    ValidationError,
+    WrongKeyError,
+)
+from ostracon.crypto.native import NativeCrypto
+from ostracon.crypto.space import Space
+from ostracon.runtime.browser import bridge, convert
+from ostracon.runtime.browser.convert import MAX_DEPTH, MAX_SAFE_INTEGER, NativeFfi
+from ostracon.runtime.browser.host import META_IDENTITY, Host
+from ostracon.storage.file import FileStorage
+
+# ---- a fake JS side ------------------------------------------------------------------------
+
+class JsNull:
+    """Stands for `pyodide.ffi.jsnull`."""
+
+
+JS_NULL = JsNull()
+
+
+class JsBigInt:
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+class JsObject:
+    """A JS object that is not plain data (a Date, a Map, a function)."""
+
+    def __init__(self, ctor: str) -> None:
+        self.ctor = ctor
+
+
+class JsNegativeZero:
+    """worker.js's marker for a JS -0 (toPy alone would turn it into the int 0)."""
+
+
+class JsLikeFfi(NativeFfi):
+    """What crosses the worker boundary, without a browser: null/BigInt/foreign objects are
+    recognised like Pyodide's proxies; `to_js` then `back` behaves like JS numbers do
+    (a float with an integral, safe value reads back as an int, as `toPy` gives it)."""
+
+    null = JS_NULL
+
+    def classify(self, v):
+        if isinstance(v, JsNull):
+            return "null"
+        if isinstance(v, JsBigInt):
+            return "bigint"
+        if isinstance(v, JsNegativeZero):
+            return "negzero"
+        if isinstance(v, JsObject):
+            return "proxy"
+        return None
+
+    def bigint_value(self, v):
+        return v.n
+
+    def proxy_type(self, v):
+        return v.ctor
+
+    def to_js(self, prepared):
+        return prepared
+
+    def back(self, v):
+        """JS value → what `pyodide.toPy(v, {depth: -1})` hands to Python."""
+        if v is JS_NULL:
+            return JS_NULL
+        if type(v) is float and v.is_integer() and abs(v) <= MAX_SAFE_INTEGER:
+            return int(v)
+        if type(v) is int:  # a Python int outside the safe range went out as a BigInt
+            return JsBigInt(v)
+        if type(v) is dict:
+            return {k: self.back(x) for k, x in v.items()}
+        if type(v) is list:
+            return [self.back(x) for x in v]
+        return v
+
+
+FFI = JsLikeFfi()
+
+
+# ---- conversion ----------------------------------------------------------------------------
+
+values = st.recursive(
+    st.none() | st.booleans() | st.text(max_size=8) | st.binary(max_size=8)
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False).filter(lambda f: not f.is_integer()),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    max_leaves=20,
+)
+
+
+def test_js_negative_zero_is_the_float_negative_zero():
+    out = convert.from_js({"x": JsNegativeZero(), "l": [JsNegativeZero(), 0]}, FFI)
+    assert type(out["x"]) is float and math.copysign(1.0, out["x"]) == -1.0
+    assert type(out["l"][0]) is float and math.copysign(1.0, out["l"][0]) == -1.0
+    assert type(out["l"][1]) is int
+
+
+@settings(max_examples=200, deadline=None)
+@given(values)
+def test_a_value_survives_the_round_trip_through_js(v):
+    assert convert.from_js(FFI.back(convert.to_js_value(v, FFI)), FFI) == v
+
+
+def test_ints_become_js_numbers_only_where_exact():
+    out = convert.prepare({"a": 1, "b": MAX_SAFE_INTEGER, "c": MAX_SAFE_INTEGER + 1, "d": -(2**64), "t": (1, True)})
+    assert out == {"a": 1.0, "b": float(MAX_SAFE_INTEGER), "c": MAX_SAFE_INTEGER + 1, "d": -(2**64), "t": [1.0, True]}
+    assert type(out["a"]) is float and type(out["c"]) is int and type(out["t"][1]) is bool
+
+
+def test_none_becomes_the_js_null():
+    assert convert.prepare([None, {"x": None}], null=JS_NULL) == [JS_NULL, {"x": JS_NULL}]
+
+
+def test_js_null_and_bigint_arrive_as_python_values():
+    got = convert.from_js({"n": JS_NULL, "b": JsBigInt(2**80), "u": memoryview(b"\x01\x02")}, FFI)
+    assert got == {"n": None, "b": 2**80, "u": b"\x01\x02"}
+    assert type(got["u"]) is bytes
+
+
+@pytest.mark.parametrize("ctor", ["Date", "Map", "Function"])
+def test_foreign_js_objects_are_refused_by_name(ctor):
+    with pytest.raises(ValidationError, match=ctor):
+        convert.from_js({"when": JsObject(ctor)}, FFI)
+
+
+def test_non_string_keys_and_deep_nesting_are_refused():
+    with pytest.raises(ValidationError, match="keys must be strings"):
+        convert.from_js({1: "x"}, FFI)
+    deep: list = []
+    for _ in range(MAX_DEPTH + 2):
+        deep = [deep]
+    with pytest.raises(ValidationError, match="nested deeper"):
+        convert.from_js(deep, FFI)
+    with pytest.raises(ValidationError, match="nested deeper"):
+        convert.prepare(deep)
+
+
+def test_natively_anything_but_plain_values_is_refused():
+    with pytest.raises(ValidationError, match="cannot store a set"):
+        convert.from_js({1, 2}, NativeFfi())
+
+
+def test_error_info_names_the_class_and_its_bases():
+    info = convert.error_info(WrongKeyError("nope"))
+    assert info["name"] == "WrongKeyError" and info["message"] == "nope"
+    assert info["names"][0] == "WrongKeyError" and "OstraconError" in info["names"]
+    assert "traceback" not in info
+    info = convert.error_info(ZeroDivisionError("x"))
+    assert "ZeroDivisionError" in info["traceback"]
+
+
+# ---- the bridge ----------------------------------------------------------------------------
+
+def test_bridge_missing_raises_the_callers_error_type():
+    bridge.uninstall()
+    with pytest.raises(TransportError, match=bridge.BRIDGE_MODULE):
+        bridge.load(TransportError)
+    from ostracon.runtime.browser.indexeddb import IndexedDBStorage
+
+    with pytest.raises(StorageUnavailableError):
+        IndexedDBStorage.open_sync("x")
+
+
+def test_installed_bridge_is_what_every_adapter_loads():
+    fake = types.SimpleNamespace(name="fake bridge")
+    bridge.install(fake)
+    try:
+        from ostracon.runtime.browser import indexeddb, transport, webcrypto
+
+        assert bridge.load(RuntimeError) is fake
+        assert indexeddb.bridge() is fake and transport._bridge() is fake and webcrypto._bridge() is fake
+    finally:
+        bridge.uninstall()
+
+
+def test_gate_kind_outside_a_task_is_rpc():
+    assert bridge.gate_kind() == "rpc"
+
+
+# ---- the host ------------------------------------------------------------------------------
+
+@pytest.fixture()
+def make_host(tmp_path):
+    hosts: list[Host] = []
+
+    def make() -> Host:
+        h = Host(open_storage=lambda name: FileStorage(str(tmp_path / name)),
+                 make_crypto=NativeCrypto, ffi=FFI)
+        h.progress_log = []
+        h.progress = lambda phase, detail: h.progress_log.append(phase)
+        hosts.append(h)
+        return h
+
+    yield make
+    for h in hosts:
+        h.close()
+
+
+def call(host: Host, method: str, *args):
+    """One request through the RPC entry, as the worker sends it."""
+    out = host.run([[7, method, FFI.back(convert.prepare(list(args), JS_NULL))]])
+    (resp,) = out["responses"]
+    assert resp["id"] == 7
+    if "error" in resp:
+        return ("error", resp["error"])
+    return FFI.back(resp["result"])
+
+
+SPACE = {"key": bytes(range(32)), "name": "family"}
+
+
+def test_open_reports_progress_and_info(make_host):
+    h = make_host()
+    info = call(h, "open", {"name": "notes", "space": SPACE})
+    assert info["name"] == "notes" and info["spaceName"] == "family"
+    assert info["room"] == Space.from_key(SPACE["key"], "family", crypto=NativeCrypto()).room_id
+    assert info["relay"] is JS_NULL
+    assert h.progress_log == ["space", "storage", "replay", "ready"]
+
+
+def test_identity_is_kept_in_the_database(make_host):
+    h = make_host()
+    actor = call(h, "open", {"name": "notes"})["actor"]
+    assert h.storage.get_meta(META_IDENTITY) is not None
+    call(h, "close")
+    assert call(make_host(), "open", {"name": "notes"})["actor"] == actor
+
+
+def test_another_space_cannot_open_the_database(make_host):
+    h = make_host()
+    call(h, "open", {"name": "notes", "space": SPACE})
+    call(h, "close")
+    err = call(make_host(), "open", {"name": "notes", "space": {**SPACE, "key": bytes(32)}})
+    assert err[0] == "error" and err[1]["name"] == "WrongKeyError"
+
+
+def test_open_needs_a_name_and_happens_once(make_host):
+    h = make_host()
+    assert call(h, "open", {})[1]["name"] == "ValidationError"
+    call(h, "open", {"name": "a"})
+    assert "already has a database" in call(h, "open", {"name": "b"})[1]["message"]
+
+
+def test_document_calls_dispatch_to_the_collection(make_host):
+    h = make_host()
+    call(h, "open", {"name": "notes"})
+    a = call(h, "create", "todos", {"title": "milk", "n": 1})
+    b = call(h, "create", "todos", {"title": "eggs", "n": 2}, "fixed-id")
+    assert b == "fixed-id"
+    ids = call(h, "createMany", "todos", [{"title": "x", "n": 3}, {"title": "y", "n": 4}])
+    assert len(ids) == 2
+    assert call(h, "count", "todos") == 4
+    assert call(h, "get", "todos", a)["title"] == "milk"
+    call(h, "patch", "todos", a, {"done": True}, {"unset": ["n"]})
+    doc = call(h, "get", "todos", a)
+    assert doc["done"] is True and "n" not in doc
+    found = call(h, "find", "todos", {"n": {"_gt": 2}}, {"order": ["n"]})
+    assert [d["title"] for d in found] == ["x", "y"]
+    page = call(h, "scan", "todos", {"limit": 3})
+    assert len(page["docs"]) == 3 and page["next"] is not JS_NULL
+    assert [d["_id"] for d in call(h, "getMany", "todos", [b, "missing"]) if d is not JS_NULL] == [b]
+    call(h, "increment", "todos", b, "votes", 5)
+    assert call(h, "get", "todos", b)["votes"] == 5
+    assert len(call(h, "history", "todos", b)) == 2
+    call(h, "delete", "todos", b)
+    assert call(h, "get", "todos", b) is JS_NULL
+    assert call(h, "collections") == ["todos"]
+
+
+def test_failures_come_back_typed_and_the_batch_goes_on(make_host):
+    h = make_host()
+    call(h, "open", {"name": "notes"})
+    a = call(h, "create", "todos", {"title": "milk"})
+    out = h.run([
+        [1, "update", ["todos", a, {"title": "x"}, {"ifVersion": 99}]],
+        [2, "noSuchMethod", []],
+        [3, "create", ["todos", {"when": JsObject("Date")}]],
+        [4, "get", ["todos", a]],
+    ])
+    r = {x["id"]: x for x in out["responses"]}
+    assert r[1]["error"]["name"] == ConflictError.__name__
+    assert r[2]["error"]["name"] == "ValidationError" and "noSuchMethod" in r[2]["error"]["message"]
+    assert r[3]["error"]["name"] == "ValidationError" and "Date" in r[3]["error"]["message"]
+    assert r[4]["result"]["title"] == "milk"
+
+
+def test_subscribers_see_events_in_the_batch_that_caused_them(make_host):
+    h = make_host()
+    call(h, "open", {"name": "notes"})
+    sid = call(h, "subscribe", "todos", JS_NULL)
+    other = call(h, "subscribe", "other", JS_NULL)
+    out = h.run([[1, "create", ["todos", {"title": "milk"}, "m1"]]])
+    (ev,) = out["events"]
+    assert ev["sub"] == sid and ev["events"][0]["id"] == "m1"
+    assert all(e["sub"] != other for e in out["events"])
+    assert call(h, "unsubscribe", sid) is True
+    assert call(h, "unsubscribe", sid) is False
+    assert h.run([[1, "create", ["todos", {"title": "x"}]]])["events"] == []
+
+
+def test_every_call_after_close_is_a_closed_error(make_host):
+    h = make_host()
+    call(h, "open", {"name": "notes"})
+    call(h, "create", "todos", {"title": "milk"}, "m1")
+    assert call(h, "close") is JS_NULL
+    for method, args in [("get", ["todos", "m1"]), ("create", ["todos", {}]), ("flush", []), ("info", [])]:
+        err = call(h, method, *args)
+        assert err[0] == "error" and err[1]["name"] == ClosedError.__name__, method
+    # and nothing acknowledged was lost
+    h2 = make_host()
+    call(h2, "open", {"name": "notes"})
+    assert call(h2, "get", "todos", "m1")["title"] == "milk"
+
+
+def test_sync_needs_a_space_and_a_url(make_host):
+    h = make_host()
+    err = call(h, "open", {"name": "notes", "relay": "ws://127.0.0.1:1"})
+    assert err[1]["name"] == "ValidationError" and "space" in err[1]["message"]
+
+
+def test_a_resumed_create_answers_the_existing_id(make_host):
+    h = make_host()
+    call(h, "open", {"name": "notes"})
+    assert call(h, "create", "todos", {"t": 1}, "a") == "a"
+    assert call(h, "create", "todos", {"t": 2}, "a")[1]["name"] == ConflictError.__name__
+    assert call(h, "create", "todos", {"t": 2}, "a", {"resume": True}) == "a"
+    assert call(h, "get", "todos", "a")["t"] == 1
+    assert call(h, "createMany", "todos", [{"t": 1}, {"t": 2}], ["a", "b"], {"resume": True}) == ["a", "b"]
+    assert call(h, "get", "todos", "b")["t"] == 2
+    assert call(h, "createMany", "todos", [{"t": 1}], ["x", "y"])[1]["name"] == "ValidationError"
+
+
+def test_scan_lists_deleted_documents_on_request(make_host):
+    h = make_host()
+    call(h, "open", {"name": "notes"})
+    call(h, "create", "n", {"t": 1}, "a")
+    call(h, "create", "n", {"t": 2}, "b")
+    call(h, "delete", "n", "a")
+    assert [d["_id"] for d in call(h, "scan", "n", {})["docs"]] == ["b"]
+    docs = call(h, "scan", "n", {"includeDeleted": True})["docs"]
+    assert {d["_id"]: d["_deleted"] for d in docs} == {"a": True, "b": False}
+    # a deleted document comes back under its id
+    assert call(h, "create", "n", {"t": 3}, "a") == "a"
+    assert call(h, "get", "n", "a")["t"] == 3
+
+
+def test_queries_indexes_schemas_and_graphql_through_the_rpc(make_host):
+    h = make_host()
+    call(h, "open", {"name": "notes"})
+    assert call(h, "defineSchema", "type todos { title: String  n: Int @index }") == call(h, "schemaVersions")
+    for i in range(5):
+        call(h, "create", "todos", {"title": f"t{i}", "n": i}, f"id{i}")
+    assert [i["fields"] for i in call(h, "indexes", "todos")] == [["n"]]
+    name = call(h, "createIndex", "todos", "title", {"unique": True})
+    assert name in [i["name"] for i in call(h, "indexes", "todos")]
+    page = call(h, "findPage", "todos", {"n": {"_ge": 1}}, {"order": ["n"], "limit": 2})
+    assert [d["n"] for d in page["docs"]] == [1, 2]
+    rest = call(h, "findPage", "todos", {"n": {"_ge": 1}}, {"order": ["n"], "limit": 10, "after": page["next"]})
+    assert [d["n"] for d in rest["docs"]] == [3, 4] and rest["next"] is JS_NULL
+    assert call(h, "explain", "todos", {"n": {"_eq": 1}})["collection"] == "todos"
+    call(h, "dropIndex", "todos", name)
+    assert name not in [i["name"] for i in call(h, "indexes", "todos")]
+    got = call(h, "graphql", "query { todos(filter: {n: {_lt: 2}}, order: {n: ASC}) { title n } }")
+    assert got == {"data": {"todos": [{"title": "t0", "n": 0}, {"title": "t1", "n": 1}]}}
+    assert call(h, "schemaHistory", "todos")[0]["version_id"] == call(h, "schemaVersions")["todos"]
+    assert call(h, "setSchema", "todos", "type other { x: Int }")[1]["name"] == "ValidationError"
