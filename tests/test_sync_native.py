@@ -16,8 +16,9 @@ from ostracon.crypto.space import Space
 from ostracon.relay.mailbox import MemoryMailbox
 from ostracon.relay.server import Relay, RelayConfig
 from ostracon.sync.base import OFFLINE, ONLINE, SyncStatus
-from ostracon.sync.client import SyncClient, backoff_delay, meta_key
+from ostracon.sync.client import SyncClient
 from ostracon.sync.native import WebSocketTransport, start_sync, sync_once_blocking
+from ostracon.sync.options import backoff_delay, meta_key
 from transport_contract import CONTRACT
 
 CRYPTO = NativeCrypto()

@@ -39,8 +39,9 @@ from ostracon.crypto import DeterministicRandom
 from ostracon.crypto.native import NativeCrypto
 from ostracon.crypto.space import Space
 from ostracon.sync.base import OFFLINE, ONLINE
-from ostracon.sync.client import SyncClient, meta_key
+from ostracon.sync.client import SyncClient
 from ostracon.sync.native import WebSocketTransport, start_sync
+from ostracon.sync.options import meta_key
 
 SEED = int(os.environ.get("OSTRACON_SYNC_PROCESS_SEED", "4"))
 CRYPTO = NativeCrypto()

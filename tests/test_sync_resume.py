@@ -16,8 +16,8 @@ from ostracon.crypto.native import NativeCrypto
 from ostracon.crypto.space import Space
 from ostracon.relay.mailbox import MemoryMailbox
 from ostracon.relay.server import Relay, RelayConfig
-from ostracon.sync.client import meta_key
 from ostracon.sync.native import start_sync
+from ostracon.sync.options import meta_key
 from polling import until
 
 SEED = int(os.environ.get("OSTRACON_RESUME_SEED", "16"))

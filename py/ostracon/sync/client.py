@@ -29,7 +29,6 @@ were made, so they reach the peers at once (only durable, sealed blocks are ever
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random as _random
 import time
@@ -51,9 +50,11 @@ from ..core.errors import (
 from ..core.protocol import relay as P
 from ..core.protocol.events import Diverged, Equivocated, GapDetected, PeerSeen, ProtocolViolation
 from ..core.protocol.frames import (
+    COMMITMENT_FIELD,
     DEFAULT_MAX_FRAME_SIZE,
     FRAME_OVERHEAD,
     HEADER_SIZE,
+    SENDER_FIELD,
     FrameKeys,
     FrameReceiver,
     FrameSender,
@@ -62,56 +63,21 @@ from ..core.protocol.session import DEFAULT_HELLO_INTERVAL_MS, DEFAULT_NEED_TIME
 from ..crypto.space import NotAMemberError
 from .base import CONNECTING, OFFLINE, ONLINE, STOPPED, DatabaseReplica, SyncStatus, Transport
 from .members import MemberSync, check_binding, is_members_payload
+from .options import (
+    DEFAULT_BACKOFF_INITIAL_S,
+    DEFAULT_BACKOFF_MAX_S,
+    DEFAULT_FLUSH_DEBOUNCE_S,
+    DEFAULT_HEARTBEAT_INTERVAL_S,
+    DEFAULT_HEARTBEAT_TIMEOUT_S,
+    DEFAULT_SETTLE_S,
+    DEFAULT_TICK_INTERVAL_S,
+    RoomMoved,
+    backoff_delay,
+    base_url,
+    meta_key,
+)
 
 log = logging.getLogger("ostracon.sync")
-
-#: First reconnect delay; doubles per failed attempt. Short, so a relay restart heals fast.
-DEFAULT_BACKOFF_INITIAL_S = 0.25
-#: Longest reconnect delay: a relay that is down for hours costs one attempt per 30 s per device.
-DEFAULT_BACKOFF_MAX_S = 30.0
-#: How often the ticker runs (session retries, the database's time-triggered flush, pushing
-#: newly sealed writes). 100 ms keeps propagation latency low at negligible CPU.
-DEFAULT_TICK_INTERVAL_S = 0.1
-#: After joining a room that has other members, how long to wait for a peer's hello before
-#: calling ourselves synced (peers only answer when they have something we lack).
-DEFAULT_SETTLE_S = 0.5
-#: Silence (nothing received) after which the client pings the relay. Well under the 30-60 s
-#: idle timeouts of NATs and proxies, so it also keeps the mapping alive.
-DEFAULT_HEARTBEAT_INTERVAL_S = 10.0
-#: Further silence after a ping that marks the connection dead: a dead connection is noticed
-#: within interval + timeout (20 s) instead of never (browser) or the library's ping timeout.
-DEFAULT_HEARTBEAT_TIMEOUT_S = 10.0
-#: Delay between a local write and its flush while peers are connected: a burst of writes
-#: becomes one batch (one seal) and still reaches the peers within a tick or two.
-DEFAULT_FLUSH_DEBOUNCE_S = 0.05
-META_PREFIX = "sync/v1/"
-_SENDER = slice(1 + 16, 1 + 16 + 16)  # sender id inside a frame header (core/protocol/frames.py layout)
-_COMMITMENT = slice(57, 73)  # key commitment inside a frame header: picks the epoch's keys
-
-
-class _RoomMoved(OstraconError):
-    """The space moved to a new key epoch (a member was removed): rejoin in its room."""
-
-
-def meta_key(relay_url: str, room: str) -> str:
-    """Storage meta key for the cursor state of one (relay, room)."""
-    return META_PREFIX + hashlib.sha256(f"{relay_url}\x00{room}".encode()).hexdigest()[:32]
-
-
-def _base_url(url: str) -> str:
-    if not isinstance(url, str) or not url.lower().startswith(("ws://", "wss://")):
-        raise ValidationError(f"relay URL must start with ws:// or wss://, got {url!r:.80}")
-    url = url.rstrip("/")
-    cut = url.find(P.ROOM_PATH_PREFIX)
-    return url if cut < 0 else url[:cut]
-
-
-def backoff_delay(failures: int, initial: float, maximum: float, jitter: float) -> float:
-    """Seconds to wait after `failures` consecutive failed attempts (>= 1): exponential,
-    capped, times a factor in [0.5, 1) so that clients cut off together do not return together."""
-    base = min(maximum, initial * 2 ** min(failures - 1, 62))
-    return base * (0.5 + 0.5 * min(max(jitter, 0.0), 1.0))
-
 
 class SyncClient:
     """Keeps one database in sync with one space through one relay until `stop()`."""
@@ -136,7 +102,7 @@ class SyncClient:
                  flush_debounce_s: float | None = DEFAULT_FLUSH_DEBOUNCE_S,
                  compress: bool = False) -> None:
         self.db = db
-        self.base_url = _base_url(relay_url)
+        self.base_url = base_url(relay_url)
         self.space = space
         if space.members is not None:
             space.adopt(db.identity)  # membership is per device: the database's identity
@@ -526,16 +492,16 @@ class SyncClient:
         await self._drain(t, sender)
         self._emit()
         if self._moved and self._caught_up:
-            raise _RoomMoved("the space moved to a new key epoch")
+            raise RoomMoved("the space moved to a new key epoch")
 
     def _open(self, frame: bytes, sender: FrameSender) -> None:
         assert self.receiver is not None and self.session is not None
         self.stats["frames_in"] += 1
-        if frame[_SENDER] == sender.sender and len(frame) > HEADER_SIZE:
+        if frame[SENDER_FIELD] == sender.sender and len(frame) > HEADER_SIZE:
             self.stats["own_echoes"] += 1  # our own frame replayed from the mailbox
             return
         # Every epoch this device holds stays readable; the commitment names the epoch.
-        receiver = self._receivers.get(bytes(frame[_COMMITMENT]), self.receiver)
+        receiver = self._receivers.get(bytes(frame[COMMITMENT_FIELD]), self.receiver)
         opened = receiver.receive(frame)
         if opened is None:
             reason = receiver.last_drop or "malformed"

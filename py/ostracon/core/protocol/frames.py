@@ -66,6 +66,10 @@ COUNTER_MAX = 2**64 - 1
 
 _HEADER = struct.Struct(">B16s16sQI12s16s")
 HEADER_SIZE = _HEADER.size  # 73
+# Where a reader that has not decrypted a frame finds its routing fields (the layout above):
+# the sender id (to skip our own frames) and the key commitment (to pick the epoch's keys).
+SENDER_FIELD = slice(1 + 16, 1 + 16 + SENDER_ID_SIZE)
+COMMITMENT_FIELD = slice(HEADER_SIZE - COMMITMENT_SIZE, HEADER_SIZE)
 # Smallest possible frame: header + encoding byte + GCM tag.
 MIN_FRAME_SIZE = HEADER_SIZE + 1 + GCM_TAG_SIZE
 # Bytes a frame adds to its payload (uncompressed): header, encoding byte, GCM tag.
