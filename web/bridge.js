@@ -45,10 +45,13 @@ export function gateIdle() {
   return gateDepth === 0 ? Promise.resolve() : new Promise((resolve) => gateWaiters.push(resolve));
 }
 
-const DB_VERSION = 1;
+// Version 2 added the read view (`view`). An older database is upgraded in place.
+const DB_VERSION = 2;
 // The object stores of one Ostracon database. Keys: records and snapshots by
-// position (a positive integer, in order), meta by string.
-export const STORES = Object.freeze(["records", "snapshots", "meta"]);
+// position (a positive integer, in order), meta by string, the read view by
+// [collection, id] (documents as plain values, for pages that read them without the
+// engine: web/readview.js; ostracon/runtime/browser/readview.py).
+export const STORES = Object.freeze(["records", "snapshots", "meta", "view"]);
 
 function typedError(name, message, cause) {
   const e = new Error(message);
@@ -138,7 +141,7 @@ function u8(v) {
 // Read the whole database in one read-only transaction:
 //   {positions: number[], packed: Uint8Array, ends: number[] (record i is
 //    packed[ends[i-1] .. ends[i])), snapshot: {position, data} | undefined,
-//    metaKeys: string[], metaValues: Uint8Array[]}
+//    metaKeys: string[], metaValues: Uint8Array[], viewCount: number (rows in the read view)}
 // Only the newest snapshot is returned (older ones are kept until compaction only as a
 // fallback if the newest is corrupt: `idbLoadSnapshots` lists them all).
 export function idbLoad(db) {
@@ -175,6 +178,8 @@ export function idbLoad(db) {
     const ms = tx.objectStore("meta");
     ms.getAllKeys().onsuccess = (ev) => { out.metaKeys = ev.target.result; };
     ms.getAll().onsuccess = (ev) => { out.metaValues = ev.target.result.map(u8); };
+    // Rows of the read view: the engine rebuilds a view with fewer rows than documents.
+    tx.objectStore("view").count().onsuccess = (ev) => { out.viewCount = ev.target.result; };
     tx.oncomplete = () => resolve(out);
     tx.onabort = () => reject(idbError(tx.error, "load"));
     tx.onerror = (ev) => { if (ev && ev.preventDefault) ev.preventDefault(); };
@@ -206,6 +211,7 @@ export function idbLoadSnapshots(db) {
 //     snapshot: {position, data} | null,                 // put into snapshots
 //     dropRecordsUpTo: number | null,                    // delete records with key <= n
 //     dropSnapshotsBelow: number | null,                 // delete snapshots with key < n
+//     view: {clear, putKeys, putDocs, deleteKeys} | null, // read view rows (same transaction)
 //   }
 export function idbWrite(db, batch) {
   return new Promise((resolve, reject) => {
@@ -253,12 +259,22 @@ export function idbWrite(db, batch) {
       if (batch.snapshot) ss.put(batch.snapshot.data, batch.snapshot.position);
       if (batch.dropSnapshotsBelow != null && batch.dropSnapshotsBelow > 0)
         ss.delete(IDBKeyRange.upperBound(batch.dropSnapshotsBelow, true));
+      if (batch.view) writeView(tx.objectStore("view"), batch.view);
       if (tx.commit) tx.commit();
     } catch (e) {
       failed = idbError(e, "write");
       try { tx.abort(); } catch (_) { /* already finished */ }
     }
   });
+}
+
+// Read view rows: a rebuild clears the store first; deletes before puts (a key is in one).
+function writeView(vs, view) {
+  if (view.clear) vs.clear();
+  for (const k of view.deleteKeys || []) vs.delete(k);
+  const keys = view.putKeys || [];
+  const docs = view.putDocs || [];
+  for (let i = 0; i < keys.length; i++) vs.put(docs[i], keys[i]);
 }
 
 // How much of the origin's quota is used, when the browser tells (else null).

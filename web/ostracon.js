@@ -19,6 +19,7 @@
 // it). Database and Collection are the same classes either way.
 
 import { TabEngine, tabsAvailable } from "./tabs.js";
+import { peek } from "./readview.js";
 
 const HERE = new URL(".", import.meta.url);
 // How long close() waits for the engine to flush and stop before it ends the worker anyway.
@@ -335,6 +336,10 @@ export class Database {
   // The sync client's status ({state, pending, peers, synced, error, ...}) or null.
   syncStatus() { return this._call("syncStatus"); }
   refreshInfo() { return this._call("info").then((i) => (this.info = i)); }
+  // Rewrite the read view Ostracon.peek reads (readview.js) from the engine's documents, in
+  // one transaction; resolves to the number of documents written. For a page whose peek
+  // found the view damaged (the engine also rebuilds it at open when it is out of step).
+  rebuildView() { return this._call("rebuildView"); }
 
   // Flush, close the database and stop the worker (which releases the IndexedDB lock).
   // Resolves within CLOSE_TIMEOUT_MS even when the relay is unreachable; every call made
@@ -406,5 +411,8 @@ export function open(options = {}) {
   }
 }
 
-export const Ostracon = { open, connect, OstraconError, Database, Collection, Status };
+// Ostracon.peek(name, collection, {limit}) → {docs, position, reason}: the stored documents
+// from the read view, without the engine (first paint; readview.js).
+export { peek };
+export const Ostracon = { open, connect, peek, OstraconError, Database, Collection, Status };
 export default Ostracon;

@@ -177,6 +177,11 @@ class Host:
         except BaseException:
             storage.close()
             raise
+        try:
+            self._attach_view(db, storage)
+        except BaseException:
+            db.close()
+            raise
         self.db, self.storage, self.space, self.name = db, storage, space, name
         # Changes made outside an RPC batch (sync applying remote blocks) must reach the
         # subscribers promptly: the feed callback asks the worker for a delivery round.
@@ -186,6 +191,20 @@ class Host:
             self._start_sync(relay, o.get("sync") or {})
         self._progress("ready", None)
         return self.info()
+
+    def _attach_view(self, db: Any, storage: Any) -> None:
+        """Keep the materialized read view (readview.py) in storages that hold one; rebuilt
+        here when the stored view does not reflect the stored records."""
+        attach = getattr(storage, "attach_view", None)
+        if attach is None:
+            return
+        from .readview import ReadView
+
+        view = ReadView(db)
+        live = sum(db.collection(n).count() for n in db.collections())
+        if not storage.view_current(live):
+            self._progress("view", {"rebuild": True})
+        attach(view, live)
 
     def _on_change(self, _event: Any) -> None:
         if self.wake is not None and not self._woken and self.subs:
@@ -343,6 +362,13 @@ class Host:
         self.network = bool(online)
         if self.sync is not None:
             self.sync.set_network(self.network)
+
+    def rpc_rebuildView(self) -> int:
+        """Rewrite the whole read view (readview.py) in one transaction; the number of
+        documents written (0 where the storage keeps no view)."""
+        self._db()
+        rebuild = getattr(self.storage, "rebuild_view", None)
+        return 0 if rebuild is None else int(rebuild())
 
     def rpc_syncStatus(self) -> Any:
         if self.sync is None:

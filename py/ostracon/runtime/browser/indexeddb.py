@@ -34,7 +34,9 @@ anything else → StorageError.
 Layout (object stores created by web/bridge.js): ``records`` position → bytes;
 ``snapshots`` position → bytes; ``meta`` "u/<key>" → bytes for user meta and "s/<name>" for
 this adapter's own bookkeeping (the last assigned position, so positions are never reused even
-after compaction removed every record).
+after compaction removed every record); ``view`` [collection, id] → document: the materialized
+read view (`readview.py`), written in the same transaction as the records it reflects once a
+`ReadView` is attached (`attach_view`).
 
 Single writer: `open` takes an exclusive Web Lock named after the database (released on
 `close`, or by the browser when the tab/worker dies); a second writer gets LockedError.
@@ -54,6 +56,8 @@ from ...core.errors import (
 )
 from ...storage.base import OpenReport, Storage, check_keep, check_meta
 from . import bridge as _bridge
+from .convert import to_js_value
+from .readview import VIEW_MARKER, ReadView, ViewRows, marker, parse_marker, to_batch
 
 # Prefix of IndexedDB database names, so an app's own databases never collide with ours.
 DB_NAME_PREFIX = "ostracon:"
@@ -163,6 +167,11 @@ class IndexedDBStorage(Storage):
             self._snapshot[1] if self._snapshot else 0,
         )
         self._durable_last = self._last
+        self._view: ReadView | None = None
+        self._view_rows: ViewRows | None = None  # rows of the transaction being written
+        # Rows in the view store when it was loaded (-1: the bridge did not say).
+        vc = getattr(loaded, "viewCount", None)
+        self._view_count = int(vc) if isinstance(vc, (int, float)) and not isinstance(vc, bool) else -1
         if fmt is None:
             self._pending_meta[SYS_FORMAT] = FORMAT_VERSION
 
@@ -234,8 +243,18 @@ class IndexedDBStorage(Storage):
         self._last = pos
         return self._last
 
+    def _rows_for_view(self, view: ViewRows | None) -> ViewRows | None:
+        """View rows for this transaction (None: the view is not maintained, or unchanged)."""
+        if view is not None:
+            return view
+        rv = self._view
+        if rv is None or (not self._pending_records and not rv.deferred
+                          and parse_marker(self._meta.get(VIEW_MARKER)) == self._last):
+            return None
+        return rv.rows([r for _, r in self._pending_records])
+
     def _batch(self, snapshot: tuple[bytes, int] | None = None, drop_upto: int | None = None,
-               drop_snapshots_below: int | None = None) -> Any:
+               drop_snapshots_below: int | None = None, view: ViewRows | None = None) -> Any:
         import js
         from pyodide.ffi import to_js
 
@@ -243,6 +262,12 @@ class IndexedDBStorage(Storage):
         if self._last != self._durable_last:
             meta[SYS_LAST_POSITION] = str(self._last).encode()
         batch = js.Object.new()
+        batch.view = None
+        self._view_rows = rows = self._rows_for_view(view)
+        if rows is not None:
+            meta[VIEW_MARKER] = marker(self._last)
+            if rows:
+                batch.view = to_js_value(to_batch(rows))
         # The records cross as ONE buffer and their end offsets: one conversion per batch
         # instead of one Uint8Array proxy per record (the bridge slices them apart).
         recs = self._pending_records
@@ -272,6 +297,11 @@ class IndexedDBStorage(Storage):
             if self._pending_meta.get(k) is v:
                 del self._pending_meta[k]
         self._durable_last = max(self._durable_last, last)
+        rows, self._view_rows = self._view_rows, None
+        if rows is not None:
+            self._meta[VIEW_MARKER] = marker(last)
+            if self._view is not None:
+                self._view.committed(rows)
 
     def _write(self, what: str, **kw: Any) -> None:
         n, meta, last = len(self._pending_records), dict(self._pending_meta), self._last
@@ -296,7 +326,38 @@ class IndexedDBStorage(Storage):
         self._committed(n, meta, last)
 
     def _dirty(self) -> bool:
-        return bool(self._pending_records or self._pending_meta or self._last != self._durable_last)
+        return bool(self._pending_records or self._pending_meta or self._last != self._durable_last
+                    or (self._view is not None and self._view.deferred))
+
+    # ---- the read view (readview.py) -----------------------------------------------------
+
+    def attach_view(self, view: ReadView, live: int | None = None) -> None:
+        """Maintain the read view from now on: every later transaction that writes records
+        also writes the rows of the documents they change. Rebuilds the whole view first
+        (one transaction, durable on return) unless `view_current(live)`."""
+        self._check()
+        self._view = view
+        if not self.view_current(live):
+            self.rebuild_view()
+
+    def rebuild_view(self) -> int:
+        """Rewrite the whole view from the attached `ReadView` (one transaction, durable on
+        return); the number of documents written."""
+        self._check()
+        if self._view is None:
+            raise StorageError(f"{self.name}: no read view is attached")
+        rows = self._view.all_rows()
+        self._write("view", view=rows)
+        self._view_count = len(rows.puts)
+        return len(rows.puts)
+
+    def view_current(self, live: int | None = None) -> bool:
+        """Does the stored view reflect every stored record (its marker names the last stored
+        position) and, given the engine's number of `live` documents, hold as many rows (a
+        store emptied or cut short under the marker is rebuilt, not trusted)?"""
+        if parse_marker(self._meta.get(VIEW_MARKER)) != self._durable_last:
+            return False
+        return live is None or live == self._view_count
 
     def flush(self) -> None:
         self._check()

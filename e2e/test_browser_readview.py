@@ -1,0 +1,200 @@
+"""The materialized read view in Chromium: `Ostracon.peek` (web/readview.js) reads what the
+engine wrote (ostracon/runtime/browser/readview.py) without the engine.
+
+- After writes, deletes and a merge of another replica's blocks, peek returns exactly the
+  engine's documents (any value type), and never a write that is not durable yet.
+- A missing database, a view out of step with the records (marker gone), a damaged row or a
+  store emptied under its marker: peek says so (docs null) or the engine rebuilds the view at
+  its next open; the engine itself always opens.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from conftest import goto_e2e
+
+pytestmark = pytest.mark.browser
+
+# Engine and peek results compared as JSON (BigInt and bytes made explicit).
+CANON = """(v) => JSON.stringify(v, (_k, x) => typeof x === "bigint" ? `${x}n`
+  : x instanceof Uint8Array ? `bytes:${Array.from(x).join(",")}` : x)"""
+
+OPEN = """async ([name, extra]) => {
+  window.dbs = window.dbs || {};
+  window.dbs[name] = await Ostracon.open({name, tabs: "exclusive", ...(extra || {})});
+  return true;
+}"""
+
+ENGINE_DOCS = f"""async ([name, col]) => {{
+  const canon = {CANON};
+  const r = await window.dbs[name].collection(col).scan({{limit: 100000}});
+  return canon(r.docs);
+}}"""
+
+PEEK = f"""async ([name, col]) => {{
+  const canon = {CANON};
+  const r = await Ostracon.peek(name, col);
+  return {{docs: r.docs === null ? null : canon(r.docs), reason: r.reason, n: r.docs ? r.docs.length : null}};
+}}"""
+
+RAW_IDB = """async ([name, action]) => {
+  const db = await new Promise((ok, no) => { const r = indexedDB.open("ostracon:" + name);
+    r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error); });
+  const tx = db.transaction(["meta", "view"], "readwrite");
+  const view = tx.objectStore("view"), meta = tx.objectStore("meta");
+  if (action === "drop-marker") meta.delete("s/view");
+  if (action === "garble-marker") meta.put(new Uint8Array([1, 2, 3]), "s/view");
+  if (action === "clear-rows") view.clear();
+  if (action === "bad-row") view.openCursor().onsuccess = (ev) => {
+    const c = ev.target.result; if (c) c.update({_id: 42, title: {toString: "x"}}); };
+  if (action === "foreign-row") view.put({_id: "x", _collection: "other", _deleted: false,
+    _version: 1, _heads: []}, ["c", "zzz"]);
+  await new Promise((ok, no) => { tx.oncomplete = ok; tx.onabort = () => no(tx.error); });
+  db.close();
+  return true;
+}"""
+
+
+def fresh_name() -> str:
+    return f"rv-{uuid.uuid4().hex[:10]}"
+
+
+def open_db(page, name: str, **extra) -> None:
+    page.evaluate(OPEN, [name, extra])
+
+
+def close_db(page, name: str) -> None:
+    page.evaluate("async (n) => { await window.dbs[n].close(); delete window.dbs[n]; }", name)
+
+
+def assert_view_matches(page, name: str, col: str) -> dict:
+    got = page.evaluate(PEEK, [name, col])
+    assert got["reason"] is None, got
+    assert got["docs"] == page.evaluate(ENGINE_DOCS, [name, col])
+    return got
+
+
+def test_peek_matches_the_engine_after_writes_and_deletes(shared_page, e2e_url) -> None:
+    page = shared_page
+    goto_e2e(page, e2e_url)
+    name = fresh_name()
+    open_db(page, name)
+    page.evaluate("""async (n) => {
+      const c = window.dbs[n].collection("c");
+      await c.create({title: "text", body: 7}, "a");
+      await c.create({title: null, body: {nested: [1, "x", null]}, big: 2n ** 70n, raw: new Uint8Array([0, 255])}, "b");
+      await c.create({title: 1.5, tags: ["t"]}, "c");
+      await c.patch("a", {body: "now text"});
+      await c.delete("c");
+      await window.dbs[n].flush();
+    }""", name)
+    got = assert_view_matches(page, name, "c")
+    assert got["n"] == 2
+    # A collection with no documents: an empty list, not a failure.
+    assert page.evaluate(PEEK, [name, "nothing"]) == {"docs": "[]", "reason": None, "n": 0}
+    close_db(page, name)
+    assert_view_matches_after_reopen(page, name)
+
+
+def assert_view_matches_after_reopen(page, name: str) -> None:
+    before = page.evaluate(PEEK, [name, "c"])
+    open_db(page, name)
+    assert page.evaluate(ENGINE_DOCS, [name, "c"]) == before["docs"]
+    close_db(page, name)
+
+
+def test_peek_never_shows_writes_that_are_not_durable(shared_page, e2e_url) -> None:
+    page = shared_page
+    goto_e2e(page, e2e_url)
+    name = fresh_name()
+    # A long sink interval: nothing becomes durable on its own during the test.
+    open_db(page, name, sinkIntervalMs=600000, sinkBatchOps=100000)
+    page.evaluate("async (n) => { await window.dbs[n].collection('c').create({v: 1}, 'x'); "
+                  "await window.dbs[n].flush(); await window.dbs[n].collection('c').patch('x', {v: 2}); "
+                  "await window.dbs[n].collection('c').create({v: 3}, 'y'); }", name)
+    got = page.evaluate("async (n) => (await Ostracon.peek(n, 'c')).docs.map((d) => [d._id, d.v])", name)
+    assert got == [["x", 1]]
+    page.evaluate("async (n) => window.dbs[n].flush()", name)
+    assert_view_matches(page, name, "c")
+    close_db(page, name)
+
+
+def test_peek_follows_merged_remote_blocks(shared_page, e2e_url) -> None:
+    page = shared_page
+    goto_e2e(page, e2e_url)
+    a, b = fresh_name(), fresh_name()
+    open_db(page, a)
+    open_db(page, b)
+    page.evaluate("""async ([a, b]) => {
+      const ca = window.dbs[a].collection("c"), cb = window.dbs[b].collection("c");
+      await ca.create({from: "a", n: 1}, "shared");
+      await cb.create({from: "b"}, "mine");
+      await cb.create({from: "b", gone: true}, "gone");
+      await cb.delete("gone");
+      await window.dbs[a].flush();  // only durable, sealed blocks are offered
+      await window.dbs[b].applyBlocks(await window.dbs[a].blocksSince({}));
+      await cb.patch("shared", {n: 2});
+      await window.dbs[a].collection("c").create({from: "a"}, "later");
+      await window.dbs[a].flush();
+      await window.dbs[b].applyBlocks(await window.dbs[a].blocksSince(await window.dbs[b].versionVector()));
+      await window.dbs[b].flush();
+    }""", [a, b])
+    got = assert_view_matches(page, b, "c")
+    assert got["n"] == 3
+    close_db(page, a)
+    close_db(page, b)
+
+
+def test_missing_database_and_missing_view(shared_page, e2e_url) -> None:
+    page = shared_page
+    goto_e2e(page, e2e_url)
+    name = fresh_name()
+    assert page.evaluate(PEEK, [name, "c"]) == {"docs": None, "reason": "missing", "n": None}
+    # peek did not create the database: the engine still opens it as new.
+    assert name not in page.evaluate("async () => (await indexedDB.databases()).map((d) => d.name)")
+    assert page.evaluate("async () => (await Ostracon.peek('', 'c')).docs") is None
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ("drop-marker", "stale"),
+    ("garble-marker", "damaged: the view's marker is malformed"),
+    ("bad-row", "damaged: "),
+    ("foreign-row", "damaged: "),
+])
+def test_damaged_view_falls_back_to_the_engine(shared_page, e2e_url, damage: str, reason: str) -> None:
+    page = shared_page
+    goto_e2e(page, e2e_url)
+    name = fresh_name()
+    open_db(page, name)
+    page.evaluate("async (n) => { const c = window.dbs[n].collection('c'); "
+                  "await c.create({t: 'one'}, 'a'); await c.create({t: 'two'}, 'b'); await window.dbs[n].flush(); }",
+                  name)
+    close_db(page, name)
+    page.evaluate(RAW_IDB, [name, damage])
+    got = page.evaluate(PEEK, [name, "c"])
+    assert got["docs"] is None and got["reason"].startswith(reason), got
+    # The engine opens regardless; a page rebuilds the view it found damaged.
+    open_db(page, name)
+    assert page.evaluate("async (n) => (await window.dbs[n].collection('c').count())", name) == 2
+    assert page.evaluate("async (n) => window.dbs[n].rebuildView()", name) == 2
+    assert_view_matches(page, name, "c")
+    close_db(page, name)
+
+
+def test_engine_rebuilds_a_view_out_of_step_at_open(shared_page, e2e_url) -> None:
+    page = shared_page
+    goto_e2e(page, e2e_url)
+    name = fresh_name()
+    open_db(page, name)
+    page.evaluate("async (n) => { const c = window.dbs[n].collection('c'); "
+                  "for (let i = 0; i < 5; i++) await c.create({i}, `d${i}`); await window.dbs[n].flush(); }", name)
+    close_db(page, name)
+    for damage in ("clear-rows", "drop-marker"):
+        page.evaluate(RAW_IDB, [name, damage])
+        open_db(page, name)  # no rebuildView(): the open itself repairs the view
+        got = assert_view_matches(page, name, "c")
+        assert got["n"] == 5
+        close_db(page, name)

@@ -1,0 +1,164 @@
+"""The materialized read view: each collection's current documents in an IndexedDB object
+store that plain JS reads without Pyodide (first paint, `Ostracon.peek` in web/readview.js).
+
+Layout (object store ``view`` of the database ``ostracon:<name>``, created by web/bridge.js):
+key ``[collection, id]`` → the document exactly as the JS API's `get` returns it (user fields
+plus ``_id``, ``_collection``, ``_version``, ``_created``, ``_updated``, ``_deleted``,
+``_heads``; values converted by `convert.to_js_value`). Deleted documents have no row. The
+meta store's ``s/view`` (`VIEW_MARKER`) holds ``b"<VIEW_FORMAT>:<position>"``: the record
+position the view reflects.
+
+Guarantee: view rows are written in the same IndexedDB transaction as the records they
+reflect (`IndexedDBStorage` asks `ReadView.rows` while it builds each batch), so after a crash
+the view is exactly as durable as the log — it never shows a document state whose blocks are
+not stored, and never lags behind stored blocks. A document whose state includes a block that
+is not yet part of a batch (still in the sink's queue) is left out of this batch and written
+with a later one (`deferred`). A reader compares ``s/view`` with ``s/last_position``: when they
+differ (a database written before the view existed, or a damaged marker) the view is not
+used, and the engine rebuilds it at open (`needs_rebuild`, `all_rows`).
+
+Not covered: the view is a cache of the engine's reads, not verified data: a reader that
+must trust the values waits for the engine (which verifies the log at open).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...core import cid as cidlib
+from ...core.block import KIND_BLOCK, open_envelope
+from ...core.errors import CorruptBlockError, ValidationError
+
+#: Version of the row and marker layout above; a reader refuses any other.
+VIEW_FORMAT = 1
+#: Meta key (in the adapter's own "s/" namespace) of the position the view reflects.
+VIEW_MARKER = "s/view"
+#: Documents read per scan page when the whole view is rebuilt (bounds one page's memory).
+REBUILD_PAGE = 1000
+
+
+def marker(position: int) -> bytes:
+    """The ``s/view`` value for a view that reflects records up to `position`."""
+    return f"{VIEW_FORMAT}:{position}".encode()
+
+
+def parse_marker(raw: bytes | None) -> int | None:
+    """The position a stored marker names, or None (missing, other format, damaged)."""
+    if raw is None:
+        return None
+    try:
+        fmt, _, pos = bytes(raw).decode("ascii").partition(":")
+    except UnicodeDecodeError:
+        return None
+    if fmt != str(VIEW_FORMAT) or not pos.isascii() or not pos.isdigit() or len(pos) > 16:
+        return None
+    n = int(pos)
+    return n if marker(n) == bytes(raw) else None  # exactly what `marker` writes, or nothing
+
+
+@dataclass
+class ViewRows:
+    """What one transaction writes into the view: `puts` [(collection, id, doc)], `deletes`
+    [(collection, id)], `clear` (empty the store first: a full rebuild)."""
+
+    puts: list[tuple[str, str, dict]] = field(default_factory=list)
+    deletes: list[tuple[str, str]] = field(default_factory=list)
+    clear: bool = False
+    keys: set[tuple[str, str]] = field(default_factory=set)    # documents settled by these rows
+    wanted: set[tuple[str, str]] = field(default_factory=set)  # documents asked for
+
+    def __bool__(self) -> bool:
+        return bool(self.puts or self.deletes or self.clear)
+
+
+class ReadView:
+    """Computes view rows for the blocks of a storage batch, from an open `Database`."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        # Documents left out of an earlier batch (a head still queued): retried with the next.
+        self.deferred: set[tuple[str, str]] = set()
+
+    def touched(self, records: Iterable[bytes]) -> set[tuple[str, str]]:
+        """(collection, id) of every block among the storage records (envelopes)."""
+        info = self.db.replica.info
+        out = set()
+        for rec in records:
+            if len(rec) < 2 or rec[1] != KIND_BLOCK:
+                continue
+            try:
+                payload = open_envelope(rec)[1]
+            except CorruptBlockError:
+                continue  # the engine never appends such a record; nothing to show for it
+            bi = info.get(cidlib.compute(payload))
+            if bi is not None:
+                out.add((bi.collection, bi.doc_id))
+        return out
+
+    def _queued(self) -> set[bytes]:
+        """CIDs of blocks applied in memory but not yet handed to storage."""
+        out = set()
+        for env in self.db.sink.queue:
+            if len(env) > 1 and env[1] == KIND_BLOCK:
+                out.add(cidlib.compute(open_envelope(env)[1]))
+        return out
+
+    def rows(self, records: Sequence[bytes]) -> ViewRows:
+        """Rows for the documents the records (and earlier deferred batches) touch."""
+        return self._rows_for(self.touched(records) | self.deferred, clear=False)
+
+    def all_rows(self) -> ViewRows:
+        """Rows for every live document (a rebuild: the store is cleared first)."""
+        db = self.db
+        keys: set[tuple[str, str]] = set()
+        for name in db.collections():
+            after = None
+            while True:
+                docs, after = db.collection(name).scan(after=after, limit=REBUILD_PAGE)
+                keys.update((name, d["_id"]) for d in docs)
+                if after is None:
+                    break
+        return self._rows_for(keys, clear=True)
+
+    def _rows_for(self, keys: set[tuple[str, str]], clear: bool) -> ViewRows:
+        out = ViewRows(clear=clear, wanted=keys)
+        if not keys:
+            return out
+        db = self.db
+        queued = self._queued() if db.sink.queue else set()
+        replica = db.replica
+        visible = set(db.collections())
+        for col, doc_id in sorted(keys):
+            state = replica.doc(col, doc_id) if col in visible else None
+            if state is not None and queued and not queued.isdisjoint(state.heads):
+                continue  # shown once its newest block is stored (see the module docstring)
+            out.keys.add((col, doc_id))
+            if state is None:
+                continue  # reserved collections (schema versions) have no rows
+            try:
+                doc = db.collection(col).get(doc_id)
+            except ValidationError:
+                continue
+            if doc is None:
+                out.deletes.append((col, doc_id))
+            else:
+                out.puts.append((col, doc_id, doc))
+        return out
+
+    def committed(self, rows: ViewRows) -> None:
+        """The transaction carrying `rows` completed: the documents it settled are no longer
+        deferred; those asked for but left out wait for the next batch."""
+        self.deferred = (self.deferred | rows.wanted) - rows.keys
+
+
+def to_batch(rows: ViewRows) -> dict:
+    """The `view` part of a bridge write batch (web/bridge.js `idbWrite`), as Python values
+    for `convert.to_js_value`."""
+    return {
+        "clear": rows.clear,
+        "putKeys": [[c, i] for c, i, _ in rows.puts],
+        "putDocs": [d for _, _, d in rows.puts],
+        "deleteKeys": [[c, i] for c, i in rows.deletes],
+    }
