@@ -8,6 +8,7 @@
 import Ostracon from "../ostracon.js";
 import { dagSvg, describeOps, fingerprint, actorColor, SIGNATURE_WORDS, ROW_H } from "./history.js";
 import { verifyAll } from "./verify.js";
+import { firstPaint } from "./firstpaint.js";
 
 const COLLECTION = "notes";
 const SPACE_KEY = "ostracon-notes/space";
@@ -150,6 +151,13 @@ async function openSpace(space) {
   $("boot-progress").value = 0;
   $("boot-phase").textContent = "Looking for another open window of this space…";
   const name = await dbNameFor(space);
+  // Stored notes at once from the read view (read-only until the engine is ready).
+  const painted = firstPaint(name, COLLECTION, (docs) => {
+    state.notes = new Map(docs.map((d) => [d._id, d]));
+    $("app").inert = true;
+    show("app");
+    renderList();
+  });
   const spaceOpt = space.invite ? { invite: space.invite } : { passphrase: space.passphrase, name: space.name };
   const db = Ostracon.connect({
     name,
@@ -176,6 +184,8 @@ async function openSpace(space) {
   try {
     await db.ready;
   } catch (e) {
+    painted.live(null);
+    $("app").inert = false;
     await db.close().catch(() => {});
     state.db = null;
     showJoin(space, plainError(e));
@@ -203,6 +213,8 @@ async function openSpace(space) {
     batch.push(ev);
   });
   await reloadAll();
+  painted.live(db);
+  $("app").inert = false;
   show("boot", false);
   show("app");
   show("space-btn");
