@@ -146,6 +146,13 @@ def test_snapshot_with_damaged_text_state_is_corrupt():
     a = rep(IDS[0])
     edit(a, IDS[0], "n1", lambda t: t.insert(0, "abc"), W)
     v = msgpack.unpackb(zlib.decompress(snapshot.dump(a)), strict_map_key=False)
-    v[6][0][12][0][1] = b"\x93\x01"
+    row = msgpack.unpackb(v[6][4][0], strict_map_key=False)  # the document's row (format 4: bytes)
+    row[12][0][1] = b"\x93\x01"
+    v[6][4][0] = msgpack.packb(row, use_bin_type=True)
     with pytest.raises(CorruptSnapshotError):
         snapshot.load(rep(IDS[0]), zlib.compress(msgpack.packb(v, use_bin_type=True)))
+    # Loaded lazily, the damage is found when the document is first used, typed the same.
+    lazy = rep(IDS[0])
+    snapshot.load(lazy, zlib.compress(msgpack.packb(v, use_bin_type=True)), lazy=True)
+    with pytest.raises(CorruptSnapshotError):
+        lazy.doc(*next((n, i) for n, docs in lazy.collections.items() for i in docs)).user_fields()

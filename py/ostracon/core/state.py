@@ -81,7 +81,8 @@ def counter_add(total: int | float, delta: int | float) -> int | float | None:
 
 class DocState:
     __slots__ = ("collection", "doc_id", "heads", "height", "version", "min_t", "max_t",
-                 "fields", "incs", "deletes", "past", "live", "cids", "texts", "_view", "_digest")
+                 "fields", "incs", "deletes", "past", "live", "cids", "texts", "_view", "_digest",
+                 "_pending")
 
     def __init__(self, collection: str, doc_id: str) -> None:
         self.collection = collection
@@ -106,6 +107,34 @@ class DocState:
         self.texts: dict[str, TextCRDT] = {}  # field -> text CRDT (every visible text op)
         self._view: dict | None = None
         self._digest: bytes | None = None
+
+    @classmethod
+    def deferred(cls, collection: str, doc_id: str, live: bool, deletes: set[bytes],
+                 fill: Any) -> DocState:
+        """A state whose other parts are filled on first use by `fill(state)` (a snapshot
+        loads 10,000 documents without building each one: core/snapshot.py). `live` and
+        `deletes` are set at once, so `deleted` and counting never fill a state."""
+        d = cls.__new__(cls)
+        d.collection, d.doc_id, d.live, d.deletes = collection, doc_id, live, deletes
+        d._view = d._digest = None
+        d._pending = fill
+        return d
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for a slot never set: a deferred state that was not filled yet.
+        try:
+            fill = object.__getattribute__(self, "_pending")
+        except AttributeError:
+            raise AttributeError(name) from None
+        if fill is None:
+            raise AttributeError(name)
+        self._pending = None
+        try:
+            fill(self)
+        except BaseException:
+            self._pending = fill  # a failed fill is retried (and fails again) on next use
+            raise
+        return object.__getattribute__(self, name)
 
     # ------------------------------------------------------------ merge
 

@@ -93,7 +93,10 @@ class Database(ProvenanceMixin, SendMixin, SchemaMethods, ReplicationMixin):
     for an index being built; `feed_payload` (True) and `feed_payload_max_bytes` (32 KiB) say
     whether change events carry the fields and up to what size (core/feed.py);
     `on_sink_error(exc)` is called when a background flush fails;
-    `location` names the database in messages.
+    `location` names the database in messages; `lazy_snapshot` (False) builds the documents
+    of the stored snapshot on first use instead of at open (core/snapshot.py `load`: the
+    browser opens 10,000 documents without building them; damage inside a document's row is
+    then reported at its first use).
     """
 
     def __init__(self, storage: Storage, *, identity: Any, crypto: Any,
@@ -110,7 +113,7 @@ class Database(ProvenanceMixin, SendMixin, SchemaMethods, ReplicationMixin):
                  rebuild_max_concurrent: int = MAX_CONCURRENT, auto_tier: bool = False,
                  warm_after_ms: int = WARM_AFTER_MS, cold_after_ms: int = COLD_AFTER_MS,
                  sink_max_queued: int = SINK_MAX_QUEUED, index_wait_ms: int = INDEX_WAIT_MS,
-                 driver: bool | None = None,
+                 driver: bool | None = None, lazy_snapshot: bool = False,
                  on_sink_error: Callable[[Exception], None] | None = None,
                  location: str | None = None) -> None:
         # Every limit is checked here, so an out-of-range value is the same ValidationError
@@ -148,7 +151,8 @@ class Database(ProvenanceMixin, SendMixin, SchemaMethods, ReplicationMixin):
             lambda: Replica(identity.actor, require_signatures=require_signatures,
                             verify=crypto.ed25519_verify, max_pending_blocks=max_pending_blocks,
                             max_clock_skew_ms=max_clock_skew_ms),
-            storage, crypto.ed25519_verify, self.clock(), repair=repair, on_corrupt=on_corrupt)
+            storage, crypto.ed25519_verify, self.clock(), repair=repair, on_corrupt=on_corrupt,
+            lazy=lazy_snapshot)
         replica, seal_chain = loaded.replica, loaded.chain
         self._open_notes, self._open_problems = loaded.notes, loaded.problems
 

@@ -71,7 +71,7 @@ def _replay(r: Any, batch: list[bytes]) -> None:
 
 
 def _load_into(r: Replica, storage: Storage, verify: Callable, wall_ms: int,
-               skip: set[bytes]) -> tuple[list[Problem], SealChain]:
+               skip: set[bytes], lazy: bool = False) -> tuple[list[Problem], SealChain]:
     r.set_wall(wall_ms)
     wm = read_watermark(storage.get_meta(WATERMARK_META), r.actor, verify)
     chain, seals, upto = SealChain(), [], 0
@@ -86,7 +86,7 @@ def _load_into(r: Replica, storage: Storage, verify: Callable, wall_ms: int,
     after = 0
     if snap is not None:
         data, after = snap
-        snapshot.load(r, data)
+        snapshot.load(r, data, lazy=lazy)
         for a in sorted(r.by_actor):  # the order snapshot.dump writes them in
             for _, _, s in r.seals.get(a, []):
                 add_seal(s)
@@ -137,14 +137,15 @@ def _describe(problems: list[Problem], where: dict) -> list[str]:
 
 
 def load(new_replica: Callable[[], Replica], storage: Storage, verify: Callable, wall_ms: int, *,
-         repair: bool, on_corrupt: str) -> Loaded:
+         repair: bool, on_corrupt: str, lazy: bool = False) -> Loaded:
     """Fill a new replica from storage, verified (module docstring). Raises
-    CorruptBlockError (naming segment, offset and CID) unless `repair` or "report"."""
+    CorruptBlockError (naming segment, offset and CID) unless `repair` or "report".
+    lazy: documents of the snapshot are built on first use (`snapshot.load`)."""
     if on_corrupt not in ON_CORRUPT:
         raise StorageError(f"on_corrupt must be one of {ON_CORRUPT}, not {on_corrupt!r}")
     skip = _cids(storage.get_meta(QUARANTINE_META))
     r = new_replica()
-    problems, chain = _load_into(r, storage, verify, wall_ms, skip)
+    problems, chain = _load_into(r, storage, verify, wall_ms, skip, lazy)
     out = Loaded(r, chain)
     out.notes = [f"block {cidlib.format_cid(c)} is quarantined (failed verification earlier)" for c in sorted(skip)]
     if problems:
@@ -163,7 +164,7 @@ def load(new_replica: Callable[[], Replica], storage: Storage, verify: Callable,
             skip |= bad
             storage.set_meta(QUARANTINE_META, msgpack.packb(sorted(skip), use_bin_type=True))
             out.replica = r = new_replica()
-            problems, out.chain = _load_into(r, storage, verify, wall_ms, skip)
+            problems, out.chain = _load_into(r, storage, verify, wall_ms, skip, lazy)
             out.notes += [f"repair: quarantined {line}" for line in lines]
             out.notes += [f"repair: still unverified after quarantine: {pr.what}" for pr in problems]
     raw = storage.get_meta(OWN_SEQ_META + r.actor.hex())
