@@ -97,7 +97,7 @@ def _page(ctx, url: str, path: str):
     page = ctx.new_page()
     page.goto(url + path)
     page.wait_for_function("window.__fp ? window.__fp.done === true : window.__ostraconLoaded === true",
-                           timeout=300_000)
+                           timeout=900_000)
     return page
 
 
@@ -143,14 +143,14 @@ def rows(r: dict | None) -> list[tuple[str, str, str]]:
     """(target, measured, goal) rows for the bench-web table."""
     if not r:
         return [("first paint from the read view", "not measured", f"<= {GOAL_FIRST_PAINT_MS} ms"),
-                ("reopen with 10,000 documents adds", "not measured", f"<= {GOAL_REOPEN_ADDS_MS} ms")]
+                ("reopen, 10,000 docs (compacted) adds", "not measured", f"<= {GOAL_REOPEN_ADDS_MS} ms")]
     n = f"{r['docs']:,}"
     return [
         (f"first paint, {n} docs from the read view", f"{r['first_paint_ms']} ms",
          f"<= {GOAL_FIRST_PAINT_MS} ms after navigation"),
         ("first paint / engine ready (same page)", f"{r['paint_to_ready']:.2f}x ({r['ready_ms']} ms)",
          f"<= {GOAL_PAINT_TO_READY}x"),
-        (f"reopen with {n} documents adds", f"{r['reopen_adds_ms']} ms",
+        (f"reopen, {n} docs (compacted) adds", f"{r['reopen_adds_ms']} ms",
          f"<= {GOAL_REOPEN_ADDS_MS} ms ({r['reopen_ms']} vs {r['empty_open_ms']} ms)"),
     ]
 
