@@ -96,7 +96,8 @@ class Database(ProvenanceMixin, SendMixin, SchemaMethods, ReplicationMixin):
     `location` names the database in messages; `lazy_snapshot` (False) builds the documents
     of the stored snapshot on first use instead of at open (core/snapshot.py `load`: the
     browser opens 10,000 documents without building them; damage inside a document's row is
-    then reported at its first use).
+    then reported at its first use; states are built under the database's state lock, like
+    every read of them).
     """
 
     def __init__(self, storage: Storage, *, identity: Any, crypto: Any,
