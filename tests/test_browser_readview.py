@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ostracon
+from ostracon.runtime.browser.convert import prepare
 from ostracon.runtime.browser.readview import (
     VIEW_FORMAT,
     ReadView,
@@ -192,8 +193,19 @@ def test_all_rows_rebuilds_every_live_document_and_skips_reserved_collections() 
 
 def test_to_batch_shapes() -> None:
     rows = ViewRows(puts=[("c", "1", {"a": 1})], deletes=[("c", "2")], clear=True)
-    assert to_batch(rows) == {"clear": True, "putKeys": [["c", "1"]], "putDocs": [{"a": 1}],
+    assert to_batch(rows) == {"clear": True, "putKeys": [["c", "1"]], "putDocs": [{"a": 1.0}],
                               "deleteKeys": [["c", "2"]]}
+
+
+@given(st.dictionaries(st.text(max_size=5), st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5)
+    | st.binary(max_size=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=10), max_size=6))
+def test_prepared_documents_follow_the_conversion_rules(doc: dict) -> None:
+    null = object()
+    rows = ViewRows(puts=[("c", "1", doc)])
+    assert to_batch(rows, null)["putDocs"] == [prepare(doc, null)]
 
 
 def test_random_histories_keep_the_view_equal_to_the_engine() -> None:

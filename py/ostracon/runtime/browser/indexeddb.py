@@ -56,7 +56,7 @@ from ...core.errors import (
 )
 from ...storage.base import OpenReport, Storage, check_keep, check_meta
 from . import bridge as _bridge
-from .convert import to_js_value
+from .convert import default_ffi
 from .readview import VIEW_MARKER, ReadView, ViewRows, marker, parse_marker, to_batch
 
 # Prefix of IndexedDB database names, so an app's own databases never collide with ours.
@@ -267,7 +267,8 @@ class IndexedDBStorage(Storage):
         if rows is not None:
             meta[VIEW_MARKER] = marker(self._last)
             if rows:
-                batch.view = to_js_value(to_batch(rows))
+                ffi = default_ffi()
+                batch.view = ffi.to_js(to_batch(rows, ffi.null))
         # The records cross as ONE buffer and their end offsets: one conversion per batch
         # instead of one Uint8Array proxy per record (the bridge slices them apart).
         recs = self._pending_records

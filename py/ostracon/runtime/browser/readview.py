@@ -29,7 +29,10 @@ from typing import Any
 
 from ...core import cid as cidlib
 from ...core.block import KIND_BLOCK, open_envelope
+from ...core.clock import COUNTER_BITS
 from ...core.errors import CorruptBlockError, ValidationError
+from ...core.state import DocState
+from .convert import MAX_SAFE_INTEGER, prepare
 
 #: Version of the row and marker layout above; a reader refuses any other.
 VIEW_FORMAT = 1
@@ -130,6 +133,8 @@ class ReadView:
         queued = self._queued() if db.sink.queue else set()
         replica = db.replica
         visible = set(db.collections())
+        registry = db.schemas
+        lensed = {n for n in registry.names() if len(registry.history(n)) > 1}
         for col, doc_id in sorted(keys):
             state = replica.doc(col, doc_id) if col in visible else None
             if state is not None and queued and not queued.isdisjoint(state.heads):
@@ -137,14 +142,17 @@ class ReadView:
             out.keys.add((col, doc_id))
             if state is None:
                 continue  # reserved collections (schema versions) have no rows
-            try:
-                doc = db.collection(col).get(doc_id)
-            except ValidationError:
-                continue
-            if doc is None:
+            if state.deleted:
                 out.deletes.append((col, doc_id))
+            elif col in lensed:  # written under older schema versions: read through the lenses
+                try:
+                    doc = db.collection(col).get(doc_id)
+                except ValidationError:
+                    continue
+                if doc is not None:
+                    out.puts.append((col, doc_id, doc))
             else:
-                out.puts.append((col, doc_id, doc))
+                out.puts.append((col, doc_id, read_form(state)))
         return out
 
     def committed(self, rows: ViewRows) -> None:
@@ -153,12 +161,41 @@ class ReadView:
         self.deferred = (self.deferred | rows.wanted) - rows.keys
 
 
-def to_batch(rows: ViewRows) -> dict:
-    """The `view` part of a bridge write batch (web/bridge.js `idbWrite`), as Python values
-    for `convert.to_js_value`."""
+def read_form(state: DocState) -> dict:
+    """The document as `Collection.get` returns it (db/views.py `view`), without the copy a
+    caller-facing read makes: the rows are converted to JS values at once."""
+    d = dict(state.user_fields())
+    d["_id"] = state.doc_id
+    d["_collection"] = state.collection
+    d["_version"] = state.version
+    d["_created"] = state.min_t >> COUNTER_BITS
+    d["_updated"] = state.max_t >> COUNTER_BITS
+    d["_deleted"] = state.deleted
+    d["_heads"] = [cidlib.format_cid(h) for h in sorted(state.heads)]
+    return d
+
+
+def _prepared(doc: dict, null: Any) -> dict:
+    """`convert.prepare` of a document, with the common flat values handled inline (this runs
+    for every document of every batch)."""
+    out = {}
+    for k, v in doc.items():
+        t = type(v)
+        if t is str or t is bool or t is float:
+            out[k] = v
+        elif t is int and -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
+            out[k] = float(v)
+        else:
+            out[k] = prepare(v, null, 1)
+    return out
+
+
+def to_batch(rows: ViewRows, null: Any = None) -> dict:
+    """The `view` part of a bridge write batch (web/bridge.js `idbWrite`), already prepared
+    for `to_js` (`convert.prepare` rules; `null` is JS null)."""
     return {
         "clear": rows.clear,
         "putKeys": [[c, i] for c, i, _ in rows.puts],
-        "putDocs": [d for _, _, d in rows.puts],
+        "putDocs": [_prepared(d, null) for _, _, d in rows.puts],
         "deleteKeys": [[c, i] for c, i in rows.deletes],
     }
