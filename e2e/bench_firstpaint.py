@@ -45,7 +45,8 @@ const q = new URLSearchParams(location.search);
 const out = window.__fp = {moduleMs: performance.now()};
 const opened = Ostracon.open({name: q.get("name"), tabs: "exclusive",
   onProgress: (p) => { (out.phases = out.phases || {})[p.phase] = p.ms; }})
-  .then((db) => { out.readyMs = performance.now(); window.db = db; });
+  .then((db) => { out.readyMs = performance.now(); window.db = db; },
+        (e) => { out.error = `${e.name}: ${e.message}`; });
 const r = await Ostracon.peek(q.get("name"), q.get("col"));
 out.peekMs = performance.now();
 out.count = r.docs ? r.docs.length : null;
@@ -98,6 +99,9 @@ def _page(ctx, url: str, path: str):
     page.goto(url + path)
     page.wait_for_function("window.__fp ? window.__fp.done === true : window.__ostraconLoaded === true",
                            timeout=900_000)
+    error = page.evaluate("window.__fp && window.__fp.error")
+    if error:
+        raise RuntimeError(f"engine did not open: {error}")
     return page
 
 

@@ -179,3 +179,9 @@ def test_malformed_document_columns_are_corrupt():
                 snapshot.load(Replica(b"\x01" * 32, require_signatures=False),
                               zlib.compress(msgpack.packb(w, use_bin_type=True)), lazy=lazy)
 
+
+
+def test_the_snapshot_size_bound_fits_a_32_bit_size():
+    # zlib's max_length is a C ssize_t: in WebAssembly a bound beyond 2**31 - 1 raises
+    # OverflowError and no snapshot would ever open in the browser.
+    assert 0 < snapshot.MAX_SNAPSHOT_BYTES <= 2**31 - 1

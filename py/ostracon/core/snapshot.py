@@ -54,9 +54,10 @@ READABLE_FORMATS = (2, 3, SNAPSHOT_FORMAT)
 #: zlib level of snapshot bytes: 6 (zlib's default) is within a few % of 9 at a third of
 #: the time on block-heavy data.
 SNAPSHOT_ZLIB_LEVEL = 6
-#: A decompressed snapshot larger than this is refused as corrupt (a zlib bomb guard;
-#: 4 GiB is far beyond what one process can load anyway).
-MAX_SNAPSHOT_BYTES = 4 << 30
+#: A decompressed snapshot larger than this is refused as corrupt (a zlib bomb guard; 2 GiB
+#: is beyond what one process loads anyway). It must fit a 32-bit size: zlib's max_length is a
+#: C ssize_t, and in WebAssembly a larger value raises OverflowError, i.e. no snapshot opens.
+MAX_SNAPSHOT_BYTES = (1 << 31) - 1
 
 
 def dump(replica: Replica) -> bytes:
