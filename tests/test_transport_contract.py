@@ -130,7 +130,7 @@ def test_relay_websocket_meets_the_contract():
     async def main():
         async with Relay(RelayConfig(), port=0) as relay:
             passed = await run_contract(RelayEnv(relay))
-            assert len(passed) == 9, passed
+            assert len(passed) == 10, passed
 
     asyncio.run(main())
 
@@ -140,7 +140,7 @@ def test_peer_to_peer_websocket_meets_the_contract():
         env = await HubEnv(remote=True).setup()
         try:
             passed = await run_contract(env)
-            assert len(passed) == 8, passed
+            assert len(passed) == 9, passed
         finally:
             await env.close()
 
@@ -152,7 +152,7 @@ def test_in_process_hub_meets_the_contract():
         env = await HubEnv(remote=False).setup()
         try:
             passed = await run_contract(env)
-            assert len(passed) == 8, passed
+            assert len(passed) == 9, passed
         finally:
             await env.close()
 
@@ -189,6 +189,6 @@ class BroadcastEnv:
 def test_broadcast_transport_meets_the_contract():
     async def main():
         passed = await run_contract(BroadcastEnv())
-        assert len(passed) == 8, passed
+        assert len(passed) == 9, passed
 
     asyncio.run(main())

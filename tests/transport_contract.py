@@ -115,6 +115,26 @@ async def check_ordered_delivery(env):
     await b.close()
 
 
+async def check_join_while_frames_flow(env):
+    """A member joining while others are sending gets its welcome first, then frames."""
+    room = await env.new_room()
+    a, _ = await join(env, room)
+
+    async def stream():
+        for i in range(200):
+            await a.send(P.encode_ephemeral(b"\xa1" + i.to_bytes(2, "big")))
+            await asyncio.sleep(0)
+
+    sender = asyncio.ensure_future(stream())
+    b, _ = await join(env, room)   # asserts the welcome comes first
+    await sender
+    await a.send(P.encode_ephemeral(b"\xa1last"))
+    while (await _payloads(b, 1)) != [b"\xa1last"]:
+        pass
+    await a.close()
+    await b.close()
+
+
 async def check_reconnect(env):
     """A member that closed can come back with a new transport, and is heard again."""
     room = await env.new_room()
@@ -283,6 +303,7 @@ async def check_replicas_converge(env):
 CHECKS = [
     check_welcome_counts_members,
     check_ordered_delivery,
+    check_join_while_frames_flow,
     check_reconnect,
     check_oversize_frame_is_refused,
     check_close_semantics,

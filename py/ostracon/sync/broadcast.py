@@ -121,6 +121,7 @@ class BroadcastTransport(Transport):
         self._channel: Channel | None = None
         self._members: set[bytes] = set()
         self._welcomed = False
+        self._early: list[bytes] = []   # frames received before the welcome went out
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._error: TransportClosed | None = None
 
@@ -135,8 +136,11 @@ class BroadcastTransport(Transport):
         await asyncio.sleep(self.discovery_s)
         self._welcomed = True
         welcome = P.Welcome(P.PROTOCOL_VERSION, LINK_EPOCH, 0, 1, self.max_frame_bytes, 1 + len(self._members))
+        early, self._early = self._early, []
         self._put(P.encode_welcome(welcome))
         self._put(P.encode_caught_up(P.CaughtUp(0)))
+        for data in early:   # frames that came during discovery follow the welcome
+            self._put(data)
 
     def _post(self, kind: int, body: bytes = b"") -> None:
         assert self._channel is not None
@@ -161,7 +165,12 @@ class BroadcastTransport(Transport):
         if sender == self.sender:
             self.dropped += 1    # someone posting under our id
         elif kind == M_FRAME and body and len(body) < self.max_frame_bytes:
-            self._put(P.encode_ephemeral_out(body))
+            if self._welcomed:
+                self._put(P.encode_ephemeral_out(body))
+            elif len(self._early) < self.recv_queue:
+                self._early.append(P.encode_ephemeral_out(body))
+            else:
+                self.dropped += 1
         elif kind == M_JOIN and not body:
             self._post(M_HERE, sender)
             self._count(sender, True)
