@@ -21,7 +21,7 @@ from ostracon.crypto.space import Space
 from ostracon.relay.admission import verify_answer
 from ostracon.sync.base import TransportClosed
 from ostracon.sync.native import start_sync
-from ostracon.sync.peer import PeerHub, PeerTransport
+from ostracon.sync.peer import PeerHub, PeerTransport, TokenBucket
 from polling import until
 
 CRYPTO = NativeCrypto()
@@ -167,3 +167,36 @@ def test_a_peer_link_signature_is_no_answer_to_a_relay_challenge():
     assert verify_answer(space.room_id, relay_nonce, P.encode_auth(space.sign_challenge(relay_nonce))) is None
     host_view = P.auth_message(space.current.room, L.peer_challenge(L.ROLE_HOST, relay_nonce, dialer_nonce))
     assert not CRYPTO.ed25519_verify(space.current.room, host_view, sig)
+
+
+def test_token_bucket_allows_the_burst_then_asks_to_wait():
+    b = TokenBucket(10.0, 5, now=100.0)
+    assert [b.charge(1, 100.0) for _ in range(5)] == [0.0] * 5
+    assert b.charge(1, 100.0) == pytest.approx(0.1)     # one token short at 10/s
+    assert b.charge(0, 100.3) == 0.0                     # refilled meanwhile
+    assert b.charge(1, 50.0) >= 0.0                      # a clock going back refills nothing
+
+
+def test_a_member_over_its_rate_is_slowed_never_cut_off():
+    """Throttled by backpressure: every frame of a push beyond the burst still arrives, in order."""
+    async def main():
+        space = _space("rate")
+        async with PeerHub(space, rate_frames_per_s=200.0, rate_frames_burst=5) as hub:
+            room = space.room_id
+            fast, ch = await _raw_dial(hub, room)
+            await fast.send(P.encode_auth(space.sign_challenge(ch.nonce)))
+            listener = hub.transport()
+            await listener.connect(f"{hub.url}/v1/room/{room}")
+            sent = [b"\xa1" + bytes([i]) for i in range(40)]
+            for payload in sent:
+                await fast.send(P.encode_ephemeral(payload))
+            got = []
+            while len(got) < len(sent):
+                m = P.decode_server_message(await asyncio.wait_for(listener.recv(), 30))
+                if isinstance(m, P.Ephemeral):
+                    got.append(m.payload)
+            assert got == sent and hub.stats["closed"] == 0
+            await fast.close()
+            await listener.close()
+
+    asyncio.run(main())

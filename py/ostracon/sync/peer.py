@@ -34,6 +34,28 @@ DEFAULT_ADMISSION_TIMEOUT_S = 10.0
 DEFAULT_MEMBER_QUEUE = 256
 #: Time allowed for the TCP + WebSocket opening handshake of a dialer.
 DEFAULT_OPEN_TIMEOUT_S = 10.0
+#: Per remote member: frames and bytes per second read from it, and the bursts allowed (the
+#: relay's defaults). Enforced by backpressure: past its allowance a member's socket is not
+#: read until the bucket refills, so an honest bulk push completes at this rate, never cut off.
+DEFAULT_RATE_FRAMES_PER_S = 500.0
+DEFAULT_RATE_FRAMES_BURST = 2000
+DEFAULT_RATE_BYTES_PER_S = 16.0 * 1024 * 1024
+DEFAULT_RATE_BYTES_BURST = 64 * 1024 * 1024
+
+
+class TokenBucket:
+    """`rate` tokens per second, at most `burst` held; `charge` returns the seconds to wait
+    before the next read (0 while within the allowance). Times are the caller's (monotonic s)."""
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        if not (rate > 0 and burst > 0):
+            raise ValidationError("rate and burst must be > 0")
+        self.rate, self.burst, self.tokens, self.t = rate, float(burst), float(burst), now
+
+    def charge(self, amount: float, now: float) -> float:
+        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.t) * self.rate) - amount
+        self.t = max(self.t, now)
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
 def room_of(url: str) -> str:
@@ -62,13 +84,18 @@ class PeerHub:
     Serves the space's current epoch room (and the previous epoch's, which hears about a
     rotation). Limits: `max_members`, `max_frame_bytes` (a larger message closes its sender
     with 1009), `member_queue` (a member that falls this many messages behind is closed with
-    4001), `admission_timeout_s`. Raises OSError from `start()` when the port is taken.
+    4001), `admission_timeout_s`, `rate_*` (per remote member, by backpressure; None: no
+    limit). Raises OSError from `start()` when the port is taken.
     """
 
     def __init__(self, space: Any, *, host: str = "127.0.0.1", port: int = 0, listen: bool = True,
                  max_members: int = L.DEFAULT_MAX_MEMBERS, max_frame_bytes: int = L.DEFAULT_MAX_FRAME_BYTES,
                  member_queue: int = DEFAULT_MEMBER_QUEUE,
                  admission_timeout_s: float = DEFAULT_ADMISSION_TIMEOUT_S,
+                 rate_frames_per_s: float | None = DEFAULT_RATE_FRAMES_PER_S,
+                 rate_frames_burst: int = DEFAULT_RATE_FRAMES_BURST,
+                 rate_bytes_per_s: float | None = DEFAULT_RATE_BYTES_PER_S,
+                 rate_bytes_burst: int = DEFAULT_RATE_BYTES_BURST,
                  random_bytes: Callable[[int], bytes] | None = None) -> None:
         if type(member_queue) is not int or member_queue < 1:
             raise ValidationError("member_queue must be an int >= 1")
@@ -80,6 +107,9 @@ class PeerHub:
         self.max_frame_bytes = max_frame_bytes
         self.member_queue = member_queue
         self.admission_timeout_s = admission_timeout_s
+        if rate_bytes_per_s is not None and rate_bytes_burst < max_frame_bytes:
+            raise ValidationError("rate_bytes_burst must be >= max_frame_bytes (one frame must fit)")
+        self.rates = ((rate_frames_per_s, rate_frames_burst), (rate_bytes_per_s, rate_bytes_burst))
         self._random = random_bytes or space.crypto.random_bytes
         self._rooms: dict[str, L.LocalRoom] = {}
         self._members: dict[int, tuple[str, _Member]] = {}
@@ -221,12 +251,19 @@ class PeerHub:
         except TransportClosed as exc:
             await ws.close(exc.code or P.CLOSE_GOING_AWAY, exc.reason or "")
             return
-        writer = asyncio.get_running_loop().create_task(self._write(ws, member))
+        loop = asyncio.get_running_loop()
+        writer = loop.create_task(self._write(ws, member))
+        now = loop.time()
+        buckets = [(TokenBucket(rate, burst, now), i) for i, (rate, burst) in enumerate(self.rates)
+                   if rate is not None]
         try:
             async for data in ws:
                 self.receive(mid, data)
                 if mid not in self._members:
                     break
+                wait = max([b.charge(1 if i == 0 else len(data), loop.time()) for b, i in buckets] or [0.0])
+                if wait > 0:
+                    await asyncio.sleep(wait)   # backpressure: this member is not read meanwhile
         except ConnectionClosed:
             pass
         finally:
