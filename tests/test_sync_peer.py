@@ -200,3 +200,21 @@ def test_a_member_over_its_rate_is_slowed_never_cut_off():
             await listener.close()
 
     asyncio.run(main())
+
+
+def test_a_full_hub_closes_the_newcomer_with_try_again():
+    async def main():
+        space = _space("full")
+        async with PeerHub(space, max_members=1) as hub:
+            inside = hub.transport()
+            await inside.connect(f"{hub.url}/v1/room/{space.room_id}")
+            t, ch = await _raw_dial(hub, space.room_id)
+            await t.send(P.encode_auth(space.sign_challenge(ch.nonce)))
+            with pytest.raises(TransportClosed) as exc:
+                while True:
+                    await asyncio.wait_for(t.recv(), 30)
+            assert exc.value.code == P.CLOSE_TRY_AGAIN
+            await t.close()
+            await inside.close()
+
+    asyncio.run(main())

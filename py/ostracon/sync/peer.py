@@ -281,6 +281,11 @@ class PeerHub:
         while True:
             data = await member.queue.get()
             if data is None:
+                # Closed by the room (full, too big, junk, too slow) or left: closing the socket
+                # here also ends the read loop, which may be waiting on a silent member.
+                err = member.error
+                code = err.code if err is not None and err.code else 1000
+                await ws.close(code, ((err.reason if err is not None else "") or "")[:120])
                 return
             await ws.send(data)
 
