@@ -218,3 +218,26 @@ def test_a_full_hub_closes_the_newcomer_with_try_again():
             await inside.close()
 
     asyncio.run(main())
+
+
+def test_connections_waiting_for_admission_are_bounded():
+    async def main():
+        space = _space("pending")
+        async with PeerHub(space, max_pending=2) as hub:
+            waiting = [await _raw_dial(hub, space.room_id) for _ in range(2)]   # never answer
+            t = PeerTransport()
+            await t.connect(f"{hub.url}/v1/room/{space.room_id}")
+            with pytest.raises(TransportClosed) as exc:
+                await asyncio.wait_for(t.recv(), 30)
+            assert exc.value.code == P.CLOSE_TRY_AGAIN
+            for w, _ in waiting:
+                await w.close()
+            await t.close()
+            # Once they are gone, a member gets in again.
+            await until(lambda: hub.pending == 0, "the waiting connections are released")
+            again, ch = await _raw_dial(hub, space.room_id)
+            await again.send(P.encode_auth(space.sign_challenge(ch.nonce)))
+            assert isinstance(P.decode_server_message(await asyncio.wait_for(again.recv(), 30)), P.Welcome)
+            await again.close()
+
+    asyncio.run(main())

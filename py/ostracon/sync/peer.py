@@ -29,6 +29,9 @@ from .base import Transport
 
 #: Time a dialer may take to prove the room key; an honest one answers in one round trip.
 DEFAULT_ADMISSION_TIMEOUT_S = 10.0
+#: Connections still proving the room key at once; more are closed at once (1013, try
+#: again). Bounds what anyone who can reach the port makes the hub hold without the key.
+DEFAULT_MAX_PENDING = 64
 #: Messages queued for one member before it counts as a slow consumer and is closed (4001),
 #: like a relay does: bounds the hub's memory at this × max_frame_bytes per member.
 DEFAULT_MEMBER_QUEUE = 256
@@ -84,14 +87,15 @@ class PeerHub:
     Serves the space's current epoch room (and the previous epoch's, which hears about a
     rotation). Limits: `max_members`, `max_frame_bytes` (a larger message closes its sender
     with 1009), `member_queue` (a member that falls this many messages behind is closed with
-    4001), `admission_timeout_s`, `rate_*` (per remote member, by backpressure; None: no
-    limit). Raises OSError from `start()` when the port is taken.
+    4001), `admission_timeout_s`, `max_pending` (connections not admitted yet), `rate_*` (per
+    remote member, by backpressure; None: no limit). Raises OSError from `start()` when the port is taken.
     """
 
     def __init__(self, space: Any, *, host: str = "127.0.0.1", port: int = 0, listen: bool = True,
                  max_members: int = L.DEFAULT_MAX_MEMBERS, max_frame_bytes: int = L.DEFAULT_MAX_FRAME_BYTES,
                  member_queue: int = DEFAULT_MEMBER_QUEUE,
                  admission_timeout_s: float = DEFAULT_ADMISSION_TIMEOUT_S,
+                 max_pending: int = DEFAULT_MAX_PENDING,
                  rate_frames_per_s: float | None = DEFAULT_RATE_FRAMES_PER_S,
                  rate_frames_burst: int = DEFAULT_RATE_FRAMES_BURST,
                  rate_bytes_per_s: float | None = DEFAULT_RATE_BYTES_PER_S,
@@ -107,6 +111,8 @@ class PeerHub:
         self.max_frame_bytes = max_frame_bytes
         self.member_queue = member_queue
         self.admission_timeout_s = admission_timeout_s
+        self.max_pending = max_pending
+        self._pending = 0
         if rate_bytes_per_s is not None and rate_bytes_burst < max_frame_bytes:
             raise ValidationError("rate_bytes_burst must be >= max_frame_bytes (one frame must fit)")
         self.rates = ((rate_frames_per_s, rate_frames_burst), (rate_bytes_per_s, rate_bytes_burst))
@@ -117,6 +123,11 @@ class PeerHub:
         self._server: Any = None
         self._closed = False
         self.stats = {"admitted": 0, "refused": 0, "closed": 0}
+
+    @property
+    def pending(self) -> int:
+        """Connections still proving the room key."""
+        return self._pending
 
     @property
     def url(self) -> str:
@@ -237,10 +248,16 @@ class PeerHub:
         except ValidationError:
             await ws.close(P.CLOSE_NOT_ADMITTED, "not a room path")
             return
+        if self._pending >= self.max_pending:
+            await ws.close(P.CLOSE_TRY_AGAIN, "too many connections waiting for admission")
+            return
+        self._pending += 1
         try:
             admitted = await self._admit(ws, room)
         except ConnectionClosed:
             return
+        finally:
+            self._pending -= 1
         if not admitted:
             self.stats["refused"] += 1
             await ws.close(P.CLOSE_NOT_ADMITTED, "not admitted: no proof of the room key")
