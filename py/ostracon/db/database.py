@@ -173,7 +173,8 @@ class Database(ProvenanceMixin, SendMixin, SchemaMethods, ReplicationMixin):
         self._compacted_at: int | None = None  # record position of this session's last snapshot
         self.last_apply: ApplyResult = ApplyResult()
         self._engine.feed = ChangeFeed(self._engine.random_bytes(6).hex(), feed_retention,
-                                       payload=feed_payload, payload_max_bytes=feed_payload_max_bytes)
+                                       payload=feed_payload, payload_max_bytes=feed_payload_max_bytes,
+                                       guard=self._engine.lock)
         self._engine.schemas.load(storage)
         self._engine.schemas.adopt()   # versions that arrived by sync (meta is saved lazily)
         indexing.load(storage, self._open_entry)
