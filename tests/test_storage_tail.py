@@ -113,13 +113,16 @@ def test_damage_followed_by_a_complete_group_is_corruption(tmp_path):
     r = FileStorage(path, read_only=True)
     seg = last_segment(path)
     at = os.path.getsize(seg)
-    bad = bytearray(lf.encode_group([(lf.KIND_DATA, 2, rec(2))]))
+    bad = bytearray(lf.encode_group([(lf.KIND_DATA, 3, rec(2))]))
     bad[-1] ^= 0xFF
+    good = lf.encode_group([(lf.KIND_DATA, 2, rec(2))])
     with open(seg, "ab") as f:
-        f.write(bytes(bad) + lf.encode_group([(lf.KIND_DATA, 3, rec(3))]))
-    with pytest.raises(CorruptLogError) as err:
-        r.tail()
-    assert err.value.segment == os.path.basename(seg) and err.value.offset == at
+        f.write(good + bytes(bad) + lf.encode_group([(lf.KIND_DATA, 4, rec(3))]))
+    assert r.tail().records == ((2, rec(2)),)       # the good group before the damage first
+    for _ in range(2):
+        with pytest.raises(CorruptLogError) as err:
+            r.tail()
+        assert err.value.segment == os.path.basename(seg) and err.value.offset == at + len(good)
     r.close()
 
 

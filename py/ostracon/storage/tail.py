@@ -81,31 +81,39 @@ class TailMixin:
             if self._reload_wanted:
                 return self._reload()
             out: list[tuple[int, bytes]] = []
-            for _ in range(MAX_SEGMENTS_PER_TAIL):
-                listed = self._list_segments()
-                active = self._segs[-1] if self._segs else None
-                found = "none" if active is None else self._read_active(active, listed, out)
-                if found == "reload":
-                    return self._reload()
-                later = [f for f in listed if active is None or f > active]
-                if not later:
-                    break
-                nxt = self._durable_last + 1
-                if later[0] == nxt and found in ("none", "missing", "end"):
-                    self._segs.append(nxt)
-                    self._seg_end = 0
-                    continue
-                if found in ("none", "missing") or later[0] < nxt:
-                    return self._reload()   # records nxt.. were compacted away
-                if found == "end":
-                    name = lf.segment_name(later[0])
-                    raise CorruptLogError(
-                        f"records {nxt}..{later[0] - 1} are missing from {self._dir}: segment "
-                        f"{lf.segment_name(active or 0)} ends at {nxt - 1} and {name} starts at {later[0]}",
-                        segment=name, offset=0)
-                raise self._corrupt(active or 0, self._seg_end,
-                                    "an incomplete group is followed by a newer segment")
-            return Tail(tuple(out))
+            try:
+                return self._tail_into(out)
+            except StorageError:
+                if out:   # the groups before the error are good: the next call reports it
+                    return Tail(tuple(out))
+                raise
+
+    def _tail_into(self, out: list[tuple[int, bytes]]) -> Tail:
+        for _ in range(MAX_SEGMENTS_PER_TAIL):
+            listed = self._list_segments()
+            active = self._segs[-1] if self._segs else None
+            found = "none" if active is None else self._read_active(active, listed, out)
+            if found == "reload":
+                return self._reload()
+            later = [f for f in listed if active is None or f > active]
+            if not later:
+                break
+            nxt = self._durable_last + 1
+            if later[0] == nxt and found in ("none", "missing", "end"):
+                self._segs.append(nxt)
+                self._seg_end = 0
+                continue
+            if found in ("none", "missing") or later[0] < nxt:
+                return self._reload()   # records nxt.. were compacted away
+            if found == "end":
+                name = lf.segment_name(later[0])
+                raise CorruptLogError(
+                    f"records {nxt}..{later[0] - 1} are missing from {self._dir}: segment "
+                    f"{lf.segment_name(active or 0)} ends at {nxt - 1} and {name} starts at {later[0]}",
+                    segment=name, offset=0)
+            raise self._corrupt(active or 0, self._seg_end,
+                                "an incomplete group is followed by a newer segment")
+        return Tail(tuple(out))
 
     # ---- helpers ---------------------------------------------------------------------------
 
