@@ -387,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_space_arguments(sub)
 
     from .serve import add_serve_arguments
-    s = sub.add_parser("serve", help="relay + the web app + /healthz (+ /graphql) on one port")
+    s = sub.add_parser("serve", help="relay + the web app + /healthz (+ /graphql, read-only REST /api) on one port")
     add_serve_arguments(s)
     s.set_defaults(fn=cmd_serve)
     return p
