@@ -140,6 +140,22 @@ def test_torn_tail_is_waited_on_and_a_forged_seal_is_refused(tmp_path):
         o.close()
 
 
+def test_a_malformed_record_stops_following_with_a_typed_error(tmp_path):
+    path = tmp_path / "db"
+    with ostracon.open(path) as w:
+        w.collection("pages").create({"n": 0}, id="p0")
+    o = ostracon.open(path, read_only=True, follow=False)
+    try:
+        _append_raw(path, [b"\x92\x01\xc4\x03abc"])              # an envelope whose block is garbage
+        _append_raw(path, _foreign_envelopes())
+        for _ in range(2):
+            with pytest.raises(CorruptBlockError, match="following stopped"):
+                o.refresh()
+        assert ids(o) == ["p0"]
+    finally:
+        o.close()
+
+
 def test_follower_thread_reports_errors_and_options_are_checked(tmp_path):
     path = tmp_path / "db"
     with ostracon.open(path) as w:

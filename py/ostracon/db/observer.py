@@ -33,7 +33,7 @@ from ..core.replica import ApplyResult, Replica
 from . import verification
 
 if TYPE_CHECKING:
-    from ..storage.base import Storage
+    from ..storage.base import Storage, Tail
     from .engine import Engine
 
 #: Default pause between two looks at a followed store (see the module docstring).
@@ -99,16 +99,17 @@ class ObserverMixin:
         `position` (last storage record read), `last_error` (None once a look succeeded
         again; a message naming the error class otherwise) and `stopped` (why following
         stopped for good: a record failed verification; None while it goes on)."""
-        with self._follow_lock:
-            out = dict(self._follow)
+        out = dict(self._follow)   # a copy, without waiting for a look in progress
         out["position"] = self.storage.last_position()
         return out
 
     def refresh(self) -> int:
         """Read what the writer flushed since the last look, verify it and apply it
         (publishing change events); returns the number of blocks applied. Raises
-        CorruptBlockError / CorruptLogError for damaged or forged records (nothing of them is
-        applied), StorageError for I/O errors (the next look retries), ClosedError.
+        CorruptLogError for damaged storage (raised again at every look until the damage is
+        gone), CorruptBlockError for records that fail verification (their blocks are not
+        applied and following stops for good: reopen once the store is repaired),
+        StorageError for I/O errors (the next look retries), ClosedError.
         On a writable database there is nothing to follow: returns 0."""
         self._engine.check_open()
         with self._follow_lock:
@@ -129,24 +130,33 @@ class ObserverMixin:
         f = self._follow
         f["looks"] += 1
         if f["stopped"] is not None:
-            raise CorruptBlockError(f["stopped"])
+            raise CorruptBlockError(str(f["stopped"]))
         tail = self.storage.tail()
-        e = self._engine
         if tail is None:
             return 0
+        try:
+            new = self._take(tail)
+        except CorruptBlockError as exc:
+            # The storage has moved past these records: stop rather than go on with a gap
+            # (reopening verifies everything again and reports it the same way).
+            stopped = f["stopped"] = f"{exc}; following stopped"
+            raise CorruptBlockError(stopped) from None
+        f["blocks"] += new
+        f["last_error"] = None
+        return new
+
+    def _take(self, tail: Tail) -> int:
+        e = self._engine
         if tail.reset:
             fresh = verification.load(self._new_replica, self.storage, self.crypto.ed25519_verify,
                                       e.clock(), repair=False, on_corrupt="raise").replica
             with e.lock:
                 e.check_open()
                 envelopes = fresh.envelopes_since(e.replica.version_vector())
-            f["resets"] += 1
+            self._follow["resets"] += 1
         else:
             envelopes = [r for _, r in tail.records]
-        new = self._merge_observed(envelopes)
-        f["blocks"] += new
-        f["last_error"] = None
-        return new
+        return self._merge_observed(envelopes)
 
     def _merge_observed(self, envelopes: Sequence[bytes]) -> int:
         e = self._engine
@@ -160,13 +170,9 @@ class ObserverMixin:
                 result = r.apply_envelopes(envelopes[i:i + FOLLOW_BATCH], strict=True, wall_ms=e.clock())
                 if result.rejected:
                     where, why = result.rejected[0]
-                    # The storage has moved past it: stop following rather than go on with a
-                    # gap (reopening verifies everything again and reports it the same way).
-                    self._follow["stopped"] = (
-                        f"the followed store holds a record that fails verification (record "
-                        f"{i + where + 1} of a look: {why}); the blocks it covers are not applied "
-                        "and following stopped")
-                    raise CorruptBlockError(self._follow["stopped"])
+                    raise CorruptBlockError(f"the followed store holds a record that fails verification "
+                                            f"(record {i + where + 1} of a look: {why}); the blocks it "
+                                            "covers are not applied")
                 new += result.new
                 self._publish_merged(result)
         return new
