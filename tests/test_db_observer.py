@@ -173,6 +173,23 @@ def test_follower_thread_reports_errors_and_options_are_checked(tmp_path):
         o.close()
 
 
+def test_follower_thread_steps_index_rebuilds(tmp_path):
+    path = tmp_path / "db"
+    with ostracon.open(path) as w:
+        pages = w.collection("pages")
+        pages.create_index("n")
+        for i in range(50):
+            pages.create({"n": i}, id=f"p{i:02d}")
+    o = ostracon.open(path, read_only=True, follow_interval_ms=5, index_sync_build_docs=0,
+                      fallback_docs_max=10)
+    try:
+        wait_until(lambda: o.rebuild_status() and o.rebuild_status()[0]["state"] == "done",
+                   "the observer's index rebuild")
+        assert [d["_id"] for d in o.collection("pages").find({"n": 3})] == ["p03"]
+    finally:
+        o.close()
+
+
 def test_writer_and_observer_in_two_processes(tmp_path):
     path = str(tmp_path / "db")
     child = observer_writer.spawn(path)

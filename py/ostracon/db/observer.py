@@ -116,8 +116,11 @@ class ObserverMixin:
             return self._look()
 
     def follow_step(self) -> None:
-        """One look of the follower thread: errors are kept in `follow_status`."""
-        self._engine.check_open()
+        """One look of the follower thread (errors are kept in `follow_status`), then the
+        background work a writer's driver would do: index rebuilds step under their throttle
+        (a read-only open has no driver)."""
+        e = self._engine
+        e.check_open()
         with self._follow_lock:
             try:
                 self._look()
@@ -125,6 +128,7 @@ class ObserverMixin:
                 raise
             except OstraconError as exc:
                 self._follow["last_error"] = f"{type(exc).__name__}: {exc}"
+        e.background_step(e.clock())
 
     def _look(self) -> int:
         f = self._follow
