@@ -182,6 +182,7 @@ def test_serve_observe_beside_a_writer_process(tmp_path):
         server, base = spawn_serve(path, str(tmp_path / "serve"))
         status, hdrs, doc = http(f"{base}/api/pages/p0")
         assert status == 200 and doc["n"] == 0
+        assert {"content-security-policy", "x-content-type-options"} <= {k.lower() for k in hdrs}
         etag = hdrs["ETag"]
         assert http(f"{base}/api/pages/p0", headers={"If-None-Match": etag})[0] == 304
         for i in range(1, 5):
