@@ -25,6 +25,8 @@ def _open(path: str, *, read_only: bool = True, create: bool = False, **options:
     import ostracon
     if not os.path.isdir(path) and not create:
         raise CliError(f"{path}: no such database directory")
+    if read_only:
+        options.setdefault("follow", False)  # one-shot commands read a moment; no follower thread
     return ostracon.open(path, read_only=read_only, **options)
 
 
