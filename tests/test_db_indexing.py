@@ -170,3 +170,22 @@ def test_writes_on_a_warm_or_cold_collection_follow_the_hot_rules(tier, size):
     assert col.tier == "hot" and col.get("new")["email"] == "new@x.org"
     assert [v["ids"] for v in col.unique_violations()] == [["dup", "u001"]]
     db.close()
+
+
+@pytest.mark.parametrize("tier", ["hot", "warm", "cold"])
+def test_a_merge_into_a_warm_or_cold_collection_reports_a_duplicate_like_a_hot_one(tier):
+    dbs = [ostracon.open(identity=Identity.from_seed(bytes([n]) * 32), clock=lambda: 1_700_000_000_000,
+                         random_bytes=DeterministicRandom(f"dup-{n}")) for n in (1, 2)]
+    a, b = dbs
+    for db in dbs:
+        db.collection("users").create_index("email", unique=True)
+    a.collection("users").create({"email": "x@y.org"}, id="ua")
+    b.collection("users").create({"email": "x@y.org"}, id="ub")
+    b.collection("users").set_tier(tier)
+    _, cursor = b.changes()
+    a.flush(), b.flush()
+    b.apply_blocks(a.blocks_since(b.version_vector()))
+    events, _ = b.changes(after=cursor)
+    assert [(e.id, [v["rule"] for v in e.violations]) for e in events] == [("ua", ["unique"])]
+    assert [v["ids"] for v in b.collection("users").unique_violations()] == [["ua", "ub"]]
+    a.close(), b.close()

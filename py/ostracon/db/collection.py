@@ -398,6 +398,12 @@ class Collection(CollectionWrites):
             if err is not None:
                 out.append({"rule": "schema", "field": err.field, "error": str(err)})
         if len(self._ci) and self._has_unique():
+            # Answer as a hot collection would: a warm or cold one is woken (its unique maps
+            # were freed), and a unique index part-way through a rebuild is finished first.
+            e = self._e
+            if self._entry.meta.state != HOT:
+                e.indexing.wake(self._entry, e.now)
+            e.indexing.ready_unique(self._entry)
             d = self._views.view(state, False)
             try:
                 self._ci.check_unique(d, state.doc_id)

@@ -15,9 +15,10 @@ reduced to the operations whose result does not depend on the runtime:
 - `{"op": "convert", "field": f, "to": T}`: `f` converted to the scalar type T where the
   conversion is exact and defined the same everywhere: Int → String (ASCII decimal),
   Boolean → String ("true"/"false"), Int → Float (|n| ≤ 2**53), Float → Int (integral,
-  |x| ≤ 2**53), String → Int (an ASCII `-?[0-9]+` of at most `MAX_CONVERT_DIGITS`
-  digits), String → Boolean ("true"/"false"). Any other value is left as it is (a document
-  that then breaks its schema is reported by `schema_violations()`, never guessed at).
+  |x| ≤ 2**53), String → Int (`core/lexical.parse_ascii_int`: ASCII digits, optional `-`, no
+  leading zeros, at most `MAX_CONVERT_DIGITS` digits), String → Boolean ("true"/"false").
+  Any other value is left as it is (a document that then breaks its schema is reported by
+  `schema_violations()`, never guessed at).
 - `{"op": "convert", "field": f, "map": [[from, to], ...]}`: a lookup table (Cambria's
   `convert` with a mapping); values compare by type and value (1 ≠ 1.0 ≠ True), a value not
   in the table is left as it is.
@@ -34,6 +35,7 @@ from typing import Any
 from ..block import check_write_field
 from ..encoding import canonical, decode, encode
 from ..errors import CorruptBlockError, ValidationError
+from ..lexical import parse_ascii_int
 
 #: Steps per lens: migrations are a handful of renames and defaults; the cap bounds the
 #: work a replicated (possibly hostile) lens can ask of every read.
@@ -111,12 +113,10 @@ def _to_type(value: Any, to: str) -> Any:
         if t is float and value.is_integer() and abs(value) <= EXACT_FLOAT_INT:
             return int(value)
         if t is str:
-            digits = value[1:] if value[:1] == "-" else value
-            if 0 < len(digits) <= MAX_CONVERT_DIGITS and all("0" <= c <= "9" for c in digits):
-                n = 0
-                for c in digits:  # ASCII only: int() would also take other scripts' digits
-                    n = n * 10 + (ord(c) - 48)
-                return -n if value[:1] == "-" else n
+            try:  # ASCII only: int() would also take other scripts' digits
+                return parse_ascii_int(value, signed=True, max_digits=MAX_CONVERT_DIGITS)
+            except ValidationError:
+                return value
     elif to == "Float":
         if t is int and abs(value) <= EXACT_FLOAT_INT:
             return float(value)
