@@ -326,13 +326,15 @@ class Collection(CollectionWrites):
     def indexes(self) -> list[dict]:
         """name, fields, unique, state (ready | building | dropped) and entries of each index.
         Like every read, it wakes a warm or cold collection first, so the entry counts are
-        those of a hot one (never the zeros of freed index data): with a driver it waits (up
-        to `index_wait_ms`) while an index of this collection is being built; without one,
-        or after that wait, a building index is listed as "building" with the entries it
-        has so far."""
+        those of a hot one (never the zeros of freed index data): when that wake started a
+        throttled rebuild, it waits for it with a driver (up to `index_wait_ms`). Otherwise
+        (no driver, after that wait, or a hot collection building a new index) a building
+        index is listed as "building" with the entries it has so far: a progress display
+        polls this and must not block."""
+        woken = self._entry.meta.state != HOT
         self._access()
         e = self._e
-        if e.driven and e.depth() == 1:
+        if woken and e.driven and e.depth() == 1:
             deadline = time.monotonic() + e.index_wait_ms / 1000
             while any(i.state != READY for i in self._ci) and e.wait_changed(deadline):
                 self._access()
