@@ -116,7 +116,9 @@ def read_answers(db, cursor):
         "explain": col.explain(flt), "explain_order": col.explain(None, [{"n": "DESC"}], limit=2),
         "indexes": col.indexes(), "unique_violations": col.unique_violations(),
         "schema_violations": col.schema_violations(),
-        "get": col.get("u003"), "scan": col.scan(limit=5), "history": col.history("u003"),
+        "get": col.get("u003"), "get_many": col.get_many(["u001", "u004", "nope"]),
+        "scan": col.scan(limit=5), "iter_by_id": list(col.iter_by_id("u035")),
+        "count_all_docs": col.count_all(), "history": col.history("u003"),
         "blame": col.blame("u003"),
         "graphql": db.graphql('{ User(filter: {n: {_eq: 2}}, order: {email: DESC}) { _docID name email } '
                               '  _count(User: {filter: {n: {_eq: 1}}}) }'),
