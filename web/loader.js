@@ -2,38 +2,162 @@
 // directory this module sits in (dist/web). web/worker.js boots the engine with it, and so do
 // the Node runners (e2e/node/boot.mjs), so every runtime loads exactly the same way.
 //
-//   const { pyodide, bridge, host } = await loadRuntime({ progress, pyodideOptions });
+//   const { pyodide, bridge, host, boot } = await loadRuntime({ progress, pyodideOptions, snapshots });
 //
 // Nothing is fetched from a CDN: indexURL, the lock file and the packages are all next to
 // this file (written by wasm-build/build.py). After the ostracon wheel is loaded, the bridge
 // (web/bridge.js) is handed to Python, which registers it under the module name it owns
 // (ostracon.runtime.browser.bridge.BRIDGE_MODULE), and the worker's RPC host is imported from
 // the wheel (ostracon.runtime.browser.host.HOST).
+//
+// Memory snapshot (docs/BROWSER.md, "Engine start"): with a snapshot store (the worker passes
+// `cacheSnapshotStore()`), the first start on a device snapshots the interpreter with the engine
+// imported (ostracon/runtime/browser/snapshot.py says what is in it) and keeps the image keyed
+// by the Pyodide version and the sha256 of the lock file (which pins every wheel's sha256); later
+// starts restore it instead of starting the interpreter and importing the engine. A snapshot that
+// fails to restore is deleted and the start falls back to the ordinary path.
 
 import * as bridge from "./bridge.js";
 
 const HERE = new URL(".", import.meta.url);
+// Cache Storage bucket of the snapshot images (one per bundle location).
+export const SNAPSHOT_CACHE = "ostracon-snapshot";
+// Bump when what goes into a snapshot changes outside the wheel (this loader's steps).
+const SNAPSHOT_FORMAT = 1;
+// The snapshot module is loaded by file path under this name: importing it through the
+// `ostracon` package would import the engine before its extension packages are deferred.
+const SNAPSHOT_MODULE = "_ostracon_snapshot";
+const SNAPSHOT_LOAD = `
+import importlib.util, sys
+if ${JSON.stringify(SNAPSHOT_MODULE)} not in sys.modules:
+    _where = importlib.util.find_spec("ostracon").submodule_search_locations[0]
+    _spec = importlib.util.spec_from_file_location(${JSON.stringify(SNAPSHOT_MODULE)}, _where + "/runtime/browser/snapshot.py")
+    _mod = importlib.util.module_from_spec(_spec)
+    sys.modules[_spec.name] = _mod
+    _spec.loader.exec_module(_mod)
+    del _where, _spec, _mod
+`;
 
 // Where Pyodide finds its files: a URL in a browser, a directory path under Node.
 function indexLocation() {
   return HERE.protocol === "file:" ? decodeURIComponent(HERE.pathname) : HERE.href;
 }
 
-// progress(phase, detail) is called at each phase: "pyodide", "packages", "host".
-export async function loadRuntime({ progress = () => {}, packages = ["ostracon"], pyodideOptions = {} } = {}) {
+async function readText(location) {
+  if (HERE.protocol === "file:") {
+    const fs = await import("node:fs/promises");
+    return fs.readFile(location, "utf8");
+  }
+  const res = await fetch(location);
+  if (!res.ok) throw Object.assign(new Error(`${location}: HTTP ${res.status}`), { name: "StorageUnavailableError" });
+  return res.text();
+}
+
+async function sha256Hex(text) {
+  const d = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// A snapshot store on Cache Storage (null where there is none, e.g. Node 20). Keeps one
+// image per bundle location: storing a new one drops the older ones of the same location.
+export function cacheSnapshotStore(cacheName = SNAPSHOT_CACHE) {
+  const caches = globalThis.caches;
+  if (!caches || !HERE.protocol.startsWith("http")) return null;
+  const prefix = new URL("__ostracon_snapshot__/", HERE).href;
+  const url = (key) => prefix + key;
+  return {
+    async get(key) {
+      const res = await (await caches.open(cacheName)).match(url(key));
+      return res ? new Uint8Array(await res.arrayBuffer()) : null;
+    },
+    async put(key, bytes) {
+      const cache = await caches.open(cacheName);
+      for (const req of await cache.keys()) if (req.url.startsWith(prefix) && req.url !== url(key)) await cache.delete(req);
+      await cache.put(url(key), new Response(bytes, { headers: { "Content-Type": "application/octet-stream" } }));
+    },
+    async delete(key) {
+      await (await caches.open(cacheName)).delete(url(key));
+    },
+  };
+}
+
+// A snapshot store in memory (Node runners and tests).
+export function memorySnapshotStore() {
+  const m = new Map();
+  return {
+    async get(key) { return m.get(key) ?? null; },
+    async put(key, bytes) { m.clear(); m.set(key, bytes); },
+    async delete(key) { m.delete(key); },
+  };
+}
+
+// Snapshot the interpreter with the engine imported (a fresh instance started with
+// `_makeSnapshot`): only the ostracon wheel's files are installed for the imports (its
+// extension dependencies stay deferred), and the package manager's record of them is cleared
+// so the image holds no reference to JS objects of this instance.
+async function makeSnapshot(pyodide, index, lock) {
+  await pyodide.loadPackage([index + lock.packages.ostracon.file_name], { messageCallback: () => {} });
+  pyodide.runPython(SNAPSHOT_LOAD);
+  pyodide.pyimport(SNAPSHOT_MODULE).prepare();
+  for (const k of Object.keys(pyodide.loadedPackages)) delete pyodide.loadedPackages[k];
+  return pyodide.makeMemorySnapshot();
+}
+
+// progress(phase, detail) is called as each phase starts: "pyodide" (the Pyodide module and the
+// lock file), "instantiate" (compile the wasm and start the interpreter, or restore the
+// snapshot), "snapshot" (first start only: import the engine and take the snapshot),
+// "packages" (install the wheels), "host" (import the engine, hand over the bridge).
+// `boot` in the result: {snapshot: "restored" | "made" | "off" | "failed", ms: {phase: duration}}.
+export async function loadRuntime({ progress = () => {}, packages = ["ostracon"], pyodideOptions = {}, snapshots = null } = {}) {
   const index = indexLocation();
-  progress("pyodide", { url: HERE.href });
-  const { loadPyodide } = await import(new URL("pyodide.mjs", HERE).href);
-  const pyodide = await loadPyodide({
-    indexURL: index,
-    lockFileURL: index + "pyodide-lock.json",
-    packageBaseUrl: index,
-    ...pyodideOptions,
-  });
-  progress("packages", { packages });
+  const ms = {};
+  let phase = null;
+  let mark = performance.now();
+  const step = (name, detail) => {
+    const now = performance.now();
+    if (phase) ms[phase] = Math.round(now - mark);
+    phase = name;
+    mark = now;
+    if (name) progress(name, detail);
+  };
+  step("pyodide", { url: HERE.href });
+  const [{ loadPyodide, version }, lockText] = await Promise.all([
+    import(new URL("pyodide.mjs", HERE).href), readText(index + "pyodide-lock.json")]);
+  const lock = JSON.parse(lockText);
+  const key = snapshots ? `${version}-${SNAPSHOT_FORMAT}-${await sha256Hex(lockText)}` : null;
+  let image = null;
+  if (key) image = await snapshots.get(key).catch(() => null);
+  const base = { indexURL: index, lockFileContents: lockText, packageBaseUrl: index, ...pyodideOptions };
+  let state = key ? "made" : "off";
+  let pyodide = null;
+  step("instantiate", { snapshot: image ? "restore" : state });
+  if (image) {
+    try {
+      pyodide = await loadPyodide({ ...base, _loadSnapshot: image });
+      state = "restored";
+    } catch (e) {
+      // Another Pyodide build, or a damaged image: start the ordinary way and make a new one.
+      await snapshots.delete(key).catch(() => {});
+      state = "failed";
+    }
+  }
+  if (!pyodide) pyodide = await loadPyodide({ ...base, _makeSnapshot: state === "made" });
+  if (state === "made") {
+    step("snapshot", null);
+    try {
+      const img = await makeSnapshot(pyodide, index, lock);
+      // Stored in the background: the engine need not wait for Cache Storage.
+      snapshots.put(key, img).catch(() => {});
+    } catch (e) {
+      state = "failed";
+    }
+  }
+  step("packages", { packages, snapshot: state });
   await pyodide.loadPackage(packages, { messageCallback: () => {} });
-  progress("host", null);
+  step("host", null);
+  if (state === "restored") pyodide.pyimport(SNAPSHOT_MODULE).resume();
   pyodide.pyimport("ostracon.runtime.browser.bridge").install(bridge);
   const host = pyodide.pyimport("ostracon.runtime.browser.host").HOST;
-  return { pyodide, bridge, host };
+  step(null);
+  return { pyodide, bridge, host, boot: { snapshot: state, ms } };
 }
