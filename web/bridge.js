@@ -135,6 +135,56 @@ function u8(v) {
   throw typedError("StorageError", `stored value is not bytes: ${Object.prototype.toString.call(v)}`);
 }
 
+// Rows of the `records` store. A row is either one record (a Uint8Array, key = its position:
+// the layout of format 1) or a run of consecutive records written by one batch
+// (`{first, ends, data}`, key = the last position: record first+i is
+// data[ends[i-1] .. ends[i])). One row per batch is what makes the sink fast: IndexedDB's cost
+// is per put (a structured clone and a round trip to the storage process), not per byte.
+function isRun(v) {
+  return v !== null && typeof v === "object" && !ArrayBuffer.isView(v) && !(v instanceof ArrayBuffer);
+}
+
+// Expand the rows of the records store into positions and one packed buffer with end offsets.
+// A malformed run rejects: a damaged row must never read as fewer records.
+function unpackRows(keys, values) {
+  const parts = [];
+  const positions = [];
+  const ends = [];
+  let total = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    const key = keys[i];
+    if (!isRun(v)) {
+      const r = u8(v);
+      parts.push(r);
+      positions.push(key);
+      total += r.length;
+      ends.push(total);
+      continue;
+    }
+    const data = v.data instanceof Uint8Array ? v.data : null;
+    const runEnds = Array.isArray(v.ends) ? v.ends : null;
+    if (!data || !runEnds || !Number.isSafeInteger(v.first) || v.first + runEnds.length - 1 !== key)
+      throw typedError("StorageError", `records row ${key}: malformed run of records`);
+    let prev = 0;
+    for (let j = 0; j < runEnds.length; j++) {
+      const e = runEnds[j];
+      if (!Number.isSafeInteger(e) || e < prev || e > data.length)
+        throw typedError("StorageError", `records row ${key}: record ${v.first + j} has a bad end offset`);
+      positions.push(v.first + j);
+      ends.push(total + e);
+      prev = e;
+    }
+    if (prev !== data.length) throw typedError("StorageError", `records row ${key}: trailing bytes after the last record`);
+    parts.push(data);
+    total += data.length;
+  }
+  const packed = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) { packed.set(p, at); at += p.length; }
+  return { positions, packed, ends };
+}
+
 // Read the whole database in one read-only transaction:
 //   {positions: number[], packed: Uint8Array, ends: number[] (record i is
 //    packed[ends[i-1] .. ends[i])), snapshot: {position, data} | undefined,
@@ -151,22 +201,13 @@ export function idbLoad(db) {
       return;
     }
     // `snapshot` stays undefined when there is none (undefined reaches Python as None).
-    const out = { positions: [], records: [], snapshot: undefined, metaKeys: [], metaValues: [] };
+    const out = { positions: [], packed: new Uint8Array(0), ends: [], snapshot: undefined, metaKeys: [], metaValues: [] };
+    let keys = null;
+    let values = null;
+    let failed = null;
     const rs = tx.objectStore("records");
-    rs.getAllKeys().onsuccess = (ev) => { out.positions = ev.target.result; };
-    rs.getAll().onsuccess = (ev) => {
-      // One buffer and end offsets: Python takes them in one conversion (not one per record).
-      const recs = ev.target.result.map(u8);
-      let total = 0;
-      for (const r of recs) total += r.length;
-      const packed = new Uint8Array(total);
-      const ends = new Array(recs.length);
-      let at = 0;
-      recs.forEach((r, i) => { packed.set(r, at); at += r.length; ends[i] = at; });
-      out.packed = packed;
-      out.ends = ends;
-      delete out.records;
-    };
+    rs.getAllKeys().onsuccess = (ev) => { keys = ev.target.result; };
+    rs.getAll().onsuccess = (ev) => { values = ev.target.result; };
     const ss = tx.objectStore("snapshots");
     ss.openCursor(null, "prev").onsuccess = (ev) => {
       const c = ev.target.result;
@@ -175,8 +216,17 @@ export function idbLoad(db) {
     const ms = tx.objectStore("meta");
     ms.getAllKeys().onsuccess = (ev) => { out.metaKeys = ev.target.result; };
     ms.getAll().onsuccess = (ev) => { out.metaValues = ev.target.result.map(u8); };
-    tx.oncomplete = () => resolve(out);
-    tx.onabort = () => reject(idbError(tx.error, "load"));
+    tx.oncomplete = () => {
+      if (failed) { reject(failed); return; }
+      try {
+        Object.assign(out, unpackRows(keys || [], values || []));
+      } catch (e) {
+        reject(e && e.name === "StorageError" ? e : idbError(e, "load"));
+        return;
+      }
+      resolve(out);
+    };
+    tx.onabort = () => reject(failed || idbError(tx.error, "load"));
     tx.onerror = (ev) => { if (ev && ev.preventDefault) ev.preventDefault(); };
   });
 }
@@ -201,6 +251,7 @@ export function idbLoadSnapshots(db) {
 //   batch = {
 //     positions: number[],                                // puts into records: either
 //     packed: Uint8Array, ends: number[],                 //   one buffer and end offsets
+//     runRecords: number,                                 //   (> 0: rows of that many records, see isRun)
 //     records: Uint8Array[],                              //   or one array per record
 //     metaKeys: string[], metaValues: Uint8Array[],      // puts into meta
 //     snapshot: {position, data} | null,                 // put into snapshots
@@ -228,10 +279,37 @@ export function idbWrite(db, batch) {
     };
     try {
       const rs = tx.objectStore("records");
-      if (batch.dropRecordsUpTo != null && batch.dropRecordsUpTo > 0)
-        rs.delete(IDBKeyRange.upperBound(batch.dropRecordsUpTo));
+      const upTo = batch.dropRecordsUpTo;
+      if (upTo != null && upTo > 0) {
+        rs.delete(IDBKeyRange.upperBound(upTo));
+        // A run that straddles `upTo` (key > upTo, first <= upTo) keeps only its newer
+        // records. The transaction then commits on its own once this last request is done.
+        rs.openCursor(IDBKeyRange.lowerBound(upTo, true)).onsuccess = (ev) => {
+          const c = ev.target.result;
+          if (!c || !isRun(c.value) || c.value.first > upTo) return;
+          const v = c.value;
+          const k = upTo - v.first + 1;
+          const base = v.ends[k - 1];
+          c.update({ first: upTo + 1, ends: v.ends.slice(k).map((e) => e - base), data: v.data.slice(base) });
+        };
+      }
       const positions = batch.positions || [];
-      if (batch.packed) {
+      if (batch.packed && batch.runRecords > 0) {
+        // Consecutive positions: one row per `runRecords` records (see isRun).
+        const packed = u8(batch.packed);
+        const ends = batch.ends || [];
+        for (let i = 1; i < positions.length; i++) {
+          if (positions[i] !== positions[i - 1] + 1) throw typedError("StorageError", "a run of records must have consecutive positions");
+        }
+        for (let i = 0; i < positions.length; i += batch.runRecords) {
+          const n = Math.min(batch.runRecords, positions.length - i);
+          const base = i ? ends[i - 1] : 0;
+          const runEnds = new Array(n);
+          for (let j = 0; j < n; j++) runEnds[j] = ends[i + j] - base;
+          const data = packed.slice(base, ends[i + n - 1]);
+          rs.put({ first: positions[i], ends: runEnds, data }, positions[i + n - 1]);
+        }
+      } else if (batch.packed) {
         // One buffer for the batch: record i is packed[ends[i-1] .. ends[i]). slice() copies,
         // so each stored value owns its bytes (a subarray would clone the whole buffer).
         const packed = u8(batch.packed);
@@ -253,9 +331,9 @@ export function idbWrite(db, batch) {
       if (batch.snapshot) ss.put(batch.snapshot.data, batch.snapshot.position);
       if (batch.dropSnapshotsBelow != null && batch.dropSnapshotsBelow > 0)
         ss.delete(IDBKeyRange.upperBound(batch.dropSnapshotsBelow, true));
-      if (tx.commit) tx.commit();
+      if (tx.commit && !(upTo != null && upTo > 0)) tx.commit();
     } catch (e) {
-      failed = idbError(e, "write");
+      failed = e && e.name === "StorageError" ? e : idbError(e, "write");
       try { tx.abort(); } catch (_) { /* already finished */ }
     }
   });
