@@ -65,7 +65,7 @@ def test_missing_package_raises_and_keeps_the_placeholder(pkgdir):
     snap.defer(["notyetthere"])
     ph = sys.modules["notyetthere"]
     with pytest.raises(ModuleNotFoundError):
-        ph.anything
+        _ = ph.anything
     assert sys.modules["notyetthere"] is ph
     write_pkg(pkgdir, "notyetthere", "VALUE = 42\n")
     import importlib
@@ -73,7 +73,7 @@ def test_missing_package_raises_and_keeps_the_placeholder(pkgdir):
     importlib.invalidate_caches()
     assert ph.VALUE == 42
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        ph.nope
+        _ = ph.nope
 
 
 def test_defer_refuses_a_package_already_imported(pkgdir):
