@@ -1,7 +1,7 @@
 """The worker's memory snapshot in Chromium (web/loader.js, docs/BROWSER.md "Engine start").
 
-- the first start in a context makes the snapshot, the next restores it, and the restored
-  engine works (writes, durable flush through JSPI, reads, a lazily loaded GraphQL call);
+- the first start in a context makes the snapshot (and goes on serving), the next restores
+  it, and the restored engine works (writes, durable flush through JSPI, reads, a lazily loaded GraphQL call);
 - `snapshot: false` neither uses nor makes one;
 - a damaged snapshot is detected at restore, deleted, and the start falls back to the
   ordinary path; the start after that makes a new one.
@@ -64,6 +64,8 @@ def test_made_then_restored_and_the_restored_engine_works(browser, e2e_url):
     try:
         page, state = _start(ctx, e2e_url)
         assert state == "made"
+        # The instance that made the snapshot goes on serving the page.
+        assert page.evaluate(USE)["n"] == 3
         page.wait_for_function(SNAPSHOT_STORED, polling=100)
         _stop(page)
         page, state = _start(ctx, e2e_url)
