@@ -43,18 +43,19 @@ function indexLocation() {
   return HERE.protocol === "file:" ? decodeURIComponent(HERE.pathname) : HERE.href;
 }
 
-async function readText(location) {
+async function readFile(location, text) {
   if (HERE.protocol === "file:") {
     const fs = await import("node:fs/promises");
-    return fs.readFile(location, "utf8");
+    return text ? fs.readFile(location, "utf8") : new Uint8Array(await fs.readFile(location));
   }
   const res = await fetch(location);
   if (!res.ok) throw Object.assign(new Error(`${location}: HTTP ${res.status}`), { name: "StorageUnavailableError" });
-  return res.text();
+  return text ? res.text() : new Uint8Array(await res.arrayBuffer());
 }
 
-async function sha256Hex(text) {
-  const d = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+async function sha256Hex(data) {
+  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+  const d = await crypto.subtle.digest("SHA-256", bytes);
   return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
@@ -92,14 +93,16 @@ export function memorySnapshotStore() {
 }
 
 // Snapshot the interpreter with the engine imported (a fresh instance started with
-// `_makeSnapshot`): only the ostracon wheel's files are installed for the imports (its
-// extension dependencies stay deferred), and the package manager's record of them is cleared
-// so the image holds no reference to JS objects of this instance.
+// `_makeSnapshot`). Only the ostracon wheel is unpacked for the imports, checked against the
+// lock's sha256 like any package (its extension dependencies stay deferred), and the package
+// manager is not involved, so the image holds no reference to JS objects of this instance.
 async function makeSnapshot(pyodide, index, lock) {
-  await pyodide.loadPackage([index + lock.packages.ostracon.file_name], { messageCallback: () => {} });
+  const entry = lock.packages.ostracon;
+  const wheel = await readFile(index + entry.file_name, false);
+  if ((await sha256Hex(wheel)) !== entry.sha256) throw new Error(`${entry.file_name} does not match pyodide-lock.json`);
+  pyodide.unpackArchive(wheel, "wheel", { extractDir: pyodide.runPython("import sysconfig; sysconfig.get_path('purelib')") });
   pyodide.runPython(SNAPSHOT_LOAD);
   pyodide.pyimport(SNAPSHOT_MODULE).prepare();
-  for (const k of Object.keys(pyodide.loadedPackages)) delete pyodide.loadedPackages[k];
   return pyodide.makeMemorySnapshot();
 }
 
@@ -122,7 +125,7 @@ export async function loadRuntime({ progress = () => {}, packages = ["ostracon"]
   };
   step("pyodide", { url: HERE.href });
   const [{ loadPyodide, version }, lockText] = await Promise.all([
-    import(new URL("pyodide.mjs", HERE).href), readText(index + "pyodide-lock.json")]);
+    import(new URL("pyodide.mjs", HERE).href), readFile(index + "pyodide-lock.json", true)]);
   const lock = JSON.parse(lockText);
   const key = snapshots ? `${version}-${SNAPSHOT_FORMAT}-${await sha256Hex(lockText)}` : null;
   let image = null;
