@@ -59,8 +59,13 @@ async function sha256Hex(data) {
   return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-// A snapshot store on Cache Storage (null where there is none, e.g. Node 20). Keeps one
-// image per bundle location: storing a new one drops the older ones of the same location.
+// A snapshot store keeps {bytes, sha256} under a key: get(key) → {bytes, sha256} | null,
+// put(key, bytes, sha256), delete(key). The loader checks the digest before a restore: a
+// damaged image must never reach the interpreter (it would fail at some later call, not at
+// the restore).
+//
+// On Cache Storage (null where there is none, e.g. Node 20). Keeps one image per bundle
+// location: storing a new one drops the older ones of the same location.
 export function cacheSnapshotStore(cacheName = SNAPSHOT_CACHE) {
   const caches = globalThis.caches;
   if (!caches || !HERE.protocol.startsWith("http")) return null;
@@ -69,12 +74,13 @@ export function cacheSnapshotStore(cacheName = SNAPSHOT_CACHE) {
   return {
     async get(key) {
       const res = await (await caches.open(cacheName)).match(url(key));
-      return res ? new Uint8Array(await res.arrayBuffer()) : null;
+      return res ? { bytes: new Uint8Array(await res.arrayBuffer()), sha256: res.headers.get("X-Content-SHA256") } : null;
     },
-    async put(key, bytes) {
+    async put(key, bytes, sha256) {
       const cache = await caches.open(cacheName);
       for (const req of await cache.keys()) if (req.url.startsWith(prefix) && req.url !== url(key)) await cache.delete(req);
-      await cache.put(url(key), new Response(bytes, { headers: { "Content-Type": "application/octet-stream" } }));
+      await cache.put(url(key), new Response(bytes, {
+        headers: { "Content-Type": "application/octet-stream", "X-Content-SHA256": sha256 } }));
     },
     async delete(key) {
       await (await caches.open(cacheName)).delete(url(key));
@@ -87,9 +93,18 @@ export function memorySnapshotStore() {
   const m = new Map();
   return {
     async get(key) { return m.get(key) ?? null; },
-    async put(key, bytes) { m.clear(); m.set(key, bytes); },
+    async put(key, bytes, sha256) { m.clear(); m.set(key, { bytes, sha256 }); },
     async delete(key) { m.delete(key); },
   };
+}
+
+// The stored image for `key` if its digest checks out; a damaged one is deleted (null).
+async function storedImage(snapshots, key) {
+  const got = await snapshots.get(key).catch(() => null);
+  if (!got) return null;
+  if (got.bytes instanceof Uint8Array && got.sha256 && (await sha256Hex(got.bytes)) === got.sha256) return got.bytes;
+  await snapshots.delete(key).catch(() => {});
+  return false;
 }
 
 // Snapshot the interpreter with the engine imported (a fresh instance started with
@@ -110,7 +125,8 @@ async function makeSnapshot(pyodide, index, lock) {
 // lock file), "instantiate" (compile the wasm and start the interpreter, or restore the
 // snapshot), "snapshot" (first start only: import the engine and take the snapshot),
 // "packages" (install the wheels), "host" (import the engine, hand over the bridge).
-// `boot` in the result: {snapshot: "restored" | "made" | "off" | "failed", ms: {phase: duration}}.
+// `boot` in the result: {snapshot: "restored" | "made" | "off" | "failed", ms: {phase: duration},
+// stored: a promise of whether a new image reached the store}.
 export async function loadRuntime({ progress = () => {}, packages = ["ostracon"], pyodideOptions = {}, snapshots = null } = {}) {
   const index = indexLocation();
   const ms = {};
@@ -128,18 +144,19 @@ export async function loadRuntime({ progress = () => {}, packages = ["ostracon"]
     import(new URL("pyodide.mjs", HERE).href), readFile(index + "pyodide-lock.json", true)]);
   const lock = JSON.parse(lockText);
   const key = snapshots ? `${version}-${SNAPSHOT_FORMAT}-${await sha256Hex(lockText)}` : null;
-  let image = null;
-  if (key) image = await snapshots.get(key).catch(() => null);
+  const image = key ? await storedImage(snapshots, key) : null;
   const base = { indexURL: index, lockFileContents: lockText, packageBaseUrl: index, ...pyodideOptions };
-  let state = key ? "made" : "off";
+  // "failed": a stored image was damaged or would not restore; it is deleted, this start goes
+  // the ordinary way and the next one makes a new image.
+  let state = image === false ? "failed" : key ? "made" : "off";
   let pyodide = null;
+  let stored = Promise.resolve(false);
   step("instantiate", { snapshot: image ? "restore" : state });
   if (image) {
     try {
       pyodide = await loadPyodide({ ...base, _loadSnapshot: image });
       state = "restored";
     } catch (e) {
-      // Another Pyodide build, or a damaged image: start the ordinary way and make a new one.
       await snapshots.delete(key).catch(() => {});
       state = "failed";
     }
@@ -149,8 +166,8 @@ export async function loadRuntime({ progress = () => {}, packages = ["ostracon"]
     step("snapshot", null);
     try {
       const img = await makeSnapshot(pyodide, index, lock);
-      // Stored in the background: the engine need not wait for Cache Storage.
-      snapshots.put(key, img).catch(() => {});
+      // Digested and stored in the background: the engine need not wait for Cache Storage.
+      stored = sha256Hex(img).then((digest) => snapshots.put(key, img, digest)).then(() => true, () => false);
     } catch (e) {
       state = "failed";
     }
@@ -162,5 +179,5 @@ export async function loadRuntime({ progress = () => {}, packages = ["ostracon"]
   pyodide.pyimport("ostracon.runtime.browser.bridge").install(bridge);
   const host = pyodide.pyimport("ostracon.runtime.browser.host").HOST;
   step(null);
-  return { pyodide, bridge, host, boot: { snapshot: state, ms } };
+  return { pyodide, bridge, host, boot: { snapshot: state, ms, stored } };
 }

@@ -42,7 +42,7 @@ export async function bootPyodide(dist = path.join(ROOT, "dist", "web"), { packa
   const pyodideOptions = { stdout: (s) => console.log(s), stderr: (s) => console.error(s) };
   if (snapshot) {
     const made = await loader.loadRuntime({ packages, pyodideOptions, snapshots });
-    if (made.boot.snapshot !== "made") throw new Error(`no snapshot was made: ${JSON.stringify(made.boot)}`);
+    if (made.boot.snapshot !== "made" || !(await made.boot.stored)) throw new Error(`no snapshot was made: ${JSON.stringify(made.boot)}`);
   }
   const t0 = performance.now();
   let t1 = t0;
