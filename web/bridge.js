@@ -14,6 +14,8 @@
 //    StorageUnavailableError, CryptoError, ...). The Python side maps the names to the
 //    ostracon error hierarchy.
 
+import { putRuns, runAfter, u8, unpackRows } from "./records.js";
+
 // ---- the suspension gate -----------------------------------------------------------------
 // Under JSPI a Python call that blocks on a promise (run_sync) suspends its whole stack and
 // returns control to the JS event loop. Nothing else may enter the engine meanwhile: it is
@@ -128,63 +130,6 @@ export function idbDelete(name) {
   });
 }
 
-function u8(v) {
-  if (v instanceof Uint8Array) return v;
-  if (v instanceof ArrayBuffer) return new Uint8Array(v);
-  if (ArrayBuffer.isView(v)) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-  throw typedError("StorageError", `stored value is not bytes: ${Object.prototype.toString.call(v)}`);
-}
-
-// Rows of the `records` store. A row is either one record (a Uint8Array, key = its position:
-// the layout of format 1) or a run of consecutive records written by one batch
-// (`{first, ends, data}`, key = the last position: record first+i is
-// data[ends[i-1] .. ends[i])). One row per batch is what makes the sink fast: IndexedDB's cost
-// is per put (a structured clone and a round trip to the storage process), not per byte.
-function isRun(v) {
-  return v !== null && typeof v === "object" && !ArrayBuffer.isView(v) && !(v instanceof ArrayBuffer);
-}
-
-// Expand the rows of the records store into positions and one packed buffer with end offsets.
-// A malformed run rejects: a damaged row must never read as fewer records.
-function unpackRows(keys, values) {
-  const parts = [];
-  const positions = [];
-  const ends = [];
-  let total = 0;
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
-    const key = keys[i];
-    if (!isRun(v)) {
-      const r = u8(v);
-      parts.push(r);
-      positions.push(key);
-      total += r.length;
-      ends.push(total);
-      continue;
-    }
-    const data = v.data instanceof Uint8Array ? v.data : null;
-    const runEnds = Array.isArray(v.ends) ? v.ends : null;
-    if (!data || !runEnds || !Number.isSafeInteger(v.first) || v.first + runEnds.length - 1 !== key)
-      throw typedError("StorageError", `records row ${key}: malformed run of records`);
-    let prev = 0;
-    for (let j = 0; j < runEnds.length; j++) {
-      const e = runEnds[j];
-      if (!Number.isSafeInteger(e) || e < prev || e > data.length)
-        throw typedError("StorageError", `records row ${key}: record ${v.first + j} has a bad end offset`);
-      positions.push(v.first + j);
-      ends.push(total + e);
-      prev = e;
-    }
-    if (prev !== data.length) throw typedError("StorageError", `records row ${key}: trailing bytes after the last record`);
-    parts.push(data);
-    total += data.length;
-  }
-  const packed = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) { packed.set(p, at); at += p.length; }
-  return { positions, packed, ends };
-}
-
 // Read the whole database in one read-only transaction:
 //   {positions: number[], packed: Uint8Array, ends: number[] (record i is
 //    packed[ends[i-1] .. ends[i])), snapshot: {position, data} | undefined,
@@ -251,7 +196,7 @@ export function idbLoadSnapshots(db) {
 //   batch = {
 //     positions: number[],                                // puts into records: either
 //     packed: Uint8Array, ends: number[],                 //   one buffer and end offsets
-//     runRecords: number,                                 //   (> 0: rows of that many records, see isRun)
+//     runRecords: number,                                 //   (> 0: rows of that many records, records.js)
 //     records: Uint8Array[],                              //   or one array per record
 //     metaKeys: string[], metaValues: Uint8Array[],      // puts into meta
 //     snapshot: {position, data} | null,                 // put into snapshots
@@ -286,29 +231,13 @@ export function idbWrite(db, batch) {
         // records. The transaction then commits on its own once this last request is done.
         rs.openCursor(IDBKeyRange.lowerBound(upTo, true)).onsuccess = (ev) => {
           const c = ev.target.result;
-          if (!c || !isRun(c.value) || c.value.first > upTo) return;
-          const v = c.value;
-          const k = upTo - v.first + 1;
-          const base = v.ends[k - 1];
-          c.update({ first: upTo + 1, ends: v.ends.slice(k).map((e) => e - base), data: v.data.slice(base) });
+          const tail = c ? runAfter(c.value, upTo) : null;
+          if (tail) c.update(tail);
         };
       }
       const positions = batch.positions || [];
       if (batch.packed && batch.runRecords > 0) {
-        // Consecutive positions: one row per `runRecords` records (see isRun).
-        const packed = u8(batch.packed);
-        const ends = batch.ends || [];
-        for (let i = 1; i < positions.length; i++) {
-          if (positions[i] !== positions[i - 1] + 1) throw typedError("StorageError", "a run of records must have consecutive positions");
-        }
-        for (let i = 0; i < positions.length; i += batch.runRecords) {
-          const n = Math.min(batch.runRecords, positions.length - i);
-          const base = i ? ends[i - 1] : 0;
-          const runEnds = new Array(n);
-          for (let j = 0; j < n; j++) runEnds[j] = ends[i + j] - base;
-          const data = packed.slice(base, ends[i + n - 1]);
-          rs.put({ first: positions[i], ends: runEnds, data }, positions[i + n - 1]);
-        }
+        putRuns(rs, batch.positions || [], u8(batch.packed), batch.ends || [], batch.runRecords);
       } else if (batch.packed) {
         // One buffer for the batch: record i is packed[ends[i-1] .. ends[i]). slice() copies,
         // so each stored value owns its bytes (a subarray would clone the whole buffer).
