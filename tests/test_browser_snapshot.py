@@ -7,6 +7,7 @@ that decides what goes into it.
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import subprocess
@@ -90,7 +91,11 @@ def test_prepare_imports_the_modules_and_rejects_import_time_use(pkgdir):
     write_pkg(pkgdir, "ext2", "def f():\n    return 3\n")
     (pkgdir / "lazy_user.py").write_text("import ext2\n\ndef g():\n    return ext2.f()\n")
     (pkgdir / "eager_user.py").write_text("import ext2\nF = ext2.f\n")
-    n = snap.prepare(["lazy_user"], ["ext2"])
+    try:
+        n = snap.prepare(["lazy_user"], ["ext2"])
+        assert gc.get_freeze_count() > 0  # the imported modules are out of the collector's way
+    finally:
+        gc.unfreeze()
     assert n == len(sys.modules) and "lazy_user" in sys.modules
     assert snap.deferred_loaded(["ext2"]) == []
     with pytest.raises(snap.SnapshotError, match="ext2"):
