@@ -76,9 +76,14 @@ class TextBursts:
         self.engine = engine
         self.open: dict[tuple[str, str, str], _Burst] = {}
 
-    def text_op(self, state: DocState | None, field: str, value: Text) -> tuple:
+    def text_op(self, state: DocState | None, field: str, value: Text,
+                seed_from: bytes | None = None) -> tuple:
         """The op that makes `field` a text holding `value.initial`, built on a copy of the
-        field's CRDT (a refused write then leaves the live one untouched)."""
+        field's CRDT (a refused write then leaves the live one untouched).
+
+        `seed_from` (the CID bytes of the block that wrote the field's plain string value):
+        the content is a *seed* (core.text.seed_actor) instead of this device's insert, so
+        devices that migrate the same value concurrently add it once."""
         actor = self.engine.replica.actor
         base = None
         if state is not None:
@@ -88,7 +93,9 @@ class TextBursts:
         t = TextCRDT(actor) if base is None else load_state(encode_state(base), actor)
         if len(t):
             t.delete(0, len(t))
-        if value.initial:
+        if value.initial and seed_from is not None:
+            t.seed(seed_from, value.initial)
+        elif value.initial:
             t.insert(0, value.initial)
         return (OP_TEXT, field, t.take_batch() or empty_batch(t))
 
@@ -191,7 +198,8 @@ class TextHandle:
 
     def _crdt(self) -> tuple[DocState, TextCRDT]:
         """The field's CRDT ready for a local edit; a field that is not a text (yet, or no
-        more: replaced by a `set`) becomes one first, holding its current str value."""
+        more: replaced by a `set`) becomes one first, holding its current str value as a
+        seed (see TextBursts.text_op): two devices migrating the same value keep one copy."""
         self._e.check_writable()
         state, t = self._live, self._t
         if state is not None and t is not None and not state.deleted and state.is_text(self.field):
@@ -202,7 +210,9 @@ class TextHandle:
             if value is not None and type(value) is not str:
                 raise ValidationError(f"{self.collection}/{self.doc_id}.{self.field} holds a "
                                       f"{type(value).__name__}, not text")
-            op = self._bursts.text_op(state, self.field, Text(value or ""))
+            entry = state.fields.get(self.field)
+            seed_from = entry[0][2] if entry is not None and value else None
+            op = self._bursts.text_op(state, self.field, Text(value or ""), seed_from)
             self._e.write(self.collection, self.doc_id, [op],
                           self._bursts.schema_raw(self.collection))
         t = state.local_text(self.field, self._e.replica.actor)
