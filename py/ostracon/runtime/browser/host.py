@@ -26,6 +26,7 @@ from ostracon.core.errors import ClosedError, ValidationError, WrongKeyError
 
 from . import bridge
 from .convert import NativeFfi, default_ffi, error_info, from_js, to_js_value
+from .texthost import TextRpc
 
 # Meta keys this host keeps in the database's own storage.
 META_IDENTITY = "browser/identity"   # the device's Ed25519 seed (the browser's identity.key)
@@ -82,7 +83,7 @@ def _browser_transport() -> Any:
     return BrowserWebSocketTransport()
 
 
-class Host:
+class Host(TextRpc):
     """One database per worker, reached through `run` (the RPC entry).
 
     `open_storage(name)` → Storage (default: IndexedDB), `make_crypto()` → CryptoBackend
@@ -113,6 +114,8 @@ class Host:
         self._feed_sub: Any = None
         self.network: bool | None = None  # navigator.onLine as last reported by the worker
         self._sync_failed: dict | None = None  # why sync could not start (WrongKeyError)
+        self.texts: dict = {}      # open text handles (texthost.py)
+        self._next_text = 1
 
     # -- lifecycle --
 
@@ -277,6 +280,7 @@ class Host:
             except TimeoutError:
                 pass
         db, self.db = self.db, None
+        self.texts.clear()
         for sub in self.subs.values():
             sub.close()
         self.subs.clear()
