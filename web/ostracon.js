@@ -19,6 +19,7 @@
 // it). Database and Collection are the same classes either way.
 
 import { TabEngine, tabsAvailable } from "./tabs.js";
+import { openText, TextHandle, textDiff, codePointOffset, utf16Offset } from "./text.js";
 
 const HERE = new URL(".", import.meta.url);
 // How long close() waits for the engine to flush and stop before it ends the worker anyway.
@@ -245,6 +246,9 @@ export class Collection {
   increment(id, field, by = 1) { return this._call("increment", id, field, by); }
   history(id) { return this._call("history", id); }
   blame(id) { return this._call("blame", id); }
+  // text(id, field, {follow}) → a TextHandle on a collaborative text field (text.js): a field
+  // holding a plain string becomes a text holding it at the first edit. UTF-16 offsets.
+  text(id, field, opts) { return openText(this, id, field, opts || {}); }
 
   // subscribe(cb) → unsubscribe(); cb gets change events of this collection
   // ({kind: "change", id, version, deleted, ...}; kind "overflow" means: rescan).
@@ -406,5 +410,6 @@ export function open(options = {}) {
   }
 }
 
-export const Ostracon = { open, connect, OstraconError, Database, Collection, Status };
+export { TextHandle, textDiff, codePointOffset, utf16Offset };
+export const Ostracon = { open, connect, OstraconError, Database, Collection, Status, TextHandle, textDiff };
 export default Ostracon;

@@ -5,6 +5,8 @@
 // the editor returns the functions the rest of the app calls (open, close, flush, show the
 // save state).
 
+import { BodyText } from "./bodytext.js";
+
 // An editing burst becomes one commit: it is written after this pause in typing (the engine
 // is memory first, so this only bounds how many commits typing makes, not how long saving
 // takes), and at most once per SAVE_MIN_INTERVAL_MS; a burst longer than SAVE_MAX_WAIT_MS is
@@ -17,6 +19,13 @@ const FIELDS = ["title", "body", "tags", "pinned", "done"];
 
 export function createEditor(app) {
   const { state, $, show, toast, timeWords, asText, tagsOf, plainError, reportError, renderList, newId, collection } = app;
+  // The body is a collaborative text (bodytext.js); the other fields are plain values.
+  const body = new BodyText($("body"), (e) => {
+    reportError(e);
+    const cur = state.current;
+    if (cur && !cur.draft) body.attach(collection(), cur.id).catch(reportError);
+  });
+  window.__notes.body = body;
 
   // The editor saves as you type; Enter in a field must not submit (and reload) the page.
   // A listener, not an inline handler: the app is served with a CSP that forbids inline script.
@@ -43,9 +52,16 @@ export function createEditor(app) {
   function fillEditor(d, fresh) {
     const cur = state.current;
     for (const f of FIELDS) {
+      // The body merges: remote edits show up even while the user types into it.
+      if (f === "body" && !fresh && !cur.draft) { body.follow(); continue; }
       if (!fresh && (cur.dirty.has(f) || cur.inflight.has(f))) continue;
       const el = $(f);
       if (f === "pinned" || f === "done") { el.checked = !!d[f]; continue; }
+      if (f === "body") {
+        el.value = asText(d.body);
+        body.attach(collection(), d._id).catch(reportError);
+        continue;
+      }
       const v = f === "tags" ? tagsOf(d).join(", ") : asText(d[f]);
       if (f === "tags" && !fresh && parseTags(el.value).join("\0") === tagsOf(d).join("\0")) continue;
       if (el.value !== v) {
@@ -68,6 +84,7 @@ export function createEditor(app) {
   function closeEditor() {
     flushSave();
     state.current = null;
+    body.detach().catch(() => {});
     show("editor", false);
     show("no-selection");
     document.body.classList.remove("editing");
@@ -88,6 +105,7 @@ export function createEditor(app) {
 
   function newNote() {
     flushSave();
+    body.detach().catch(() => {});
     // A draft until the first keystroke: empty notes are never written.
     state.current = { id: newId(), draft: true, dirty: new Set(), inflight: new Map(), timer: null, saving: Promise.resolve(), phase: "idle", lastSave: null };
     for (const f of FIELDS) {
@@ -115,7 +133,12 @@ export function createEditor(app) {
     cur.timer = setTimeout(() => save(cur), wait);
   }
 
-  for (const f of FIELDS) $(f).addEventListener(f === "pinned" || f === "done" ? "change" : "input", () => onEdit(f));
+  for (const f of FIELDS) {
+    $(f).addEventListener(f === "pinned" || f === "done" ? "change" : "input", () => {
+      if (f === "body") body.sendInput();
+      onEdit(f);
+    });
+  }
 
   function flushSave() {
     const cur = state.current;
@@ -133,16 +156,26 @@ export function createEditor(app) {
     cur.burstStart = 0;
     cur.lastSave = Date.now();
     const fields = {};
-    for (const f of cur.dirty) fields[f] = fieldValue(f);
+    let text = false; // body edits: sent as text splices already, this ends their burst
+    for (const f of cur.dirty) {
+      if (f === "body" && !cur.draft) text = true;
+      else fields[f] = fieldValue(f);
+    }
     cur.dirty.clear();
     for (const f of Object.keys(fields)) cur.inflight.set(f, (cur.inflight.get(f) || 0) + 1);
-    cur.saving = cur.saving.then(() => saveNow(cur, fields));
+    cur.saving = cur.saving.then(() => saveNow(cur, fields, text));
     return cur.saving;
   }
 
-  async function saveNow(cur, fields) {
+  async function saveNow(cur, fields, text) {
     const col = collection();
+    const counted = Object.keys(fields);
     try {
+      if (!cur.draft && "body" in fields) {
+        // Typed while the note was being created: the text handle carries it.
+        delete fields.body;
+        text = true;
+      }
       if (cur.draft) {
         const doc = { title: "", body: "", tags: [], pinned: false, done: false, ...fields };
         try {
@@ -153,8 +186,13 @@ export function createEditor(app) {
           await col.patch(cur.id, fields);
         }
         cur.draft = false;
-      } else {
+        if (state.current === cur) await body.attach(col, cur.id);
+      } else if (Object.keys(fields).length) {
         await col.patch(cur.id, fields);
+      }
+      if (text && state.current === cur && body.handle) {
+        body.sendInput();
+        await body.handle.commit();
       }
       await state.db.flush();
       cur.lastSave = Date.now();
@@ -167,12 +205,13 @@ export function createEditor(app) {
       renderList();
     } catch (e) {
       if (state.current === cur) {
-        for (const f of Object.keys(fields)) cur.dirty.add(f);
+        for (const f of counted) cur.dirty.add(f);
+        if (text) cur.dirty.add("body");
         setSaveState("error", plainError(e));
       }
       reportError(e);
     } finally {
-      for (const f of Object.keys(fields)) {
+      for (const f of counted) {
         const n = (cur.inflight.get(f) || 1) - 1;
         if (n) cur.inflight.set(f, n); else cur.inflight.delete(f);
       }

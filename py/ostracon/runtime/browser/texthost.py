@@ -6,12 +6,14 @@ sends edits with positions in that copy; each open handle here is a `TextMirror`
 the user made them even when remote edits arrived in between. Positions on this side are
 Unicode code points; web/ostracon.js converts the page's UTF-16 offsets.
 
-Handles are numbered per worker. A handle of a worker that is gone (a tab handover) raises
-NotFoundError: the page opens a new one and pulls.
+Handle ids are strings unique across workers (a random prefix per worker), so a call re-sent to
+another tab's worker after a handover never reaches someone else's handle: it raises
+NotFoundError, and the page opens a new handle and re-sends its copy's difference.
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from ostracon.core.errors import NotFoundError, ValidationError
@@ -34,14 +36,15 @@ def _ints(v: Any, what: str) -> list[int]:
 class TextRpc:
     """Mixed into Host: `self._col(name)` gives a Collection."""
 
-    texts: dict[int, TextMirror]
+    texts: dict[str, TextMirror]
     _next_text: int
+    _text_prefix: str = ""
 
     def _col(self, name: Any) -> Any:  # pragma: no cover - Host defines it
         raise NotImplementedError
 
     def _mirror(self, hid: Any) -> TextMirror:
-        m = self.texts.get(hid) if type(hid) is int else None
+        m = self.texts.get(hid) if type(hid) is str else None
         if m is None:
             raise NotFoundError(f"text handle {hid!r} is not open")
         return m
@@ -53,15 +56,17 @@ class TextRpc:
     def rpc_textOpen(self, col: str, id: str, field: str) -> dict:
         """→ {hid, text}: a handle whose copy is the field's text now."""
         m = TextMirror(self._col(col).text(id, field))
-        hid = self._next_text
+        if not self._text_prefix:
+            self._text_prefix = secrets.token_hex(8)
+        hid = f"{self._text_prefix}-{self._next_text}"
         self._next_text += 1
-        self.texts[hid] = m
+        self.texts[hid] = m   # dicts keep insertion order: the first key is the oldest
         while len(self.texts) > MAX_TEXT_HANDLES:
-            del self.texts[min(self.texts)]
+            del self.texts[next(iter(self.texts))]
         return {"hid": hid, "text": m.text}
 
     def rpc_textClose(self, hid: Any) -> bool:
-        return self.texts.pop(hid, None) is not None if type(hid) is int else False
+        return self.texts.pop(hid, None) is not None if type(hid) is str else False
 
     def rpc_textSplice(self, hid: Any, pos: Any, n: Any, text: Any = "") -> None:
         self._mirror(hid).splice(pos, n, text)
