@@ -102,7 +102,7 @@ def test_contract_suite_passes_in_chromium(worker_page, native_results, check):
     assert res["ok"] is True, res.get("error")
 
 
-@pytest.mark.parametrize("check", ["crypto_vectors", "sim_hashes", "core_vectors", "graphql_answers"])
+@pytest.mark.parametrize("check", ["crypto_vectors", "sim_hashes", "core_vectors", "graphql_answers", "text_script"])
 def test_values_identical_to_native(worker_page, native_results, check):
     res = run_in_browser(worker_page, check)
     nat = native_results[check]

@@ -171,8 +171,11 @@ def test_two_devices_migrating_one_plain_body_keep_one_copy_of_it():
     doc_id = na.create({"body": "shared line"}, id="n1")   # a plain (LWW) string body
     sync(a, b)
     ta, tb = na.text(doc_id, "body"), nb.text(doc_id, "body")
+    before = blocks(a)
     ta.insert(len(ta), " +A")                       # both migrate it, offline
     tb.insert(0, "B+ ")
+    ta.commit()
+    assert blocks(a) == before + 1                  # the seed travels with the first burst
     sync(a, b)
     sync(b, a)
     assert str(ta) == str(tb) == "B+ shared line +A"

@@ -76,14 +76,9 @@ class TextBursts:
         self.engine = engine
         self.open: dict[tuple[str, str, str], _Burst] = {}
 
-    def text_op(self, state: DocState | None, field: str, value: Text,
-                seed_from: bytes | None = None) -> tuple:
+    def text_op(self, state: DocState | None, field: str, value: Text) -> tuple:
         """The op that makes `field` a text holding `value.initial`, built on a copy of the
-        field's CRDT (a refused write then leaves the live one untouched).
-
-        `seed_from` (the CID bytes of the block that wrote the field's plain string value):
-        the content is a *seed* (core.text.seed_actor) instead of this device's insert, so
-        devices that migrate the same value concurrently add it once."""
+        field's CRDT (a refused write then leaves the live one untouched)."""
         actor = self.engine.replica.actor
         base = None
         if state is not None:
@@ -93,9 +88,7 @@ class TextBursts:
         t = TextCRDT(actor) if base is None else load_state(encode_state(base), actor)
         if len(t):
             t.delete(0, len(t))
-        if value.initial and seed_from is not None:
-            t.seed(seed_from, value.initial)
-        elif value.initial:
+        if value.initial:
             t.insert(0, value.initial)
         return (OP_TEXT, field, t.take_batch() or empty_batch(t))
 
@@ -131,7 +124,7 @@ class TextBursts:
         t = None if state is None else state.text(field)
         if t is None:
             return None
-        opened = (t.batch_start, list(t.batch_deletes))
+        opened = (t.batch_start, list(t.batch_deletes), t.batch_seed)
         batch = t.take_batch()
         if batch is None:
             return None
@@ -140,7 +133,7 @@ class TextBursts:
         except Exception:
             # Not committed: the edits stay pending for the next commit, so no character
             # exists here that no block will ever carry.
-            t.batch_start, t.batch_deletes = opened
+            t.batch_start, t.batch_deletes, t.batch_seed = opened
             self.open.setdefault(key, _Burst(e.now))
             raise
         return format_cid(cid)
@@ -196,26 +189,37 @@ class TextHandle:
             raise NotFoundError(f"{self.collection}/{self.doc_id} does not exist")
         return state
 
+    def _shows_text(self, state: DocState) -> bool:
+        """The field is a text: by its latest write, or by local edits of the open burst
+        (the first edit of a plain string field: its block makes the field a text)."""
+        return state.is_text(self.field) or (
+            self._key in self._bursts.open and state.text(self.field) is not None)
+
     def _crdt(self) -> tuple[DocState, TextCRDT]:
-        """The field's CRDT ready for a local edit; a field that is not a text (yet, or no
-        more: replaced by a `set`) becomes one first, holding its current str value as a
-        seed (see TextBursts.text_op): two devices migrating the same value keep one copy."""
+        """The field's CRDT ready for a local edit. A field that is not a text (yet, or no
+        more: replaced by a `set`) becomes one in the open burst: its current str value is
+        the text's *seed* (core.text.seed_actor), so two devices migrating the same value
+        keep one copy, and the first burst's block carries seed and edits together."""
         self._e.check_writable()
         state, t = self._live, self._t
-        if state is not None and t is not None and not state.deleted and state.is_text(self.field):
+        if state is not None and t is not None and not state.deleted and self._shows_text(state):
             return state, t
         state = self._state()
-        if not state.is_text(self.field):
+        if self._shows_text(state):
+            t = state.local_text(self.field, self._e.replica.actor)
+        else:
             value = state.user_fields().get(self.field)
             if value is not None and type(value) is not str:
                 raise ValidationError(f"{self.collection}/{self.doc_id}.{self.field} holds a "
                                       f"{type(value).__name__}, not text")
+            self._bursts.make_room(self._key, len(value or ""))
+            t = state.local_text(self.field, self._e.replica.actor)
+            if len(t):
+                t.delete(0, len(t))   # characters a later `set` hid: the set's value replaces them
             entry = state.fields.get(self.field)
-            seed_from = entry[0][2] if entry is not None and value else None
-            op = self._bursts.text_op(state, self.field, Text(value or ""), seed_from)
-            self._e.write(self.collection, self.doc_id, [op],
-                          self._bursts.schema_raw(self.collection))
-        t = state.local_text(self.field, self._e.replica.actor)
+            if value and entry is not None:
+                t.seed(entry[0][2], value)
+            self._done(state, 1, len(value or ""))
         self._live, self._t = state, t
         return state, t
 
@@ -267,7 +271,7 @@ class TextHandle:
     def __str__(self) -> str:
         state = self._state()
         t = state.text(self.field)
-        if t is not None and state.is_text(self.field):
+        if t is not None and self._shows_text(state):
             return str(t)
         value = state.user_fields().get(self.field)
         return value if type(value) is str else ""
@@ -276,7 +280,7 @@ class TextHandle:
     def __len__(self) -> int:
         state = self._state()
         t = state.text(self.field)
-        if t is not None and state.is_text(self.field):
+        if t is not None and self._shows_text(state):
             return len(t)
         return len(str(self))
 
@@ -285,7 +289,7 @@ class TextHandle:
         """A position that follows edits (local and remote): resolve it with `resolve`."""
         state = self._state()
         t = state.text(self.field)
-        if t is None or not state.is_text(self.field):
+        if t is None or not self._shows_text(state):
             raise ValidationError(f"{self.collection}/{self.doc_id}.{self.field} is not a text")
         return t.cursor(pos)
 

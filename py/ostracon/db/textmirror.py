@@ -57,7 +57,7 @@ class TextMirror:
     def _live(self) -> TextCRDT | None:
         state = self.handle._state()
         t = state.text(self.handle.field)
-        return t if t is not None and state.is_text(self.handle.field) else None
+        return t if t is not None and self.handle._shows_text(state) else None
 
     def _ids(self, t: TextCRDT) -> list[int]:
         view: list[int] = []
