@@ -202,9 +202,9 @@ def text_script(seed: int = 7, steps: int = TEXT_SCRIPT_STEPS) -> dict:
 
     rng = random.Random(seed)
     clocks = [1_700_000_000_000 + 1000 * i for i in range(3)]
+    rngs = [random.Random(seed * 10 + i) for i in range(3)]
     dbs = [ostracon.open(identity=Identity.from_seed(bytes([i + 1]) * 32),
-                         clock=(lambda i=i: clocks[i]),
-                         random_bytes=(lambda n, r=random.Random(seed * 10 + i): r.randbytes(n)))
+                         clock=(lambda i=i: clocks[i]), random_bytes=rngs[i].randbytes)
            for i in range(3)]
     cols = [db.collection("notes") for db in dbs]
     cols[0].create({"title": "t", "body": "a plain body to migrate"}, id="n1")
