@@ -393,8 +393,8 @@ def test_two_contexts_propagate_and_converge(browser, server):
     # concurrent edits: different fields both survive; the body (a text) keeps both texts
     a.page.fill("#title", "title by A")
     b.page.fill("#tags", "from-b")
-    a.page.fill("#body", "body by A")
-    b.page.fill("#body", "body by B")
+    a.page.fill("#body", "edit 4 from A + body by A")   # both add to the body at once
+    b.page.fill("#body", "edit 4 from A + body by B")
     a.wait_saved()
     b.wait_saved()
     for app in (a, b):
@@ -406,7 +406,7 @@ def test_two_contexts_propagate_and_converge(browser, server):
         time.sleep(0.2)
     assert a.state_hash() == b.state_hash()
     da, db_ = a.note(note_id), b.note(note_id)
-    assert da["body"] == db_["body"] and "body by A" in da["body"] and "body by B" in da["body"]
+    assert da["body"] == db_["body"] and " + body by A" in da["body"] and " + body by B" in da["body"]
     a.page.click("#history-btn")
     a.page.wait_for_selector("#history[open] .commit")
     shot(a.page, "11-history-two-contexts")
@@ -435,9 +435,9 @@ def test_both_offline_then_converge(browser, server):
     wait_js(b.page, "document.getElementById('sync').dataset.state === 'offline'", timeout=SYNC_TIMEOUT_MS)
     shot(a.page, "09-offline")
     a.edit("title", "title only A touched")
-    a.edit("body", "A wrote this first")
+    a.edit("body", "start, A wrote this first")
     b.edit("tags", "only-b")
-    b.edit("body", "B wrote this later")
+    b.edit("body", "start, B wrote this later")
     other_a = a.new_note("Made offline by A", "a")
     other_b = b.new_note("Made offline by B", "b")
 
@@ -445,7 +445,7 @@ def test_both_offline_then_converge(browser, server):
     ctx_b.set_offline(False)
     for app in (a, b):  # fields: last writer wins; the body is a text: both survive
         wait_js(app.page, """([id]) => { const d = window.__notes.state.notes.get(id);
-            return !!d && d.body.includes('A wrote this first') && d.body.includes('B wrote this later'); }""",
+            return !!d && d.body.includes(', A wrote this first') && d.body.includes(', B wrote this later'); }""",
                 arg=[note_id])
         app.wait_note(note_id, "title", "title only A touched")
         app.wait_note(note_id, "tags", ["only-b"])

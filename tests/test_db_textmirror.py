@@ -105,3 +105,19 @@ def test_random_edits_in_lagging_copies_converge_and_keep_every_typed_character(
     except AssertionError:
         print(f"seed={seed}")
         raise
+
+
+def test_a_plain_copy_maps_through_the_seed_after_another_device_migrated_it():
+    a, b, na, nb = pair("plain body")
+    mb = TextMirror(nb.text("n1", "body"))          # B's copy: the plain string
+    ma = TextMirror(na.text("n1", "body"))
+    ma.insert(0, "A: ")                              # A migrates it and types
+    sync(a, b)
+    mb.insert(10, "!")                               # B types at the end of ITS copy
+    text, (caret,), token = mb.pull([11])
+    assert text == "A: plain body!" and caret == len(text)
+    assert mb.adopt(token)
+    local = TextMirror(nb.text("n1", "body"))
+    local.insert(0, "x")
+    sync(b, a)
+    assert na.get("n1")["body"] == nb.get("n1")["body"] == "xA: plain body!"

@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..core.errors import ValidationError
-from ..core.text import Cursor, TextCRDT
+from ..core.text import Cursor, TextCRDT, seed_actor
 from .locking import locked
 
 if TYPE_CHECKING:
@@ -48,8 +48,9 @@ class TextMirror:
         self._t: TextCRDT | None = None
         self._view: list[int] = []
         self._plain = ""          # the copy while the field is a plain string (not a text yet)
+        self._source = b""        # CID bytes of the block that wrote that string
         self._token = 0
-        self._pending: tuple[int, TextCRDT | None, list[int], str] | None = None
+        self._pending: tuple[int, TextCRDT | None, list[int], str, bytes] | None = None
         self.text = self._reset()
 
     # -- the view --------------------------------------------------------------------------
@@ -72,8 +73,25 @@ class TextMirror:
         t = self._live()
         self._t = t
         self._view = [] if t is None else self._ids(t)
-        self._plain = str(self.handle) if t is None else ""
+        self._plain, self._source = self._plain_value() if t is None else ("", b"")
         return str(self.handle)
+
+    def _plain_value(self) -> tuple[str, bytes]:
+        state = self.handle._state()
+        entry = state.fields.get(self.handle.field)
+        return str(self.handle), (b"" if entry is None else entry[0][2])
+
+    def _seed_view(self, t: TextCRDT) -> list[int] | None:
+        """The ids of a plain copy's characters in text `t`: the plain value became the
+        text's seed (db/text.py), whose characters are (seed, 0) .. (seed, n-1) on every
+        device. None if `t` did not grow from this value."""
+        if not self._plain:
+            return []
+        a = t.actor_ids.get(seed_actor(self._source, self._plain))
+        if a is None or t.next_ctr[a] != len(self._plain):
+            return None
+        k = a << _SHIFT
+        return list(range(k, k + len(self._plain)))
 
     def _where(self, t: TextCRDT, key: int) -> tuple[int, bool]:
         """(live position of character `key`, visible?)."""
@@ -102,11 +120,12 @@ class TextMirror:
             self.handle.insert(0, "")   # migrates a plain string (db/text.py: a seed)
             t = self._live()
             assert t is not None
-            if str(t) != self._plain:
-                # Changed elsewhere since the copy was taken: the copy's characters have
-                # no ids to map through.
+            view = self._seed_view(t)
+            if view is None:
+                # The text grew from another value (a concurrent `set`): the copy's
+                # characters have no ids to map through.
                 raise ValidationError("the text changed since it was read: pull it again")
-            self._t, self._view = t, self._ids(t)
+            self._t, self._view = t, view
             return t
         # The text was replaced (a later plain `set`, or the document deleted and re-made):
         # the copy's characters are gone; start over from the live text.
@@ -159,14 +178,18 @@ class TextMirror:
         for p in positions:
             self._check(p)
         t = self._live()
+        if t is not None and self._t is None:
+            view = self._seed_view(t)
+            if view is not None:
+                self._t, self._view = t, view
         if t is None or t is not self._t:
             mapped = [min(p, len(str(self.handle))) for p in positions]
         else:
             mapped = [self._map(t, p) for p in positions]
         self._token += 1
         text = str(self.handle)
-        self._pending = (self._token, t, [] if t is None else self._ids(t),
-                         text if t is None else "")
+        plain = self._plain_value() if t is None else ("", b"")
+        self._pending = (self._token, t, [] if t is None else self._ids(t), *plain)
         return text, mapped, self._token
 
     @locked
@@ -176,7 +199,7 @@ class TextMirror:
         if p is None or p[0] != token:
             return False
         self._pending = None
-        self._t, self._view, self._plain = p[1], p[2], p[3]
+        self._t, self._view, self._plain, self._source = p[1], p[2], p[3], p[4]
         return True
 
     # -- cursors ---------------------------------------------------------------------------
