@@ -25,6 +25,7 @@ def test_text_handles_map_offsets_cursors_and_remote_edits(shared_page, e2e_url)
       const changes = [];
       a.addEventListener('change', (e) => changes.push(e.detail.value));
       const at = await a.resolve(caret);
+      const tail = a.value.slice(at);
       const refused = [];
       for (const f of [() => a.insert(1, 'x'), () => a.delete(0, 1), () => a.splice(0, 0, '\\uDC00')]) {
         try { await f(); refused.push('accepted'); } catch (e) { refused.push(e.name); }
@@ -38,7 +39,7 @@ def test_text_handles_map_offsets_cursors_and_remote_edits(shared_page, e2e_url)
       const blame = await a.blame();
       for (const h of [a, b, follower]) await h.close();
       await db.close();
-      return {laggingB, b: b.value, mapped, a: a.value, at, tail: a.value.slice(at), changes,
+      return {laggingB, b: b.value, mapped, a: a.value, at, tail, changes,
               refused, followed, body: doc.body, blame: blame.map((r) => r.text).join('')};
     }""", f"text-{uuid.uuid4().hex[:10]}")
     assert out["laggingB"] == "hello, world"
