@@ -10,7 +10,9 @@ import { BodyText } from "./bodytext.js";
 // An editing burst becomes one commit: it is written after this pause in typing (the engine
 // is memory first, so this only bounds how many commits typing makes, not how long saving
 // takes), and at most once per SAVE_MIN_INTERVAL_MS; a burst longer than SAVE_MAX_WAIT_MS is
-// written in parts so a crash never loses more than that.
+// written in parts so a crash never loses more than that. Body edits reach the engine at
+// every keystroke (bodytext.js) and the engine's own burst rule commits them at least every
+// second (docs/TEXT.md); the pause here ends the burst early and flushes.
 const SAVE_DEBOUNCE_MS = 1000;
 const SAVE_MIN_INTERVAL_MS = 1000;
 const SAVE_MAX_WAIT_MS = 5000;
@@ -25,7 +27,6 @@ export function createEditor(app) {
     const cur = state.current;
     if (cur && !cur.draft) body.attach(collection(), cur.id).catch(reportError);
   });
-  window.__notes.body = body;
 
   // The editor saves as you type; Enter in a field must not submit (and reload) the page.
   // A listener, not an inline handler: the app is served with a CSP that forbids inline script.
