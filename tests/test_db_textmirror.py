@@ -7,7 +7,6 @@ import random
 import pytest
 
 from ostracon import Text, ValidationError
-from ostracon.db.textmirror import TextMirror
 from test_db_text import ID_A, ID_B, open_db, sync
 
 
@@ -21,7 +20,7 @@ def pair(body="hello world"):
 
 def test_edits_in_a_lagging_copy_land_where_the_user_made_them():
     a, b, na, nb = pair(Text("hello world"))
-    m = TextMirror(na.text("n1", "body"))
+    m = na.text("n1", "body").mirror()
     assert m.text == "hello world"
     nb.text("n1", "body").insert(0, "Oh, ")          # remote, not yet seen by the copy
     nb.text("n1", "body").insert(15, "!")
@@ -39,7 +38,7 @@ def test_edits_in_a_lagging_copy_land_where_the_user_made_them():
 
 def test_deleting_keeps_text_inserted_concurrently_inside_the_range():
     a, b, na, nb = pair(Text("abcdef"))
-    m = TextMirror(na.text("n1", "body"))
+    m = na.text("n1", "body").mirror()
     nb.text("n1", "body").insert(3, "XY")
     sync(b, a)
     m.delete(1, 4)                                    # "bcde" of the copy
@@ -48,7 +47,7 @@ def test_deleting_keeps_text_inserted_concurrently_inside_the_range():
 
 def test_an_adopt_after_an_edit_is_refused_and_positions_stay_in_the_copy():
     a, b, na, nb = pair(Text("abc"))
-    m = TextMirror(na.text("n1", "body"))
+    m = na.text("n1", "body").mirror()
     _, _, token = m.pull()
     m.insert(3, "d")
     assert not m.adopt(token)
@@ -60,7 +59,7 @@ def test_an_adopt_after_an_edit_is_refused_and_positions_stay_in_the_copy():
 
 def test_a_plain_body_migrates_at_the_first_edit_and_two_copies_keep_one_seed():
     a, b, na, nb = pair("old body")
-    ma, mb = TextMirror(na.text("n1", "body")), TextMirror(nb.text("n1", "body"))
+    ma, mb = na.text("n1", "body").mirror(), nb.text("n1", "body").mirror()
     assert ma.text == mb.text == "old body"
     ma.insert(8, " A")
     mb.insert(0, "B ")
@@ -74,8 +73,8 @@ def test_random_edits_in_lagging_copies_converge_and_keep_every_typed_character(
     rng = random.Random(seed)
     try:
         a, b, na, nb = pair(Text("0123456789"))
-        copies = [(a, TextMirror(na.text("n1", "body")), list("0123456789")),
-                  (b, TextMirror(nb.text("n1", "body")), list("0123456789"))]
+        copies = [(a, na.text("n1", "body").mirror(), list("0123456789")),
+                  (b, nb.text("n1", "body").mirror(), list("0123456789"))]
         typed = []
         for step in range(60):
             db, m, local = copies[rng.randrange(2)]
@@ -109,15 +108,15 @@ def test_random_edits_in_lagging_copies_converge_and_keep_every_typed_character(
 
 def test_a_plain_copy_maps_through_the_seed_after_another_device_migrated_it():
     a, b, na, nb = pair("plain body")
-    mb = TextMirror(nb.text("n1", "body"))          # B's copy: the plain string
-    ma = TextMirror(na.text("n1", "body"))
+    mb = nb.text("n1", "body").mirror()          # B's copy: the plain string
+    ma = na.text("n1", "body").mirror()
     ma.insert(0, "A: ")                              # A migrates it and types
     sync(a, b)
     mb.insert(10, "!")                               # B types at the end of ITS copy
     text, (caret,), token = mb.pull([11])
     assert text == "A: plain body!" and caret == len(text)
     assert mb.adopt(token)
-    local = TextMirror(nb.text("n1", "body"))
+    local = nb.text("n1", "body").mirror()
     local.insert(0, "x")
     sync(b, a)
     assert na.get("n1")["body"] == nb.get("n1")["body"] == "xA: plain body!"

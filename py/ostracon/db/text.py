@@ -36,6 +36,7 @@ from .locking import locked
 
 if TYPE_CHECKING:
     from .engine import Engine
+    from .textmirror import TextMirror
 
 #: A burst older than this (ms since its first edit) is committed: about one block per
 #: second of typing, so a crash loses at most a second of unflushed keystrokes.
@@ -283,6 +284,34 @@ class TextHandle:
         if t is not None and self._shows_text(state):
             return len(t)
         return len(str(self))
+
+    @locked
+    def crdt(self) -> TextCRDT | None:
+        """The field's text CRDT while the field is a text (None while it holds a plain value);
+        for db/textmirror.py, which maps positions by character id."""
+        state = self._state()
+        t = state.text(self.field)
+        return t if t is not None and self._shows_text(state) else None
+
+    @locked
+    def editable(self) -> TextCRDT:
+        """The field's text CRDT bound to this device for local edits, making the field a
+        text first (see `insert`)."""
+        return self._crdt()[1]
+
+    @locked
+    def plain_source(self) -> tuple[str, bytes]:
+        """(the field's plain string value, CID bytes of the block that wrote it; b"" if
+        none): what becomes the text's seed at the first edit."""
+        state = self._state()
+        entry = state.fields.get(self.field)
+        return str(self), (b"" if entry is None else entry[0][2])
+
+    def mirror(self) -> TextMirror:
+        """A client copy of this text whose positions are mapped by character id
+        (db/textmirror.py)."""
+        from .textmirror import TextMirror
+        return TextMirror(self, self._e)
 
     @locked
     def cursor(self, pos: int) -> Cursor:

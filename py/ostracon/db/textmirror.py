@@ -30,6 +30,7 @@ from ..core.text import Cursor, TextCRDT, seed_actor
 from .locking import locked
 
 if TYPE_CHECKING:
+    from .engine import Engine
     from .text import TextHandle
 
 _SHIFT = 53  # an id in the view: actor index << 53 | counter (counters are below 2**53)
@@ -37,14 +38,15 @@ _MASK = (1 << _SHIFT) - 1
 
 
 class TextMirror:
-    """Maps a client copy's positions to the live text of `handle` (see module docstring).
+    """Maps a client copy's positions to the live text of `handle` (see module docstring);
+    made by `TextHandle.mirror()`.
 
     The copy starts as the field's text now (`text` at construction). Raises ValidationError
     for positions outside the copy, NotFoundError once the document is gone."""
 
-    def __init__(self, handle: TextHandle) -> None:
+    def __init__(self, handle: TextHandle, engine: Engine) -> None:
         self.handle = handle
-        self._e = handle._e
+        self._e = engine
         self._t: TextCRDT | None = None
         self._view: list[int] = []
         self._plain = ""          # the copy while the field is a plain string (not a text yet)
@@ -56,9 +58,7 @@ class TextMirror:
     # -- the view --------------------------------------------------------------------------
 
     def _live(self) -> TextCRDT | None:
-        state = self.handle._state()
-        t = state.text(self.handle.field)
-        return t if t is not None and self.handle._shows_text(state) else None
+        return self.handle.crdt()
 
     def _ids(self, t: TextCRDT) -> list[int]:
         view: list[int] = []
@@ -77,9 +77,7 @@ class TextMirror:
         return str(self.handle)
 
     def _plain_value(self) -> tuple[str, bytes]:
-        state = self.handle._state()
-        entry = state.fields.get(self.handle.field)
-        return str(self.handle), (b"" if entry is None else entry[0][2])
+        return self.handle.plain_source()
 
     def _seed_view(self, t: TextCRDT) -> list[int] | None:
         """The ids of a plain copy's characters in text `t`: the plain value became the
@@ -95,10 +93,11 @@ class TextMirror:
 
     def _where(self, t: TextCRDT, key: int) -> tuple[int, bool]:
         """(live position of character `key`, visible?)."""
-        r = t.find_run(key >> _SHIFT, key & _MASK)
+        a, c = key >> _SHIFT, key & _MASK
+        r = t.find_run(a, c)
         if r is None:  # pragma: no cover - ids of a view are never forgotten
             raise ValidationError("text mirror lost a character")
-        return t._index_of(r) + ((key & _MASK) - r.c if r.s is not None else 0), r.s is not None
+        return t.resolve(Cursor(t.actors[a], c)), r.s is not None
 
     def _map(self, t: TextCRDT, pos: int) -> int:
         """Live position for copy position `pos` (after the character the copy shows before it)."""
@@ -156,7 +155,7 @@ class TextMirror:
             del view[pos:pos + n]
         if text:
             live = self._map(t, pos)
-            _, bound = self.handle._crdt()       # bound to this device's actor
+            bound = self.handle.editable()       # bound to this device's actor
             me = bound.me
             start = bound.next_ctr[me]
             self.handle.insert(live, text)

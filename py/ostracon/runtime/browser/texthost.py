@@ -55,7 +55,7 @@ class TextRpc:
 
     def rpc_textOpen(self, col: str, id: str, field: str) -> dict:
         """→ {hid, text}: a handle whose copy is the field's text now."""
-        m = TextMirror(self._col(col).text(id, field))
+        m = self._col(col).text(id, field).mirror()
         if not self._text_prefix:
             self._text_prefix = secrets.token_hex(8)
         hid = f"{self._text_prefix}-{self._next_text}"
