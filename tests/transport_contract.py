@@ -22,7 +22,7 @@ from room_keys import answer, new_room
 async def _join(make, room_url, room, since=None):
     t = make()
     await t.connect(room_url(room, since))
-    await answer(t, room, 5)
+    await answer(t, room, 5, P.relay_name(room_url(room)))
     welcome = P.decode_server_message(await asyncio.wait_for(t.recv(), 5))
     assert isinstance(welcome, P.Welcome), welcome
     if since is not None:
@@ -73,7 +73,7 @@ async def check_mailbox_replay_with_since(make, room_url):
             acks += 1
     c = make()
     await c.connect(room_url(room, 1))
-    await answer(c, room, 5)
+    await answer(c, room, 5, P.relay_name(room_url(room)))
     seen = []
     while True:
         m = P.decode_server_message(await asyncio.wait_for(c.recv(), 5))
