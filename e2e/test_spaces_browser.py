@@ -8,6 +8,10 @@ replica refuses its blocks), and an invite of another space than the one a brows
 keeps rejects with WrongKeyError. The native device runs its own event loop in a thread (the
 Playwright sync API owns the test thread's loop); waits poll with tests/polling.py and only
 guard against hangs.
+
+The Notes PWA (web/demo/members.js) runs the same flow by its buttons: invite a device from the
+space dialog, remove it there, and the removed device says so and gets nothing new; an old
+passphrase space keeps opening and moves to a member space only when asked.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from ostracon.crypto.space import Space
 from ostracon.sync.native import start_sync
 from polling import wait_until
 from test_browser_sync import FAST, relay_url  # noqa: F401 - the relay process fixture
+from test_pwa import SYNC_TIMEOUT_MS, make_app, new_space, server, wait_js, web_dir  # noqa: F401 - fixtures
 
 DEADLINE_S = 60.0
 
@@ -181,3 +186,76 @@ def test_a_reader_cannot_write_and_a_wrong_invite_is_a_wrong_key_error(browser, 
     finally:
         ctx.close()
         a.close()
+
+
+# ---- the Notes PWA ---------------------------------------------------------------------------
+
+def test_pwa_invite_remove_and_the_removed_device_loses_access(browser, server):  # noqa: F811
+    a = make_app(browser.new_context(), server.url)
+    a.create(new_space())
+    before = a.new_note("Before", "shared with b")
+    b = make_app(browser.new_context(), server.url)
+    b.join_link(a.invite_link("writer"))
+    b.wait_note(before, "body", "shared with b")
+    wait_js(a.page, "window.__notes.state.db.members().then((m) => m.length === 2)", timeout=SYNC_TIMEOUT_MS)
+    b_actor = b.page.evaluate("window.__notes.state.db.info.actor")
+
+    # The admin opens the space dialog: two members; removing takes two clicks.
+    a.page.click("#space-btn")
+    a.page.wait_for_selector(f"#member-list .member[data-actor='{b_actor}'] .member-remove")
+    roles = a.page.eval_on_selector_all("#member-list .member", "els => els.map((e) => e.dataset.role).sort()")
+    assert roles == ["admin", "writer"]
+    remove = f"#member-list .member[data-actor='{b_actor}'] .member-remove"
+    a.page.click(remove)
+    a.page.click(remove)
+    wait_js(a.page, "document.querySelectorAll('#member-list .member').length === 1")
+    a.page.keyboard.press("Escape")
+
+    # The removed device says so, and reads nothing written afterwards.
+    wait_js(b.page, "window.__notes.state.sync.error && window.__notes.state.sync.error.name === 'NotAMemberError'",
+            timeout=SYNC_TIMEOUT_MS)
+    assert "removed" in b.page.inner_text("#sync-error")
+    after = a.new_note("After", "not for b")
+    late = b.new_note("Late", "b writes after its removal")
+    wait_js(a.page, "window.__notes.state.sync.pending === 0", timeout=SYNC_TIMEOUT_MS)
+    b.page.click("#space-btn")
+    b.page.wait_for_selector("#member-removed:not([hidden])")
+    # A device invited now catches up with everything the members wrote; b's late note is
+    # in no replica.
+    c = make_app(browser.new_context(), server.url)
+    c.join_link(a.invite_link("reader"))
+    c.wait_note(after, "body", "not for b")
+    assert b.note(after) is None and a.note(late) is None and c.note(late) is None
+    assert a.errors == [] and b.errors == [] and c.errors == []
+    for app in (a, b, c):
+        app.page.context.close()
+
+
+def test_pwa_old_passphrase_space_keeps_opening_and_moves_only_when_asked(browser, server):  # noqa: F811
+    a = make_app(browser.new_context(), server.url)
+    a.goto()
+    a.page.wait_for_selector("#join:not([hidden])")
+    # A space remembered by an earlier version of the app: a name and a passphrase.
+    legacy = {"name": new_space(), "passphrase": f"pass-{uuid.uuid4().hex}"}
+    a.page.evaluate("(s) => localStorage.setItem('ostracon-notes/space', JSON.stringify(s))", legacy)
+    a.goto()
+    a.wait_ready()
+    old = a.page.evaluate("window.__notes.state.db.info")
+    assert old["spaceId"] is None
+    kept = a.new_note("Old space", "written before the move")
+    a.page.click("#space-btn")
+    a.page.wait_for_selector("#migrate-sec:not([hidden])")
+    assert a.page.is_hidden("#members-sec")
+    a.page.click("#migrate-btn")
+    a.wait_ready()
+    moved = a.page.evaluate("window.__notes.state.db.info")
+    assert moved["spaceId"] and moved["role"] == "admin" and moved["room"] != old["room"]
+    a.wait_note(kept, "body", "written before the move")
+    saved = a.page.evaluate("JSON.parse(localStorage.getItem('ostracon-notes/space'))")
+    assert saved["kind"] == "kept" and "passphrase" not in saved
+    # Reloading opens the member space kept in the database, not the old one.
+    a.page.reload()
+    a.wait_ready()
+    assert a.page.evaluate("window.__notes.state.db.info.spaceId") == moved["spaceId"]
+    assert a.errors == []
+    a.page.context.close()
