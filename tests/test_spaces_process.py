@@ -2,8 +2,8 @@
 readers, wrong secrets, same-name spaces and answers replayed to another relay
 (docs/CRYPTO.md, docs/RELAY.md "Admission").
 
-The relay is `python -m ostracon.relay` in a child process (RelayProcess from
-test_sync_process); devices are in-process SyncClients, each with its own database on disk.
+The relay is `python -m ostracon.relay` in a child process (sqlite_relay from
+relay_process); devices are in-process SyncClients, each with its own database on disk.
 The outsider speaks the relay protocol by hand with `websockets`: it knows the room id (it is
 in every URL) but not the space key. No timing is asserted: waits only guard against hangs.
 """
@@ -26,7 +26,8 @@ from ostracon.crypto.native import NativeCrypto
 from ostracon.crypto.space import Space
 from ostracon.relay.admission import REASON_OTHER_RELAY
 from ostracon.sync.native import start_sync
-from test_sync_process import FAST, TIMEOUT, RelayProcess, _until
+from relay_process import sqlite_relay
+from test_sync_process import FAST, TIMEOUT, _until
 
 SEED = int(os.environ.get("OSTRACON_SPACES_SEED", "15"))
 CRYPTO = NativeCrypto()
@@ -34,7 +35,7 @@ CRYPTO = NativeCrypto()
 
 @pytest.fixture
 def relay(tmp_path):
-    r = RelayProcess(str(tmp_path / "relay" / "mailbox.sqlite"), str(tmp_path / "relay.log"))
+    r = sqlite_relay(tmp_path)
     r.start()
     try:
         yield r
