@@ -150,28 +150,64 @@ def core_vectors(tests_dir: str | None = None) -> dict:
     return {"encodings": encodings, "scenarios": scenarios}
 
 
+class _ContractEnv:
+    """An env for tests/transport_contract.py: `make` builds a transport, `base` is the URL the
+    rooms hang off (a relay, or the broadcast medium's name)."""
+
+    def __init__(self, name: str, make, base: str, dead_url: str | None, mailbox: bool) -> None:
+        from ostracon.crypto import default_backend
+        from ostracon.crypto.space import Space
+        from room_keys import remember
+
+        self.name, self.make, self.base, self.dead_url, self.mailbox = name, make, base, dead_url, mailbox
+        self.space = Space.from_key(default_backend().random_bytes(32), "contract", crypto=default_backend())
+        remember(self.space)
+
+    async def new_room(self) -> str:
+        from room_keys import new_room
+
+        return new_room()
+
+    def room_url(self, room: str) -> str:
+        from ostracon.core.protocol import relay as P
+
+        return self.base.rstrip("/") + P.room_path(room, 0)
+
+    async def sync(self, db, i, **options):
+        from ostracon.sync.client import SyncClient
+
+        fast = dict(backoff_initial_s=0.05, backoff_max_s=0.3, tick_interval_s=0.02, settle_s=0.2)
+        return SyncClient(db, self.base, self.space, transport_factory=self.make, **{**fast, **options}).start()
+
+
 async def transport_contract(relay_url: str, tests_dir: str | None = None) -> list[str]:
-    """tests/transport_contract.py against a running relay: the browser WebSocket transport
-    under Pyodide, the `websockets` one natively."""
+    """tests/transport_contract.py on the relay WebSocket transport and the BroadcastChannel
+    transport: the browser ones under Pyodide (Node's WebSocket client and its global
+    BroadcastChannel), the native ones (`websockets`, the in-process medium) natively."""
     _use_tests_dir(tests_dir)
     import transport_contract as tc
-    from ostracon.core.protocol import relay as P
 
     if _in_pyodide():
-        from ostracon.runtime.browser.transport import BrowserWebSocketTransport as make
+        from ostracon.runtime.browser.broadcast import BROADCAST_URL, BroadcastChannelTransport
+        from ostracon.runtime.browser.transport import BrowserWebSocketTransport as ws_make
+
+        bc_make = BroadcastChannelTransport
     else:
-        from ostracon.sync.native import WebSocketTransport as make
+        from ostracon.crypto import default_backend
+        from ostracon.sync.broadcast import BroadcastTransport, LocalBroadcast
+        from ostracon.sync.native import WebSocketTransport as ws_make
 
-    def room_url(room: str, since: int | None = None) -> str:
-        return relay_url.rstrip("/") + P.room_path(room, since)
+        medium = LocalBroadcast()
+        BROADCAST_URL = "ws://broadcast.invalid"
 
+        def bc_make():
+            return BroadcastTransport(medium.open, default_backend().random_bytes)
+
+    envs = [_ContractEnv("relay websocket", ws_make, relay_url, "ws://127.0.0.1:9/v1/room/" + "ab" * 32, True),
+            _ContractEnv("broadcast channel", bc_make, BROADCAST_URL, None, False)]
     passed = []
-    for check in tc.CONTRACT:
-        try:
-            await check(make, room_url)
-        except BaseException as e:
-            raise AssertionError(f"{check.__name__}: {type(e).__name__}: {e}") from e
-        passed.append(check.__name__)
+    for env in envs:
+        passed += [f"{env.name}: {n}" for n in await tc.run_contract(env)]
     return passed
 
 
@@ -216,6 +252,96 @@ def graphql_answers(tests_dir: str | None = None) -> list:
         return [db.graphql(q) for q in GRAPHQL_QUERIES]
     finally:
         db.close()
+
+
+# Strings whose Unicode normalisation differs between the runtimes' Unicode databases
+# (U+113C2 U+113C2 composes under Unicode 16, not under 14) or that NFC/NFKC would change:
+# the text policy (docs/CRYPTO.md) keeps every one of them exactly as typed, everywhere.
+TEXT_POLICY_STRINGS = ["café", "cafe\u0301", "\U000113c2\U000113c2", "\uff21\u212b", "\u1e9b\u0323", "x\u0378"]
+# A fixed salt and a low iteration count: this compares bytes across runtimes, it protects
+# nothing.
+TEXT_POLICY_SALT = bytes(range(16))
+TEXT_POLICY_ITERATIONS = 1_000
+
+
+def text_policy(tests_dir: str | None = None) -> dict:
+    """Passphrases and space names as the crypto layer uses them: the exact UTF-8 bytes of
+    each string, the PBKDF2 key they give (WebCrypto in the browser, `cryptography`/hashlib
+    natively) and the names invites keep. Identical everywhere, or two devices would derive
+    different keys from the same passphrase and never meet. `legacy_salt`: the earlier
+    passphrase derivation's NFC salt, or the error type when the name holds characters newer
+    than Unicode 14 (refused alike everywhere, crypto/space.py `_legacy_nfc`)."""
+    from ostracon.core.errors import OstraconError
+    from ostracon.crypto.invites import _check_name
+    from ostracon.crypto.space import space_salt
+    from ostracon.crypto.spacefile import passphrase_bytes
+
+    backend = crypto_factory()()
+    out = {}
+    for text in TEXT_POLICY_STRINGS:
+        pw = passphrase_bytes(text)
+        out[pw.hex()] = {
+            "kek": backend.pbkdf2_sha256(pw, TEXT_POLICY_SALT, TEXT_POLICY_ITERATIONS, 32).hex(),
+            "name": _check_name(text, allow_none=False).encode("utf-8").hex(),
+        }
+        try:
+            out[pw.hex()]["legacy_salt"] = space_salt(text).hex()
+        except OstraconError as exc:
+            out[pw.hex()]["legacy_salt"] = type(exc).__name__
+    return out
+
+
+# What a JS caller's values become in the engine: JS has one number type, so `-0` must
+# arrive as the float -0.0 (its own block), integral numbers as ints, others as floats.
+# `JS_VALUES_JS` is evaluated in the page; `JS_VALUES` is what the worker must hand over.
+JS_VALUES_JS = "({z: -0, i: 0, n: -1, f: 0.5, l: [-0, 0, -1.5, [-0]], m: {a: -0, b: 0}})"
+JS_VALUES = {"z": -0.0, "i": 0, "n": -1, "f": 0.5, "l": [-0.0, 0, -1.5, [-0.0]], "m": {"a": -0.0, "b": 0}}
+
+
+def _describe(v: Any) -> Any:
+    """Types and signs spelled out (-0.0 == 0 in Python, so a plain comparison hides it)."""
+    if type(v) is dict:
+        return {k: _describe(x) for k, x in v.items()}
+    if type(v) is list:
+        return [_describe(x) for x in v]
+    if type(v) is float:
+        return f"float:{v!r}"
+    return f"{type(v).__name__}:{v!r}"
+
+
+def js_values(tests_dir: str | None = None, js_doc: Any = None) -> dict:
+    """`JS_VALUES` written as a document by a seeded replica (tests/vectors/replay.py): the
+    value types and the block, CID and state hash they give. In Pyodide `js_doc` is the JS
+    object `JS_VALUES_JS` as the worker passes it (worker.js marks -0, `from_js` converts);
+    natively `JS_VALUES` itself. The two results must be identical. Not in `CHECKS`: without
+    a JS caller (Node runs the checks from Python) there is no JS value to convert."""
+    import importlib.util
+
+    d = _use_tests_dir(tests_dir)
+    if _in_pyodide() and js_doc is not None:
+        from ostracon.runtime.browser.convert import default_ffi, from_js
+
+        doc = from_js(js_doc, default_ffi())
+    else:
+        doc = JS_VALUES
+    spec = importlib.util.spec_from_file_location("ostracon_core_vector_replay",
+                                                  os.path.join(d, "vectors", "replay.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    scenario = {"replicas": [{"name": "a", "seed": "07" * 32, "clock": 1_700_000_000_000, "random": "js-values"}],
+                "steps": [{"op": "create", "replica": "a", "col": "v", "id": "v", "doc": doc},
+                          {"op": "flush", "replica": "a"},
+                          {"op": "find", "replica": "a", "col": "v", "filter": {"z": {"_eq": 0}}}]}
+    return {"types": _describe(doc), "replay": mod.replay(scenario)}
+
+
+async def js_values_json(js_doc: Any, tests_dir: str | None = None) -> str:
+    """Entry for the browser test: `js_values` as {"ok", "value" | "error"} JSON text."""
+    try:
+        out = {"ok": True, "value": js_values(tests_dir, js_doc)}
+    except BaseException as e:  # noqa: BLE001 - reported to the caller
+        out = {"ok": False, "error": "".join(traceback.format_exception(e))[-4000:]}
+    return json.dumps(out, sort_keys=True)
 
 
 def host_values() -> dict:
@@ -267,6 +393,7 @@ CHECKS: dict[str, Callable[..., Any]] = {
     "core_vectors": core_vectors,
     "host_values": host_values,
     "graphql_answers": graphql_answers,
+    "text_policy": text_policy,
 }
 
 

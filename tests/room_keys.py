@@ -50,3 +50,10 @@ async def answer(conn, room: str, timeout: float = 10.0, relay: str | None = Non
     msg = P.decode_server_message(await asyncio.wait_for(conn.recv(), timeout))
     assert isinstance(msg, P.Challenge), f"expected a challenge, got {msg!r}"
     await conn.send(auth(room, msg.nonce, relay))
+
+
+def remember(space) -> str:
+    """Hold the room key of `space`'s current epoch (for rooms a test's space owns)."""
+    room = space.room_id
+    _SEEDS[room] = space.current.room_seed
+    return room

@@ -404,7 +404,9 @@ export function connect(options = {}) {
 //               | {key, name}  (optional). A wrong passphrase, or an invite of another space
 //               than the one this database keeps, rejects with WrongKeyError.
 //   relay       ws:// URL of the relay: sync starts at open (needs `space`); progress in
-//               db.status "sync" events ({state: connecting|online|offline|stopped, detail})
+//               db.status "sync" events ({state: connecting|online|offline|stopped, detail});
+//               "broadcast": sync with this origin's other tabs/workers over BroadcastChannel,
+//               no relay (docs/TRANSPORTS.md)
 //   onProgress  callback for startup progress ({phase, detail, ms})
 //   workerURL   where worker.js is (default: next to this module)
 export function open(options = {}) {
