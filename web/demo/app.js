@@ -9,6 +9,7 @@ import Ostracon from "../ostracon.js";
 import { dagSvg, describeOps, fingerprint, actorColor, SIGNATURE_WORDS, ROW_H } from "./history.js";
 import { verifyAll } from "./verify.js";
 import { createEditor } from "./editor.js";
+import { isLegacy, needsUnlock, renderMembers, savedForm, setupJoinForms, setupMembers, showUnlock, spaceOption } from "./members.js";
 
 const COLLECTION = "notes";
 const SPACE_KEY = "ostracon-notes/space";
@@ -78,7 +79,8 @@ function plainError(e) {
   const name = (e && e.name) || "";
   const msg = (e && e.message) || String(e);
   if (name === "WrongKeyError" || /wrong passphrase|wrong key/i.test(msg))
-    return "This device already holds another space under that name. Check the space name and passphrase.";
+    return "Wrong passphrase, or an invite to another space than the one this device keeps here.";
+  if (name === "NotAMemberError") return "This device was removed from the space: it no longer receives new notes.";
   if (name === "ValidationError" && /invite/i.test(msg)) return `That invite does not work: ${msg}`;
   if (name === "DiskFullError" || name === "QuotaExceededError") return "This device is out of storage space: free some space, your last edits are not saved.";
   if (name === "LockedError") return "Another window is using this space and did not hand it over.";
@@ -126,14 +128,15 @@ function showJoin(prefill, error) {
   show("space-btn", false);
   show("join");
   if (prefill && prefill.invite) $("invite-text").value = prefill.invite;
-  if (prefill && prefill.passphrase) {
-    $("space-name").value = prefill.name || "";
-    $("space-pass").value = prefill.passphrase;
+  if (isLegacy(prefill)) { // an earlier passphrase space opens only by moving it
+    $("old-name").value = prefill.name || "";
+    $("old-pass").value = prefill.passphrase;
   }
+  showUnlock(prefill && prefill.kind === "kept" && prefill.locked ? prefill : null);
   $("join-error").hidden = !error;
   $("join-error").textContent = error || "";
   setSync({ state: "closed" });
-  (prefill && prefill.invite ? $("invite-text") : $("space-name")).focus();
+  if ($("unlock-space").hidden) (prefill && prefill.invite ? $("invite-text") : $("space-name")).focus();
 }
 
 // ---- opening -----------------------------------------------------------------------------
@@ -143,8 +146,8 @@ async function openSpace(space) {
   show("boot");
   $("boot-progress").value = 0;
   $("boot-phase").textContent = "Looking for another open window of this space…";
-  const name = await dbNameFor(space);
-  const spaceOpt = space.invite ? { invite: space.invite } : { passphrase: space.passphrase, name: space.name };
+  const name = space.db || await dbNameFor(space);
+  const spaceOpt = spaceOption(space);
   const db = Ostracon.connect({
     name,
     space: spaceOpt,
@@ -177,7 +180,7 @@ async function openSpace(space) {
   }
   if (db.role !== "leader") $("tab-role").textContent = "uses the engine of another tab";
   state.space = space;
-  saveSpace(space);
+  saveSpace(savedForm(space, name, db.info));
   // A passphrase typo opens a different (empty) space: say so the first time.
   const known = JSON.parse(localStorage.getItem(KNOWN_KEY) || "[]");
   const isNew = !known.includes(name);
@@ -203,7 +206,9 @@ async function openSpace(space) {
   setSync(db.status.syncDetail);
   window.__notes.ready = true;
   $("new-note").focus();
-  $("empty").textContent = isNew
+  $("empty").textContent = space.kind === "create"
+    ? "A new space with its own random key. Invite your other devices from the Space dialog."
+    : isNew
     ? "A new space on this device. Expected notes here? They arrive when another device of this space syncs — if nothing comes, check the space name and passphrase."
     : "No notes yet. Press “+ New note” to write one.";
 }
@@ -619,9 +624,11 @@ $("space-btn").addEventListener("click", async () => {
   $("space-name-v").textContent = state.space.name || info.spaceName || "(from invite)";
   $("device-fp").textContent = info.fingerprint || "";
   $("room-id").textContent = info.room || "";
-  $("invite-link").value = await inviteLink();
+  // A member space invites one device per click (members.js); earlier spaces share a link.
+  $("invite-link").value = info.spaceId ? "" : await inviteLink();
   $("copy-state").textContent = "";
   $("space").showModal();
+  await renderMembers(membersCtx).catch(reportError);
 });
 
 async function inviteLink() {
@@ -760,13 +767,21 @@ function reportError(e) {
 
 // ---- join forms ------------------------------------------------------------------------
 
-$("join-pass").addEventListener("submit", (ev) => {
-  ev.preventDefault();
-  const name = $("space-name").value.trim();
-  const passphrase = $("space-pass").value;
-  if (!name || passphrase.length < 8) return;
-  openSpace({ name, passphrase });
-});
+setupJoinForms((space) => openSpace(space), loadSpace);
+const membersCtx = {
+  db: () => state.db,
+  relayURL,
+  toast,
+  plainError,
+  legacy: () => isLegacy(state.space),
+  migrate: async () => { // explicit: the old space's notes move to a new space with members
+    const old = state.space;
+    $("space").close();
+    await closeSpace(false);
+    openSpace({ kind: "migrate", name: old.name, passphrase: old.passphrase });
+  },
+};
+setupMembers(membersCtx);
 
 $("join-invite").addEventListener("submit", (ev) => {
   ev.preventDefault();
@@ -774,7 +789,10 @@ $("join-invite").addEventListener("submit", (ev) => {
   const m = /#(.*)$/.exec(text);
   if (m) {
     const h = new URLSearchParams(m[1]);
-    if (h.get("space") && h.get("passphrase")) { openSpace({ name: h.get("space"), passphrase: h.get("passphrase") }); return; }
+    if (h.get("space") && h.get("passphrase")) {
+      showJoin({ name: h.get("space"), passphrase: h.get("passphrase") }, "That link is for an old passphrase space: move it below, on a device that has its notes.");
+      return;
+    }
     if (h.get("invite")) text = h.get("invite");
   }
   if (!/^ost[12]/i.test(text.replace(/\s+/g, ""))) {
@@ -782,7 +800,7 @@ $("join-invite").addEventListener("submit", (ev) => {
     $("join-error").textContent = "That is not an Ostracon invite: it should contain “#invite=ost2…”.";
     return;
   }
-  openSpace({ invite: text.replace(/\s+/g, "") });
+  openSpace({ kind: "invite", invite: text.replace(/\s+/g, ""), passphrase: $("invite-pass").value || undefined });
 });
 
 // ---- lifecycle -------------------------------------------------------------------------
@@ -819,8 +837,8 @@ function start() {
     showJoin(fromLink, null);
     return;
   }
-  if (saved) openSpace(saved);
-  else showJoin(null, null);
+  if (saved && !needsUnlock(saved)) openSpace(saved);
+  else showJoin(saved, null);
 }
 
 start();
