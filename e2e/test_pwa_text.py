@@ -31,11 +31,10 @@ LONE_SURROGATE = r"/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC
 
 
 def pair(browser, server) -> tuple[App, App]:  # noqa: F811
-    space, pw = new_space()
     a = make_app(browser.new_context(viewport={"width": 1200, "height": 800}), server.url)
     b = make_app(browser.new_context(viewport={"width": 1200, "height": 800}), server.url)
-    a.join(space, pw)
-    b.join(space, pw)
+    a.create(new_space())
+    b.join_link(a.invite_link())
     return a, b
 
 
