@@ -69,6 +69,33 @@ def test_document_etag_changes_with_each_commit_and_answers_304(served):
     assert status == 200 and body is None and hdrs3["etag"] == hdrs2["etag"]
 
 
+def test_a_lens_arriving_later_changes_the_document_etag(tmp_path):
+    # The same commits read differently once the writer registers a lens: a client holding
+    # the old tag must get the translated document, not a 304 for the stale one.
+    w = ostracon.open(tmp_path / "db", sink_interval_ms=3_600_000)
+    v1 = w.define_schema("type notes { text: String }")["notes"]
+    w.collection("notes").create({"text": "hi"}, id="n1")
+    w.flush()
+    o = ostracon.open(tmp_path / "db", read_only=True, follow=False)
+    rest = RestEndpoint(o)
+    try:
+        _, hdrs, doc = get(rest, "/api/notes/n1")
+        assert doc["text"] == "hi"
+        _, history_hdrs, _ = get(rest, "/api/notes/n1/history")
+        v2 = w.define_schema("type notes { body: String }")["notes"]
+        w.register_lens(v1, v2, [{"op": "rename", "from": "text", "to": "body"}])
+        w.flush()
+        o.refresh()
+        status, hdrs2, doc2 = get(rest, "/api/notes/n1", headers=(("if-none-match", hdrs["etag"]),))
+        assert status == 200 and doc2["body"] == "hi" and "text" not in doc2
+        assert doc2["_version"] == doc["_version"] and hdrs2["etag"] != hdrs["etag"]
+        assert get(rest, "/api/notes/n1/history", headers=(("if-none-match", history_hdrs["etag"]),))[0] == 304
+    finally:
+        rest.close()
+        o.close()
+        w.close()
+
+
 def test_values_are_tagged_losslessly_and_ids_percent_decoded(served):
     _, _, rest = served
     status, _, doc = get(rest, "/api/pages/" + quote("bin ary/é", safe=""))

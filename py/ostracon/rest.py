@@ -10,9 +10,9 @@ Routes (GET and HEAD; every other method answers 405 with `Allow: GET, HEAD`):
 
 Path segments are percent-decoded UTF-8. Values use the export's lossless JSON tagging
 (bytes as `{"$bytes": base64}`). Responses carry a strong `ETag`: for a document and its
-history, from the document's version and head CIDs (a new commit changes it, nothing else
-does); for a page, from its body. `If-None-Match` with a matching tag (or `*`) answers 304
-without a body. Errors are JSON `{"error": {"type": <error class>, "message": ...}}`:
+history, from the document's version, head CIDs and the body (a new commit changes it, and
+so does a schema lens that reads the same commits differently); for a page, from its body.
+`If-None-Match` with a matching tag (or `*`) answers 304 without a body. Errors are JSON `{"error": {"type": <error class>, "message": ...}}`:
 400 for a malformed request (bad JSON, filter, cursor, limit) or a query too expensive to
 run without an index, 404 for an unknown route, collection or document (a deleted document
 too), 405 for writes, 413 for a response over the size limit, 503 when the database is
@@ -80,10 +80,13 @@ def _dumps(value: Any) -> bytes:
                       default=str).encode()
 
 
-def doc_etag(doc: dict, what: str = "doc") -> str:
-    """Strong ETag of a document representation: version and sorted head CIDs."""
+def doc_etag(doc: dict, body: bytes, what: str = "doc") -> str:
+    """Strong ETag of a document representation: version, sorted head CIDs and the body.
+
+    The body takes part because the same commits can read differently: a lens registered
+    (or replicated) later rewrites old documents on read without a new commit of theirs."""
     heads = ",".join(sorted(doc.get("_heads") or []))
-    digest = hashlib.sha256(f"{what}\0{doc.get('_version')}\0{heads}".encode()).hexdigest()[:32]
+    digest = hashlib.sha256(f"{what}\0{doc.get('_version')}\0{heads}\0".encode() + body).hexdigest()[:32]
     return f'"{what}-{doc.get("_version")}-{digest}"'
 
 
@@ -188,9 +191,8 @@ class RestEndpoint:
         doc = col.get(parts[1])
         if doc is None:
             raise _Answer(404, "NotFoundError", f"{name}/{parts[1]} does not exist")
-        if len(parts) == 2:
-            return 200, _dumps(doc), doc_etag(doc)
-        return 200, _dumps(col.history(parts[1], allow_pruned=True)), doc_etag(doc, "history")
+        body = _dumps(doc) if len(parts) == 2 else _dumps(col.history(parts[1], allow_pruned=True))
+        return 200, body, doc_etag(doc, body, "doc" if len(parts) == 2 else "history")
 
     def _page(self, col: Any, query: Any) -> tuple[int, bytes, str | None]:
         unknown = sorted(set(query) - {"filter", "order", "limit", "cursor"})
