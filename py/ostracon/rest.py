@@ -12,7 +12,8 @@ Path segments are percent-decoded UTF-8. Values use the export's lossless JSON t
 (bytes as `{"$bytes": base64}`). Responses carry a strong `ETag`: for a document and its
 history, from the document's version, head CIDs and the body (a new commit changes it, and
 so does a schema lens that reads the same commits differently); for a page, from its body.
-`If-None-Match` with a matching tag (or `*`) answers 304 without a body. Errors are JSON `{"error": {"type": <error class>, "message": ...}}`:
+`If-None-Match` with a matching tag (or `*`) answers 304 without a body.
+Errors are JSON `{"error": {"type": <error class>, "message": ...}}`:
 400 for a malformed request (bad JSON, filter, cursor, limit) or a query too expensive to
 run without an index, 404 for an unknown route, collection or document (a deleted document
 too), 405 for writes, 413 for a response over the size limit, 503 when the database is
