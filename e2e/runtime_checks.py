@@ -150,28 +150,64 @@ def core_vectors(tests_dir: str | None = None) -> dict:
     return {"encodings": encodings, "scenarios": scenarios}
 
 
+class _ContractEnv:
+    """An env for tests/transport_contract.py: `make` builds a transport, `base` is the URL the
+    rooms hang off (a relay, or the broadcast medium's name)."""
+
+    def __init__(self, name: str, make, base: str, dead_url: str | None, mailbox: bool) -> None:
+        from ostracon.crypto import default_backend
+        from ostracon.crypto.space import Space
+        from room_keys import remember
+
+        self.name, self.make, self.base, self.dead_url, self.mailbox = name, make, base, dead_url, mailbox
+        self.space = Space.from_key(default_backend().random_bytes(32), "contract", crypto=default_backend())
+        remember(self.space)
+
+    async def new_room(self) -> str:
+        from room_keys import new_room
+
+        return new_room()
+
+    def room_url(self, room: str) -> str:
+        from ostracon.core.protocol import relay as P
+
+        return self.base.rstrip("/") + P.room_path(room, 0)
+
+    async def sync(self, db, i, **options):
+        from ostracon.sync.client import SyncClient
+
+        fast = dict(backoff_initial_s=0.05, backoff_max_s=0.3, tick_interval_s=0.02, settle_s=0.2)
+        return SyncClient(db, self.base, self.space, transport_factory=self.make, **{**fast, **options}).start()
+
+
 async def transport_contract(relay_url: str, tests_dir: str | None = None) -> list[str]:
-    """tests/transport_contract.py against a running relay: the browser WebSocket transport
-    under Pyodide, the `websockets` one natively."""
+    """tests/transport_contract.py on the relay WebSocket transport and the BroadcastChannel
+    transport: the browser ones under Pyodide (Node's WebSocket client and its global
+    BroadcastChannel), the native ones (`websockets`, the in-process medium) natively."""
     _use_tests_dir(tests_dir)
     import transport_contract as tc
-    from ostracon.core.protocol import relay as P
 
     if _in_pyodide():
-        from ostracon.runtime.browser.transport import BrowserWebSocketTransport as make
+        from ostracon.runtime.browser.broadcast import BROADCAST_URL, BroadcastChannelTransport
+        from ostracon.runtime.browser.transport import BrowserWebSocketTransport as ws_make
+
+        bc_make = BroadcastChannelTransport
     else:
-        from ostracon.sync.native import WebSocketTransport as make
+        from ostracon.crypto import default_backend
+        from ostracon.sync.broadcast import BroadcastTransport, LocalBroadcast
+        from ostracon.sync.native import WebSocketTransport as ws_make
 
-    def room_url(room: str, since: int | None = None) -> str:
-        return relay_url.rstrip("/") + P.room_path(room, since)
+        medium = LocalBroadcast()
+        BROADCAST_URL = "ws://broadcast.invalid"
 
+        def bc_make():
+            return BroadcastTransport(medium.open, default_backend().random_bytes)
+
+    envs = [_ContractEnv("relay websocket", ws_make, relay_url, "ws://127.0.0.1:9/v1/room/" + "ab" * 32, True),
+            _ContractEnv("broadcast channel", bc_make, BROADCAST_URL, None, False)]
     passed = []
-    for check in tc.CONTRACT:
-        try:
-            await check(make, room_url)
-        except BaseException as e:
-            raise AssertionError(f"{check.__name__}: {type(e).__name__}: {e}") from e
-        passed.append(check.__name__)
+    for env in envs:
+        passed += [f"{env.name}: {n}" for n in await tc.run_contract(env)]
     return passed
 
 

@@ -42,3 +42,10 @@ async def answer(conn, room: str, timeout: float = 10.0) -> None:
     msg = P.decode_server_message(await asyncio.wait_for(conn.recv(), timeout))
     assert isinstance(msg, P.Challenge), f"expected a challenge, got {msg!r}"
     await conn.send(P.encode_auth(signature(room, msg.nonce)))
+
+
+def remember(space) -> str:
+    """Hold the room key of `space`'s current epoch (for rooms a test's space owns)."""
+    room = space.room_id
+    _SEEDS[room] = space.current.room_seed
+    return room

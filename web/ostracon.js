@@ -395,7 +395,9 @@ export function connect(options = {}) {
 //               | {passphrase, name[, iterations]} (a passphrase space of an earlier version)
 //               | {key, name}  (optional)
 //   relay       ws:// URL of the relay: sync starts at open (needs `space`); progress in
-//               db.status "sync" events ({state: connecting|online|offline|stopped, detail})
+//               db.status "sync" events ({state: connecting|online|offline|stopped, detail});
+//               "broadcast": sync with this origin's other tabs/workers over BroadcastChannel,
+//               no relay (docs/TRANSPORTS.md)
 //   onProgress  callback for startup progress ({phase, detail, ms})
 //   workerURL   where worker.js is (default: next to this module)
 export function open(options = {}) {

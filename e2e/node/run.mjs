@@ -111,13 +111,15 @@ try {
 }
 const tPy = performance.now() - t1;
 
-// The browser WebSocket transport (runtime/browser/transport.py over `ws`) against a real relay.
+// The transport contract under Pyodide: the browser WebSocket transport (runtime/browser/
+// transport.py over `ws`) against a real relay, and the BroadcastChannel transport
+// (runtime/browser/broadcast.py on Node's global BroadcastChannel).
 if (wantTransport) {
   const relay = await startRelay();
   try {
     const tc = pyodide.pyimport("runtime_checks").transport_contract_json;
     pyRes.transport_contract = JSON.parse(await tc(relay.url, TESTS_DIR));
-    nativeRes.transport_contract = { ok: true };  // natively: tests/test_sync_native.py
+    nativeRes.transport_contract = { ok: true };  // natively: tests/test_transport_contract.py
   } finally {
     relay.stop();
   }
@@ -141,6 +143,7 @@ for (const [name, r] of Object.entries(pyRes)) {
     failed++;
   } else {
     status = COMPARED.includes(name) ? "ok (identical to native)" : "ok";
+    if (Array.isArray(r.value)) status += ` (${r.value.length} passed)`;
   }
   console.log(`${name.padEnd(18)} ${String(r.ms).padStart(8)} ms  ${status}`);
 }

@@ -82,21 +82,35 @@ def _browser_transport() -> Any:
     return BrowserWebSocketTransport()
 
 
+def _broadcast_transport() -> Any:
+    from .broadcast import BroadcastChannelTransport
+
+    return BroadcastChannelTransport()
+
+
+#: The `relay` value that syncs over the origin's BroadcastChannel instead of a relay
+#: (tabs and workers of one origin, docs/TRANSPORTS.md).
+BROADCAST = "broadcast"
+
+
 class Host:
     """One database per worker, reached through `run` (the RPC entry).
 
     `open_storage(name)` → Storage (default: IndexedDB), `make_crypto()` → CryptoBackend
     (default: WebCrypto), `transport_factory()` → sync Transport (default: the browser
-    WebSocket), `ffi` → the JS side of value conversion (default: Pyodide's).
+    WebSocket), `broadcast_factory()` → the Transport for `relay: "broadcast"` (default: the
+    BroadcastChannel), `ffi` → the JS side of value conversion (default: Pyodide's).
     """
 
     def __init__(self, *, open_storage: Callable[[str], Any] = _indexeddb_open,
                  make_crypto: Callable[[], Any] = _webcrypto,
                  transport_factory: Callable[[], Any] = _browser_transport,
+                 broadcast_factory: Callable[[], Any] = _broadcast_transport,
                  ffi: NativeFfi | None = None) -> None:
         self.open_storage = open_storage
         self.make_crypto = make_crypto
         self.transport_factory = transport_factory
+        self.broadcast_factory = broadcast_factory
         self._ffi = ffi
         self.db: Any = None
         self.storage: Any = None
@@ -198,7 +212,7 @@ class Host:
         from ostracon.sync.client import SyncClient
 
         if type(relay) is not str:
-            raise ValidationError("relay must be a ws:// or wss:// URL")
+            raise ValidationError('relay must be a ws:// or wss:// URL, or "broadcast"')
         if self.space is None:
             raise ValidationError("syncing through a relay needs a space ({passphrase, name} or {invite})")
         if sys.platform == "emscripten":
@@ -208,7 +222,12 @@ class Host:
         if isinstance(opts.get("room_id"), str):  # join a room explicitly (a link)
             kw["room_id"] = opts["room_id"]
         try:
-            client = SyncClient(self.db, relay, self.space, transport_factory=self.transport_factory,
+            url, factory = relay, self.transport_factory
+            if relay == BROADCAST:
+                from .broadcast import BROADCAST_URL
+
+                url, factory = BROADCAST_URL, self.broadcast_factory
+            client = SyncClient(self.db, url, self.space, transport_factory=factory,
                                 on_status=self._sync_status, **kw)
         except WrongKeyError as exc:
             # Another space's room (a wrong passphrase or invite, or a database that belongs to
