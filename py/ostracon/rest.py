@@ -1,6 +1,7 @@
 """Read-only REST over one database, beside GraphQL in `ostracon serve --observe PATH`.
 
-Routes (GET and HEAD; every other method answers 405 with `Allow: GET, HEAD`):
+Routes (GET, and HEAD: GET's status and headers, Content-Length included, without the body;
+every other method answers 405 with `Allow: GET, HEAD`):
 
 - `GET /api/{collection}/{id}`: the document (fields and `_` metadata, as `get` returns it).
 - `GET /api/{collection}?filter=<json>&order=<json or field>&limit=N&cursor=C`: one page of
@@ -157,8 +158,7 @@ class RestEndpoint:
             headers += (("ETag", etag),)
             if etag_matches(req.header("if-none-match"), etag):
                 return HttpResponse(304, b"", "application/json", headers=headers)
-        if req.method == "HEAD":
-            body = b""
+        # HEAD keeps the body: the HTTP layer sends its Content-Length and drops the bytes.
         return HttpResponse(status, body, "application/json", headers=headers)
 
     def _answer(self, req: HttpRequest) -> tuple[int, bytes, str | None]:
