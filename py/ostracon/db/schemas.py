@@ -11,7 +11,8 @@ parents are known (a version whose parents have not arrived yet waits for them).
 Declarative lenses (core/query/lenses.py) travel the same way: the document of version T
 holds, in field `LENS_PREFIX + S`, the canonical bytes of the lens S → T. A received lens
 is adopted once both versions are known; concurrent lenses for one direction resolve like
-any field (last writer wins), so every replica ends with the same lens. Lens functions
+any field (last writer wins), so every replica ends with the same lens; a record unset
+by a later write drops the lens everywhere. Lens functions
 (callables) are local to one open database and never replicated."""
 
 from __future__ import annotations
