@@ -221,6 +221,62 @@ async def transport_contract_json(relay_url: str, tests_dir: str | None = None) 
     return json.dumps(out)
 
 
+# Edits of the seeded text script: enough for splits, merges, deletes across runs, three
+# devices syncing at random, a migrated plain body and astral characters.
+TEXT_SCRIPT_STEPS = 300
+TEXT_SCRIPT_ALPHABET = ["a", "b", " ", "\n", "é", "e\u0301", "😀", "👍🏽", "中", "ß"]
+
+
+def text_script(seed: int = 7, steps: int = TEXT_SCRIPT_STEPS) -> dict:
+    """A seeded script of text edits on three devices (deterministic identities, clocks and
+    randomness), synced at random: the final text, every block's CID and the state hash.
+    Must be identical natively, in Pyodide under Node and in Chromium's worker."""
+    import random
+
+    import ostracon
+    from ostracon.crypto.identity import Identity
+
+    rng = random.Random(seed)
+    clocks = [1_700_000_000_000 + 1000 * i for i in range(3)]
+    rngs = [random.Random(seed * 10 + i) for i in range(3)]
+    dbs = [ostracon.open(identity=Identity.from_seed(bytes([i + 1]) * 32),
+                         clock=(lambda i=i: clocks[i]), random_bytes=rngs[i].randbytes)
+           for i in range(3)]
+    cols = [db.collection("notes") for db in dbs]
+    cols[0].create({"title": "t", "body": "a plain body to migrate"}, id="n1")
+
+    def sync(a: int, b: int) -> None:
+        dbs[a].flush()
+        dbs[b].apply_blocks(dbs[a].blocks_since(dbs[b].version_vector()))
+
+    for a in range(1, 3):
+        sync(0, a)
+    handles = [c.text("n1", "body") for c in cols]
+    for _ in range(steps):
+        i = rng.randrange(3)
+        clocks[i] += rng.randrange(1, 400)
+        h = handles[i]
+        n = len(h)
+        if n and rng.random() < 0.3:
+            pos = rng.randrange(n)
+            h.delete(pos, rng.randint(1, min(5, n - pos)))
+        else:
+            word = "".join(rng.choice(TEXT_SCRIPT_ALPHABET) for _ in range(rng.randint(1, 6)))
+            h.insert(rng.randint(0, n), word)
+        if rng.random() < 0.15:
+            sync(i, rng.randrange(3))
+    for a in range(3):
+        for b in range(3):
+            if a != b:
+                sync(a, b)
+    texts = {str(h) for h in handles}
+    hashes = {db.state_hash() for db in dbs}
+    if len(texts) != 1 or len(hashes) != 1:
+        raise AssertionError("the devices diverged inside one runtime")
+    cids = [c["cid"] for c in cols[0].history("n1")]
+    return {"text": texts.pop(), "state_hash": hashes.pop(), "cids": cids}
+
+
 GRAPHQL_SDL = "type books { title: String  year: Int @index  tags: [String]  price: Float }"
 GRAPHQL_QUERIES = [
     "query { books(order: {year: ASC}) { title year tags price } }",
@@ -394,6 +450,7 @@ CHECKS: dict[str, Callable[..., Any]] = {
     "host_values": host_values,
     "graphql_answers": graphql_answers,
     "text_policy": text_policy,
+    "text_script": text_script,
 }
 
 
@@ -404,7 +461,7 @@ def run_checks(names: list[str] | None = None, tests_dir: str | None = None, **k
         fn = CHECKS[name]
         t0 = time.perf_counter()
         try:
-            if name == "host_values":
+            if name in ("host_values", "text_script"):
                 value = fn()
             elif name == "sim_hashes":
                 value = fn(kw.get("seeds", SIM_SEEDS), tests_dir)
