@@ -221,6 +221,62 @@ async def transport_contract_json(relay_url: str, tests_dir: str | None = None) 
     return json.dumps(out)
 
 
+# Edits of the seeded text script: enough for splits, merges, deletes across runs, three
+# devices syncing at random, a migrated plain body and astral characters.
+TEXT_SCRIPT_STEPS = 300
+TEXT_SCRIPT_ALPHABET = ["a", "b", " ", "\n", "é", "e\u0301", "😀", "👍🏽", "中", "ß"]
+
+
+def text_script(seed: int = 7, steps: int = TEXT_SCRIPT_STEPS) -> dict:
+    """A seeded script of text edits on three devices (deterministic identities, clocks and
+    randomness), synced at random: the final text, every block's CID and the state hash.
+    Must be identical natively, in Pyodide under Node and in Chromium's worker."""
+    import random
+
+    import ostracon
+    from ostracon.crypto.identity import Identity
+
+    rng = random.Random(seed)
+    clocks = [1_700_000_000_000 + 1000 * i for i in range(3)]
+    rngs = [random.Random(seed * 10 + i) for i in range(3)]
+    dbs = [ostracon.open(identity=Identity.from_seed(bytes([i + 1]) * 32),
+                         clock=(lambda i=i: clocks[i]), random_bytes=rngs[i].randbytes)
+           for i in range(3)]
+    cols = [db.collection("notes") for db in dbs]
+    cols[0].create({"title": "t", "body": "a plain body to migrate"}, id="n1")
+
+    def sync(a: int, b: int) -> None:
+        dbs[a].flush()
+        dbs[b].apply_blocks(dbs[a].blocks_since(dbs[b].version_vector()))
+
+    for a in range(1, 3):
+        sync(0, a)
+    handles = [c.text("n1", "body") for c in cols]
+    for _ in range(steps):
+        i = rng.randrange(3)
+        clocks[i] += rng.randrange(1, 400)
+        h = handles[i]
+        n = len(h)
+        if n and rng.random() < 0.3:
+            pos = rng.randrange(n)
+            h.delete(pos, rng.randint(1, min(5, n - pos)))
+        else:
+            word = "".join(rng.choice(TEXT_SCRIPT_ALPHABET) for _ in range(rng.randint(1, 6)))
+            h.insert(rng.randint(0, n), word)
+        if rng.random() < 0.15:
+            sync(i, rng.randrange(3))
+    for a in range(3):
+        for b in range(3):
+            if a != b:
+                sync(a, b)
+    texts = {str(h) for h in handles}
+    hashes = {db.state_hash() for db in dbs}
+    if len(texts) != 1 or len(hashes) != 1:
+        raise AssertionError("the devices diverged inside one runtime")
+    cids = [c["cid"] for c in cols[0].history("n1")]
+    return {"text": texts.pop(), "state_hash": hashes.pop(), "cids": cids}
+
+
 GRAPHQL_SDL = "type books { title: String  year: Int @index  tags: [String]  price: Float }"
 GRAPHQL_QUERIES = [
     "query { books(order: {year: ASC}) { title year tags price } }",
@@ -385,15 +441,76 @@ def host_values() -> dict:
     return {"ok": True}
 
 
+def idb_layout(tests_dir: str | None = None, prefix: str = "layout") -> dict:
+    """IndexedDB rows (Pyodide only): a format-1 database (one row per record) reads and
+    upgrades; a batch is stored as one run row; compaction through a run keeps its tail; a
+    damaged run refuses to open."""
+    if not _in_pyodide():
+        return {}
+    import js
+    from pyodide.ffi import run_sync, to_js
+
+    from ostracon.core.errors import StorageError
+    from ostracon.runtime.browser import indexeddb as idb
+
+    b = idb.bridge()
+    name = f"{prefix}-{time.time_ns()}"
+
+    def raw_write(**fields: Any) -> None:
+        handle = run_sync(b.idbOpen(idb.DB_NAME_PREFIX + name))
+        try:
+            run_sync(b.idbWrite(handle, to_js(fields, dict_converter=js.Object.fromEntries)))
+        finally:
+            b.idbClose(handle)
+
+    # Format 1: one row per record, as an older adapter wrote it.
+    raw_write(positions=[1, 2, 3], records=[b"a", b"bb", b""], metaKeys=[idb.SYS_FORMAT], metaValues=[b"1"])
+    s = idb.IndexedDBStorage.open_sync(name, lock=False)
+    if list(s.records()) != [(1, b"a"), (2, b"bb"), (3, b"")]:
+        raise AssertionError(f"format-1 rows read back as {list(s.records())!r}")
+    s.append([b"r%d" % i for i in range(4, 14)])
+    s.flush()
+    s.close()
+    s = idb.IndexedDBStorage.open_sync(name, lock=False)
+    if [p for p, _ in s.records()] != list(range(1, 14)) or s._meta.get(idb.SYS_FORMAT) != idb.FORMAT_VERSION:
+        raise AssertionError("format-1 database not upgraded in place")
+    # Compaction through the run 4..13 keeps 9..13.
+    s.write_snapshot(b"S8", 8)
+    s.compact(8)
+    s.close()
+    s = idb.IndexedDBStorage.open_sync(name, lock=False)
+    if list(s.records()) != [(p, b"r%d" % p) for p in range(9, 14)]:
+        raise AssertionError(f"after compact(8): {list(s.records())!r}")
+    s.close()
+    # A run whose offsets do not match its bytes must not read as fewer records.
+    bad = to_js({"first": 14, "ends": [1, 5], "data": b"xyz"}, dict_converter=js.Object.fromEntries)
+    handle = run_sync(b.idbOpen(idb.DB_NAME_PREFIX + name))
+    try:
+        tx = handle.transaction(to_js(["records"]), "readwrite")
+        tx.objectStore("records").put(bad, 15)
+        run_sync(js.Promise.new(lambda res, rej: setattr(tx, "oncomplete", lambda *_: res(True))))
+    finally:
+        b.idbClose(handle)
+    try:
+        idb.IndexedDBStorage.open_sync(name, lock=False)
+    except StorageError as e:
+        refused = type(e).__name__
+    else:
+        raise AssertionError("a damaged run was read")
+    return {"damaged": refused}
+
+
 CHECKS: dict[str, Callable[..., Any]] = {
     "crypto_contract": crypto_contract,
     "crypto_vectors": crypto_vectors,
     "storage_contract": storage_contract,
+    "idb_layout": idb_layout,
     "sim_hashes": sim_hashes,
     "core_vectors": core_vectors,
     "host_values": host_values,
     "graphql_answers": graphql_answers,
     "text_policy": text_policy,
+    "text_script": text_script,
 }
 
 
@@ -404,7 +521,7 @@ def run_checks(names: list[str] | None = None, tests_dir: str | None = None, **k
         fn = CHECKS[name]
         t0 = time.perf_counter()
         try:
-            if name == "host_values":
+            if name in ("host_values", "text_script"):
                 value = fn()
             elif name == "sim_hashes":
                 value = fn(kw.get("seeds", SIM_SEEDS), tests_dir)

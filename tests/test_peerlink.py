@@ -42,7 +42,7 @@ def test_frames_are_forwarded_in_order_and_publishes_acked():
 @pytest.mark.parametrize("bad, code", [
     (b"", P.CLOSE_UNSUPPORTED), ("text", P.CLOSE_UNSUPPORTED), (b"\x7f junk", P.CLOSE_UNSUPPORTED),
     (b"\x01", P.CLOSE_UNSUPPORTED), (bytes([P.C_PING]) + b"x" * 9, P.CLOSE_UNSUPPORTED),
-    (P.encode_auth(b"s" * 64), P.CLOSE_UNSUPPORTED), (b"\x01" + b"x" * 100, P.CLOSE_TOO_BIG),
+    (P.encode_auth(b"s" * 64, "peer.example"), P.CLOSE_UNSUPPORTED), (b"\x01" + b"x" * 100, P.CLOSE_TOO_BIG),
 ])
 def test_a_bad_message_closes_only_its_sender(bad, code):
     room = L.LocalRoom(max_frame_bytes=100)

@@ -82,6 +82,12 @@ def test_two_processes_and_this_one_sync_directly_without_a_relay(tmp_path):
     asyncio.run(main())
 
 
+def _auth(space, nonce: bytes, url: str) -> bytes:
+    """The sync client's answer to a (derived) challenge, bound to the name it dialled."""
+    name = P.relay_name(url)
+    return P.encode_auth(space.sign_challenge(nonce, relay=name), name)
+
+
 async def _raw_dial(hub: PeerHub, room: str) -> tuple[PeerTransport, P.Challenge]:
     t = PeerTransport()
     await t.connect(f"{hub.url}/v1/room/{room}")
@@ -96,7 +102,7 @@ def test_a_dialer_without_the_room_key_is_refused():
         async with PeerHub(space) as hub:
             t, challenge = await _raw_dial(hub, space.room_id)
             # Signed with another space's room key: the hub closes with 4003, sends nothing.
-            await t.send(P.encode_auth(other.sign_challenge(challenge.nonce)))
+            await t.send(_auth(other, challenge.nonce, hub.url))
             with pytest.raises(TransportClosed) as exc:
                 while True:
                     m = P.decode_server_message(await asyncio.wait_for(t.recv(), 30))
@@ -133,7 +139,8 @@ def test_a_listener_without_the_room_key_is_refused(fake):
             if fake == "bogus proof":
                 proof = CRYPTO.random_bytes(64)
             else:
-                proof = other.sign_challenge(L.peer_challenge(L.ROLE_HOST, nonce, theirs))
+                proof = other.sign_challenge(L.peer_challenge(L.ROLE_HOST, nonce, theirs),
+                                             relay=ws.request.headers["Host"].lower())
             await ws.send(L.encode_peer_proof(proof))
             await ws.send(welcome)
         await ws.wait_closed()
@@ -149,7 +156,7 @@ def test_a_listener_without_the_room_key_is_refused(fake):
                     m = P.decode_server_message(await asyncio.wait_for(t.recv(), 30))
                     seen.append(type(m).__name__)
                     if isinstance(m, P.Challenge):
-                        await t.send(P.encode_auth(space.sign_challenge(m.nonce)))
+                        await t.send(_auth(space, m.nonce, f"ws://127.0.0.1:{port}"))
             assert exc.value.code == P.CLOSE_NOT_ADMITTED
             assert "Welcome" not in seen
             await t.close()
@@ -162,10 +169,11 @@ def test_a_peer_link_signature_is_no_answer_to_a_relay_challenge():
     relay's challenge to a member gets nothing it can use there."""
     space = _space("oracle")
     relay_nonce, dialer_nonce = CRYPTO.random_bytes(32), CRYPTO.random_bytes(32)
-    sig = space.sign_challenge(L.peer_challenge(L.ROLE_DIALER, relay_nonce, dialer_nonce))
-    assert verify_answer(space.room_id, relay_nonce, P.encode_auth(sig)) is not None
-    assert verify_answer(space.room_id, relay_nonce, P.encode_auth(space.sign_challenge(relay_nonce))) is None
-    host_view = P.auth_message(space.current.room, L.peer_challenge(L.ROLE_HOST, relay_nonce, dialer_nonce))
+    name = "relay.example"
+    sig = space.sign_challenge(L.peer_challenge(L.ROLE_DIALER, relay_nonce, dialer_nonce), relay=name)
+    assert verify_answer(space.room_id, relay_nonce, P.encode_auth(sig, name), name) is not None
+    assert verify_answer(space.room_id, relay_nonce, _auth(space, relay_nonce, f"wss://{name}"), name) is None
+    host_view = P.auth_message(space.current.room, L.peer_challenge(L.ROLE_HOST, relay_nonce, dialer_nonce), name)
     assert not CRYPTO.ed25519_verify(space.current.room, host_view, sig)
 
 
@@ -184,7 +192,7 @@ def test_a_member_over_its_rate_is_slowed_never_cut_off():
         async with PeerHub(space, rate_frames_per_s=200.0, rate_frames_burst=5) as hub:
             room = space.room_id
             fast, ch = await _raw_dial(hub, room)
-            await fast.send(P.encode_auth(space.sign_challenge(ch.nonce)))
+            await fast.send(_auth(space, ch.nonce, hub.url))
             listener = hub.transport()
             await listener.connect(f"{hub.url}/v1/room/{room}")
             sent = [b"\xa1" + bytes([i]) for i in range(40)]
@@ -209,7 +217,7 @@ def test_a_full_hub_closes_the_newcomer_with_try_again():
             inside = hub.transport()
             await inside.connect(f"{hub.url}/v1/room/{space.room_id}")
             t, ch = await _raw_dial(hub, space.room_id)
-            await t.send(P.encode_auth(space.sign_challenge(ch.nonce)))
+            await t.send(_auth(space, ch.nonce, hub.url))
             with pytest.raises(TransportClosed) as exc:
                 while True:
                     await asyncio.wait_for(t.recv(), 30)
@@ -236,7 +244,7 @@ def test_connections_waiting_for_admission_are_bounded():
             # Once they are gone, a member gets in again.
             await until(lambda: hub.pending == 0, "the waiting connections are released")
             again, ch = await _raw_dial(hub, space.room_id)
-            await again.send(P.encode_auth(space.sign_challenge(ch.nonce)))
+            await again.send(_auth(space, ch.nonce, hub.url))
             assert isinstance(P.decode_server_message(await asyncio.wait_for(again.recv(), 30)), P.Welcome)
             await again.close()
 

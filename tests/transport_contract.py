@@ -30,7 +30,7 @@ import random
 
 from ostracon.core.protocol import relay as P
 from ostracon.sync.base import TransportClosed
-from room_keys import signature
+from room_keys import auth
 
 SEED = int(os.environ.get("OSTRACON_CONTRACT_SEED", "7"))
 #: Safety net for one receive: never a performance threshold.
@@ -47,7 +47,7 @@ async def join(env, room):
     await t.connect(env.room_url(room))
     first = await _recv(t)
     if isinstance(first, P.Challenge):
-        await t.send(P.encode_auth(signature(room, first.nonce)))
+        await t.send(auth(room, first.nonce, P.relay_name(env.room_url(room))))
         first = await _recv(t)
     assert isinstance(first, P.Welcome), f"{env.name}: expected welcome, got {first!r}"
     while not isinstance(await _recv(t), P.CaughtUp):
@@ -327,7 +327,7 @@ async def check_mailbox_replay_with_since(env):
     await c.connect(env.room_url(room).split("?")[0] + "?since=1")
     first = await _recv(c)
     if isinstance(first, P.Challenge):
-        await c.send(P.encode_auth(signature(room, first.nonce)))
+        await c.send(auth(room, first.nonce, P.relay_name(env.room_url(room))))
     seen = []
     while True:
         m = await _recv(c)

@@ -104,6 +104,7 @@ class SyncClient(SessionDriver):
                  compress: bool = False) -> None:
         self.db = db
         self.base_url = base_url(relay_url)
+        self.relay_name = P.relay_name(self.base_url)  # what admission answers are bound to
         self.space = space
         if space.members is not None:
             space.adopt(db.identity)  # membership is per device: the database's identity
@@ -402,8 +403,10 @@ class SyncClient(SessionDriver):
         self.stats["connections"] += 1
         first = P.decode_server_message(await t.recv())
         if isinstance(first, P.Challenge):
-            # Room admission (docs/RELAY.md): prove we hold the room key, then the welcome.
-            await t.send(P.encode_auth(self.space.sign_challenge(first.nonce, self._epoch)))
+            # Room admission (docs/RELAY.md): prove we hold the room key, for the relay we
+            # dialled (never a name the relay tells us), then the welcome.
+            sig = self.space.sign_challenge(first.nonce, self._epoch, relay=self.relay_name)
+            await t.send(P.encode_auth(sig, self.relay_name))
             first = P.decode_server_message(await t.recv())
         if not isinstance(first, P.Welcome):
             raise ProtocolError(f"relay did not start with welcome but {type(first).__name__}")

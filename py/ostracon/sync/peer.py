@@ -225,6 +225,12 @@ class PeerHub:
         epoch = self._epoch_of(room)
         if epoch is None:
             return False
+        # Both proofs name this hub as the dialer dialled it (its Host header), like a relay's
+        # admission (docs/RELAY.md "Admission").
+        request = getattr(ws, "request", None)
+        name = (request.headers.get("Host") or "").strip().lower() if request is not None else ""
+        if not P.valid_relay_name(name):
+            return False
         nonce = self._random(P.CHALLENGE_NONCE_SIZE)
         await ws.send(P.encode_challenge(P.Challenge(P.PROTOCOL_VERSION, nonce)))
         try:
@@ -233,10 +239,10 @@ class PeerHub:
             sig, theirs = L.decode_peer_auth(answer)
         except (TimeoutError, ProtocolError):
             return False
-        message = P.auth_message(epoch.room, L.peer_challenge(L.ROLE_DIALER, nonce, theirs))
+        message = P.auth_message(epoch.room, L.peer_challenge(L.ROLE_DIALER, nonce, theirs), name)
         if not self.space.crypto.ed25519_verify(epoch.room, message, sig):
             return False
-        proof = self.space.sign_challenge(L.peer_challenge(L.ROLE_HOST, nonce, theirs), epoch)
+        proof = self.space.sign_challenge(L.peer_challenge(L.ROLE_HOST, nonce, theirs), epoch, relay=name)
         await ws.send(L.encode_peer_proof(proof))
         return True
 
@@ -381,18 +387,20 @@ class PeerTransport(Transport):
         self._ws = WebSocketTransport(open_timeout=open_timeout, max_size=max_size, max_queue=max_queue,
                                       ping_interval=ping_interval, ping_timeout=ping_timeout)
         self._room = b""
+        self._name = ""
         self._nonces: tuple[bytes, bytes] | None = None   # (host's, ours) once challenged
         self._proved = False                               # the hub proved the room key
 
     async def connect(self, url: str) -> None:
         self._room = bytes.fromhex(room_of(url))
+        self._name = P.relay_name(url)  # what both proofs are bound to
         if len(self._room) != P.ROOM_KEY_HEX // 2:
             raise ValidationError("a peer room id is a room public key (64 hex digits)")
         await self._ws.connect(url)
 
     async def send(self, message: bytes) -> None:
         if not self._proved and self._nonces is not None and message[:1] == bytes([P.C_AUTH]):
-            sig = P.decode_auth(message)
+            sig = P.decode_auth(message).sig
             await self._ws.send(L.encode_peer_auth(sig, self._nonces[1]))
             return
         await self._ws.send(message)
@@ -418,7 +426,7 @@ class PeerTransport(Transport):
             sig = L.decode_peer_proof(data)
         except ProtocolError:
             raise await self._refuse() from None
-        message = P.auth_message(self._room, L.peer_challenge(L.ROLE_HOST, host, ours))
+        message = P.auth_message(self._room, L.peer_challenge(L.ROLE_HOST, host, ours), self._name)
         if not self.crypto.ed25519_verify(self._room, message, sig):
             raise await self._refuse()
         self._proved = True

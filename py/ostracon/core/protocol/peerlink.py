@@ -14,12 +14,13 @@ and to the signer's role:
 
     host   → dialer   challenge {v, nonce: n_h}                       (the relay's message)
     dialer → host     peer-auth {sig_d, nonce: n_d}
-    host              verify sig_d over auth_message(room, peer_challenge("d", n_h, n_d))
-    host   → dialer   peer-proof {sig_h}  with sig_h over auth_message(room, peer_challenge("h", n_h, n_d))
+    host              verify sig_d over auth_message(room, peer_challenge("d", n_h, n_d), name)
+    host   → dialer   peer-proof {sig_h}  with sig_h over auth_message(room, peer_challenge("h", n_h, n_d), name)
     host   → dialer   welcome …                                       (then a relay room)
 
-`peer_challenge` hashes a label, the role and both nonces into the 32 bytes that take the
-nonce's place in `auth_message`. So a signature obtained from a member by a peer that does not
+`name` is the host's name as the dialer dialled it (its ``Host`` header, `relay_name(url)`),
+as in a relay's admission. `peer_challenge` hashes a label, the role and both nonces into the
+32 bytes that take the nonce's place in `auth_message`. So a signature obtained from a member by a peer that does not
 hold the key answers neither a relay's challenge (random nonces nobody can aim a hash at) nor
 the other role's proof; and the host signs only after the dialer proved itself. A peer that
 merely forwards both sides' messages gains a pipe of ciphertext, the same as a relay.

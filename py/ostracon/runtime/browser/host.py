@@ -23,9 +23,11 @@ from typing import Any
 
 import ostracon
 from ostracon.core.errors import ClosedError, ValidationError, WrongKeyError
+from ostracon.crypto import spacestore
 
 from . import bridge
 from .convert import NativeFfi, default_ffi, error_info, from_js, to_js_value
+from .texthost import TextRpc
 
 # Meta keys this host keeps in the database's own storage.
 META_IDENTITY = "browser/identity"   # the device's Ed25519 seed (the browser's identity.key)
@@ -100,7 +102,7 @@ def _broadcast_transport() -> Any:
 BROADCAST = "broadcast"
 
 
-class Host:
+class Host(TextRpc):
     """One database per worker, reached through `run` (the RPC entry).
 
     `open_storage(name)` → Storage (default: IndexedDB), `make_crypto()` → CryptoBackend
@@ -135,6 +137,8 @@ class Host:
         self.network: bool | None = None  # navigator.onLine as last reported by the worker
         self._sync_failed: dict | None = None  # why sync could not start (WrongKeyError)
         self._compact_tried = 0  # log position of the last compaction attempt
+        self.texts: dict = {}      # open text handles (texthost.py)
+        self._next_text = 1
 
     # -- lifecycle --
 
@@ -161,36 +165,39 @@ class Host:
         crypto = self.make_crypto()
         space = None
         spec = o.get("space")
-        # Member spaces (a random space this device creates, or an invite) are kept in the
-        # database's meta and need its identity: opened below (crypto/spacestore.py).
+        # Member spaces (a random space this device creates, an invite, the space kept in this
+        # database, a migration) are kept in the database's meta and need its identity: opened
+        # below (crypto/spacestore.py). {passphrase, name} is an earlier version's space.
         so = _opts(spec) if spec is not None else {}
-        member_spec = spec is not None and (
-            "create" in so or "invite" in so or ("passphrase" in so and "name" not in so))
+        member_spec = spec is not None and "key" not in so and (
+            "create" in so or "invite" in so or "migrate" in so or "name" not in so)
         if spec is not None and not member_spec:
             self._progress("space", {"kdf": "pbkdf2"})
             space = self._space(spec, crypto, Space)
         self._progress("storage", {"name": name})
         storage = self.open_storage(name)
+        old = None
         try:
+            if space is not None and "key" not in so and storage.get_meta(spacestore.META_STATE) is not None:
+                # This database keeps a member space (created or migrated here): the passphrase
+                # unlocks it; deriving an earlier-version space from it would fork silently.
+                space, member_spec = None, True
             if space is not None:
-                check = hashlib.sha256(b"ostracon/browser/space-check\x00" + space.room_id_bytes).digest()
-                stored = storage.get_meta(META_SPACE)
-                if stored is not None and stored != check:
-                    raise WrongKeyError(
-                        f"{name!r} belongs to another space: wrong passphrase, space name or invite")
-                if stored is None:
-                    storage.set_meta(META_SPACE, check)
+                self._check_legacy(storage, space, name, first=True)
             seed = storage.get_meta(META_IDENTITY)
             if seed is None:
                 identity = Identity.generate(crypto)
                 storage.set_meta(META_IDENTITY, identity.export_seed())
             else:
                 identity = Identity.from_seed(seed, crypto)
-            if member_spec:
-                from ostracon.crypto import spacestore
-
-                self._progress("space", {"kdf": "invite" if "invite" in _opts(spec) else "create"})
-                space = spacestore.open_space(storage, _opts(spec), identity=identity, crypto=crypto)
+            if member_spec and "migrate" in so:
+                self._progress("space", {"kdf": "migrate"})
+                old = self._space(_opts(so["migrate"]), crypto, Space)
+                self._check_legacy(storage, old, name, first=False)
+                space = spacestore.migrate_space(storage, old, identity=identity, passphrase=so.get("passphrase"))
+            elif member_spec:
+                self._progress("space", {"kdf": "invite" if "invite" in so else "create" if "create" in so else "kept"})
+                space = spacestore.open_space(storage, so, identity=identity, crypto=crypto)
             storage.flush()
             rep = storage.open_report()
             self._progress("replay", {"records": rep.records, "snapshot": rep.snapshot_position})
@@ -206,6 +213,12 @@ class Host:
             db.close()
             raise
         self.db, self.storage, self.space, self.name = db, storage, space, name
+        from ostracon.sync.members import check_binding, load_log
+
+        if old is not None:
+            check_binding(db, space, rebind_from=old)  # the move is recorded: explicit, no fork
+        if space is not None:
+            load_log(db, space)  # invites, joins and rotations since the space state was kept
         # Changes made outside an RPC batch (sync applying remote blocks) must reach the
         # subscribers promptly: the feed callback asks the worker for a delivery round.
         self._feed_sub = db.subscribe(self._on_change)
@@ -228,6 +241,21 @@ class Host:
         if not storage.view_current(live):
             self._progress("view", {"rebuild": True})
         attach(view, live)
+
+    @staticmethod
+    def _check_legacy(storage: Any, space: Any, name: str, *, first: bool) -> None:
+        """An earlier-version passphrase space is checked against the room id this database
+        recorded: a wrong passphrase or name raises WrongKeyError instead of opening an empty
+        space. ``first``: record it when nothing is recorded (a new database); otherwise (a
+        migration) there must be a recorded space to move."""
+        check = hashlib.sha256(b"ostracon/browser/space-check\x00" + space.room_id_bytes).digest()
+        stored = storage.get_meta(META_SPACE)
+        if stored is None and not first:
+            raise ValidationError(f"{name!r} holds no passphrase space of an earlier version to migrate")
+        if stored is not None and bytes(stored) != check:
+            raise WrongKeyError(f"{name!r} belongs to another space: wrong passphrase, space name or invite")
+        if stored is None:
+            storage.set_meta(META_SPACE, check)
 
     def _on_change(self, _event: Any) -> None:
         if self.wake is not None and not self._woken and self.subs:
@@ -300,6 +328,8 @@ class Host:
             "role": self.space.role(db.identity.actor) if self.space is not None else None,
             "relay": self.relay,
             "spaceName": self.space.name if self.space is not None else None,
+            "spaceId": self.space.space_id.hex() if self.space is not None and self.space.space_id else None,
+            "removed": bool(self.space is not None and self.space.members is not None and self.space.removed),
             "collections": db.collections(),
             "records": self.storage.last_position(),
             "python": sys.version.split()[0],
@@ -324,6 +354,7 @@ class Host:
             except TimeoutError:
                 pass
         db, self.db = self.db, None
+        self.texts.clear()
         for sub in self.subs.values():
             sub.close()
         self.subs.clear()
@@ -421,11 +452,14 @@ class Host:
         return _status_dict(self.sync.status)
 
     def rpc_invite(self, relay_url: Any = None, opts: Any = None) -> str:
-        """An invite string for this database's space (another device joins with it). In a
-        member space it admits one device with `opts.role` (admin | writer | reader)."""
+        """An invite string (``ost2…``) for this database's space (another device joins with
+        it); ``relay_url`` defaults to the relay this database syncs with. In a member space it
+        admits one device with `opts.role` (admin | writer | reader); only admins invite."""
         db = self._db()
         if self.space is None:
             raise ValidationError("this database was opened without a space: there is nothing to invite to")
+        if relay_url is None:
+            relay_url = self.relay
         if not isinstance(relay_url, str) or not relay_url:
             raise ValidationError("invite needs the relay URL (ws://host:port)")
         if self.space.members is None:
