@@ -30,7 +30,7 @@ def events(app) -> list[str]:
 def test_reload_paints_stored_notes_before_the_engine_is_ready(browser, server):  # noqa: F811
     ctx = browser.new_context(viewport={"width": 1200, "height": 800})
     app = make_app(ctx, server.url)
-    app.join(*new_space())
+    app.create(new_space())
     app.new_note("Groceries", "milk")
     app.new_note("Gone soon", "x")
     app.page.evaluate("""async () => { const c = window.__notes.state.db.collection("notes");
@@ -62,7 +62,7 @@ def test_reload_paints_stored_notes_before_the_engine_is_ready(browser, server):
 def test_a_damaged_view_is_not_painted_and_is_rewritten(browser, server):  # noqa: F811
     ctx = browser.new_context(viewport={"width": 1200, "height": 800})
     app = make_app(ctx, server.url)
-    app.join(*new_space())
+    app.create(new_space())
     app.new_note("One", "1")
     app.new_note("Two", "2")
     app.page.evaluate("window.__notes.state.db.flush()")
