@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from .core.actors import short_actor
 from .core.block import decode_change
 from .core.errors import OstraconError
 
@@ -110,7 +111,7 @@ def cmd_log(args: argparse.Namespace) -> int:
             ch = decode_change(base64.b64decode(entry["block"]))
             ops = ", ".join(_describe_op(op) for op in ch.ops) or "(no field changes)"
             by = "".join(f" {k}={meta[k]}" for k in ("stage", "provider", "model") if k in meta)
-            print(f"{entry['cid'][:16]}… {ch.collection}/{ch.doc_id} by {entry['actor'][:12]} "
+            print(f"{entry['cid'][:16]}… {ch.collection}/{ch.doc_id} by {short_actor(entry['actor'])} "
                   f"#{ch.seq} at {_iso(wall_ms(ch.hlc))}{by}: {ops}")
     finally:
         db.close()
@@ -144,7 +145,7 @@ def cmd_history(args: argparse.Namespace) -> int:
                 ops = ", ".join(_describe_op(tuple(op)) for op in c["ops"]) or "(no field changes)"
                 meta = c.get("meta") or {}
                 by = "".join(f" {k}={meta[k]}" for k in ("stage", "provider", "model") if k in meta)
-                print(f"h{c['height']} {c['cid'][:16]}… by {c['actor'][:12]} #{c['seq']} "
+                print(f"h{c['height']} {c['cid'][:16]}… by {short_actor(c['actor'])} #{c['seq']} "
                       f"{_iso(c['time'])} [{sig}] parents={len(c['parents'])}{by}: {ops}")
     finally:
         db.close()
@@ -243,6 +244,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     import ostracon
+    if args.algorithm is not None:
+        from .identity_cli import ensure_identity
+        ensure_identity(args.path, args.algorithm)  # opening then loads it
     db = _open(args.path, read_only=False, create=True)
     from .core.encoding import encode
     created = updated = unchanged = 0
@@ -376,7 +380,11 @@ def build_parser() -> argparse.ArgumentParser:
                                       "or replay a `log --ndjson` audit trail")
     s.add_argument("path")
     s.add_argument("file")
+    from .identity_cli import add_algorithm_argument, add_identity_arguments
+    add_algorithm_argument(s)
     s.set_defaults(fn=cmd_import)
+
+    add_identity_arguments(sub)
 
     from .relay.cli import add_relay_arguments
     s = sub.add_parser("relay", help="run the WebSocket relay")
@@ -394,12 +402,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .identity_cli import IdentityCliError
     from .space_cli import SpaceCliError
 
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (CliError, SpaceCliError) as exc:
+    except (CliError, SpaceCliError, IdentityCliError) as exc:
         print(f"ostracon {args.command}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except OstraconError as exc:

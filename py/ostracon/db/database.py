@@ -146,9 +146,9 @@ class Database(ProvenanceMixin, SendMixin, SchemaMethods, ReplicationMixin):
                             on_error=self._callback_error, on_meta_change=self._meta_changed)
         loaded = verification.load(
             lambda: Replica(identity.actor, require_signatures=require_signatures,
-                            verify=crypto.ed25519_verify, max_pending_blocks=max_pending_blocks,
+                            verify=crypto.verify_actor, max_pending_blocks=max_pending_blocks,
                             max_clock_skew_ms=max_clock_skew_ms),
-            storage, crypto.ed25519_verify, self.clock(), repair=repair, on_corrupt=on_corrupt)
+            storage, crypto.verify_actor, self.clock(), repair=repair, on_corrupt=on_corrupt)
         replica, seal_chain = loaded.replica, loaded.chain
         self._open_notes, self._open_problems = loaded.notes, loaded.problems
 
@@ -341,7 +341,7 @@ class Database(ProvenanceMixin, SendMixin, SchemaMethods, ReplicationMixin):
         check_storage = getattr(self.storage, "verify", None)
         if check_storage is not None:
             check_storage()  # reads every record of every segment; raises CorruptLogError
-        return problems + verify_replica(self._engine.replica, self.crypto.ed25519_verify, progress)
+        return problems + verify_replica(self._engine.replica, self.crypto.verify_actor, progress)
 
     @locked
     def collection(self, name: str) -> Collection:
