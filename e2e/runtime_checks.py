@@ -164,6 +164,14 @@ def p256_store(tests_dir: str | None = None) -> dict:
     return {"pinned": pinned, "made": made}
 
 
+def make_store_json(tests_dir: str | None = None) -> str:
+    """A fresh P-256-signed store made in this runtime (tests/p256_store.py), as JSON."""
+    _use_tests_dir(tests_dir)
+    import p256_store as ps
+
+    return json.dumps(ps.make_store())
+
+
 def verify_store_json(store_json: str, tests_dir: str | None = None) -> str:
     """Verify a store made by the other runtime (tests/p256_store.py); JSON in, JSON out."""
     _use_tests_dir(tests_dir)

@@ -180,7 +180,7 @@ class Identity:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Identity):
             return NotImplemented
-        return hmac.compare_digest(self._seed, other._seed)
+        return self._algorithm == other._algorithm and hmac.compare_digest(self._seed, other._seed)
 
     def __hash__(self) -> int:
         return hash(self._actor)
