@@ -28,6 +28,9 @@ LISTEN_RE = re.compile(r"^ostracon relay listening on http://127\.0\.0\.1:(\d+) 
 
 
 class RelayProcess:
+    """The relay in a child process. ``start()`` after ``kill()``/``terminate()`` restarts it on the
+    same port, so clients reconnect to the URL they know."""
+
     def __init__(self, args: list[str], log_path: str, env: dict[str, str] | None = None) -> None:
         self.args = args
         self.log_path = log_path
@@ -65,7 +68,9 @@ class RelayProcess:
             self.kill()
             with open(self.log_path, "rb") as f:
                 raise AssertionError(f"unexpected first line {first!r}; stderr: {f.read()[-2000:]!r}")
-        self.port = int(m.group(1))
+        port = int(m.group(1))
+        assert self.port in (0, port), f"restarted on port {port}, not {self.port}"
+        self.port = port
         return self
 
     def kill(self) -> None:
@@ -103,6 +108,11 @@ class RelayProcess:
 
     def metrics(self) -> dict:
         return self.get("/metrics.json")[1]
+
+
+def sqlite_relay(tmp_path) -> RelayProcess:
+    """A relay whose mailbox is a SQLite file under ``tmp_path`` (survives kill and restart)."""
+    return RelayProcess(["--mailbox", f"sqlite:{tmp_path / 'relay' / 'mailbox.sqlite'}"], str(tmp_path / "relay.log"))
 
 
 class RawClient:

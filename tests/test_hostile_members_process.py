@@ -15,14 +15,15 @@ import ostracon
 from ostracon.cli import main
 from ostracon.core.clock import MAX_WALL_MS, wall_ms
 from ostracon.crypto import DeterministicRandom
-from test_sync_process import FAST, SEED, RelayProcess, _space, _until  # noqa: F401
+from relay_process import sqlite_relay
+from test_sync_process import FAST, SEED, _space, _until  # noqa: F401
 
 NOW = 1_700_000_000_000
 
 
 @pytest.fixture
 def relay(tmp_path):
-    r = RelayProcess(str(tmp_path / "relay" / "mailbox.sqlite"), str(tmp_path / "relay.log"))
+    r = sqlite_relay(tmp_path)
     r.start()
     try:
         yield r

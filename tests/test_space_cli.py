@@ -8,12 +8,12 @@ import pytest
 import ostracon
 from ostracon.cli import main
 from ostracon.crypto.space import Space
-from test_sync_process import RelayProcess
+from relay_process import sqlite_relay
 
 
 @pytest.fixture
 def relay(tmp_path):
-    r = RelayProcess(str(tmp_path / "relay" / "mailbox.sqlite"), str(tmp_path / "relay.log"))
+    r = sqlite_relay(tmp_path)
     r.start()
     try:
         yield r

@@ -1,8 +1,8 @@
 """Spaces against a REAL relay process: room admission, membership, removal with key rotation,
 readers, wrong secrets and same-name spaces (docs/CRYPTO.md, docs/RELAY.md "Admission").
 
-The relay is `python -m ostracon.relay` in a child process (RelayProcess from
-test_sync_process); devices are in-process SyncClients, each with its own database on disk.
+The relay is `python -m ostracon.relay` in a child process (sqlite_relay from
+relay_process); devices are in-process SyncClients, each with its own database on disk.
 The outsider speaks the relay protocol by hand with `websockets`: it knows the room id (it is
 in every URL) but not the space key. No timing is asserted: waits only guard against hangs.
 """
@@ -23,7 +23,8 @@ from ostracon.crypto import DeterministicRandom, spacefile
 from ostracon.crypto.native import NativeCrypto
 from ostracon.crypto.space import Space
 from ostracon.sync.native import start_sync
-from test_sync_process import FAST, TIMEOUT, RelayProcess, _until
+from relay_process import sqlite_relay
+from test_sync_process import FAST, TIMEOUT, _until
 
 SEED = int(os.environ.get("OSTRACON_SPACES_SEED", "15"))
 CRYPTO = NativeCrypto()
@@ -31,7 +32,7 @@ CRYPTO = NativeCrypto()
 
 @pytest.fixture
 def relay(tmp_path):
-    r = RelayProcess(str(tmp_path / "relay" / "mailbox.sqlite"), str(tmp_path / "relay.log"))
+    r = sqlite_relay(tmp_path)
     r.start()
     try:
         yield r

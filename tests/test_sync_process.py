@@ -23,13 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import queue
 import random
-import re
-import signal
-import subprocess
-import sys
-import threading
 
 import pytest
 
@@ -42,83 +36,20 @@ from ostracon.sync.base import OFFLINE, ONLINE
 from ostracon.sync.client import SyncClient
 from ostracon.sync.native import WebSocketTransport, start_sync
 from ostracon.sync.options import meta_key
+from relay_process import sqlite_relay
 
 SEED = int(os.environ.get("OSTRACON_SYNC_PROCESS_SEED", "4"))
 CRYPTO = NativeCrypto()
 # Short backoff so a restarted relay is found again quickly; a short tick keeps tests brisk.
 FAST = dict(backoff_initial_s=0.05, backoff_max_s=0.4, tick_interval_s=0.02, settle_s=0.2)
 TIMEOUT = 30.0
-REPO_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "py")
-LISTEN_RE = re.compile(r"^ostracon relay listening on http://127\.0\.0\.1:(\d+) ")
 
 
 # --------------------------------------------------------------------------- the relay process
 
-class RelayProcess:
-    """`python -m ostracon.relay` in a child process; the bound port is read from its first
-    stdout line (docs/RELAY.md, "Running")."""
-
-    def __init__(self, mailbox_path: str, log_path: str) -> None:
-        self.mailbox_path = mailbox_path
-        self.log_path = log_path
-        self.port = 0
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def start(self) -> RelayProcess:
-        assert self.proc is None, "already running"
-        env = dict(os.environ)
-        env["PYTHONPATH"] = REPO_PY + os.pathsep + env.get("PYTHONPATH", "")
-        log = open(self.log_path, "ab")
-        # Same port on restart: clients reconnect to the URL they know.
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ostracon.relay", "--host", "127.0.0.1", "--port", str(self.port),
-             "--mailbox", f"sqlite:{self.mailbox_path}", "--log-level", "warning"],
-            stdout=subprocess.PIPE, stderr=log, env=env)
-        log.close()
-        lines: queue.Queue = queue.Queue()
-        threading.Thread(target=lambda: lines.put(self.proc.stdout.readline()), daemon=True).start()
-        try:
-            first = lines.get(timeout=TIMEOUT).decode()
-        except queue.Empty:
-            self.kill()
-            raise AssertionError("relay process printed nothing") from None
-        m = LISTEN_RE.match(first)
-        if m is None:
-            self.kill()
-            with open(self.log_path, "rb") as f:
-                raise AssertionError(f"unexpected first line {first!r}; stderr: {f.read()[-2000:]!r}")
-        port = int(m.group(1))
-        assert self.port in (0, port), f"restarted on port {port}, not {self.port}"
-        self.port = port
-        self.starts += 1
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL: no graceful close, no mailbox flush (WAL + synchronous=NORMAL must suffice)."""
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(TIMEOUT)
-        self.proc.stdout.close()
-        self.proc = None
-
-    def terminate(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(TIMEOUT)
-        self.proc.stdout.close()
-        self.proc = None
-        return code
-
-
 @pytest.fixture
 def relay(tmp_path):
-    r = RelayProcess(str(tmp_path / "relay" / "mailbox.sqlite"), str(tmp_path / "relay.log"))
+    r = sqlite_relay(tmp_path)
     r.start()
     try:
         yield r

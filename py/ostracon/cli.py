@@ -7,7 +7,7 @@ import base64
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .core.actors import short_actor
@@ -152,6 +152,19 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_bar(label: str, forced: bool) -> Callable[[int, int], None]:
+    """A `progress(n, total)` callback drawing a bar on stderr (a terminal, or `--progress`)."""
+    def progress(n: int, total: int) -> None:
+        if sys.stderr.isatty() or forced:
+            width = 30
+            done = width * n // max(total, 1)
+            print(f"\r{label} [{'#' * done}{'.' * (width - done)}] {n}/{total}", end="",
+                  file=sys.stderr, flush=True)
+            if n == total:
+                print(file=sys.stderr)
+    return progress
+
+
 def verify_database(db: Any, progress: Any = None) -> list[str]:
     """Every problem `Database.verify()` finds (core/verify.py holds the rules)."""
     return db.verify(progress)
@@ -160,16 +173,8 @@ def verify_database(db: Any, progress: Any = None) -> list[str]:
 def cmd_verify(args: argparse.Namespace) -> int:
     db = _open(args.path, on_corrupt="report")  # collect every bad block instead of refusing
 
-    def progress(n: int, total: int) -> None:
-        if sys.stderr.isatty() or args.progress:
-            width = 30
-            done = width * n // max(total, 1)
-            print(f"\rverifying [{'#' * done}{'.' * (width - done)}] {n}/{total}", end="",
-                  file=sys.stderr, flush=True)
-            if n == total:
-                print(file=sys.stderr)
     try:
-        problems = verify_database(db, progress)
+        problems = verify_database(db, _progress_bar("verifying", args.progress))
     finally:
         db.close()
     for p in problems:
@@ -201,17 +206,10 @@ def cmd_compact(args: argparse.Namespace) -> int:
 def cmd_index(args: argparse.Namespace) -> int:
     db = _open(args.path, read_only=False)
 
-    def progress(n: int, total: int) -> None:
-        if sys.stderr.isatty() or args.progress:
-            width = 30
-            done = width * n // max(total, 1)
-            print(f"\rindexing [{'#' * done}{'.' * (width - done)}] {n}/{total}", end="",
-                  file=sys.stderr, flush=True)
-            if n == total:
-                print(file=sys.stderr)
     try:
-        name = db.collection(args.collection).create_index(args.fields.split(","), unique=args.unique,
-                                                            wait=True, progress=progress)
+        name = db.collection(args.collection).create_index(
+            args.fields.split(","), unique=args.unique, wait=True,
+            progress=_progress_bar("indexing", args.progress))
     finally:
         db.close()
     print(f"index {name} on {args.collection} is ready")
