@@ -130,6 +130,32 @@ def test_p256_stores_verify_across_browser_and_native(worker_page):
     assert there["ok"] is True, there.get("error")
 
 
+def test_a_p256_database_in_the_browser_is_verified_natively(shared_context, e2e_url):
+    page = shared_context.new_page()
+    try:
+        goto_e2e(page, e2e_url)
+        info = open_db(page, _name("p256"), algorithm="p256")
+        assert info["algorithm"] == "p256" and info["actor"].startswith("8024")
+        out = page.evaluate("""async () => {
+          const t = db.collection("signed");
+          const a = await t.create({k: "webcrypto", n: 1});
+          await t.increment(a, "n", 2);
+          await db.flush();
+          const envs = await db.blocksSince({});
+          return {hash: await db.stateHash(), envs: envs.map((e) => Array.from(e))};
+        }""")
+        native = ostracon.open()
+        try:
+            assert native.apply_blocks([bytes(e) for e in out["envs"]]) == 2
+            assert native.last_apply.rejected == [] and native.verify() == []
+            assert native.state_hash() == out["hash"]
+            assert native.version_vector() == {info["actor"]: 2}
+        finally:
+            native.close()
+    finally:
+        page.close()
+
+
 # ---- API ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -396,6 +396,8 @@ export function connect(options = {}) {
 //               | {key, name}  (optional)
 //   relay       ws:// URL of the relay: sync starts at open (needs `space`); progress in
 //               db.status "sync" events ({state: connecting|online|offline|stopped, detail})
+//   algorithm   "ed25519" (default) or "p256": the signature algorithm of the identity a new
+//               database gets (an existing one keeps its own; asking for another is an error)
 //   onProgress  callback for startup progress ({phase, detail, ms})
 //   workerURL   where worker.js is (default: next to this module)
 export function open(options = {}) {
