@@ -282,3 +282,20 @@ def test_a_p256_database_verifies_its_own_store_at_open(tmp_path):
         assert c["signature"] == {"status": "verified", "signer": ident.actor.hex()}
     finally:
         db.close()
+
+
+def test_blocks_with_a_malformed_p256_actor_are_corrupt():
+    from ostracon.core.block import Change, decode_change
+
+    r, _, _ = _sealed(P1)
+    good = r.blocks[r.order[0]]
+    assert decode_change(good).actor == P1.actor
+    m = decode(good)
+    for bad in (A.P256_PREFIX + b"\x02" + b"\xff" * 32,       # x > p
+                A.P256_PREFIX + b"\x04" + P1.actor[3:],        # not a compressed point
+                b"\x80\x25" + P1.actor[2:],                    # another multicodec
+                P1.actor[:34]):
+        with pytest.raises(CorruptBlockError, match="actor"):
+            decode_change(encode_canonical({**m, "a": bad}))
+        with pytest.raises(ostracon.ValidationError):
+            Change("t", "x", (), 1, bad, 1, W, ())
