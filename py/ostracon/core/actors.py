@@ -85,8 +85,10 @@ def algorithm_of(actor: Any) -> str | None:
     n = len(actor)
     if n == ED25519_ACTOR_LEN:
         return ED25519
-    if n == P256_ACTOR_LEN and actor[:2] == P256_PREFIX and _decompress(actor[2:]) is not None:
-        return P256
+    if n == P256_ACTOR_LEN and actor[:2] == P256_PREFIX:
+        point = actor[2:]
+        if point in _points or _decompress(point) is not None:
+            return P256
     return None
 
 
