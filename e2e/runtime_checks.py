@@ -254,6 +254,88 @@ def graphql_answers(tests_dir: str | None = None) -> list:
         db.close()
 
 
+# Strings whose Unicode normalisation differs between the runtimes' Unicode databases
+# (U+113C2 U+113C2 composes under Unicode 16, not under 14) or that NFC/NFKC would change:
+# the text policy (docs/CRYPTO.md) keeps every one of them exactly as typed, everywhere.
+TEXT_POLICY_STRINGS = ["café", "cafe\u0301", "\U000113c2\U000113c2", "\uff21\u212b", "\u1e9b\u0323", "x\u0378"]
+# A fixed salt and a low iteration count: this compares bytes across runtimes, it protects
+# nothing.
+TEXT_POLICY_SALT = bytes(range(16))
+TEXT_POLICY_ITERATIONS = 1_000
+
+
+def text_policy(tests_dir: str | None = None) -> dict:
+    """Passphrases and space names as the crypto layer uses them: the exact UTF-8 bytes of
+    each string, the PBKDF2 key they give (WebCrypto in the browser, `cryptography`/hashlib
+    natively) and the names invites keep. Identical everywhere, or two devices would derive
+    different keys from the same passphrase and never meet."""
+    from ostracon.crypto.invites import _check_name
+    from ostracon.crypto.spacefile import passphrase_bytes
+
+    backend = crypto_factory()()
+    out = {}
+    for text in TEXT_POLICY_STRINGS:
+        pw = passphrase_bytes(text)
+        out[pw.hex()] = {
+            "kek": backend.pbkdf2_sha256(pw, TEXT_POLICY_SALT, TEXT_POLICY_ITERATIONS, 32).hex(),
+            "name": _check_name(text, allow_none=False).encode("utf-8").hex(),
+        }
+    return out
+
+
+# What a JS caller's values become in the engine: JS has one number type, so `-0` must
+# arrive as the float -0.0 (its own block), integral numbers as ints, others as floats.
+# `JS_VALUES_JS` is evaluated in the page; `JS_VALUES` is what the worker must hand over.
+JS_VALUES_JS = "({z: -0, i: 0, n: -1, f: 0.5, l: [-0, 0, -1.5, [-0]], m: {a: -0, b: 0}})"
+JS_VALUES = {"z": -0.0, "i": 0, "n": -1, "f": 0.5, "l": [-0.0, 0, -1.5, [-0.0]], "m": {"a": -0.0, "b": 0}}
+
+
+def _describe(v: Any) -> Any:
+    """Types and signs spelled out (-0.0 == 0 in Python, so a plain comparison hides it)."""
+    if type(v) is dict:
+        return {k: _describe(x) for k, x in v.items()}
+    if type(v) is list:
+        return [_describe(x) for x in v]
+    if type(v) is float:
+        return f"float:{v!r}"
+    return f"{type(v).__name__}:{v!r}"
+
+
+def js_values(tests_dir: str | None = None, js_doc: Any = None) -> dict:
+    """`JS_VALUES` written as a document by a seeded replica (tests/vectors/replay.py): the
+    value types and the block, CID and state hash they give. In Pyodide `js_doc` is the JS
+    object `JS_VALUES_JS` as the worker passes it (worker.js marks -0, `from_js` converts);
+    natively `JS_VALUES` itself. The two results must be identical. Not in `CHECKS`: without
+    a JS caller (Node runs the checks from Python) there is no JS value to convert."""
+    import importlib.util
+
+    d = _use_tests_dir(tests_dir)
+    if _in_pyodide() and js_doc is not None:
+        from ostracon.runtime.browser.convert import default_ffi, from_js
+
+        doc = from_js(js_doc, default_ffi())
+    else:
+        doc = JS_VALUES
+    spec = importlib.util.spec_from_file_location("ostracon_core_vector_replay",
+                                                  os.path.join(d, "vectors", "replay.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    scenario = {"replicas": [{"name": "a", "seed": "07" * 32, "clock": 1_700_000_000_000, "random": "js-values"}],
+                "steps": [{"op": "create", "replica": "a", "col": "v", "id": "v", "doc": doc},
+                          {"op": "flush", "replica": "a"},
+                          {"op": "find", "replica": "a", "col": "v", "filter": {"z": {"_eq": 0}}}]}
+    return {"types": _describe(doc), "replay": mod.replay(scenario)}
+
+
+async def js_values_json(js_doc: Any, tests_dir: str | None = None) -> str:
+    """Entry for the browser test: `js_values` as {"ok", "value" | "error"} JSON text."""
+    try:
+        out = {"ok": True, "value": js_values(tests_dir, js_doc)}
+    except BaseException as e:  # noqa: BLE001 - reported to the caller
+        out = {"ok": False, "error": "".join(traceback.format_exception(e))[-4000:]}
+    return json.dumps(out, sort_keys=True)
+
+
 def host_values() -> dict:
     """Round trip of the value conversions used by the worker (Pyodide only)."""
     if not _in_pyodide():
@@ -304,6 +386,7 @@ CHECKS: dict[str, Callable[..., Any]] = {
     "host_values": host_values,
     "graphql_answers": graphql_answers,
     "p256_store": p256_store,
+    "text_policy": text_policy,
 }
 
 

@@ -102,7 +102,11 @@ def test_contract_suite_passes_in_chromium(worker_page, native_results, check):
     assert res["ok"] is True, res.get("error")
 
 
-@pytest.mark.parametrize("check", ["crypto_vectors", "sim_hashes", "core_vectors", "graphql_answers"])
+# core_vectors holds the runtime-independence classes (DateTime grammar, _ilike case folding,
+# find_page cursors, ASCII digits, no normalisation of stored strings, -0.0); text_policy the
+# passphrase and name bytes and the keys they derive.
+@pytest.mark.parametrize("check", ["crypto_vectors", "sim_hashes", "core_vectors", "graphql_answers",
+                                   "text_policy"])
 def test_values_identical_to_native(worker_page, native_results, check):
     res = run_in_browser(worker_page, check)
     nat = native_results[check]
@@ -154,6 +158,30 @@ def test_a_p256_database_in_the_browser_is_verified_natively(shared_context, e2e
             native.close()
     finally:
         page.close()
+
+
+def test_js_negative_zero_is_the_native_float_block(worker_page):
+    """A JS `-0` (and the other numbers) crossing the worker gives the very block, CID and
+    state hash a native caller's -0.0 gives (not the int 0's)."""
+    out = worker_page.evaluate(
+        "async (d) => window.db._call('__testCall', 'runtime_checks', 'js_values_json', "
+        f"[{runtime_checks.JS_VALUES_JS}, d])", TESTS_DIR)
+    res = json.loads(out)
+    assert res["ok"] is True, res.get("error")
+    native = runtime_checks.js_values()
+    assert res["value"]["types"] == native["types"]
+    assert res["value"] == native
+
+
+def test_js_negative_zero_round_trips_through_the_api(db_page):
+    r = db_page.evaluate("""async () => {
+      const c = db.collection("negzero");
+      await c.create({z: -0, p: 0, l: [-0]}, "n");
+      const d = await c.get("n");
+      return {z: Object.is(d.z, -0), p: Object.is(d.p, 0), l: Object.is(d.l[0], -0),
+              found: (await c.find({z: {_eq: 0}})).length};
+    }""")
+    assert r == {"z": True, "p": True, "l": True, "found": 1}
 
 
 # ---- API ------------------------------------------------------------------------------------

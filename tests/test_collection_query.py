@@ -11,7 +11,7 @@ from ostracon import ConflictError, ValidationError
 from ostracon.core.query.filters import select
 from ostracon.crypto import DeterministicRandom
 from ostracon.crypto.identity import Identity
-from ostracon.db import ColdCollectionError, IndexBuildingError, QueryCursorError, QueryTooExpensiveError
+from ostracon.db import IndexBuildingError, QueryCursorError, QueryTooExpensiveError
 
 T0 = 1_700_000_000_000
 ID_A = Identity.from_seed(bytes(range(32)))
@@ -340,17 +340,14 @@ def test_warm_and_cold_tiers(db):
     assert ids(col.find({"cat": "c2"})) == ["d0002", "d0006"]   # wakes it: hot again
     assert col.tier == "hot" and col.indexes()[0]["state"] == "ready"
     col.set_tier("cold")
-    for access in (lambda: col.find({"cat": "c2"}), lambda: col.get("d0001"),
-                   lambda: col.scan(), lambda: col.count(), lambda: col.explain(None),
-                   lambda: col.indexes(), lambda: col.unique_violations(), lambda: col.schema_violations(),
-                   lambda: col.create({"x": 1}), lambda: col.patch("d0001", {"x": 1}),
-                   lambda: col.history("d0001")):
-        with pytest.raises(ColdCollectionError, match="restore"):
-            access()
-    assert col.metadata()["state"] == "cold"
-    assert col.restore() == "warm"
-    assert col.get("d0001")["n"] == 1
-    assert col.tier == "hot" and ids(col.find({"cat": "c2"})) == ["d0002", "d0006"]
+    assert col.metadata()["state"] == "cold" and col.metadata()["index_state"] == {"idx_cat": "dropped"}
+    assert col.get("d0001")["n"] == 1                           # any access wakes it
+    assert col.tier == "hot" and col.indexes()[0]["state"] == "ready"
+    assert ids(col.find({"cat": "c2"})) == ["d0002", "d0006"]
+    col.set_tier("cold")
+    assert col.restore() == "warm"                               # ahead of use
+    assert col.tier == "warm" and ids(col.find({"cat": "c2"})) == ["d0002", "d0006"]
+    assert col.tier == "hot"
     with pytest.raises(ValidationError):
         col.set_tier("lukewarm")
 
@@ -363,8 +360,7 @@ def test_cold_collection_still_merges_remote_changes():
     fill(a.collection("c"), 8)
     a.flush()
     assert b.apply_blocks(a.blocks_since(b.version_vector())) == 8
-    assert a.state_hash() == b.state_hash()
-    cb.restore()
+    assert a.state_hash() == b.state_hash() and cb.tier == "cold"
     assert ids(cb.find({"cat": "c3"})) == ["d0003", "d0007"]
     a.close(), b.close()
 
@@ -387,10 +383,7 @@ def test_idle_collections_are_demoted_by_tick(db):
     clock.t += 4_500        # c idle 5,500 ms, other idle 4,501 ms
     d.tick()
     assert col.tier == "cold" and other.tier == "warm"
-    with pytest.raises(ColdCollectionError):
-        col.find({"cat": "c1"})
-    col.restore()
-    assert ids(col.find({"cat": "c1"})) == ["d0001"]
+    assert ids(col.find({"cat": "c1"})) == ["d0001"] and col.tier == "hot"
     d.close()
 
 
@@ -414,10 +407,9 @@ def test_index_definitions_and_tiers_survive_reopen(tmp_path):
     assert col.explain({"cat": "c1"})["path"] == "index"
     with pytest.raises(ConflictError):
         col.create({"email": "u1@x.org"})
-    with pytest.raises(ColdCollectionError):
-        db.collection("archive").get("a")
-    db.collection("archive").restore()
+    assert db.collection("archive").tier == "cold"
     assert db.collection("archive").get("a")["x"] == 1
+    assert db.collection("archive").tier == "hot"
     db.close()
 
 

@@ -283,3 +283,81 @@ def test_lens_chains_compose_across_additive_steps():
     db.define_schema("type Page { page: String, body: String, model: String }")
     with pytest.raises(ostracon.LensNotFoundError):
         db.schemas.lens_path(v3, db.collection("Page").schema.version_id)
+
+
+# ------------------------------------------------------------------ declarative lenses replicate
+
+PAGE_V1 = "type Page { page: Int, text: String }"
+PAGE_V2 = "type Page { page: Int, text: String, model: String }"        # additive: no lens
+PAGE_V3 = "type Page { page: Int, body: String, model: String }"
+RENAME = [{"op": "rename", "from": "text", "to": "body"}, {"op": "default", "field": "model", "value": "none"}]
+
+
+def user_fields(doc):
+    return {k: v for k, v in doc.items() if k[0] != "_"}
+
+
+def sync(a, b):
+    a.flush(), b.flush()
+    b.apply_blocks(a.blocks_since(b.version_vector()))
+    a.apply_blocks(b.blocks_since(a.version_vector()))
+
+
+def test_a_declarative_lens_replicates_and_a_peer_that_never_saw_it_reads_through_it(tmp_path):
+    a, b = open_db(ID_A, path=tmp_path / "a", seed=1), open_db(ID_B, seed=2)
+    v1 = a.define_schema(PAGE_V1)["Page"]
+    a.collection("Page").create({"page": 1, "text": "one"}, id="p1")
+    v2 = a.define_schema(PAGE_V2)["Page"]
+    a.collection("Page").create({"page": 2, "text": "two", "model": "m"}, id="p2")
+    v3 = a.define_schema(PAGE_V3)["Page"]
+    a.register_lens(v2, v3, RENAME)
+    b.collection("Page").create_index("body")      # b's index must see the lens's output
+    sync(a, b)
+    assert a.state_hash() == b.state_hash()
+    assert b.collection("Page").schema.version_id == v3
+    for db in (a, b):
+        pages = db.collection("Page")
+        assert user_fields(pages.get("p1")) == {"page": 1, "body": "one", "model": "none"}   # v1 → v2 → v3
+        assert user_fields(pages.get("p2")) == {"page": 2, "body": "two", "model": "m"}
+        assert sorted(d["_id"] for d in pages.find({"body": {"_eq": "one"}})) == ["p1"]
+        assert pages.schema_violations() == []
+        assert db.graphql('{ Page(filter: {body: {_eq: "two"}}) { body model } }') == {
+            "data": {"Page": [{"body": "two", "model": "m"}]}}
+    assert b.collection("Page").explain({"body": {"_eq": "one"}})["path"] == "index"
+    b.collection("Page").patch("p1", {"page": 10})  # written back in the v3 shape on b
+    sync(a, b)
+    assert user_fields(a.collection("Page").get("p1")) == {"page": 10, "body": "one", "model": "none"}
+    a.close()
+    a = open_db(ID_A, path=tmp_path / "a", seed=1)   # the lens is data: it survives a reopen
+    assert user_fields(a.collection("Page").get("p2"))["body"] == "two"
+    assert a.schemas.declared_lens(v2, v3).to_list() == RENAME
+    with pytest.raises(ValidationError, match="declared"):
+        a.register_lens(v2, v3, lambda d: d)          # a local function cannot override it
+    assert v1 != v2
+    a.close(), b.close()
+
+
+def test_concurrent_lenses_for_one_step_converge_to_the_same_reads():
+    a, b = open_db(ID_A, seed=1), open_db(ID_B, seed=2)
+    v1 = a.define_schema(PAGE_V1)["Page"]
+    a.collection("Page").create({"page": 1, "text": "one"}, id="p1")
+    v3 = a.define_schema(PAGE_V3)["Page"]
+    sync(a, b)
+    a.register_lens(v1, v3, [{"op": "rename", "from": "text", "to": "body"}])
+    b.register_lens(v1, v3, [{"op": "copy", "from": "text", "to": "body"}, {"op": "drop", "field": "text"},
+                             {"op": "convert", "field": "page", "to": "String"}])
+    sync(a, b)
+    assert a.state_hash() == b.state_hash()
+    assert a.collection("Page").get("p1") == b.collection("Page").get("p1")
+    assert a.schemas.declared_lens(v1, v3) == b.schemas.declared_lens(v1, v3)
+
+
+def test_malformed_declarative_lenses_are_refused_before_anything_is_written(db):
+    v1 = db.define_schema(PAGE_V1)["Page"]
+    v3 = db.define_schema(PAGE_V3)["Page"]
+    before = db.state_hash()
+    for bad in ([], [{"op": "rename", "from": "text"}], [{"op": "eval", "field": "x"}],
+                [{"op": "drop", "field": "a.b"}], [{"op": "convert", "field": "n", "to": "Date"}]):
+        with pytest.raises(ValidationError):
+            db.register_lens(v1, v3, bad)
+    assert db.state_hash() == before

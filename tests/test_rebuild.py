@@ -12,7 +12,6 @@ from ostracon.core.query.rebuild import (
     COLD,
     HOT,
     WARM,
-    ColdCollectionError,
     CollectionMeta,
     RebuildScheduler,
     TieringPolicy,
@@ -232,10 +231,12 @@ def test_tiering_lifecycle():
     assert t >= 2_000 + 300 and ci.get("idx_k").state == READY
     pol.sync_indexes("c", ci)
     assert pol.meta("c").index_state == {"idx_k": READY}
-    # long idle: warm, then cold; cold refuses access until restore
+    # long idle: warm, then cold; an access makes a cold collection warm (the caller then
+    # activates it), and so does an explicit restore
     assert pol.sweep(t + 5_000) == [("c", HOT, WARM), ("c", WARM, COLD)]
-    with pytest.raises(ColdCollectionError, match="restore"):
-        pol.touch("c", t + 6_000)
+    m = pol.touch("c", t + 6_000)
+    assert (m.state, m.state_since_ms, m.last_access_ms) == (WARM, t + 6_000, t + 6_000)
+    pol.make_cold("c", t + 6_500, sched)
     assert pol.restore("c", t + 7_000).state == WARM
     pol.touch("c", t + 7_001)
     rec = pol.records()

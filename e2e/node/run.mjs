@@ -33,7 +33,7 @@ const onlyTransport = allChecks && !checks;
 const seeds = Number(arg("--seeds", "12"));
 const TESTS_DIR = "/home/pyodide/ostracon_tests";
 // Values that must be identical across runtimes (the others only have to pass).
-const COMPARED = ["crypto_vectors", "sim_hashes", "core_vectors", "graphql_answers"];
+const COMPARED = ["crypto_vectors", "sim_hashes", "core_vectors", "graphql_answers", "text_policy"];
 
 // Files the checks need inside Pyodide, relative to the repo root → path under TESTS_DIR.
 function testFiles() {

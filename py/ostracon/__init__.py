@@ -34,7 +34,6 @@ from .core.errors import (
 from .core.feed import ChangeEvent, Subscription
 from .core.text import Cursor as TextCursor
 from .db import (
-    ColdCollectionError,
     Collection,
     Database,
     IndexBuildingError,
@@ -67,6 +66,6 @@ __all__ = [
     "StorageUnavailableError", "LockedError", "CorruptLogError", "CorruptSnapshotError",
     "DiskFullError", "ReadOnlyError", "CryptoError", "WrongKeyError", "FrameError",
     "ProtocolError", "TransportError", "QueryTooExpensiveError", "IndexBuildingError",
-    "QueryCursorError", "ColdCollectionError", "SchemaValidationError", "LensNotFoundError",
+    "QueryCursorError", "SchemaValidationError", "LensNotFoundError",
     "Text", "TextHandle", "TextCursor",
 ]

@@ -26,6 +26,8 @@ def _open(path: str, *, read_only: bool = True, create: bool = False, **options:
     import ostracon
     if not os.path.isdir(path) and not create:
         raise CliError(f"{path}: no such database directory")
+    if read_only:
+        options.setdefault("follow", False)  # one-shot commands read a moment; no follower thread
     return ostracon.open(path, read_only=read_only, **options)
 
 
@@ -393,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_space_arguments(sub)
 
     from .serve import add_serve_arguments
-    s = sub.add_parser("serve", help="relay + the web app + /healthz (+ /graphql) on one port")
+    s = sub.add_parser("serve", help="relay + the web app + /healthz (+ /graphql, read-only REST /api) on one port")
     add_serve_arguments(s)
     s.set_defaults(fn=cmd_serve)
     return p

@@ -2,8 +2,10 @@
 
 Embedded defaults: the relay mailbox is an SQLite file under `--data` (0600 in a 0700
 directory). With `--graphql-db` a database directory is exposed at `POST /graphql`: opened
-read-only (no writer's lock; reopened when the store changes on disk) unless
-`--graphql-writes`. Every request is checked against a Host allow-list (default: the bound
+read-only (no writer's lock; each request first reads what the writer flushed) unless
+`--graphql-writes`. With `--observe PATH` the directory is followed read-only
+(db/observer.py) and served at `POST /graphql` and as read-only REST under `/api/`
+(rest.py). Every request is checked against a Host allow-list (default: the bound
 host and, on loopback, its usual names), which stops DNS-rebinding pages; every app response
 carries a strict Content-Security-Policy (no `unsafe-inline`), `frame-ancestors 'none'`,
 `nosniff` and `Referrer-Policy: no-referrer`. GraphQL requests pass static cost/alias limits
@@ -16,8 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields, replace
 from pathlib import Path
@@ -79,43 +81,43 @@ async def security_headers(request: HttpRequest, inner: Handler) -> HttpResponse
     return replace(response, headers=response.headers + extra)
 
 
-def _store_signature(path: str) -> tuple[tuple[str, int, int], ...]:
-    """Names, sizes and mtimes of the store's files: changes when a writer appends."""
-    out: list[tuple[str, int, int]] = []
-    try:
-        with os.scandir(path) as it:
-            for e in it:
-                if e.is_file():
-                    st = e.stat()
-                    out.append((e.name, st.st_size, st.st_mtime_ns))
-    except OSError:
-        return ()
-    return tuple(sorted(out))
+def with_rest(rest: Handler) -> Callable[[HttpRequest, Handler], Awaitable[HttpResponse]]:
+    """http_wrap that routes `/api/...` to the REST handler (the relay's own routes match
+    whole paths), then adds the security headers to every response."""
+    from .rest import PREFIX
+
+    async def wrap(request: HttpRequest, inner: Handler) -> HttpResponse:
+        async def routed(req: HttpRequest) -> HttpResponse:
+            if req.path.startswith(PREFIX) or req.path == PREFIX.rstrip("/"):
+                return await rest(req)
+            return await inner(req)
+        return await security_headers(request, routed)
+    return wrap
 
 
 class GraphQLEndpoint:
     """``POST /graphql`` over one database directory; see the module docstring."""
 
-    def __init__(self, db_path: str, allow_writes: bool, limits: GraphQLLimits):
+    def __init__(self, db_path: str, allow_writes: bool, limits: GraphQLLimits, db: Database | None = None):
         import ostracon
         self.path = db_path
         self.allow_writes = allow_writes
         self.limits = limits
-        self._open = ostracon.open
-        self._sig: tuple[tuple[str, int, int], ...] = ()
-        # Opened here so a bad path fails at startup; the worker thread reopens as needed.
-        self._db = self._open(db_path) if allow_writes else self._open(db_path, read_only=True)
-        self._sig = _store_signature(db_path)
+        # Opened here so a bad path fails at startup. A read-only open follows the writer
+        # (db/observer.py); given `db` (an observer shared with REST) its own follower
+        # keeps it current, otherwise each request first reads what the writer flushed.
+        self._shared = db is not None
+        self._db = db if db is not None else ostracon.open(db_path, read_only=not allow_writes)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ostracon-graphql")
         self._busy = False
 
     def _database(self) -> Database:
-        if not self.allow_writes:
-            sig = _store_signature(self.path)
-            if sig != self._sig:
-                old, self._db = self._db, self._open(self.path, read_only=True)
-                self._sig = sig
-                old.close()
+        if not self.allow_writes and not self._shared:
+            from .core.errors import OstraconError
+            try:
+                self._db.refresh()
+            except OstraconError:
+                pass   # answer from what was verified; follow_status keeps the error
         return self._db
 
     def _run(self, query: str, variables: dict[str, Any], operation_name: str | None) -> tuple[int, bytes]:
@@ -167,7 +169,8 @@ class GraphQLEndpoint:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
-        self._db.close()
+        if not self._shared:
+            self._db.close()
 
 
 def _graphql_handler(db_path: str, allow_writes: bool,
@@ -191,6 +194,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--web", default=None, help="built web app directory (default: dist/web)")
     parser.add_argument("--graphql-db", default=None, help="database directory exposed at POST /graphql")
     parser.add_argument("--graphql-writes", action="store_true", help="allow mutations through /graphql")
+    parser.add_argument("--observe", default=None, metavar="PATH",
+                        help="follow the database at PATH read-only (beside its writer) and serve it at "
+                             "GET /api/{collection}[/{id}[/history]] and POST /graphql")
     parser.add_argument("--allowed-host", action="append", default=None, metavar="NAME",
                         help="also accept requests with this Host name (repeatable; '*' turns the check off). "
                              "Default: the bound host, plus localhost names on loopback")
@@ -204,7 +210,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main_serve(args: argparse.Namespace) -> int:
-    from .core.errors import OstraconError
+    from .core.errors import OstraconError, ValidationError
     from .relay.cli import config_from_args
     from .relay.mailbox import parse_mailbox_spec, private_dir
     from .relay.server import run_relay
@@ -218,7 +224,10 @@ def main_serve(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
         gql_limits = None
-        if args.graphql_db:
+        observe = getattr(args, "observe", None)
+        if observe and args.graphql_db:
+            raise ValidationError("--observe serves GraphQL over the observed database; drop --graphql-db")
+        if args.graphql_db or observe:
             from .graphql_limits import GraphQLLimits
             gql_limits = GraphQLLimits(**{f.name: getattr(args, f"gql_{f.name}") for f in fields(GraphQLLimits)
                                           if hasattr(args, f"gql_{f.name}")})
@@ -233,14 +242,26 @@ def main_serve(args: argparse.Namespace) -> int:
     allowed = allowed_hosts_for(args.host, getattr(args, "allowed_host", None))
     mailbox = parse_mailbox_spec(f"sqlite:{data / 'mailbox.sqlite'}")
     handlers: dict[str, Handler] = {}
-    endpoint = None
+    endpoint = observed = rest = None
+    wrap: Callable[[HttpRequest, Handler], Awaitable[HttpResponse]] = security_headers
     try:
-        if args.graphql_db and gql_limits is not None:
+        if observe and gql_limits is not None:
+            import ostracon
+
+            from .rest import RestEndpoint
+            observed = ostracon.open(observe, read_only=True, follow=True)
+            endpoint = GraphQLEndpoint(observe, False, gql_limits, db=observed)
+            rest = RestEndpoint(observed)
+            wrap = with_rest(rest)
+            handlers["/graphql"] = endpoint
+        elif args.graphql_db and gql_limits is not None:
             endpoint = GraphQLEndpoint(args.graphql_db, args.graphql_writes, gql_limits)
             handlers["/graphql"] = endpoint
     except OstraconError as exc:
         mailbox.close()
-        print(f"ostracon serve: cannot open {args.graphql_db}: {exc}", file=sys.stderr)
+        if observed is not None:
+            observed.close()
+        print(f"ostracon serve: cannot open {observe or args.graphql_db}: {exc}", file=sys.stderr)
         return 2
 
     def ready(relay: Relay) -> None:
@@ -249,7 +270,7 @@ def main_serve(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(run_relay(config, args.host, args.port, mailbox, static_dir=web, extra_http=handlers,
-                              http_wrap=security_headers, allowed_hosts=allowed, ready=ready))
+                              http_wrap=wrap, allowed_hosts=allowed, ready=ready))
     except OSError as exc:
         print(f"ostracon serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
               file=sys.stderr)
@@ -258,4 +279,8 @@ def main_serve(args: argparse.Namespace) -> int:
         mailbox.close()
         if endpoint is not None:
             endpoint.close()
+        if rest is not None:
+            rest.close()
+        if observed is not None:
+            observed.close()
     return 0

@@ -125,10 +125,6 @@ class TransportError(OstraconError):
 
 # --- queries ------------------------------------------------------------------------------
 
-class ColdCollectionError(OstraconError):
-    """The collection is cold (not loaded): call restore() before reading it."""
-
-
 class QueryTooExpensiveError(OstraconError):
     """No index serves this query and a scan would read more than `fallback_docs_max` docs."""
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,7 +118,11 @@ class ChangeEvent:
 
 
 class Subscription:
-    """A bounded queue of events for one consumer (poll it, or give a callback)."""
+    """A bounded queue of events for one consumer (poll it, or give a callback).
+
+    `poll` and `close` may run on any thread while the feed publishes on another: they
+    hold the feed's `guard` (the lock the publisher holds), so an event is either returned
+    by one poll or kept for the next, never lost or returned twice."""
 
     def __init__(self, feed: ChangeFeed, collection: str | None, buffer: int,
                  callback: Callable[[ChangeEvent], None] | None) -> None:
@@ -150,6 +155,10 @@ class Subscription:
 
     def poll(self) -> list[ChangeEvent]:
         """Buffered events, or [overflow marker] after an overflow (then resumes)."""
+        with self._feed.guard:
+            return self._take()
+
+    def _take(self) -> list[ChangeEvent]:
         if self.overflowed:
             self.overflowed = False
             f = self._feed
@@ -160,18 +169,23 @@ class Subscription:
         return out
 
     def close(self) -> None:
-        self.closed = True
-        self._feed.unsubscribe(self)
+        with self._feed.guard:
+            self.closed = True
+            self._feed.unsubscribe(self)
 
 
 class ChangeFeed:
     """`payload`: whether events keep the document's fields; `payload_max_bytes`: the cap
-    on a payload's canonical encoding (module docstring)."""
+    on a payload's canonical encoding (module docstring). `guard`: the (re-entrant) lock
+    the caller holds while it publishes; subscriptions take it to poll and close from other
+    threads (None: a single-threaded feed; the core never creates a lock itself)."""
 
     def __init__(self, epoch: str, retention: int = FEED_RETENTION, *, payload: bool = True,
-                 payload_max_bytes: int = PAYLOAD_MAX_BYTES) -> None:
+                 payload_max_bytes: int = PAYLOAD_MAX_BYTES,
+                 guard: AbstractContextManager[Any] | None = None) -> None:
         if type(payload_max_bytes) is not int or payload_max_bytes < 0:
             raise ValidationError("payload_max_bytes must be an int >= 0")
+        self.guard: AbstractContextManager[Any] = guard if guard is not None else nullcontext()
         self.payload = bool(payload)
         self.payload_max_bytes = payload_max_bytes
         self.epoch = epoch

@@ -6,7 +6,6 @@ from ..core.query.filters import (
            QueryCursorError,
            QueryTooExpensiveError,
 )
-from ..core.query.rebuild import ColdCollectionError
 from ..core.query.schema import LensNotFoundError, SchemaValidationError
 from .collection import Collection
 from .database import Database
@@ -14,5 +13,5 @@ from .opening import open_database
 from .text import Text, TextHandle
 
 __all__ = ["Database", "Collection", "open_database", "QueryTooExpensiveError",
-           "IndexBuildingError", "QueryCursorError", "ColdCollectionError",
+           "IndexBuildingError", "QueryCursorError",
            "SchemaValidationError", "LensNotFoundError", "Text", "TextHandle"]

@@ -79,10 +79,11 @@ class Collection(CollectionWrites):
         """Pick up the current schema version (after schemas changed)."""
         self._views.refresh_schema(self._e.schemas.registry)
 
-    def _access(self, kind: str) -> None:
-        """Every read and write passes here: closed check, tier check (cold → refused, warm →
-        indexes come back), last-access bookkeeping (with the last clock reading the
-        database made: reads never call the clock, so scripted clocks stay deterministic)."""
+    def _access(self) -> None:
+        """Every read and write passes here: closed check, tier (a warm or cold collection
+        becomes hot: indexes come back, so the answer is the hot one), last-access
+        bookkeeping (with the last clock reading the database made: reads never call the
+        clock, so scripted clocks stay deterministic)."""
         e = self._e
         if e.closed:
             raise ClosedError("the database is closed")
@@ -90,8 +91,10 @@ class Collection(CollectionWrites):
             e.texts.commit_all()
         m = self._entry.meta
         if m.state != HOT:
-            e.indexing.wake(self._entry, kind, e.now)
+            e.indexing.wake(self._entry, e.now)
             m = self._entry.meta
+            if e.kick is not None and not e.indexing.idle():
+                e.kick()  # a throttled rebuild was scheduled: the driver steps it from now
         if e.now > m.last_access_ms:
             m.last_access_ms = e.now
 
@@ -108,14 +111,17 @@ class Collection(CollectionWrites):
 
     @locked
     def set_tier(self, tier: str) -> str:
-        """Move the collection to `tier`. hot: indexes in memory; warm: index entries freed,
-        rebuilt (under the throttle) on the next access; cold: reads, queries and local
-        writes refused with ColdCollectionError until `restore()` (remote changes still merge)."""
+        """Move the collection to `tier` (returns it). hot: indexes in memory; warm: index
+        entries freed; cold: the id order freed too. A tier changes memory, never answers:
+        the next read or write of a warm or cold collection makes it hot again (indexes
+        rebuilt at once when small, else under the throttle). Remote changes merge in every
+        tier. Raises ValidationError for another tier name."""
         self._e.check_open()
         return self._e.indexing.set_tier(self._entry, tier, self._e.now)
 
     def restore(self) -> str:
-        """Cold → warm: usable again; indexes come back on the next access."""
+        """Cold → warm ahead of use (any access does this by itself); indexes come back on
+        the next access. Returns the tier."""
         state = self._entry.meta.state
         return self.set_tier(WARM if state == COLD else state)
 
@@ -133,7 +139,7 @@ class Collection(CollectionWrites):
         `at`: a commit CID or a list of head CIDs: the document as it was then.
         """
         check_doc_id(doc_id)
-        self._access("get")
+        self._access()
         state = self._replica.doc(self.name, doc_id)
         if state is None:
             return None
@@ -155,7 +161,7 @@ class Collection(CollectionWrites):
         Returns (docs, next_cursor); next_cursor is None at the end. Cursors are ids, so a
         scan stays consistent while writes happen (new ids after the cursor are included).
         """
-        self._access("scan")
+        self._access()
         if type(prefix) is not str:
             raise ValidationError("prefix must be a str")
         if type(limit) is not int or limit < 1:
@@ -165,7 +171,7 @@ class Collection(CollectionWrites):
 
     @locked
     def count(self, *, include_deleted: bool = False) -> int:
-        self._access("count")
+        self._access()
         docs = self._views.states()
         if include_deleted:
             return len(docs)
@@ -175,38 +181,38 @@ class Collection(CollectionWrites):
     @locked
     def iter_docs(self) -> Iterator[dict]:
         """Every visible document (any order), as copies."""
-        self._access("scan")
+        self._access()
         return iter([own(d) for d in self._src.iter_docs()])
 
     @locked
     def count_all(self) -> int:
         """Number of documents including tombstones (what a full scan steps over)."""
-        self._access("count")
+        self._access()
         return self._src.count_all()
 
     @locked
     def iter_by_id(self, after_id: str | None = None) -> Iterator[dict]:
         """Visible documents with `_id > after_id`, in id order, as copies."""
-        self._access("scan")
+        self._access()
         return iter([own(d) for d in self._src.iter_by_id(after_id)])
 
     # ------------------------------------------------------------ queries
 
-    def _execute(self, filter: Any, order: Any, limit: Any, offset: Any, after: Any,
-                 fallback_docs_max: int | None) -> QueryResult:
-        """Plan and run a query. While an index it needs is being built and no scan within
-        fallback_docs_max can answer, wait for the driver to finish it (up to
-        `index_wait_ms`); without a driver, or nested in a callback, raise at once."""
+    def _fdm(self, fallback_docs_max: int | None) -> int:
+        return self._e.fallback_docs_max if fallback_docs_max is None else fallback_docs_max
+
+    def _until_indexed(self, run: Callable[[], Any]) -> Any:
+        """`run()` (plan and execute, or explain) after `_access`. While an index it needs is
+        being built and no scan within fallback_docs_max can answer, wait for the driver to
+        finish it (up to `index_wait_ms`) and run again; without a driver, or nested in a
+        callback, IndexBuildingError at once. A warm or cold collection woken by this access
+        rebuilds its indexes the same way, so its answer is the hot one."""
         e = self._e
         deadline = None
         while True:
-            self._access("query")
-            fdm = e.fallback_docs_max if fallback_docs_max is None else fallback_docs_max
-            src = self._src if needs_heads(filter, order) else self._ksrc
+            self._access()
             try:
-                return plan_execute(src, self._ci, filter, order, limit=limit,
-                                    offset=0 if offset is None else offset, after=after,
-                                    fallback_docs_max=fdm)
+                return run()
             except IndexBuildingError as exc:
                 if e.driven and e.depth() == 1:
                     if deadline is None:
@@ -216,6 +222,17 @@ class Collection(CollectionWrites):
                 remaining = max(0, self._src.count_all() - exc.progress)
                 exc.eta_ms = e.indexing.eta_ms(self.name, remaining)
                 raise
+
+    def _execute(self, filter: Any, order: Any, limit: Any, offset: Any, after: Any,
+                 fallback_docs_max: int | None) -> QueryResult:
+        """Plan and run a query (see `_until_indexed`)."""
+        def run() -> QueryResult:
+            src = self._src if needs_heads(filter, order) else self._ksrc
+            return plan_execute(src, self._ci, filter, order, limit=limit,
+                                offset=0 if offset is None else offset, after=after,
+                                fallback_docs_max=self._fdm(fallback_docs_max))
+        result: QueryResult = self._until_indexed(run)
+        return result
 
     @locked
     def find(self, filter: dict | None = None, order: Any = None, limit: int | None = None,
@@ -241,11 +258,25 @@ class Collection(CollectionWrites):
     @locked
     def explain(self, filter: dict | None = None, order: Any = None, limit: int | None = None,
                 offset: int | None = None, *, fallback_docs_max: int | None = None) -> dict:
-        """Which path `find` would take (ids, index with bounds, id_scan, scan or refused)."""
-        self._access("query")
-        fdm = self._e.fallback_docs_max if fallback_docs_max is None else fallback_docs_max
-        out = plan_explain(self._ksrc, self._ci, filter, order, limit=limit,
-                           offset=0 if offset is None else offset, fallback_docs_max=fdm)
+        """Which path `find` would take (ids, index with bounds, id_scan, scan or refused).
+        Where `find` would wait for an index being built, so does `explain` (same rule, see
+        `find`), so it describes the path `find` takes; `"path": "refused"` with
+        `waiting_for_index` only where `find` would raise IndexBuildingError."""
+        last: list[dict] = []
+
+        def run() -> dict:
+            out = plan_explain(self._ksrc, self._ci, filter, order, limit=limit,
+                               offset=0 if offset is None else offset,
+                               fallback_docs_max=self._fdm(fallback_docs_max))
+            last[:] = [out]
+            if "waiting_for_index" in out:
+                raise IndexBuildingError(out["reason"], index=out["waiting_for_index"],
+                                         progress=self._e.indexing.progress(self.name))
+            return out
+        try:
+            out = self._until_indexed(run)
+        except IndexBuildingError as exc:
+            out = {**last[0], "eta_ms": exc.eta_ms}
         return {"collection": self.name, "tier": self._entry.meta.state, **out}
 
     # ------------------------------------------------------------ indexes
@@ -265,7 +296,7 @@ class Collection(CollectionWrites):
         Idempotent for an identical definition."""
         e = self._e
         with e.lock:
-            self._access("index")
+            self._access()
             idx_name = e.indexing.create_index(self._entry, fields, unique, name, e.now)
             if not wait:
                 return idx_name
@@ -294,9 +325,19 @@ class Collection(CollectionWrites):
     @locked
     def indexes(self) -> list[dict]:
         """name, fields, unique, state (ready | building | dropped) and entries of each index.
-        Like every read, it wakes a warm collection first, so the entry counts are those of a
-        hot one (never the zeros of freed index data)."""
-        self._access("query")
+        Like every read, it wakes a warm or cold collection first, so the entry counts are
+        those of a hot one (never the zeros of freed index data): when that wake started a
+        throttled rebuild, it waits for it with a driver (up to `index_wait_ms`). Otherwise
+        (no driver, after that wait, or a hot collection building a new index) a building
+        index is listed as "building" with the entries it has so far: a progress display
+        polls this and must not block."""
+        woken = self._entry.meta.state != HOT
+        self._access()
+        e = self._e
+        if woken and e.driven and e.depth() == 1:
+            deadline = time.monotonic() + e.index_wait_ms / 1000
+            while any(i.state != READY for i in self._ci) and e.wait_changed(deadline):
+                self._access()
         return self._ci.list_indexes()
 
     @locked
@@ -308,9 +349,11 @@ class Collection(CollectionWrites):
     def unique_violations(self) -> list[dict]:
         """Documents sharing a key of a unique index. Local writes cannot cause these
         (ConflictError); concurrent remote writes can, since a CRDT cannot refuse them. They
-        stay listed until one side changes or deletes its document. Wakes a warm collection
-        first (its unique maps were freed): the answer is the hot one."""
-        self._access("query")
+        stay listed until one side changes or deletes its document. Wakes a warm or cold
+        collection first (its unique maps were freed) and finishes any unique index still
+        being rebuilt at once (`Indexing.ready_unique`): the answer is the hot one."""
+        self._access()
+        self._e.indexing.ready_unique(self._entry)
         out = []
         for v in self._ci.violations():
             idx = self._ci.get(v.index)
@@ -325,7 +368,7 @@ class Collection(CollectionWrites):
         an older or newer schema version, or none. The documents stay readable and
         editable (a patch or update that makes them valid clears the entry); the change
         event of the merge that caused one lists it in `event.violations`."""
-        self._access("query")
+        self._access()
         sch = self._views.schema
         if sch is None:
             return []
@@ -357,6 +400,12 @@ class Collection(CollectionWrites):
             if err is not None:
                 out.append({"rule": "schema", "field": err.field, "error": str(err)})
         if len(self._ci) and self._has_unique():
+            # Answer as a hot collection would: a warm or cold one is woken (its unique maps
+            # were freed), and a unique index part-way through a rebuild is finished first.
+            e = self._e
+            if self._entry.meta.state != HOT:
+                e.indexing.wake(self._entry, e.now)
+            e.indexing.ready_unique(self._entry)
             d = self._views.view(state, False)
             try:
                 self._ci.check_unique(d, state.doc_id)
@@ -391,7 +440,7 @@ class Collection(CollectionWrites):
         `{"pruned": n, "horizon": ms}` so a short history is never silent.
         """
         check_doc_id(doc_id)
-        self._access("history")
+        self._access()
         state = self._state(doc_id)
         if state is None:
             raise NotFoundError(f"{self.name}/{doc_id} does not exist")
@@ -416,7 +465,7 @@ class Collection(CollectionWrites):
     def blame(self, doc_id: str) -> dict[str, dict]:
         """field -> the commit that wrote its current value."""
         check_doc_id(doc_id)
-        self._access("history")
+        self._access()
         state = self._state(doc_id)
         if state is None or state.deleted:
             raise NotFoundError(f"{self.name}/{doc_id} does not exist")
@@ -434,7 +483,7 @@ class Collection(CollectionWrites):
         str at the first edit. Raises NotFoundError if the document does not exist."""
         check_doc_id(doc_id)
         check_write_field(field)
-        self._access("write")
+        self._access()
         self._live(doc_id)
         return TextHandle(self._e, self._e.texts, self.name, doc_id, field)
 

@@ -43,7 +43,7 @@ from .views import DocViews
 if TYPE_CHECKING:
     from ..core.replica import Replica
     from .engine import Engine
-    from .indexing import CollectionIndexes
+    from .indexing import CollectionIndexes, IndexedCollection
 
 
 
@@ -55,8 +55,9 @@ class CollectionWrites:
     _replica: Replica
     _views: DocViews
     _ci: CollectionIndexes
+    _entry: IndexedCollection
 
-    def _access(self, kind: str) -> None:
+    def _access(self) -> None:
         raise NotImplementedError  # Collection's
 
     def _state(self, doc_id: str) -> DocState | None:
@@ -99,6 +100,7 @@ class CollectionWrites:
         written: a new duplicate → ConflictError and nothing changes. A key the write leaves
         as it is never refuses it (a merge may have made it a duplicate: that is reported by
         unique_violations(), and must not freeze the document)."""
+        self._e.indexing.ready_unique(self._entry)
         d = dict(fields)
         d["_id"] = doc_id
         current = None
@@ -140,7 +142,7 @@ class CollectionWrites:
         e = self._e
         e.check_writable()
         check_collection(self.name)
-        self._access("write")
+        self._access()
         schema = self._views.schema
         if schema is not None:
             schema.validate(doc)
@@ -170,7 +172,7 @@ class CollectionWrites:
         doc, texts = split_texts(schema_texts(self._views.schema, doc))
         ops = set_ops(doc)
         self._e.check_writable()
-        self._access("write")
+        self._access()
         state = self._live(doc_id)
         self._check_cas(state, if_version, if_heads, where)
         schema = self._views.schema
@@ -197,7 +199,7 @@ class CollectionWrites:
         if ({op[1] for op in ops} | set(texts)) & set(unset):
             raise ValidationError("a field cannot be both set and unset")
         self._e.check_writable()
-        self._access("write")
+        self._access()
         state = self._live(doc_id)
         self._check_cas(state, if_version, if_heads, where)
         sch = self._views.schema
@@ -232,7 +234,7 @@ class CollectionWrites:
         """Create the document with `fields` when it does not exist (or is deleted), else
         set the given fields (like `patch`). Returns the commit CID."""
         check_doc_id(doc_id)
-        self._access("write")
+        self._access()
         state = self._replica.doc(self.name, doc_id)
         if state is None or state.deleted:
             self.create(fields, id=doc_id)
@@ -246,7 +248,7 @@ class CollectionWrites:
                where: Any = None) -> str:
         """Tombstone the document (history is kept). Returns the commit CID."""
         self._e.check_writable()
-        self._access("write")
+        self._access()
         state = self._live(doc_id)
         self._check_cas(state, if_version, if_heads, where)
         return self._write(doc_id, [(OP_DELETE,)])
@@ -262,7 +264,7 @@ class CollectionWrites:
         if type(by) is int and not -(2**63) <= by < 2**63:
             raise ValidationError("increment must fit in 64 bits")
         self._e.check_writable()
-        self._access("write")
+        self._access()
         state = self._live(doc_id)
         schema = self._views.schema
         if schema is not None:

@@ -59,6 +59,7 @@ from .indexing import (
     Indexing,
 )
 from .locking import locked
+from .observer import FOLLOW_INTERVAL_MS, Follower, ObserverMixin
 from .provenance import ProvenanceMixin
 from .replication import ReplicationMixin
 from .schemas import META_SCHEMAS, SCHEMA_COLLECTION, SchemaCatalog, SchemaMethods
@@ -79,7 +80,7 @@ COMPACT_MARGIN_BYTES = 128
 KEEP_SNAPSHOTS = 1
 
 
-class Database(ProvenanceMixin, SendMixin, SchemaMethods, ReplicationMixin):
+class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, ReplicationMixin):
     """An open Ostracon database. Use `ostracon.open(...)`.
 
     Every public method may be called from any thread (docs/STORAGE.md, Threads).
@@ -94,6 +95,11 @@ class Database(ProvenanceMixin, SendMixin, SchemaMethods, ReplicationMixin):
     whether change events carry the fields and up to what size (core/feed.py);
     `on_sink_error(exc)` is called when a background flush fails;
     `location` names the database in messages.
+
+    Observers (db/observer.py): a read-only open follows the writer's flushes. `follow`:
+    None (default) follows when the storage is read-only and no `clock` is injected;
+    True/False force it (without a thread, call `refresh()`). `follow_interval_ms` (250) is
+    the pause between two looks.
     """
 
     def __init__(self, storage: Storage, *, identity: Any, crypto: Any,
@@ -110,7 +116,8 @@ class Database(ProvenanceMixin, SendMixin, SchemaMethods, ReplicationMixin):
                  rebuild_max_concurrent: int = MAX_CONCURRENT, auto_tier: bool = False,
                  warm_after_ms: int = WARM_AFTER_MS, cold_after_ms: int = COLD_AFTER_MS,
                  sink_max_queued: int = SINK_MAX_QUEUED, index_wait_ms: int = INDEX_WAIT_MS,
-                 driver: bool | None = None,
+                 driver: bool | None = None, follow: bool | None = None,
+                 follow_interval_ms: int = FOLLOW_INTERVAL_MS,
                  on_sink_error: Callable[[Exception], None] | None = None,
                  location: str | None = None) -> None:
         # Every limit is checked here, so an out-of-range value is the same ValidationError
@@ -128,7 +135,8 @@ class Database(ProvenanceMixin, SendMixin, SchemaMethods, ReplicationMixin):
                 ("warm_after_ms", warm_after_ms, 0, MAX_SAFE_INT),
                 ("cold_after_ms", cold_after_ms, 0, MAX_SAFE_INT),
                 ("sink_max_queued", sink_max_queued, 1, MAX_PORTABLE_INT),
-                ("index_wait_ms", index_wait_ms, 0, MAX_SAFE_INT)):
+                ("index_wait_ms", index_wait_ms, 0, MAX_SAFE_INT),
+                ("follow_interval_ms", follow_interval_ms, 1, MAX_SAFE_INT)):
             check_int_option(pname, v, lo, hi)
         self._constructed = False
         self.storage = storage
@@ -144,10 +152,11 @@ class Database(ProvenanceMixin, SendMixin, SchemaMethods, ReplicationMixin):
                             rebuild_max_concurrent=rebuild_max_concurrent, auto_tier=auto_tier,
                             warm_after_ms=warm_after_ms, cold_after_ms=cold_after_ms,
                             on_error=self._callback_error, on_meta_change=self._meta_changed)
+        self._new_replica = lambda: Replica(identity.actor, require_signatures=require_signatures,
+                                            verify=crypto.verify_actor, max_pending_blocks=max_pending_blocks,
+                                            max_clock_skew_ms=max_clock_skew_ms)
         loaded = verification.load(
-            lambda: Replica(identity.actor, require_signatures=require_signatures,
-                            verify=crypto.verify_actor, max_pending_blocks=max_pending_blocks,
-                            max_clock_skew_ms=max_clock_skew_ms),
+            self._new_replica,
             storage, crypto.verify_actor, self.clock(), repair=repair, on_corrupt=on_corrupt)
         replica, seal_chain = loaded.replica, loaded.chain
         self._open_notes, self._open_problems = loaded.notes, loaded.problems
@@ -173,7 +182,8 @@ class Database(ProvenanceMixin, SendMixin, SchemaMethods, ReplicationMixin):
         self._compacted_at: int | None = None  # record position of this session's last snapshot
         self.last_apply: ApplyResult = ApplyResult()
         self._engine.feed = ChangeFeed(self._engine.random_bytes(6).hex(), feed_retention,
-                                       payload=feed_payload, payload_max_bytes=feed_payload_max_bytes)
+                                       payload=feed_payload, payload_max_bytes=feed_payload_max_bytes,
+                                       guard=self._engine.lock)
         self._engine.schemas.load(storage)
         self._engine.schemas.adopt()   # versions that arrived by sync (meta is saved lazily)
         indexing.load(storage, self._open_entry)
@@ -186,6 +196,17 @@ class Database(ProvenanceMixin, SendMixin, SchemaMethods, ReplicationMixin):
                 self._driver = d
                 self._engine.kick = d.kick
                 d.kick()
+        self._follow_lock = threading.Lock()
+        self._follow = {"following": False, "interval_ms": follow_interval_ms, "looks": 0,
+                        "blocks": 0, "resets": 0, "last_error": None, "stopped": None}
+        self._follower: Follower | None = None
+        if follow is None:
+            follow = storage.read_only and clock is None
+        if follow:
+            fl = Follower(self, follow_interval_ms, f"ostracon-follow-{self.actor[:8]}")
+            if fl.start():
+                self._follower = fl
+                self._follow["following"] = True
         driverlib.register(self)
         self._constructed = True   # construction finished: __del__ may now warn
 
@@ -301,6 +322,8 @@ class Database(ProvenanceMixin, SendMixin, SchemaMethods, ReplicationMixin):
                 self._meta_dirty = True   # last access times
         driverlib.unregister(self)
         try:
+            if self._follower is not None:
+                self._follower.stop()
             if self._driver is not None:
                 self._driver.stop()
             if not self.storage.read_only:

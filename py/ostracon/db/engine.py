@@ -188,7 +188,7 @@ class Engine:
             if self.closed:
                 return []
             for entry in self.indexing.take_reopened():
-                self.indexing.wake(entry, "open", now)
+                self.indexing.wake(entry, now)
             events = self.indexing.step(now)
             if self.indexing.auto_tier and now >= self.next_sweep_ms:
                 self.next_sweep_ms = now + SWEEP_MS

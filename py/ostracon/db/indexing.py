@@ -17,7 +17,7 @@ from typing import Any
 import msgpack
 
 from ..core.errors import OstraconError, StorageError, ValidationError
-from ..core.query.index import DROPPED, READY, CollectionIndexes, IndexCatalog
+from ..core.query.index import BUILDING, DROPPED, READY, CollectionIndexes, IndexCatalog
 from ..core.query.rebuild import (
     BATCH_SIZE,
     COLD,
@@ -27,7 +27,6 @@ from ..core.query.rebuild import (
     RATE_DOCS_PER_S,
     WARM,
     WARM_AFTER_MS,
-    ColdCollectionError,
     CollectionMeta,
     RebuildEvent,
     RebuildScheduler,
@@ -66,8 +65,6 @@ class IndexedCollection:
 
     def fetch(self, cursor: str | None, limit: int) -> tuple[list[dict], str | None]:
         """Rebuild jobs read live documents in id order through this (views, no copies)."""
-        if self.meta.state == COLD:
-            raise ColdCollectionError(f"collection {self.name!r} is cold")
         return self.views.scan("", cursor, limit, False, heads=False)
 
 
@@ -226,10 +223,10 @@ class Indexing:
 
     # ------------------------------------------------------------ tiers
 
-    def wake(self, entry: IndexedCollection, kind: str, now_ms: int) -> None:
-        """An access to a non-hot collection: cold → ColdCollectionError; warm → hot again,
+    def wake(self, entry: IndexedCollection, now_ms: int) -> None:
+        """An access to a non-hot collection (warm, or cold: cold → warm first): hot again,
         indexes rebuilt (at once when small, else under the throttle)."""
-        m = self.tiering.touch(entry.name, now_ms, kind=kind)
+        m = self.tiering.touch(entry.name, now_ms)
         entry.meta = m
         if m.state == WARM:
             self.tiering.activate(entry.name, entry.ci, self.scheduler, entry.fetch, now_ms)
@@ -237,6 +234,26 @@ class Indexing:
             if self._small(entry):
                 self.build_now(entry)
             self.changed()
+
+    def ready_unique(self, entry: IndexedCollection) -> None:
+        """Finish every unique index of the collection that is still being rebuilt, at once.
+        A local write is checked against its unique indexes before it is applied; an index
+        part-way through a throttled rebuild lacks the documents the job has not reached
+        yet, so the check would let a duplicate through that a hot collection refuses. The
+        cost (one pass over the collection's views) is paid once per rebuild, by the first
+        write that needs the answer."""
+        building = [i for i in entry.ci if i.unique and i.state == BUILDING]
+        if not building:
+            return
+        for job in self.scheduler.running + self.scheduler.pending:
+            for idx in building:
+                if idx in job.indexes:
+                    job.indexes.remove(idx)
+        views = entry.views.iter_views(False)
+        for idx in building:
+            idx.build(views)
+            idx.state = READY
+        self.sync_states(entry)
 
     def set_tier(self, entry: IndexedCollection, tier: str, now_ms: int) -> str:
         if tier not in (HOT, WARM, COLD):
@@ -257,7 +274,7 @@ class Indexing:
             if state == COLD:
                 pol.restore(name, now_ms)
             if pol.meta(name).state == WARM:
-                self.wake(entry, "activate", now_ms)
+                self.wake(entry, now_ms)
         entry.meta = pol.meta(name)
         self.changed()
         return entry.meta.state

@@ -108,6 +108,14 @@ class ReplicationMixin:
         now = e.clock()
         e.sink.add_merged(r.new_blocks(result.new), result.new_seals, now)
         e.sink_triggers(now)
+        self._publish_merged(result)
+        return result.new
+
+    def _publish_merged(self, result: ApplyResult) -> None:
+        """Documents a merge changed → schema adoption, rule checks, indexes, change feed
+        (state lock held)."""
+        e = self._engine
+        r = e.replica
         if any(key[0] == SCHEMA_COLLECTION for key in result.changed_docs):
             self._adopt_schemas()  # before the documents are checked against them
         seen = set()
@@ -124,7 +132,6 @@ class ReplicationMixin:
                 state = r.doc(*key)
                 assert state is not None
                 e.publish(key[0], key[1], state, None if col is None else col.violations_of)
-        return result.new
 
     def _release_held(self) -> None:
         """Blocks held back for clock skew whose time has come (background step)."""

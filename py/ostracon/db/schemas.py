@@ -6,7 +6,13 @@ Schema versions are replicated like data: each version is a document of the rese
 collection `SCHEMA_COLLECTION` whose id is the version id and whose field `schema` holds
 the canonical bytes, so it travels in signed blocks through the same DAG and sync as
 everything else. A received version is adopted only if its bytes hash to its id and its
-parents are known (a version whose parents have not arrived yet waits for them)."""
+parents are known (a version whose parents have not arrived yet waits for them).
+
+Declarative lenses (core/query/lenses.py) travel the same way: the document of version T
+holds, in field `LENS_PREFIX + S`, the canonical bytes of the lens S → T. A received lens
+is adopted once both versions are known; concurrent lenses for one direction resolve like
+any field (last writer wins), so every replica ends with the same lens. Lens functions
+(callables) are local to one open database and never replicated."""
 
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import msgpack
 from ..core import cid as cidlib
 from ..core.block import OP_SET, check_collection
 from ..core.errors import ConflictError, NotFoundError, StorageError, ValidationError
+from ..core.query.lenses import DeclaredLens, lens_from_bytes
 from ..core.query.schema import LensNotFoundError, Schema, schema_from_canonical
 from ..core.query.schema_registry import SchemaRegistry
 from ..core.query.sdl import parse_sdl
@@ -25,10 +32,6 @@ from ..core.replica import Replica
 from ..core.state import DocState
 from ..storage.base import Storage
 from .locking import locked
-
-if TYPE_CHECKING:
-    from .collection import Collection
-    from .engine import Engine
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -44,6 +47,9 @@ META_SCHEMAS = "ostracon/schemas"
 SCHEMA_COLLECTION = "ostracon.schemas"
 #: Field of a schema-version document holding the canonical bytes.
 SCHEMA_FIELD = "schema"
+#: Prefix of the fields of a schema-version document that hold declarative lenses into that
+#: version, keyed by the source version id (CIDs are base32: no '.', so a plain field).
+LENS_PREFIX = "lens-"
 
 
 class SchemaCatalog:
@@ -153,7 +159,37 @@ class SchemaCatalog:
             if len(rest) == len(pending):
                 break  # parents not here yet: adopted when they arrive
             pending = rest
-        return added
+        return self._adopt_lenses(docs) or added
+
+    def _adopt_lenses(self, docs: dict[str, DocState]) -> bool:
+        """Register every replicated declarative lens whose two versions are known and
+        that differs from the one registered. Returns whether any lens changed."""
+        reg = self.registry
+        changed = False
+        for to_id in sorted(docs):
+            state = docs[to_id]
+            if state.deleted or not reg.has(to_id):
+                continue
+            fields = state.user_fields()
+            for name in sorted(fields):
+                if not name.startswith(LENS_PREFIX):
+                    continue
+                from_id = name[len(LENS_PREFIX):]
+                if not reg.has(from_id):
+                    continue  # the source version has not arrived yet
+                try:
+                    lens = lens_from_bytes(fields[name])
+                    if reg.declared_lens(from_id, to_id) != lens:
+                        reg.register_lens(from_id, to_id, lens)
+                        changed = True
+                except ValidationError:
+                    continue  # not a lens this version understands: ignored, like a bad schema
+        return changed
+
+    @staticmethod
+    def lens_ops(from_id: str, lens: DeclaredLens) -> list:
+        """Ops that store `lens` (from `from_id`) in the document of its target version."""
+        return [(OP_SET, LENS_PREFIX + from_id, lens.data)]
 
     def register_lens(self, from_version: str, to_version: str, fn: Callable[[dict], dict],
                       reverse: Callable[[dict], dict] | None = None) -> None:
@@ -256,6 +292,7 @@ class SchemaMethods:
             col = self._collections.get(name)
             if col is None:
                 continue
+            self._lenses_changed(name)
             for field, unique in reg.get(name).indexes():
                 try:
                     col.create_index(field, unique=unique)
@@ -274,14 +311,36 @@ class SchemaMethods:
                     pass  # a type name that is no collection name (cannot hold documents)
 
     @locked
-    def register_lens(self, from_version: str, to_version: str, fn: Callable[[dict], dict], *,
-                      reverse: Callable[[dict], dict] | None = None) -> None:
-        """A function translating a document's user fields from one schema version to
-        another (and optionally back). Reads of documents written under an older version go
-        through the shortest chain of lenses to the current one. Lenses are code: register
-        them again after every open."""
-        self._engine.check_open()
-        self._engine.schemas.register_lens(from_version, to_version, fn, reverse=reverse)
+    def register_lens(self, from_version: str, to_version: str,
+                      lens: Callable[[dict], dict] | list[dict], *,
+                      reverse: Callable[[dict], dict] | list[dict] | None = None) -> None:
+        """A lens translating a document's user fields from one schema version to another
+        (and optionally back). Reads of documents written under an older version go through
+        the shortest chain of lenses to the current one (additive steps need none).
+
+        `lens` is either declarative — a list of steps (rename, copy, default, drop,
+        convert; core/query/lenses.py) stored in the DAG with the target version, replicated
+        and applied identically by every replica, persisted — or a function, which is local
+        to this open database only (register it again after every open; other replicas do
+        not see it). A function cannot replace a declarative lens of the same direction.
+        Raises ValidationError for a malformed lens or versions of different schemas,
+        NotFoundError for an unknown version."""
+        e = self._engine
+        e.check_open()
+        fwd = DeclaredLens(lens) if isinstance(lens, (list, tuple)) else lens
+        back = DeclaredLens(reverse) if isinstance(reverse, (list, tuple)) else reverse
+        e.schemas.register_lens(from_version, to_version, fwd, reverse=back)
+        if not e.storage.read_only:
+            for src, dst, f in ((from_version, to_version, fwd), (to_version, from_version, back)):
+                if isinstance(f, DeclaredLens):
+                    e.write(SCHEMA_COLLECTION, dst, e.schemas.lens_ops(src, f))
+        self._lenses_changed(e.schemas.registry.version(to_version).name)
+
+    def _lenses_changed(self, name: str) -> None:
+        """Reads of `name` changed shape: its index entries were built from the old views."""
+        col = self._collections.get(name)
+        if col is not None:
+            col.rebuild_indexes()
 
     @locked
     def schema_history(self, name: str) -> list[dict]:

@@ -54,6 +54,17 @@ class OpenReport:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True)
+class Tail:
+    """What `Storage.tail()` found: the data records another process flushed since the
+    previous look, as (position, record) in position order; `reset`: the adapter reloaded
+    its view (the records after the last one read were compacted away): rebuild from
+    `load_snapshot()` and `records()`."""
+
+    records: tuple[tuple[int, bytes], ...] = ()
+    reset: bool = False
+
+
 def check_keep(keep_snapshots: object) -> int:
     """`keep_snapshots` of `compact`: an int >= 1 (ValueError otherwise)."""
     if type(keep_snapshots) is not int or keep_snapshots < 1:
@@ -117,6 +128,12 @@ class Storage(ABC):
 
     def open_report(self) -> OpenReport:
         return OpenReport(records=self.last_position())
+
+    def tail(self) -> Tail | None:
+        """For a read-only open beside a writer in another process: the records it flushed
+        since the previous call (see `Tail`). None: nothing to follow (a writable store, or
+        an adapter without other writers)."""
+        return None
 
     @abstractmethod
     def close(self) -> None:

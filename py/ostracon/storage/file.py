@@ -28,6 +28,7 @@ from . import logformat as lf
 from .base import OpenReport, Storage, check_keep, check_meta
 from .fslayer import OsFileLayer, map_oserror
 from .recovery import RecoveryMixin
+from .tail import TailMixin
 
 # A new segment starts once the active one would grow past this. Bounds the work of every
 # open (the last segment is scanned in full) and the unit compaction can delete.
@@ -42,7 +43,7 @@ DURABILITY_MODES = ("always", "flush", "none")
 _T = TypeVar("_T")
 
 
-class FileStorage(RecoveryMixin, Storage):
+class FileStorage(RecoveryMixin, TailMixin, Storage):
     """A directory of `seg-<first position>.log` segments and `snap-<seq>.snap` snapshots."""
 
     def __init__(self, path: str | os.PathLike[str], *, durability: str = "flush",

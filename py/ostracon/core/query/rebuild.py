@@ -22,13 +22,16 @@ Rules:
   Scheduling empties the indexes and marks them "building"; the planner ignores them until
   the job is done (see planner.py for what queries do meanwhile).
 
-Hot/warm/cold (policy only; the Database holds the data):
+Hot/warm/cold (policy only; the Database holds the data). The tier decides what memory a
+collection holds, never what it answers: every read and write answers on a warm or cold
+collection exactly as on a hot one (docs/QUERIES.md, "Hot, warm and cold collections").
 - hot: documents in memory, indexes ready (or building).
 - warm: documents in memory, index entries dropped to save memory; the next access makes
-  the collection hot again and schedules a rebuild under the throttle (queries meanwhile
-  use the fallback scan within fallback_docs_max, else IndexBuildingError).
-- cold: documents not loaded; every access (query, scan, get) is refused with
-  ColdCollectionError until `restore()` (which makes it warm after the Database loads it).
+  the collection hot again and rebuilds its indexes (at once when small, else under the
+  throttle; queries meanwhile as during any rebuild).
+- cold: warm, and the sorted id order freed too (the replica keeps every document's CRDT
+  state: it needs it to merge and to hash). The next access goes cold → warm → hot in one
+  step, like an access to a warm collection.
 Idle time decides demotion: `sweep(now_ms)` reports hot→warm after `warm_after_ms` and
 warm→cold after `cold_after_ms` without access. `CollectionMeta.to_record()` is the plain
 dict the Database persists (state, last access, index states).
@@ -41,15 +44,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import (
-    ColdCollectionError,  # noqa: F401  (re-exported)
-    OstraconError,
-    ValidationError,
-)
+from ..errors import OstraconError, ValidationError
 from .index import BUILDING, DROPPED, READY, CollectionIndexes, Index
 
 __all__ = ["RebuildScheduler", "RebuildJob", "RebuildEvent", "TieringPolicy", "CollectionMeta",
-           "ColdCollectionError", "HOT", "WARM", "COLD", "REASONS"]
+           "HOT", "WARM", "COLD", "REASONS"]
 
 # Defaults (named, documented): 500 docs per batch keeps one step short (~2-5 ms of indexing
 # in CPython, a few frames in Pyodide); 5,000 docs/s leaves most of each second to the app;
@@ -58,7 +57,7 @@ BATCH_SIZE = 500
 RATE_DOCS_PER_S = 5_000
 MAX_CONCURRENT = 2
 BURST_MS = 1_000
-# Demotion thresholds: 10 min idle → drop indexes; 24 h idle → unload.
+# Demotion thresholds: 10 min idle → drop index entries; 24 h idle → drop the id order too.
 WARM_AFTER_MS = 10 * 60_000
 COLD_AFTER_MS = 24 * 3_600_000
 
@@ -332,14 +331,13 @@ class TieringPolicy:
     def sync_indexes(self, name: str, indexes: CollectionIndexes) -> None:
         self.meta(name).index_state = {i.name: i.state for i in indexes}
 
-    def touch(self, name: str, now_ms: int, *, kind: str = "query") -> CollectionMeta:
-        """Record an access. Cold → ColdCollectionError. The caller checks `state == WARM`
-        and calls `activate` to bring indexes back."""
+    def touch(self, name: str, now_ms: int) -> CollectionMeta:
+        """Record an access. A cold collection becomes warm here (its documents never left
+        memory); the caller checks `state == WARM` and calls `activate` to bring indexes
+        back, so an access answers the same in every tier."""
         m = self.meta(name, now_ms)
         if m.state == COLD:
-            raise ColdCollectionError(
-                f"collection {name!r} is cold (not loaded; idle since {m.last_access_ms} ms): "
-                f"{kind} refused; call restore({name!r}) first")
+            m.state, m.state_since_ms = WARM, now_ms
         m.last_access_ms = max(m.last_access_ms, now_ms)
         return m
 

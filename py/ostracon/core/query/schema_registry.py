@@ -1,5 +1,6 @@
 """The schema registry: each collection's DAG of content-addressed schema versions and the lenses
-between them. PURE."""
+between them (functions, local to one registry, or declarative lenses: core/query/lenses.py).
+PURE."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections import deque
 from collections.abc import Callable
 
 from ..errors import CorruptBlockError, LensNotFoundError, NotFoundError, SchemaValidationError, ValidationError  # noqa: F401  (re-exported)
+from .lenses import DeclaredLens
 from .schema import Schema
 from .sdl import parse_sdl, type_closure
 
@@ -23,6 +25,7 @@ class SchemaRegistry:
         self._by_name: dict[str, list[str]] = {}
         self._children: dict[str, set[str]] = {}
         self._lenses: dict[str, dict[str, Lens]] = {}
+        self._declared: dict[tuple[str, str], DeclaredLens] = {}
 
     # --- versions ------------------------------------------------------------------------
     def register(self, sdl: str) -> dict[str, Schema]:
@@ -103,6 +106,10 @@ class SchemaRegistry:
 
     # --- lenses --------------------------------------------------------------------------
     def register_lens(self, from_id: str, to_id: str, fn: Lens, *, reverse: Lens | None = None) -> None:
+        """A lens from one version to another of the same schema (and optionally back).
+        `fn` is a callable (local to this registry) or a `DeclaredLens` (data, the same on
+        every replica). A callable never replaces a declared lens of the same direction
+        (ValidationError): replicas would then read the same document differently."""
         a, b = self.version(from_id), self.version(to_id)
         if a.name != b.name:
             raise ValidationError(f"a lens must stay within one schema ({a.name} → {b.name})")
@@ -110,9 +117,22 @@ class SchemaRegistry:
             raise ValidationError("a lens must be callable")
         if from_id == to_id:
             raise ValidationError("a lens needs two different versions")
-        self._lenses.setdefault(from_id, {})[to_id] = fn
+        for x, y, f in ((from_id, to_id, fn), (to_id, from_id, reverse)):
+            if f is not None and not isinstance(f, DeclaredLens) and (x, y) in self._declared:
+                raise ValidationError(f"lens {x} → {y} is declared (replicated); a local "
+                                      f"function cannot replace it")
+        self._set_lens(from_id, to_id, fn)
         if reverse is not None:
-            self._lenses.setdefault(to_id, {})[from_id] = reverse
+            self._set_lens(to_id, from_id, reverse)
+
+    def _set_lens(self, a: str, b: str, fn: Lens) -> None:
+        self._lenses.setdefault(a, {})[b] = fn
+        if isinstance(fn, DeclaredLens):
+            self._declared[(a, b)] = fn
+
+    def declared_lens(self, from_id: str, to_id: str) -> DeclaredLens | None:
+        """The declarative lens from → to, if one is registered."""
+        return self._declared.get((from_id, to_id))
 
     def lens_path(self, from_id: str, to_id: str) -> list[str]:
         """Shortest chain of version ids from → to through registered lenses."""
