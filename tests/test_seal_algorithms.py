@@ -299,3 +299,29 @@ def test_blocks_with_a_malformed_p256_actor_are_corrupt():
             decode_change(encode_canonical({**m, "a": bad}))
         with pytest.raises(ostracon.ValidationError):
             Change("t", "x", (), 1, bad, 1, W, ())
+
+
+def test_an_observer_follows_and_verifies_a_p256_writer(tmp_path):
+    ident = Identity.generate(algorithm="p256")
+    path = tmp_path / "db"
+    w = ostracon.open(path, identity=ident, sink_interval_ms=3_600_000)
+    o = ostracon.open(path, read_only=True, follow=False)
+    try:
+        w.collection("c").create({"n": 1}, id="a")
+        w.flush()
+        assert o.refresh() == 1 and o.collection("c").get("a")["n"] == 1
+        assert o.state_hash() == w.state_hash() and o.verify() == []
+        assert o.collection("c").history("a")[0]["signature"]["status"] == "verified"
+        w.compact()                       # o had read everything: no reset
+        w.collection("c").create({"n": 2}, id="b")
+        w.flush()
+        assert o.refresh() == 1
+        w.collection("c").create({"n": 3}, id="c")
+        w.compact()                       # records o has not read are compacted: o resets
+        w.collection("c").create({"n": 4}, id="d")
+        w.flush()
+        assert o.refresh() == 2 and o.follow_status["resets"] == 1 and o.follow_status["last_error"] is None
+        assert o.state_hash() == w.state_hash() and o.verify() == []
+    finally:
+        o.close()
+        w.close()
