@@ -268,8 +268,12 @@ def text_policy(tests_dir: str | None = None) -> dict:
     """Passphrases and space names as the crypto layer uses them: the exact UTF-8 bytes of
     each string, the PBKDF2 key they give (WebCrypto in the browser, `cryptography`/hashlib
     natively) and the names invites keep. Identical everywhere, or two devices would derive
-    different keys from the same passphrase and never meet."""
+    different keys from the same passphrase and never meet. `legacy_salt`: the earlier
+    passphrase derivation's NFC salt, or the error type when the name holds characters newer
+    than Unicode 14 (refused alike everywhere, crypto/space.py `_legacy_nfc`)."""
+    from ostracon.core.errors import OstraconError
     from ostracon.crypto.invites import _check_name
+    from ostracon.crypto.space import space_salt
     from ostracon.crypto.spacefile import passphrase_bytes
 
     backend = crypto_factory()()
@@ -280,6 +284,10 @@ def text_policy(tests_dir: str | None = None) -> dict:
             "kek": backend.pbkdf2_sha256(pw, TEXT_POLICY_SALT, TEXT_POLICY_ITERATIONS, 32).hex(),
             "name": _check_name(text, allow_none=False).encode("utf-8").hex(),
         }
+        try:
+            out[pw.hex()]["legacy_salt"] = space_salt(text).hex()
+        except OstraconError as exc:
+            out[pw.hex()]["legacy_salt"] = type(exc).__name__
     return out
 
 

@@ -278,3 +278,13 @@ def test_invite_round_trip_property(key, name, path):
     url = "wss://h.example:443/" + path
     joined = Space.from_invite(sp.invite(url))
     assert joined == sp and joined.name == sp.name and joined.relay_url == url
+
+
+@pytest.mark.parametrize("newer", ["\U000113C2\U000113C2", "tea \U0001FAE9"])
+def test_earlier_derivation_refuses_characters_newer_than_unicode_14(newer):
+    # NFC of characters unassigned in Unicode 14 differs between CPython 3.11 and Pyodide
+    # (Unicode 16): refused the same way in both instead of deriving two keys.
+    with pytest.raises(ValidationError, match="newer than Unicode 14"):
+        fast(newer, name="family")
+    with pytest.raises(ValidationError, match="newer than Unicode 14"):
+        space_salt("notes " + newer)

@@ -33,7 +33,6 @@ from urllib.parse import unquote
 from .cli import _json_value as json_value  # the export's lossless tagging: one JSON form everywhere
 from .core.errors import (
     ClosedError,
-    ColdCollectionError,
     CursorError,
     NotFoundError,
     OstraconError,
@@ -167,7 +166,7 @@ class RestEndpoint:
             return 503, error_body(type(exc).__name__, str(exc)), None
         except NotFoundError as exc:
             return 404, error_body(type(exc).__name__, str(exc)), None
-        except (ValidationError, CursorError, QueryTooExpensiveError, ColdCollectionError) as exc:
+        except (ValidationError, CursorError, QueryTooExpensiveError) as exc:
             return 400, error_body(type(exc).__name__, str(exc)), None
         except OstraconError as exc:
             return 500, error_body(type(exc).__name__, str(exc)), None

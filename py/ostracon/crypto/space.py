@@ -35,6 +35,7 @@ from typing import Any, NoReturn
 from ..core.errors import ValidationError, WrongKeyError
 from ..core.protocol import relay as P
 from ..core.protocol.frames import ROOM_ID_SIZE, FrameKeys
+from ..core.unicode14 import UNICODE_VERSION, first_unassigned
 from . import members as M
 from .base import CryptoBackend
 from .invites import (  # noqa: F401
@@ -77,9 +78,26 @@ def _backend(crypto: CryptoBackend | None) -> CryptoBackend:
     return default_backend()
 
 
+def _legacy_nfc(text: str, what: str) -> str:
+    """NFC of `text` for the earlier passphrase derivation, the same in every runtime.
+
+    NFC is only stable across Unicode versions for characters that were assigned in the
+    older one, and the runtimes differ (CPython 3.11: Unicode 14; Pyodide: 16). So a character
+    unassigned in Unicode 14 (core/unicode14.py) is refused with ValidationError instead of
+    being normalised one way natively and another in the browser."""
+    bad = first_unassigned(text)
+    if bad is not None:
+        raise ValidationError(
+            f"the {what} holds U+{ord(bad):04X}, a character newer than Unicode {UNICODE_VERSION}: "
+            "the earlier passphrase derivation cannot treat it the same in every runtime "
+            "(new spaces use random secrets and keep text exactly)")
+    return unicodedata.normalize("NFC", text)
+
+
 def space_salt(name: str) -> bytes:
-    """The PBKDF2 salt for a space name (domain label + NFC name, hashed)."""
-    return hashlib.sha256(SPACE_SALT_LABEL + unicodedata.normalize("NFC", name).encode("utf-8")).digest()
+    """The PBKDF2 salt for a space name (domain label + NFC name, hashed). Raises
+    ValidationError for a name holding characters newer than Unicode 14 (`_legacy_nfc`)."""
+    return hashlib.sha256(SPACE_SALT_LABEL + _legacy_nfc(name, "space name").encode("utf-8")).digest()
 
 
 @dataclass(frozen=True)
@@ -204,7 +222,7 @@ class Space:
         guesses): `migrate()` it. New spaces: `generate` + a passphrase-wrapped space file."""
         if not isinstance(passphrase, str):
             raise ValidationError(f"a passphrase must be a str, not {type(passphrase).__name__}")
-        passphrase = unicodedata.normalize("NFC", passphrase)
+        passphrase = _legacy_nfc(passphrase, "passphrase")
         if not passphrase.strip():
             raise ValidationError("an empty (or whitespace-only) passphrase is refused")
         pw = passphrase.encode("utf-8")
