@@ -17,6 +17,7 @@ its text (ostracon: snapshot of the replica). Targets: time ≤ 0.5× pycrdt, si
 from __future__ import annotations
 
 import argparse
+import base64
 import gzip
 import json
 import sys
@@ -36,10 +37,27 @@ ACTOR = bytes(range(32))
 WALL = 1_700_000_000_000
 
 
-def load_trace() -> tuple[list, str]:
-    with gzip.open(TRACE) as f:
-        d = json.load(f)
+def load_trace(path: str | Path = TRACE) -> tuple[list, str]:
+    """(transactions, endContent) of a trace file: gzip JSON, or the same base64-encoded
+    (`.b64`: how the browser benchmark hands it to the worker's file system)."""
+    raw = Path(path).read_bytes()
+    if str(path).endswith(".b64"):
+        raw = base64.b64decode(raw)
+    d = json.loads(gzip.decompress(raw))
     return [tx["patches"] for tx in d["txns"]], d["endContent"]
+
+
+def ostracon_json(path: str | Path = TRACE) -> str:
+    """The ostracon rows of the table as JSON, for the runtimes without a terminal (Pyodide
+    under Node, Chromium's worker: e2e/bench_text_web.py): seconds, exact, KB, load seconds."""
+    txns, end = load_trace(path)
+    out = {}
+    for name, fn in (("core", run_ostracon_core), ("db", run_ostracon_db)):
+        res = fn(txns)
+        if res is not None:
+            el, text, size, load = res
+            out[name] = {"s": el, "exact": text == end, "kb": size / 1000, "load_s": load}
+    return json.dumps(out)
 
 
 def run_plain(txns):

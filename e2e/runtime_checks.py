@@ -186,28 +186,64 @@ def verify_store_json(store_json: str, tests_dir: str | None = None) -> str:
     return json.dumps(out)
 
 
+class _ContractEnv:
+    """An env for tests/transport_contract.py: `make` builds a transport, `base` is the URL the
+    rooms hang off (a relay, or the broadcast medium's name)."""
+
+    def __init__(self, name: str, make, base: str, dead_url: str | None, mailbox: bool) -> None:
+        from ostracon.crypto import default_backend
+        from ostracon.crypto.space import Space
+        from room_keys import remember
+
+        self.name, self.make, self.base, self.dead_url, self.mailbox = name, make, base, dead_url, mailbox
+        self.space = Space.from_key(default_backend().random_bytes(32), "contract", crypto=default_backend())
+        remember(self.space)
+
+    async def new_room(self) -> str:
+        from room_keys import new_room
+
+        return new_room()
+
+    def room_url(self, room: str) -> str:
+        from ostracon.core.protocol import relay as P
+
+        return self.base.rstrip("/") + P.room_path(room, 0)
+
+    async def sync(self, db, i, **options):
+        from ostracon.sync.client import SyncClient
+
+        fast = dict(backoff_initial_s=0.05, backoff_max_s=0.3, tick_interval_s=0.02, settle_s=0.2)
+        return SyncClient(db, self.base, self.space, transport_factory=self.make, **{**fast, **options}).start()
+
+
 async def transport_contract(relay_url: str, tests_dir: str | None = None) -> list[str]:
-    """tests/transport_contract.py against a running relay: the browser WebSocket transport
-    under Pyodide, the `websockets` one natively."""
+    """tests/transport_contract.py on the relay WebSocket transport and the BroadcastChannel
+    transport: the browser ones under Pyodide (Node's WebSocket client and its global
+    BroadcastChannel), the native ones (`websockets`, the in-process medium) natively."""
     _use_tests_dir(tests_dir)
     import transport_contract as tc
-    from ostracon.core.protocol import relay as P
 
     if _in_pyodide():
-        from ostracon.runtime.browser.transport import BrowserWebSocketTransport as make
+        from ostracon.runtime.browser.broadcast import BROADCAST_URL, BroadcastChannelTransport
+        from ostracon.runtime.browser.transport import BrowserWebSocketTransport as ws_make
+
+        bc_make = BroadcastChannelTransport
     else:
-        from ostracon.sync.native import WebSocketTransport as make
+        from ostracon.crypto import default_backend
+        from ostracon.sync.broadcast import BroadcastTransport, LocalBroadcast
+        from ostracon.sync.native import WebSocketTransport as ws_make
 
-    def room_url(room: str, since: int | None = None) -> str:
-        return relay_url.rstrip("/") + P.room_path(room, since)
+        medium = LocalBroadcast()
+        BROADCAST_URL = "ws://broadcast.invalid"
 
+        def bc_make():
+            return BroadcastTransport(medium.open, default_backend().random_bytes)
+
+    envs = [_ContractEnv("relay websocket", ws_make, relay_url, "ws://127.0.0.1:9/v1/room/" + "ab" * 32, True),
+            _ContractEnv("broadcast channel", bc_make, BROADCAST_URL, None, False)]
     passed = []
-    for check in tc.CONTRACT:
-        try:
-            await check(make, room_url)
-        except BaseException as e:
-            raise AssertionError(f"{check.__name__}: {type(e).__name__}: {e}") from e
-        passed.append(check.__name__)
+    for env in envs:
+        passed += [f"{env.name}: {n}" for n in await tc.run_contract(env)]
     return passed
 
 
@@ -219,6 +255,62 @@ async def transport_contract_json(relay_url: str, tests_dir: str | None = None) 
         out = {"ok": False, "error": "".join(traceback.format_exception(e))[-4000:]}
     out["ms"] = round((time.perf_counter() - t0) * 1000, 1)
     return json.dumps(out)
+
+
+# Edits of the seeded text script: enough for splits, merges, deletes across runs, three
+# devices syncing at random, a migrated plain body and astral characters.
+TEXT_SCRIPT_STEPS = 300
+TEXT_SCRIPT_ALPHABET = ["a", "b", " ", "\n", "é", "e\u0301", "😀", "👍🏽", "中", "ß"]
+
+
+def text_script(seed: int = 7, steps: int = TEXT_SCRIPT_STEPS) -> dict:
+    """A seeded script of text edits on three devices (deterministic identities, clocks and
+    randomness), synced at random: the final text, every block's CID and the state hash.
+    Must be identical natively, in Pyodide under Node and in Chromium's worker."""
+    import random
+
+    import ostracon
+    from ostracon.crypto.identity import Identity
+
+    rng = random.Random(seed)
+    clocks = [1_700_000_000_000 + 1000 * i for i in range(3)]
+    rngs = [random.Random(seed * 10 + i) for i in range(3)]
+    dbs = [ostracon.open(identity=Identity.from_seed(bytes([i + 1]) * 32),
+                         clock=(lambda i=i: clocks[i]), random_bytes=rngs[i].randbytes)
+           for i in range(3)]
+    cols = [db.collection("notes") for db in dbs]
+    cols[0].create({"title": "t", "body": "a plain body to migrate"}, id="n1")
+
+    def sync(a: int, b: int) -> None:
+        dbs[a].flush()
+        dbs[b].apply_blocks(dbs[a].blocks_since(dbs[b].version_vector()))
+
+    for a in range(1, 3):
+        sync(0, a)
+    handles = [c.text("n1", "body") for c in cols]
+    for _ in range(steps):
+        i = rng.randrange(3)
+        clocks[i] += rng.randrange(1, 400)
+        h = handles[i]
+        n = len(h)
+        if n and rng.random() < 0.3:
+            pos = rng.randrange(n)
+            h.delete(pos, rng.randint(1, min(5, n - pos)))
+        else:
+            word = "".join(rng.choice(TEXT_SCRIPT_ALPHABET) for _ in range(rng.randint(1, 6)))
+            h.insert(rng.randint(0, n), word)
+        if rng.random() < 0.15:
+            sync(i, rng.randrange(3))
+    for a in range(3):
+        for b in range(3):
+            if a != b:
+                sync(a, b)
+    texts = {str(h) for h in handles}
+    hashes = {db.state_hash() for db in dbs}
+    if len(texts) != 1 or len(hashes) != 1:
+        raise AssertionError("the devices diverged inside one runtime")
+    cids = [c["cid"] for c in cols[0].history("n1")]
+    return {"text": texts.pop(), "state_hash": hashes.pop(), "cids": cids}
 
 
 GRAPHQL_SDL = "type books { title: String  year: Int @index  tags: [String]  price: Float }"
@@ -395,6 +487,7 @@ CHECKS: dict[str, Callable[..., Any]] = {
     "graphql_answers": graphql_answers,
     "p256_store": p256_store,
     "text_policy": text_policy,
+    "text_script": text_script,
 }
 
 
@@ -405,7 +498,7 @@ def run_checks(names: list[str] | None = None, tests_dir: str | None = None, **k
         fn = CHECKS[name]
         t0 = time.perf_counter()
         try:
-            if name == "host_values":
+            if name in ("host_values", "text_script"):
                 value = fn()
             elif name == "sim_hashes":
                 value = fn(kw.get("seeds", SIM_SEEDS), tests_dir)

@@ -104,9 +104,10 @@ def test_contract_suite_passes_in_chromium(worker_page, native_results, check):
 
 # core_vectors holds the runtime-independence classes (DateTime grammar, _ilike case folding,
 # find_page cursors, ASCII digits, no normalisation of stored strings, -0.0); text_policy the
-# passphrase and name bytes and the keys they derive.
+# passphrase and name bytes and the keys they derive; text_script a seeded script of text edits
+# on three devices (blocks, CIDs, final text).
 @pytest.mark.parametrize("check", ["crypto_vectors", "sim_hashes", "core_vectors", "graphql_answers",
-                                   "text_policy"])
+                                   "text_policy", "text_script"])
 def test_values_identical_to_native(worker_page, native_results, check):
     res = run_in_browser(worker_page, check)
     nat = native_results[check]

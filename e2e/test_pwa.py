@@ -4,7 +4,8 @@
 - notes survive a reload; the list, editor, history, space dialog render (screenshots);
 - two browser contexts in one space: an edit appears in the other (latency printed),
   concurrent edits converge;
-- both offline, both edit, both online: they converge as last-writer-wins says;
+- both offline, both edit, both online: they converge (fields: last writer wins; the body is
+  a collaborative text, both texts survive);
 - after the first visit the service worker serves the app with the server gone; edits made
   offline sync once the server is back;
 - two tabs of one context share one engine; closing the leader tab loses nothing;
@@ -150,8 +151,8 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
 
 
-def new_space() -> tuple[str, str]:
-    return f"space-{uuid.uuid4().hex[:8]}", f"pass-{uuid.uuid4().hex}"
+def new_space() -> str:
+    return f"space-{uuid.uuid4().hex[:8]}"
 
 
 class App:
@@ -168,19 +169,31 @@ class App:
     def goto(self) -> None:
         self.page.goto(self.base + APP)
 
-    def join(self, space: str, passphrase: str) -> None:
+    def create(self, space: str, passphrase: str | None = None) -> None:
+        """Create a new space (a random key; the passphrase, if any, locks this device's copy)."""
         self.goto()
         self.page.wait_for_selector("#join:not([hidden])")
         self.page.fill("#space-name", space)
-        self.page.fill("#space-pass", passphrase)
+        if passphrase:
+            self.page.fill("#space-pass", passphrase)
         self.page.click("#join-pass button[type=submit]")
         self.wait_ready()
+
+    def invite_link(self, role: str = "writer") -> str:
+        """An invite link for one more device, made in the space dialog's members section."""
+        self.page.click("#space-btn")
+        self.page.wait_for_selector("#members-sec:not([hidden]) #invite-controls:not([hidden])")
+        self.page.select_option("#invite-role", role)
+        self.page.click("#invite-btn")
+        wait_js(self.page, "document.getElementById('invite-link').value")
+        link = self.page.input_value("#invite-link")
+        self.page.keyboard.press("Escape")
+        return link
 
     def join_link(self, link: str) -> None:
         self.page.goto(link)
         self.page.wait_for_selector("#join:not([hidden])")
-        form = "#join-invite" if self.page.input_value("#invite-text") else "#join-pass"
-        self.page.click(f"{form} button[type=submit]")
+        self.page.click("#join-invite button[type=submit]")
         self.wait_ready()
 
     def wait_ready(self) -> None:
@@ -238,8 +251,7 @@ def test_notes_survive_reload_and_screens(browser, server):
     app.goto()
     app.page.wait_for_selector("#join:not([hidden])")
     shot(app.page, "01-join")
-    space, pw = new_space()
-    app.join(space, pw)
+    app.create(new_space())
     ids = [app.new_note("Groceries", "milk\neggs\nbread"),
            app.new_note("Trip to Lyon", "book the train; ask Anna about the museum"),
            app.new_note("Ideas", "a verifiable notes app")]
@@ -288,10 +300,9 @@ def test_notes_survive_reload_and_screens(browser, server):
     wait_js(app.page, f"window.__notes.state.current && window.__notes.state.current.id === {ids[1]!r}")
 
     # space dialog: invite link, verify everything
+    link = app.invite_link()
+    assert link.startswith(server.url + APP + "#invite=ost2"), link
     app.page.click("#space-btn")
-    wait_js(app.page, "document.getElementById('space').open && document.getElementById('invite-link').value")
-    link = app.page.input_value("#invite-link")
-    assert link.startswith(server.url + APP + "#"), link
     app.page.click("#verify-btn")
     wait_js(app.page, "document.getElementById('verify-state').dataset.ok === 'yes'", timeout=SYNC_TIMEOUT_MS)
     result = app.page.evaluate("window.__notes.verify")
@@ -323,7 +334,7 @@ def test_notes_survive_reload_and_screens(browser, server):
 def test_history_time_travel_restore(browser, server):
     ctx = browser.new_context(viewport={"width": 1200, "height": 820})
     app = make_app(ctx, server.url)
-    app.join(*new_space())
+    app.create(new_space())
     n = 5
     note_id = app.new_note("History test")  # edit 1 (the create)
     for i in range(2, n + 1):
@@ -360,17 +371,12 @@ def test_history_time_travel_restore(browser, server):
 
 
 def test_two_contexts_propagate_and_converge(browser, server):
-    space, pw = new_space()
     ctx_a = browser.new_context(viewport={"width": 1200, "height": 800})
     ctx_b = browser.new_context(viewport={"width": 1200, "height": 800})
     a, b = make_app(ctx_a, server.url), make_app(ctx_b, server.url)
-    a.join(space, pw)
-    # B joins through the invite link A copies from the space dialog
-    a.page.click("#space-btn")
-    wait_js(a.page, "document.getElementById('invite-link').value")
-    link = a.page.input_value("#invite-link")
-    a.page.keyboard.press("Escape")
-    b.join_link(link)
+    a.create(new_space())
+    # B joins through the invite link A makes in the space dialog
+    b.join_link(a.invite_link())
 
     t0 = time.perf_counter()
     note_id = a.new_note("Shared", "first")
@@ -389,11 +395,11 @@ def test_two_contexts_propagate_and_converge(browser, server):
     print(f"\nPWA propagation A→B (type → visible in B's editor, includes 300 ms typing debounce): "
           f"create {create_ms:.0f} ms; edits p50 {lat[len(lat) // 2]:.0f} ms, max {lat[-1]:.0f} ms")
 
-    # concurrent edits: different fields both survive; the same field converges
+    # concurrent edits: different fields both survive; the body (a text) keeps both texts
     a.page.fill("#title", "title by A")
     b.page.fill("#tags", "from-b")
-    a.page.fill("#body", "body by A")
-    b.page.fill("#body", "body by B")
+    a.page.fill("#body", "edit 4 from A + body by A")   # both add to the body at once
+    b.page.fill("#body", "edit 4 from A + body by B")
     a.wait_saved()
     b.wait_saved()
     for app in (a, b):
@@ -405,7 +411,7 @@ def test_two_contexts_propagate_and_converge(browser, server):
         time.sleep(0.2)
     assert a.state_hash() == b.state_hash()
     da, db_ = a.note(note_id), b.note(note_id)
-    assert da["body"] == db_["body"] and da["body"] in ("body by A", "body by B")
+    assert da["body"] == db_["body"] and " + body by A" in da["body"] and " + body by B" in da["body"]
     a.page.click("#history-btn")
     a.page.wait_for_selector("#history[open] .commit")
     shot(a.page, "11-history-two-contexts")
@@ -416,13 +422,12 @@ def test_two_contexts_propagate_and_converge(browser, server):
     ctx_b.close()
 
 
-def test_both_offline_then_converge_lww(browser, server):
-    space, pw = new_space()
+def test_both_offline_then_converge(browser, server):
     ctx_a = browser.new_context()
     ctx_b = browser.new_context()
     a, b = make_app(ctx_a, server.url), make_app(ctx_b, server.url)
-    a.join(space, pw)
-    b.join(space, pw)
+    a.create(new_space())
+    b.join_link(a.invite_link())
     note_id = a.new_note("Offline", "start")
     b.wait_note(note_id, "body", "start")
     a.open_note("Offline")
@@ -434,17 +439,18 @@ def test_both_offline_then_converge_lww(browser, server):
     wait_js(b.page, "document.getElementById('sync').dataset.state === 'offline'", timeout=SYNC_TIMEOUT_MS)
     shot(a.page, "09-offline")
     a.edit("title", "title only A touched")
-    a.edit("body", "A wrote this first")
-    time.sleep(0.05)  # B's write is later in time: last writer wins on `body`
+    a.edit("body", "start, A wrote this first")
     b.edit("tags", "only-b")
-    b.edit("body", "B wrote this later")
+    b.edit("body", "start, B wrote this later")
     other_a = a.new_note("Made offline by A", "a")
     other_b = b.new_note("Made offline by B", "b")
 
     ctx_a.set_offline(False)
     ctx_b.set_offline(False)
-    for app in (a, b):
-        app.wait_note(note_id, "body", "B wrote this later")
+    for app in (a, b):  # fields: last writer wins; the body is a text: both survive
+        wait_js(app.page, """([id]) => { const d = window.__notes.state.notes.get(id);
+            return !!d && d.body.includes(', A wrote this first') && d.body.includes(', B wrote this later'); }""",
+                arg=[note_id])
         app.wait_note(note_id, "title", "title only A touched")
         app.wait_note(note_id, "tags", ["only-b"])
         app.wait_note(other_a, "title", "Made offline by A")
@@ -456,10 +462,10 @@ def test_both_offline_then_converge_lww(browser, server):
 
 
 def test_service_worker_offline_then_sync(browser, server):
-    space, pw = new_space()
     ctx = browser.new_context()
     a = make_app(ctx, server.url)
-    a.join(space, pw)
+    a.create(new_space())
+    link = a.invite_link()
     wait_js(a.page, "navigator.serviceWorker.controller !== null || window.__notes.swReady",
                              timeout=BOOT_TIMEOUT_MS)
     a.page.evaluate("navigator.serviceWorker.ready")
@@ -479,7 +485,7 @@ def test_service_worker_offline_then_sync(browser, server):
     ctx.set_offline(False)
     ctx_b = browser.new_context()
     b = make_app(ctx_b, server.url)
-    b.join(space, pw)
+    b.join_link(link)
     b.wait_note(offline_id, "body", "the server is gone")
     b.wait_note(online_id, "body", "online")
     assert a.errors == [] and b.errors == []
@@ -490,7 +496,7 @@ def test_service_worker_offline_then_sync(browser, server):
 def test_two_tabs_one_engine_handover(browser, server):
     ctx = browser.new_context(color_scheme="dark", viewport={"width": 1000, "height": 700})
     first = make_app(ctx, server.url)
-    first.join(*new_space())
+    first.create(new_space())
     second = make_app(ctx, server.url)
     second.goto()  # the space is remembered: it opens by itself, as a follower
     second.wait_ready()
@@ -529,15 +535,12 @@ def test_two_tabs_one_engine_handover(browser, server):
 
 
 def test_join_by_invite_link(browser, server):
-    """An invite (made natively here, as `Space.invite`) opens the same space as the
-    passphrase: same room id. A malformed one is refused in words."""
-    from ostracon.crypto.space import Space
-
-    space, pw = new_space()
+    """An invite link made in the space dialog opens the same space on another device: same
+    space id and room. A malformed one is refused in words."""
     a = make_app(browser.new_context(), server.url)
-    a.join(space, pw)
-    room = a.page.evaluate("window.__notes.state.db.info.room")
-    invite = Space.from_passphrase(pw, space).invite(server.url.replace("http", "ws"))
+    a.create(new_space())
+    info = a.page.evaluate("window.__notes.state.db.info")
+    link = a.invite_link()
     b = make_app(browser.new_context(), server.url)
     b.goto()
     b.page.wait_for_selector("#join:not([hidden])")
@@ -547,8 +550,9 @@ def test_join_by_invite_link(browser, server):
     b.page.wait_for_selector("#join-error:not([hidden])", timeout=BOOT_TIMEOUT_MS)
     assert "invite" in b.page.inner_text("#join-error").lower()
     shot(b.page, "14-bad-invite")
-    b.join_link(f"{server.url}{APP}#invite={invite}")
-    assert b.page.evaluate("window.__notes.state.db.info.room") == room
+    b.join_link(link)
+    got = b.page.evaluate("window.__notes.state.db.info")
+    assert (got["spaceId"], got["room"]) == (info["spaceId"], info["room"])
     assert b.page.evaluate("location.hash") == ""  # the secret does not stay in the address bar
     assert a.errors == [] and b.errors == []
     a.page.context.close()
@@ -569,7 +573,7 @@ def test_history_shows_concurrent_branches_and_merge(browser, server, tmp_path):
 
     ctx = browser.new_context(viewport={"width": 1200, "height": 820})
     app = make_app(ctx, server.url)
-    app.join(*new_space())
+    app.create(new_space())
     note_id = app.new_note("Branches", "base")
     other = ostracon.open(str(tmp_path / "other-device"))
     try:

@@ -22,7 +22,7 @@ def test_any_value_type_from_a_native_peer_renders(browser, server, tmp_path):  
 
     ctx = browser.new_context(viewport={"width": 1200, "height": 800})
     app = make_app(ctx, server.url)
-    app.join(*new_space())
+    app.create(new_space())
     app.new_note("From the browser", "text")
     other = ostracon.open(str(tmp_path / "native-peer"))
     try:
@@ -57,7 +57,7 @@ def test_any_value_type_from_a_native_peer_renders(browser, server, tmp_path):  
 def test_a_deleted_note_is_restored_from_its_history(browser, server):  # noqa: F811
     ctx = browser.new_context(viewport={"width": 1200, "height": 800})
     app = make_app(ctx, server.url)
-    app.join(*new_space())
+    app.create(new_space())
     note_id = app.new_note("Keep me", "the text to bring back")
     app.new_note("Other note", "stays")
     app.open_note("Keep me")
@@ -88,7 +88,7 @@ def test_a_deleted_note_is_restored_from_its_history(browser, server):  # noqa: 
 def test_a_burst_of_typing_makes_few_commits(browser, server):  # noqa: F811
     ctx = browser.new_context(viewport={"width": 1200, "height": 800})
     app = make_app(ctx, server.url)
-    app.join(*new_space())
+    app.create(new_space())
     note_id = app.new_note("Typing")
     before = len(app.page.evaluate("(id) => window.__notes.state.db.collection('notes').history(id)", note_id))
     text = "seventeen letters"
@@ -109,7 +109,7 @@ def test_narrow_viewport_has_no_horizontal_overflow(browser, server, width):  # 
     ctx = browser.new_context(viewport={"width": width, "height": 760}, device_scale_factor=2, is_mobile=True,
                               has_touch=True)
     app = make_app(ctx, server.url)
-    app.join(*new_space())
+    app.create(new_space())
     app.new_note("x" * 120, "a-very-long-unbroken-word-" * 12)
     app.page.click("#back")  # one pane at a time on a phone
     app.new_note("Short", "#tags " + "y" * 80)

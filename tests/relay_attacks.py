@@ -248,7 +248,7 @@ async def _answer_raw(loop, sock: socket.socket, room: str) -> None:
     while len(body) < n:
         body += await asyncio.wait_for(loop.sock_recv(sock, n - len(body)), TIMEOUT)
     challenge = P.decode_server_message(body)
-    auth = P.encode_auth(signature(room, challenge.nonce))
+    auth = P.encode_auth(signature(room, challenge.nonce, "127.0.0.1"), "127.0.0.1")
     mask = os.urandom(4)
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(auth))
     await loop.sock_sendall(sock, bytes([0x82, 0x80 | len(auth)]) + mask + masked)

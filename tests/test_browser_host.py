@@ -403,3 +403,83 @@ def test_queries_indexes_schemas_and_graphql_through_the_rpc(make_host):
     assert got == {"data": {"todos": [{"title": "t0", "n": 0}, {"title": "t1", "n": 1}]}}
     assert call(h, "schemaHistory", "todos")[0]["version_id"] == call(h, "schemaVersions")["todos"]
     assert call(h, "setSchema", "todos", "type other { x: Int }")[1]["name"] == "ValidationError"
+
+
+# ---- member spaces through the RPC (crypto/spacestore.py; docs/CRYPTO.md "Membership") ----
+
+RELAY = "ws://127.0.0.1:1"
+
+
+def test_a_created_space_invites_and_reopens_from_the_database(make_host):
+    h = make_host()
+    info = call(h, "open", {"name": "admin", "space": {"create": True, "name": "team"}})
+    me = info["actor"]
+    assert info["role"] == "admin" and info["removed"] is False and len(info["spaceId"]) == 32
+    assert call(h, "members") == [{"actor": me, "fingerprint": info["fingerprint"], "role": "admin", "me": True}]
+    assert call(h, "invite")[1]["name"] == "ValidationError"  # no relay to name in the invite
+    writer = call(h, "invite", RELAY, {"role": "writer"})
+    reader = call(h, "invite", RELAY, {"role": "reader"})
+    assert writer.startswith("ost2") and reader.startswith("ost2") and writer != reader
+    call(h, "close")
+    h = make_host()
+    again = call(h, "open", {"name": "admin", "space": {}})
+    assert again["spaceId"] == info["spaceId"] and again["role"] == "admin"
+    # Devices that open the invites are in the space; they become members with the roles the
+    # invites carry once their join entries reach the log (sync carries them).
+    d, r = make_host(), make_host()
+    assert call(d, "open", {"name": "d", "space": {"invite": writer}})["spaceId"] == info["spaceId"]
+    assert call(r, "open", {"name": "r", "space": {"invite": reader}})["spaceId"] == info["spaceId"]
+    for joined in (d, r):
+        joined.space.members.merge(h.space.members.export())
+        h.space.members.merge(joined.space.members.export())
+    roles = {m["actor"]: m["role"] for m in call(h, "members")}
+    assert roles == {me: "admin", d.info()["actor"]: "writer", r.info()["actor"]: "reader"}
+
+
+def test_an_invite_of_another_space_is_a_wrong_key_error(make_host):
+    h = make_host()
+    call(h, "open", {"name": "a", "space": {"create": True, "name": "team"}})
+    invite = call(h, "invite", RELAY)
+    j = make_host()
+    call(j, "open", {"name": "j", "space": {"invite": invite}})
+    call(j, "close")
+    stranger = Space.generate("team", identity=None, crypto=NativeCrypto())
+    err = call(make_host(), "open", {"name": "j", "space": {"invite": stranger.invite(RELAY)}})
+    assert err[0] == "error" and err[1]["name"] == "WrongKeyError"
+    assert call(make_host(), "open", {"name": "nothing", "space": {}})[1]["name"] == "ValidationError"
+
+
+def test_removing_a_member_rotates_and_answers_the_members_left(make_host):
+    h = make_host()
+    call(h, "open", {"name": "a", "space": {"create": True, "name": "team"}})
+    room = h.space.room_id
+    other = make_host()
+    call(other, "open", {"name": "b", "space": {"invite": call(h, "invite", RELAY)}})
+    h.space.members.merge(other.space.members.export())  # what sync carries between them
+    assert {m["role"] for m in call(h, "members")} == {"admin", "writer"}
+    left = call(h, "remove", other.info()["actor"])
+    assert [m["role"] for m in left] == ["admin"] and h.space.room_id != room
+    assert call(h, "remove", "zz")[1]["name"] == "ValidationError"
+
+
+def test_an_earlier_passphrase_space_is_migrated_only_on_request(make_host):
+    legacy = {"passphrase": "old secret", "name": "family"}
+    h = make_host()
+    first = call(h, "open", {"name": "n", "space": legacy})
+    assert first["spaceId"] is JS_NULL and first["role"] == "writer"  # an open space: no member list
+    call(h, "create", "notes", {"t": "kept"}, "k")
+    call(h, "close")
+    wrong = call(make_host(), "open", {"name": "n", "space": {"migrate": {**legacy, "passphrase": "guess"}}})
+    assert wrong[1]["name"] == "WrongKeyError"
+    m = make_host()
+    moved = call(m, "open", {"name": "n", "space": {"migrate": legacy}})
+    assert moved["role"] == "admin" and len(moved["spaceId"]) == 32 and moved["room"] != first["room"]
+    assert call(m, "get", "notes", "k")["t"] == "kept"
+    call(m, "close")
+    # The old form now opens the member space kept here: nothing forks silently.
+    again = make_host()
+    assert call(again, "open", {"name": "n", "space": legacy})["spaceId"] == moved["spaceId"]
+    call(again, "close")
+    assert call(make_host(), "open", {"name": "n", "space": {"migrate": legacy}})[1]["name"] == "ValidationError"
+    fresh = call(make_host(), "open", {"name": "fresh", "space": {"migrate": legacy}})
+    assert fresh[1]["name"] == "ValidationError"

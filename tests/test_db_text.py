@@ -165,6 +165,33 @@ def test_plain_string_field_becomes_text_holding_its_value():
     assert "n" not in notes.get(doc_id)
 
 
+def test_two_devices_migrating_one_plain_body_keep_one_copy_of_it():
+    a, b = open_db(ID_A), open_db(ID_B, seed=2)
+    na, nb = a.collection("notes"), b.collection("notes")
+    doc_id = na.create({"body": "shared line"}, id="n1")   # a plain (LWW) string body
+    sync(a, b)
+    ta, tb = na.text(doc_id, "body"), nb.text(doc_id, "body")
+    before = blocks(a)
+    ta.insert(len(ta), " +A")                       # both migrate it, offline
+    tb.insert(0, "B+ ")
+    ta.commit()
+    assert blocks(a) == before + 1                  # the seed travels with the first burst
+    sync(a, b)
+    sync(b, a)
+    assert str(ta) == str(tb) == "B+ shared line +A"
+    assert a.state_hash() == b.state_hash()
+    authors = {r["actor"] for r in ta.blame() if r["text"] == "shared line"}
+    assert authors and authors.isdisjoint({ID_A.actor.hex(), ID_B.actor.hex()})  # the seed
+    # A later plain value migrated again starts from that value, not the old seed.
+    na.patch(doc_id, {"body": "shared line"})
+    sync(a, b)
+    ta.insert(0, "x")
+    tb.insert(len(tb), "y")
+    sync(a, b)
+    sync(b, a)
+    assert str(ta) == str(tb) == "xshared liney"
+
+
 def test_history_and_time_travel_show_earlier_text():
     clock = Clock()
     db = open_db(clock=clock)

@@ -387,7 +387,7 @@ async def _raw_join_never_read(port: int, room: str) -> socket.socket:
     while len(body) < n:
         body += await asyncio.wait_for(loop.sock_recv(sock, n - len(body)), DEADLINE)
     challenge = P.decode_server_message(body)
-    auth = P.encode_auth(signature(room, challenge.nonce))
+    auth = P.encode_auth(signature(room, challenge.nonce, f"127.0.0.1:{port}"), f"127.0.0.1:{port}")
     mask = os.urandom(4)
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(auth))
     await loop.sock_sendall(sock, bytes([0x82, 0x80 | len(auth)]) + mask + masked)

@@ -104,3 +104,10 @@ def test_a_format_2_snapshot_is_upgraded_by_replaying_its_blocks():
     snapshot.load(r, msgpack.packb(v))
     assert {(n, i): d.digest() for n, docs in r.collections.items() for i, d in docs.items()} == {
         (n, i): d.digest() for n, docs in db.replica.collections.items() for i, d in docs.items()}
+
+
+def test_the_decompression_bound_fits_a_32_bit_size():
+    # zlib's max_length is a C Py_ssize_t: a larger bound fails every load in Pyodide.
+    from ostracon.core.limits import MAX_PORTABLE_INT
+    from ostracon.core.snapshot import MAX_SNAPSHOT_BYTES
+    assert 0 < MAX_SNAPSHOT_BYTES <= MAX_PORTABLE_INT

@@ -1,5 +1,6 @@
 """Spaces against a REAL relay process: room admission, membership, removal with key rotation,
-readers, wrong secrets and same-name spaces (docs/CRYPTO.md, docs/RELAY.md "Admission").
+readers, wrong secrets, same-name spaces and answers replayed to another relay
+(docs/CRYPTO.md, docs/RELAY.md "Admission").
 
 The relay is `python -m ostracon.relay` in a child process (sqlite_relay from
 relay_process); devices are in-process SyncClients, each with its own database on disk.
@@ -14,6 +15,7 @@ import os
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
 import ostracon
@@ -22,6 +24,7 @@ from ostracon.core.protocol import relay as P
 from ostracon.crypto import DeterministicRandom, spacefile
 from ostracon.crypto.native import NativeCrypto
 from ostracon.crypto.space import Space
+from ostracon.relay.admission import REASON_OTHER_RELAY
 from ostracon.sync.native import start_sync
 from relay_process import sqlite_relay
 from test_sync_process import FAST, TIMEOUT, _until
@@ -82,7 +85,7 @@ def test_outsider_with_the_room_id_cannot_write_evict_inject_or_kick(relay, tmp_
             "evict (70 x 1 MiB publishes)": [big] * 70,
             "inject (one 113-byte frame)": [P.encode_publish(os.urandom(112))],
             "kick (1,000 two-byte frames)": [P.encode_ephemeral(b"x")] * 1000,
-            "forged answer": [P.encode_auth(os.urandom(64)), P.encode_publish(b"\xa1" * 112)],
+            "forged answer": [P.encode_auth(os.urandom(64), P.relay_name(relay.url)), P.encode_publish(b"\xa1" * 112)],
         }
         for what, msgs in attacks.items():
             seen, code, reason = await _outsider(relay.url, space.room_id, msgs)
@@ -219,5 +222,45 @@ def test_two_spaces_with_the_same_name_never_meet(relay, tmp_path):
         await hy.stop()
         x.close()
         y.close()
+
+    asyncio.run(main())
+
+
+def test_an_admission_answer_cannot_be_replayed_to_another_relay(relay, tmp_path):
+    """An attacker's relay passes the real relay's challenge to a member that dialled it and
+    forwards the member's answer: the real relay refuses it, because the answer is signed for
+    the attacker's relay name (docs/RELAY.md "Admission"). The same member is admitted when
+    it dials the real relay."""
+    space = Space.generate("family", crypto=CRYPTO)
+    outcomes: list[tuple] = []
+
+    async def attacker(member):
+        async with connect(relay.url + P.room_path(space.room_id), open_timeout=TIMEOUT) as real:
+            await member.send(await asyncio.wait_for(real.recv(), TIMEOUT))
+            answer = await asyncio.wait_for(member.recv(), TIMEOUT)
+            await real.send(answer)
+            seen = []
+            try:
+                while True:
+                    seen.append(P.decode_server_message(await asyncio.wait_for(real.recv(), TIMEOUT)))
+            except ConnectionClosed as exc:
+                code = exc.rcvd.code if exc.rcvd is not None else None
+                outcomes.append((P.decode_auth(answer).relay, seen, code, exc.rcvd.reason if exc.rcvd else ""))
+        await member.close()
+
+    async def main():
+        a = _open(tmp_path, "a")
+        a.collection("notes").create({"text": "x"}, id="x")
+        async with serve(attacker, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            handle = await start_sync(a, f"ws://127.0.0.1:{port}", space, **FAST)
+            await _until(lambda: outcomes, "the real relay judging the replayed answer")
+            await handle.stop()
+        name, seen, code, reason = outcomes[0]
+        assert name == f"127.0.0.1:{port}"
+        assert seen == [] and code == P.CLOSE_NOT_ADMITTED and reason == REASON_OTHER_RELAY
+        status = await asyncio.to_thread(a.sync_blocking, relay.url, space, TIMEOUT, **FAST)
+        assert status.last_error is None
+        a.close()
 
     asyncio.run(main())

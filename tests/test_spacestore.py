@@ -57,3 +57,29 @@ def test_bad_specs_and_rows():
     admin = Space.generate("t", identity=me)
     rows = spacestore.member_rows(admin, me.actor)
     assert rows == [{"actor": me.actor.hex(), "fingerprint": me.fingerprint, "role": "admin", "me": True}]
+
+
+def test_a_space_created_without_a_passphrase_is_kept_in_clear_and_opens_with_an_empty_spec():
+    st, me = MemoryStorage(), Identity.generate()
+    made = spacestore.open_space(st, {"create": True, "name": "notes"}, identity=me)
+    assert spacestore.open_space(st, {}, identity=me).space_id == made.space_id
+    # A database keeps one space: asking to create again opens the kept one.
+    assert spacestore.open_space(st, {"create": True, "name": "x"}, identity=me).space_id == made.space_id
+    locked = MemoryStorage()
+    spacestore.open_space(locked, {"create": True, "passphrase": "pw", "name": "n"}, identity=me, **FAST)
+    with pytest.raises(ValidationError):
+        spacestore.open_space(locked, {}, identity=me)
+
+
+def test_migration_moves_an_earlier_space_once():
+    st, me = MemoryStorage(), Identity.generate()
+    old = spacestore.legacy_space({"passphrase": "pw", "name": "family"}, **FAST)
+    new = spacestore.migrate_space(st, old, identity=me, passphrase="new pw", iterations=1000, **FAST)
+    assert new.role() == "admin" and new.room_id != old.room_id and new.name == "family"
+    assert spacestore.open_space(st, {"passphrase": "new pw"}, identity=me, **FAST).space_id == new.space_id
+    with pytest.raises(WrongKeyError):
+        spacestore.open_space(st, {"passphrase": "pw"}, identity=me, **FAST)
+    with pytest.raises(ValidationError):
+        spacestore.migrate_space(st, old, identity=me, **FAST)
+    with pytest.raises(ValidationError):  # only earlier passphrase spaces are migrated
+        spacestore.migrate_space(MemoryStorage(), new, identity=me, **FAST)

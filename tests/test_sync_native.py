@@ -19,7 +19,6 @@ from ostracon.sync.base import OFFLINE, ONLINE, SyncStatus
 from ostracon.sync.client import SyncClient
 from ostracon.sync.native import WebSocketTransport, start_sync, sync_once_blocking
 from ostracon.sync.options import backoff_delay, meta_key
-from transport_contract import CONTRACT
 
 CRYPTO = NativeCrypto()
 FAST = dict(backoff_initial_s=0.05, backoff_max_s=0.3, tick_interval_s=0.02, settle_s=0.2)
@@ -47,15 +46,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def test_websocket_transport_meets_the_contract():
-    async def main():
-        async with Relay(RelayConfig(), port=0) as relay:
-            for check in CONTRACT:
-                await check(WebSocketTransport, relay.room_url)
-
-    asyncio.run(main())
 
 
 def test_two_databases_converge_and_keep_converging():

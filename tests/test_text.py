@@ -370,3 +370,64 @@ def test_insert_whose_right_origin_is_not_right_of_its_left_is_refused_without_b
     assert str(r) == "abc"
     r.apply_batch(B, [[A], [0, 1, 4 | 2 << 3, 1, 1, 0], "Y"])   # B's counter 0 is still free
     assert str(r) == "aYbc"
+
+
+def test_a_seed_is_added_once_however_many_devices_migrate_it():
+    src = b"\x01\x71" + bytes(36)
+    a, b = TextCRDT(A), TextCRDT(B)
+    assert a.seed(src, "old body")
+    pa = a.take_batch()
+    assert pa[3] == [src, "old body"]
+    a.insert(8, "!")
+    pa2 = a.take_batch()
+    assert b.seed(src, "old body")                  # the same migration, concurrently
+    b.insert(0, ">")
+    pb = b.take_batch()
+    a.apply_batch(B, pb)
+    b.apply_batch(A, pa)
+    b.apply_batch(A, pa2)
+    assert str(a) == str(b) == ">old body!"
+    assert textcodec.encode_state(a) == textcodec.encode_state(b)
+    seeder = textcodec.seed_actor(src, "old body")
+    assert seeder not in (A, B) and [x for x, _ in a.blame()] == [B, seeder, A]
+    assert not a.seed(src, "old body")              # known already: nothing to send
+    assert a.take_batch() is None
+    other = TextCRDT(C)                             # a different value is another seed
+    other.seed(src, "other body")
+    a.apply_batch(C, other.take_batch())
+    assert "other body" in str(a)
+
+
+@pytest.mark.parametrize("seed", [1, [b"x"], [b"", "t"], [bytes(65), "t"], [b"x", ""],
+                                  [b"x", 5], [b"x", "t", 1]])
+def test_malformed_seeds_raise_validation_error(seed):
+    with pytest.raises(ValidationError):
+        TextCRDT(A).apply_batch(B, [[], [0, 0], "", seed])
+
+
+def test_far_apart_origins_scan_at_most_the_budget_and_refuse_the_rest(monkeypatch):
+    from ostracon.core import text as text_mod
+    budget = 5_000
+    monkeypatch.setattr(textcodec, "MAX_TEXT_SCAN_RUNS", budget)
+    t = TextCRDT(A)
+    for _ in range(2_000):                          # typing backwards: one run per character
+        t.insert(0, "a")
+    t.take_batch()
+    visits = 0
+    real_pos = text_mod.TextCRDT._pos
+
+    def counting_pos(self, r, c):
+        nonlocal visits
+        visits += 1
+        return real_pos(self, r, c)
+
+    monkeypatch.setattr(text_mod.TextCRDT, "_pos", counting_pos)
+    # Hostile: 50 one-character inserts, each between the document start and its end.
+    t.apply_batch(B, [[], [0, 50] + [0, 1] * 50, "x" * 50])
+    assert visits <= 2 * budget + 50                # each scanned run: at most 2 lookups
+    assert 0 < str(t).count("x") < 50 and len(t) == 2_000 + str(t).count("x")
+    before = str(t)
+    t.apply_batch(B, [[], [50, 1, 0, 1], "y"])      # the writer's later inserts stay refused
+    assert str(t) == before
+    t.insert(0, "ok")                               # honest local edits go on
+    assert str(t).startswith("ok")

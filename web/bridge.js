@@ -609,3 +609,21 @@ export function wsConnect(url, onMessage, onStatus) {
     bufferedAmount() { return ws.bufferedAmount; },
   };
 }
+
+// A BroadcastChannel for sync between tabs/workers of this origin without a relay
+// (py/ostracon/sync/broadcast.py owns the protocol; this only moves bytes). Messages are
+// Uint8Array both ways; anything else on the channel is ignored here.
+export function bcOpen(name, onMessage) {
+  const BC = globalThis.BroadcastChannel;
+  if (!BC) throw typedError("TransportError", "BroadcastChannel is not available in this context");
+  const ch = new BC(name);
+  let cb = onMessage;
+  ch.onmessage = (ev) => {
+    if (!cb || !(ev.data instanceof Uint8Array)) return;
+    try { cb(ev.data); } catch (e) { console.error("ostracon broadcast callback failed", e); }
+  };
+  return {
+    post(bytes) { ch.postMessage(u8(bytes)); },
+    close() { cb = null; ch.close(); },
+  };
+}

@@ -19,6 +19,7 @@
 // it). Database and Collection are the same classes either way.
 
 import { TabEngine, tabsAvailable } from "./tabs.js";
+import { openText, TextHandle, textDiff, codePointOffset, utf16Offset } from "./text.js";
 
 const HERE = new URL(".", import.meta.url);
 // How long close() waits for the engine to flush and stop before it ends the worker anyway.
@@ -245,6 +246,9 @@ export class Collection {
   increment(id, field, by = 1) { return this._call("increment", id, field, by); }
   history(id) { return this._call("history", id); }
   blame(id) { return this._call("blame", id); }
+  // text(id, field, {follow}) → a TextHandle on a collaborative text field (text.js): a field
+  // holding a plain string becomes a text holding it at the first edit. UTF-16 offsets.
+  text(id, field, opts) { return openText(this, id, field, opts || {}); }
 
   // subscribe(cb) → unsubscribe(); cb gets change events of this collection
   // ({kind: "change", id, version, deleted, ...}; kind "overflow" means: rescan).
@@ -310,10 +314,14 @@ export class Database {
 
   // Resolves once every earlier write is durable in IndexedDB.
   flush() { return this._call("flush"); }
-  // One string another device can join this space with (it carries the space key). In a
-  // member space ({create} or {invite} at open) it admits one device: opts {role:
-  // "writer" (default) | "reader" | "admin"}; only admins invite.
-  invite(relayUrl, opts = {}) { return this._call("invite", relayUrl, opts); }
+  // One string (ost2…) another device can join this space with (it carries the space key).
+  // In a member space ({create}, {invite}, {} or {migrate} at open) it admits one device:
+  // opts {role: "writer" (default) | "reader" | "admin"}; only admins invite. relayUrl
+  // defaults to the relay this database syncs with: invite({role: "reader"}) works too.
+  invite(relayUrl, opts = {}) {
+    if (relayUrl && typeof relayUrl === "object") [relayUrl, opts] = [null, relayUrl];
+    return this._call("invite", relayUrl ?? null, opts);
+  }
   // [{actor, fingerprint, role, me}] of the space's members ([] for an open space).
   members() { return this._call("members"); }
   // Remove a member (admins only): the space key rotates, the removed device reads nothing
@@ -389,13 +397,20 @@ export function connect(options = {}) {
 //   name        IndexedDB database name
 //   tabs        "share" (default: the tabs of this origin that open `name` share one engine,
 //               tabs.js) or "exclusive" (a second tab opening `name` gets LockedError)
-//   space       {create: true, passphrase, name}  a new random space, this device its admin
-//               (the passphrase only locks it on this device; others join with invites)
-//               | {invite[, passphrase]} | {passphrase} (unlock one made with create)
+//   space       {create: true, name[, passphrase]}  a new random space, this device its admin
+//               (the optional passphrase only locks this device's copy in IndexedDB; others
+//               join with invites)
+//               | {invite[, passphrase]}  join the space of an ost2 invite
+//               | {} or {passphrase}  the space this database keeps (created or joined here)
+//               | {migrate: {passphrase, name}[, passphrase]}  move a passphrase space of an
+//                 earlier version to a new random space (explicit: nothing forks silently)
 //               | {passphrase, name[, iterations]} (a passphrase space of an earlier version)
-//               | {key, name}  (optional)
+//               | {key, name}  (optional). A wrong passphrase, or an invite of another space
+//               than the one this database keeps, rejects with WrongKeyError.
 //   relay       ws:// URL of the relay: sync starts at open (needs `space`); progress in
-//               db.status "sync" events ({state: connecting|online|offline|stopped, detail})
+//               db.status "sync" events ({state: connecting|online|offline|stopped, detail});
+//               "broadcast": sync with this origin's other tabs/workers over BroadcastChannel,
+//               no relay (docs/TRANSPORTS.md)
 //   algorithm   "ed25519" (default) or "p256": the signature algorithm of the identity a new
 //               database gets (an existing one keeps its own; asking for another is an error)
 //   onProgress  callback for startup progress ({phase, detail, ms})
@@ -408,5 +423,6 @@ export function open(options = {}) {
   }
 }
 
-export const Ostracon = { open, connect, OstraconError, Database, Collection, Status };
+export { TextHandle, textDiff, codePointOffset, utf16Offset };
+export const Ostracon = { open, connect, OstraconError, Database, Collection, Status, TextHandle, textDiff };
 export default Ostracon;

@@ -20,7 +20,9 @@
 // subscriber gets one {kind: "overflow"} event (rescan: events may have been missed).
 //
 // A follower joins only a leader opened with the same space options (compared by digest);
-// otherwise its open fails with WrongKeyError.
+// otherwise its open fails with WrongKeyError. Options that open the member space a database
+// keeps ({create}, {invite}, {}, {passphrase}, {migrate}) all name that one space, so they
+// compare equal (spaceIdentity).
 //
 // Messages on the channel:
 //   {t: "hello", tab}                                   a tab looks for the leader
@@ -67,6 +69,14 @@ export function newDocId() {
   let s = "";
   for (let shift = 125n; shift >= 0n; shift -= 5n) s += CROCKFORD[Number((n >> shift) & 31n)];
   return s;
+}
+
+// What a `space` option names for the digest: member-space options (docs/BROWSER.md) open the
+// space kept in the database whatever their form, so they are one value; others as given.
+function spaceIdentity(space) {
+  if (!space || typeof space !== "object" || "key" in space) return space;
+  const member = "create" in space || "invite" in space || "migrate" in space || !("name" in space);
+  return member ? { memberSpaceKeptInTheDatabase: true } : space;
 }
 
 async function digestOf(value) {
@@ -129,7 +139,7 @@ export class TabEngine {
   }
 
   async _begin() {
-    this._spaceDigest = await digestOf(this.options.space);
+    this._spaceDigest = await digestOf(spaceIdentity(this.options.space));
     this.channel = new BroadcastChannel(`ostracon-tabs:${this.name}`);
     this.channel.onmessage = (ev) => this._onMessage(ev.data);
     this._setRole("follower");

@@ -33,7 +33,8 @@ const onlyTransport = allChecks && !checks;
 const seeds = Number(arg("--seeds", "12"));
 const TESTS_DIR = "/home/pyodide/ostracon_tests";
 // Values that must be identical across runtimes (the others only have to pass).
-const COMPARED = ["crypto_vectors", "sim_hashes", "core_vectors", "graphql_answers", "text_policy"];
+const COMPARED = ["crypto_vectors", "sim_hashes", "core_vectors", "graphql_answers", "text_policy",
+  "text_script"];
 
 // Files the checks need inside Pyodide, relative to the repo root → path under TESTS_DIR.
 function testFiles() {
@@ -111,13 +112,15 @@ try {
 }
 const tPy = performance.now() - t1;
 
-// The browser WebSocket transport (runtime/browser/transport.py over `ws`) against a real relay.
+// The transport contract under Pyodide: the browser WebSocket transport (runtime/browser/
+// transport.py over `ws`) against a real relay, and the BroadcastChannel transport
+// (runtime/browser/broadcast.py on Node's global BroadcastChannel).
 if (wantTransport) {
   const relay = await startRelay();
   try {
     const tc = pyodide.pyimport("runtime_checks").transport_contract_json;
     pyRes.transport_contract = JSON.parse(await tc(relay.url, TESTS_DIR));
-    nativeRes.transport_contract = { ok: true };  // natively: tests/test_sync_native.py
+    nativeRes.transport_contract = { ok: true };  // natively: tests/test_transport_contract.py
   } finally {
     relay.stop();
   }
@@ -154,6 +157,7 @@ for (const [name, r] of Object.entries(pyRes)) {
     failed++;
   } else {
     status = COMPARED.includes(name) ? "ok (identical to native)" : "ok";
+    if (Array.isArray(r.value)) status += ` (${r.value.length} passed)`;
   }
   console.log(`${name.padEnd(18)} ${String(r.ms).padStart(8)} ms  ${status}`);
 }

@@ -8,17 +8,12 @@
 import Ostracon from "../ostracon.js";
 import { dagSvg, describeOps, fingerprint, actorColor, SIGNATURE_WORDS, ROW_H } from "./history.js";
 import { verifyAll } from "./verify.js";
+import { createEditor } from "./editor.js";
+import { isLegacy, needsUnlock, renderMembers, savedForm, setupJoinForms, setupMembers, showUnlock, spaceOption } from "./members.js";
 
 const COLLECTION = "notes";
 const SPACE_KEY = "ostracon-notes/space";
 const KNOWN_KEY = "ostracon-notes/known-databases";
-// An editing burst becomes one commit: it is written after this pause in typing (the engine
-// is memory first, so this only bounds how many commits typing makes, not how long saving
-// takes), and at most once per SAVE_MIN_INTERVAL_MS; a burst longer than SAVE_MAX_WAIT_MS is
-// written in parts so a crash never loses more than that.
-const SAVE_DEBOUNCE_MS = 1000;
-const SAVE_MIN_INTERVAL_MS = 1000;
-const SAVE_MAX_WAIT_MS = 5000;
 // Page size when loading every note (scan is paged by the engine).
 const SCAN_PAGE = 500;
 const BOOT_PHASES = ["pyodide", "packages", "host", "space", "storage", "replay", "ready"];
@@ -84,7 +79,8 @@ function plainError(e) {
   const name = (e && e.name) || "";
   const msg = (e && e.message) || String(e);
   if (name === "WrongKeyError" || /wrong passphrase|wrong key/i.test(msg))
-    return "This device already holds another space under that name. Check the space name and passphrase.";
+    return "Wrong passphrase, or an invite to another space than the one this device keeps here.";
+  if (name === "NotAMemberError") return "This device was removed from the space: it no longer receives new notes.";
   if (name === "ValidationError" && /invite/i.test(msg)) return `That invite does not work: ${msg}`;
   if (name === "DiskFullError" || name === "QuotaExceededError") return "This device is out of storage space: free some space, your last edits are not saved.";
   if (name === "LockedError") return "Another window is using this space and did not hand it over.";
@@ -132,14 +128,15 @@ function showJoin(prefill, error) {
   show("space-btn", false);
   show("join");
   if (prefill && prefill.invite) $("invite-text").value = prefill.invite;
-  if (prefill && prefill.passphrase) {
-    $("space-name").value = prefill.name || "";
-    $("space-pass").value = prefill.passphrase;
+  if (isLegacy(prefill)) { // an earlier passphrase space opens only by moving it
+    $("old-name").value = prefill.name || "";
+    $("old-pass").value = prefill.passphrase;
   }
+  showUnlock(prefill && prefill.kind === "kept" && prefill.locked ? prefill : null);
   $("join-error").hidden = !error;
   $("join-error").textContent = error || "";
   setSync({ state: "closed" });
-  (prefill && prefill.invite ? $("invite-text") : $("space-name")).focus();
+  if ($("unlock-space").hidden) (prefill && prefill.invite ? $("invite-text") : $("space-name")).focus();
 }
 
 // ---- opening -----------------------------------------------------------------------------
@@ -149,8 +146,8 @@ async function openSpace(space) {
   show("boot");
   $("boot-progress").value = 0;
   $("boot-phase").textContent = "Looking for another open window of this space…";
-  const name = await dbNameFor(space);
-  const spaceOpt = space.invite ? { invite: space.invite } : { passphrase: space.passphrase, name: space.name };
+  const name = space.db || await dbNameFor(space);
+  const spaceOpt = spaceOption(space);
   const db = Ostracon.connect({
     name,
     space: spaceOpt,
@@ -183,7 +180,7 @@ async function openSpace(space) {
   }
   if (db.role !== "leader") $("tab-role").textContent = "uses the engine of another tab";
   state.space = space;
-  saveSpace(space);
+  saveSpace(savedForm(space, name, db.info));
   // A passphrase typo opens a different (empty) space: say so the first time.
   const known = JSON.parse(localStorage.getItem(KNOWN_KEY) || "[]");
   const isNew = !known.includes(name);
@@ -209,7 +206,9 @@ async function openSpace(space) {
   setSync(db.status.syncDetail);
   window.__notes.ready = true;
   $("new-note").focus();
-  $("empty").textContent = isNew
+  $("empty").textContent = space.kind === "create"
+    ? "A new space with its own random key. Invite your other devices from the Space dialog."
+    : isNew
     ? "A new space on this device. Expected notes here? They arrive when another device of this space syncs — if nothing comes, check the space name and passphrase."
     : "No notes yet. Press “+ New note” to write one.";
 }
@@ -420,231 +419,15 @@ document.addEventListener("keydown", (ev) => {
 
 for (const id of ["search", "filter", "sort"]) $(id).addEventListener("input", renderList);
 
-// ---- the editor ------------------------------------------------------------------------
-
 const PIN_SVG = '<svg viewBox="0 0 16 16" width="14" height="14" aria-hidden="true"><path d="M10.5 1.5l4 4-2 1-3 3 .5 3.5-1.5 1.5-3-3-3.5 3.5-.9-.9L4.6 10.6l-3-3L3.1 6l3.5.5 3-3z" fill="currentColor"/></svg><span class="sr-only">pinned</span>';
-const FIELDS = ["title", "body", "tags", "pinned", "done"];
 
-// The editor saves as you type; Enter in a field must not submit (and reload) the page.
-// A listener, not an inline handler: the app is served with a CSP that forbids inline script.
-$("editor").addEventListener("submit", (e) => e.preventDefault());
+// ---- the editor (editor.js) ------------------------------------------------------------
 
-function parseTags(text) {
-  const seen = new Set();
-  for (const t of text.split(",")) {
-    const s = t.trim().replace(/^#/, "");
-    if (s) seen.add(s.slice(0, 64));
-  }
-  return [...seen];
-}
-
-function fieldValue(f) {
-  if (f === "tags") return parseTags($("tags").value);
-  if (f === "pinned" || f === "done") return $(f).checked;
-  return $(f).value;
-}
-
-// Show a document in the editor. Fields with unsaved local edits are left alone (they are
-// newer, and will win when saved); others follow the document, even while focused, so a
-// remote edit shows up live. The caret is kept where it was.
-function fillEditor(d, fresh) {
-  const cur = state.current;
-  for (const f of FIELDS) {
-    if (!fresh && (cur.dirty.has(f) || cur.inflight.has(f))) continue;
-    const el = $(f);
-    if (f === "pinned" || f === "done") { el.checked = !!d[f]; continue; }
-    const v = f === "tags" ? tagsOf(d).join(", ") : asText(d[f]);
-    if (f === "tags" && !fresh && parseTags(el.value).join("\0") === tagsOf(d).join("\0")) continue;
-    if (el.value !== v) {
-      const focused = document.activeElement === el;
-      const s = el.selectionStart, e = el.selectionEnd;
-      el.value = v;
-      if (focused) el.setSelectionRange(Math.min(s, v.length), Math.min(e, v.length));
-    }
-  }
-  $("note-meta").textContent = `Created ${timeWords(d._created)} · edited ${timeWords(d._updated)} · version ${d._version}`;
-}
-
-function openEditor() {
-  show("no-selection", false);
-  show("editor");
-  document.body.classList.add("editing");
-  resetDelete();
-}
-
-function closeEditor() {
-  flushSave();
-  state.current = null;
-  show("editor", false);
-  show("no-selection");
-  document.body.classList.remove("editing");
-  renderList();
-}
-
-function openNote(id) {
-  const d = state.notes.get(id);
-  if (!d) return;
-  flushSave();
-  state.current = { id, draft: false, dirty: new Set(), inflight: new Map(), timer: null, saving: Promise.resolve(), phase: "saved", lastSave: null };
-  fillEditor(d, true);
-  openEditor();
-  setSaveState("saved");
-  renderList();
-  $("body").focus();
-}
-
-function newNote() {
-  flushSave();
-  // A draft until the first keystroke: empty notes are never written.
-  state.current = { id: newId(), draft: true, dirty: new Set(), inflight: new Map(), timer: null, saving: Promise.resolve(), phase: "idle", lastSave: null };
-  for (const f of FIELDS) {
-    if (f === "pinned" || f === "done") $(f).checked = false;
-    else $(f).value = "";
-  }
-  $("note-meta").textContent = "New note — it is saved as soon as you type.";
-  openEditor();
-  setSaveState("idle");
-  renderList();
-  $("title").focus();
-}
-
-function onEdit(field) {
-  const cur = state.current;
-  if (!cur) return;
-  cur.dirty.add(field);
-  setSaveState("editing");
-  clearTimeout(cur.timer);
-  const now = Date.now();
-  if (!cur.burstStart) cur.burstStart = now;
-  let wait = field === "pinned" || field === "done" ? 0 : SAVE_DEBOUNCE_MS;
-  wait = Math.max(wait, (cur.lastSave || 0) + SAVE_MIN_INTERVAL_MS - now);
-  wait = Math.min(wait, Math.max(0, cur.burstStart + SAVE_MAX_WAIT_MS - now));
-  cur.timer = setTimeout(() => save(cur), wait);
-}
-
-for (const f of FIELDS) $(f).addEventListener(f === "pinned" || f === "done" ? "change" : "input", () => onEdit(f));
-
-function flushSave() {
-  const cur = state.current;
-  if (cur && cur.dirty.size) {
-    clearTimeout(cur.timer);
-    save(cur);
-  }
-}
-
-// The values to write are read when the save is scheduled (the editor may show another note
-// by the time the engine gets them); saves are chained per note so they arrive in order.
-// Fields being saved count as dirty for fillEditor, so an echo of an older save never
-// overwrites newer typing.
-function save(cur) {
-  cur.burstStart = 0;
-  cur.lastSave = Date.now();
-  const fields = {};
-  for (const f of cur.dirty) fields[f] = fieldValue(f);
-  cur.dirty.clear();
-  for (const f of Object.keys(fields)) cur.inflight.set(f, (cur.inflight.get(f) || 0) + 1);
-  cur.saving = cur.saving.then(() => saveNow(cur, fields));
-  return cur.saving;
-}
-
-async function saveNow(cur, fields) {
-  const col = state.db.collection(COLLECTION);
-  try {
-    if (cur.draft) {
-      const doc = { title: "", body: "", tags: [], pinned: false, done: false, ...fields };
-      try {
-        await col.create(doc, cur.id);
-      } catch (e) {
-        // A re-sent create after a tab handover: the first one made it.
-        if (!(e && e.name === "ConflictError" && /exists/.test(e.message))) throw e;
-        await col.patch(cur.id, fields);
-      }
-      cur.draft = false;
-    } else {
-      await col.patch(cur.id, fields);
-    }
-    await state.db.flush();
-    cur.lastSave = Date.now();
-    const d = await col.get(cur.id);
-    if (d) state.notes.set(cur.id, d);
-    if (state.current === cur) {
-      if (!cur.dirty.size && cur.phase !== "error") setSaveState("saved");
-      if (d) $("note-meta").textContent = `Created ${timeWords(d._created)} · edited ${timeWords(d._updated)} · version ${d._version}`;
-    }
-    renderList();
-  } catch (e) {
-    if (state.current === cur) {
-      for (const f of Object.keys(fields)) cur.dirty.add(f);
-      setSaveState("error", plainError(e));
-    }
-    reportError(e);
-  } finally {
-    for (const f of Object.keys(fields)) {
-      const n = (cur.inflight.get(f) || 1) - 1;
-      if (n) cur.inflight.set(f, n); else cur.inflight.delete(f);
-    }
-  }
-}
-
-function setSaveState(phase, detail) {
-  if (state.current) state.current.phase = phase;
-  updateSaveState(detail);
-}
-
-function updateSaveState(detail) {
-  const cur = state.current;
-  const el = $("save-state");
-  if (!cur) return;
-  let phase = cur.phase;
-  const s = state.sync;
-  if (phase === "saved" && cur.lastSave && s.state === "online" && s.pending === 0) phase = "synced";
-  el.dataset.state = phase;
-  el.textContent = {
-    idle: "",
-    editing: "Editing…",
-    saved: "Saved on this device",
-    synced: "Saved and synced",
-    error: `Not saved: ${detail || "see the message above"}`,
-  }[phase];
-}
-
-$("back").addEventListener("click", () => { closeEditor(); $("new-note").focus(); });
-$("new-note").addEventListener("click", newNote);
-
-function resetDelete() {
-  const b = $("delete-btn");
-  b.textContent = "Delete";
-  b.dataset.armed = "";
-}
-
-$("delete-btn").addEventListener("click", async () => {
-  const b = $("delete-btn");
-  const cur = state.current;
-  if (!cur) return;
-  if (!b.dataset.armed) {
-    // Two steps instead of confirm(): keyboard friendly and no modal.
-    b.dataset.armed = "1";
-    b.textContent = "Really delete?";
-    setTimeout(() => { if (b.dataset.armed) resetDelete(); }, 4000);
-    return;
-  }
-  resetDelete();
-  clearTimeout(cur.timer);
-  cur.dirty.clear();
-  if (!cur.draft) {
-    try {
-      await state.db.collection(COLLECTION).delete(cur.id);
-      await state.db.flush();
-      state.notes.delete(cur.id);
-    } catch (e) {
-      reportError(e);
-      return;
-    }
-  }
-  closeEditor();
-  toast("Note deleted. Its history is kept: other devices see the deletion.");
-  $("new-note").focus();
+const editor = createEditor({
+  state, $, show, toast, timeWords, asText, tagsOf, plainError, reportError, renderList, newId,
+  collection: () => state.db.collection(COLLECTION),
 });
+const { fillEditor, closeEditor, openNote, newNote, flushSave, setSaveState, updateSaveState } = editor;
 
 // ---- history: the commit DAG, time travel, restore ---------------------------------------
 
@@ -841,9 +624,11 @@ $("space-btn").addEventListener("click", async () => {
   $("space-name-v").textContent = state.space.name || info.spaceName || "(from invite)";
   $("device-fp").textContent = info.fingerprint || "";
   $("room-id").textContent = info.room || "";
-  $("invite-link").value = await inviteLink();
+  // A member space invites one device per click (members.js); earlier spaces share a link.
+  $("invite-link").value = info.spaceId ? "" : await inviteLink();
   $("copy-state").textContent = "";
   $("space").showModal();
+  await renderMembers(membersCtx).catch(reportError);
 });
 
 async function inviteLink() {
@@ -982,13 +767,21 @@ function reportError(e) {
 
 // ---- join forms ------------------------------------------------------------------------
 
-$("join-pass").addEventListener("submit", (ev) => {
-  ev.preventDefault();
-  const name = $("space-name").value.trim();
-  const passphrase = $("space-pass").value;
-  if (!name || passphrase.length < 8) return;
-  openSpace({ name, passphrase });
-});
+setupJoinForms((space) => openSpace(space), loadSpace);
+const membersCtx = {
+  db: () => state.db,
+  relayURL,
+  toast,
+  plainError,
+  legacy: () => isLegacy(state.space),
+  migrate: async () => { // explicit: the old space's notes move to a new space with members
+    const old = state.space;
+    $("space").close();
+    await closeSpace(false);
+    openSpace({ kind: "migrate", name: old.name, passphrase: old.passphrase });
+  },
+};
+setupMembers(membersCtx);
 
 $("join-invite").addEventListener("submit", (ev) => {
   ev.preventDefault();
@@ -996,7 +789,10 @@ $("join-invite").addEventListener("submit", (ev) => {
   const m = /#(.*)$/.exec(text);
   if (m) {
     const h = new URLSearchParams(m[1]);
-    if (h.get("space") && h.get("passphrase")) { openSpace({ name: h.get("space"), passphrase: h.get("passphrase") }); return; }
+    if (h.get("space") && h.get("passphrase")) {
+      showJoin({ name: h.get("space"), passphrase: h.get("passphrase") }, "That link is for an old passphrase space: move it below, on a device that has its notes.");
+      return;
+    }
     if (h.get("invite")) text = h.get("invite");
   }
   if (!/^ost[12]/i.test(text.replace(/\s+/g, ""))) {
@@ -1004,7 +800,7 @@ $("join-invite").addEventListener("submit", (ev) => {
     $("join-error").textContent = "That is not an Ostracon invite: it should contain “#invite=ost2…”.";
     return;
   }
-  openSpace({ invite: text.replace(/\s+/g, "") });
+  openSpace({ kind: "invite", invite: text.replace(/\s+/g, ""), passphrase: $("invite-pass").value || undefined });
 });
 
 // ---- lifecycle -------------------------------------------------------------------------
@@ -1041,8 +837,8 @@ function start() {
     showJoin(fromLink, null);
     return;
   }
-  if (saved) openSpace(saved);
-  else showJoin(null, null);
+  if (saved && !needsUnlock(saved)) openSpace(saved);
+  else showJoin(saved, null);
 }
 
 start();

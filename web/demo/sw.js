@@ -17,7 +17,8 @@
 
 const PREFIX = "ostracon-notes-";
 const SHELL = [
-  "./", "index.html", "app.js", "history.js", "verify.js", "engine-worker.js", "styles.css",
+  "./", "index.html", "app.js", "editor.js", "bodytext.js", "history.js", "verify.js", "members.js", "engine-worker.js",
+  "styles.css",
   "manifest.webmanifest", "icons/icon.svg", "icons/icon-192.png", "icons/icon-512.png", "icons/maskable-512.png",
 ];
 const BUILD_INFO = new URL("../build-info.json", self.location).href;

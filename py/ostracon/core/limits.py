@@ -18,6 +18,15 @@ from .errors import ValidationError
 MAX_PORTABLE_INT = 2**31 - 1
 #: The largest integer a JS number holds exactly (durations in ms cross the JS bridge).
 MAX_SAFE_INT = 2**53 - 1
+#: Runs the conflict scans of one remote text batch may visit in total (core/text.py,
+#: `TextCRDT.integrate`). An honest insert scans only the characters inserted concurrently
+#: into the gap between its two neighbours, a handful of runs; a hostile batch can name far-apart
+#: origins (document start and end) in every record and make each scan walk the whole text.
+#: Past the budget the batch's remaining inserts are refused like inserts with an unknown
+#: origin (that writer's later inserts into the field are then refused too: counters must
+#: stay gap-free). 100,000 runs is more than two devices typing apart at one spot for days
+#: create, and bounds one block's merge work to well under a second.
+MAX_TEXT_SCAN_RUNS = 100_000
 
 
 def check_int_option(name: str, value: Any, lo: int, hi: int = MAX_PORTABLE_INT) -> int:

@@ -39,6 +39,7 @@ import msgpack
 from . import cid as cidlib
 from .encoding import _default, _ext_hook
 from .errors import CorruptSnapshotError
+from .limits import MAX_PORTABLE_INT
 from .replica import BlockInfo, Replica
 from .state import _ABSENT, _TEXT, DocState
 from .textcodec import encode_state, load_state
@@ -47,9 +48,11 @@ SNAPSHOT_FORMAT = 3
 #: zlib level of snapshot bytes: 6 (zlib's default) is within a few % of 9 at a third of
 #: the time on block-heavy data.
 SNAPSHOT_ZLIB_LEVEL = 6
-#: A decompressed snapshot larger than this is refused as corrupt (a zlib bomb guard;
-#: 4 GiB is far beyond what one process can load anyway).
-MAX_SNAPSHOT_BYTES = 4 << 30
+#: A decompressed snapshot larger than this is refused as corrupt (a zlib bomb guard).
+#: MAX_PORTABLE_INT (2 GiB - 1): zlib's max_length is a C Py_ssize_t, 32-bit in Pyodide, so a
+#: larger bound raises OverflowError there on every load; and 2 GiB is beyond what a process
+#: with 32-bit WebAssembly memory could load anyway.
+MAX_SNAPSHOT_BYTES = MAX_PORTABLE_INT
 
 
 def dump(replica: Replica) -> bytes:

@@ -32,11 +32,13 @@ after having shown the edits.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 from .actors import check_actor
 from .errors import ValidationError
+from .limits import MAX_TEXT_SCAN_RUNS
 from .textruns import NONE, Chunk, IdIndex, Run
 
 #: Runs per chunk before it splits. Position lookup scans one chunk linearly and walks chunks
@@ -45,11 +47,31 @@ MAX_CHUNK_RUNS = 64
 #: Largest character counter (and position): exact in a JavaScript number, so the browser
 #: side can carry every id without big integers.
 MAX_COUNTER = 2**53 - 1
+#: Bytes of a seed's source (a binary CID: version, codec and multihash varints, sha2-256
+#: digest: 38 bytes); 64 leaves room for longer multihashes and refuses anything else.
+MAX_SEED_SOURCE = 64
 
 #: Edits (trace transactions / API calls) grouped into one block at most: an editing burst.
 #: 1,000 keeps a block of typing far below MAX_BLOCK_BYTES and the per-block overhead
 #: (parents, actor, stamps: ~150 bytes) under 1 byte per edit.
 TEXT_BURST_OPS = 1000
+
+#: Domain label of a seed's actor id (see `seed_actor`).
+SEED_LABEL = b"ostracon/text-seed/v1\0"
+
+
+def seed_actor(source: bytes, text: str) -> bytes:
+    """The actor id of a *seed*: the initial content `text` a field's earlier plain string
+    value (written by the block whose CID bytes are `source`) gives its text.
+
+    sha256(SEED_LABEL || len(source) as 1 byte || source || text as UTF-8). Every device that
+    turns the same string value into a text computes the same id, and its characters are
+    (seed, 0) .. (seed, n-1) with no origins, so two devices migrating one field concurrently
+    insert the same characters once (the second seed is known already and skipped). A hash,
+    so no seed id is ever a member's key."""
+    return hashlib.sha256(SEED_LABEL + bytes([len(source)]) + source
+                          + text.encode("utf-8")).digest()
+
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
@@ -90,6 +112,10 @@ class TextCRDT:
         self.me = NONE                            # actor index of the local author
         self.batch_start = 0                      # own counter when the open batch began
         self.batch_deletes: list[list[int]] = []  # [actor, counter, n] of older characters
+        self.batch_seed: list | None = None       # [source, text] seeded in the open batch
+        # Runs the conflict scans of the batch being applied may still visit (apply_batch
+        # sets it to MAX_TEXT_SCAN_RUNS; -1 once exhausted).
+        self.scan_budget = MAX_TEXT_SCAN_RUNS
         # Finger: the chunk last visited and its start position, a run in that chunk and its
         # start within the chunk (see _seek).
         self._fci = self._fst = self._fri = self._fro = 0
@@ -113,6 +139,7 @@ class TextCRDT:
         self.me = self.actor_index(actor)
         self.batch_start = self.next_ctr[self.me]
         self.batch_deletes = []
+        self.batch_seed = None
 
     def find_run(self, a: int, c: int) -> Run | None:
         """The run holding character (a, c), or None if unknown."""
@@ -352,6 +379,21 @@ class TextCRDT:
         if text:
             self._insert(pos, text)
 
+    def seed(self, source: bytes, text: str) -> bool:
+        """Add the seed `text` from the plain string value written by block `source` (see
+        `seed_actor`), as part of the open batch. False if this seed is known already."""
+        check_text(text)
+        if type(source) is not bytes or not 0 < len(source) <= MAX_SEED_SOURCE:
+            raise ValidationError("seed source must be a CID's bytes")
+        if not text or self.batch_seed is not None:
+            raise ValidationError("a batch carries at most one non-empty seed")
+        a = self.actor_index(seed_actor(source, text))
+        self.scan_budget = MAX_TEXT_SCAN_RUNS
+        if not self.integrate(a, 0, len(text), NONE, NONE, NONE, NONE, text):
+            return False
+        self.batch_seed = [source, text]
+        return True
+
     # ------------------------------------------------------------ cursors and blame
 
     def cursor(self, pos: int) -> Cursor:
@@ -393,7 +435,8 @@ class TextCRDT:
                   s: str | None) -> bool:
         """Merge a run inserted by actor index `a` (YjsMod/FugueMax). False if it was skipped:
         its counters are not the actor's next ones (already known: our own block coming back;
-        or a gap), or an origin is unknown. An actor's blocks arrive in sequence order
+        or a gap), an origin is unknown, or the conflict scan would pass `scan_budget` runs
+        (core.limits.MAX_TEXT_SCAN_RUNS per batch). An actor's blocks arrive in sequence order
         everywhere, so every replica skips the same runs, and counters stay gap-free."""
         if c != self.next_ctr[a]:
             return False
@@ -428,6 +471,7 @@ class TextCRDT:
             self.next_ctr[a] = c
             return False
         me_key = (self.actors[a], c)
+        budget = self.scan_budget
         dci, dri = ci, ri
         scanning = False
         while True:
@@ -442,6 +486,13 @@ class TextCRDT:
             o = chunks[ci].runs[ri]
             if o is R:
                 break
+            budget -= 1
+            if budget < 0:
+                # Origins this far apart only come from a hostile writer: refuse the run
+                # (and, in apply_batch, the rest of its batch) as if an origin were unknown.
+                self.scan_budget = -1
+                self.next_ctr[a] = c
+                return False
             oleft = (-1, 0, 0) if o.la == NONE else self._pos(self._run_of(o.la, o.lc), o.lc)
             if oleft < lpos:
                 break
@@ -456,6 +507,7 @@ class TextCRDT:
                 else:
                     scanning = False
             ri += 1
+        self.scan_budget = budget
         ch = chunks[dci]
         prev = ch.runs[dri - 1] if dri else None
         self._fci = self._fst = self._fri = self._fro = 0
@@ -525,6 +577,7 @@ class TextCRDT:
         out = encode_batch(self)
         self.batch_start = self.next_ctr[self.me] if self.me >= 0 else 0
         self.batch_deletes = []
+        self.batch_seed = None
         return out
 
     def apply_batch(self, actor: bytes, payload: Any) -> None:
@@ -533,4 +586,5 @@ class TextCRDT:
         apply_batch(self, actor, payload)
 
     def has_pending(self) -> bool:
-        return self.me >= 0 and (self.next_ctr[self.me] > self.batch_start or bool(self.batch_deletes))
+        return self.me >= 0 and (self.next_ctr[self.me] > self.batch_start
+                                 or bool(self.batch_deletes) or self.batch_seed is not None)

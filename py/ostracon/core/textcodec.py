@@ -16,6 +16,10 @@ Batch (the payload of a block's text op `["t", field, payload]`), a msgpack arra
   - delete record: `ref, zigzag(c - previous c), n`: delete (actor, c) .. (c + n - 1); the
     first previous c is the counter after the batch's last insert.
 - `text`: the characters of the live inserts, concatenated in record order.
+- optional 4th element `seed = [source, text]`: the field's earlier plain string value
+  `text`, written by the block with CID bytes `source`, becomes initial content owned by
+  the seed actor `core.text.seed_actor(source, text)` (applied before the inserts, which may
+  name its characters as origins). Devices seeding the same value add it once.
 
 State (snapshots), msgpack array `[1, actors, a, c, n, dead, la, lc, ra, rc, text]`: actors
 sorted bytewise; then one column per run field, runs in document order and maximally merged,
@@ -32,7 +36,8 @@ import msgpack
 
 from .actors import is_actor
 from .errors import ValidationError
-from .text import MAX_CHUNK_RUNS, MAX_COUNTER, TextCRDT
+from .limits import MAX_TEXT_SCAN_RUNS
+from .text import MAX_CHUNK_RUNS, MAX_COUNTER, MAX_SEED_SOURCE, TextCRDT, check_text, seed_actor
 from .textruns import NONE, Chunk, Run
 
 #: Other actors one batch may refer to (origins and deletes). A burst of editing touches the
@@ -55,7 +60,7 @@ def encode_batch(t: TextCRDT) -> list | None:
     if me < 0:
         return None
     bstart, end = t.batch_start, t.next_ctr[me]
-    if bstart == end and not t.batch_deletes:
+    if bstart == end and not t.batch_deletes and t.batch_seed is None:
         return None
     refs: dict[int, int] = {}
     foreign: list[bytes] = []
@@ -119,6 +124,8 @@ def encode_batch(t: TextCRDT) -> list | None:
         ints.append(_zig(c - prev))
         ints.append(n)
         prev = c
+    if t.batch_seed is not None:
+        return [foreign, ints, "".join(texts), list(t.batch_seed)]
     return [foreign, ints, "".join(texts)]
 
 
@@ -132,6 +139,19 @@ def _origin_right(t: TextCRDT, a: int, c: int) -> tuple[int, int]:
     return (NONE, NONE) if r is None else (r.ra, r.rc)
 
 
+def parse_seed(seed: Any) -> tuple[bytes, str]:
+    """Check a batch's seed `[source, text]` (see the module docstring)."""
+    if type(seed) is not list or len(seed) != 2:
+        raise ValidationError("text seed must be [source, text]")
+    source, text = seed
+    if type(source) is not bytes or not 0 < len(source) <= MAX_SEED_SOURCE:
+        raise ValidationError("text seed source must be a CID's bytes")
+    check_text(text)
+    if not text or len(text) > MAX_COUNTER:
+        raise ValidationError("text seed must be a non-empty text")
+    return source, text
+
+
 def parse_batch(payload: Any, actor: bytes) -> tuple[list[bytes], list[tuple], list[tuple]]:
     """Check a batch payload strictly; return (foreign actors, inserts, deletes).
 
@@ -139,9 +159,11 @@ def parse_batch(payload: Any, actor: bytes) -> tuple[list[bytes], list[tuple], l
     start and (rref, rc) filled for right_mode 3 only. deletes: (ref, c, n). Raises
     ValidationError for anything malformed.
     """
-    if type(payload) is not list or len(payload) != 3:
+    if type(payload) is not list or len(payload) not in (3, 4):
         raise ValidationError("text batch must be [actors, ints, text]")
-    foreign, ints, text = payload
+    foreign, ints, text = payload[:3]
+    if len(payload) == 4:
+        parse_seed(payload[3])
     if type(foreign) is not list or type(ints) is not list or type(text) is not str:
         raise ValidationError("text batch must be [actors, ints, text]")
     if len(foreign) > MAX_BATCH_ACTORS:
@@ -227,12 +249,21 @@ def _explicit(ref: int, v: int, ctr: int, nref: int) -> int:
 
 def apply_batch(t: TextCRDT, actor: bytes, payload: Any) -> None:
     foreign, inserts, deletes = parse_batch(payload, actor)
+    seed = parse_seed(payload[3]) if len(payload) == 4 else None
+    t.scan_budget = MAX_TEXT_SCAN_RUNS
+    if seed is not None:
+        source, stext = seed
+        sa = t.actor_index(seed_actor(source, stext))
+        if t.next_ctr[sa] == 0:  # a seed known already (another device's migration) is skipped
+            t.integrate(sa, 0, len(stext), NONE, NONE, NONE, NONE, stext)
     refs = [t.actor_index(actor)] + [t.actor_index(f) for f in foreign]
     a = refs[0]
     nxt = t.next_ctr
     for c, n, lref, lc, rmode, rref, rc, s in inserts:
         if c + n <= nxt[a]:
             continue  # already known: our own block coming back
+        if t.scan_budget < 0:
+            break  # the batch's scan budget is spent: its remaining inserts are refused
         if lref < 0:
             la = lc = NONE
         else:

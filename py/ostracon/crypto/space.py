@@ -291,11 +291,13 @@ class Space:
         readable)."""
         return {e.frames.commitment: e.frames for e in self._keys.values()}
 
-    def sign_challenge(self, nonce: bytes, epoch: EpochKeys | None = None) -> bytes:
+    def sign_challenge(self, nonce: bytes, epoch: EpochKeys | None = None, *, relay: str) -> bytes:
         """Answer the relay's admission challenge for the current room (docs/RELAY.md), or for
-        the room of another epoch this device holds."""
+        the room of another epoch this device holds. ``relay`` is the name of the relay the
+        connection went to (``core.protocol.relay.relay_name(url)``): the answer is valid
+        there only. Returns the 64-byte Ed25519 signature."""
         cur = epoch if epoch is not None else self.current
-        return self._crypto.ed25519_sign(cur.room_seed, P.auth_message(cur.room, nonce))
+        return self._crypto.ed25519_sign(cur.room_seed, P.auth_message(cur.room, nonce, relay))
 
     @property
     def crypto(self) -> CryptoBackend:

@@ -36,6 +36,7 @@ from .locking import locked
 
 if TYPE_CHECKING:
     from .engine import Engine
+    from .textmirror import TextMirror
 
 #: A burst older than this (ms since its first edit) is committed: about one block per
 #: second of typing, so a crash loses at most a second of unflushed keystrokes.
@@ -124,7 +125,7 @@ class TextBursts:
         t = None if state is None else state.text(field)
         if t is None:
             return None
-        opened = (t.batch_start, list(t.batch_deletes))
+        opened = (t.batch_start, list(t.batch_deletes), t.batch_seed)
         batch = t.take_batch()
         if batch is None:
             return None
@@ -133,7 +134,7 @@ class TextBursts:
         except Exception:
             # Not committed: the edits stay pending for the next commit, so no character
             # exists here that no block will ever carry.
-            t.batch_start, t.batch_deletes = opened
+            t.batch_start, t.batch_deletes, t.batch_seed = opened
             self.open.setdefault(key, _Burst(e.now))
             raise
         return format_cid(cid)
@@ -189,23 +190,37 @@ class TextHandle:
             raise NotFoundError(f"{self.collection}/{self.doc_id} does not exist")
         return state
 
+    def _shows_text(self, state: DocState) -> bool:
+        """The field is a text: by its latest write, or by local edits of the open burst
+        (the first edit of a plain string field: its block makes the field a text)."""
+        return state.is_text(self.field) or (
+            self._key in self._bursts.open and state.text(self.field) is not None)
+
     def _crdt(self) -> tuple[DocState, TextCRDT]:
-        """The field's CRDT ready for a local edit; a field that is not a text (yet, or no
-        more: replaced by a `set`) becomes one first, holding its current str value."""
+        """The field's CRDT ready for a local edit. A field that is not a text (yet, or no
+        more: replaced by a `set`) becomes one in the open burst: its current str value is
+        the text's *seed* (core.text.seed_actor), so two devices migrating the same value
+        keep one copy, and the first burst's block carries seed and edits together."""
         self._e.check_writable()
         state, t = self._live, self._t
-        if state is not None and t is not None and not state.deleted and state.is_text(self.field):
+        if state is not None and t is not None and not state.deleted and self._shows_text(state):
             return state, t
         state = self._state()
-        if not state.is_text(self.field):
+        if self._shows_text(state):
+            t = state.local_text(self.field, self._e.replica.actor)
+        else:
             value = state.user_fields().get(self.field)
             if value is not None and type(value) is not str:
                 raise ValidationError(f"{self.collection}/{self.doc_id}.{self.field} holds a "
                                       f"{type(value).__name__}, not text")
-            op = self._bursts.text_op(state, self.field, Text(value or ""))
-            self._e.write(self.collection, self.doc_id, [op],
-                          self._bursts.schema_raw(self.collection))
-        t = state.local_text(self.field, self._e.replica.actor)
+            self._bursts.make_room(self._key, len(value or ""))
+            t = state.local_text(self.field, self._e.replica.actor)
+            if len(t):
+                t.delete(0, len(t))   # characters a later `set` hid: the set's value replaces them
+            entry = state.fields.get(self.field)
+            if value and entry is not None:
+                t.seed(entry[0][2], value)
+            self._done(state, 1, len(value or ""))
         self._live, self._t = state, t
         return state, t
 
@@ -257,7 +272,7 @@ class TextHandle:
     def __str__(self) -> str:
         state = self._state()
         t = state.text(self.field)
-        if t is not None and state.is_text(self.field):
+        if t is not None and self._shows_text(state):
             return str(t)
         value = state.user_fields().get(self.field)
         return value if type(value) is str else ""
@@ -266,16 +281,44 @@ class TextHandle:
     def __len__(self) -> int:
         state = self._state()
         t = state.text(self.field)
-        if t is not None and state.is_text(self.field):
+        if t is not None and self._shows_text(state):
             return len(t)
         return len(str(self))
+
+    @locked
+    def crdt(self) -> TextCRDT | None:
+        """The field's text CRDT while the field is a text (None while it holds a plain value);
+        for db/textmirror.py, which maps positions by character id."""
+        state = self._state()
+        t = state.text(self.field)
+        return t if t is not None and self._shows_text(state) else None
+
+    @locked
+    def editable(self) -> TextCRDT:
+        """The field's text CRDT bound to this device for local edits, making the field a
+        text first (see `insert`)."""
+        return self._crdt()[1]
+
+    @locked
+    def plain_source(self) -> tuple[str, bytes]:
+        """(the field's plain string value, CID bytes of the block that wrote it; b"" if
+        none): what becomes the text's seed at the first edit."""
+        state = self._state()
+        entry = state.fields.get(self.field)
+        return str(self), (b"" if entry is None else entry[0][2])
+
+    def mirror(self) -> TextMirror:
+        """A client copy of this text whose positions are mapped by character id
+        (db/textmirror.py)."""
+        from .textmirror import TextMirror
+        return TextMirror(self, self._e)
 
     @locked
     def cursor(self, pos: int) -> Cursor:
         """A position that follows edits (local and remote): resolve it with `resolve`."""
         state = self._state()
         t = state.text(self.field)
-        if t is None or not state.is_text(self.field):
+        if t is None or not self._shows_text(state):
             raise ValidationError(f"{self.collection}/{self.doc_id}.{self.field} is not a text")
         return t.cursor(pos)
 

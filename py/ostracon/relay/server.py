@@ -103,7 +103,7 @@ class Relay(FanOut):
         self._rooms: dict[str, _Room] = {}
         self._members: set[_Member] = set()
         self._admitting = 0  # connections answering the admission challenge now
-        self._joins: weakref.WeakKeyDictionary[ServerConnection, tuple[str, int | None, str | None]] = \
+        self._joins: weakref.WeakKeyDictionary[ServerConnection, tuple[str, int | None, str | None, str]] = \
             weakref.WeakKeyDictionary()
         self._http_conns = PendingConnections(self.config.http_max_connections,
                                               self.config.http_max_connections_per_ip)
@@ -272,7 +272,7 @@ class Relay(FanOut):
             epoch = query["epoch"][-1]
             if not P.valid_epoch(epoch):
                 return conn.respond(400, "epoch must be 1..32 lower-case hex digits\n")
-        self._joins[conn] = (room, since, epoch)
+        self._joins[conn] = (room, since, epoch, hosts[0])
         return None
 
     @property
@@ -357,7 +357,7 @@ class Relay(FanOut):
         if join is None:  # pragma: no cover - process_request always records the join
             await self._reject(ws, P.CLOSE_INTERNAL, "internal error")
             return
-        room_id, since, epoch = join
+        room_id, since, epoch, host = join
         cfg = self.config
         key = client_key(ws.remote_address)
         if self._closing:
@@ -376,7 +376,8 @@ class Relay(FanOut):
             # Admission: only holders of the room key become members (relay/admission.py).
             self._admitting += 1
             try:
-                refused = await admit(ws, room_id, timeout_s=cfg.admission_timeout_s)
+                refused = await admit(ws, room_id, host_header=host, allowed_hosts=self.allowed_hosts,
+                                      timeout_s=cfg.admission_timeout_s)
             except ConnectionClosed:
                 return
             finally:

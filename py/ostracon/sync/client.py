@@ -10,7 +10,8 @@ Per connection:
 3. the mailbox replay is decrypted and applied as it arrives; `caught-up` → `session.start()`
    pushes our own blocks the mailbox lacks (durably: C_PUBLISH) and says hello (live only);
 4. from then on: live frames in, session output out (one frame per message), a ticker drives
-   `session.tick`, the database's time-triggered flush and pushes of newly sealed writes.
+   `session.tick`, the database's time-triggered flush and pushes of newly sealed writes
+   (sync/driving.py: session events, output, heartbeat and ticker).
 
 A dropped connection → `offline`, then a reconnect after exponential backoff with jitter
 (`backoff_initial_s` doubling up to `backoff_max_s`, times a random factor in [0.5, 1)).
@@ -48,7 +49,6 @@ from ..core.errors import (
     WrongKeyError,
 )
 from ..core.protocol import relay as P
-from ..core.protocol.events import Diverged, Equivocated, GapDetected, PeerSeen, ProtocolViolation
 from ..core.protocol.frames import (
     COMMITMENT_FIELD,
     DEFAULT_MAX_FRAME_SIZE,
@@ -62,6 +62,7 @@ from ..core.protocol.frames import (
 from ..core.protocol.session import DEFAULT_HELLO_INTERVAL_MS, DEFAULT_NEED_TIMEOUT_MS, SyncSession
 from ..crypto.space import NotAMemberError
 from .base import CONNECTING, OFFLINE, ONLINE, STOPPED, DatabaseReplica, SyncStatus, Transport
+from .driving import SessionDriver
 from .members import MemberSync, check_binding, is_members_payload
 from .options import (
     DEFAULT_BACKOFF_INITIAL_S,
@@ -79,7 +80,7 @@ from .options import (
 
 log = logging.getLogger("ostracon.sync")
 
-class SyncClient:
+class SyncClient(SessionDriver):
     """Keeps one database in sync with one space through one relay until `stop()`."""
 
     def __init__(self, db: Any, relay_url: str, space: Any, *,
@@ -103,6 +104,7 @@ class SyncClient:
                  compress: bool = False) -> None:
         self.db = db
         self.base_url = base_url(relay_url)
+        self.relay_name = P.relay_name(self.base_url)  # what admission answers are bound to
         self.space = space
         if space.members is not None:
             space.adopt(db.identity)  # membership is per device: the database's identity
@@ -401,8 +403,10 @@ class SyncClient:
         self.stats["connections"] += 1
         first = P.decode_server_message(await t.recv())
         if isinstance(first, P.Challenge):
-            # Room admission (docs/RELAY.md): prove we hold the room key, then the welcome.
-            await t.send(P.encode_auth(self.space.sign_challenge(first.nonce, self._epoch)))
+            # Room admission (docs/RELAY.md): prove we hold the room key, for the relay we
+            # dialled (never a name the relay tells us), then the welcome.
+            sig = self.space.sign_challenge(first.nonce, self._epoch, relay=self.relay_name)
+            await t.send(P.encode_auth(sig, self.relay_name))
             first = P.decode_server_message(await t.recv())
         if not isinstance(first, P.Welcome):
             raise ProtocolError(f"relay did not start with welcome but {type(first).__name__}")
@@ -519,128 +523,3 @@ class SyncClient:
                 self._error(NotAMemberError("this device was removed from the space"))
             return
         self._session_events(self.session.receive_plaintext(opened.payload))
-
-    def _publish_members(self) -> None:
-        """Queue our member log for the room if the room has not seen exactly it."""
-        data = self.members.outgoing()
-        if data is not None:
-            self._members_out.append(data)
-
-    def _session_events(self, events: list) -> None:
-        for ev in events:
-            if isinstance(ev, ProtocolViolation):
-                self.stats["violations"] += 1
-                self._last_error = ev.error or ProtocolError(ev.reason)
-            elif isinstance(ev, GapDetected):
-                self.stats["gaps"] += 1
-            elif isinstance(ev, PeerSeen):
-                if ev.actor:
-                    self._settled = True
-            elif isinstance(ev, Equivocated):
-                self.stats["equivocations"] = self.stats.get("equivocations", 0) + 1
-                self.equivocations.append(ev)
-            elif isinstance(ev, Diverged):
-                self._last_error = ProtocolError("a peer holds different blocks under the same version "
-                                                 "vector (an actor equivocated)")
-            elif hasattr(ev, "new"):
-                self.stats["blocks_new"] += ev.new
-
-    async def _drain(self, t: Transport, sender: FrameSender) -> None:
-        session = self.session
-        if session is None:
-            return
-        async with self._send_lock:
-            while self._members_out:
-                data = self._members_out.popleft()
-                self._unacked.append(0)
-                await t.send(P.encode_publish(sender.seal(data)))
-                self.stats["frames_out"] += 1
-            if self._epoch.key_id != self.space.key_id:
-                # This room's epoch is over (we only announce the rotation here): nothing
-                # written since may be sealed under its key, which the removed device holds.
-                if self._caught_up and self.members.room_has_log():
-                    self.members.mark_told(self._epoch.key_id, self.space.key_id)
-                return
-            for out in session.outgoing():
-                frame = sender.seal(out.data)
-                if out.durable:
-                    self._unacked.append(out.own_upto)
-                    await t.send(P.encode_publish(frame))
-                else:
-                    await t.send(P.encode_ephemeral(frame))
-                self.stats["frames_out"] += 1
-
-    async def _ticker(self, t: Transport, sender: FrameSender) -> None:
-        while not self._stop.is_set():
-            # asyncio.wait, not wait_for: on 3.11 wait_for can swallow a cancellation that
-            # races with the inner wait finishing, and the ticker would outlive its connection.
-            waiter = asyncio.ensure_future(self._hint.wait())
-            timeout = self.tick_interval_s
-            if self._unflushed_since is not None and self.flush_debounce_s is not None:
-                due = self._unflushed_since + self.flush_debounce_s - time.monotonic()
-                timeout = max(0.0, min(timeout, due))
-            try:
-                await asyncio.wait({waiter}, timeout=timeout)
-            finally:
-                waiter.cancel()
-            self._hint.clear()
-            session = self.session
-            if session is None:
-                return
-            if self._meta_dirty:
-                self._save_meta()
-            if not await self._heartbeat(t):
-                return
-            try:
-                self._flush_for_peers()
-                self.db.tick()
-            except ClosedError:
-                return
-            except OstraconError as exc:
-                self._error(exc)
-            if self._caught_up:
-                self._publish_members()
-                if self.space.room_id != self.room:
-                    self._moved = True  # a local rotation (remove): publish the log here, then move
-                if not self._settled and time.monotonic() >= self._settle_deadline:
-                    self._settled = True
-                self._session_events(session.tick(self._clock()))
-                if self.replica.own_sealed() > session.pushed_upto:
-                    session.on_local_change()
-            await self._drain(t, sender)
-            self._emit()
-            if self._moved and self._caught_up:
-                await t.close()  # wakes the receive loop; run() rejoins in the new room
-                return
-
-    async def _heartbeat(self, t: Transport) -> bool:
-        """Ping after `heartbeat_interval_s` of silence; False (and the connection dropped)
-        after `heartbeat_timeout_s` more without any message."""
-        now = time.monotonic()
-        if self._ping_sent is not None:
-            if now - self._ping_sent >= self.heartbeat_timeout_s:
-                silent = now - self._last_rx
-                self._drop_connection(TransportError(
-                    f"the relay connection is dead: nothing received for {silent:.1f} s (heartbeat)"))
-                return False
-        elif now - self._last_rx >= self.heartbeat_interval_s:
-            self._ping_sent = now
-            try:
-                async with self._send_lock:
-                    await t.send(P.encode_ping(self._random(P.MAX_PING_TOKEN)))
-            except TransportError:
-                return False
-        return True
-
-    def _flush_for_peers(self) -> None:
-        """Flush local writes `flush_debounce_s` after they were made while peers are
-        connected (the sink's own triggers would hold them back for seconds)."""
-        if self.flush_debounce_s is None or self._peers == 0 or self.replica.pending_local() == 0:
-            self._unflushed_since = None
-            return
-        now = time.monotonic()
-        if self._unflushed_since is None:
-            self._unflushed_since = now
-        if now - self._unflushed_since >= self.flush_debounce_s:
-            self._unflushed_since = None
-            self.db.flush()

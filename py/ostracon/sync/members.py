@@ -35,6 +35,23 @@ def save_log(db: Any, space: Any) -> None:
     db.storage.set_meta(META_LOG_PREFIX + bytes(space.binding).hex(), encode(space.members.export()))
 
 
+def load_log(db: Any, space: Any) -> None:
+    """Merge the member log kept in the database's meta into `space` (it holds the entries
+    since the space state was saved: invites, joins, rotations) and refresh its keys."""
+    if space.members is None:
+        return
+    try:
+        raw = db.storage.get_meta(META_LOG_PREFIX + bytes(space.binding).hex())
+    except OstraconError:
+        raw = None
+    if raw is not None:
+        try:
+            space.members.merge(decode(bytes(raw)))
+        except OstraconError:
+            log.warning("ignoring a damaged stored member log")
+    space.refresh()
+
+
 def is_members_payload(payload: bytes) -> bool:
     return payload[:2] == MEMBERS_MAGIC
 
@@ -69,16 +86,7 @@ class MemberSync:
         self._room_digest: bytes | None = None  # the log the current room has shown or got from us
         if self.log is not None:
             self._meta_key = META_LOG_PREFIX + bytes(space.binding).hex()
-            try:
-                raw = db.storage.get_meta(self._meta_key)
-            except OstraconError:
-                raw = None
-            if raw is not None:
-                try:
-                    self.log.merge(decode(bytes(raw)))
-                except OstraconError:
-                    log.warning("ignoring a damaged stored member log")
-            space.refresh()
+            load_log(db, space)
 
     @property
     def active(self) -> bool:

@@ -37,7 +37,7 @@ MAX_CURSOR = 2**63 - 1
 # --- client → relay kinds ----------------------------------------------------------------
 C_PUBLISH = 0x01  # kind ‖ payload: store in the room's mailbox and forward to the others
 C_EPHEMERAL = 0x02  # kind ‖ payload: forward to the others only (not stored, no cursor)
-C_AUTH = 0x10  # kind ‖ msgpack {"sig"}: answer to S_CHALLENGE (room admission, docs/RELAY.md)
+C_AUTH = 0x10  # kind ‖ msgpack {"sig","relay"}: answer to S_CHALLENGE (room admission, docs/RELAY.md)
 C_PING = 0x03  # kind ‖ token (1..MAX_PING_TOKEN bytes): the relay answers S_PONG with the token
 
 # --- relay → client kinds ----------------------------------------------------------------
@@ -73,7 +73,13 @@ ROOM_KEY_HEX = 64
 CHALLENGE_NONCE_SIZE = 32
 AUTH_SIGNATURE_SIZE = 64
 #: Domain label of the signed admission message (never valid as a seal or any other signature).
-AUTH_LABEL = b"ostracon/room-auth/v1\x00"
+#: v2 binds the answer to the relay's name; v1 answers (no name) are refused.
+AUTH_LABEL = b"ostracon/room-auth/v2\x00"
+#: Longest relay name (a DNS name is at most 253 characters, plus ``:port``); the name is
+#: length-prefixed by one byte in the signed message.
+MAX_RELAY_NAME = 255
+_RELAY_NAME_RE = re.compile(r"[a-z0-9._~!$&'()*+,;=%-]+(:[0-9]{1,5})?|\[[0-9a-f:.]+\](:[0-9]{1,5})?")
+_DEFAULT_PORTS = {"ws": "80", "wss": "443"}
 
 _U64 = struct.Struct(">Q")
 
@@ -86,14 +92,57 @@ def valid_epoch(epoch: str) -> bool:
     return isinstance(epoch, str) and _EPOCH_RE.fullmatch(epoch) is not None
 
 
-def auth_message(room: bytes, nonce: bytes) -> bytes:
+def valid_relay_name(name: object) -> bool:
+    """True iff ``name`` is a relay name as ``relay_name`` makes it: the lower-case ASCII
+    ``host[:port]`` of an HTTP ``Host`` header (RFC 9110 §7.2), at most MAX_RELAY_NAME chars."""
+    return (isinstance(name, str) and 0 < len(name) <= MAX_RELAY_NAME
+            and _RELAY_NAME_RE.fullmatch(name) is not None)
+
+
+def relay_name(url: str) -> str:
+    """The name of the relay a ``ws://`` / ``wss://`` URL points at, as the client's ``Host``
+    header carries it: the authority without user info, lower-cased, the scheme's default
+    port (80, 443) left out. This is what a client signs at admission, so an answer given to
+    one relay is worthless at another (docs/RELAY.md "Admission"). Parsed by hand (no stdlib
+    URL parser) so both runtimes get the same bytes. Hosts must be ASCII (punycode for IDNs);
+    ValidationError otherwise."""
+    if not isinstance(url, str) or "://" not in url:
+        raise ValidationError("relay URL must start with ws:// or wss://")
+    scheme, rest = url.split("://", 1)
+    scheme = scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise ValidationError("relay URL must start with ws:// or wss://")
+    end = len(rest)
+    for stop in "/?#":
+        i = rest.find(stop)
+        if 0 <= i < end:
+            end = i
+    authority = rest[:end].rpartition("@")[2].lower()
+    host, port = authority, ""
+    colon = authority.rfind(":")
+    if colon > authority.rfind("]"):
+        host, port = authority[:colon], authority[colon + 1:]
+        if port and not (port.isascii() and port.isdigit()):
+            raise ValidationError("relay URL has a bad port")
+        port = str(int(port)) if port else ""
+    name = host if port in ("", _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    if not valid_relay_name(name):
+        raise ValidationError("relay URL must name an ASCII host (punycode for international names)")
+    return name
+
+
+def auth_message(room: bytes, nonce: bytes, relay: str) -> bytes:
     """The bytes a client signs with the room's key to answer a challenge:
-    ``"ostracon/room-auth/v1\\0" ‖ room public key (32) ‖ nonce (32)``."""
+    ``"ostracon/room-auth/v2\\0" ‖ room public key (32) ‖ nonce (32) ‖ u8 len ‖ relay name``
+    where the relay name is ``relay_name(url)`` of the URL the client connected to."""
     if not isinstance(room, bytes) or len(room) != ROOM_KEY_HEX // 2:
         raise ValidationError("room key must be 32 bytes")
     if not isinstance(nonce, bytes) or len(nonce) != CHALLENGE_NONCE_SIZE:
         raise ValidationError(f"challenge nonce must be {CHALLENGE_NONCE_SIZE} bytes")
-    return AUTH_LABEL + room + nonce
+    if not valid_relay_name(relay):
+        raise ValidationError("relay name must be a lower-case ASCII host[:port]")
+    name = relay.encode("ascii")
+    return AUTH_LABEL + room + nonce + bytes([len(name)]) + name
 
 
 def room_path(room: str, since: int | None = None, epoch: str | None = None) -> str:
@@ -226,8 +275,8 @@ class Peers:
 
 @dataclass(frozen=True)
 class Challenge:
-    """First message on every connection: sign ``auth_message(room, nonce)`` with the room key
-    and answer with ``encode_auth`` to be admitted (then ``welcome`` follows)."""
+    """First message on every connection: sign ``auth_message(room, nonce, relay_name(url))``
+    with the room key and answer with ``encode_auth`` to be admitted (then ``welcome`` follows)."""
 
     version: int
     nonce: bytes
@@ -280,22 +329,38 @@ def encode_ephemeral(payload: bytes) -> bytes:
     return bytes([C_EPHEMERAL]) + bytes(payload)
 
 
-def encode_auth(signature: bytes) -> bytes:
-    """Client → relay: the answer to a challenge (64-byte Ed25519 signature)."""
+@dataclass(frozen=True)
+class Auth:
+    """A client's answer to the challenge: the signature and the relay name it signed."""
+
+    sig: bytes
+    relay: str
+
+
+def encode_auth(signature: bytes, relay: str) -> bytes:
+    """Client → relay: the answer to a challenge (64-byte Ed25519 signature over
+    ``auth_message(room, nonce, relay)``) and the relay name it signed."""
     if not isinstance(signature, bytes) or len(signature) != AUTH_SIGNATURE_SIZE:
         raise ValidationError(f"signature must be {AUTH_SIGNATURE_SIZE} bytes")
-    return _control(C_AUTH, {"sig": signature})
+    if not valid_relay_name(relay):
+        raise ValidationError("relay name must be a lower-case ASCII host[:port]")
+    return _control(C_AUTH, {"sig": signature, "relay": relay})
 
 
-def decode_auth(data: bytes) -> bytes:
-    """The signature in a client's C_AUTH message; ProtocolError if it is anything else."""
+def decode_auth(data: bytes) -> Auth:
+    """The answer in a client's C_AUTH message; ProtocolError if it is anything else
+    (including a v1 answer without a relay name)."""
     data = bytes(data)
     if not data or data[0] != C_AUTH:
         raise ProtocolError("expected an auth message")
-    sig = _field(_decode_map(data[1:], C_AUTH), "sig", C_AUTH)
+    body = _decode_map(data[1:], C_AUTH)
+    sig = _field(body, "sig", C_AUTH)
     if not isinstance(sig, bytes) or len(sig) != AUTH_SIGNATURE_SIZE:
         raise ProtocolError(f"auth signature must be {AUTH_SIGNATURE_SIZE} bytes")
-    return sig
+    relay = _field(body, "relay", C_AUTH)
+    if not valid_relay_name(relay):
+        raise ProtocolError("auth relay name must be a lower-case ASCII host[:port]")
+    return Auth(sig, relay)
 
 
 def encode_challenge(m: Challenge) -> bytes:

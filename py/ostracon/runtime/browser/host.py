@@ -24,9 +24,11 @@ from typing import Any
 import ostracon
 from ostracon.core.actors import ALGORITHMS, ED25519
 from ostracon.core.errors import ClosedError, ValidationError, WrongKeyError
+from ostracon.crypto import spacestore
 
 from . import bridge
 from .convert import NativeFfi, default_ffi, error_info, from_js, to_js_value
+from .texthost import TextRpc
 
 # Meta keys this host keeps in the database's own storage.
 META_IDENTITY = "browser/identity"   # the device's private key (the browser's identity.key)
@@ -86,21 +88,35 @@ def _browser_transport() -> Any:
     return BrowserWebSocketTransport()
 
 
-class Host:
+def _broadcast_transport() -> Any:
+    from .broadcast import BroadcastChannelTransport
+
+    return BroadcastChannelTransport()
+
+
+#: The `relay` value that syncs over the origin's BroadcastChannel instead of a relay
+#: (tabs and workers of one origin, docs/TRANSPORTS.md).
+BROADCAST = "broadcast"
+
+
+class Host(TextRpc):
     """One database per worker, reached through `run` (the RPC entry).
 
     `open_storage(name)` → Storage (default: IndexedDB), `make_crypto()` → CryptoBackend
     (default: WebCrypto), `transport_factory()` → sync Transport (default: the browser
-    WebSocket), `ffi` → the JS side of value conversion (default: Pyodide's).
+    WebSocket), `broadcast_factory()` → the Transport for `relay: "broadcast"` (default: the
+    BroadcastChannel), `ffi` → the JS side of value conversion (default: Pyodide's).
     """
 
     def __init__(self, *, open_storage: Callable[[str], Any] = _indexeddb_open,
                  make_crypto: Callable[[], Any] = _webcrypto,
                  transport_factory: Callable[[], Any] = _browser_transport,
+                 broadcast_factory: Callable[[], Any] = _broadcast_transport,
                  ffi: NativeFfi | None = None) -> None:
         self.open_storage = open_storage
         self.make_crypto = make_crypto
         self.transport_factory = transport_factory
+        self.broadcast_factory = broadcast_factory
         self._ffi = ffi
         self.db: Any = None
         self.storage: Any = None
@@ -117,6 +133,8 @@ class Host:
         self._feed_sub: Any = None
         self.network: bool | None = None  # navigator.onLine as last reported by the worker
         self._sync_failed: dict | None = None  # why sync could not start (WrongKeyError)
+        self.texts: dict = {}      # open text handles (texthost.py)
+        self._next_text = 1
 
     # -- lifecycle --
 
@@ -143,31 +161,34 @@ class Host:
         crypto = self.make_crypto()
         space = None
         spec = o.get("space")
-        # Member spaces (a random space this device creates, or an invite) are kept in the
-        # database's meta and need its identity: opened below (crypto/spacestore.py).
+        # Member spaces (a random space this device creates, an invite, the space kept in this
+        # database, a migration) are kept in the database's meta and need its identity: opened
+        # below (crypto/spacestore.py). {passphrase, name} is an earlier version's space.
         so = _opts(spec) if spec is not None else {}
-        member_spec = spec is not None and (
-            "create" in so or "invite" in so or ("passphrase" in so and "name" not in so))
+        member_spec = spec is not None and "key" not in so and (
+            "create" in so or "invite" in so or "migrate" in so or "name" not in so)
         if spec is not None and not member_spec:
             self._progress("space", {"kdf": "pbkdf2"})
             space = self._space(spec, crypto, Space)
         self._progress("storage", {"name": name})
         storage = self.open_storage(name)
+        old = None
         try:
+            if space is not None and "key" not in so and storage.get_meta(spacestore.META_STATE) is not None:
+                # This database keeps a member space (created or migrated here): the passphrase
+                # unlocks it; deriving an earlier-version space from it would fork silently.
+                space, member_spec = None, True
             if space is not None:
-                check = hashlib.sha256(b"ostracon/browser/space-check\x00" + space.room_id_bytes).digest()
-                stored = storage.get_meta(META_SPACE)
-                if stored is not None and stored != check:
-                    raise WrongKeyError(
-                        f"{name!r} belongs to another space: wrong passphrase, space name or invite")
-                if stored is None:
-                    storage.set_meta(META_SPACE, check)
+                self._check_legacy(storage, space, name, first=True)
             identity = self._identity(storage, o.get("algorithm"), crypto, Identity)
-            if member_spec:
-                from ostracon.crypto import spacestore
-
-                self._progress("space", {"kdf": "invite" if "invite" in _opts(spec) else "create"})
-                space = spacestore.open_space(storage, _opts(spec), identity=identity, crypto=crypto)
+            if member_spec and "migrate" in so:
+                self._progress("space", {"kdf": "migrate"})
+                old = self._space(_opts(so["migrate"]), crypto, Space)
+                self._check_legacy(storage, old, name, first=False)
+                space = spacestore.migrate_space(storage, old, identity=identity, passphrase=so.get("passphrase"))
+            elif member_spec:
+                self._progress("space", {"kdf": "invite" if "invite" in so else "create" if "create" in so else "kept"})
+                space = spacestore.open_space(storage, so, identity=identity, crypto=crypto)
             storage.flush()
             rep = storage.open_report()
             self._progress("replay", {"records": rep.records})
@@ -177,6 +198,12 @@ class Host:
             storage.close()
             raise
         self.db, self.storage, self.space, self.name = db, storage, space, name
+        from ostracon.sync.members import check_binding, load_log
+
+        if old is not None:
+            check_binding(db, space, rebind_from=old)  # the move is recorded: explicit, no fork
+        if space is not None:
+            load_log(db, space)  # invites, joins and rotations since the space state was kept
         # Changes made outside an RPC batch (sync applying remote blocks) must reach the
         # subscribers promptly: the feed callback asks the worker for a delivery round.
         self._feed_sub = db.subscribe(self._on_change)
@@ -185,6 +212,21 @@ class Host:
             self._start_sync(relay, o.get("sync") or {})
         self._progress("ready", None)
         return self.info()
+
+    @staticmethod
+    def _check_legacy(storage: Any, space: Any, name: str, *, first: bool) -> None:
+        """An earlier-version passphrase space is checked against the room id this database
+        recorded: a wrong passphrase or name raises WrongKeyError instead of opening an empty
+        space. ``first``: record it when nothing is recorded (a new database); otherwise (a
+        migration) there must be a recorded space to move."""
+        check = hashlib.sha256(b"ostracon/browser/space-check\x00" + space.room_id_bytes).digest()
+        stored = storage.get_meta(META_SPACE)
+        if stored is None and not first:
+            raise ValidationError(f"{name!r} holds no passphrase space of an earlier version to migrate")
+        if stored is not None and bytes(stored) != check:
+            raise WrongKeyError(f"{name!r} belongs to another space: wrong passphrase, space name or invite")
+        if stored is None:
+            storage.set_meta(META_SPACE, check)
 
     def _on_change(self, _event: Any) -> None:
         if self.wake is not None and not self._woken and self.subs:
@@ -197,7 +239,7 @@ class Host:
         from ostracon.sync.client import SyncClient
 
         if type(relay) is not str:
-            raise ValidationError("relay must be a ws:// or wss:// URL")
+            raise ValidationError('relay must be a ws:// or wss:// URL, or "broadcast"')
         if self.space is None:
             raise ValidationError("syncing through a relay needs a space ({passphrase, name} or {invite})")
         if sys.platform == "emscripten":
@@ -207,7 +249,12 @@ class Host:
         if isinstance(opts.get("room_id"), str):  # join a room explicitly (a link)
             kw["room_id"] = opts["room_id"]
         try:
-            client = SyncClient(self.db, relay, self.space, transport_factory=self.transport_factory,
+            url, factory = relay, self.transport_factory
+            if relay == BROADCAST:
+                from .broadcast import BROADCAST_URL
+
+                url, factory = BROADCAST_URL, self.broadcast_factory
+            client = SyncClient(self.db, url, self.space, transport_factory=factory,
                                 on_status=self._sync_status, **kw)
         except WrongKeyError as exc:
             # Another space's room (a wrong passphrase or invite, or a database that belongs to
@@ -270,6 +317,8 @@ class Host:
             "role": self.space.role(db.identity.actor) if self.space is not None else None,
             "relay": self.relay,
             "spaceName": self.space.name if self.space is not None else None,
+            "spaceId": self.space.space_id.hex() if self.space is not None and self.space.space_id else None,
+            "removed": bool(self.space is not None and self.space.members is not None and self.space.removed),
             "collections": db.collections(),
             "records": self.storage.last_position(),
             "python": sys.version.split()[0],
@@ -294,6 +343,7 @@ class Host:
             except TimeoutError:
                 pass
         db, self.db = self.db, None
+        self.texts.clear()
         for sub in self.subs.values():
             sub.close()
         self.subs.clear()
@@ -367,11 +417,14 @@ class Host:
         return _status_dict(self.sync.status)
 
     def rpc_invite(self, relay_url: Any = None, opts: Any = None) -> str:
-        """An invite string for this database's space (another device joins with it). In a
-        member space it admits one device with `opts.role` (admin | writer | reader)."""
+        """An invite string (``ost2…``) for this database's space (another device joins with
+        it); ``relay_url`` defaults to the relay this database syncs with. In a member space it
+        admits one device with `opts.role` (admin | writer | reader); only admins invite."""
         db = self._db()
         if self.space is None:
             raise ValidationError("this database was opened without a space: there is nothing to invite to")
+        if relay_url is None:
+            relay_url = self.relay
         if not isinstance(relay_url, str) or not relay_url:
             raise ValidationError("invite needs the relay URL (ws://host:port)")
         if self.space.members is None:
