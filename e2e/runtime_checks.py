@@ -477,10 +477,70 @@ def host_values() -> dict:
     return {"ok": True}
 
 
+def idb_layout(tests_dir: str | None = None, prefix: str = "layout") -> dict:
+    """IndexedDB rows (Pyodide only): a format-1 database (one row per record) reads and
+    upgrades; a batch is stored as one run row; compaction through a run keeps its tail; a
+    damaged run refuses to open."""
+    if not _in_pyodide():
+        return {}
+    import js
+    from pyodide.ffi import run_sync, to_js
+
+    from ostracon.core.errors import StorageError
+    from ostracon.runtime.browser import indexeddb as idb
+
+    b = idb.bridge()
+    name = f"{prefix}-{time.time_ns()}"
+
+    def raw_write(**fields: Any) -> None:
+        handle = run_sync(b.idbOpen(idb.DB_NAME_PREFIX + name))
+        try:
+            run_sync(b.idbWrite(handle, to_js(fields, dict_converter=js.Object.fromEntries)))
+        finally:
+            b.idbClose(handle)
+
+    # Format 1: one row per record, as an older adapter wrote it.
+    raw_write(positions=[1, 2, 3], records=[b"a", b"bb", b""], metaKeys=[idb.SYS_FORMAT], metaValues=[b"1"])
+    s = idb.IndexedDBStorage.open_sync(name, lock=False)
+    if list(s.records()) != [(1, b"a"), (2, b"bb"), (3, b"")]:
+        raise AssertionError(f"format-1 rows read back as {list(s.records())!r}")
+    s.append([b"r%d" % i for i in range(4, 14)])
+    s.flush()
+    s.close()
+    s = idb.IndexedDBStorage.open_sync(name, lock=False)
+    if [p for p, _ in s.records()] != list(range(1, 14)) or s._meta.get(idb.SYS_FORMAT) != idb.FORMAT_VERSION:
+        raise AssertionError("format-1 database not upgraded in place")
+    # Compaction through the run 4..13 keeps 9..13.
+    s.write_snapshot(b"S8", 8)
+    s.compact(8)
+    s.close()
+    s = idb.IndexedDBStorage.open_sync(name, lock=False)
+    if list(s.records()) != [(p, b"r%d" % p) for p in range(9, 14)]:
+        raise AssertionError(f"after compact(8): {list(s.records())!r}")
+    s.close()
+    # A run whose offsets do not match its bytes must not read as fewer records.
+    bad = to_js({"first": 14, "ends": [1, 5], "data": b"xyz"}, dict_converter=js.Object.fromEntries)
+    handle = run_sync(b.idbOpen(idb.DB_NAME_PREFIX + name))
+    try:
+        tx = handle.transaction(to_js(["records"]), "readwrite")
+        tx.objectStore("records").put(bad, 15)
+        run_sync(js.Promise.new(lambda res, rej: setattr(tx, "oncomplete", lambda *_: res(True))))
+    finally:
+        b.idbClose(handle)
+    try:
+        idb.IndexedDBStorage.open_sync(name, lock=False)
+    except StorageError as e:
+        refused = type(e).__name__
+    else:
+        raise AssertionError("a damaged run was read")
+    return {"damaged": refused}
+
+
 CHECKS: dict[str, Callable[..., Any]] = {
     "crypto_contract": crypto_contract,
     "crypto_vectors": crypto_vectors,
     "storage_contract": storage_contract,
+    "idb_layout": idb_layout,
     "sim_hashes": sim_hashes,
     "core_vectors": core_vectors,
     "host_values": host_values,

@@ -599,3 +599,14 @@ def test_context_manager():
         d.collection("t")
     with ostracon.open() as plain:
         assert plain.collection("t").get("x") is None
+
+
+def test_verify_before_a_flush_reports_no_problem_and_still_finds_forgeries(tmp_path):
+    # Own writes not yet flushed wait for the next batch's seal: honest work, not damage.
+    db = ostracon.open(tmp_path / "db", sink_interval_ms=3_600_000)
+    db.collection("t").create({"a": 1}, id="x")
+    assert db.pending_writes == 1
+    assert db.verify() == []
+    db.flush()
+    assert db.verify() == []
+    db.close()

@@ -186,3 +186,40 @@ def test_subscription_poll_races_with_writers_and_loses_nothing(tmp_path):
             assert got == list(range(1, 1601))
     finally:
         sys.setswitchinterval(old)
+
+
+def test_schema_violations_and_tier_moves_race_with_a_writer(tmp_path):
+    # schema_violations() wakes a cold collection and walks its documents: both must happen
+    # under the database lock while another thread writes.
+    db = ostracon.open(tmp_path / "db", sink_interval_ms=3_600_000)
+    db.define_schema("type t { n: Int  s: String @index }")
+    col = db.collection("t")
+    errors: list = []
+    n = 2000
+
+    def write() -> None:
+        try:
+            for i in range(n):
+                col.create({"n": i, "s": f"v{i % 50}"}, id=f"d{i}")
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    def sweep() -> None:
+        try:
+            for _ in range(n // 5):
+                col.set_tier("cold")
+                col.restore()
+                col.schema_violations()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write), threading.Thread(target=sweep)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert col.schema_violations() == []
+    assert [i["entries"] for i in col.indexes()] == [n]
+    assert sorted(d["_id"] for d in col.find({"s": "v7"})) == sorted(f"d{i}" for i in range(n) if i % 50 == 7)
+    db.close()

@@ -8,7 +8,7 @@ import msgpack
 import pytest
 
 from ostracon.core.errors import ValidationError
-from ostracon.core.query.filters import QueryCursorError, compile_filter, like_prefix, select
+from ostracon.core.query.filters import QueryCursorError, compile_filter, like_matcher, like_prefix, select
 from ostracon.core.query.keys import key_to_value, value_key
 from ostracon.core.query.ordering import decode_cursor, encode_cursor, is_after, normalize_order, sort_docs, sort_key_fn
 
@@ -100,6 +100,49 @@ def test_like_ilike():
     assert like_prefix("ab\\%c%") == ("ab%c", True, True)
     assert like_prefix("abc") == ("abc", False, False)
     assert like_prefix("a%b") == ("a", True, False)
+
+
+def _like_reference(pattern, value):
+    """Textbook dynamic-programming LIKE (tokens: ('lit', c), ('one',), ('any',))."""
+    toks, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            toks.append(("lit", pattern[i + 1]))
+            i += 2
+            continue
+        toks.append(("any",) if c == "%" else ("one",) if c == "_" else ("lit", c))
+        i += 1
+    row = [True] + [False] * len(value)
+    for t in toks:
+        nxt = [row[0] and t[0] == "any"] + [False] * len(value)
+        for j in range(1, len(value) + 1):
+            if t[0] == "any":
+                nxt[j] = row[j] or nxt[j - 1]
+            else:
+                nxt[j] = row[j - 1] and (t[0] == "one" or t[1] == value[j - 1])
+        row = nxt
+    return row[-1]
+
+
+def test_like_matches_the_reference_on_random_patterns():
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    for _ in range(3000):
+        pattern = "".join(rng.choice("ab%_\\\n") for _ in range(rng.randrange(8)))
+        value = "".join(rng.choice("ab%_\\\n") for _ in range(rng.randrange(8)))
+        assert like_matcher(pattern)(value) == _like_reference(pattern, value), (seed, pattern, value)
+
+
+def test_like_hostile_patterns_do_not_backtrack():
+    # As one backtracking regex these take time exponential in the number of `%`.
+    value = "a" * 4000
+    assert not like_matcher("%a" * 60 + "%b")(value)
+    assert not like_matcher("%" * 5000 + "b")(value)
+    assert like_matcher("%a" * 60 + "%")(value)
+    assert ids({"title": {"_like": "%" * 5000 + "x"}}) == []
+    assert ids({"title": {"_ilike": "%P%" * 30}}) == []
+    assert ids({"title": {"_ilike": "%P%"}}) == ["000", "005"]
 
 
 def test_logical_operators():

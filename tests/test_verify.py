@@ -15,8 +15,9 @@ import pytest
 import ostracon
 from ostracon.cli import main
 from ostracon.core.errors import CorruptBlockError, MissingSnapshotError, OwnHistoryMissingError
-from ostracon.core.verify import WATERMARK_META, SealChain, read_watermark
+from ostracon.core.verify import WATERMARK_META, SealChain, read_watermark, verify_replica
 from ostracon.crypto.identity import Identity
+from ostracon.crypto.native import NativeCrypto
 from ostracon.storage import logformat as lf
 
 NOW = 1_700_000_000_000
@@ -182,3 +183,15 @@ def test_the_own_sequence_floor_belongs_to_the_identity_that_wrote(tmp_path):
         db.collection("notes").create({"k": 3}, id="c")
         db.flush()
         assert db.version_vector()[db.actor] == 2
+
+
+def test_unsealed_blocks_are_a_problem_unless_they_await_this_databases_flush(tmp_path):
+    db = opened(tmp_path / "db", sink_interval_ms=3_600_000)
+    db.collection("t").create({"a": 1}, id="x")
+    db.collection("t").create({"a": 2}, id="y")
+    replica, actor = db.replica, bytes.fromhex(db.actor)
+    check = NativeCrypto().ed25519_verify
+    assert verify_replica(replica, check) == [f"actor {db.actor[:12]}: blocks 1..2 are not covered by a seal"]
+    assert verify_replica(replica, check, awaiting_seal=(actor,)) == []
+    assert db.verify() == []
+    db.close()

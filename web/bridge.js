@@ -14,6 +14,8 @@
 //    StorageUnavailableError, CryptoError, ...). The Python side maps the names to the
 //    ostracon error hierarchy.
 
+import { putRuns, runAfter, u8, unpackRows } from "./records.js";
+
 // ---- the suspension gate -----------------------------------------------------------------
 // Under JSPI a Python call that blocks on a promise (run_sync) suspends its whole stack and
 // returns control to the JS event loop. Nothing else may enter the engine meanwhile: it is
@@ -128,13 +130,6 @@ export function idbDelete(name) {
   });
 }
 
-function u8(v) {
-  if (v instanceof Uint8Array) return v;
-  if (v instanceof ArrayBuffer) return new Uint8Array(v);
-  if (ArrayBuffer.isView(v)) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-  throw typedError("StorageError", `stored value is not bytes: ${Object.prototype.toString.call(v)}`);
-}
-
 // Read the whole database in one read-only transaction:
 //   {positions: number[], packed: Uint8Array, ends: number[] (record i is
 //    packed[ends[i-1] .. ends[i])), snapshot: {position, data} | undefined,
@@ -151,22 +146,13 @@ export function idbLoad(db) {
       return;
     }
     // `snapshot` stays undefined when there is none (undefined reaches Python as None).
-    const out = { positions: [], records: [], snapshot: undefined, metaKeys: [], metaValues: [] };
+    const out = { positions: [], packed: new Uint8Array(0), ends: [], snapshot: undefined, metaKeys: [], metaValues: [] };
+    let keys = null;
+    let values = null;
+    let failed = null;
     const rs = tx.objectStore("records");
-    rs.getAllKeys().onsuccess = (ev) => { out.positions = ev.target.result; };
-    rs.getAll().onsuccess = (ev) => {
-      // One buffer and end offsets: Python takes them in one conversion (not one per record).
-      const recs = ev.target.result.map(u8);
-      let total = 0;
-      for (const r of recs) total += r.length;
-      const packed = new Uint8Array(total);
-      const ends = new Array(recs.length);
-      let at = 0;
-      recs.forEach((r, i) => { packed.set(r, at); at += r.length; ends[i] = at; });
-      out.packed = packed;
-      out.ends = ends;
-      delete out.records;
-    };
+    rs.getAllKeys().onsuccess = (ev) => { keys = ev.target.result; };
+    rs.getAll().onsuccess = (ev) => { values = ev.target.result; };
     const ss = tx.objectStore("snapshots");
     ss.openCursor(null, "prev").onsuccess = (ev) => {
       const c = ev.target.result;
@@ -175,8 +161,17 @@ export function idbLoad(db) {
     const ms = tx.objectStore("meta");
     ms.getAllKeys().onsuccess = (ev) => { out.metaKeys = ev.target.result; };
     ms.getAll().onsuccess = (ev) => { out.metaValues = ev.target.result.map(u8); };
-    tx.oncomplete = () => resolve(out);
-    tx.onabort = () => reject(idbError(tx.error, "load"));
+    tx.oncomplete = () => {
+      if (failed) { reject(failed); return; }
+      try {
+        Object.assign(out, unpackRows(keys || [], values || []));
+      } catch (e) {
+        reject(e && e.name === "StorageError" ? e : idbError(e, "load"));
+        return;
+      }
+      resolve(out);
+    };
+    tx.onabort = () => reject(failed || idbError(tx.error, "load"));
     tx.onerror = (ev) => { if (ev && ev.preventDefault) ev.preventDefault(); };
   });
 }
@@ -201,6 +196,7 @@ export function idbLoadSnapshots(db) {
 //   batch = {
 //     positions: number[],                                // puts into records: either
 //     packed: Uint8Array, ends: number[],                 //   one buffer and end offsets
+//     runRecords: number,                                 //   (> 0: rows of that many records, records.js)
 //     records: Uint8Array[],                              //   or one array per record
 //     metaKeys: string[], metaValues: Uint8Array[],      // puts into meta
 //     snapshot: {position, data} | null,                 // put into snapshots
@@ -228,10 +224,21 @@ export function idbWrite(db, batch) {
     };
     try {
       const rs = tx.objectStore("records");
-      if (batch.dropRecordsUpTo != null && batch.dropRecordsUpTo > 0)
-        rs.delete(IDBKeyRange.upperBound(batch.dropRecordsUpTo));
+      const upTo = batch.dropRecordsUpTo;
+      if (upTo != null && upTo > 0) {
+        rs.delete(IDBKeyRange.upperBound(upTo));
+        // A run that straddles `upTo` (key > upTo, first <= upTo) keeps only its newer
+        // records. The transaction then commits on its own once this last request is done.
+        rs.openCursor(IDBKeyRange.lowerBound(upTo, true)).onsuccess = (ev) => {
+          const c = ev.target.result;
+          const tail = c ? runAfter(c.value, upTo) : null;
+          if (tail) c.update(tail);
+        };
+      }
       const positions = batch.positions || [];
-      if (batch.packed) {
+      if (batch.packed && batch.runRecords > 0) {
+        putRuns(rs, batch.positions || [], u8(batch.packed), batch.ends || [], batch.runRecords);
+      } else if (batch.packed) {
         // One buffer for the batch: record i is packed[ends[i-1] .. ends[i]). slice() copies,
         // so each stored value owns its bytes (a subarray would clone the whole buffer).
         const packed = u8(batch.packed);
@@ -253,9 +260,9 @@ export function idbWrite(db, batch) {
       if (batch.snapshot) ss.put(batch.snapshot.data, batch.snapshot.position);
       if (batch.dropSnapshotsBelow != null && batch.dropSnapshotsBelow > 0)
         ss.delete(IDBKeyRange.upperBound(batch.dropSnapshotsBelow, true));
-      if (tx.commit) tx.commit();
+      if (tx.commit && !(upTo != null && upTo > 0)) tx.commit();
     } catch (e) {
-      failed = idbError(e, "write");
+      failed = e && e.name === "StorageError" ? e : idbError(e, "write");
       try { tx.abort(); } catch (_) { /* already finished */ }
     }
   });

@@ -15,7 +15,7 @@
 // one batch (one JSPI entry for many calls).
 
 import * as bridge from "./bridge.js";
-import { loadRuntime } from "./loader.js";
+import { cacheSnapshotStore, loadRuntime } from "./loader.js";
 
 // How often the sink's time trigger is checked when no writes arrive (the engine has no
 // threads: something must call tick()). 1 s keeps the 5 s trigger within 20% of its target.
@@ -65,7 +65,9 @@ function errorOf(e) {
 }
 
 async function boot(options) {
-  ({ pyodide, host } = await loadRuntime({ progress }));
+  // The memory snapshot (loader.js) unless the page opted out with {snapshot: false}.
+  const snapshots = options && options.snapshot === false ? null : cacheSnapshotStore();
+  ({ pyodide, host } = await loadRuntime({ progress, snapshots }));
   host.progress = (phase, detail) => progress(phase, detail);
   host.on_sync = (st) => post({ type: "status", state: st.state, detail: st });
   host.wake = () => setTimeout(() => {

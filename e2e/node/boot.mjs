@@ -31,17 +31,28 @@ export async function installBrowserGlobals() {
 }
 
 // Load the runtime from `dist` with the bundle's own loader (web/loader.js): the same lock
-// file, wheels and bridge as the worker. Returns {pyodide, bridge, host, timings}.
-export async function bootPyodide(dist = path.join(ROOT, "dist", "web"), { packages = ["ostracon"] } = {}) {
-  const t0 = performance.now();
+// file, wheels and bridge as the worker. With `snapshot: true` the runtime is started twice
+// with an in-memory snapshot store, the way a browser starts it on a second visit: the first
+// start makes the memory snapshot, the returned runtime is the one restored from it.
+// Returns {pyodide, bridge, host, boot, timings}.
+export async function bootPyodide(dist = path.join(ROOT, "dist", "web"), { packages = ["ostracon"], snapshot = false } = {}) {
   await installBrowserGlobals();
-  const { loadRuntime } = await import(pathToFileURL(path.join(dist, "loader.js")).href);
+  const loader = await import(pathToFileURL(path.join(dist, "loader.js")).href);
+  const snapshots = snapshot ? loader.memorySnapshotStore() : null;
+  const pyodideOptions = { stdout: (s) => console.log(s), stderr: (s) => console.error(s) };
+  if (snapshot) {
+    const made = await loader.loadRuntime({ packages, pyodideOptions, snapshots });
+    if (made.boot.snapshot !== "made" || !(await made.boot.stored)) throw new Error(`no snapshot was made: ${JSON.stringify(made.boot)}`);
+  }
+  const t0 = performance.now();
   let t1 = t0;
-  const rt = await loadRuntime({
+  const rt = await loader.loadRuntime({
     packages,
+    snapshots,
     progress: (phase) => { if (phase === "packages") t1 = performance.now(); },
-    pyodideOptions: { stdout: (s) => console.log(s), stderr: (s) => console.error(s) },
+    pyodideOptions,
   });
+  if (snapshot && rt.boot.snapshot !== "restored") throw new Error(`the snapshot was not restored: ${JSON.stringify(rt.boot)}`);
   const t2 = performance.now();
-  return { ...rt, timings: { pyodideMs: t1 - t0, packagesMs: t2 - t1, totalMs: t2 - t0 } };
+  return { ...rt, timings: { pyodideMs: t1 - t0, packagesMs: t2 - t1, totalMs: t2 - t0, phases: rt.boot.ms, snapshot: rt.boot.snapshot } };
 }

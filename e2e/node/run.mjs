@@ -1,13 +1,15 @@
 // `make test-node`: the browser bundle (dist/web) under Node 20, checked against native.
 //
 //   node --experimental-wasm-stack-switching e2e/node/run.mjs [--dist dist/web]
-//        [--python .venv/bin/python] [--checks a,b] [--seeds N]
+//        [--python .venv/bin/python] [--checks a,b] [--seeds N] [--no-snapshot]
 //
 // 1. runs e2e/runtime_checks.py natively (the venv's CPython + cryptography + memory storage);
 // 2. boots Pyodide from dist/web exactly like the worker (same lock file, wheels and bridge),
 //    with fake-indexeddb and Node's WebCrypto, installs the contract suites, vectors and the
 //    simulator into its file system and runs the same checks there (IndexedDB storage,
 //    WebCrypto backend);
+//    The checks run in a runtime restored from a memory snapshot (made by a first start, as
+//    on a browser's second visit); --no-snapshot runs them in an ordinarily started one;
 // 3. fails unless every check passes in Pyodide and every value (CIDs, signatures, frames,
 //    state hashes) is identical in both runtimes.
 
@@ -31,6 +33,7 @@ const wantTransport = !allChecks || allChecks.split(",").includes("transport_con
 const checks = allChecks.split(",").filter((c) => c && c !== "transport_contract").join(",");
 const onlyTransport = allChecks && !checks;
 const seeds = Number(arg("--seeds", "12"));
+const snapshot = !process.argv.includes("--no-snapshot");
 const TESTS_DIR = "/home/pyodide/ostracon_tests";
 // Values that must be identical across runtimes (the others only have to pass).
 const COMPARED = ["crypto_vectors", "sim_hashes", "core_vectors", "graphql_answers", "text_policy",
@@ -91,8 +94,8 @@ if (native.status !== 0) {
 const nativeRes = JSON.parse(native.stdout);
 const tNative = performance.now() - t0;
 
-const { pyodide, timings } = await bootPyodide(dist);
-console.log(`pyodide under node: boot ${timings.pyodideMs.toFixed(0)} ms, wheels ${timings.packagesMs.toFixed(0)} ms`);
+const { pyodide, timings } = await bootPyodide(dist, { snapshot });
+console.log(`pyodide under node (${timings.snapshot}): boot ${timings.pyodideMs.toFixed(0)} ms, wheels ${timings.packagesMs.toFixed(0)} ms; phases ${JSON.stringify(timings.phases)}`);
 for (const [rel, text] of Object.entries(testFiles())) {
   const p = `${TESTS_DIR}/${rel}`;
   pyodide.FS.mkdirTree(p.slice(0, p.lastIndexOf("/")));

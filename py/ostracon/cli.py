@@ -13,6 +13,7 @@ from typing import Any
 from .core.actors import short_actor
 from .core.block import decode_change
 from .core.errors import OstraconError
+from .storage import logformat
 
 EXIT_ERROR = 2      # the command could not run (bad path, locked, malformed input)
 EXIT_MISMATCH = 1   # verify found a problem
@@ -24,8 +25,14 @@ class CliError(Exception):
 
 def _open(path: str, *, read_only: bool = True, create: bool = False, **options: Any) -> Any:
     import ostracon
-    if not os.path.isdir(path) and not create:
-        raise CliError(f"{path}: no such database directory")
+    if not create:
+        if not os.path.isdir(path):
+            raise CliError(f"{path}: no such database directory")
+        # A mistyped path must not read as an empty database ("OK: 0 blocks") or, for the
+        # writing commands, become one.
+        if not any(logformat.parse_segment_name(f) is not None or logformat.parse_snapshot_name(f) is not None
+                   for f in os.listdir(path)):
+            raise CliError(f"{path}: not an Ostracon database (no log segments or snapshots)")
     if read_only:
         options.setdefault("follow", False)  # one-shot commands read a moment; no follower thread
     return ostracon.open(path, read_only=read_only, **options)

@@ -1,6 +1,7 @@
 """Read-only REST over one database, beside GraphQL in `ostracon serve --observe PATH`.
 
-Routes (GET and HEAD; every other method answers 405 with `Allow: GET, HEAD`):
+Routes (GET, and HEAD: GET's status and headers, Content-Length included, without the body;
+every other method answers 405 with `Allow: GET, HEAD`):
 
 - `GET /api/{collection}/{id}`: the document (fields and `_` metadata, as `get` returns it).
 - `GET /api/{collection}?filter=<json>&order=<json or field>&limit=N&cursor=C`: one page of
@@ -10,9 +11,10 @@ Routes (GET and HEAD; every other method answers 405 with `Allow: GET, HEAD`):
 
 Path segments are percent-decoded UTF-8. Values use the export's lossless JSON tagging
 (bytes as `{"$bytes": base64}`). Responses carry a strong `ETag`: for a document and its
-history, from the document's version and head CIDs (a new commit changes it, nothing else
-does); for a page, from its body. `If-None-Match` with a matching tag (or `*`) answers 304
-without a body. Errors are JSON `{"error": {"type": <error class>, "message": ...}}`:
+history, from the document's version, head CIDs and the body (a new commit changes it, and
+so does a schema lens that reads the same commits differently); for a page, from its body.
+`If-None-Match` with a matching tag (or `*`) answers 304 without a body.
+Errors are JSON `{"error": {"type": <error class>, "message": ...}}`:
 400 for a malformed request (bad JSON, filter, cursor, limit) or a query too expensive to
 run without an index, 404 for an unknown route, collection or document (a deleted document
 too), 405 for writes, 413 for a response over the size limit, 503 when the database is
@@ -80,10 +82,13 @@ def _dumps(value: Any) -> bytes:
                       default=str).encode()
 
 
-def doc_etag(doc: dict, what: str = "doc") -> str:
-    """Strong ETag of a document representation: version and sorted head CIDs."""
+def doc_etag(doc: dict, body: bytes, what: str = "doc") -> str:
+    """Strong ETag of a document representation: version, sorted head CIDs and the body.
+
+    The body takes part because the same commits can read differently: a lens registered
+    (or replicated) later rewrites old documents on read without a new commit of theirs."""
     heads = ",".join(sorted(doc.get("_heads") or []))
-    digest = hashlib.sha256(f"{what}\0{doc.get('_version')}\0{heads}".encode()).hexdigest()[:32]
+    digest = hashlib.sha256(f"{what}\0{doc.get('_version')}\0{heads}\0".encode() + body).hexdigest()[:32]
     return f'"{what}-{doc.get("_version")}-{digest}"'
 
 
@@ -153,8 +158,7 @@ class RestEndpoint:
             headers += (("ETag", etag),)
             if etag_matches(req.header("if-none-match"), etag):
                 return HttpResponse(304, b"", "application/json", headers=headers)
-        if req.method == "HEAD":
-            body = b""
+        # HEAD keeps the body: the HTTP layer sends its Content-Length and drops the bytes.
         return HttpResponse(status, body, "application/json", headers=headers)
 
     def _answer(self, req: HttpRequest) -> tuple[int, bytes, str | None]:
@@ -188,9 +192,8 @@ class RestEndpoint:
         doc = col.get(parts[1])
         if doc is None:
             raise _Answer(404, "NotFoundError", f"{name}/{parts[1]} does not exist")
-        if len(parts) == 2:
-            return 200, _dumps(doc), doc_etag(doc)
-        return 200, _dumps(col.history(parts[1], allow_pruned=True)), doc_etag(doc, "history")
+        body = _dumps(doc) if len(parts) == 2 else _dumps(col.history(parts[1], allow_pruned=True))
+        return 200, body, doc_etag(doc, body, "doc" if len(parts) == 2 else "history")
 
     def _page(self, col: Any, query: Any) -> tuple[int, bytes, str | None]:
         unknown = sorted(set(query) - {"filter", "order", "limit", "cursor"})

@@ -75,6 +75,7 @@ class Collection(CollectionWrites):
         """A merged change may have brought a new document id: keep the id order current."""
         self._views.note_id(doc_id)
 
+    @locked
     def refresh_schema(self) -> None:
         """Pick up the current schema version (after schemas changed)."""
         self._views.refresh_schema(self._e.schemas.registry)
@@ -119,6 +120,7 @@ class Collection(CollectionWrites):
         self._e.check_open()
         return self._e.indexing.set_tier(self._entry, tier, self._e.now)
 
+    @locked
     def restore(self) -> str:
         """Cold → warm ahead of use (any access does this by itself); indexes come back on
         the next access. Returns the tier."""
@@ -361,6 +363,7 @@ class Collection(CollectionWrites):
                         "values": list(v.values), "ids": list(v.doc_ids)})
         return out
 
+    @locked
     def schema_violations(self) -> list[dict]:
         """Live documents that break the current schema: `[{"id", "field", "error"}]` by id.
 
@@ -390,6 +393,7 @@ class Collection(CollectionWrites):
             return exc
         return None
 
+    @locked
     def violations_of(self, state: DocState) -> tuple:
         """The rules a (merged) live document breaks: schema and unique keys, as
         `({"rule", "field", "error"}, ...)` (empty when it is valid)."""
@@ -416,6 +420,7 @@ class Collection(CollectionWrites):
     # ------------------------------------------------------------ schema
 
     @property
+    @locked
     def schema(self) -> Schema | None:
         """The current schema version of this collection (None: schemaless)."""
         return self._views.schema

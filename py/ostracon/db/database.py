@@ -364,7 +364,9 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
         check_storage = getattr(self.storage, "verify", None)
         if check_storage is not None:
             check_storage()  # reads every record of every segment; raises CorruptLogError
-        return problems + verify_replica(self._engine.replica, self.crypto.verify_actor, progress)
+        r = self._engine.replica
+        own = () if self.storage.read_only else (r.actor, *r.stage_actors)  # sealed by the next flush
+        return problems + verify_replica(r, self.crypto.verify_actor, progress, awaiting_seal=own)
 
     @locked
     def collection(self, name: str) -> Collection:

@@ -11,7 +11,8 @@ parents are known (a version whose parents have not arrived yet waits for them).
 Declarative lenses (core/query/lenses.py) travel the same way: the document of version T
 holds, in field `LENS_PREFIX + S`, the canonical bytes of the lens S → T. A received lens
 is adopted once both versions are known; concurrent lenses for one direction resolve like
-any field (last writer wins), so every replica ends with the same lens. Lens functions
+any field (last writer wins), so every replica ends with the same lens; a record unset
+by a later write drops the lens everywhere. Lens functions
 (callables) are local to one open database and never replicated."""
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ class SchemaCatalog:
     def __init__(self, replica: Replica) -> None:
         self.registry = SchemaRegistry()
         self._replica = replica
+        # Declarative lenses this replica holds a record of in the DAG (adopted or written):
+        # the record is their truth, so one unset or deleted there is dropped here too.
+        self.replicated_lenses: set[tuple[str, str]] = set()
         self._head_schema: dict[bytes, tuple[int, bytes | None]] = {}
         self.dirty = False   # versions changed since they were last written to storage meta
 
@@ -166,6 +170,7 @@ class SchemaCatalog:
         that differs from the one registered. Returns whether any lens changed."""
         reg = self.registry
         changed = False
+        present: set[tuple[str, str]] = set()
         for to_id in sorted(docs):
             state = docs[to_id]
             if state.deleted or not reg.has(to_id):
@@ -182,8 +187,16 @@ class SchemaCatalog:
                     if reg.declared_lens(from_id, to_id) != lens:
                         reg.register_lens(from_id, to_id, lens)
                         changed = True
+                    present.add((from_id, to_id))
                 except ValidationError:
                     continue  # not a lens this version understands: ignored, like a bad schema
+        # A lens whose record was unset or deleted (a later write won) is read by a replica
+        # that merges everything at once, or reopens, as absent: every replica drops it.
+        for key in reg.declared_lenses():
+            if key in self.replicated_lenses and key not in present:
+                reg.drop_declared_lens(*key)
+                changed = True
+        self.replicated_lenses = present
         return changed
 
     @staticmethod
@@ -334,6 +347,7 @@ class SchemaMethods:
             for src, dst, f in ((from_version, to_version, fwd), (to_version, from_version, back)):
                 if isinstance(f, DeclaredLens):
                     e.write(SCHEMA_COLLECTION, dst, e.schemas.lens_ops(src, f))
+                    e.schemas.replicated_lenses.add((src, dst))
         self._lenses_changed(e.schemas.registry.version(to_version).name)
 
     def _lenses_changed(self, name: str) -> None:

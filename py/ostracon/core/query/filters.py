@@ -93,7 +93,7 @@ from .ordering import (
 
 __all__ = [
     "QueryTooExpensiveError", "IndexBuildingError", "QueryCursorError", "Cmp", "And", "Or", "Not", "Const", "Node",
-    "CompiledFilter", "compile_filter", "select", "run_query", "like_to_regex", "like_prefix",
+    "CompiledFilter", "compile_filter", "select", "run_query", "like_matcher", "like_prefix",
 ]
 
 
@@ -356,27 +356,52 @@ def parse_filter(flt: Any) -> Node:
 
 # --- LIKE ------------------------------------------------------------------------------
 
-def like_to_regex(pattern: str, *, ignore_case: bool = False) -> re.Pattern:
-    out = []
+def like_matcher(pattern: str, *, ignore_case: bool = False) -> Callable[[str], bool]:
+    """A whole-string SQL LIKE test for `pattern`, in time O(len(value) × len(pattern)).
+
+    The pattern is cut at each `%` into segments of fixed length (literal characters and `_`);
+    the first segment must match at the start, the last at the end, and each middle one is
+    taken at its leftmost match after the previous one (leftmost is always safe between two
+    `%`). A translation to one backtracking regex would take time exponential in the number
+    of `%` on a hostile pattern such as `%a%a%a…%b`. With `ignore_case`, ASCII letters of the
+    pattern are folded here and the caller folds the value (core/lexical.py).
+    """
+    segments: list[list[str]] = [[]]
     i, n = 0, len(pattern)
     while i < n:
         c = pattern[i]
         if c == "\\" and i + 1 < n:
-            out.append(re.escape(pattern[i + 1]))
+            segments[-1].append(re.escape(pattern[i + 1]))
             i += 2
             continue
         if c == "%":
-            out.append(".*")
+            segments.append([])
         elif c == "_":
-            out.append(".")
+            segments[-1].append(".")
         else:
-            out.append(re.escape(c))
+            segments[-1].append(re.escape(c))
         i += 1
-    # Case-insensitive matching folds ASCII letters only (core/lexical.py): the caller folds
-    # the value with `ascii_fold`, and the pattern is folded here, so no Unicode table of
-    # the interpreter takes part.
-    rx = "".join(out)
-    return re.compile(ascii_fold(rx) if ignore_case else rx, re.DOTALL)
+    # One compiled regex per segment: fixed length, no quantifiers, so it never backtracks.
+    widths = [len(seg) for seg in segments]
+    rxs = [re.compile(ascii_fold("".join(seg)) if ignore_case else "".join(seg), re.DOTALL) for seg in segments]
+    if len(rxs) == 1:
+        only = rxs[0].fullmatch
+        return lambda v: only(v) is not None
+    first, last, middle = rxs[0], rxs[-1], rxs[1:-1]
+    head, tail = widths[0], widths[-1]
+
+    def match(v: str) -> bool:
+        end = len(v) - tail
+        if end < head or first.match(v) is None or last.fullmatch(v, end) is None:
+            return False
+        pos = head
+        for rx in middle:
+            m = rx.search(v, pos, end)
+            if m is None:
+                return False
+            pos = m.end()
+        return True
+    return match
 
 
 def like_prefix(pattern: str) -> tuple[str, bool, bool]:
@@ -415,17 +440,16 @@ def _cmp_pred(node: Cmp) -> Callable[[dict], bool]:
     if op in COMPARE_OPS:
         return _compare_pred(g, op, x)
     fold = op in ("_ilike", "_nilike")
-    rx = like_to_regex(x, ignore_case=fold)
-    fm = rx.fullmatch
+    fm = like_matcher(x, ignore_case=fold)
 
     if fold:
         def like(d: dict) -> bool:
             v = g(d)
-            return type(v) is str and fm(ascii_fold(v)) is not None
+            return type(v) is str and fm(ascii_fold(v))
     else:
         def like(d: dict) -> bool:
             v = g(d)
-            return type(v) is str and fm(v) is not None
+            return type(v) is str and fm(v)
     if op in ("_nlike", "_nilike"):
         return lambda d: not like(d)
     return like

@@ -134,6 +134,17 @@ class SchemaRegistry:
         """The declarative lens from → to, if one is registered."""
         return self._declared.get((from_id, to_id))
 
+    def declared_lenses(self) -> list[tuple[str, str]]:
+        """(from, to) of every registered declarative lens, sorted."""
+        return sorted(self._declared)
+
+    def drop_declared_lens(self, from_id: str, to_id: str) -> None:
+        """Forget the declarative lens from → to (its replicated record was retracted)."""
+        lens = self._declared.pop((from_id, to_id), None)
+        steps = self._lenses.get(from_id, {})
+        if lens is not None and steps.get(to_id) is lens:
+            del steps[to_id]
+
     def lens_path(self, from_id: str, to_id: str) -> list[str]:
         """Shortest chain of version ids from → to through registered lenses."""
         self.version(from_id)
