@@ -93,10 +93,13 @@ _KEY_WALK_DEPTH = 64
 
 
 def check_write_field(name: Any) -> str:
-    """`check_field` plus the write-time rule for dots (docs/MERGE.md): a field name never
-    contains '.', because a dot always means a path into nested maps (queries, indexes,
-    patches, GraphQL). Blocks are not refused for it on decode (history stays readable)."""
+    """`check_field` plus the write-time rules for dots and dollars (docs/MERGE.md): a field
+    name never contains '.', because a dot always means a path into nested maps (queries,
+    indexes, patches, GraphQL), and never starts with '$', which filters reserve. Blocks are not refused for it on decode (history stays readable)."""
     check_field(name)
+    if name[:1] == "$":
+        raise ValidationError(f"field names cannot start with '$': filters reserve it (and refuse "
+                              f"Mongo-style operators), so such a field could never be queried: {name!r:.80}")
     if "." in name:
         raise ValidationError(f"field names cannot contain '.': a dot is a path "
                               f"(write {{{name.split('.', 1)[0]!r}: {{...}}}} for a nested map): {name!r:.80}")
