@@ -95,7 +95,8 @@ _KEY_WALK_DEPTH = 64
 def check_write_field(name: Any) -> str:
     """`check_field` plus the write-time rules for dots and dollars (docs/MERGE.md): a field
     name never contains '.', because a dot always means a path into nested maps (queries,
-    indexes, patches, GraphQL), and never starts with '$', which filters reserve. Blocks are not refused for it on decode (history stays readable)."""
+    indexes, patches, GraphQL), and never starts with '$', which filters reserve. Blocks are
+    not refused for it on decode (history stays readable)."""
     check_field(name)
     if name[:1] == "$":
         raise ValidationError(f"field names cannot start with '$': filters reserve it (and refuse "
