@@ -150,6 +150,42 @@ def core_vectors(tests_dir: str | None = None) -> dict:
     return {"encodings": encodings, "scenarios": scenarios}
 
 
+def p256_store(tests_dir: str | None = None) -> dict:
+    """tests/vectors/p256_store.json (a P-256-signed store made natively) verifies in this
+    runtime, and a store made here with this runtime's crypto verifies here too. `made` is
+    carried to the other runtime by the callers (`verify_store_json`): ECDSA is randomised,
+    so runtimes are compared by verification, not by bytes."""
+    d = _use_tests_dir(tests_dir)
+    import p256_store as ps
+
+    pinned = ps.verify_store(ps.load_vector(os.path.join(d, "vectors", "p256_store.json")))
+    made = ps.make_store()
+    ps.verify_store(made)
+    return {"pinned": pinned, "made": made}
+
+
+def make_store_json(tests_dir: str | None = None) -> str:
+    """A fresh P-256-signed store made in this runtime (tests/p256_store.py), as JSON."""
+    _use_tests_dir(tests_dir)
+    import p256_store as ps
+
+    return json.dumps(ps.make_store())
+
+
+def verify_store_json(store_json: str, tests_dir: str | None = None) -> str:
+    """Verify a store made by the other runtime (tests/p256_store.py); JSON in, JSON out."""
+    _use_tests_dir(tests_dir)
+    import p256_store as ps
+
+    t0 = time.perf_counter()
+    try:
+        out = {"ok": True, "value": ps.verify_store(json.loads(store_json))}
+    except BaseException as e:  # noqa: BLE001 - reported to the caller
+        out = {"ok": False, "error": "".join(traceback.format_exception(e))[-4000:]}
+    out["ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    return json.dumps(out)
+
+
 class _ContractEnv:
     """An env for tests/transport_contract.py: `make` builds a transport, `base` is the URL the
     rooms hang off (a relay, or the broadcast medium's name)."""
@@ -509,6 +545,7 @@ CHECKS: dict[str, Callable[..., Any]] = {
     "core_vectors": core_vectors,
     "host_values": host_values,
     "graphql_answers": graphql_answers,
+    "p256_store": p256_store,
     "text_policy": text_policy,
     "text_script": text_script,
 }
@@ -549,9 +586,13 @@ if __name__ == "__main__":
     import argparse
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["native"])
+    ap.add_argument("mode", choices=["native", "verify-store"],
+                    help="native: run the checks; verify-store: verify the store JSON on stdin")
     ap.add_argument("--checks", default="")
     ap.add_argument("--seeds", type=int, default=SIM_SEEDS)
     a = ap.parse_args()
+    if a.mode == "verify-store":
+        print(verify_store_json(sys.stdin.read()))
+        sys.exit(0)
     names = [c for c in a.checks.split(",") if c] or None
     print(run_checks_json(names, None, a.seeds))

@@ -4,7 +4,7 @@
   Web Worker that serves the app (through its test hooks, enabled by `testing: true`);
 - tests/vectors and seeded simulator scenarios replayed in the worker give exactly the
   values this (native) process computes;
-- blocks made in the browser are accepted natively and vice versa;
+- blocks made in the browser are accepted natively and vice versa, P-256-signed stores too;
 - the ES-module API: CRUD, history, blame, find/scan, compare-and-set, subscriptions,
   progress events, value conversion, errors with Python class names;
 - data survives page.reload(); a second tab joins the first tab's engine (or gets LockedError when
@@ -116,6 +116,49 @@ def test_values_identical_to_native(worker_page, native_results, check):
     assert nat["ok"] is True, nat.get("error")
     assert res["ok"] is True, res.get("error")
     assert res["value"] == nat["value"]
+
+
+def test_p256_stores_verify_across_browser_and_native(worker_page):
+    """ECDSA P-256 authorship in Chromium's WebCrypto: the pinned store made natively verifies
+    in the worker; a store the worker makes (P-256 keys and seals by WebCrypto) verifies
+    natively, and one made natively verifies in the worker. ECDSA is randomised: compared by
+    verification, not bytes."""
+    res = run_in_browser(worker_page, "p256_store")
+    assert res["ok"] is True, res.get("error")
+    assert res["value"]["pinned"]["seal_algorithms"] == ["ed25519", "p256"]
+    here = json.loads(runtime_checks.verify_store_json(json.dumps(res["value"]["made"])))
+    assert here["ok"] is True, here.get("error")
+    assert here["value"]["refused"] == ["flipped signature bit", "high-S twin"]
+    there = json.loads(worker_page.evaluate(
+        "async ([d, s]) => window.db._call('__testCall', 'runtime_checks', 'verify_store_json', [s, d])",
+        [TESTS_DIR, runtime_checks.make_store_json()]))
+    assert there["ok"] is True, there.get("error")
+
+
+def test_a_p256_database_in_the_browser_is_verified_natively(shared_context, e2e_url):
+    page = shared_context.new_page()
+    try:
+        goto_e2e(page, e2e_url)
+        info = open_db(page, _name("p256"), algorithm="p256")
+        assert info["algorithm"] == "p256" and info["actor"].startswith("8024")
+        out = page.evaluate("""async () => {
+          const t = db.collection("signed");
+          const a = await t.create({k: "webcrypto", n: 1});
+          await t.increment(a, "n", 2);
+          await db.flush();
+          const envs = await db.blocksSince({});
+          return {hash: await db.stateHash(), envs: envs.map((e) => Array.from(e))};
+        }""")
+        native = ostracon.open()
+        try:
+            assert native.apply_blocks([bytes(e) for e in out["envs"]]) == 2
+            assert native.last_apply.rejected == [] and native.verify() == []
+            assert native.state_hash() == out["hash"]
+            assert native.version_vector() == {info["actor"]: 2}
+        finally:
+            native.close()
+    finally:
+        page.close()
 
 
 def test_js_negative_zero_is_the_native_float_block(worker_page):

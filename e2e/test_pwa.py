@@ -42,7 +42,7 @@ SYNC_TIMEOUT_MS = 30_000
 APP = "/demo/"
 
 # A root page for the bundle when the build has none (`ostracon serve` wants an index.html
-# at the root of the web directory). See the report: the build should ship one.
+# at the root of the web directory).
 ROOT_INDEX = b"""<!doctype html><meta charset="utf-8"><title>Ostracon</title>
 <meta http-equiv="refresh" content="0; url=demo/"><a href="demo/">Ostracon Notes</a>
 """

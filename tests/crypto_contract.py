@@ -1,5 +1,6 @@
 """The CryptoBackend contract suite: every backend (native `cryptography`, browser WebCrypto)
-must pass every check here, so both produce byte-identical signatures, ciphertext and keys.
+must pass every check here, so both produce byte-identical signatures, ciphertext and keys
+(ECDSA P-256 signatures are randomised: checked by verification and form, not bytes).
 
 Plain Python, no pytest import: the browser runtime imports this module under Pyodide and
 calls the checks itself. Each check takes a zero-argument factory returning a fresh backend;
@@ -309,6 +310,89 @@ def check_x25519_rfc7748(make) -> None:
             raise AssertionError(f"x25519 with peer {bad.hex()} must raise {err.__name__}")
 
 
+# --- ECDSA P-256 / SHA-256: RFC 6979 A.2.5 (key pair; its signatures used as verify vectors) ---
+P256_PRIVATE = "c9afa9d845ba75166b5c215767b1d6934e50c3db36e89b127b8a622b120f6721"
+P256_PUBLIC = "0360fed4ba255a9d31c961eb74c6356d68c049b8923b61fa6ce669622e60f29fb6"  # compressed Ux, Uy odd
+P256_SIGNATURES = [
+    # (message, r ‖ s) from RFC 6979 with SHA-256; "sample" has a high s, "test" a low one.
+    ("sample", "efd48b2aacb6a8fd1140dd9cd45e81d69d2c877b56aaf991c34d0ea84eaf3716"
+               "f7cb1c942d657c41d436c7a1b6e29f65f3e900dbb9aff4064dc4ab2f843acda8"),
+    ("test", "f1abb023518351cd71d881567b1ea663ed3efcf6c5132b354f28d3b0b7d38367"
+             "019f4113742a2b14bd25926b49c649155f267e60d3814b4c0cc84250e46f0083"),
+]
+
+
+def check_p256_rfc6979(make) -> None:
+    """The RFC 6979 key pair; its low-S signature verifies, its high-S one only once
+    normalised (core/actors.py: Ostracon accepts low-S only)."""
+    from ostracon.core.actors import p256_low_s
+
+    b = make()
+    _expect(b.p256_public_key(h(P256_PRIVATE)) == h(P256_PUBLIC), "P-256 public key of the RFC 6979 key")
+    for msg, sig in P256_SIGNATURES:
+        low = p256_low_s(h(sig))
+        _expect(b.p256_verify(h(P256_PUBLIC), msg.encode(), low) is True, f"low-S RFC 6979 signature of {msg!r}")
+        _expect(b.p256_verify(h(P256_PUBLIC), msg.encode(), h(sig)) is (low == h(sig)),
+                f"RFC 6979 signature of {msg!r}: high-S must be refused")
+
+
+def check_p256_sign_verify(make) -> None:
+    """Signatures are 64 bytes, low-S, randomised, verify (also through verify_actor with the
+    P-256 actor id) and fail for another message, key or a flipped bit."""
+    from ostracon.core.actors import P256_PREFIX, p256_signature_ok
+
+    b = make()
+    d, pub = h(P256_PRIVATE), h(P256_PUBLIC)
+    msg = b"ostracon/seal/v1\x00p256"
+    sigs = [b.p256_sign(d, msg) for _ in range(3)]
+    for sig in sigs:
+        _expect(type(sig) is bytes and len(sig) == 64 and p256_signature_ok(sig), "P-256 signature is low-S r ‖ s")
+        _expect(b.p256_verify(pub, msg, sig) is True, "own P-256 signature verifies")
+        _expect(b.verify_actor(P256_PREFIX + pub, msg, sig) is True, "verify_actor with a P-256 actor")
+        _expect(b.verify_actor(pub[1:], msg, sig) is False, "a P-256 signature under an Ed25519-shaped actor")
+        _expect(b.p256_verify(pub, msg + b"x", sig) is False, "P-256 signature of another message")
+    _expect(len(set(sigs)) == 3, "ECDSA signatures are randomised")
+    other = b.p256_public_key(bytes(31) + b"\x07")
+    _expect(b.p256_verify(other, msg, sigs[0]) is False, "P-256 signature under another key")
+    for i in range(0, 512, 7):
+        bad = bytearray(sigs[0])
+        bad[i // 8] ^= 1 << (i % 8)
+        _expect(b.p256_verify(pub, msg, bytes(bad)) is False, f"flipped P-256 signature bit {i} verified")
+    seed, epub, _, esig = (h(x) for x in ED25519_VECTORS[1])
+    _expect(b.verify_actor(epub, b"\x72", esig) is True, "verify_actor with an Ed25519 actor")
+    _expect(b.verify_actor(P256_PREFIX + pub, b"\x72", esig) is False, "an Ed25519 signature under a P-256 actor")
+
+
+def check_p256_rejects(make) -> None:
+    """Malformed P-256 input answers False (verify) or raises ValidationError (keys)."""
+    from ostracon.core.actors import P256_N, P256_P
+
+    b = make()
+    d, pub = h(P256_PRIVATE), h(P256_PUBLIC)
+    msg = b"m"
+    sig = b.p256_sign(d, msg)
+    n32 = P256_N.to_bytes(32, "big")
+    for args in [
+        (pub[:32], msg, sig), (pub + b"\x00", msg, sig), (pub, msg, sig[:63]), (pub, msg, sig + b"\x00"),
+        (b"\x04" + pub[1:], msg, sig),                       # not a compressed point
+        (b"\x02" + P256_P.to_bytes(32, "big"), msg, sig),    # x = p: not reduced
+        (b"\x03" + b"\xff" * 32, msg, sig),                 # x > p
+        (pub, msg, bytes(32) + sig[32:]), (pub, msg, sig[:32] + bytes(32)),  # r = 0, s = 0
+        (pub, msg, n32 + sig[32:]),                           # r = n
+        (pub, msg, sig[:32] + (P256_N - int.from_bytes(sig[32:], "big")).to_bytes(32, "big")),  # high-S twin
+        (None, msg, sig), (pub, None, sig), (pub, msg, "not bytes"), (b"", b"", b""),
+    ]:
+        try:
+            ok = b.p256_verify(*args)
+        except Exception as e:  # noqa: BLE001
+            raise ContractFailure(f"p256_verify raised {type(e).__name__} for malformed input") from e
+        _expect(ok is False, "p256_verify accepted malformed input")
+    for bad in (b"", bytes(31), bytes(33), bytes(32), n32, b"\xff" * 32):
+        what = f"{bad.hex()[:8]}… ({len(bad)} bytes)"
+        _raises(ValidationError, lambda: b.p256_public_key(bad), f"P-256 public key of {what}")
+        _raises(ValidationError, lambda: b.p256_sign(bad, b"m"), f"P-256 sign with {what}")
+
+
 def check_error_types(make) -> None:
     # Every error a backend raises on purpose is an OstraconError (callers catch one root).
     b = make()
@@ -327,6 +411,9 @@ CHECKS: dict[str, Callable] = {
     "pbkdf2_vectors": check_pbkdf2_vectors,
     "random_bytes": check_random_bytes,
     "x25519_rfc7748": check_x25519_rfc7748,
+    "p256_rfc6979": check_p256_rfc6979,
+    "p256_sign_verify": check_p256_sign_verify,
+    "p256_rejects": check_p256_rejects,
     "error_types": check_error_types,
 }
 

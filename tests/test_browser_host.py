@@ -250,6 +250,21 @@ def test_identity_is_kept_in_the_database(make_host):
     assert call(make_host(), "open", {"name": "notes"})["actor"] == actor
 
 
+def test_a_p256_identity_is_chosen_at_creation_and_kept(make_host):
+    h = make_host()
+    info = call(h, "open", {"name": "signed", "algorithm": "p256"})
+    assert info["algorithm"] == "p256" and len(info["actor"]) == 70 and info["actor"].startswith("8024")
+    call(h, "close")
+    again = make_host()
+    assert call(again, "open", {"name": "signed"})["actor"] == info["actor"]  # kept without asking
+    call(again, "close")
+    err = call(make_host(), "open", {"name": "signed", "algorithm": "ed25519"})
+    assert err[0] == "error" and err[1]["name"] == "ValidationError" and "p256" in err[1]["message"]
+    err = call(make_host(), "open", {"name": "other", "algorithm": "rsa"})
+    assert err[0] == "error" and err[1]["name"] == "ValidationError"
+    assert call(make_host(), "open", {"name": "plain"})["algorithm"] == "ed25519"
+
+
 def test_another_space_cannot_open_the_database(make_host):
     h = make_host()
     call(h, "open", {"name": "notes", "space": SPACE})

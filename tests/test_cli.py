@@ -174,6 +174,17 @@ def test_expected_errors_are_one_line(tmp_path, capsys):
     assert code == 2 and "bad.ndjson:1" in err
 
 
+@pytest.mark.parametrize("command", ["inspect", "verify", "export", "log", "compact"])
+def test_a_directory_without_a_store_is_refused_not_read_as_empty(tmp_path, capsys, command):
+    # A typo must not print "OK: 0 blocks" (exit 0), nor turn a stray directory into a store.
+    wrong = tmp_path / "photos"
+    wrong.mkdir()
+    (wrong / "holiday.jpg").write_bytes(b"\xff\xd8")
+    code, _, err = run(capsys, command, str(wrong))
+    assert code == 2 and "not an Ostracon database" in err
+    assert sorted(os.listdir(wrong)) == ["holiday.jpg"]
+
+
 def test_locked_database_is_a_clear_error(dbdir):
     # A second *writer* process gets a one-line LockedError; the console script is used
     # as installed, so this also checks the entry point.

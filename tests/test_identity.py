@@ -234,3 +234,67 @@ def test_custom_backend_is_kept(tmp_path):
     path = tmp_path / "me.key"
     Identity.generate(backend).save(path)
     assert Identity.load(path, crypto=backend).crypto is backend
+
+
+# ---- ECDSA P-256 identities ------------------------------------------------------------------
+
+P256_D = bytes.fromhex("c9afa9d845ba75166b5c215767b1d6934e50c3db36e89b127b8a622b120f6721")  # RFC 6979 A.2.5
+
+
+def test_p256_identity_actor_sign_and_verify():
+    ident = Identity.from_seed(P256_D, algorithm="p256")
+    assert ident.algorithm == "p256" and len(ident.actor) == 35 and ident.actor[:2] == b"\x80\x24"
+    assert ident.actor[2:].hex() == "0360fed4ba255a9d31c961eb74c6356d68c049b8923b61fa6ce669622e60f29fb6"
+    sig = ident.sign(b"m")
+    assert len(sig) == 64 and ident.verify(b"m", sig) and not ident.verify(b"n", sig)
+    assert Identity.verify_signature(ident.actor, b"m", sig)
+    assert not Identity.verify_signature(ident.actor[3:], b"m", sig)  # same bytes, read as Ed25519
+    ed = Identity.from_seed(P256_D)  # the same 32 bytes as an Ed25519 seed: another identity
+    assert ed.actor != ident.actor and ed != ident and not ed.verify(b"m", sig)
+    assert "algorithm='p256'" in repr(ident) and P256_D.hex() not in repr(ident)
+
+
+def test_p256_generate_draws_until_the_scalar_is_in_range():
+    zero_then_good = iter([bytes(32), b"\xff" * 32, P256_D])
+    backend = NativeCrypto(random_bytes=lambda n: next(zero_then_good))
+    assert Identity.generate(backend, algorithm="p256").export_seed() == P256_D
+    with pytest.raises(ValidationError, match="no usable"):
+        Identity.generate(NativeCrypto(random_bytes=lambda n: bytes(n)), algorithm="p256")
+
+
+@pytest.mark.parametrize("bad", [bytes(32), b"\xff" * 32, bytes(31)])
+def test_p256_scalar_out_of_range_is_validation_error(bad):
+    with pytest.raises(ValidationError):
+        Identity.from_seed(bad, algorithm="p256")
+
+
+@pytest.mark.parametrize("algorithm", ["P256", "secp256k1", "", None, 1])
+def test_unknown_algorithm_is_validation_error(algorithm):
+    with pytest.raises(ValidationError, match="algorithm"):
+        Identity.generate(algorithm=algorithm)
+
+
+def test_p256_file_round_trip_and_format(tmp_path):
+    ident = Identity.from_seed(P256_D, algorithm="p256")
+    path = tmp_path / "me.key"
+    ident.save(path)
+    doc = json.loads(path.read_bytes())
+    assert doc == {"actor": ident.actor_hex, "algorithm": "p256", "format": "ostracon-identity",
+                   "seed": P256_D.hex(), "version": 1}
+    loaded = Identity.load(path)
+    assert loaded == ident and loaded.algorithm == "p256" and loaded.actor == ident.actor
+    created = Identity.load_or_generate(tmp_path / "new.key", algorithm="p256")
+    assert Identity.load_or_generate(tmp_path / "new.key") == created  # an existing file keeps its algorithm
+
+
+@pytest.mark.parametrize("over, why", [
+    ({"algorithm": "rsa"}, "algorithm"),
+    ({"algorithm": 1}, "algorithm"),
+    ({"algorithm": "p256"}, "public key"),                    # an Ed25519 actor under p256
+    ({"algorithm": "p256", "seed": "00" * 32}, "1..n-1"),
+])
+def test_load_refuses_a_wrong_algorithm(tmp_path, over, why):
+    path = tmp_path / "me.key"
+    _write(path, _doc(**over))
+    with pytest.raises(IdentityFileError, match=why):
+        Identity.load(path)

@@ -156,3 +156,20 @@ def test_filter_writable_refuses_readers_and_removed_members_after_their_cut():
     envs = [env(b"r" * 32, 1), env(b"x" * 32, 2), env(b"x" * 32, 3), env(b"w" * 32, 9)]
     kept, refused = filter_writable(envs, lambda actor: limits.get(actor))
     assert refused == 2 and kept == [envs[1], envs[3]]
+
+
+def test_p256_devices_create_join_and_receive_rotated_keys():
+    a = Identity.generate(crypto("p-a"), algorithm="p256")
+    b, c = Identity.generate(crypto("p-b"), algorithm="p256"), ident("p-c")
+    admin = Space.generate("mixed", identity=a, crypto=crypto("p-space"))
+    sb = Space.from_invite(admin.invite(URL), identity=b, crypto=crypto("p-b-space"))
+    sc = Space.from_invite(admin.invite(URL), identity=c, crypto=crypto("p-c-space"))
+    exchange(admin, sb, sc)
+    assert admin.role(a.actor) == "admin" and admin.role(b.actor) == admin.role(c.actor) == "writer"
+    admin.remove(c.actor, upto=1)  # the new key is wrapped to the P-256 member b
+    exchange(admin, sb, sc)
+    assert sb.export_key() == admin.export_key() and sc.removed
+    # an entry claiming to be a's but signed by b is refused
+    forged = M.sign_entry({**M.parse_entry(admin.members.export()[-1], crypto("x")).body}, b.sign)
+    with pytest.raises(MalformedMessageError, match="signature"):
+        M.parse_entry(forged.wire(), crypto("x"))

@@ -189,6 +189,25 @@ def test_dots_in_field_names_are_refused_at_write(call):
     assert db.state_hash() == before
 
 
+@pytest.mark.parametrize("call", [
+    lambda c: c.create({"$odd": 1}),
+    lambda c: c.patch("d", {"$set": {"x": 1}}),
+    lambda c: c.update("d", {"$inc": 1}),
+    lambda c: c.increment("d", "$n", 1),
+])
+def test_top_level_dollar_field_names_are_refused_at_write(call):
+    # A filter naming such a field would be refused as Mongo syntax: what is stored must be
+    # addressable. Nested `$` keys are data (the map is addressed as a whole).
+    db = replica(1)
+    col = db.collection("c")
+    col.create({"prefs": {"$theme": "light"}}, id="d")
+    before = db.state_hash()
+    with pytest.raises(ValidationError, match=r"'\$'"):
+        call(col)
+    assert db.state_hash() == before
+    assert col.get("d")["prefs"] == {"$theme": "light"}
+
+
 def test_a_dot_is_always_a_path_in_queries_and_indexes():
     db = replica(1)
     col = db.collection("c")

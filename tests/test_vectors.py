@@ -57,3 +57,19 @@ def test_vectors_pin_seals_and_commits():
 def test_json_tagging_round_trip():
     v = {"b": b"\x00", "big": 2**100, "small": 5, "l": [2**60, -(2**60)], "f": 1.0}
     assert replay_mod.from_json(json.loads(json.dumps(replay_mod.to_json(v)))) == v
+
+
+def test_pinned_p256_store_verifies():
+    """tests/vectors/p256_store.json (made natively once) verifies here; the browser
+    runtimes check the same file (e2e/runtime_checks.py `p256_store`)."""
+    import p256_store
+
+    got = p256_store.verify_store(p256_store.load_vector())
+    assert got["seal_algorithms"] == ["ed25519", "p256"] and got["blocks"] == 7
+
+
+def test_a_fresh_p256_store_verifies_in_a_second_database():
+    import p256_store
+
+    store = p256_store.make_store()
+    assert p256_store.verify_store(store)["refused"] == ["flipped signature bit", "high-S twin"]

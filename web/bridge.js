@@ -417,6 +417,66 @@ export async function ed25519Verify(publicKey, message, signature) {
   }
 }
 
+// PKCS#8 of a P-256 private scalar d: an RFC 5915 ECPrivateKey without its optional public
+// key (WebCrypto imports no raw private keys; Chromium's BoringSSL and Node's OpenSSL compute
+// the public point on import, so the scalar multiplication stays in native, constant-time code).
+const P256_PKCS8_PREFIX = new Uint8Array([
+  0x30, 0x41, 0x02, 0x01, 0x00, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01,
+  0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x04, 0x27, 0x30, 0x25, 0x02, 0x01,
+  0x01, 0x04, 0x20,
+]);
+const ECDSA_P256 = { name: "ECDSA", namedCurve: "P-256" };
+const ECDSA_SHA256 = { name: "ECDSA", hash: "SHA-256" };
+
+function p256Pkcs8(d) {
+  d = u8(d);
+  if (d.length !== 32) throw typedError("CryptoError", `P-256 private key must be 32 bytes, got ${d.length}`);
+  const der = new Uint8Array(P256_PKCS8_PREFIX.length + 32);
+  der.set(P256_PKCS8_PREFIX, 0);
+  der.set(d, P256_PKCS8_PREFIX.length);
+  return der;
+}
+
+// The uncompressed public point 04 ‖ x ‖ y (65 bytes); Python compresses and checks it.
+export async function p256PublicKey(d) {
+  try {
+    const key = await subtle().importKey("pkcs8", p256Pkcs8(d), ECDSA_P256, true, ["sign"]);
+    const jwk = await subtle().exportKey("jwk", key);
+    const out = new Uint8Array(65);
+    out[0] = 4;
+    out.set(b64urlDecode(jwk.x), 1);
+    out.set(b64urlDecode(jwk.y), 33);
+    return out;
+  } catch (e) {
+    throw cryptoError(e, "p256 public key");
+  }
+}
+
+// r ‖ s (IEEE P1363, 64 bytes) over SHA-256(message); randomised. Python normalises to low-S.
+export async function p256Sign(d, message) {
+  try {
+    const key = await cachedKey("p256-sign", u8(d), () =>
+      subtle().importKey("pkcs8", p256Pkcs8(d), ECDSA_P256, false, ["sign"]));
+    return new Uint8Array(await subtle().sign(ECDSA_SHA256, key, u8(message)));
+  } catch (e) {
+    throw cryptoError(e, "p256 sign");
+  }
+}
+
+// `publicKey`: the uncompressed point (65 bytes). Never rejects: malformed input is "not valid".
+export async function p256Verify(publicKey, message, signature) {
+  try {
+    publicKey = u8(publicKey);
+    signature = u8(signature);
+    if (publicKey.length !== 65 || signature.length !== 64) return false;
+    const key = await cachedKey("p256-verify", publicKey, () =>
+      subtle().importKey("raw", publicKey, ECDSA_P256, false, ["verify"]));
+    return await subtle().verify(ECDSA_SHA256, key, signature, u8(message));
+  } catch (_) {
+    return false;
+  }
+}
+
 function aesKey(key, usage) {
   key = u8(key);
   if (key.length !== 32) throw typedError("CryptoError", `AES-256-GCM key must be 32 bytes, got ${key.length}`);

@@ -416,6 +416,8 @@ export function connect(options = {}) {
 //               db.status "sync" events ({state: connecting|online|offline|stopped, detail});
 //               "broadcast": sync with this origin's other tabs/workers over BroadcastChannel,
 //               no relay (docs/TRANSPORTS.md)
+//   algorithm   "ed25519" (default) or "p256": the signature algorithm of the identity a new
+//               database gets (an existing one keeps its own; asking for another is an error)
 //   onProgress  callback for startup progress ({phase, detail, ms})
 //   workerURL   where worker.js is (default: next to this module)
 export function open(options = {}) {

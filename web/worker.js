@@ -213,6 +213,7 @@ function openOptions(o) {
   if (o.space) out.space = o.space;
   if (o.relay) out.relay = o.relay;
   if (o.sync) out.sync = o.sync;
+  if (o.algorithm) out.algorithm = o.algorithm;
   if (o.sinkBatchOps != null) out.sink_batch_ops = o.sinkBatchOps;
   if (o.sinkIntervalMs != null) out.sink_interval_ms = o.sinkIntervalMs;
   return out;

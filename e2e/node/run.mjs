@@ -129,6 +129,19 @@ if (wantTransport) {
   }
 }
 
+// P-256 stores cross runtimes: each side verifies the store the other made (ECDSA is
+// randomised, so this is compared by verification, not by bytes).
+if (pyRes.p256_store?.ok && nativeRes.p256_store?.ok) {
+  const toNative = spawnSync(python, [path.join(ROOT, "e2e", "runtime_checks.py"), "verify-store"], {
+    cwd: ROOT, encoding: "utf8", input: JSON.stringify(pyRes.p256_store.value.made), maxBuffer: 16 << 20,
+  });
+  const nativeVerdict = toNative.status === 0 ? JSON.parse(toNative.stdout) : { ok: false, error: toNative.stderr };
+  const verify = pyodide.pyimport("runtime_checks").verify_store_json;
+  const pyVerdict = JSON.parse(await verify.callPromising(JSON.stringify(nativeRes.p256_store.value.made), TESTS_DIR));
+  pyRes.p256_cross = pyVerdict;        // the native store, verified in pyodide
+  nativeRes.p256_cross = nativeVerdict;  // the pyodide store, verified natively
+}
+
 let failed = 0;
 for (const [name, r] of Object.entries(pyRes)) {
   const n = nativeRes[name] || {};

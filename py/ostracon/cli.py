@@ -10,8 +10,10 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .core.actors import short_actor
 from .core.block import decode_change
 from .core.errors import OstraconError
+from .storage import logformat
 
 EXIT_ERROR = 2      # the command could not run (bad path, locked, malformed input)
 EXIT_MISMATCH = 1   # verify found a problem
@@ -23,8 +25,14 @@ class CliError(Exception):
 
 def _open(path: str, *, read_only: bool = True, create: bool = False, **options: Any) -> Any:
     import ostracon
-    if not os.path.isdir(path) and not create:
-        raise CliError(f"{path}: no such database directory")
+    if not create:
+        if not os.path.isdir(path):
+            raise CliError(f"{path}: no such database directory")
+        # A mistyped path must not read as an empty database ("OK: 0 blocks") or, for the
+        # writing commands, become one.
+        if not any(logformat.parse_segment_name(f) is not None or logformat.parse_snapshot_name(f) is not None
+                   for f in os.listdir(path)):
+            raise CliError(f"{path}: not an Ostracon database (no log segments or snapshots)")
     if read_only:
         options.setdefault("follow", False)  # one-shot commands read a moment; no follower thread
     return ostracon.open(path, read_only=read_only, **options)
@@ -112,7 +120,7 @@ def cmd_log(args: argparse.Namespace) -> int:
             ch = decode_change(base64.b64decode(entry["block"]))
             ops = ", ".join(_describe_op(op) for op in ch.ops) or "(no field changes)"
             by = "".join(f" {k}={meta[k]}" for k in ("stage", "provider", "model") if k in meta)
-            print(f"{entry['cid'][:16]}… {ch.collection}/{ch.doc_id} by {entry['actor'][:12]} "
+            print(f"{entry['cid'][:16]}… {ch.collection}/{ch.doc_id} by {short_actor(entry['actor'])} "
                   f"#{ch.seq} at {_iso(wall_ms(ch.hlc))}{by}: {ops}")
     finally:
         db.close()
@@ -146,7 +154,7 @@ def cmd_history(args: argparse.Namespace) -> int:
                 ops = ", ".join(_describe_op(tuple(op)) for op in c["ops"]) or "(no field changes)"
                 meta = c.get("meta") or {}
                 by = "".join(f" {k}={meta[k]}" for k in ("stage", "provider", "model") if k in meta)
-                print(f"h{c['height']} {c['cid'][:16]}… by {c['actor'][:12]} #{c['seq']} "
+                print(f"h{c['height']} {c['cid'][:16]}… by {short_actor(c['actor'])} #{c['seq']} "
                       f"{_iso(c['time'])} [{sig}] parents={len(c['parents'])}{by}: {ops}")
     finally:
         db.close()
@@ -243,6 +251,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     import ostracon
+    if args.algorithm is not None:
+        from .identity_cli import ensure_identity
+        ensure_identity(args.path, args.algorithm)  # opening then loads it
     db = _open(args.path, read_only=False, create=True)
     from .core.encoding import encode
     created = updated = unchanged = 0
@@ -376,7 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
                                       "or replay a `log --ndjson` audit trail")
     s.add_argument("path")
     s.add_argument("file")
+    from .identity_cli import add_algorithm_argument, add_identity_arguments
+    add_algorithm_argument(s)
     s.set_defaults(fn=cmd_import)
+
+    add_identity_arguments(sub)
 
     from .relay.cli import add_relay_arguments
     s = sub.add_parser("relay", help="run the WebSocket relay")
@@ -394,12 +409,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .identity_cli import IdentityCliError
     from .space_cli import SpaceCliError
 
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (CliError, SpaceCliError) as exc:
+    except (CliError, SpaceCliError, IdentityCliError) as exc:
         print(f"ostracon {args.command}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except OstraconError as exc:

@@ -31,6 +31,7 @@ export class BodyText {
   async attach(collection, id) {
     await this.detach();
     const el = this.el;
+    el.title = "";
     el.readOnly = true; // a keystroke now would have no copy to be diffed against
     try {
       const h = await collection.text(id, "body");
@@ -43,6 +44,15 @@ export class BodyText {
     } finally {
       el.readOnly = false;
     }
+  }
+
+  // Show a body value that is not text (from a peer that wrote a number, map or bytes),
+  // read-only: there is no text to splice into.
+  showForeign(shown) {
+    this.detach().catch(this.onError);
+    this.el.value = shown;
+    this.el.readOnly = true;
+    this.el.title = "This body was written by another device as a value that is not text; it is shown read-only.";
   }
 
   async detach() {

@@ -60,7 +60,10 @@ export function createEditor(app) {
       if (f === "pinned" || f === "done") { el.checked = !!d[f]; continue; }
       if (f === "body") {
         el.value = asText(d.body);
-        body.attach(collection(), d._id).catch(reportError);
+        // A body another device wrote as a number, map or bytes is not a text: shown, not
+        // edited (a splice would be refused), rather than blanked by an empty text handle.
+        if (d.body != null && typeof d.body !== "string") body.showForeign(el.value);
+        else body.attach(collection(), d._id).catch(reportError);
         continue;
       }
       const v = f === "tags" ? tagsOf(d).join(", ") : asText(d[f]);

@@ -5,14 +5,66 @@
 //   - each block's CID (sha256 of its bytes, CIDv1 / messagepack / sha2-256),
 //   - each block's links: parents present, height = 1 + max parent height, gap-free
 //     sequence numbers per author,
-//   - each seal: Ed25519 signature by the author over the canonical seal without its
-//     signature, and the sha256 over the CIDs of the sealed range (docs/ARCHITECTURE.md).
+//   - each seal: the author's signature over the canonical seal without its signature
+//     (Ed25519 for a 32-byte actor; ECDSA P-256 / SHA-256 with low S for a `p256-pub`
+//     actor, whose seal says `k: "es256"`; docs/CRYPTO.md), and the sha256 over the CIDs
+//     of the sealed range (docs/ARCHITECTURE.md).
 // A second implementation agreeing with the Python engine is the point of the exercise.
 
 const CID_PREFIX = new Uint8Array([0x01, 0x81, 0x04, 0x12, 0x20]);
 const SEAL_LABEL = new TextEncoder().encode("ostracon/seal/v1\0");
+// P-256 (FIPS 186-4 D.1.2.3): field prime, curve b, group order; actor ids are the multicodec
+// p256-pub prefix + the 33-byte compressed point.
+const P256_P = 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffffn;
+const P256_B = 0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604bn;
+const P256_N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
+const P256_PREFIX = [0x80, 0x24];
 // Envelopes per progress report / yield to the event loop (keeps the page responsive).
 const STEP = 200;
+
+const big = (bytes) => bytes.reduce((a, x) => (a << 8n) | BigInt(x), 0n);
+
+function modPow(b, e, m) {
+  let r = 1n;
+  b %= m;
+  for (; e > 0n; e >>= 1n, b = (b * b) % m) if (e & 1n) r = (r * b) % m;
+  return r;
+}
+
+// The uncompressed SEC1 point of a compressed one (not every WebCrypto imports compressed
+// points). p ≡ 3 (mod 4), so the square root is a power; null when x is not on the curve.
+function p256Uncompressed(c) {
+  if (c.length !== 33 || (c[0] !== 2 && c[0] !== 3)) return null;
+  const x = big(c.subarray(1));
+  if (x >= P256_P) return null;
+  const rhs = (((x * x % P256_P) * x - 3n * x + P256_B) % P256_P + P256_P) % P256_P;
+  let y = modPow(rhs, (P256_P + 1n) / 4n, P256_P);
+  if ((y * y) % P256_P !== rhs) return null;
+  if (Number(y & 1n) !== (c[0] & 1)) y = P256_P - y;
+  const out = new Uint8Array(65);
+  out[0] = 4;
+  out.set(c.subarray(1), 1);
+  for (let i = 64; i >= 33; i--, y >>= 8n) out[i] = Number(y & 0xffn);
+  return out;
+}
+
+// Verify a seal signature by its author: Ed25519 or ECDSA P-256 (low S only, as the engine).
+async function verifySignature(actorBytes, alg, sig, message) {
+  if (actorBytes.length === 32 && alg === undefined) {
+    const key = await crypto.subtle.importKey("raw", actorBytes, { name: "Ed25519" }, false, ["verify"]);
+    return crypto.subtle.verify({ name: "Ed25519" }, key, sig, message);
+  }
+  if (actorBytes.length === 35 && actorBytes[0] === P256_PREFIX[0] && actorBytes[1] === P256_PREFIX[1]
+      && alg === "es256" && sig.length === 64) {
+    const s = big(sig.subarray(32));
+    if (s === 0n || s > P256_N / 2n) return false;
+    const point = p256Uncompressed(actorBytes.subarray(2));
+    if (!point) return false;
+    const key = await crypto.subtle.importKey("raw", point, { name: "ECDSA", namedCurve: "P-256" }, false, ["verify"]);
+    return crypto.subtle.verify({ name: "ECDSA", hash: "SHA-256" }, key, sig, message);
+  }
+  return false;
+}
 
 class Reader {
   constructor(bytes) {
@@ -181,8 +233,7 @@ export async function verifyAll(envelopes, onProgress) {
       const first = m.get("f"), last = m.get("l");
       const parts = [SEAL_LABEL, new Uint8Array([0x80 | (spans.size - 1)])];
       for (const [k, span] of spans) if (k !== "g") parts.push(span);
-      const key = await crypto.subtle.importKey("raw", actorBytes, { name: "Ed25519" }, false, ["verify"]);
-      const ok = await crypto.subtle.verify({ name: "Ed25519" }, key, m.get("g"), concat(parts));
+      const ok = await verifySignature(actorBytes, m.get("k"), m.get("g"), concat(parts));
       const label = `seal ${actor.slice(0, 12)} ${first}..${last}`;
       if (!ok) { problems.push(`${label}: signature does not verify`); continue; }
       const seqs = byActor.get(actor) || new Map();

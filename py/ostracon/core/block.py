@@ -15,6 +15,7 @@ from typing import Any
 import msgpack
 
 from . import cid as cidlib
+from .actors import P256, SIG_LEN, algorithm_of, p256_low_s, p256_signature_ok
 from .encoding import _default, _ext_hook, canonical, check_sorted, decode, encode_canonical
 from .errors import CorruptBlockError, SignatureError, ValidationError
 from .textcodec import parse_batch
@@ -44,8 +45,6 @@ MAX_META_INPUTS = 64
 #: caught at the write rather than silently stored). `inputs` holds binary CIDs.
 META_TEXT_KEYS = ("model", "note", "provider", "run", "stage")
 META_KEYS = ("inputs",) + META_TEXT_KEYS
-ACTOR_LEN = 32
-SIG_LEN = 64
 MAX_SEQ = 2**63 - 1
 
 COLLECTION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
@@ -94,10 +93,14 @@ _KEY_WALK_DEPTH = 64
 
 
 def check_write_field(name: Any) -> str:
-    """`check_field` plus the write-time rule for dots (docs/MERGE.md): a field name never
-    contains '.', because a dot always means a path into nested maps (queries, indexes,
-    patches, GraphQL). Blocks are not refused for it on decode (history stays readable)."""
+    """`check_field` plus the write-time rules for dots and dollars (docs/MERGE.md): a field
+    name never contains '.', because a dot always means a path into nested maps (queries,
+    indexes, patches, GraphQL), and never starts with '$', which filters reserve. Blocks are
+    not refused for it on decode (history stays readable)."""
     check_field(name)
+    if name[:1] == "$":
+        raise ValidationError(f"field names cannot start with '$': filters reserve it (and refuse "
+                              f"Mongo-style operators), so such a field could never be queried: {name!r:.80}")
     if "." in name:
         raise ValidationError(f"field names cannot contain '.': a dot is a path "
                               f"(write {{{name.split('.', 1)[0]!r}: {{...}}}} for a nested map): {name!r:.80}")
@@ -165,8 +168,8 @@ class Change:
 
     def __post_init__(self) -> None:
         # Cheap structural checks; values inside ops were validated when they were made.
-        if type(self.actor) is not bytes or len(self.actor) != ACTOR_LEN:
-            raise ValidationError("actor must be 32 bytes")
+        if algorithm_of(self.actor) is None:
+            raise ValidationError("actor must be an actor id (core/actors.py)")
         if type(self.seq) is not int or not 1 <= self.seq <= MAX_SEQ:
             raise ValidationError("seq must be an int >= 1")
         if type(self.height) is not int or self.height < 1 or (self.height == 1) != (not self.parents):
@@ -342,8 +345,8 @@ def decode_change(data: bytes, *, trusted: bool = False) -> Change:
         except ValidationError as exc:
             raise CorruptBlockError(f"commit metadata: {exc}") from None
     actor, seq, height = m["a"], m["s"], m["h"]
-    if type(actor) is not bytes or len(actor) != ACTOR_LEN:
-        raise CorruptBlockError("actor must be 32 bytes")
+    if algorithm_of(actor) is None:
+        raise CorruptBlockError("actor is not an Ed25519 key or a P-256 id with a point on the curve")
     if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
         raise CorruptBlockError("seq must be an int >= 1")
     if type(height) is not int or height < 1 or (height == 1) != (not parents):
@@ -377,6 +380,11 @@ _set = object.__setattr__
 # ---------------------------------------------------------------- seals
 
 SEAL_DOMAIN = b"ostracon/seal/v1\x00"
+#: Seal key `k` names the signature algorithm when it is not Ed25519 (whose seals have no
+#: `k`, so every Ed25519 seal keeps the bytes it always had). "es256" is RFC 7518's name for
+#: ECDSA on P-256 with SHA-256, signatures r ‖ s.
+SEAL_ALG_ES256 = "es256"
+_SEAL_ALG = {P256: SEAL_ALG_ES256}
 
 
 def batch_digest(cids: Sequence[bytes]) -> bytes:
@@ -385,7 +393,10 @@ def batch_digest(cids: Sequence[bytes]) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Seal:
-    """Signed statement: actor `a` made exactly the blocks with these CIDs as seqs f..l."""
+    """Signed statement: actor `a` made exactly the blocks with these CIDs as seqs f..l.
+
+    The algorithm follows from the actor id (core/actors.py) and is recorded in the seal as
+    `k` (absent for Ed25519). A P-256 signature must be low-S (ValidationError otherwise)."""
 
     actor: bytes
     first: int
@@ -394,29 +405,53 @@ class Seal:
     signature: bytes
 
     def __post_init__(self) -> None:
-        if type(self.actor) is not bytes or len(self.actor) != ACTOR_LEN:
-            raise ValidationError("seal actor must be 32 bytes")
+        alg = algorithm_of(self.actor)
+        if alg is None:
+            raise ValidationError("seal actor must be an actor id (core/actors.py)")
         if not (type(self.first) is int and type(self.last) is int and 1 <= self.first <= self.last <= MAX_SEQ):
             raise ValidationError("seal range must satisfy 1 <= first <= last")
         if type(self.digest) is not bytes or len(self.digest) != 32:
             raise ValidationError("seal digest must be 32 bytes")
         if type(self.signature) is not bytes or len(self.signature) != SIG_LEN:
             raise ValidationError("seal signature must be 64 bytes")
+        if alg == P256 and not p256_signature_ok(self.signature):
+            raise ValidationError("ECDSA seal signature must be r ‖ s with 1 <= r < n and low s (s <= n/2)")
+
+    @property
+    def algorithm(self) -> str:
+        """core.actors.ED25519 or core.actors.P256."""
+        return algorithm_of(self.actor) or ""
+
+    @property
+    def content(self) -> bytes:
+        """What the signature covers: the seal's identity. Two seals with equal content
+        state the same history whatever their signature bytes (ECDSA is randomised)."""
+        return self.signed_message()
 
     def signed_message(self) -> bytes:
         return seal_message(self.actor, self.first, self.last, self.digest)
 
     def encode(self) -> bytes:
-        return encode_canonical({"a": self.actor, "f": self.first, "g": self.signature,
-                                 "l": self.last, "v": FORMAT_VERSION, "x": self.digest})
+        m: dict[str, Any] = {"a": self.actor, "f": self.first, "g": self.signature}
+        alg = _SEAL_ALG.get(self.algorithm)
+        if alg is not None:
+            m["k"] = alg
+        m.update({"l": self.last, "v": FORMAT_VERSION, "x": self.digest})
+        return encode_canonical(m)
 
     def verify(self, verify_fn: Callable[[bytes, bytes, bytes], bool]) -> bool:
+        """`verify_fn(actor, message, signature)` must pick the algorithm from the actor id
+        (crypto.base.CryptoBackend.verify_actor)."""
         return bool(verify_fn(self.actor, self.signed_message(), self.signature))
 
 
 def seal_message(actor: bytes, first: int, last: int, digest: bytes) -> bytes:
-    body = encode_canonical({"a": actor, "f": first, "l": last, "v": FORMAT_VERSION, "x": digest})
-    return SEAL_DOMAIN + body
+    m: dict[str, Any] = {"a": actor, "f": first}
+    alg = _SEAL_ALG.get(algorithm_of(actor) or "")
+    if alg is not None:
+        m["k"] = alg  # signed too: a signature cannot be replayed under another algorithm
+    m.update({"l": last, "v": FORMAT_VERSION, "x": digest})
+    return SEAL_DOMAIN + encode_canonical(m)
 
 
 def make_seal(actor: bytes, first: int, cids: list[bytes], sign: Callable[[bytes], bytes]) -> Seal:
@@ -425,16 +460,34 @@ def make_seal(actor: bytes, first: int, cids: list[bytes], sign: Callable[[bytes
     sig = sign(seal_message(actor, first, last, digest))
     if type(sig) is not bytes or len(sig) != SIG_LEN:
         raise SignatureError("signer returned something that is not a 64-byte signature")
-    return Seal(actor, first, last, digest, sig)
+    if algorithm_of(actor) == P256:
+        sig = p256_low_s(sig)  # the only form receivers accept (core/actors.py)
+    try:
+        return Seal(actor, first, last, digest, sig)
+    except ValidationError as exc:
+        raise SignatureError(f"signer returned an unusable signature: {exc}") from None
+
+
+_SEAL_KEYS = frozenset("afglvx")
+_SEAL_KEYS_ALG = frozenset("afgklvx")
 
 
 def decode_seal(data: bytes) -> Seal:
+    """Parse seal bytes. CorruptBlockError for anything malformed, including a `k` that does
+    not match the actor's algorithm (or is missing for a non-Ed25519 actor), a P-256 point
+    off the curve and a high-S or out-of-range ECDSA signature."""
     m = decode(data)
     # type(v) is checked too: `True == 1 == 1.0`, and a seal whose bytes can vary under
     # the same signature (v as true / 1.0) would defeat seal de-duplication by bytes.
-    if (type(m) is not dict or set(m) != set("afglvx") or type(m["v"]) is not int
+    if (type(m) is not dict or set(m) not in (_SEAL_KEYS, _SEAL_KEYS_ALG) or type(m["v"]) is not int
             or m["v"] != FORMAT_VERSION):
         raise CorruptBlockError("malformed seal")
+    alg = algorithm_of(m["a"])
+    if alg is None:
+        raise CorruptBlockError("malformed seal: actor is not an Ed25519 key or a P-256 id on the curve")
+    if m.get("k") != _SEAL_ALG.get(alg):
+        raise CorruptBlockError(f"malformed seal: algorithm {m.get('k', 'ed25519')!r:.20} does not match "
+                                f"the actor's ({alg})")
     try:
         return Seal(m["a"], m["f"], m["l"], m["x"], m["g"])
     except (ValidationError, TypeError) as exc:

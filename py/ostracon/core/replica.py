@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 from . import cid as cidlib
 from . import clock as hlc
+from .actors import check_actor
 from .block import (
     KIND_BLOCK,
     KIND_SEAL,
@@ -105,8 +106,7 @@ class Replica(SealSlots):
                  max_unsealed_bytes_per_actor: int = MAX_UNSEALED_BYTES_PER_ACTOR,
                  max_pending_seals: int = MAX_PENDING_SEALS,
                  max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS) -> None:
-        if type(actor) is not bytes or len(actor) != 32:
-            raise ValidationError("actor must be a 32-byte Ed25519 public key")
+        check_actor(actor)
         if require_signatures and verify is None:
             raise ValidationError("require_signatures needs a verify function")
         self.actor = actor
@@ -147,7 +147,7 @@ class Replica(SealSlots):
         self._waiting_parent: dict[bytes, dict[bytes, None]] = {}
         self._sealed_pending: set[bytes] = set()        # pending cids covered by a verified seal
         self._pending_seals: dict[bytes, list[Seal]] = {}
-        self._seal_keys: set[bytes] = set()             # seal bytes seen (dedupe)
+        self._seal_keys: set[bytes] = set()             # seal contents seen (dedupe; Seal.content)
         self._trusting = False                          # replaying our own storage
         # Blocks whose bodies compaction dropped (prune_before): their CIDs, links and seals
         # stay known, so state, DAG and seal digests remain verifiable; the bodies do not.
@@ -174,8 +174,7 @@ class Replica(SealSlots):
         """Make `actor` a further local signer (a stage identity, db/provenance.py): its
         writes are committed here and served, like our own, only once sealed and durable.
         Everything of it already applied (read from storage) counts as durable."""
-        if type(actor) is not bytes or len(actor) != 32:
-            raise ValidationError("actor must be a 32-byte Ed25519 public key")
+        check_actor(actor)
         if actor not in self.stage_actors and actor != self.actor:
             self.stage_actors[actor] = self.seq_of(actor)
 
@@ -417,7 +416,7 @@ class Replica(SealSlots):
         for i, kind, payload, obj in decoded:
             if kind == KIND_SEAL:
                 seal: Seal = obj  # type: ignore[assignment]
-                if payload in self._seal_keys:
+                if seal.content in self._seal_keys:
                     result.duplicates += 1
                 elif not trusted and self.verify is not None and not seal.verify(self.verify):
                     result.rejected.append((i, "seal signature does not verify"))
@@ -429,7 +428,7 @@ class Replica(SealSlots):
                         self._check_overlap(seal, payload)
                     self._pending_seals.setdefault(seal.actor, []).append(seal)
                     self._pending_seal_count += 1
-                    self._seal_keys.add(payload)
+                    self._seal_keys.add(seal.content)
                     touched.add(seal.actor)
                 continue
             cid = cidlib.compute(payload)
@@ -543,8 +542,9 @@ class Replica(SealSlots):
 
     def add_trusted_seal(self, data: bytes) -> None:
         """Store a seal read back from our own storage or snapshot (verified when received)."""
-        if data not in self._seal_keys:
-            self._store_seal(decode_seal(data), data)
+        seal = decode_seal(data)
+        if seal.content not in self._seal_keys:
+            self._store_seal(seal, data)
 
     # ------------------------------------------------------------ compaction
 

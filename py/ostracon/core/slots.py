@@ -16,7 +16,7 @@ import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .block import KIND_BLOCK, KIND_SEAL, Change, Seal, batch_digest, envelope
+from .block import KIND_BLOCK, KIND_SEAL, Change, Seal, batch_digest, decode_seal, envelope
 from .clock import skew_limit
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ class SealSlots:
         return len(self._held)
 
     def _store_seal(self, seal: Seal, data: bytes) -> None:
-        self._seal_keys.add(data)
+        self._seal_keys.add(seal.content)
         self._check_overlap(seal, data)
         stored = self.seals.setdefault(seal.actor, [])
         stored.append((seal.first, seal.last, data))
@@ -172,10 +172,13 @@ class SealSlots:
     # ------------------------------------------------------------ seal resolution
 
     def _check_overlap(self, seal: Seal, data: bytes) -> None:
-        """A verified seal overlapping a stored one with other bytes proves equivocation by
-        itself (an honest actor never seals a slot twice), blocks or not."""
+        """A verified seal overlapping a stored one with other content proves equivocation
+        by itself (an honest actor never seals a slot twice), blocks or not. Content, not
+        bytes: an ECDSA signer signing one seal twice gets two signatures (core/actors.py)."""
         for first, last, other in self.seals.get(seal.actor, ()):
             if first <= seal.last and seal.first <= last and other != data:
+                if (first, last) == (seal.first, seal.last) and decode_seal(other).content == seal.content:
+                    continue  # one statement signed twice: the same history
                 self._note_equivocation(seal.actor, max(first, seal.first), other, data)
                 return
 

@@ -36,6 +36,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from .actors import check_actor
 from .errors import ValidationError
 from .limits import MAX_TEXT_SCAN_RUNS
 from .textruns import NONE, Chunk, IdIndex, Run
@@ -95,7 +96,7 @@ def check_text(s: object) -> str:
 
 
 class TextCRDT:
-    """One text field's replicated state. `actor` (32 bytes) is the local author of edits.
+    """One text field's replicated state. `actor` (an actor id, core/actors.py) is the local author of edits.
 
     The structure's members are public for core/textcodec.py (the wire and snapshot forms);
     everything else uses the methods."""
@@ -134,8 +135,7 @@ class TextCRDT:
 
     def bind(self, actor: bytes) -> None:
         """Make `actor` the author of local edits (a new batch starts)."""
-        if type(actor) is not bytes or len(actor) != 32:
-            raise ValidationError("actor must be 32 bytes")
+        check_actor(actor)
         self.me = self.actor_index(actor)
         self.batch_start = self.next_ctr[self.me]
         self.batch_deletes = []

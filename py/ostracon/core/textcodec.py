@@ -2,7 +2,7 @@
 
 Batch (the payload of a block's text op `["t", field, payload]`), a msgpack array
 `[actors, ints, text]`:
-- `actors`: the other actors the batch refers to (32-byte bins, distinct, not the block's
+- `actors`: the other actors the batch refers to (actor ids as bins, distinct, not the block's
   actor). Reference 0 is the block's actor, reference k is `actors[k-1]`.
 - `ints`: non-negative ints: `start, n_inserts`, then `n_inserts` insert records, then delete
   records until the end.
@@ -34,6 +34,7 @@ from typing import Any
 
 import msgpack
 
+from .actors import is_actor
 from .errors import ValidationError
 from .limits import MAX_TEXT_SCAN_RUNS
 from .text import MAX_CHUNK_RUNS, MAX_COUNTER, MAX_SEED_SOURCE, TextCRDT, check_text, seed_actor
@@ -169,8 +170,8 @@ def parse_batch(payload: Any, actor: bytes) -> tuple[list[bytes], list[tuple], l
         raise ValidationError(f"text batch refers to more than {MAX_BATCH_ACTORS} actors")
     seen = {actor}
     for f in foreign:
-        if type(f) is not bytes or len(f) != 32 or f in seen:
-            raise ValidationError("text batch actors must be distinct 32-byte keys")
+        if not is_actor(f) or f in seen:
+            raise ValidationError("text batch actors must be distinct actor ids")
         seen.add(f)
     nref = len(foreign)
     for v in ints:
@@ -345,7 +346,7 @@ def load_state(data: bytes, actor: bytes | None = None) -> TextCRDT:
             or any(type(col) is not list or len(col) != len(A) for col in cols)):
         raise ValidationError("text state columns are malformed")
     na = len(actors)
-    if any(type(x) is not bytes or len(x) != 32 for x in actors) or len(set(actors)) != na:
+    if not all(map(is_actor, actors)) or len(set(actors)) != na:
         raise ValidationError("text state actors are malformed")
     try:  # a C-level type check: every column holds 64-bit ints (msgpack's bools count as 0/1)
         for col in cols:

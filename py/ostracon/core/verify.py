@@ -24,6 +24,7 @@ from typing import Any
 import msgpack
 
 from . import cid as cidlib
+from .actors import short_actor
 from .block import batch_digest, decode_change, decode_seal
 from .errors import OstraconError
 
@@ -92,7 +93,7 @@ def open_problems(replica: Any, verify: Verify, seals: list[bytes], verified_upt
     for seal in replica.unresolved_seals():
         log = replica.by_actor.get(seal.actor, [])
         named = tuple(log[seal.first - 1:seal.last])
-        label = f"seal {seal.actor.hex()[:12]} {seal.first}..{seal.last}"
+        label = f"seal {short_actor(seal.actor.hex())} {seal.first}..{seal.last}"
         if len(named) < seal.last - seal.first + 1:
             continue  # its blocks were never stored (still pending when the seal was): sync brings them
         else:
@@ -106,14 +107,14 @@ def open_problems(replica: Any, verify: Verify, seals: list[bytes], verified_upt
                 seal = decode_seal(data)
                 if batch_digest(log[first - 1:last]) != seal.digest:
                     named = tuple(log[first - 1:last])
-                    out.append(Problem(f"seal {actor.hex()[:12]} {first}..{last}: its digest does not match "
+                    out.append(Problem(f"seal {short_actor(actor.hex())} {first}..{last}: its digest does not match "
                                        f"the stored blocks {', '.join(cidlib.format_cid(c) for c in named)}",
                                        named))
     for data in seals[verified_upto:]:
         seal = decode_seal(data)
         if not seal.verify(verify):
             log = replica.by_actor.get(seal.actor, [])
-            out.append(Problem(f"seal {seal.actor.hex()[:12]} {seal.first}..{seal.last}: signature does "
+            out.append(Problem(f"seal {short_actor(seal.actor.hex())} {seal.first}..{seal.last}: signature does "
                                "not verify", tuple(log[seal.first - 1:seal.last])))
     return out
 
@@ -157,14 +158,14 @@ def verify_replica(replica: Any, verify: Verify, progress: Callable[[int, int], 
             problems.append(f"block {where}: height {ch.height} should be {top + 1}")
         log = r.by_actor.get(ch.actor, [])
         if c not in side and (ch.seq > len(log) or log[ch.seq - 1] != c):
-            problems.append(f"block {where}: not at seq {ch.seq} of actor {ch.actor.hex()[:12]}")
+            problems.append(f"block {where}: not at seq {ch.seq} of actor {short_actor(ch.actor.hex())}")
         if progress and (n % 1000 == 0 or n == total):
             progress(n, total)
     for actor, seals in r.seals.items():
         q = r.quarantined.get(actor) if hasattr(r, "quarantined") else None
         for first, last, data in seals:
             seal = decode_seal(data)
-            label = f"seal {actor.hex()[:12]} {first}..{last}"
+            label = f"seal {short_actor(actor.hex())} {first}..{last}"
             if not seal.verify(verify):
                 problems.append(f"{label}: signature does not verify")
                 continue
@@ -177,6 +178,6 @@ def verify_replica(replica: Any, verify: Verify, progress: Callable[[int, int], 
                 problems.append(f"{label}: digest does not match the blocks")
     for actor, log in r.by_actor.items():
         if r.sealed_upto.get(actor, 0) < len(log) and actor not in awaiting_seal:
-            problems.append(f"actor {actor.hex()[:12]}: blocks {r.sealed_upto.get(actor, 0) + 1}.."
+            problems.append(f"actor {short_actor(actor.hex())}: blocks {r.sealed_upto.get(actor, 0) + 1}.."
                             f"{len(log)} are not covered by a seal")
     return problems

@@ -1,7 +1,8 @@
 """The crypto backend contract. Native: `cryptography`. Browser: WebCrypto through the JS bridge.
 
 Both backends must produce byte-identical Ed25519 signatures and AES-GCM ciphertext for the
-same inputs (tests/test_crypto_contract.py + shared vectors). Randomness is the only
+same inputs (tests/test_crypto_contract.py + shared vectors). ECDSA P-256 signatures are
+randomised: backends must verify each other's, never produce equal bytes. Randomness is the only
 non-deterministic call and is isolated in `random_bytes` so tests can replace it.
 """
 
@@ -44,6 +45,36 @@ class CryptoBackend(ABC):
     @abstractmethod
     def random_bytes(self, n: int) -> bytes: ...
 
+    # ECDSA P-256 with SHA-256 (FIPS 186-5), the second actor algorithm (core/actors.py). Not
+    # abstract so a backend without it still serves Ed25519; it then refuses with CryptoError.
+
+    def p256_public_key(self, private_key: bytes) -> bytes:
+        """33-byte compressed public point of a 32-byte private scalar d (1 <= d < n)."""
+        from ..core.errors import CryptoError
+        raise CryptoError(f"the {self.name} backend has no ECDSA P-256")
+
+    def p256_sign(self, private_key: bytes, message: bytes) -> bytes:
+        """64-byte r ‖ s over SHA-256(message), low-S (core/actors.py); randomised."""
+        from ..core.errors import CryptoError
+        raise CryptoError(f"the {self.name} backend has no ECDSA P-256")
+
+    def p256_verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
+        """True iff `signature` (r ‖ s, low-S) is valid for the 33-byte compressed point
+        `public_key`; never raises for bad input (a high-S signature answers False)."""
+        return False
+
+    def verify_actor(self, actor: bytes, message: bytes, signature: bytes) -> bool:
+        """Verify with the algorithm the actor id names (core/actors.py): the `verify`
+        function the engine is given. Never raises for bad input, only answers."""
+        from ..core.actors import ED25519, P256, algorithm_of
+
+        alg = algorithm_of(bytes(actor) if isinstance(actor, (bytearray, memoryview)) else actor)
+        if alg == ED25519:
+            return self.ed25519_verify(actor, message, signature)
+        if alg == P256:
+            return self.p256_verify(bytes(actor)[2:], message, signature)
+        return False
+
     # X25519 (RFC 7748) wraps space keys to members (crypto/members.py). Not abstract so a
     # backend without it still serves everything else; it then refuses with CryptoError.
 
@@ -83,8 +114,28 @@ def _length(n: object, what: str, maximum: int) -> int:
     return n
 
 
-def _verify_args_ok(public_key: object, message: object, signature: object) -> bool:
+def _verify_args_ok(public_key: object, message: object, signature: object, key_size: int = 32) -> bool:
     """Shape check before a verify: the contract is to answer False, never to raise."""
     buf = (bytes, bytearray, memoryview)
-    return (isinstance(public_key, buf) and len(public_key) == 32
+    return (isinstance(public_key, buf) and len(public_key) == key_size
             and isinstance(signature, buf) and len(signature) == 64 and isinstance(message, buf))
+
+
+def _p256_verify_args_ok(public_key: object, message: object, signature: object) -> bool:
+    """P-256 shape and range check: a canonical compressed point on the curve and a low-S
+    signature with r, s in range (core/actors.py), else the answer is False."""
+    from ..core.actors import P256_PREFIX, is_actor, p256_signature_ok
+
+    if not _verify_args_ok(public_key, message, signature, 33):
+        return False
+    return is_actor(P256_PREFIX + _as_bytes(public_key, "")) and p256_signature_ok(_as_bytes(signature, ""))
+
+
+def _p256_private(value: object) -> bytes:
+    """A 32-byte P-256 private scalar 1 <= d < n; ValidationError otherwise."""
+    from ..core.actors import p256_private_ok
+
+    d = _exact(value, 32, "P-256 private key")
+    if not p256_private_ok(d):
+        raise ValidationError("a P-256 private key must be in 1..n-1")
+    return d

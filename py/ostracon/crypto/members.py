@@ -3,7 +3,8 @@
 
 The log is a small DAG of signed entries. Each entry is a canonical msgpack map
 
-    {"v": 1, "k": kind, "a": author actor (32), "p": [parent entry ids, sorted], "s": space id, ...}
+    {"v": 1, "k": kind, "a": author actor id (core/actors.py), "p": [parent entry ids, sorted],
+     "s": space id, ...}
 
 signed by its author's identity key over ``"ostracon/member/v1\\0" ‖ encoded map``; its id is
 SHA-256 of the same bytes. The first entry ("create") has no parents and no "s"; the space id
@@ -49,6 +50,7 @@ import hmac
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.actors import is_actor
 from ..core.encoding import decode, encode
 from ..core.errors import CryptoError, MalformedMessageError, ValidationError
 from .base import CryptoBackend
@@ -134,6 +136,14 @@ def _bad(why: str) -> MalformedMessageError:
     return MalformedMessageError(f"member log entry: {why}")
 
 
+def _actor(body: dict, key: str) -> bytes:
+    """A device's actor id (Ed25519 or P-256, core/actors.py)."""
+    v = body.get(key)
+    if not isinstance(v, bytes) or not is_actor(v):
+        raise _bad(f"{key!r} must be an actor id (32-byte Ed25519 key or 35-byte P-256 id)")
+    return v
+
+
 def _b(body: dict, key: str, size: int | None = None) -> bytes:
     v = body.get(key)
     if not isinstance(v, bytes) or (size is not None and len(v) != size):
@@ -156,7 +166,7 @@ def parse_entry(wire: Any, crypto: CryptoBackend) -> Entry:
         raise _bad("not canonical msgpack") from exc
     if not isinstance(body, dict) or body.get("v") != ENTRY_VERSION or body.get("k") not in KINDS:
         raise _bad("unknown version or kind")
-    author = _b(body, "a", 32)
+    author = _actor(body, "a")
     parents = body.get("p")
     if not isinstance(parents, list) or len(parents) > MAX_PARENTS or \
             any(not isinstance(x, bytes) or len(x) != 32 for x in parents) or parents != sorted(set(parents)):
@@ -175,7 +185,7 @@ def parse_entry(wire: Any, crypto: CryptoBackend) -> Entry:
     elif kind == "join":
         _b(body, "i", 32), _b(body, "x", 32), _b(body, "is", 64)
     elif kind in ("role", "remove"):
-        _b(body, "m", 32)
+        _actor(body, "m")
         u = body.get("u")
         if type(u) is not int or u < 0:
             raise _bad("'u' must be a non-negative int")
@@ -185,10 +195,10 @@ def parse_entry(wire: Any, crypto: CryptoBackend) -> Entry:
         _b(body, "c", KEY_ID_SIZE)
         w = body.get("w")
         if not isinstance(w, list) or any(
-                not isinstance(x, list) or len(x) != 2 or not isinstance(x[0], bytes) or len(x[0]) != 32
+                not isinstance(x, list) or len(x) != 2 or not is_actor(x[0])
                 or not isinstance(x[1], bytes) or len(x[1]) != WRAPPED_SIZE for x in w):
-            raise _bad("'w' must be a list of [recipient (32), wrapped key (80)]")
-    if not crypto.ed25519_verify(author, ENTRY_LABEL + raw, sig):
+            raise _bad("'w' must be a list of [recipient actor id, wrapped key (80)]")
+    if not crypto.verify_actor(author, ENTRY_LABEL + raw, sig):
         raise _bad("signature does not verify")
     return Entry(hashlib.sha256(ENTRY_LABEL + raw).digest(), raw, sig, body)
 

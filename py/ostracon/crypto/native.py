@@ -1,9 +1,13 @@
-"""The native crypto backend: `cryptography` (OpenSSL) for Ed25519 and AES-GCM, hashlib for PBKDF2.
+"""The native crypto backend: `cryptography` (OpenSSL) for Ed25519, ECDSA P-256 and AES-GCM,
+hashlib for PBKDF2.
 
 Behaviour every backend shares (pinned by tests/crypto_contract.py, which the browser's
 WebCrypto backend runs too):
 - Ed25519 seeds and public keys are 32 bytes, signatures 64; a wrong-length seed is a
   ValidationError (a caller bug); `ed25519_verify` never raises, it answers False.
+- ECDSA P-256: 32-byte private scalars (1..n-1), 33-byte compressed public points, 64-byte
+  r ‖ s signatures over SHA-256, normalised to low-S when signing and refused when high-S on
+  verify (core/actors.py explains why). Randomised: compare by verification, not bytes.
 - AES-GCM is AES-256 only (32-byte keys) with 96-bit nonces and a 16-byte tag appended to the
   ciphertext; anything else is a ValidationError. A tag that does not verify is a CryptoError.
 - HKDF/PBKDF2 lengths and iteration counts are validated (ValidationError).
@@ -24,12 +28,23 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from ..core.actors import P256, p256_low_s
 from ..core.errors import CryptoError, ValidationError
-from .base import CryptoBackend, _as_bytes, _exact, _length, _verify_args_ok  # noqa: F401 (shared checks)
+from .base import (  # noqa: F401 (shared checks)
+    CryptoBackend,
+    _as_bytes,
+    _exact,
+    _length,
+    _p256_private,
+    _p256_verify_args_ok,
+    _verify_args_ok,
+)
 
 # Sizes fixed by the algorithms (not tunable limits).
 ED25519_SEED_SIZE = 32
@@ -110,6 +125,37 @@ class NativeCrypto(CryptoBackend):
         try:
             key = self._public.get_or_make(pk, lambda: Ed25519PublicKey.from_public_bytes(pk))
             key.verify(bytes(signature), bytes(message))
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+    # --- ECDSA P-256 / SHA-256 -----------------------------------------------------------
+
+    def _p256_key(self, private_key: object) -> ec.EllipticCurvePrivateKey:
+        d = _p256_private(private_key)
+        return self._private.get_or_make(
+            (P256, d), lambda: ec.derive_private_key(int.from_bytes(d, "big"), ec.SECP256R1()))
+
+    def p256_public_key(self, private_key: bytes) -> bytes:
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        return self._p256_key(private_key).public_key().public_bytes(Encoding.X962, PublicFormat.CompressedPoint)
+
+    def p256_sign(self, private_key: bytes, message: bytes) -> bytes:
+        der = self._p256_key(private_key).sign(_as_bytes(message, "message"), ec.ECDSA(hashes.SHA256()))
+        r, s = decode_dss_signature(der)
+        return p256_low_s(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+
+    def p256_verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
+        # Contract: never raises for bad input, only answers; high-S is refused (core/actors.py).
+        if not _p256_verify_args_ok(public_key, message, signature):
+            return False
+        pk, sig = bytes(public_key), bytes(signature)
+        try:
+            key = self._public.get_or_make(
+                (P256, pk), lambda: ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), pk))
+            der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+            key.verify(der, bytes(message), ec.ECDSA(hashes.SHA256()))
         except (InvalidSignature, ValueError):
             return False
         return True

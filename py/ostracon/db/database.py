@@ -157,11 +157,11 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
                             warm_after_ms=warm_after_ms, cold_after_ms=cold_after_ms,
                             on_error=self._callback_error, on_meta_change=self._meta_changed)
         self._new_replica = lambda: Replica(identity.actor, require_signatures=require_signatures,
-                                            verify=crypto.ed25519_verify, max_pending_blocks=max_pending_blocks,
+                                            verify=crypto.verify_actor, max_pending_blocks=max_pending_blocks,
                                             max_clock_skew_ms=max_clock_skew_ms)
         loaded = verification.load(
             self._new_replica,
-            storage, crypto.ed25519_verify, self.clock(), repair=repair, on_corrupt=on_corrupt,
+            storage, crypto.verify_actor, self.clock(), repair=repair, on_corrupt=on_corrupt,
             lazy=lazy_snapshot)
         replica, seal_chain = loaded.replica, loaded.chain
         self._open_notes, self._open_problems = loaded.notes, loaded.problems
@@ -371,7 +371,7 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
             check_storage()  # reads every record of every segment; raises CorruptLogError
         r = self._engine.replica
         own = () if self.storage.read_only else (r.actor, *r.stage_actors)  # sealed by the next flush
-        return problems + verify_replica(r, self.crypto.ed25519_verify, progress, awaiting_seal=own)
+        return problems + verify_replica(r, self.crypto.verify_actor, progress, awaiting_seal=own)
 
     @locked
     def collection(self, name: str) -> Collection:

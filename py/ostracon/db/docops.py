@@ -117,7 +117,7 @@ def set_ops(doc: Any) -> list:
         raise ValidationError("field names must be str") from None
     ops = []
     for name in names:
-        if type(name) is not str or not name or name[0] == "_" or len(name) > 256 or "." in name:
+        if type(name) is not str or not name or name[0] in "_$" or len(name) > 256 or "." in name:
             check_write_field(name)  # raises the precise error
         v = doc[name]
         t = type(v)

@@ -152,7 +152,7 @@ class ObserverMixin:
     def _take(self, tail: Tail) -> int:
         e = self._engine
         if tail.reset:
-            fresh = verification.load(self._new_replica, self.storage, self.crypto.ed25519_verify,
+            fresh = verification.load(self._new_replica, self.storage, self.crypto.verify_actor,
                                       e.clock(), repair=False, on_corrupt="raise").replica
             with e.lock:
                 e.check_open()

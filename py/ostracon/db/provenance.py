@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..core import cid as cidlib
+from ..core.actors import is_actor
 from ..core.block import check_doc_id, check_field, check_meta, meta_text
 from ..core.errors import HistoryPrunedError, NotFoundError, ValidationError
 from .docops import commit_info
@@ -61,10 +62,11 @@ class ProvenanceMixin:
         reusing sequence numbers after its storage was restored from an older copy is kept
         for the database's own identity only."""
         e = self._engine
-        actor = getattr(identity, "actor", None)
+        actor: Any = getattr(identity, "actor", None)
         sign = getattr(identity, "sign", None)
-        if type(actor) is not bytes or len(actor) != 32 or not callable(sign):
-            raise ValidationError("identity must have a 32-byte `actor` and a `sign` callable")
+        if not is_actor(actor) or not callable(sign):
+            raise ValidationError("identity must have an `actor` id (Ed25519 or P-256, core/actors.py) "
+                                  "and a `sign` callable")
         with e.lock:
             e.check_writable()
             if actor != e.replica.actor:

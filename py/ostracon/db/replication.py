@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..core import cid as cidlib
+from ..core.actors import MAX_ACTOR_LEN, is_actor
 from ..core.errors import ValidationError
 from ..core.replica import ApplyResult
 from .locking import locked
@@ -25,14 +26,16 @@ if TYPE_CHECKING:
 
 
 def _parse_actor(a: Any) -> bytes:
-    if type(a) is bytes and len(a) == 32:
-        return a
-    if type(a) is str and len(a) == 64:
+    """An actor id (core/actors.py: Ed25519 32 bytes, P-256 35 bytes), as bytes or hex."""
+    if type(a) is str and len(a) <= 2 * MAX_ACTOR_LEN:
         try:
-            return bytes.fromhex(a)
+            a = bytes.fromhex(a)
         except ValueError:
             pass
-    raise ValidationError(f"actor must be 32 bytes or 64 hex chars: {a!r:.80}")
+    if is_actor(a):
+        return a
+    raise ValidationError(f"actor must be an actor id (32-byte Ed25519 key or 35-byte P-256 id), "
+                          f"as bytes or hex: {a!r:.80}")
 
 
 #: Compaction writes a snapshot only if it is smaller than the snapshot and records it

@@ -10,6 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from ..actors import check_actor
 from ..block import MAX_SEQ
 from ..encoding import decode, encode
 from ..errors import (
@@ -20,7 +21,6 @@ from ..errors import (
 
 PROTOCOL_VERSION = 1
 PEER_ID_SIZE = 16
-ACTOR_SIZE = 32
 DIGEST_SIZE = 32
 MAX_REQUEST_ID = 2**32 - 1
 
@@ -54,6 +54,13 @@ def checked_bytes(value: Any, sizes: tuple[int, ...], what: str) -> bytes:
     return value
 
 
+def checked_actor(value: Any, what: str = "actor", *, empty_ok: bool = False) -> bytes:
+    """An actor id (core/actors.py: Ed25519 key or P-256 id); b"" too when `empty_ok`."""
+    if empty_ok and value == b"" and type(value) is bytes:
+        return value
+    return check_actor(value, what)
+
+
 def checked_seq(value: Any, what: str, minimum: int = 1) -> int:
     if type(value) is not int or not minimum <= value <= MAX_SEQ:
         raise ValidationError(f"{what} must be an int in [{minimum}, 2**63)")
@@ -73,7 +80,7 @@ def _vector(value: Any) -> tuple[tuple[bytes, int], ...]:
     for entry in value:
         if type(entry) not in (list, tuple) or len(entry) != 2:
             raise ValidationError("a version vector entry must be [actor, seq]")
-        actor = checked_bytes(entry[0], (ACTOR_SIZE,), "actor")
+        actor = checked_actor(entry[0])
         seq = checked_seq(entry[1], "seq")
         if prev is not None and actor <= prev:
             raise ValidationError("version vector entries must be sorted by actor, without duplicates")
@@ -92,7 +99,7 @@ def _ranges(value: Any) -> tuple[tuple[bytes, int, int], ...]:
     for entry in value:
         if type(entry) not in (list, tuple) or len(entry) != 3:
             raise ValidationError("a range must be [actor, from_seq, to_seq]")
-        actor = checked_bytes(entry[0], (ACTOR_SIZE,), "actor")
+        actor = checked_actor(entry[0])
         first = checked_seq(entry[1], "from_seq")
         last = checked_seq(entry[2], "to_seq")
         if last < first:
@@ -127,7 +134,7 @@ class Hello:
         checked_bytes(self.peer, (PEER_ID_SIZE,), "peer id")
         object.__setattr__(self, "version_vector", _vector(self.version_vector))
         checked_bytes(self.heads_digest, (0, DIGEST_SIZE), "heads digest")
-        checked_bytes(self.actor, (0, ACTOR_SIZE), "actor")
+        checked_actor(self.actor, empty_ok=True)
         checked_bytes(self.reply_to, (0, PEER_ID_SIZE), "reply_to")
 
     def to_wire(self) -> dict:

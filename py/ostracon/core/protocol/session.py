@@ -47,13 +47,13 @@ from .events import (
 )
 from .frames import DEFAULT_MAX_FRAME_SIZE, FRAME_OVERHEAD
 from .messages import (
-    ACTOR_SIZE,
     MAX_ENVELOPES_PER_MESSAGE,
     MAX_VECTOR_ENTRIES,
     PEER_ID_SIZE,
     Blocks,
     Hello,
     Need,
+    checked_actor,
     checked_bytes,
     checked_seq,
     decode_message,
@@ -131,7 +131,7 @@ class SyncSession:
         self.replica = replica
         self._random = random_bytes
         self.actor = actor if actor is not None else getattr(replica, "actor", b"")
-        checked_bytes(self.actor, (0, ACTOR_SIZE), "actor")
+        checked_actor(self.actor, empty_ok=True)
         self.peer_id = checked_bytes(peer_id if peer_id is not None else random_bytes(PEER_ID_SIZE),
                               (PEER_ID_SIZE,), "peer id")
         self.pushed_upto = checked_seq(pushed_upto, "pushed_upto", 0)

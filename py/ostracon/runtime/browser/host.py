@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import ostracon
+from ostracon.core.actors import ALGORITHMS, ED25519
 from ostracon.core.errors import ClosedError, ValidationError, WrongKeyError
 from ostracon.crypto import spacestore
 
@@ -30,7 +31,10 @@ from .convert import NativeFfi, default_ffi, error_info, from_js, to_js_value
 from .texthost import TextRpc
 
 # Meta keys this host keeps in the database's own storage.
-META_IDENTITY = "browser/identity"   # the device's Ed25519 seed (the browser's identity.key)
+META_IDENTITY = "browser/identity"   # the device's private key (the browser's identity.key)
+# Its algorithm, "ed25519" or "p256" (core/actors.py), written before the key; databases made
+# before P-256 existed have none and are Ed25519.
+META_IDENTITY_ALGORITHM = "browser/identity-algorithm"
 META_SPACE = "browser/space-check"   # sha256 of the space's room id: detects a wrong passphrase
 # Events buffered per subscription between two deliveries. The worker delivers after every
 # RPC batch, so this only fills when one batch (e.g. a sync apply) changes many documents;
@@ -184,12 +188,7 @@ class Host(TextRpc):
                 space, member_spec = None, True
             if space is not None:
                 self._check_legacy(storage, space, name, first=True)
-            seed = storage.get_meta(META_IDENTITY)
-            if seed is None:
-                identity = Identity.generate(crypto)
-                storage.set_meta(META_IDENTITY, identity.export_seed())
-            else:
-                identity = Identity.from_seed(seed, crypto)
+            identity = self._identity(storage, o.get("algorithm"), crypto, Identity)
             if member_spec and "migrate" in so:
                 self._progress("space", {"kdf": "migrate"})
                 old = self._space(_opts(so["migrate"]), crypto, Space)
@@ -318,11 +317,29 @@ class Host(TextRpc):
             return Space.from_key(s["key"], s.get("name"), crypto=crypto)
         raise ValidationError("space must be {passphrase, name}, {invite} or {key, name}")
 
+    def _identity(self, storage: Any, algorithm: Any, crypto: Any, identity_cls: Any) -> Any:
+        """The database's identity, made with `algorithm` (default Ed25519) when it has
+        none; ValidationError when it has one of another algorithm than asked for."""
+        if algorithm is not None and algorithm not in ALGORITHMS:
+            raise ValidationError(f"algorithm must be one of {', '.join(ALGORITHMS)}: {algorithm!r:.40}")
+        seed = storage.get_meta(META_IDENTITY)
+        if seed is None:
+            identity = identity_cls.generate(crypto, algorithm=algorithm or ED25519)
+            storage.set_meta(META_IDENTITY_ALGORITHM, identity.algorithm.encode("ascii"))
+            storage.set_meta(META_IDENTITY, identity.export_seed())
+            return identity
+        stored = storage.get_meta(META_IDENTITY_ALGORITHM)
+        have = ED25519 if stored is None else bytes(stored).decode("ascii", "replace")
+        if algorithm is not None and algorithm != have:
+            raise ValidationError(f"this database's identity is {have}; a database keeps the identity it was made with")
+        return identity_cls.from_seed(seed, crypto, algorithm=have)
+
     def info(self) -> dict:
         db = self._db()
         return {
             "name": self.name,
             "actor": db.actor,
+            "algorithm": db.identity.algorithm,
             "fingerprint": db.identity.fingerprint,
             "room": self.space.room_id if self.space is not None else None,
             "role": self.space.role(db.identity.actor) if self.space is not None else None,

@@ -7,7 +7,8 @@ with ``--experimental-wasm-stack-switching``) and Python entered through `runPyt
 ~0.3 ms, so the engine's "one seal per batch" design (docs/ARCHITECTURE.md) matters here.
 
 Outputs are byte-identical to the native `cryptography` backend: Ed25519 is deterministic
-and AES-GCM is a function of (key, nonce, plaintext, aad). `random_bytes` needs no promise
+and AES-GCM is a function of (key, nonce, plaintext, aad). ECDSA P-256 is randomised: each
+backend verifies the other's signatures (both sign low-S, both refuse high-S). `random_bytes` needs no promise
 (`crypto.getRandomValues` is synchronous) and `sha256` is done by hashlib.
 
 Imported CryptoKeys are cached in the bridge (bounded), so repeated signatures with one seed
@@ -20,8 +21,17 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
+from ...core.actors import P256_PREFIX, p256_compress, p256_low_s, p256_uncompressed
 from ...core.errors import CryptoError, ValidationError
-from ...crypto.base import CryptoBackend, _as_bytes, _exact, _length, _verify_args_ok
+from ...crypto.base import (
+    CryptoBackend,
+    _as_bytes,
+    _exact,
+    _length,
+    _p256_private,
+    _p256_verify_args_ok,
+    _verify_args_ok,
+)
 from . import bridge as _bridge_mod
 
 # Sizes fixed by the algorithms (not tunable limits); same as crypto/native.py.
@@ -107,6 +117,29 @@ class WebCrypto(CryptoBackend):
             return bool(self._call("ed25519 verify", self._b.ed25519Verify, bytes(public_key),
                                    bytes(message), bytes(signature)))
         except CryptoError:
+            return False
+
+    # --- ECDSA P-256 / SHA-256 ---------------------------------------------------------
+
+    def p256_public_key(self, private_key: bytes) -> bytes:
+        d = _p256_private(private_key)
+        return p256_compress(self._call("p256 public key", self._b.p256PublicKey, d).to_bytes())
+
+    def p256_sign(self, private_key: bytes, message: bytes) -> bytes:
+        d = _p256_private(private_key)
+        msg = _as_bytes(message, "message")
+        sig = self._call("p256 sign", self._b.p256Sign, d, msg).to_bytes()
+        return p256_low_s(sig)  # WebCrypto returns either s; Ostracon accepts only low-S
+
+    def p256_verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
+        # Contract: never raises for bad input, only answers. The bridge gets the uncompressed
+        # point: not every WebCrypto imports compressed ones.
+        if not _p256_verify_args_ok(public_key, message, signature):
+            return False
+        try:
+            full = p256_uncompressed(P256_PREFIX + bytes(public_key))
+            return bool(self._call("p256 verify", self._b.p256Verify, full, bytes(message), bytes(signature)))
+        except (CryptoError, ValidationError):
             return False
 
     # --- AES-256-GCM --------------------------------------------------------------------
