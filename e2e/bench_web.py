@@ -48,8 +48,9 @@ except ModuleNotFoundError:
 # Writes timed from one browser to another; enough for a stable median on a loaded machine.
 PROPAGATION_SAMPLES = 20
 # What a first visit of a page using the runtime fetches (the worker boots from these).
-FIRST_VISIT_FILES = ("ostracon.js", "tabs.js", "readview.js", "worker.js", "loader.js", "bridge.js", "records.js",
-                     "pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json")
+FIRST_VISIT_FILES = ("ostracon.js", "tabs.js", "readview.js", "text.js", "worker.js", "loader.js", "bridge.js",
+                     "records.js", "pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip",
+                     "pyodide-lock.json")
 # Raw IndexedDB in the page, the same shape as the sink's batches: RAW_RECORDS records of
 # RAW_BYTES bytes, RAW_BATCH per transaction (the sink's size trigger), durability "strict".
 RAW_RECORDS, RAW_BATCH, RAW_BYTES = 10_000, 100, 200
