@@ -72,3 +72,61 @@ def idb_sink_json(records: int = 10_000, batch: int = 100, size: int = 200) -> s
     st.close()
     return json.dumps({"records": records, "batch": batch, "bytes": size, "seconds": round(seconds, 3),
                        "records_per_s": round(records / seconds)})
+
+
+def w1_profile_json(kind: str = "host", docs: int = DOCS, fields: int = FIELDS) -> str:
+    """W1 with its phases timed (seconds): the sink's signatures, the IndexedDB batches (the
+    read view's rows, their conversion to JS, the rest of the batch, the wait for the
+    transaction) and the rest of the write path. ``kind`` "memory" profiles a fresh in-memory
+    database of this runtime (where the IndexedDB phases are zero)."""
+    import json
+
+    import ostracon
+    from ostracon.runtime.browser import convert, indexeddb, readview
+
+    spent: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    undo: list = []
+
+    def timed(owner: Any, attr: str, key: str) -> None:
+        fn = getattr(owner, attr)
+
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                spent[key] = spent.get(key, 0.0) + time.perf_counter() - t
+                counts[key] = counts.get(key, 0) + 1
+
+        setattr(owner, attr, wrapper)
+        undo.append((owner, attr, fn))
+
+    db = ostracon.open() if kind == "memory" else None
+    if db is None:
+        from ostracon.runtime.browser.host import HOST
+
+        db = HOST.db
+    timed(db.sink, "sign", "sign (per batch)")
+    timed(db.sink, "_write", "sink batch (storage)")
+    if db.sink.on_batch is not None:
+        timed(db.sink, "on_batch", "sink on_batch")
+    for owner, attr, key in ((readview.ReadView, "rows", "view rows"),
+                             (readview.ReadView, "touched", "view touched"),
+                             (indexeddb, "to_batch", "view prepare"),
+                             (convert.PyodideFfi, "to_js", "view to_js"),
+                             (indexeddb.IndexedDBStorage, "append", "idb append"),
+                             (indexeddb.IndexedDBStorage, "_committed", "idb committed"),
+                             (indexeddb.IndexedDBStorage, "flush", "idb flush"),
+                             (indexeddb.IndexedDBStorage, "_batch", "idb batch build (incl. view)"),
+                             (indexeddb, "_run_sync", "idb transaction wait")):
+        timed(owner, attr, key)
+    try:
+        res = w1(db, docs, fields, collection=f"w1p{len(db.collections())}")
+    finally:
+        for owner, attr, fn in reversed(undo):
+            setattr(owner, attr, fn)
+        if kind == "memory":
+            db.close()
+    res["phases"] = {k: [round(v, 3), counts[k]] for k, v in sorted(spent.items())}
+    return json.dumps(res)

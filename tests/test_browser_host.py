@@ -506,3 +506,37 @@ def test_an_earlier_passphrase_space_is_migrated_only_on_request(make_host):
     assert call(make_host(), "open", {"name": "n", "space": {"migrate": legacy}})[1]["name"] == "ValidationError"
     fresh = call(make_host(), "open", {"name": "fresh", "space": {"migrate": legacy}})
     assert fresh[1]["name"] == "ValidationError"
+
+
+# ---- idle work (read view rows, compaction) gives way to calls -----------------------------
+
+def _long_log(h: Host, name: str) -> int:
+    from ostracon.runtime.browser.host import COMPACT_LOG_RECORDS
+
+    call(h, "open", {"name": name})
+    n = COMPACT_LOG_RECORDS + 10
+    call(h, "createMany", "c", [{"i": i} for i in range(n)])
+    call(h, "flush")
+    return h.storage.open_report().records
+
+
+def test_an_idle_tick_postpones_compaction_while_calls_wait(make_host):
+    h = make_host()
+    records = _long_log(h, "busy")
+    waiting = [True]
+    h.calls_waiting = lambda: waiting[0]
+    call(h, "tick")
+    assert h.storage.load_snapshot() is None and h.storage.open_report().records == records
+    waiting[0] = False
+    call(h, "tick")
+    assert h.storage.load_snapshot() is not None and h.storage.open_report().records == 0
+
+
+def test_a_tick_batched_with_calls_runs_them_and_postpones_compaction(make_host):
+    h = make_host()
+    records = _long_log(h, "batched")
+    out = h.run([[1, "tick", []], [2, "count", ["c"]]])
+    assert [r["id"] for r in out["responses"]] == [1, 2] and FFI.back(out["responses"][1]["result"]) > 0
+    assert h.storage.open_report().records == records  # not compacted: a call was waiting
+    out = h.run([[3, "count", ["c"]], [4, "tick", []]])
+    assert h.storage.open_report().records == 0  # the tick was the batch's last request

@@ -131,26 +131,26 @@ def test_a_document_with_a_queued_head_waits_for_its_block() -> None:
     f.seen = st_.last_position()
     c.patch(x, {"v": 2})  # applied in memory, still in the sink's queue
     rows = f.view.rows(recs)
-    assert not rows.puts and f.view.deferred == set()
+    assert not rows.puts and not f.view.settles(rows)
     f.view.committed(rows)
-    assert f.view.deferred == {("c", x)}  # left out: asked for again with the next batch
+    assert f.view.pending == {("c", x)}  # left out: asked for again with the next batch
     rows = f.flush()
     assert [d["v"] for _, _, d in rows.puts] == [2]
-    assert f.view.deferred == set()
+    assert f.view.pending == set()
     assert f.store == f.expected()
     db.close()
 
 
-def test_a_failed_transaction_keeps_deferred_documents() -> None:
+def test_a_failed_transaction_keeps_pending_documents() -> None:
     db = open_db()
     view = ReadView(db)
-    view.deferred = {("c", "gone")}
+    view.pending = {("c", "gone")}
     rows = view.rows([])
-    assert rows.wanted == {("c", "gone")}
+    assert rows.wanted == {("c", "gone")} and view.settles(rows)
     # committed() is never called for a transaction that aborted: nothing is forgotten.
-    assert view.deferred == {("c", "gone")}
+    assert view.pending == {("c", "gone")}
     view.committed(rows)
-    assert view.deferred == set()  # a document that does not exist has nothing to show
+    assert view.pending == set()  # a document that does not exist has nothing to show
     db.close()
 
 

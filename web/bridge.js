@@ -204,6 +204,7 @@ export function idbLoadSnapshots(db) {
 //     runRecords: number,                                 //   (> 0: rows of that many records, records.js)
 //     records: Uint8Array[],                              //   or one array per record
 //     metaKeys: string[], metaValues: Uint8Array[],      // puts into meta
+//     metaDeleteKeys: string[] | null,                   // deletes from meta
 //     snapshot: {position, data} | null,                 // put into snapshots
 //     dropRecordsUpTo: number | null,                    // delete records with key <= n
 //     dropSnapshotsBelow: number | null,                 // delete snapshots with key < n
@@ -262,6 +263,7 @@ export function idbWrite(db, batch) {
       const keys = batch.metaKeys || [];
       const values = batch.metaValues || [];
       for (let i = 0; i < keys.length; i++) ms.put(values[i], keys[i]);
+      for (const k of batch.metaDeleteKeys || []) ms.delete(k);
       const ss = tx.objectStore("snapshots");
       if (batch.snapshot) ss.put(batch.snapshot.data, batch.snapshot.position);
       if (batch.dropSnapshotsBelow != null && batch.dropSnapshotsBelow > 0)

@@ -76,6 +76,8 @@ async function boot(options) {
       drain();
     }
   }, 0);
+  // Background work in the idle tick (the read view's rows, compaction) gives way to calls.
+  host.calls_waiting = () => queue.some((m) => m.id !== -1);
   runBatch = host.run;
   testing = !!(options && options.testing);
 }

@@ -52,6 +52,13 @@ CLOSE_SYNC_TIMEOUT_S = 2.0
 #: every record through Python: a reopen of 10,000 documents costs the unpack of a few
 #: columns, not 10,000 merges.
 COMPACT_LOG_RECORDS = 1000
+#: Documents whose read-view rows one idle step writes (one IndexedDB transaction) before
+#: the worker looks for waiting calls again: ~0.1-0.3 s of Python at 10 fields a document,
+#: so a call that arrives while the view catches up on 10,000 writes waits one step, not all.
+VIEW_STEP_DOCS = 500
+#: Idle ticks during which writes keep coming that the view may lag before it is caught up
+#: anyway (normally it is caught up at the first idle tick after writes pause).
+VIEW_MAX_LAG_TICKS = 10
 #: Sync options the JS API passes through to SyncClient (numbers, in seconds).
 SYNC_OPTIONS = ("backoff_initial_s", "backoff_max_s", "tick_interval_s", "settle_s",
                 "heartbeat_interval_s", "heartbeat_timeout_s", "flush_debounce_s")
@@ -130,6 +137,11 @@ class Host(DocumentRpc, TextRpc):
         self.network: bool | None = None  # navigator.onLine as last reported by the worker
         self._sync_failed: dict | None = None  # why sync could not start (WrongKeyError)
         self._compact_tried = 0  # log position of the last compaction attempt
+        # JS callback: are calls waiting in the worker's queue? (None: never, e.g. natively)
+        self.calls_waiting: Any = None
+        self._later_in_batch = 0   # requests after the current one in this RPC batch
+        self._seen_seq = 0         # the change feed's position at the last idle tick
+        self._view_lag_ticks = 0   # idle ticks the read view has lagged while writes came in
         self.texts: dict = {}      # open text handles (texthost.py)
         self._next_text = 1
 
@@ -375,7 +387,9 @@ class Host(DocumentRpc, TextRpc):
     def run(self, requests: Any) -> Any:
         """[[id, method, args], ...] → [{id, result} | {id, error}, ...] (as JS values)."""
         out = []
-        for req in requests:
+        requests = list(requests)
+        for n, req in enumerate(requests):
+            self._later_in_batch = len(requests) - n - 1
             rid, method, args = req[0], req[1], req[2]
             try:
                 fn = getattr(self, "rpc_" + str(method), None)
@@ -413,12 +427,59 @@ class Host(DocumentRpc, TextRpc):
         self.close()
 
     def rpc_flush(self) -> None:
-        self._db().flush()
+        """Durable on return, and so is the read view (its rows ride in the same transaction
+        as the sink's batch)."""
+        db = self._db()
+        request = getattr(self.storage, "request_view", None)
+        if request is not None:
+            request()
+        db.flush()
+        write = getattr(self.storage, "write_view", None)
+        if write is not None:
+            write()  # nothing was left to flush: the rows go on their own
 
     def rpc_tick(self) -> None:
-        if self.db is not None:
-            self.db.tick()
+        """The worker's idle tick: the sink's time trigger, then (when no call waits) one
+        piece of background work: the read view's rows, or else compaction."""
+        if self.db is None:
+            return
+        self.db.tick()
+        if self._waiting():
+            return  # postponed: calls first
+        if not self.catch_up_view():
             self.maybe_compact()
+
+    def _waiting(self) -> bool:
+        """Are calls waiting: later in this RPC batch, or queued in the worker meanwhile?"""
+        return self._later_in_batch > 0 or (self.calls_waiting is not None and bool(self.calls_waiting()))
+
+    def catch_up_view(self) -> bool:
+        """Write the read view's pending rows once writes have paused for an idle tick (or
+        after `VIEW_MAX_LAG_TICKS` ticks of steady writes), `VIEW_STEP_DOCS` documents per
+        transaction, stopping early when calls wait. True if it wrote anything."""
+        db, storage = self.db, self.storage
+        seq = db.feed.last_seq
+        quiet, self._seen_seq = seq == self._seen_seq, seq
+        lagging = getattr(storage, "view_lagging", None)
+        if lagging is None or not lagging():
+            self._view_lag_ticks = 0
+            return False
+        self._view_lag_ticks += 1
+        if not quiet and self._view_lag_ticks <= VIEW_MAX_LAG_TICKS:
+            return False
+        if db.pending_writes:  # the sink's batch carries the first step
+            storage.request_view(VIEW_STEP_DOCS)
+            db.flush()
+        backlog = storage.view_backlog()
+        while storage.view_lagging() and not self._waiting():
+            storage.write_view(VIEW_STEP_DOCS)
+            left = storage.view_backlog()
+            if left >= backlog:
+                break  # no progress (a head still queued): the next tick retries
+            backlog = left
+        if not storage.view_lagging():
+            self._view_lag_ticks = 0
+        return True
 
     def maybe_compact(self) -> bool:
         """Write a snapshot when the log since the last one is long (`COMPACT_LOG_RECORDS`)
@@ -448,9 +509,12 @@ class Host(DocumentRpc, TextRpc):
     def rpc_rebuildView(self) -> int:
         """Rewrite the whole read view (readview.py) in one transaction; the number of
         documents written (0 where the storage keeps no view)."""
-        self._db()
+        db = self._db()
         rebuild = getattr(self.storage, "rebuild_view", None)
-        return 0 if rebuild is None else int(rebuild())
+        if rebuild is None:
+            return 0
+        db.flush()  # every document's blocks stored: the rebuild leaves none pending
+        return int(rebuild())
 
     def rpc_syncStatus(self) -> Any:
         if self.sync is None:

@@ -38,8 +38,10 @@ position → ``{first, ends, data}`` for a run of consecutive records (web/bridg
 ``snapshots`` position → bytes; ``meta`` "u/<key>" → bytes for user meta and "s/<name>" for
 this adapter's own bookkeeping (the last assigned position, so positions are never reused even
 after compaction removed every record); ``view`` [collection, id] → document: the materialized
-read view (`readview.py`), written in the same transaction as the records it reflects once a
-`ReadView` is attached (`attach_view`).
+read view (`readview.py`) once a `ReadView` is attached (`attach_view`). Its rows are not
+written with every batch: the transaction after `request_view` carries them (with every record
+still queued), `write_view` brings them up to date in steps; until then the view's marker
+lags and readers see it as stale.
 
 Single writer: `open` takes an exclusive Web Lock named after the database (released on
 `close`, or by the browser when the tab/worker dies); a second writer gets LockedError.
@@ -181,6 +183,9 @@ class IndexedDBStorage(Storage):
         self._durable_last = self._last
         self._view: ReadView | None = None
         self._view_rows: ViewRows | None = None  # rows of the transaction being written
+        self._view_settles = False  # ... and whether they leave nothing pending
+        self._view_noted = self._last  # records up to here are in the view's `pending`
+        self._view_want: int | None = -1  # documents the next transaction writes (-1: none, None: all)
         # Rows in the view store when it was loaded (-1: the bridge did not say).
         vc = getattr(loaded, "viewCount", None)
         self._view_count = int(vc) if isinstance(vc, (int, float)) and not isinstance(vc, bool) else -1
@@ -255,16 +260,28 @@ class IndexedDBStorage(Storage):
         self._last = pos
         return self._last
 
-    def _rows_for_view(self, view: ViewRows | None) -> ViewRows | None:
-        """View rows for this transaction (None: the view is not maintained, or unchanged)."""
-        if view is not None:
-            return view
+    def _note_view(self) -> None:
+        """Hand the records written since the last call to the view (their documents become
+        pending): before records are dropped (compaction) and before rows are computed."""
         rv = self._view
-        if rv is None or (not self._pending_records and not rv.deferred
-                          and parse_marker(self._meta.get(VIEW_MARKER)) == self._last):
-            return None
-        return rv.rows([r for _, r in self._pending_records])
+        if rv is None or self._view_noted >= self._last:
+            return
+        noted = self._view_noted
+        rv.note(r for p, r in self.records(noted))
+        self._view_noted = self._last
 
+    def _rows_for_view(self, view: ViewRows | None) -> ViewRows | None:
+        """View rows for this transaction (None: no rows this time)."""
+        if view is not None:
+            self._view_settles = self._view is None or self._view.settles(view)
+            return view
+        rv, want = self._view, self._view_want
+        if rv is None or (want is not None and want < 0) or not self.view_lagging():
+            return None
+        self._note_view()
+        rows = rv.rows(limit=want)
+        self._view_settles = rv.settles(rows)
+        return rows
     def _batch(self, snapshot: tuple[bytes, int] | None = None, drop_upto: int | None = None,
                drop_snapshots_below: int | None = None, view: ViewRows | None = None) -> Any:
         import js
@@ -276,8 +293,12 @@ class IndexedDBStorage(Storage):
         batch = js.Object.new()
         batch.view = None
         self._view_rows = rows = self._rows_for_view(view)
+        batch.metaDeleteKeys = None
         if rows is not None:
-            meta[VIEW_MARKER] = marker(self._last)
+            if self._view_settles:
+                meta[VIEW_MARKER] = marker(self._last)
+            elif VIEW_MARKER in self._meta:  # rows beyond the marker: it must not claim them
+                batch.metaDeleteKeys = to_js([VIEW_MARKER])
             if rows:
                 ffi = default_ffi()
                 batch.view = ffi.to_js(to_batch(rows, ffi.null))
@@ -315,8 +336,12 @@ class IndexedDBStorage(Storage):
                 del self._pending_meta[k]
         self._durable_last = max(self._durable_last, last)
         rows, self._view_rows = self._view_rows, None
+        self._view_want = -1  # the request this transaction answered
         if rows is not None:
-            self._meta[VIEW_MARKER] = marker(last)
+            if self._view_settles:
+                self._meta[VIEW_MARKER] = marker(last)
+            else:
+                self._meta.pop(VIEW_MARKER, None)
             if self._view is not None:
                 self._view.committed(rows)
 
@@ -344,18 +369,57 @@ class IndexedDBStorage(Storage):
 
     def _dirty(self) -> bool:
         return bool(self._pending_records or self._pending_meta or self._last != self._durable_last
-                    or (self._view is not None and self._view.deferred))
+                    or (self._view_want != -1 and self.view_lagging()))
 
     # ---- the read view (readview.py) -----------------------------------------------------
 
     def attach_view(self, view: ReadView, live: int | None = None) -> None:
-        """Maintain the read view from now on: every later transaction that writes records
-        also writes the rows of the documents they change. Rebuilds the whole view first
-        (one transaction, durable on return) unless `view_current(live)`."""
+        """Maintain the read view from now on: the documents later records change are noted,
+        and their rows written when asked (`request_view`, `write_view`, `close`). Rebuilds
+        the whole view first (one transaction, durable on return) unless `view_current(live)`."""
         self._check()
         self._view = view
+        self._view_noted = self._last
         if not self.view_current(live):
             self.rebuild_view()
+
+    def view_lagging(self) -> bool:
+        """Does the stored view miss rows for stored or queued records (writes since its
+        marker, documents left pending)? False when no view is attached."""
+        rv = self._view
+        if rv is None:
+            return False
+        return bool(rv.pending) or self._view_noted < self._last \
+            or parse_marker(self._meta.get(VIEW_MARKER)) != self._last
+
+    def view_backlog(self) -> int:
+        """Documents (or, not yet noted, records) whose rows the view still needs."""
+        rv = self._view
+        return 0 if rv is None else len(rv.pending) + max(0, self._last - self._view_noted)
+
+    def request_view(self, limit: int | None = None) -> None:
+        """The next transaction (the next `flush`, even with no records queued) also writes
+        the rows of up to `limit` pending documents (None: all of them), and moves the marker
+        when that leaves none pending. A smaller earlier request is widened, never narrowed."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise StorageError(f"view limit must be a positive int or None, not {limit!r}")
+        want = self._view_want
+        if want is None or (limit is not None and want >= limit):
+            return
+        self._view_want = limit
+
+    def write_view(self, limit: int | None = None) -> bool:
+        """Write the rows of up to `limit` pending documents (None: all) with whatever is
+        queued, in one transaction (durable on return). True when the view is current."""
+        self._check()
+        if self._view is None or not self.view_lagging():
+            return self._view is not None
+        self.request_view(limit)
+        try:
+            self._write("view")
+        finally:
+            self._view_want = -1
+        return not self.view_lagging()
 
     def rebuild_view(self) -> int:
         """Rewrite the whole view from the attached `ReadView` (one transaction, durable on
@@ -363,6 +427,7 @@ class IndexedDBStorage(Storage):
         self._check()
         if self._view is None:
             raise StorageError(f"{self.name}: no read view is attached")
+        self._view_noted = self._last  # the rebuild reads the engine's whole state
         rows = self._view.all_rows()
         self._write("view", view=rows)
         self._view_count = len(rows.puts)
@@ -446,6 +511,7 @@ class IndexedDBStorage(Storage):
         if covered < position:
             raise StorageError(f"compact({position}) needs a snapshot covering position {position}; "
                                f"the newest covers {covered}")
+        self._note_view()  # the view still needs the documents of the records dropped here
         # Queued records that are compacted away need not be written at all (and must not be:
         # the bridge deletes before it puts).
         self._pending_records = [(p, r) for p, r in self._pending_records if p > position]
@@ -483,6 +549,8 @@ class IndexedDBStorage(Storage):
             return
         lost = 0
         try:
+            if self._view is not None:
+                self.request_view()  # a reopen finds the view current
             if self._dirty():
                 from pyodide.ffi import can_run_sync
 

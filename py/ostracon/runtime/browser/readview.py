@@ -8,14 +8,24 @@ plus ``_id``, ``_collection``, ``_version``, ``_created``, ``_updated``, ``_dele
 meta store's ``s/view`` (`VIEW_MARKER`) holds ``b"<VIEW_FORMAT>:<position>"``: the record
 position the view reflects.
 
-Guarantee: view rows are written in the same IndexedDB transaction as the records they
-reflect (`IndexedDBStorage` asks `ReadView.rows` while it builds each batch), so after a crash
-the view is exactly as durable as the log — it never shows a document state whose blocks are
-not stored, and never lags behind stored blocks. A document whose state includes a block that
-is not yet part of a batch (still in the sink's queue) is left out of this batch and written
-with a later one (`deferred`). A reader compares ``s/view`` with ``s/last_position``: when they
-differ (a database written before the view existed, or a damaged marker) the view is not
-used, and the engine rebuilds it at open (`needs_rebuild`, `all_rows`).
+When rows are written: not with every batch of records (that would put the rows' cost
+on every write), but when the worker asks for them (`IndexedDBStorage.request_view`): at an
+explicit `flush()`, at `close()`, and at the worker's idle tick once writes have paused. Until
+then the documents changed since the view's position wait in `ReadView.pending` (coalesced:
+a document written 100 times gets one row), and the marker keeps the older position, so a
+reader sees "stale" and never a view that claims records it does not reflect. A catch-up may
+take several transactions (`limit` documents each, so the worker can answer calls between
+them); the marker moves to the last stored position only with the transaction that settles
+every pending document, and is removed by one that writes rows but leaves some pending.
+
+Guarantees: rows are written in the same IndexedDB transaction as every record still queued
+in storage, and only for documents whose every head block is stored or in that transaction
+(a document with a head still in the sink's queue stays pending), so the view never shows a
+document state whose blocks are not durable. A marker equal to ``s/last_position`` means
+every document changed by a stored record has its row. A reader compares ``s/view`` with
+``s/last_position``: when they differ (rows not yet caught up, a crash meanwhile, a database
+written before the view existed, or a damaged marker) the view is not used, and the engine
+rebuilds it at open (`needs_rebuild`, `all_rows`).
 
 Not covered: the view is a cache of the engine's reads, not verified data: a reader that
 must trust the values waits for the engine (which verifies the log at open).
@@ -77,12 +87,14 @@ class ViewRows:
 
 
 class ReadView:
-    """Computes view rows for the blocks of a storage batch, from an open `Database`."""
+    """Computes view rows from an open `Database`: for the documents storage records touch
+    (`note`, then `rows`), or for every live document (`all_rows`)."""
 
     def __init__(self, db: Any) -> None:
         self.db = db
-        # Documents left out of an earlier batch (a head still queued): retried with the next.
-        self.deferred: set[tuple[str, str]] = set()
+        # Documents changed since their rows were last written (or left out of a transaction
+        # because a head was still queued): written by a later `rows`.
+        self.pending: set[tuple[str, str]] = set()
 
     def touched(self, records: Iterable[bytes]) -> set[tuple[str, str]]:
         """(collection, id) of every block among the storage records (envelopes)."""
@@ -100,6 +112,10 @@ class ReadView:
                 out.add((bi.collection, bi.doc_id))
         return out
 
+    def note(self, records: Iterable[bytes]) -> None:
+        """The documents these storage records touch need their rows (re)written."""
+        self.pending |= self.touched(records)
+
     def _queued(self) -> set[bytes]:
         """CIDs of blocks applied in memory but not yet handed to storage."""
         out = set()
@@ -108,9 +124,14 @@ class ReadView:
                 out.add(cidlib.compute(open_envelope(env)[1]))
         return out
 
-    def rows(self, records: Sequence[bytes]) -> ViewRows:
-        """Rows for the documents the records (and earlier deferred batches) touch."""
-        return self._rows_for(self.touched(records) | self.deferred, clear=False)
+    def rows(self, records: Sequence[bytes] = (), limit: int | None = None) -> ViewRows:
+        """Rows for the pending documents (after `note(records)`); at most `limit` of them
+        (in key order), all when None."""
+        self.note(records)
+        keys = self.pending
+        if limit is not None and len(keys) > limit:
+            keys = set(sorted(keys)[:limit])
+        return self._rows_for(set(keys), clear=False)
 
     def all_rows(self) -> ViewRows:
         """Rows for every live document (a rebuild: the store is cleared first)."""
@@ -124,6 +145,13 @@ class ReadView:
                 if after is None:
                     break
         return self._rows_for(keys, clear=True)
+
+    def settles(self, rows: ViewRows) -> bool:
+        """Would committing `rows` leave no document pending (the view then reflects every
+        stored record)?"""
+        if rows.clear:  # a rebuild covers every live document: earlier changes are in it
+            return rows.keys >= rows.wanted
+        return rows.keys >= self.pending
 
     def _rows_for(self, keys: set[tuple[str, str]], clear: bool) -> ViewRows:
         out = ViewRows(clear=clear, wanted=keys)
@@ -157,8 +185,12 @@ class ReadView:
 
     def committed(self, rows: ViewRows) -> None:
         """The transaction carrying `rows` completed: the documents it settled are no longer
-        deferred; those asked for but left out wait for the next batch."""
-        self.deferred = (self.deferred | rows.wanted) - rows.keys
+        pending; those asked for but left out wait for a later transaction. (Never called for
+        a transaction that aborted: nothing is forgotten.)"""
+        if rows.clear:
+            self.pending = rows.wanted - rows.keys
+        else:
+            self.pending = (self.pending | rows.wanted) - rows.keys
 
 
 def read_form(state: DocState) -> dict:
