@@ -29,6 +29,7 @@ from ostracon.crypto import spacestore
 from . import bridge
 from .convert import NativeFfi, default_ffi, error_info, from_js, to_js_value
 from .docrpc import DocumentRpc, _opts
+from .idle import IdleWork
 from .texthost import TextRpc
 
 # Meta keys this host keeps in the database's own storage.
@@ -45,20 +46,6 @@ SUBSCRIPTION_BUFFER = 1000
 #: flushed before (durable locally whatever the relay does); an unreachable relay must not
 #: keep the page waiting. The JS side bounds the whole close as well (CLOSE_TIMEOUT_MS).
 CLOSE_SYNC_TIMEOUT_S = 2.0
-#: Records in the log after the newest snapshot that make the worker write a new snapshot
-#: (db.compact) at its next idle tick, when they are also at least half as many as the blocks
-#: the snapshot holds (so the work stays proportional to what was written). Opening then
-#: loads the snapshot lazily (its documents are built on first use) instead of replaying
-#: every record through Python: a reopen of 10,000 documents costs the unpack of a few
-#: columns, not 10,000 merges.
-COMPACT_LOG_RECORDS = 1000
-#: Documents whose read-view rows one idle step writes (one IndexedDB transaction) before
-#: the worker looks for waiting calls again: ~0.1-0.3 s of Python at 10 fields a document,
-#: so a call that arrives while the view catches up on 10,000 writes waits one step, not all.
-VIEW_STEP_DOCS = 500
-#: Idle ticks during which writes keep coming that the view may lag before it is caught up
-#: anyway (normally it is caught up at the first idle tick after writes pause).
-VIEW_MAX_LAG_TICKS = 10
 #: Sync options the JS API passes through to SyncClient (numbers, in seconds).
 SYNC_OPTIONS = ("backoff_initial_s", "backoff_max_s", "tick_interval_s", "settle_s",
                 "heartbeat_interval_s", "heartbeat_timeout_s", "flush_debounce_s")
@@ -102,7 +89,7 @@ def _broadcast_transport() -> Any:
 BROADCAST = "broadcast"
 
 
-class Host(DocumentRpc, TextRpc):
+class Host(DocumentRpc, TextRpc, IdleWork):
     """One database per worker, reached through `run` (the RPC entry).
 
     `open_storage(name)` → Storage (default: IndexedDB), `make_crypto()` → CryptoBackend
@@ -437,65 +424,6 @@ class Host(DocumentRpc, TextRpc):
         write = getattr(self.storage, "write_view", None)
         if write is not None:
             write()  # nothing was left to flush: the rows go on their own
-
-    def rpc_tick(self) -> None:
-        """The worker's idle tick: the sink's time trigger, then (when no call waits) one
-        piece of background work: the read view's rows, or else compaction."""
-        if self.db is None:
-            return
-        self.db.tick()
-        if self._waiting():
-            return  # postponed: calls first
-        if not self.catch_up_view():
-            self.maybe_compact()
-
-    def _waiting(self) -> bool:
-        """Are calls waiting: later in this RPC batch, or queued in the worker meanwhile?"""
-        return self._later_in_batch > 0 or (self.calls_waiting is not None and bool(self.calls_waiting()))
-
-    def catch_up_view(self) -> bool:
-        """Write the read view's pending rows once writes have paused for an idle tick (or
-        after `VIEW_MAX_LAG_TICKS` ticks of steady writes), `VIEW_STEP_DOCS` documents per
-        transaction, stopping early when calls wait. True if it wrote anything."""
-        db, storage = self.db, self.storage
-        seq = db.feed.last_seq
-        quiet, self._seen_seq = seq == self._seen_seq, seq
-        lagging = getattr(storage, "view_lagging", None)
-        if lagging is None or not lagging():
-            self._view_lag_ticks = 0
-            return False
-        self._view_lag_ticks += 1
-        if not quiet and self._view_lag_ticks <= VIEW_MAX_LAG_TICKS:
-            return False
-        if db.pending_writes:  # the sink's batch carries the first step
-            storage.request_view(VIEW_STEP_DOCS)
-            db.flush()
-        backlog = storage.view_backlog()
-        while storage.view_lagging() and not self._waiting():
-            storage.write_view(VIEW_STEP_DOCS)
-            left = storage.view_backlog()
-            if left >= backlog:
-                break  # no progress (a head still queued): the next tick retries
-            backlog = left
-        if not storage.view_lagging():
-            self._view_lag_ticks = 0
-        return True
-
-    def maybe_compact(self) -> bool:
-        """Write a snapshot when the log since the last one is long (`COMPACT_LOG_RECORDS`)
-        and nothing waits to be flushed; tried once per such stretch of log (compaction
-        declines when the snapshot would not make the store smaller). True if it ran."""
-        db, storage = self.db, self.storage
-        if db is None or db.pending_writes or storage is None:
-            return False
-        log = storage.open_report().records
-        last = storage.last_position()
-        if log < max(COMPACT_LOG_RECORDS, (len(db.replica.order) - log) // 2) \
-                or last - self._compact_tried < COMPACT_LOG_RECORDS:
-            return False
-        self._compact_tried = last
-        db.compact()
-        return True
 
     def rpc_events(self) -> None:
         """No-op: its batch delivers the subscription events queued by sync."""

@@ -282,6 +282,7 @@ class IndexedDBStorage(Storage):
         rows = rv.rows(limit=want)
         self._view_settles = rv.settles(rows)
         return rows
+
     def _batch(self, snapshot: tuple[bytes, int] | None = None, drop_upto: int | None = None,
                drop_snapshots_below: int | None = None, view: ViewRows | None = None) -> Any:
         import js
