@@ -233,14 +233,20 @@ def test_a_compacted_store_reopens_from_its_snapshot_with_the_same_view(shared_p
     close_db(page, name)
 
 
+def opened_fresh(page, e2e_url: str) -> str:
+    """A new database opened on a freshly loaded page; its name."""
+    goto_e2e(page, e2e_url)
+    name = fresh_name()
+    open_db(page, name)
+    return name
+
+
 def test_rows_of_size_triggered_batches_follow_at_the_idle_tick(shared_page, e2e_url) -> None:
     """Batches the sink writes on its own (size trigger) carry no rows: the view lags, and peek
     says "stale" rather than showing anything the records do not hold; two idle ticks with no
     write between them catch it up (in steps), without an explicit flush."""
     page = shared_page
-    goto_e2e(page, e2e_url)
-    name = fresh_name()
-    open_db(page, name)
+    name = opened_fresh(page, e2e_url)
     page.evaluate("""async (n) => { const c = window.dbs[n].collection("c");
       await c.create({first: true}, "a0"); await window.dbs[n].flush(); }""", name)
     durable = page.evaluate(PEEK, [name, "c"])
@@ -264,9 +270,7 @@ def test_rows_of_size_triggered_batches_follow_at_the_idle_tick(shared_page, e2e
 
 def test_close_writes_the_pending_rows(shared_page, e2e_url) -> None:
     page = shared_page
-    goto_e2e(page, e2e_url)
-    name = fresh_name()
-    open_db(page, name)
+    name = opened_fresh(page, e2e_url)
     engine = page.evaluate("""async (n) => { const c = window.dbs[n].collection("c");
       const docs = []; for (let i = 0; i < 230; i++) docs.push({i});
       await c.createMany(docs); await c.patch((await c.scan({limit: 1})).docs[0]._id, {i: -1});
