@@ -230,3 +230,45 @@ def test_random_histories_keep_the_view_equal_to_the_engine() -> None:
     f.flush()
     assert f.store == f.expected(), f"seed {seed}"
     db.close()
+
+
+def test_a_catch_up_in_steps_settles_only_with_its_last_step() -> None:
+    st_ = MemoryStorage()
+    db = open_db(st_)
+    c = db.collection("c")
+    ids = [c.create({"i": i}) for i in range(5)]
+    for _ in range(3):  # one document written several times: still one row
+        c.patch(ids[0], {"i": -1})
+    db.flush()
+    view = ReadView(db)
+    view.note([r for _, r in st_.records()])
+    assert view.pending == {("c", i) for i in ids}
+    store: dict = {}
+    written = []
+    while view.pending:
+        rows = view.rows(limit=2)
+        last = view.settles(rows)
+        apply(store, rows)
+        view.committed(rows)
+        written.append(([k for _, k, _ in rows.puts], last))
+    assert written == [(sorted(ids)[0:2], False), (sorted(ids)[2:4], False), (sorted(ids)[4:], True)]
+    assert store == Flusher(db, st_).expected()
+    assert store[("c", ids[0])]["_version"] == 4
+    db.close()
+
+
+def test_a_rebuild_settles_what_was_pending_before_it() -> None:
+    st_ = MemoryStorage()
+    db = open_db(st_)
+    c = db.collection("c")
+    gone = c.create({"i": 0})
+    c.create({"i": 1})
+    c.delete(gone)
+    db.flush()
+    view = ReadView(db)
+    view.note([r for _, r in st_.records()])
+    rows = view.all_rows()
+    assert view.settles(rows)  # the deleted document has no row to write
+    view.committed(rows)
+    assert view.pending == set()
+    db.close()
