@@ -16,10 +16,12 @@ where they travel, not a new block format:
   whole batch is applied, in write order (so a subscriber that reads from its callback
   sees the whole batch).
 - storage and sync: the blocks are queued to the sink together, so one flush appends all
-  of them. The batch starts a fresh seal range (unsealed blocks before it are sealed
-  first) and holds at most `MAX_BATCH_OPS` writes, so one seal covers it: a peer applies
-  a sealed range only once it holds all of it, and reopening a store whose last append
-  was cut short keeps only sealed own blocks (docs/STORAGE.md).
+  of them as one flush group, which storage makes atomic (the file adapter's commit group
+  counts only once its last record is on disk; IndexedDB writes a group in one
+  transaction): after a crash a batch is back whole or not at all. The batch also starts a
+  fresh seal range (unsealed blocks before it are sealed first) and holds at most
+  `MAX_BATCH_OPS` writes, so one seal covers it: a peer applies a sealed range only once
+  it holds all of it.
 """
 
 from __future__ import annotations
