@@ -10,6 +10,7 @@ import random
 import threading
 
 import pytest
+from fakefs import Crash, FakeFS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +18,7 @@ import ostracon
 from ostracon.core.errors import ConflictError, NotFoundError, ValidationError
 from ostracon.core.query.schema import SchemaValidationError
 from ostracon.db.batch import MAX_BATCH_OPS
+from ostracon.storage.file import FileStorage
 from ostracon.storage.memory import MemoryStorage
 
 NOTE = "type Note { title: String! n: Int }"
@@ -302,10 +304,6 @@ def test_text_fields_are_restored_by_a_refused_batch():
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_a_crash_while_a_batch_is_stored_keeps_all_of_it_or_none(seed):
-    from fakefs import Crash, FakeFS
-
-    from ostracon.storage.file import FileStorage
-
     rng = random.Random(seed)
     identity = ostracon.Identity.generate()
     fs = FakeFS(crash_at=rng.randint(1, 60))
