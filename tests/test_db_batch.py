@@ -10,11 +10,11 @@ import random
 import threading
 
 import pytest
-from fakefs import Crash, FakeFS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ostracon
+from fakefs import Crash, FakeFS
 from ostracon.core.errors import ConflictError, NotFoundError, ValidationError
 from ostracon.core.query.schema import SchemaValidationError
 from ostracon.db.batch import MAX_BATCH_OPS
