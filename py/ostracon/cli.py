@@ -230,6 +230,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     n = 0
     try:
+        # Definitions first (schemas, declarative lenses, indexes: db/exchange.py), so an
+        # import validates the documents that follow.
+        for entry in db.definitions():
+            out.write(json.dumps(entry, sort_keys=True) + "\n")
         for name in db.collections():
             col = db.collection(name)
             after = None
@@ -256,6 +260,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         ensure_identity(args.path, args.algorithm)  # opening then loads it
     db = _open(args.path, read_only=False, create=True)
     from .core.encoding import encode
+    from .db.exchange import is_definition
     created = updated = unchanged = 0
     try:
         with open(args.file, encoding="utf-8") as fh:
@@ -267,11 +272,29 @@ def cmd_import(args: argparse.Namespace) -> int:
                 db.flush()
                 print(f"imported: {n} blocks replayed")
                 return 0
+            # Every definition record is checked and taken before any document is written:
+            # a malformed one leaves the store as it was.
+            definitions = []
+            for lineno, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        entry = json.loads(line)
+                    except ValueError as exc:
+                        raise CliError(f"{args.file}:{lineno}: not an export line ({exc.__class__.__name__})") from None
+                    if is_definition(entry):
+                        definitions.append(entry)
+            if definitions:
+                got = db.import_definitions(definitions)
+                print(f"imported definitions: {got['schemas']} schema versions, {got['lenses']} lenses, "
+                      f"{got['indexes']} indexes")
+            fh.seek(0)
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
                 try:
                     entry = json.loads(line)
+                    if is_definition(entry):
+                        continue
                     name, doc = entry["collection"], _from_json(entry["doc"])
                     doc_id = doc.get("_id")
                     fields = {k: v for k, v in doc.items() if not k.startswith("_")}
@@ -292,7 +315,8 @@ def cmd_import(args: argparse.Namespace) -> int:
                     col.create(fields, id=doc_id)
                     created += 1
         db.flush()
-    except (ostracon.ValidationError, ostracon.CorruptBlockError) as exc:
+    except (ostracon.ValidationError, ostracon.NotFoundError, ostracon.ConflictError,
+            ostracon.CorruptBlockError) as exc:
         raise CliError(f"{args.file}: {exc}") from exc
     finally:
         db.close()
@@ -377,14 +401,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--progress", action="store_true", help="show progress even when stderr is not a terminal")
     s.set_defaults(fn=cmd_index)
 
-    s = sub.add_parser("export", help="every live document as NDJSON")
+    s = sub.add_parser("export", help="schemas, declarative lenses, index definitions and every "
+                                      "live document as NDJSON")
     s.add_argument("path")
     s.add_argument("--ndjson", action="store_true", default=True, help="(the only format; accepted for clarity)")
     s.add_argument("-o", "--output", help="file to write (default stdout)")
     s.set_defaults(fn=cmd_export)
 
-    s = sub.add_parser("import", help="create/update documents from an NDJSON export, "
-                                      "or replay a `log --ndjson` audit trail")
+    s = sub.add_parser("import", help="take schemas, lenses and indexes, then create/update documents "
+                                      "from an NDJSON export, or replay a `log --ndjson` audit trail")
     s.add_argument("path")
     s.add_argument("file")
     from .identity_cli import add_algorithm_argument, add_identity_arguments
