@@ -56,6 +56,11 @@ def test_round_trip_keeps_validation_lens_reads_and_indexes():
     dst.collection("users").create({"email": "a@x"})
     with pytest.raises(ostracon.ConflictError):
         dst.collection("users").create({"email": "a@x"})
+    # Records repeated in one import count once.
+    again = ostracon.open()
+    assert again.import_definitions(records + records) == {"schemas": 2, "lenses": 2, "indexes": 3}
+    assert again.definitions() == records
+    again.close()
     # A second import (or one into the source) changes nothing.
     before = state(dst)
     assert dst.import_definitions(records) == {"schemas": 0, "lenses": 0, "indexes": 0}

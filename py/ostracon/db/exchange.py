@@ -129,13 +129,15 @@ def check_definitions(registry: SchemaRegistry, records: list[Any],
             if type(body["id"]) is not str or s.version_id != body["id"]:
                 raise ValidationError(f"{where}: the schema's bytes do not hash to its id")
             check_collection(s.name)
-            if not scratch.has(s.version_id):
+            if not scratch.has(s.version_id) and all(p.version_id != s.version_id for _, p in pending):
                 pending.append((where, s))
         elif kind == "lens":
             where, body = _body(entry, i, {"from", "to", "data"})
             lens = lens_from_bytes(_unb64(body["data"], where))
             if type(body["from"]) is not str or type(body["to"]) is not str:
                 raise ValidationError(f"{where}: from and to must be version ids")
+            # A later record for the same direction wins, as a later write would.
+            out.lenses = [x for x in out.lenses if x[:2] != (body["from"], body["to"])]
             out.lenses.append((body["from"], body["to"], lens))
         elif kind == "index":
             where, body = _body(entry, i, {"collection", "fields", "unique", "name"})
