@@ -348,3 +348,20 @@ def test_a_crash_while_a_batch_is_stored_keeps_all_of_it_or_none(seed):
     third, _ = scripted(identity, storage=FileStorage("/db", fs=disk.crash(rng, 64)))
     assert third.state_hash() == expect
     third.close()
+
+
+@pytest.mark.parametrize("before", [0, 3, MAX_BATCH_OPS - 5])
+def test_a_peer_receiving_envelope_by_envelope_applies_a_batch_whole(before):
+    a, _ = scripted(sink_batch_ops=10_000)
+    b, _ = scripted()
+    for i in range(before):   # unsealed writes ahead of the batch
+        a.send({"collection": "pre", "kind": "create", "id": f"p{i}", "doc": {}})
+    a.send_many([{"collection": "c", "kind": "create", "id": f"b{i}", "doc": {"i": i}} for i in range(20)])
+    a.flush()
+    counts = set()
+    for env in a.blocks_since({}):
+        b.apply_blocks([env])
+        counts.add(b.collection("c").count())
+    assert counts == {0, 20}
+    a.close()
+    b.close()
