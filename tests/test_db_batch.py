@@ -365,3 +365,34 @@ def test_a_peer_receiving_envelope_by_envelope_applies_a_batch_whole(before):
     assert counts == {0, 20}
     a.close()
     b.close()
+
+
+def test_an_observer_following_the_store_never_sees_part_of_a_batch(tmp_path):
+    path = tmp_path / "db"
+    w = ostracon.open(path, sink_batch_ops=3)   # size triggers fire inside every batch
+    w.flush()
+    o = ostracon.open(path, read_only=True, follow=False)
+    size, batches = 10, 30
+    done = threading.Event()
+
+    def write() -> None:
+        try:
+            for b in range(batches):
+                w.send_many([{"collection": "c", "kind": "create", "id": f"{b}.{i}", "doc": {}}
+                             for i in range(size)])
+        finally:
+            done.set()
+    writer = threading.Thread(target=write)
+    writer.start()
+    seen = set()
+    while not done.is_set():
+        o.refresh()
+        seen.add(o.collection("c").count())
+    writer.join()
+    w.flush()
+    o.refresh()
+    seen.add(o.collection("c").count())
+    assert all(n % size == 0 for n in seen), sorted(seen)
+    assert o.collection("c").count() == size * batches
+    o.close()
+    w.close()
