@@ -18,7 +18,8 @@ where they travel, not a new block format:
 - storage and sync: the blocks are queued to the sink together, so one flush appends all
   of them as one flush group, which storage makes atomic (the file adapter's commit group
   counts only once its last record is on disk; IndexedDB writes a group in one
-  transaction): after a crash a batch is back whole or not at all. The batch also starts a
+  transaction): after a crash a batch is back whole or not at all, and an observer
+  following the store (db/observer.py) takes whole groups. The batch also starts a
   fresh seal range (unsealed blocks before it are sealed first) and holds at most
   `MAX_BATCH_OPS` writes, so one seal covers it: a peer applies a sealed range only once
   it holds all of it.
