@@ -398,6 +398,26 @@ def test_blame(col):
     assert blame["a"]["actor"] == ID_A.actor.hex() and c1 == "d"
 
 
+
+def test_blame_decodes_each_commit_once_not_once_per_field(col, monkeypatch):
+    # A document of many fields written by one block (legal: a block holds up to 256 KiB, and a
+    # member may send one) decoded that block per field: quadratic, minutes under the lock.
+    from ostracon.core.replica import Replica
+    col.create({f"f{i}": i for i in range(300)}, id="wide")
+    c2 = col.patch("wide", {"f7": "again"})
+    decoded = []
+    real = Replica.change
+
+    def counting(self, cid):
+        decoded.append(cid)
+        return real(self, cid)
+
+    monkeypatch.setattr(Replica, "change", counting)
+    blame = col.blame("wide")
+    assert len(blame) == 300 and blame["f7"]["cid"] == c2
+    assert len(decoded) <= 2, len(decoded)
+
+
 # ----------------------------------------------------------------------------- change feed
 
 def test_changes_and_cursors(db, col):
