@@ -164,6 +164,9 @@ def test_scan_pages_with_after_and_limit(col):
     assert pages == [["k0", "k1", "k2"], ["k3", "k4", "k5"], ["k6"]]
     docs, cur = col.scan(prefix="k", after="k4")
     assert [d["_id"] for d in docs] == ["k5", "k6"]
+    for bad in (5, b"k1", ["k1"]):
+        with pytest.raises(ValidationError):
+            col.scan(after=bad)
 
 
 def test_scan_is_stable_under_inserts(col):

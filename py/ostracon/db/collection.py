@@ -166,6 +166,8 @@ class Collection(CollectionWrites):
         self._access()
         if type(prefix) is not str:
             raise ValidationError("prefix must be a str")
+        if after is not None and type(after) is not str:
+            raise ValidationError("after must be a str (a document id) or None")
         if type(limit) is not int or limit < 1:
             raise ValidationError("limit must be a positive int")
         docs, nxt = self._views.scan(prefix, after, limit, include_deleted)
