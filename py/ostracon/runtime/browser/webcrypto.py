@@ -1,4 +1,4 @@
-"""WebCrypto backend for the browser (Pyodide only), through web/bridge.js.
+"""WebCrypto backend for the browser (Pyodide only), through web/bridge.js (web/webcrypto.js).
 
 WebCrypto is asynchronous and `CryptoBackend` is synchronous: every call blocks on its promise
 with `pyodide.ffi.run_sync`, which needs JS Promise Integration (JSPI; Chromium, or Node 20
