@@ -61,14 +61,17 @@ async function cachedKey(kind, raw, make) {
   }
 }
 
-function seedPkcs8(seed) {
-  seed = u8(seed);
-  if (seed.length !== 32) throw newCryptoError(`Ed25519 seed must be 32 bytes, got ${seed.length}`);
-  const der = new Uint8Array(48);
-  der.set(ED25519_PKCS8_PREFIX, 0);
-  der.set(seed, 16);
+// PKCS#8 DER of a 32-byte raw private key: the algorithm's fixed DER prefix, then the key.
+function pkcs8(prefix, raw, what) {
+  raw = u8(raw);
+  if (raw.length !== 32) throw newCryptoError(`${what} must be 32 bytes, got ${raw.length}`);
+  const der = new Uint8Array(prefix.length + 32);
+  der.set(prefix, 0);
+  der.set(raw, prefix.length);
   return der;
 }
+
+const seedPkcs8 = (seed) => pkcs8(ED25519_PKCS8_PREFIX, seed, "Ed25519 seed");
 
 function b64urlDecode(s) {
   const b64 = s.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((s.length + 3) % 4);
@@ -78,14 +81,20 @@ function b64urlDecode(s) {
   return out;
 }
 
-export async function ed25519PublicKey(seed) {
+// The raw public key of an octet-key-pair private key (Ed25519, X25519): its JWK's `x`
+// (RFC 8037), as WebCrypto exports no raw public key from a private one. `der()` gives the
+// private key's PKCS#8; any failure is a CryptoError naming `what`.
+async function okpPublicKey(what, der, name, usages) {
   try {
-    const key = await subtle().importKey("pkcs8", seedPkcs8(seed), { name: "Ed25519" }, true, ["sign"]);
-    const jwk = await subtle().exportKey("jwk", key);
-    return b64urlDecode(jwk.x);
+    const key = await subtle().importKey("pkcs8", der(), { name }, true, usages);
+    return b64urlDecode((await subtle().exportKey("jwk", key)).x);
   } catch (e) {
-    throw cryptoError(e, "ed25519 public key");
+    throw cryptoError(e, what);
   }
+}
+
+export async function ed25519PublicKey(seed) {
+  return okpPublicKey("ed25519 public key", () => seedPkcs8(seed), "Ed25519", ["sign"]);
 }
 
 export async function ed25519Sign(seed, message) {
@@ -98,18 +107,24 @@ export async function ed25519Sign(seed, message) {
   }
 }
 
-// Never rejects: a malformed key or signature is simply "not valid".
-export async function ed25519Verify(publicKey, message, signature) {
+// A signature check with a raw public key of `keySize` bytes (imported as `keyAlgorithm`,
+// cached under `kind`) and a 64-byte signature. Never rejects: a malformed key or signature
+// is simply "not valid".
+async function verifyRaw(kind, keyAlgorithm, signAlgorithm, keySize, publicKey, message, signature) {
   try {
     publicKey = u8(publicKey);
     signature = u8(signature);
-    if (publicKey.length !== 32 || signature.length !== 64) return false;
-    const key = await cachedKey("ed-verify", publicKey, () =>
-      subtle().importKey("raw", publicKey, { name: "Ed25519" }, false, ["verify"]));
-    return await subtle().verify({ name: "Ed25519" }, key, signature, u8(message));
+    if (publicKey.length !== keySize || signature.length !== 64) return false;
+    const key = await cachedKey(kind, publicKey, () =>
+      subtle().importKey("raw", publicKey, keyAlgorithm, false, ["verify"]));
+    return await subtle().verify(signAlgorithm, key, signature, u8(message));
   } catch (_) {
     return false;
   }
+}
+
+export async function ed25519Verify(publicKey, message, signature) {
+  return verifyRaw("ed-verify", { name: "Ed25519" }, { name: "Ed25519" }, 32, publicKey, message, signature);
 }
 
 // PKCS#8 of a P-256 private scalar d: an RFC 5915 ECPrivateKey without its optional public
@@ -123,14 +138,7 @@ const P256_PKCS8_PREFIX = new Uint8Array([
 const ECDSA_P256 = { name: "ECDSA", namedCurve: "P-256" };
 const ECDSA_SHA256 = { name: "ECDSA", hash: "SHA-256" };
 
-function p256Pkcs8(d) {
-  d = u8(d);
-  if (d.length !== 32) throw newCryptoError(`P-256 private key must be 32 bytes, got ${d.length}`);
-  const der = new Uint8Array(P256_PKCS8_PREFIX.length + 32);
-  der.set(P256_PKCS8_PREFIX, 0);
-  der.set(d, P256_PKCS8_PREFIX.length);
-  return der;
-}
+const p256Pkcs8 = (d) => pkcs8(P256_PKCS8_PREFIX, d, "P-256 private key");
 
 // The uncompressed public point 04 ‖ x ‖ y (65 bytes); Python compresses and checks it.
 export async function p256PublicKey(d) {
@@ -160,16 +168,7 @@ export async function p256Sign(d, message) {
 
 // `publicKey`: the uncompressed point (65 bytes). Never rejects: malformed input is "not valid".
 export async function p256Verify(publicKey, message, signature) {
-  try {
-    publicKey = u8(publicKey);
-    signature = u8(signature);
-    if (publicKey.length !== 65 || signature.length !== 64) return false;
-    const key = await cachedKey("p256-verify", publicKey, () =>
-      subtle().importKey("raw", publicKey, ECDSA_P256, false, ["verify"]));
-    return await subtle().verify(ECDSA_SHA256, key, signature, u8(message));
-  } catch (_) {
-    return false;
-  }
+  return verifyRaw("p256-verify", ECDSA_P256, ECDSA_SHA256, 65, publicKey, message, signature);
 }
 
 function aesKey(key, usage) {
@@ -185,12 +184,16 @@ function checkNonce(nonce) {
   return nonce;
 }
 
+// One AES-256-GCM operation, `usage` "encrypt" or "decrypt", with the full 128-bit tag.
+async function aesGcm(usage, key, nonce, data, aad) {
+  const k = await aesKey(key, usage);
+  const params = { name: "AES-GCM", iv: checkNonce(nonce), additionalData: u8(aad), tagLength: 128 };
+  return new Uint8Array(await subtle()[usage](params, k, u8(data)));
+}
+
 export async function aesGcmEncrypt(key, nonce, plaintext, aad) {
   try {
-    const k = await aesKey(key, "encrypt");
-    const ct = await subtle().encrypt({ name: "AES-GCM", iv: checkNonce(nonce), additionalData: u8(aad), tagLength: 128 },
-      k, u8(plaintext));
-    return new Uint8Array(ct);
+    return await aesGcm("encrypt", key, nonce, plaintext, aad);
   } catch (e) {
     throw cryptoError(e, "aes-gcm encrypt");
   }
@@ -198,21 +201,22 @@ export async function aesGcmEncrypt(key, nonce, plaintext, aad) {
 
 export async function aesGcmDecrypt(key, nonce, ciphertext, aad) {
   try {
-    const k = await aesKey(key, "decrypt");
-    const pt = await subtle().decrypt({ name: "AES-GCM", iv: checkNonce(nonce), additionalData: u8(aad), tagLength: 128 },
-      k, u8(ciphertext));
-    return new Uint8Array(pt);
+    return await aesGcm("decrypt", key, nonce, ciphertext, aad);
   } catch (e) {
     // OperationError = the tag did not verify (wrong key, tampered bytes, wrong AAD).
     throw cryptoError(e, "aes-gcm decrypt");
   }
 }
 
+// `length` bytes from a SHA-256 key derivation (`params`: HKDF or PBKDF2) of `secret`.
+async function deriveSha256(params, secret, length) {
+  const k = await subtle().importKey("raw", u8(secret), params.name, false, ["deriveBits"]);
+  return new Uint8Array(await subtle().deriveBits({ ...params, hash: "SHA-256" }, k, length * 8));
+}
+
 export async function hkdfSha256(ikm, salt, info, length) {
   try {
-    const k = await subtle().importKey("raw", u8(ikm), "HKDF", false, ["deriveBits"]);
-    const bits = await subtle().deriveBits({ name: "HKDF", hash: "SHA-256", salt: u8(salt), info: u8(info) }, k, length * 8);
-    return new Uint8Array(bits);
+    return await deriveSha256({ name: "HKDF", salt: u8(salt), info: u8(info) }, ikm, length);
   } catch (e) {
     throw cryptoError(e, "hkdf");
   }
@@ -220,9 +224,7 @@ export async function hkdfSha256(ikm, salt, info, length) {
 
 export async function pbkdf2Sha256(password, salt, iterations, length) {
   try {
-    const k = await subtle().importKey("raw", u8(password), "PBKDF2", false, ["deriveBits"]);
-    const bits = await subtle().deriveBits({ name: "PBKDF2", hash: "SHA-256", salt: u8(salt), iterations }, k, length * 8);
-    return new Uint8Array(bits);
+    return await deriveSha256({ name: "PBKDF2", salt: u8(salt), iterations }, password, length);
   } catch (e) {
     throw cryptoError(e, "pbkdf2");
   }
@@ -233,23 +235,10 @@ export async function pbkdf2Sha256(password, salt, iterations, length) {
 const X25519_PKCS8_PREFIX = new Uint8Array([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e,
   0x04, 0x22, 0x04, 0x20]);
 
-function x25519Pkcs8(priv) {
-  priv = u8(priv);
-  if (priv.length !== 32) throw newCryptoError(`X25519 private key must be 32 bytes, got ${priv.length}`);
-  const der = new Uint8Array(48);
-  der.set(X25519_PKCS8_PREFIX, 0);
-  der.set(priv, 16);
-  return der;
-}
+const x25519Pkcs8 = (priv) => pkcs8(X25519_PKCS8_PREFIX, priv, "X25519 private key");
 
 export async function x25519PublicKey(priv) {
-  try {
-    const key = await subtle().importKey("pkcs8", x25519Pkcs8(priv), { name: "X25519" }, true, ["deriveBits"]);
-    const jwk = await subtle().exportKey("jwk", key);
-    return b64urlDecode(jwk.x);
-  } catch (e) {
-    throw cryptoError(e, "x25519 public key");
-  }
+  return okpPublicKey("x25519 public key", () => x25519Pkcs8(priv), "X25519", ["deriveBits"]);
 }
 
 export async function x25519(priv, peerPublic) {
