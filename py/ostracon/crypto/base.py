@@ -15,7 +15,7 @@ from ..core.errors import CryptoError, ValidationError
 
 # ---- sizes fixed by the algorithms (not tunable limits), one home for every backend
 
-# RFC 8032 section 5.1.5: the private key is a 32-byte seed, the public key a 32-byte encoded
+# RFC 8032 section 5.1: the private key is a 32-byte seed, the public key a 32-byte encoded
 # point, a signature R || S is 64 bytes.
 ED25519_SEED_SIZE = 32
 ED25519_PUBLIC_KEY_SIZE = 32
@@ -29,7 +29,8 @@ P256_SIGNATURE_SIZE = 64
 X25519_KEY_SIZE = 32
 # AES-256 only: one key size keeps both backends and the docs simple.
 AES_KEY_SIZE = 32
-# 96-bit nonces: the only size GCM handles without an extra GHASH (NIST SP 800-38D 5.2.1.1).
+# 96-bit nonces: the size NIST SP 800-38D recommends, the only one GCM uses without an extra
+# GHASH pass over the nonce.
 GCM_NONCE_SIZE = 12
 # The full 128-bit tag: shorter tags weaken forgery resistance (NIST SP 800-38D appendix C).
 GCM_TAG_SIZE = 16
@@ -167,8 +168,8 @@ def _gcm_args(key: object, nonce: object, data: object, data_name: str,
 
 def _gcm_decrypt_args(key: object, nonce: object, ciphertext: object,
                       aad: object) -> tuple[bytes, bytes, bytes, bytes]:
-    """`_gcm_args` for a decryption, and a CryptoError when the ciphertext cannot even hold
-    its tag (the same answer as a tag that does not verify would be too vague)."""
+    """`_gcm_args` for a decryption; CryptoError when the ciphertext is too short to hold its
+    tag (named as such rather than reported as a tag that does not verify)."""
     args = _gcm_args(key, nonce, ciphertext, "ciphertext", aad)
     if len(args[2]) < GCM_TAG_SIZE:
         raise CryptoError(f"AES-GCM ciphertext is shorter than its {GCM_TAG_SIZE}-byte tag")
