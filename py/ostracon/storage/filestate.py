@@ -1,9 +1,9 @@
 """The state of a FileStorage's view of its directory, declared once for FileStorage and the
 mixins that open it (recovery.py) and follow another writer (tail.py).
 
-Declarations only: FileStorage.__init__ sets every attribute and defines every helper named
-here; the mixins inherit this class so that mypy checks what they read and write against one
-set of types.
+Declarations only: FileStorage.__init__ sets every attribute, and FileStorage (RecoveryMixin
+for `_open`) defines every helper named here; the mixins inherit this class so that mypy
+checks what they read and write against one set of types.
 """
 
 from __future__ import annotations
