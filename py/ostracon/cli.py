@@ -14,6 +14,7 @@ from .core.actors import short_actor
 from .core.block import decode_change
 from .core.errors import OstraconError
 from .storage import logformat
+from .tagged_json import from_json_value, to_json_value
 
 EXIT_ERROR = 2      # the command could not run (bad path, locked, malformed input)
 EXIT_MISMATCH = 1   # verify found a problem
@@ -36,32 +37,6 @@ def _open(path: str, *, read_only: bool = True, create: bool = False, **options:
     if read_only:
         options.setdefault("follow", False)  # one-shot commands read a moment; no follower thread
     return ostracon.open(path, read_only=read_only, **options)
-
-
-def _json_value(v: Any) -> Any:
-    """Export tagging, lossless for every storable value: bytes → {"$bytes": base64}; a map
-    with a key starting with `$` → {"$map": {...}} (so user data never reads as a tag);
-    ints of any size stay ints, floats stay floats (`1.0`, `-0.0` keep their point)."""
-    if type(v) is bytes:
-        return {"$bytes": base64.b64encode(v).decode("ascii")}
-    if type(v) is dict:
-        out = {k: _json_value(x) for k, x in v.items()}
-        return {"$map": out} if any(k[:1] == "$" for k in v) else out
-    if type(v) is list:
-        return [_json_value(x) for x in v]
-    return v
-
-
-def _from_json(v: Any) -> Any:
-    if type(v) is dict:
-        if len(v) == 1 and type(v.get("$bytes")) is str:
-            return base64.b64decode(v["$bytes"], validate=True)
-        if len(v) == 1 and type(v.get("$map")) is dict:
-            return {k: _from_json(x) for k, x in v["$map"].items()}
-        return {k: _from_json(x) for k, x in v.items()}
-    if type(v) is list:
-        return [_from_json(x) for x in v]
-    return v
 
 
 def _human_bytes(n: int) -> str:
@@ -129,7 +104,7 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 def _describe_op(op: tuple) -> str:
     if op[0] == "s":
-        return f"set {op[1]}={json.dumps(_json_value(op[2]), ensure_ascii=False)[:60]}"
+        return f"set {op[1]}={json.dumps(to_json_value(op[2]), ensure_ascii=False)[:60]}"
     if op[0] == "u":
         return f"unset {op[1]}"
     if op[0] == "i":
@@ -148,7 +123,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     try:
         for c in db.collection(args.collection).history(args.id):
             if args.ndjson:
-                print(json.dumps(_json_value(c), ensure_ascii=False, sort_keys=True))
+                print(json.dumps(to_json_value(c), ensure_ascii=False, sort_keys=True))
             else:
                 sig = c["signature"]["status"]
                 ops = ", ".join(_describe_op(tuple(op)) for op in c["ops"]) or "(no field changes)"
@@ -240,7 +215,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             while True:
                 docs, after = col.scan(after=after, limit=1000)
                 for d in docs:
-                    out.write(json.dumps({"collection": name, "doc": _json_value(d)},
+                    out.write(json.dumps({"collection": name, "doc": to_json_value(d)},
                                          ensure_ascii=False, sort_keys=True) + "\n")
                     n += 1
                 if after is None:
@@ -295,7 +270,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                     entry = json.loads(line)
                     if is_definition(entry):
                         continue
-                    name, doc = entry["collection"], _from_json(entry["doc"])
+                    name, doc = entry["collection"], from_json_value(entry["doc"])
                     doc_id = doc.get("_id")
                     fields = {k: v for k, v in doc.items() if not k.startswith("_")}
                 except (ValueError, KeyError, TypeError, AttributeError) as exc:
