@@ -210,7 +210,8 @@ def test_a_compacted_store_reopens_from_its_snapshot_with_the_same_view(shared_p
     before = page.evaluate("""async (n) => {
       const db = window.dbs[n], c = db.collection("c");
       const docs = []; for (let i = 0; i < 1100; i++) docs.push({i, s: `v${i}`});
-      await c.createMany(docs);
+      await c.createMany(docs.slice(0, 550));   // a createMany is atomic: at most 1000
+      await c.createMany(docs.slice(550));
       await c.delete((await c.scan({limit: 1})).docs[0]._id);
       await db.flush();
       await db._call("tick");  // the idle tick compacts the long log into a snapshot
@@ -253,7 +254,7 @@ def test_rows_of_size_triggered_batches_follow_at_the_idle_tick(shared_page, e2e
     assert durable["n"] == 1
     page.evaluate("""async (n) => { const c = window.dbs[n].collection("c");
       const docs = []; for (let i = 0; i < 1250; i++) docs.push({i, s: `v${i}`, neg: -0, big: 2n ** 70n});
-      await c.createMany(docs); }""", name)
+      for (let i = 0; i < docs.length; i += 500) await c.createMany(docs.slice(i, i + 500)); }""", name)
     lagging = page.evaluate(PEEK, [name, "c"])
     # Either the idle tick has already caught up (then exactly the engine's documents), or
     # the view says it is stale: never a view that claims the new records without their rows.
