@@ -18,24 +18,26 @@
 // fails to restore is deleted and the start falls back to the ordinary path.
 
 import * as bridge from "./bridge.js";
+import { fetchWheel, installWheels, wheelOrder } from "./wheels.js";
 
 const HERE = new URL(".", import.meta.url);
 // Cache Storage bucket of the snapshot images (one per bundle location).
 export const SNAPSHOT_CACHE = "ostracon-snapshot";
 // Bump when what goes into a snapshot changes outside the wheel (this loader's steps).
-const SNAPSHOT_FORMAT = 1;
+const SNAPSHOT_FORMAT = 2;
 // The snapshot module is loaded by file path under this name: importing it through the
 // `ostracon` package would import the engine before its extension packages are deferred.
 const SNAPSHOT_MODULE = "_ostracon_snapshot";
 const SNAPSHOT_LOAD = `
 import importlib.util, sys
 if ${JSON.stringify(SNAPSHOT_MODULE)} not in sys.modules:
-    _where = importlib.util.find_spec("ostracon").submodule_search_locations[0]
-    _spec = importlib.util.spec_from_file_location(${JSON.stringify(SNAPSHOT_MODULE)}, _where + "/runtime/browser/snapshot.py")
-    _mod = importlib.util.module_from_spec(_spec)
-    sys.modules[_spec.name] = _mod
-    _spec.loader.exec_module(_mod)
-    del _where, _spec, _mod
+    _spec = importlib.util.find_spec("ostracon")
+    _path = _spec.submodule_search_locations[0] + "/runtime/browser/snapshot.py"
+    _mod = importlib.util.module_from_spec(importlib.util.spec_from_loader(${JSON.stringify(SNAPSHOT_MODULE)}, None, origin=_path))
+    _mod.__file__ = _path
+    sys.modules[_mod.__name__] = _mod
+    exec(compile(_spec.loader.get_data(_path), _path, "exec"), _mod.__dict__)
+    del _spec, _path, _mod
 `;
 
 // Where Pyodide finds its files: a URL in a browser, a directory path under Node.
@@ -108,14 +110,11 @@ async function storedImage(snapshots, key) {
 }
 
 // Snapshot the interpreter with the engine imported (a fresh instance started with
-// `_makeSnapshot`). Only the ostracon wheel is unpacked for the imports, checked against the
-// lock's sha256 like any package (its extension dependencies stay deferred), and the package
-// manager is not involved, so the image holds no reference to JS objects of this instance.
-async function makeSnapshot(pyodide, index, lock) {
-  const entry = lock.packages.ostracon;
-  const wheel = await readFile(index + entry.file_name, false);
-  if ((await sha256Hex(wheel)) !== entry.sha256) throw new Error(`${entry.file_name} does not match pyodide-lock.json`);
-  pyodide.unpackArchive(wheel, "wheel", { extractDir: pyodide.runPython("import sysconfig; sysconfig.get_path('purelib')") });
+// `_makeSnapshot`). Only the pure-Python wheels are installed for the imports (web/wheels.js;
+// the extension packages stay deferred), and the package manager is not involved, so the
+// image holds no reference to JS objects of this instance.
+async function makeSnapshot(pyodide, wheels) {
+  await installWheels(pyodide, wheels, { deferLibraries: true });
   pyodide.runPython(SNAPSHOT_LOAD);
   pyodide.pyimport(SNAPSHOT_MODULE).prepare();
   return pyodide.makeMemorySnapshot();
@@ -125,8 +124,8 @@ async function makeSnapshot(pyodide, index, lock) {
 // lock file), "instantiate" (compile the wasm and start the interpreter, or restore the
 // snapshot), "snapshot" (first start only: import the engine and take the snapshot),
 // "packages" (install the wheels), "host" (import the engine, hand over the bridge).
-// `boot` in the result: {snapshot: "restored" | "made" | "off" | "failed", ms: {phase: duration},
-// stored: a promise of whether a new image reached the store}.
+// `boot` in the result: {snapshot: "restored" | "made" | "off" | "failed", reason: why it failed
+// (or null), ms: {phase: duration}, stored: a promise of whether a new image reached the store}.
 export async function loadRuntime({ progress = () => {}, packages = ["ostracon"], pyodideOptions = {}, snapshots = null } = {}) {
   const index = indexLocation();
   const ms = {};
@@ -143,6 +142,10 @@ export async function loadRuntime({ progress = () => {}, packages = ["ostracon"]
   const [{ loadPyodide, version }, lockText] = await Promise.all([
     import(new URL("pyodide.mjs", HERE).href), readFile(index + "pyodide-lock.json", true)]);
   const lock = JSON.parse(lockText);
+  // The wheels are fetched and checked while the interpreter starts.
+  const wheelsReady = Promise.all(wheelOrder(lock, packages).map((name) =>
+    fetchWheel(lock, name, (file) => readFile(index + file, false))));
+  wheelsReady.catch(() => {});
   const key = snapshots ? `${version}-${SNAPSHOT_FORMAT}-${await sha256Hex(lockText)}` : null;
   const image = key ? await storedImage(snapshots, key) : null;
   const base = { indexURL: index, lockFileContents: lockText, packageBaseUrl: index, ...pyodideOptions };
@@ -151,6 +154,7 @@ export async function loadRuntime({ progress = () => {}, packages = ["ostracon"]
   let state = image === false ? "failed" : key ? "made" : "off";
   let pyodide = null;
   let stored = Promise.resolve(false);
+  let reason = image === false ? "damaged image" : null;
   step("instantiate", { snapshot: image ? "restore" : state });
   if (image) {
     try {
@@ -159,25 +163,27 @@ export async function loadRuntime({ progress = () => {}, packages = ["ostracon"]
     } catch (e) {
       await snapshots.delete(key).catch(() => {});
       state = "failed";
+      reason = String((e && e.message) || e);
     }
   }
   if (!pyodide) pyodide = await loadPyodide({ ...base, _makeSnapshot: state === "made" });
   if (state === "made") {
     step("snapshot", null);
     try {
-      const img = await makeSnapshot(pyodide, index, lock);
+      const img = await makeSnapshot(pyodide, await wheelsReady);
       // Digested and stored in the background: the engine need not wait for Cache Storage.
       stored = sha256Hex(img).then((digest) => snapshots.put(key, img, digest)).then(() => true, () => false);
     } catch (e) {
       state = "failed";
+      reason = String((e && e.message) || e);
     }
   }
   step("packages", { packages, snapshot: state });
-  await pyodide.loadPackage(packages, { messageCallback: () => {} });
+  await installWheels(pyodide, await wheelsReady);
   step("host", null);
   if (state === "restored") pyodide.pyimport(SNAPSHOT_MODULE).resume();
   pyodide.pyimport("ostracon.runtime.browser.bridge").install(bridge);
   const host = pyodide.pyimport("ostracon.runtime.browser.host").HOST;
   step(null);
-  return { pyodide, bridge, host, boot: { snapshot: state, ms, stored } };
+  return { pyodide, bridge, host, boot: { snapshot: state, reason, ms, stored } };
 }
