@@ -61,7 +61,8 @@ async function sha256Hex(data) {
   return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-// A snapshot store keeps {bytes, sha256} under a key: get(key) → {bytes, sha256} | null,
+// A snapshot store keeps {bytes, sha256} under a key: get(key) → {bytes, sha256} | null (`bytes`
+// a Uint8Array or a promise of one, so that a store can answer before it has read the image),
 // put(key, bytes, sha256), delete(key). The loader checks the digest before a restore: a
 // damaged image must never reach the interpreter (it would fail at some later call, not at
 // the restore).
@@ -76,7 +77,7 @@ export function cacheSnapshotStore(cacheName = SNAPSHOT_CACHE) {
   return {
     async get(key) {
       const res = await (await caches.open(cacheName)).match(url(key));
-      return res ? { bytes: new Uint8Array(await res.arrayBuffer()), sha256: res.headers.get("X-Content-SHA256") } : null;
+      return res ? { bytes: res.arrayBuffer().then((b) => new Uint8Array(b)), sha256: res.headers.get("X-Content-SHA256") } : null;
     },
     async put(key, bytes, sha256) {
       const cache = await caches.open(cacheName);
@@ -100,13 +101,19 @@ export function memorySnapshotStore() {
   };
 }
 
-// The stored image for `key` if its digest checks out; a damaged one is deleted (null).
+// The stored image for `key`: null if there is none, else {bytes}: a promise of its bytes that
+// rejects if they do not match the stored digest. Read and digested while Pyodide loads its scripts
+// (loadPyodide awaits `_loadSnapshot` just before it instantiates the wasm).
 async function storedImage(snapshots, key) {
   const got = await snapshots.get(key).catch(() => null);
   if (!got) return null;
-  if (got.bytes instanceof Uint8Array && got.sha256 && (await sha256Hex(got.bytes)) === got.sha256) return got.bytes;
-  await snapshots.delete(key).catch(() => {});
-  return false;
+  const checked = (async () => {
+    const bytes = await got.bytes;
+    if (bytes instanceof Uint8Array && got.sha256 && (await sha256Hex(bytes)) === got.sha256) return bytes;
+    throw new Error("damaged image: its sha256 does not match");
+  })();
+  checked.catch(() => {});
+  return { bytes: checked };
 }
 
 // Snapshot the interpreter with the engine imported (a fresh instance started with
@@ -151,14 +158,14 @@ export async function loadRuntime({ progress = () => {}, packages = ["ostracon"]
   const base = { indexURL: index, lockFileContents: lockText, packageBaseUrl: index, ...pyodideOptions };
   // "failed": a stored image was damaged or would not restore; it is deleted, this start goes
   // the ordinary way and the next one makes a new image.
-  let state = image === false ? "failed" : key ? "made" : "off";
+  let state = key ? "made" : "off";
   let pyodide = null;
   let stored = Promise.resolve(false);
-  let reason = image === false ? "damaged image" : null;
+  let reason = null;
   step("instantiate", { snapshot: image ? "restore" : state });
   if (image) {
     try {
-      pyodide = await loadPyodide({ ...base, _loadSnapshot: image });
+      pyodide = await loadPyodide({ ...base, _loadSnapshot: image.bytes });
       state = "restored";
     } catch (e) {
       await snapshots.delete(key).catch(() => {});
