@@ -55,10 +55,10 @@ USE = """async () => {
 
 # Where a module was imported from, read in the worker after the fact.
 PROBE = "import sys\n\ndef origin(name):\n    m = sys.modules.get(name)\n    return m and m.__file__\n"
-ORIGIN = """async (name) => {
-  await db._call("__testInstall", "/home/pyodide/probe", {"snapshot_probe.py": %r});
+ORIGIN = """async ([probe, name]) => {
+  await db._call("__testInstall", "/home/pyodide/probe", {"snapshot_probe.py": probe});
   return db._call("__testCall", "snapshot_probe", "origin", [name]);
-}""" % PROBE
+}"""
 
 
 def _start(ctx, e2e_url: str, snapshot: bool = True) -> tuple:
@@ -88,9 +88,9 @@ def test_made_then_restored_and_the_restored_engine_works(browser, e2e_url):
         assert page.evaluate(USE) == {"title": "snap", "n": 3, "graphql": {"__typename": "Query"}}
         # Not in the snapshot (tests/test_browser_snapshot.py), imported on the first GraphQL
         # call from the wheel file on sys.path.
-        glue = page.evaluate(ORIGIN, "ostracon.db.graphql")
+        glue = page.evaluate(ORIGIN, [PROBE, "ostracon.db.graphql"])
         assert glue.startswith("/lib/wheels/ostracon-") and ".whl/ostracon/db/graphql.py" in glue
-        assert page.evaluate(ORIGIN, "msgpack").startswith("/lib/python3")  # unpacked: it has a C extension
+        assert page.evaluate(ORIGIN, [PROBE, "msgpack"]).startswith("/lib/python3")  # unpacked: it has a C extension
         _stop(page)
         page, state = _start(ctx, e2e_url, snapshot=False)
         assert state == "off"
