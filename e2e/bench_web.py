@@ -52,7 +52,7 @@ PROPAGATION_SAMPLES = 20
 # What a first visit of a page using the runtime fetches (the worker boots from these).
 FIRST_VISIT_FILES = ("ostracon.js", "tabs.js", "readview.js", "text.js", "worker.js", "loader.js", "wheels.js",
                      "bridge.js", "records.js", "pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm",
-                     "python_stdlib.zip", "pyodide-lock.json")
+                     "python_stdlib.zip", "pyodide-lock.json", "webcrypto.js")
 # Raw IndexedDB in the page, the same shape as the sink's batches: RAW_RECORDS records of
 # RAW_BYTES bytes, RAW_BATCH per transaction (the sink's size trigger), durability "strict".
 RAW_RECORDS, RAW_BATCH, RAW_BYTES = 10_000, 100, 200

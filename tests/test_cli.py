@@ -124,6 +124,54 @@ def test_compact_export_import_round_trip(dbdir, tmp_path, capsys):
         assert (db.state_hash(), db.heads()) == before
 
 
+def test_export_import_carries_schemas_lenses_and_indexes(tmp_path, capsys):
+    src = tmp_path / "src"
+    with ostracon.open(src) as db:
+        v1 = db.define_schema("type Todo { name: String! }")["Todo"]
+        db.collection("Todo").create({"name": "old"}, id="a")
+        v2 = db.define_schema("type Todo { title: String! }")["Todo"]
+        db.register_lens(v1, v2, [{"op": "rename", "from": "name", "to": "title"}])
+        db.collection("Todo").create({"title": "new"}, id="b")
+        db.collection("users").create_index("email", unique=True)
+        db.collection("users").create({"email": "a@x"}, id="u")
+    export = tmp_path / "out.ndjson"
+    assert run(capsys, "export", str(src), "-o", str(export))[0] == 0
+    target = tmp_path / "copy"
+    code, out, _ = run(capsys, "import", str(target), str(export))
+    assert code == 0 and "2 schema versions, 1 lenses, 1 indexes" in out and "3 created" in out
+    with ostracon.open(target) as db:
+        assert db.schema_versions() == {"Todo": v2}
+        assert db.collection("Todo").get("a")["title"] == "old"
+        with pytest.raises(ostracon.SchemaValidationError):
+            db.collection("Todo").create({"name": "no title"})
+        with pytest.raises(ostracon.ConflictError):
+            db.collection("users").create({"email": "a@x"})
+        before = db.state_hash(), db.heads()
+    code, out, _ = run(capsys, "import", str(target), str(export))   # again: nothing changes
+    assert code == 0 and "0 schema versions, 0 lenses, 0 indexes" in out
+    with ostracon.open(target) as db:
+        assert (db.state_hash(), db.heads()) == before
+
+
+def test_import_of_a_hostile_schema_record_changes_nothing(tmp_path, capsys):
+    src = tmp_path / "src"
+    with ostracon.open(src) as db:
+        db.define_schema("type Todo { name: String! }")
+        db.collection("Todo").create({"name": "x"}, id="a")
+    export = tmp_path / "out.ndjson"
+    assert run(capsys, "export", str(src), "-o", str(export))[0] == 0
+    lines = export.read_text().splitlines()
+    entry = json.loads(lines[0])
+    entry["schema"]["id"] = "b" + "a" * 60   # bytes that do not hash to their id
+    # The hostile record comes after a document: still nothing is written.
+    export.write_text("\n".join([lines[1], json.dumps(entry)]) + "\n")
+    target = tmp_path / "copy"
+    code, _, err = run(capsys, "import", str(target), str(export))
+    assert code == 2 and "do not hash to its id" in err and "Traceback" not in err
+    with ostracon.open(target) as db:
+        assert db.collections() == [] and db.schema_versions() == {}
+
+
 VALUES = {
     "none": None, "t": True, "f": False, "zero": 0, "neg0": -0.0, "one_float": 1.0, "one": 1,
     "big": 2**100, "negbig": -(2**70), "u64": 2**64 - 1, "tiny": 5e-324, "pi": 3.141592653589793,

@@ -14,6 +14,7 @@ from .core.actors import short_actor
 from .core.block import decode_change
 from .core.errors import OstraconError
 from .storage import logformat
+from .tagged_json import from_json_value, to_json_value
 
 EXIT_ERROR = 2      # the command could not run (bad path, locked, malformed input)
 EXIT_MISMATCH = 1   # verify found a problem
@@ -36,32 +37,6 @@ def _open(path: str, *, read_only: bool = True, create: bool = False, **options:
     if read_only:
         options.setdefault("follow", False)  # one-shot commands read a moment; no follower thread
     return ostracon.open(path, read_only=read_only, **options)
-
-
-def _json_value(v: Any) -> Any:
-    """Export tagging, lossless for every storable value: bytes → {"$bytes": base64}; a map
-    with a key starting with `$` → {"$map": {...}} (so user data never reads as a tag);
-    ints of any size stay ints, floats stay floats (`1.0`, `-0.0` keep their point)."""
-    if type(v) is bytes:
-        return {"$bytes": base64.b64encode(v).decode("ascii")}
-    if type(v) is dict:
-        out = {k: _json_value(x) for k, x in v.items()}
-        return {"$map": out} if any(k[:1] == "$" for k in v) else out
-    if type(v) is list:
-        return [_json_value(x) for x in v]
-    return v
-
-
-def _from_json(v: Any) -> Any:
-    if type(v) is dict:
-        if len(v) == 1 and type(v.get("$bytes")) is str:
-            return base64.b64decode(v["$bytes"], validate=True)
-        if len(v) == 1 and type(v.get("$map")) is dict:
-            return {k: _from_json(x) for k, x in v["$map"].items()}
-        return {k: _from_json(x) for k, x in v.items()}
-    if type(v) is list:
-        return [_from_json(x) for x in v]
-    return v
 
 
 def _human_bytes(n: int) -> str:
@@ -129,7 +104,7 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 def _describe_op(op: tuple) -> str:
     if op[0] == "s":
-        return f"set {op[1]}={json.dumps(_json_value(op[2]), ensure_ascii=False)[:60]}"
+        return f"set {op[1]}={json.dumps(to_json_value(op[2]), ensure_ascii=False)[:60]}"
     if op[0] == "u":
         return f"unset {op[1]}"
     if op[0] == "i":
@@ -148,7 +123,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     try:
         for c in db.collection(args.collection).history(args.id):
             if args.ndjson:
-                print(json.dumps(_json_value(c), ensure_ascii=False, sort_keys=True))
+                print(json.dumps(to_json_value(c), ensure_ascii=False, sort_keys=True))
             else:
                 sig = c["signature"]["status"]
                 ops = ", ".join(_describe_op(tuple(op)) for op in c["ops"]) or "(no field changes)"
@@ -230,13 +205,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     n = 0
     try:
+        # Definitions first (schemas, declarative lenses, indexes: db/exchange.py), so an
+        # import validates the documents that follow.
+        for entry in db.definitions():
+            out.write(json.dumps(entry, sort_keys=True) + "\n")
         for name in db.collections():
             col = db.collection(name)
             after = None
             while True:
                 docs, after = col.scan(after=after, limit=1000)
                 for d in docs:
-                    out.write(json.dumps({"collection": name, "doc": _json_value(d)},
+                    out.write(json.dumps({"collection": name, "doc": to_json_value(d)},
                                          ensure_ascii=False, sort_keys=True) + "\n")
                     n += 1
                 if after is None:
@@ -256,6 +235,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         ensure_identity(args.path, args.algorithm)  # opening then loads it
     db = _open(args.path, read_only=False, create=True)
     from .core.encoding import encode
+    from .db.exchange import is_definition
     created = updated = unchanged = 0
     try:
         with open(args.file, encoding="utf-8") as fh:
@@ -267,12 +247,30 @@ def cmd_import(args: argparse.Namespace) -> int:
                 db.flush()
                 print(f"imported: {n} blocks replayed")
                 return 0
+            # Every definition record is checked and taken before any document is written:
+            # a malformed one leaves the store as it was.
+            definitions = []
+            for lineno, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        entry = json.loads(line)
+                    except ValueError as exc:
+                        raise CliError(f"{args.file}:{lineno}: not an export line ({exc.__class__.__name__})") from None
+                    if is_definition(entry):
+                        definitions.append(entry)
+            if definitions:
+                got = db.import_definitions(definitions)
+                print(f"imported definitions: {got['schemas']} schema versions, {got['lenses']} lenses, "
+                      f"{got['indexes']} indexes")
+            fh.seek(0)
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
                 try:
                     entry = json.loads(line)
-                    name, doc = entry["collection"], _from_json(entry["doc"])
+                    if is_definition(entry):
+                        continue
+                    name, doc = entry["collection"], from_json_value(entry["doc"])
                     doc_id = doc.get("_id")
                     fields = {k: v for k, v in doc.items() if not k.startswith("_")}
                 except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -292,7 +290,8 @@ def cmd_import(args: argparse.Namespace) -> int:
                     col.create(fields, id=doc_id)
                     created += 1
         db.flush()
-    except (ostracon.ValidationError, ostracon.CorruptBlockError) as exc:
+    except (ostracon.ValidationError, ostracon.NotFoundError, ostracon.ConflictError,
+            ostracon.CorruptBlockError) as exc:
         raise CliError(f"{args.file}: {exc}") from exc
     finally:
         db.close()
@@ -377,14 +376,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--progress", action="store_true", help="show progress even when stderr is not a terminal")
     s.set_defaults(fn=cmd_index)
 
-    s = sub.add_parser("export", help="every live document as NDJSON")
+    s = sub.add_parser("export", help="schemas, declarative lenses, index definitions and every "
+                                      "live document as NDJSON")
     s.add_argument("path")
     s.add_argument("--ndjson", action="store_true", default=True, help="(the only format; accepted for clarity)")
     s.add_argument("-o", "--output", help="file to write (default stdout)")
     s.set_defaults(fn=cmd_export)
 
-    s = sub.add_parser("import", help="create/update documents from an NDJSON export, "
-                                      "or replay a `log --ndjson` audit trail")
+    s = sub.add_parser("import", help="take schemas, lenses and indexes, then create/update documents "
+                                      "from an NDJSON export, or replay a `log --ndjson` audit trail")
     s.add_argument("path")
     s.add_argument("file")
     from .identity_cli import add_algorithm_argument, add_identity_arguments

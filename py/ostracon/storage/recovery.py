@@ -7,8 +7,6 @@ docs/STORAGE.md, "Recovery (open)". Everything here runs inside FileStorage.__in
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import Any
 
 from ..core.errors import (
     CorruptLogError,
@@ -18,37 +16,13 @@ from ..core.errors import (
     StorageUnavailableError,
 )
 from . import logformat as lf
-from .fslayer import OsFileLayer, OsLock, OsWriteHandle, map_oserror
+from .filestate import FileStorageState
+from .fslayer import map_oserror
 
 LOCK_NAME = "LOCK"
 
 
-class RecoveryMixin:
-    # The FileStorage state and helpers recovery works on (set and defined by FileStorage).
-    _fs: OsFileLayer
-    _dir: str
-    read_only: bool
-    _repair: bool
-    _sync: bool
-    _max_record: int
-    _lock: OsLock | None
-    _writer: OsWriteHandle | None
-    _segs: list[int]
-    _seg_end: int
-    _durable_last: int
-    _last: int
-    _meta: dict[str, bytes]
-    _floor: int
-    _snaps: list[tuple[int, int]]
-    _snap_cache: tuple[bytes, int] | None
-    _truncated: int
-    _quarantined: list[str]
-    _notes: list[str]
-    _path: Callable[[str], str]
-    _io: Callable[..., Any]
-    _sync_dir: Callable[..., None]
-    _new_segment: Callable[[int, bytes], None]
-
+class RecoveryMixin(FileStorageState):
     # ---- open and recovery ---------------------------------------------------------------
 
     def _open(self) -> None:
