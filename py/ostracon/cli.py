@@ -146,7 +146,14 @@ def _iso(ms: int) -> str:
 def cmd_history(args: argparse.Namespace) -> int:
     db = _open(args.path)
     try:
-        for c in db.collection(args.collection).history(args.id):
+        for c in db.collection(args.collection).history(args.id, allow_pruned=True):
+            if "pruned" in c:  # the marker history() puts first when compaction dropped commits
+                if args.ndjson:
+                    print(json.dumps(c, sort_keys=True))
+                else:
+                    horizon = "unknown" if c["horizon"] is None else _iso(c["horizon"])
+                    print(f"{c['pruned']} older commit(s) pruned by compaction (horizon {horizon})")
+                continue
             if args.ndjson:
                 print(json.dumps(_json_value(c), ensure_ascii=False, sort_keys=True))
             else:
