@@ -180,6 +180,10 @@ def test_expected_errors_are_one_line(tmp_path, capsys):
     bad.write_text("{not json\n")
     code, _, err = run(capsys, "import", str(tmp_path / "x"), str(bad))
     assert code == 2 and "bad.ndjson:1" in err
+    # Nested past the JSON parser's depth: the same one-line error, not a RecursionError.
+    bad.write_text('{"collection": "c", "doc": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    code, _, err = run(capsys, "import", str(tmp_path / "x"), str(bad))
+    assert code == 2 and "bad.ndjson:1: not an export line" in err
 
 
 @pytest.mark.parametrize("command", ["inspect", "verify", "export", "log", "compact"])

@@ -282,7 +282,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                     name, doc = entry["collection"], _from_json(entry["doc"])
                     doc_id = doc.get("_id")
                     fields = {k: v for k, v in doc.items() if not k.startswith("_")}
-                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
                     raise CliError(f"{args.file}:{lineno}: not an export line ({exc.__class__.__name__})") from None
                 col = db.collection(name)
                 current = None if doc_id is None else col.get(doc_id)
@@ -311,7 +311,7 @@ def _is_audit_line(line: str) -> bool:
     from .db.audit import is_audit_entry
     try:
         return is_audit_entry(json.loads(line))
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the parser's depth: not an audit line
         return False
 
 
@@ -324,7 +324,7 @@ def _audit_lines(name: str, fh: Any) -> Iterator[Any]:
             raise CliError(f"{name}:{lineno}: line longer than {MAX_LINE_CHARS} chars")
         try:
             yield json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise CliError(f"{name}:{lineno}: not JSON") from None
 
 
