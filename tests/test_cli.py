@@ -211,6 +211,14 @@ def test_compact_prune_before(dbdir, capsys):
     assert code == 0
     code, out, _ = run(capsys, "verify", dbdir)
     assert code == 0 and "pruned" in out
+    # history shows what is kept and says what is gone (it used to fail, naming a Python flag).
+    code, out, err = run(capsys, "history", dbdir, "notes", "n1")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 2, err
+    assert lines[0].startswith("1 older commit(s) pruned by compaction") and lines[1].startswith("h2 ")
+    code, out, _ = run(capsys, "history", dbdir, "notes", "n1", "--ndjson")
+    entries = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and entries[0]["pruned"] == 1 and [e["height"] for e in entries[1:]] == [2]
 
 
 def test_expected_errors_are_one_line(tmp_path, capsys):
@@ -220,6 +228,10 @@ def test_expected_errors_are_one_line(tmp_path, capsys):
     bad.write_text("{not json\n")
     code, _, err = run(capsys, "import", str(tmp_path / "x"), str(bad))
     assert code == 2 and "bad.ndjson:1" in err
+    # Nested past the JSON parser's depth: the same one-line error, not a RecursionError.
+    bad.write_text('{"collection": "c", "doc": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    code, _, err = run(capsys, "import", str(tmp_path / "x"), str(bad))
+    assert code == 2 and "bad.ndjson:1: not an export line" in err
 
 
 @pytest.mark.parametrize("command", ["inspect", "verify", "export", "log", "compact"])

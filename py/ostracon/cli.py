@@ -121,7 +121,14 @@ def _iso(ms: int) -> str:
 def cmd_history(args: argparse.Namespace) -> int:
     db = _open(args.path)
     try:
-        for c in db.collection(args.collection).history(args.id):
+        for c in db.collection(args.collection).history(args.id, allow_pruned=True):
+            if "pruned" in c:  # the marker history() puts first when compaction dropped commits
+                if args.ndjson:
+                    print(json.dumps(c, sort_keys=True))
+                else:
+                    horizon = "unknown" if c["horizon"] is None else _iso(c["horizon"])
+                    print(f"{c['pruned']} older commit(s) pruned by compaction (horizon {horizon})")
+                continue
             if args.ndjson:
                 print(json.dumps(to_json_value(c), ensure_ascii=False, sort_keys=True))
             else:
@@ -273,7 +280,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                     name, doc = entry["collection"], from_json_value(entry["doc"])
                     doc_id = doc.get("_id")
                     fields = {k: v for k, v in doc.items() if not k.startswith("_")}
-                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
                     raise CliError(f"{args.file}:{lineno}: not an export line ({exc.__class__.__name__})") from None
                 col = db.collection(name)
                 current = None if doc_id is None else col.get(doc_id)
@@ -303,7 +310,7 @@ def _is_audit_line(line: str) -> bool:
     from .db.audit import is_audit_entry
     try:
         return is_audit_entry(json.loads(line))
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the parser's depth: not an audit line
         return False
 
 
@@ -316,7 +323,7 @@ def _audit_lines(name: str, fh: Any) -> Iterator[Any]:
             raise CliError(f"{name}:{lineno}: line longer than {MAX_LINE_CHARS} chars")
         try:
             yield json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise CliError(f"{name}:{lineno}: not JSON") from None
 
 
