@@ -261,7 +261,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                 if line.strip():
                     try:
                         entry = json.loads(line)
-                    except ValueError as exc:
+                    except (ValueError, RecursionError) as exc:  # nested past the parser's depth
                         raise CliError(f"{args.file}:{lineno}: not an export line ({exc.__class__.__name__})") from None
                     if is_definition(entry):
                         definitions.append(entry)
