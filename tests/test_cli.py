@@ -103,6 +103,33 @@ def test_verify_detects_corruption_before_the_last_group(dbdir, capsys):
     assert code == 2 and "CorruptLogError" in err and err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_repair_quarantines_damage_the_error_points_at(dbdir, capsys):
+    with ostracon.open(dbdir) as db:  # a second flush group after the damaged one
+        db.collection("notes").create({"title": "three"}, id="n3")
+    seg = sorted(p for p in os.listdir(dbdir) if p.endswith(".log"))[-1]
+    path = os.path.join(dbdir, seg)
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 3] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+    code, _, err = run(capsys, "verify", dbdir)
+    assert code == 2 and f"ostracon repair {dbdir}" in err
+    code, out, err = run(capsys, "repair", dbdir)
+    assert code == 0 and "quarantined: " in out and "OK: repaired" in out, (out, err)
+    assert any(n.startswith("quarantine-") for n in os.listdir(dbdir))
+    code, out, _ = run(capsys, "repair", dbdir)  # the quarantine stays reported, nothing new is cut
+    assert code == 0 and "OK: " in out
+    with ostracon.open(dbdir) as db:  # the valid rest is readable and writable again
+        db.collection("notes").create({"title": "four"}, id="n4")
+        assert db.collection("notes").get("n4")["title"] == "four"
+
+
+def test_repair_of_an_intact_database_changes_nothing(dbdir, capsys):
+    before = sorted(os.listdir(dbdir))
+    code, out, _ = run(capsys, "repair", dbdir)
+    assert code == 0 and out.strip().endswith("OK: nothing to repair")
+    assert sorted(os.listdir(dbdir)) == before
+
+
 def test_compact_export_import_round_trip(dbdir, tmp_path, capsys):
     code, out, _ = run(capsys, "compact", dbdir)
     assert code == 0 and "snapshot" in out

@@ -181,6 +181,32 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_repair(args: argparse.Namespace) -> int:
+    # `ostracon.open(path, repair=True)` for the command line: what a damaged log's error
+    # message asks for. Damaged records and blocks are moved aside (quarantine-* files), never
+    # deleted, so a repair can be undone by hand.
+    db = _open(args.path, read_only=False, repair=True)
+    try:
+        rep = db.open_report()
+        problems = db.verify()
+    finally:
+        db.close()
+    for note in rep.notes:
+        print(f"note: {note}")
+    for q in rep.quarantined:
+        print(f"quarantined: {q}")
+    if rep.truncated_bytes:
+        print(f"cut off: a damaged or torn tail of {rep.truncated_bytes} bytes")
+    left = [p for p in problems if not p.startswith("log: ")]  # what the repair itself reported
+    for p in left:
+        print(p)
+    if left:
+        print(f"FAILED: {len(left)} problem(s) remain after the repair")
+        return EXIT_MISMATCH
+    print("OK: repaired" if rep.quarantined or rep.truncated_bytes else "OK: nothing to repair")
+    return 0
+
+
 def cmd_compact(args: argparse.Namespace) -> int:
     db = _open(args.path, read_only=False)
     try:
@@ -367,6 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--progress", action="store_true", help="show progress even when stderr is not a terminal")
     s.set_defaults(fn=cmd_verify)
 
+    s = sub.add_parser("repair", help="open a damaged database with repair: quarantine what is damaged, keep "
+                                      "the valid rest")
+    s.add_argument("path")
+    s.set_defaults(fn=cmd_repair)
+
     s = sub.add_parser("compact", help="write a snapshot and drop the log it covers")
     s.add_argument("path")
     s.add_argument("--prune-before", type=int, default=None, metavar="MS",
@@ -426,7 +457,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ostracon {args.command}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except OstraconError as exc:
-        print(f"ostracon {args.command}: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        hint = f" (from the command line: ostracon repair {args.path})" \
+            if "repair=True" in str(exc) and getattr(args, "path", None) else ""
+        print(f"ostracon {args.command}: {exc.__class__.__name__}: {exc}{hint}", file=sys.stderr)
         return EXIT_ERROR
     except OSError as exc:
         print(f"ostracon {args.command}: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
