@@ -246,6 +246,11 @@ def test_compact_prune_before(dbdir, capsys):
     code, out, _ = run(capsys, "history", dbdir, "notes", "n1", "--ndjson")
     entries = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and entries[0]["pruned"] == 1 and [e["height"] for e in entries[1:]] == [2]
+    # log says the same; its NDJSON stays an importable audit trail (the note goes to stderr).
+    code, out, _ = run(capsys, "log", dbdir)
+    assert code == 0 and out.splitlines()[0].startswith("3 older block(s) pruned by compaction (horizon 2033-")
+    code, out, err = run(capsys, "log", dbdir, "--ndjson")
+    assert code == 0 and "pruned by compaction" in err and all(json.loads(line) for line in out.splitlines())
 
 
 def test_expected_errors_are_one_line(tmp_path, capsys):

@@ -85,7 +85,14 @@ def cmd_log(args: argparse.Namespace) -> int:
     from .db.audit import audit_entries
     db = _open(args.path)
     try:
-        for entry in audit_entries(db.replica):
+        r = db.replica
+        if r.pruned:  # compaction --prune-before dropped these bodies; say so rather than look complete
+            horizon = r.checkpoint["horizon"] if r.checkpoint else None
+            when = "unknown" if horizon is None else _iso(horizon)
+            # NDJSON stays replayable by `ostracon import`: the note goes to stderr there.
+            print(f"{len(r.pruned)} older block(s) pruned by compaction (horizon {when})",
+                  file=sys.stderr if args.ndjson else sys.stdout)
+        for entry in audit_entries(r):
             meta = entry["meta"] or {}
             if args.stage is not None and meta.get("stage") != args.stage:
                 continue
