@@ -85,7 +85,14 @@ def cmd_log(args: argparse.Namespace) -> int:
     from .db.audit import audit_entries
     db = _open(args.path)
     try:
-        for entry in audit_entries(db.replica):
+        r = db.replica
+        if r.pruned:  # compaction --prune-before dropped these bodies; say so rather than look complete
+            horizon = r.checkpoint["horizon"] if r.checkpoint else None
+            when = "unknown" if horizon is None else _iso(horizon)
+            # NDJSON stays replayable by `ostracon import`: the note goes to stderr there.
+            print(f"{len(r.pruned)} older block(s) pruned by compaction (horizon {when})",
+                  file=sys.stderr if args.ndjson else sys.stdout)
+        for entry in audit_entries(r):
             meta = entry["meta"] or {}
             if args.stage is not None and meta.get("stage") != args.stage:
                 continue
@@ -121,7 +128,14 @@ def _iso(ms: int) -> str:
 def cmd_history(args: argparse.Namespace) -> int:
     db = _open(args.path)
     try:
-        for c in db.collection(args.collection).history(args.id):
+        for c in db.collection(args.collection).history(args.id, allow_pruned=True):
+            if "pruned" in c:  # the marker history() puts first when compaction dropped commits
+                if args.ndjson:
+                    print(json.dumps(c, sort_keys=True))
+                else:
+                    horizon = "unknown" if c["horizon"] is None else _iso(c["horizon"])
+                    print(f"{c['pruned']} older commit(s) pruned by compaction (horizon {horizon})")
+                continue
             if args.ndjson:
                 print(json.dumps(to_json_value(c), ensure_ascii=False, sort_keys=True))
             else:
@@ -171,6 +185,32 @@ def cmd_verify(args: argparse.Namespace) -> int:
              f"bodies gone)" if r.pruned else ""
     print(f"OK: {len(r.order)} blocks{pruned}, {sum(len(s) for s in r.seals.values())} seals, "
           f"{len(r.by_actor)} actors verified")
+    return 0
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    # `ostracon.open(path, repair=True)` for the command line: what a damaged log's error
+    # message asks for. Damaged records and blocks are moved aside (quarantine-* files), never
+    # deleted, so a repair can be undone by hand.
+    db = _open(args.path, read_only=False, repair=True)
+    try:
+        rep = db.open_report()
+        problems = db.verify()
+    finally:
+        db.close()
+    for note in rep.notes:
+        print(f"note: {note}")
+    for q in rep.quarantined:
+        print(f"quarantined: {q}")
+    if rep.truncated_bytes:
+        print(f"cut off: a damaged or torn tail of {rep.truncated_bytes} bytes")
+    left = [p for p in problems if not p.startswith("log: ")]  # what the repair itself reported
+    for p in left:
+        print(p)
+    if left:
+        print(f"FAILED: {len(left)} problem(s) remain after the repair")
+        return EXIT_MISMATCH
+    print("OK: repaired" if rep.quarantined or rep.truncated_bytes else "OK: nothing to repair")
     return 0
 
 
@@ -254,7 +294,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                 if line.strip():
                     try:
                         entry = json.loads(line)
-                    except ValueError as exc:
+                    except (ValueError, RecursionError) as exc:  # nested past the parser's depth
                         raise CliError(f"{args.file}:{lineno}: not an export line ({exc.__class__.__name__})") from None
                     if is_definition(entry):
                         definitions.append(entry)
@@ -273,7 +313,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                     name, doc = entry["collection"], from_json_value(entry["doc"])
                     doc_id = doc.get("_id")
                     fields = {k: v for k, v in doc.items() if not k.startswith("_")}
-                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
                     raise CliError(f"{args.file}:{lineno}: not an export line ({exc.__class__.__name__})") from None
                 col = db.collection(name)
                 current = None if doc_id is None else col.get(doc_id)
@@ -303,7 +343,7 @@ def _is_audit_line(line: str) -> bool:
     from .db.audit import is_audit_entry
     try:
         return is_audit_entry(json.loads(line))
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the parser's depth: not an audit line
         return False
 
 
@@ -316,7 +356,7 @@ def _audit_lines(name: str, fh: Any) -> Iterator[Any]:
             raise CliError(f"{name}:{lineno}: line longer than {MAX_LINE_CHARS} chars")
         try:
             yield json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise CliError(f"{name}:{lineno}: not JSON") from None
 
 
@@ -359,6 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("path")
     s.add_argument("--progress", action="store_true", help="show progress even when stderr is not a terminal")
     s.set_defaults(fn=cmd_verify)
+
+    s = sub.add_parser("repair", help="open a damaged database with repair: quarantine what is damaged, keep "
+                                      "the valid rest")
+    s.add_argument("path")
+    s.set_defaults(fn=cmd_repair)
 
     s = sub.add_parser("compact", help="write a snapshot and drop the log it covers")
     s.add_argument("path")
@@ -419,7 +464,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ostracon {args.command}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except OstraconError as exc:
-        print(f"ostracon {args.command}: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        hint = f" (from the command line: ostracon repair {args.path})" \
+            if "repair=True" in str(exc) and getattr(args, "path", None) else ""
+        print(f"ostracon {args.command}: {exc.__class__.__name__}: {exc}{hint}", file=sys.stderr)
         return EXIT_ERROR
     except OSError as exc:
         print(f"ostracon {args.command}: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
