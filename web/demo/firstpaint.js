@@ -1,17 +1,37 @@
 // First paint: the note list from the engine's read view, before the engine is ready.
 //
-// Ostracon.peek reads the documents the engine keeps in IndexedDB for exactly this (plain JS,
-// no Python): the list appears while Pyodide still loads, read-only (the list is inert until
-// the engine is ready), and is replaced by the engine's own answer once it is. The view only
-// ever holds durable documents and deleted notes have no row, so the swap never brings back a
-// removed note; a note a peer changed meanwhile simply updates.
+// Ostracon.peek (../readview.js, imported directly so nothing else has to load first) reads the
+// documents the engine keeps in IndexedDB for exactly this (plain JS, no Python). The page
+// paints its first screen at once, fills in the rest of the list in pages while the page is
+// idle, and swaps to the engine's own answer once the engine is ready (the list is inert until
+// then). The view only ever holds durable documents and deleted notes have no row, so the
+// swap never brings back a removed note; a note a peer changed meanwhile simply updates.
 //
-// Events for tests and diagnostics go to `window.__notes.timeline` in order:
-// {event: "peek", count, reason} when the view was read, {event: "firstpaint", count, ids}
-// when it was painted, {event: "ready"} when live data replaced it ("stale-peek" when the view
-// answered only after the engine: ignored).
+// Which notes are the first screen: the list is ordered by compareNotes (pinned, then most
+// recently edited, …), not by id as the view's key order is. So the app remembers, per
+// database, the ids of its first FIRST_SCREEN_ROWS notes whenever it shows live data
+// (saveFirstScreen, in localStorage), and the next visit reads exactly those rows
+// (peek `ids`) and sorts them with the same comparator: for unchanged data the first screen is
+// the live first screen, and the swap moves nothing. Without that list (first visit of a
+// database) the whole view is read, in pages, before painting, so the order is right then too.
+// The list is only a hint: the rows always come from the view, checked as peek checks them.
+//
+// Events for tests and diagnostics go to `window.__notes.timeline` in order, each with `at`
+// (performance.now()): {event: "peek", count, reason, hinted} when the first screen was read,
+// {event: "firstpaint", count, ids} when it was painted, {event: "fill", count} per page
+// added, {event: "filled", count} once the whole view is in the list ("fill-stopped" with a
+// reason when the view changed meanwhile), {event: "ready"} when live data replaced it
+// ("stale-peek" when the view answered only after the engine: ignored).
 
-import Ostracon from "../ostracon.js";
+import { peek } from "../readview.js";
+
+// Notes remembered as the first screen: more than the tallest window shows (rows ≥ 56 px).
+export const FIRST_SCREEN_ROWS = 40;
+// Documents per page when filling the rest of the list from the view: one IndexedDB read of
+// this size takes a few milliseconds, so the page stays responsive between pages.
+export const FILL_PAGE_ROWS = 500;
+
+const HINT_PREFIX = "ostracon-notes/first-screen/";
 
 function timeline() {
   const n = (window.__notes = window.__notes || {});
@@ -22,26 +42,110 @@ export function mark(event, detail = {}) {
   timeline().push({ event, at: performance.now(), ...detail });
 }
 
-// Start reading the view of `collection` in the database `name`; `paint(docs)` runs once if
-// the stored documents arrive before `live()` is called. Returns {live, peeked}: call live()
-// when the engine's data is shown (later view answers are dropped); `peeked` resolves to the
-// peek result ({docs, reason}).
-export function firstPaint(name, collection, paint) {
+// Remember the first screen of `list` (documents in the order shown under `sort`) for the
+// database `name`; written only when it changed.
+export function saveFirstScreen(name, sort, list) {
+  const text = JSON.stringify({ sort, ids: list.slice(0, FIRST_SCREEN_ROWS).map((d) => d._id) });
+  try {
+    if (localStorage.getItem(HINT_PREFIX + name) !== text) localStorage.setItem(HINT_PREFIX + name, text);
+  } catch (_) {
+    // Storage full or refused: the next first paint reads the whole view instead.
+  }
+}
+
+// The remembered first screen for `sort`, or null (none, another sort, or malformed).
+export function loadFirstScreen(name, sort) {
+  try {
+    const h = JSON.parse(localStorage.getItem(HINT_PREFIX + name) || "null");
+    if (h && h.sort === sort && Array.isArray(h.ids) && h.ids.length <= FIRST_SCREEN_ROWS
+        && h.ids.every((id) => typeof id === "string")) return h.ids;
+  } catch (_) {
+    // Malformed: as if there were none.
+  }
+  return null;
+}
+
+// Longest wait for an idle moment before background work runs anyway: a page that is never
+// idle (typing, a busy engine start) still fills its list within about this bound per step.
+export const IDLE_TIMEOUT_MS = 200;
+
+// Run `fn` when the page is idle (requestIdleCallback where it exists, else the next task).
+export function whenIdle(fn) {
+  if (typeof requestIdleCallback === "function") requestIdleCallback(() => fn(), { timeout: IDLE_TIMEOUT_MS });
+  else setTimeout(fn, 0);
+}
+
+const idle = () => new Promise((ok) => whenIdle(ok));
+
+// Every document of the view, in pages; docs null when the view changed between pages.
+async function readAll(name, collection) {
+  const docs = [];
+  let after = null;
+  let position = null;
+  for (;;) {
+    const r = await peek(name, collection, { after, limit: FILL_PAGE_ROWS });
+    if (!r.docs) return r;
+    if (position !== null && r.position !== position) return { docs: null, next: null, position: null, reason: "stale" };
+    position = r.position;
+    docs.push(...r.docs);
+    if (!r.next) return { docs, next: null, position, reason: null };
+    after = r.next;
+  }
+}
+
+// Start reading the view of `collection` in the database `name`. Handlers:
+//   paint(docs)  once, with the first screen sorted by `compare` (if it arrives before live());
+//   fill(docs)   per further page of the view, until the whole view is in (or live());
+// `sort` names the order `compare` implements (the remembered first screen is per sort).
+// Returns {peeked, filled, live(db)}: call live() when the engine's data is shown (later view
+// answers are dropped); `peeked` resolves to the first read's result ({docs, reason, …}),
+// `filled` once filling has ended.
+export function firstPaint(name, collection, { sort, compare, paint, fill }) {
   let isLive = false;
-  const peeked = Ostracon.peek(name, collection).then((r) => {
-    mark("peek", { count: r.docs ? r.docs.length : null, reason: r.reason });
+  const hint = loadFirstScreen(name, sort);
+  const peeked = (hint ? peek(name, collection, { ids: hint }) : readAll(name, collection)).then((r) => {
+    mark("peek", { count: r.docs ? r.docs.length : null, reason: r.reason, hinted: !!hint });
     if (isLive) {
       mark("stale-peek");
       return r;
     }
     if (r.docs) {
-      paint(r.docs);
-      mark("firstpaint", { count: r.docs.length, ids: r.docs.map((d) => d._id) });
+      const docs = [...r.docs].sort(compare);
+      paint(docs);
+      mark("firstpaint", { count: docs.length, ids: docs.map((d) => d._id) });
     }
     return r;
   });
+  const filled = peeked.then(async (r) => {
+    if (!r.docs || isLive) return;
+    let count = r.docs.length;
+    if (hint) {
+      // The rest of the view, page by page, all from the state the first screen came from.
+      count = 0;
+      let after = null;
+      for (;;) {
+        await idle();
+        if (isLive) return;
+        const page = await peek(name, collection, { after, limit: FILL_PAGE_ROWS });
+        if (isLive) return;
+        if (!page.docs || page.position !== r.position) {
+          mark("fill-stopped", { reason: page.reason || "stale" });
+          return;
+        }
+        fill(page.docs);
+        count += page.docs.length;
+        mark("fill", { count: page.docs.length });
+        if (!page.next) break;
+        after = page.next;
+      }
+    }
+    mark("filled", { count });
+  });
   return {
+    name,
     peeked,
+    filled,
+    get isLive() { return isLive; },
     live(db) {
       isLive = true;
       mark("ready");
