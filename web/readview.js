@@ -14,18 +14,19 @@
 // writer's side and the guarantees).
 //
 // peek never creates, upgrades or writes the database, never waits for the engine and never
-// rejects: it resolves to {docs, next, position, reason}. `docs` is an Array or null when the
-// view cannot be used — `reason` then says why ("missing": no such database; "no read view":
-// written by an older version; "stale": the view does not reflect the stored records;
-// "damaged: …": a row or the marker is malformed (hostile or broken storage); "unavailable: …";
-// "timeout"). A page that gets null waits for the engine. The values are a cache of the
+// rejects: it resolves to {docs, next, position, reason, timing}. `docs` is an Array or null
+// when the view cannot be used — `reason` then says why ("missing": no such database; "no read
+// view": written by an older version; "stale": the view does not reflect the stored records;
+// "damaged: …": a row or the marker is malformed (hostile or broken storage); "unavailable:
+// …"; "timeout"). A page that gets null waits for the engine. The values are a cache of the
 // engine's reads, not verified data.
 //
 // Order: a range read (no `ids`) returns documents by id in IndexedDB's key order (UTF-16 code
 // units, what JS `<` does on strings); `ids` returns the rows of those ids in the order given.
 // `position` is the record position the rows reflect: pages read with `after` belong to one
 // state of the view only while their positions are equal (the engine wrote in between when
-// they differ; start over, or wait for the engine).
+// they differ; start over, or wait for the engine). `timing` ({openMs, readMs}: opening the
+// database, then reading and checking the rows) is for diagnostics and benchmarks.
 const DB_PREFIX = "ostracon:";
 export const VIEW_FORMAT = 1;
 // How long peek waits for IndexedDB before giving up: a first paint later than this is no
@@ -109,12 +110,16 @@ export function peek(name, collection, opts = {}) {
     let done = false;
     let db = null;
     let timer = null;
+    const t0 = performance.now();
+    let opened = null;
     const finish = (docs, reason, position = null, next = null) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
       if (db) db.close();
-      resolve({ docs, next, reason, position });
+      const end = performance.now();
+      const timing = { openMs: (opened ?? end) - t0, readMs: opened === null ? 0 : end - opened };
+      resolve({ docs, next, reason, position, timing });
     };
     if (typeof name !== "string" || !name || typeof collection !== "string" || !collection) {
       finish(null, "unavailable: peek needs a database name and a collection name");
@@ -143,6 +148,7 @@ export function peek(name, collection, opts = {}) {
     };
     req.onblocked = () => finish(null, "unavailable: blocked");
     req.onsuccess = () => {
+      opened = performance.now();
       db = req.result;
       // The engine upgrading the database's layout must never wait for a page's read.
       db.onversionchange = () => { db.close(); finish(null, "unavailable: upgraded meanwhile"); };

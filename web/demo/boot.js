@@ -3,9 +3,9 @@
 // the engine's worker — paints them (firstpaint.js), and only then loads the app (app.js),
 // which starts the engine. Its imports are the few small modules a first paint needs.
 
-import { $, COLLECTION, show, state } from "./state.js";
-import { compareNotes, renderList } from "./listview.js";
-import { firstPaint, mark } from "./firstpaint.js";
+import { $, COLLECTION } from "./state.js";
+import { addNotes, compareNotes, paintNotes } from "./listview.js";
+import { firstPaint, headStart, mark } from "./firstpaint.js";
 import { needsUnlock } from "./members.js";
 
 const SPACE_KEY = "ostracon-notes/space";
@@ -42,18 +42,6 @@ export function startupChoice() {
   return { join: saved };
 }
 
-function paint(docs) {
-  state.notes = new Map(docs.map((d) => [d._id, d]));
-  $("app").inert = true;
-  show("app");
-  renderList();
-}
-
-function fill(docs) {
-  for (const d of docs) state.notes.set(d._id, d);
-  renderList();
-}
-
 let early = null;
 
 // The first paint of database `name`: the one started at page load if it is for `name`, else a
@@ -65,7 +53,7 @@ export function notesFirstPaint(name) {
     return run;
   }
   const sort = $("sort").value;
-  return firstPaint(name, COLLECTION, { sort, compare: compareNotes(sort), paint, fill });
+  return firstPaint(name, COLLECTION, { sort, compare: compareNotes(sort), paint: paintNotes, fill: addNotes });
 }
 
 const choice = startupChoice();
@@ -74,5 +62,7 @@ const choice = startupChoice();
 if (choice.open && typeof choice.open.db === "string" && choice.open.db) {
   mark("boot");
   early = notesFirstPaint(choice.open.db);
+  headStart(early).then(() => import("./app.js"));
+} else {
+  import("./app.js");
 }
-import("./app.js");

@@ -13,23 +13,31 @@
 // (saveFirstScreen, in localStorage), and the next visit reads exactly those rows
 // (peek `ids`) and sorts them with the same comparator: for unchanged data the first screen is
 // the live first screen, and the swap moves nothing. Without that list (first visit of a
-// database) the whole view is read, in pages, before painting, so the order is right then too.
+// database) the whole view is read (one read) before painting, so the order is right then too.
 // The list is only a hint: the rows always come from the view, checked as peek checks them.
 //
 // Events for tests and diagnostics go to `window.__notes.timeline` in order, each with `at`
-// (performance.now()): {event: "peek", count, reason, hinted} when the first screen was read,
-// {event: "firstpaint", count, ids} when it was painted, {event: "fill", count} per page
-// added, {event: "filled", count} once the whole view is in the list ("fill-stopped" with a
-// reason when the view changed meanwhile), {event: "ready"} when live data replaced it
-// ("stale-peek" when the view answered only after the engine: ignored).
+// (performance.now()): {event: "peek", count, reason, hinted, timing} when the first screen was
+// read (timing: peek's); {event: "firstpaint", count, ids} when it was
+// painted; {event: "fill", count} per page added; {event: "filled", count} once the whole view
+// is in the list ("fill-stopped" with a reason when the view changed meanwhile); {event:
+// "ready"} when the engine is ready and its data replaces the view's ("stale-peek" when the
+// view answered only after that: ignored).
 
 import { peek } from "../readview.js";
 
 // Notes remembered as the first screen: more than the tallest window shows (rows ≥ 56 px).
 export const FIRST_SCREEN_ROWS = 40;
-// Documents per page when filling the rest of the list from the view: one IndexedDB read of
-// this size takes a few milliseconds, so the page stays responsive between pages.
-export const FILL_PAGE_ROWS = 500;
+// Documents per page when filling the rest of the list from the view. Each read opens the
+// database and a transaction (tens of ms on a busy machine), so pages are large; one page's
+// rows are decoded on the main thread in a few tens of ms, short enough to keep it responsive.
+export const FILL_PAGE_ROWS = 2000;
+
+// How long the engine's start (loading the runtime, spawning its worker) waits for the first
+// paint: the paint needs the main thread for a few ms, the engine's start far longer, so the
+// paint goes first; a slow IndexedDB (up to peek's own timeout) never holds the engine back by
+// more than this.
+export const FIRST_PAINT_HEAD_START_MS = 100;
 
 const HINT_PREFIX = "ostracon-notes/first-screen/";
 
@@ -77,34 +85,25 @@ export function whenIdle(fn) {
 
 const idle = () => new Promise((ok) => whenIdle(ok));
 
-// Every document of the view, in pages; docs null when the view changed between pages.
-async function readAll(name, collection) {
-  const docs = [];
-  let after = null;
-  let position = null;
-  for (;;) {
-    const r = await peek(name, collection, { after, limit: FILL_PAGE_ROWS });
-    if (!r.docs) return r;
-    if (position !== null && r.position !== position) return { docs: null, next: null, position: null, reason: "stale" };
-    position = r.position;
-    docs.push(...r.docs);
-    if (!r.next) return { docs, next: null, position, reason: null };
-    after = r.next;
-  }
+// Resolves once the first paint of `run` is drawn (or found impossible), or after
+// FIRST_PAINT_HEAD_START_MS, whichever comes first: when to start the engine.
+export function headStart(run) {
+  return Promise.race([run.peeked, new Promise((ok) => setTimeout(ok, FIRST_PAINT_HEAD_START_MS))]);
 }
 
 // Start reading the view of `collection` in the database `name`. Handlers:
 //   paint(docs)  once, with the first screen sorted by `compare` (if it arrives before live());
-//   fill(docs)   per further page of the view, until the whole view is in (or live());
+//   fill(docs, last)  per further page of the view, until the whole view is in (`last`: this
+//                is the final page) or live() is called;
 // `sort` names the order `compare` implements (the remembered first screen is per sort).
-// Returns {peeked, filled, live(db)}: call live() when the engine's data is shown (later view
-// answers are dropped); `peeked` resolves to the first read's result ({docs, reason, …}),
-// `filled` once filling has ended.
+// Returns {peeked, filled, live(db)}: call live() when the engine is ready (later view answers
+// are dropped); `peeked` resolves to the first read's result ({docs, reason, …}) once it is
+// painted (or found unusable), `filled` once filling has ended.
 export function firstPaint(name, collection, { sort, compare, paint, fill }) {
   let isLive = false;
   const hint = loadFirstScreen(name, sort);
-  const peeked = (hint ? peek(name, collection, { ids: hint }) : readAll(name, collection)).then((r) => {
-    mark("peek", { count: r.docs ? r.docs.length : null, reason: r.reason, hinted: !!hint });
+  const peeked = peek(name, collection, hint ? { ids: hint } : {}).then((r) => {
+    mark("peek", { count: r.docs ? r.docs.length : null, reason: r.reason, hinted: !!hint, timing: r.timing });
     if (isLive) {
       mark("stale-peek");
       return r;
@@ -132,9 +131,9 @@ export function firstPaint(name, collection, { sort, compare, paint, fill }) {
           mark("fill-stopped", { reason: page.reason || "stale" });
           return;
         }
-        fill(page.docs);
+        fill(page.docs, !page.next);
         count += page.docs.length;
-        mark("fill", { count: page.docs.length });
+        mark("fill", { count: page.docs.length, timing: page.timing });
         if (!page.next) break;
         after = page.next;
       }
