@@ -38,9 +38,10 @@ PAGE = "/__firstpaint__.html"
 # The Notes app's start, without the rest of the app: the list's elements, the app's first
 # paint (web/demo/firstpaint.js: the remembered first screen from the read view, then the rest
 # in idle pages) drawn by the app's list (web/demo/listview.js), and only then the engine, as
-# web/demo/boot.js loads app.js (after the paint, or FIRST_PAINT_HEAD_START_MS). Once the engine is ready the list shows live data, which also
-# remembers the first screen for the next visit (the first visit has none: it reads the whole
-# view before painting). Times are performance.now(), i.e. milliseconds since navigation.
+# web/demo/boot.js loads app.js (after the paint, or FIRST_PAINT_HEAD_START_MS). Once the
+# engine is ready the list shows live data, which also remembers the first screen for the next
+# visit (the first visit has none: it reads the whole view before painting). Times are
+# performance.now(), i.e. milliseconds since navigation.
 PAGE_HTML = """<!doctype html>
 <html><head><meta charset="utf-8"><title>first paint</title>
 <link rel="modulepreload" href="/demo/state.js"><link rel="modulepreload" href="/demo/firstpaint.js">
@@ -144,7 +145,8 @@ def _visit(ctx, url: str, name: str) -> dict:
         "module_ms": fp["moduleMs"], "idb_open_ms": peek["timing"]["openMs"],
         "read_ms": peek["timing"]["readMs"], "peek_ms": peek["at"], "drawn_ms": fp.get("drawnMs"),
         "paint_ms": fp.get("paintMs"), "filled_ms": fp.get("filledMs"), "ready_ms": fp["readyMs"],
-        "runtime_loaded_ms": fp["runtimeLoadedMs"], "painted": first[0]["count"] if first else 0, "reason": peek["reason"],
+        "runtime_loaded_ms": fp["runtimeLoadedMs"], "painted": first[0]["count"] if first else 0,
+        "reason": peek["reason"],
         "hinted": peek["hinted"], "filled_docs": filled[0]["count"] if filled else None,
         "same_order": painted == (fp.get("liveIds") or [])[:len(painted)],
     }
