@@ -267,7 +267,15 @@ const editor = createEditor({
   state, $, show, toast, timeWords, asText, tagsOf, plainError, reportError, renderList, newId,
   collection: () => state.db.collection(COLLECTION),
 });
-const { fillEditor, closeEditor, openNote, newNote, flushSave, setSaveState, updateSaveState } = editor;
+const { fillEditor, closeEditor, openNote, newNote, flushSave, updateSaveState } = editor;
+
+// "/" focuses search; Alt+N makes a note (arrow keys in the list: listview.js).
+document.addEventListener("keydown", (ev) => {
+  if (!window.__notes.ready) return;
+  const typing = /^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement.tagName);
+  if (ev.key === "/" && !typing) { $("search").focus(); ev.preventDefault(); }
+  if (ev.altKey && (ev.key === "n" || ev.key === "N")) { newNote(); ev.preventDefault(); }
+});
 
 // ---- history: the commit DAG, time travel, restore (historyview.js) --------------------
 
