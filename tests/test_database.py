@@ -164,6 +164,9 @@ def test_scan_pages_with_after_and_limit(col):
     assert pages == [["k0", "k1", "k2"], ["k3", "k4", "k5"], ["k6"]]
     docs, cur = col.scan(prefix="k", after="k4")
     assert [d["_id"] for d in docs] == ["k5", "k6"]
+    for bad in (5, b"k1", ["k1"]):
+        with pytest.raises(ValidationError):
+            col.scan(after=bad)
 
 
 def test_scan_is_stable_under_inserts(col):
@@ -396,6 +399,26 @@ def test_blame(col):
     blame = col.blame("d")
     assert blame["a"]["cid"] == first and blame["b"]["cid"] == c2 and blame["n"]["cid"] == c3
     assert blame["a"]["actor"] == ID_A.actor.hex() and c1 == "d"
+
+
+
+def test_blame_decodes_each_commit_once_not_once_per_field(col, monkeypatch):
+    # A document of many fields written by one block (legal: a block holds up to 256 KiB, and a
+    # member may send one) decoded that block per field: quadratic, minutes under the lock.
+    from ostracon.core.replica import Replica
+    col.create({f"f{i}": i for i in range(300)}, id="wide")
+    c2 = col.patch("wide", {"f7": "again"})
+    decoded = []
+    real = Replica.change
+
+    def counting(self, cid):
+        decoded.append(cid)
+        return real(self, cid)
+
+    monkeypatch.setattr(Replica, "change", counting)
+    blame = col.blame("wide")
+    assert len(blame) == 300 and blame["f7"]["cid"] == c2
+    assert len(decoded) <= 2, len(decoded)
 
 
 # ----------------------------------------------------------------------------- change feed

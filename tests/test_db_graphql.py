@@ -163,6 +163,25 @@ def test_read_only_endpoint_and_no_schema(db):
     empty.close()
 
 
+@pytest.mark.parametrize("flt", ["false", "0", "[]", '""', '[["title", "write"]]', '"title"'])
+def test_a_json_filter_that_is_not_an_object_is_refused_not_widened(db, flt):
+    # Collections without a schema take `filter: JSON`; a value that is not an object must be
+    # a ValidationError, never "no filter" (which would delete every document) or a dict() guess.
+    pages = db.collection("pages")
+    for i in range(3):
+        pages.create({"title": f"p{i}"}, id=f"p{i}")
+    before = db.state_hash()
+    for q in (f"{{ pages(filter: {flt}) {{ _docID }} }}",
+              f"{{ _count(pages: {{filter: {flt}}}) }}",
+              f"mutation {{ delete_pages(filter: {flt}) {{ _docID }} }}",
+              f"mutation {{ update_pages(filter: {flt}, input: {{done: true}}) {{ _docID }} }}",
+              f"mutation {{ upsert_pages(filter: {flt}, create: {{}}, update: {{done: true}}) {{ _docID }} }}"):
+        r = db.graphql(q)
+        assert r["errors"][0]["message"].startswith("ValidationError: "), (q, r)
+        no_traceback(r)
+    assert db.state_hash() == before and pages.count() == 3
+
+
 def test_a_new_schema_version_regenerates_the_api(db):
     assert "errors" in db.graphql("{ Todo { note } }")
     db.define_schema(SDL.replace("done: Boolean", "done: Boolean note: String"))

@@ -36,6 +36,20 @@ def test_cost_multiplies_page_sizes_and_assumes_unbounded_lists_are_large():
         check_query("query Q($n: Int) { Todo(limit: $n) { a b c d e f g h i j k } }", {"n": 10**9}, L)
 
 
+def test_introspection_counts_its_single_object_fields_as_one():
+    # Every field with a selection set used to count as an unbounded list, so even
+    # `{ __schema { queryType { name } } }` (1 + 50 + 50 * 50) was refused.
+    check_query("{ __schema { queryType { name } mutationType { name } } }", None, L)
+    check_query('{ __type(name: "Todo") { name kind fields { name type { name kind ofType { name } } } } }',
+                None, L)
+    check_query("{ __schema { types { name kind } } }", None, L)
+    # Its lists are still lists, and a user field named `type` outside introspection is too.
+    with pytest.raises(QueryRejected, match="cost"):
+        check_query("{ __schema { types { fields { args { name } } } } }", None, L)
+    with pytest.raises(QueryRejected, match="cost"):
+        check_query("{ Todo { type { ofType { name } } } }", None, L)
+
+
 def test_token_cap_and_fragment_cycles():
     with pytest.raises(QueryRejected, match="tokens"):
         check_query("{ " + " ".join(f"f{i}" for i in range(600)) + " }", None, L)

@@ -209,6 +209,30 @@ def test_handlers_post_bodies_errors_and_limits(site):
     run(main())
 
 
+def test_ambiguous_framing_and_host_headers_are_400():
+    # RFC 9112 3.2 and 6.3: more than one Host or Content-Length is refused (front ends may pick
+    # another one than this server); a length is ASCII digits only ("\xb2" is str.isdigit()).
+    seen = []
+
+    async def echo(req: HttpRequest) -> HttpResponse:
+        seen.append(req)
+        return HttpResponse.json(200, "{}")
+
+    async def main():
+        async with Relay(RelayConfig(), http_handlers={"/graphql": echo}) as relay:
+            for bad in (b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\n{}",
+                        b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Length: \xd9\xa1\r\n\r\n{}",
+                        b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 30\r\n\r\n{}",
+                        b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+                        b"GET /graphql HTTP/1.1\r\nHost: x\r\nHost: evil.example\r\n\r\n"):
+                status, _, _ = await raw(relay.port, bad)
+                assert status == 400, bad
+            assert seen == []
+            status, _, _ = await raw(relay.port, b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+            assert status == 200 and len(seen) == 1
+    run(main())
+
+
 def test_slow_request_times_out_with_408():
     async def main():
         async with Relay(RelayConfig(http_timeout_s=0.2)) as relay:

@@ -196,6 +196,25 @@ def test_graphql_limits_are_enforced_by_the_endpoint(tmp_path):
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000,
+                                  b'{"query": "{ Todo { title } }", "variables": {"v": NaN}}',
+                                  b'{"query": "{ Todo { title } }", "variables": {"v": -Infinity}}',
+                                  b"[1]", b"\xff"])
+def test_graphql_bodies_that_are_not_json_requests_are_400_not_500(tmp_path, body):
+    async def main():
+        from ostracon.relay.http import HttpRequest
+        _make_db(tmp_path / "db").close()
+        endpoint = GraphQLEndpoint(str(tmp_path / "db"), False, GraphQLLimits())
+        try:
+            resp = await endpoint(HttpRequest("POST", "/graphql", "/graphql", {}, (("host", "127.0.0.1"),), body))
+            assert resp.status == 400, resp.body[:200]
+            assert json.loads(resp.body)["errors"][0]["message"].startswith("bad request: ")
+        finally:
+            endpoint.close()
+
+    asyncio.run(main())
+
+
 def test_serve_creates_private_data_directory(tmp_path, monkeypatch):
     import argparse
 

@@ -12,7 +12,10 @@ with fragments expanded), so the check itself is cheap and bounded:
   page sizes of the list fields above it, where a field's page size is its ``limit`` / ``first``
   / ``last`` argument (capped at ``max_page``) or ``unbounded_page`` when it has none. This is
   the usual "query cost analysis" of GraphQL servers (e.g. GitHub's node limit), done without
-  the schema so it also covers lists the schema generator adds later.
+  the schema so it also covers lists the schema generator adds later. Inside ``__schema`` and
+  ``__type`` the shape is the spec's own (GraphQL spec, "Schema Introspection"): the fields
+  that return one object there (``queryType``, ``type``, ``ofType``, ...) count as pages of 1,
+  so introspection is not mistaken for nested document lists.
 
 The time budget and the response-size cap are enforced by the caller (serve.py), which runs the
 query on a worker thread so the event loop never waits for it.
@@ -76,6 +79,10 @@ class QueryRejected(ValidationError):
 
 
 _PAGE_ARGS = ("limit", "first", "last")
+# Introspection roots, and the fields of the introspection types that return one object, not a
+# list (GraphQL spec, "Schema Introspection": __Schema, __Type, __Field, __InputValue).
+_INTROSPECTION_ROOTS = frozenset({"__schema", "__type"})
+_INTROSPECTION_SINGLE = frozenset({"queryType", "mutationType", "subscriptionType", "type", "ofType"})
 
 
 def check_query(query: str, variables: dict | None, limits: GraphQLLimits,
@@ -97,7 +104,7 @@ def check_query(query: str, variables: dict | None, limits: GraphQLLimits,
     variables = variables or {}
     for op in ops:
         walker = _Walker(fragments, variables, limits)
-        walker.walk(op.selection_set, 1, ())
+        walker.walk(op.selection_set, 1, (), False)
         if walker.aliases > limits.max_aliases:
             raise QueryRejected(f"query uses {walker.aliases} aliases; at most {limits.max_aliases} are allowed")
 
@@ -124,9 +131,11 @@ class _Walker:
                     return max(1, min(n, self.limits.max_page))
         return self.limits.unbounded_page
 
-    def walk(self, sel: SelectionSetNode, multiplier: int, stack: tuple[str, ...]) -> None:
+    def walk(self, sel: SelectionSetNode, multiplier: int, stack: tuple[str, ...],
+             introspection: bool) -> None:
         for node in sel.selections:
             if isinstance(node, FieldNode):
+                name = node.name.value
                 if node.alias is not None:
                     self.aliases += 1
                     if self.aliases > self.limits.max_aliases:
@@ -135,12 +144,15 @@ class _Walker:
                 if self.cost > self.limits.max_cost:
                     raise QueryRejected(f"query cost is over {self.limits.max_cost} (estimated resolved fields)")
                 if node.selection_set is not None:
-                    self.walk(node.selection_set, multiplier * self._page(node), stack)
+                    inside = introspection or name in _INTROSPECTION_ROOTS
+                    single = name in _INTROSPECTION_ROOTS or (introspection and name in _INTROSPECTION_SINGLE)
+                    page = 1 if single else self._page(node)
+                    self.walk(node.selection_set, multiplier * page, stack, inside)
             elif isinstance(node, InlineFragmentNode):
-                self.walk(node.selection_set, multiplier, stack)
+                self.walk(node.selection_set, multiplier, stack, introspection)
             elif isinstance(node, FragmentSpreadNode):
                 name = node.name.value
                 frag = self.fragments.get(name)
                 if frag is None or name in stack:
                     continue  # unknown or cyclic: validation reports it
-                self.walk(frag.selection_set, multiplier, stack + (name,))
+                self.walk(frag.selection_set, multiplier, stack + (name,), introspection)

@@ -81,6 +81,10 @@ async def security_headers(request: HttpRequest, inner: Handler) -> HttpResponse
     return replace(response, headers=response.headers + extra)
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def with_rest(rest: Handler) -> Callable[[HttpRequest, Handler], Awaitable[HttpResponse]]:
     """http_wrap that routes `/api/...` to the REST handler (the relay's own routes match
     whole paths), then adds the security headers to every response."""
@@ -141,7 +145,9 @@ class GraphQLEndpoint:
         if origin is not None and origin not in (f"http://{host}", f"https://{host}"):
             return HttpResponse(403, _gql_error("cross-origin GraphQL requests are refused"), "application/json")
         try:
-            body = json.loads(req.body or b"{}")
+            # Strict JSON (NaN and Infinity are not JSON); nesting past the parser's recursion
+            # limit is the client's error, not the server's.
+            body = json.loads(req.body or b"{}", parse_constant=_refuse_constant)
             query, variables = body.get("query"), body.get("variables") or {}
             operation_name = body.get("operationName")
             if not isinstance(query, str):
@@ -153,6 +159,8 @@ class GraphQLEndpoint:
             return HttpResponse(400, _gql_error(f"query refused: {exc}"), "application/json")
         except (ValueError, AttributeError) as exc:
             return HttpResponse(400, _gql_error(f"bad request: {exc}"), "application/json")
+        except RecursionError:
+            return HttpResponse(400, _gql_error("bad request: JSON nested too deeply"), "application/json")
         if self._busy:
             return HttpResponse(503, _gql_error("another GraphQL request is running; retry shortly"),
                                 "application/json", headers=(("Retry-After", "1"),))

@@ -166,6 +166,8 @@ class Collection(CollectionWrites):
         self._access()
         if type(prefix) is not str:
             raise ValidationError("prefix must be a str")
+        if after is not None and type(after) is not str:
+            raise ValidationError("after must be a str (a document id) or None")
         if type(limit) is not int or limit < 1:
             raise ValidationError("limit must be a positive int")
         docs, nxt = self._views.scan(prefix, after, limit, include_deleted)
@@ -475,9 +477,15 @@ class Collection(CollectionWrites):
         if state is None or state.deleted:
             raise NotFoundError(f"{self.name}/{doc_id} does not exist")
         r = self._replica
+        # Many fields share a commit: decode each block once, not once per field.
+        stamps = state.blame()
+        metas: dict[bytes, dict | None] = {}
+        for _hlc, _actor, cid in stamps.values():
+            if cid not in metas:
+                metas[cid] = commit_meta(r, cid)
         return {f: {"cid": cidlib.format_cid(s[2]), "actor": s[1].hex(), "hlc": s[0],
-                    "time": hlc.wall_ms(s[0]), "meta": commit_meta(r, s[2])}
-                for f, s in state.blame().items()}
+                    "time": hlc.wall_ms(s[0]), "meta": metas[s[2]]}
+                for f, s in stamps.items()}
 
     # ------------------------------------------------------------ collaborative text
 

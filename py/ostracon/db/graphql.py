@@ -135,6 +135,18 @@ class _Backend:
         self.locate: Callable[[str], str] | None = locate if callable(locate) else None
 
 
+def _filter_object(filter: Any) -> dict:
+    """A `filter:` argument as a filter object (None: every document). A `JSON`-typed filter
+    (collections without a schema) accepts any value, so one that is not an object is refused
+    with ValidationError: `false` or `[]` must not widen to every document (a delete with it
+    would delete them all), nor a list of pairs be read as an object."""
+    if filter is None:
+        return {}
+    if not isinstance(filter, dict):
+        raise ValidationError(f"filter must be an object, not {type(filter).__name__}")
+    return dict(filter)
+
+
 def _guard(fn: Callable) -> Callable:
     """Resolver wrapper: Ostracon errors keep their message, anything else is hidden."""
     def resolver(root: Any, info: GraphQLResolveInfo, **kw: Any) -> Any:
@@ -268,7 +280,7 @@ class _Builder:
 
     # resolvers
     def _target_filter(self, filter: dict | None, docID: list[str] | None) -> dict:
-        flt = dict(filter or {})
+        flt = _filter_object(filter)
         if docID is not None:
             flt = {"_and": [flt, {"_id": {"_in": list(docID)}}]}
         return flt
@@ -339,7 +351,7 @@ class _Builder:
             # DefraDB's upsert: the one document matching `filter` is patched with `update`;
             # none → `create` is created; more than one → refused (nothing written).
             self._writes()
-            found = backend.find(name, filter, None, 2, 0, None)
+            found = backend.find(name, _filter_object(filter), None, 2, 0, None)
             if len(found) > 1:
                 raise ValidationError(f"upsert_{name}: the filter matches more than one document")
             if found:
@@ -404,7 +416,8 @@ class _Builder:
             if len(given) != 1:
                 raise ValidationError("_count takes exactly one collection argument")
             [(name, arg)] = given.items()
-            return int(backend.count(name, (arg or {}).get("filter")))
+            flt = (arg or {}).get("filter")
+            return int(backend.count(name, None if flt is None else _filter_object(flt)))
         return GraphQLField(GraphQLNonNull(GraphQLInt), args=args, resolve=_guard(resolve))
 
     def build(self, loose: Iterable[str] = ()) -> GraphQLSchema:

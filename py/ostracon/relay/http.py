@@ -311,7 +311,15 @@ def _parse_head(head: bytes, limits: HttpLimits) -> tuple[str, str, str, tuple[t
         headers.append((name.lower(), value.strip(" \t")))
     if len(headers) > limits.max_headers:
         raise _BadRequest(431, "too many headers")
+    for single in _SINGLE_HEADERS:
+        # RFC 9112 3.2 and 6.3: a proxy in front may act on another copy than this server
+        # (Host allow-list, body framing), so more than one is refused.
+        if sum(1 for name, _ in headers if name == single) > 1:
+            raise _BadRequest(400, f"more than one {single} header")
     return method, target, version, tuple(headers)
+
+
+_SINGLE_HEADERS = ("host", "content-length")
 
 
 def _status_line(status: int) -> str:
@@ -385,7 +393,7 @@ class HttpFront(asyncio.Protocol):
                 self._reply_error(501, "chunked request bodies are not supported")
                 return
             cl = hdr.get("content-length", "0")
-            if not cl.isdigit() or len(cl) > 18:
+            if not (cl.isascii() and cl.isdigit()) or len(cl) > 18:  # isdigit() alone takes "²"
                 self._reply_error(400, "bad content-length")
                 return
             self._body_len = int(cl)
