@@ -159,33 +159,39 @@ def test_without_a_remembered_first_screen_the_whole_view_is_painted_in_order(br
     assert painted["ids"] == live and painted["count"] == len(ids)
     app.wait_ready()
     assert app.page.evaluate(SHOWN) == live
-    # Showing live data remembered the first screen again.
-    assert app.page.evaluate("(n) => localStorage.getItem('ostracon-notes/first-screen/' + n) !== null", name)
+    # Showing live data remembered the first screen again; leaving the space forgets it.
+    remembered = "(n) => localStorage.getItem('ostracon-notes/first-screen/' + n) !== null"
+    assert app.page.evaluate(remembered, name)
+    app.page.click("#space-btn")
+    app.page.click("#leave")
+    app.page.wait_for_selector("#join:not([hidden])")
+    assert not app.page.evaluate(remembered, name)
     assert app.errors == []
     ctx.close()
 
 
 def test_the_rest_of_the_list_fills_in_from_the_view(browser, server):  # noqa: F811
-    # More notes than one fill page. Filling races the engine in the app, so it is run here
-    # by itself (no live() call), with the app's own order and modules.
-    ctx, app, ids = stored_app(browser, server, lambda a: first_paint_constant(a, "FILL_PAGE_ROWS") + 150,
-                               touched=(2, -10), pinned=(5,))
+    # Filling races the engine in the app, so it is run here by itself (no live() call), with
+    # the app's own order and modules, and pages small enough that the notes span several.
+    page_rows = 7
+    ctx, app, ids = stored_app(browser, server, 3 * page_rows + 2, touched=(2, -3), pinned=(5,))
     live = app.page.evaluate(SHOWN)
-    got = app.page.evaluate("""async () => {
+    got = app.page.evaluate("""async (pageRows) => {
       const fp = await import("./firstpaint.js");
       const lv = await import("./listview.js");
       const name = window.__notes.state.db.info.name;
       const out = {pages: [], lasts: []};
-      const run = fp.firstPaint(name, "notes", {sort: "updated", compare: lv.compareNotes("updated"),
+      const run = fp.firstPaint(name, "notes", {sort: "updated", compare: lv.compareNotes("updated"), pageRows,
         paint: (docs) => { out.painted = docs.map((d) => d._id); },
         fill: (docs, last) => { out.pages.push(docs.map((d) => d._id)); out.lasts.push(last); }});
       await run.filled;
       return out;
-    }""")
-    assert got["painted"] == live[:len(got["painted"])]
-    assert len(got["pages"]) == 2 and got["lasts"] == [False, True]
+    }""", page_rows)
+    assert got["painted"] == live
+    assert [len(p) for p in got["pages"]] == [page_rows] * 3 + [2]
+    assert got["lasts"] == [False, False, False, True]
     filled = [i for page in got["pages"] for i in page]
     assert filled == sorted(filled)  # pages come in key order, one after the other
-    assert sorted(filled) == sorted(ids) == sorted(app.page.evaluate("[...window.__notes.state.notes.keys()]"))
+    assert sorted(filled) == sorted(ids) == sorted(live)
     assert app.errors == []
     ctx.close()

@@ -7,6 +7,7 @@
 
 import Ostracon from "../ostracon.js";
 import { createHistoryView } from "./historyview.js";
+import { forgetFirstScreen } from "./firstpaint.js";
 import { verifyAll } from "./verify.js";
 import { $, COLLECTION, SCAN_PAGE, show, state } from "./state.js";
 import { asText, renderList, tagsOf, timeWords, onOpenNote } from "./listview.js";
@@ -398,7 +399,10 @@ async function closeSpace(forget) {
   state.current = null;
   state.live = false;
   state.notes = new Map();
-  if (forget) saveSpace(null);
+  if (forget) {
+    saveSpace(null);
+    if (db && db.info) forgetFirstScreen(db.info.name);
+  }
   if (db) await db.close().catch(() => {});
 }
 

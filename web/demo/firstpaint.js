@@ -61,6 +61,15 @@ export function saveFirstScreen(name, sort, list) {
   }
 }
 
+// Stop remembering the first screen of `name` (the app leaves that space on this device).
+export function forgetFirstScreen(name) {
+  try {
+    localStorage.removeItem(HINT_PREFIX + name);
+  } catch (_) {
+    // Storage refused: the entry stays, harmless (ids only, read only for this database).
+  }
+}
+
 // The remembered first screen for `sort`, or null (none, another sort, or malformed).
 export function loadFirstScreen(name, sort) {
   try {
@@ -95,11 +104,12 @@ export function headStart(run) {
 //   paint(docs)  once, with the first screen sorted by `compare` (if it arrives before live());
 //   fill(docs, last)  per further page of the view, until the whole view is in (`last`: this
 //                is the final page) or live() is called;
-// `sort` names the order `compare` implements (the remembered first screen is per sort).
+// `sort` names the order `compare` implements (the remembered first screen is per sort);
+// `pageRows` is the fill's page size (FILL_PAGE_ROWS).
 // Returns {peeked, filled, live(db)}: call live() when the engine is ready (later view answers
 // are dropped); `peeked` resolves to the first read's result ({docs, reason, …}) once it is
 // painted (or found unusable), `filled` once filling has ended.
-export function firstPaint(name, collection, { sort, compare, paint, fill }) {
+export function firstPaint(name, collection, { sort, compare, paint, fill, pageRows = FILL_PAGE_ROWS }) {
   let isLive = false;
   const hint = loadFirstScreen(name, sort);
   const peeked = peek(name, collection, hint ? { ids: hint } : {}).then((r) => {
@@ -125,7 +135,7 @@ export function firstPaint(name, collection, { sort, compare, paint, fill }) {
       for (;;) {
         await idle();
         if (isLive) return;
-        const page = await peek(name, collection, { after, limit: FILL_PAGE_ROWS });
+        const page = await peek(name, collection, { after, limit: pageRows });
         if (isLive) return;
         if (!page.docs || page.position !== r.position) {
           mark("fill-stopped", { reason: page.reason || "stale" });
