@@ -1,7 +1,9 @@
 """The worker's memory snapshot in Chromium (web/loader.js, docs/BROWSER.md "Engine start").
 
 - the first start in a context makes the snapshot (and goes on serving), the next restores
-  it, and the restored engine works (writes, durable flush through JSPI, reads, a lazily loaded GraphQL call);
+  it, and the restored engine works (writes, durable flush through JSPI, reads, a lazily loaded
+  GraphQL call: graphql-core installed on demand, the engine's GraphQL glue imported for the
+  first time from the wheel the snapshot's zipimport cache points at);
 - `snapshot: false` neither uses nor makes one;
 - a damaged snapshot (one bit flipped) is caught by its digest before the restore, deleted,
   and the start falls back to the ordinary path; the start after that makes a new one.
@@ -18,7 +20,7 @@ BOOT_TIMEOUT_MS = 300_000
 
 OPEN = """async ([name, snapshot]) => {
   let state = null;
-  window.db = await Ostracon.open({name, snapshot, onProgress: (p) => {
+  window.db = await Ostracon.open({name, snapshot, testing: true, onProgress: (p) => {
     if (p.phase === "packages") state = p.detail.snapshot; }});
   return state;
 }"""
@@ -51,6 +53,14 @@ USE = """async () => {
 }"""
 
 
+# Where a module was imported from, read in the worker after the fact.
+PROBE = "import sys\n\ndef origin(name):\n    m = sys.modules.get(name)\n    return m and m.__file__\n"
+ORIGIN = """async ([probe, name]) => {
+  await db._call("__testInstall", "/home/pyodide/probe", {"snapshot_probe.py": probe});
+  return db._call("__testCall", "snapshot_probe", "origin", [name]);
+}"""
+
+
 def _start(ctx, e2e_url: str, snapshot: bool = True) -> tuple:
     page = ctx.new_page()
     page.set_default_timeout(BOOT_TIMEOUT_MS)
@@ -76,6 +86,11 @@ def test_made_then_restored_and_the_restored_engine_works(browser, e2e_url):
         page, state = _start(ctx, e2e_url)
         assert state == "restored"
         assert page.evaluate(USE) == {"title": "snap", "n": 3, "graphql": {"__typename": "Query"}}
+        # Not in the snapshot (tests/test_browser_snapshot.py), imported on the first GraphQL
+        # call from the wheel file on sys.path.
+        glue = page.evaluate(ORIGIN, [PROBE, "ostracon.db.graphql"])
+        assert glue.startswith("/lib/wheels/ostracon-") and ".whl/ostracon/db/graphql.py" in glue
+        assert page.evaluate(ORIGIN, [PROBE, "msgpack"]).startswith("/lib/python3")  # unpacked: it has a C extension
         _stop(page)
         page, state = _start(ctx, e2e_url, snapshot=False)
         assert state == "off"

@@ -69,18 +69,40 @@ def text_before_caret(app: App) -> str:
 
 
 def settle(a: App, b: App) -> None:
+    """Both devices saved, converged to one state, and no page error on either."""
     a.wait_saved()
     b.wait_saved()
     wait_js(a.page, "([h]) => window.__notes.state.db.stateHash().then((x) => x === h)",
             arg=[b.state_hash()], timeout=SYNC_TIMEOUT_MS)
+    assert a.errors == [] and b.errors == []
+
+
+def open_shared_note(a: App, b: App, title: str, text: str) -> str:
+    """A note `a` writes and `b` receives, open on both devices; its id."""
+    note_id = a.new_note(title, text)
+    b.wait_note(note_id, "body", text)
+    a.open_note(title)
+    b.open_note(title)
+    return note_id
+
+
+def go_offline(*apps: App) -> None:
+    for app in apps:
+        app.page.context.set_offline(True)
+        wait_js(app.page, "document.getElementById('sync').dataset.state === 'offline'")
+
+
+def save_and_go_online(*apps: App) -> None:
+    """What each device typed offline is saved locally first, then the network comes back."""
+    for app in apps:
+        app.wait_saved()
+    for app in apps:
+        app.page.context.set_offline(False)
 
 
 def test_typing_at_once_online_keeps_both_texts_and_carets(browser, server):  # noqa: F811
     a, b = pair(browser, server)
-    note_id = a.new_note("Shared", "Start.")
-    b.wait_note(note_id, "body", "Start.")
-    a.open_note("Shared")
-    b.open_note("Shared")
+    note_id = open_shared_note(a, b, "Shared", "Start.")
     caret_to(a, "end")
     caret_to(b, "end")                       # both at the end of the body: the issue's case
     type_turns(a, b, TYPED_A, TYPED_B)
@@ -96,34 +118,22 @@ def test_typing_at_once_online_keeps_both_texts_and_carets(browser, server):  # 
 
 def test_typing_offline_then_online_keeps_both_texts_and_carets(browser, server):  # noqa: F811
     a, b = pair(browser, server)
-    note_id = a.new_note("Trip", "Packing list:")
-    b.wait_note(note_id, "body", "Packing list:")
-    a.open_note("Trip")
-    b.open_note("Trip")
-    for app in (a, b):
-        app.page.context.set_offline(True)
-        wait_js(app.page, "document.getElementById('sync').dataset.state === 'offline'")
+    open_shared_note(a, b, "Trip", "Packing list:")
+    go_offline(a, b)
     caret_to(a, "end")
     caret_to(b, "start")
     type_turns(a, b, TYPED_A, TYPED_B.strip() + " ")
-    a.wait_saved()
-    b.wait_saved()
-    for app in (a, b):
-        app.page.context.set_offline(False)
+    save_and_go_online(a, b)
     v = wait_bodies_equal(a, b, TYPED_A, TYPED_B.strip() + " ", "Packing list:")
     assert v == TYPED_B.strip() + " Packing list:" + TYPED_A
     assert text_before_caret(a).endswith(TYPED_A)
     assert text_before_caret(b) == TYPED_B.strip() + " "
     settle(a, b)
-    assert a.errors == [] and b.errors == []
 
 
 def test_emoji_and_combining_marks_are_never_split(browser, server):  # noqa: F811
     a, b = pair(browser, server)
-    note_id = a.new_note("Emoji", "ab")
-    b.wait_note(note_id, "body", "ab")
-    a.open_note("Emoji")
-    b.open_note("Emoji")
+    note_id = open_shared_note(a, b, "Emoji", "ab")
     caret_to(a, "end")
     a.page.keyboard.type("😀👍🏽e\u0301")
     caret_to(b, "start")
@@ -150,7 +160,6 @@ def test_emoji_and_combining_marks_are_never_split(browser, server):  # noqa: F8
     assert errors == ["ValidationError"] * 3 + ["中😃!" + v[2:]]   # Python indexes code points
     wait_bodies_equal(a, b, "中😃!" + v[2:])
     settle(a, b)
-    assert a.errors == [] and b.errors == []
 
 
 def test_a_plain_body_migrates_once_on_two_offline_devices(browser, server):  # noqa: F811
@@ -165,18 +174,12 @@ def test_a_plain_body_migrates_once_on_two_offline_devices(browser, server):  # 
     a.wait_note(note_id, "body", "old plain body")
     a.open_note("Old")
     b.open_note("Old")
-    for app in (a, b):
-        app.page.context.set_offline(True)
-        wait_js(app.page, "document.getElementById('sync').dataset.state === 'offline'")
+    go_offline(a, b)
     caret_to(a, "end")
     a.page.keyboard.type(" +A")
     caret_to(b, "start")
     b.page.keyboard.type("B+ ")
-    a.wait_saved()
-    b.wait_saved()
-    for app in (a, b):
-        app.page.context.set_offline(False)
+    save_and_go_online(a, b)
     v = wait_bodies_equal(a, b, " +A", "B+ ")
     assert v == "B+ old plain body +A"
     settle(a, b)
-    assert a.errors == [] and b.errors == []

@@ -121,6 +121,8 @@ def test_the_engine_imports_with_msgpack_deferred():
         mod.prepare()
         assert "msgpack._cmsgpack" not in sys.modules, "an extension was loaded"
         assert all(m in sys.modules for m in mod.PRELOAD)
+        # Imported lazily after a restore (e2e/test_browser_snapshot.py checks that it is).
+        assert "ostracon.db.graphql" not in sys.modules and "graphql" not in sys.modules
         import ostracon
         db = ostracon.open()  # the placeholder turns into the real msgpack on first use
         db.collection("c").create({"a": 1})

@@ -103,6 +103,33 @@ def test_verify_detects_corruption_before_the_last_group(dbdir, capsys):
     assert code == 2 and "CorruptLogError" in err and err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_repair_quarantines_damage_the_error_points_at(dbdir, capsys):
+    with ostracon.open(dbdir) as db:  # a second flush group after the damaged one
+        db.collection("notes").create({"title": "three"}, id="n3")
+    seg = sorted(p for p in os.listdir(dbdir) if p.endswith(".log"))[-1]
+    path = os.path.join(dbdir, seg)
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 3] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+    code, _, err = run(capsys, "verify", dbdir)
+    assert code == 2 and f"ostracon repair {dbdir}" in err
+    code, out, err = run(capsys, "repair", dbdir)
+    assert code == 0 and "quarantined: " in out and "OK: repaired" in out, (out, err)
+    assert any(n.startswith("quarantine-") for n in os.listdir(dbdir))
+    code, out, _ = run(capsys, "repair", dbdir)  # the quarantine stays reported, nothing new is cut
+    assert code == 0 and "OK: " in out
+    with ostracon.open(dbdir) as db:  # the valid rest is readable and writable again
+        db.collection("notes").create({"title": "four"}, id="n4")
+        assert db.collection("notes").get("n4")["title"] == "four"
+
+
+def test_repair_of_an_intact_database_changes_nothing(dbdir, capsys):
+    before = sorted(os.listdir(dbdir))
+    code, out, _ = run(capsys, "repair", dbdir)
+    assert code == 0 and out.strip().endswith("OK: nothing to repair")
+    assert sorted(os.listdir(dbdir)) == before
+
+
 def test_compact_export_import_round_trip(dbdir, tmp_path, capsys):
     code, out, _ = run(capsys, "compact", dbdir)
     assert code == 0 and "snapshot" in out
@@ -122,6 +149,54 @@ def test_compact_export_import_round_trip(dbdir, tmp_path, capsys):
     assert code == 0 and "0 created, 0 updated, 2 unchanged" in out
     with ostracon.open(target) as db:
         assert (db.state_hash(), db.heads()) == before
+
+
+def test_export_import_carries_schemas_lenses_and_indexes(tmp_path, capsys):
+    src = tmp_path / "src"
+    with ostracon.open(src) as db:
+        v1 = db.define_schema("type Todo { name: String! }")["Todo"]
+        db.collection("Todo").create({"name": "old"}, id="a")
+        v2 = db.define_schema("type Todo { title: String! }")["Todo"]
+        db.register_lens(v1, v2, [{"op": "rename", "from": "name", "to": "title"}])
+        db.collection("Todo").create({"title": "new"}, id="b")
+        db.collection("users").create_index("email", unique=True)
+        db.collection("users").create({"email": "a@x"}, id="u")
+    export = tmp_path / "out.ndjson"
+    assert run(capsys, "export", str(src), "-o", str(export))[0] == 0
+    target = tmp_path / "copy"
+    code, out, _ = run(capsys, "import", str(target), str(export))
+    assert code == 0 and "2 schema versions, 1 lenses, 1 indexes" in out and "3 created" in out
+    with ostracon.open(target) as db:
+        assert db.schema_versions() == {"Todo": v2}
+        assert db.collection("Todo").get("a")["title"] == "old"
+        with pytest.raises(ostracon.SchemaValidationError):
+            db.collection("Todo").create({"name": "no title"})
+        with pytest.raises(ostracon.ConflictError):
+            db.collection("users").create({"email": "a@x"})
+        before = db.state_hash(), db.heads()
+    code, out, _ = run(capsys, "import", str(target), str(export))   # again: nothing changes
+    assert code == 0 and "0 schema versions, 0 lenses, 0 indexes" in out
+    with ostracon.open(target) as db:
+        assert (db.state_hash(), db.heads()) == before
+
+
+def test_import_of_a_hostile_schema_record_changes_nothing(tmp_path, capsys):
+    src = tmp_path / "src"
+    with ostracon.open(src) as db:
+        db.define_schema("type Todo { name: String! }")
+        db.collection("Todo").create({"name": "x"}, id="a")
+    export = tmp_path / "out.ndjson"
+    assert run(capsys, "export", str(src), "-o", str(export))[0] == 0
+    lines = export.read_text().splitlines()
+    entry = json.loads(lines[0])
+    entry["schema"]["id"] = "b" + "a" * 60   # bytes that do not hash to their id
+    # The hostile record comes after a document: still nothing is written.
+    export.write_text("\n".join([lines[1], json.dumps(entry)]) + "\n")
+    target = tmp_path / "copy"
+    code, _, err = run(capsys, "import", str(target), str(export))
+    assert code == 2 and "do not hash to its id" in err and "Traceback" not in err
+    with ostracon.open(target) as db:
+        assert db.collections() == [] and db.schema_versions() == {}
 
 
 VALUES = {
@@ -163,6 +238,19 @@ def test_compact_prune_before(dbdir, capsys):
     assert code == 0
     code, out, _ = run(capsys, "verify", dbdir)
     assert code == 0 and "pruned" in out
+    # history shows what is kept and says what is gone (it used to fail, naming a Python flag).
+    code, out, err = run(capsys, "history", dbdir, "notes", "n1")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 2, err
+    assert lines[0].startswith("1 older commit(s) pruned by compaction") and lines[1].startswith("h2 ")
+    code, out, _ = run(capsys, "history", dbdir, "notes", "n1", "--ndjson")
+    entries = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and entries[0]["pruned"] == 1 and [e["height"] for e in entries[1:]] == [2]
+    # log says the same; its NDJSON stays an importable audit trail (the note goes to stderr).
+    code, out, _ = run(capsys, "log", dbdir)
+    assert code == 0 and out.splitlines()[0].startswith("3 older block(s) pruned by compaction (horizon 2033-")
+    code, out, err = run(capsys, "log", dbdir, "--ndjson")
+    assert code == 0 and "pruned by compaction" in err and all(json.loads(line) for line in out.splitlines())
 
 
 def test_expected_errors_are_one_line(tmp_path, capsys):
@@ -172,6 +260,10 @@ def test_expected_errors_are_one_line(tmp_path, capsys):
     bad.write_text("{not json\n")
     code, _, err = run(capsys, "import", str(tmp_path / "x"), str(bad))
     assert code == 2 and "bad.ndjson:1" in err
+    # Nested past the JSON parser's depth: the same one-line error, not a RecursionError.
+    bad.write_text('{"collection": "c", "doc": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    code, _, err = run(capsys, "import", str(tmp_path / "x"), str(bad))
+    assert code == 2 and "bad.ndjson:1: not an export line" in err
 
 
 @pytest.mark.parametrize("command", ["inspect", "verify", "export", "log", "compact"])

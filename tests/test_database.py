@@ -75,6 +75,14 @@ def col(db):
     return db.collection("todos")
 
 
+@pytest.mark.parametrize("path", [5, b"db", ["db"]])
+def test_open_refuses_a_path_that_is_not_a_str_or_path(path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValidationError):
+        ostracon.open(path)
+    assert list(tmp_path.iterdir()) == []
+
+
 # ----------------------------------------------------------------------------- create / get
 
 def test_create_and_get(db, col):

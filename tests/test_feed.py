@@ -50,6 +50,16 @@ def test_since_with_limit_returns_a_cursor_to_continue():
     assert seen == [1, 2, 3, 4, 5]
 
 
+@pytest.mark.parametrize("kw", [{"limit": 0}, {"limit": -1}, {"limit": 2.5}, {"limit": True},
+                                {"limit": "3"}, {"collection": 5}, {"collection": b"todos"}])
+def test_since_refuses_a_limit_or_collection_of_the_wrong_kind(kw):
+    # limit=0 used to return one event, 2.5 three, "3" a TypeError; collection=5 nothing.
+    f = ChangeFeed("e1")
+    publish(f, 5)
+    with pytest.raises(ValidationError):
+        f.since(None, **kw)
+
+
 def test_per_collection_filtering():
     f = ChangeFeed("e1")
     publish(f, 2, "todos")

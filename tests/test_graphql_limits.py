@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from graphql import get_introspection_query
 
+import ostracon
 from ostracon.core.errors import ValidationError
 from ostracon.graphql_limits import GraphQLLimits, QueryRejected, check_query
 
@@ -48,6 +50,53 @@ def test_introspection_counts_its_single_object_fields_as_one():
         check_query("{ __schema { types { fields { args { name } } } } }", None, L)
     with pytest.raises(QueryRejected, match="cost"):
         check_query("{ Todo { type { ofType { name } } } }", None, L)
+
+
+SDL = """
+type Todo { title: String! done: Boolean author: Author tags: [String] }
+type Author { name: String address: Address }
+type Address { city: String }
+"""
+
+
+@pytest.fixture(scope="module")
+def schema():
+    with ostracon.open() as db:
+        db.define_schema(SDL)
+        db.collection("notes").create({"x": 1})  # a collection without a schema (JSON types)
+        yield db.graphql_schema()
+
+
+def test_with_the_schema_only_lists_multiply(schema):
+    # Without the schema an embedded object counts as a list of 50 (50 * 50 > 1000) ...
+    with pytest.raises(QueryRejected, match="cost"):
+        check_query("{ Todo { author { address { city } } } }", None, L)
+    # ... with it, one Todo page of 50 times one author and one address.
+    check_query("{ Todo { author { address { city } } } }", None, L, schema=schema)
+    check_query("{ ...F } fragment F on Query { Todo { ... on Todo { author { name } } } }", None, L, schema=schema)
+    # Lists are still lists: 11 fields on a page of 100.
+    with pytest.raises(QueryRejected, match="cost"):
+        check_query("{ Todo(limit: 100) { title done tags author { name address { city } } "
+                    "a: title b: title } }", None, GraphQLLimits(max_cost=500, max_page=100), schema=schema)
+    # A field the schema does not know (the query is invalid anyway) counts as a list.
+    with pytest.raises(QueryRejected, match="cost"):
+        check_query("{ Todo { nope { x { y } } } }", None, L, schema=schema)
+
+
+def test_with_the_schema_introspection_lists_are_the_schemas_own_sizes(schema):
+    # A type's fields with their argument types: 50 * 50 * 50 estimated without the schema.
+    q = '{ __schema { types { name fields { name args { name type { name ofType { name } } } } } } }'
+    with pytest.raises(QueryRejected, match="cost"):
+        check_query(q, None, GraphQLLimits(max_cost=50_000, unbounded_page=50))
+    check_query(q, None, GraphQLLimits(max_cost=50_000, unbounded_page=50), schema=schema)
+    # The GraphiQL query is bounded too (its estimate, not unbounded pages, decides).
+    check_query(get_introspection_query(), None, GraphQLLimits(max_cost=200_000), schema=schema)
+    with pytest.raises(QueryRejected, match="cost"):
+        check_query(get_introspection_query(), None, GraphQLLimits(max_cost=200_000))
+    # Introspection lists are bounded by the schema's own sizes, and still multiply.
+    deep = "{ __schema { types { fields { type { fields { type { fields { type { fields { name } } } } } } } } } }"
+    with pytest.raises(QueryRejected, match="cost"):
+        check_query(deep, None, GraphQLLimits(), schema=schema)
 
 
 def test_token_cap_and_fragment_cycles():

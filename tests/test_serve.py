@@ -162,6 +162,17 @@ def test_graphql_limits_are_enforced_by_the_endpoint(tmp_path):
             assert status == 400 and "aliases" in out["errors"][0]["message"]
         finally:
             endpoint.close()
+        # The cost is checked against the schema: an embedded object is one, not a list.
+        with ostracon.open(path) as db:
+            db.define_schema("type Todo { title: String! author: Author } type Author { name: String }")
+        endpoint = GraphQLEndpoint(path, False, GraphQLLimits())
+        try:
+            status, out = await _post(endpoint, "{ Todo { title author { name } } }")
+            assert status == 200 and out == {"data": {"Todo": [{"title": "first", "author": None}]}}, out
+            status, out = await _post(endpoint, '{ __type(name: "Todo") { fields { name type { name } } } }')
+            assert status == 200 and {f["name"] for f in out["data"]["__type"]["fields"]} >= {"title", "author"}
+        finally:
+            endpoint.close()
         endpoint = GraphQLEndpoint(path, False, GraphQLLimits(max_response_bytes=10))
         try:
             status, out = await _post(endpoint, "{ Todo { title } }")

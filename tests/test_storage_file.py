@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+import ostracon
 from fakefs import FakeFS
 from ostracon.core.errors import DiskFullError, LockedError, ReadOnlyError, StorageError, StorageUnavailableError
 from ostracon.storage import logformat as lf
@@ -188,6 +189,22 @@ def test_leftover_temp_files_are_removed(tmp_path):
     assert not (tmp_path / "db" / "snap-0000000000000001.snap.tmp").exists()
     assert s.load_snapshot() is None
     s.close()
+
+
+def test_a_folder_of_other_files_is_not_taken_over(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "cat.jpg").write_bytes(b"jpeg")
+    (folder / "x.tmp").write_bytes(b"mine too")
+    with pytest.raises(StorageUnavailableError, match="not an Ostracon database"):
+        FileStorage(folder)
+    assert sorted(os.listdir(folder)) == ["cat.jpg", "x.tmp"]  # no LOCK, no log, nothing removed
+    with pytest.raises(StorageUnavailableError, match="not an Ostracon database"):
+        ostracon.open(folder)
+    assert sorted(os.listdir(folder)) == ["cat.jpg", "x.tmp"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    FileStorage(empty).close()  # an empty directory becomes a database
 
 
 def test_meta_survives_many_segment_rolls_and_compaction(tmp_path):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from ostracon.crypto import DeterministicRandom
 from ostracon.crypto.native import NativeCrypto
 from ostracon.crypto.space import Space
@@ -135,21 +137,10 @@ def test_relay_websocket_meets_the_contract():
     asyncio.run(main())
 
 
-def test_peer_to_peer_websocket_meets_the_contract():
+@pytest.mark.parametrize("remote", [True, False], ids=["peer-to-peer websocket", "in-process hub"])
+def test_hub_transport_meets_the_contract(remote: bool):
     async def main():
-        env = await HubEnv(remote=True).setup()
-        try:
-            passed = await run_contract(env)
-            assert len(passed) == 9, passed
-        finally:
-            await env.close()
-
-    asyncio.run(main())
-
-
-def test_in_process_hub_meets_the_contract():
-    async def main():
-        env = await HubEnv(remote=False).setup()
+        env = await HubEnv(remote=remote).setup()
         try:
             passed = await run_contract(env)
             assert len(passed) == 9, passed

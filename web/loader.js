@@ -18,24 +18,26 @@
 // fails to restore is deleted and the start falls back to the ordinary path.
 
 import * as bridge from "./bridge.js";
+import { fetchWheel, installWheels, wheelOrder } from "./wheels.js";
 
 const HERE = new URL(".", import.meta.url);
 // Cache Storage bucket of the snapshot images (one per bundle location).
 export const SNAPSHOT_CACHE = "ostracon-snapshot";
 // Bump when what goes into a snapshot changes outside the wheel (this loader's steps).
-const SNAPSHOT_FORMAT = 1;
+const SNAPSHOT_FORMAT = 2;
 // The snapshot module is loaded by file path under this name: importing it through the
 // `ostracon` package would import the engine before its extension packages are deferred.
 const SNAPSHOT_MODULE = "_ostracon_snapshot";
 const SNAPSHOT_LOAD = `
 import importlib.util, sys
 if ${JSON.stringify(SNAPSHOT_MODULE)} not in sys.modules:
-    _where = importlib.util.find_spec("ostracon").submodule_search_locations[0]
-    _spec = importlib.util.spec_from_file_location(${JSON.stringify(SNAPSHOT_MODULE)}, _where + "/runtime/browser/snapshot.py")
-    _mod = importlib.util.module_from_spec(_spec)
-    sys.modules[_spec.name] = _mod
-    _spec.loader.exec_module(_mod)
-    del _where, _spec, _mod
+    _spec = importlib.util.find_spec("ostracon")
+    _path = _spec.submodule_search_locations[0] + "/runtime/browser/snapshot.py"
+    _mod = importlib.util.module_from_spec(importlib.util.spec_from_loader(${JSON.stringify(SNAPSHOT_MODULE)}, None, origin=_path))
+    _mod.__file__ = _path
+    sys.modules[_mod.__name__] = _mod
+    exec(compile(_spec.loader.get_data(_path), _path, "exec"), _mod.__dict__)
+    del _spec, _path, _mod
 `;
 
 // Where Pyodide finds its files: a URL in a browser, a directory path under Node.
@@ -59,7 +61,8 @@ async function sha256Hex(data) {
   return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-// A snapshot store keeps {bytes, sha256} under a key: get(key) → {bytes, sha256} | null,
+// A snapshot store keeps {bytes, sha256} under a key: get(key) → {bytes, sha256} | null (`bytes`
+// a Uint8Array or a promise of one, so that a store can answer before it has read the image),
 // put(key, bytes, sha256), delete(key). The loader checks the digest before a restore: a
 // damaged image must never reach the interpreter (it would fail at some later call, not at
 // the restore).
@@ -74,7 +77,7 @@ export function cacheSnapshotStore(cacheName = SNAPSHOT_CACHE) {
   return {
     async get(key) {
       const res = await (await caches.open(cacheName)).match(url(key));
-      return res ? { bytes: new Uint8Array(await res.arrayBuffer()), sha256: res.headers.get("X-Content-SHA256") } : null;
+      return res ? { bytes: res.arrayBuffer().then((b) => new Uint8Array(b)), sha256: res.headers.get("X-Content-SHA256") } : null;
     },
     async put(key, bytes, sha256) {
       const cache = await caches.open(cacheName);
@@ -98,24 +101,27 @@ export function memorySnapshotStore() {
   };
 }
 
-// The stored image for `key` if its digest checks out; a damaged one is deleted (null).
+// The stored image for `key`: null if there is none, else {bytes}: a promise of its bytes that
+// rejects if they do not match the stored digest. Read and digested while Pyodide loads its scripts
+// (loadPyodide awaits `_loadSnapshot` just before it instantiates the wasm).
 async function storedImage(snapshots, key) {
   const got = await snapshots.get(key).catch(() => null);
   if (!got) return null;
-  if (got.bytes instanceof Uint8Array && got.sha256 && (await sha256Hex(got.bytes)) === got.sha256) return got.bytes;
-  await snapshots.delete(key).catch(() => {});
-  return false;
+  const checked = (async () => {
+    const bytes = await got.bytes;
+    if (bytes instanceof Uint8Array && got.sha256 && (await sha256Hex(bytes)) === got.sha256) return bytes;
+    throw new Error("damaged image: its sha256 does not match");
+  })();
+  checked.catch(() => {});
+  return { bytes: checked };
 }
 
 // Snapshot the interpreter with the engine imported (a fresh instance started with
-// `_makeSnapshot`). Only the ostracon wheel is unpacked for the imports, checked against the
-// lock's sha256 like any package (its extension dependencies stay deferred), and the package
-// manager is not involved, so the image holds no reference to JS objects of this instance.
-async function makeSnapshot(pyodide, index, lock) {
-  const entry = lock.packages.ostracon;
-  const wheel = await readFile(index + entry.file_name, false);
-  if ((await sha256Hex(wheel)) !== entry.sha256) throw new Error(`${entry.file_name} does not match pyodide-lock.json`);
-  pyodide.unpackArchive(wheel, "wheel", { extractDir: pyodide.runPython("import sysconfig; sysconfig.get_path('purelib')") });
+// `_makeSnapshot`). Only the pure-Python wheels are installed for the imports (web/wheels.js;
+// the extension packages stay deferred), and the package manager is not involved, so the
+// image holds no reference to JS objects of this instance.
+async function makeSnapshot(pyodide, wheels) {
+  await installWheels(pyodide, wheels, { deferLibraries: true });
   pyodide.runPython(SNAPSHOT_LOAD);
   pyodide.pyimport(SNAPSHOT_MODULE).prepare();
   return pyodide.makeMemorySnapshot();
@@ -125,8 +131,8 @@ async function makeSnapshot(pyodide, index, lock) {
 // lock file), "instantiate" (compile the wasm and start the interpreter, or restore the
 // snapshot), "snapshot" (first start only: import the engine and take the snapshot),
 // "packages" (install the wheels), "host" (import the engine, hand over the bridge).
-// `boot` in the result: {snapshot: "restored" | "made" | "off" | "failed", ms: {phase: duration},
-// stored: a promise of whether a new image reached the store}.
+// `boot` in the result: {snapshot: "restored" | "made" | "off" | "failed", reason: why it failed
+// (or null), ms: {phase: duration}, stored: a promise of whether a new image reached the store}.
 export async function loadRuntime({ progress = () => {}, packages = ["ostracon"], pyodideOptions = {}, snapshots = null } = {}) {
   const index = indexLocation();
   const ms = {};
@@ -143,41 +149,48 @@ export async function loadRuntime({ progress = () => {}, packages = ["ostracon"]
   const [{ loadPyodide, version }, lockText] = await Promise.all([
     import(new URL("pyodide.mjs", HERE).href), readFile(index + "pyodide-lock.json", true)]);
   const lock = JSON.parse(lockText);
+  // The wheels are fetched and checked while the interpreter starts.
+  const wheelsReady = Promise.all(wheelOrder(lock, packages).map((name) =>
+    fetchWheel(lock, name, (file) => readFile(index + file, false))));
+  wheelsReady.catch(() => {});
   const key = snapshots ? `${version}-${SNAPSHOT_FORMAT}-${await sha256Hex(lockText)}` : null;
   const image = key ? await storedImage(snapshots, key) : null;
   const base = { indexURL: index, lockFileContents: lockText, packageBaseUrl: index, ...pyodideOptions };
   // "failed": a stored image was damaged or would not restore; it is deleted, this start goes
   // the ordinary way and the next one makes a new image.
-  let state = image === false ? "failed" : key ? "made" : "off";
+  let state = key ? "made" : "off";
   let pyodide = null;
   let stored = Promise.resolve(false);
+  let reason = null;
   step("instantiate", { snapshot: image ? "restore" : state });
   if (image) {
     try {
-      pyodide = await loadPyodide({ ...base, _loadSnapshot: image });
+      pyodide = await loadPyodide({ ...base, _loadSnapshot: image.bytes });
       state = "restored";
     } catch (e) {
       await snapshots.delete(key).catch(() => {});
       state = "failed";
+      reason = String((e && e.message) || e);
     }
   }
   if (!pyodide) pyodide = await loadPyodide({ ...base, _makeSnapshot: state === "made" });
   if (state === "made") {
     step("snapshot", null);
     try {
-      const img = await makeSnapshot(pyodide, index, lock);
+      const img = await makeSnapshot(pyodide, await wheelsReady);
       // Digested and stored in the background: the engine need not wait for Cache Storage.
       stored = sha256Hex(img).then((digest) => snapshots.put(key, img, digest)).then(() => true, () => false);
     } catch (e) {
       state = "failed";
+      reason = String((e && e.message) || e);
     }
   }
   step("packages", { packages, snapshot: state });
-  await pyodide.loadPackage(packages, { messageCallback: () => {} });
+  await installWheels(pyodide, await wheelsReady);
   step("host", null);
   if (state === "restored") pyodide.pyimport(SNAPSHOT_MODULE).resume();
   pyodide.pyimport("ostracon.runtime.browser.bridge").install(bridge);
   const host = pyodide.pyimport("ostracon.runtime.browser.host").HOST;
   step(null);
-  return { pyodide, bridge, host, boot: { snapshot: state, ms, stored } };
+  return { pyodide, bridge, host, boot: { snapshot: state, reason, ms, stored } };
 }

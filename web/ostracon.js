@@ -215,7 +215,8 @@ export class Collection {
     return this._call("create", doc, id ?? null);
   }
 
-  // Many documents in one round trip to the worker (not atomic: stops at the first error).
+  // Many documents in one round trip to the worker, atomically: all are created or none
+  // (a refused one rejects with a message starting "op N:"; at most 1000 documents).
   createMany(docs) { return this._call("createMany", docs); }
 
   // get(id) / get(id, {at}) → the document or null; `at` = commit CID or list of head CIDs.

@@ -10,6 +10,8 @@
 //    WebCrypto backend);
 //    The checks run in a runtime restored from a memory snapshot (made by a first start, as
 //    on a browser's second visit); --no-snapshot runs them in an ordinarily started one;
+//    Before that, web/wheels.js (how the loader installs the wheels) is checked on the bundle's
+//    wheels and on damaged ones (e2e/node/wheels_check.mjs);
 // 3. fails unless every check passes in Pyodide and every value (CIDs, signatures, frames,
 //    state hashes) is identical in both runtimes.
 
@@ -17,6 +19,7 @@ import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { ROOT, bootPyodide, ensureJspi } from "./boot.mjs";
+import { checkWheels } from "./wheels_check.mjs";
 
 ensureJspi();
 
@@ -82,6 +85,9 @@ async function startRelay() {
 function summarize(res) {
   return Object.fromEntries(Object.entries(res).map(([k, v]) => [k, v.ok]));
 }
+
+const wheels = await checkWheels(dist);
+console.log(`wheels.js: ${wheels.entries} entries of ${wheels.wheels} wheels read back; damaged input refused`);
 
 const t0 = performance.now();
 const native = onlyTransport ? { status: 0, stdout: "{}" } : spawnSync(python, [path.join(ROOT, "e2e", "runtime_checks.py"), "native", "--seeds", String(seeds),

@@ -14,6 +14,7 @@ from .core.actors import short_actor
 from .core.block import decode_change
 from .core.errors import OstraconError
 from .storage import logformat
+from .tagged_json import from_json_value, to_json_value
 
 EXIT_ERROR = 2      # the command could not run (bad path, locked, malformed input)
 EXIT_MISMATCH = 1   # verify found a problem
@@ -36,32 +37,6 @@ def _open(path: str, *, read_only: bool = True, create: bool = False, **options:
     if read_only:
         options.setdefault("follow", False)  # one-shot commands read a moment; no follower thread
     return ostracon.open(path, read_only=read_only, **options)
-
-
-def _json_value(v: Any) -> Any:
-    """Export tagging, lossless for every storable value: bytes → {"$bytes": base64}; a map
-    with a key starting with `$` → {"$map": {...}} (so user data never reads as a tag);
-    ints of any size stay ints, floats stay floats (`1.0`, `-0.0` keep their point)."""
-    if type(v) is bytes:
-        return {"$bytes": base64.b64encode(v).decode("ascii")}
-    if type(v) is dict:
-        out = {k: _json_value(x) for k, x in v.items()}
-        return {"$map": out} if any(k[:1] == "$" for k in v) else out
-    if type(v) is list:
-        return [_json_value(x) for x in v]
-    return v
-
-
-def _from_json(v: Any) -> Any:
-    if type(v) is dict:
-        if len(v) == 1 and type(v.get("$bytes")) is str:
-            return base64.b64decode(v["$bytes"], validate=True)
-        if len(v) == 1 and type(v.get("$map")) is dict:
-            return {k: _from_json(x) for k, x in v["$map"].items()}
-        return {k: _from_json(x) for k, x in v.items()}
-    if type(v) is list:
-        return [_from_json(x) for x in v]
-    return v
 
 
 def _human_bytes(n: int) -> str:
@@ -110,7 +85,14 @@ def cmd_log(args: argparse.Namespace) -> int:
     from .db.audit import audit_entries
     db = _open(args.path)
     try:
-        for entry in audit_entries(db.replica):
+        r = db.replica
+        if r.pruned:  # compaction --prune-before dropped these bodies; say so rather than look complete
+            horizon = r.checkpoint["horizon"] if r.checkpoint else None
+            when = "unknown" if horizon is None else _iso(horizon)
+            # NDJSON stays replayable by `ostracon import`: the note goes to stderr there.
+            print(f"{len(r.pruned)} older block(s) pruned by compaction (horizon {when})",
+                  file=sys.stderr if args.ndjson else sys.stdout)
+        for entry in audit_entries(r):
             meta = entry["meta"] or {}
             if args.stage is not None and meta.get("stage") != args.stage:
                 continue
@@ -129,7 +111,7 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 def _describe_op(op: tuple) -> str:
     if op[0] == "s":
-        return f"set {op[1]}={json.dumps(_json_value(op[2]), ensure_ascii=False)[:60]}"
+        return f"set {op[1]}={json.dumps(to_json_value(op[2]), ensure_ascii=False)[:60]}"
     if op[0] == "u":
         return f"unset {op[1]}"
     if op[0] == "i":
@@ -146,9 +128,16 @@ def _iso(ms: int) -> str:
 def cmd_history(args: argparse.Namespace) -> int:
     db = _open(args.path)
     try:
-        for c in db.collection(args.collection).history(args.id):
+        for c in db.collection(args.collection).history(args.id, allow_pruned=True):
+            if "pruned" in c:  # the marker history() puts first when compaction dropped commits
+                if args.ndjson:
+                    print(json.dumps(c, sort_keys=True))
+                else:
+                    horizon = "unknown" if c["horizon"] is None else _iso(c["horizon"])
+                    print(f"{c['pruned']} older commit(s) pruned by compaction (horizon {horizon})")
+                continue
             if args.ndjson:
-                print(json.dumps(_json_value(c), ensure_ascii=False, sort_keys=True))
+                print(json.dumps(to_json_value(c), ensure_ascii=False, sort_keys=True))
             else:
                 sig = c["signature"]["status"]
                 ops = ", ".join(_describe_op(tuple(op)) for op in c["ops"]) or "(no field changes)"
@@ -199,6 +188,32 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_repair(args: argparse.Namespace) -> int:
+    # `ostracon.open(path, repair=True)` for the command line: what a damaged log's error
+    # message asks for. Damaged records and blocks are moved aside (quarantine-* files), never
+    # deleted, so a repair can be undone by hand.
+    db = _open(args.path, read_only=False, repair=True)
+    try:
+        rep = db.open_report()
+        problems = db.verify()
+    finally:
+        db.close()
+    for note in rep.notes:
+        print(f"note: {note}")
+    for q in rep.quarantined:
+        print(f"quarantined: {q}")
+    if rep.truncated_bytes:
+        print(f"cut off: a damaged or torn tail of {rep.truncated_bytes} bytes")
+    left = [p for p in problems if not p.startswith("log: ")]  # what the repair itself reported
+    for p in left:
+        print(p)
+    if left:
+        print(f"FAILED: {len(left)} problem(s) remain after the repair")
+        return EXIT_MISMATCH
+    print("OK: repaired" if rep.quarantined or rep.truncated_bytes else "OK: nothing to repair")
+    return 0
+
+
 def cmd_compact(args: argparse.Namespace) -> int:
     db = _open(args.path, read_only=False)
     try:
@@ -230,13 +245,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     n = 0
     try:
+        # Definitions first (schemas, declarative lenses, indexes: db/exchange.py), so an
+        # import validates the documents that follow.
+        for entry in db.definitions():
+            out.write(json.dumps(entry, sort_keys=True) + "\n")
         for name in db.collections():
             col = db.collection(name)
             after = None
             while True:
                 docs, after = col.scan(after=after, limit=1000)
                 for d in docs:
-                    out.write(json.dumps({"collection": name, "doc": _json_value(d)},
+                    out.write(json.dumps({"collection": name, "doc": to_json_value(d)},
                                          ensure_ascii=False, sort_keys=True) + "\n")
                     n += 1
                 if after is None:
@@ -256,6 +275,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         ensure_identity(args.path, args.algorithm)  # opening then loads it
     db = _open(args.path, read_only=False, create=True)
     from .core.encoding import encode
+    from .db.exchange import is_definition
     created = updated = unchanged = 0
     try:
         with open(args.file, encoding="utf-8") as fh:
@@ -267,15 +287,33 @@ def cmd_import(args: argparse.Namespace) -> int:
                 db.flush()
                 print(f"imported: {n} blocks replayed")
                 return 0
+            # Every definition record is checked and taken before any document is written:
+            # a malformed one leaves the store as it was.
+            definitions = []
+            for lineno, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        entry = json.loads(line)
+                    except (ValueError, RecursionError) as exc:  # nested past the parser's depth
+                        raise CliError(f"{args.file}:{lineno}: not an export line ({exc.__class__.__name__})") from None
+                    if is_definition(entry):
+                        definitions.append(entry)
+            if definitions:
+                got = db.import_definitions(definitions)
+                print(f"imported definitions: {got['schemas']} schema versions, {got['lenses']} lenses, "
+                      f"{got['indexes']} indexes")
+            fh.seek(0)
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
                 try:
                     entry = json.loads(line)
-                    name, doc = entry["collection"], _from_json(entry["doc"])
+                    if is_definition(entry):
+                        continue
+                    name, doc = entry["collection"], from_json_value(entry["doc"])
                     doc_id = doc.get("_id")
                     fields = {k: v for k, v in doc.items() if not k.startswith("_")}
-                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
                     raise CliError(f"{args.file}:{lineno}: not an export line ({exc.__class__.__name__})") from None
                 col = db.collection(name)
                 current = None if doc_id is None else col.get(doc_id)
@@ -292,7 +330,8 @@ def cmd_import(args: argparse.Namespace) -> int:
                     col.create(fields, id=doc_id)
                     created += 1
         db.flush()
-    except (ostracon.ValidationError, ostracon.CorruptBlockError) as exc:
+    except (ostracon.ValidationError, ostracon.NotFoundError, ostracon.ConflictError,
+            ostracon.CorruptBlockError) as exc:
         raise CliError(f"{args.file}: {exc}") from exc
     finally:
         db.close()
@@ -304,7 +343,7 @@ def _is_audit_line(line: str) -> bool:
     from .db.audit import is_audit_entry
     try:
         return is_audit_entry(json.loads(line))
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the parser's depth: not an audit line
         return False
 
 
@@ -317,7 +356,7 @@ def _audit_lines(name: str, fh: Any) -> Iterator[Any]:
             raise CliError(f"{name}:{lineno}: line longer than {MAX_LINE_CHARS} chars")
         try:
             yield json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise CliError(f"{name}:{lineno}: not JSON") from None
 
 
@@ -361,6 +400,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--progress", action="store_true", help="show progress even when stderr is not a terminal")
     s.set_defaults(fn=cmd_verify)
 
+    s = sub.add_parser("repair", help="open a damaged database with repair: quarantine what is damaged, keep "
+                                      "the valid rest")
+    s.add_argument("path")
+    s.set_defaults(fn=cmd_repair)
+
     s = sub.add_parser("compact", help="write a snapshot and drop the log it covers")
     s.add_argument("path")
     s.add_argument("--prune-before", type=int, default=None, metavar="MS",
@@ -377,14 +421,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--progress", action="store_true", help="show progress even when stderr is not a terminal")
     s.set_defaults(fn=cmd_index)
 
-    s = sub.add_parser("export", help="every live document as NDJSON")
+    s = sub.add_parser("export", help="schemas, declarative lenses, index definitions and every "
+                                      "live document as NDJSON")
     s.add_argument("path")
     s.add_argument("--ndjson", action="store_true", default=True, help="(the only format; accepted for clarity)")
     s.add_argument("-o", "--output", help="file to write (default stdout)")
     s.set_defaults(fn=cmd_export)
 
-    s = sub.add_parser("import", help="create/update documents from an NDJSON export, "
-                                      "or replay a `log --ndjson` audit trail")
+    s = sub.add_parser("import", help="take schemas, lenses and indexes, then create/update documents "
+                                      "from an NDJSON export, or replay a `log --ndjson` audit trail")
     s.add_argument("path")
     s.add_argument("file")
     from .identity_cli import add_algorithm_argument, add_identity_arguments
@@ -419,7 +464,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ostracon {args.command}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except OstraconError as exc:
-        print(f"ostracon {args.command}: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        hint = f" (from the command line: ostracon repair {args.path})" \
+            if "repair=True" in str(exc) and getattr(args, "path", None) else ""
+        print(f"ostracon {args.command}: {exc.__class__.__name__}: {exc}{hint}", file=sys.stderr)
         return EXIT_ERROR
     except OSError as exc:
         print(f"ostracon {args.command}: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)

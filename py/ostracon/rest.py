@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from .cli import _json_value as json_value  # the export's lossless tagging: one JSON form everywhere
 from .core.errors import (
     ClosedError,
     CursorError,
@@ -42,6 +41,7 @@ from .core.errors import (
     ValidationError,
 )
 from .relay.http import HttpRequest, HttpResponse
+from .tagged_json import to_json_value  # the export's lossless form: one JSON form everywhere
 
 if TYPE_CHECKING:
     from .db import Database
@@ -78,7 +78,7 @@ def error_body(kind: str, message: str) -> bytes:
 
 
 def _dumps(value: Any) -> bytes:
-    return json.dumps(json_value(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+    return json.dumps(to_json_value(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       default=str).encode()
 
 

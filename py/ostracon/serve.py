@@ -125,8 +125,18 @@ class GraphQLEndpoint:
         return self._db
 
     def _run(self, query: str, variables: dict[str, Any], operation_name: str | None) -> tuple[int, bytes]:
-        result = self._database().graphql(query, variables, allow_mutations=self.allow_writes,
-                                          operation_name=operation_name)
+        from .core.errors import OstraconError
+        from .graphql_limits import QueryRejected, check_query
+        db = self._database()
+        try:
+            # The cost check knows the schema the query runs against: only lists multiply.
+            check_query(query, variables, self.limits, operation_name,
+                        schema=db.graphql_schema(allow_mutations=self.allow_writes))
+        except QueryRejected as exc:
+            return 400, _gql_error(f"query refused: {exc}")
+        except OstraconError:
+            pass  # no schema to check against: graphql() reports the same error in its answer
+        result = db.graphql(query, variables, allow_mutations=self.allow_writes, operation_name=operation_name)
         body = json.dumps(result, default=str).encode()
         if len(body) > self.limits.max_response_bytes:
             return 413, _gql_error(f"response larger than {self.limits.max_response_bytes} bytes; "
@@ -134,7 +144,6 @@ class GraphQLEndpoint:
         return 200, body
 
     async def __call__(self, req: HttpRequest) -> HttpResponse:
-        from .graphql_limits import QueryRejected, check_query
         from .relay.http import HttpResponse
         if req.method != "POST":
             return HttpResponse(405, b"POST a GraphQL request\n", headers=(("allow", "POST"),))
@@ -154,9 +163,6 @@ class GraphQLEndpoint:
                 raise ValueError("`query` must be a string")
             if not isinstance(variables, dict) or not (operation_name is None or isinstance(operation_name, str)):
                 raise ValueError("`variables` must be an object and `operationName` a string")
-            check_query(query, variables, self.limits, operation_name)
-        except QueryRejected as exc:
-            return HttpResponse(400, _gql_error(f"query refused: {exc}"), "application/json")
         except (ValueError, AttributeError) as exc:
             return HttpResponse(400, _gql_error(f"bad request: {exc}"), "application/json")
         except RecursionError:

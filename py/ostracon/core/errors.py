@@ -7,7 +7,12 @@ from __future__ import annotations
 
 
 class OstraconError(Exception):
-    """Root of every error Ostracon raises on purpose."""
+    """Root of every error Ostracon raises on purpose.
+
+    `op_index`: for an op of `Database.send_many` that was refused, its position in the
+    batch (None otherwise)."""
+
+    op_index: int | None = None
 
 
 class ValidationError(OstraconError, ValueError):

@@ -237,7 +237,13 @@ class ChangeFeed:
     def since(self, cursor: str | None = None, collection: str | None = None,
               limit: int | None = None) -> tuple[list[ChangeEvent], str]:
         """Events after `cursor` (optionally one collection) and the cursor to resume from.
-        cursor None: from the oldest event still retained (at any feed length)."""
+        cursor None: from the oldest event still retained (at any feed length). `limit`: at
+        most this many events (an int >= 1, or None for all); ValidationError otherwise, as for
+        a `collection` that is not a str."""
+        if limit is not None:
+            check_int_option("limit", limit, 1)
+        if collection is not None and type(collection) is not str:
+            raise ValidationError(f"collection must be a str, got {type(collection).__name__}")
         first_kept = self._events[0].seq if self._events else self.last_seq + 1
         after = first_kept - 1 if cursor is None else self._parse(cursor)
         if after + 1 < first_kept and after < self.last_seq:

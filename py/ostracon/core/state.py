@@ -36,6 +36,7 @@ that is the invariant the simulator and the hypothesis tests check.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from typing import Any
 
@@ -135,6 +136,43 @@ class DocState:
             self._pending = fill  # a failed fill is retried (and fails again) on next use
             raise
         return object.__getattribute__(self, name)
+
+    # ------------------------------------------------------------ undo (atomic batches)
+
+    def copy(self, texts: bool = False) -> DocState:
+        """An independent copy of the merge state, for undoing an atomic batch (db/batch.py).
+        Containers the merge mutates are copied; values and stamps are immutable and shared.
+        texts=True copies the text CRDTs too (they change only by text ops, so a caller that
+        applies none may share them). Fills a deferred state first."""
+        c = DocState(self.collection, self.doc_id)
+        c.heads = set(self.heads)
+        c.height, c.version, c.min_t, c.max_t = self.height, self.version, self.min_t, self.max_t
+        c.fields = dict(self.fields)
+        c.incs = {k: list(v) for k, v in self.incs.items()}
+        c.deletes = set(self.deletes)
+        c.past = dict(self.past)
+        c.live = self.live
+        c.cids = list(self.cids)
+        c.texts = {k: copy.deepcopy(v) for k, v in self.texts.items()} if texts else dict(self.texts)
+        return c
+
+    def restore(self, saved: DocState) -> None:
+        """Become `saved` again (a copy made by `copy`), keeping this object's identity:
+        indexes and handles that hold it see the restored state."""
+        for name in ("heads", "height", "version", "min_t", "max_t", "fields", "incs", "deletes",
+                     "past", "live", "cids"):
+            setattr(self, name, getattr(saved, name))
+        texts = {}
+        for k, t in saved.texts.items():
+            live = self.texts.get(k)
+            if live is not None and live is not t:
+                live.restore(t)   # text handles hold the live CRDT
+                t = live
+            texts[k] = t
+        self.texts = texts
+        self._view = None
+        self._digest = None
+        self._pending = None
 
     # ------------------------------------------------------------ merge
 

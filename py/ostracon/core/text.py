@@ -122,6 +122,13 @@ class TextCRDT:
         if actor is not None:
             self.bind(actor)
 
+    def restore(self, saved: TextCRDT) -> None:
+        """Become `saved` (a deep copy of this CRDT taken earlier; it must not be used
+        afterwards), keeping this object's identity for the handles that hold it (undoing
+        an atomic batch, db/batch.py)."""
+        self.__dict__.clear()
+        self.__dict__.update(saved.__dict__)
+
     # ------------------------------------------------------------ actors and ids
 
     def actor_index(self, actor: bytes) -> int:

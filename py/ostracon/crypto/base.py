@@ -9,8 +9,40 @@ non-deterministic call and is isolated in `random_bytes` so tests can replace it
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
-from ..core.errors import ValidationError
+from ..core.errors import CryptoError, ValidationError
+
+# ---- sizes fixed by the algorithms (not tunable limits), one home for every backend
+
+# RFC 8032 section 5.1: the private key is a 32-byte seed, the public key a 32-byte encoded
+# point, a signature R || S is 64 bytes.
+ED25519_SEED_SIZE = 32
+ED25519_PUBLIC_KEY_SIZE = 32
+ED25519_SIGNATURE_SIZE = 64
+# FIPS 186-5 on P-256 (SEC 1 encodings): a scalar is 32 bytes, a compressed point a 1-byte
+# prefix and the 32-byte x, a signature r || s 64 bytes (core/actors.py).
+P256_PRIVATE_KEY_SIZE = 32
+P256_PUBLIC_KEY_SIZE = 33
+P256_SIGNATURE_SIZE = 64
+# RFC 7748 section 5: X25519 scalars, u-coordinates and shared secrets are 32 bytes.
+X25519_KEY_SIZE = 32
+# AES-256 only: one key size keeps both backends and the docs simple.
+AES_KEY_SIZE = 32
+# 96-bit nonces: the size NIST SP 800-38D recommends, the only one GCM uses without an extra
+# GHASH pass over the nonce.
+GCM_NONCE_SIZE = 12
+# The full 128-bit tag: shorter tags weaken forgery resistance (NIST SP 800-38D appendix C).
+GCM_TAG_SIZE = 16
+# RFC 5869 section 2.3: L <= 255 * HashLen, and SHA-256's HashLen is 32.
+HKDF_MAX_LENGTH = 255 * 32
+
+# ---- limits, identical in every backend so both runtimes accept exactly the same inputs
+
+# WebCrypto takes the PBKDF2 iteration count as an unsigned long; refuse what it could not run.
+PBKDF2_MAX_ITERATIONS = 2**31 - 1
+# One derivation never needs more than a few keys' worth of output.
+PBKDF2_MAX_LENGTH = 1024
 
 
 class CryptoBackend(ABC):
@@ -50,12 +82,10 @@ class CryptoBackend(ABC):
 
     def p256_public_key(self, private_key: bytes) -> bytes:
         """33-byte compressed public point of a 32-byte private scalar d (1 <= d < n)."""
-        from ..core.errors import CryptoError
         raise CryptoError(f"the {self.name} backend has no ECDSA P-256")
 
     def p256_sign(self, private_key: bytes, message: bytes) -> bytes:
         """64-byte r ‖ s over SHA-256(message), low-S (core/actors.py); randomised."""
-        from ..core.errors import CryptoError
         raise CryptoError(f"the {self.name} backend has no ECDSA P-256")
 
     def p256_verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
@@ -80,12 +110,10 @@ class CryptoBackend(ABC):
 
     def x25519_public_key(self, private_key: bytes) -> bytes:
         """32-byte X25519 public key for a 32-byte private key (clamped as RFC 7748 says)."""
-        from ..core.errors import CryptoError
         raise CryptoError(f"the {self.name} backend has no X25519")
 
     def x25519(self, private_key: bytes, peer_public_key: bytes) -> bytes:
         """32-byte shared secret; CryptoError for a low-order peer key (all-zero output)."""
-        from ..core.errors import CryptoError
         raise CryptoError(f"the {self.name} backend has no X25519")
 
 
@@ -114,11 +142,48 @@ def _length(n: object, what: str, maximum: int) -> int:
     return n
 
 
-def _verify_args_ok(public_key: object, message: object, signature: object, key_size: int = 32) -> bool:
+def _random_count(n: object) -> int:
+    """The byte count `random_bytes` was asked for: a non-negative int, else ValidationError."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValidationError(f"random_bytes needs a non-negative int, got {n!r}")
+    return n
+
+
+def _injected_random(source: Callable[[int], bytes], n: int) -> bytes:
+    """`n` bytes from an injected random source; CryptoError if it returns anything else."""
+    out = source(n)
+    if not isinstance(out, bytes) or len(out) != n:
+        raise CryptoError("the injected random source returned the wrong number of bytes")
+    return out
+
+
+def _gcm_args(key: object, nonce: object, data: object, data_name: str,
+              aad: object) -> tuple[bytes, bytes, bytes, bytes]:
+    """(key, nonce, data, aad) as bytes for AES-256-GCM, checked in that order: key and nonce
+    of their exact sizes, ValidationError otherwise."""
+    key_b = _exact(key, AES_KEY_SIZE, "AES-256-GCM key")
+    nonce_b = _exact(nonce, GCM_NONCE_SIZE, "AES-GCM nonce")
+    return key_b, nonce_b, _as_bytes(data, data_name), _as_bytes(aad, "associated data")
+
+
+def _gcm_decrypt_args(key: object, nonce: object, ciphertext: object,
+                      aad: object) -> tuple[bytes, bytes, bytes, bytes]:
+    """`_gcm_args` for a decryption; CryptoError when the ciphertext is too short to hold its
+    tag (named as such rather than reported as a tag that does not verify)."""
+    args = _gcm_args(key, nonce, ciphertext, "ciphertext", aad)
+    if len(args[2]) < GCM_TAG_SIZE:
+        raise CryptoError(f"AES-GCM ciphertext is shorter than its {GCM_TAG_SIZE}-byte tag")
+    return args
+
+
+def _verify_args_ok(public_key: object, message: object, signature: object,
+                    key_size: int = ED25519_PUBLIC_KEY_SIZE,
+                    signature_size: int = ED25519_SIGNATURE_SIZE) -> bool:
     """Shape check before a verify: the contract is to answer False, never to raise."""
     buf = (bytes, bytearray, memoryview)
     return (isinstance(public_key, buf) and len(public_key) == key_size
-            and isinstance(signature, buf) and len(signature) == 64 and isinstance(message, buf))
+            and isinstance(signature, buf) and len(signature) == signature_size
+            and isinstance(message, buf))
 
 
 def _p256_verify_args_ok(public_key: object, message: object, signature: object) -> bool:
@@ -126,7 +191,7 @@ def _p256_verify_args_ok(public_key: object, message: object, signature: object)
     signature with r, s in range (core/actors.py), else the answer is False."""
     from ..core.actors import P256_PREFIX, is_actor, p256_signature_ok
 
-    if not _verify_args_ok(public_key, message, signature, 33):
+    if not _verify_args_ok(public_key, message, signature, P256_PUBLIC_KEY_SIZE, P256_SIGNATURE_SIZE):
         return False
     return is_actor(P256_PREFIX + _as_bytes(public_key, "")) and p256_signature_ok(_as_bytes(signature, ""))
 
@@ -135,7 +200,7 @@ def _p256_private(value: object) -> bytes:
     """A 32-byte P-256 private scalar 1 <= d < n; ValidationError otherwise."""
     from ..core.actors import p256_private_ok
 
-    d = _exact(value, 32, "P-256 private key")
+    d = _exact(value, P256_PRIVATE_KEY_SIZE, "P-256 private key")
     if not p256_private_ok(d):
         raise ValidationError("a P-256 private key must be in 1..n-1")
     return d

@@ -35,36 +35,30 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..core.actors import P256, p256_low_s
-from ..core.errors import CryptoError, ValidationError
-from .base import (  # noqa: F401 (shared checks)
+from ..core.errors import CryptoError
+from .base import (
+    ED25519_SEED_SIZE,
+    HKDF_MAX_LENGTH,
+    P256_PRIVATE_KEY_SIZE,
+    PBKDF2_MAX_ITERATIONS,
+    PBKDF2_MAX_LENGTH,
+    X25519_KEY_SIZE,
     CryptoBackend,
     _as_bytes,
     _exact,
+    _gcm_args,
+    _gcm_decrypt_args,
+    _injected_random,
     _length,
     _p256_private,
     _p256_verify_args_ok,
+    _random_count,
     _verify_args_ok,
 )
 
-# Sizes fixed by the algorithms (not tunable limits).
-ED25519_SEED_SIZE = 32
-ED25519_PUBLIC_KEY_SIZE = 32
-ED25519_SIGNATURE_SIZE = 64
-AES_KEY_SIZE = 32          # AES-256 only: one key size keeps both backends and the docs simple
-GCM_NONCE_SIZE = 12        # 96-bit nonces: the only size GCM handles without an extra GHASH
-GCM_TAG_SIZE = 16
-HKDF_MAX_LENGTH = 255 * 32  # RFC 5869: L <= 255 * HashLen
-
-# Limits.
-# WebCrypto takes the iteration count as an unsigned long; refuse what it could not run.
-PBKDF2_MAX_ITERATIONS = 2**31 - 1
-# One derivation never needs more than a few keys' worth of output.
-PBKDF2_MAX_LENGTH = 1024
 # Cached key objects per backend instance: a process signs with one or two identities and
 # verifies seals of at most a few hundred actors at a time; beyond that the cost is a rebuild.
 KEY_CACHE_SIZE = 256
-
-
 
 
 class _BoundedCache(OrderedDict):
@@ -144,7 +138,8 @@ class NativeCrypto(CryptoBackend):
     def p256_sign(self, private_key: bytes, message: bytes) -> bytes:
         der = self._p256_key(private_key).sign(_as_bytes(message, "message"), ec.ECDSA(hashes.SHA256()))
         r, s = decode_dss_signature(der)
-        return p256_low_s(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+        half = P256_PRIVATE_KEY_SIZE  # r and s are each one scalar wide
+        return p256_low_s(r.to_bytes(half, "big") + s.to_bytes(half, "big"))
 
     def p256_verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
         # Contract: never raises for bad input, only answers; high-S is refused (core/actors.py).
@@ -154,7 +149,8 @@ class NativeCrypto(CryptoBackend):
         try:
             key = self._public.get_or_make(
                 (P256, pk), lambda: ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), pk))
-            der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+            half = P256_PRIVATE_KEY_SIZE
+            der = encode_dss_signature(int.from_bytes(sig[:half], "big"), int.from_bytes(sig[half:], "big"))
             key.verify(der, bytes(message), ec.ECDSA(hashes.SHA256()))
         except (InvalidSignature, ValueError):
             return False
@@ -162,24 +158,17 @@ class NativeCrypto(CryptoBackend):
 
     # --- AES-256-GCM --------------------------------------------------------------------
 
-    def _gcm(self, key: object) -> AESGCM:
-        key_b = _exact(key, AES_KEY_SIZE, "AES-256-GCM key")
+    def _gcm(self, key_b: bytes) -> AESGCM:
         return self._aead.get_or_make(key_b, lambda: AESGCM(key_b))
 
     def aes_gcm_encrypt(self, key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
-        gcm = self._gcm(key)
-        nonce_b = _exact(nonce, GCM_NONCE_SIZE, "AES-GCM nonce")
-        return gcm.encrypt(nonce_b, _as_bytes(plaintext, "plaintext"), _as_bytes(aad, "associated data"))
+        key_b, nonce_b, pt, aad_b = _gcm_args(key, nonce, plaintext, "plaintext", aad)
+        return self._gcm(key_b).encrypt(nonce_b, pt, aad_b)
 
     def aes_gcm_decrypt(self, key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
-        gcm = self._gcm(key)
-        nonce_b = _exact(nonce, GCM_NONCE_SIZE, "AES-GCM nonce")
-        ct = _as_bytes(ciphertext, "ciphertext")
-        aad_b = _as_bytes(aad, "associated data")
-        if len(ct) < GCM_TAG_SIZE:
-            raise CryptoError("AES-GCM ciphertext is shorter than its 16-byte tag")
+        key_b, nonce_b, ct, aad_b = _gcm_decrypt_args(key, nonce, ciphertext, aad)
         try:
-            return gcm.decrypt(nonce_b, ct, aad_b)
+            return self._gcm(key_b).decrypt(nonce_b, ct, aad_b)
         except InvalidTag:
             raise CryptoError("AES-GCM tag does not verify (wrong key, or tampered data)") from None
 
@@ -203,14 +192,14 @@ class NativeCrypto(CryptoBackend):
         from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
         from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-        priv = X25519PrivateKey.from_private_bytes(_exact(private_key, 32, "X25519 private key"))
+        priv = X25519PrivateKey.from_private_bytes(_exact(private_key, X25519_KEY_SIZE, "X25519 private key"))
         return priv.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
     def x25519(self, private_key: bytes, peer_public_key: bytes) -> bytes:
         from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-        priv = X25519PrivateKey.from_private_bytes(_exact(private_key, 32, "X25519 private key"))
-        peer = X25519PublicKey.from_public_bytes(_exact(peer_public_key, 32, "X25519 public key"))
+        priv = X25519PrivateKey.from_private_bytes(_exact(private_key, X25519_KEY_SIZE, "X25519 private key"))
+        peer = X25519PublicKey.from_public_bytes(_exact(peer_public_key, X25519_KEY_SIZE, "X25519 public key"))
         try:
             return priv.exchange(peer)
         except ValueError:  # low-order point: the shared secret would be all zeros
@@ -219,9 +208,4 @@ class NativeCrypto(CryptoBackend):
     # --- randomness ---------------------------------------------------------------------
 
     def random_bytes(self, n: int) -> bytes:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValidationError(f"random_bytes needs a non-negative int, got {n!r}")
-        out = self._random(n)
-        if not isinstance(out, bytes) or len(out) != n:
-            raise CryptoError("the injected random source returned the wrong number of bytes")
-        return out
+        return _injected_random(self._random, _random_count(n))

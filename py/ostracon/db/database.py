@@ -528,6 +528,21 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
         docs/QUERIES.md): `{"data": ..., "errors": [...]}` as the spec shapes it; errors
         carry messages and paths, never a traceback."""
         self._engine.check_open()
+        try:
+            api = self._graphql_api(allow_mutations)
+        except OstraconError as e:
+            return {"errors": [{"message": f"{type(e).__name__}: {e}"}]}
+        return api.execute(query, variables, operation_name)
+
+    @locked
+    def graphql_schema(self, *, allow_mutations: bool = True) -> Any:
+        """The graphql-core `GraphQLSchema` that `graphql()` runs requests against now (for
+        tools and static checks such as `ostracon serve`'s cost limit). Raises what building
+        it raises (SchemaError for a schema GraphQL cannot express)."""
+        self._engine.check_open()
+        return self._graphql_api(allow_mutations).schema
+
+    def _graphql_api(self, allow_mutations: bool) -> Any:
         # Collections without a schema are exposed with JSON types: the API is rebuilt when
         # that set changes (schema changes clear the cache).
         loose = tuple(n for n in self.collections() if n not in self.schemas.names())
@@ -535,13 +550,9 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
         api = cached[1] if cached is not None and cached[0] == loose else None
         if api is None:
             from .graphql import DatabaseBackend, GraphQLAPI
-            try:
-                api = GraphQLAPI(self.schemas, DatabaseBackend(self),
-                                 allow_mutations=bool(allow_mutations), loose=loose)
-            except OstraconError as e:
-                return {"errors": [{"message": f"{type(e).__name__}: {e}"}]}
+            api = GraphQLAPI(self.schemas, DatabaseBackend(self), allow_mutations=bool(allow_mutations), loose=loose)
             self._gql[bool(allow_mutations)] = (loose, api)
-        return api.execute(query, variables, operation_name)
+        return api
 
     # ------------------------------------------------------------ change feed
 

@@ -7,18 +7,20 @@ the engine's public members (a layering test says so).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..core import cid as cidlib
 from ..core.block import OP_TEXT
 from ..core.errors import ClosedError, NotFoundError, ReadOnlyError, ValidationError
 from ..core.feed import ChangeFeed
-from ..core.replica import Replica
+from ..core.replica import MAX_SEAL_BLOCKS, Replica
 from ..core.state import DocState
 from ..storage.base import Storage
+from .batch import MAX_BATCH_OPS, BatchLog
 from .driver import RETRY_MS, SWEEP_MS
 from .indexing import INDEX_WAIT_MS, Indexing
 from .schemas import SCHEMA_COLLECTION, SchemaCatalog
@@ -56,6 +58,7 @@ class Engine:
         self.callback_errors: list[Exception] = []
         self._cid_text: dict[bytes, str] = {}
         self.texts = TextBursts(self)   # open text editing bursts (db/text.py)
+        self.batch: BatchLog | None = None   # the atomic batch being written (db/batch.py)
         # Threads: one re-entrant lock guards every in-memory structure; `changed` is
         # notified when index builds progress (queries waiting for an index wake on it).
         self.lock = sink.lock
@@ -124,12 +127,50 @@ class Engine:
             # Text element ids are minted for the database's own actor (db/text.py).
             raise ValidationError("collaborative text edits are made by the database's own identity, "
                                   "not inside db.as_identity()")
+        batch = self.batch
+        if batch is not None:
+            batch.before_write(collection, doc_id, ops, self.replica.actor if actor is None else actor)
         cid, data, state = self.replica.commit(collection, doc_id, ops, now, schema, meta, actor)
-        sink = self.sink
-        sink.add_local(data, now)
+        if batch is not None:
+            # Indexes now (later writes of the batch check unique keys against them); the
+            # block and the event wait for the batch's commit (db/batch.py).
+            self.indexing.maintain(collection, doc_id, state, now)
+            batch.written(collection, doc_id, data, state, now)
+            return cid
+        self.sink.add_local(data, now)
         self.publish(collection, doc_id, state)
         self.sink_triggers(now)
         return cid
+
+    @contextlib.contextmanager
+    def atomic(self, size: int) -> Iterator[None]:
+        """Run the writes made inside as one atomic batch of at most `size` writes
+        (db/batch.py): all of them are applied, queued and announced together, or an
+        exception inside undoes every one and propagates. The caller holds the state lock
+        for the whole block. Raises ValidationError for a nested batch or `size` beyond
+        MAX_BATCH_OPS, ClosedError / ReadOnlyError as writes do."""
+        if self.batch is not None:
+            raise ValidationError("atomic batches do not nest")
+        if size > MAX_BATCH_OPS:
+            raise ValidationError(f"a batch holds at most {MAX_BATCH_OPS} writes, not {size}")
+        self.check_writable()
+        r = self.replica
+        actor = getattr(self.local, "actor", None) or r.actor
+        if r.seq_of(actor) - r.sealed_upto.get(actor, 0) + size > MAX_SEAL_BLOCKS:
+            self.sink.seal_queued()   # the batch starts a fresh seal range: one seal covers it
+        log = self.batch = BatchLog(self)
+        try:
+            yield
+        except BaseException:
+            self.batch = None
+            log.rollback()
+            raise
+        self.batch = None
+        events = log.commit()
+        for collection, doc_id, state, event in events:
+            self.announce(collection, doc_id, state, event)
+        if events:
+            self.sink_triggers(log.now)
 
     def sink_triggers(self, now: int) -> None:
         """After changes were queued: with a driver, wake it when the batch is full or the
@@ -157,13 +198,22 @@ class Engine:
         # Indexes first: a subscriber that queries from its callback sees the change, and
         # `check` compares unique keys against the maintained index.
         self.indexing.maintain(collection, doc_id, state, self.now)
+        self.announce(collection, doc_id, state, None, check)
+
+    def announce(self, collection: str, doc_id: str, state: DocState, event: tuple | None,
+                 check: Callable[[DocState], tuple] | None = None) -> None:
+        """A change → change feed and listeners. `event`: (version, deleted, created ms,
+        updated ms, fields) as of the change, when the state has moved on since (a batch
+        announces its writes after all of them are applied); None: the state as it is."""
         # The change is applied already: a failing subscriber callback must not make the
         # write look failed. Errors are kept (bounded) in `callback_errors` for the app.
         try:
             if self.feed is not None and collection != SCHEMA_COLLECTION:
                 violations = check(state) if check is not None and not state.deleted else ()
-                self.feed.publish(collection, doc_id, state.version, state.deleted,
-                                  state.min_t >> 16, state.max_t >> 16, state.user_fields(),
+                version, deleted, created, updated, fields = event if event is not None else (
+                    state.version, state.deleted, state.min_t >> 16, state.max_t >> 16,
+                    state.user_fields())
+                self.feed.publish(collection, doc_id, version, deleted, created, updated, fields,
                                   violations)
         except Exception as exc:  # noqa: BLE001 - user code
             self.callback_error(exc)

@@ -10,6 +10,7 @@ use (at once when small, else under the throttle).
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -127,6 +128,24 @@ class Indexing:
         except Exception as exc:  # noqa: BLE001 - an index missed this change: a gap
             self.on_error(exc)
             self.rebuild(entry, "gap", now_ms)
+
+    def forget(self, name: str, doc_id: str, now_ms: int) -> None:
+        """A document an undone batch had created is gone again: out of the indexes and of
+        the collection's sorted id list."""
+        entry = self.entries.get(name)
+        if entry is None:
+            return
+        ids = entry.views.ids
+        if ids is not None:
+            i = bisect.bisect_left(ids, doc_id)
+            if i < len(ids) and ids[i] == doc_id:
+                del ids[i]
+        if entry.meta.state == HOT and name in self.indexed:
+            try:
+                self.catalog.on_change(name, doc_id, None, None)
+            except Exception as exc:  # noqa: BLE001 - an index missed this change: a gap
+                self.on_error(exc)
+                self.rebuild(entry, "gap", now_ms)
 
     def _small(self, entry: IndexedCollection) -> bool:
         return entry.views.count_all() <= self.index_sync_build_docs

@@ -48,6 +48,8 @@ def open_database(path: Any = None, *, identity: Any = None, clock: Callable[[],
     from .database import Database
 
     check_options("open", limits, Database.__init__)
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise ValidationError(f"open: path must be None, a str or an os.PathLike, not {type(path).__name__}")
 
     crypto = crypto or default_backend()
     if storage is None:

@@ -17,7 +17,7 @@ by a later write drops the lens everywhere. Lens functions
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -32,6 +32,7 @@ from ..core.query.sdl import parse_sdl
 from ..core.replica import Replica
 from ..core.state import DocState
 from ..storage.base import Storage
+from .exchange import check_definitions, export_definitions
 from .locking import locked
 
 if TYPE_CHECKING:
@@ -262,6 +263,9 @@ class SchemaMethods:
     def collection(self, name: str) -> Collection:   # provided by Database
         raise NotImplementedError
 
+    def collections(self) -> list[str]:   # provided by Database
+        raise NotImplementedError
+
     @locked
     def define_schema(self, sdl: str) -> dict[str, str]:
         """Register the types of `sdl` (DefraDB-like SDL; see docs/QUERIES.md) as the next
@@ -368,3 +372,71 @@ class SchemaMethods:
         """{collection: current schema version id}."""
         self._engine.check_open()
         return {n: self.schemas.get(n).version_id for n in self.schemas.names()}
+
+    # ------------------------------------------------------------ export / import
+
+    @locked
+    def definitions(self) -> list[dict]:
+        """Schema versions, declarative lenses and index definitions as JSON-ready records
+        (db/exchange.py): what `ostracon export` writes before the documents. Lens
+        functions are local to this open database and not included."""
+        e = self._engine
+        e.check_open()
+        # Collections with index definitions but no documents (yet) count too.
+        names = set(self.collections()) | set(e.indexing.catalog.collections())
+        names.discard(SCHEMA_COLLECTION)
+        indexes = {n: self.collection(n).indexes() for n in sorted(names)}
+        return export_definitions(self.schemas, indexes)
+
+    @locked
+    def import_definitions(self, records: Iterable[Any]) -> dict[str, int]:
+        """Take schema versions, declarative lenses and index definitions exported by
+        `definitions()`: all of them or, when one is refused, none (every record is checked
+        first; the versions and lenses are written as one atomic batch, indexes made here
+        are dropped again). Versions and lenses already held are skipped, identical index
+        definitions too. Returns how many {"schemas", "lenses", "indexes"} were new.
+        Raises ValidationError for a malformed or hostile record, NotFoundError for a
+        version whose parent is neither held nor imported, ConflictError for a unique
+        index the documents already break; ReadOnlyError, ClosedError."""
+        e = self._engine
+        e.check_writable()
+        d = check_definitions(e.schemas.registry, records if type(records) is list else list(records))
+        reg = e.schemas.registry
+        lenses = [(a, b, lens) for a, b, lens in d.lenses if reg.declared_lens(a, b) != lens]
+        made: list[tuple[Collection, str]] = []
+        try:
+            for name, fields, unique, index_name in d.indexes:
+                col = self.collection(name)
+                held = {i["name"] for i in col.indexes()}
+                got = col.create_index(fields, unique=unique, name=index_name)
+                if got not in held:
+                    made.append((col, got))
+            if d.versions or lenses:
+                with e.atomic(len(d.versions) + len(lenses)):
+                    for sch in d.versions:
+                        e.write(SCHEMA_COLLECTION, sch.version_id, e.schemas.version_ops(sch.canonical_bytes()))
+                    for a, b, lens in lenses:
+                        e.write(SCHEMA_COLLECTION, b, e.schemas.lens_ops(a, lens))
+        except BaseException:
+            for col, index_name in reversed(made):
+                col.drop_index(index_name)
+            raise
+        # Checked against a copy of the registry: these cannot be refused now.
+        for sch in d.versions:
+            reg.add(sch)
+        for a, b, lens in lenses:
+            reg.register_lens(a, b, lens)
+            e.schemas.replicated_lenses.add((a, b))
+        if d.versions or lenses:
+            e.schemas.dirty = True
+            self._meta_dirty = True
+            self._schemas_changed()
+            for name in sorted({reg.version(b).name for _, b, _ in lenses}):
+                self._lenses_changed(name)
+            for name in sorted({sch.name for sch in d.versions}):
+                for field, unique in reg.get(name).indexes():
+                    try:
+                        self.collection(name).create_index(field, unique=unique)
+                    except ConflictError:
+                        pass  # duplicates already stored: reported by unique_violations()
+        return {"schemas": len(d.versions), "lenses": len(lenses), "indexes": len(made)}

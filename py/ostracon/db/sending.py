@@ -4,8 +4,9 @@
 An op is a dict: `collection` (name), `kind` (create | update | patch | delete | upsert),
 `doc` (the fields; not for delete), `id` (required except for create, where it is
 generated when absent: ids are client-made, so `send` knows it at once) and, optionally,
-`meta` (commit metadata for provenance, db/provenance.py). `send_many(ops, meta=...)` gives
-every op of the batch the same metadata (an op's own `meta` wins).
+`meta` (commit metadata for provenance, db/provenance.py). `send_many(ops, meta=...)` applies
+a list of ops as one atomic batch (db/batch.py) and gives every op of it the same metadata
+(an op's own `meta` wins).
 
 `send` applies the write to memory like any write (validation and conflicts raise at
 once) and returns the document id; the sink persists it within the durability contract
@@ -21,10 +22,13 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..core.block import check_meta
-from ..core.errors import ValidationError
+from ..core.errors import OstraconError, ValidationError
+from .batch import MAX_BATCH_OPS
+from .locking import locked
 
 if TYPE_CHECKING:
     from .collection import Collection
+    from .engine import Engine
 
 KINDS = ("create", "update", "patch", "delete", "upsert")
 
@@ -61,6 +65,8 @@ def check_op(op: Any, where: str = "op") -> tuple[str, str, dict | None, str | N
 
 class SendMixin:
     """`send`, `send_sync`, `send_many` for Database (uses `collection` and `flush`)."""
+
+    _e: Engine  # Database's
 
     def collection(self, name: str) -> Collection:  # provided by Database
         raise NotImplementedError
@@ -103,10 +109,42 @@ class SendMixin:
         self.flush()
         return doc_id
 
+    @locked
     def send_many(self, ops: Iterable[dict], *, meta: dict | None = None) -> list[str]:
-        """Apply ops in order; returns their ids. Every op is checked for shape before any
-        is applied; an op refused while applying raises, the ops before it stay applied.
-        `meta`: commit metadata for every op of the batch (an op's own `meta` wins)."""
+        """Apply ops as one atomic batch; returns their ids, in order.
+
+        All or nothing (db/batch.py): every op is checked for shape first, then the ops are
+        applied in order under the state lock, each seeing the ones before it (unique keys,
+        preconditions, deletes). An op refused while applying raises its own typed error
+        (ValidationError, ConflictError, NotFoundError, ...) with `op_index` set to its
+        position and the message prefixed `op N:`; the database is then exactly as before
+        the call: no block, head, index entry or change event of the batch remains. Once
+        applied, readers of other threads, subscribers, the sink (one flush group, one seal)
+        and sync peers see the whole batch, never a part. An empty batch does nothing.
+
+        `meta`: commit metadata for every op of the batch (an op's own `meta` wins). At most
+        MAX_BATCH_OPS ops (ValidationError beyond)."""
         checked = [check_op(op, f"op {i}") for i, op in enumerate(ops)]
         batch = None if meta is None else check_meta(meta)
-        return [self._apply_op(c, k, d, i, m if m is not None else batch) for c, k, d, i, m in checked]
+        if len(checked) > MAX_BATCH_OPS:
+            raise ValidationError(f"a batch holds at most {MAX_BATCH_OPS} ops, not {len(checked)}")
+        if not checked:
+            return []
+        e = self._e
+        e.check_writable()
+        # Open text editing bursts of the documents concerned are earlier writes, not part
+        # of the batch: they are committed first, whatever becomes of the batch.
+        for c, _, _, i, _ in checked:
+            if i is not None:
+                e.texts.commit_doc(c, i)
+        ids: list[str] = []
+        with e.atomic(len(checked)):
+            for n, (c, k, d, i, m) in enumerate(checked):
+                try:
+                    ids.append(self._apply_op(c, k, d, i, m if m is not None else batch))
+                except OstraconError as exc:
+                    exc.op_index = n
+                    if exc.args and type(exc.args[0]) is str:
+                        exc.args = (f"op {n}: {exc.args[0]}", *exc.args[1:])
+                    raise
+        return ids

@@ -95,6 +95,13 @@ class WriteSink:
         if blocks or seals:
             self._count(len(blocks), now_ms)
 
+    def seal_queued(self) -> None:
+        """Seal the queued local blocks now, so the next ones start a fresh seal range (an
+        atomic batch must fit under one seal, db/batch.py). The seals follow their blocks
+        in the queue."""
+        seals = self.replica.seal_local(self.sign, self.stage_signers)
+        self.queue.extend(envelope(KIND_SEAL, s) for s in seals)
+
     def _count(self, n: int, now_ms: int) -> None:
         self.changes += n
         self.queued_total += n

@@ -7,8 +7,6 @@ docs/STORAGE.md, "Recovery (open)". Everything here runs inside FileStorage.__in
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import Any
 
 from ..core.errors import (
     CorruptLogError,
@@ -18,38 +16,33 @@ from ..core.errors import (
     StorageUnavailableError,
 )
 from . import logformat as lf
-from .fslayer import OsFileLayer, OsLock, OsWriteHandle, map_oserror
+from .filestate import FileStorageState
+from .fslayer import map_oserror
 
 LOCK_NAME = "LOCK"
+# Files a database directory holds besides its segments and snapshots (the identity is kept here).
+KNOWN_OTHER_FILES = (LOCK_NAME, "identity.key")
 
 
-class RecoveryMixin:
-    # The FileStorage state and helpers recovery works on (set and defined by FileStorage).
-    _fs: OsFileLayer
-    _dir: str
-    read_only: bool
-    _repair: bool
-    _sync: bool
-    _max_record: int
-    _lock: OsLock | None
-    _writer: OsWriteHandle | None
-    _segs: list[int]
-    _seg_end: int
-    _durable_last: int
-    _last: int
-    _meta: dict[str, bytes]
-    _floor: int
-    _snaps: list[tuple[int, int]]
-    _snap_cache: tuple[bytes, int] | None
-    _truncated: int
-    _quarantined: list[str]
-    _notes: list[str]
-    _path: Callable[[str], str]
-    _io: Callable[..., Any]
-    _sync_dir: Callable[..., None]
-    _new_segment: Callable[[int, bytes], None]
+def _snapshot_tmp(name: str) -> bool:
+    """A snapshot being written (`snap-<seq>.snap.tmp`); only these are removed at open."""
+    return name.endswith(".tmp") and lf.parse_snapshot_name(name[:-4]) is not None
 
+
+class RecoveryMixin(FileStorageState):
     # ---- open and recovery ---------------------------------------------------------------
+
+    def _refuse_foreign_directory(self, names: list[str]) -> None:
+        """Raise StorageUnavailableError when `names` (an existing directory's entries) hold
+        files but none of a database: opening for writing would add a lock, an identity and a
+        log to somebody's folder (a mistyped path), as sqlite3 refuses a file that is not a
+        database. An empty directory, or one with any database file, is fine."""
+        ours = [n for n in names if n in KNOWN_OTHER_FILES or n.startswith("quarantine-") or _snapshot_tmp(n)
+                or lf.parse_segment_name(n) is not None or lf.parse_snapshot_name(n) is not None]
+        if names and not ours:
+            shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
+            raise StorageUnavailableError(f"cannot open {self._dir}: it holds files that are not an Ostracon "
+                                          f"database ({shown}); open an empty or new directory")
 
     def _open(self) -> None:
         fs, d = self._fs, self._dir
@@ -64,6 +57,8 @@ class RecoveryMixin:
                     raise StorageUnavailableError(f"cannot open {d} read-only: it does not exist")
                 fs.mkdir(d)
                 self._sync_dir(parent)
+            elif not self.read_only:
+                self._refuse_foreign_directory(fs.listdir(d))
             if not self.read_only:
                 if not fs.writable(d):
                     raise StorageUnavailableError(f"cannot open {d} for writing: directory is not writable "
@@ -78,9 +73,8 @@ class RecoveryMixin:
         except OSError as exc:
             raise map_oserror(exc, "open", d) from exc
         segs, snaps = [], []
-        KNOWN_OTHER_FILES = (LOCK_NAME, "identity.key")  # the database keeps its identity here
         for name in sorted(names):
-            if name.endswith(".tmp"):
+            if _snapshot_tmp(name):
                 if not self.read_only:  # a crash during write_snapshot; never renamed, never acknowledged
                     self._io(fs.remove, "remove", self._path(name), self._path(name))
                     self._notes.append(f"removed unfinished temporary file {name}")

@@ -22,11 +22,10 @@ A mixin of FileStorage (its state is set there; recovery.py has the open rules r
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..core.errors import CorruptLogError, StorageError
 from . import logformat as lf
 from .base import Tail
+from .filestate import FileStorageState
 from .fslayer import map_oserror
 
 #: Reloads tried in one `tail()` call when the directory changes while it is being read
@@ -38,36 +37,10 @@ RELOAD_ATTEMPTS = 3
 MAX_SEGMENTS_PER_TAIL = 64
 
 
-class TailMixin:
+class TailMixin(FileStorageState):
     """`tail()` of FileStorage (see the module docstring)."""
 
-    # FileStorage state and helpers used here (set and defined by FileStorage / RecoveryMixin).
-    _fs: Any
-    _dir: str
-    _mutex: Any
-    _max_record: int
-    read_only: bool
-    _segs: list[int]
-    _seg_end: int
-    _durable_last: int
-    _last: int
-    _meta: dict[str, bytes]
-    _floor: int
-    _snaps: list[tuple[int, int]]
-    _snap_cache: tuple[bytes, int] | None
-    _truncated: int
-    _quarantined: list[str]
-    _notes: list[str]
     _reload_wanted: bool = False   # a reload failed part-way: the next call starts with one
-
-    def _path(self, name: str) -> str:  # provided by FileStorage
-        raise NotImplementedError
-
-    def _check_open(self) -> None:  # provided by FileStorage
-        raise NotImplementedError
-
-    def _open(self) -> None:  # provided by RecoveryMixin
-        raise NotImplementedError
 
     def tail(self) -> Tail | None:
         """The data records another process flushed since open or the previous call, in

@@ -43,13 +43,25 @@ class DocumentRpc:
         return c.create(doc, id=id)
 
     def rpc_createMany(self, col: str, docs: Any, ids: Any = None, opts: Any = None) -> list:
-        """Not atomic: like calling create for each (the engine has no multi-document
-        transaction); stops at the first error. `ids` (optional) names each document."""
+        """Atomic: every document is created or none is (`Database.send_many`; a refused
+        one raises with `op_index`). `ids` (optional) names each document; with
+        `{resume: true}` the ones that exist already count as created."""
         if type(docs) is not list:
             raise ValidationError("createMany needs an array of documents")
         if ids is not None and (type(ids) is not list or len(ids) != len(docs)):
             raise ValidationError("createMany: ids must be an array as long as docs")
-        return [self.rpc_create(col, d, None if ids is None else ids[i], opts) for i, d in enumerate(docs)]
+        c = self._col(col)
+        resume = _opts(opts).get("resume") is True
+        out: list = [None if ids is None else ids[i] for i in range(len(docs))]
+        ops, where = [], []
+        for i, d in enumerate(docs):
+            if resume and out[i] is not None and c.get(out[i]) is not None:
+                continue
+            ops.append({"collection": col, "kind": "create", "doc": d, "id": out[i]})
+            where.append(i)
+        for i, doc_id in zip(where, self._db().send_many(ops), strict=True):
+            out[i] = doc_id
+        return out
 
     def rpc_get(self, col: str, id: str, at: Any = None) -> Any:
         return self._col(col).get(id, at=at)

@@ -1,4 +1,4 @@
-"""WebCrypto backend for the browser (Pyodide only), through web/bridge.js.
+"""WebCrypto backend for the browser (Pyodide only), through web/bridge.js (web/webcrypto.js).
 
 WebCrypto is asynchronous and `CryptoBackend` is synchronous: every call blocks on its promise
 with `pyodide.ffi.run_sync`, which needs JS Promise Integration (JSPI; Chromium, or Node 20
@@ -24,30 +24,24 @@ from typing import Any
 from ...core.actors import P256_PREFIX, p256_compress, p256_low_s, p256_uncompressed
 from ...core.errors import CryptoError, ValidationError
 from ...crypto.base import (
+    ED25519_SEED_SIZE,
+    HKDF_MAX_LENGTH,
+    PBKDF2_MAX_ITERATIONS,
+    PBKDF2_MAX_LENGTH,
+    X25519_KEY_SIZE,
     CryptoBackend,
     _as_bytes,
     _exact,
+    _gcm_args,
+    _gcm_decrypt_args,
+    _injected_random,
     _length,
     _p256_private,
     _p256_verify_args_ok,
+    _random_count,
     _verify_args_ok,
 )
 from . import bridge as _bridge_mod
-
-# Sizes fixed by the algorithms (not tunable limits); same as crypto/native.py.
-ED25519_SEED_SIZE = 32
-ED25519_PUBLIC_KEY_SIZE = 32
-ED25519_SIGNATURE_SIZE = 64
-AES_KEY_SIZE = 32
-GCM_NONCE_SIZE = 12
-GCM_TAG_SIZE = 16
-HKDF_MAX_LENGTH = 255 * 32  # RFC 5869: L <= 255 * HashLen
-
-# Limits, identical to the native backend so both runtimes accept exactly the same inputs.
-# WebCrypto takes the PBKDF2 iteration count as an unsigned long.
-PBKDF2_MAX_ITERATIONS = 2**31 - 1
-# One derivation never needs more than a few keys' worth of output.
-PBKDF2_MAX_LENGTH = 1024
 
 
 def _bridge() -> Any:
@@ -145,19 +139,11 @@ class WebCrypto(CryptoBackend):
     # --- AES-256-GCM --------------------------------------------------------------------
 
     def aes_gcm_encrypt(self, key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
-        key_b = _exact(key, AES_KEY_SIZE, "AES-256-GCM key")
-        nonce_b = _exact(nonce, GCM_NONCE_SIZE, "AES-GCM nonce")
-        pt = _as_bytes(plaintext, "plaintext")
-        aad_b = _as_bytes(aad, "associated data")
+        key_b, nonce_b, pt, aad_b = _gcm_args(key, nonce, plaintext, "plaintext", aad)
         return self._call("aes-gcm encrypt", self._b.aesGcmEncrypt, key_b, nonce_b, pt, aad_b).to_bytes()
 
     def aes_gcm_decrypt(self, key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
-        key_b = _exact(key, AES_KEY_SIZE, "AES-256-GCM key")
-        nonce_b = _exact(nonce, GCM_NONCE_SIZE, "AES-GCM nonce")
-        ct = _as_bytes(ciphertext, "ciphertext")
-        aad_b = _as_bytes(aad, "associated data")
-        if len(ct) < GCM_TAG_SIZE:
-            raise CryptoError("AES-GCM ciphertext is shorter than its 16-byte tag")
+        key_b, nonce_b, ct, aad_b = _gcm_decrypt_args(key, nonce, ciphertext, aad)
         try:
             return self._call("aes-gcm decrypt", self._b.aesGcmDecrypt, key_b, nonce_b, ct, aad_b).to_bytes()
         except CryptoError:
@@ -181,12 +167,12 @@ class WebCrypto(CryptoBackend):
     # --- X25519 -----------------------------------------------------------------------
 
     def x25519_public_key(self, private_key: bytes) -> bytes:
-        priv = _exact(private_key, 32, "X25519 private key")
+        priv = _exact(private_key, X25519_KEY_SIZE, "X25519 private key")
         return self._call("x25519 public key", self._b.x25519PublicKey, priv).to_bytes()
 
     def x25519(self, private_key: bytes, peer_public_key: bytes) -> bytes:
-        priv = _exact(private_key, 32, "X25519 private key")
-        peer = _exact(peer_public_key, 32, "X25519 public key")
+        priv = _exact(private_key, X25519_KEY_SIZE, "X25519 private key")
+        peer = _exact(peer_public_key, X25519_KEY_SIZE, "X25519 public key")
         return self._call("x25519", self._b.x25519, priv, peer).to_bytes()
 
     def sha256(self, data: bytes) -> bytes:
@@ -196,13 +182,9 @@ class WebCrypto(CryptoBackend):
     # --- randomness ---------------------------------------------------------------------
 
     def random_bytes(self, n: int) -> bytes:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValidationError(f"random_bytes needs a non-negative int, got {n!r}")
+        n = _random_count(n)
         if self._random is not None:
-            out = self._random(n)
-            if not isinstance(out, bytes) or len(out) != n:
-                raise CryptoError("the injected random source returned the wrong number of bytes")
-            return out
+            return _injected_random(self._random, n)
         if n == 0:
             return b""
         # crypto.getRandomValues is synchronous: no JSPI switch needed.
