@@ -3,9 +3,11 @@ engine wrote (ostracon/runtime/browser/readview.py) without the engine.
 
 - After writes, deletes and a merge of another replica's blocks, peek returns exactly the
   engine's documents (any value type), and never a write that is not durable yet.
+- Pages (`limit`, `after` = the previous `next`) add up to the whole view in IndexedDB key
+  order; `ids` reads exactly those rows in the order asked; bad options are refused at once.
 - A missing database, a view out of step with the records (marker gone), a damaged row or a
-  store emptied under its marker: peek says so (docs null) or the engine rebuilds the view at
-  its next open; the engine itself always opens.
+  store emptied under its marker: peek says so (docs null) for every read shape, or the engine
+  rebuilds the view at its next open; the engine itself always opens.
 """
 
 from __future__ import annotations
@@ -160,6 +162,83 @@ def test_missing_database_and_missing_view(shared_page, e2e_url) -> None:
     assert page.evaluate("async () => (await Ostracon.peek('', 'c')).docs") is None
 
 
+# Ids whose UTF-16 code-unit order (IndexedDB's, and JS sort's) differs from their code-point
+# order and from a locale's: an astral character sorts before U+FFFD in UTF-16.
+PAGED_IDS = ["b", "a", "B", "10", "9", "\U0001F600", "\uFFFD", "é", "z-1", "z"]
+
+PAGES = """async ([name, col, limit]) => {
+  const pages = [];
+  let after = null;
+  for (;;) {
+    const r = await Ostracon.peek(name, col, {after, limit});
+    pages.push({ids: r.docs && r.docs.map((d) => d._id), next: r.next, position: r.position, reason: r.reason});
+    if (!r.next || pages.length > 100) return pages;
+    after = r.next;
+  }
+}"""
+
+
+def write_ids(page, name: str, ids: list[str]) -> None:
+    page.evaluate("""async ([n, ids]) => { const c = window.dbs[n].collection('c');
+      for (const id of ids) await c.create({id}, id); await window.dbs[n].flush(); }""", [name, ids])
+
+
+def test_peek_reads_pages_in_key_order(shared_page, e2e_url) -> None:
+    page = shared_page
+    goto_e2e(page, e2e_url)
+    name = fresh_name()
+    open_db(page, name)
+    write_ids(page, name, PAGED_IDS)
+    key_order = page.evaluate("(ids) => [...ids].sort()", PAGED_IDS)  # UTF-16 code units
+    assert key_order != sorted(PAGED_IDS)  # the case is one where the two orders differ
+    whole = page.evaluate("async (n) => (await Ostracon.peek(n, 'c')).docs.map((d) => d._id)", name)
+    assert whole == key_order
+    for limit in (1, 3, len(PAGED_IDS), len(PAGED_IDS) + 1):
+        pages = page.evaluate(PAGES, [name, "c", limit])
+        assert [i for p in pages for i in p["ids"]] == key_order, (limit, pages)
+        assert all(p["reason"] is None and len(p["ids"]) <= limit for p in pages)
+        assert len({p["position"] for p in pages}) == 1
+        # `next` is the last id of a page that has a successor, and null on the last page.
+        assert [p["next"] for p in pages[:-1]] == [p["ids"][-1] for p in pages[:-1]]
+        assert pages[-1]["next"] is None and len(pages) == -(-len(PAGED_IDS) // limit)
+    close_db(page, name)
+
+
+def test_peek_reads_ids_in_the_order_asked(shared_page, e2e_url) -> None:
+    page = shared_page
+    goto_e2e(page, e2e_url)
+    name = fresh_name()
+    open_db(page, name)
+    write_ids(page, name, PAGED_IDS)
+    page.evaluate("async (n) => { await window.dbs[n].collection('c').delete('z'); "
+                  "await window.dbs[n].flush(); }", name)
+    asked = ["z-1", "missing", "a", "z", "\U0001F600", "a"]
+    got = page.evaluate("""async ([n, ids]) => { const r = await Ostracon.peek(n, 'c', {ids});
+      return {ids: r.docs.map((d) => d._id), next: r.next, reason: r.reason}; }""", [name, asked])
+    # Absent and deleted ids are left out; the rest come in the order asked.
+    assert got == {"ids": ["z-1", "a", "\U0001F600", "a"], "next": None, "reason": None}
+    assert page.evaluate("async (n) => (await Ostracon.peek(n, 'c', {ids: []})).docs", name) == []
+    close_db(page, name)
+
+
+@pytest.mark.parametrize("opts", [
+    {"limit": 0}, {"limit": -1}, {"limit": 2.5}, {"limit": "3"}, {"after": 5}, {"ids": "a"},
+    {"ids": [1]}, {"ids": ["a"], "after": "a"}, {"timeoutMs": -1}, "too-many-ids",
+])
+def test_bad_options_are_refused_without_touching_the_database(shared_page, e2e_url, opts) -> None:
+    page = shared_page
+    goto_e2e(page, e2e_url)
+    name = fresh_name()
+    got = page.evaluate("""async ([n, opts]) => {
+      const {PEEK_MAX_IDS} = await import("/readview.js");
+      if (opts === "too-many-ids") opts = {ids: Array.from({length: PEEK_MAX_IDS + 1}, (_x, i) => `d${i}`)};
+      const r = await Ostracon.peek(n, "c", opts);
+      return {docs: r.docs, reason: r.reason, dbs: (await indexedDB.databases()).map((d) => d.name)};
+    }""", [name, opts])
+    assert got["docs"] is None and got["reason"].startswith("unavailable: "), got
+    assert "ostracon:" + name not in got["dbs"]
+
+
 @pytest.mark.parametrize("damage, reason", [
     ("drop-marker", "stale"),
     ("garble-marker", "damaged: the view's marker is malformed"),
@@ -177,6 +256,12 @@ def test_damaged_view_falls_back_to_the_engine(shared_page, e2e_url, damage: str
     close_db(page, name)
     page.evaluate(RAW_IDB, [name, damage])
     got = page.evaluate(PEEK, [name, "c"])
+    assert got["docs"] is None and got["reason"].startswith(reason), got
+    # Paging through the view meets the damage and refuses that page; so does reading by id.
+    pages = page.evaluate(PAGES, [name, "c", 1])
+    assert pages[-1]["ids"] is None and pages[-1]["reason"].startswith(reason), pages
+    got = page.evaluate("async (n) => { const r = await Ostracon.peek(n, 'c', {ids: ['a', 'b', 'zzz']}); "
+                        "return {docs: r.docs, reason: r.reason}; }", name)
     assert got["docs"] is None and got["reason"].startswith(reason), got
     # The engine opens regardless; a page rebuilds the view it found damaged.
     open_db(page, name)

@@ -3,6 +3,10 @@
 - after a reload the list is painted from the view first, then replaced by live data; the
   order is checked through the app's event timeline, not through timings; a deleted note is
   never painted; values of any type render;
+- the first screen is the remembered one (read by id) and its order is the live order, so the
+  swap moves nothing; without a remembered first screen the whole view is painted, in the live
+  order too;
+- the rest of the list fills in from the view in pages until every stored note is in;
 - a damaged view is not painted: the app waits for the engine, which rewrites the view for the
   next visit.
 """
@@ -23,8 +27,43 @@ DAMAGE_ROW = """async (name) => {
 }"""
 
 
+SHOWN = "[...document.querySelectorAll('#notes .note-item')].map((b) => b.dataset.id)"
+FIRST_PAINT = "window.__notes.timeline.find((e) => e.event === 'firstpaint')"
+PEEK = "window.__notes.timeline.find((e) => e.event === 'peek')"
+# Notes written through the app's engine: {title, body, touched: [i…], pinned: [i…]} → ids.
+WRITE = """async ([n, touched, pinned]) => {
+  const c = window.__notes.state.db.collection("notes");
+  const ids = [];
+  for (let b = 0; b < n; b += 500) {
+    const batch = [];
+    for (let i = b; i < Math.min(n, b + 500); i++) batch.push({title: `note ${i}`, body: `body ${i}`});
+    ids.push(...(await c.createMany(batch)));
+  }
+  for (const i of touched) await c.patch(ids[i], {body: `edited ${i}`});
+  for (const i of pinned) await c.patch(ids[i], {pinned: true});
+  await window.__notes.state.db.flush();
+  return ids;
+}"""
+
+
 def events(app) -> list[str]:
     return app.page.evaluate(TIMELINE)
+
+
+def first_paint_constant(app, name: str) -> int:
+    return app.page.evaluate("async (k) => (await import('./firstpaint.js'))[k]", name)
+
+
+def stored_app(browser, server, n, touched=(), pinned=()):  # noqa: F811
+    """A context and an app whose space holds `n` notes (some edited later, some pinned); `n`
+    may be a function of the app, e.g. of a constant of its modules."""
+    ctx = browser.new_context(viewport={"width": 1200, "height": 800})
+    app = make_app(ctx, server.url)
+    app.create(new_space())
+    n = n(app) if callable(n) else n
+    ids = app.page.evaluate(WRITE, [n, [i % n for i in touched], [i % n for i in pinned]])
+    wait_js(app.page, f"window.__notes.state.notes.size === {n}")
+    return ctx, app, ids
 
 
 def test_reload_paints_stored_notes_before_the_engine_is_ready(browser, server):  # noqa: F811
@@ -83,5 +122,76 @@ def test_a_damaged_view_is_not_painted_and_is_rewritten(browser, server):  # noq
     app.wait_ready()
     ev = events(app)
     assert ev.index("firstpaint") < ev.index("ready"), ev
+    assert app.errors == []
+    ctx.close()
+
+
+def test_the_first_screen_is_the_live_first_screen(browser, server):  # noqa: F811
+    # Edited and pinned notes lead the live order; the view's key order (by id) differs.
+    ctx, app, ids = stored_app(browser, server, 120, touched=(3, 70, 110), pinned=(90,))
+    live = app.page.evaluate(SHOWN)
+    assert live[:4] == [ids[90], ids[110], ids[70], ids[3]], live[:4]
+    assert live != sorted(live)
+    app.page.reload()
+    wait_js(app.page, f"!!({FIRST_PAINT})")
+    painted = app.page.evaluate(FIRST_PAINT)
+    peek = app.page.evaluate(PEEK)
+    assert peek["hinted"] is True and peek["reason"] is None, peek
+    first_screen = first_paint_constant(app, "FIRST_SCREEN_ROWS")
+    assert painted["count"] == first_screen < len(ids)
+    assert painted["ids"] == live[:first_screen]
+    app.wait_ready()
+    assert app.page.evaluate(SHOWN)[:first_screen] == painted["ids"]  # the swap moved nothing
+    assert app.page.evaluate(SHOWN) == live
+    assert app.errors == []
+    ctx.close()
+
+
+def test_without_a_remembered_first_screen_the_whole_view_is_painted_in_order(browser, server):  # noqa: F811
+    ctx, app, ids = stored_app(browser, server, 50, touched=(1, 30), pinned=(40,))
+    live = app.page.evaluate(SHOWN)
+    name = app.page.evaluate("window.__notes.state.db.info.name")
+    app.page.evaluate("(n) => localStorage.removeItem('ostracon-notes/first-screen/' + n)", name)
+    app.page.reload()
+    wait_js(app.page, f"!!({FIRST_PAINT})")
+    assert app.page.evaluate(PEEK)["hinted"] is False
+    painted = app.page.evaluate(FIRST_PAINT)
+    assert painted["ids"] == live and painted["count"] == len(ids)
+    app.wait_ready()
+    assert app.page.evaluate(SHOWN) == live
+    # Showing live data remembered the first screen again; leaving the space forgets it.
+    remembered = "(n) => localStorage.getItem('ostracon-notes/first-screen/' + n) !== null"
+    assert app.page.evaluate(remembered, name)
+    app.page.click("#space-btn")
+    app.page.click("#leave")
+    app.page.wait_for_selector("#join:not([hidden])")
+    assert not app.page.evaluate(remembered, name)
+    assert app.errors == []
+    ctx.close()
+
+
+def test_the_rest_of_the_list_fills_in_from_the_view(browser, server):  # noqa: F811
+    # Filling races the engine in the app, so it is run here by itself (no live() call), with
+    # the app's own order and modules, and pages small enough that the notes span several.
+    page_rows = 7
+    ctx, app, ids = stored_app(browser, server, 3 * page_rows + 2, touched=(2, -3), pinned=(5,))
+    live = app.page.evaluate(SHOWN)
+    got = app.page.evaluate("""async (pageRows) => {
+      const fp = await import("./firstpaint.js");
+      const lv = await import("./listview.js");
+      const name = window.__notes.state.db.info.name;
+      const out = {pages: [], lasts: []};
+      const run = fp.firstPaint(name, "notes", {sort: "updated", compare: lv.compareNotes("updated"), pageRows,
+        paint: (docs) => { out.painted = docs.map((d) => d._id); },
+        fill: (docs, last) => { out.pages.push(docs.map((d) => d._id)); out.lasts.push(last); }});
+      await run.filled;
+      return out;
+    }""", page_rows)
+    assert got["painted"] == live
+    assert [len(p) for p in got["pages"]] == [page_rows] * 3 + [2]
+    assert got["lasts"] == [False, False, False, True]
+    filled = [i for page in got["pages"] for i in page]
+    assert filled == sorted(filled)  # pages come in key order, one after the other
+    assert sorted(filled) == sorted(ids) == sorted(live)
     assert app.errors == []
     ctx.close()

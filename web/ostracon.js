@@ -429,8 +429,9 @@ export function open(options = {}) {
   }
 }
 
-// Ostracon.peek(name, collection, {limit}) → {docs, position, reason}: the stored documents
-// from the read view, without the engine (first paint; readview.js).
+// Ostracon.peek(name, collection, {limit, after, ids, timeoutMs}) → {docs, next, position,
+// reason}: stored documents from the read view, without the engine (first paint, then pages
+// with `after: next`; readview.js).
 export { peek, TextHandle, textDiff, codePointOffset, utf16Offset };
 export const Ostracon = { open, connect, peek, OstraconError, Database, Collection, Status, TextHandle, textDiff };
 export default Ostracon;

@@ -6,17 +6,16 @@
 // tab is live.
 
 import Ostracon from "../ostracon.js";
-import { dagSvg, describeOps, fingerprint, actorColor, SIGNATURE_WORDS, ROW_H } from "./history.js";
+import { createHistoryView } from "./historyview.js";
+import { forgetFirstScreen } from "./firstpaint.js";
 import { verifyAll } from "./verify.js";
-import { firstPaint } from "./firstpaint.js";
+import { $, COLLECTION, SCAN_PAGE, show, state } from "./state.js";
+import { asText, renderList, tagsOf, timeWords, onOpenNote } from "./listview.js";
+import { inviteFromLocation, loadSpace, notesFirstPaint, saveSpace, startupChoice } from "./boot.js";
 import { createEditor } from "./editor.js";
-import { isLegacy, needsUnlock, renderMembers, savedForm, setupJoinForms, setupMembers, showUnlock, spaceOption } from "./members.js";
+import { isLegacy, renderMembers, savedForm, setupJoinForms, setupMembers, showUnlock, spaceOption } from "./members.js";
 
-const COLLECTION = "notes";
-const SPACE_KEY = "ostracon-notes/space";
 const KNOWN_KEY = "ostracon-notes/known-databases";
-// Page size when loading every note (scan is paged by the engine).
-const SCAN_PAGE = 500;
 const BOOT_PHASES = ["pyodide", "packages", "host", "space", "storage", "replay", "ready"];
 const PHASE_WORDS = {
   pyodide: "Loading Python (WebAssembly)…",
@@ -28,24 +27,7 @@ const PHASE_WORDS = {
   ready: "Ready",
 };
 
-const $ = (id) => document.getElementById(id);
-const state = {
-  db: null,
-  notes: new Map(),
-  deleted: new Map(), // deleted notes (their history is kept), loaded for the "Deleted" filter
-  current: null, // {id, draft, dirty: Set, timer, saving: Promise, lastSave}
-  sync: { state: "opening" },
-  lastSynced: null,
-  space: null,
-  history: null, // {id, commits, selected}
-};
-
-// Test and debugging handle (read-only use: the e2e tests wait on these).
-window.__notes = { state, ready: false, swReady: false, events: 0 };
-
 // ---- small helpers ----------------------------------------------------------------------
-
-function show(id, on = true) { $(id).hidden = !on; }
 
 function toast(msg) {
   const t = $("toast");
@@ -53,15 +35,6 @@ function toast(msg) {
   t.hidden = false;
   clearTimeout(toast.timer);
   toast.timer = setTimeout(() => { t.hidden = true; }, 5000);
-}
-
-function timeWords(ms) {
-  if (!ms) return "";
-  const d = new Date(ms);
-  const today = new Date();
-  const sameDay = d.toDateString() === today.toDateString();
-  return sameDay ? d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" })
-    : d.toLocaleString([], { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
 }
 
 function newId() {
@@ -94,19 +67,6 @@ function plainError(e) {
 
 // ---- space configuration ---------------------------------------------------------------
 
-function loadSpace() {
-  try {
-    return JSON.parse(localStorage.getItem(SPACE_KEY) || "null");
-  } catch (_) {
-    return null;
-  }
-}
-
-function saveSpace(s) {
-  if (s) localStorage.setItem(SPACE_KEY, JSON.stringify(s));
-  else localStorage.removeItem(SPACE_KEY);
-}
-
 function relayURL() {
   return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}`;
 }
@@ -114,13 +74,6 @@ function relayURL() {
 async function dbNameFor(space) {
   const secret = space.invite ? `invite:${space.invite.replace(/\s+/g, "").toLowerCase()}` : `pass:${space.name}\0${space.passphrase}`;
   return `notes-${(await sha256hex(secret)).slice(0, 16)}`;
-}
-
-function inviteFromLocation() {
-  const h = new URLSearchParams(location.hash.slice(1));
-  if (h.get("invite")) return { invite: h.get("invite") };
-  if (h.get("space") && h.get("passphrase")) return { name: h.get("space"), passphrase: h.get("passphrase") };
-  return null;
 }
 
 function showJoin(prefill, error) {
@@ -148,13 +101,9 @@ async function openSpace(space) {
   $("boot-progress").value = 0;
   $("boot-phase").textContent = "Looking for another open window of this space…";
   const name = space.db || await dbNameFor(space);
-  // Stored notes at once from the read view (read-only until the engine is ready).
-  const painted = firstPaint(name, COLLECTION, (docs) => {
-    state.notes = new Map(docs.map((d) => [d._id, d]));
-    $("app").inert = true;
-    show("app");
-    renderList();
-  });
+  // Stored notes at once from the read view (read-only until the engine is ready); for the
+  // remembered space this started when the page loaded (boot.js).
+  const painted = notesFirstPaint(name);
   const spaceOpt = spaceOption(space);
   const db = Ostracon.connect({
     name,
@@ -209,8 +158,10 @@ async function openSpace(space) {
     }
     batch.push(ev);
   });
-  await reloadAll();
+  // From here the list follows the engine: no more pages from the view.
   painted.live(db);
+  state.live = true;
+  await reloadAll();
   $("app").inert = false;
   show("boot", false);
   show("app");
@@ -311,117 +262,15 @@ async function onEvents(events) {
   }
 }
 
-// Any value a peer may have synced (a number, null, a map, bytes), as text for the page.
-function asText(v) {
-  if (v == null) return "";
-  if (typeof v === "string") return v;
-  if (typeof v === "number" || typeof v === "boolean" || typeof v === "bigint") return String(v);
-  if (v instanceof Uint8Array) return `(${v.length} bytes)`;
-  try {
-    return JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? x.toString()
-      : x instanceof Uint8Array ? `(${x.length} bytes)` : x));
-  } catch (_) {
-    return String(v);
-  }
-}
+// ---- the editor (editor.js) ------------------------------------------------------------
 
-function tagsOf(d) {
-  return Array.isArray(d.tags) ? d.tags.filter((t) => typeof t === "string") : [];
-}
-
-function visibleNotes() {
-  const q = $("search").value.trim().toLowerCase();
-  const filter = $("filter").value;
-  const sort = $("sort").value;
-  let list = [...(filter === "deleted" ? state.deleted : state.notes).values()];
-  if (q) {
-    list = list.filter((d) => `${asText(d.title)}\n${asText(d.body)}\n${tagsOf(d).join(" ")}`.toLowerCase().includes(q));
-  }
-  if (filter === "active") list = list.filter((d) => !d.done);
-  else if (filter === "done") list = list.filter((d) => d.done);
-  else if (filter === "pinned") list = list.filter((d) => d.pinned);
-  else if (filter.startsWith("tag:")) list = list.filter((d) => tagsOf(d).includes(filter.slice(4)));
-  const key = {
-    updated: (a, b) => (b._updated || 0) - (a._updated || 0),
-    created: (a, b) => (b._created || 0) - (a._created || 0),
-    title: (a, b) => asText(a.title).localeCompare(asText(b.title), undefined, { sensitivity: "base" }),
-  }[sort];
-  list.sort((a, b) => (b.pinned ? 1 : 0) - (a.pinned ? 1 : 0) || key(a, b) || a._id.localeCompare(b._id));
-  return list;
-}
-
-function renderTagFilter() {
-  const sel = $("filter");
-  const tags = new Set();
-  for (const d of state.notes.values()) for (const t of tagsOf(d)) tags.add(t);
-  const want = [...tags].sort();
-  const have = [...sel.options].filter((o) => o.value.startsWith("tag:")).map((o) => o.value.slice(4));
-  if (want.join("\0") === have.join("\0")) return;
-  const cur = sel.value;
-  for (const o of [...sel.options]) if (o.value.startsWith("tag:")) o.remove();
-  for (const t of want) sel.add(new Option(`#${t}`, `tag:${t}`));
-  sel.value = [...sel.options].some((o) => o.value === cur) ? cur : "all";
-}
-
-function renderList() {
-  renderTagFilter();
-  const ul = $("notes");
-  const list = visibleNotes();
-  const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest(".note-item");
-  const focusedId = focused ? focused.dataset.id : null;
-  ul.replaceChildren();
-  for (const d of list) {
-    const li = document.createElement("li");
-    const b = document.createElement("button");
-    b.type = "button";
-    b.className = "note-item" + (d.done ? " done" : "");
-    b.dataset.id = d._id;
-    if (state.current && state.current.id === d._id) b.setAttribute("aria-current", "true");
-    const title = document.createElement("span");
-    title.className = "note-title";
-    title.textContent = asText(d.title) || (d._deleted ? "Deleted note" : "Untitled");
-    if (d.pinned) {
-      const pin = document.createElement("span");
-      pin.className = "pin";
-      pin.title = "Pinned";
-      pin.innerHTML = PIN_SVG;
-      b.append(pin);
-    }
-    const snippet = document.createElement("span");
-    snippet.className = "note-snippet";
-    snippet.textContent = d._deleted ? "Open its history to restore it" : asText(d.body).slice(0, 140) || " ";
-    const meta = document.createElement("span");
-    meta.className = "note-meta";
-    const tags = tagsOf(d).map((t) => `#${t}`).join(" ");
-    meta.textContent = [d._deleted ? "deleted" : "", d.done ? "done" : "", tags, timeWords(d._updated)].filter(Boolean).join(" · ");
-    const head = document.createElement("span");
-    head.className = "note-head";
-    head.append(title);
-    if (d.pinned) head.append(b.querySelector(".pin"));
-    b.append(head, snippet, meta);
-    b.addEventListener("click", () => (d._deleted ? showHistory(d._id) : openNote(d._id)));
-    li.append(b);
-    ul.append(li);
-  }
-  $("empty").hidden = state.notes.size > 0;
-  const total = state.notes.size;
-  $("list-count").textContent = total ? (list.length === total ? `${total} note${total === 1 ? "" : "s"}` : `${list.length} of ${total} notes`) : "";
-  if (focusedId) {
-    const again = ul.querySelector(`[data-id="${CSS.escape(focusedId)}"]`);
-    if (again) again.focus();
-  }
-}
-
-// Arrow keys move through the list; "/" focuses search; Alt+N makes a note.
-$("notes").addEventListener("keydown", (ev) => {
-  if (ev.key !== "ArrowDown" && ev.key !== "ArrowUp" && ev.key !== "Home" && ev.key !== "End") return;
-  const items = [...$("notes").querySelectorAll(".note-item")];
-  const i = items.indexOf(document.activeElement);
-  let j = ev.key === "ArrowDown" ? i + 1 : ev.key === "ArrowUp" ? i - 1 : ev.key === "Home" ? 0 : items.length - 1;
-  j = Math.max(0, Math.min(items.length - 1, j));
-  if (items[j]) { items[j].focus(); ev.preventDefault(); }
+const editor = createEditor({
+  state, $, show, toast, timeWords, asText, tagsOf, plainError, reportError, renderList, newId,
+  collection: () => state.db.collection(COLLECTION),
 });
+const { fillEditor, closeEditor, openNote, newNote, flushSave, updateSaveState } = editor;
 
+// "/" focuses search; Alt+N makes a note (arrow keys in the list: listview.js).
 document.addEventListener("keydown", (ev) => {
   if (!window.__notes.ready) return;
   const typing = /^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement.tagName);
@@ -429,205 +278,10 @@ document.addEventListener("keydown", (ev) => {
   if (ev.altKey && (ev.key === "n" || ev.key === "N")) { newNote(); ev.preventDefault(); }
 });
 
-for (const id of ["search", "filter", "sort"]) $(id).addEventListener("input", renderList);
+// ---- history: the commit DAG, time travel, restore (historyview.js) --------------------
 
-const PIN_SVG = '<svg viewBox="0 0 16 16" width="14" height="14" aria-hidden="true"><path d="M10.5 1.5l4 4-2 1-3 3 .5 3.5-1.5 1.5-3-3-3.5 3.5-.9-.9L4.6 10.6l-3-3L3.1 6l3.5.5 3-3z" fill="currentColor"/></svg><span class="sr-only">pinned</span>';
-
-// ---- the editor (editor.js) ------------------------------------------------------------
-
-const editor = createEditor({
-  state, $, show, toast, timeWords, asText, tagsOf, plainError, reportError, renderList, newId,
-  collection: () => state.db.collection(COLLECTION),
-});
-const { fillEditor, closeEditor, openNote, newNote, flushSave, setSaveState, updateSaveState } = editor;
-
-// ---- history: the commit DAG, time travel, restore ---------------------------------------
-
-$("history-btn").addEventListener("click", async () => {
-  const cur = state.current;
-  if (!cur || cur.draft) { toast("This note has no history yet: type something first."); return; }
-  flushSave();
-  await cur.saving;
-  await showHistory(cur.id);
-});
-
-async function showHistory(id) {
-  $("travel").replaceChildren();
-  $("history").showModal();
-  await loadHistory(id, null);
-}
-
-// Deleted notes keep their history; the "Deleted" filter lists them so one can be restored.
-async function loadDeleted() {
-  const col = state.db.collection(COLLECTION);
-  const deleted = new Map();
-  let after = null;
-  for (;;) {
-    const page = await col.scan({ after, limit: SCAN_PAGE, includeDeleted: true });
-    for (const d of page.docs) if (d._deleted) deleted.set(d._id, d);
-    if (!page.next) break;
-    after = page.next;
-  }
-  state.deleted = deleted;
-  renderList();
-}
-
-$("filter").addEventListener("change", () => {
-  if ($("filter").value === "deleted") loadDeleted().catch(reportError);
-});
-
-async function loadHistory(id, selected) {
-  const col = state.db.collection(COLLECTION);
-  const commits = await col.history(id);
-  const me = state.db.info.actor;
-  const fps = new Map();
-  for (const c of commits) if (!fps.has(c.actor)) fps.set(c.actor, await fingerprint(c.actor));
-  state.history = { id, commits, selected };
-  const authors = fps.size;
-  const merges = commits.filter((c) => c.parents.length > 1).length;
-  const heads = new Set(commits.map((c) => c.cid));
-  for (const c of commits) for (const p of c.parents) heads.delete(p);
-  $("history-summary").textContent = `${commits.length} commit${commits.length === 1 ? "" : "s"} by ${authors} device${authors === 1 ? "" : "s"}`
-    + (merges ? `, ${merges} merge${merges === 1 ? "" : "s"}` : "")
-    + (heads.size > 1 ? `, ${heads.size} concurrent heads` : "")
-    + ". Filled circles are this device; diamonds are merges.";
-
-  const wrap = $("dag");
-  wrap.replaceChildren();
-  const svg = dagSvg(commits, { selected, thisActor: me });
-  svg.style.setProperty("--rows", commits.length);
-  const ol = document.createElement("ol");
-  ol.className = "commits";
-  ol.setAttribute("aria-label", "Commits, newest first");
-  const ordered = [...commits].reverse();
-  ordered.forEach((c, i) => {
-    const li = document.createElement("li");
-    const b = document.createElement("button");
-    b.type = "button";
-    b.className = "commit" + (c.cid === selected ? " selected" : "");
-    b.style.height = `${ROW_H}px`;
-    b.dataset.cid = c.cid;
-    if (c.cid === selected) b.setAttribute("aria-pressed", "true");
-    const sig = SIGNATURE_WORDS[c.signature.status] || [c.signature.status, ""];
-    const mine = c.actor === me;
-    const first = i === ordered.length - 1;
-    const top = document.createElement("span");
-    top.className = "c-top";
-    const cidEl = document.createElement("code");
-    cidEl.textContent = "…" + c.cid.slice(-10);
-    cidEl.title = c.cid;
-    const who = document.createElement("span");
-    who.className = "c-who" + (mine ? " mine" : "");
-    who.style.color = actorColor(c.actor);
-    who.title = `author key fingerprint ${fps.get(c.actor)}`;
-    const fp = Object.assign(document.createElement("span"), { className: "fp", textContent: fps.get(c.actor) });
-    who.append(fp);
-    if (mine) who.append(Object.assign(document.createElement("span"), { className: "me", textContent: " (this device)" }));
-    const when = document.createElement("span");
-    when.className = "c-when";
-    when.textContent = timeWords(c.time);
-    const sigEl = document.createElement("span");
-    sigEl.className = `c-sig sig-${c.signature.status}`;
-    sigEl.textContent = sig[0];
-    sigEl.title = sig[1];
-    top.append(sigEl, who, when, cidEl);
-    const what = document.createElement("span");
-    what.className = "c-what";
-    what.textContent = (c.parents.length > 1 ? "merge · " : "") + describeOps(c.ops, first && c.parents.length === 0);
-    b.append(top, what);
-    b.setAttribute("aria-label", `Commit ${c.cid.slice(-8)} by ${mine ? "this device" : fps.get(c.actor)}, ${timeWords(c.time)}, ${sig[0]}: ${what.textContent}`);
-    b.addEventListener("click", () => travel(c.cid));
-    li.append(b);
-    ol.append(li);
-  });
-  ol.addEventListener("keydown", (ev) => {
-    if (ev.key !== "ArrowDown" && ev.key !== "ArrowUp") return;
-    const items = [...ol.querySelectorAll(".commit")];
-    const j = items.indexOf(document.activeElement) + (ev.key === "ArrowDown" ? 1 : -1);
-    if (items[j]) { items[j].focus(); ev.preventDefault(); }
-  });
-  wrap.append(svg, ol);
-  window.__notes.historyLoaded = (window.__notes.historyLoaded || 0) + 1;
-}
-
-async function travel(cid) {
-  const h = state.history;
-  if (!h) return;
-  const col = state.db.collection(COLLECTION);
-  const old = await col.get(h.id, { at: cid });
-  await loadHistory(h.id, cid);
-  const btn = $("dag").querySelector(`.commit[data-cid="${CSS.escape(cid)}"]`);
-  if (btn) btn.focus();
-  const box = $("travel");
-  box.replaceChildren();
-  const head = document.createElement("h3");
-  const c = h.commits.find((x) => x.cid === cid);
-  head.textContent = `As of ${timeWords(c ? c.time : 0)}`;
-  box.append(head);
-  if (!old) {
-    const p = document.createElement("p");
-    p.textContent = "The note was deleted at this commit.";
-    box.append(p);
-    return;
-  }
-  const t = document.createElement("p");
-  t.className = "travel-title";
-  t.textContent = asText(old.title) || "Untitled";
-  const body = document.createElement("pre");
-  body.className = "travel-body";
-  body.textContent = asText(old.body);
-  const meta = document.createElement("p");
-  meta.className = "muted small";
-  meta.textContent = [tagsOf(old).map((x) => `#${x}`).join(" "), old.pinned ? "pinned" : "", old.done ? "done" : "", `version ${old._version}`].filter(Boolean).join(" · ");
-  const restore = document.createElement("button");
-  restore.type = "button";
-  restore.className = "btn primary";
-  restore.id = "restore";
-  restore.textContent = "Restore this version";
-  restore.addEventListener("click", () => restoreVersion(h.id, old));
-  box.append(t, body, meta, restore);
-}
-
-async function restoreVersion(id, old) {
-  // Write only what differs (a readable commit: "body …"), and remove fields the old
-  // version did not have. It is a new commit: history is never rewritten.
-  try {
-    const col = state.db.collection(COLLECTION);
-    const current = await col.get(id);
-    if (!current) {
-      // Deleted: the same id comes back with the old version's fields (a new commit after
-      // the deletion; the history keeps both).
-      const fields = {};
-      for (const [k, v] of Object.entries(old)) if (!k.startsWith("_")) fields[k] = v;
-      await col.create(fields, id);
-      state.deleted.delete(id);
-    } else {
-      const fields = {};
-      const unset = [];
-      for (const [k, v] of Object.entries(old)) if (!k.startsWith("_") && JSON.stringify(current[k]) !== JSON.stringify(v)) fields[k] = v;
-      for (const k of Object.keys(current)) if (!k.startsWith("_") && !(k in old)) unset.push(k);
-      if (!Object.keys(fields).length && !unset.length) {
-        toast("The note already looks exactly like this version.");
-        return;
-      }
-      await col.patch(id, fields, { unset });
-    }
-    await state.db.flush();
-    const d = await col.get(id);
-    state.notes.set(id, d);
-    if (state.current && state.current.id === id) {
-      state.current.dirty.clear();
-      fillEditor(d, true);
-      setSaveState("saved");
-      state.current.lastSave = Date.now();
-    }
-    renderList();
-    await loadHistory(id, null);
-    $("travel").replaceChildren(Object.assign(document.createElement("p"), { textContent: "Restored: the note now has the old text again, as a new commit. Nothing was erased." }));
-  } catch (e) {
-    reportError(e);
-  }
-}
+const { showHistory, loadDeleted, loadHistory } = createHistoryView({ toast, reportError, editor });
+onOpenNote((d) => (d._deleted ? showHistory(d._id) : openNote(d._id)));
 
 // ---- space dialog: invite, export, verify --------------------------------------------
 
@@ -743,8 +397,12 @@ async function closeSpace(forget) {
   const db = state.db;
   state.db = null;
   state.current = null;
+  state.live = false;
   state.notes = new Map();
-  if (forget) saveSpace(null);
+  if (forget) {
+    saveSpace(null);
+    if (db && db.info) forgetFirstScreen(db.info.name);
+  }
   if (db) await db.close().catch(() => {});
 }
 
@@ -768,7 +426,6 @@ for (const d of document.querySelectorAll("dialog")) {
     else if (ev.target === d) d.close(); // a click on the backdrop
   });
 }
-$("history").addEventListener("close", () => { state.history = null; $("travel").replaceChildren(Object.assign(document.createElement("p"), { className: "muted", textContent: "Choose a commit to see the note as it was then." })); });
 
 // ---- errors --------------------------------------------------------------------------
 
@@ -843,14 +500,9 @@ async function registerServiceWorker() {
 
 function start() {
   registerServiceWorker();
-  const fromLink = inviteFromLocation();
-  const saved = loadSpace();
-  if (fromLink && (!saved || JSON.stringify(saved) !== JSON.stringify(fromLink))) {
-    showJoin(fromLink, null);
-    return;
-  }
-  if (saved && !needsUnlock(saved)) openSpace(saved);
-  else showJoin(saved, null);
+  const choice = startupChoice();
+  if (choice.open) openSpace(choice.open);
+  else showJoin(choice.join, null);
 }
 
 start();

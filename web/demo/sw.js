@@ -17,7 +17,8 @@
 
 const PREFIX = "ostracon-notes-";
 const SHELL = [
-  "./", "index.html", "app.js", "editor.js", "bodytext.js", "history.js", "verify.js", "members.js", "engine-worker.js",
+  "./", "index.html", "boot.js", "state.js", "listview.js", "firstpaint.js", "app.js", "editor.js", "bodytext.js",
+  "history.js", "historyview.js", "verify.js", "members.js", "engine-worker.js",
   "styles.css",
   "manifest.webmanifest", "icons/icon.svg", "icons/icon-192.png", "icons/icon-512.png", "icons/maskable-512.png",
 ];

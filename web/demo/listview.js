@@ -1,0 +1,228 @@
+// Ostracon Notes: the note list — its order, its rows, search/filter/sort, keyboard moves.
+//
+// A long list never blocks the page: renderList() builds the first LIST_FIRST_ROWS rows (more
+// than any screen shows) and a sentinel row; LIST_CHUNK_ROWS more are appended whenever the
+// sentinel comes within LIST_AHEAD_PX of the visible part of the list (IntersectionObserver),
+// so the DOM grows as the reader scrolls. The order is compareNotes(sort): pinned first, then
+// the chosen key, then the id, so it is total and the same for documents from the read view
+// (firstpaint.js) and from the engine.
+
+import { $, state } from "./state.js";
+import { saveFirstScreen, whenIdle } from "./firstpaint.js";
+
+// Rows built at once: a screen and a half on the tallest window (rows are ≥ 56 px).
+export const LIST_FIRST_ROWS = 60;
+// Rows appended each time the reader nears the end of what is built.
+export const LIST_CHUNK_ROWS = 100;
+// How far below the visible part the sentinel starts the next chunk: a few rows of headroom,
+// so scrolling never reaches an unbuilt end.
+export const LIST_AHEAD_PX = 800;
+
+// Ids and titles compare with one collator: the same order as String.prototype.localeCompare
+// with the default locale, without building a collator per comparison.
+const collator = new Intl.Collator(undefined);
+const titleCollator = new Intl.Collator(undefined, { sensitivity: "base" });
+
+const PIN_SVG = '<svg viewBox="0 0 16 16" width="14" height="14" aria-hidden="true"><path d="M10.5 1.5l4 4-2 1-3 3 .5 3.5-1.5 1.5-3-3-3.5 3.5-.9-.9L4.6 10.6l-3-3L3.1 6l3.5.5 3-3z" fill="currentColor"/></svg><span class="sr-only">pinned</span>';
+
+// Built once: a formatter per call costs more than drawing the row.
+const timeFormat = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+const dateFormat = new Intl.DateTimeFormat([], { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+
+export function timeWords(ms) {
+  if (!ms) return "";
+  const d = new Date(ms);
+  const sameDay = d.toDateString() === new Date().toDateString();
+  return (sameDay ? timeFormat : dateFormat).format(d);
+}
+
+// Any value a peer may have synced (a number, null, a map, bytes), as text for the page.
+export function asText(v) {
+  if (v == null) return "";
+  if (typeof v === "string") return v;
+  if (typeof v === "number" || typeof v === "boolean" || typeof v === "bigint") return String(v);
+  if (v instanceof Uint8Array) return `(${v.length} bytes)`;
+  try {
+    return JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? x.toString()
+      : x instanceof Uint8Array ? `(${x.length} bytes)` : x));
+  } catch (_) {
+    return String(v);
+  }
+}
+
+export function tagsOf(d) {
+  return Array.isArray(d.tags) ? d.tags.filter((t) => typeof t === "string") : [];
+}
+
+// The list's order for a sort ("updated", "created", "title"): pinned notes first, then the
+// sort key, then the id.
+export function compareNotes(sort) {
+  const key = {
+    updated: (a, b) => (b._updated || 0) - (a._updated || 0),
+    created: (a, b) => (b._created || 0) - (a._created || 0),
+    title: (a, b) => titleCollator.compare(asText(a.title), asText(b.title)),
+  }[sort] || (() => 0);
+  return (a, b) => (b.pinned ? 1 : 0) - (a.pinned ? 1 : 0) || key(a, b) || collator.compare(a._id, b._id);
+}
+
+function visibleNotes() {
+  const q = $("search").value.trim().toLowerCase();
+  const filter = $("filter").value;
+  let list = [...(filter === "deleted" ? state.deleted : state.notes).values()];
+  if (q) {
+    list = list.filter((d) => `${asText(d.title)}\n${asText(d.body)}\n${tagsOf(d).join(" ")}`.toLowerCase().includes(q));
+  }
+  if (filter === "active") list = list.filter((d) => !d.done);
+  else if (filter === "done") list = list.filter((d) => d.done);
+  else if (filter === "pinned") list = list.filter((d) => d.pinned);
+  else if (filter.startsWith("tag:")) list = list.filter((d) => tagsOf(d).includes(filter.slice(4)));
+  list.sort(compareNotes($("sort").value));
+  return list;
+}
+
+function renderTagFilter() {
+  const sel = $("filter");
+  const tags = new Set();
+  for (const d of state.notes.values()) for (const t of tagsOf(d)) tags.add(t);
+  const want = [...tags].sort();
+  const have = [...sel.options].filter((o) => o.value.startsWith("tag:")).map((o) => o.value.slice(4));
+  if (want.join("\0") === have.join("\0")) return;
+  const cur = sel.value;
+  for (const o of [...sel.options]) if (o.value.startsWith("tag:")) o.remove();
+  for (const t of want) sel.add(new Option(`#${t}`, `tag:${t}`));
+  sel.value = [...sel.options].some((o) => o.value === cur) ? cur : "all";
+}
+
+// One row of the list: a button that opens the note (or, for a deleted one, its history).
+export function noteRow(d, onOpen) {
+  const li = document.createElement("li");
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "note-item" + (d.done ? " done" : "");
+  b.dataset.id = d._id;
+  if (state.current && state.current.id === d._id) b.setAttribute("aria-current", "true");
+  const title = document.createElement("span");
+  title.className = "note-title";
+  title.textContent = asText(d.title) || (d._deleted ? "Deleted note" : "Untitled");
+  const head = document.createElement("span");
+  head.className = "note-head";
+  head.append(title);
+  if (d.pinned) {
+    const pin = document.createElement("span");
+    pin.className = "pin";
+    pin.title = "Pinned";
+    pin.innerHTML = PIN_SVG;
+    head.append(pin);
+  }
+  const snippet = document.createElement("span");
+  snippet.className = "note-snippet";
+  snippet.textContent = d._deleted ? "Open its history to restore it" : asText(d.body).slice(0, 140) || " ";
+  const meta = document.createElement("span");
+  meta.className = "note-meta";
+  const tags = tagsOf(d).map((t) => `#${t}`).join(" ");
+  meta.textContent = [d._deleted ? "deleted" : "", d.done ? "done" : "", tags, timeWords(d._updated)].filter(Boolean).join(" · ");
+  b.append(head, snippet, meta);
+  if (onOpen) b.addEventListener("click", () => onOpen(d));
+  li.append(b);
+  return li;
+}
+
+let openHandler = null;
+let pending = null; // the rows of the current render not built yet: {list, at, sentinel}
+let listStale = false; // notes were added (addNotes) since the list was sorted
+let built = 0; // rows of the current list built
+
+// What a click on a row does (the app sets it once its editor exists).
+export function onOpenNote(fn) { openHandler = fn; }
+
+function appendRows(upTo) {
+  const p = pending;
+  if (!p) return;
+  const frag = document.createDocumentFragment();
+  for (const d of p.list.slice(p.at, upTo)) frag.append(noteRow(d, openHandler));
+  p.sentinel.before(frag);
+  p.at = Math.min(upTo, p.list.length);
+  built = p.at;
+  if (p.at >= p.list.length) {
+    observer.unobserve(p.sentinel);
+    p.sentinel.remove();
+    pending = null;
+  }
+}
+
+const observer = new IntersectionObserver((entries) => {
+  if (!pending || !entries.some((e) => e.isIntersecting && e.target === pending.sentinel)) return;
+  if (listStale) renderList(pending.at + LIST_CHUNK_ROWS);
+  else appendRows(pending.at + LIST_CHUNK_ROWS);
+  // Still near the end after this chunk: observing again reports it at once.
+  if (pending) {
+    observer.unobserve(pending.sentinel);
+    observer.observe(pending.sentinel);
+  }
+}, { rootMargin: `0px 0px ${LIST_AHEAD_PX}px 0px` });
+
+// Build every row not built yet (e.g. before moving to the last row).
+export function renderRest() {
+  if (pending) appendRows(pending.list.length);
+}
+
+// Sort and draw the list: its first `rows` rows (at least LIST_FIRST_ROWS; by default as many
+// as are built now, so a redraw keeps the reader's place) at once.
+export function renderList(rows = built) {
+  listStale = false;
+  renderTagFilter();
+  const ul = $("notes");
+  const list = visibleNotes();
+  const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest(".note-item");
+  const focusedId = focused ? focused.dataset.id : null;
+  const focusAt = focusedId ? list.findIndex((d) => d._id === focusedId) : -1;
+  if (pending) observer.unobserve(pending.sentinel);
+  const sentinel = Object.assign(document.createElement("li"), { className: "more" });
+  sentinel.setAttribute("aria-hidden", "true");
+  ul.replaceChildren(sentinel);
+  pending = { list, at: 0, sentinel };
+  appendRows(Math.max(LIST_FIRST_ROWS, Number.isSafeInteger(rows) ? rows : 0, focusAt + 1));
+  if (pending) observer.observe(sentinel);
+  $("empty").hidden = state.notes.size > 0;
+  const total = state.notes.size;
+  $("list-count").textContent = total ? (list.length === total ? `${total} note${total === 1 ? "" : "s"}` : `${list.length} of ${total} notes`) : "";
+  if (focusedId) {
+    const again = ul.querySelector(`[data-id="${CSS.escape(focusedId)}"]`);
+    if (again) again.focus();
+  }
+  // Live data in the default view: remember its first screen for the next first paint.
+  if (state.live && state.db && !$("search").value.trim() && $("filter").value === "all")
+    saveFirstScreen(state.db.info.name, $("sort").value, list);
+}
+
+// The first screen from the read view (firstpaint.js): shown inert until live data replaces it.
+export function paintNotes(docs) {
+  state.notes = new Map(docs.map((d) => [d._id, d]));
+  $("app").inert = true;
+  $("app").hidden = false;
+  renderList();
+}
+
+// A further page of the read view. Rows beyond the ones built are drawn only when the reader
+// scrolls to them or the last page is in, so filling costs one sort, not one per page.
+export function addNotes(docs, last) {
+  for (const d of docs) state.notes.set(d._id, d);
+  if (last) renderList();
+  else {
+    listStale = true;
+    $("list-count").textContent = `${state.notes.size} notes…`;
+  }
+}
+
+// Arrow keys move through the list.
+$("notes").addEventListener("keydown", (ev) => {
+  if (ev.key !== "ArrowDown" && ev.key !== "ArrowUp" && ev.key !== "Home" && ev.key !== "End") return;
+  if (ev.key === "End") renderRest();
+  const items = [...$("notes").querySelectorAll(".note-item")];
+  const i = items.indexOf(document.activeElement);
+  let j = ev.key === "ArrowDown" ? i + 1 : ev.key === "ArrowUp" ? i - 1 : ev.key === "Home" ? 0 : items.length - 1;
+  j = Math.max(0, Math.min(items.length - 1, j));
+  if (items[j]) { items[j].focus(); ev.preventDefault(); }
+});
+
+for (const id of ["search", "filter", "sort"]) $(id).addEventListener("input", () => renderList(LIST_FIRST_ROWS));
