@@ -145,16 +145,25 @@ async function openSpace(space) {
   const isNew = !known.includes(name);
   if (isNew) localStorage.setItem(KNOWN_KEY, JSON.stringify([...known, name]));
   if (location.hash) history.replaceState(null, "", location.pathname + location.search);
-  // Events arrive one at a time; the ones of one task are handled together.
+  // Events arrive one at a time. They are handled in batches, one batch at a time: the events
+  // that arrive while a batch is read and drawn form the next one, so a burst of thousands of
+  // writes costs a few reads and redraws, not one per event.
   let batch = null;
+  let handling = false;
+  const drain = () => {
+    if (handling || !batch) return;
+    const events = batch;
+    batch = null;
+    handling = true;
+    onEvents(events).catch(reportError).finally(() => {
+      handling = false;
+      if (batch) setTimeout(drain, 0);
+    });
+  };
   db.collection(COLLECTION).subscribe((ev) => {
     if (!batch) {
       batch = [];
-      queueMicrotask(() => {
-        const events = batch;
-        batch = null;
-        onEvents(events).catch(reportError);
-      });
+      if (!handling) setTimeout(drain, 0);
     }
     batch.push(ev);
   });
