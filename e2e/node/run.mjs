@@ -100,14 +100,20 @@ if (native.status !== 0) {
 const nativeRes = JSON.parse(native.stdout);
 const tNative = performance.now() - t0;
 
+// Each boot gets the checks' files on its file system and sys.path.
+function withTestFiles(pyodide) {
+  for (const [rel, text] of Object.entries(testFiles())) {
+    const p = `${TESTS_DIR}/${rel}`;
+    pyodide.FS.mkdirTree(p.slice(0, p.lastIndexOf("/")));
+    pyodide.FS.writeFile(p, text);
+  }
+  pyodide.runPython(`import sys\nsys.path[:0] = [${JSON.stringify(TESTS_DIR)}]`);
+  return pyodide;
+}
+
 const { pyodide, timings } = await bootPyodide(dist, { snapshot });
 console.log(`pyodide under node (${timings.snapshot}): boot ${timings.pyodideMs.toFixed(0)} ms, wheels ${timings.packagesMs.toFixed(0)} ms; phases ${JSON.stringify(timings.phases)}`);
-for (const [rel, text] of Object.entries(testFiles())) {
-  const p = `${TESTS_DIR}/${rel}`;
-  pyodide.FS.mkdirTree(p.slice(0, p.lastIndexOf("/")));
-  pyodide.FS.writeFile(p, text);
-}
-pyodide.runPython(`import sys\nsys.path[:0] = [${JSON.stringify(TESTS_DIR)}]`);
+withTestFiles(pyodide);
 const run = pyodide.pyimport("runtime_checks").run_checks_json;
 const t1 = performance.now();
 let pyRes;
@@ -124,10 +130,15 @@ const tPy = performance.now() - t1;
 // The transport contract under Pyodide: the browser WebSocket transport (runtime/browser/
 // transport.py over `ws`) against a real relay, and the BroadcastChannel transport
 // (runtime/browser/broadcast.py on Node's global BroadcastChannel).
+// It runs in an instance started without the memory snapshot: under Node 20's experimental
+// JS Promise Integration, an instance restored from a snapshot crashed ("memory access out of
+// bounds") in about one run of four of this suite's asyncio + WebSocket path, and never without
+// the snapshot (docs/BROWSER.md, "Engine start", known problem).
 if (wantTransport) {
   const relay = await startRelay();
   try {
-    const tc = pyodide.pyimport("runtime_checks").transport_contract_json;
+    const plain = snapshot ? withTestFiles((await bootPyodide(dist, { snapshot: false })).pyodide) : pyodide;
+    const tc = plain.pyimport("runtime_checks").transport_contract_json;
     pyRes.transport_contract = JSON.parse(await tc(relay.url, TESTS_DIR));
     nativeRes.transport_contract = { ok: true };  // natively: tests/test_transport_contract.py
   } finally {
