@@ -6,9 +6,12 @@
 - the first screen is the remembered one (read by id) and its order is the live order, so the
   swap moves nothing; without a remembered first screen the whole view is painted, in the live
   order too;
+- the first screen's read is the one web/demo/early.js starts at page load (before the app's
+  other modules have arrived), not a second one;
 - the rest of the list fills in from the view in pages until every stored note is in;
 - a damaged view is not painted: the app waits for the engine, which rewrites the view for the
-  next visit.
+  next visit; so does a page without IndexedDB (the engine's worker still has it), and a
+  tampered remembered first screen is ignored (the whole view is read).
 """
 
 from __future__ import annotations
@@ -136,7 +139,7 @@ def test_the_first_screen_is_the_live_first_screen(browser, server):  # noqa: F8
     wait_js(app.page, f"!!({FIRST_PAINT})")
     painted = app.page.evaluate(FIRST_PAINT)
     peek = app.page.evaluate(PEEK)
-    assert peek["hinted"] is True and peek["reason"] is None, peek
+    assert peek["hinted"] is True and peek["reason"] is None and peek["early"] is True, peek
     first_screen = first_paint_constant(app, "FIRST_SCREEN_ROWS")
     assert painted["count"] == first_screen < len(ids)
     assert painted["ids"] == live[:first_screen]
@@ -193,5 +196,43 @@ def test_the_rest_of_the_list_fills_in_from_the_view(browser, server):  # noqa: 
     filled = [i for page in got["pages"] for i in page]
     assert filled == sorted(filled)  # pages come in key order, one after the other
     assert sorted(filled) == sorted(ids) == sorted(live)
+    assert app.errors == []
+    ctx.close()
+
+
+def test_without_indexeddb_in_the_page_the_app_waits_for_the_engine(browser, server):  # noqa: F811
+    ctx, app, ids = stored_app(browser, server, 5)
+    # The page's IndexedDB refuses (as in some private modes); the engine runs in its worker.
+    ctx.add_init_script("""Object.defineProperty(window, "indexedDB", {configurable: true,
+      get() { throw new DOMException("refused by the test", "SecurityError"); }});""")
+    app.page.reload()
+    app.wait_ready()
+    peek = app.page.evaluate(PEEK)
+    assert peek["early"] is True and peek["count"] is None, peek
+    assert peek["reason"] == "unavailable: SecurityError", peek
+    assert "firstpaint" not in events(app)
+    assert sorted(app.page.evaluate(SHOWN)) == sorted(ids)
+    assert app.errors == []
+    ctx.close()
+
+
+def test_a_tampered_first_screen_is_ignored(browser, server):  # noqa: F811
+    ctx, app, ids = stored_app(browser, server, 12, touched=(4,))
+    live = app.page.evaluate(SHOWN)
+    name = app.page.evaluate("window.__notes.state.db.info.name")
+    # Longer than a first screen, and ids that are not strings: neither is used.
+    for hint in ({"sort": "updated", "ids": ["x"] * 5000}, {"sort": "updated", "ids": [1, 2]}, "{"):
+        app.page.evaluate("""([n, h]) => localStorage.setItem("ostracon-notes/first-screen/" + n,
+          typeof h === "string" ? h : JSON.stringify(h))""", [name, hint])
+        app.page.reload()
+        wait_js(app.page, f"!!({FIRST_PAINT})")
+        peek = app.page.evaluate(PEEK)
+        assert peek["hinted"] is False and peek["early"] is True, (hint, peek)
+        assert app.page.evaluate(FIRST_PAINT)["ids"] == live
+        app.wait_ready()
+        # Live data remembers a sound first screen again (before the next round replaces it).
+        wait_js(app.page, """(n) => { const h = JSON.parse(localStorage.getItem("ostracon-notes/first-screen/" + n));
+          return Array.isArray(h.ids) && h.ids.length < 5000 && h.ids.every((i) => typeof i === "string"); }""",
+                arg=name)
     assert app.errors == []
     ctx.close()

@@ -7,11 +7,11 @@
 
 import Ostracon from "../ostracon.js";
 import { createHistoryView } from "./historyview.js";
-import { forgetFirstScreen } from "./firstpaint.js";
 import { verifyAll } from "./verify.js";
 import { $, COLLECTION, SCAN_PAGE, show, state } from "./state.js";
 import { asText, renderList, tagsOf, timeWords, onOpenNote } from "./listview.js";
-import { inviteFromLocation, loadSpace, notesFirstPaint, saveSpace, startupChoice } from "./boot.js";
+import { notesFirstPaint } from "./boot.js";
+import { forgetFirstScreen, inviteFromLocation, loadSpace, saveSpace, startupChoice } from "./early.js";
 import { createEditor } from "./editor.js";
 import { isLegacy, renderMembers, savedForm, setupJoinForms, setupMembers, showUnlock, spaceOption } from "./members.js";
 

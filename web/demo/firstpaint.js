@@ -10,24 +10,26 @@
 // Which notes are the first screen: the list is ordered by compareNotes (pinned, then most
 // recently edited, …), not by id as the view's key order is. So the app remembers, per
 // database, the ids of its first FIRST_SCREEN_ROWS notes whenever it shows live data
-// (saveFirstScreen, in localStorage), and the next visit reads exactly those rows
+// (saveFirstScreen in early.js, in localStorage), and the next visit reads exactly those rows
 // (peek `ids`) and sorts them with the same comparator: for unchanged data the first screen is
 // the live first screen, and the swap moves nothing. Without that list (first visit of a
 // database) the whole view is read (one read) before painting, so the order is right then too.
 // The list is only a hint: the rows always come from the view, checked as peek checks them.
 //
 // Events for tests and diagnostics go to `window.__notes.timeline` in order, each with `at`
-// (performance.now()): {event: "peek", count, reason, hinted, timing} when the first screen was
-// read (timing: peek's); {event: "firstpaint", count, ids} when it was
-// painted; {event: "fill", count} per page added; {event: "filled", count} once the whole view
-// is in the list ("fill-stopped" with a reason when the view changed meanwhile); {event:
-// "ready"} when the engine is ready and its data replaces the view's ("stale-peek" when the
-// view answered only after that: ignored).
+// (performance.now()): {event: "peek", count, reason, hinted, timing, early, startedAt, doneAt}
+// when the first screen's read is taken up (timing: peek's; early: the read began at page load
+// in early.js; startedAt/doneAt: when it began and was answered); {event: "firstpaint", count,
+// ids} when it was painted; {event: "fill", count} per page added; {event: "filled", count}
+// once the whole view is in the list ("fill-stopped" with a reason when the view changed
+// meanwhile); {event: "ready"} when the engine is ready and its data replaces the view's
+// ("stale-peek" when the view answered only after that: ignored).
 
 import { peek } from "../readview.js";
+import { FIRST_SCREEN_ROWS, startRead } from "./early.js";
 
-// Notes remembered as the first screen: more than the tallest window shows (rows ≥ 56 px).
-export const FIRST_SCREEN_ROWS = 40;
+export { FIRST_SCREEN_ROWS };
+
 // Documents per page when filling the rest of the list from the view. Each read opens the
 // database and a transaction (tens of ms on a busy machine), so pages are large; one page's
 // rows are decoded on the main thread in a few tens of ms, short enough to keep it responsive.
@@ -39,8 +41,6 @@ export const FILL_PAGE_ROWS = 2000;
 // more than this.
 export const FIRST_PAINT_HEAD_START_MS = 100;
 
-const HINT_PREFIX = "ostracon-notes/first-screen/";
-
 function timeline() {
   const n = (window.__notes = window.__notes || {});
   return (n.timeline = n.timeline || []);
@@ -48,38 +48,6 @@ function timeline() {
 
 export function mark(event, detail = {}) {
   timeline().push({ event, at: performance.now(), ...detail });
-}
-
-// Remember the first screen of `list` (documents in the order shown under `sort`) for the
-// database `name`; written only when it changed.
-export function saveFirstScreen(name, sort, list) {
-  const text = JSON.stringify({ sort, ids: list.slice(0, FIRST_SCREEN_ROWS).map((d) => d._id) });
-  try {
-    if (localStorage.getItem(HINT_PREFIX + name) !== text) localStorage.setItem(HINT_PREFIX + name, text);
-  } catch (_) {
-    // Storage full or refused: the next first paint reads the whole view instead.
-  }
-}
-
-// Stop remembering the first screen of `name` (the app leaves that space on this device).
-export function forgetFirstScreen(name) {
-  try {
-    localStorage.removeItem(HINT_PREFIX + name);
-  } catch (_) {
-    // Storage refused: the entry stays, harmless (ids only, read only for this database).
-  }
-}
-
-// The remembered first screen for `sort`, or null (none, another sort, or malformed).
-export function loadFirstScreen(name, sort) {
-  try {
-    const h = JSON.parse(localStorage.getItem(HINT_PREFIX + name) || "null");
-    if (h && h.sort === sort && Array.isArray(h.ids) && h.ids.length <= FIRST_SCREEN_ROWS
-        && h.ids.every((id) => typeof id === "string")) return h.ids;
-  } catch (_) {
-    // Malformed: as if there were none.
-  }
-  return null;
 }
 
 // Longest wait for an idle moment before background work runs anyway: a page that is never
@@ -100,20 +68,24 @@ export function headStart(run) {
   return Promise.race([run.peeked, new Promise((ok) => setTimeout(ok, FIRST_PAINT_HEAD_START_MS))]);
 }
 
-// Start reading the view of `collection` in the database `name`. Handlers:
+// Paint the view of `collection` in the database `name`. Handlers:
 //   paint(docs)  once, with the first screen sorted by `compare` (if it arrives before live());
 //   fill(docs, last)  per further page of the view, until the whole view is in (`last`: this
 //                is the final page) or live() is called;
 // `sort` names the order `compare` implements (the remembered first screen is per sort);
-// `pageRows` is the fill's page size (FILL_PAGE_ROWS).
+// `pageRows` is the fill's page size (FILL_PAGE_ROWS); `read` is a read startRead began
+// earlier, used if it is for the same database, collection and sort (else a new one starts).
 // Returns {peeked, filled, live(db)}: call live() when the engine is ready (later view answers
 // are dropped); `peeked` resolves to the first read's result ({docs, reason, …}) once it is
 // painted (or found unusable), `filled` once filling has ended.
-export function firstPaint(name, collection, { sort, compare, paint, fill, pageRows = FILL_PAGE_ROWS }) {
+export function firstPaint(name, collection, { sort, compare, paint, fill, pageRows = FILL_PAGE_ROWS, read = null }) {
   let isLive = false;
-  const hint = loadFirstScreen(name, sort);
-  const peeked = peek(name, collection, hint ? { ids: hint } : {}).then((r) => {
-    mark("peek", { count: r.docs ? r.docs.length : null, reason: r.reason, hinted: !!hint, timing: r.timing });
+  const early = !!read && read.name === name && read.collection === collection && read.sort === sort;
+  const first = early ? read : startRead(name, collection, sort);
+  const hint = first.hint;
+  const peeked = first.result.then((r) => {
+    mark("peek", { count: r.docs ? r.docs.length : null, reason: r.reason, hinted: !!hint, timing: r.timing,
+                   early, startedAt: first.startedAt, doneAt: first.doneAt });
     if (isLive) {
       mark("stale-peek");
       return r;

@@ -3,12 +3,15 @@
 // A long list never blocks the page: renderList() builds the first LIST_FIRST_ROWS rows (more
 // than any screen shows) and a sentinel row; LIST_CHUNK_ROWS more are appended whenever the
 // sentinel comes within LIST_AHEAD_PX of the visible part of the list (IntersectionObserver),
-// so the DOM grows as the reader scrolls. The order is compareNotes(sort): pinned first, then
-// the chosen key, then the id, so it is total and the same for documents from the read view
-// (firstpaint.js) and from the engine.
+// so the DOM grows as the reader scrolls. The order is compareNotes(sort) (format.js): pinned
+// first, then the chosen key, then the id, so it is total and the same for documents from the
+// read view (firstpaint.js) and from the engine.
 
 import { $, state } from "./state.js";
-import { saveFirstScreen, whenIdle } from "./firstpaint.js";
+import { saveFirstScreen } from "./early.js";
+import { asText, compareNotes, tagsOf, timeWords } from "./format.js";
+
+export { asText, compareNotes, tagsOf, timeWords };
 
 // Rows built at once: a screen and a half on the tallest window (rows are ≥ 56 px).
 export const LIST_FIRST_ROWS = 60;
@@ -18,52 +21,7 @@ export const LIST_CHUNK_ROWS = 100;
 // so scrolling never reaches an unbuilt end.
 export const LIST_AHEAD_PX = 800;
 
-// Ids and titles compare with one collator: the same order as String.prototype.localeCompare
-// with the default locale, without building a collator per comparison.
-const collator = new Intl.Collator(undefined);
-const titleCollator = new Intl.Collator(undefined, { sensitivity: "base" });
-
 const PIN_SVG = '<svg viewBox="0 0 16 16" width="14" height="14" aria-hidden="true"><path d="M10.5 1.5l4 4-2 1-3 3 .5 3.5-1.5 1.5-3-3-3.5 3.5-.9-.9L4.6 10.6l-3-3L3.1 6l3.5.5 3-3z" fill="currentColor"/></svg><span class="sr-only">pinned</span>';
-
-// Built once: a formatter per call costs more than drawing the row.
-const timeFormat = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-const dateFormat = new Intl.DateTimeFormat([], { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
-
-export function timeWords(ms) {
-  if (!ms) return "";
-  const d = new Date(ms);
-  const sameDay = d.toDateString() === new Date().toDateString();
-  return (sameDay ? timeFormat : dateFormat).format(d);
-}
-
-// Any value a peer may have synced (a number, null, a map, bytes), as text for the page.
-export function asText(v) {
-  if (v == null) return "";
-  if (typeof v === "string") return v;
-  if (typeof v === "number" || typeof v === "boolean" || typeof v === "bigint") return String(v);
-  if (v instanceof Uint8Array) return `(${v.length} bytes)`;
-  try {
-    return JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? x.toString()
-      : x instanceof Uint8Array ? `(${x.length} bytes)` : x));
-  } catch (_) {
-    return String(v);
-  }
-}
-
-export function tagsOf(d) {
-  return Array.isArray(d.tags) ? d.tags.filter((t) => typeof t === "string") : [];
-}
-
-// The list's order for a sort ("updated", "created", "title"): pinned notes first, then the
-// sort key, then the id.
-export function compareNotes(sort) {
-  const key = {
-    updated: (a, b) => (b._updated || 0) - (a._updated || 0),
-    created: (a, b) => (b._created || 0) - (a._created || 0),
-    title: (a, b) => titleCollator.compare(asText(a.title), asText(b.title)),
-  }[sort] || (() => 0);
-  return (a, b) => (b.pinned ? 1 : 0) - (a.pinned ? 1 : 0) || key(a, b) || collator.compare(a._id, b._id);
-}
 
 function visibleNotes() {
   const q = $("search").value.trim().toLowerCase();

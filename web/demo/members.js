@@ -48,10 +48,6 @@ export function savedForm(space, db, info) {
   return { kind: "kept", db, name: (info && info.spaceName) || space.name || "", locked };
 }
 
-export function needsUnlock(space) {
-  return !!space && space.kind === "kept" && space.locked && !space.passphrase;
-}
-
 // ---- the join screen's extra forms -------------------------------------------------------
 
 export function showUnlock(space) {

@@ -7,7 +7,7 @@ export const $ = (id) => document.getElementById(id);
 
 export function show(id, on = true) { $(id).hidden = !on; }
 
-export const COLLECTION = "notes";
+export { COLLECTION, DEFAULT_SORT } from "./early.js";
 // Page size when loading every note from the engine (scan is paged by the engine).
 export const SCAN_PAGE = 500;
 

@@ -17,8 +17,8 @@
 
 const PREFIX = "ostracon-notes-";
 const SHELL = [
-  "./", "index.html", "boot.js", "state.js", "listview.js", "firstpaint.js", "app.js", "editor.js", "bodytext.js",
-  "history.js", "historyview.js", "verify.js", "members.js", "engine-worker.js",
+  "./", "index.html", "early.js", "boot.js", "state.js", "format.js", "listview.js", "firstpaint.js", "app.js",
+  "editor.js", "bodytext.js", "history.js", "historyview.js", "verify.js", "members.js", "engine-worker.js",
   "styles.css",
   "manifest.webmanifest", "icons/icon.svg", "icons/icon-192.png", "icons/icon-512.png", "icons/maskable-512.png",
 ];
