@@ -102,6 +102,8 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
     the pause between two looks.
     """
 
+    _compaction: Compaction | None = None  # the compaction in steps under way, if any
+
     def __init__(self, storage: Storage, *, identity: Any, crypto: Any,
                  clock: Callable[[], int] | None = None, random_bytes: Callable[[int], bytes] | None = None,
                  require_signatures: bool = True, sink_batch_ops: int = SINK_BATCH_OPS,
@@ -181,7 +183,6 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
         self._collections: dict[str, Collection] = {}
         self._gql: dict[bool, Any] = {}
         self._compacted_at: int | None = None  # record position of this session's last snapshot
-        self._compaction: Compaction | None = None  # the compaction in steps under way, if any
         self.last_apply: ApplyResult = ApplyResult()
         self._engine.feed = ChangeFeed(self._engine.random_bytes(6).hex(), feed_retention,
                                        payload=feed_payload, payload_max_bytes=feed_payload_max_bytes,
@@ -320,6 +321,7 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
             if not self.storage.read_only:
                 e.texts.commit_all()   # open text bursts become blocks before the last flush
             e.closed = True
+            self._abandon_compaction()   # a snapshot in steps is never swapped in after close
             if e.indexing.meta_saved:
                 self._meta_dirty = True   # last access times
         driverlib.unregister(self)
