@@ -101,21 +101,24 @@ class Compaction:
         self.done = True
 
     def _swap(self, snap: bytes | None, position: int) -> None:
+        """Store the snapshot and drop what it covers. Holds the sink's I/O lock throughout
+        (no batch reaches storage meanwhile) and the state lock only to flush what the log
+        after the cut holds: writers go on during the snapshot's I/O."""
         e, storage = self.engine, self.storage
         assert snap is not None
         with e.sink.io_lock:
             with e.lock:
                 e.check_open()
-                e.sink.flush_holding_locks()  # what the log after the cut holds is on disk
-                # Keeping several snapshots is a request for audit states: written whenever
-                # there is something new; otherwise only when it makes the store smaller.
-                if not self.force and self.keep_snapshots == 1 and not snapshot_pays(storage, snap, position):
-                    return  # the log is already the smaller form: never grow a store
-                storage.write_snapshot(snap, position)
-                storage.compact(position, self.keep_snapshots)
-                self.position = position
-                record_compaction(self.encoder.seals if self.encoder else [], position, storage,
-                                  e.replica.actor, self.chain, self.sign)
+                e.sink.flush_holding_locks()
+            # Keeping several snapshots is a request for audit states: written whenever
+            # there is something new; otherwise only when it makes the store smaller.
+            if not self.force and self.keep_snapshots == 1 and not snapshot_pays(storage, snap, position):
+                return  # the log is already the smaller form: never grow a store
+            storage.write_snapshot(snap, position)
+            storage.compact(position, self.keep_snapshots)
+            self.position = position
+            record_compaction(self.encoder.seals if self.encoder else [], position, storage,
+                              e.replica.actor, self.chain, self.sign)
         if self.on_done is not None:
             self.on_done(position)
 
