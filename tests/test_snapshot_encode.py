@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import zlib
 
+import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 import ostracon
 from ostracon import Text
 from ostracon.core import snapshot
+from ostracon.core.encoding import _default, _ext_hook
 from ostracon.core.replica import Replica
 from ostracon.core.snapshot_encode import SnapshotEncoder
 from ostracon.crypto import DeterministicRandom
@@ -57,6 +59,11 @@ def test_any_step_size_gives_the_one_shot_bytes(seed, step_docs):
     db = Sim(seed, replicas=3, steps=40).run()[0]
     data, _ = _stepped(db.replica, step_docs)
     assert data == snapshot.dump(db.replica), f"seed {seed}, step_docs {step_docs}"
+    # One packb of the whole structure and one zlib.compress of it: the one-shot encoding.
+    raw = zlib.decompress(data)
+    parts = msgpack.unpackb(raw, raw=False, strict_map_key=False, ext_hook=_ext_hook)
+    assert msgpack.packb(parts, use_bin_type=True, default=_default) == raw, f"seed {seed}, step_docs {step_docs}"
+    assert zlib.compress(raw, snapshot.SNAPSHOT_ZLIB_LEVEL) == data, f"seed {seed}, step_docs {step_docs}"
 
 
 @settings(max_examples=60, deadline=None)

@@ -46,6 +46,9 @@ STEP_DOCS = 200
 BLOCKS_PER_DOC = 8
 #: Packed bytes compressed per document row of work (see STEP_DOCS).
 BYTES_PER_DOC = 1024
+#: A list of at most this many lists is packed list by list (format 4's groups of five
+#: columns); longer lists are packed in slices.
+COLUMN_GROUP = 16
 
 __all__ = ["BLOCKS_PER_DOC", "BYTES_PER_DOC", "STEP_DOCS", "SnapshotEncoder", "encode_row"]
 
@@ -188,16 +191,45 @@ class SnapshotEncoder:
                     col_.append(v)
             yield
         self.close()  # every row is taken: later changes no longer concern this snapshot
-        raw = msgpack.packb([SNAPSHOT_FORMAT, block_bytes, self.seals, self.actors, self.cols, rows, docs,
-                             self.clock, extra], use_bin_type=True, default=_default)
-        del block_bytes, rows, docs
-        yield
         z = zlib.compressobj(SNAPSHOT_ZLIB_LEVEL)
-        out = []
-        size = budget * BYTES_PER_DOC
-        view = memoryview(raw)
-        for start in range(0, len(raw), size):
-            out.append(z.compress(view[start:start + size]))
+        out: list[bytes] = []
+        for piece in self._packed([SNAPSHOT_FORMAT, block_bytes, self.seals, self.actors, self.cols, rows, docs,
+                                   self.clock, extra]):
+            out.append(z.compress(piece))
             yield
         out.append(z.flush())
         self.data = b"".join(out)
+
+    def _packed(self, parts: list) -> Iterator[bytes]:
+        """The msgpack bytes of `parts` (those of one `packb(parts)`) in pieces of about
+        `step_docs * BLOCKS_PER_DOC` list items or `step_docs * BYTES_PER_DOC` bytes: a
+        list packs as its header followed by its items, so long lists are packed a slice at
+        a time (the slice's own header cut off)."""
+        packer = msgpack.Packer(use_bin_type=True, default=_default)
+        items, size = self.step_docs * BLOCKS_PER_DOC, self.step_docs * BYTES_PER_DOC
+
+        def pieces(v: object) -> Iterator[bytes]:
+            if type(v) is list and 0 < len(v) <= COLUMN_GROUP and all(type(x) is list for x in v):
+                yield packer.pack_array_header(len(v))  # the snapshot's parts, a group of columns
+                for x in v:
+                    yield from pieces(x)
+            elif type(v) is list and len(v) > items:
+                yield packer.pack_array_header(len(v))
+                for start in range(0, len(v), items):
+                    chunk = v[start:start + items]
+                    yield packer.pack(chunk)[len(packer.pack_array_header(len(chunk))):]
+            else:
+                yield packer.pack(v)
+
+        yield packer.pack_array_header(len(parts))
+        parts_pieces = (p for part in parts for p in pieces(part))
+        buf: list[bytes] = []
+        held = 0
+        for piece in parts_pieces:
+            buf.append(piece)
+            held += len(piece)
+            if held >= size:
+                yield b"".join(buf)
+                buf, held = [], 0
+        if buf:
+            yield b"".join(buf)
