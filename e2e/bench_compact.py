@@ -10,7 +10,8 @@ call's wait (sent → answered). Two modes, alternating over `ROUNDS` rounds in 
   for the whole encoding, as it did before compaction ran in steps;
 - "in steps": the worker as shipped (runtime/browser/idle.py).
 Reported: the longest and the median wait of a call during compaction, the compaction's wall
-time and the calls answered meanwhile. Timings are reported, never asserted.
+time, the calls answered meanwhile, and (last round) the steps, the longest one ([number, ms])
+and the last one (the swap: storing the snapshot, dropping the covered records). Timings are reported, never asserted.
 """
 
 from __future__ import annotations
@@ -36,7 +37,24 @@ ROUNDS = 2
 CALL_GAP_MS = 25
 
 PROBE = '''
+import time
+
+from ostracon.db import compaction
 from ostracon.runtime.browser.host import HOST
+
+STEPS = []  # (step number, ms) of the compaction steps of this page
+_step = compaction.Compaction.step
+
+
+def _timed(self):
+    t = time.perf_counter()
+    try:
+        return _step(self)
+    finally:
+        STEPS.append((self.steps, (time.perf_counter() - t) * 1000))
+
+
+compaction.Compaction.step = _timed
 
 
 def mode(one_go):
@@ -47,8 +65,10 @@ def mode(one_go):
 def state():
     run = HOST._compact_run
     snap = HOST.storage.load_snapshot()
+    longest = max(STEPS, key=lambda s: s[1], default=(0, 0))
     return {"running": run is not None, "snapshot": 0 if snap is None else snap[1],
-            "steps": 0 if run is None else run.steps}
+            "steps": len(STEPS), "longest_step": [longest[0], round(longest[1], 1)],
+            "last_step_ms": round(STEPS[-1][1], 1) if STEPS else 0}
 '''
 
 ROUND = """async ([name, docs, oneGo, gap]) => {
@@ -88,7 +108,8 @@ ROUND = """async ([name, docs, oneGo, gap]) => {
   const wallMs = performance.now() - t0;
   const count = await c.count();
   await db.close();
-  return {waits, wallMs, ticks, count, snapshot: last.snapshot};
+  return {waits, wallMs, ticks, count, snapshot: last.snapshot, steps: last.steps,
+          longestStep: last.longest_step, lastStepMs: last.last_step_ms};
 }""".replace("PROBE", json.dumps(PROBE))
 
 
@@ -123,6 +144,7 @@ def measure(browser, url: str, docs: int = DOCS, rounds: int = ROUNDS) -> dict:
             "calls": round(med(len(r["waits"]) for r in rs)),
             "wall_ms": round(med(r["wallMs"] for r in rs)),
             "ticks": round(med(r["ticks"] for r in rs)),
+            "steps": rs[-1]["steps"], "longest_step": rs[-1]["longestStep"], "swap_ms": rs[-1]["lastStepMs"],
         }
     return out
 

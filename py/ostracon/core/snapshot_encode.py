@@ -36,12 +36,14 @@ from .snapshot import SNAPSHOT_FORMAT, SNAPSHOT_ZLIB_LEVEL
 from .state import _ABSENT, _TEXT, DocState
 from .textcodec import encode_state
 
-#: Work in one step: document rows encoded (the costly part, ~0.1-0.3 ms each natively and
-#: ~5x that in Pyodide at 10 fields), or 8x as many block rows (a block row is five list
-#: appends), or as many KiB of packed snapshot compressed. 200 keeps a step to ~10-60 ms in a
-#: browser worker (a call arriving during compaction waits for one step at most) while the
-#: per-step overhead (a generator resume, a look at the call queue) stays under 1%.
-STEP_DOCS = 200
+#: Work in one step: document rows encoded (the costly part, ~0.1 ms each natively and
+#: 3-5x that in Pyodide at 10 fields), or 8x as many block rows (a block row is five list
+#: appends), or as many KiB of packed snapshot packed and compressed (zlib level 6 runs at
+#: ~10-20 MB/s natively on a loaded machine, slower in WebAssembly). 100 keeps a step to
+#: ~10-30 ms natively and ~30-100 ms in a loaded browser worker, the longest a call arriving
+#: during compaction waits, while the per-step overhead (a generator resume; in the worker a
+#: look at the call queue and a zero-delay timer) stays a small part of the step.
+STEP_DOCS = 100
 #: Block rows per document row of work (see STEP_DOCS).
 BLOCKS_PER_DOC = 8
 #: Packed bytes compressed per document row of work (see STEP_DOCS).

@@ -52,9 +52,9 @@ class Compaction:
     `cut`: the record position the snapshot covers. `step()` → True once finished; then
     `position` is `cut` if the snapshot was written, or None when not (`fresh` False:
     nothing new since the last one; not smaller than what it would replace, unless `force`;
-    abandoned). `done` says whether it finished. Errors of the swap
-    (StorageError) and ClosedError (the database closed meanwhile) are raised by `step`;
-    the run is then over and the store as before the swap.
+    abandoned: by a newer run, a prune or the database's close). `done` says whether it
+    finished. Errors of the swap (StorageError) are raised by `step`; the run is then over
+    and the store opens as before the swap or as after it.
     """
 
     def __init__(self, engine: Any, storage: Storage, chain: SealChain, sign: Callable[[bytes], bytes],
@@ -75,19 +75,20 @@ class Compaction:
 
     def step(self) -> bool:
         """Encode one bounded part of the snapshot, or swap it in; True once finished."""
-        if self.done:
-            return True
-        e, enc = self.engine, self.encoder
-        assert enc is not None
+        e = self.engine
         try:
             with e.lock:
+                enc = self.encoder
+                if self.done or enc is None:  # finished, or abandoned (by another thread too)
+                    self.done = True
+                    return True
                 e.check_open()
                 if enc.replica is not e.replica:
                     raise RuntimeError("the database's replica was replaced during compaction")
                 self.steps += 1
                 if not enc.step():
                     return False
-            self._swap(enc.data, self.cut)
+            self._swap(enc, self.cut)
         except BaseException:
             self.abandon()
             raise
@@ -95,16 +96,17 @@ class Compaction:
         return True
 
     def abandon(self) -> None:
-        """Stop without writing anything (idempotent)."""
-        if self.encoder is not None:
-            self.encoder.close()
+        """Stop without writing anything (idempotent); the encoding's memory is let go."""
+        enc, self.encoder = self.encoder, None
+        if enc is not None:
+            enc.close()
         self.done = True
 
-    def _swap(self, snap: bytes | None, position: int) -> None:
+    def _swap(self, enc: SnapshotEncoder, position: int) -> None:
         """Store the snapshot and drop what it covers. Holds the sink's I/O lock throughout
         (no batch reaches storage meanwhile) and the state lock only to flush what the log
         after the cut holds: writers go on during the snapshot's I/O."""
-        e, storage = self.engine, self.storage
+        e, storage, snap = self.engine, self.storage, enc.data
         assert snap is not None
         with e.sink.io_lock:
             with e.lock:
@@ -117,8 +119,7 @@ class Compaction:
             storage.write_snapshot(snap, position)
             storage.compact(position, self.keep_snapshots)
             self.position = position
-            record_compaction(self.encoder.seals if self.encoder else [], position, storage,
-                              e.replica.actor, self.chain, self.sign)
+            record_compaction(enc.seals, position, storage, e.replica.actor, self.chain, self.sign)
         if self.on_done is not None:
             self.on_done(position)
 

@@ -31,7 +31,7 @@ from ostracon.core.snapshot_encode import STEP_DOCS
 #: columns, not 10,000 merges.
 COMPACT_LOG_RECORDS = 1000
 #: Documents' worth of snapshot encoding in one compaction step (core/snapshot_encode.py
-#: STEP_DOCS: ~10-60 ms of Python in the worker), the longest a call arriving during
+#: STEP_DOCS: ~30-100 ms of Python in a loaded worker), the longest a call arriving during
 #: compaction waits for the encoding.
 COMPACT_STEP_DOCS = STEP_DOCS
 #: Documents whose read-view rows one idle step writes (one IndexedDB transaction) before
