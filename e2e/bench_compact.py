@@ -43,18 +43,34 @@ from ostracon.db import compaction
 from ostracon.runtime.browser.host import HOST
 
 STEPS = []  # (step number, ms) of the compaction steps of this page
+EVENTS = []  # "step", "done" (the snapshot swapped in) and "call" (a count ran), in order
 _step = compaction.Compaction.step
 
 
 def _timed(self):
     t = time.perf_counter()
     try:
-        return _step(self)
+        done = _step(self)
+        EVENTS.append("done" if done else "step")
+        return done
     finally:
         STEPS.append((self.steps, (time.perf_counter() - t) * 1000))
 
 
 compaction.Compaction.step = _timed
+_count = HOST.rpc_count
+
+
+def _counted(*args):
+    EVENTS.append("call")
+    return _count(*args)
+
+
+HOST.rpc_count = _counted
+
+
+def events():
+    return list(EVENTS)
 
 
 def mode(one_go):
