@@ -127,11 +127,11 @@ class SendMixin:
         `meta`: commit metadata for every op of the batch (an op's own `meta` wins). At most
         MAX_BATCH_OPS ops (ValidationError beyond)."""
         checked = []
-        for i, op in enumerate(ops):
+        for position, op in enumerate(ops):
             try:
-                checked.append(check_op(op, f"op {i}"))
+                checked.append(check_op(op, f"op {position}"))
             except ValidationError as exc:
-                exc.op_index = i
+                exc.op_index = position
                 raise
         batch = None if meta is None else check_meta(meta)
         if len(checked) > MAX_BATCH_OPS:
