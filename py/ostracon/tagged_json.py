@@ -28,7 +28,6 @@ refuses them), so the output is strict JSON.
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any
 
 from .core.errors import ValidationError
@@ -62,7 +61,7 @@ def decode_base64(text: Any, what: str) -> bytes:
         raise ValidationError(f"{what} must be base64 text")
     try:
         return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):   # ValueError: non-ASCII text
+    except ValueError:   # binascii.Error (a ValueError), or text that is not ASCII
         raise ValidationError(f"{what} is not valid base64") from None
 
 
