@@ -65,7 +65,17 @@ def stored_app(browser, server, n, touched=(), pinned=()):  # noqa: F811
     app.create(new_space())
     n = n(app) if callable(n) else n
     ids = app.page.evaluate(WRITE, [n, [i % n for i in touched], [i % n for i in pinned]])
-    wait_js(app.page, f"window.__notes.state.notes.size === {n}")
+    # Every write is in the list: the edits and pins too (their change events come after the
+    # creates), and the rows are drawn in the list's order.
+    wait_js(app.page, """async ([n, edited, pinned]) => {
+      const s = window.__notes.state.notes;
+      if (s.size !== n || !edited.every((id) => s.get(id)._version >= 2)
+          || !pinned.every((id) => s.get(id).pinned === true)) return false;
+      const { compareNotes } = await import("./format.js");
+      const want = [...s.values()].sort(compareNotes("updated")).map((d) => d._id);
+      const shown = [...document.querySelectorAll("#notes .note-item")].map((b) => b.dataset.id);
+      return shown.length > 0 && shown.every((id, i) => id === want[i]); }""",
+            arg=[n, [ids[i % n] for i in touched], [ids[i % n] for i in pinned]])
     return ctx, app, ids
 
 

@@ -127,6 +127,7 @@ export function takeStartedRead(name, collection, sort) {
 const db = databaseToOpen(startupChoice());
 if (db) {
   started = startRead(db, COLLECTION, DEFAULT_SORT);
-  // In a task of its own after the read's first step, so it overlaps IndexedDB's work.
+  // The first locale formats of a page cost tens of ms of this thread (up to hundreds on a busy
+  // machine), and the paint needs them: built while IndexedDB opens the database in the browser.
   setTimeout(() => prepareFormats(DEFAULT_SORT), 0);
 }
