@@ -266,6 +266,16 @@ def test_expected_errors_are_one_line(tmp_path, capsys):
     assert code == 2 and "bad.ndjson:1: not an export line" in err
 
 
+@pytest.mark.parametrize("content", [b"\xff\xfe{}\n", b'{"collection": "c", "doc": {}}\n{"collection": "c", "doc": "\xe9"}\n'])
+def test_import_of_a_file_that_is_not_utf8_is_a_one_line_error_and_writes_nothing(tmp_path, capsys, content):
+    bad = tmp_path / "latin1.ndjson"
+    bad.write_bytes(content)
+    code, _, err = run(capsys, "import", str(tmp_path / "x"), str(bad))
+    assert code == 2 and "latin1.ndjson: not UTF-8 text" in err and err.strip().count("\n") == 0
+    with ostracon.open(tmp_path / "x") as db:
+        assert db.collections() == []
+
+
 @pytest.mark.parametrize("command", ["inspect", "verify", "export", "log", "compact"])
 def test_a_directory_without_a_store_is_refused_not_read_as_empty(tmp_path, capsys, command):
     # A typo must not print "OK: 0 blocks" (exit 0), nor turn a stray directory into a store.

@@ -333,6 +333,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     except (ostracon.ValidationError, ostracon.NotFoundError, ostracon.ConflictError,
             ostracon.CorruptBlockError) as exc:
         raise CliError(f"{args.file}: {exc}") from exc
+    except UnicodeDecodeError:
+        # Definitions are read from the whole file first, so bad bytes anywhere in an export
+        # stop the import before any document is written.
+        raise CliError(f"{args.file}: not UTF-8 text, so not an export or audit trail") from None
     finally:
         db.close()
     print(f"imported: {created} created, {updated} updated, {unchanged} unchanged")
