@@ -296,6 +296,12 @@ def test_locked_database_is_a_clear_error(dbdir):
     assert proc.returncode == 2 and "LockedError" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_python_dash_m_ostracon_runs_the_console_script():
+    proc = subprocess.run([sys.executable, "-m", "ostracon", "--help"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: ostracon ") and "import" in proc.stdout
+
+
 def test_index_waits_until_built_and_reports_progress(tmp_path, capsys):
     path = str(tmp_path / "big")
     db = ostracon.open(path)
