@@ -364,6 +364,9 @@ def test_time_travel(col):
         col.get("d", at="garbage")
     with pytest.raises(ValidationError):
         col.get("d", at=[])
+    for odd in (5, 1.5, {"x": 1}, {clock_cids[0]: 1}):   # not a CID nor a list of them
+        with pytest.raises(ValidationError):
+            col.get("d", at=odd)
 
 
 def test_time_travel_with_concurrent_heads():

@@ -299,6 +299,8 @@ class Engine:
 
     def state_at(self, state: DocState, at: Any) -> DocState:
         """The document as it was at commit `at` (a CID, or a list of head CIDs)."""
+        if not isinstance(at, (str, bytes, list, tuple)):
+            raise ValidationError(f"`at` takes a CID string or a list of them, not {type(at).__name__}")
         given: list[Any] = [at] if isinstance(at, (str, bytes)) else list(at)
         if not given:
             raise ValidationError("`at` needs at least one CID")
