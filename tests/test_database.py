@@ -595,6 +595,9 @@ def test_blocks_since_validates_the_vector(db):
         db.blocks_since({"zz": 1})
     with pytest.raises(ValidationError):
         db.blocks_since({ID_A.actor.hex(): -1})
+    for odd in (5, "abc", [(ID_A.actor.hex(), 1)]):   # a vector is a dict (or None)
+        with pytest.raises(ValidationError):
+            db.blocks_since(odd)
 
 
 # ----------------------------------------------------------------------------- lifecycle
