@@ -75,11 +75,18 @@ def col(db):
     return db.collection("todos")
 
 
-@pytest.mark.parametrize("path", [5, b"db", ["db"]])
+@pytest.mark.parametrize("path", [5, b"db", ["db"], "db\x00x"])
 def test_open_refuses_a_path_that_is_not_a_str_or_path(path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValidationError):
         ostracon.open(path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("identity", ["me", b"\x00" * 32, ID_A.actor])
+def test_open_refuses_an_identity_that_is_not_an_identity(identity, tmp_path):
+    with pytest.raises(ValidationError, match="identity"):
+        ostracon.open(tmp_path / "db", identity=identity)
     assert list(tmp_path.iterdir()) == []
 
 
