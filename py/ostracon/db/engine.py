@@ -127,10 +127,16 @@ class Engine:
             # Text element ids are minted for the database's own actor (db/text.py).
             raise ValidationError("collaborative text edits are made by the database's own identity, "
                                   "not inside db.as_identity()")
+        while self.replica.wide_fan(collection, doc_id):   # more heads than one block may merge
+            self._commit(collection, doc_id, [], now, schema, meta, actor, merge=True)
+        return self._commit(collection, doc_id, ops, now, schema, meta, actor)
+
+    def _commit(self, collection: str, doc_id: str, ops: list, now: int, schema: bytes | None,
+                meta: dict | None, actor: bytes | None, *, merge: bool = False) -> bytes:
         batch = self.batch
         if batch is not None:
             batch.before_write(collection, doc_id, ops, self.replica.actor if actor is None else actor)
-        cid, data, state = self.replica.commit(collection, doc_id, ops, now, schema, meta, actor)
+        cid, data, state = self.replica.commit(collection, doc_id, ops, now, schema, meta, actor, merge=merge)
         if batch is not None:
             # Indexes now (later writes of the batch check unique keys against them); the
             # block and the event wait for the batch's commit (db/batch.py).
