@@ -217,6 +217,9 @@ def test_a_fan_of_more_heads_than_a_block_may_merge_never_blocks_local_writes(tm
     width = 2 * MAX_PARENTS + 52        # two merge changes, then the write itself
     assert a.apply_blocks(fan(root, ident(9), width)) == width
     assert len(notes.get("n1")["_heads"]) == width
+    with pytest.raises(ValidationError, match="block may hold"):   # refused: no merge is left behind
+        notes.patch("n1", {"title": "x" * 300_000})
+    assert len(notes.get("n1")["_heads"]) == width
     notes.patch("n1", {"title": "mine"})
     doc = notes.get("n1")
     assert doc["title"] == "mine" and len(doc["_heads"]) == 1 and doc["f7"] == 7

@@ -127,8 +127,13 @@ class Engine:
             # Text element ids are minted for the database's own actor (db/text.py).
             raise ValidationError("collaborative text edits are made by the database's own identity, "
                                   "not inside db.as_identity()")
-        while self.replica.wide_fan(collection, doc_id):   # more heads than one block may merge
-            self._commit(collection, doc_id, [], now, schema, meta, actor, merge=True)
+        if self.replica.wide_fan(collection, doc_id):   # more heads than one block may merge
+            if self.batch is None:
+                # The merge changes and the write are one unit: a refused write leaves none.
+                with self.atomic(MAX_BATCH_OPS):
+                    return self.write(collection, doc_id, ops, schema)
+            while self.replica.wide_fan(collection, doc_id):
+                self._commit(collection, doc_id, [], now, schema, meta, actor, merge=True)
         return self._commit(collection, doc_id, ops, now, schema, meta, actor)
 
     def _commit(self, collection: str, doc_id: str, ops: list, now: int, schema: bytes | None,
