@@ -227,6 +227,35 @@ def test_update_replaces_patch_merges(col):
         col.patch("d", {"b": 1}, unset=["b"])
 
 
+def test_update_of_a_document_wider_than_one_block_of_removals_succeeds_atomically():
+    # Fields gathered by many small writes (here another member's) need more unset ops than
+    # one block holds: update() removes them in blocks of their own, as one atomic unit.
+    a, b = open_db(ID_A), open_db(ID_B, seed=2)
+    a.collection("notes").create({"title": "t"}, id="n1")
+    a.flush()
+    b.apply_blocks(a.blocks_since({}))
+    wide = ["f%04d" % i + "x" * 250 for i in range(2_400)]    # ~620 KB of field names
+    for k in range(0, len(wide), 600):
+        b.collection("notes").patch("n1", dict.fromkeys(wide[k:k + 600], 1))
+    b.flush()
+    a.apply_blocks(b.blocks_since(a.version_vector()))
+    notes = a.collection("notes")
+    version = notes.get("n1")["_version"]
+    with pytest.raises(ValidationError, match="block may hold"):   # refused after the removals
+        notes.update("n1", {"title": "x" * 300_000})
+    assert notes.get("n1")["_version"] == version and len(user(notes.get("n1"))) == 2_401
+    notes.update("n1", {"title": "fresh"})
+    assert user(notes.get("n1")) == {"title": "fresh"} and notes.get("n1")["_version"] > version + 1
+    a.flush()
+    b.apply_blocks(a.blocks_since(b.version_vector()))
+    assert b.state_hash() == a.state_hash() and user(b.collection("notes").get("n1")) == {"title": "fresh"}
+    # Inside send_many the removals join the caller's batch.
+    for k in range(0, len(wide), 600):
+        b.collection("notes").patch("n1", dict.fromkeys(wide[k:k + 600], 2))
+    b.send_many([{"collection": "notes", "kind": "update", "id": "n1", "doc": {"title": "again"}}])
+    assert user(b.collection("notes").get("n1")) == {"title": "again"}
+
+
 def test_delete_and_increment(col):
     col.create({"n": 1}, id="d")
     col.increment("d", "n")
