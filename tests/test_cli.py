@@ -266,7 +266,8 @@ def test_expected_errors_are_one_line(tmp_path, capsys):
     assert code == 2 and "bad.ndjson:1: not an export line" in err
 
 
-@pytest.mark.parametrize("content", [b"\xff\xfe{}\n", b'{"collection": "c", "doc": {}}\n{"collection": "c", "doc": "\xe9"}\n'])
+@pytest.mark.parametrize("content", [b"\xff\xfe{}\n",
+                                     b'{"collection": "c", "doc": {}}\n{"collection": "c", "doc": "\xe9"}\n'])
 def test_import_of_a_file_that_is_not_utf8_is_a_one_line_error_and_writes_nothing(tmp_path, capsys, content):
     bad = tmp_path / "latin1.ndjson"
     bad.write_bytes(content)

@@ -234,7 +234,7 @@ def test_update_of_a_document_wider_than_one_block_of_removals_succeeds_atomical
     a.collection("notes").create({"title": "t"}, id="n1")
     a.flush()
     b.apply_blocks(a.blocks_since({}))
-    wide = ["f%04d" % i + "x" * 250 for i in range(2_400)]    # ~620 KB of field names
+    wide = [f"f{i:04d}" + "x" * 250 for i in range(2_400)]    # ~620 KB of field names
     for k in range(0, len(wide), 600):
         b.collection("notes").patch("n1", dict.fromkeys(wide[k:k + 600], 1))
     b.flush()
