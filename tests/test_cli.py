@@ -297,6 +297,21 @@ def test_locked_database_is_a_clear_error(dbdir):
     assert proc.returncode == 2 and "LockedError" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_log_and_history_never_print_terminal_controls_from_member_data(tmp_path, capsys):
+    # Field names, values and metadata come from any member of a space: printed raw, an ESC
+    # sequence retitles the operator's terminal or clears it, a CR/NL forges a log line.
+    path = tmp_path / "db"
+    evil = "\x1b]0;pwned\x07\x1b[2J\r\nh9 forged\u202e\x9b"
+    with ostracon.open(path) as db:
+        with db.provenance({"stage": "ocr" + evil}):
+            db.collection("t").create({"name" + evil: "value" + evil}, id="d")
+    for argv in (["log", str(path)], ["history", str(path), "t", "d"]):
+        code, out, _ = run(capsys, *argv)
+        assert code == 0 and len(out.splitlines()) == 1, argv
+        assert not any(c in out for c in "\x1b\x07\r\u202e\x9b"), argv
+        assert "stage=ocr\\x1b]0;pwned\\x07" in out and "\\u202e" in out
+
+
 def test_python_dash_m_ostracon_runs_the_console_script():
     proc = subprocess.run([sys.executable, "-m", "ostracon", "--help"], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
