@@ -90,6 +90,37 @@ def test_open_refuses_an_identity_that_is_not_an_identity(identity, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("option", ["clock", "random_bytes", "on_sink_error"])
+def test_open_refuses_a_callback_option_that_is_not_callable(option):
+    with pytest.raises(ValidationError, match=option):
+        ostracon.open(None, identity=ID_A, **{option: 5})
+
+
+@pytest.mark.parametrize("wrong", [b"", b"\x00" * 3, bytearray(8), "01234567", None])
+def test_a_random_source_giving_the_wrong_bytes_is_refused_before_any_id_is_made(wrong):
+    # b"" would give every id the same random part; a bytearray or str is not bytes.
+    with pytest.raises(ValidationError, match="random_bytes"):
+        ostracon.open(None, identity=ID_A, clock=Clock(), random_bytes=lambda n: wrong)
+
+
+@pytest.mark.parametrize("progress", [5, "x", [print]])
+def test_verify_refuses_a_progress_that_is_not_callable(db, progress):
+    with pytest.raises(ValidationError, match="progress"):
+        db.verify(progress=progress)
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), 0, -1, "5", True])
+def test_sync_blocking_refuses_a_timeout_that_is_not_a_finite_positive_number(db, timeout):
+    with pytest.raises(ValidationError, match="timeout"):
+        db.sync_blocking("ws://127.0.0.1:9/never", object(), timeout=timeout)
+
+
+@pytest.mark.parametrize("kw", [{"callback": 5}, {"collection": 5}, {"collection": b"todos"}])
+def test_subscribe_refuses_a_callback_or_collection_of_the_wrong_kind(db, kw):
+    with pytest.raises(ValidationError):
+        db.subscribe(**kw)
+
+
 # ----------------------------------------------------------------------------- create / get
 
 def test_create_and_get(db, col):

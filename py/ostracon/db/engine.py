@@ -35,6 +35,18 @@ CID_TEXT_CACHE_MAX = 65_536
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
+def _checked_random(source: Callable[[int], bytes]) -> Callable[[int], bytes]:
+    """`source` checked on every call: ids and feed ids need exactly the bytes asked for (a
+    provider returning b"" would make every id's random part the same)."""
+    def random_bytes(n: int) -> bytes:
+        out = source(n)
+        if type(out) is not bytes or len(out) != n:
+            size = f" of length {len(out)}" if isinstance(out, bytes | bytearray) else ""
+            raise ValidationError(f"random_bytes({n}) must return {n} bytes, got {type(out).__name__}{size}")
+        return out
+    return random_bytes
+
+
 class Engine:
     """Shared state and the write path of one open database (see the module docstring)."""
 
@@ -47,7 +59,7 @@ class Engine:
         self.indexing = indexing
         self.schemas = schemas
         self.clock = clock
-        self.random_bytes = random_bytes
+        self.random_bytes = _checked_random(random_bytes)
         self.fallback_docs_max = fallback_docs_max
         self.feed: ChangeFeed | None = None   # set once the stored state is loaded
         self.closed = False
