@@ -159,6 +159,10 @@ class Replica(SealSlots):
         # Highest own seq this device ever made (recorded apart from snapshots): local
         # writes wait until the log reaches it, so a sequence number is never reused.
         self.own_floor = 0
+        # Called with a document's state before it changes (a merge here, a local text edit in
+        # db/text.py): a snapshot encoder running in steps keeps the state of its cut
+        # (core/snapshot_encode.py). None when no encoder runs.
+        self.before_change: Callable[[DocState], None] | None = None
 
     # ------------------------------------------------------------ reading
 
@@ -303,6 +307,8 @@ class Replica(SealSlots):
             state = docs.get(ch.doc_id)
             if state is None:
                 state = docs[ch.doc_id] = DocState(ch.collection, ch.doc_id)
+        if self.before_change is not None:
+            self.before_change(state)
         state.apply(cid, ch)
         self.blocks[cid] = data
         self.info[cid] = BlockInfo(ch.collection, ch.doc_id, ch.actor, ch.seq, len(self.order), ch.height)

@@ -60,12 +60,12 @@ from typing import Any
 import msgpack
 
 from . import cid as cidlib
-from .encoding import _default, _ext_hook
+from .encoding import _ext_hook
 from .errors import CorruptSnapshotError
 from .limits import MAX_PORTABLE_INT
 from .replica import BlockInfo, Replica
 from .state import _ABSENT, _TEXT, DocState
-from .textcodec import encode_state, load_state
+from .textcodec import load_state
 
 SNAPSHOT_FORMAT = 4
 #: Older layouts `load` still reads (module docstring).
@@ -81,45 +81,11 @@ MAX_SNAPSHOT_BYTES = MAX_PORTABLE_INT
 
 
 def dump(replica: Replica) -> bytes:
-    """Snapshot bytes of a replica (pending blocks are not part of it: they are not applied)."""
-    order = replica.order
-    index = {c: i for i, c in enumerate(order)}
-    actors = sorted(replica.by_actor)
-    aidx = {a: i for i, a in enumerate(actors)}
-    cols = sorted(replica.collections)
-    cidx = {c: i for i, c in enumerate(cols)}
-    blocks = replica.blocks
-    info = replica.info
+    """Snapshot bytes of a replica (pending blocks are not part of it: they are not applied).
+    In one go; `snapshot_encode.SnapshotEncoder` makes the same bytes in bounded steps."""
+    from .snapshot_encode import SnapshotEncoder
 
-    rows: list[list] = [[], [], [], [], []]
-    for c in order:
-        i = info[c]
-        for col_, v in zip(rows, (cidx[i.collection], i.doc_id, aidx[i.actor], i.seq, i.height), strict=True):
-            col_.append(v)
-    docs: list[list] = [[], [], [], [], []]
-    for name in cols:
-        for doc_id, d in replica.collections[name].items():
-            fields = [[f, s[0], aidx[s[1]], index[s[2]], 2 if v is _TEXT else v is not _ABSENT,
-                       None if v is _ABSENT or v is _TEXT else v]
-                      for f, (s, v) in d.fields.items()]
-            incs = [[f, [[s[0], aidx[s[1]], index[s[2]], delta] for s, delta in lst]]
-                    for f, lst in d.incs.items()]
-            deletes = sorted(index[c] for c in d.deletes)
-            row = [cidx[name], doc_id, sorted(index[h] for h in d.heads), d.height, d.version,
-                   d.min_t, d.max_t, fields, incs, deletes,
-                   [d.live, sorted([index[c], sorted(index[x] for x in xs)] for c, xs in d.past.items())],
-                   [index[c] for c in d.cids],
-                   [[f, encode_state(t)] for f, t in sorted(d.texts.items())]]
-            for col_, v in zip(docs, (cidx[name], doc_id, d.live, deletes,
-                                      msgpack.packb(row, use_bin_type=True, default=_default)), strict=True):
-                col_.append(v)
-    seals = [data for a in actors for _, _, data in replica.seals.get(a, [])]
-    pruned = replica.pruned
-    extra = {"checkpoint": replica.checkpoint, "side": [i for i, c in enumerate(order) if c in replica.side],
-             "pruned": [[i, c] for i, c in enumerate(order) if c in pruned]}
-    raw = msgpack.packb([SNAPSHOT_FORMAT, [blocks.get(c) for c in order], seals, actors, cols, rows,
-                         docs, replica.clock.last, extra], use_bin_type=True, default=_default)
-    return zlib.compress(raw, SNAPSHOT_ZLIB_LEVEL)
+    return SnapshotEncoder(replica, step_docs=1 << 30, watch=False).run()
 
 
 def load(replica: Replica, data: bytes, *, lazy: bool = False) -> None:
