@@ -54,23 +54,18 @@ SYNC_OPTIONS = ("backoff_initial_s", "backoff_max_s", "tick_interval_s", "settle
 
 
 @contextmanager
-def _collector_held(freeze: bool) -> Iterator[None]:
-    """The cyclic garbage collector is off while a database opens; with `freeze`, what the open
-    built is then moved out of its reach (`gc.freeze`).
+def _collector_held() -> Iterator[None]:
+    """The cyclic garbage collector is off while a database opens.
 
     Opening a lazy snapshot of 10,000 documents makes ~50,000 long-lived objects (states,
-    block entries, delete sets). Collected as young objects they cost one pass over all of them
-    right after the open, and every later full collection passes over them again, finding
-    nothing: in the worker that was the largest single cost of a reopen after decoding. The
-    worker holds one database, so freezing is safe there: frozen objects are still freed by
-    reference counting, and `Host.close` unfreezes (a closed database's cycles are collected
-    again). Natively (tests) the host does not freeze: it would hold the whole process."""
+    block entries, delete sets); with the collector on, the young generation's collections
+    would pass over them again and again while they are built. They are not frozen afterwards
+    (`gc.freeze`): a frozen engine makes CPython 3.14's incremental collector crash under
+    Pyodide's JSPI (runtime/browser/snapshot.py, "Why the collector is not frozen")."""
     was = gc.isenabled()
     gc.disable()
     try:
         yield
-        if freeze:
-            gc.freeze()
     finally:
         if was:
             gc.enable()
@@ -121,22 +116,18 @@ class Host(DocumentRpc, TextRpc, IdleWork):
     (default: WebCrypto), `transport_factory()` → sync Transport (default: the browser
     WebSocket), `broadcast_factory()` → the Transport for `relay: "broadcast"` (default: the
     BroadcastChannel), `ffi` → the JS side of value conversion (default: Pyodide's).
-    `freeze_loaded`: freeze the objects an open built (`_collector_held`; default: only in
-    Pyodide, where the worker holds nothing but this database).
     """
 
     def __init__(self, *, open_storage: Callable[[str], Any] = _indexeddb_open,
                  make_crypto: Callable[[], Any] = _webcrypto,
                  transport_factory: Callable[[], Any] = _browser_transport,
                  broadcast_factory: Callable[[], Any] = _broadcast_transport,
-                 ffi: NativeFfi | None = None, freeze_loaded: bool | None = None) -> None:
+                 ffi: NativeFfi | None = None) -> None:
         self.open_storage = open_storage
         self.make_crypto = make_crypto
         self.transport_factory = transport_factory
         self.broadcast_factory = broadcast_factory
         self._ffi = ffi
-        self.freeze_loaded = sys.platform == "emscripten" if freeze_loaded is None else freeze_loaded
-        self._frozen = False
         self.db: Any = None
         self.storage: Any = None
         self.space: Any = None
@@ -174,10 +165,8 @@ class Host(DocumentRpc, TextRpc, IdleWork):
             self.progress(phase, to_js_value(detail, self.ffi))
 
     def open(self, options: Any) -> dict:
-        with _collector_held(self.freeze_loaded):
-            out = self._open(options)
-        self._frozen = self._frozen or self.freeze_loaded
-        return out
+        with _collector_held():
+            return self._open(options)
 
     def _open(self, options: Any) -> dict:
         from ostracon.crypto.identity import Identity
@@ -403,9 +392,6 @@ class Host(DocumentRpc, TextRpc, IdleWork):
             self._feed_sub = None
         if db is not None:
             db.close()
-        if self._frozen:
-            self._frozen = False
-            gc.unfreeze()  # what the closed database left in cycles is collected again
 
     # -- the RPC entry --
 
