@@ -13,8 +13,9 @@ Path segments are percent-decoded UTF-8. Values use the export's lossless JSON t
 (bytes as `{"$bytes": base64}`), both in responses and in a filter (which is read with
 `tagged_json.from_json_value`, so a filter on a bytes value is written as the response shows
 it, and a map with `$` keys in a filter is written in its `{"$map": ...}` wrapper).
-Responses carry a strong `ETag`: for a document and its history, from the document's version, head CIDs and the body (a new commit changes it, and
-so does a schema lens that reads the same commits differently); for a page, from its body.
+Responses carry a strong `ETag`: for a document and its history, from the document's
+version, head CIDs and the body (a new commit changes it, and so does a schema lens that
+reads the same commits differently); for a page, from its body.
 `If-None-Match` with a matching tag (or `*`) answers 304 without a body.
 Errors are JSON `{"error": {"type": <error class>, "message": ...}}`:
 400 for a malformed request (bad JSON, filter, cursor, limit) or a query too expensive to
