@@ -32,7 +32,7 @@ from ..core.feed import (
     ChangeFeed,
     Subscription,
 )
-from ..core.limits import MAX_PORTABLE_INT, MAX_SAFE_INT, check_int_option
+from ..core.limits import MAX_PORTABLE_INT, MAX_SAFE_INT, check_callable_option, check_int_option
 from ..core.query.planner import FALLBACK_DOCS_MAX
 from ..core.query.rebuild import (
     BATCH_SIZE,
@@ -140,6 +140,8 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
                 ("index_wait_ms", index_wait_ms, 0, MAX_SAFE_INT),
                 ("follow_interval_ms", follow_interval_ms, 1, MAX_SAFE_INT)):
             check_int_option(pname, v, lo, hi)
+        for pname, fn in (("clock", clock), ("random_bytes", random_bytes), ("on_sink_error", on_sink_error)):
+            check_callable_option(pname, fn)
         self._constructed = False
         self.storage = storage
         self.identity = identity
@@ -357,8 +359,10 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
     def verify(self, progress: Callable[[int, int], None] | None = None) -> list[str]:
         """Re-verify everything: every record in storage, every CID, DAG link, sequence slot,
         seal digest and seal signature (core/verify.py), plus what open found. Returns the
-        problems (empty: verified). Raises CorruptLogError for damaged storage framing."""
+        problems (empty: verified). Raises CorruptLogError for damaged storage framing,
+        ValidationError if `progress` is not callable."""
         self._engine.check_open()
+        check_callable_option("progress", progress)
         problems = list(self._open_problems)
         rep = self.open_report()
         if rep.truncated_bytes:
@@ -520,8 +524,11 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
         return await start_sync(self, relay_url, space, **options)
 
     def sync_blocking(self, relay_url: str, space: Any, timeout: float = 30.0, **options: Any) -> Any:
-        """For scripts: connect, exchange everything, disconnect; returns the final status."""
+        """For scripts: connect, exchange everything, disconnect; returns the final status.
+        `timeout` is in seconds, a finite number > 0 (else ValidationError)."""
         self._engine.check_open()
+        if type(timeout) not in (int, float) or not 0 < timeout < float("inf"):
+            raise ValidationError(f"timeout must be a finite number of seconds > 0, got {timeout!r:.40}")
         from ..sync.native import sync_once_blocking
         return sync_once_blocking(self, relay_url, space, timeout=timeout, **options)
 
