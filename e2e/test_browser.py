@@ -61,7 +61,7 @@ def js_error(page, script: str) -> dict:
     return page.evaluate(
         "async (src) => { try { await (new Function('db', 'return (async () => {' + src + '})()'))(window.db); "
         "return null; } catch (e) { return {name: e.name, message: e.message, names: e.names || null, "
-        "isError: e instanceof Error}; } }",
+        "isError: e instanceof Error, opIndex: e.opIndex === undefined ? 'absent' : e.opIndex}; } }",
         script,
     )
 
@@ -249,7 +249,14 @@ def test_errors_carry_python_class_names(db_page):
                           'await t.patch(id, {a: 2}, {ifVersion: 99});')
     assert e["name"] == "ConflictError", e
     e = js_error(db_page, 'await db.collection("t").patch("nope", {a: 1});')
-    assert e["name"] == "NotFoundError", e
+    assert e["name"] == "NotFoundError" and e["opIndex"] == "absent", e
+    # A refused document of an atomic createMany is named by its position in `docs`.
+    count = db_page.evaluate('async () => db.collection("m").count()')
+    e = js_error(db_page, 'await db.collection("m").createMany([{a: 1}, {a: 2}, {_secret: 1}]);')
+    assert e["name"] == "ValidationError" and e["opIndex"] == 2 and e["message"].startswith("op 2: "), e
+    e = js_error(db_page, 'await db.collection("m").createMany([{a: 1}, 5]);')
+    assert e["name"] == "ValidationError" and e["opIndex"] == 1, e
+    assert db_page.evaluate('async () => db.collection("m").count()') == count   # nothing written
     e = js_error(db_page, 'await db.collection("t").create({when: new Date(0)});')
     assert e["name"] == "DataCloneError" or e["name"] == "ValidationError", e
 
@@ -352,10 +359,15 @@ def test_second_tab_joins_the_first_tabs_engine(shared_page, e2e_url, shared_con
       const id = await c.create({by: 'second', n: 1});
       const named = await c.create({by: 'second'}, {id: 'named'});
       const many = await c.createMany([{k: 1}, {k: 2}]);
+      let refused = null;
+      try { await c.createMany([{k: 3}, {_k: 4}]); } catch (e) {
+        refused = {name: e.name, opIndex: e.opIndex, typed: e.is('OstraconError')}; }
       return {role: db.role, actor: db.info.actor, first: await c.get('f1'), id, named, many,
-              count: await c.count()}; }""", name)
+              refused, count: await c.count()}; }""", name)
     assert got["role"] == "follower" and got["actor"] == info["actor"]
     assert got["first"]["by"] == "first" and got["named"] == "named" and len(got["many"]) == 2
+    # A follower's error is the leader's, with the refused document's position.
+    assert got["refused"] == {"name": "ValidationError", "opIndex": 1, "typed": True}
     assert got["count"] == 5
     page.wait_for_function("(id) => window.seen.includes(id)", arg=got["id"])
     assert page.evaluate("async (id) => (await db.collection('t').get(id)).by", got["id"]) == "second"

@@ -173,6 +173,15 @@ def test_error_info_names_the_class_and_its_bases():
     assert "ZeroDivisionError" in info["traceback"]
 
 
+def test_error_info_carries_the_op_index_of_a_refused_batch_op():
+    assert "opIndex" not in convert.error_info(ConflictError("taken"))
+    err = ConflictError("op 4: taken")
+    err.op_index = 4
+    info = convert.error_info(err)
+    assert info["opIndex"] == 4 and type(info["opIndex"]) is int
+    assert convert.prepare(info)["opIndex"] == 4.0   # a JS number
+
+
 # ---- the bridge ----------------------------------------------------------------------------
 
 def test_bridge_missing_raises_the_callers_error_type():
@@ -367,6 +376,17 @@ def test_a_resumed_create_answers_the_existing_id(make_host):
     assert call(h, "createMany", "todos", [{"t": 1}, {"t": 2}], ["a", "b"], {"resume": True}) == ["a", "b"]
     assert call(h, "get", "todos", "b")["t"] == 2
     assert call(h, "createMany", "todos", [{"t": 1}], ["x", "y"])[1]["name"] == "ValidationError"
+    # Documents that exist already are skipped; a refused one is still named by its place in
+    # `docs`, not in the batch that was sent.
+    call(h, "create", "todos", {"t": 0}, "taken")
+    err = call(h, "createMany", "todos", [{"t": 1}, {"t": 2}, {"t": 3}, {"_bad": 1}],
+               ["a", "b", "c", "d"], {"resume": True})[1]
+    assert err["name"] == "ValidationError" and err["opIndex"] == 3 and err["message"].startswith("op 3: ")
+    err = call(h, "createMany", "todos", [{"t": 1}, 5], ["a", "z"], {"resume": True})[1]
+    assert err["opIndex"] == 1 and err["message"] == "op 1: doc must be a dict"
+    err = call(h, "createMany", "todos", [{"t": 1}, {"t": 2}, {"t": 3}], ["a", "e", "taken"])[1]
+    assert err["name"] == ConflictError.__name__ and err["opIndex"] == 0   # `a` exists: no resume
+    assert call(h, "get", "todos", "c") is JS_NULL and call(h, "get", "todos", "e") is JS_NULL
 
 
 def test_create_many_is_atomic(make_host):
@@ -375,6 +395,7 @@ def test_create_many_is_atomic(make_host):
     call(h, "create", "todos", {"t": 0}, "taken")
     err = call(h, "createMany", "todos", [{"t": 1}, {"t": 2}, {"t": 3}], ["p", "taken", "q"])[1]
     assert err["name"] == ConflictError.__name__ and err["message"].startswith("op 1: ")
+    assert err["opIndex"] == 1
     assert call(h, "get", "todos", "p") is JS_NULL and call(h, "count", "todos") == 1
     ids = call(h, "createMany", "todos", [{"t": 1}, {"t": 2}])
     assert len(ids) == 2 and call(h, "count", "todos") == 3

@@ -23,6 +23,7 @@ from ostracon.runtime.browser.readview import (
     ViewRows,
     marker,
     parse_marker,
+    read_form,
     to_batch,
 )
 from ostracon.storage.memory import MemoryStorage
@@ -104,6 +105,27 @@ def test_rows_follow_writes_updates_and_deletes() -> None:
     assert f.store == f.expected()
     assert f.store[("notes", a)]["_version"] == 2
     assert f.store[("notes", a)]["_heads"] == notes.get(a)["_heads"]
+    db.close()
+
+
+def test_read_form_is_what_get_returns_for_live_edited_and_deleted_documents() -> None:
+    db = open_db()
+    notes = db.collection("notes")
+    live = notes.create({"title": "a", "tags": ["x"], "raw": b"\x00", "n": {"k": 1.5}})
+    edited = notes.create({"title": "b", "hits": 1})
+    notes.patch(edited, {"title": "c"}, unset=["hits"])
+    notes.increment(edited, "views", 3)
+    notes.text(edited, "body").insert(0, "hello")
+    db.flush()
+    deleted = notes.create({"title": "d"})
+    notes.delete(deleted)
+    for doc_id in (live, edited, deleted):
+        state = db.replica.doc("notes", doc_id)
+        want = notes.get(doc_id, include_deleted=True)
+        got = read_form(state)
+        assert got == want and list(got) == list(want), doc_id   # same fields, same order
+    assert read_form(db.replica.doc("notes", deleted))["_deleted"] is True
+    assert read_form(db.replica.doc("notes", edited))["body"] == "hello"
     db.close()
 
 

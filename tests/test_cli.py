@@ -79,12 +79,25 @@ def test_verify_ok_and_tampered(dbdir, capsys):
     assert problems and "seal" in problems[0]
 
 
-def test_verify_detects_corrupt_log_file(dbdir, capsys):
+def damage_newest_segment(dbdir: str, divisor: int) -> None:
+    """Flip one byte of the newest log segment, at 1/`divisor` of its length."""
     seg = sorted(p for p in os.listdir(dbdir) if p.endswith(".log"))[-1]
     path = os.path.join(dbdir, seg)
     data = bytearray(open(path, "rb").read())
-    data[len(data) // 2] ^= 0xFF  # damage in the middle, followed by intact records
+    data[len(data) // divisor] ^= 0xFF
     open(path, "wb").write(bytes(data))
+
+
+def damage_before_the_last_group(dbdir: str) -> None:
+    """Damage the fixture's flush group, then add a second group after it: recovery cannot
+    take the damage for a torn write at the tail."""
+    with ostracon.open(dbdir) as db:
+        db.collection("notes").create({"title": "three"}, id="n3")
+    damage_newest_segment(dbdir, 3)
+
+
+def test_verify_detects_corrupt_log_file(dbdir, capsys):
+    damage_newest_segment(dbdir, 2)  # damage in the middle, followed by intact records
     code, out, err = run(capsys, "verify", dbdir)
     # The fixture flushed once, so the damage is in the log's last flush group, which
     # recovery cannot tell from a torn write: it is cut, and verify must say so (exit 1).
@@ -92,25 +105,13 @@ def test_verify_detects_corrupt_log_file(dbdir, capsys):
 
 
 def test_verify_detects_corruption_before_the_last_group(dbdir, capsys):
-    with ostracon.open(dbdir) as db:  # a second flush group after the damaged one
-        db.collection("notes").create({"title": "three"}, id="n3")
-    seg = sorted(p for p in os.listdir(dbdir) if p.endswith(".log"))[-1]
-    path = os.path.join(dbdir, seg)
-    data = bytearray(open(path, "rb").read())
-    data[len(data) // 3] ^= 0xFF
-    open(path, "wb").write(bytes(data))
+    damage_before_the_last_group(dbdir)
     code, _, err = run(capsys, "verify", dbdir)
     assert code == 2 and "CorruptLogError" in err and err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_repair_quarantines_damage_the_error_points_at(dbdir, capsys):
-    with ostracon.open(dbdir) as db:  # a second flush group after the damaged one
-        db.collection("notes").create({"title": "three"}, id="n3")
-    seg = sorted(p for p in os.listdir(dbdir) if p.endswith(".log"))[-1]
-    path = os.path.join(dbdir, seg)
-    data = bytearray(open(path, "rb").read())
-    data[len(data) // 3] ^= 0xFF
-    open(path, "wb").write(bytes(data))
+    damage_before_the_last_group(dbdir)
     code, _, err = run(capsys, "verify", dbdir)
     assert code == 2 and f"ostracon repair {dbdir}" in err
     code, out, err = run(capsys, "repair", dbdir)

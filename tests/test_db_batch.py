@@ -199,6 +199,20 @@ def test_batch_limits_and_empty_batches():
     db.close()
 
 
+@pytest.mark.parametrize("bad", [5, {"collection": "c", "kind": "create", "doc": {}, "x": 1},
+                                 {"collection": "c", "kind": "nope", "doc": {}},
+                                 {"collection": "c", "kind": "create", "doc": [1]},
+                                 {"collection": "c", "kind": "patch", "doc": {}}])
+def test_a_malformed_op_is_named_by_its_position_too(bad):
+    db, _ = scripted()
+    good = {"collection": "c", "kind": "create", "doc": {}}
+    with pytest.raises(ValidationError) as caught:
+        db.send_many([good, good, bad, good])
+    assert caught.value.op_index == 2 and str(caught.value).startswith("op 2")
+    assert db.collections() == []
+    db.close()
+
+
 def test_another_threads_reader_never_sees_part_of_a_batch():
     db = ostracon.open()
     col = db.collection("c")

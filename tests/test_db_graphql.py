@@ -182,6 +182,24 @@ def test_a_json_filter_that_is_not_an_object_is_refused_not_widened(db, flt):
     assert db.state_hash() == before and pages.count() == 3
 
 
+def test_a_check_sees_the_schema_the_request_runs_against_and_can_stop_it(db):
+    seen = []
+    r = db.graphql("{ Todo(order: {title: ASC}, limit: 1) { title } }", check=seen.append)
+    assert r == {"data": {"Todo": [{"title": "ship"}]}}
+    assert len(seen) == 1 and seen[0] is db.graphql_schema()
+
+    def refuse(schema):
+        raise ostracon.ValidationError("refused")
+    before = db.state_hash()
+    with pytest.raises(ostracon.ValidationError, match="refused"):
+        db.graphql('mutation { create_Todo(input: [{title: "x"}]) { title } }', check=refuse)
+    assert db.state_hash() == before     # the request did not run
+    seen.clear()
+    empty = open_db()
+    assert "errors" in empty.graphql("{ Todo { title } }", check=seen.append) and len(seen) == 1
+    empty.close()
+
+
 def test_a_new_schema_version_regenerates_the_api(db):
     assert "errors" in db.graphql("{ Todo { note } }")
     db.define_schema(SDL.replace("done: Boolean", "done: Boolean note: String"))

@@ -83,20 +83,93 @@ def test_with_the_schema_only_lists_multiply(schema):
         check_query("{ Todo { nope { x { y } } } }", None, L, schema=schema)
 
 
-def test_with_the_schema_introspection_lists_are_the_schemas_own_sizes(schema):
+def resolved_fields(value) -> int:
+    """Fields in a GraphQL response's data: what the executor resolved."""
+    if isinstance(value, dict):
+        return len(value) + sum(resolved_fields(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(resolved_fields(v) for v in value)
+    return 0
+
+
+def nested_introspection(levels: int) -> str:
+    """Each level: a type's fields, and the type of each (through up to three wrappers), whose
+    fields are the next level. The introspection types refer to each other
+    (__Type.fields -> __Field.type -> __Type), so every level is as large as the schema."""
+    frags = ["fragment L0 on __Type { name }"]
+    for i in range(1, levels + 1):
+        p = f"...L{i - 1}"
+        frags.append(f"fragment L{i} on __Type {{ name fields {{ name type {{ {p} ofType {{ {p} "
+                     f"ofType {{ {p} ofType {{ {p} }} }} }} }} }} }}")
+    return f"{{ __schema {{ types {{ ...L{levels} }} }} }} " + " ".join(frags)
+
+
+def test_with_the_schema_introspection_is_counted_as_the_schema_is(schema):
+    assert len(schema.type_map) == 40
     # A type's fields with their argument types: 50 * 50 * 50 estimated without the schema.
     q = '{ __schema { types { name fields { name args { name type { name ofType { name } } } } } } }'
     with pytest.raises(QueryRejected, match="cost"):
         check_query(q, None, GraphQLLimits(max_cost=50_000, unbounded_page=50))
     check_query(q, None, GraphQLLimits(max_cost=50_000, unbounded_page=50), schema=schema)
-    # The GraphiQL query is bounded too (its estimate, not unbounded pages, decides).
-    check_query(get_introspection_query(), None, GraphQLLimits(max_cost=200_000), schema=schema)
+    # GraphiQL's full introspection query passes the default limits; without the schema
+    # every list counts as unbounded and it does not.
+    check_query(get_introspection_query(), None, GraphQLLimits(), schema=schema)
     with pytest.raises(QueryRejected, match="cost"):
-        check_query(get_introspection_query(), None, GraphQLLimits(max_cost=200_000))
-    # Introspection lists are bounded by the schema's own sizes, and still multiply.
-    deep = "{ __schema { types { fields { type { fields { type { fields { type { fields { name } } } } } } } } } }"
+        check_query(get_introspection_query(), None, GraphQLLimits())
+
+
+@pytest.mark.parametrize("query", [get_introspection_query(), get_introspection_query(descriptions=False),
+                                   nested_introspection(1), nested_introspection(2),
+                                   '{ __type(name: "Todo") { name fields { name type { ofType { name } } } } }',
+                                   '{ __type(name: "Nope") { name fields { name } } __schema { queryType { name } } }'])
+def test_the_introspection_estimate_is_the_count_the_executor_resolves(query):
+    with ostracon.open() as db:
+        db.define_schema(SDL)
+        db.collection("notes").create({"x": 1})
+        resolved = resolved_fields(db.graphql(query)["data"])
+        schema = db.graphql_schema()
+    check_query(query, None, GraphQLLimits(max_cost=resolved), schema=schema)
     with pytest.raises(QueryRejected, match="cost"):
-        check_query(deep, None, GraphQLLimits(), schema=schema)
+        check_query(query, None, GraphQLLimits(max_cost=resolved - 1), schema=schema)
+
+
+def test_nested_introspection_is_refused_by_its_real_size(schema):
+    # Its count grows with the schema's own sizes, level by level, past the default limit.
+    check_query(nested_introspection(4), None, GraphQLLimits(), schema=schema)
+    with pytest.raises(QueryRejected, match="cost"):
+        check_query(nested_introspection(6), None, GraphQLLimits(), schema=schema)
+    # `__type` with a name known only from a variable counts as the most expensive type.
+    q = "query Q($t: String!) { __type(name: $t) { fields { type { fields { name } } } } }"
+    wide = GraphQLLimits(max_cost=10_000)
+    assert cost_of(q, {"t": "Query"}, schema) <= cost_of(q, {}, schema)
+    check_query(q, {"t": "Address"}, wide, schema=schema)
+
+
+def cost_of(query: str, variables: dict, schema) -> int:
+    """The smallest max_cost `query` passes (binary search over check_query)."""
+    lo, hi = 1, 10**7
+    while lo < hi:
+        mid = (lo + hi) // 2
+        try:
+            check_query(query, variables, GraphQLLimits(max_cost=mid), schema=schema)
+            hi = mid
+        except QueryRejected:
+            lo = mid + 1
+    return lo
+
+
+def test_aliases_inside_introspection_are_counted(schema):
+    q = "{ __schema { a: types { name } b: types { name } } }"
+    check_query(q, None, GraphQLLimits(max_aliases=2), schema=schema)
+    with pytest.raises(QueryRejected, match="aliases"):
+        check_query(q, None, GraphQLLimits(max_aliases=1), schema=schema)
+    frag = "fragment F on __Type { x: name y: name }"
+    with pytest.raises(QueryRejected, match="aliases"):
+        check_query("{ __schema { types { ...F ...F } } } " + frag, None, GraphQLLimits(max_aliases=3),
+                    schema=schema)
+    # Fragment cycles (refused by validation) end the count instead of looping.
+    check_query("{ __schema { types { ...A } } } fragment A on __Type { ofType { ...B } } "
+                "fragment B on __Type { ofType { ...A } }", None, GraphQLLimits(), schema=schema)
 
 
 def test_token_cap_and_fragment_cycles():

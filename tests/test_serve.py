@@ -207,6 +207,27 @@ def test_graphql_limits_are_enforced_by_the_endpoint(tmp_path):
     asyncio.run(main())
 
 
+def test_a_graphql_request_looks_its_schema_up_once(tmp_path, monkeypatch):
+    # The cost check takes the schema the request then runs against (no second lookup, and
+    # no schema change between the check and the run).
+    async def main():
+        _make_db(tmp_path / "db").close()
+        endpoint = GraphQLEndpoint(str(tmp_path / "db"), False, GraphQLLimits())
+        calls = []
+        real = endpoint._db._graphql_api
+        monkeypatch.setattr(endpoint._db, "_graphql_api", lambda *a: calls.append(a) or real(*a))
+        try:
+            status, out = await _post(endpoint, "{ Todo { title } }")
+            assert status == 200 and out == {"data": {"Todo": [{"title": "first"}]}}
+            assert len(calls) == 1
+            status, out = await _post(endpoint, "{ " + " ".join(f"a{i}: Todo {{ title }}" for i in range(100)) + " }")
+            assert status == 400 and "aliases" in out["errors"][0]["message"] and len(calls) == 2
+        finally:
+            endpoint.close()
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000,
                                   b'{"query": "{ Todo { title } }", "variables": {"v": NaN}}',
                                   b'{"query": "{ Todo { title } }", "variables": {"v": -Infinity}}',

@@ -3,11 +3,16 @@ join, members, sync, remove (the removed device gets nothing new), migrate."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import ostracon
 from ostracon.cli import main
+from ostracon.crypto import spacefile
+from ostracon.crypto.invites import parse_invite
 from ostracon.crypto.space import Space
+from ostracon.space_cli import SPACE_FILE
 from relay_process import sqlite_relay
 
 
@@ -86,3 +91,44 @@ def test_migrate_a_passphrase_space_explicitly(tmp_path, capsys, monkeypatch):
     out = run(capsys, "space", "migrate", path, "--old-name", "family", "--old-passphrase-env", "OLD")
     assert "moved to space" in out
     assert "admin" in run(capsys, "space", "members", path)
+
+
+def test_invite_and_sync_take_the_relay_as_an_option(tmp_path, capsys):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    run(capsys, "space", "create", a)
+    inv = run(capsys, "space", "invite", a, "--relay", "ws://relay.example:8787").strip()
+    assert parse_invite(inv).relay_url == "ws://relay.example:8787"
+    # The positional form of earlier versions still works.
+    inv = run(capsys, "space", "invite", a, "wss://other.example", "--role", "reader").strip()
+    assert parse_invite(inv).relay_url == "wss://other.example" and parse_invite(inv).role == "reader"
+    assert main(["space", "invite", a, "ws://x.example", "--relay", "ws://y.example"]) != 0
+    assert "once" in capsys.readouterr().err
+    assert main(["space", "invite", a]) != 0   # the creator's space file records no relay
+    assert "--relay" in capsys.readouterr().err
+    # A space file that records its relay (a device that joined has the invite's) needs none.
+    run(capsys, "space", "join", b, run(capsys, "space", "invite", a, "--relay", "ws://r.example").strip())
+    db = ostracon.open(a)
+    path = str(tmp_path / "a" / SPACE_FILE)
+    space = spacefile.load(path, identity=db.identity)
+    space.relay_url = load_space(b).relay_url
+    spacefile.save(space, path)
+    db.close()
+    assert parse_invite(run(capsys, "space", "invite", a).strip()).relay_url == "ws://r.example"
+
+
+def load_space(path: str) -> Space:
+    db = ostracon.open(path)
+    try:
+        return spacefile.load(os.path.join(path, SPACE_FILE), identity=db.identity)
+    finally:
+        db.close()
+
+
+def test_the_relay_option_is_the_documented_form(capsys):
+    with pytest.raises(SystemExit):
+        main(["space", "invite", "--help"])
+    text = capsys.readouterr().out
+    assert "--relay URL" in text and "deprecated" in text
+    with pytest.raises(SystemExit):
+        main(["space", "sync", "--help"])
+    assert "--relay URL" in capsys.readouterr().out

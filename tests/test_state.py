@@ -12,7 +12,7 @@ from ostracon.core import cid as cidlib
 from ostracon.core.block import Change
 from ostracon.core.encoding import encode_canonical
 from ostracon.core.replica import Replica
-from ostracon.core.state import DocState
+from ostracon.core.state import DocState, flat_doc
 from ostracon.crypto import default_backend
 from ostracon.crypto.identity import Identity
 
@@ -339,6 +339,16 @@ def test_metadata():
     assert doc["_deleted"] is False
     assert doc["_heads"] == [cidlib.format_cid(c) for c in sorted(c[0] for c in chs)]  # binary order
     assert s.data_hash() == hashlib.sha256(encode_canonical({"f": 1, "g": 1})).hexdigest()
+    assert list(doc) == ["f", "g", "_id", "_collection", "_version", "_created", "_updated",
+                         "_deleted", "_heads"]   # user fields first, metadata in this order
+
+
+def test_flat_doc_takes_the_heads_text_or_leaves_it_out():
+    d = Doc()
+    s = fields_for([d.change(A, stamp(W), ("s", "f", 1))], [0])
+    assert flat_doc(s, None) == {k: v for k, v in s.to_doc().items() if k != "_heads"}
+    assert flat_doc(s, ["given"])["_heads"] == ["given"]
+    assert flat_doc(s, None) is not flat_doc(s, None)   # a new dict each time
 
 
 # ----------------------------------------------------------------------------- replicas

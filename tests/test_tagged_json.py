@@ -1,7 +1,7 @@
 """Lossless JSON for stored values (ostracon.tagged_json): the mapping of each value type,
 tags that user data cannot forge, and the exact round trip through real JSON text."""
 
-import binascii
+import base64
 import json
 
 import pytest
@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ostracon.core.encoding import encode
-from ostracon.tagged_json import from_json_value, to_json_value
+from ostracon.core.errors import ValidationError
+from ostracon.tagged_json import decode_base64, from_json_value, to_json_value
 
 stored_scalars = (
     st.none()
@@ -75,11 +76,27 @@ def test_only_one_key_objects_are_tags():
     assert from_json_value({"$map": {"$bytes": {"$bytes": "AQ=="}}}) == {"$bytes": b"\x01"}
 
 
-@pytest.mark.parametrize("bad", ["A", "AQ=", "A@==", "AQ==\n"])
+@pytest.mark.parametrize("bad", ["A", "AQ=", "A@==", "AQ==\n", "AQ==AQ==", "é"])
 def test_a_bytes_tag_must_be_strict_base64(bad):
-    with pytest.raises(binascii.Error):
+    with pytest.raises(ValidationError, match="not valid base64"):
         from_json_value({"$bytes": bad})
-    assert issubclass(binascii.Error, ValueError)   # what `ostracon import` catches
+    assert issubclass(ValidationError, ValueError)   # what `ostracon import` catches
+
+
+@given(st.binary(max_size=80))
+def test_decode_base64_inverts_standard_base64(data):
+    assert decode_base64(base64.b64encode(data).decode("ascii"), "x") == data
+
+
+@pytest.mark.parametrize("bad", [None, 1, b"AQ==", ["AQ=="]])
+def test_decode_base64_takes_only_text_and_names_the_field(bad):
+    with pytest.raises(ValidationError, match=r"^block must be base64 text$"):
+        decode_base64(bad, "block")
+
+
+def test_decode_base64_names_the_field_of_bad_text():
+    with pytest.raises(ValidationError, match=r"^seal is not valid base64$"):
+        decode_base64("A@==", "seal")
 
 
 def test_the_input_is_not_changed():

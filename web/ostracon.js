@@ -11,7 +11,8 @@
 // The engine runs in a dedicated Web Worker (worker.js): the UI thread never runs Python and
 // never blocks. Every method returns a Promise. Errors reject with a JS Error whose `name` is
 // the Python error class (ValidationError, ConflictError, NotFoundError, ...), `message` its
-// message, and `names` the class and its bases (`err.names.includes("OstraconError")`).
+// message, and `names` the class and its bases (`err.names.includes("OstraconError")`); a
+// refused `createMany` also names the refused document's position (`opIndex`).
 // Value conversion rules: docs/BROWSER.md.
 //
 // A Database talks to its engine through an engine connection: `WorkerEngine` (this tab's own
@@ -34,6 +35,8 @@ export class OstraconError extends Error {
     super(info.message);
     this.name = info.name || "OstraconError";
     this.names = info.names || [this.name];
+    // createMany: the position in `docs` of the document that was refused (the batch is undone).
+    if (typeof info.opIndex === "number") this.opIndex = info.opIndex;
     if (info.traceback) this.pythonTraceback = info.traceback;
   }
 

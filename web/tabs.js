@@ -89,13 +89,16 @@ function hexOf(buf) {
 }
 
 function errorInfo(e) {
-  return { name: (e && e.name) || "Error", message: String((e && e.message) || e), names: (e && e.names) || [(e && e.name) || "Error"] };
+  const info = { name: (e && e.name) || "Error", message: String((e && e.message) || e), names: (e && e.names) || [(e && e.name) || "Error"] };
+  if (e && typeof e.opIndex === "number") info.opIndex = e.opIndex;
+  return info;
 }
 
 function typed(info) {
   const e = new Error(info.message);
   e.name = info.name;
   e.names = info.names;
+  if (typeof info.opIndex === "number") e.opIndex = info.opIndex;
   e.is = (n) => e.names.includes(n);
   return e;
 }

@@ -13,11 +13,17 @@ with fragments expanded), so the check itself is cheap and bounded:
   / ``last`` argument (capped at ``max_page``) or ``unbounded_page`` when it has none. This is
   the usual "query cost analysis" of GraphQL servers (e.g. GitHub's node limit).
   Given the schema the query runs against (``ostracon serve`` passes it), only fields whose
-  type is a list multiply: an embedded object (``author { name }``) counts as one. Inside
-  introspection a list's page is the schema's own largest such list (its number of types, the
-  most fields of one type, ...), an upper bound that is far below ``unbounded_page``. (The full
-  introspection query of GraphiQL still estimates above the default ``max_cost`` on a schema
-  of a few dozen types, because the bound multiplies maxima; raise ``max_cost`` to serve it.)
+  type is a list multiply: an embedded object (``author { name }``) counts as one. Introspection
+  (``__schema``, ``__type``) is counted against the schema itself, value by value: ``types``
+  is each of its types, ``fields`` that type's own fields, ``args`` that field's own arguments,
+  ``ofType`` the type a wrapper wraps (null for a named type), and so on (GraphQL spec,
+  "Schema Introspection"), so the estimate is the number of fields the executor resolves
+  (deprecated members included even when not asked for: an upper bound). GraphiQL's full
+  introspection query of a 40-type schema counts 2,914, well within the default ``max_cost``,
+  while nesting that walks the introspection types' own cycle (``__Type.fields`` →
+  ``__Field.type`` → ``__Type``) grows with the real size of each level and is refused.
+  Counts are memoized per (selection, schema element) and stop just past ``max_cost``, so
+  this part of the check is bounded by the query's size times the schema's.
   A field the schema does not know (the query is then invalid) counts as a list.
   Without the schema every field with a selection set counts as a list, except the fields of
   the introspection types that return one object (``queryType``, ``type``, ``ofType``, ...;
@@ -35,6 +41,7 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLEnumType,
     GraphQLError,
     GraphQLInputObjectType,
     GraphQLInterfaceType,
@@ -121,46 +128,20 @@ def check_query(query: str, variables: dict | None, limits: GraphQLLimits,
         ops = [o for o in ops if o.name is not None and o.name.value == operation_name]
     variables = variables or {}
     shape = _SchemaShape(schema) if schema is not None else None
+    intro = None if schema is None else _Introspection(schema, fragments, variables, limits)
     for op in ops:
-        walker = _Walker(fragments, variables, limits, shape)
+        walker = _Walker(fragments, variables, limits, shape, intro)
         root = None if shape is None else shape.root(op.operation.value)
         walker.walk(op.selection_set, 1, (), False, root)
         if walker.aliases > limits.max_aliases:
             raise QueryRejected(f"query uses {walker.aliases} aliases; at most {limits.max_aliases} are allowed")
 
 
-# Introspection list fields (GraphQL spec, "Schema Introspection") and the schema measure that
-# bounds each one's length.
-_INTROSPECTION_LISTS = ("types", "directives", "fields", "args", "inputFields", "enumValues", "interfaces",
-                        "possibleTypes", "locations")
-
-
 class _SchemaShape:
-    """What the walk needs of a schema: each field's type, and the longest introspection lists."""
+    """What the walk needs of a schema: each field's type."""
 
     def __init__(self, schema: GraphQLSchema):
         self.schema = schema
-        types = [t for t in schema.type_map.values() if isinstance(t, GraphQLNamedType)]
-        per_type = {"fields": 0, "inputFields": 0, "enumValues": 0, "interfaces": 0, "possibleTypes": 0, "args": 0}
-        for t in types:
-            if isinstance(t, (GraphQLObjectType, GraphQLInterfaceType)):
-                per_type["fields"] = max(per_type["fields"], len(t.fields))
-                per_type["interfaces"] = max(per_type["interfaces"], len(t.interfaces))
-                for f in t.fields.values():
-                    per_type["args"] = max(per_type["args"], len(f.args))
-            if isinstance(t, GraphQLInputObjectType):
-                per_type["inputFields"] = max(per_type["inputFields"], len(t.fields))
-            if isinstance(t, GraphQLUnionType):
-                per_type["possibleTypes"] = max(per_type["possibleTypes"], len(t.types))
-            if isinstance(t, GraphQLInterfaceType):
-                per_type["possibleTypes"] = max(per_type["possibleTypes"], len(schema.get_possible_types(t)))
-            values = getattr(t, "values", None)
-            if isinstance(values, dict):
-                per_type["enumValues"] = max(per_type["enumValues"], len(values))
-        for d in schema.directives:
-            per_type["args"] = max(per_type["args"], len(d.args))
-        self.introspection_page = {**per_type, "types": len(types), "directives": len(schema.directives),
-                                   "locations": max((len(d.locations) for d in schema.directives), default=0)}
 
     def root(self, operation: str) -> GraphQLNamedType | None:
         return {"query": self.schema.query_type, "mutation": self.schema.mutation_type,
@@ -182,11 +163,12 @@ class _SchemaShape:
 
 class _Walker:
     def __init__(self, fragments: dict[str, FragmentDefinitionNode], variables: dict, limits: GraphQLLimits,
-                 shape: _SchemaShape | None = None):
+                 shape: _SchemaShape | None = None, intro: _Introspection | None = None):
         self.fragments = fragments
         self.variables = variables
         self.limits = limits
         self.shape = shape
+        self.intro = intro
         self.cost = 0
         self.aliases = 0
 
@@ -216,8 +198,6 @@ class _Walker:
         is_list, named = known
         if not is_list:
             page = 1
-        elif inside and self.shape is not None and name in _INTROSPECTION_LISTS:
-            page = max(1, self.shape.introspection_page[name])
         else:
             page = self._page(node)
         return page, named, inside
@@ -238,9 +218,15 @@ class _Walker:
                     if self.aliases > self.limits.max_aliases:
                         raise QueryRejected(f"query uses more than {self.limits.max_aliases} aliases")
                 self.cost += multiplier
+                if node.selection_set is not None and self.intro is not None and name in _INTROSPECTION_ROOTS:
+                    # Counted against the schema itself (module docstring); its aliases too.
+                    self.cost += multiplier * self.intro.below(node)
+                    self.aliases += self.intro.aliases(node.selection_set)
+                    if self.aliases > self.limits.max_aliases:
+                        raise QueryRejected(f"query uses more than {self.limits.max_aliases} aliases")
                 if self.cost > self.limits.max_cost:
                     raise QueryRejected(f"query cost is over {self.limits.max_cost} (estimated resolved fields)")
-                if node.selection_set is not None:
+                if node.selection_set is not None and (self.intro is None or name not in _INTROSPECTION_ROOTS):
                     page, named, inside = self._field_page(node, parent, introspection)
                     self.walk(node.selection_set, multiplier * page, stack, inside, named)
             elif isinstance(node, InlineFragmentNode):
@@ -253,3 +239,152 @@ class _Walker:
                     continue  # unknown or cyclic: validation reports it
                 self.walk(frag.selection_set, multiplier, stack + (name,), introspection,
                           self._fragment_type(frag.type_condition, parent))
+
+
+# The introspection types (GraphQL spec, "Schema Introspection") as `_Introspection` walks them:
+# for each field with a selection set, the introspection type of its values.
+_META_CHILD = {
+    "__Schema": {"types": "__Type", "queryType": "__Type", "mutationType": "__Type",
+                 "subscriptionType": "__Type", "directives": "__Directive"},
+    "__Type": {"fields": "__Field", "interfaces": "__Type", "possibleTypes": "__Type",
+               "enumValues": "__EnumValue", "inputFields": "__InputValue", "ofType": "__Type"},
+    "__Field": {"args": "__InputValue", "type": "__Type"},
+    "__InputValue": {"type": "__Type"},
+    "__Directive": {"args": "__InputValue"},
+}
+_UNKNOWN = "?"  # a field introspection does not have: the query is invalid, counted syntactically
+
+
+class _Introspection:
+    """Resolved fields of introspection selections, counted against the schema's own elements
+    (module docstring). Counts saturate just above their limits (only "over" matters), and
+    are memoized per (selection set, introspection type, schema element), so a selection that
+    nested fragments reach many times is counted once per element."""
+
+    def __init__(self, schema: GraphQLSchema, fragments: dict[str, FragmentDefinitionNode],
+                 variables: dict, limits: GraphQLLimits):
+        self.schema = schema
+        self.fragments = fragments
+        self.variables = variables
+        self.cap = limits.max_cost
+        self.alias_cap = limits.max_aliases
+        self.types = list(schema.type_map.values())   # what `__schema { types }` lists
+        self._memo: dict[tuple[int, str, int], int] = {}
+        self._alias_memo: dict[int, int] = {}
+
+    def below(self, node: FieldNode) -> int:
+        """Fields resolved inside `__schema { ... }` / `__type(name: ...) { ... }` (not
+        counting the field itself)."""
+        sel = node.selection_set
+        assert sel is not None
+        if node.name.value == "__schema":
+            return self._count(sel, "__Schema", self.schema, set())
+        named = self._type_name(node)
+        if named is None:   # not known statically: the most expensive type bounds it
+            return max((self._count(sel, "__Type", t, set()) for t in self.types), default=0)
+        target = self.schema.get_type(named)
+        return 0 if target is None else self._count(sel, "__Type", target, set())
+
+    def _type_name(self, node: FieldNode) -> str | None:
+        for arg in node.arguments or ():
+            if arg.name.value == "name":
+                v: object = getattr(arg.value, "value", None)
+                if isinstance(arg.value, VariableNode):
+                    v = self.variables.get(arg.value.name.value)
+                return v if isinstance(v, str) else None
+        return None
+
+    def _children(self, kind: str, value: object, name: str) -> list:
+        """The values of field `name` of introspection object `value` (of type `kind`)."""
+        if kind == "__Schema":
+            assert isinstance(value, GraphQLSchema)
+            if name == "types":
+                return self.types
+            if name == "directives":
+                return list(value.directives)
+            root = {"queryType": value.query_type, "mutationType": value.mutation_type,
+                    "subscriptionType": value.subscription_type}.get(name)
+            return [] if root is None else [root]
+        if kind == "__Type":
+            if name == "ofType":
+                inner = getattr(value, "of_type", None)   # wrappers only
+                return [] if inner is None else [inner]
+            if name in ("fields", "interfaces") and isinstance(value, (GraphQLObjectType, GraphQLInterfaceType)):
+                return list(value.fields.values()) if name == "fields" else list(value.interfaces)
+            if name == "possibleTypes" and isinstance(value, (GraphQLInterfaceType, GraphQLUnionType)):
+                return list(self.schema.get_possible_types(value))
+            if name == "enumValues" and isinstance(value, GraphQLEnumType):
+                return list(value.values.values())
+            if name == "inputFields" and isinstance(value, GraphQLInputObjectType):
+                return list(value.fields.values())
+            return []
+        if name == "type":   # __Field, __InputValue
+            return [getattr(value, "type", None)]
+        if name == "args":   # __Field, __Directive
+            args = getattr(value, "args", None)
+            return list(args.values()) if isinstance(args, dict) else []
+        return []
+
+    def _count(self, sel: SelectionSetNode, kind: str, value: object, active: set[str]) -> int:
+        key = (id(sel), kind, id(value))
+        found = self._memo.get(key)
+        if found is not None:
+            return found
+        total = 0
+        for node in sel.selections:
+            if isinstance(node, FieldNode):
+                total += 1
+                if node.selection_set is not None:
+                    child = _META_CHILD.get(kind, {}).get(node.name.value, _UNKNOWN)
+                    values = [None] if child == _UNKNOWN else self._children(kind, value, node.name.value)
+                    for v in values:
+                        total += self._count(node.selection_set, child, v, active)
+                        if total > self.cap:
+                            break
+            else:
+                inner = self._fragment(node, active)
+                if inner is not None:
+                    name, frag_sel = inner
+                    active.add(name)   # "" for an inline fragment, never a fragment's name
+                    total += self._count(frag_sel, kind, value, active)
+                    active.discard(name)
+            if total > self.cap:
+                total = self.cap + 1
+                break
+        self._memo[key] = total
+        return total
+
+    def _fragment(self, node: object, active: set[str]) -> tuple[str, SelectionSetNode] | None:
+        """(fragment name or "", its selection set) of an inline fragment or a spread; None for
+        an unknown or cyclic spread (validation refuses the query)."""
+        if isinstance(node, InlineFragmentNode):
+            return "", node.selection_set
+        if isinstance(node, FragmentSpreadNode):
+            name = node.name.value
+            frag = self.fragments.get(name)
+            if frag is not None and name not in active:
+                return name, frag.selection_set
+        return None
+
+    def aliases(self, sel: SelectionSetNode, active: set[str] | None = None) -> int:
+        """Aliased fields in `sel`, fragments counted per use (as the main walk counts them)."""
+        active = set() if active is None else active
+        found = self._alias_memo.get(id(sel))
+        if found is not None:
+            return found
+        total = 0
+        for node in sel.selections:
+            if isinstance(node, FieldNode):
+                total += node.alias is not None
+                if node.selection_set is not None:
+                    total += self.aliases(node.selection_set, active)
+            else:
+                inner = self._fragment(node, active)
+                if inner is not None:
+                    name, frag_sel = inner
+                    active.add(name)   # "" for an inline fragment, never a fragment's name
+                    total += self.aliases(frag_sel, active)
+                    active.discard(name)
+            total = min(total, self.alias_cap + 1)
+        self._alias_memo[id(sel)] = total
+        return total

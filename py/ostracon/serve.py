@@ -125,18 +125,18 @@ class GraphQLEndpoint:
         return self._db
 
     def _run(self, query: str, variables: dict[str, Any], operation_name: str | None) -> tuple[int, bytes]:
-        from .core.errors import OstraconError
         from .graphql_limits import QueryRejected, check_query
         db = self._database()
-        try:
+
+        def check(schema: Any) -> None:
             # The cost check knows the schema the query runs against: only lists multiply.
-            check_query(query, variables, self.limits, operation_name,
-                        schema=db.graphql_schema(allow_mutations=self.allow_writes))
+            check_query(query, variables, self.limits, operation_name, schema=schema)
+
+        try:
+            result = db.graphql(query, variables, allow_mutations=self.allow_writes,
+                                operation_name=operation_name, check=check)
         except QueryRejected as exc:
             return 400, _gql_error(f"query refused: {exc}")
-        except OstraconError:
-            pass  # no schema to check against: graphql() reports the same error in its answer
-        result = db.graphql(query, variables, allow_mutations=self.allow_writes, operation_name=operation_name)
         body = json.dumps(result, default=str).encode()
         if len(body) > self.limits.max_response_bytes:
             return 413, _gql_error(f"response larger than {self.limits.max_response_bytes} bytes; "

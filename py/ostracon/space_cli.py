@@ -68,6 +68,14 @@ def _actor(space: Any, text: str) -> bytes:
     return hits[0]
 
 
+def _relay(given: str | None, space: Any) -> str:
+    """The relay URL given on the command line, else the one the space file records."""
+    relay = given or space.relay_url
+    if not relay:
+        raise SpaceCliError("give --relay URL (the space file records no relay)")
+    return str(relay)
+
+
 def cmd_space(args: argparse.Namespace) -> int:
     from .crypto.space import Space
 
@@ -80,8 +88,10 @@ def cmd_space(args: argparse.Namespace) -> int:
             _save(args, space)
             print(f"created space {space.space_id.hex()} (room {space.room_id[:16]}…); you are its admin")
         elif args.space_command == "invite":
+            if args.relay is not None and args.relay_positional is not None:
+                raise SpaceCliError("give the relay once (--relay URL)")
             space = _load(args, db)
-            text = space.invite(args.relay, role=args.role)
+            text = space.invite(_relay(args.relay or args.relay_positional, space), role=args.role)
             _save(args, space)
             print(text)
         elif args.space_command == "join":
@@ -105,10 +115,7 @@ def cmd_space(args: argparse.Namespace) -> int:
             print("removed; the key was rotated — sync to hand the new key to the remaining members")
         elif args.space_command == "sync":
             space = _load(args, db)
-            relay = args.relay or space.relay_url
-            if not relay:
-                raise SpaceCliError("give --relay (the space file records none)")
-            status = db.sync_blocking(relay, space, timeout=args.timeout)
+            status = db.sync_blocking(_relay(args.relay, space), space, timeout=args.timeout)
             _save(args, space)
             print(f"synced: peers={status.peers} pending={status.pending} error={status.last_error!r}")
         elif args.space_command == "migrate":
@@ -138,14 +145,18 @@ def add_space_arguments(sub: Any) -> None:
         return s
 
     cmd("create", "a new space with this device as admin").add_argument("--name", default=None)
+    relay_help = "relay URL (ws:// or wss://); default: the one the space file records"
     s = cmd("invite", "print a one-time invite for another device")
-    s.add_argument("relay", help="relay URL (ws:// or wss://)")
+    s.add_argument("--relay", default=None, metavar="URL", help=relay_help)
+    # The relay was a positional argument before `--relay` existed; scripts still pass it so.
+    s.add_argument("relay_positional", nargs="?", default=None, metavar="RELAY",
+                   help="deprecated: the same as --relay")
     s.add_argument("--role", default="writer", choices=["admin", "writer", "reader"])
     cmd("join", "join a space with an invite").add_argument("invite")
     cmd("members", "list members and roles")
     cmd("remove", "remove a member (rotates the key)").add_argument("member", help="actor id (prefix) or fingerprint")
     s = cmd("sync", "sync the database with its space once")
-    s.add_argument("--relay", default=None)
+    s.add_argument("--relay", default=None, metavar="URL", help=relay_help)
     s.add_argument("--timeout", type=float, default=30.0)
     s = cmd("migrate", "move a passphrase space of an earlier version to a new random space")
     s.add_argument("--old-name", required=True, help="the old space's name")

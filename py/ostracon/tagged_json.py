@@ -30,7 +30,9 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-__all__ = ["from_json_value", "to_json_value"]
+from .core.errors import ValidationError
+
+__all__ = ["decode_base64", "from_json_value", "to_json_value"]
 
 BYTES_TAG = "$bytes"
 MAP_TAG = "$map"
@@ -49,13 +51,27 @@ def to_json_value(v: Any) -> Any:
     return v
 
 
+def decode_base64(text: Any, what: str) -> bytes:
+    """The bytes of `text`, strict standard base64 with padding (RFC 4648 §4): only the
+    alphabet, correct padding, no whitespace or line breaks. `what` names the field in the
+    error. Raises ValidationError (a ValueError) when `text` is not a str or not strict
+    base64. Every JSON form Ostracon reads (tagged values, export definitions, audit
+    entries) decodes bytes through here, so all of them accept and refuse the same text."""
+    if type(text) is not str:
+        raise ValidationError(f"{what} must be base64 text")
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:   # binascii.Error (a ValueError), or text that is not ASCII
+        raise ValidationError(f"{what} is not valid base64") from None
+
+
 def from_json_value(v: Any) -> Any:
     """The stored value of JSON value `v` (parsed JSON: dicts, lists, scalars), the inverse of
-    `to_json_value`. Raises binascii.Error (a ValueError) for a `$bytes` tag that is not
+    `to_json_value`. Raises ValidationError (a ValueError) for a `$bytes` tag that is not
     strict base64."""
     if type(v) is dict:
         if len(v) == 1 and type(v.get(BYTES_TAG)) is str:
-            return base64.b64decode(v[BYTES_TAG], validate=True)
+            return decode_base64(v[BYTES_TAG], BYTES_TAG)
         if len(v) == 1 and type(v.get(MAP_TAG)) is dict:
             return {k: from_json_value(x) for k, x in v[MAP_TAG].items()}
         return {k: from_json_value(x) for k, x in v.items()}

@@ -334,16 +334,8 @@ class DocState:
         return [format_cid(h) for h in sorted(self.heads)]
 
     def to_doc(self) -> dict:
-        """User fields plus the reserved metadata fields, as returned by `get`."""
-        doc = dict(self.user_fields())
-        doc["_id"] = self.doc_id
-        doc["_collection"] = self.collection
-        doc["_version"] = self.version
-        doc["_created"] = clock.wall_ms(self.min_t)
-        doc["_updated"] = clock.wall_ms(self.max_t)
-        doc["_deleted"] = self.deleted
-        doc["_heads"] = self.heads_text()
-        return doc
+        """User fields plus the reserved metadata fields, as returned by `get` (`flat_doc`)."""
+        return flat_doc(self, self.heads_text())
 
     def data_hash(self) -> str:
         """sha256 of the canonical encoding of the visible user fields (hex)."""
@@ -356,3 +348,23 @@ class DocState:
                 [self.collection, self.doc_id, self.deleted, self.user_fields(), sorted(self.heads)]
             )).digest()
         return self._digest
+
+
+def flat_doc(state: DocState, heads: list[str] | None) -> dict:
+    """The document as every read returns it (DESIGN §3): a new dict of the visible user
+    fields (nested values shared with `state`), then the metadata `_id`, `_collection`,
+    `_version` (changes applied), `_created` and `_updated` (wall-clock ms of the oldest and
+    newest change's hybrid logical clock), `_deleted`, and `_heads` = `heads` (the sorted
+    head CIDs as text; the caller formats them, e.g. through a cache) unless `heads` is None.
+    The one place these fields are put together, so `get`, queries, indexes and the browser's
+    read view cannot drift apart."""
+    doc = dict(state.user_fields())
+    doc["_id"] = state.doc_id
+    doc["_collection"] = state.collection
+    doc["_version"] = state.version
+    doc["_created"] = clock.wall_ms(state.min_t)
+    doc["_updated"] = clock.wall_ms(state.max_t)
+    doc["_deleted"] = state.deleted
+    if heads is not None:
+        doc["_heads"] = heads
+    return doc

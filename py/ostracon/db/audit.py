@@ -13,7 +13,6 @@ Blocks whose bodies compaction pruned have no line (their CIDs stay in the check
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -21,6 +20,7 @@ from ..core import cid as cidlib
 from ..core.block import KIND_BLOCK, KIND_SEAL, decode_change, envelope, meta_text
 from ..core.errors import CorruptBlockError, ValidationError
 from ..core.replica import Replica
+from ..tagged_json import decode_base64
 
 #: Lines applied per `apply_blocks` call during a replay: bounds the memory of one step;
 #: seals that arrive before the blocks they cover wait in the replica's bounded pending set.
@@ -64,26 +64,17 @@ def audit_entries(replica: Replica) -> Iterator[dict]:
         }
 
 
-def _b64(v: Any, what: str) -> bytes:
-    if type(v) is not str:
-        raise ValidationError(f"{what} must be base64 text")
-    try:
-        return base64.b64decode(v, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValidationError(f"{what} is not valid base64") from None
-
-
 def entry_envelopes(entry: Any) -> tuple[bytes, bytes | None]:
     """(block envelope, seal envelope or None) of one audit entry. The block's CID is
     recomputed and must equal the entry's `cid`. Raises ValidationError/CorruptBlockError."""
     if type(entry) is not dict:
         raise ValidationError("an audit line must be a JSON object")
-    data = _b64(entry.get("block"), "block")
+    data = decode_base64(entry.get("block"), "block")
     if cidlib.compute(data) != cidlib.parse_cid(entry.get("cid", "")):
         raise CorruptBlockError(f"block bytes do not hash to {entry.get('cid')!r:.80}")
     decode_change(data)
     seal = entry.get("seal")
-    return envelope(KIND_BLOCK, data), None if seal is None else envelope(KIND_SEAL, _b64(seal, "seal"))
+    return envelope(KIND_BLOCK, data), None if seal is None else envelope(KIND_SEAL, decode_base64(seal, "seal"))
 
 
 def is_audit_entry(entry: Any) -> bool:

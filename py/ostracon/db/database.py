@@ -523,22 +523,31 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
 
     @locked
     def graphql(self, query: str, variables: dict | None = None, *, allow_mutations: bool = True,
-                operation_name: str | None = None) -> dict:
+                operation_name: str | None = None,
+                check: Callable[[Any], None] | None = None) -> dict:
         """Run a GraphQL request against the API generated from the schemas (see
         docs/QUERIES.md): `{"data": ..., "errors": [...]}` as the spec shapes it; errors
-        carry messages and paths, never a traceback."""
+        carry messages and paths, never a traceback.
+
+        `check`: called with the graphql-core `GraphQLSchema` the request is about to run
+        against (the one `graphql_schema()` returns), before it runs and under the same lock,
+        so a static check (such as `ostracon serve`'s cost limit) sees exactly that schema;
+        what it raises propagates and the request does not run. Not called when no schema
+        can be built (the answer then carries that error)."""
         self._engine.check_open()
         try:
             api = self._graphql_api(allow_mutations)
         except OstraconError as e:
             return {"errors": [{"message": f"{type(e).__name__}: {e}"}]}
+        if check is not None:
+            check(api.schema)
         return api.execute(query, variables, operation_name)
 
     @locked
     def graphql_schema(self, *, allow_mutations: bool = True) -> Any:
         """The graphql-core `GraphQLSchema` that `graphql()` runs requests against now (for
-        tools and static checks such as `ostracon serve`'s cost limit). Raises what building
-        it raises (SchemaError for a schema GraphQL cannot express)."""
+        tools; a check of one request takes the schema through `graphql(check=...)`). Raises
+        what building it raises (SchemaError for a schema GraphQL cannot express)."""
         self._engine.check_open()
         return self._graphql_api(allow_mutations).schema
 

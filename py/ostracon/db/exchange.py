@@ -22,7 +22,6 @@ neither known nor imported) and nothing is half-imported.
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +30,7 @@ from ..core.errors import NotFoundError, ValidationError
 from ..core.query.lenses import DeclaredLens, lens_from_bytes
 from ..core.query.schema import Schema, schema_from_canonical
 from ..core.query.schema_registry import SchemaRegistry
+from ..tagged_json import decode_base64
 from .batch import MAX_BATCH_OPS
 
 #: Definition records one import takes: a store has a handful of schemas, versions and
@@ -57,15 +57,6 @@ def is_definition(entry: Any) -> bool:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-def _unb64(v: Any, where: str) -> bytes:
-    if type(v) is not str:
-        raise ValidationError(f"{where}: data must be a base64 string")
-    try:
-        return base64.b64decode(v, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValidationError(f"{where}: data is not valid base64") from None
 
 
 def export_definitions(registry: SchemaRegistry, indexes: dict[str, list[dict]]) -> list[dict]:
@@ -125,7 +116,7 @@ def check_definitions(registry: SchemaRegistry, records: list[Any],
         kind = next(iter(entry)) if is_definition(entry) else None
         if kind == "schema":
             where, body = _body(entry, i, {"id", "data"})
-            s = schema_from_canonical(_unb64(body["data"], where))
+            s = schema_from_canonical(decode_base64(body["data"], f"{where}: data"))
             if type(body["id"]) is not str or s.version_id != body["id"]:
                 raise ValidationError(f"{where}: the schema's bytes do not hash to its id")
             check_collection(s.name)
@@ -133,7 +124,7 @@ def check_definitions(registry: SchemaRegistry, records: list[Any],
                 pending.append((where, s))
         elif kind == "lens":
             where, body = _body(entry, i, {"from", "to", "data"})
-            lens = lens_from_bytes(_unb64(body["data"], where))
+            lens = lens_from_bytes(decode_base64(body["data"], f"{where}: data"))
             if type(body["from"]) is not str or type(body["to"]) is not str:
                 raise ValidationError(f"{where}: from and to must be version ids")
             # A later record for the same direction wins, as a later write would.

@@ -113,18 +113,26 @@ class SendMixin:
     def send_many(self, ops: Iterable[dict], *, meta: dict | None = None) -> list[str]:
         """Apply ops as one atomic batch; returns their ids, in order.
 
-        All or nothing (db/batch.py): every op is checked for shape first, then the ops are
-        applied in order under the state lock, each seeing the ones before it (unique keys,
-        preconditions, deletes). An op refused while applying raises its own typed error
-        (ValidationError, ConflictError, NotFoundError, ...) with `op_index` set to its
-        position and the message prefixed `op N:`; the database is then exactly as before
-        the call: no block, head, index entry or change event of the batch remains. Once
-        applied, readers of other threads, subscribers, the sink (one flush group, one seal)
-        and sync peers see the whole batch, never a part. An empty batch does nothing.
+        All or nothing (db/batch.py): every op is checked for shape first (a malformed one
+        raises ValidationError with `op_index` set to its position and the message beginning
+        `op N`), then the ops are applied in order under the state lock, each seeing the
+        ones before it (unique keys, preconditions, deletes). An op refused while applying
+        raises its own typed error (ValidationError, ConflictError, NotFoundError, ...) with
+        `op_index` set to its position and the message prefixed `op N:`; the database is
+        then exactly as before the call: no block, head, index entry or change event of the
+        batch remains. Once applied, readers of other threads, subscribers, the sink (one
+        flush group, one seal) and sync peers see the whole batch, never a part. An empty
+        batch does nothing.
 
         `meta`: commit metadata for every op of the batch (an op's own `meta` wins). At most
         MAX_BATCH_OPS ops (ValidationError beyond)."""
-        checked = [check_op(op, f"op {i}") for i, op in enumerate(ops)]
+        checked = []
+        for position, op in enumerate(ops):
+            try:
+                checked.append(check_op(op, f"op {position}"))
+            except ValidationError as exc:
+                exc.op_index = position
+                raise
         batch = None if meta is None else check_meta(meta)
         if len(checked) > MAX_BATCH_OPS:
             raise ValidationError(f"a batch holds at most {MAX_BATCH_OPS} ops, not {len(checked)}")

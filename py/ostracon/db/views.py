@@ -1,7 +1,7 @@
 """Documents of one collection as the query layer sees them: views over the replica's live
 states (no copies), the sorted id order, and the planner's DocSource adapter.
 
-A view is `DocState.to_doc()` (same keys, same order; a test pins that), brought to the
+A view is `core.state.flat_doc` (what `DocState.to_doc()` also returns), brought to the
 collection's current schema version through the registered lenses when the document was
 written under an older one. Views share nested values with the replica's state: whoever
 hands one out copies it first (`own`).
@@ -14,11 +14,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..core import cid as cidlib
-from ..core.clock import COUNTER_BITS
 from ..core.query.schema import Schema
 from ..core.query.schema_registry import SchemaRegistry
 from ..core.replica import Replica
-from ..core.state import DocState
+from ..core.state import DocState, flat_doc
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -75,15 +74,7 @@ class DocViews:
         """A fresh top-level dict; nested values are shared with the state. heads=False
         leaves out `_heads` (indexes cannot hold it; formatting CIDs costs more than the rest
         of the view), and head texts come from a cache."""
-        d = dict(state.user_fields())
-        d["_id"] = state.doc_id
-        d["_collection"] = state.collection
-        d["_version"] = state.version
-        d["_created"] = state.min_t >> COUNTER_BITS
-        d["_updated"] = state.max_t >> COUNTER_BITS
-        d["_deleted"] = state.deleted
-        if heads:
-            d["_heads"] = self.engine.heads_text(state.heads)
+        d = flat_doc(state, self.engine.heads_text(state.heads) if heads else None)
         if self.lens:
             d = self.engine.schemas.migrated(self.schema, state, d)
         return d

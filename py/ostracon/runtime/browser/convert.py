@@ -164,10 +164,14 @@ def to_js_value(v: Any, ffi: NativeFfi | None = None) -> Any:
 
 
 def error_info(e: BaseException) -> dict:
-    """A failure as the JS API reports it: {name, message, names[, traceback]} where `names`
-    is the class and its bases (so `err.is("StorageError")` holds for DiskFullError)."""
+    """A failure as the JS API reports it: {name, message, names[, opIndex][, traceback]}
+    where `names` is the class and its bases (so `err.is("StorageError")` holds for
+    DiskFullError) and `opIndex` the position of the refused op of an atomic batch
+    (`OstraconError.op_index`; only when set)."""
     names = [c.__name__ for c in type(e).__mro__ if c not in (object, BaseException)]
     info: dict[str, Any] = {"name": type(e).__name__, "message": str(e), "names": names}
+    if isinstance(e, OstraconError) and e.op_index is not None:
+        info["opIndex"] = e.op_index
     if not isinstance(e, OstraconError):
         import traceback
 

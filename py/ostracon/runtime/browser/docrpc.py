@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ostracon.core.errors import ValidationError
+from ostracon.core.errors import OstraconError, ValidationError
 
 from . import bridge
 
@@ -23,6 +23,16 @@ def _opts(v: Any) -> dict:
 
 def _cas(o: dict) -> dict:
     return {"if_version": o.get("ifVersion"), "if_heads": o.get("ifHeads"), "where": o.get("where")}
+
+
+def _renumber(exc: OstraconError, position: int) -> None:
+    """Name the refused op of a batch by `position` (its place in the caller's array), in
+    `op_index` and in the `op N` that begins its message (Database.send_many)."""
+    n, exc.op_index = exc.op_index, position
+    head = f"op {n}"
+    if exc.args and type(exc.args[0]) is str and exc.args[0].startswith(head) \
+            and exc.args[0][len(head):len(head) + 1] in (":", " "):
+        exc.args = (f"op {position}{exc.args[0][len(head):]}", *exc.args[1:])
 
 
 class DocumentRpc:
@@ -44,8 +54,9 @@ class DocumentRpc:
 
     def rpc_createMany(self, col: str, docs: Any, ids: Any = None, opts: Any = None) -> list:
         """Atomic: every document is created or none is (`Database.send_many`; a refused
-        one raises with `op_index`). `ids` (optional) names each document; with
-        `{resume: true}` the ones that exist already count as created."""
+        one raises with `op_index` = its position in `docs`, and its message says `op N:`
+        with that position). `ids` (optional) names each document; with `{resume: true}`
+        the ones that exist already count as created."""
         if type(docs) is not list:
             raise ValidationError("createMany needs an array of documents")
         if ids is not None and (type(ids) is not list or len(ids) != len(docs)):
@@ -59,7 +70,13 @@ class DocumentRpc:
                 continue
             ops.append({"collection": col, "kind": "create", "doc": d, "id": out[i]})
             where.append(i)
-        for i, doc_id in zip(where, self._db().send_many(ops), strict=True):
+        try:
+            sent = self._db().send_many(ops)
+        except OstraconError as exc:
+            if exc.op_index is not None:   # documents skipped by `resume` shift the positions
+                _renumber(exc, where[exc.op_index])
+            raise
+        for i, doc_id in zip(where, sent, strict=True):
             out[i] = doc_id
         return out
 

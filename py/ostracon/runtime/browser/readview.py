@@ -39,9 +39,8 @@ from typing import Any
 
 from ...core import cid as cidlib
 from ...core.block import KIND_BLOCK, open_envelope
-from ...core.clock import COUNTER_BITS
 from ...core.errors import CorruptBlockError, ValidationError
-from ...core.state import DocState
+from ...core.state import DocState, flat_doc
 from .convert import MAX_SAFE_INTEGER, prepare
 
 #: Version of the row and marker layout above; a reader refuses any other.
@@ -194,17 +193,10 @@ class ReadView:
 
 
 def read_form(state: DocState) -> dict:
-    """The document as `Collection.get` returns it (db/views.py `view`), without the copy a
-    caller-facing read makes: the rows are converted to JS values at once."""
-    d = dict(state.user_fields())
-    d["_id"] = state.doc_id
-    d["_collection"] = state.collection
-    d["_version"] = state.version
-    d["_created"] = state.min_t >> COUNTER_BITS
-    d["_updated"] = state.max_t >> COUNTER_BITS
-    d["_deleted"] = state.deleted
-    d["_heads"] = [cidlib.format_cid(h) for h in sorted(state.heads)]
-    return d
+    """The document as `Collection.get` returns it in a collection without lenses (both build
+    it with `core.state.flat_doc`), without the copy a caller-facing read makes: the rows are
+    converted to JS values at once."""
+    return flat_doc(state, state.heads_text())
 
 
 def _prepared(doc: dict, null: Any) -> dict:
