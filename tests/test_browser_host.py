@@ -251,6 +251,29 @@ def test_open_reports_progress_and_info(make_host):
     assert h.progress_log == ["space", "storage", "replay", "ready"]
 
 
+def test_an_open_holds_the_collector_and_freezes_nothing(make_host):
+    import gc
+
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    during: list[bool] = []
+    base = make_host()
+
+    def storage(name):
+        during.append(gc.isenabled())
+        return base.open_storage(name)
+    h = Host(open_storage=storage, make_crypto=NativeCrypto, ffi=FFI)
+    try:
+        call(h, "open", {"name": "plain"})
+        assert during == [False]  # the collector is off while the database loads
+        # ...and on again after, with nothing frozen (a frozen engine crashed Pyodide's collector)
+        assert gc.isenabled() and gc.get_freeze_count() == 0
+    finally:
+        h.close()
+    failed = Host(open_storage=base.open_storage, make_crypto=NativeCrypto, ffi=FFI)
+    assert call(failed, "open", {"name": ""})[0] == "error"
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
 def test_identity_is_kept_in_the_database(make_host):
     h = make_host()
     actor = call(h, "open", {"name": "notes"})["actor"]

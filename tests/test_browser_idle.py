@@ -115,3 +115,69 @@ def test_steady_writes_do_not_starve_the_view(new_host):
     assert model.steps and model.backlog == 0
     assert model.requested  # the sink's queued batch carried the first step
     h.storage = model.storage
+
+
+def test_a_call_arriving_during_compaction_is_answered_before_it_finishes(new_host, monkeypatch):
+    """The worker's order of events: compaction steps, a call is queued (seen at a pause
+    between steps), the tick returns, the call is answered, later ticks finish compaction;
+    the write the call made lands after the cut and survives a reopen."""
+    from ostracon.runtime.browser import idle
+
+    monkeypatch.setattr(idle, "COMPACT_STEP_DOCS", 50)
+    h = new_host()
+    records = _long_log(h, "during")
+    events: list[str] = []
+    queue: list[list] = []
+
+    def pause() -> None:  # the worker's event loop runs: a message arrives at the 2nd pause
+        events.append("pause")
+        if events.count("pause") == 2:
+            queue.append([11, "create", ["c", {"late": True}, None]])
+            events.append("queued")
+
+    h.pause = pause
+    h.calls_waiting = lambda: bool(queue)
+    call(h, "tick")
+    events.append("tick returned")
+    assert h.storage.load_snapshot() is None and h.storage.open_report().records == records
+    out = h.run(queue)
+    queue.clear()
+    assert "error" not in out["responses"][0]
+    late_id = FFI.back(out["responses"][0]["result"])
+    events.append("answered")
+    ticks = 0
+    while h.storage.load_snapshot() is None:
+        ticks += 1
+        assert ticks < 100, "compaction never finished"
+        call(h, "tick")
+    events.append("compacted")
+    assert events[:5] == ["pause", "pause", "queued", "tick returned", "answered"]
+    assert events[-1] == "compacted" and events.count("pause") > 2
+    snap_at = h.storage.load_snapshot()[1]
+    assert h.storage.last_position() > snap_at and h.storage.open_report().records > 0
+    call(h, "close")
+    h2 = new_host()
+    call(h2, "open", {"name": "during"})
+    assert call(h2, "get", "c", late_id)["late"] is True
+    assert call(h2, "count", "c") == idle.COMPACT_LOG_RECORDS + 11  # _long_log's and the late one
+
+
+def test_compaction_resumes_across_ticks_and_stops_with_the_database(new_host, monkeypatch):
+    from ostracon.runtime.browser import idle
+
+    monkeypatch.setattr(idle, "COMPACT_STEP_DOCS", 50)
+    h = new_host()
+    _long_log(h, "stop")
+    h.calls_waiting = lambda: True  # a call waits after every step
+    h.pause = lambda: None
+    h.maybe_compact()
+    run = h._compact_run
+    assert run is not None and not run.done and run.steps == 1
+    h.maybe_compact()
+    assert h._compact_run is run and run.steps == 2
+    call(h, "close")
+    assert run.done and run.position is None
+    h.maybe_compact()  # nothing open: nothing to do
+    h2 = new_host()
+    call(h2, "open", {"name": "stop"})
+    assert h2.storage.load_snapshot() is None  # abandoned: nothing was written

@@ -112,6 +112,19 @@ def test_every_cid_recomputes_from_its_bytes(block):
 
 
 @settings(max_examples=100, deadline=None)
+@given(st.lists(st.binary(max_size=200), max_size=20))
+def test_many_cids_at_once_are_each_blocks_cid(blocks):
+    out = cidlib.compute_many(blocks)
+    assert [cidlib.format_cid(c) for c in out] == [reference_cid_text(b) for b in blocks]
+
+
+def test_many_cids_refuse_what_is_not_bytes():
+    for bad in ([b"a", None], ["text"], [7]):
+        with pytest.raises(TypeError):
+            cidlib.compute_many(bad)
+
+
+@settings(max_examples=100, deadline=None)
 @given(st.binary(min_size=1, max_size=100), st.integers(0, 10_000))
 def test_verify_detects_any_single_bit_flip(block, pos):
     raw = cidlib.compute(block)

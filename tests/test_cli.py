@@ -267,6 +267,17 @@ def test_expected_errors_are_one_line(tmp_path, capsys):
     assert code == 2 and "bad.ndjson:1: not an export line" in err
 
 
+@pytest.mark.parametrize("content", [b"\xff\xfe{}\n",
+                                     b'{"collection": "c", "doc": {}}\n{"collection": "c", "doc": "\xe9"}\n'])
+def test_import_of_a_file_that_is_not_utf8_is_a_one_line_error_and_writes_nothing(tmp_path, capsys, content):
+    bad = tmp_path / "latin1.ndjson"
+    bad.write_bytes(content)
+    code, _, err = run(capsys, "import", str(tmp_path / "x"), str(bad))
+    assert code == 2 and "latin1.ndjson: not UTF-8 text" in err and err.strip().count("\n") == 0
+    with ostracon.open(tmp_path / "x") as db:
+        assert db.collections() == []
+
+
 @pytest.mark.parametrize("command", ["inspect", "verify", "export", "log", "compact"])
 def test_a_directory_without_a_store_is_refused_not_read_as_empty(tmp_path, capsys, command):
     # A typo must not print "OK: 0 blocks" (exit 0), nor turn a stray directory into a store.
@@ -285,6 +296,27 @@ def test_locked_database_is_a_clear_error(dbdir):
         proc = subprocess.run([sys.executable, "-m", "ostracon.cli", "compact", dbdir],
                               capture_output=True, text=True)
     assert proc.returncode == 2 and "LockedError" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_log_and_history_never_print_terminal_controls_from_member_data(tmp_path, capsys):
+    # Field names, values and metadata come from any member of a space: printed raw, an ESC
+    # sequence retitles the operator's terminal or clears it, a CR/NL forges a log line.
+    path = tmp_path / "db"
+    evil = "\x1b]0;pwned\x07\x1b[2J\r\nh9 forged\u202e\x9b"
+    with ostracon.open(path) as db:
+        with db.provenance({"stage": "ocr" + evil}):
+            db.collection("t").create({"name" + evil: "value" + evil}, id="d")
+    for argv in (["log", str(path)], ["history", str(path), "t", "d"]):
+        code, out, _ = run(capsys, *argv)
+        assert code == 0 and len(out.splitlines()) == 1, argv
+        assert not any(c in out for c in "\x1b\x07\r\u202e\x9b"), argv
+        assert "stage=ocr\\x1b]0;pwned\\x07" in out and "\\u202e" in out
+
+
+def test_python_dash_m_ostracon_runs_the_console_script():
+    proc = subprocess.run([sys.executable, "-m", "ostracon", "--help"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: ostracon ") and "import" in proc.stdout
 
 
 def test_index_waits_until_built_and_reports_progress(tmp_path, capsys):

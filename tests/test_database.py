@@ -75,12 +75,50 @@ def col(db):
     return db.collection("todos")
 
 
-@pytest.mark.parametrize("path", [5, b"db", ["db"]])
+@pytest.mark.parametrize("path", [5, b"db", ["db"], "db\x00x"])
 def test_open_refuses_a_path_that_is_not_a_str_or_path(path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValidationError):
         ostracon.open(path)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("identity", ["me", b"\x00" * 32, ID_A.actor])
+def test_open_refuses_an_identity_that_is_not_an_identity(identity, tmp_path):
+    with pytest.raises(ValidationError, match="identity"):
+        ostracon.open(tmp_path / "db", identity=identity)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("option", ["clock", "random_bytes", "on_sink_error"])
+def test_open_refuses_a_callback_option_that_is_not_callable(option):
+    with pytest.raises(ValidationError, match=option):
+        ostracon.open(None, identity=ID_A, **{option: 5})
+
+
+@pytest.mark.parametrize("wrong", [b"", b"\x00" * 3, bytearray(8), "01234567", None])
+def test_a_random_source_giving_the_wrong_bytes_is_refused_before_any_id_is_made(wrong):
+    # b"" would give every id the same random part; a bytearray or str is not bytes.
+    with pytest.raises(ValidationError, match="random_bytes"):
+        ostracon.open(None, identity=ID_A, clock=Clock(), random_bytes=lambda n: wrong)
+
+
+@pytest.mark.parametrize("progress", [5, "x", [print]])
+def test_verify_refuses_a_progress_that_is_not_callable(db, progress):
+    with pytest.raises(ValidationError, match="progress"):
+        db.verify(progress=progress)
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), 0, -1, "5", True])
+def test_sync_blocking_refuses_a_timeout_that_is_not_a_finite_positive_number(db, timeout):
+    with pytest.raises(ValidationError, match="timeout"):
+        db.sync_blocking("ws://127.0.0.1:9/never", object(), timeout=timeout)
+
+
+@pytest.mark.parametrize("kw", [{"callback": 5}, {"collection": 5}, {"collection": b"todos"}])
+def test_subscribe_refuses_a_callback_or_collection_of_the_wrong_kind(db, kw):
+    with pytest.raises(ValidationError):
+        db.subscribe(**kw)
 
 
 # ----------------------------------------------------------------------------- create / get
@@ -218,6 +256,35 @@ def test_update_replaces_patch_merges(col):
     assert user(col.get("d")) == {"b": 9, "c": 3}
     with pytest.raises(ValidationError):
         col.patch("d", {"b": 1}, unset=["b"])
+
+
+def test_update_of_a_document_wider_than_one_block_of_removals_succeeds_atomically():
+    # Fields gathered by many small writes (here another member's) need more unset ops than
+    # one block holds: update() removes them in blocks of their own, as one atomic unit.
+    a, b = open_db(ID_A), open_db(ID_B, seed=2)
+    a.collection("notes").create({"title": "t"}, id="n1")
+    a.flush()
+    b.apply_blocks(a.blocks_since({}))
+    wide = [f"f{i:04d}" + "x" * 250 for i in range(2_400)]    # ~620 KB of field names
+    for k in range(0, len(wide), 600):
+        b.collection("notes").patch("n1", dict.fromkeys(wide[k:k + 600], 1))
+    b.flush()
+    a.apply_blocks(b.blocks_since(a.version_vector()))
+    notes = a.collection("notes")
+    version = notes.get("n1")["_version"]
+    with pytest.raises(ValidationError, match="block may hold"):   # refused after the removals
+        notes.update("n1", {"title": "x" * 300_000})
+    assert notes.get("n1")["_version"] == version and len(user(notes.get("n1"))) == 2_401
+    notes.update("n1", {"title": "fresh"})
+    assert user(notes.get("n1")) == {"title": "fresh"} and notes.get("n1")["_version"] > version + 1
+    a.flush()
+    b.apply_blocks(a.blocks_since(b.version_vector()))
+    assert b.state_hash() == a.state_hash() and user(b.collection("notes").get("n1")) == {"title": "fresh"}
+    # Inside send_many the removals join the caller's batch.
+    for k in range(0, len(wide), 600):
+        b.collection("notes").patch("n1", dict.fromkeys(wide[k:k + 600], 2))
+    b.send_many([{"collection": "notes", "kind": "update", "id": "n1", "doc": {"title": "again"}}])
+    assert user(b.collection("notes").get("n1")) == {"title": "again"}
 
 
 def test_delete_and_increment(col):
@@ -364,6 +431,9 @@ def test_time_travel(col):
         col.get("d", at="garbage")
     with pytest.raises(ValidationError):
         col.get("d", at=[])
+    for odd in (5, 1.5, {"x": 1}, {clock_cids[0]: 1}):   # not a CID nor a list of them
+        with pytest.raises(ValidationError):
+            col.get("d", at=odd)
 
 
 def test_time_travel_with_concurrent_heads():
@@ -592,6 +662,9 @@ def test_blocks_since_validates_the_vector(db):
         db.blocks_since({"zz": 1})
     with pytest.raises(ValidationError):
         db.blocks_since({ID_A.actor.hex(): -1})
+    for odd in (5, "abc", [(ID_A.actor.hex(), 1)]):   # a vector is a dict (or None)
+        with pytest.raises(ValidationError):
+            db.blocks_since(odd)
 
 
 # ----------------------------------------------------------------------------- lifecycle

@@ -45,6 +45,18 @@ def test_deleting_keeps_text_inserted_concurrently_inside_the_range():
     assert str(na.text("n1", "body")) == "aXYf"
 
 
+@pytest.mark.parametrize("body", [Text("hello world"), "hello world"])   # a text, or a plain string
+@pytest.mark.parametrize("bad", ["bye\ud800", b"bye", None])
+def test_a_refused_splice_changes_nothing(body, bad):
+    a, _, na, _ = pair(body)
+    m = na.text("n1", "body").mirror()
+    with pytest.raises(ValidationError):
+        m.splice(0, 5, bad)
+    assert str(na.text("n1", "body")) == "hello world" and m.copy_length() == 11
+    m.splice(0, 5, "bye")
+    assert str(na.text("n1", "body")) == "bye world"
+
+
 def test_an_adopt_after_an_edit_is_refused_and_positions_stay_in_the_copy():
     a, b, na, nb = pair(Text("abc"))
     m = na.text("n1", "body").mirror()

@@ -13,10 +13,10 @@ import pytest
 import ostracon
 from ostracon.cli import main
 from ostracon.core import cid as cidlib
-from ostracon.core.block import KIND_BLOCK, Change, envelope, make_seal
+from ostracon.core.block import KIND_BLOCK, MAX_PARENTS, Change, envelope, make_seal
 from ostracon.core.clock import DEFAULT_MAX_CLOCK_SKEW_MS, MAX_WALL_MS, wall_ms
 from ostracon.core.errors import ValidationError
-from ostracon.core.replica import Replica
+from ostracon.core.replica import MAX_SEAL_BLOCKS, Replica
 from ostracon.crypto.identity import Identity
 
 NOW = 1_700_000_000_000
@@ -195,6 +195,53 @@ def test_pending_bytes_are_bounded_not_just_counted():
     h.collection("notes").create({"title": "honest"}, id="h1")
     sync(h, b)
     assert b.collection("notes").get("h1")["title"] == "honest"
+
+
+def fan(doc_cid: bytes, forker: Identity, width: int) -> list[bytes]:
+    """`width` sealed changes by `forker`, each a child of `doc_cid` alone: that many heads."""
+    blocks = [Change("notes", "n1", (doc_cid,), 2, forker.actor, seq, (NOW + seq) << 16,
+                     (("s", f"f{seq}", seq),)).encode() for seq in range(1, width + 1)]
+    envs = [envelope(KIND_BLOCK, blk) for blk in blocks]
+    for first in range(1, width + 1, MAX_SEAL_BLOCKS):
+        cids = [cidlib.compute(blk) for blk in blocks[first - 1:first - 1 + MAX_SEAL_BLOCKS]]
+        envs.append(envelope(2, make_seal(forker.actor, first, cids, forker.sign).encode()))
+    return envs
+
+
+def test_a_fan_of_more_heads_than_a_block_may_merge_never_blocks_local_writes(tmp_path):
+    a, _ = member(1, path=tmp_path / "a")
+    notes = a.collection("notes")
+    notes.create({"title": "v0"}, id="n1")
+    a.flush()
+    root = cidlib.parse_cid(notes.get("n1")["_heads"][0])
+    width = 2 * MAX_PARENTS + 52        # two merge changes, then the write itself
+    assert a.apply_blocks(fan(root, ident(9), width)) == width
+    assert len(notes.get("n1")["_heads"]) == width
+    with pytest.raises(ValidationError, match="block may hold"):   # refused: no merge is left behind
+        notes.patch("n1", {"title": "x" * 300_000})
+    assert len(notes.get("n1")["_heads"]) == width
+    notes.patch("n1", {"title": "mine"})
+    doc = notes.get("n1")
+    assert doc["title"] == "mine" and len(doc["_heads"]) == 1 and doc["f7"] == 7
+    merges = [c for c in notes.history("n1") if c["actor"] == a.actor and c["ops"] == []]
+    assert [len(c["parents"]) for c in merges] == [MAX_PARENTS, MAX_PARENTS]
+    # A batch on such a document merges too, and a refused batch undoes the merges with it.
+    b, _ = member(2)
+    sync(a, b)
+    b.apply_blocks(fan(root, ident(8), width))
+    before = b.collection("notes").get("n1")
+    with pytest.raises(ValidationError):
+        b.send_many([{"collection": "notes", "kind": "patch", "id": "n1", "doc": {"by": "b"}},
+                     {"collection": "notes", "kind": "create", "doc": {"bad": float("nan")}}])
+    assert b.collection("notes").get("n1") == before
+    b.send_many([{"collection": "notes", "kind": "patch", "id": "n1", "doc": {"by": "b"}}])
+    # Every replica converges, and the merges survive a reopen and a full verification.
+    sync(b, a)
+    sync(a, b)
+    assert a.state_hash() == b.state_hash() and a.collection("notes").get("n1")["by"] == "b"
+    a.close()
+    with ostracon.open(tmp_path / "a", identity=ident(1)) as again:
+        assert again.verify() == [] and again.collection("notes").get("n1")["by"] == "b"
 
 
 def test_pending_seals_are_bounded():

@@ -10,7 +10,15 @@ import pytest
 from ostracon.core.errors import ValidationError
 from ostracon.core.query.filters import QueryCursorError, compile_filter, like_matcher, like_prefix, select
 from ostracon.core.query.keys import key_to_value, value_key
-from ostracon.core.query.ordering import decode_cursor, encode_cursor, is_after, normalize_order, sort_docs, sort_key_fn
+from ostracon.core.query.ordering import (
+    MAX_ORDER_FIELDS,
+    decode_cursor,
+    encode_cursor,
+    is_after,
+    normalize_order,
+    sort_docs,
+    sort_key_fn,
+)
 
 
 def D(i, **f):
@@ -227,6 +235,16 @@ def test_order_forms_normalise_the_same():
     assert normalize_order(None) == ((("_id",), False),)
     for bad in [{"title": "UP"}, 3, [3], [{"_x": "ASC"}], {}]:
         with pytest.raises(ValidationError):
+            normalize_order(bad)
+
+
+def test_order_entries_are_bounded():
+    # Every entry costs a sort-key part per document; order reaches users through REST and
+    # GraphQL, so 100,000 distinct fields would hold the database lock for a long sort.
+    fields = [f"f{i}" for i in range(MAX_ORDER_FIELDS)]
+    assert len(normalize_order(fields)) == MAX_ORDER_FIELDS + 1          # + the _id tie-break
+    for bad in ([*fields, "g"], ["a"] * (MAX_ORDER_FIELDS + 1), {"n": dict.fromkeys(fields + ["g"], "ASC")}):
+        with pytest.raises(ValidationError, match="at most"):
             normalize_order(bad)
 
 

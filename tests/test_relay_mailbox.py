@@ -12,7 +12,7 @@ import pytest
 
 from ostracon.core.errors import LockedError, StorageUnavailableError, ValidationError
 from ostracon.relay.mailbox import FRAME_OVERHEAD_BYTES as O
-from ostracon.relay.mailbox import MemoryMailbox, RoomInfo, SqliteMailbox, parse_mailbox_spec
+from ostracon.relay.mailbox import MailboxError, MemoryMailbox, RoomInfo, SqliteMailbox, parse_mailbox_spec
 from ostracon.relay.redis_backend import RedisMailbox
 from redis_server import redis_server  # noqa: F401  (fixture)
 
@@ -360,6 +360,15 @@ def test_sqlite_second_process_is_locked_out(tmp_path):
 def test_sqlite_missing_directory(tmp_path):
     with pytest.raises(StorageUnavailableError):
         SqliteMailbox(tmp_path / "nope" / "mb.sqlite")
+
+
+@pytest.mark.parametrize("content", [bytes(range(256)) * 20, b"SQLite format 3\x00" + b"\xff" * 4000])
+def test_sqlite_file_that_is_not_a_mailbox_is_a_typed_error_and_kept(tmp_path, content):
+    path = tmp_path / "mb.sqlite"
+    path.write_bytes(content)
+    with pytest.raises(MailboxError, match="mb.sqlite"):
+        SqliteMailbox(path)
+    assert path.read_bytes() == content   # someone's file: refused, never rewritten
 
 
 def test_memory_mailbox_is_fresh_after_restart():

@@ -515,7 +515,10 @@ def test_bad_websocket_requests_get_http_errors():
         async with Relay() as relay:
             for path, status in ((f"/v1/room/{ROOM.upper()}", 400), ("/v1/room/abc", 400), ("/elsewhere", 404),
                                  (f"/v1/room/{ROOM}?since=-1", 400), (f"/v1/room/{ROOM}?since=x", 400),
-                                 (f"/v1/room/{ROOM}?epoch=XYZ", 400)):
+                                 (f"/v1/room/{ROOM}?epoch=XYZ", 400),
+                                 # Digits to str.isdigit() that int() refuses (²) or reads (٣):
+                                 # a cursor is ASCII digits only.
+                                 (f"/v1/room/{ROOM}?since=%C2%B2", 400), (f"/v1/room/{ROOM}?since=%D9%A3", 400)):
                 with pytest.raises(InvalidStatus) as exc:
                     await connect(relay.url + path, open_timeout=DEADLINE)
                 assert exc.value.response.status_code == status, path

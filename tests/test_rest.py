@@ -102,6 +102,17 @@ def test_values_are_tagged_losslessly_and_ids_percent_decoded(served):
     assert status == 200 and doc["raw"] == {"$bytes": "AP8="} and doc["odd"] == {"$map": {"$x": 1}}
 
 
+@pytest.mark.parametrize("flt, ids", [
+    ({"raw": {"_eq": {"$bytes": "AP8="}}}, ["bin ary/é"]),    # bytes, written as responses show them
+    ({"raw": {"_eq": {"$bytes": "AAA="}}}, []),
+    ({"odd": {"_eq": {"$map": {"$x": 1}}}}, ["bin ary/é"]),  # a map with `$` keys, in its wrapper
+])
+def test_a_filter_reads_values_in_the_responses_tagged_form(served, flt, ids):
+    _, _, rest = served
+    status, _, page = get(rest, f"/api/pages?filter={quote(json.dumps(flt))}")
+    assert status == 200 and [d["_id"] for d in page["docs"]] == ids
+
+
 def test_pages_follow_the_cursor_with_filter_and_order(served):
     _, _, rest = served
     flt = quote(json.dumps({"tag": {"_eq": "even"}}))
@@ -143,6 +154,7 @@ def test_history_lists_every_commit_and_has_its_own_etag(served):
     ("/api/pages?filter=" + quote('{"n": NaN}'), 400, "ValidationError"),
     ("/api/pages?filter=" + "[" * 100_000, 400, "ValidationError"),
     ("/api/pages?filter=" + quote('{"n": {"_bogus": 1}}'), 400, "ValidationError"),
+    ("/api/pages?filter=" + quote('{"raw": {"_eq": {"$bytes": "not base64!"}}}'), 400, "ValidationError"),
     ("/api/pages?limit=0", 400, "ValidationError"),
     ("/api/pages?limit=4", 400, "ValidationError"),
     ("/api/pages?limit=" + "9" * 5000, 400, "ValidationError"),

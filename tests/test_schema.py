@@ -130,6 +130,9 @@ def test_validate_increment(reg):
     ("type T { a: Int ~ }", "unexpected character"),
     ("", "defines no type"),
     ("type T { a: " + "[" * 20 + "Int" + "]" * 20 + " }", "nested deeper"),
+    # Past int()'s 4,300-digit default (an interpreter setting, not a rule of the SDL).
+    ("type T { a: Int @index(unique: " + "9" * 5000 + ") }", "number literal longer than"),
+    ("type T { a: Int @crdt(type: [1e999]) }", "number literal .* not finite"),
 ])
 def test_bad_sdl(sdl, frag):
     with pytest.raises(ValidationError, match=frag):

@@ -69,7 +69,7 @@ def test_insecure_flag_allows_fewer_iterations_and_records_them():
                                                   FAST, 32)
 
 
-@pytest.mark.parametrize("pw", ["", " ", "\t\n", "\u3000", None, b"bytes pass", 42])
+@pytest.mark.parametrize("pw", ["", " ", "\t\n", "\u3000", None, b"bytes pass", 42, "pass\ud800word"])
 def test_empty_or_bad_passphrase_refused(pw):
     with pytest.raises(ValidationError):
         fast(pw)
@@ -81,9 +81,18 @@ def test_too_long_passphrase_refused():
     fast("x" * 1024)
 
 
-@pytest.mark.parametrize("name", ["", "  ", None, 7, "n" * 256])
+@pytest.mark.parametrize("name", ["", "  ", None, 7, "n" * 256, "fam\udcffily"])
 def test_bad_name_refused(name):
     with pytest.raises(ValidationError):
+        fast(name=name)
+
+
+@pytest.mark.parametrize("name", ["fam\udcffily", "\ud800"])
+def test_name_with_a_lone_surrogate_is_a_validation_error(name):
+    # Not valid Unicode, so it has no UTF-8 bytes to salt or sign: refused like any bad name.
+    with pytest.raises(ValidationError, match="surrogate"):
+        Space.generate(name=name)
+    with pytest.raises(ValidationError, match="surrogate"):
         fast(name=name)
 
 

@@ -191,6 +191,20 @@ def test_leftover_temp_files_are_removed(tmp_path):
     s.close()
 
 
+@pytest.mark.parametrize("stray", ["seg-" + "\u00b2" * 16 + ".log", "seg-" + "\u0660" * 15 + "\u0661.log",
+                                   "snap-" + "\u0660" * 15 + "\u0669.snap", "snap-" + "\uff11" * 16 + ".snap"])
+def test_a_stray_file_named_with_non_ascii_digits_is_ignored(tmp_path, stray):
+    # str.isdigit() takes these; int() refuses "²" and reads "٠٠…١" as 1, which would make
+    # the file pose as segment 1 or snapshot 9 under a name the store never writes.
+    with ostracon.open(tmp_path / "db") as db:
+        db.collection("t").create({"a": 1}, id="x")
+    (tmp_path / "db" / stray).write_bytes(b"")
+    assert lf.parse_segment_name(stray) is None and lf.parse_snapshot_name(stray) is None
+    with ostracon.open(tmp_path / "db") as db:
+        assert db.collection("t").get("x")["a"] == 1
+        assert f"ignored unknown file {stray}" in db.open_report().notes
+
+
 def test_a_folder_of_other_files_is_not_taken_over(tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()

@@ -6,6 +6,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,6 +23,19 @@ EXIT_MISMATCH = 1   # verify found a problem
 
 class CliError(Exception):
     pass
+
+
+#: Characters a terminal acts on instead of showing: C0 and C1 controls (ESC starts cursor
+#: moves, title changes, screen clears), DEL, line/paragraph separators and the bidi
+#: embeddings, overrides and isolates (they reorder what is shown). An explicit set, not
+#: str.isprintable(), which follows the interpreter's Unicode database.
+_UNSHOWN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _shown(text: str) -> str:
+    """`text` safe to print on a terminal: field names, metadata and values come from any
+    member of a space, so each character of `_UNSHOWN` is printed as its escape (\\x1b)."""
+    return _UNSHOWN.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
 
 
 def _open(path: str, *, read_only: bool = True, create: bool = False, **options: Any) -> Any:
@@ -102,8 +116,8 @@ def cmd_log(args: argparse.Namespace) -> int:
             ch = decode_change(base64.b64decode(entry["block"]))
             ops = ", ".join(_describe_op(op) for op in ch.ops) or "(no field changes)"
             by = "".join(f" {k}={meta[k]}" for k in ("stage", "provider", "model") if k in meta)
-            print(f"{entry['cid'][:16]}… {ch.collection}/{ch.doc_id} by {short_actor(entry['actor'])} "
-                  f"#{ch.seq} at {_iso(wall_ms(ch.hlc))}{by}: {ops}")
+            print(f"{entry['cid'][:16]}… {ch.collection}/{_shown(ch.doc_id)} by {short_actor(entry['actor'])} "
+                  f"#{ch.seq} at {_iso(wall_ms(ch.hlc))}{_shown(by)}: {_shown(ops)}")
     finally:
         db.close()
     return 0
@@ -144,7 +158,7 @@ def cmd_history(args: argparse.Namespace) -> int:
                 meta = c.get("meta") or {}
                 by = "".join(f" {k}={meta[k]}" for k in ("stage", "provider", "model") if k in meta)
                 print(f"h{c['height']} {c['cid'][:16]}… by {short_actor(c['actor'])} #{c['seq']} "
-                      f"{_iso(c['time'])} [{sig}] parents={len(c['parents'])}{by}: {ops}")
+                      f"{_iso(c['time'])} [{sig}] parents={len(c['parents'])}{_shown(by)}: {_shown(ops)}")
     finally:
         db.close()
     return 0
@@ -333,6 +347,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     except (ostracon.ValidationError, ostracon.NotFoundError, ostracon.ConflictError,
             ostracon.CorruptBlockError) as exc:
         raise CliError(f"{args.file}: {exc}") from exc
+    except UnicodeDecodeError:
+        # Definitions are read from the whole file first, so bad bytes anywhere in an export
+        # stop the import before any document is written.
+        raise CliError(f"{args.file}: not UTF-8 text, so not an export or audit trail") from None
     finally:
         db.close()
     print(f"imported: {created} created, {updated} updated, {unchanged} unchanged")

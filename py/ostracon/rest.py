@@ -10,9 +10,12 @@ every other method answers 405 with `Allow: GET, HEAD`):
 - `GET /api/{collection}/{id}/history`: every commit of the document (as `history` returns it).
 
 Path segments are percent-decoded UTF-8. Values use the export's lossless JSON tagging
-(bytes as `{"$bytes": base64}`). Responses carry a strong `ETag`: for a document and its
-history, from the document's version, head CIDs and the body (a new commit changes it, and
-so does a schema lens that reads the same commits differently); for a page, from its body.
+(bytes as `{"$bytes": base64}`), both in responses and in a filter (which is read with
+`tagged_json.from_json_value`, so a filter on a bytes value is written as the response shows
+it, and a map with `$` keys in a filter is written in its `{"$map": ...}` wrapper).
+Responses carry a strong `ETag`: for a document and its history, from the document's
+version, head CIDs and the body (a new commit changes it, and so does a schema lens that
+reads the same commits differently); for a page, from its body.
 `If-None-Match` with a matching tag (or `*`) answers 304 without a body.
 Errors are JSON `{"error": {"type": <error class>, "message": ...}}`:
 400 for a malformed request (bad JSON, filter, cursor, limit) or a query too expensive to
@@ -41,7 +44,7 @@ from .core.errors import (
     ValidationError,
 )
 from .relay.http import HttpRequest, HttpResponse
-from .tagged_json import to_json_value  # the export's lossless form: one JSON form everywhere
+from .tagged_json import from_json_value, to_json_value  # the export's lossless form: one JSON form everywhere
 
 if TYPE_CHECKING:
     from .db import Database
@@ -205,6 +208,11 @@ class RestEndpoint:
         flt = None if raw_filter is None else _json_param("filter", raw_filter)
         if flt is not None and type(flt) is not dict:
             raise _Answer(400, "ValidationError", "filter must be a JSON object")
+        if flt is not None:
+            try:
+                flt = from_json_value(flt)
+            except RecursionError:
+                raise _Answer(400, "ValidationError", "filter is nested too deeply") from None
         order: Any = None
         if raw_order is not None:
             bare = raw_order[:1] not in ("[", "{", '"')

@@ -36,7 +36,7 @@ from typing import Any
 from .encoding import encode_canonical
 from .errors import CursorError, ValidationError
 from .lexical import parse_ascii_int
-from .limits import check_int_option
+from .limits import check_callable_option, check_int_option
 
 #: Events kept for cursor resumption. 10k covers a long offline burst of a busy app while
 #: bounding memory to a few MB; older cursors get CursorError (rescan).
@@ -127,6 +127,10 @@ class Subscription:
     def __init__(self, feed: ChangeFeed, collection: str | None, buffer: int,
                  callback: Callable[[ChangeEvent], None] | None) -> None:
         check_int_option("subscriber buffer", buffer, 1, MAX_FEED_RETENTION)
+        check_callable_option("subscriber callback", callback)
+        if collection is not None and type(collection) is not str:
+            raise ValidationError(f"a subscription's collection must be a str or None, "
+                                  f"got {type(collection).__name__}")
         self._feed = feed
         self.collection = collection
         self.buffer = buffer

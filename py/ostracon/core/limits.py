@@ -35,3 +35,11 @@ def check_int_option(name: str, value: Any, lo: int, hi: int = MAX_PORTABLE_INT)
     if type(value) is not int or not lo <= value <= hi:
         raise ValidationError(f"{name} must be an int in [{lo}, {hi}], got {value!r:.40}")
     return value
+
+
+def check_callable_option(name: str, value: Any) -> Any:
+    """`value` if it is None or callable; else ValidationError naming the option (a callback
+    given the wrong way round would otherwise fail much later, inside another thread)."""
+    if value is not None and not callable(value):
+        raise ValidationError(f"{name} must be callable or None, got {type(value).__name__}")
+    return value

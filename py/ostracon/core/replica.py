@@ -159,6 +159,10 @@ class Replica(SealSlots):
         # Highest own seq this device ever made (recorded apart from snapshots): local
         # writes wait until the log reaches it, so a sequence number is never reused.
         self.own_floor = 0
+        # Called with a document's state before it changes (a merge here, a local text edit in
+        # db/text.py): a snapshot encoder running in steps keeps the state of its cut
+        # (core/snapshot_encode.py). None when no encoder runs.
+        self.before_change: Callable[[DocState], None] | None = None
 
     # ------------------------------------------------------------ reading
 
@@ -230,14 +234,25 @@ class Replica(SealSlots):
 
     # ------------------------------------------------------------ local writes
 
+    def wide_fan(self, collection: str, doc_id: str) -> bool:
+        """Does the document have more heads than one change may name as parents? Such a fan
+        only comes from outside (many members writing at once, or a hostile one forking on
+        purpose); `commit(..., merge=True)` narrows it."""
+        state = self.doc(collection, doc_id)
+        return state is not None and len(state.heads) > MAX_PARENTS
+
     def commit(self, collection: str, doc_id: str, ops: list, wall_ms: int,
                schema: bytes | None = None, meta: dict | None = None,
-               actor: bytes | None = None) -> tuple[bytes, bytes, DocState]:
+               actor: bytes | None = None, *, merge: bool = False) -> tuple[bytes, bytes, DocState]:
         """Make, apply and return (cid, block bytes, doc state) for a local change.
 
         `ops` must already be validated (field names checked, values canonical); `meta`
         is commit metadata as block.check_meta returns it; `actor` a stage actor
-        (add_stage_actor) to commit as instead of our own.
+        (add_stage_actor) to commit as instead of our own. `merge=True` (with no ops) makes
+        the change that merges the first MAX_PARENTS heads in CID order, so a fan of more
+        heads than one change may name takes one such change per MAX_PARENTS - 1 extra heads
+        before a write: remote input never makes a local write fail. Otherwise a document
+        with more than MAX_PARENTS heads raises ValidationError.
         """
         if self.seq_of(self.actor) < self.own_floor:
             raise OwnHistoryMissingError(
@@ -253,14 +268,20 @@ class Replica(SealSlots):
         if state is None:
             state = DocState(collection, doc_id)
         parents = tuple(sorted(state.heads))
-        if len(parents) > MAX_PARENTS:  # merge wide fans in steps is future work; refuse loudly
-            raise ValidationError(f"document has more than {MAX_PARENTS} concurrent heads")
+        height = state.height + 1
+        if merge:
+            if ops or fresh:
+                raise ValidationError("a merge change has no ops and needs an existing document")
+            parents = parents[:MAX_PARENTS]
+            height = 1 + max(self.info[p].height for p in parents)
+        elif len(parents) > MAX_PARENTS:
+            raise ValidationError(f"document has more than {MAX_PARENTS} concurrent heads: merge them first")
         by = self.actor
         if actor is not None and actor != self.actor:
             if actor not in self.stage_actors:
                 raise ValidationError("not a local signing identity of this database")
             by = actor
-        ch = Change(collection, doc_id, parents, state.height + 1, by,
+        ch = Change(collection, doc_id, parents, height, by,
                     self.seq_of(by) + 1, self.clock.now(wall_ms), tuple(ops), schema, meta)
         data = ch.encode()
         if len(data) > MAX_BLOCK_BYTES:
@@ -303,6 +324,8 @@ class Replica(SealSlots):
             state = docs.get(ch.doc_id)
             if state is None:
                 state = docs[ch.doc_id] = DocState(ch.collection, ch.doc_id)
+        if self.before_change is not None:
+            self.before_change(state)
         state.apply(cid, ch)
         self.blocks[cid] = data
         self.info[cid] = BlockInfo(ch.collection, ch.doc_id, ch.actor, ch.seq, len(self.order), ch.height)

@@ -7,6 +7,21 @@ recomputed from them on load, so a snapshot cannot smuggle in a block under a fa
 The state part is trusted like the log it replaces: storage protects it with a CRC, and
 `ostracon verify` re-derives everything from the blocks.
 
+Verification at open is eager, once per block: every CID is recomputed from its bytes
+(`cid.compute_many`, one sha256 each, no Python step per block), and the seal chain then
+checks those CIDs (db/verification.py), so a body changed on disk fails the open. It is not
+deferred to a block's first use because the replica indexes everything by CID (apply order,
+block info, actor logs, the body table): the CIDs must exist at open, and a CID taken from
+the snapshot instead of computed would be trusted data. One digest over the whole snapshot
+would need a signature by the device key made at compaction (a format change) and saves
+little: hashing 10,000 blocks one by one costs ~1.5x hashing their concatenation.
+
+Opening does no Python-level step per block or per document where a C-level `map`/`zip`/
+`dict` does the same (in Pyodide an interpreted step costs several times its native cost):
+the info columns become `BlockInfo`s and actor logs in bulk (one stepwise pass only when
+side blocks exist or a log is out of order, to name the block), and the document columns
+are type- and range-checked as whole columns.
+
 Layout (msgpack array): [4, blocks, seals, actors, collections, info, docs, clock, extra]
 - blocks: block bytes in apply order (causal), None for a block pruned by compaction;
   seals: seal bytes.
@@ -37,17 +52,20 @@ version's exact output does not matter. Format 2 snapshots (plain msgpack) are s
 from __future__ import annotations
 
 import zlib
+from collections import Counter
+from functools import partial
+from itertools import chain, repeat
 from typing import Any
 
 import msgpack
 
 from . import cid as cidlib
-from .encoding import _default, _ext_hook
+from .encoding import _ext_hook
 from .errors import CorruptSnapshotError
 from .limits import MAX_PORTABLE_INT
 from .replica import BlockInfo, Replica
 from .state import _ABSENT, _TEXT, DocState
-from .textcodec import encode_state, load_state
+from .textcodec import load_state
 
 SNAPSHOT_FORMAT = 4
 #: Older layouts `load` still reads (module docstring).
@@ -63,55 +81,23 @@ MAX_SNAPSHOT_BYTES = MAX_PORTABLE_INT
 
 
 def dump(replica: Replica) -> bytes:
-    """Snapshot bytes of a replica (pending blocks are not part of it: they are not applied)."""
-    order = replica.order
-    index = {c: i for i, c in enumerate(order)}
-    actors = sorted(replica.by_actor)
-    aidx = {a: i for i, a in enumerate(actors)}
-    cols = sorted(replica.collections)
-    cidx = {c: i for i, c in enumerate(cols)}
-    blocks = replica.blocks
-    info = replica.info
+    """Snapshot bytes of a replica (pending blocks are not part of it: they are not applied).
+    In one go; `snapshot_encode.SnapshotEncoder` makes the same bytes in bounded steps."""
+    from .snapshot_encode import SnapshotEncoder
 
-    rows: list[list] = [[], [], [], [], []]
-    for c in order:
-        i = info[c]
-        for col_, v in zip(rows, (cidx[i.collection], i.doc_id, aidx[i.actor], i.seq, i.height), strict=True):
-            col_.append(v)
-    docs: list[list] = [[], [], [], [], []]
-    for name in cols:
-        for doc_id, d in replica.collections[name].items():
-            fields = [[f, s[0], aidx[s[1]], index[s[2]], 2 if v is _TEXT else v is not _ABSENT,
-                       None if v is _ABSENT or v is _TEXT else v]
-                      for f, (s, v) in d.fields.items()]
-            incs = [[f, [[s[0], aidx[s[1]], index[s[2]], delta] for s, delta in lst]]
-                    for f, lst in d.incs.items()]
-            deletes = sorted(index[c] for c in d.deletes)
-            row = [cidx[name], doc_id, sorted(index[h] for h in d.heads), d.height, d.version,
-                   d.min_t, d.max_t, fields, incs, deletes,
-                   [d.live, sorted([index[c], sorted(index[x] for x in xs)] for c, xs in d.past.items())],
-                   [index[c] for c in d.cids],
-                   [[f, encode_state(t)] for f, t in sorted(d.texts.items())]]
-            for col_, v in zip(docs, (cidx[name], doc_id, d.live, deletes,
-                                      msgpack.packb(row, use_bin_type=True, default=_default)), strict=True):
-                col_.append(v)
-    seals = [data for a in actors for _, _, data in replica.seals.get(a, [])]
-    pruned = replica.pruned
-    extra = {"checkpoint": replica.checkpoint, "side": [i for i, c in enumerate(order) if c in replica.side],
-             "pruned": [[i, c] for i, c in enumerate(order) if c in pruned]}
-    raw = msgpack.packb([SNAPSHOT_FORMAT, [blocks.get(c) for c in order], seals, actors, cols, rows,
-                         docs, replica.clock.last, extra], use_bin_type=True, default=_default)
-    return zlib.compress(raw, SNAPSHOT_ZLIB_LEVEL)
+    return SnapshotEncoder(replica, step_docs=1 << 30, watch=False).run()
 
 
 def load(replica: Replica, data: bytes, *, lazy: bool = False) -> None:
     """Fill an empty replica from snapshot bytes. Raises CorruptSnapshotError.
 
     lazy=True: each document's state is built on its first use rather than here (a
-    `DocState.deferred`; opening 10,000 documents then costs the unpack and the block table,
-    not 10,000 states). The rows are checked for shape here; damage inside a row that only
-    building the state finds (a text state, a stamp's index) raises CorruptSnapshotError at
-    that first use instead of at load."""
+    `DocState.deferred` holding its row's bytes; opening 10,000 documents then costs the
+    unpack, the CIDs and the block table, not 10,000 states). The columns are checked here;
+    damage inside a row, which only building the state finds (a truncated row, a row naming
+    another document, a text state, a stamp's index), raises CorruptSnapshotError at that
+    first use (and again at every later use) instead of at load. Block bodies are verified
+    here in both modes (module docstring)."""
     try:
         if data[:1] == b"\x78":  # a zlib stream (format 3); a msgpack 9-array starts 0x99
             d = zlib.decompressobj()
@@ -122,37 +108,107 @@ def load(replica: Replica, data: bytes, *, lazy: bool = False) -> None:
         if type(v) is not list or len(v) != 9 or v[0] not in READABLE_FORMATS:
             raise ValueError("unknown snapshot layout")
         fmt, blocks, seals, actors, cols, rows, docs, last, extra = v
+        info = _columns(rows) if fmt == SNAPSHOT_FORMAT else _columns_of_rows(rows)
         if fmt == SNAPSHOT_FORMAT:
-            rows, docs = _rows_of(_columns(rows)), _columns(docs)
+            docs = _columns(docs)
         elif fmt == 3:  # one row per document, inline: the same parts, taken from the row
             docs = [[r[0] for r in docs], [r[1] for r in docs], [r[10][0] for r in docs],
                     [r[9] for r in docs], docs]
-        _load(replica, blocks, seals, actors, cols, rows, docs if fmt != 2 else None, last, extra, lazy)
+        _load(replica, blocks, seals, actors, cols, info, docs if fmt != 2 else None, last, extra, lazy)
     except CorruptSnapshotError:
         raise
     except Exception as exc:  # any structural surprise in a snapshot is corruption
         raise CorruptSnapshotError(f"snapshot is malformed: {exc.__class__.__name__}: {exc}") from None
 
 
-def _load(r: Replica, blocks: Any, seals: Any, actors: Any, cols: Any, rows: Any, docs: Any, last: Any,
-          extra: Any, lazy: bool = False) -> None:
+def _load(r: Replica, blocks: Any, seals: Any, actors: Any, cols: Any, info: list[list], docs: Any,
+          last: Any, extra: Any, lazy: bool = False) -> None:
     # The arguments are decoded, not yet validated snapshot parts: anything malformed raises.
-    if r.blocks or len(rows) != len(blocks):
+    # Per-block and per-document work is done by C-level map/zip/dict/set calls wherever a
+    # rule allows (in Pyodide a Python-level loop step costs several times its native cost,
+    # and opening 10,000 documents is dominated by them).
+    ci_col, doc_col, ai_col, seq_col, height_col = info
+    if r.blocks or type(blocks) is not list or len(ci_col) != len(blocks):
         raise ValueError("snapshot needs an empty replica and one info row per block")
-    compute = cidlib.compute
+    if type(actors) is not list or type(cols) is not list or len(set(actors)) != len(actors) \
+            or len(set(cols)) != len(cols):
+        raise ValueError("snapshot tables are malformed (or name an actor or collection twice)")
     pruned = {i: c for i, c in extra["pruned"]}
-    order = [compute(b) if b is not None else pruned[i] for i, b in enumerate(blocks)]
+    if pruned:
+        compute = cidlib.compute
+        order = [compute(b) if b is not None else pruned[i] for i, b in enumerate(blocks)]
+        r.blocks = {c: b for c, b in zip(order, blocks, strict=False) if b is not None}
+    else:  # every body is present: each one's CID is recomputed from its bytes
+        order = cidlib.compute_many(blocks)
+        r.blocks = dict(zip(order, blocks, strict=True))
     r.order = order
-    r.blocks = {c: b for c, b in zip(order, blocks, strict=False) if b is not None}
     r.pruned = set(pruned.values())
     r.checkpoint = extra["checkpoint"]
-    info = r.info
-    by_actor = r.by_actor
+    n = len(order)
     side = set(extra.get("side", ()))
-    for i, (ci, doc_id, ai, seq, height) in enumerate(rows):
-        actor = actors[ai]
+    _check_indices(ci_col, len(cols), "a block's collection")
+    _check_indices(ai_col, len(actors), "a block's actor")
+    if blocks and not set(map(type, chain(seq_col, height_col))) <= {int}:
+        raise ValueError("a block's sequence number or height is not an int")
+    actor_col = list(map(actors.__getitem__, ai_col))
+    r.info = dict(zip(order, map(_new_info, zip(map(cols.__getitem__, ci_col), doc_col, actor_col, seq_col,
+                                                range(n), height_col, strict=True)), strict=True))
+    if side or not _fill_logs(r, order, ai_col, actor_col, seq_col):
+        _fill_logs_stepwise(r, order, actor_col, seq_col, side)
+    if docs is None:
+        _replay_docs(r)
+    else:
+        _load_docs(r, actors, cols, docs, lazy)
+    for data in seals:
+        r.add_trusted_seal(data)
+    r.clock.observe(last)
+
+
+#: BlockInfo from a 6-tuple, all in C (`BlockInfo._make` is a Python-level call per block).
+_new_info = partial(tuple.__new__, BlockInfo)
+
+
+def _columns_of_rows(rows: Any) -> list[list]:
+    """Formats 2 and 3 kept one info row per block: the same five columns."""
+    if type(rows) is not list or any(type(x) is not list or len(x) != 5 for x in rows):
+        raise ValueError("block info rows are malformed")
+    return [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(5)]
+
+
+def _check_indices(col: Any, size: int, what: str) -> None:
+    """Every entry of `col` is an int in [0, size) (a negative index would pick from the end)."""
+    if col and (not set(map(type, col)) <= {int} or min(col) < 0 or max(col) >= size):
+        raise ValueError(f"{what} index is malformed")
+
+
+def _fill_logs(r: Replica, order: list, ai_col: list, actor_col: list, seq_col: list) -> bool:
+    """Each actor's log (`Replica.by_actor`, CIDs by sequence number) in C-level steps; False
+    when an actor's sequence numbers are not exactly 1, 2, 3 ... in apply order (the stepwise
+    path then names the first block out of order)."""
+    by_pos = sorted(range(len(order)), key=ai_col.__getitem__)  # stable: apply order per actor
+    starts: dict[int, int] = {}
+    at = 0
+    counts = Counter(ai_col)
+    for a in sorted(counts):
+        starts[a] = at
+        at += counts[a]
+    by_actor = r.by_actor
+    for a in dict.fromkeys(ai_col):  # actors in order of their first block, like apply()
+        k = counts[a]
+        mine = by_pos[starts[a]:starts[a] + k]
+        if list(map(seq_col.__getitem__, mine)) != list(range(1, k + 1)):
+            r.by_actor = {}
+            return False
+        by_actor[actor_col[mine[0]]] = list(map(order.__getitem__, mine))
+    return True
+
+
+def _fill_logs_stepwise(r: Replica, order: list, actor_col: list, seq_col: list, side: set) -> None:
+    """The actor logs one block at a time: with side blocks (a quarantined actor's blocks
+    outside its frozen log), and to name the first block out of order."""
+    by_actor = r.by_actor = {}
+    for i, (actor, seq) in enumerate(zip(actor_col, seq_col, strict=True)):
         c = order[i]
-        info[c] = BlockInfo(cols[ci], doc_id, actor, seq, i, height)
         log = by_actor.get(actor)
         if log is None:
             log = by_actor[actor] = []
@@ -162,15 +218,6 @@ def _load(r: Replica, blocks: Any, seals: Any, actors: Any, cols: Any, rows: Any
         if seq != len(log) + 1:
             raise ValueError(f"actor log out of order at block {i}")
         log.append(c)
-    if docs is None:
-        _replay_docs(r)
-    elif lazy:
-        _defer_docs(r, actors, cols, docs)
-    else:
-        _load_docs(r, actors, cols, docs)
-    for data in seals:
-        r.add_trusted_seal(data)
-    r.clock.observe(last)
 
 
 def _columns(v: Any) -> list[list]:
@@ -179,10 +226,6 @@ def _columns(v: Any) -> list[list]:
             or len({len(c) for c in v}) != 1:
         raise ValueError("snapshot columns are malformed")
     return v
-
-
-def _rows_of(cols: list[list]) -> list[tuple]:
-    return list(zip(*cols, strict=True))
 
 
 def _row(v: Any) -> list:
@@ -207,55 +250,66 @@ def _replay_docs(r: Replica) -> None:
         d.apply(c, ch)
 
 
-def _check_doc(ci: Any, doc_id: Any, live: Any, deletes: Any, cols: list, n: int) -> None:
-    if (type(ci) is not int or not 0 <= ci < len(cols) or type(doc_id) is not str or type(live) is not bool
-            or type(deletes) is not list or not all(type(c) is int and 0 <= c < n for c in deletes)):
-        raise ValueError("document entry is malformed")
+def _check_docs(ci_col: list, doc_col: list, live_col: list, del_col: list, cols: list, n: int) -> None:
+    """The document columns (collection, id, live, deletes) are well typed and in range."""
+    _check_indices(ci_col, len(cols), "a document's collection")
+    if doc_col and not set(map(type, doc_col)) <= {str}:
+        raise ValueError("a document id is not a str")
+    if live_col and not set(map(type, live_col)) <= {bool}:
+        raise ValueError("a document's live flag is not a bool")
+    if del_col and not set(map(type, del_col)) <= {list}:
+        raise ValueError("a document's deletes are not a list")
+    _check_indices(list(chain.from_iterable(del_col)), n, "a document's delete")
 
 
-def _load_docs(r: Replica, actors: list, cols: list, docs: list) -> None:
-    order = r.order
-    collections = r.collections
-    shared: dict[tuple, frozenset] = {}  # one object per distinct set, as apply() shares them
-    for ci, doc_id, live, deletes, raw in zip(*docs, strict=True):
-        _check_doc(ci, doc_id, live, deletes, cols, len(order))
+class _Rows:
+    """What building a document from its row needs (shared by every document of a load)."""
+
+    __slots__ = ("actors", "cols", "order", "shared")
+
+    def __init__(self, actors: list, cols: list, order: list) -> None:
+        self.actors, self.cols, self.order = actors, cols, order
+        self.shared: dict[tuple, frozenset] = {}  # one object per distinct set, as apply() shares them
+
+    def fill(self, raw: Any, d: DocState) -> None:
+        """Build `d` from its row `raw` (a deferred state's filler: `partial(fill, raw)`)."""
+        try:
+            self.fill_checked(raw, d)
+        except Exception as exc:
+            raise CorruptSnapshotError(f"snapshot row of document {d.collection}/{d.doc_id} is malformed: "
+                                       f"{exc.__class__.__name__}: {exc}") from None
+
+    def fill_checked(self, raw: Any, d: DocState) -> None:
         row = _row(raw)
-        if row[0] != ci or row[1] != doc_id:
+        ci = row[0]
+        if type(ci) is not int or not 0 <= ci < len(self.cols) or self.cols[ci] != d.collection \
+                or row[1] != d.doc_id:
             raise ValueError("document row names another document")
-        d = DocState(cols[ci], doc_id)
-        _fill(d, row, order, actors, shared)
-        col = collections.get(d.collection)
-        if col is None:
-            col = collections[d.collection] = {}
-        col[doc_id] = d
+        _fill(d, row, self.order, self.actors, self.shared)
 
 
-def _defer_docs(r: Replica, actors: list, cols: list, docs: list) -> None:
+def _load_docs(r: Replica, actors: list, cols: list, docs: list, lazy: bool) -> None:
+    """Every document of the snapshot into `r.collections`; lazy: as `DocState.deferred`
+    states (one object per document, its row still bytes) built on first use."""
+    ci_col, doc_col, live_col, del_col, raw_col = docs
     order = r.order
+    _check_docs(ci_col, doc_col, live_col, del_col, cols, len(order))
+    rows = _Rows(actors, cols, order)
+    tables: list[dict[str, DocState]] = [{} for _ in cols]
+    if lazy:
+        deletes = map(set, map(partial(map, order.__getitem__), del_col))
+        fills = map(partial, repeat(rows.fill), raw_col)
+        deferred = DocState.deferred
+        for ci, doc_id, live, dels, fill in zip(ci_col, doc_col, live_col, deletes, fills, strict=True):
+            tables[ci][doc_id] = deferred(cols[ci], doc_id, live, dels, fill)
+    else:
+        for ci, doc_id, raw in zip(ci_col, doc_col, raw_col, strict=True):
+            d = tables[ci][doc_id] = DocState(cols[ci], doc_id)
+            rows.fill_checked(raw, d)
     collections = r.collections
-    shared: dict[tuple, frozenset] = {}
-
-    def filler(ci: int, doc_id: str, raw: Any) -> Any:
-        def fill(d: DocState) -> None:
-            try:
-                row = _row(raw)
-                if row[0] != ci or row[1] != doc_id:
-                    raise ValueError("document row names another document")
-                _fill(d, row, order, actors, shared)
-            except Exception as exc:
-                raise CorruptSnapshotError(f"snapshot row of document {d.collection}/{d.doc_id} is malformed: "
-                                           f"{exc.__class__.__name__}: {exc}") from None
-        return fill
-
-    n = len(order)
-    for ci, doc_id, live, deletes, raw in zip(*docs, strict=True):
-        _check_doc(ci, doc_id, live, deletes, cols, n)
-        name = cols[ci]
-        d = DocState.deferred(name, doc_id, live, {order[c] for c in deletes}, filler(ci, doc_id, raw))
-        col = collections.get(name)
-        if col is None:
-            col = collections[name] = {}
-        col[doc_id] = d
+    for name, table in zip(cols, tables, strict=True):
+        if table:
+            collections[name] = table
 
 
 def _fill(d: DocState, row: list, order: list, actors: list, shared: dict) -> None:

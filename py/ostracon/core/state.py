@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from collections.abc import Iterable
+from operator import attrgetter
 from typing import Any
 
 from . import clock
@@ -246,6 +248,13 @@ class DocState:
     def deleted(self) -> bool:
         return not self.live and bool(self.deletes)
 
+    @staticmethod
+    def count_deleted(states: Iterable[DocState]) -> int:
+        """How many of `states` are `deleted`. Only the states with a delete are looked at one
+        by one (the rest are skipped by a C-level filter): counting 10,000 documents never
+        deleted costs no Python step per document, and never builds a deferred state."""
+        return sum(1 for d in filter(_DELETES, states) if not d.live)
+
     def _counter(self, name: str, base: tuple | None) -> tuple[bool, Any, Stamp | None]:
         """(present, value, stamp of the write that decided it) for a counter field."""
         if base is not None and base[1] is _ABSENT:
@@ -368,3 +377,7 @@ def flat_doc(state: DocState, heads: list[str] | None) -> dict:
     if heads is not None:
         doc["_heads"] = heads
     return doc
+
+
+#: A state's deletes (truthy when it has any), for `DocState.count_deleted`.
+_DELETES = attrgetter("deletes")

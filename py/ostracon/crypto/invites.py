@@ -55,7 +55,11 @@ def _check_name(name: object, *, allow_none: bool) -> str | None:
         raise ValidationError("a space name must not be empty")
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
         raise ValidationError("a space name must not contain control characters")
-    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValidationError("a space name must be valid Unicode (no lone surrogates)") from None
+    if size > MAX_NAME_BYTES:
         raise ValidationError(f"a space name must be at most {MAX_NAME_BYTES} UTF-8 bytes")
     return name
 

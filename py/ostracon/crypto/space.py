@@ -225,7 +225,10 @@ class Space:
         passphrase = _legacy_nfc(passphrase, "passphrase")
         if not passphrase.strip():
             raise ValidationError("an empty (or whitespace-only) passphrase is refused")
-        pw = passphrase.encode("utf-8")
+        try:
+            pw = passphrase.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError("a passphrase must be valid Unicode (no lone surrogates)") from None
         if len(pw) > MAX_PASSPHRASE_BYTES:
             raise ValidationError(f"a passphrase must be at most {MAX_PASSPHRASE_BYTES} UTF-8 bytes")
         checked = _check_name(name, allow_none=False)

@@ -45,6 +45,26 @@ if TYPE_CHECKING:
     from .engine import Engine
     from .indexing import CollectionIndexes, IndexedCollection
 
+#: Encoded bytes of the unset ops `update` puts in one block. The fields to remove are the
+#: document's, and its fields may come from many writes (other members' too): past this, the
+#: removals go first in blocks of their own, half a block each (room for parents and
+#: metadata), so a wide document never makes `update` exceed MAX_BLOCK_BYTES.
+UNSET_CHUNK_BYTES = 128 * 1024
+
+
+def unset_chunks(fields: list[str]) -> list[list[str]]:
+    """`fields` cut into runs whose unset ops encode to about UNSET_CHUNK_BYTES at most (an
+    op is the field's UTF-8 bytes plus a few bytes of framing); at least one run."""
+    out: list[list[str]] = [[]]
+    size = 0
+    for f in fields:
+        n = len(f.encode("utf-8")) + 8
+        if out[-1] and size + n > UNSET_CHUNK_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(f)
+        size += n
+    return out
 
 
 class CollectionWrites:
@@ -167,7 +187,8 @@ class CollectionWrites:
     def update(self, doc_id: str, doc: dict, *, if_version: int | None = None,
                if_heads: Any = None, where: Any = None) -> str:
         """Replace the user fields (fields not given are removed). Returns the commit CID.
-        Metadata fields in `doc` are ignored, so `update(id, get(id))` works."""
+        Metadata fields in `doc` are ignored, so `update(id, get(id))` works. Removals beyond
+        UNSET_CHUNK_BYTES go first in blocks of their own, atomically with the write."""
         doc, _ = strip_meta(doc, self.name, check_doc_id(doc_id))
         doc, texts = split_texts(schema_texts(self._views.schema, doc))
         ops = set_ops(doc)
@@ -181,7 +202,19 @@ class CollectionWrites:
         if len(self._ci) and self._has_unique():
             self._check_unique(doc, doc_id, state)
         given = {op[1] for op in ops} | set(texts)
-        ops.extend((OP_UNSET, f) for f in state.user_fields() if f not in given)
+        *first, last = unset_chunks([f for f in state.user_fields() if f not in given])
+        ops.extend((OP_UNSET, f) for f in last)
+        if not first:
+            return self._write(doc_id, with_texts(self._e, state, ops, texts))
+        if self._e.batch is None:   # the removals and the write are one atomic unit
+            with self._e.atomic(len(first) + 1):
+                return self._update_in_steps(doc_id, state, first, ops, texts)
+        return self._update_in_steps(doc_id, state, first, ops, texts)
+
+    def _update_in_steps(self, doc_id: str, state: DocState, first: list[list[str]], ops: list,
+                         texts: dict) -> str:
+        for fields in first:
+            self._write(doc_id, [(OP_UNSET, f) for f in fields])
         return self._write(doc_id, with_texts(self._e, state, ops, texts))
 
     @locked

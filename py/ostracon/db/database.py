@@ -20,7 +20,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ..core import snapshot
 from ..core.block import check_collection
 from ..core.clock import DEFAULT_MAX_CLOCK_SKEW_MS
 from ..core.errors import OstraconError, ValidationError
@@ -33,7 +32,7 @@ from ..core.feed import (
     ChangeFeed,
     Subscription,
 )
-from ..core.limits import MAX_PORTABLE_INT, MAX_SAFE_INT, check_int_option
+from ..core.limits import MAX_PORTABLE_INT, MAX_SAFE_INT, check_callable_option, check_int_option
 from ..core.query.planner import FALLBACK_DOCS_MAX
 from ..core.query.rebuild import (
     BATCH_SIZE,
@@ -50,6 +49,7 @@ from ..storage.base import OpenReport, Storage
 from . import driver as driverlib
 from . import verification
 from .collection import Collection
+from .compaction import COMPACT_MARGIN_BYTES, STEP_DOCS, Compaction  # noqa: F401  (re-exported)
 from .engine import Engine
 from .indexing import (
     INDEX_SYNC_BUILD_DOCS,
@@ -71,10 +71,6 @@ def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-#: Compaction writes a snapshot only if it is smaller than the snapshot and records it
-#: replaces by at least this much: room for a snapshot file's header (28 bytes) and a new
-#: log segment's header (48 bytes), so a compacted store is never larger than before.
-COMPACT_MARGIN_BYTES = 128
 #: Snapshots `compact()` keeps by default: the new one only (each snapshot is a full copy of
 #: the state; keeping more is an explicit choice for audit).
 KEEP_SNAPSHOTS = 1
@@ -105,6 +101,8 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
     True/False force it (without a thread, call `refresh()`). `follow_interval_ms` (250) is
     the pause between two looks.
     """
+
+    _compaction: Compaction | None = None  # the compaction in steps under way, if any
 
     def __init__(self, storage: Storage, *, identity: Any, crypto: Any,
                  clock: Callable[[], int] | None = None, random_bytes: Callable[[int], bytes] | None = None,
@@ -142,6 +140,8 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
                 ("index_wait_ms", index_wait_ms, 0, MAX_SAFE_INT),
                 ("follow_interval_ms", follow_interval_ms, 1, MAX_SAFE_INT)):
             check_int_option(pname, v, lo, hi)
+        for pname, fn in (("clock", clock), ("random_bytes", random_bytes), ("on_sink_error", on_sink_error)):
+            check_callable_option(pname, fn)
         self._constructed = False
         self.storage = storage
         self.identity = identity
@@ -323,6 +323,7 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
             if not self.storage.read_only:
                 e.texts.commit_all()   # open text bursts become blocks before the last flush
             e.closed = True
+            self._abandon_compaction()   # a snapshot in steps is never swapped in after close
             if e.indexing.meta_saved:
                 self._meta_dirty = True   # last access times
         driverlib.unregister(self)
@@ -358,8 +359,10 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
     def verify(self, progress: Callable[[int, int], None] | None = None) -> list[str]:
         """Re-verify everything: every record in storage, every CID, DAG link, sequence slot,
         seal digest and seal signature (core/verify.py), plus what open found. Returns the
-        problems (empty: verified). Raises CorruptLogError for damaged storage framing."""
+        problems (empty: verified). Raises CorruptLogError for damaged storage framing,
+        ValidationError if `progress` is not callable."""
         self._engine.check_open()
+        check_callable_option("progress", progress)
         problems = list(self._open_problems)
         rep = self.open_report()
         if rep.truncated_bytes:
@@ -443,12 +446,39 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
         covers and the older snapshots except the newest `keep_snapshots` (1: only the new
         one; more keep earlier states for audit). Returns the snapshot's record position.
 
+        The snapshot is encoded in steps (`compaction()`): writes of other threads go on
+        meanwhile and land in the log after it.
+
         History stays complete unless `prune_before` (wall ms) is given: then the bodies of
         blocks older than it (except current heads) are dropped, keeping a verifiable
         checkpoint (state hash, frontier CIDs, digest of the pruned CIDs). CIDs, DAG links
         and seals stay; history, time travel and sync that need a dropped body raise
-        HistoryPrunedError instead of answering short.
+        HistoryPrunedError instead of answering short. Pruning holds the state lock throughout.
         """
+        e = self._engine
+        if prune_before is not None:
+            e.check_writable()
+            self.flush()
+            with e.sink.io_lock:
+                with e.lock:
+                    e.check_open()
+                    self._abandon_compaction()   # its cut still holds the bodies pruned here
+                    e.sink.flush_holding_locks()
+                    e.replica.prune(prune_before, self._state_hash)
+        run = self._start_compaction(keep_snapshots, STEP_DOCS, force=prune_before is not None)
+        while not run.step():
+            pass
+        return run.cut
+
+    def compaction(self, *, keep_snapshots: int = KEEP_SNAPSHOTS, step_docs: int = STEP_DOCS) -> Compaction:
+        """Start a compaction in steps (db/compaction.py): flush, take the cut (every record
+        so far) and return the run; call its `step()` until it returns True (each step holds
+        the state lock for at most `step_docs` documents' worth of encoding). Starting one
+        abandons an unfinished earlier run. A run with nothing new since this session's last
+        snapshot is finished at once (`position` None)."""
+        return self._start_compaction(keep_snapshots, step_docs, force=False)
+
+    def _start_compaction(self, keep_snapshots: int, step_docs: int, *, force: bool) -> Compaction:
         e = self._engine
         e.check_writable()
         if type(keep_snapshots) is not int or keep_snapshots < 1:
@@ -457,35 +487,23 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
         with e.sink.io_lock:
             with e.lock:
                 e.check_open()
+                self._abandon_compaction()
                 e.sink.flush_holding_locks()   # writes racing with compaction land here too
-                if prune_before is not None:
-                    e.replica.prune(prune_before, self._state_hash)
                 position = self.storage.last_position()
-                if prune_before is None and position == self._compacted_at:
-                    return position  # nothing new since the last snapshot: writing one only costs
-                snap = snapshot.dump(e.replica)
-                # Keeping several snapshots is a request for audit states: written whenever
-                # there is something new; otherwise only when it makes the store smaller.
-                if prune_before is None and keep_snapshots == 1 and not self._snapshot_pays(snap):
-                    return position  # the log is already the smaller form: never grow a store
-                self.storage.write_snapshot(snap, position)
-                self.storage.compact(position, keep_snapshots)
-                verification.record_compaction(e.replica, self.storage, self._seal_chain,
-                                               self.identity.sign)
-                self._compacted_at = position
-        return position
+                run = Compaction(e, self.storage, self._seal_chain, self.identity.sign, position,
+                                 keep_snapshots=keep_snapshots, step_docs=step_docs,
+                                 fresh=force or position != self._compacted_at, force=force,
+                                 on_done=self._compacted)
+                self._compaction = run
+        return run
 
-    def _snapshot_pays(self, snap: bytes) -> bool:
-        """Is `snap` smaller than what it replaces (the current snapshot plus the records
-        after it, payload bytes only), with `COMPACT_MARGIN_BYTES` to spare?"""
-        prev = self.storage.load_snapshot()
-        after = 0 if prev is None else prev[1]
-        replaced = 0 if prev is None else len(prev[0])
-        for _, rec in self.storage.records(after):
-            replaced += len(rec)
-            if replaced > len(snap) + COMPACT_MARGIN_BYTES:
-                return True
-        return False
+    def _abandon_compaction(self) -> None:
+        run, self._compaction = self._compaction, None
+        if run is not None:
+            run.abandon()
+
+    def _compacted(self, position: int) -> None:
+        self._compacted_at = position
 
     @property
     def checkpoint(self) -> dict | None:
@@ -506,8 +524,11 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
         return await start_sync(self, relay_url, space, **options)
 
     def sync_blocking(self, relay_url: str, space: Any, timeout: float = 30.0, **options: Any) -> Any:
-        """For scripts: connect, exchange everything, disconnect; returns the final status."""
+        """For scripts: connect, exchange everything, disconnect; returns the final status.
+        `timeout` is in seconds, a finite number > 0 (else ValidationError)."""
         self._engine.check_open()
+        if type(timeout) not in (int, float) or not 0 < timeout < float("inf"):
+            raise ValidationError(f"timeout must be a finite number of seconds > 0, got {timeout!r:.40}")
         from ..sync.native import sync_once_blocking
         return sync_once_blocking(self, relay_url, space, timeout=timeout, **options)
 

@@ -35,6 +35,18 @@ CID_TEXT_CACHE_MAX = 65_536
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
+def _checked_random(source: Callable[[int], bytes]) -> Callable[[int], bytes]:
+    """`source` checked on every call: ids and feed ids need exactly the bytes asked for (a
+    provider returning b"" would make every id's random part the same)."""
+    def random_bytes(n: int) -> bytes:
+        out = source(n)
+        if type(out) is not bytes or len(out) != n:
+            size = f" of length {len(out)}" if isinstance(out, bytes | bytearray) else ""
+            raise ValidationError(f"random_bytes({n}) must return {n} bytes, got {type(out).__name__}{size}")
+        return out
+    return random_bytes
+
+
 class Engine:
     """Shared state and the write path of one open database (see the module docstring)."""
 
@@ -47,7 +59,7 @@ class Engine:
         self.indexing = indexing
         self.schemas = schemas
         self.clock = clock
-        self.random_bytes = random_bytes
+        self.random_bytes = _checked_random(random_bytes)
         self.fallback_docs_max = fallback_docs_max
         self.feed: ChangeFeed | None = None   # set once the stored state is loaded
         self.closed = False
@@ -127,10 +139,21 @@ class Engine:
             # Text element ids are minted for the database's own actor (db/text.py).
             raise ValidationError("collaborative text edits are made by the database's own identity, "
                                   "not inside db.as_identity()")
+        if self.replica.wide_fan(collection, doc_id):   # more heads than one block may merge
+            if self.batch is None:
+                # The merge changes and the write are one unit: a refused write leaves none.
+                with self.atomic(MAX_BATCH_OPS):
+                    return self.write(collection, doc_id, ops, schema)
+            while self.replica.wide_fan(collection, doc_id):
+                self._commit(collection, doc_id, [], now, schema, meta, actor, merge=True)
+        return self._commit(collection, doc_id, ops, now, schema, meta, actor)
+
+    def _commit(self, collection: str, doc_id: str, ops: list, now: int, schema: bytes | None,
+                meta: dict | None, actor: bytes | None, *, merge: bool = False) -> bytes:
         batch = self.batch
         if batch is not None:
             batch.before_write(collection, doc_id, ops, self.replica.actor if actor is None else actor)
-        cid, data, state = self.replica.commit(collection, doc_id, ops, now, schema, meta, actor)
+        cid, data, state = self.replica.commit(collection, doc_id, ops, now, schema, meta, actor, merge=merge)
         if batch is not None:
             # Indexes now (later writes of the batch check unique keys against them); the
             # block and the event wait for the batch's commit (db/batch.py).
@@ -299,6 +322,8 @@ class Engine:
 
     def state_at(self, state: DocState, at: Any) -> DocState:
         """The document as it was at commit `at` (a CID, or a list of head CIDs)."""
+        if not isinstance(at, (str, bytes, list, tuple)):
+            raise ValidationError(f"`at` takes a CID string or a list of them, not {type(at).__name__}")
         given: list[Any] = [at] if isinstance(at, (str, bytes)) else list(at)
         if not given:
             raise ValidationError("`at` needs at least one CID")

@@ -50,7 +50,11 @@ def open_database(path: Any = None, *, identity: Any = None, clock: Callable[[],
     check_options("open", limits, Database.__init__)
     if path is not None and not isinstance(path, (str, os.PathLike)):
         raise ValidationError(f"open: path must be None, a str or an os.PathLike, not {type(path).__name__}")
+    if path is not None and "\x00" in os.fspath(path):   # no file system can name it
+        raise ValidationError("open: path must not contain a NUL character")
 
+    if identity is not None and not isinstance(identity, Identity):
+        raise ValidationError(f"open: identity must be an ostracon.Identity, not {type(identity).__name__}")
     crypto = crypto or default_backend()
     if storage is None:
         if path is None:

@@ -86,6 +86,8 @@ class ReplicationMixin:
         """Envelopes (blocks and their seals) that a replica with `vector` lacks."""
         self._engine.check_open()
         self._engine.texts.commit_all()
+        if vector is not None and not isinstance(vector, dict):
+            raise ValidationError(f"a version vector is a dict of actor → seq, not {type(vector).__name__}")
         vec = {}
         for a, n in (vector or {}).items():
             if type(n) is not int or n < 0:

@@ -203,9 +203,14 @@ class TextHandle:
         keep one copy, and the first burst's block carries seed and edits together."""
         self._e.check_writable()
         state, t = self._live, self._t
+        hook = self._e.replica.before_change  # a snapshot in steps keeps the state before the edit
         if state is not None and t is not None and not state.deleted and self._shows_text(state):
+            if hook is not None:
+                hook(state)
             return state, t
         state = self._state()
+        if hook is not None:
+            hook(state)
         if self._shows_text(state):
             t = state.local_text(self.field, self._e.replica.actor)
         else:

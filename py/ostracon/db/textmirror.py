@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..core.errors import ValidationError
-from ..core.text import Cursor, TextCRDT, seed_actor
+from ..core.text import Cursor, TextCRDT, check_text, seed_actor
 from .locking import locked
 
 if TYPE_CHECKING:
@@ -136,8 +136,7 @@ class TextMirror:
     def splice(self, pos: int, n: int, text: str = "") -> None:
         """Delete `n` code points at copy position `pos`, then insert `text` there."""
         self._check(pos, n)
-        if type(text) is not str:
-            raise ValidationError(f"text must be a str, not {type(text).__name__}")
+        check_text(text)   # before the delete: a refused splice changes nothing
         self._pending = None
         t = self._text_crdt()
         view = self._view

@@ -210,14 +210,3 @@ def record_flush(r: Replica, storage: Storage, chain: SealChain, sign: Callable[
     if own > r.own_floor:
         r.own_floor = own
         storage.set_meta(OWN_SEQ_META + r.actor.hex(), own.to_bytes(8, "big"))
-
-
-def record_compaction(r: Replica, storage: Storage, chain: SealChain, sign: Callable[[bytes], bytes]) -> None:
-    """After a snapshot replaced the log: the chain restarts in snapshot order."""
-    fresh = SealChain()
-    for a in sorted(r.by_actor):
-        for _, _, s in r.seals.get(a, []):
-            fresh.add(s)
-    chain.count, chain.digest = fresh.count, fresh.digest
-    storage.set_meta(WATERMARK_META, chain.watermark(r.actor, sign))
-    storage.flush()

@@ -265,7 +265,8 @@ class Relay(FanOut):
         epoch: str | None = None
         if "since" in query:
             raw = query["since"][-1]
-            if not raw.isdigit() or len(raw) > 19 or int(raw) > P.MAX_CURSOR:
+            # isdigit() alone takes "²" (int() refuses it) and "٣" (int() reads it): ASCII only.
+            if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > P.MAX_CURSOR:
                 return conn.respond(400, "since must be a cursor (a non-negative integer)\n")
             since = int(raw)
         if "epoch" in query:

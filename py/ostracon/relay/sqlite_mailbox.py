@@ -100,6 +100,9 @@ class SqliteMailbox(Mailbox):
             if "locked" in str(exc):
                 raise LockedError(f"mailbox {self.path} is in use by another process") from exc
             raise MailboxError(f"mailbox {self.path}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:   # e.g. "file is not a database": someone else's file
+            self._db.close()
+            raise MailboxError(f"mailbox {self.path} is not a usable SQLite mailbox: {exc}") from exc
         except BaseException:
             self._db.close()
             raise

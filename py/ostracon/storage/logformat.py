@@ -45,8 +45,14 @@ def segment_name(first: int) -> str:
     return f"seg-{first:016d}.log"
 
 
+def _ascii_digits(text: str) -> bool:
+    """Only 0-9: str.isdigit() alone also takes "²" (int() refuses it) and "٣" (int() reads it),
+    so a stray file could pose under a number the store never wrote."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_segment_name(name: str) -> int | None:
-    if len(name) == 24 and name.startswith("seg-") and name.endswith(".log") and name[4:20].isdigit():
+    if len(name) == 24 and name.startswith("seg-") and name.endswith(".log") and _ascii_digits(name[4:20]):
         return int(name[4:20])
     return None
 
@@ -56,7 +62,7 @@ def snapshot_name(seq: int) -> str:
 
 
 def parse_snapshot_name(name: str) -> int | None:
-    if len(name) == 26 and name.startswith("snap-") and name.endswith(".snap") and name[5:21].isdigit():
+    if len(name) == 26 and name.startswith("snap-") and name.endswith(".snap") and _ascii_digits(name[5:21]):
         return int(name[5:21])
     return None
 

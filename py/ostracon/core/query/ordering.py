@@ -20,6 +20,9 @@ from .fields import METADATA_FIELDS, make_getter, parse_path
 from .keys import is_value_key, value_key
 
 MAX_CURSOR_CHARS = 16_384  # an encoded cursor; sort keys of a few fields fit easily
+#: Entries of one order (repeats included): each costs a sort-key part per document, and
+#: orders arrive from REST and GraphQL callers; real orders name a handful of fields.
+MAX_ORDER_FIELDS = 64
 # --------------------------------------------------------------------------------------
 # Order
 
@@ -49,6 +52,14 @@ def normalize_order(order: Any) -> OrderSpec:
     else:
         raise ValidationError(f"order: expected a list, object or string, got {type(order).__name__}")
 
+    def add(path: tuple[str, ...], desc: bool) -> None:
+        if len(out) >= MAX_ORDER_FIELDS:
+            raise ValidationError(f"order: at most {MAX_ORDER_FIELDS} entries")
+        out.append((path, desc))
+
+    if len(items) > MAX_ORDER_FIELDS:
+        raise ValidationError(f"order: at most {MAX_ORDER_FIELDS} entries")
+
     def walk(obj: dict, prefix: tuple[str, ...], where: str) -> None:
         if not obj:
             raise ValidationError(f"{where}: empty order object")
@@ -59,14 +70,14 @@ def normalize_order(order: Any) -> OrderSpec:
                     raise ValidationError(f"{where}.{k}: metadata fields have no sub-fields")
                 walk(v, path, f"{where}.{k}")
             else:
-                out.append((path, _direction(v, f"{where}.{k}")))
+                add(path, _direction(v, f"{where}.{k}"))
 
     for i, it in enumerate(items):
         where = f"order[{i}]"
         if isinstance(it, str):
             desc = it.startswith("-")
             name = it[1:] if it[:1] in "+-" else it
-            out.append((parse_path(name, where, root=True), desc))
+            add(parse_path(name, where, root=True), desc)
         elif isinstance(it, dict):
             walk(it, (), where)
         else:

@@ -23,6 +23,9 @@ MAX_TYPES = 256
 MAX_FIELDS = 1024          # per type
 MAX_FIELD_NAME = 256       # same as the engine's field-name limit
 MAX_LIST_NESTING = 8
+#: A number literal in a directive argument: far above any meaningful value, and below
+#: int()'s 4,300-digit default, an interpreter setting that must not decide what parses.
+MAX_NUMBER_CHARS = 64
 # --------------------------------------------------------------------------------------
 # Model
 
@@ -161,7 +164,7 @@ class _Parser:
     def err(self, msg: str, tok: tuple[str, str, int] | None = None) -> ValidationError:
         tok = tok or self.peek()
         line = self.src.count("\n", 0, tok[2]) + 1
-        got = tok[1] or "end of input"
+        got = tok[1][:80] or "end of input"   # a token can be long; the start locates it
         return ValidationError(f"SDL line {line}: {msg} (at {got!r})")
 
     def take(self, kind: str | None = None, value: str | None = None) -> tuple[str, str, int]:
@@ -260,6 +263,17 @@ class _Parser:
         self.i += 1
         return out
 
+    def number(self, tok: tuple[str, str, int]) -> int | float:
+        text = tok[1]
+        if len(text) > MAX_NUMBER_CHARS:
+            raise self.err(f"number literal longer than {MAX_NUMBER_CHARS} characters", tok)
+        if not any(c in text for c in ".eE"):
+            return int(text)
+        f = float(text)
+        if f != f or f in (float("inf"), float("-inf")):
+            raise self.err(f"number literal {text} is not finite as a float64", tok)
+        return f
+
     def value(self, depth: int) -> Any:
         if depth > 16:
             raise self.err("value nested too deeply")
@@ -273,7 +287,7 @@ class _Parser:
             except ValueError:
                 raise self.err("bad string literal", tok) from None
         if tok[0] == "num":
-            return float(tok[1]) if any(c in tok[1] for c in ".eE") else int(tok[1])
+            return self.number(tok)
         if tok[1] == "[":
             out = []
             while self.peek()[1] != "]":

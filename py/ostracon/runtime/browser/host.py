@@ -16,9 +16,11 @@ RPC dispatch runs natively in tests with file storage and the native crypto back
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import ostracon
@@ -49,6 +51,24 @@ CLOSE_SYNC_TIMEOUT_S = 2.0
 #: Sync options the JS API passes through to SyncClient (numbers, in seconds).
 SYNC_OPTIONS = ("backoff_initial_s", "backoff_max_s", "tick_interval_s", "settle_s",
                 "heartbeat_interval_s", "heartbeat_timeout_s", "flush_debounce_s")
+
+
+@contextmanager
+def _collector_held() -> Iterator[None]:
+    """The cyclic garbage collector is off while a database opens.
+
+    Opening a lazy snapshot of 10,000 documents makes ~50,000 long-lived objects (states,
+    block entries, delete sets); with the collector on, the young generation's collections
+    would pass over them again and again while they are built. They are not frozen afterwards
+    (`gc.freeze`): a frozen engine makes CPython 3.14's incremental collector crash under
+    Pyodide's JSPI (runtime/browser/snapshot.py, "Why the collector is not frozen")."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _status_dict(st: Any) -> dict:
@@ -145,6 +165,10 @@ class Host(DocumentRpc, TextRpc, IdleWork):
             self.progress(phase, to_js_value(detail, self.ffi))
 
     def open(self, options: Any) -> dict:
+        with _collector_held():
+            return self._open(options)
+
+    def _open(self, options: Any) -> dict:
         from ostracon.crypto.identity import Identity
         from ostracon.crypto.space import Space
 

@@ -5,13 +5,23 @@ web/worker.js: are calls queued?) and the RPC batch position `run` keeps.
 
 Why steps: the worker is one thread; while Python works, calls wait. The read view's rows are
 written in transactions of `VIEW_STEP_DOCS` documents with a look at the queue between them, so
-a call waits for one step at most. Compaction (`db.compact()`) is one step: encoding the
-snapshot is most of it; it is only postponed while calls wait.
+a call waits for one step at most. Compaction runs in steps too (`db.compaction()`,
+db/compaction.py: a snapshot of a fixed cut, encoded `COMPACT_STEP_DOCS` documents at a time,
+then swapped in); between two steps the tick lets the worker's event loop run (`pause`), so
+calls that arrived meanwhile are queued and seen, and returns to serve them. The run goes on
+at a later tick; writes made meanwhile land in the log after the cut.
+
+A call that arrives while Python encodes cannot be seen until Python yields: the worker's
+message handler runs only when the JS event loop does. Pure Python never yields by itself,
+hence the explicit `pause` (a JSPI suspension on a macrotask) between steps.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
+
+from ostracon.core.snapshot_encode import STEP_DOCS
 
 #: Records in the log after the newest snapshot that make the worker write a new snapshot
 #: (db.compact) at its next idle tick, when they are also at least half as many as the blocks
@@ -20,6 +30,10 @@ from typing import Any
 #: every record through Python: a reopen of 10,000 documents costs the unpack of a few
 #: columns, not 10,000 merges.
 COMPACT_LOG_RECORDS = 1000
+#: Documents' worth of snapshot encoding in one compaction step (core/snapshot_encode.py
+#: STEP_DOCS: ~30-100 ms of Python in a loaded worker), the longest a call arriving during
+#: compaction waits for the encoding.
+COMPACT_STEP_DOCS = STEP_DOCS
 #: Documents whose read-view rows one idle step writes (one IndexedDB transaction) before
 #: the worker looks for waiting calls again: ~0.1-0.3 s of Python at 10 fields a document,
 #: so a call that arrives while the view catches up on 10,000 writes waits one step, not all.
@@ -28,7 +42,7 @@ VIEW_STEP_DOCS = 500
 #: anyway (normally it is caught up at the first idle tick after writes pause).
 VIEW_MAX_LAG_TICKS = 10
 
-__all__ = ["COMPACT_LOG_RECORDS", "VIEW_MAX_LAG_TICKS", "VIEW_STEP_DOCS", "IdleWork"]
+__all__ = ["COMPACT_LOG_RECORDS", "COMPACT_STEP_DOCS", "VIEW_MAX_LAG_TICKS", "VIEW_STEP_DOCS", "IdleWork"]
 
 
 class IdleWork:
@@ -41,6 +55,12 @@ class IdleWork:
     _seen_seq: int
     _view_lag_ticks: int
     _compact_tried: int
+    #: The compaction under way (db/compaction.py `Compaction`) and the database it belongs to.
+    _compact_run: Any = None
+    _compact_db: Any = None
+    #: Called between two compaction steps to let calls arrive (None: the browser's
+    #: macrotask pause under Pyodide, nothing natively; tests inject their own).
+    pause: Any = None
 
     def rpc_tick(self) -> None:
         """The worker's idle tick: the sink's time trigger, then (when no call waits) one
@@ -86,18 +106,57 @@ class IdleWork:
         return True
 
     def maybe_compact(self) -> bool:
-        """Write a snapshot when the log since the last one is long (`COMPACT_LOG_RECORDS`)
-        and nothing waits to be flushed; tried once per such stretch of log (compaction
-        declines when the snapshot would not make the store smaller). True if it ran."""
+        """Start a compaction when the log since the last snapshot is long
+        (`COMPACT_LOG_RECORDS`) and nothing waits to be flushed (tried once per such stretch
+        of log: compaction declines when the snapshot would not make the store smaller), or
+        go on with the one under way; run its steps until it is done or calls wait. True if
+        a step ran."""
         db, storage = self.db, self.storage
-        if db is None or db.pending_writes or storage is None:
+        if db is None or storage is None:
             return False
-        log = storage.open_report().records
-        last = storage.last_position()
-        if log < max(COMPACT_LOG_RECORDS, (len(db.replica.order) - log) // 2) \
-                or last - self._compact_tried < COMPACT_LOG_RECORDS:
-            return False
-        self._compact_tried = last
-        db.compact()
+        run = self._compact_run if self._compact_db is db else None
+        if run is None:
+            if db.pending_writes:
+                return False
+            log = storage.open_report().records
+            last = storage.last_position()
+            if log < max(COMPACT_LOG_RECORDS, (len(db.replica.order) - log) // 2) \
+                    or last - self._compact_tried < COMPACT_LOG_RECORDS:
+                return False
+            self._compact_tried = last
+            run = db.compaction(step_docs=COMPACT_STEP_DOCS)
+            self._compact_run, self._compact_db = run, db
+        try:
+            while not run.step():
+                self._pause()
+                if self._waiting():
+                    return True  # calls first; the run goes on at a later tick
+        finally:
+            if run.done:
+                self._compact_run = self._compact_db = None
         return True
 
+    def _pause(self) -> None:
+        """Let the worker's event loop run once (queued calls become visible to
+        `calls_waiting`)."""
+        if self.pause is not None:
+            self.pause()
+        elif sys.platform == "emscripten":  # pragma: no cover - the browser only
+            _macrotask()
+
+
+def _macrotask() -> None:  # pragma: no cover - the browser only
+    """Suspend this Python stack (JSPI, inside the bridge's gate) until a zero-delay timer
+    fires: the worker's message events queued before it run meanwhile."""
+    from js import Promise, setTimeout
+    from pyodide.ffi import can_run_sync, create_once_callable
+
+    from .bridge import run_blocking
+
+    if not can_run_sync():
+        return
+
+    def start(resolve: Any, _reject: Any) -> None:
+        setTimeout(resolve, 0)
+
+    run_blocking(Promise.new(create_once_callable(start)))
