@@ -91,9 +91,12 @@ def test_prepare_imports_the_modules_and_rejects_import_time_use(pkgdir):
     write_pkg(pkgdir, "ext2", "def f():\n    return 3\n")
     (pkgdir / "lazy_user.py").write_text("import ext2\n\ndef g():\n    return ext2.f()\n")
     (pkgdir / "eager_user.py").write_text("import ext2\nF = ext2.f\n")
+    frozen = gc.get_freeze_count()
     try:
         n = snap.prepare(["lazy_user"], ["ext2"])
-        assert gc.get_freeze_count() > 0  # the imported modules are out of the collector's way
+        # Nothing frozen: under Pyodide's JSPI a frozen engine made the incremental collector
+        # crash (snapshot.py, "Why the collector is not frozen").
+        assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
     assert n == len(sys.modules) and "lazy_user" in sys.modules

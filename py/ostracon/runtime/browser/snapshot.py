@@ -19,6 +19,18 @@ what the engine's modules bind (``import msgpack``) while the snapshot is made; 
 attribute access after the restore imports the real package and copies the real module's
 namespace into the placeholder, so later lookups are ordinary dictionary hits.
 
+Why the collector is not frozen: `gc.freeze()` before the snapshot would keep the engine's
+objects out of the cyclic collector's work, but it makes a running interpreter crash
+("RuntimeError: memory access out of bounds" inside the collector), with or without a
+snapshot. CPython 3.14's incremental collector starts each scavenge by walking the frames of
+every thread state (`mark_stacks`), including the C-stack entry frames; under JSPI, Pyodide
+gives every suspended promising task (an asyncio step or an RPC blocked in `run_sync`) its
+own thread state, and the part of the C stack holding that task's entry frames may have been
+copied aside and overwritten by another task while it waits. With the engine frozen, the old
+generation holds only new objects, each scavenge ends after a few increments and the walk
+over all stacks comes that much more often: the transport contract suite crashed in about one
+run of three. `tests/test_browser_snapshot.py` checks that nothing is frozen.
+
 What the restored interpreter shares with the one that made the snapshot: the state of the
 `random` module (re-seeded from the OS by `resume()`) and the seed of `hash()` for str/bytes
 (nothing that reaches bytes, keys or results depends on it: docs/ARCHITECTURE.md). Keys and
@@ -140,11 +152,9 @@ def prepare(preload: Iterable[str] = PRELOAD, deferred: Iterable[str] = DEFERRED
     used = deferred_loaded(deferred)
     if used:
         raise SnapshotError(f"importing the engine loaded {', '.join(used)}: it must stay deferred")
-    # Everything imported so far lives as long as the interpreter: keep it out of the cyclic
-    # collector's work (a restored interpreter would otherwise traverse the whole engine in
-    # every collection, starting with those the wheel installation triggers).
+    # The image starts without cyclic garbage. Nothing is frozen (gc.freeze): see
+    # "Why the collector is not frozen" above.
     gc.collect()
-    gc.freeze()
     return len(sys.modules)
 
 
