@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 #: The importable name of web/bridge.js inside Pyodide.
@@ -46,14 +48,44 @@ def load(error: type[Exception]) -> Any:
                     "(installed by web/loader.js)") from e
 
 
-def gate_kind() -> str:
-    """"task" inside an asyncio task (the sync client), else "rpc" (see web/bridge.js)."""
+def _current_task() -> Any:
     import asyncio
 
     try:
-        return "task" if asyncio.current_task() is not None else "rpc"
+        return asyncio.current_task()
     except RuntimeError:  # no running loop: entered from the worker's RPC path
-        return "rpc"
+        return None
+
+
+def gate_kind() -> str:
+    """"task" inside an asyncio task (the sync client), else "rpc" (see web/bridge.js)."""
+    return "task" if _current_task() is not None else "rpc"
+
+
+#: The asyncio tasks whose stack is suspended in a blocking wait right now (in `gate`).
+_suspended_tasks: list[Any] = []
+
+
+@contextmanager
+def gate(error: type[Exception] = RuntimeError) -> Iterator[None]:
+    """Bracket one blocking wait (`run_sync` on a bridge promise) with the suspension gate.
+
+    While the stack is suspended, the worker starts no RPC batch (web/bridge.js) and, once
+    `install_asyncio_gate` ran, no other sync client task takes a step: that task could enter
+    the engine in the middle of this stack's operation, and a lock this stack holds would
+    block the only thread for good (or, being re-entrant, let the second task in)."""
+    b = load(error)
+    task = _current_task()
+    kind = "task" if task is not None else "rpc"
+    b.gateEnter(kind)
+    if task is not None:
+        _suspended_tasks.append(task)
+    try:
+        yield
+    finally:
+        if task is not None:
+            _suspended_tasks.remove(task)
+        b.gateExit(kind)
 
 
 def run_blocking(awaitable: Any, error: type[Exception] = RuntimeError) -> Any:
@@ -61,13 +93,8 @@ def run_blocking(awaitable: Any, error: type[Exception] = RuntimeError) -> Any:
     this Python stack is suspended, the worker and the asyncio loop do not enter Python."""
     from pyodide.ffi import run_sync
 
-    b = load(error)
-    kind = gate_kind()
-    b.gateEnter(kind)
-    try:
+    with gate(error):
         return run_sync(awaitable)
-    finally:
-        b.gateExit(kind)
 
 
 #: How long a deferred asyncio callback waits before checking the gate again. Blocking waits
@@ -77,15 +104,17 @@ _gate_installed = False
 
 
 def install_asyncio_gate() -> None:
-    """Defer the sync client's task steps while an RPC batch is suspended in a blocking wait.
+    """Defer the sync client's task steps while an RPC batch or another task is suspended in a
+    blocking wait.
 
     Pyodide's WebLoop schedules every callback (task steps, future callbacks, timers) through
     `call_later`. The sync client is an asyncio task; under JSPI an RPC batch that blocks on
     IndexedDB suspends and lets the JS event loop run, which would start a task step inside the
     engine's unfinished operation. Wrapping `call_later` makes such a callback re-check a
     millisecond later instead (and drop itself if its handle was cancelled meanwhile).
-    Suspensions inside asyncio tasks cannot be covered this way (they are resumed by a loop
-    callback); the worker still never starts an RPC batch while one is pending.
+    A suspended task itself is resumed by a loop callback, so its own steps are never held
+    back; the steps of every other sync client task are (`gate`), so the reader and the ticker
+    never interleave inside one operation.
     """
     global _gate_installed
     if _gate_installed:
@@ -108,7 +137,7 @@ def install_asyncio_gate() -> None:
         def guarded(*a: Any) -> None:
             if holder and holder[0].cancelled():
                 return
-            if b.gateRpcBusy():
+            if b.gateRpcBusy() or (_suspended_tasks and owner not in _suspended_tasks):
                 orig(GATE_RETRY_S, guarded, *a, context=context)
                 return
             callback(*a)

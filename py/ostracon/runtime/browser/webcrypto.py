@@ -76,21 +76,18 @@ class WebCrypto(CryptoBackend):
                 f"{what}: WebCrypto is async; enter Python through runPythonAsync/callPromising "
                 "with JSPI enabled"
             )
-        b = self._b
-        kind = _bridge_mod.gate_kind()
-        b.gateEnter(kind)  # see web/bridge.js: nothing enters the engine while this stack waits
-        try:
-            return self._run_sync(fn(*(self._to_js(a) if type(a) is bytes else a for a in args)))
-        except (CryptoError, ValidationError):
-            raise
-        except Exception as e:
-            # The bridge already prefixes its CryptoErrors with what failed.
-            msg = getattr(e, "message", None) or str(e)
-            if getattr(e, "name", None) != "CryptoError":
-                msg = f"{what}: {msg}"
-            raise CryptoError(msg) from None
-        finally:
-            b.gateExit(kind)
+        # The gate (bridge.py): nothing enters the engine while this stack waits.
+        with _bridge_mod.gate(CryptoError):
+            try:
+                return self._run_sync(fn(*(self._to_js(a) if type(a) is bytes else a for a in args)))
+            except (CryptoError, ValidationError):
+                raise
+            except Exception as e:
+                # The bridge already prefixes its CryptoErrors with what failed.
+                msg = getattr(e, "message", None) or str(e)
+                if getattr(e, "name", None) != "CryptoError":
+                    msg = f"{what}: {msg}"
+                raise CryptoError(msg) from None
 
     # --- Ed25519 ----------------------------------------------------------------------
 
