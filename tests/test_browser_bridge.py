@@ -34,8 +34,10 @@ class SyncClient:
     """Stands for the sync client: its tasks' coroutines are `SyncClient.*` (what the gate
     recognises)."""
 
-    def __init__(self, log: list) -> None:
+    def __init__(self, log: list | None = None) -> None:
         self.log = log
+        self.task: asyncio.Task | None = None
+        self.stopped = False
 
     async def reader(self, wait: asyncio.Future) -> None:
         with bridge.gate():          # a blocking wait on a JS promise, e.g. a WebCrypto verify
@@ -45,6 +47,16 @@ class SyncClient:
 
     async def ticker(self) -> None:
         self.log.append("ticker step")
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()
+
+    async def stop(self) -> None:
+        """Like the sync client's: cancel the running task and wait for it to finish."""
+        self.task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await self.task          # the cancelled task must take a step to finish
+        self.stopped = True
 
 
 @pytest.fixture
@@ -100,3 +112,32 @@ def test_outside_a_task_the_gate_counts_as_an_rpc(fake_bridge):
     with bridge.gate():
         assert fake_bridge.depth == {"rpc": 1, "task": 0} and bridge._suspended_tasks == []
     assert fake_bridge.depth == {"rpc": 0, "task": 0}
+
+
+@pytest.mark.parametrize("allowed", [True, False])
+def test_closing_lets_the_sync_client_stop_while_the_close_call_waits(fake_bridge, allowed):
+    # Host.close waits (as an RPC, in the gate) for the client to stop: its steps must run.
+    client = SyncClient()
+
+    async def main():
+        bridge.install_asyncio_gate()
+        client.task = asyncio.create_task(client.run())
+        await asyncio.sleep(0)
+        fake_bridge.gateEnter("rpc")          # the close RPC's stack, suspended in its wait
+        try:
+            if allowed:
+                with bridge.sync_tasks_may_run():
+                    await asyncio.wait_for(client.stop(), 30)
+            else:   # held back, the cancelled task never finishes while the close call waits
+                client.task.cancel()
+                for _ in range(20):
+                    await asyncio.sleep(0.001)
+                assert not client.task.done()
+        finally:
+            fake_bridge.gateExit("rpc")
+        if not allowed:
+            with pytest.raises(asyncio.CancelledError):
+                await client.task                     # after the wait, its step runs
+
+    run_on_webloop(main)
+    assert client.stopped is allowed and client.task.cancelled()

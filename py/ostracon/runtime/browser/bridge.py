@@ -88,6 +88,26 @@ def gate(error: type[Exception] = RuntimeError) -> Iterator[None]:
         b.gateExit(kind)
 
 
+#: Open while a blocking wait waits on the sync client itself (`sync_tasks_may_run`).
+_sync_steps_allowed = 0
+
+
+@contextmanager
+def sync_tasks_may_run() -> Iterator[None]:
+    """Let the sync client's tasks take steps during the blocking wait inside this block.
+
+    For a wait on the sync client itself (stopping it at close): the waiting stack is at a
+    point where no engine operation is half done, and the client cannot stop without taking
+    steps (its cancelled tasks must run to finish), so holding them back would only make the
+    wait run into its timeout, leaving the mailbox cursor unsaved."""
+    global _sync_steps_allowed
+    _sync_steps_allowed += 1
+    try:
+        yield
+    finally:
+        _sync_steps_allowed -= 1
+
+
 def run_blocking(awaitable: Any, error: type[Exception] = RuntimeError) -> Any:
     """Block on a JS promise with `run_sync` (JSPI) inside the bridge's suspension gate: while
     this Python stack is suspended, the worker and the asyncio loop do not enter Python."""
@@ -137,7 +157,7 @@ def install_asyncio_gate() -> None:
         def guarded(*a: Any) -> None:
             if holder and holder[0].cancelled():
                 return
-            if b.gateRpcBusy() or (_suspended_tasks and owner not in _suspended_tasks):
+            if not _sync_steps_allowed and (b.gateRpcBusy() or (_suspended_tasks and owner not in _suspended_tasks)):
                 orig(GATE_RETRY_S, guarded, *a, context=context)
                 return
             callback(*a)

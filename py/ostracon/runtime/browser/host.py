@@ -379,7 +379,8 @@ class Host(DocumentRpc, TextRpc, IdleWork):
             import asyncio
 
             try:  # persists the mailbox cursor; an unreachable relay only costs the timeout
-                bridge.run_blocking(asyncio.wait_for(client.stop(), CLOSE_SYNC_TIMEOUT_S))
+                with bridge.sync_tasks_may_run():   # stopping needs the client's own steps
+                    bridge.run_blocking(asyncio.wait_for(client.stop(), CLOSE_SYNC_TIMEOUT_S))
             except TimeoutError:
                 pass
         db, self.db = self.db, None
