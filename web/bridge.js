@@ -22,8 +22,8 @@ import { putRuns, runAfter, u8, unpackRows } from "./records.js";
 // single-threaded code in the middle of an operation. The Python adapters bracket every
 // blocking wait with gateEnter(kind)/gateExit(kind), kind "rpc" (a worker RPC batch) or "task"
 // (an asyncio task: the sync client). The worker waits for gateIdle() before entering Python;
-// ostracon.runtime.browser.bridge defers asyncio callbacks while an "rpc" stack is suspended. (A suspended
-// task is resumed BY an asyncio callback, so task suspensions cannot defer the loop.)
+// ostracon.runtime.browser.bridge defers the sync client's task steps while an "rpc" stack or
+// another task is suspended (a suspended task's own steps still run: they resume it).
 let gateDepth = 0;
 let gateRpcDepth = 0;
 let gateWaiters = [];
