@@ -73,10 +73,11 @@ def _replay(r: Any, batch: list[bytes]) -> None:
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Loading creates several objects per block and per document, and every one of them stays
     alive: the cyclic garbage collector's passes over them find nothing and doubled the open
-    time of 10,000 documents. It runs again as soon as the load is done."""
+    time of 10,000 documents. It runs again as soon as the load is done. The browser host holds
+    it over a whole open (runtime/browser/host.py)."""
     was = gc.isenabled()
     gc.disable()
     try:
@@ -161,7 +162,7 @@ def load(new_replica: Callable[[], Replica], storage: Storage, verify: Callable,
         raise StorageError(f"on_corrupt must be one of {ON_CORRUPT}, not {on_corrupt!r}")
     skip = _cids(storage.get_meta(QUARANTINE_META))
     r = new_replica()
-    with _collector_paused():
+    with collector_paused():
         problems, chain = _load_into(r, storage, verify, wall_ms, skip, lazy)
     out = Loaded(r, chain)
     out.notes = [f"block {cidlib.format_cid(c)} is quarantined (failed verification earlier)" for c in sorted(skip)]

@@ -16,17 +16,16 @@ RPC dispatch runs natively in tests with file storage and the native crypto back
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import ostracon
 from ostracon.core.actors import ALGORITHMS, ED25519
 from ostracon.core.errors import ClosedError, ValidationError, WrongKeyError
 from ostracon.crypto import spacestore
+from ostracon.db.verification import collector_paused
 
 from . import bridge
 from .convert import NativeFfi, default_ffi, error_info, from_js, to_js_value
@@ -51,24 +50,6 @@ CLOSE_SYNC_TIMEOUT_S = 2.0
 #: Sync options the JS API passes through to SyncClient (numbers, in seconds).
 SYNC_OPTIONS = ("backoff_initial_s", "backoff_max_s", "tick_interval_s", "settle_s",
                 "heartbeat_interval_s", "heartbeat_timeout_s", "flush_debounce_s")
-
-
-@contextmanager
-def _collector_held() -> Iterator[None]:
-    """The cyclic garbage collector is off while a database opens.
-
-    Opening a lazy snapshot of 10,000 documents makes ~50,000 long-lived objects (states,
-    block entries, delete sets); with the collector on, the young generation's collections
-    would pass over them again and again while they are built. They are not frozen afterwards
-    (`gc.freeze`): a frozen engine makes CPython 3.14's incremental collector crash under
-    Pyodide's JSPI (runtime/browser/snapshot.py, "Why the collector is not frozen")."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _status_dict(st: Any) -> dict:
@@ -165,7 +146,10 @@ class Host(DocumentRpc, TextRpc, IdleWork):
             self.progress(phase, to_js_value(detail, self.ffi))
 
     def open(self, options: Any) -> dict:
-        with _collector_held():
+        # The collector is off for the whole open (not only the load), and nothing is frozen
+        # afterwards: a frozen engine makes CPython 3.14's incremental collector crash under
+        # Pyodide's JSPI (runtime/browser/snapshot.py, "Why the collector is not frozen").
+        with collector_paused():
             return self._open(options)
 
     def _open(self, options: Any) -> dict:
