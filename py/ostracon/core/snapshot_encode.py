@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator
+from typing import Any
 
 import msgpack
 
 from .encoding import _default
 from .replica import Replica
-from .snapshot import SNAPSHOT_FORMAT, SNAPSHOT_ZLIB_LEVEL
+from .snapshot import SNAPSHOT_FORMAT, SNAPSHOT_ZLIB_LEVEL, index_digest, row_digest
 from .state import _ABSENT, _TEXT, DocState
 from .textcodec import encode_state
 
@@ -48,7 +49,7 @@ STEP_DOCS = 100
 BLOCKS_PER_DOC = 8
 #: Packed bytes compressed per document row of work (see STEP_DOCS).
 BYTES_PER_DOC = 1024
-#: A list of at most this many lists is packed list by list (format 4's groups of five
+#: A list of at most this many lists is packed list by list (the groups of five and six
 #: columns); longer lists are packed in slices.
 COLUMN_GROUP = 16
 
@@ -57,8 +58,9 @@ __all__ = ["BLOCKS_PER_DOC", "BYTES_PER_DOC", "STEP_DOCS", "SnapshotEncoder", "e
 
 def encode_row(d: DocState, ci: int, name: str, doc_id: str, pos: dict[bytes, int] | None,
                info: dict, aidx: dict[bytes, int]) -> tuple[bool, list[int], bytes]:
-    """(live, delete block indices, row bytes) of one document: format 4's docs columns
-    (layout: core/snapshot.py). `pos`: block index by CID, or None to read it from `info`."""
+    """(live, delete block indices, row bytes) of one document: the first docs columns of
+    the snapshot format (layout: core/snapshot.py; the digest column is `row_digest` of the
+    row bytes). `pos`: block index by CID, or None to read it from `info`."""
     index = pos if pos is not None else _Positions(info)
     fields = [[f, s[0], aidx[s[1]], index[s[2]], 2 if v is _TEXT else v is not _ABSENT,
                None if v is _ABSENT or v is _TEXT else v]
@@ -177,11 +179,11 @@ class SnapshotEncoder:
             yield
         block_bytes = [blocks.get(c) for c in order[:n]]
         side, pruned = r.side, r.pruned
-        extra = {"checkpoint": self.checkpoint,
+        extra: dict[str, Any] = {"checkpoint": self.checkpoint,
                  "side": [i for i, c in enumerate(order[:n]) if c in side],
                  "pruned": [[i, c] for i, c in enumerate(order[:n]) if c in pruned]}
         yield
-        docs: list[list] = [[], [], [], [], []]
+        docs: list[list] = [[], [], [], [], [], []]
         for start in range(0, len(self.docs), budget):
             for i in range(start, min(len(self.docs), start + budget)):
                 ci, doc_id, d = self.docs[i]
@@ -189,10 +191,12 @@ class SnapshotEncoder:
                 if got is None:
                     del self._slot[(self.cols[ci], doc_id)]
                     got = encode_row(d, ci, self.cols[ci], doc_id, index, info, aidx)
-                for col_, v in zip(docs, (ci, doc_id, got[0], got[1], got[2]), strict=True):
+                for col_, v in zip(docs, (ci, doc_id, got[0], got[1], got[2], row_digest(got[2])), strict=True):
                     col_.append(v)
             yield
         self.close()  # every row is taken: later changes no longer concern this snapshot
+        extra["index"] = index_digest(self.actors, self.cols, rows, docs)
+        yield
         z = zlib.compressobj(SNAPSHOT_ZLIB_LEVEL)
         out: list[bytes] = []
         for piece in self._packed([SNAPSHOT_FORMAT, block_bytes, self.seals, self.actors, self.cols, rows, docs,
