@@ -21,7 +21,7 @@ def _sealed(w, rows=False):
     test reaches the structural check behind them (a forger can do the same)."""
     if rows:
         w[6][5] = [snapshot.row_digest(b) for b in w[6][4]]
-    w[8]["index"] = snapshot.index_digest(w[3], w[4], w[5], w[6])
+    w[8]["index"] = snapshot.index_digest(w[2], w[3], w[4], w[5], w[6], w[7], w[8])
     return w
 
 
@@ -352,7 +352,7 @@ def test_a_flipped_bit_in_a_row_fails_at_first_and_every_use(seed):
                 assert r.collections[n][i].digest() == d.digest(), f"seed {seed}"
 
 
-@pytest.mark.parametrize("part", ["live", "deletes", "digest", "info", "actors"])
+@pytest.mark.parametrize("part", ["live", "deletes", "digest", "info", "actors", "clock", "checkpoint"])
 def test_a_damaged_index_fails_the_load(part):
     db = Sim(6).run()[0]
     w = msgpack.unpackb(zlib.decompress(snapshot.dump(db.replica)), strict_map_key=False)
@@ -360,7 +360,9 @@ def test_a_damaged_index_fails_the_load(part):
      "deletes": lambda: w[6][3].__setitem__(0, [*w[6][3][0], 0]),
      "digest": lambda: w[6][5].__setitem__(0, _flip_bit(w[6][5][0], 3)),
      "info": lambda: w[5][4].__setitem__(0, w[5][4][0] + 1),
-     "actors": lambda: w[3].__setitem__(0, _flip_bit(w[3][0], 9))}[part]()
+     "actors": lambda: w[3].__setitem__(0, _flip_bit(w[3][0], 9)),
+     "clock": lambda: w.__setitem__(7, w[7] + (1 << 40)),
+     "checkpoint": lambda: w[8].__setitem__("checkpoint", {"state": b"x"})}[part]()
     bad = zlib.compress(msgpack.packb(w, use_bin_type=True))
     for lazy in (False, True):
         with pytest.raises(ostracon.CorruptSnapshotError, match="index does not match"):

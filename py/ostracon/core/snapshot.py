@@ -4,9 +4,9 @@ Replaying blocks costs a decode and a merge per block; a snapshot also carries e
 document's merged state, so opening is one msgpack unpack plus rebuilding Python objects.
 Block bytes are always included (history, sync and `verify` need them) and CIDs are
 recomputed from them on load, so a snapshot cannot smuggle in a block under a false CID.
-The state part is verified in two tiers, so a lazy load stays lazy: the index (tables,
-block info and docs columns, each row's digest) is hashed whole at every load
-(`index_digest`), and each document's row is checked against its digest (`row_digest`)
+The state part is verified in two tiers, so a lazy load stays lazy: the index (seals,
+tables, block info and docs columns with each row's digest, clock, extra) is hashed whole
+at every load (`index_digest`), and each document's row is checked against its digest (`row_digest`)
 before it is used, at load or, lazily, at the document's first use. A row damaged where
 storage keeps no checksum (IndexedDB) is thus an error, not a wrong value; a row is also
 checked to agree with its docs columns (live, deletes) when it is built. `ostracon verify`
@@ -32,7 +32,7 @@ Layout (msgpack array): [5, blocks, seals, actors, collections, info, docs, cloc
   seals: seal bytes.
 - extra: {"pruned": [[block idx, cid], ...], "checkpoint": {...} or None,
   "side": [block idx, ...] (blocks outside a quarantined actor's frozen log),
-  "index": `index_digest` of the tables and columns}.
+  "index": `index_digest` of every part but the block bodies and the rows}.
 - actors / collections: tables; other parts refer to them by index.
 - info: five columns, one entry per block: [collection idx], [doc_id], [actor idx], [seq],
   [height] (flat lists of scalars unpack an order of magnitude faster than one list per block).
@@ -72,7 +72,7 @@ from typing import Any
 import msgpack
 
 from . import cid as cidlib
-from .encoding import _ext_hook
+from .encoding import _default, _ext_hook
 from .errors import CorruptSnapshotError
 from .limits import MAX_PORTABLE_INT
 from .replica import BlockInfo, Replica
@@ -83,12 +83,12 @@ SNAPSHOT_FORMAT = 5
 #: Older layouts `load` still reads (module docstring).
 READABLE_FORMATS = (2, 3, 4, SNAPSHOT_FORMAT)
 #: Bytes kept of a row's sha256 (`row_digest`). The digest guards against damage (a flipped
-#: bit in storage without a checksum, IndexedDB's, or in memory before first use), not
-#: against a forger: one who can rewrite the snapshot rewrites its digests too, and a key to
-#: make them a MAC would live in the same storage. 16 bytes (2^-128 to miss a damaged row)
-#: is already far beyond what that asks, at half the size of a whole digest (random bytes do
-#: not compress: 160 KB per 10,000 documents).
-ROW_DIGEST_BYTES = 16
+#: bit in storage without a checksum, IndexedDB's, or a row rewritten short), not against a
+#: forger: one who can rewrite the snapshot rewrites its digests too, and a key to make them
+#: a MAC would live in the same storage. 8 bytes miss a damaged row with probability 2^-64
+#: (storage frames settle for a 32-bit CRC); digests do not compress, and at 10,000 documents
+#: of 10 fields each 8 bytes add ~10% to the compressed snapshot where 16 add ~18%.
+ROW_DIGEST_BYTES = 8
 #: zlib level of snapshot bytes: 6 (zlib's default) is within a few % of 9 at a third of
 #: the time on block-heavy data.
 SNAPSHOT_ZLIB_LEVEL = 6
@@ -131,7 +131,8 @@ def load(replica: Replica, data: bytes, *, lazy: bool = False) -> int:
         info = _columns(rows, 5) if fmt >= 4 else _columns_of_rows(rows)
         if fmt == SNAPSHOT_FORMAT:
             docs = _columns(docs, 6)
-            if type(extra) is not dict or extra.get("index") != index_digest(actors, cols, info, docs):
+            if type(extra) is not dict or extra.get("index") != index_digest(seals, actors, cols, info, docs,
+                                                                             last, extra):
                 raise ValueError("the snapshot's index does not match its digest (damaged)")
         elif fmt == 4:  # no digests: a legacy state part (module docstring)
             docs = [*_columns(docs, 5), None]
@@ -281,13 +282,17 @@ def row_digest(row: bytes) -> bytes:
     return hashlib.sha256(row).digest()[:ROW_DIGEST_BYTES]
 
 
-def index_digest(actors: list, cols: list, info: list[list], docs: list[list]) -> bytes:
-    """sha256 over a snapshot's index: the actor and collection tables, the block info
-    columns and every docs column but the rows (their digests included), as one msgpack
-    array. Checked at every load of format 5 (a C-level pack and hash: ~1 ms per 10,000
-    documents natively), so what a lazy state answers from before its row is built
-    (live, deletes) is verified too; the blocks are verified by their CIDs."""
-    return hashlib.sha256(msgpack.packb([actors, cols, info, docs[:4], docs[5]], use_bin_type=True)).digest()
+def index_digest(seals: list, actors: list, cols: list, info: list[list], docs: list[list], clock: Any,
+                 extra: dict) -> bytes:
+    """sha256 over a snapshot's index: every part but the block bodies (verified by their
+    CIDs) and the rows (by their own digests, so a damaged row costs its document only),
+    i.e. the seals, tables, block info columns, docs columns with the row digests, the
+    clock and `extra` without "index", packed as one msgpack array. Checked at every load
+    of format 5, so what a lazy state answers from before its row is built (live,
+    deletes) is verified too. A C-level pack and hash: `bench/bench_snapshot_verify.py`."""
+    rest = {k: v for k, v in extra.items() if k != "index"}
+    return hashlib.sha256(msgpack.packb([seals, actors, cols, info, docs[:4], docs[5], clock, rest],
+                                        use_bin_type=True, default=_default)).digest()
 
 
 def _check_docs(ci_col: list, doc_col: list, live_col: list, del_col: list, dig_col: list | None,

@@ -195,7 +195,7 @@ class SnapshotEncoder:
                     col_.append(v)
             yield
         self.close()  # every row is taken: later changes no longer concern this snapshot
-        extra["index"] = index_digest(self.actors, self.cols, rows, docs)
+        extra["index"] = index_digest(self.seals, self.actors, self.cols, rows, docs, self.clock, extra)
         yield
         z = zlib.compressobj(SNAPSHOT_ZLIB_LEVEL)
         out: list[bytes] = []
