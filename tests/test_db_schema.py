@@ -387,3 +387,47 @@ def test_malformed_declarative_lenses_are_refused_before_anything_is_written(db)
         with pytest.raises(ValidationError):
             db.register_lens(v1, v3, bad)
     assert db.state_hash() == before
+
+
+WIDE_V1 = "type Wide { a: String b: String c: String done: Boolean votes: Int @crdt(type: pncounter) }"
+WIDE_V2 = "type Wide { x: String y: String z: String done: Boolean votes: Int @crdt(type: pncounter) }"
+
+
+def _wide_old_document(db):
+    """A document of schema v1 whose fields, each written by a block of its own, together
+    outgrow one block; then v2 renames every one of them."""
+    v1 = db.define_schema(WIDE_V1)["Wide"]
+    wide = db.collection("Wide")
+    big = {f: f * 120_000 for f in "abc"}   # ~360 KB of values: more than one block holds
+    wide.create({"a": big["a"]}, id="w")
+    wide.patch("w", {"b": big["b"]})
+    wide.patch("w", {"c": big["c"]})
+    v2 = db.define_schema(WIDE_V2)["Wide"]
+    db.register_lens(v1, v2, lambda d: {{"a": "x", "b": "y", "c": "z"}.get(k, k): v for k, v in d.items()})
+    return wide, v2, {"x": big["a"], "y": big["b"], "z": big["c"]}
+
+
+@pytest.mark.parametrize("write", ["patch", "increment"])
+def test_a_partial_write_to_a_wide_old_document_migrates_it_in_atomic_steps(db, write):
+    wide, v2, big = _wide_old_document(db)
+    before = wide.get("w")["_version"]
+    if write == "patch":
+        wide.patch("w", {"done": True})
+        want = {**big, "done": True}
+    else:
+        wide.increment("w", "votes", 3)
+        want = {**big, "votes": 3}
+    got = wide.get("w")
+    assert {k: v for k, v in got.items() if not k.startswith("_")} == want
+    assert set(db.replica.doc("Wide", "w").user_fields()) == set(want)  # stored in the new shape
+    assert got["_version"] > before + 1 and wide.history("w")[-1]["schema"] == v2
+
+
+def test_a_refused_write_to_a_wide_old_document_leaves_it_as_it_was(db):
+    wide, _, big = _wide_old_document(db)
+    version, stored = wide.get("w")["_version"], set(db.replica.doc("Wide", "w").user_fields())
+    with pytest.raises(ValidationError, match="block may hold"):   # refused after the migration steps
+        wide.patch("w", {"done": True, "x": "q" * 300_000})
+    assert wide.get("w")["_version"] == version and set(db.replica.doc("Wide", "w").user_fields()) == stored
+    wide.patch("w", {"done": False})
+    assert wide.get("w")["done"] is False and wide.get("w")["x"] == big["x"]

@@ -7,7 +7,7 @@ against the schema and unique indexes, then goes through the engine's write path
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..core import cid as cidlib
@@ -20,6 +20,7 @@ from ..core.block import (
     check_doc_id,
     check_write_field,
 )
+from ..core.encoding import encode
 from ..core.errors import (
     ConflictError,
     NotFoundError,
@@ -52,19 +53,38 @@ if TYPE_CHECKING:
 UNSET_CHUNK_BYTES = 128 * 1024
 
 
+#: Encoded bytes of the migration ops (the lens result, `_migration_ops`) a partial write to
+#: a document of an older schema version puts in one block. Every field of the document may
+#: change shape, and its fields may come from many blocks: past this, the migration goes first
+#: in blocks of their own, half a block each as for UNSET_CHUNK_BYTES (the same reason).
+MIGRATION_CHUNK_BYTES = 128 * 1024
+
+
+def _runs(items: list, size: Callable[[Any], int], budget: int) -> list[list]:
+    """`items` cut greedily into runs of at most `budget` total `size` (an item larger than
+    the budget makes a run alone); at least one run."""
+    out: list[list] = [[]]
+    held = 0
+    for x in items:
+        n = size(x)
+        if out[-1] and held + n > budget:
+            out.append([])
+            held = 0
+        out[-1].append(x)
+        held += n
+    return out
+
+
 def unset_chunks(fields: list[str]) -> list[list[str]]:
     """`fields` cut into runs whose unset ops encode to about UNSET_CHUNK_BYTES at most (an
     op is the field's UTF-8 bytes plus a few bytes of framing); at least one run."""
-    out: list[list[str]] = [[]]
-    size = 0
-    for f in fields:
-        n = len(f.encode("utf-8")) + 8
-        if out[-1] and size + n > UNSET_CHUNK_BYTES:
-            out.append([])
-            size = 0
-        out[-1].append(f)
-        size += n
-    return out
+    return _runs(fields, lambda f: len(f.encode("utf-8")) + 8, UNSET_CHUNK_BYTES)
+
+
+def migration_chunks(ops: list) -> list[list]:
+    """Migration ops cut into runs of at most MIGRATION_CHUNK_BYTES encoded (an op whose
+    value alone is larger makes a block alone); at least one run."""
+    return _runs(ops, lambda op: len(encode(op)), MIGRATION_CHUNK_BYTES)
 
 
 class CollectionWrites:
@@ -204,18 +224,30 @@ class CollectionWrites:
         given = {op[1] for op in ops} | set(texts)
         *first, last = unset_chunks([f for f in state.user_fields() if f not in given])
         ops.extend((OP_UNSET, f) for f in last)
-        if not first:
-            return self._write(doc_id, with_texts(self._e, state, ops, texts))
-        if self._e.batch is None:   # the removals and the write are one atomic unit
-            with self._e.atomic(len(first) + 1):
-                return self._update_in_steps(doc_id, state, first, ops, texts)
-        return self._update_in_steps(doc_id, state, first, ops, texts)
+        return self._write_in_steps(doc_id, [[(OP_UNSET, f) for f in fields] for fields in first],
+                                    lambda: with_texts(self._e, state, ops, texts))
 
-    def _update_in_steps(self, doc_id: str, state: DocState, first: list[list[str]], ops: list,
-                         texts: dict) -> str:
-        for fields in first:
-            self._write(doc_id, [(OP_UNSET, f) for f in fields])
-        return self._write(doc_id, with_texts(self._e, state, ops, texts))
+    def _write_in_steps(self, doc_id: str, first: list[list], last: Callable[[], list]) -> str:
+        """A block for each op list of `first`, then one of `last()` (made after them), as one
+        atomic unit: inside the caller's batch, or a batch of their own. Returns the last CID."""
+        if first and self._e.batch is None:
+            with self._e.atomic(len(first) + 1):
+                return self._write_in_steps(doc_id, first, last)
+        for ops in first:
+            self._write(doc_id, ops)
+        return self._write(doc_id, last())
+
+    def _write_migrated(self, doc_id: str, mig: list, ops: list, *, sort: bool) -> str:
+        """`ops` written to a document of an older schema version, with its migration ops
+        `mig` (those of fields `ops` does not write): in one block (`mig` then `ops`, sorted
+        by field when `sort`) when the migration fits MIGRATION_CHUNK_BYTES, else the
+        migration first in blocks of their own, atomically with the write (as `update` does
+        wide removals): a lens result never makes a partial write exceed MAX_BLOCK_BYTES."""
+        *first, last = migration_chunks(mig)
+        last = last + ops
+        if sort:
+            last.sort(key=lambda op: op[1])
+        return self._write_in_steps(doc_id, first, lambda: last)
 
     @locked
     def patch(self, doc_id: str, fields: dict, *, unset: Iterable[str] = (),
@@ -250,16 +282,12 @@ class CollectionWrites:
             for f in unset:
                 result.pop(f, None)
             self._check_unique(result, doc_id, state)
-        unset_ops = [(OP_UNSET, f) for f in sorted(set(unset))]
         ops = with_texts(self._e, state, ops, texts)
+        ops.extend((OP_UNSET, f) for f in sorted(set(unset)))
         mig = self._migration_ops(state)
-        if mig:
-            merged = {op[1]: op for op in mig}
-            merged.update((op[1], op) for op in ops)
-            merged.update((op[1], op) for op in unset_ops)
-            ops = [merged[k] for k in sorted(merged)]
-        else:
-            ops.extend(unset_ops)
+        if mig:   # what the write sets or removes replaces the lens result of that field
+            own = {op[1] for op in ops}
+            return self._write_migrated(doc_id, [op for op in mig if op[1] not in own], ops, sort=True)
         return self._write(doc_id, ops)
 
     @locked
@@ -318,10 +346,12 @@ class CollectionWrites:
             if setter is not None and type(setter[2]) in (int, float):
                 mig = [op for op in mig if op is not setter] + [(OP_SET, field, setter[2] + by)]
                 ops = []
-            ops = mig + ops
         if len(self._ci) and self._has_unique():
             result = self._views.user_view(state)
             cur = result.get(field)
             result[field] = (cur if type(cur) is int or type(cur) is float else 0) + by
             self._check_unique(result, doc_id, state)
+        if mig:   # the field's own migration op stays in the block of the increment
+            return self._write_migrated(doc_id, [op for op in mig if op[1] != field],
+                                        [op for op in mig if op[1] == field] + ops, sort=False)
         return self._write(doc_id, ops)
