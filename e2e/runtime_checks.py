@@ -150,6 +150,21 @@ def core_vectors(tests_dir: str | None = None) -> dict:
     return {"encodings": encodings, "scenarios": scenarios}
 
 
+def snapshot_vectors(tests_dir: str | None = None) -> dict:
+    """tests/vectors/snapshot.json checked with tests/vectors/snapshot_replicas.py: seeded
+    replicas' snapshots, encoded in one go and in steps, give the same bytes at every step
+    size, and their uncompressed payloads are the ones the file pins (made natively).
+    Returns the payloads' sizes and digests (compared across runtimes by the callers too)."""
+    import importlib.util
+
+    d = _use_tests_dir(tests_dir)
+    spec = importlib.util.spec_from_file_location("ostracon_snapshot_vectors",
+                                                  os.path.join(d, "vectors", "snapshot_replicas.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.check(os.path.join(d, "vectors", mod.VECTOR_FILE))
+
+
 def p256_store(tests_dir: str | None = None) -> dict:
     """tests/vectors/p256_store.json (a P-256-signed store made natively) verifies in this
     runtime, and a store made here with this runtime's crypto verifies here too. `made` is
@@ -543,6 +558,7 @@ CHECKS: dict[str, Callable[..., Any]] = {
     "idb_layout": idb_layout,
     "sim_hashes": sim_hashes,
     "core_vectors": core_vectors,
+    "snapshot_vectors": snapshot_vectors,
     "host_values": host_values,
     "graphql_answers": graphql_answers,
     "p256_store": p256_store,

@@ -170,3 +170,17 @@ def test_one_encoder_at_a_time_and_close_releases_the_replica():
     with pytest.raises(ValueError):
         SnapshotEncoder(db.replica, step_docs=0)
     SnapshotEncoder(db.replica).run()
+
+
+def test_the_pinned_snapshot_payloads_are_made_natively_at_every_step_size():
+    # tests/vectors/snapshot.json: the same file is checked in Pyodide (e2e/runtime_checks.py).
+    import importlib.util
+    import os
+
+    here = os.path.join(os.path.dirname(__file__), "vectors")
+    spec = importlib.util.spec_from_file_location("ostracon_snapshot_vectors",
+                                                  os.path.join(here, "snapshot_replicas.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    got = mod.check(os.path.join(here, mod.VECTOR_FILE))
+    assert got["snapshot_format"] == snapshot.SNAPSHOT_FORMAT and len(got["replicas"]) == 4

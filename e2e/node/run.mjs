@@ -40,7 +40,7 @@ const snapshot = !process.argv.includes("--no-snapshot");
 const TESTS_DIR = "/home/pyodide/ostracon_tests";
 // Values that must be identical across runtimes (the others only have to pass).
 const COMPARED = ["crypto_vectors", "sim_hashes", "core_vectors", "graphql_answers", "text_policy",
-  "text_script"];
+  "text_script", "snapshot_vectors"];
 
 // Files the checks need inside Pyodide, relative to the repo root → path under TESTS_DIR.
 function testFiles() {
