@@ -431,3 +431,11 @@ def test_a_refused_write_to_a_wide_old_document_leaves_it_as_it_was(db):
     assert wide.get("w")["_version"] == version and set(db.replica.doc("Wide", "w").user_fields()) == stored
     wide.patch("w", {"done": False})
     assert wide.get("w")["done"] is False and wide.get("w")["x"] == big["x"]
+
+
+def test_inside_send_many_the_migration_steps_join_the_callers_batch(db):
+    wide, v2, big = _wide_old_document(db)
+    db.send_many([{"collection": "Wide", "kind": "patch", "id": "w", "doc": {"done": True}},
+                  {"collection": "Wide", "kind": "create", "id": "w2", "doc": {"x": "new"}}])
+    assert {k: v for k, v in wide.get("w").items() if not k.startswith("_")} == {**big, "done": True}
+    assert wide.get("w2")["x"] == "new" and wide.history("w")[-1]["schema"] == v2
