@@ -6,11 +6,11 @@ Block bytes are always included (history, sync and `verify` need them) and CIDs 
 recomputed from them on load, so a snapshot cannot smuggle in a block under a false CID.
 The state part is verified in two tiers, so a lazy load stays lazy: the index (seals,
 tables, block info and docs columns with each row's digest, clock, extra) is hashed whole
-at every load (`index_digest`), and each document's row is checked against its digest (`row_digest`)
-before it is used, at load or, lazily, at the document's first use. A row damaged where
-storage keeps no checksum (IndexedDB) is thus an error, not a wrong value; a row is also
-checked to agree with its docs columns (live, deletes) when it is built. `ostracon verify`
-re-derives everything from the blocks.
+at every load (`index_digest`), and each document's row is checked against its digest
+(`row_digest`) before it is used, at load or, lazily, at the document's first use. A row
+damaged where storage keeps no checksum (IndexedDB) is thus an error, not a wrong value,
+and it costs that document only; a row is also checked to agree with its docs columns
+(live, deletes) when it is built. `ostracon verify` re-derives everything from the blocks.
 
 Verification at open is eager, once per block: every CID is recomputed from its bytes
 (`cid.compute_many`, one sha256 each, no Python step per block), and the seal chain then
@@ -101,7 +101,8 @@ MAX_SNAPSHOT_BYTES = MAX_PORTABLE_INT
 
 
 def dump(replica: Replica) -> bytes:
-    """Snapshot bytes (format `SNAPSHOT_FORMAT`) of a replica (pending blocks are not part of it: they are not applied).
+    """Snapshot bytes (format `SNAPSHOT_FORMAT`) of a replica (pending blocks are not part
+    of it: they are not applied).
     In one go; `snapshot_encode.SnapshotEncoder` makes the same bytes in bounded steps."""
     from .snapshot_encode import SnapshotEncoder
 
