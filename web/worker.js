@@ -54,6 +54,11 @@ function markNegativeZero(v, depth = 0) {
       { name: "ValidationError", names: ["ValidationError", "OstraconError"] });
   }
   if (Array.isArray(v)) return v.map((x) => markNegativeZero(x, depth + 1));
+  if (v instanceof Map) {
+    // toPy would make it a dict; the API takes plain objects only (docs/BROWSER.md).
+    throw Object.assign(new Error("cannot store a JS Map: use a plain object"),
+      { name: "ValidationError", names: ["ValidationError", "OstraconError"] });
+  }
   if (Object.getPrototypeOf(v) !== Object.prototype) return v;
   // A Map, which toPy turns into a dict whatever its keys. A plain object becomes a dict only
   // when its `constructor` reads as Object's, so an own key "constructor" (a name like any
