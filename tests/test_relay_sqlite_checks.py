@@ -115,3 +115,18 @@ def test_sqlite_frames_table_without_rowids_is_a_typed_error(tmp_path):
     db.close()
     with pytest.raises(MailboxError, match="mb.sqlite"):
         SqliteMailbox(path)
+
+
+def test_sqlite_clean_file_gets_no_quarantine_tables(tmp_path):
+    path = tmp_path / "mb.sqlite"
+    mb = SqliteMailbox(path)
+    mb.append(R1, b"x")
+    mb.close()
+    mb = SqliteMailbox(path)
+    mb.close()
+    db = sqlite3.connect(path)
+    try:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        db.close()
+    assert tables == {"meta", "rooms", "frames"}

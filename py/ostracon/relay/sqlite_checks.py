@@ -12,8 +12,9 @@ assertion in ``prune()``: one member's replay or the whole relay stops.
   nothing is rewritten). A ``frames`` table without rowids is refused the same way (global
   eviction orders by rowid).
 * Rows: a room record or frame that breaks the rules below is moved, unchanged, into
-  ``quarantined_rooms`` / ``quarantined_frames`` with the reason, inside the open
-  transaction; the frames of a moved room record go with it. The rest is served as before.
+  ``quarantined_rooms`` / ``quarantined_frames`` (made when first needed) with the reason,
+  inside the open transaction; the frames of a moved room record go with it. The rest is
+  served as before.
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ _COLUMNS = {
     + [("reason", "TEXT", 0, 0)],
 }
 _INDEXES = frozenset({"frames_ts", "frames_writer"})
+#: Made when there is first something to move. No column types (BLOB affinity): rows moved
+#: there keep their values exactly as they were found, for the operator to look at.
+_QUARANTINE = (
+    "CREATE TABLE IF NOT EXISTS quarantined_rooms (room, epoch, head, pruned_through, last_ts, last_active, "
+    "reason TEXT)",
+    "CREATE TABLE IF NOT EXISTS quarantined_frames (room, cursor, ts, size, data, writer, reason TEXT)",
+)
+_OPTIONAL = frozenset({"quarantined_rooms", "quarantined_frames"})
 
 # Largest finite float64 (rounded down): a timestamp beyond it (±Infinity) would never age out.
 _FINITE = "BETWEEN -1.7e308 AND 1.7e308"
@@ -74,7 +83,7 @@ def check_schema(db: sqlite3.Connection, path: Path) -> None:
         raise MailboxError(f"mailbox {path}: unexpected {kind} {name!r} in the file")
     for table, want in _COLUMNS.items():
         have = [(n, str(t).upper(), nn, pk) for _cid, n, t, nn, _dflt, pk in db.execute(f"PRAGMA table_info({table})")]
-        if have != want:
+        if have != want and not (table in _OPTIONAL and not have):
             raise MailboxError(f"mailbox {path}: table {table} has columns {have}, expected {want}")
     try:
         db.execute("SELECT rowid FROM frames LIMIT 0")
@@ -85,16 +94,25 @@ def check_schema(db: sqlite3.Connection, path: Path) -> None:
 def quarantine_bad_rows(db: sqlite3.Connection, max_room_bytes: int) -> int:
     """Move room records and frames that break the rules into the quarantine tables (inside
     the caller's transaction); return how many frames were moved."""
+    def found(table: str, where: str, params: dict[str, int]) -> bool:
+        if not db.execute(f"SELECT EXISTS (SELECT 1 FROM {table} WHERE {where})", params).fetchone()[0]:
+            return False
+        for stmt in _QUARANTINE:
+            db.execute(stmt)
+        return True
+
     bad_room = f"NOT COALESCE(({_GOOD_ROOM}), 0)"
-    db.execute("INSERT INTO quarantined_rooms SELECT room, epoch, head, pruned_through, last_ts, last_active, "
-               f"'malformed room record' FROM rooms WHERE {bad_room}")
-    db.execute(f"DELETE FROM rooms WHERE {bad_room}")
+    if found("rooms", bad_room, {}):
+        db.execute("INSERT INTO quarantined_rooms SELECT room, epoch, head, pruned_through, last_ts, last_active, "
+                   f"'malformed room record' FROM rooms WHERE {bad_room}")
+        db.execute(f"DELETE FROM rooms WHERE {bad_room}")
     params = {"max_room_bytes": max_room_bytes}
     moved = 0
     for reason, where in (("malformed frame", f"NOT COALESCE(({_GOOD_FRAME}), 0)"),
                           ("no room record", "room NOT IN (SELECT room FROM rooms)")):
-        cur = db.execute("INSERT INTO quarantined_frames SELECT room, cursor, ts, size, data, writer, "
-                         f"'{reason}' FROM frames WHERE {where}", params)
-        moved += cur.rowcount
-        db.execute(f"DELETE FROM frames WHERE {where}", params)
+        if found("frames", where, params):
+            cur = db.execute("INSERT INTO quarantined_frames SELECT room, cursor, ts, size, data, writer, "
+                             f"'{reason}' FROM frames WHERE {where}", params)
+            moved += cur.rowcount
+            db.execute(f"DELETE FROM frames WHERE {where}", params)
     return moved

@@ -38,11 +38,7 @@ CREATE TABLE IF NOT EXISTS frames (
   PRIMARY KEY (room, cursor)
 );
 CREATE INDEX IF NOT EXISTS frames_ts ON frames (ts);
-CREATE TABLE IF NOT EXISTS quarantined_rooms (room, epoch, head, pruned_through, last_ts, last_active, reason TEXT);
-CREATE TABLE IF NOT EXISTS quarantined_frames (room, cursor, ts, size, data, writer, reason TEXT);
 """
-# The quarantine tables declare no column types (BLOB affinity): rows moved there keep the
-# values exactly as they were found, for the operator to look at.
 # Version 1 files lack frames.writer: they are migrated in place (their frames get writer '').
 _SCHEMA_VERSION = "2"
 # Created after the migration, since version 1 tables have no writer column. Covering, so the
