@@ -82,6 +82,11 @@ class Relay(FanOut):
         self.config = config or RelayConfig()
         # Host allow-list for HTTP and WebSocket requests (None: any); see http.resolve_allowed_hosts.
         self.allowed_hosts = resolve_allowed_hosts(host, allowed_hosts)
+        # The names an admission answer may be signed for (admission.names_this_relay): the
+        # configured ones (port ignored), else the request's own Host, port included. The
+        # loopback default above is not a list of this relay's names: another relay on another
+        # port of this machine answers to the same ones.
+        self._relay_names = self.allowed_hosts if allowed_hosts is not None else None
         if backend is not None and mailbox is not None:
             raise ValidationError("pass a mailbox or a backend, not both")
         self._owns_mailbox = mailbox is None and backend is None
@@ -377,7 +382,7 @@ class Relay(FanOut):
             # Admission: only holders of the room key become members (relay/admission.py).
             self._admitting += 1
             try:
-                refused = await admit(ws, room_id, host_header=host, allowed_hosts=self.allowed_hosts,
+                refused = await admit(ws, room_id, host_header=host, allowed_hosts=self._relay_names,
                                       timeout_s=cfg.admission_timeout_s)
             except ConnectionClosed:
                 return
