@@ -58,6 +58,7 @@ def _status_dict(st: Any) -> dict:
         "state": st.state, "pending": st.pending, "peers": st.peers, "synced": st.synced,
         "attempt": st.attempt, "cursor": st.cursor, "dropped": dict(st.dropped),
         "error": None if err is None else {"name": type(err).__name__, "message": str(err)},
+        "gate": bridge.gate_stats(),  # what the suspension gate cost the client (docs/BROWSER.md)
     }
 
 
@@ -159,6 +160,7 @@ class Host(DocumentRpc, TextRpc, IdleWork):
         o = _opts(options)
         if self.db is not None:
             raise ValidationError("this worker already has a database open")
+        bridge.reset_gate_stats()
         name = o.get("name")
         if type(name) is not str or not name:
             raise ValidationError("Ostracon.open needs a non-empty `name`")
@@ -384,6 +386,7 @@ class Host(DocumentRpc, TextRpc, IdleWork):
         """[[id, method, args], ...] → [{id, result} | {id, error}, ...] (as JS values)."""
         out = []
         requests = list(requests)
+        bridge.yield_to_held_steps()  # nothing half done yet: starved sync steps go first
         for n, req in enumerate(requests):
             self._later_in_batch = len(requests) - n - 1
             rid, method, args = req[0], req[1], req[2]
