@@ -400,6 +400,9 @@ class Host(DocumentRpc, TextRpc, IdleWork):
                 if isinstance(e, (KeyboardInterrupt, SystemExit)):
                     raise
                 out.append({"id": rid, "error": error_info(e)})
+        # Calls first, but background work is not starved (the worker's own requests, the
+        # tick and event deliveries, are not calls).
+        self.idle_floor(sum(1 for r in requests if r[1] not in ("tick", "events")))
         self._woken = False
         events = self.drain_events()
         if self.sync is not None:
