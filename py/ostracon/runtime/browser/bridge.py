@@ -86,6 +86,8 @@ def gate(error: type[Exception] = RuntimeError) -> Iterator[None]:
         if task is not None:
             _suspended_tasks.remove(task)
         b.gateExit(kind)
+        if task is not None:
+            _wake_waiters()
 
 
 #: Open while a blocking wait waits on the sync client itself (`sync_tasks_may_run`).
@@ -170,11 +172,7 @@ class GateStats:
         since = self.holding.pop(token, None)
         if since is not None:
             self.longest_hold_s = max(self.longest_hold_s, now - since)
-        if not self.holding:
-            waiters, _drained[:] = list(_drained), []
-            for w in waiters:
-                if not w.done():
-                    w.set_result(True)
+        _wake_waiters()
 
     def oldest_hold_s(self, now: float) -> float:
         """How long the longest-held step waits so far (0.0: none is held)."""
@@ -187,10 +185,52 @@ class GateStats:
 
 
 STATS = GateStats()
-#: Futures of `yield_to_held_steps` calls, set once no step is held.
-_drained: list[Any] = []
+#: (condition, future) of `_wait_until` calls, resolved once the condition holds.
+_waiters: list[tuple[Any, Any]] = []
 #: The clock of hold times (seconds): None is the running loop's `time()`; tests inject one.
 clock: Any = None
+
+
+def _wake_waiters() -> None:
+    for entry in list(_waiters):
+        cond, fut = entry
+        if fut.done():
+            _waiters.remove(entry)
+        elif cond():
+            _waiters.remove(entry)
+            fut.set_result(True)
+
+
+async def _wait_until(cond: Any, timeout_s: float | None) -> bool:
+    """Wait until `cond()` holds (checked when a held step is released or a task leaves the
+    gate); False when `timeout_s` (None: no bound) passed first."""
+    import asyncio
+
+    if cond():
+        return True
+    fut = asyncio.get_running_loop().create_future()
+    entry = (cond, fut)
+    _waiters.append(entry)
+    try:
+        await asyncio.wait_for(fut, timeout_s)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        if entry in _waiters:
+            _waiters.remove(entry)
+
+
+def _no_task_suspended() -> bool:
+    return not _suspended_tasks
+
+
+async def no_task_suspended() -> None:
+    """Wait until no sync client task is suspended in a blocking wait. Unbounded here: each
+    such wait is on a bridge promise (IndexedDB, WebCrypto) that settles without Python, the
+    same wait the worker makes before every RPC batch (`gateIdle`). A stack that goes on into
+    the engine before that would enter the suspended task's unfinished operation."""
+    await _wait_until(_no_task_suspended, None)
 
 
 def reset_gate_stats() -> None:
@@ -218,21 +258,13 @@ def steps_starved() -> bool:
 
 
 async def held_steps_ran(timeout_s: float) -> bool:
-    """Wait (up to `timeout_s`) until no sync client step is held back; False on timeout."""
-    import asyncio
-
-    if not STATS.holding:
-        return True
-    fut = asyncio.get_running_loop().create_future()
-    _drained.append(fut)
-    try:
-        await asyncio.wait_for(fut, timeout_s)
-        return True
-    except TimeoutError:
-        return False
-    finally:
-        if fut in _drained:
-            _drained.remove(fut)
+    """Wait until no sync client step is held back and no task is suspended, for at most
+    `timeout_s` for the held steps (False: it passed), then for as long as a task stays
+    suspended (`no_task_suspended`): the caller goes on into the engine afterwards."""
+    ran = await _wait_until(lambda: not STATS.holding and not _suspended_tasks, timeout_s)
+    if not ran:
+        await no_task_suspended()
+    return ran
 
 
 async def let_held_steps_run() -> bool:

@@ -368,7 +368,8 @@ class Host(DocumentRpc, TextRpc, IdleWork):
                 with bridge.sync_tasks_may_run():   # stopping needs the client's own steps
                     bridge.run_blocking(asyncio.wait_for(client.stop(), CLOSE_SYNC_TIMEOUT_S))
             except TimeoutError:
-                pass
+                # A task may still be suspended inside the engine: it finishes first.
+                bridge.run_blocking(bridge.no_task_suspended())
         db, self.db = self.db, None
         self.texts.clear()
         for sub in self.subs.values():
