@@ -77,6 +77,7 @@ def fake_bridge(monkeypatch):
     monkeypatch.setattr(bridge, "clock", FakeClock())
     monkeypatch.setattr(bridge, "_suspended_tasks", [])  # a failed test's leftovers hold nothing
     monkeypatch.setattr(bridge, "_waiters", [])
+    monkeypatch.setattr(bridge, "_loop", None)
     bridge.reset_gate_stats()
     yield fake
     bridge.uninstall()

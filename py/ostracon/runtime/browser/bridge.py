@@ -244,12 +244,14 @@ def gate_stats() -> dict:
     return STATS.as_dict()
 
 
+#: The loop `install_asyncio_gate` wrapped (its clock times the holds).
+_loop: Any = None
+
+
 def _now() -> float:
     if clock is not None:
         return float(clock())
-    import asyncio
-
-    return asyncio.get_event_loop().time()
+    return float(_loop.time()) if _loop is not None else 0.0
 
 
 def steps_starved() -> bool:
@@ -302,7 +304,7 @@ def install_asyncio_gate() -> None:
     back; the steps of every other sync client task are (`gate`), so the reader and the ticker
     never interleave inside one operation. Holds are counted in `STATS`.
     """
-    global _gate_installed
+    global _gate_installed, _loop
     if _gate_installed:
         return
     import asyncio
@@ -337,6 +339,7 @@ def install_asyncio_gate() -> None:
         return h
 
     loop.call_later = call_later  # type: ignore[method-assign,assignment]  # call_soon/call_at use it too
+    _loop = loop
     _gate_installed = True
 
 
