@@ -308,3 +308,29 @@ def test_a_held_back_task_waiting_on_the_suspended_one_is_no_deadlock(fake_bridg
 
     run_on_webloop(main)
     assert log == ["reader waits", "reader resumes", "ticker saw the reader"]
+
+
+def test_a_yield_waits_for_a_released_step_that_suspends_in_a_blocking_wait(fake_bridge):
+    # The held reader runs during the yield and suspends (an IndexedDB write): the batch
+    # must not go on into the engine before it left the gate.
+    log: list[str] = []
+
+    async def main():
+        bridge.install_asyncio_gate()
+        client = SyncClient(log)
+        loop = asyncio.get_running_loop()
+        wait = loop.create_future()
+        fake_bridge.gateEnter("rpc")                 # a batch waits: the reader is held
+        reader = asyncio.create_task(client.reader(wait))
+        while not bridge.STATS.holding:
+            await asyncio.sleep(0)
+        bridge.clock.t += bridge.GATE_MAX_HOLD_S
+        assert bridge.steps_starved()
+        loop.call_later(20 * bridge.GATE_RETRY_S, wait.set_result, None)   # the JS promise
+        assert await bridge.let_held_steps_run() is True   # the next batch's start
+        log.append("batch runs")
+        fake_bridge.gateExit("rpc")
+        await reader
+
+    run_on_webloop(main)
+    assert log == ["reader waits", "reader resumes", "batch runs"]

@@ -187,7 +187,7 @@ class GateStats:
 STATS = GateStats()
 #: (condition, future) of `_wait_until` calls, resolved once the condition holds.
 _waiters: list[tuple[Any, Any]] = []
-#: The clock of hold times (seconds): None is the running loop's `time()`; tests inject one.
+#: The clock of hold times (seconds): None is the wrapped loop's `time()`; tests inject one.
 clock: Any = None
 
 
@@ -203,22 +203,27 @@ def _wake_waiters() -> None:
 
 async def _wait_until(cond: Any, timeout_s: float | None) -> bool:
     """Wait until `cond()` holds (checked when a held step is released or a task leaves the
-    gate); False when `timeout_s` (None: no bound) passed first."""
+    gate, and again when this waiter resumes: a step that ran meanwhile may have suspended in
+    a blocking wait); False when `timeout_s` (None: no bound) passed first."""
     import asyncio
 
-    if cond():
-        return True
-    fut = asyncio.get_running_loop().create_future()
-    entry = (cond, fut)
-    _waiters.append(entry)
-    try:
-        await asyncio.wait_for(fut, timeout_s)
-        return True
-    except TimeoutError:
-        return False
-    finally:
-        if entry in _waiters:
-            _waiters.remove(entry)
+    loop = asyncio.get_running_loop()
+    end = None if timeout_s is None else loop.time() + timeout_s
+    while not cond():
+        left = None if end is None else end - loop.time()
+        if left is not None and left <= 0:
+            return False
+        fut = loop.create_future()
+        entry = (cond, fut)
+        _waiters.append(entry)
+        try:
+            await asyncio.wait_for(fut, left)
+        except TimeoutError:
+            return bool(cond())
+        finally:
+            if entry in _waiters:
+                _waiters.remove(entry)
+    return True
 
 
 def _no_task_suspended() -> bool:
