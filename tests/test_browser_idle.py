@@ -194,9 +194,11 @@ class _Clock:
 
 
 def _fake_clock(h: Host) -> _Clock:
-    """Put the floor on a fake clock and count from now (the set-up's calls do not count)."""
+    """Put the floor on a clock the test moves and count from now (the set-up's calls do not
+    count)."""
     clock = h.clock_ms = _Clock()
     h._turn_taken()
+    h.floor_steps = 0
     return clock
 
 
