@@ -88,6 +88,12 @@ def test_unsupported_forms_are_build_errors(tmp_path, source, why):
         bundle(tmp_path / "web" / "x.js", tmp_path / "web")
 
 
+def test_line_ends_are_those_the_html_parser_hashes(tmp_path):
+    (tmp_path / "crlf.js").write_bytes(b"export const a = 1;\r\nconsole.log(a);\rconsole.log(2);\r\n")
+    script = bundle(tmp_path / "crlf.js", tmp_path)
+    assert "\r" not in script and "console.log(a);\nconsole.log(2);\n" in script
+
+
 def test_an_import_cycle_is_a_build_error(tmp_path):
     write_modules(tmp_path, {"p.js": 'import { q } from "./q.js";\nexport const p = 1;\n',
                              "q.js": 'import { p } from "./p.js";\nexport const q = 2;\n'})

@@ -76,7 +76,9 @@ def _module(path: Path, root: Path, mods: dict[Path, tuple[str, str]], stack: tu
     if not path.is_relative_to(root) or not path.is_file():
         raise InlineError(f"{path.name}: not a file under {root.name}/")
     where = path.relative_to(root).as_posix()
-    src = path.read_text(encoding="utf-8")
+    # The HTML parser turns CR LF and CR into LF before the browser hashes a script's text:
+    # the hash is taken over the same text.
+    src = path.read_text(encoding="utf-8").replace("\r\n", "\n").replace("\r", "\n")
     prologue: list[str] = []
     exports: list[tuple[str, str]] = []
 
