@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -45,9 +46,10 @@ GOAL_REOPEN_ADDS_MS = 300
 
 PAGE = "/__firstpaint__.html"
 # The Notes app's start (web/demo/index.html, early.js, boot.js), without the rest of the app:
-# the list's elements; early.js, an async module at the top of <head>, which starts reading the
-# remembered space's first screen from the read view (startRead) while the page and its other
-# modules load; then the page's module paints it (web/demo/firstpaint.js) with the app's list
+# the list's elements; early.js, inlined at the top of <head> as in the built app page (EARLY:
+# the build's classic script of early.js and its imports, taken from dist/web/demo/index.html),
+# which starts reading the remembered space's first screen from the read view (startRead) while
+# the page is parsed and its modules load; then the page's module paints it (web/demo/firstpaint.js) with the app's list
 # (web/demo/listview.js), fills in the rest in idle pages, and only then starts the engine, as
 # boot.js loads app.js (after the paint, or FIRST_PAINT_HEAD_START_MS). Once the engine is
 # ready the list shows live data, which also remembers the first screen for the next visit
@@ -55,7 +57,7 @@ PAGE = "/__firstpaint__.html"
 # performance.now(), i.e. milliseconds since navigation.
 PAGE_HTML = """<!doctype html>
 <html><head><meta charset="utf-8"><title>first paint</title>
-<script type="module" async src="/demo/early.js"></script><link rel="modulepreload" href="/readview.js">
+<!--EARLY--><link rel="modulepreload" href="/demo/early.js"><link rel="modulepreload" href="/readview.js">
 <link rel="modulepreload" href="/demo/format.js"><link rel="modulepreload" href="/demo/state.js">
 <link rel="modulepreload" href="/demo/firstpaint.js"><link rel="modulepreload" href="/demo/listview.js"></head><body>
 <main id="app" hidden><input id="search"><select id="filter"><option value="all" selected>all</option></select>
@@ -171,11 +173,25 @@ class _PageHandler(_Handler):
         return super().translate_path(path)
 
 
+# Where PAGE_HTML takes the app page's inline early script.
+EARLY = "<!--EARLY-->"
+INLINE_SCRIPT_RE = re.compile(r"<script>.*?</script>", re.S)
+
+
+def early_script(dist: Path) -> str:
+    """The inline <script> element of the built app page (the build's inlined early.js)."""
+    page = dist / "demo" / "index.html"
+    m = INLINE_SCRIPT_RE.search(page.read_text(encoding="utf-8"))
+    if not m:
+        raise RuntimeError(f"{page} has no inline early script: rebuild it (make web)")
+    return m.group(0)
+
+
 def serve_bench(dist: Path, workdir: Path) -> tuple[_Server, str]:
-    """Serve the bundle `dist` and the bench page (written to `workdir`) on a loopback port:
-    (server, base URL)."""
+    """Serve the bundle `dist` and the bench page (written to `workdir`, with the app page's
+    inline early script) on a loopback port: (server, base URL)."""
     page_file = workdir / "firstpaint.html"
-    page_file.write_text(PAGE_HTML, encoding="utf-8")
+    page_file.write_text(PAGE_HTML.replace(EARLY, early_script(dist)), encoding="utf-8")
     handler = type("_BenchPageHandler", (_PageHandler,), {"page_file": str(page_file)})
     srv = _Server(("127.0.0.1", 0), functools.partial(handler, directory=str(dist)))
     threading.Thread(target=srv.serve_forever, name="bench-firstpaint-http", daemon=True).start()
@@ -198,6 +214,7 @@ def _visit(ctx, url: str, name: str) -> dict:
         "drawn_ms": fp.get("drawnMs"), "paint_ms": fp.get("paintMs"), "filled_ms": fp.get("filledMs"),
         "ready_ms": fp["readyMs"], "runtime_loaded_ms": fp["runtimeLoadedMs"],
         "painted": first[0]["count"] if first else 0, "reason": peek["reason"], "early": peek["early"],
+        "inline": peek["inline"],
         "hinted": peek["hinted"], "filled_docs": filled[0]["count"] if filled else None,
         "same_order": painted == (fp.get("liveIds") or [])[:len(painted)],
     }
@@ -256,7 +273,7 @@ def measure(browser, url: str | None = None, docs: int = DOCS, rounds: int = ROU
         "paint_to_ready": round(paint_ms / ready_ms, 3),
         "phases_ms": {k: phase(k) for k in PHASES},
         "painted_docs": paints[0]["painted"], "peek_reason": paints[0]["reason"],
-        "early_read": all(p["early"] for p in paints),
+        "early_read": all(p["early"] for p in paints), "inline_read": all(p["inline"] for p in paints),
         "hinted": all(p["hinted"] for p in paints), "filled_docs": paints[0]["filled_docs"],
         "first_screen_order_kept": all(p["same_order"] for p in paints),
         "first_visit_paint_ms": round(unhinted["paint_ms"]), "first_visit_painted": unhinted["painted"],
