@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from test_pwa import make_app, new_space, server, wait_js, web_dir  # noqa: F401 (fixtures)
+from notes_app import make_app, new_space, server, wait_js, web_dir  # noqa: F401 (fixtures)
 
 TIMELINE = "window.__notes.timeline.map((e) => e.event)"
 DAMAGE_ROW = """async (name) => {

@@ -2,12 +2,13 @@
 
 `wait_until` polls a condition; its deadline is a safety net against a hung test, never a
 performance threshold (a slow machine only makes the test take longer). `until` is the same
-for asyncio code.
+for asyncio code. `stop_process` ends a child process and waits for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -49,3 +50,18 @@ def read_line(stream, what: str) -> str:
     if not line:
         raise AssertionError(f"child exited before printing: {what}")
     return line.decode().strip() if isinstance(line, bytes) else line.strip()
+
+
+#: How long a child process may take to exit after SIGTERM before it is killed.
+STOP_GRACE_S = 10.0
+
+
+def stop_process(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
+    """Ask `proc` to exit (SIGTERM), kill it if it has not within `grace_s` seconds, and
+    reap it."""
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(grace_s)
