@@ -20,6 +20,9 @@ DEADLINE_S = 120.0
 #: Poll period: short enough to keep tests quick, long enough not to steal the CPU.
 POLL_S = 0.01
 
+#: How long a child process may take to exit after SIGTERM before it is killed.
+STOP_GRACE_S = 10.0
+
 
 def wait_until(condition: Callable[[], T], what: str, deadline_s: float = DEADLINE_S) -> T:
     """Return the first truthy value of `condition()`; AssertionError naming `what` when
@@ -44,18 +47,6 @@ async def until(condition: Callable[[], object], what: str, deadline_s: float = 
         await asyncio.sleep(POLL_S)
 
 
-def read_line(stream, what: str) -> str:
-    """The next line a child process prints (blocking); AssertionError if it exited."""
-    line = stream.readline()
-    if not line:
-        raise AssertionError(f"child exited before printing: {what}")
-    return line.decode().strip() if isinstance(line, bytes) else line.strip()
-
-
-#: How long a child process may take to exit after SIGTERM before it is killed.
-STOP_GRACE_S = 10.0
-
-
 def stop_process(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
     """Ask `proc` to exit (SIGTERM), kill it if it has not within `grace_s` seconds, and
     reap it."""
@@ -65,3 +56,12 @@ def stop_process(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(grace_s)
+
+
+def read_line(stream, what: str) -> str:
+    """The next line a child process prints (blocking); AssertionError if it exited."""
+    line = stream.readline()
+    if not line:
+        raise AssertionError(f"child exited before printing: {what}")
+    return line.decode().strip() if isinstance(line, bytes) else line.strip()
+

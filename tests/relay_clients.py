@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
-
 from ostracon.core.protocol import relay as P
-from room_keys import answer, room_for
+from relay_process import RawClient
+from room_keys import room_for
 
 ROOM = room_for("ROOM")
 ROOM2 = room_for("ROOM2")
@@ -24,30 +22,15 @@ def run(coro):
     return asyncio.run(guarded())
 
 
-class Client:
-    def __init__(self, ws):
-        self.ws = ws
+class Client(RawClient):
+    """A member of a room of an in-process relay (relay_process.RawClient dialling the relay's
+    own URL), with reads that skip Peers updates or wait for CaughtUp."""
 
     @classmethod
     async def join(cls, relay, room=ROOM, since=None, epoch=None):
-        ws = await connect(relay.room_url(room, since, epoch), max_size=None, open_timeout=DEADLINE)
-        try:
-            await answer(ws, room, DEADLINE)
-        except ConnectionClosed:
-            pass  # refused before the challenge (e.g. shutting down): close_code() tells
-        return cls(ws)
-
-    async def next(self):
-        return P.decode_server_message(await asyncio.wait_for(self.ws.recv(), DEADLINE))
-
-    async def until(self, pred):
-        """Read messages until ``pred(msg)``; return them all (including the matching one)."""
-        seen = []
-        while True:
-            m = await self.next()
-            seen.append(m)
-            if pred(m):
-                return seen
+        """Join `room` (`since`, `epoch`: as in relay.room_path); a refusal before the
+        admission challenge (e.g. shutting down) shows in close_code()."""
+        return await super().join(relay.url, room, since, epoch)
 
     async def next_data(self):
         """Next message that is not a Peers update."""
@@ -59,19 +42,6 @@ class Client:
     async def caught_up(self):
         msgs = await self.until(lambda m: isinstance(m, P.CaughtUp))
         return msgs
-
-    async def publish(self, payload: bytes) -> None:
-        await self.ws.send(P.encode_publish(payload))
-
-    async def close_code(self):
-        try:
-            while True:
-                await asyncio.wait_for(self.ws.recv(), DEADLINE)
-        except ConnectionClosed as exc:
-            return exc.rcvd.code if exc.rcvd is not None else None
-
-    async def close(self):
-        await self.ws.close()
 
 
 async def wait_for(pred):
