@@ -64,4 +64,3 @@ def read_line(stream, what: str) -> str:
     if not line:
         raise AssertionError(f"child exited before printing: {what}")
     return line.decode().strip() if isinstance(line, bytes) else line.strip()
-
