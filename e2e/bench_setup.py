@@ -102,4 +102,3 @@ def chromium() -> Iterator:
             yield browser
         finally:
             browser.close()
-
