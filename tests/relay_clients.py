@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from ostracon.core.protocol import relay as P
+from polling import until
 from relay_process import RawClient
 from room_keys import room_for
 
@@ -46,6 +47,4 @@ class Client(RawClient):
 
 async def wait_for(pred):
     """Poll relay state that changes asynchronously (e.g. after a peer disconnects)."""
-    async with asyncio.timeout(DEADLINE):
-        while not pred():
-            await asyncio.sleep(0.01)
+    await until(pred, "relay state to change", DEADLINE)
