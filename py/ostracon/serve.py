@@ -31,8 +31,6 @@ if TYPE_CHECKING:
     from .relay.http import Handler, HttpRequest, HttpResponse
     from .relay.server import Relay
 
-#: Loopback names a browser may use for a server bound to a loopback address.
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
 
 
 def _default_web_dir() -> Path | None:
@@ -46,6 +44,7 @@ def allowed_hosts_for(bind_host: str, extra: list[str] | None) -> frozenset[str]
     """The Host allow-list: ``extra`` names plus the bound host (and loopback names when the
     bound host is loopback). ``"*"`` in ``extra`` turns the check off; a wildcard bind
     (0.0.0.0, ::) without ``extra`` allows only the loopback names."""
+    from .relay.http import LOOPBACK_NAMES
     names = {h.lower() for h in (extra or [])}
     if "*" in names:
         return None
@@ -226,6 +225,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 def main_serve(args: argparse.Namespace) -> int:
     from .core.errors import OstraconError, ValidationError
     from .relay.cli import config_from_args
+    from .relay.http import ANY_HOST
     from .relay.mailbox import parse_mailbox_spec, private_dir
     from .relay.server import run_relay
 
@@ -284,7 +284,8 @@ def main_serve(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(run_relay(config, args.host, args.port, mailbox, static_dir=web, extra_http=handlers,
-                              http_wrap=wrap, allowed_hosts=allowed, ready=ready))
+                              http_wrap=wrap, allowed_hosts=allowed if allowed is not None else (ANY_HOST,),
+                              ready=ready))
     except OSError as exc:
         print(f"ostracon serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
               file=sys.stderr)
