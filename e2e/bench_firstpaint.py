@@ -19,21 +19,19 @@ the engine's ready time are lower without the route). `phases_ms` breaks a first
 
 from __future__ import annotations
 
-import argparse
-import functools
 import json
 import re
 import statistics
 import sys
 import tempfile
-import threading
 import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "e2e"), str(ROOT / "tests")]
 
-from conftest import CHROMIUM, CHROMIUM_ARGS, DIST, _Handler, _Server  # noqa: E402
+from bench_setup import FILL_DOCS_JS, bench_arguments, chromium, open_page, serve_bundle  # noqa: E402
+from conftest import DIST, _Server  # noqa: E402
 
 # Documents stored (10 fields each, like W1): the issue's reopen size.
 DOCS = 10_000
@@ -122,22 +120,16 @@ REMEMBER_SPACE = """(name) => localStorage.setItem("ostracon-notes/space",
   JSON.stringify({kind: "kept", db: name, name: "bench", locked: false}))"""
 
 FILL = """async ([name, docs]) => {
+  FILL_DOCS_JS
   const db = await Ostracon.open({name, tabs: "exclusive"});
   const t = db.collection("notes");
-  for (let b = 0; b < docs; b += 500) {
-    const batch = [];
-    for (let i = b; i < Math.min(docs, b + 500); i++) {
-      const d = {}; for (let j = 0; j < 10; j++) d["f" + j] = j % 3 ? i * 31 + j : `v${i}-${j}`;
-      batch.push(d);
-    }
-    await t.createMany(batch);
-  }
+  await fillDocs(t, docs);
   await db.flush();
   await db._call("tick");  // the worker's idle tick: compacts the log into a snapshot
   const count = await t.count();
   await db.close();
   return count;
-}"""
+}""".replace("FILL_DOCS_JS", FILL_DOCS_JS)
 
 OPEN = """async (name) => {
   const t0 = performance.now(); const phases = {};
@@ -150,27 +142,11 @@ OPEN = """async (name) => {
 
 
 def _page(ctx, url: str, path: str):
-    page = ctx.new_page()
-    page.goto(url + path)
-    page.wait_for_function("window.__fp ? window.__fp.done === true : window.__ostraconLoaded === true",
-                           timeout=900_000)
+    page = open_page(ctx, url, path, "window.__fp ? window.__fp.done === true : window.__ostraconLoaded === true")
     error = page.evaluate("window.__fp && window.__fp.error")
     if error:
         raise RuntimeError(f"engine did not open: {error}")
     return page
-
-
-class _PageHandler(_Handler):
-    """The e2e server's handler, also serving the bench page from `page_file`, as the app's
-    page is served: a file (no Playwright route, which would send every request of the page
-    through Playwright and bypass Chromium's HTTP cache, neither of which a real visit does)."""
-
-    page_file = ""
-
-    def translate_path(self, path: str) -> str:
-        if path.split("?")[0] == PAGE:
-            return self.page_file
-        return super().translate_path(path)
 
 
 # Where PAGE_HTML takes the app page's inline early script.
@@ -188,14 +164,10 @@ def early_script(dist: Path) -> str:
 
 
 def serve_bench(dist: Path, workdir: Path) -> tuple[_Server, str]:
-    """Serve the bundle `dist` and the bench page (written to `workdir`, with the app page's
-    inline early script) on a loopback port: (server, base URL)."""
-    page_file = workdir / "firstpaint.html"
-    page_file.write_text(PAGE_HTML.replace(EARLY, early_script(dist)), encoding="utf-8")
-    handler = type("_BenchPageHandler", (_PageHandler,), {"page_file": str(page_file)})
-    srv = _Server(("127.0.0.1", 0), functools.partial(handler, directory=str(dist)))
-    threading.Thread(target=srv.serve_forever, name="bench-firstpaint-http", daemon=True).start()
-    return srv, f"http://127.0.0.1:{srv.server_address[1]}"
+    """Serve the bundle `dist` and the bench page (written to `workdir` with the app page's
+    inline early script, served as a file like the app's page: e2e/bench_setup.py) on a
+    loopback port: (server, base URL)."""
+    return serve_bundle(dist, {PAGE: PAGE_HTML.replace(EARLY, early_script(dist))}, workdir)
 
 
 def _visit(ctx, url: str, name: str) -> dict:
@@ -301,17 +273,9 @@ def rows(r: dict | None) -> list[tuple[str, str, str]]:
 
 
 def main() -> None:
-    from playwright.sync_api import sync_playwright
-
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--dist", default=str(DIST))
-    ap.add_argument("--docs", type=int, default=DOCS)
-    ap.add_argument("--rounds", type=int, default=ROUNDS)
-    a = ap.parse_args()
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    a = bench_arguments(DOCS, ROUNDS)
+    with chromium() as b:
         r = measure(b, None, a.docs, a.rounds, Path(a.dist))
-        b.close()
     print(f"{'target':44} {'measured':>24}  goal")
     for t, m, g in rows(r):
         print(f"{t:44} {m:>24}  {g}")

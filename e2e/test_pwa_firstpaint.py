@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from test_pwa import BOOT_TIMEOUT_MS, Server, make_app, new_space, server, wait_js, web_dir  # noqa: F401 (fixtures)
+from notes_app import BOOT_TIMEOUT_MS, Server, make_app, new_space, server, wait_js, web_dir  # noqa: F401 (fixtures)
 
 TIMELINE = "window.__notes.timeline.map((e) => e.event)"
 DAMAGE_ROW = """async (name) => {

@@ -2,12 +2,13 @@
 
 `wait_until` polls a condition; its deadline is a safety net against a hung test, never a
 performance threshold (a slow machine only makes the test take longer). `until` is the same
-for asyncio code.
+for asyncio code. `stop_process` ends a child process and waits for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -18,6 +19,9 @@ T = TypeVar("T")
 DEADLINE_S = 120.0
 #: Poll period: short enough to keep tests quick, long enough not to steal the CPU.
 POLL_S = 0.01
+
+#: How long a child process may take to exit after SIGTERM before it is killed.
+STOP_GRACE_S = 10.0
 
 
 def wait_until(condition: Callable[[], T], what: str, deadline_s: float = DEADLINE_S) -> T:
@@ -41,6 +45,17 @@ async def until(condition: Callable[[], object], what: str, deadline_s: float = 
         if loop.time() > end:
             raise AssertionError(f"gave up waiting for: {what}")
         await asyncio.sleep(POLL_S)
+
+
+def stop_process(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
+    """Ask `proc` to exit (SIGTERM), kill it if it has not within `grace_s` seconds, and
+    reap it."""
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(grace_s)
 
 
 def read_line(stream, what: str) -> str:
