@@ -16,7 +16,6 @@ and the last one (the swap: storing the snapshot, dropping the covered records).
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "e2e"), str(ROOT / "tests")]
 
-from conftest import CHROMIUM, CHROMIUM_ARGS, serve_directory  # noqa: E402
+from bench_setup import FILL_DOCS_JS, bench_arguments, chromium, open_page, serve_bundle, stop  # noqa: E402
 
 #: Documents stored before compaction (~9,000 blocks: the size the issue measured).
 DOCS = 9_000
@@ -88,18 +87,12 @@ def state():
 '''
 
 ROUND = """async ([name, docs, oneGo, gap]) => {
+  FILL_DOCS_JS
   const db = await Ostracon.open({name, testing: true, tabs: "exclusive"});
   await db._call("__testInstall", "/home/pyodide/bench", {"bench_compact_probe.py": PROBE});
   await db._call("__testCall", "bench_compact_probe", "mode", [oneGo]);
   const c = db.collection("c");
-  for (let b = 0; b < docs; b += 500) {
-    const batch = [];
-    for (let i = b; i < Math.min(docs, b + 500); i++) {
-      const d = {}; for (let j = 0; j < 10; j++) d["f" + j] = j % 3 ? i * 31 + j : `v${i}-${j}`;
-      batch.push(d);
-    }
-    await c.createMany(batch);
-  }
+  await fillDocs(c, docs);
   await db.flush();
   const waits = [];
   let done = false, ticks = 0, last = null;
@@ -126,14 +119,7 @@ ROUND = """async ([name, docs, oneGo, gap]) => {
   await db.close();
   return {waits, wallMs, ticks, count, snapshot: last.snapshot, steps: last.steps,
           longestStep: last.longest_step, lastStepMs: last.last_step_ms};
-}""".replace("PROBE", json.dumps(PROBE))
-
-
-def _page(ctx, url: str):
-    page = ctx.new_page()
-    page.goto(url + "/__e2e__.html")
-    page.wait_for_function("window.__ostraconLoaded === true", timeout=900_000)
-    return page
+}""".replace("PROBE", json.dumps(PROBE)).replace("FILL_DOCS_JS", FILL_DOCS_JS)
 
 
 def measure(browser, url: str, docs: int = DOCS, rounds: int = ROUNDS) -> dict:
@@ -143,7 +129,7 @@ def measure(browser, url: str, docs: int = DOCS, rounds: int = ROUNDS) -> dict:
     try:
         for _ in range(rounds):
             for mode in runs:
-                page = _page(ctx, url)
+                page = open_page(ctx, url)
                 r = page.evaluate(ROUND, [f"cb-{uuid.uuid4().hex[:8]}", docs, mode == "one go", CALL_GAP_MS])
                 page.close()
                 if r["count"] != docs or r["snapshot"] <= 0:
@@ -166,21 +152,13 @@ def measure(browser, url: str, docs: int = DOCS, rounds: int = ROUNDS) -> dict:
 
 
 def main() -> None:
-    from playwright.sync_api import sync_playwright
-
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--dist", default=str(ROOT / "dist" / "web"))
-    ap.add_argument("--docs", type=int, default=DOCS)
-    ap.add_argument("--rounds", type=int, default=ROUNDS)
-    a = ap.parse_args()
-    srv, url = serve_directory(Path(a.dist))
+    a = bench_arguments(DOCS, ROUNDS)
+    srv, url = serve_bundle(Path(a.dist))
     try:
-        with sync_playwright() as p:
-            b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        with chromium() as b:
             r = measure(b, url, a.docs, a.rounds)
-            b.close()
     finally:
-        srv.shutdown()
+        stop(srv)
     print(f"calls during compaction of {a.docs} documents (median of {a.rounds} rounds)")
     print(f"{'mode':10} {'longest wait':>13} {'median wait':>12} {'calls':>6} {'compaction':>11} {'ticks':>6}")
     for mode, m in r.items():

@@ -19,20 +19,19 @@ the engine's ready time are lower without the route). `phases_ms` breaks a first
 
 from __future__ import annotations
 
-import argparse
-import functools
 import json
+import re
 import statistics
 import sys
 import tempfile
-import threading
 import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "e2e"), str(ROOT / "tests")]
 
-from conftest import CHROMIUM, CHROMIUM_ARGS, DIST, _Handler, _Server  # noqa: E402
+from bench_setup import FILL_DOCS_JS, bench_arguments, chromium, open_page, serve_bundle  # noqa: E402
+from conftest import DIST, _Server  # noqa: E402
 
 # Documents stored (10 fields each, like W1): the issue's reopen size.
 DOCS = 10_000
@@ -45,9 +44,10 @@ GOAL_REOPEN_ADDS_MS = 300
 
 PAGE = "/__firstpaint__.html"
 # The Notes app's start (web/demo/index.html, early.js, boot.js), without the rest of the app:
-# the list's elements; early.js, an async module at the top of <head>, which starts reading the
-# remembered space's first screen from the read view (startRead) while the page and its other
-# modules load; then the page's module paints it (web/demo/firstpaint.js) with the app's list
+# the list's elements; early.js, inlined at the top of <head> as in the built app page (EARLY:
+# the build's classic script of early.js and its imports, taken from dist/web/demo/index.html),
+# which starts reading the remembered space's first screen from the read view (startRead) while
+# the page is parsed and its modules load; then the page's module paints it (web/demo/firstpaint.js) with the app's list
 # (web/demo/listview.js), fills in the rest in idle pages, and only then starts the engine, as
 # boot.js loads app.js (after the paint, or FIRST_PAINT_HEAD_START_MS). Once the engine is
 # ready the list shows live data, which also remembers the first screen for the next visit
@@ -55,7 +55,7 @@ PAGE = "/__firstpaint__.html"
 # performance.now(), i.e. milliseconds since navigation.
 PAGE_HTML = """<!doctype html>
 <html><head><meta charset="utf-8"><title>first paint</title>
-<script type="module" async src="/demo/early.js"></script><link rel="modulepreload" href="/readview.js">
+<!--EARLY--><link rel="modulepreload" href="/demo/early.js"><link rel="modulepreload" href="/readview.js">
 <link rel="modulepreload" href="/demo/format.js"><link rel="modulepreload" href="/demo/state.js">
 <link rel="modulepreload" href="/demo/firstpaint.js"><link rel="modulepreload" href="/demo/listview.js"></head><body>
 <main id="app" hidden><input id="search"><select id="filter"><option value="all" selected>all</option></select>
@@ -120,22 +120,16 @@ REMEMBER_SPACE = """(name) => localStorage.setItem("ostracon-notes/space",
   JSON.stringify({kind: "kept", db: name, name: "bench", locked: false}))"""
 
 FILL = """async ([name, docs]) => {
+  FILL_DOCS_JS
   const db = await Ostracon.open({name, tabs: "exclusive"});
   const t = db.collection("notes");
-  for (let b = 0; b < docs; b += 500) {
-    const batch = [];
-    for (let i = b; i < Math.min(docs, b + 500); i++) {
-      const d = {}; for (let j = 0; j < 10; j++) d["f" + j] = j % 3 ? i * 31 + j : `v${i}-${j}`;
-      batch.push(d);
-    }
-    await t.createMany(batch);
-  }
+  await fillDocs(t, docs);
   await db.flush();
   await db._call("tick");  // the worker's idle tick: compacts the log into a snapshot
   const count = await t.count();
   await db.close();
   return count;
-}"""
+}""".replace("FILL_DOCS_JS", FILL_DOCS_JS)
 
 OPEN = """async (name) => {
   const t0 = performance.now(); const phases = {};
@@ -148,38 +142,32 @@ OPEN = """async (name) => {
 
 
 def _page(ctx, url: str, path: str):
-    page = ctx.new_page()
-    page.goto(url + path)
-    page.wait_for_function("window.__fp ? window.__fp.done === true : window.__ostraconLoaded === true",
-                           timeout=900_000)
+    page = open_page(ctx, url, path, "window.__fp ? window.__fp.done === true : window.__ostraconLoaded === true")
     error = page.evaluate("window.__fp && window.__fp.error")
     if error:
         raise RuntimeError(f"engine did not open: {error}")
     return page
 
 
-class _PageHandler(_Handler):
-    """The e2e server's handler, also serving the bench page from `page_file`, as the app's
-    page is served: a file (no Playwright route, which would send every request of the page
-    through Playwright and bypass Chromium's HTTP cache, neither of which a real visit does)."""
+# Where PAGE_HTML takes the app page's inline early script.
+EARLY = "<!--EARLY-->"
+INLINE_SCRIPT_RE = re.compile(r"<script>.*?</script>", re.S)
 
-    page_file = ""
 
-    def translate_path(self, path: str) -> str:
-        if path.split("?")[0] == PAGE:
-            return self.page_file
-        return super().translate_path(path)
+def early_script(dist: Path) -> str:
+    """The inline <script> element of the built app page (the build's inlined early.js)."""
+    page = dist / "demo" / "index.html"
+    m = INLINE_SCRIPT_RE.search(page.read_text(encoding="utf-8"))
+    if not m:
+        raise RuntimeError(f"{page} has no inline early script: rebuild it (make web)")
+    return m.group(0)
 
 
 def serve_bench(dist: Path, workdir: Path) -> tuple[_Server, str]:
-    """Serve the bundle `dist` and the bench page (written to `workdir`) on a loopback port:
-    (server, base URL)."""
-    page_file = workdir / "firstpaint.html"
-    page_file.write_text(PAGE_HTML, encoding="utf-8")
-    handler = type("_BenchPageHandler", (_PageHandler,), {"page_file": str(page_file)})
-    srv = _Server(("127.0.0.1", 0), functools.partial(handler, directory=str(dist)))
-    threading.Thread(target=srv.serve_forever, name="bench-firstpaint-http", daemon=True).start()
-    return srv, f"http://127.0.0.1:{srv.server_address[1]}"
+    """Serve the bundle `dist` and the bench page (written to `workdir` with the app page's
+    inline early script, served as a file like the app's page: e2e/bench_setup.py) on a
+    loopback port: (server, base URL)."""
+    return serve_bundle(dist, {PAGE: PAGE_HTML.replace(EARLY, early_script(dist))}, workdir)
 
 
 def _visit(ctx, url: str, name: str) -> dict:
@@ -198,6 +186,7 @@ def _visit(ctx, url: str, name: str) -> dict:
         "drawn_ms": fp.get("drawnMs"), "paint_ms": fp.get("paintMs"), "filled_ms": fp.get("filledMs"),
         "ready_ms": fp["readyMs"], "runtime_loaded_ms": fp["runtimeLoadedMs"],
         "painted": first[0]["count"] if first else 0, "reason": peek["reason"], "early": peek["early"],
+        "inline": peek["inline"],
         "hinted": peek["hinted"], "filled_docs": filled[0]["count"] if filled else None,
         "same_order": painted == (fp.get("liveIds") or [])[:len(painted)],
     }
@@ -256,7 +245,7 @@ def measure(browser, url: str | None = None, docs: int = DOCS, rounds: int = ROU
         "paint_to_ready": round(paint_ms / ready_ms, 3),
         "phases_ms": {k: phase(k) for k in PHASES},
         "painted_docs": paints[0]["painted"], "peek_reason": paints[0]["reason"],
-        "early_read": all(p["early"] for p in paints),
+        "early_read": all(p["early"] for p in paints), "inline_read": all(p["inline"] for p in paints),
         "hinted": all(p["hinted"] for p in paints), "filled_docs": paints[0]["filled_docs"],
         "first_screen_order_kept": all(p["same_order"] for p in paints),
         "first_visit_paint_ms": round(unhinted["paint_ms"]), "first_visit_painted": unhinted["painted"],
@@ -284,17 +273,9 @@ def rows(r: dict | None) -> list[tuple[str, str, str]]:
 
 
 def main() -> None:
-    from playwright.sync_api import sync_playwright
-
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--dist", default=str(DIST))
-    ap.add_argument("--docs", type=int, default=DOCS)
-    ap.add_argument("--rounds", type=int, default=ROUNDS)
-    a = ap.parse_args()
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    a = bench_arguments(DOCS, ROUNDS)
+    with chromium() as b:
         r = measure(b, None, a.docs, a.rounds, Path(a.dist))
-        b.close()
     print(f"{'target':44} {'measured':>24}  goal")
     for t, m, g in rows(r):
         print(f"{t:44} {m:>24}  {g}")

@@ -6,8 +6,11 @@
 - the first screen is the remembered one (read by id) and its order is the live order, so the
   swap moves nothing; without a remembered first screen the whole view is painted, in the live
   order too;
-- the first screen's read is the one web/demo/early.js starts at page load (before the app's
-  other modules have arrived), not a second one;
+- the first screen's read is the one web/demo/early.js starts at page load, not a second one:
+  in the built page its inline copy (a classic script, wasm-build/inline.py), which the served
+  Content-Security-Policy allows by its hash and nothing looser; with the hash missing from the
+  policy the browser refuses the inline copy and the page still paints (the module starts the
+  read); a visit served offline by the service worker starts it inline too;
 - the rest of the list fills in from the view in pages until every stored note is in;
 - a damaged view is not painted: the app waits for the engine, which rewrites the view for the
   next visit; so does a page without IndexedDB (the engine's worker still has it), and a
@@ -16,7 +19,10 @@
 
 from __future__ import annotations
 
-from test_pwa import make_app, new_space, server, wait_js, web_dir  # noqa: F401 (fixtures)
+import json
+import shutil
+
+from notes_app import BOOT_TIMEOUT_MS, Server, make_app, new_space, server, wait_js, web_dir  # noqa: F401 (fixtures)
 
 TIMELINE = "window.__notes.timeline.map((e) => e.event)"
 DAMAGE_ROW = """async (name) => {
@@ -244,5 +250,81 @@ def test_a_tampered_first_screen_is_ignored(browser, server):  # noqa: F811
         wait_js(app.page, """(n) => { const h = JSON.parse(localStorage.getItem("ostracon-notes/first-screen/" + n));
           return Array.isArray(h.ids) && h.ids.length < 5000 && h.ids.every((i) => typeof i === "string"); }""",
                 arg=name)
+    assert app.errors == []
+    ctx.close()
+
+
+# Collects the page's CSP violations (the init script runs through DevTools, outside the CSP).
+CSP_LOG = """document.addEventListener("securitypolicyviolation", (e) =>
+  (window.__csp = window.__csp || []).push(`${e.violatedDirective} ${e.blockedURI}`));"""
+PAINTED = "(window.__notes.timeline || []).some((e) => e.event === 'firstpaint')"
+
+
+def reload_painted(app) -> dict:
+    """Reload the app and wait for the first paint; the peek event."""
+    app.page.reload()
+    wait_js(app.page, PAINTED)
+    return app.page.evaluate(PEEK)
+
+
+def test_the_early_read_is_inline_and_allowed_by_its_csp_hash(browser, server, web_dir):  # noqa: F811
+    ctx, app, ids = stored_app(browser, server, 8, touched=(2,))
+    app.page.add_init_script(CSP_LOG)
+    resp = app.page.goto(server.url + "/demo/")
+    csp = resp.headers["content-security-policy"]
+    hashes = json.loads((web_dir / "build-info.json").read_text())["csp_script_hashes"]
+    script_src = next(d for d in csp.split("; ") if d.startswith("script-src "))
+    assert script_src == "script-src 'self' 'wasm-unsafe-eval' " + " ".join(hashes) and len(hashes) == 1
+    assert "unsafe-inline" not in csp
+    # The page's one inline script is the one the hash names.
+    assert app.page.evaluate("document.querySelectorAll('script:not([src])').length") == 1
+    wait_js(app.page, PAINTED)
+    peek = app.page.evaluate(PEEK)
+    assert peek["inline"] is True and peek["early"] is True and peek["count"] == 8, peek
+    # One read: the module file adopted the inline copy's read (the slot is empty again).
+    assert app.page.evaluate("'__ostraconNotesEarlyRead' in globalThis") is False
+    app.wait_ready()
+    assert app.page.evaluate("window.__csp || []") == []
+    assert app.errors == []
+    ctx.close()
+
+
+def test_without_its_hash_in_the_policy_the_inline_read_is_refused_and_the_page_still_paints(
+        browser, tmp_path, web_dir):  # noqa: F811
+    web = tmp_path / "web"
+    shutil.copytree(web_dir, web)
+    info = json.loads((web / "build-info.json").read_text())
+    info["csp_script_hashes"] = []
+    (web / "build-info.json").write_text(json.dumps(info))
+    (tmp_path / "data").mkdir()
+    srv = Server(web, tmp_path / "data")
+    srv.start()
+    try:
+        ctx, app, ids = stored_app(browser, srv, 6)
+        app.page.add_init_script(CSP_LOG)
+        peek = reload_painted(app)
+        assert peek["inline"] is False and peek["early"] is True and peek["count"] == 6, peek
+        assert app.page.evaluate(FIRST_PAINT)["ids"] == app.page.evaluate(SHOWN)[:6]
+        assert any(v.startswith("script-src") and v.endswith(" inline") for v in app.page.evaluate("window.__csp"))
+        app.wait_ready()
+        assert app.errors == []
+        ctx.close()
+    finally:
+        srv.stop()
+
+
+def test_a_visit_served_offline_by_the_service_worker_paints_from_the_inline_read(browser, server):  # noqa: F811
+    ctx, app, ids = stored_app(browser, server, 5)
+    wait_js(app.page, "navigator.serviceWorker.controller !== null || window.__notes.swReady", timeout=BOOT_TIMEOUT_MS)
+    app.page.evaluate("navigator.serviceWorker.ready")
+    app.page.add_init_script(CSP_LOG)
+    server.stop()
+    ctx.set_offline(True)
+    peek = reload_painted(app)
+    assert app.page.evaluate("navigator.serviceWorker.controller !== null")
+    assert peek["inline"] is True and peek["count"] == 5, peek
+    assert sorted(app.page.evaluate(SHOWN)) == sorted(ids)
+    app.wait_ready()
+    assert app.page.evaluate("window.__csp || []") == []
     assert app.errors == []
     ctx.close()

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from test_pwa import (  # noqa: F401  (fixtures)
+from notes_app import (  # noqa: F401  (fixtures)
     SYNC_TIMEOUT_MS,
     App,
     artifacts_dir,

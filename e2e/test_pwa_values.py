@@ -12,7 +12,7 @@ import base64
 
 import pytest
 
-from test_pwa import APPLY_B64, B64_ENVELOPES, make_app, new_space, server, shot, wait_js, web_dir  # noqa: F401 (fixtures)
+from notes_app import APPLY_B64, B64_ENVELOPES, make_app, new_space, server, shot, wait_js, web_dir  # noqa: F401 (fixtures)
 
 NO_OVERFLOW = "document.documentElement.scrollWidth <= window.innerWidth"
 

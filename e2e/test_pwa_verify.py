@@ -12,8 +12,8 @@ import base64
 import pytest
 
 import ostracon
+from notes_app import APP, server, web_dir  # noqa: F401 (fixtures)
 from ostracon.crypto.identity import Identity
-from test_pwa import APP, server, web_dir  # noqa: F401 (fixtures)
 
 VERIFY = """async (list) => {
     const { verifyAll } = await import(new URL("verify.js", location.href).href);

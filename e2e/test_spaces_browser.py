@@ -24,11 +24,11 @@ from typing import Any
 
 import ostracon
 from conftest import goto_e2e
+from notes_app import SYNC_TIMEOUT_MS, make_app, new_space, server, wait_js, web_dir  # noqa: F401 - fixtures
 from ostracon.crypto.space import Space
 from ostracon.sync.native import start_sync
 from polling import wait_until
 from test_browser_sync import FAST, relay_url  # noqa: F401 - the relay process fixture
-from test_pwa import SYNC_TIMEOUT_MS, make_app, new_space, server, wait_js, web_dir  # noqa: F401 - fixtures
 
 DEADLINE_S = 60.0
 

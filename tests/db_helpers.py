@@ -14,6 +14,8 @@ ID_B = Identity.from_seed(bytes(range(1, 33)))
 
 
 class Clock:
+    """Wall clock in ms, moved only by the test."""
+
     def __init__(self, t=T0):
         self.t = t
 
@@ -45,8 +47,10 @@ class SpyStorage(MemoryStorage):
         return list(self.appended)  # readable after close too
 
 
-def open_db(identity=ID_A, clock=None, storage=None, seed=1, **kw):
-    return ostracon.open(identity=identity, clock=clock or Clock(), storage=storage,
+def open_db(identity=ID_A, clock=None, storage=None, seed=1, path=None, **kw):
+    """A database at `path` (None: in memory, or `storage`) with a settable clock and
+    deterministic randomness (`seed`)."""
+    return ostracon.open(path, identity=identity, clock=clock or Clock(), storage=storage,
                          random_bytes=DeterministicRandom(seed), **kw)
 
 

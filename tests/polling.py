@@ -2,12 +2,13 @@
 
 `wait_until` polls a condition; its deadline is a safety net against a hung test, never a
 performance threshold (a slow machine only makes the test take longer). `until` is the same
-for asyncio code.
+for asyncio code. `stop_process` ends a child process and waits for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -18,6 +19,9 @@ T = TypeVar("T")
 DEADLINE_S = 120.0
 #: Poll period: short enough to keep tests quick, long enough not to steal the CPU.
 POLL_S = 0.01
+
+#: How long a child process may take to exit after SIGTERM before it is killed.
+STOP_GRACE_S = 10.0
 
 
 def wait_until(condition: Callable[[], T], what: str, deadline_s: float = DEADLINE_S) -> T:
@@ -43,9 +47,43 @@ async def until(condition: Callable[[], object], what: str, deadline_s: float = 
         await asyncio.sleep(POLL_S)
 
 
+def stop_process(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
+    """Ask `proc` to exit (SIGTERM), kill it if it has not within `grace_s` seconds, and
+    reap it."""
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(grace_s)
+
+
 def read_line(stream, what: str) -> str:
     """The next line a child process prints (blocking); AssertionError if it exited."""
     line = stream.readline()
     if not line:
         raise AssertionError(f"child exited before printing: {what}")
     return line.decode().strip() if isinstance(line, bytes) else line.strip()
+
+
+def run_in_thread(fn: Callable[[], object], what: str, deadline_s: float = DEADLINE_S) -> None:
+    """Run `fn` in another thread and wait for it to end; AssertionError naming `what` when it
+    is still running past the safety deadline (a lock this thread holds blocks it for good:
+    the test fails instead of hanging). An exception of `fn` is raised here."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(deadline_s)
+    if t.is_alive():
+        raise AssertionError(f"gave up waiting for: {what}")
+    if errors:
+        raise errors[0]

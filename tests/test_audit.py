@@ -10,8 +10,9 @@ import ostracon
 from ostracon import CorruptBlockError, ValidationError
 from ostracon.cli import main
 from ostracon.core import cid as cidlib
-from ostracon.core.block import Seal, decode_seal
+from ostracon.core.block import Seal, decode_change, decode_seal
 from ostracon.db.audit import audit_entries, entry_envelopes, is_audit_entry
+from ostracon.tagged_json import from_json_value
 
 KEYS = {"cid", "collection", "id", "parents", "height", "clock", "time", "actor", "seq", "ops",
         "meta", "schema", "block", "seal"}
@@ -58,6 +59,23 @@ def test_log_lines_are_self_contained(dbdir, capsys):
     assert code == 0 and len(out.splitlines()) == 2 and "stage=ocr model=m" in out
     code, out, _ = run(capsys, "history", dbdir, "pages", "p1")
     assert code == 0 and "stage=ocr model=m" in out.splitlines()[1] and "stage" not in out.splitlines()[0]
+
+
+def test_ops_are_in_the_lossless_json_form_even_for_maps_whose_keys_look_like_tags():
+    # A user's map {"$bytes": "..."} is data, not bytes: an entry's ops must read back as
+    # exactly the operations its block holds.
+    value = {"tagged": {"$bytes": "AAE="}, "raw": b"\x00\x01", "list": [b"\xff", {"$k": None}]}
+    with ostracon.open() as db:
+        db.collection("c").create({"v": value}, id="d")
+        db.collection("c").patch("d", {"n": 2**70})
+        entries = list(audit_entries(db.replica))
+    assert len(entries) == 2
+    for e in entries:
+        ops = [list(op) for op in decode_change(base64.b64decode(e["block"])).ops]
+        assert from_json_value(json.loads(json.dumps(e["ops"]))) == ops
+    assert entries[0]["ops"] == [["s", "v", {"list": [{"$bytes": "/w=="}, {"$map": {"$k": None}}],
+                                             "raw": {"$bytes": "AAE="}, "tagged": {"$map": {"$bytes": "AAE="}}}]]
+    assert entries[1]["ops"] == [["s", "n", 2**70]]
 
 
 def test_import_rebuilds_the_same_dag_cids_and_signatures(dbdir, tmp_path, capsys):

@@ -7,30 +7,10 @@ import random
 import pytest
 
 import ostracon
+from db_helpers import ID_A, ID_B, Clock, open_db
 from ostracon import ConflictError, ValidationError
 from ostracon.core.query.filters import select
-from ostracon.crypto import DeterministicRandom
-from ostracon.crypto.identity import Identity
 from ostracon.db import IndexBuildingError, QueryCursorError, QueryTooExpensiveError
-
-T0 = 1_700_000_000_000
-ID_A = Identity.from_seed(bytes(range(32)))
-ID_B = Identity.from_seed(bytes(range(1, 33)))
-
-
-class Clock:
-    """Wall clock in ms, moved only by the test."""
-
-    def __init__(self, t=T0):
-        self.t = t
-
-    def __call__(self):
-        return self.t
-
-
-def open_db(identity=ID_A, clock=None, seed=1, path=None, **kw):
-    return ostracon.open(path, identity=identity, clock=clock or Clock(),
-                         random_bytes=DeterministicRandom(seed), **kw)
 
 
 def ids(docs):

@@ -7,28 +7,11 @@ import random
 import pytest
 
 import ostracon
+from db_helpers import ID_A, ID_B, Clock, open_db
 from ostracon import NotFoundError, Text, TextCursor, ValidationError
 from ostracon.core.text import TEXT_BURST_OPS
-from ostracon.crypto import DeterministicRandom
 from ostracon.crypto.identity import Identity
 from ostracon.db.text import TEXT_BURST_CHARS, TEXT_BURST_MS
-
-T0 = 1_700_000_000_000
-ID_A = Identity.from_seed(bytes(range(32)))
-ID_B = Identity.from_seed(bytes(range(1, 33)))
-
-
-class Clock:
-    def __init__(self, t=T0):
-        self.t = t
-
-    def __call__(self):
-        return self.t
-
-
-def open_db(identity=ID_A, clock=None, storage=None, seed=1, path=None):
-    return ostracon.open(path, identity=identity, clock=clock or Clock(), storage=storage,
-                         random_bytes=DeterministicRandom(seed))
 
 
 def sync(src, dst):

@@ -12,7 +12,7 @@ from websockets.asyncio.client import connect
 
 from ostracon.core.errors import ValidationError
 from ostracon.core.protocol import relay as P
-from ostracon.relay.http import HttpRequest, HttpResponse, StaticFiles, mime_type
+from ostracon.relay.http import HttpRequest, HttpResponse, StaticFiles, mime_type, resolve_allowed_hosts
 from ostracon.relay.server import Relay, RelayConfig
 from room_keys import answer, room_for
 
@@ -39,7 +39,7 @@ async def raw(port: int, data: bytes, *, then_wait: bool = True) -> tuple[int, d
 
 
 async def get(port: int, path: str, method: str = "GET", headers: str = "") -> tuple[int, dict[str, str], bytes]:
-    return await raw(port, f"{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
+    return await raw(port, f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode())
 
 
 @pytest.fixture
@@ -174,13 +174,14 @@ def test_handlers_post_bodies_errors_and_limits(site):
     async def main():
         async with Relay(cfg, static_dir=site, http_handlers={"/graphql": echo, "/boom": boom}) as relay:
             body = b'{"query":"{ a }"}'
-            status, _, resp = await raw(relay.port, b"POST /graphql?a=1 HTTP/1.1\r\nHost: x\r\nContent-Type: "
+            status, _, resp = await raw(relay.port, b"POST /graphql?a=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
                                         b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
             assert status == 200
             assert json.loads(resp) == {"method": "POST", "body": body.decode(), "q": ["1"], "ct": "application/json"}
             # Expect: 100-continue (curl does this for bodies > 1 KiB).
             reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
-            writer.write(b"POST /graphql HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+            writer.write(b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n"
+                         b"Content-Length: 4\r\n\r\n")
             assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), DEADLINE)).startswith(b"HTTP/1.1 100")
             writer.write(b"abcd")
             rest = await asyncio.wait_for(reader.read(), DEADLINE)
@@ -220,15 +221,18 @@ def test_ambiguous_framing_and_host_headers_are_400():
 
     async def main():
         async with Relay(RelayConfig(), http_handlers={"/graphql": echo}) as relay:
-            for bad in (b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\n{}",
-                        b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Length: \xd9\xa1\r\n\r\n{}",
-                        b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 30\r\n\r\n{}",
-                        b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
-                        b"GET /graphql HTTP/1.1\r\nHost: x\r\nHost: evil.example\r\n\r\n"):
+            for bad in (b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: \xb2\r\n\r\n{}",
+                        b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: \xd9\xa1\r\n\r\n{}",
+                        b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n"
+                        b"Content-Length: 30\r\n\r\n{}",
+                        b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n"
+                        b"Content-Length: 2\r\n\r\n{}",
+                        b"GET /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n\r\n"):
                 status, _, _ = await raw(relay.port, bad)
                 assert status == 400, bad
             assert seen == []
-            status, _, _ = await raw(relay.port, b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+            status, _, _ = await raw(relay.port,
+                                     b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\n{}")
             assert status == 200 and len(seen) == 1
     run(main())
 
@@ -236,7 +240,7 @@ def test_ambiguous_framing_and_host_headers_are_400():
 def test_slow_request_times_out_with_408():
     async def main():
         async with Relay(RelayConfig(http_timeout_s=0.2)) as relay:
-            status, _, _ = await raw(relay.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # head never ends
+            status, _, _ = await raw(relay.port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # head never ends
             assert status == 408
     run(main())
 
@@ -252,7 +256,7 @@ def test_idle_sockets_make_room_for_new_connections_instead_of_locking_them_out(
                     await asyncio.sleep(0.01)
             for round_ in range(3):
                 reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
-                writer.write(b"GET /healthz HTTP/1.1\r\n\r\n")
+                writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 assert (await asyncio.wait_for(reader.read(), DEADLINE)).startswith(b"HTTP/1.1 200"), round_
                 writer.close()
             # The oldest idle one was closed to make room; answered requests free their slot.
@@ -272,3 +276,41 @@ def test_response_validation():
         HttpResponse(200, headers=(("X-Ok", "a\r\nInjected: 1"),))
     with pytest.raises(ValidationError):
         HttpResponse(200, body="text")  # type: ignore[arg-type]
+
+
+def test_loopback_relay_without_allowed_hosts_refuses_foreign_host_names():
+    # DNS rebinding: a page on evil.example re-points its name at 127.0.0.1 and talks to a
+    # relay bound to loopback; its requests still say "Host: evil.example". Without
+    # configured names such a relay answers loopback names only.
+    async def main():
+        async with Relay(RelayConfig(), host="127.0.0.1") as relay:
+            for name in ("evil.example", f"evil.example:{relay.port}", "127.0.0.1.evil.example", "[::2]"):
+                status, _, _ = await raw(relay.port, f"GET /healthz HTTP/1.1\r\nHost: {name}\r\n\r\n".encode())
+                assert status == 421, name
+            for name in ("127.0.0.1", f"localhost:{relay.port}", "LOCALHOST", f"[::1]:{relay.port}"):
+                status, _, _ = await raw(relay.port, f"GET /healthz HTTP/1.1\r\nHost: {name}\r\n\r\n".encode())
+                assert status == 200, name
+            room = room_for("rebind")
+            upgrade = (f"GET {P.room_path(room)} HTTP/1.1\r\nHost: evil.example\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                       "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+            status, _, _ = await raw(relay.port, upgrade)
+            assert status == 421
+        # "*" turns the check off (a relay behind a proxy that rewrites Host).
+        async with Relay(RelayConfig(), host="127.0.0.1", allowed_hosts=["*"]) as relay:
+            status, _, _ = await raw(relay.port, b"GET /healthz HTTP/1.1\r\nHost: relay.example\r\n\r\n")
+            assert status == 200
+    run(main())
+
+
+def test_default_allowed_hosts_follow_the_bind_address():
+    assert resolve_allowed_hosts("127.0.0.1", None) == {"127.0.0.1", "localhost", "[::1]"}
+    assert resolve_allowed_hosts("127.0.0.2", None) == {"127.0.0.2", "127.0.0.1", "localhost", "[::1]"}
+    assert resolve_allowed_hosts("::1", None) == {"127.0.0.1", "localhost", "[::1]"}
+    assert resolve_allowed_hosts("localhost", None) == {"127.0.0.1", "localhost", "[::1]"}
+    # Reachable from elsewhere: names are the operator's to give (a proxy may route by name).
+    assert resolve_allowed_hosts("0.0.0.0", None) is None
+    assert resolve_allowed_hosts("192.0.2.5", None) is None
+    assert resolve_allowed_hosts("127.0.0.1", ["Relay.Example"]) == {"relay.example"}
+    assert resolve_allowed_hosts("127.0.0.1", ["*"]) is None
+    assert resolve_allowed_hosts("127.0.0.1", []) == frozenset()

@@ -411,3 +411,4 @@ def test_sqlite_room_cache_is_bounded_and_reloads_exactly(tmp_path, monkeypatch)
             assert mb.append(room, b"g") == n + 1
     finally:
         mb.close()
+

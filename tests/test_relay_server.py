@@ -9,7 +9,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,78 +19,16 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ostracon.core.errors import ValidationError
 from ostracon.core.protocol import relay as P
-from ostracon.relay.backend import Backend, LocalBus
-from ostracon.relay.limits import LocalLimits
-from ostracon.relay.mailbox import FRAME_OVERHEAD_BYTES, MailboxError, MemoryMailbox
+from ostracon.relay.mailbox import FRAME_OVERHEAD_BYTES, MemoryMailbox
 from ostracon.relay.server import Relay, RelayConfig, TokenBucket
-from room_keys import answer, room_for, signature
+from relay_clients import DEADLINE, ROOM, ROOM2, Client, run
 
-ROOM = room_for("ROOM")
-ROOM2 = room_for("ROOM2")
 REPO = Path(__file__).resolve().parents[1]
-DEADLINE = 20.0  # generous per-step deadline; the tests never depend on how fast things are
-
-
-def run(coro):
-    async def guarded():
-        async with asyncio.timeout(45):
-            return await coro
-    return asyncio.run(guarded())
-
-
-class Client:
-    def __init__(self, ws):
-        self.ws = ws
-
-    @classmethod
-    async def join(cls, relay, room=ROOM, since=None, epoch=None):
-        ws = await connect(relay.room_url(room, since, epoch), max_size=None, open_timeout=DEADLINE)
-        try:
-            await answer(ws, room, DEADLINE)
-        except ConnectionClosed:
-            pass  # refused before the challenge (e.g. shutting down): close_code() tells
-        return cls(ws)
-
-    async def next(self):
-        return P.decode_server_message(await asyncio.wait_for(self.ws.recv(), DEADLINE))
-
-    async def until(self, pred):
-        """Read messages until ``pred(msg)``; return them all (including the matching one)."""
-        seen = []
-        while True:
-            m = await self.next()
-            seen.append(m)
-            if pred(m):
-                return seen
-
-    async def next_data(self):
-        """Next message that is not a Peers update."""
-        while True:
-            m = await self.next()
-            if not isinstance(m, P.Peers):
-                return m
-
-    async def caught_up(self):
-        msgs = await self.until(lambda m: isinstance(m, P.CaughtUp))
-        return msgs
-
-    async def publish(self, payload: bytes) -> None:
-        await self.ws.send(P.encode_publish(payload))
-
-    async def close_code(self):
-        try:
-            while True:
-                await asyncio.wait_for(self.ws.recv(), DEADLINE)
-        except ConnectionClosed as exc:
-            return exc.rcvd.code if exc.rcvd is not None else None
-
-    async def close(self):
-        await self.ws.close()
 
 
 async def http(relay, method, path, body=b"", headers=()):
     reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
-    head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
     writer.write(head.encode() + body)
     data = await asyncio.wait_for(reader.read(), DEADLINE)
@@ -101,13 +38,6 @@ async def http(relay, method, path, body=b"", headers=()):
     status = int(lines[0].split()[1])
     hdrs = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
     return status, hdrs, body
-
-
-async def wait_for(pred):
-    """Poll relay state that changes asynchronously (e.g. after a peer disconnects)."""
-    async with asyncio.timeout(DEADLINE):
-        while not pred():
-            await asyncio.sleep(0.01)
 
 
 # --- forwarding ------------------------------------------------------------------------------
@@ -277,193 +207,7 @@ def test_joining_while_frames_flow_loses_and_duplicates_nothing():
     run(main())
 
 
-# --- abuse limits ----------------------------------------------------------------------------
-
-def test_oversize_frame_is_closed_with_1009():
-    async def main():
-        async with Relay() as relay:
-            a = await Client.join(relay)
-            await a.caught_up()
-            await a.ws.send(P.encode_publish(b"\0" * (2 * 1024 * 1024)))
-            assert await a.close_code() == P.CLOSE_TOO_BIG
-            await wait_for(lambda: relay.metrics.drops["oversize"] == 1)
-            assert relay.mailbox.stats().frames == 0
-    run(main())
-
-
-class FrozenClock:
-    """A monotonic clock that only moves when the test says so (rate buckets never refill)."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def test_rate_limits_throttle_instead_of_disconnecting_and_survive_reconnects():
-    async def main():
-        clock = FrozenClock()
-        # 1000 frames/s keeps each enforced pause at a millisecond; the frozen clock means the
-        # bucket never refills, so every frame past the burst is held back.
-        cfg = RelayConfig(rate_frames_per_s=1000.0, rate_frames_burst=3)
-        backend = Backend(MemoryMailbox(), LocalBus(), LocalLimits(clock))
-        async with Relay(cfg, backend=backend) as relay:
-            a = await Client.join(relay)
-            await a.caught_up()
-            for i in range(8):
-                await a.publish(b"x%d" % i)
-            acks = [m.cursor for m in await a.until(lambda m: isinstance(m, P.Ack) and m.cursor == 8)
-                    if isinstance(m, P.Ack)]
-            assert acks == list(range(1, 9))  # nothing refused, nobody disconnected
-            assert relay.metrics.drops["rate_limit"] == 5 and relay.metrics.throttled_s > 0
-            await a.close()
-            # A new connection from the same address to the same room gets no fresh allowance.
-            b = await Client.join(relay, since=8)
-            await b.caught_up()
-            await b.publish(b"again")
-            await b.until(lambda m: isinstance(m, P.Ack))
-            assert relay.metrics.drops["rate_limit"] == 6
-            # Another room is another bucket.
-            c = await Client.join(relay, ROOM2)
-            await c.caught_up()
-            await c.publish(b"other")
-            await c.until(lambda m: isinstance(m, P.Ack))
-            assert relay.metrics.drops["rate_limit"] == 6
-            await b.close()
-            await c.close()
-    run(main())
-
-
-def test_connection_room_and_member_limits_close_with_1013():
-    async def main():
-        async with Relay(RelayConfig(max_connections=2)) as relay:
-            a = await Client.join(relay)
-            b = await Client.join(relay, ROOM2)
-            c = await Client.join(relay)
-            assert await c.close_code() == P.CLOSE_TRY_AGAIN
-            assert relay.metrics.drops["max_connections"] == 1
-            await a.close()
-            await wait_for(lambda: relay.metrics_snapshot()["connections"] == 1)
-            d = await Client.join(relay)
-            assert isinstance(await d.next(), P.Welcome)  # a slot freed up
-            await b.close()
-            await d.close()
-        async with Relay(RelayConfig(max_rooms=1, max_room_members=2)) as relay:
-            a = await Client.join(relay)
-            b = await Client.join(relay, ROOM2)
-            assert await b.close_code() == P.CLOSE_TRY_AGAIN
-            c = await Client.join(relay)
-            d = await Client.join(relay)
-            assert await d.close_code() == P.CLOSE_TRY_AGAIN
-            assert relay.metrics.drops["max_rooms"] == 1 and relay.metrics.drops["room_full"] == 1
-            await a.close()
-            await c.close()
-    run(main())
-
-
-async def _raw_join_never_read(port: int, room: str) -> socket.socket:
-    """A WebSocket client that completes the handshake and then never reads again."""
-    loop = asyncio.get_running_loop()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # keep the kernel's buffering small
-    sock.setblocking(False)
-    await loop.sock_connect(sock, ("127.0.0.1", port))
-    req = (f"GET {P.room_path(room)} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-           "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-    await loop.sock_sendall(sock, req.encode())
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = await asyncio.wait_for(loop.sock_recv(sock, 1), DEADLINE)
-        assert chunk, "relay closed during handshake"
-        buf += chunk
-    assert buf.startswith(b"HTTP/1.1 101"), buf
-    # Answer the admission challenge by hand (one unmasked server frame in, one masked out).
-    head = b""
-    while len(head) < 2:
-        head += await asyncio.wait_for(loop.sock_recv(sock, 2 - len(head)), DEADLINE)
-    n = head[1] & 0x7F
-    body = b""
-    while len(body) < n:
-        body += await asyncio.wait_for(loop.sock_recv(sock, n - len(body)), DEADLINE)
-    challenge = P.decode_server_message(body)
-    auth = P.encode_auth(signature(room, challenge.nonce, f"127.0.0.1:{port}"), f"127.0.0.1:{port}")
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(auth))
-    await loop.sock_sendall(sock, bytes([0x82, 0x80 | len(auth)]) + mask + masked)
-    return sock
-
-
-def test_slow_consumer_is_disconnected_and_relay_memory_stays_bounded():
-    async def main():
-        # Past send_queue_bytes the non-reader is sent back to the mailbox (no memory); it is
-        # disconnected once one write stalls for send_timeout_s.
-        cfg = RelayConfig(max_frame_bytes=64 * 1024 + 1, send_queue_frames=8, send_queue_bytes=256 * 1024,
-                          write_buffer_bytes=16 * 1024, rate_frames_per_s=None, rate_bytes_per_s=None,
-                          close_timeout_s=0.5, send_timeout_s=0.5)
-        async with Relay(cfg) as relay:
-            writer = await Client.join(relay)
-            healthy = await Client.join(relay)
-            await writer.caught_up()
-            await healthy.caught_up()
-            slow = await _raw_join_never_read(relay.port, ROOM)
-            await wait_for(lambda: relay.metrics_snapshot()["connections"] == 3)
-            received = []
-            acked = []
-            progress = asyncio.Event()
-
-            async def read_all(client, sink, kind):
-                try:
-                    while True:
-                        m = await client.next()
-                        if isinstance(m, kind):
-                            sink.append(m.cursor)
-                            progress.set()
-                except ConnectionClosed:
-                    pass
-
-            async def window(limit):
-                # Pace the writer to the healthy reader, so only the non-reader falls behind.
-                while len(received) < sent - limit or len(acked) < sent - limit:
-                    progress.clear()
-                    await asyncio.wait_for(progress.wait(), DEADLINE)
-
-            readers = [asyncio.create_task(read_all(healthy, received, P.Frame)),
-                       asyncio.create_task(read_all(writer, acked, P.Ack))]
-            payload = bytes(range(256)) * 256  # 64 KiB
-            sent = 0
-            # Far more than kernel buffers + queue can hold for a reader that never reads.
-            while relay.metrics.drops["slow_consumer"] == 0 and sent < 2000:
-                await writer.publish(payload)
-                sent += 1
-                await window(2)
-            assert relay.metrics.drops["slow_consumer"] == 1, "the non-reading client was never dropped"
-            # Bounded: no member's queue ever went past the configured limit.
-            assert relay.metrics.queue_high_water_bytes <= cfg.send_queue_bytes
-            await wait_for(lambda: relay.metrics_snapshot()["connections"] == 2)
-            # The others are unaffected: everything sent is delivered and acknowledged.
-            for _i in range(20):
-                await writer.publish(payload)
-                sent += 1
-                await window(2)
-            await window(0)
-            assert received == list(range(1, sent + 1)) and acked == received
-            assert relay.metrics.drops["slow_consumer"] == 1
-            slow.close()
-            await writer.close()
-            await healthy.close()
-            await asyncio.gather(*readers)
-    run(main())
-
-
-def test_idle_connection_is_closed_with_4002():
-    async def main():
-        async with Relay(RelayConfig(idle_timeout_s=0.2)) as relay:
-            a = await Client.join(relay)
-            assert await a.close_code() == P.CLOSE_IDLE
-            assert relay.metrics.drops["idle"] == 1
-    run(main())
-
+# --- pings, bad requests, random input (limits: test_relay_server_abuse.py) ----------------
 
 def test_a_ping_is_answered_with_its_token_to_the_sender_only():
     async def main():
@@ -479,34 +223,6 @@ def test_a_ping_is_answered_with_its_token_to_the_sender_only():
             assert relay.mailbox.stats().frames == 0
             await a.ws.send(b"\x03" + bytes(P.MAX_PING_TOKEN + 1))
             assert await a.close_code() == P.CLOSE_UNSUPPORTED
-    run(main())
-
-
-def test_text_unknown_kind_and_empty_frames_close_with_1003():
-    async def main():
-        async with Relay() as relay:
-            for bad in ("text", b"\x07payload", b"\x01", b""):
-                a = await Client.join(relay)
-                await a.caught_up()
-                await a.ws.send(bad)
-                assert await a.close_code() == P.CLOSE_UNSUPPORTED, bad
-            assert relay.metrics.drops["bad_message"] == 4
-            assert relay.mailbox.stats().frames == 0
-    run(main())
-
-
-def test_mailbox_failure_closes_with_1011():
-    class BrokenMailbox(MemoryMailbox):
-        def append(self, room, frame, writer=""):
-            raise MailboxError("disk on fire")
-
-    async def main():
-        async with Relay(RelayConfig(), BrokenMailbox()) as relay:
-            a = await Client.join(relay)
-            await a.caught_up()
-            await a.publish(b"x")
-            assert await a.close_code() == P.CLOSE_INTERNAL
-            assert relay.metrics.drops["mailbox_error"] == 1
     run(main())
 
 

@@ -21,7 +21,16 @@ from ostracon.crypto import DeterministicRandom
 from ostracon.graphql_limits import GraphQLLimits
 from ostracon.relay.precompress import precompress
 from ostracon.relay.server import Relay, RelayConfig
-from ostracon.serve import GraphQLEndpoint, allowed_hosts_for, content_security_policy, main_serve, security_headers
+from ostracon.serve import (
+    MAX_SCRIPT_HASHES,
+    GraphQLEndpoint,
+    allowed_hosts_for,
+    content_security_policy,
+    inline_script_hashes,
+    main_serve,
+    security_headers,
+    security_headers_for,
+)
 from polling import until
 
 DEADLINE = 20.0
@@ -51,6 +60,50 @@ def test_allowed_hosts_and_csp():
     assert "unsafe-inline" not in csp and "'unsafe-eval'" not in csp
     assert "frame-ancestors 'none'" in csp and "ws://127.0.0.1:8787" in csp
     assert "ws://" not in content_security_policy("bad host\r\n")
+
+
+H1 = "'sha256-" + "A" * 43 + "='"
+H2 = "'sha256-" + "b+/9" * 10 + "xyz='"
+
+
+@pytest.mark.parametrize("info, expected", [
+    ({"csp_script_hashes": [H2, H1, H1]}, (H1, H2)),
+    ({"files": {}}, ()),
+    ({"csp_script_hashes": []}, ()),
+    ({"csp_script_hashes": [H1, "'unsafe-inline'"]}, ()),
+    ({"csp_script_hashes": [H1 + "; script-src *"]}, ()),
+    ({"csp_script_hashes": ["'sha384-" + "A" * 64 + "'"]}, ()),
+    ({"csp_script_hashes": H1}, ()),
+    ({"csp_script_hashes": [H1] * (MAX_SCRIPT_HASHES + 1)}, ()),
+    ([H1], ()),
+    ("not json {", ()),
+])
+def test_inline_script_hashes_come_only_from_a_sound_build_info(tmp_path, capsys, info, expected):
+    (tmp_path / "build-info.json").write_text(info if isinstance(info, str) else json.dumps(info))
+    assert inline_script_hashes(tmp_path) == expected
+    sound = expected or info in ({"files": {}}, {"csp_script_hashes": []})
+    assert (capsys.readouterr().err == "") == bool(sound)
+    assert inline_script_hashes(None) == () and inline_script_hashes(tmp_path / "absent") == ()
+
+
+def test_csp_allows_exactly_the_given_inline_scripts():
+    csp = content_security_policy("localhost:1", (H1, H2))
+    script_src = next(d for d in csp.split("; ") if d.startswith("script-src "))
+    assert script_src == f"script-src 'self' 'wasm-unsafe-eval' {H1} {H2}"
+    assert "unsafe-inline" not in csp
+    assert "sha256" not in content_security_policy("localhost:1")
+
+
+def test_security_headers_carry_the_inline_script_hashes():
+    from ostracon.relay.http import HttpRequest, HttpResponse
+
+    async def inner(_req):
+        return HttpResponse(200, b"x")
+
+    req = HttpRequest("GET", "/", "/", {}, (("host", "localhost:1"),), b"")
+    got = asyncio.run(security_headers_for((H1,))(req, inner))
+    csp = dict((k.lower(), v) for k, v in got.headers)["content-security-policy"]
+    assert csp == content_security_policy("localhost:1", (H1,))
 
 
 @pytest.fixture

@@ -15,7 +15,9 @@ own origin):
   - a custom pyodide-lock.json: the core lock's `info` header plus exactly these wheels
     (sha256, imports, depends), so `loadPyodide({lockFileURL})` + `loadPackage("ostracon")`
     work offline;
-  - the web/ sources (loader, worker, bridge, ES-module API, the demo);
+  - the web/ sources (loader, worker, bridge, ES-module API, the demo); a page's module marked
+    `data-build-inline` is inlined into it as a classic script (inline.py), its CSP hash kept
+    in build-info.json as `csp_script_hashes` for the server's script-src;
   - precompressed copies (`.gz`, gzip level 9, mtime 0) of every text and wasm file above
     PRECOMPRESS_MIN_BYTES, for servers that send `Content-Encoding: gzip` from them.
 
@@ -37,6 +39,9 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from inline import InlineError, inline_page  # noqa: E402 (beside this script, not a package)
 
 ROOT = Path(__file__).resolve().parent.parent
 PYODIDE_DIR = ROOT / "node_modules" / "pyodide"
@@ -117,6 +122,7 @@ def digest_of(paths: list[Path]) -> str:
 def input_digest() -> str:
     h = hashlib.sha256()
     h.update(f"script:{BUILD_SCRIPT_VERSION}:{sha256_file(Path(__file__))}\n".encode())
+    h.update(f"inline:{sha256_file(Path(__file__).with_name('inline.py'))}\n".encode())
     h.update(f"pyodide:{digest_of([PYODIDE_DIR / f for f in PYODIDE_FILES + ('pyodide-lock.json',)])}\n".encode())
     for name, _req, _file, digest in PINNED_WHEELS:
         h.update(f"{name}:{digest}\n".encode())
@@ -277,9 +283,19 @@ def build(out: Path, python: str, force: bool) -> None:
                      (json.dumps(lock, indent=2, sort_keys=True) + "\n").encode())
     expected.add("pyodide-lock.json")
 
+    script_hashes: set[str] = set()
     for src in web_source_files():
         rel = src.relative_to(WEB_SRC).as_posix()
-        copy_if_changed(src, out / rel)
+        if src.suffix == ".html":
+            try:
+                html, hashes = inline_page(src.read_text(encoding="utf-8"), src, WEB_SRC)
+            except InlineError as exc:
+                sys.exit(f"build.py: {rel}: {exc}")
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            write_if_changed(out / rel, html.encode("utf-8"))
+            script_hashes.update(hashes)
+        else:
+            copy_if_changed(src, out / rel)
         expected.add(rel)
 
     for rel in sorted(expected):
@@ -304,6 +320,7 @@ def build(out: Path, python: str, force: bool) -> None:
         "ostracon_wheel": ow.name,
         "wheels": sorted(p.name for p in wheels.values()),
         "files": files,
+        "csp_script_hashes": sorted(script_hashes),
     }
     write_if_changed(info_path, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode())
     print(f"build.py: wrote {len(files)} files to {out}")

@@ -19,7 +19,7 @@
 // worker) or `TabEngine` (tabs.js: the tabs of one origin share one worker, whichever tab runs
 // it). Database and Collection are the same classes either way.
 
-import { TabEngine, tabsAvailable } from "./tabs.js";
+import { TabEngine, tabsAvailable, unsendable } from "./tabs.js";
 import { peek } from "./readview.js";
 import { openText, TextHandle, textDiff, codePointOffset, utf16Offset } from "./text.js";
 
@@ -29,6 +29,18 @@ const HERE = new URL(".", import.meta.url);
 // is only the goodbye to an unreachable relay. 5 s covers a flush of a full sink batch on a
 // slow device many times over.
 export const CLOSE_TIMEOUT_MS = 5000;
+// Deepest nesting of a call's arguments, as the engine counts it (the argument list is level
+// 0; runtime/browser/convert.py MAX_DEPTH). Checked before the arguments leave the page: a
+// few thousand levels deep, the browser copies a message but cannot deliver it to the worker
+// or the other tabs (it is dropped with a "messageerror"), and the call would never settle.
+export const MAX_DEPTH = 100;
+
+function tooDeep(v, depth) {
+  if (v === null || typeof v !== "object" || ArrayBuffer.isView(v) || v instanceof ArrayBuffer) return false;
+  if (depth > MAX_DEPTH) return true;
+  const items = v instanceof Map ? [...v.keys(), ...v.values()] : v instanceof Set ? [...v] : Object.values(v);
+  return items.some((x) => tooDeep(x, depth + 1));
+}
 
 export class OstraconError extends Error {
   constructor(info) {
@@ -153,8 +165,13 @@ export class WorkerEngine {
     if (!this.worker) return Promise.reject(closedError());
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
+      try {
+        this.worker.postMessage({ ...msg, id });
+      } catch (e) {
+        reject(new OstraconError(unsendable(e)));
+        return;
+      }
       this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ ...msg, id });
     });
   }
 
@@ -289,6 +306,10 @@ export class Database {
     if (this._closed) return Promise.reject(closedError());
     // Trailing undefined arguments are dropped so Python defaults apply.
     while (args.length && args[args.length - 1] === undefined) args.pop();
+    if (tooDeep(args, 0)) {
+      return Promise.reject(new OstraconError({ name: "ValidationError", names: ["ValidationError", "OstraconError"],
+        message: `value nested deeper than ${MAX_DEPTH} levels` }));
+    }
     return this._engine.call(method, args);
   }
 
@@ -345,7 +366,8 @@ export class Database {
   schemaHistory(name) { return this._call("schemaHistory", name); }
   // graphql(query, variables, {operationName, allowMutations}) → {data, errors}
   graphql(query, variables, opts) { return this._call("graphql", query, variables ?? null, opts || {}); }
-  // The sync client's status ({state, pending, peers, synced, error, ...}) or null.
+  // The sync client's status ({state, pending, peers, synced, error, ..., gate: {heldSteps,
+  // longestHoldMs, heldNow, yields, yieldTimeouts}}, docs/BROWSER.md) or null.
   syncStatus() { return this._call("syncStatus"); }
   refreshInfo() { return this._call("info").then((i) => (this.info = i)); }
   // Rewrite the read view Ostracon.peek reads (readview.js) from the engine's documents, in

@@ -36,6 +36,17 @@
 // Calls that change data: the leader acknowledges them to a follower once durable.
 const WRITES = new Set(["create", "createMany", "update", "patch", "delete", "increment", "applyBlocks",
   "createIndex", "dropIndex", "setSchema", "defineSchema", "graphql", "invite", "remove"]);
+// What a follower may ask the leader's engine to run: the Database, Collection and text-handle
+// methods (ostracon.js, text.js). The engine's lifecycle (open, close, tick, events, network,
+// subscribe, unsubscribe) stays with the leader tab: any page of the origin can post on the
+// channel, and a call from it must not close or re-open the engine under the other tabs.
+export const FOLLOWER_METHODS = new Set([
+  "create", "createMany", "get", "getMany", "scan", "find", "findPage", "explain", "count", "createIndex",
+  "dropIndex", "indexes", "setSchema", "defineSchema", "schemaVersions", "schemaHistory", "graphql", "update",
+  "patch", "delete", "increment", "history", "blame", "info", "flush", "rebuildView", "syncStatus", "invite",
+  "members", "remove", "stateHash", "heads", "versionVector", "collections", "changes", "blocksSince",
+  "applyBlocks", "textOpen", "textClose", "textSplice", "textPull", "textAdopt", "textCursor", "textResolve",
+  "textBlame", "textCommit"]);
 // How long a new leader keeps retrying the open while the old leader's worker still holds the
 // IndexedDB writer lock (the browser releases it when that worker is torn down, which can lag
 // the tab's own lock by a few hundred ms).
@@ -103,6 +114,13 @@ function typed(info) {
   return e;
 }
 
+// A call whose arguments the browser cannot copy to the engine (a function, a DOM node: a
+// DataCloneError, or a RangeError past the copier's depth) fails as the engine would refuse it.
+export function unsendable(e) {
+  return typed({ name: "ValidationError", names: ["ValidationError", "OstraconError"],
+    message: `cannot send these arguments to the engine: ${(e && e.message) || e}` });
+}
+
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 export class TabEngine {
@@ -114,6 +132,7 @@ export class TabEngine {
     this.name = options.name;
     this.tab = randomHex(8);
     this.epoch = null; // the leader we talk to
+    this.leaderTab = null; // its tab id
     this.local = null; // our WorkerEngine, when we lead
     this._nextCall = 1;
     this._pending = new Map(); // cid -> {method, args, resolve, reject, sent, resent}
@@ -270,6 +289,10 @@ export class TabEngine {
     }
     this._replies.set(key, "running");
     try {
+      if (typeof m.method !== "string" || !FOLLOWER_METHODS.has(m.method) || !Array.isArray(m.args)) {
+        throw typed({ name: "ValidationError", names: ["ValidationError", "OstraconError"],
+          message: `another tab may not call ${JSON.stringify(String(m.method)).slice(0, 80)}` });
+      }
       const result = await this._execute(m.method, resumeArgs(m), true);
       reply = { t: "reply", to: m.tab, cid: m.cid, result };
     } catch (e) {
@@ -289,7 +312,12 @@ export class TabEngine {
         if (this.local && this.epoch) this._announce();
         break;
       case "leader":
-        if (this.local) break; // a stale announcement from the previous leader
+        if (this.local) {
+          // We hold the lock: this is a stale announcement of the previous leader (or a forged
+          // one). Followers that switched to it would wait for replies nobody sends: re-announce.
+          if (this.epoch && m.tab !== this.tab) this._announce();
+          break;
+        }
         if (m.spaceDigest !== this._spaceDigest) {
           if (this._rejectReady && this._resolveReady) {
             this._rejectReady(typed({ name: "WrongKeyError", names: ["WrongKeyError", "OstraconError"],
@@ -302,6 +330,7 @@ export class TabEngine {
         if (m.epoch !== this.epoch) {
           const handover = this.epoch !== null || this._resolveReady === null;
           this.epoch = m.epoch;
+          this.leaderTab = m.tab;
           this.status.info = m.info;
           if (m.sync) this.status._setSync(m.sync.state, m.sync);
           // A new leader: everything not acknowledged goes to it.
@@ -335,7 +364,9 @@ export class TabEngine {
         if (!this.local) this.status._setSync(m.state, m.detail);
         break;
       case "bye":
-        if (!this.local) {
+        // Only our leader's goodbye holds calls back (another tab's, e.g. a leader that was
+        // already replaced, must not stall them until a next announcement that never comes).
+        if (!this.local && m.tab === this.leaderTab) {
           this.epoch = null; // hold calls until the next leader announces itself
           this.status._setSync("handover", this.status.syncDetail);
         }
@@ -346,8 +377,14 @@ export class TabEngine {
   }
 
   _send(cid, p) {
+    try {
+      this.channel.postMessage({ t: "call", tab: this.tab, epoch: this.epoch, cid, method: p.method, args: p.args, resent: !!p.resent });
+    } catch (e) {
+      this._pending.delete(cid);
+      p.reject(unsendable(e));
+      return;
+    }
     p.sent = true;
-    this.channel.postMessage({ t: "call", tab: this.tab, epoch: this.epoch, cid, method: p.method, args: p.args, resent: !!p.resent });
   }
 
   _deliver(events) {

@@ -41,14 +41,30 @@ class NegativeZero {}
 NegativeZero.prototype.ostraconNegativeZero = true;
 const NEGATIVE_ZERO = Object.freeze(new NegativeZero());
 
+// It also bounds the nesting of a request's arguments at the converters' own limit
+// (runtime/browser/convert.py MAX_DEPTH): a deeper value fails its own call here, before
+// toPy, whose recursion would overflow the stack and fail the whole batch.
+const MAX_DEPTH = 100;
+
 function markNegativeZero(v, depth = 0) {
   if (typeof v === "number") return Object.is(v, -0) ? NEGATIVE_ZERO : v;
-  if (v === null || typeof v !== "object" || depth > 64 || ArrayBuffer.isView(v)) return v;
+  if (v === null || typeof v !== "object" || ArrayBuffer.isView(v)) return v;
+  if (depth > MAX_DEPTH) {
+    throw Object.assign(new Error(`value nested deeper than ${MAX_DEPTH} levels`),
+      { name: "ValidationError", names: ["ValidationError", "OstraconError"] });
+  }
   if (Array.isArray(v)) return v.map((x) => markNegativeZero(x, depth + 1));
+  if (v instanceof Map) {
+    // toPy would make it a dict; the API takes plain objects only (docs/BROWSER.md).
+    throw Object.assign(new Error("cannot store a JS Map: use a plain object"),
+      { name: "ValidationError", names: ["ValidationError", "OstraconError"] });
+  }
   if (Object.getPrototypeOf(v) !== Object.prototype) return v;
-  const out = {};
-  for (const [k, x] of Object.entries(v)) out[k] = markNegativeZero(x, depth + 1);
-  return out;
+  // A Map, which toPy turns into a dict whatever its keys. A plain object becomes a dict only
+  // when its `constructor` reads as Object's, so an own key "constructor" (a name like any
+  // other) would leave it a proxy, and assigning an own key "__proto__" (JSON.parse makes
+  // them) to a copy would set the copy's prototype and drop the key.
+  return new Map(Object.entries(v).map(([k, x]) => [k, markNegativeZero(x, depth + 1)]));
 }
 
 function post(msg) {
@@ -61,7 +77,8 @@ function progress(phase, detail) {
 
 function errorOf(e) {
   // A JS-side failure (boot, fetch): shaped like a Python error so the caller sees one format.
-  return { name: (e && e.name) || "Error", message: String((e && e.message) || e), names: [(e && e.name) || "Error"] };
+  const name = (e && e.name) || "Error";
+  return { name, message: String((e && e.message) || e), names: (e && e.names) || [name] };
 }
 
 async function boot(options) {
@@ -100,14 +117,18 @@ async function drain() {
           }
           continue;
         }
-        py.push([m.id, m.method, m.args ?? []]);
+        try {
+          py.push([m.id, m.method, markNegativeZero(m.args ?? [])]);
+        } catch (e) {
+          post({ type: "reply", id: m.id, error: pyErrorOf(e) });
+        }
       }
       if (!py.length) continue;
       // A Python stack (the sync task) may be suspended in a blocking wait: let it finish.
       while (bridge.gateBusy()) await bridge.gateIdle();
       let out;
       try {
-        const arg = pyodide.toPy(markNegativeZero(py), { depth: -1 });
+        const arg = pyodide.toPy(py, { depth: -1 });
         try {
           out = await runBatch.callPromising(arg);
         } finally {

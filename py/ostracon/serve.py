@@ -8,9 +8,10 @@ read-only (no writer's lock; each request first reads what the writer flushed) u
 (rest.py). Every request is checked against a Host allow-list (default: the bound
 host and, on loopback, its usual names), which stops DNS-rebinding pages; every app response
 carries a strict Content-Security-Policy (no `unsafe-inline`), `frame-ancestors 'none'`,
-`nosniff` and `Referrer-Policy: no-referrer`. GraphQL requests pass static cost/alias limits
-(graphql_limits.py) and run on a worker thread under a time budget, so one query can never
-freeze the event loop that serves the relay.
+`nosniff` and `Referrer-Policy: no-referrer`; the app's own inline scripts run by their hash
+(`script-src 'sha256-…'`, listed by the build in build-info.json), never by 'unsafe-inline'.
+GraphQL requests pass static cost/alias limits (graphql_limits.py) and run on a worker thread
+under a time budget, so one query can never freeze the event loop that serves the relay.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,8 +33,13 @@ if TYPE_CHECKING:
     from .relay.http import Handler, HttpRequest, HttpResponse
     from .relay.server import Relay
 
-#: Loopback names a browser may use for a server bound to a loopback address.
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+#: The key of the web build's build-info.json that lists the CSP hash-sources of the inline
+#: scripts of its pages (wasm-build/inline.py).
+SCRIPT_HASHES_KEY = "csp_script_hashes"
+#: Most inline-script hashes taken from a build: a page has one or two; more is not a build.
+MAX_SCRIPT_HASHES = 64
+#: A CSP Level 3 hash-source of SHA-256 (base64 of 32 bytes): the only form accepted.
+HASH_SOURCE_RE = re.compile(r"'sha256-[A-Za-z0-9+/]{43}='")
 
 
 def _default_web_dir() -> Path | None:
@@ -46,6 +53,7 @@ def allowed_hosts_for(bind_host: str, extra: list[str] | None) -> frozenset[str]
     """The Host allow-list: ``extra`` names plus the bound host (and loopback names when the
     bound host is loopback). ``"*"`` in ``extra`` turns the check off; a wildcard bind
     (0.0.0.0, ::) without ``extra`` allows only the loopback names."""
+    from .relay.http import LOOPBACK_NAMES
     names = {h.lower() for h in (extra or [])}
     if "*" in names:
         return None
@@ -58,44 +66,85 @@ def allowed_hosts_for(bind_host: str, extra: list[str] | None) -> frozenset[str]
     return frozenset(names)
 
 
-def content_security_policy(host: str | None) -> str:
-    """CSP for the app. Scripts only from this origin; WebAssembly compiled by Pyodide needs
-    'wasm-unsafe-eval' (not 'unsafe-eval'); the worker may be a blob; WebSockets only to this
-    host (listed explicitly because older browsers do not map 'self' to ws:)."""
+def inline_script_hashes(web: Path | None) -> tuple[str, ...]:
+    """The CSP hash-sources (``'sha256-<base64>'``) of the inline scripts of the web app in
+    ``web``, from its build-info.json (SCRIPT_HASHES_KEY), sorted. ``()`` when there is no web
+    app, no such file or key; the file is checked like any input: if it is unreadable or any
+    entry is not a hash-source (or there are more than MAX_SCRIPT_HASHES) a warning is printed
+    and ``()`` returned, so the browser refuses the inline scripts rather than the policy
+    loosening (the pages then work without them, only slower to first paint)."""
+    if web is None:
+        return ()
+    path = web / "build-info.json"
+    try:
+        info = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return ()
+    except (OSError, ValueError) as exc:
+        print(f"ostracon serve: {path} unreadable ({exc}); inline scripts will not run", file=sys.stderr)
+        return ()
+    hashes = info.get(SCRIPT_HASHES_KEY, []) if isinstance(info, dict) else None
+    if (not isinstance(hashes, list) or len(hashes) > MAX_SCRIPT_HASHES
+            or not all(isinstance(h, str) and HASH_SOURCE_RE.fullmatch(h) for h in hashes)):
+        print(f"ostracon serve: {path}: {SCRIPT_HASHES_KEY} is malformed; inline scripts will not run",
+              file=sys.stderr)
+        return ()
+    return tuple(sorted(set(hashes)))
+
+
+def content_security_policy(host: str | None, script_hashes: tuple[str, ...] = ()) -> str:
+    """CSP for the app. Scripts only from this origin, plus the inline scripts whose
+    hash-sources are in ``script_hashes`` (checked by the caller, inline_script_hashes);
+    WebAssembly compiled by Pyodide needs 'wasm-unsafe-eval' (not 'unsafe-eval'); the worker
+    may be a blob; WebSockets only to this host (listed explicitly because older browsers do
+    not map 'self' to ws:)."""
     connect = "'self'"
     if host and all(c.isalnum() or c in ".-:[]" for c in host):
         connect += f" ws://{host} wss://{host}"
-    return ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; "
+    scripts = " ".join(("'self'", "'wasm-unsafe-eval'", *script_hashes))
+    return (f"default-src 'self'; script-src {scripts}; worker-src 'self' blob:; "
             f"connect-src {connect}; img-src 'self' data: blob:; style-src 'self'; font-src 'self'; "
             "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
-async def security_headers(request: HttpRequest, inner: Handler) -> HttpResponse:
-    """http_wrap for the relay: add the security headers to every plain-HTTP response."""
-    response = await inner(request)
-    have = {k.lower() for k, _ in response.headers}
-    add = [("Content-Security-Policy", content_security_policy(request.header("host"))),
-           ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
-           ("X-Frame-Options", "DENY"), ("Cross-Origin-Opener-Policy", "same-origin")]
-    extra = tuple((k, v) for k, v in add if k.lower() not in have)
-    return replace(response, headers=response.headers + extra)
+HttpWrap = Callable[["HttpRequest", "Handler"], Awaitable["HttpResponse"]]
+
+
+def security_headers_for(script_hashes: tuple[str, ...] = ()) -> HttpWrap:
+    """http_wrap for the relay: add the security headers to every plain-HTTP response, the
+    CSP allowing the inline scripts of ``script_hashes`` (inline_script_hashes)."""
+
+    async def wrap(request: HttpRequest, inner: Handler) -> HttpResponse:
+        response = await inner(request)
+        have = {k.lower() for k, _ in response.headers}
+        add = [("Content-Security-Policy", content_security_policy(request.header("host"), script_hashes)),
+               ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
+               ("X-Frame-Options", "DENY"), ("Cross-Origin-Opener-Policy", "same-origin")]
+        extra = tuple((k, v) for k, v in add if k.lower() not in have)
+        return replace(response, headers=response.headers + extra)
+    return wrap
+
+
+#: The security headers without inline scripts (a relay serving no web app).
+security_headers = security_headers_for()
 
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def with_rest(rest: Handler) -> Callable[[HttpRequest, Handler], Awaitable[HttpResponse]]:
+def with_rest(rest: Handler, script_hashes: tuple[str, ...] = ()) -> HttpWrap:
     """http_wrap that routes `/api/...` to the REST handler (the relay's own routes match
     whole paths), then adds the security headers to every response."""
     from .rest import PREFIX
+    headers = security_headers_for(script_hashes)
 
     async def wrap(request: HttpRequest, inner: Handler) -> HttpResponse:
         async def routed(req: HttpRequest) -> HttpResponse:
             if req.path.startswith(PREFIX) or req.path == PREFIX.rstrip("/"):
                 return await rest(req)
             return await inner(req)
-        return await security_headers(request, routed)
+        return await headers(request, routed)
     return wrap
 
 
@@ -226,6 +275,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 def main_serve(args: argparse.Namespace) -> int:
     from .core.errors import OstraconError, ValidationError
     from .relay.cli import config_from_args
+    from .relay.http import ANY_HOST
     from .relay.mailbox import parse_mailbox_spec, private_dir
     from .relay.server import run_relay
 
@@ -254,10 +304,11 @@ def main_serve(args: argparse.Namespace) -> int:
               file=sys.stderr)
         web = None
     allowed = allowed_hosts_for(args.host, getattr(args, "allowed_host", None))
+    script_hashes = inline_script_hashes(web)
     mailbox = parse_mailbox_spec(f"sqlite:{data / 'mailbox.sqlite'}")
     handlers: dict[str, Handler] = {}
     endpoint = observed = rest = None
-    wrap: Callable[[HttpRequest, Handler], Awaitable[HttpResponse]] = security_headers
+    wrap: HttpWrap = security_headers_for(script_hashes)
     try:
         if observe and gql_limits is not None:
             import ostracon
@@ -266,7 +317,7 @@ def main_serve(args: argparse.Namespace) -> int:
             observed = ostracon.open(observe, read_only=True, follow=True)
             endpoint = GraphQLEndpoint(observe, False, gql_limits, db=observed)
             rest = RestEndpoint(observed)
-            wrap = with_rest(rest)
+            wrap = with_rest(rest, script_hashes)
             handlers["/graphql"] = endpoint
         elif args.graphql_db and gql_limits is not None:
             endpoint = GraphQLEndpoint(args.graphql_db, args.graphql_writes, gql_limits)
@@ -284,7 +335,8 @@ def main_serve(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(run_relay(config, args.host, args.port, mailbox, static_dir=web, extra_http=handlers,
-                              http_wrap=wrap, allowed_hosts=allowed, ready=ready))
+                              http_wrap=wrap, allowed_hosts=allowed if allowed is not None else (ANY_HOST,),
+                              ready=ready))
     except OSError as exc:
         print(f"ostracon serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
               file=sys.stderr)

@@ -1,10 +1,15 @@
-// Ostracon Notes: the first module the page runs. index.html loads it as an async module at
-// the top of <head>; it imports only ../readview.js and format.js (small, no imports, preloaded
-// beside it), so it runs as soon as those files arrive — while the page is parsed and the app's
-// other modules still load — and starts reading the remembered space's first screen from the
-// read view (startRead): IndexedDB opens and reads in parallel with the rest of the page instead
-// of after it. Meanwhile the page builds the locale formats the list's rows need (format.js).
-// boot.js takes the started read up (takeStartedRead) and paints it (firstpaint.js).
+// Ostracon Notes: the first code the page runs. It starts reading the remembered space's first
+// screen from the read view (startRead), so that IndexedDB opens and reads in parallel with the
+// rest of the page instead of after it; meanwhile the page builds the locale formats the list's
+// rows need (format.js). boot.js takes the started read up (takeStartedRead) and paints it
+// (firstpaint.js).
+//
+// It runs twice, as one code: the build (wasm-build/inline.py) inlines this module and its
+// imports (../readview.js, format.js) into index.html as a classic script at the top of <head>,
+// which runs while the page is parsed, before any module file has arrived; that copy starts the
+// read and leaves it in a global slot (EARLY_READ_SLOT). This module file, imported by the
+// page's modules later, adopts it there rather than reading twice. A page without the inline
+// copy (the unbuilt source, or a page that loads this module itself) starts the read here.
 //
 // It holds what this device remembers at start (localStorage): the space, which decides the
 // database the page opens, and each database's first screen (the ids of its first
@@ -18,6 +23,10 @@ export const COLLECTION = "notes";
 export const DEFAULT_SORT = "updated";
 // Notes remembered as the first screen: more than the tallest window shows (rows ≥ 56 px).
 export const FIRST_SCREEN_ROWS = 40;
+
+// The global through which the inline copy of this module hands its started read to the module
+// file (see the top of this file); the module file clears it when it adopts the read.
+export const EARLY_READ_SLOT = "__ostraconNotesEarlyRead";
 
 const SPACE_KEY = "ostracon-notes/space";
 const HINT_PREFIX = "ostracon-notes/first-screen/";
@@ -101,11 +110,13 @@ export function loadFirstScreen(name, sort) {
 // `sort`: the remembered first screen by id, or (none remembered) the whole view. Nothing is
 // drawn, so this module starts it at page load, before the modules that draw have loaded, and
 // boot.js hands it to firstPaint (firstpaint.js) as `read`. Returns {name, collection, sort, hint,
-// startedAt, doneAt, result}: `result` resolves to peek's answer, `doneAt` is set then
-// (performance.now() milliseconds, like startedAt).
+// inline, startedAt, doneAt, result}: `result` resolves to peek's answer, `doneAt` is set then
+// (performance.now() milliseconds, like startedAt); `inline`: started by the page's inline copy
+// of this module (a classic script, the only kind document.currentScript names).
 export function startRead(name, collection, sort) {
   const hint = loadFirstScreen(name, sort);
-  const read = { name, collection, sort, hint, startedAt: performance.now(), doneAt: null };
+  const inline = typeof document !== "undefined" && !!document.currentScript;
+  const read = { name, collection, sort, hint, inline, startedAt: performance.now(), doneAt: null };
   read.result = peek(name, collection, hint ? { ids: hint } : {}).then((r) => {
     read.doneAt = performance.now();
     return r;
@@ -124,9 +135,21 @@ export function takeStartedRead(name, collection, sort) {
   return r;
 }
 
+// The read the inline copy started for the database `name` (taken out of the slot), or null.
+function adoptInlineRead(name) {
+  const r = globalThis[EARLY_READ_SLOT];
+  if (r === undefined) return null;
+  delete globalThis[EARLY_READ_SLOT];
+  const usable = r && typeof r === "object" && r.result && typeof r.result.then === "function";
+  return usable && r.name === name && r.collection === COLLECTION && r.sort === DEFAULT_SORT ? r : null;
+}
+
 const db = databaseToOpen(startupChoice());
 if (db) {
-  started = startRead(db, COLLECTION, DEFAULT_SORT);
+  const adopted = adoptInlineRead(db);
+  started = adopted || startRead(db, COLLECTION, DEFAULT_SORT);
+  // The inline copy hands its read on to the module file.
+  if (!adopted && started.inline) globalThis[EARLY_READ_SLOT] = started;
   // The first locale formats of a page cost tens of ms of this thread (up to hundreds on a busy
   // machine), and the paint needs them: built while IndexedDB opens the database in the browser.
   setTimeout(() => prepareFormats(DEFAULT_SORT), 0);

@@ -17,9 +17,10 @@
 // The list is only a hint: the rows always come from the view, checked as peek checks them.
 //
 // Events for tests and diagnostics go to `window.__notes.timeline` in order, each with `at`
-// (performance.now()): {event: "peek", count, reason, hinted, timing, early, startedAt, doneAt}
-// when the first screen's read is taken up (timing: peek's; early: the read began at page load
-// in early.js; startedAt/doneAt: when it began and was answered); {event: "firstpaint", count,
+// (performance.now()): {event: "peek", count, reason, hinted, timing, early, inline, startedAt,
+// doneAt} when the first screen's read is taken up (timing: peek's; early: the read began at page
+// load in early.js; inline: in the page's inline copy of it; startedAt/doneAt: when it began and
+// was answered); {event: "firstpaint", count,
 // ids} when it was painted; {event: "fill", count} per page added; {event: "filled", count}
 // once the whole view is in the list ("fill-stopped" with a reason when the view changed
 // meanwhile); {event: "ready"} when the engine is ready and its data replaces the view's
@@ -85,7 +86,7 @@ export function firstPaint(name, collection, { sort, compare, paint, fill, pageR
   const hint = first.hint;
   const peeked = first.result.then((r) => {
     mark("peek", { count: r.docs ? r.docs.length : null, reason: r.reason, hinted: !!hint, timing: r.timing,
-                   early, startedAt: first.startedAt, doneAt: first.doneAt });
+                   early, inline: !!first.inline, startedAt: first.startedAt, doneAt: first.doneAt });
     if (isLive) {
       mark("stale-peek");
       return r;

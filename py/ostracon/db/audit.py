@@ -1,8 +1,10 @@
 """The audit trail as self-contained NDJSON lines, and its replay.
 
 Each line describes one block completely: `cid`, `collection`, `id`, `parents`, `height`,
-`clock` (the hybrid logical clock stamp) and `time` (its wall ms), `actor`, `seq`, `ops`,
-`meta` (commit metadata or null), `schema`, `block` (the exact block bytes, base64) and
+`clock` (the hybrid logical clock stamp) and `time` (its wall ms), `actor`, `seq`, `ops`
+(the block's operations as lists, values in the one lossless JSON form of tagged_json.py:
+`from_json_value` gives back the decoded operations exactly, a user's map whose keys look
+like tags included), `meta` (commit metadata or null), `schema`, `block` (the exact block bytes, base64) and
 `seal` (the signed seal covering the block, base64, or null while unsealed). The decoded
 fields are for people and tools; `block` and `seal` are what a replay trusts — every CID is
 recomputed from the bytes and every seal is verified by the receiving replica, exactly as
@@ -20,7 +22,7 @@ from ..core import cid as cidlib
 from ..core.block import KIND_BLOCK, KIND_SEAL, decode_change, envelope, meta_text
 from ..core.errors import CorruptBlockError, ValidationError
 from ..core.replica import Replica
-from ..tagged_json import decode_base64
+from ..tagged_json import decode_base64, to_json_value
 
 #: Lines applied per `apply_blocks` call during a replay: bounds the memory of one step;
 #: seals that arrive before the blocks they cover wait in the replica's bounded pending set.
@@ -28,16 +30,6 @@ REPLAY_BATCH = 1000
 #: Length of one audit line accepted by `replay` (a block is at most 256 KiB: base64 and
 #: the decoded copy of the ops fit well within 2 MiB).
 MAX_LINE_CHARS = 2 * 1024 * 1024
-
-
-def _json_value(v: Any) -> Any:
-    if type(v) is bytes:
-        return {"$bytes": base64.b64encode(v).decode("ascii")}
-    if type(v) is dict:
-        return {k: _json_value(x) for k, x in v.items()}
-    if type(v) in (list, tuple):
-        return [_json_value(x) for x in v]
-    return v
 
 
 def _seal_index(replica: Replica) -> dict[bytes, list[tuple[int, int, bytes]]]:
@@ -57,7 +49,7 @@ def audit_entries(replica: Replica) -> Iterator[dict]:
             "cid": cidlib.format_cid(cid), "collection": ch.collection, "id": ch.doc_id,
             "parents": [cidlib.format_cid(p) for p in ch.parents], "height": ch.height,
             "clock": ch.hlc, "time": ch.hlc >> 16, "actor": ch.actor.hex(), "seq": ch.seq,
-            "ops": _json_value([list(op) for op in ch.ops]), "meta": meta_text(ch.meta),
+            "ops": to_json_value([list(op) for op in ch.ops]), "meta": meta_text(ch.meta),
             "schema": None if ch.schema is None else cidlib.format_cid(ch.schema),
             "block": base64.b64encode(data).decode("ascii"),
             "seal": None if seal is None else base64.b64encode(seal).decode("ascii"),

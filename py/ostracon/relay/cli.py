@@ -63,8 +63,9 @@ def add_relay_arguments(parser: argparse.ArgumentParser, *, include_listen: bool
                         help="bytes retained over all rooms; globally oldest dropped past it (default 1 GiB)")
     parser.add_argument("--static-dir", default=None, help="also serve the files of this directory over HTTP")
     parser.add_argument("--allowed-host", action="append", default=None, metavar="NAME",
-                        help="answer only requests whose Host header names NAME (repeatable; default: any, "
-                             "for a relay behind a proxy; stops DNS rebinding when the relay is reached directly)")
+                        help="answer only requests whose Host header names NAME (repeatable; '*': any). "
+                             "Default: on a loopback --host, loopback names only (stops DNS rebinding); "
+                             "otherwise any, for a relay behind a proxy")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                         help="logging level (payloads are never logged at any level)")
     add_limit_arguments(parser)

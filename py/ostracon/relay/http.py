@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import logging
 import mimetypes
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from http import HTTPStatus
@@ -162,6 +163,42 @@ def accepted_encodings(header: str | None) -> set[str]:
         if name and q not in ("q=0", "q=0.0", "q=0.00", "q=0.000"):
             out.add(name.strip().lower())
     return out
+
+
+#: Host names a browser uses for a server bound to a loopback address.
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+#: In an allowed-host list, turns the Host check off (a relay behind a proxy that rewrites Host).
+ANY_HOST = "*"
+
+
+def _is_loopback(bind_host: str) -> bool:
+    if bind_host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bind_host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_allowed_hosts(bind_host: str, allowed: Collection[str] | None) -> frozenset[str] | None:
+    """The Host allow-list a server bound to ``bind_host`` enforces (None: any host).
+
+    Given names are lower-cased; :data:`ANY_HOST` among them turns the check off. Without
+    names, a loopback bind answers :data:`LOOPBACK_NAMES` and its own address only: anything
+    else reaching a loopback socket is a browser page whose own name was re-pointed at this
+    machine (DNS rebinding). Any other bind allows any host, for a relay behind a proxy that
+    routes by name; such a relay should be given its names.
+    """
+    if allowed is not None:
+        names = frozenset(h.lower() for h in allowed)
+        return None if ANY_HOST in names else names
+    if not _is_loopback(bind_host):
+        return None
+    host = bind_host.lower().strip("[]")
+    if host == "localhost" or ":" in host:
+        return LOOPBACK_NAMES
+    return LOOPBACK_NAMES | {host}
 
 
 def host_allowed(host: str | None, allowed: frozenset[str] | None) -> bool:

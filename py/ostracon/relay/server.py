@@ -46,7 +46,7 @@ from .admission import admit
 from .backend import Backend, Bus, LocalBus
 from .config import KiB, MiB, RelayConfig, TokenBucket  # noqa: F401  (re-exported)
 from .fanout import _ACK, _CONTROL, FanOut, _Member, _Room, _room_tag
-from .http import Handler, HttpFront, HttpRequest, HttpResponse, StaticFiles, host_allowed
+from .http import Handler, HttpFront, HttpRequest, HttpResponse, StaticFiles, host_allowed, resolve_allowed_hosts
 from .limits import Limits, LocalLimits, PendingConnections, client_key
 from .mailbox import Mailbox, MemoryMailbox
 from .metrics import DROP_REASONS, RelayMetrics, prometheus_text  # noqa: F401  (re-exported)
@@ -80,8 +80,13 @@ class Relay(FanOut):
                  http_wrap: Callable[[HttpRequest, Handler], Any] | None = None,
                  allowed_hosts: Collection[str] | None = None):
         self.config = config or RelayConfig()
-        # Host allow-list for HTTP and WebSocket requests (None: any); see http.host_allowed.
-        self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts) if allowed_hosts is not None else None
+        # Host allow-list for HTTP and WebSocket requests (None: any); see http.resolve_allowed_hosts.
+        self.allowed_hosts = resolve_allowed_hosts(host, allowed_hosts)
+        # The names an admission answer may be signed for (admission.names_this_relay): the
+        # configured ones (port ignored), else the request's own Host, port included. The
+        # loopback default above is not a list of this relay's names: another relay on another
+        # port of this machine answers to the same ones.
+        self._relay_names = self.allowed_hosts if allowed_hosts is not None else None
         if backend is not None and mailbox is not None:
             raise ValidationError("pass a mailbox or a backend, not both")
         self._owns_mailbox = mailbox is None and backend is None
@@ -377,7 +382,7 @@ class Relay(FanOut):
             # Admission: only holders of the room key become members (relay/admission.py).
             self._admitting += 1
             try:
-                refused = await admit(ws, room_id, host_header=host, allowed_hosts=self.allowed_hosts,
+                refused = await admit(ws, room_id, host_header=host, allowed_hosts=self._relay_names,
                                       timeout_s=cfg.admission_timeout_s)
             except ConnectionClosed:
                 return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -13,6 +14,9 @@ from ..core.errors import LockedError, MailboxError, StorageUnavailableError
 from . import mailbox as _mb
 from .files import create_private
 from .mailbox import DEFAULT_READ_LIMIT, FRAME_OVERHEAD_BYTES, Mailbox, MailboxStats, RoomInfo, _check_room, _new_epoch
+from .sqlite_checks import check_schema, quarantine_bad_rows
+
+log = logging.getLogger("ostracon.relay.mailbox")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -76,6 +80,8 @@ class SqliteMailbox(Mailbox):
             raise StorageUnavailableError(f"cannot open mailbox {self.path}: {exc}") from exc
         try:
             self._db.execute("PRAGMA busy_timeout=0")
+            # SQL functions with side effects never run from schema objects found in the file.
+            self._db.execute("PRAGMA trusted_schema=OFF")
             self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
@@ -94,6 +100,11 @@ class SqliteMailbox(Mailbox):
                 elif row[0] != _SCHEMA_VERSION:
                     raise MailboxError(f"mailbox {self.path}: unknown schema version {row[0]}")
                 self._db.execute(_WRITER_INDEX)
+                check_schema(self._db, self.path)
+                self._dropped["quarantined"] = quarantine_bad_rows(self._db, self.max_room_bytes)
+            if self._dropped["quarantined"]:
+                log.warning("mailbox %s: %d malformed frames moved to quarantined_frames",
+                            self.path, self._dropped["quarantined"])
             self._count_totals()
         except sqlite3.OperationalError as exc:
             self._db.close()
