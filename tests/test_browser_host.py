@@ -369,6 +369,26 @@ def test_subscribers_see_events_in_the_batch_that_caused_them(make_host):
     assert h.run([[1, "create", ["todos", {"title": "x"}]]])["events"] == []
 
 
+def test_changes_outside_a_batch_wake_the_worker_only_while_someone_subscribes(make_host):
+    h = make_host()
+    woken: list[int] = []
+    h.wake = lambda: woken.append(1)
+    call(h, "open", {"name": "notes"})
+    h.db.collection("todos").create({"title": "a"})  # as sync applies remote blocks
+    assert woken == [] and h._feed_sub is None  # no feed callback on every write for nothing
+    sid = call(h, "subscribe", "todos", JS_NULL)
+    h.db.collection("todos").create({"title": "b"})
+    h.db.collection("todos").create({"title": "c"})
+    assert woken == [1]  # one delivery round asked for, until the next batch delivers
+    (ev,) = h.run([[1, "events", []]])["events"]
+    assert [e["payload"]["title"] for e in ev["events"]] == ["b", "c"]
+    h.db.collection("todos").create({"title": "d"})
+    assert woken == [1, 1]
+    call(h, "unsubscribe", sid)
+    h.db.collection("todos").create({"title": "e"})
+    assert woken == [1, 1] and h._feed_sub is None
+
+
 def test_every_call_after_close_is_a_closed_error(make_host):
     h = make_host()
     call(h, "open", {"name": "notes"})

@@ -214,9 +214,6 @@ class Host(DocumentRpc, TextRpc, IdleWork):
             check_binding(db, space, rebind_from=old)  # the move is recorded: explicit, no fork
         if space is not None:
             load_log(db, space)  # invites, joins and rotations since the space state was kept
-        # Changes made outside an RPC batch (sync applying remote blocks) must reach the
-        # subscribers promptly: the feed callback asks the worker for a delivery round.
-        self._feed_sub = db.subscribe(self._on_change)
         relay = o.get("relay")
         if relay:
             self._start_sync(relay, o.get("sync") or {})
@@ -251,6 +248,17 @@ class Host(DocumentRpc, TextRpc, IdleWork):
             raise WrongKeyError(f"{name!r} belongs to another space: wrong passphrase, space name or invite")
         if stored is None:
             storage.set_meta(META_SPACE, check)
+
+    def _watch_feed(self) -> None:
+        """Changes made outside an RPC batch (sync applying remote blocks) must reach the
+        subscribers promptly: while there are subscriptions, a feed callback asks the worker
+        for a delivery round. Without any, nothing listens (the callback would cost every
+        write a call for nothing)."""
+        if self.subs and self._feed_sub is None and self.db is not None:
+            self._feed_sub = self.db.subscribe(self._on_change)
+        elif not self.subs and self._feed_sub is not None:
+            self._feed_sub.close()
+            self._feed_sub = None
 
     def _on_change(self, _event: Any) -> None:
         if self.wake is not None and not self._woken and self.subs:
@@ -538,6 +546,7 @@ class Host(DocumentRpc, TextRpc, IdleWork):
         sid = self._next_sub
         self._next_sub += 1
         self.subs[sid] = sub
+        self._watch_feed()
         return sid
 
     def rpc_unsubscribe(self, sid: Any) -> bool:
@@ -545,6 +554,7 @@ class Host(DocumentRpc, TextRpc, IdleWork):
         if sub is None:
             return False
         sub.close()
+        self._watch_feed()
         return True
 
 
