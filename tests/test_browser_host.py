@@ -27,6 +27,7 @@ from ostracon.core.errors import (
 from ostracon.crypto.native import NativeCrypto
 from ostracon.crypto.space import Space
 from ostracon.runtime.browser import bridge, convert
+from ostracon.runtime.browser import host as host_module
 from ostracon.runtime.browser.convert import MAX_DEPTH, MAX_SAFE_INTEGER, NativeFfi
 from ostracon.runtime.browser.host import META_IDENTITY, Host
 from ostracon.storage.file import FileStorage
@@ -240,6 +241,23 @@ def call(host: Host, method: str, *args):
 
 
 SPACE = {"key": bytes(range(32)), "name": "family"}
+
+
+def test_tune_collector_sets_the_first_threshold_and_keeps_the_rest():
+    import gc
+
+    before = gc.get_threshold()
+    try:
+        assert host_module.tune_collector() == before
+        assert gc.get_threshold() == (host_module.COLLECTOR_THRESHOLD, *before[1:])
+        assert host_module.tune_collector(5000) == (host_module.COLLECTOR_THRESHOLD, *before[1:])
+        assert gc.get_threshold()[0] == 5000 and gc.get_freeze_count() == 0
+        for bad in (0, -1, 2.5, True, "20000"):
+            with pytest.raises(ValidationError):
+                host_module.tune_collector(bad)
+        assert gc.get_threshold()[0] == 5000
+    finally:
+        gc.set_threshold(*before)
 
 
 def test_open_reports_progress_and_info(make_host):
