@@ -193,7 +193,6 @@ export async function loadRuntime({ progress = () => {}, packages = ["ostracon"]
   const hostModule = pyodide.pyimport("ostracon.runtime.browser.host");
   hostModule.tune_collector(); // the collector's threshold for a write-heavy engine (host.py)
   const host = hostModule.HOST;
-  hostModule.destroy();
   step(null);
   return { pyodide, bridge, host, boot: { snapshot: state, reason, ms, stored } };
 }
