@@ -20,7 +20,7 @@ from .block import KIND_BLOCK, KIND_SEAL, Change, Seal, batch_digest, decode_sea
 from .clock import skew_limit
 
 if TYPE_CHECKING:
-    from .replica import ApplyResult
+    from .delivery import ApplyResult
 
 #: Combinations of pending candidates (several blocks claiming one actor+seq) tried against
 #: a seal's digest. Honest traffic has one candidate per seq; this bounds the hashing a

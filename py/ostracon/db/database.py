@@ -12,7 +12,6 @@ GraphQL API (graphql.py).
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 import warnings
@@ -22,7 +21,7 @@ from typing import Any
 
 from ..core.block import check_collection
 from ..core.clock import DEFAULT_MAX_CLOCK_SKEW_MS
-from ..core.errors import OstraconError, ValidationError
+from ..core.errors import ValidationError
 from ..core.feed import (
     FEED_RETENTION,
     MAX_FEED_RETENTION,
@@ -44,13 +43,13 @@ from ..core.query.rebuild import (
 )
 from ..core.query.schema_registry import SchemaRegistry
 from ..core.replica import MAX_PENDING_BLOCKS, ApplyResult, Replica
-from ..core.verify import verify_replica
-from ..storage.base import OpenReport, Storage
+from ..storage.base import Storage
 from . import driver as driverlib
 from . import verification
 from .collection import Collection
 from .compaction import COMPACT_MARGIN_BYTES, STEP_DOCS, Compaction  # noqa: F401  (re-exported)
 from .engine import Engine
+from .graphql_methods import GraphQLMethods
 from .indexing import (
     INDEX_SYNC_BUILD_DOCS,
     INDEX_WAIT_MS,
@@ -59,6 +58,7 @@ from .indexing import (
     Indexing,
 )
 from .locking import locked
+from .maintenance import KEEP_SNAPSHOTS, MaintenanceMixin  # noqa: F401  (re-exported)
 from .observer import FOLLOW_INTERVAL_MS, Follower, ObserverMixin
 from .provenance import ProvenanceMixin
 from .replication import ReplicationMixin
@@ -71,12 +71,8 @@ def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-#: Snapshots `compact()` keeps by default: the new one only (each snapshot is a full copy of
-#: the state; keeping more is an explicit choice for audit).
-KEEP_SNAPSHOTS = 1
-
-
-class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, ReplicationMixin):
+class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, ReplicationMixin, MaintenanceMixin,
+               GraphQLMethods):
     """An open Ostracon database. Use `ostracon.open(...)`.
 
     Every public method may be called from any thread (docs/STORAGE.md, Threads).
@@ -101,8 +97,6 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
     True/False force it (without a thread, call `refresh()`). `follow_interval_ms` (250) is
     the pause between two looks.
     """
-
-    _compaction: Compaction | None = None  # the compaction in steps under way, if any
 
     def __init__(self, storage: Storage, *, identity: Any, crypto: Any,
                  clock: Callable[[], int] | None = None, random_bytes: Callable[[int], bytes] | None = None,
@@ -349,34 +343,6 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
         return self._engine.replica.actor.hex()
 
     @locked
-    def open_report(self) -> OpenReport:
-        rep = self.storage.open_report()
-        if not self._open_notes:
-            return rep
-        return dataclasses.replace(rep, notes=rep.notes + tuple(self._open_notes))
-
-    @locked
-    def verify(self, progress: Callable[[int, int], None] | None = None) -> list[str]:
-        """Re-verify everything: every record in storage, every CID, DAG link, sequence slot,
-        seal digest and seal signature (core/verify.py), plus what open found. Returns the
-        problems (empty: verified). Raises CorruptLogError for damaged storage framing,
-        ValidationError if `progress` is not callable."""
-        self._engine.check_open()
-        check_callable_option("progress", progress)
-        problems = list(self._open_problems)
-        rep = self.open_report()
-        if rep.truncated_bytes:
-            problems.append(f"log: a damaged or torn tail of {rep.truncated_bytes} bytes was cut off at "
-                            f"open ({'; '.join(rep.notes) or 'see open_report'})")
-        problems += [f"log: damaged data was quarantined to {q}" for q in rep.quarantined]
-        check_storage = getattr(self.storage, "verify", None)
-        if check_storage is not None:
-            check_storage()  # reads every record of every segment; raises CorruptLogError
-        r = self._engine.replica
-        own = () if self.storage.read_only else (r.actor, *r.stage_actors)  # sealed by the next flush
-        return problems + verify_replica(r, self.crypto.verify_actor, progress, awaiting_seal=own)
-
-    @locked
     def collection(self, name: str) -> Collection:
         self._engine.check_open()
         col = self._collections.get(name)
@@ -441,75 +407,6 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
         out["driver"] = self._engine.driven
         return out
 
-    def compact(self, prune_before: int | None = None, *, keep_snapshots: int = KEEP_SNAPSHOTS) -> int:
-        """Flush, write a snapshot of every block and seal, and let storage drop the log it
-        covers and the older snapshots except the newest `keep_snapshots` (1: only the new
-        one; more keep earlier states for audit). Returns the snapshot's record position.
-
-        The snapshot is encoded in steps (`compaction()`): writes of other threads go on
-        meanwhile and land in the log after it.
-
-        History stays complete unless `prune_before` (wall ms) is given: then the bodies of
-        blocks older than it (except current heads) are dropped, keeping a verifiable
-        checkpoint (state hash, frontier CIDs, digest of the pruned CIDs). CIDs, DAG links
-        and seals stay; history, time travel and sync that need a dropped body raise
-        HistoryPrunedError instead of answering short. Pruning holds the state lock throughout.
-        """
-        e = self._engine
-        if prune_before is not None:
-            e.check_writable()
-            self.flush()
-            with e.sink.io_lock:
-                with e.lock:
-                    e.check_open()
-                    self._abandon_compaction()   # its cut still holds the bodies pruned here
-                    e.sink.flush_holding_locks()
-                    e.replica.prune(prune_before, self._state_hash)
-        run = self._start_compaction(keep_snapshots, STEP_DOCS, force=prune_before is not None)
-        while not run.step():
-            pass
-        return run.cut
-
-    def compaction(self, *, keep_snapshots: int = KEEP_SNAPSHOTS, step_docs: int = STEP_DOCS) -> Compaction:
-        """Start a compaction in steps (db/compaction.py): flush, take the cut (every record
-        so far) and return the run; call its `step()` until it returns True (each step holds
-        the state lock for at most `step_docs` documents' worth of encoding). Starting one
-        abandons an unfinished earlier run. A run with nothing new since this session's last
-        snapshot is finished at once (`position` None)."""
-        return self._start_compaction(keep_snapshots, step_docs, force=False)
-
-    def _start_compaction(self, keep_snapshots: int, step_docs: int, *, force: bool) -> Compaction:
-        e = self._engine
-        e.check_writable()
-        if type(keep_snapshots) is not int or keep_snapshots < 1:
-            raise ValidationError("keep_snapshots must be an int >= 1")
-        self.flush()
-        with e.sink.io_lock:
-            with e.lock:
-                e.check_open()
-                self._abandon_compaction()
-                e.sink.flush_holding_locks()   # writes racing with compaction land here too
-                position = self.storage.last_position()
-                run = Compaction(e, self.storage, self._seal_chain, self.identity.sign, position,
-                                 keep_snapshots=keep_snapshots, step_docs=step_docs,
-                                 fresh=force or position != self._compacted_at, force=force,
-                                 on_done=self._compacted)
-                self._compaction = run
-        return run
-
-    def _abandon_compaction(self) -> None:
-        run, self._compaction = self._compaction, None
-        if run is not None:
-            run.abandon()
-
-    def _compacted(self, position: int) -> None:
-        self._compacted_at = position
-
-    @property
-    def checkpoint(self) -> dict | None:
-        """The pruning checkpoint (None if nothing was ever pruned)."""
-        return self._engine.replica.checkpoint
-
     # ------------------------------------------------------------ sync
 
     async def sync(self, relay_url: str, space: Any, **options: Any) -> Any:
@@ -539,50 +436,6 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
         """Rebuild jobs (running, pending, recently finished) with their progress."""
         self._engine.check_open()
         return self._engine.indexing.status(collection)
-
-    # ------------------------------------------------------------ GraphQL
-
-    @locked
-    def graphql(self, query: str, variables: dict | None = None, *, allow_mutations: bool = True,
-                operation_name: str | None = None,
-                check: Callable[[Any], None] | None = None) -> dict:
-        """Run a GraphQL request against the API generated from the schemas (see
-        docs/QUERIES.md): `{"data": ..., "errors": [...]}` as the spec shapes it; errors
-        carry messages and paths, never a traceback.
-
-        `check`: called with the graphql-core `GraphQLSchema` the request is about to run
-        against (the one `graphql_schema()` returns), before it runs and under the same lock,
-        so a static check (such as `ostracon serve`'s cost limit) sees exactly that schema;
-        what it raises propagates and the request does not run. Not called when no schema
-        can be built (the answer then carries that error)."""
-        self._engine.check_open()
-        try:
-            api = self._graphql_api(allow_mutations)
-        except OstraconError as e:
-            return {"errors": [{"message": f"{type(e).__name__}: {e}"}]}
-        if check is not None:
-            check(api.schema)
-        return api.execute(query, variables, operation_name)
-
-    @locked
-    def graphql_schema(self, *, allow_mutations: bool = True) -> Any:
-        """The graphql-core `GraphQLSchema` that `graphql()` runs requests against now (for
-        tools; a check of one request takes the schema through `graphql(check=...)`). Raises
-        what building it raises (SchemaError for a schema GraphQL cannot express)."""
-        self._engine.check_open()
-        return self._graphql_api(allow_mutations).schema
-
-    def _graphql_api(self, allow_mutations: bool) -> Any:
-        # Collections without a schema are exposed with JSON types: the API is rebuilt when
-        # that set changes (schema changes clear the cache).
-        loose = tuple(n for n in self.collections() if n not in self.schemas.names())
-        cached = self._gql.get(bool(allow_mutations))
-        api = cached[1] if cached is not None and cached[0] == loose else None
-        if api is None:
-            from .graphql import DatabaseBackend, GraphQLAPI
-            api = GraphQLAPI(self.schemas, DatabaseBackend(self), allow_mutations=bool(allow_mutations), loose=loose)
-            self._gql[bool(allow_mutations)] = (loose, api)
-        return api
 
     # ------------------------------------------------------------ change feed
 
