@@ -49,3 +49,26 @@ def read_line(stream, what: str) -> str:
     if not line:
         raise AssertionError(f"child exited before printing: {what}")
     return line.decode().strip() if isinstance(line, bytes) else line.strip()
+
+
+def run_in_thread(fn: Callable[[], object], what: str, deadline_s: float = DEADLINE_S) -> None:
+    """Run `fn` in another thread and wait for it to end; AssertionError naming `what` when it
+    is still running past the safety deadline (a lock this thread holds blocks it for good:
+    the test fails instead of hanging). An exception of `fn` is raised here."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(deadline_s)
+    if t.is_alive():
+        raise AssertionError(f"gave up waiting for: {what}")
+    if errors:
+        raise errors[0]

@@ -59,13 +59,29 @@ class SyncClient:
         self.stopped = True
 
 
+class FakeClock:
+    """The gate's clock (seconds), moved by the test only."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
 @pytest.fixture
 def fake_bridge(monkeypatch):
     fake = FakeBridge()
     bridge.install(fake)
     monkeypatch.setattr(bridge, "_gate_installed", False)
+    monkeypatch.setattr(bridge, "clock", FakeClock())
+    monkeypatch.setattr(bridge, "_suspended_tasks", [])  # a failed test's leftovers hold nothing
+    monkeypatch.setattr(bridge, "_waiters", [])
+    monkeypatch.setattr(bridge, "_loop", None)
+    bridge.reset_gate_stats()
     yield fake
     bridge.uninstall()
+    bridge.reset_gate_stats()
 
 
 def run_on_webloop(main):
@@ -141,3 +157,180 @@ def test_closing_lets_the_sync_client_stop_while_the_close_call_waits(fake_bridg
 
     run_on_webloop(main)
     assert client.stopped is allowed and client.task.cancelled()
+
+
+def test_held_back_steps_and_the_longest_hold_are_counted(fake_bridge):
+    log: list[str] = []
+    clock = bridge.clock
+
+    async def main():
+        bridge.install_asyncio_gate()
+        client = SyncClient(log)
+        wait = asyncio.get_running_loop().create_future()
+        reader = asyncio.create_task(client.reader(wait))
+        while "reader waits" not in log:
+            await asyncio.sleep(0)
+        ticker = asyncio.create_task(client.ticker())
+        while not bridge.STATS.holding:
+            await asyncio.sleep(0)
+        assert bridge.gate_stats()["heldNow"] == 1
+        clock.t += 0.75                      # the reader's wait takes 750 ms
+        wait.set_result(None)
+        await asyncio.gather(reader, ticker)
+
+    run_on_webloop(main)
+    assert bridge.gate_stats() == {"heldSteps": 1, "longestHoldMs": 750.0, "heldNow": 0,
+                                   "yields": 0, "yieldTimeouts": 0}
+
+
+async def _back_to_back_rpcs(fake_bridge, batches: int, log: list, *, yield_first: bool) -> None:
+    """RPC batches one after another, each suspended in a blocking wait (an IndexedDB commit)
+    for three loop turns, the next starting right as the last ends (calls queued in the
+    worker): the gate's RPC side is busy whenever the loop runs a callback."""
+    for n in range(batches):
+        if yield_first and bridge.steps_starved():   # what Host.run does (yield_to_held_steps)
+            await bridge.let_held_steps_run()
+        fake_bridge.gateEnter("rpc")
+        try:
+            for _ in range(3):
+                await asyncio.sleep(0.001)
+            bridge.clock.t += 0.05           # each batch takes 50 ms
+        finally:
+            fake_bridge.gateExit("rpc")
+        log.append(f"batch {n}")
+
+
+@pytest.mark.parametrize("yield_first", [False, True])
+def test_back_to_back_rpc_batches_do_not_starve_the_sync_client(fake_bridge, yield_first):
+    log: list[str] = []
+
+    async def main():
+        bridge.install_asyncio_gate()
+        client = SyncClient(log)
+        fake_bridge.gateEnter("rpc")         # the ticker is scheduled while a batch waits
+        ticker = asyncio.create_task(client.ticker())
+        await asyncio.sleep(0.001)
+        fake_bridge.gateExit("rpc")
+        await _back_to_back_rpcs(fake_bridge, 40, log, yield_first=yield_first)
+        await ticker
+
+    run_on_webloop(main)
+    held_for = log.index("ticker step")
+    if yield_first:   # held GATE_MAX_HOLD_S (5 batches of 50 ms), then the next batch yields
+        assert held_for == round(bridge.GATE_MAX_HOLD_S / 0.05)
+        assert bridge.gate_stats()["yields"] == 1 and bridge.gate_stats()["yieldTimeouts"] == 0
+    else:             # held for as long as the calls keep coming
+        assert held_for == 40
+    assert bridge.gate_stats()["heldSteps"] == 1
+
+
+def test_a_yield_is_bounded_but_never_lets_a_batch_into_a_suspended_tasks_operation(fake_bridge, monkeypatch):
+    # The reader is suspended in a long wait: the ticker stays held (it must, the reader's
+    # operation is half done). The yield gives up on the held ticker after
+    # GATE_YIELD_TIMEOUT_S but the batch still waits until the reader left the gate.
+    monkeypatch.setattr(bridge, "GATE_YIELD_TIMEOUT_S", 0.01)
+    log: list[str] = []
+
+    async def main():
+        bridge.install_asyncio_gate()
+        client = SyncClient(log)
+        loop = asyncio.get_running_loop()
+        wait = loop.create_future()
+        reader = asyncio.create_task(client.reader(wait))
+        while "reader waits" not in log:
+            await asyncio.sleep(0)
+        ticker = asyncio.create_task(client.ticker())
+        while not bridge.STATS.holding:
+            await asyncio.sleep(0)
+        bridge.clock.t += bridge.GATE_MAX_HOLD_S
+        assert bridge.steps_starved()
+        # the JS promise settles well after the yield's timeout
+        loop.call_later(0.01 + 20 * bridge.GATE_RETRY_S, wait.set_result, None)
+        assert await bridge.let_held_steps_run() is False
+        log.append("batch runs")
+        await asyncio.gather(reader, ticker)
+
+    run_on_webloop(main)
+    assert log[:2] == ["reader waits", "reader resumes"] and "batch runs" in log[2:]
+    assert bridge.gate_stats()["yieldTimeouts"] == 1 and bridge._waiters == []
+
+
+def test_letting_sync_steps_run_still_holds_them_while_another_task_is_suspended(fake_bridge):
+    # Close (or a yield) lifts the RPC side only: a task suspended inside the engine still
+    # keeps the other task out.
+    log: list[str] = []
+
+    async def main():
+        bridge.install_asyncio_gate()
+        client = SyncClient(log)
+        wait = asyncio.get_running_loop().create_future()
+        reader = asyncio.create_task(client.reader(wait))
+        while "reader waits" not in log:
+            await asyncio.sleep(0)
+        with bridge.sync_tasks_may_run():
+            ticker = asyncio.create_task(client.ticker())
+            for _ in range(20):
+                await asyncio.sleep(0.001)
+            log.append("promise settles")
+            wait.set_result(None)
+            await asyncio.gather(reader, ticker)
+
+    run_on_webloop(main)
+    assert log == ["reader waits", "promise settles", "reader resumes", "ticker step"]
+
+
+def test_a_held_back_task_waiting_on_the_suspended_one_is_no_deadlock(fake_bridge):
+    # The ticker, held back, waits for what the suspended reader produces after its wait; the
+    # reader's own steps are never held, so both finish (a deadlock would hang here).
+    log: list[str] = []
+
+    class Client(SyncClient):
+        async def reader(self, wait, done):
+            await super().reader(wait)
+            done.set()
+
+        async def ticker(self, done):
+            await done.wait()
+            self.log.append("ticker saw the reader")
+
+    async def main():
+        bridge.install_asyncio_gate()
+        client = Client(log)
+        wait = asyncio.get_running_loop().create_future()
+        done = asyncio.Event()
+        ticker = asyncio.create_task(client.ticker(done))
+        await asyncio.sleep(0)
+        reader = asyncio.create_task(client.reader(wait, done))
+        while "reader waits" not in log:
+            await asyncio.sleep(0)
+        asyncio.get_running_loop().call_later(0.005, wait.set_result, None)  # the JS promise
+        await asyncio.wait_for(asyncio.gather(reader, ticker), 30)
+
+    run_on_webloop(main)
+    assert log == ["reader waits", "reader resumes", "ticker saw the reader"]
+
+
+def test_a_yield_waits_for_a_released_step_that_suspends_in_a_blocking_wait(fake_bridge):
+    # The held reader runs during the yield and suspends (an IndexedDB write): the batch
+    # must not go on into the engine before it left the gate.
+    log: list[str] = []
+
+    async def main():
+        bridge.install_asyncio_gate()
+        client = SyncClient(log)
+        loop = asyncio.get_running_loop()
+        wait = loop.create_future()
+        fake_bridge.gateEnter("rpc")                 # a batch waits: the reader is held
+        reader = asyncio.create_task(client.reader(wait))
+        while not bridge.STATS.holding:
+            await asyncio.sleep(0)
+        bridge.clock.t += bridge.GATE_MAX_HOLD_S
+        assert bridge.steps_starved()
+        loop.call_later(20 * bridge.GATE_RETRY_S, wait.set_result, None)   # the JS promise
+        assert await bridge.let_held_steps_run() is True   # the next batch's start
+        log.append("batch runs")
+        fake_bridge.gateExit("rpc")
+        await reader
+
+    run_on_webloop(main)
+    assert log == ["reader waits", "reader resumes", "batch runs"]

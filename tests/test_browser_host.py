@@ -222,6 +222,7 @@ def make_host(tmp_path):
                  make_crypto=NativeCrypto, ffi=FFI)
         h.progress_log = []
         h.progress = lambda phase, detail: h.progress_log.append(phase)
+        h.clock_ms = lambda: 0.0   # the idle floor counts calls only: load never changes a test
         hosts.append(h)
         return h
 
@@ -601,3 +602,17 @@ def test_an_earlier_passphrase_space_is_migrated_only_on_request(make_host):
     fresh = call(make_host(), "open", {"name": "fresh", "space": {"migrate": legacy}})
     assert fresh[1]["name"] == "ValidationError"
 
+
+
+def test_the_sync_status_carries_the_gate_counts_of_this_database(make_host):
+    from ostracon.runtime.browser.host import _status_dict
+    from ostracon.sync.base import OFFLINE, SyncStatus
+
+    bridge.STATS.hold(None, 0.0)   # an earlier database's held step
+    h = make_host()
+    call(h, "open", {"name": "gate"})
+    st = _status_dict(SyncStatus(OFFLINE))
+    assert st["gate"] == {"heldSteps": 0, "longestHoldMs": 0.0, "heldNow": 0, "yields": 0, "yieldTimeouts": 0}
+    bridge.STATS.release(bridge.STATS.hold(None, 1.0), 1.5)
+    assert _status_dict(SyncStatus(OFFLINE))["gate"]["longestHoldMs"] == 500.0
+    bridge.reset_gate_stats()

@@ -181,3 +181,126 @@ def test_compaction_resumes_across_ticks_and_stops_with_the_database(new_host, m
     h2 = new_host()
     call(h2, "open", {"name": "stop"})
     assert h2.storage.load_snapshot() is None  # abandoned: nothing was written
+
+
+class _Clock:
+    """The idle floor's clock (ms), moved by the test only."""
+
+    def __init__(self) -> None:
+        self.ms = 0.0
+
+    def __call__(self) -> float:
+        return self.ms
+
+
+def _fake_clock(h: Host) -> _Clock:
+    """Put the floor on a clock the test moves and count from now (the set-up's calls do not
+    count)."""
+    clock = h.clock_ms = _Clock()
+    h._turn_taken()
+    h.floor_steps = 0
+    return clock
+
+
+def _calls(h: Host, n: int, first_id: int = 100) -> None:
+    out = h.run([[first_id + i, "count", ["c"]] for i in range(n)])
+    assert all("error" not in r for r in out["responses"])
+
+
+def test_calls_back_to_back_do_not_starve_compaction(new_host, monkeypatch):
+    """A page that always has calls queued: the idle tick never gets a turn, the floor gives
+    compaction one step per IDLE_FLOOR_CALLS calls until the snapshot is in."""
+    from ostracon.runtime.browser import idle
+
+    monkeypatch.setattr(idle, "COMPACT_STEP_DOCS", 50)
+    h = new_host()
+    records = _long_log(h, "starved")
+    _fake_clock(h)          # never moves: only the number of calls counts
+    h.pause = lambda: None
+    h.calls_waiting = lambda: True
+    call(h, "tick")
+    assert h._compact_run is None and h.storage.open_report().records == records
+    _calls(h, idle.IDLE_FLOOR_CALLS - 1)
+    assert h.floor_steps == 0 and h._compact_run is None
+    _calls(h, 1)
+    run = h._compact_run
+    assert h.floor_steps == 1 and run is not None and run.steps == 1
+    turns = 1
+    while not run.done:
+        _calls(h, idle.IDLE_FLOOR_CALLS // 2)
+        assert run.steps == turns and h.floor_steps == turns    # half the calls: no step
+        _calls(h, idle.IDLE_FLOOR_CALLS // 2)
+        turns += 1
+        assert run.done or run.steps == turns                   # one step per floor turn
+        assert turns < 100, "compaction never finished"
+    assert h.floor_error is None and h.storage.load_snapshot() is not None
+    assert h.storage.open_report().records == 0
+
+
+def test_slow_calls_get_the_time_floor(new_host, monkeypatch):
+    from ostracon.runtime.browser import idle
+
+    monkeypatch.setattr(idle, "COMPACT_STEP_DOCS", 50)
+    h = new_host()
+    _long_log(h, "slow")
+    clock = _fake_clock(h)
+    h.pause = lambda: None
+    h.calls_waiting = lambda: True
+    _calls(h, 1)
+    clock.ms += idle.IDLE_FLOOR_MS - 1
+    _calls(h, 1)
+    assert h.floor_steps == 0 and h._compact_run is None
+    clock.ms += 1
+    _calls(h, 1)
+    assert h.floor_steps == 1 and h._compact_run.steps == 1
+    clock.ms += idle.IDLE_FLOOR_MS - 1   # the floor counts from its own turn
+    _calls(h, 1)
+    assert h.floor_steps == 1 and h._compact_run.steps == 1
+
+
+def test_an_idle_tick_resets_the_floor(new_host):
+    from ostracon.runtime.browser import idle
+
+    h = new_host()
+    call(h, "open", {"name": "reset"})
+    _fake_clock(h)
+    _calls(h, idle.IDLE_FLOOR_CALLS - 1)
+    call(h, "tick")                      # background work had its turn (nothing to do)
+    _calls(h, idle.IDLE_FLOOR_CALLS - 1)  # the tick itself is no call
+    assert h.floor_steps == 0
+    _calls(h, 1)
+    assert h.floor_steps == 1
+
+
+def test_the_floor_steps_the_view_even_while_calls_wait(new_host):
+    from ostracon.runtime.browser import idle
+
+    h = new_host()
+    call(h, "open", {"name": "viewfloor"})
+    _fake_clock(h)
+    h.calls_waiting = lambda: True
+    model = _ViewModel(h.storage, 3 * idle.VIEW_STEP_DOCS)
+    h.storage = model
+    call(h, "tick")                      # quiet, but calls wait: postponed
+    assert model.steps == []
+    _calls(h, idle.IDLE_FLOOR_CALLS)
+    assert model.steps == [idle.VIEW_STEP_DOCS]   # one step, not the whole backlog
+    _calls(h, idle.IDLE_FLOOR_CALLS)
+    assert model.steps == [idle.VIEW_STEP_DOCS] * 2
+    h.storage = model.storage
+
+
+def test_an_error_of_a_floor_step_is_kept_and_the_calls_are_answered(new_host):
+    from ostracon.core.errors import StorageError
+    from ostracon.runtime.browser import idle
+
+    h = new_host()
+    call(h, "open", {"name": "floorerr"})
+    _fake_clock(h)
+
+    def broken() -> bool:
+        raise StorageError("disk full")
+
+    h.catch_up_view = broken
+    _calls(h, idle.IDLE_FLOOR_CALLS)     # asserts every call was answered
+    assert isinstance(h.floor_error, StorageError) and h.floor_steps == 1

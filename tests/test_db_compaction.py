@@ -16,6 +16,7 @@ from ostracon.core.errors import ClosedError
 from ostracon.crypto import DeterministicRandom
 from ostracon.crypto.identity import Identity
 from ostracon.storage.file import FileStorage
+from polling import run_in_thread
 
 IDENT = Identity.from_seed(bytes(range(32)))
 #: Seeds of the crash tests (each prints its seed on failure).
@@ -178,3 +179,30 @@ def test_a_crash_at_any_file_operation_of_the_swap_opens_to_every_acknowledged_w
         db2 = _open(FileStorage("/db", fs=fs.crash(rng)))
         assert _state(db2) == expected, f"seed {seed}: crash at file operation {j} of the swap"
         db2.close()
+
+
+def test_writes_and_sink_flushes_go_on_while_the_snapshot_is_written(tmp_path):
+    """The snapshot's file is written and synced with no lock held: another thread's write
+    and flush complete meanwhile (they land after the cut and survive the swap)."""
+    storage = FileStorage(tmp_path / "db")
+    db = _open(storage)
+    _fill(db)
+    run = db.compaction(step_docs=1000)
+    stage = storage.stage_snapshot
+
+    def stage_while_writing(data, position):
+        def write() -> None:
+            db.collection("c").create({"i": -1}, id="during")
+            db.flush()
+        run_in_thread(write, "a write and a sink flush while the snapshot is staged")
+        return stage(data, position)
+
+    storage.stage_snapshot = stage_while_writing
+    while not run.step():
+        pass
+    assert run.position == run.cut and storage.last_position() > run.cut
+    expected = _state(db)
+    db.close()
+    db2 = _open(FileStorage(tmp_path / "db"))
+    assert _state(db2) == expected and db2.collection("c").get("during")["i"] == -1
+    db2.close()

@@ -61,18 +61,44 @@ def workload(s: FileStorage, rng: random.Random, m: Model, always: bool) -> None
             s.set_meta(k, v)
             if always:
                 m.ack()
-        elif r < 0.9:
+        elif r < 0.85:
             data = b"snap%d:" % len(m.snapshots) + rng.randbytes(rng.randint(0, 30))
             pos = rng.randint(max((p for _, p in m.snapshots), default=0), m.last)
             m.snapshots.append((data, pos))
             s.write_snapshot(data, pos)
             m.ack()  # write_snapshot flushes first
             m.snap_acked = len(m.snapshots) - 1
+        elif r < 0.9:
+            staged_snapshot(s, rng, m, always)
         elif m.snapshots:
             s.compact(rng.randint(0, max(p for _, p in m.snapshots)))
             m.ack()
     s.close()
     m.ack()
+
+
+def staged_snapshot(s: FileStorage, rng: random.Random, m: Model, always: bool) -> None:
+    """The order compaction uses: the snapshot's file is written and synced (staged) while
+    no lock is held, appends and flushes go on, then it is committed (or dropped)."""
+    s.flush()
+    m.ack()
+    data = b"snap%d:" % len(m.snapshots) + rng.randbytes(rng.randint(0, 30))
+    pos = rng.randint(max((p for _, p in m.snapshots), default=0), m.last)
+    staged = s.stage_snapshot(data, pos)
+    recs = [rng.randbytes(rng.randint(0, 40)) for _ in range(rng.randint(0, 4))]
+    for rec in recs:
+        m.last += 1
+        m.appended[m.last] = rec
+    s.append(recs)
+    if always or rng.random() < 0.5:
+        s.flush()
+        m.ack()
+    if rng.random() < 0.2:
+        s.discard_snapshot(staged)  # never committed: must not appear after any crash
+        return
+    m.snapshots.append((data, pos))  # recorded first: a crash inside the commit may keep it
+    s.commit_snapshot(staged)
+    m.snap_acked = len(m.snapshots) - 1
 
 
 def check_recovered(s: FileStorage, m: Model, where: str) -> tuple:

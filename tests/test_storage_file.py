@@ -13,6 +13,7 @@ from fakefs import FakeFS
 from ostracon.core.errors import DiskFullError, LockedError, ReadOnlyError, StorageError, StorageUnavailableError
 from ostracon.storage import logformat as lf
 from ostracon.storage.file import FileStorage, StorageFailedError
+from polling import run_in_thread
 from storage_contract import CONTRACT
 
 
@@ -287,3 +288,83 @@ def test_files_are_private_whatever_the_umask(tmp_path):
     assert "identity.key" in names and any(n.startswith("seg-") for n in names)
     for name in names:
         assert stat.S_IMODE((d / name).stat().st_mode) == 0o600, name
+
+
+class _HookedFS(FakeFS):
+    """Calls `on_fsync(path)` before each file fsync (the snapshot's is the slow one)."""
+
+    on_fsync = None
+
+    def open_write(self, path, **kw):
+        handle = super().open_write(path, **kw)
+        fs, sync = self, handle.fsync
+
+        def fsync():
+            if fs.on_fsync is not None:
+                fs.on_fsync(path)
+            sync()
+
+        handle.fsync = fsync
+        return handle
+
+
+def test_appends_and_flushes_go_on_while_a_snapshot_is_written():
+    fs = _HookedFS()
+    s = FileStorage("/db", fs=fs)
+    s.append([b"a", b"b"])
+    s.flush()
+    seen: list[int] = []
+
+    def during(path: str) -> None:
+        if path.endswith(".snap.tmp") and not seen:
+            seen.append(1)
+            run_in_thread(lambda: (s.append([b"c"]), s.flush(), seen.append(s.last_position())),
+                          "an append and a flush while the snapshot's file is synced")
+
+    fs.on_fsync = during
+    s.write_snapshot(b"state", 2)
+    assert seen == [1, 3] and s.load_snapshot() == (b"state", 2)
+    assert [p for p, _ in s.records(2)] == [3]
+    s.close()
+    s = FileStorage("/db", fs=fs.crash(random.Random(1)))
+    assert s.load_snapshot() == (b"state", 2) and s.last_position() == 3
+    s.close()
+
+
+def test_a_staged_snapshot_covers_only_durable_records_and_is_refused_once_superseded():
+    fs = FakeFS()
+    s = FileStorage("/db", fs=fs)
+    s.append([b"a", b"b", b"c"])
+    with pytest.raises(StorageError, match="not yet flushed"):
+        s.stage_snapshot(b"x", 1)
+    s.flush()
+    old = s.stage_snapshot(b"old", 2)
+    new = s.stage_snapshot(b"new", 3)
+    assert old.path != new.path
+    s.commit_snapshot(new)
+    with pytest.raises(StorageError, match="superseded"):
+        s.commit_snapshot(old)     # it would hide record 3, which the newest covers
+    assert not fs.exists(old.path) and s.load_snapshot() == (b"new", 3)
+    dropped = s.stage_snapshot(b"dropped", 3)
+    s.discard_snapshot(dropped)
+    assert not fs.exists(dropped.path) and s.snapshot_positions() == [3]
+    s.compact(3)
+    late = s.stage_snapshot(b"late", 3)
+    s.commit_snapshot(late)    # covers what the floor covers: fine
+    assert s.load_snapshot() == (b"late", 3)
+    s.close()
+
+
+def test_a_staged_snapshot_left_by_a_crash_is_removed_at_open():
+    fs = FakeFS()
+    s = FileStorage("/db", fs=fs)
+    s.append([b"a"])
+    s.flush()
+    staged = s.stage_snapshot(b"never committed", 1)
+    fs.sync_all()                        # the file and its directory entry reached the disk
+    disk = fs.crash(random.Random(3))
+    assert disk.exists(staged.path)
+    s2 = FileStorage("/db", fs=disk)
+    assert s2.load_snapshot() is None and not disk.exists(staged.path)
+    assert any("removed unfinished temporary file" in n for n in s2.open_report().notes)
+    s2.close()

@@ -345,7 +345,8 @@ export class Database {
   schemaHistory(name) { return this._call("schemaHistory", name); }
   // graphql(query, variables, {operationName, allowMutations}) → {data, errors}
   graphql(query, variables, opts) { return this._call("graphql", query, variables ?? null, opts || {}); }
-  // The sync client's status ({state, pending, peers, synced, error, ...}) or null.
+  // The sync client's status ({state, pending, peers, synced, error, ..., gate: {heldSteps,
+  // longestHoldMs, heldNow, yields, yieldTimeouts}}, docs/BROWSER.md) or null.
   syncStatus() { return this._call("syncStatus"); }
   refreshInfo() { return this._call("info").then((i) => (this.info = i)); }
   // Rewrite the read view Ostracon.peek reads (readview.js) from the engine's documents, in

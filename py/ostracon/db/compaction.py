@@ -103,25 +103,46 @@ class Compaction:
         self.done = True
 
     def _swap(self, enc: SnapshotEncoder, position: int) -> None:
-        """Store the snapshot and drop what it covers. Holds the sink's I/O lock throughout
-        (no batch reaches storage meanwhile) and the state lock only to flush what the log
-        after the cut holds: writers go on during the snapshot's I/O."""
+        """Store the snapshot and drop what it covers. A storage that stages snapshots
+        (FileStorage `stage_snapshot`) writes and syncs the file before any lock is taken:
+        the records up to the cut are durable since the cut was taken, so sink batches and
+        writers go on during that I/O. Then, holding the sink's I/O lock (no batch reaches
+        storage meanwhile) and the state lock only to flush what the log after the cut
+        holds, the snapshot is committed (a rename) and the log it covers dropped."""
         e, storage, snap = self.engine, self.storage, enc.data
         assert snap is not None
-        with e.sink.io_lock:
-            with e.lock:
-                e.check_open()
-                e.sink.flush_holding_locks()
-            # Keeping several snapshots is a request for audit states: written whenever
-            # there is something new; otherwise only when it makes the store smaller.
-            if not self.force and self.keep_snapshots == 1 and not snapshot_pays(storage, snap, position):
-                return  # the log is already the smaller form: never grow a store
-            storage.write_snapshot(snap, position)
-            storage.compact(position, self.keep_snapshots)
-            self.position = position
-            record_compaction(enc.seals, position, storage, e.replica.actor, self.chain, self.sign)
+        # Keeping several snapshots is a request for audit states: written whenever there
+        # is something new; otherwise only when it makes the store smaller.
+        if not self.force and self.keep_snapshots == 1 and not snapshot_pays(storage, snap, position):
+            return  # the log is already the smaller form: never grow a store
+        stage = getattr(storage, "stage_snapshot", None)
+        staged = stage(snap, position) if stage is not None else None
+        try:
+            with e.sink.io_lock:
+                with e.lock:
+                    e.check_open()
+                    if self.encoder is not enc:
+                        raise _Abandoned  # by a prune or a newer run while the file was written
+                    e.sink.flush_holding_locks()
+                if staged is not None:
+                    storage.commit_snapshot(staged)  # type: ignore[attr-defined]
+                    staged = None
+                else:
+                    storage.write_snapshot(snap, position)
+                storage.compact(position, self.keep_snapshots)
+                self.position = position
+                record_compaction(enc.seals, position, storage, e.replica.actor, self.chain, self.sign)
+        except _Abandoned:
+            return
+        finally:
+            if staged is not None:
+                storage.discard_snapshot(staged)  # type: ignore[attr-defined]
         if self.on_done is not None:
             self.on_done(position)
+
+
+class _Abandoned(Exception):
+    """The run was abandoned while its snapshot was staged (nothing is committed)."""
 
 
 def record_compaction(seals: list[bytes], position: int, storage: Storage, actor: bytes,

@@ -43,6 +43,16 @@ DURABILITY_MODES = ("always", "flush", "none")
 _T = TypeVar("_T")
 
 
+class StagedSnapshot:
+    """A snapshot written and synced to a temporary file (`FileStorage.stage_snapshot`), not
+    yet the store's: `path` of the file, `position` it covers."""
+
+    __slots__ = ("path", "position")
+
+    def __init__(self, path: str, position: int) -> None:
+        self.path, self.position = path, position
+
+
 class FileStorage(RecoveryMixin, TailMixin, Storage):
     """A directory of `seg-<first position>.log` segments and `snap-<seq>.snap` snapshots."""
 
@@ -78,6 +88,7 @@ class FileStorage(RecoveryMixin, TailMixin, Storage):
         self._floor = 0                      # records <= floor were compacted away
         self._snaps: list[tuple[int, int]] = []  # (seq, position) ascending by seq
         self._snap_cache: tuple[bytes, int] | None = None
+        self._stage_seq = 0                  # the last sequence number a staged snapshot took
         self._truncated = 0
         self._quarantined: list[str] = []
         self._notes: list[str] = []
@@ -348,34 +359,79 @@ class FileStorage(RecoveryMixin, TailMixin, Storage):
     # ---- snapshots and compaction ----------------------------------------------------------
 
     def write_snapshot(self, data: bytes, position: int) -> None:
+        """Flush what is queued, then store the snapshot atomically (`stage_snapshot`, then
+        `commit_snapshot`): the file is written and synced outside the lock, so appends and
+        flushes of other threads go on meanwhile."""
+        with self._mutex:
+            self._check_write()
+            if self._pending:  # a snapshot must never cover records that are not on disk
+                self._write_pending()
+        self.commit_snapshot(self.stage_snapshot(data, position))
+
+    def stage_snapshot(self, data: bytes, position: int) -> StagedSnapshot:
+        """Write the snapshot covering records 1..`position` to a temporary file and sync it,
+        holding the lock only to check `position` and name the file; `commit_snapshot` then
+        makes it the newest snapshot, `discard_snapshot` drops it. Records up to `position`
+        must already be durable (StorageError otherwise): the snapshot must never cover
+        records that are not on disk. A crash before the commit leaves the temporary file,
+        removed at the next open (never acknowledged)."""
         with self._mutex:
             self._check_write()
             if not isinstance(position, int) or not 0 <= position <= self._last:
                 raise StorageError(f"snapshot position {position} outside 0..{self._last}")
-            if self._pending:  # a snapshot must never cover records that are not on disk
-                self._write_pending()
-            seq = max((s for s, _ in self._snaps), default=0) + 1
-            name = lf.snapshot_name(seq)
-            final, tmp = self._path(name), self._path(name + ".tmp")
-            blob = lf.encode_snapshot(bytes(data), position)
+            if position > self._durable_last:
+                raise StorageError(f"snapshot position {position} covers records not yet flushed "
+                                   f"(durable up to {self._durable_last})")
+            self._stage_seq = max(self._stage_seq, max((s for s, _ in self._snaps), default=0)) + 1
+            tmp = self._path(lf.snapshot_name(self._stage_seq) + ".tmp")
+        blob = lf.encode_snapshot(bytes(data), position)
+        try:
+            handle = self._fs.open_write(tmp, create=True, exclusive=True)
             try:
-                handle = self._fs.open_write(tmp, create=True, exclusive=True)
-                try:
-                    handle.write(blob)
-                    if self._sync:
-                        handle.fsync()
-                finally:
-                    handle.close()
-                self._fs.rename(tmp, final)
+                handle.write(blob)
+                if self._sync:
+                    handle.fsync()
+            finally:
+                handle.close()
+        except OSError as exc:
+            self._remove_quietly(tmp)
+            raise map_oserror(exc, "write snapshot", tmp) from exc
+        return StagedSnapshot(tmp, position)
+
+    def commit_snapshot(self, staged: StagedSnapshot) -> None:
+        """Make a staged snapshot the newest (a rename and a directory sync, under the lock).
+        StorageError, and the file is dropped, when a snapshot covering more was stored
+        meanwhile or the log was compacted past it (it would hide what they cover)."""
+        with self._mutex:
+            try:
+                self._check_write()
+                newest = max((p for _, p in self._snaps), default=0)
+                if staged.position < max(newest, self._floor):
+                    raise StorageError(f"snapshot at {staged.position} is superseded: the store already "
+                                       f"covers {max(newest, self._floor)}")
+            except StorageError:
+                self._remove_quietly(staged.path)
+                raise
+            seq = max((s for s, _ in self._snaps), default=0) + 1
+            final = self._path(lf.snapshot_name(seq))
+            try:
+                self._fs.rename(staged.path, final)
             except OSError as exc:
-                try:
-                    self._fs.remove(tmp)
-                except OSError:
-                    pass  # removed at the next open
+                self._remove_quietly(staged.path)
                 raise map_oserror(exc, "write snapshot", final) from exc
-            self._snaps.append((seq, position))
+            self._snaps.append((seq, staged.position))
             self._snap_cache = None
             self._sync_dir()
+
+    def discard_snapshot(self, staged: StagedSnapshot) -> None:
+        """Drop a staged snapshot that will not be committed."""
+        self._remove_quietly(staged.path)
+
+    def _remove_quietly(self, path: str) -> None:
+        try:
+            self._fs.remove(path)
+        except OSError:
+            pass  # gone already, or removed at the next open
 
     def load_snapshot(self) -> tuple[bytes, int] | None:
         with self._mutex:

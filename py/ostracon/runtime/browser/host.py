@@ -83,6 +83,7 @@ def _status_dict(st: Any) -> dict:
         "state": st.state, "pending": st.pending, "peers": st.peers, "synced": st.synced,
         "attempt": st.attempt, "cursor": st.cursor, "dropped": dict(st.dropped),
         "error": None if err is None else {"name": type(err).__name__, "message": str(err)},
+        "gate": bridge.gate_stats(),  # what the suspension gate cost the client (docs/BROWSER.md)
     }
 
 
@@ -184,6 +185,7 @@ class Host(DocumentRpc, TextRpc, IdleWork):
         o = _opts(options)
         if self.db is not None:
             raise ValidationError("this worker already has a database open")
+        bridge.reset_gate_stats()
         name = o.get("name")
         if type(name) is not str or not name:
             raise ValidationError("Ostracon.open needs a non-empty `name`")
@@ -399,7 +401,8 @@ class Host(DocumentRpc, TextRpc, IdleWork):
                 with bridge.sync_tasks_may_run():   # stopping needs the client's own steps
                     bridge.run_blocking(asyncio.wait_for(client.stop(), CLOSE_SYNC_TIMEOUT_S))
             except TimeoutError:
-                pass
+                # A task may still be suspended inside the engine: it finishes first.
+                bridge.run_blocking(bridge.no_task_suspended())
         db, self.db = self.db, None
         self.texts.clear()
         for sub in self.subs.values():
@@ -417,6 +420,7 @@ class Host(DocumentRpc, TextRpc, IdleWork):
         """[[id, method, args], ...] → [{id, result} | {id, error}, ...] (as JS values)."""
         out = []
         requests = list(requests)
+        bridge.yield_to_held_steps()  # nothing half done yet: starved sync steps go first
         for n, req in enumerate(requests):
             self._later_in_batch = len(requests) - n - 1
             rid, method, args = req[0], req[1], req[2]
@@ -430,6 +434,9 @@ class Host(DocumentRpc, TextRpc, IdleWork):
                 if isinstance(e, (KeyboardInterrupt, SystemExit)):
                     raise
                 out.append({"id": rid, "error": error_info(e)})
+        # Calls first, but background work is not starved (the worker's own requests, the
+        # tick and event deliveries, are not calls).
+        self.idle_floor(sum(1 for r in requests if r[1] not in ("tick", "events")))
         self._woken = False
         events = self.drain_events()
         if self.sync is not None:
