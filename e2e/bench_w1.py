@@ -107,7 +107,24 @@ def w1_profile_json(kind: str = "host", docs: int = DOCS, fields: int = FIELDS) 
         from ostracon.runtime.browser.host import HOST
 
         db = HOST.db
+    import gc
+
+    gc_started: list[float] = []
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc_started.append(time.perf_counter())
+        elif gc_started:
+            key = f"gc gen{info.get('generation')}"
+            spent[key] = spent.get(key, 0.0) + time.perf_counter() - gc_started.pop()
+            counts[key] = counts.get(key, 0) + 1
+
+    gc.callbacks.append(on_gc)
+    timed(db.sink, "flush", "sink flush (all)")
     timed(db.sink, "sign", "sign (per batch)")
+    timed(type(db.crypto), "_call", "crypto bridge calls") if hasattr(type(db.crypto), "_call") else None
+    timed(db._engine, "random_bytes", "random_bytes")
+    timed(db.feed, "publish", "feed publish")
     timed(db.sink, "_write", "sink batch (storage)")
     if db.sink.on_batch is not None:
         timed(db.sink, "on_batch", "sink on_batch")
@@ -124,9 +141,38 @@ def w1_profile_json(kind: str = "host", docs: int = DOCS, fields: int = FIELDS) 
     try:
         res = w1(db, docs, fields, collection=f"w1p{len(db.collections())}")
     finally:
+        gc.callbacks.remove(on_gc)
         for owner, attr, fn in reversed(undo):
             setattr(owner, attr, fn)
         if kind == "memory":
             db.close()
     res["phases"] = {k: [round(v, 3), counts[k]] for k, v in sorted(spent.items())}
+    return json.dumps(res)
+
+
+def w1_cprofile_json(kind: str = "host", docs: int = DOCS, fields: int = FIELDS, top: int = 40) -> str:
+    """W1 under cProfile: the `top` functions by own time (seconds) and call counts."""
+    import cProfile
+    import json
+    import pstats
+
+    import ostracon
+
+    db = ostracon.open() if kind == "memory" else None
+    if db is None:
+        from ostracon.runtime.browser.host import HOST
+
+        db = HOST.db
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        res = w1(db, docs, fields, collection=f"w1c{len(db.collections())}")
+    finally:
+        prof.disable()
+        if kind == "memory":
+            db.close()
+    st = pstats.Stats(prof)
+    rows = sorted(st.stats.items(), key=lambda kv: -kv[1][2])[:top]  # type: ignore[attr-defined]
+    res["top"] = [[f"{fn[0].rsplit('/', 2)[-1]}:{fn[1]}:{fn[2]}", round(v[2], 3), round(v[3], 3), v[1]]
+                  for fn, v in rows]
     return json.dumps(res)

@@ -27,6 +27,7 @@ from ostracon.core.errors import (
 from ostracon.crypto.native import NativeCrypto
 from ostracon.crypto.space import Space
 from ostracon.runtime.browser import bridge, convert
+from ostracon.runtime.browser import host as host_module
 from ostracon.runtime.browser.convert import MAX_DEPTH, MAX_SAFE_INTEGER, NativeFfi
 from ostracon.runtime.browser.host import META_IDENTITY, Host
 from ostracon.storage.file import FileStorage
@@ -243,6 +244,23 @@ def call(host: Host, method: str, *args):
 SPACE = {"key": bytes(range(32)), "name": "family"}
 
 
+def test_tune_collector_sets_the_first_threshold_and_keeps_the_rest():
+    import gc
+
+    before = gc.get_threshold()
+    try:
+        assert host_module.tune_collector() == before
+        assert gc.get_threshold() == (host_module.COLLECTOR_THRESHOLD, *before[1:])
+        assert host_module.tune_collector(5000) == (host_module.COLLECTOR_THRESHOLD, *before[1:])
+        assert gc.get_threshold()[0] == 5000 and gc.get_freeze_count() == 0
+        for bad in (0, -1, 2.5, True, "20000"):
+            with pytest.raises(ValidationError):
+                host_module.tune_collector(bad)
+        assert gc.get_threshold()[0] == 5000
+    finally:
+        gc.set_threshold(*before)
+
+
 def test_open_reports_progress_and_info(make_host):
     h = make_host()
     info = call(h, "open", {"name": "notes", "space": SPACE})
@@ -368,6 +386,26 @@ def test_subscribers_see_events_in_the_batch_that_caused_them(make_host):
     assert call(h, "unsubscribe", sid) is True
     assert call(h, "unsubscribe", sid) is False
     assert h.run([[1, "create", ["todos", {"title": "x"}]]])["events"] == []
+
+
+def test_changes_outside_a_batch_wake_the_worker_only_while_someone_subscribes(make_host):
+    h = make_host()
+    woken: list[int] = []
+    h.wake = lambda: woken.append(1)
+    call(h, "open", {"name": "notes"})
+    h.db.collection("todos").create({"title": "a"})  # as sync applies remote blocks
+    assert woken == [] and h._feed_sub is None  # no feed callback on every write for nothing
+    sid = call(h, "subscribe", "todos", JS_NULL)
+    h.db.collection("todos").create({"title": "b"})
+    h.db.collection("todos").create({"title": "c"})
+    assert woken == [1]  # one delivery round asked for, until the next batch delivers
+    (ev,) = h.run([[1, "events", []]])["events"]
+    assert [e["payload"]["title"] for e in ev["events"]] == ["b", "c"]
+    h.db.collection("todos").create({"title": "d"})
+    assert woken == [1, 1]
+    call(h, "unsubscribe", sid)
+    h.db.collection("todos").create({"title": "e"})
+    assert woken == [1, 1] and h._feed_sub is None
 
 
 def test_every_call_after_close_is_a_closed_error(make_host):

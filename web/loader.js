@@ -190,7 +190,9 @@ export async function loadRuntime({ progress = () => {}, packages = ["ostracon"]
   step("host", null);
   if (state === "restored") pyodide.pyimport(SNAPSHOT_MODULE).resume();
   pyodide.pyimport("ostracon.runtime.browser.bridge").install(bridge);
-  const host = pyodide.pyimport("ostracon.runtime.browser.host").HOST;
+  const hostModule = pyodide.pyimport("ostracon.runtime.browser.host");
+  hostModule.tune_collector(); // the collector's threshold for a write-heavy engine (host.py)
+  const host = hostModule.HOST;
   step(null);
   return { pyodide, bridge, host, boot: { snapshot: state, reason, ms, stored } };
 }

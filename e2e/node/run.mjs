@@ -111,6 +111,12 @@ if (frozen !== 0) {
   console.error(`${frozen} objects are frozen out of the collector in the ${timings.snapshot} instance`);
   process.exit(1);
 }
+// The loader tunes the collector for a write-heavy engine (host.py COLLECTOR_THRESHOLD).
+const tuned = pyodide.runPython("import gc\nfrom ostracon.runtime.browser import host\ngc.get_threshold()[0] == host.COLLECTOR_THRESHOLD");
+if (tuned !== true) {
+  console.error(`the collector's threshold is not host.COLLECTOR_THRESHOLD in the ${timings.snapshot} instance`);
+  process.exit(1);
+}
 // The checks' files on the instance's file system and sys.path.
 for (const [rel, text] of Object.entries(testFiles())) {
   const p = `${TESTS_DIR}/${rel}`;

@@ -8,8 +8,12 @@ with ``--experimental-wasm-stack-switching``) and Python entered through `runPyt
 
 Outputs are byte-identical to the native `cryptography` backend: Ed25519 is deterministic
 and AES-GCM is a function of (key, nonce, plaintext, aad). ECDSA P-256 is randomised: each
-backend verifies the other's signatures (both sign low-S, both refuse high-S). `random_bytes` needs no promise
-(`crypto.getRandomValues` is synchronous) and `sha256` is done by hashlib.
+backend verifies the other's signatures (both sign low-S, both refuse high-S). `random_bytes` is
+`os.urandom`: under Pyodide it is Emscripten's `getentropy`, which fills the bytes with
+`crypto.getRandomValues` (Node: `crypto.randomFillSync`) from inside the wasm call, with no
+proxy crossing (the bridge's `randomBytes` cost ~8x as much per call, and the engine draws
+random bytes for every new document id). It keeps no state, so a memory snapshot of the
+interpreter (snapshot.py) never replays randomness. `sha256` is done by hashlib.
 
 Imported CryptoKeys are cached in the bridge (bounded), so repeated signatures with one seed
 or encryptions with one space key do not re-import the key.
@@ -18,6 +22,7 @@ or encryptions with one space key do not re-import the key.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -184,5 +189,4 @@ class WebCrypto(CryptoBackend):
             return _injected_random(self._random, n)
         if n == 0:
             return b""
-        # crypto.getRandomValues is synchronous: no JSPI switch needed.
-        return self._b.randomBytes(n).to_bytes()
+        return os.urandom(n)  # crypto.getRandomValues inside the wasm call (module docstring)
