@@ -162,6 +162,61 @@ def test_a_call_arriving_during_compaction_is_answered_before_it_finishes(new_ho
     assert call(h2, "count", "c") == idle.COMPACT_LOG_RECORDS + 11  # _long_log's and the late one
 
 
+def test_a_tail_written_during_compaction_is_compacted_once_writes_stop(new_host, monkeypatch):
+    """A compaction in the middle of a run of writes leaves the rest of the run in the log;
+    the half rule alone would keep replaying it at every open (here it is under half the
+    store). One compaction without the half rule follows each one under it, not more."""
+    from ostracon.runtime.browser import idle
+
+    monkeypatch.setattr(idle, "COMPACT_STEP_DOCS", 200)
+    h = new_host()
+    _long_log(h, "tail")
+    for start in range(0, 2 * idle.COMPACT_LOG_RECORDS, 500):
+        call(h, "createMany", "c", [{"j": j} for j in range(start, start + 500)])
+    call(h, "flush")
+    h.calls_waiting = lambda: True
+    h.pause = lambda: None
+    assert h.maybe_compact() and not h._compact_run.done
+    cut = h._compact_run.cut
+    tail = idle.COMPACT_LOG_RECORDS + 10
+    for start in range(0, tail, 500):  # written between the steps, after the cut
+        call(h, "createMany", "c", [{"k": k} for k in range(start, min(tail, start + 500))])
+    call(h, "flush")
+    assert 2 * tail < len(h.db.replica.order) - tail  # the tail alone is under the half rule
+    h.calls_waiting = None
+    call(h, "tick")  # finishes the run, then compacts the tail in the same idle stretch
+    assert h._compact_run is None and h.storage.load_snapshot()[1] > cut
+    assert h.storage.open_report().records == 0
+    for start in range(0, tail, 500):  # a new stretch of the same size: the half rule again
+        call(h, "createMany", "c", [{"m": m} for m in range(start, min(tail, start + 500))])
+    call(h, "flush")
+    call(h, "tick")
+    assert h.storage.open_report().records >= tail
+
+
+def test_writes_after_a_finished_compaction_are_compacted_once_when_idle(new_host):
+    from ostracon.runtime.browser import idle
+
+    h = new_host()
+    _long_log(h, "after")
+    for start in range(0, 2 * idle.COMPACT_LOG_RECORDS, 500):
+        call(h, "createMany", "c", [{"j": j} for j in range(start, start + 500)])
+    call(h, "flush")
+    call(h, "tick")  # under the half rule
+    first = h.storage.load_snapshot()[1]
+    n = idle.COMPACT_LOG_RECORDS + 10
+    for rounds in range(2):
+        for start in range(0, n, 500):
+            call(h, "createMany", "c", [{"k": k} for k in range(start, min(n, start + 500))])
+        call(h, "flush")
+        call(h, "tick")
+        assert 2 * n < len(h.db.replica.order) - n  # under the half rule each time
+        if rounds == 0:  # the first stretch after it is compacted, the second is not
+            assert h.storage.load_snapshot()[1] > first and h.storage.open_report().records == 0
+        else:
+            assert h.storage.open_report().records >= n
+
+
 def test_compaction_resumes_across_ticks_and_stops_with_the_database(new_host, monkeypatch):
     from ostracon.runtime.browser import idle
 

@@ -93,6 +93,10 @@ class IdleWork:
     _turn_at_ms: float | None = None
     #: True during the one step `idle_floor` forces while calls wait.
     _floor_step: bool = False
+    #: A compaction under the half rule finished: the next one may start once the log after
+    #: it is `COMPACT_LOG_RECORDS` long, without the half rule (`maybe_compact`).
+    _settle: bool = False
+    _settle_run: Any = None
     #: Steps the floor forced, and the last error one of them raised (its batch's calls
     #: were answered already; the next turn retries).
     floor_steps: int = 0
@@ -189,12 +193,21 @@ class IdleWork:
                 return False
             log = storage.open_report().records
             last = storage.last_position()
-            if log < max(COMPACT_LOG_RECORDS, (len(db.replica.order) - log) // 2) \
-                    or last - self._compact_tried < COMPACT_LOG_RECORDS:
+            # The half rule bounds the rewriting to a multiple of what was written. A
+            # compaction in the middle of a run of writes (at a pause between two calls, or
+            # started by the floor) leaves the rest of the run to be replayed at every open,
+            # up to half the store: once the writes stop, one more compaction takes it. At
+            # most one such follows each compaction under the half rule, so the bound on the
+            # rewriting only doubles.
+            settle = self._settle and not self._floor_step
+            least = COMPACT_LOG_RECORDS if settle else max(COMPACT_LOG_RECORDS, (len(db.replica.order) - log) // 2)
+            if log < least or last - self._compact_tried < COMPACT_LOG_RECORDS:
                 return False
             self._compact_tried = last
+            self._settle = False
             run = db.compaction(step_docs=COMPACT_STEP_DOCS)
             self._compact_run, self._compact_db = run, db
+            self._settle_run = run if settle else None
         try:
             while not run.step():
                 self._pause()
@@ -203,6 +216,10 @@ class IdleWork:
         finally:
             if run.done:
                 self._compact_run = self._compact_db = None
+                if run.position is not None and run is not self._settle_run:
+                    self._settle = True
+        if run.done and self._settle and not self._floor_step and not self._waiting():
+            self.maybe_compact()  # a tail written during the run, now that no call waits
         return True
 
     def _pause(self) -> None:
