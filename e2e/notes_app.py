@@ -182,9 +182,26 @@ class App:
         wait_js(self.page, "window.__notes && window.__notes.ready === true", timeout=BOOT_TIMEOUT_MS)
 
     def wait_saved(self) -> None:
-        wait_js(self.page, """(() => { const c = window.__notes.state.current;
-            return c && !c.dirty.size && !c.inflight.size && !c.draft && ['saved', 'synced'].includes(c.phase); })()""",
-                                    timeout=SYNC_TIMEOUT_MS)
+        try:
+            wait_js(self.page, """(() => { const c = window.__notes.state.current;
+                return c && !c.dirty.size && !c.inflight.size && !c.draft
+                  && ['saved', 'synced'].includes(c.phase); })()""", timeout=SYNC_TIMEOUT_MS)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the editor and engine then: {self.save_state()}") from None
+
+    def save_state(self) -> object:
+        """What an unfinished save looks like: the editor's phase and pending fields, and the
+        engine's sync status (with the suspension gate's counts)."""
+        return self.page.evaluate("""async () => {
+          const s = window.__notes.state, c = s.current;
+          const editor = c && {phase: c.phase, dirty: [...c.dirty], inflight: [...c.inflight], draft: !!c.draft};
+          let sync = null;
+          try {
+            const late = new Promise((r) => setTimeout(() => r("no answer in 5 s"), 5000));
+            sync = await Promise.race([s.db.syncStatus(), late]);
+          } catch (e) { sync = String(e); }
+          return {editor, sync};
+        }""")
 
     def new_note(self, title: str, body: str = "") -> str:
         self.page.click("#new-note")
