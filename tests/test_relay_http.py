@@ -12,7 +12,7 @@ from websockets.asyncio.client import connect
 
 from ostracon.core.errors import ValidationError
 from ostracon.core.protocol import relay as P
-from ostracon.relay.http import HttpRequest, HttpResponse, StaticFiles, mime_type, resolve_allowed_hosts
+from ostracon.relay.http import HttpRequest, HttpResponse, StaticFiles, mime_type
 from ostracon.relay.server import Relay, RelayConfig
 from room_keys import answer, room_for
 
@@ -301,16 +301,3 @@ def test_loopback_relay_without_allowed_hosts_refuses_foreign_host_names():
             status, _, _ = await raw(relay.port, b"GET /healthz HTTP/1.1\r\nHost: relay.example\r\n\r\n")
             assert status == 200
     run(main())
-
-
-def test_default_allowed_hosts_follow_the_bind_address():
-    assert resolve_allowed_hosts("127.0.0.1", None) == {"127.0.0.1", "localhost", "[::1]"}
-    assert resolve_allowed_hosts("127.0.0.2", None) == {"127.0.0.2", "127.0.0.1", "localhost", "[::1]"}
-    assert resolve_allowed_hosts("::1", None) == {"127.0.0.1", "localhost", "[::1]"}
-    assert resolve_allowed_hosts("localhost", None) == {"127.0.0.1", "localhost", "[::1]"}
-    # Reachable from elsewhere: names are the operator's to give (a proxy may route by name).
-    assert resolve_allowed_hosts("0.0.0.0", None) is None
-    assert resolve_allowed_hosts("192.0.2.5", None) is None
-    assert resolve_allowed_hosts("127.0.0.1", ["Relay.Example"]) == {"relay.example"}
-    assert resolve_allowed_hosts("127.0.0.1", ["*"]) is None
-    assert resolve_allowed_hosts("127.0.0.1", []) == frozenset()

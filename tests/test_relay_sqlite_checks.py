@@ -7,8 +7,9 @@ import sqlite3
 
 import pytest
 
+from ostracon.relay.mailbox import DEFAULT_MAX_AGE_S, MailboxError, SqliteMailbox
 from ostracon.relay.mailbox import FRAME_OVERHEAD_BYTES as O
-from ostracon.relay.mailbox import MailboxError, SqliteMailbox
+from ostracon.relay.sqlite_checks import DEFAULT_MAX_TIMESTAMP_SKEW_S
 
 R1 = "a1" * 32
 R2 = "b2" * 32
@@ -130,3 +131,40 @@ def test_sqlite_clean_file_gets_no_quarantine_tables(tmp_path):
     finally:
         db.close()
     assert tables == {"meta", "rooms", "frames"}
+
+
+def test_sqlite_timestamps_past_the_allowed_skew_are_quarantined(tmp_path):
+    # A finite timestamp far in the future would keep a frame (or, through a room's last_ts,
+    # every later frame of the room) from ever ageing out. Past the open time plus the allowed
+    # clock skew it is malformed; within the skew it is served and ages out as usual.
+    path = tmp_path / "mb.sqlite"
+    clock = FakeClock()
+    mb = SqliteMailbox(path, clock=clock)
+    mb.append(R1, b"good")
+    mb.append(R2, b"r2")
+    mb.close()
+    skew = DEFAULT_MAX_TIMESTAMP_SKEW_S
+    ins = "INSERT INTO frames VALUES (?,?,?,?,?,?)"
+    _tamper(path,
+            (ins, (R1, 2, clock.t + skew, 1 + O, b"n", "")),          # at the limit: kept
+            (ins, (R1, 3, clock.t + skew + 1.0, 1 + O, b"f", "")),    # past it: moved
+            (ins, (R1, 4, 1e300, 1 + O, b"f", "")),                   # finite, never ages
+            ("UPDATE rooms SET head=4, last_ts=? WHERE room=?", (clock.t + skew, R1)),
+            ("UPDATE rooms SET last_active=? WHERE room=?", (clock.t + 10 * skew, R2)))
+    mb = SqliteMailbox(path, clock=clock)
+    try:
+        assert mb.stats().dropped["quarantined"] == 3   # R1's two frames, R2's frame with its record
+        assert mb.read(R1, 0) == [(1, b"good"), (2, b"n")]
+        assert mb.read(R2, 0) == []
+        clock.t += skew + DEFAULT_MAX_AGE_S + 1.0
+        assert mb.prune() == 2
+        assert mb.stats().frames == 0
+    finally:
+        mb.close()
+    db = sqlite3.connect(path)
+    try:
+        reasons = sorted(r[0] for r in db.execute("SELECT reason FROM quarantined_frames"))
+        assert reasons == ["malformed frame", "malformed frame", "no room record"]
+        assert db.execute("SELECT room FROM quarantined_rooms").fetchall() == [(R2,)]
+    finally:
+        db.close()

@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import logging
 import mimetypes
 import re
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from http import HTTPStatus
@@ -34,6 +33,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
 from ..core.errors import ValidationError
+from ._allowed_hosts import ANY_HOST as ANY_HOST
+from ._allowed_hosts import LOOPBACK_NAMES as LOOPBACK_NAMES
+from ._allowed_hosts import host_allowed as host_allowed
+from ._allowed_hosts import resolve_allowed_hosts as resolve_allowed_hosts
 from .limits import PendingConnections, client_key
 
 log = logging.getLogger("ostracon.relay.http")
@@ -163,60 +166,6 @@ def accepted_encodings(header: str | None) -> set[str]:
         if name and q not in ("q=0", "q=0.0", "q=0.00", "q=0.000"):
             out.add(name.strip().lower())
     return out
-
-
-#: Host names a browser uses for a server bound to a loopback address.
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
-
-#: In an allowed-host list, turns the Host check off (a relay behind a proxy that rewrites Host).
-ANY_HOST = "*"
-
-
-def _is_loopback(bind_host: str) -> bool:
-    if bind_host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(bind_host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def resolve_allowed_hosts(bind_host: str, allowed: Collection[str] | None) -> frozenset[str] | None:
-    """The Host allow-list a server bound to ``bind_host`` enforces (None: any host).
-
-    Given names are lower-cased; :data:`ANY_HOST` among them turns the check off. Without
-    names, a loopback bind answers :data:`LOOPBACK_NAMES` and its own address only: anything
-    else reaching a loopback socket is a browser page whose own name was re-pointed at this
-    machine (DNS rebinding). Any other bind allows any host, for a relay behind a proxy that
-    routes by name; such a relay should be given its names.
-    """
-    if allowed is not None:
-        names = frozenset(h.lower() for h in allowed)
-        return None if ANY_HOST in names else names
-    if not _is_loopback(bind_host):
-        return None
-    host = bind_host.lower().strip("[]")
-    if host == "localhost" or ":" in host:
-        return LOOPBACK_NAMES
-    return LOOPBACK_NAMES | {host}
-
-
-def host_allowed(host: str | None, allowed: frozenset[str] | None) -> bool:
-    """True when the request's ``Host`` (port stripped, lower-cased) is in ``allowed``.
-
-    ``allowed=None`` accepts any host. Checking Host is what stops DNS rebinding: a page on
-    ``evil.example`` whose name was re-pointed at 127.0.0.1 still sends ``Host: evil.example``.
-    """
-    if allowed is None:
-        return True
-    if not host:
-        return False
-    h = host.strip().lower()
-    if h.startswith("["):  # [v6]:port
-        h = h[: h.find("]") + 1] if "]" in h else h
-    elif h.count(":") == 1:
-        h = h.split(":", 1)[0]
-    return h in allowed
 
 
 class StaticFiles:

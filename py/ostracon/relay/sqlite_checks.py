@@ -14,7 +14,8 @@ assertion in ``prune()``: one member's replay or the whole relay stops.
 * Rows: a room record or frame that breaks the rules below is moved, unchanged, into
   ``quarantined_rooms`` / ``quarantined_frames`` (made when first needed) with the reason,
   inside the open transaction; the frames of a moved room record go with it. The rest is
-  served as before.
+  served as before. A timestamp later than the clock at open plus
+  :data:`DEFAULT_MAX_TIMESTAMP_SKEW_S` breaks the rules too: it would never age out.
 """
 
 from __future__ import annotations
@@ -51,6 +52,14 @@ _OPTIONAL = frozenset({"quarantined_rooms", "quarantined_frames"})
 # Largest finite float64 (rounded down): a timestamp beyond it (±Infinity) would never age out.
 _FINITE = "BETWEEN -1.7e308 AND 1.7e308"
 
+#: How far (seconds) a stored timestamp may lie after the clock reading at open. Every stored
+#: timestamp is a reading of the relay's own clock, so a later one only comes from a clock
+#: stepped back since (NTP correction, a file moved from a host whose clock ran ahead, a
+#: time-zone mistake of up to 14 hours) or from an edited file. A day covers the honest cases;
+#: beyond it a frame (or, through a room's ``last_ts``, every later frame of the room) would
+#: outlive ``max_age_s`` by that much, up to never, bounded only by the room byte limit.
+DEFAULT_MAX_TIMESTAMP_SKEW_S = 24 * 3600.0
+
 
 def _hex(col: str, lo: int, hi: int) -> str:
     return f"typeof({col})='text' AND length({col}) BETWEEN {lo} AND {hi} AND {col} NOT GLOB '*[^0-9a-f]*'"
@@ -62,13 +71,13 @@ _GOOD_ROOM = " AND ".join([
     "typeof(head)='integer'", "typeof(pruned_through)='integer'",
     "typeof(last_ts)='real'", "typeof(last_active)='real'",
     f"head BETWEEN 0 AND {MAX_CURSOR}", f"pruned_through BETWEEN 0 AND {MAX_CURSOR}",
-    f"last_ts {_FINITE}", f"last_active {_FINITE}"])
+    f"last_ts {_FINITE}", f"last_active {_FINITE}", "last_ts <= :not_after", "last_active <= :not_after"])
 
 _GOOD_FRAME = " AND ".join([
     _hex("room", ROOM_ID_MIN_HEX, ROOM_ID_MAX_HEX),
     "typeof(cursor)='integer'", "typeof(ts)='real'", "typeof(size)='integer'", "typeof(data)='blob'",
     "typeof(writer)='text'",
-    f"cursor BETWEEN 1 AND {MAX_CURSOR}", f"ts {_FINITE}", "length(data) > 0",
+    f"cursor BETWEEN 1 AND {MAX_CURSOR}", f"ts {_FINITE}", "ts <= :not_after", "length(data) > 0",
     f"size = length(data) + {FRAME_OVERHEAD_BYTES}", "size <= :max_room_bytes",
     f"length(writer) <= {MAX_WRITER_CHARS}"])
 
@@ -91,22 +100,27 @@ def check_schema(db: sqlite3.Connection, path: Path) -> None:
         raise MailboxError(f"mailbox {path}: table frames has no rowids") from exc
 
 
-def quarantine_bad_rows(db: sqlite3.Connection, max_room_bytes: int) -> int:
+def quarantine_bad_rows(db: sqlite3.Connection, max_room_bytes: int, now: float,
+                        max_skew_s: float = DEFAULT_MAX_TIMESTAMP_SKEW_S) -> int:
     """Move room records and frames that break the rules into the quarantine tables (inside
-    the caller's transaction); return how many frames were moved."""
-    def found(table: str, where: str, params: dict[str, int]) -> bool:
+    the caller's transaction); return how many frames were moved.
+
+    ``now`` is the mailbox clock's reading at open (seconds); a timestamp later than
+    ``now + max_skew_s`` makes its row malformed (see :data:`DEFAULT_MAX_TIMESTAMP_SKEW_S`).
+    """
+    def found(table: str, where: str, params: dict[str, float]) -> bool:
         if not db.execute(f"SELECT EXISTS (SELECT 1 FROM {table} WHERE {where})", params).fetchone()[0]:
             return False
         for stmt in _QUARANTINE:
             db.execute(stmt)
         return True
 
+    params: dict[str, float] = {"max_room_bytes": max_room_bytes, "not_after": now + max_skew_s}
     bad_room = f"NOT COALESCE(({_GOOD_ROOM}), 0)"
-    if found("rooms", bad_room, {}):
+    if found("rooms", bad_room, params):
         db.execute("INSERT INTO quarantined_rooms SELECT room, epoch, head, pruned_through, last_ts, last_active, "
-                   f"'malformed room record' FROM rooms WHERE {bad_room}")
-        db.execute(f"DELETE FROM rooms WHERE {bad_room}")
-    params = {"max_room_bytes": max_room_bytes}
+                   f"'malformed room record' FROM rooms WHERE {bad_room}", params)
+        db.execute(f"DELETE FROM rooms WHERE {bad_room}", params)
     moved = 0
     for reason, where in (("malformed frame", f"NOT COALESCE(({_GOOD_FRAME}), 0)"),
                           ("no room record", "room NOT IN (SELECT room FROM rooms)")):

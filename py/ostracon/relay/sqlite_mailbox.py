@@ -101,7 +101,7 @@ class SqliteMailbox(Mailbox):
                     raise MailboxError(f"mailbox {self.path}: unknown schema version {row[0]}")
                 self._db.execute(_WRITER_INDEX)
                 check_schema(self._db, self.path)
-                self._dropped["quarantined"] = quarantine_bad_rows(self._db, self.max_room_bytes)
+                self._dropped["quarantined"] = quarantine_bad_rows(self._db, self.max_room_bytes, self.clock())
             if self._dropped["quarantined"]:
                 log.warning("mailbox %s: %d malformed frames moved to quarantined_frames",
                             self.path, self._dropped["quarantined"])
