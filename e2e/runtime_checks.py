@@ -21,6 +21,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+import runtime_checks_storage
+from runtime_checks_storage import idb_layout
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Where the contract suites and vectors live: tests/ in the repo, or the directory the
 # worker/runner installed them into (passed as `tests_dir`).
@@ -70,36 +73,11 @@ def crypto_vectors(tests_dir: str | None = None) -> dict:
     return cc.compute_vectors(crypto_factory(), vectors["inputs"])
 
 
-class _Harness:
-    """What tests/storage_contract.py expects: `persistent` and `open()` (same store each time)."""
-
-    def __init__(self, persistent: bool, open_fn: Callable[[], Any]) -> None:
-        self.persistent = persistent
-        self.open = open_fn
-
-
 def storage_contract(tests_dir: str | None = None, prefix: str = "contract") -> list[str]:
-    """tests/storage_contract.py: IndexedDBStorage under Pyodide, MemoryStorage natively."""
+    """tests/storage_contract.py: IndexedDBStorage under Pyodide, MemoryStorage natively
+    (runtime_checks_storage.py)."""
     _use_tests_dir(tests_dir)
-    import storage_contract as sc
-
-    passed = []
-    for i, check in enumerate(sc.CONTRACT):
-        if _in_pyodide():
-            from ostracon.runtime.browser.indexeddb import IndexedDBStorage
-
-            name = f"{prefix}-{time.time_ns()}-{i}"
-            h = _Harness(True, lambda name=name: IndexedDBStorage.open_sync(name))
-        else:
-            from ostracon.storage.memory import MemoryStorage
-
-            h = _Harness(False, MemoryStorage)
-        try:
-            check(h)
-        except BaseException as e:
-            raise AssertionError(f"{check.__name__}: {type(e).__name__}: {e}") from e
-        passed.append(check.__name__)
-    return passed
+    return runtime_checks_storage.run_storage_contract(prefix)
 
 
 def sim_hashes(seeds: int = SIM_SEEDS, tests_dir: str | None = None) -> dict:
@@ -490,65 +468,6 @@ def host_values() -> dict:
         raise AssertionError("a Date was accepted")
     del to_js
     return {"ok": True}
-
-
-def idb_layout(tests_dir: str | None = None, prefix: str = "layout") -> dict:
-    """IndexedDB rows (Pyodide only): a format-1 database (one row per record) reads and
-    upgrades; a batch is stored as one run row; compaction through a run keeps its tail; a
-    damaged run refuses to open."""
-    if not _in_pyodide():
-        return {}
-    import js
-    from pyodide.ffi import run_sync, to_js
-
-    from ostracon.core.errors import StorageError
-    from ostracon.runtime.browser import indexeddb as idb
-
-    b = idb.bridge()
-    name = f"{prefix}-{time.time_ns()}"
-
-    def raw_write(**fields: Any) -> None:
-        handle = run_sync(b.idbOpen(idb.DB_NAME_PREFIX + name))
-        try:
-            run_sync(b.idbWrite(handle, to_js(fields, dict_converter=js.Object.fromEntries)))
-        finally:
-            b.idbClose(handle)
-
-    # Format 1: one row per record, as an older adapter wrote it.
-    raw_write(positions=[1, 2, 3], records=[b"a", b"bb", b""], metaKeys=[idb.SYS_FORMAT], metaValues=[b"1"])
-    s = idb.IndexedDBStorage.open_sync(name, lock=False)
-    if list(s.records()) != [(1, b"a"), (2, b"bb"), (3, b"")]:
-        raise AssertionError(f"format-1 rows read back as {list(s.records())!r}")
-    s.append([b"r%d" % i for i in range(4, 14)])
-    s.flush()
-    s.close()
-    s = idb.IndexedDBStorage.open_sync(name, lock=False)
-    if [p for p, _ in s.records()] != list(range(1, 14)) or s._meta.get(idb.SYS_FORMAT) != idb.FORMAT_VERSION:
-        raise AssertionError("format-1 database not upgraded in place")
-    # Compaction through the run 4..13 keeps 9..13.
-    s.write_snapshot(b"S8", 8)
-    s.compact(8)
-    s.close()
-    s = idb.IndexedDBStorage.open_sync(name, lock=False)
-    if list(s.records()) != [(p, b"r%d" % p) for p in range(9, 14)]:
-        raise AssertionError(f"after compact(8): {list(s.records())!r}")
-    s.close()
-    # A run whose offsets do not match its bytes must not read as fewer records.
-    bad = to_js({"first": 14, "ends": [1, 5], "data": b"xyz"}, dict_converter=js.Object.fromEntries)
-    handle = run_sync(b.idbOpen(idb.DB_NAME_PREFIX + name))
-    try:
-        tx = handle.transaction(to_js(["records"]), "readwrite")
-        tx.objectStore("records").put(bad, 15)
-        run_sync(js.Promise.new(lambda res, rej: setattr(tx, "oncomplete", lambda *_: res(True))))
-    finally:
-        b.idbClose(handle)
-    try:
-        idb.IndexedDBStorage.open_sync(name, lock=False)
-    except StorageError as e:
-        refused = type(e).__name__
-    else:
-        raise AssertionError("a damaged run was read")
-    return {"damaged": refused}
 
 
 CHECKS: dict[str, Callable[..., Any]] = {

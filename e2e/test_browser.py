@@ -33,7 +33,8 @@ def _test_files() -> dict[str, str]:
     for p in sorted((ROOT / "tests" / "vectors").glob("*")):
         if p.suffix in (".json", ".py"):
             files[f"vectors/{p.name}"] = p.read_text()
-    files["runtime_checks.py"] = (ROOT / "e2e" / "runtime_checks.py").read_text()
+    for name in ("runtime_checks.py", "runtime_checks_storage.py"):
+        files[name] = (ROOT / "e2e" / name).read_text()
     return files
 
 

@@ -359,3 +359,34 @@ def test_an_error_of_a_floor_step_is_kept_and_the_calls_are_answered(new_host):
     h.catch_up_view = broken
     _calls(h, idle.IDLE_FLOOR_CALLS)     # asserts every call was answered
     assert isinstance(h.floor_error, StorageError) and h.floor_steps == 1
+
+
+def test_a_store_opened_from_an_old_format_snapshot_is_rewritten_at_the_first_idle_tick(new_host):
+    """Opening replays an old-format snapshot's blocks (core/snapshot.py); the idle work
+    rewrites it once, with nothing new and a short log, so the next open loads its rows."""
+    from ostracon.core import snapshot
+    from ostracon.core.replica import Replica
+    from test_snapshot import _as_format_4
+
+    def snapshot_format(h: Host) -> int:
+        data = h.storage.load_snapshot()[0]
+        return snapshot.load(Replica(h.db.replica.actor, require_signatures=False), data)
+
+    h = new_host()
+    call(h, "open", {"name": "old"})
+    call(h, "createMany", "c", [{"i": i} for i in range(20)])
+    call(h, "flush")
+    position = h.db.compact()
+    h.storage.write_snapshot(_as_format_4(h.storage.load_snapshot()[0]), position)
+    state = h.db.state_hash()
+    call(h, "close")
+    h2 = new_host()
+    call(h2, "open", {"name": "old"})
+    assert h2.db.snapshot_outdated and snapshot_format(h2) == 4
+    call(h2, "tick")
+    assert not h2.db.snapshot_outdated and snapshot_format(h2) == snapshot.SNAPSHOT_FORMAT
+    assert h2.maybe_compact() is False  # rewritten once: nothing more to do
+    call(h2, "close")
+    h3 = new_host()
+    call(h3, "open", {"name": "old"})
+    assert not h3.db.snapshot_outdated and h3.db.state_hash() == state

@@ -206,3 +206,41 @@ def test_writes_and_sink_flushes_go_on_while_the_snapshot_is_written(tmp_path):
     db2 = _open(FileStorage(tmp_path / "db"))
     assert _state(db2) == expected and db2.collection("c").get("during")["i"] == -1
     db2.close()
+
+
+def test_a_store_opened_from_an_old_format_snapshot_is_rewritten_by_the_next_compaction():
+    """A format-4 snapshot opens by replaying its blocks; the first compaction after such an
+    open writes a current-format one although nothing is new, so later opens load its rows."""
+    from ostracon.core import snapshot
+    from ostracon.core.replica import Replica
+    from ostracon.storage.memory import MemoryStorage
+    from test_snapshot import _as_format_4
+
+    storage = MemoryStorage()
+    db = ostracon.open(storage=storage)
+    col = db.collection("t")
+    for i in range(40):
+        col.create({"i": i, "tags": ["a", {"b": i}]}, id=f"d{i}")
+    col.delete("d2")
+    position = db.compact()
+    expected, ident = db.state_hash(), db.identity
+    assert not db.snapshot_outdated
+    storage.write_snapshot(_as_format_4(storage.load_snapshot()[0]), position)
+    db.close()
+
+    def reopen():
+        storage._closed = False  # the same in-memory storage, opened again
+        return ostracon.open(storage=storage, identity=ident)
+
+    old = reopen()
+    assert old.snapshot_outdated and old.state_hash() == expected
+    assert old.compact() == position and not old.snapshot_outdated
+    data, at = storage.load_snapshot()
+    assert at == position
+    assert snapshot.load(Replica(ident.actor, require_signatures=False), data) == snapshot.SNAPSHOT_FORMAT
+    old.compact()  # nothing new and current: no rewrite
+    assert storage.load_snapshot()[0] is data
+    old.close()
+    again = reopen()
+    assert not again.snapshot_outdated and again.state_hash() == expected
+    again.close()

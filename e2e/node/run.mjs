@@ -59,6 +59,7 @@ function testFiles() {
     }
   }
   add("e2e/runtime_checks.py", "runtime_checks.py");
+  add("e2e/runtime_checks_storage.py", "runtime_checks_storage.py");
   return files;
 }
 

@@ -49,7 +49,8 @@ Layout (msgpack array): [5, blocks, seals, actors, collections, info, docs, cloc
 Formats 4 (the same without the digest column) and 3 (info and docs as one list per block and
 per document, the rows inline) are still read: their rows have nothing to be checked against,
 so the documents are rebuilt by replaying the blocks, as for format 2 (a slower open until a
-compaction writes a format-5 snapshot, which it does once there are writes since). If blocks
+compaction writes a format-5 snapshot: the first one after such an open does, even with nothing
+new: db/maintenance.py `snapshot_outdated`). If blocks
 were pruned, replay cannot rebuild the state: then every row is built and checked at load,
 trusted as those formats were.
 Format 2 (which kept one tombstone stamp per document) is read by replaying its blocks: its

@@ -179,6 +179,7 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
         self._collections: dict[str, Collection] = {}
         self._gql: dict[bool, Any] = {}
         self._compacted_at: int | None = None  # record position of this session's last snapshot
+        self._snapshot_format = loaded.snapshot_format  # an older one is rewritten (snapshot_outdated)
         self.last_apply: ApplyResult = ApplyResult()
         self._engine.feed = ChangeFeed(self._engine.random_bytes(6).hex(), feed_retention,
                                        payload=feed_payload, payload_max_bytes=feed_payload_max_bytes,

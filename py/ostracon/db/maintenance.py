@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ValidationError
 from ..core.limits import check_callable_option
+from ..core.snapshot import SNAPSHOT_FORMAT
 from ..core.verify import verify_replica
 from .compaction import STEP_DOCS, Compaction
 from .locking import locked
@@ -38,9 +39,19 @@ class MaintenanceMixin:
     _open_problems: list[str]
     _seal_chain: Any
     _compacted_at: int | None
+    _snapshot_format: int | None  # of the snapshot opened or last written (None: none)
     _compaction: Compaction | None = None  # the compaction in steps under way, if any
     flush: Callable[[], None]            # provided by Database
     _state_hash: Callable[[], str]       # provided by ReplicationMixin
+
+    @property
+    def snapshot_outdated(self) -> bool:
+        """Was the store opened from a snapshot of an older format (core/snapshot.py: opening
+        one rebuilds its documents by replaying its blocks, at every open)? Then the next
+        compaction writes a current-format snapshot even with nothing new since it, once;
+        `compact()` natively, the idle work in the browser (runtime/browser/idle.py)."""
+        fmt = self._snapshot_format
+        return fmt is not None and fmt != SNAPSHOT_FORMAT
 
     @locked
     def open_report(self) -> OpenReport:
@@ -104,7 +115,8 @@ class MaintenanceMixin:
         so far) and return the run; call its `step()` until it returns True (each step holds
         the state lock for at most `step_docs` documents' worth of encoding). Starting one
         abandons an unfinished earlier run. A run with nothing new since this session's last
-        snapshot is finished at once (`position` None)."""
+        snapshot is finished at once (`position` None); a run after opening an old-format
+        snapshot (`snapshot_outdated`) writes one even if it is not smaller."""
         return self._start_compaction(keep_snapshots, step_docs, force=False)
 
     def _start_compaction(self, keep_snapshots: int, step_docs: int, *, force: bool) -> Compaction:
@@ -119,6 +131,7 @@ class MaintenanceMixin:
                 self._abandon_compaction()
                 e.sink.flush_holding_locks()   # writes racing with compaction land here too
                 position = self.storage.last_position()
+                force = force or self.snapshot_outdated  # a rewrite pays at every later open
                 run = Compaction(e, self.storage, self._seal_chain, self.identity.sign, position,
                                  keep_snapshots=keep_snapshots, step_docs=step_docs,
                                  fresh=force or position != self._compacted_at, force=force,
@@ -133,6 +146,7 @@ class MaintenanceMixin:
 
     def _compacted(self, position: int) -> None:
         self._compacted_at = position
+        self._snapshot_format = SNAPSHOT_FORMAT
 
     @property
     def checkpoint(self) -> dict | None:

@@ -52,6 +52,7 @@ class Loaded:
     chain: SealChain
     notes: list[str] = field(default_factory=list)      # for open_report()
     problems: list[str] = field(default_factory=list)   # on_corrupt="report" findings
+    snapshot_format: int | None = None  # the loaded snapshot's format (None: no snapshot)
 
 
 def _cids(raw: bytes | None) -> set[bytes]:
@@ -88,7 +89,7 @@ def collector_paused() -> Iterator[None]:
 
 
 def _load_into(r: Replica, storage: Storage, verify: Callable, wall_ms: int,
-               skip: set[bytes], lazy: bool = False) -> tuple[list[Problem], SealChain]:
+               skip: set[bytes], lazy: bool = False) -> tuple[list[Problem], SealChain, int | None]:
     r.set_wall(wall_ms)
     wm = read_watermark(storage.get_meta(WATERMARK_META), r.actor, verify)
     chain, seals, upto = SealChain(), [], 0
@@ -100,10 +101,10 @@ def _load_into(r: Replica, storage: Storage, verify: Callable, wall_ms: int,
         if wm is not None and chain.count == wm[0] and chain.digest == wm[1]:
             upto = wm[0]
     snap = storage.load_snapshot()
-    after = 0
+    after, fmt = 0, None
     if snap is not None:
         data, after = snap
-        snapshot.load(r, data, lazy=lazy)
+        fmt = snapshot.load(r, data, lazy=lazy)
         for a in sorted(r.by_actor):  # the order snapshot.dump writes them in
             for _, _, s in r.seals.get(a, []):
                 add_seal(s)
@@ -120,7 +121,7 @@ def _load_into(r: Replica, storage: Storage, verify: Callable, wall_ms: int,
             batch = []
     if batch:
         _replay(r, batch)
-    return open_problems(r, verify, seals, upto), chain
+    return open_problems(r, verify, seals, upto), chain, fmt
 
 
 def _locate(storage: Any, cids: set[bytes]) -> dict[bytes, tuple[str, int | None]]:
@@ -163,8 +164,8 @@ def load(new_replica: Callable[[], Replica], storage: Storage, verify: Callable,
     skip = _cids(storage.get_meta(QUARANTINE_META))
     r = new_replica()
     with collector_paused():
-        problems, chain = _load_into(r, storage, verify, wall_ms, skip, lazy)
-    out = Loaded(r, chain)
+        problems, chain, fmt = _load_into(r, storage, verify, wall_ms, skip, lazy)
+    out = Loaded(r, chain, snapshot_format=fmt)
     out.notes = [f"block {cidlib.format_cid(c)} is quarantined (failed verification earlier)" for c in sorted(skip)]
     if problems:
         bad = {c for pr in problems for c in pr.cids}
@@ -182,7 +183,7 @@ def load(new_replica: Callable[[], Replica], storage: Storage, verify: Callable,
             skip |= bad
             storage.set_meta(QUARANTINE_META, msgpack.packb(sorted(skip), use_bin_type=True))
             out.replica = r = new_replica()
-            problems, out.chain = _load_into(r, storage, verify, wall_ms, skip, lazy)
+            problems, out.chain, out.snapshot_format = _load_into(r, storage, verify, wall_ms, skip, lazy)
             out.notes += [f"repair: quarantined {line}" for line in lines]
             out.notes += [f"repair: still unverified after quarantine: {pr.what}" for pr in problems]
     raw = storage.get_meta(OWN_SEQ_META + r.actor.hex())

@@ -201,7 +201,9 @@ class IdleWork:
             # rewriting only doubles.
             settle = self._settle and not self._floor_step
             least = COMPACT_LOG_RECORDS if settle else max(COMPACT_LOG_RECORDS, (len(db.replica.order) - log) // 2)
-            if log < least or last - self._compact_tried < COMPACT_LOG_RECORDS:
+            # An old-format snapshot is replayed at every open: rewritten once (db.compaction).
+            outdated = db.snapshot_outdated and last != self._compact_tried
+            if not outdated and (log < least or last - self._compact_tried < COMPACT_LOG_RECORDS):
                 return False
             self._compact_tried = last
             self._settle = False
