@@ -295,24 +295,34 @@ def test_a_damaged_row_is_a_typed_error_at_first_use_of_a_lazy_load(kind):
         assert r.collections[n][i].digest() == db.replica.collections[n][i].digest()
 
 
-@pytest.mark.parametrize("lazy", [False, True])
-def test_a_snapshot_block_changed_on_disk_fails_the_open(lazy):
+def _compacted_store(docs: dict[str, dict]):
+    """A closed in-memory store whose snapshot holds collection "t" with `docs` (id -> doc):
+    (storage, identity, the snapshot unpacked, its position)."""
     storage = MemoryStorage()
     db = ostracon.open(storage=storage)
     col = db.collection("t")
-    for i in range(300):
-        col.create({"i": i, "t": "lorem ipsum " * 5}, id=f"d{i}")
+    for doc_id, doc in docs.items():
+        col.create(doc, id=doc_id)
     db.flush()
     db.compact()
     ident = db.identity
     db.close()
     storage._closed = False
     data, position = storage.load_snapshot()
-    w = msgpack.unpackb(zlib.decompress(data), strict_map_key=False)
+    return storage, ident, msgpack.unpackb(zlib.decompress(data), strict_map_key=False), position
+
+
+def _store_snapshot(storage, w, position: int) -> None:
+    storage.write_snapshot(zlib.compress(msgpack.packb(w, use_bin_type=True)), position)
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_snapshot_block_changed_on_disk_fails_the_open(lazy):
+    storage, ident, w, position = _compacted_store({f"d{i}": {"i": i, "t": "lorem ipsum " * 5} for i in range(300)})
     body = bytearray(w[1][7])
     body[-1] ^= 1  # the block is known by the CID of these bytes, which no seal covers
     w[1][7] = bytes(body)
-    storage.write_snapshot(zlib.compress(msgpack.packb(w, use_bin_type=True)), position)
+    _store_snapshot(storage, w, position)
     with pytest.raises(ostracon.CorruptBlockError, match="does not match"):
         ostracon.open(storage=storage, identity=ident, lazy_snapshot=lazy)
 
@@ -434,23 +444,12 @@ def test_a_pruned_format_4_snapshot_is_built_at_load():
 
 
 def test_a_lazily_opened_database_reports_a_damaged_row_on_every_read():
-    storage = MemoryStorage()
-    db = ostracon.open(storage=storage)
-    col = db.collection("t")
-    for i in range(40):
-        col.create({"i": i, "note": "n" * 20}, id=f"d{i:02}")
-    db.flush()
-    db.compact()
-    ident = db.identity
-    db.close()
-    storage._closed = False
-    data, position = storage.load_snapshot()
-    w = msgpack.unpackb(zlib.decompress(data), strict_map_key=False)
+    storage, ident, w, position = _compacted_store({f"d{i:02}": {"i": i, "note": "n" * 20} for i in range(40)})
     k = w[6][1].index("d07")
     row = w[6][4][k]
     w[6][4][k] = row.replace(b"\x07", b"\x08", 1)  # i: 7 -> 8, still a well-formed row
     assert msgpack.unpackb(w[6][4][k], strict_map_key=False) != msgpack.unpackb(row, strict_map_key=False)
-    storage.write_snapshot(zlib.compress(msgpack.packb(w, use_bin_type=True)), position)
+    _store_snapshot(storage, w, position)
     lazy = ostracon.open(storage=storage, identity=ident, lazy_snapshot=True)
     lc = lazy.collection("t")
     assert lc.get("d06")["i"] == 6
