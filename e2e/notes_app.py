@@ -27,6 +27,9 @@ BOOT_TIMEOUT_MS = 60_000
 # Generous bound for sync to deliver: the assertion is that it arrives, not how fast.
 SYNC_TIMEOUT_MS = 30_000
 APP = "/demo/"
+# Safety net for `ostracon serve` to answer /healthz: ~1 s on a quiet machine, 10-20 s seen
+# with the CPU shared by many parallel test runs (a deadline, not a measurement).
+SERVE_START_TIMEOUT_S = 60
 
 # A root page for the bundle when the build has none (`ostracon serve` wants an index.html
 # at the root of the web directory).
@@ -76,7 +79,7 @@ class Server:
                 "--web", str(self.web)]
         self.log = open(self.data / "serve.log", "ab")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + SERVE_START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ostracon serve exited: {(self.data / 'serve.log').read_text()[-2000:]}")
