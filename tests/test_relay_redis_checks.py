@@ -272,3 +272,37 @@ def test_malformed_cap_counts_do_not_block_joins(redis_server):  # noqa: F811
         assert backend.limits.throttle("k", 10.0, 100.0, 1.0) == 0.0
     finally:
         backend.close()
+
+
+def test_sweep_at_open_checks_rooms_nobody_asks_for(env):
+    # Values planted while no relay ran, in rooms no client will ask for: the sweep when the
+    # mailbox is made moves them aside and counts the totals from what is left.
+    mb = env.open()
+    mb.append(R1, b"kept")
+    r, c = env.r, env.clock
+    for i in range(2):
+        _entry(r, R2, i + 1, **_good(c, b"orphan"))     # frames without a room record
+    r.hset(_k("r", R3, "m"), mapping={"epoch": "cd", "head": 1, "pruned": 0, "bytes": 5 + O, "frames": 1,
+                                      "last_ts": "nan", "last_active": repr(c.t)})  # not in the index
+    r.set(_k("total"), 10**13)
+    mb.close()
+    fresh = env.open()
+    s = fresh.stats()
+    assert s.dropped["quarantined"] == 2
+    assert (s.rooms, s.frames, s.bytes) == (1, 1, 4 + O)
+    assert r.exists(_k("r", R3, "m")) == 0 and r.exists(_k("r", R2, "s")) == 0
+    assert fresh.read(R1, 0) == [(1, b"kept")]
+
+
+def test_old_entries_without_sequence_or_writer_are_still_served(env):
+    mb = env.open()
+    mb.append(R1, b"new")
+    r, c = env.r, env.clock
+    mk = _k("r", R1, "m")
+    r.hset(mk, mapping={"head": 3, "bytes": 3 * (3 + O), "frames": 3})
+    _entry(r, R1, 2, d=b"old", t=repr(c.t), n=3 + O)
+    _entry(r, R1, 3, d=b"mid", t=repr(c.t), n=3 + O, q=7)
+    r.incrby(_k("total"), 2 * (3 + O))
+    r.incrby(_k("frames"), 2)
+    assert mb.read(R1, 0) == [(1, b"new"), (2, b"old"), (3, b"mid")]
+    assert _quarantined(mb) == 0

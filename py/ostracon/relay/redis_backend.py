@@ -10,12 +10,17 @@ heartbeat key; a killed process's counts expire with it); rate buckets are Lua t
 Redis's clock, so a client that reconnects to another process finds its bucket still empty.
 
 Key layout under ``prefix`` (default ``ostracon:relay:``): ``r:<room>:m`` (hash: epoch, head,
-pruned, bytes, frames, last_ts, last_active), ``r:<room>:s`` (stream: d=frame, t=timestamp,
-n=accounted bytes), ``seq`` (global append counter), ``oldest`` (zset room → append sequence number of its
-oldest frame: global eviction drops the earliest appended frame first),
-``active`` (zset room → last activity: forgetting silent rooms), ``total`` (bytes),
-``dropped`` (hash reason → frames), ``lim:<kind>:<key>`` (hash process → count),
+pruned, bytes, frames, last_ts, last_active, ``w:<writer>`` bytes), ``r:<room>:s`` (stream:
+d=frame, t=timestamp, n=accounted bytes, q=append sequence number, w=writer), ``seq`` (global
+append counter), ``oldest`` (zset room → sequence number of its oldest frame: global eviction
+drops the earliest appended frame first), ``active`` (zset room → last activity), ``total``
+(bytes), ``frames``, ``dropped`` (hash reason → frames), ``q:frames`` and ``q:k:<id>`` (what
+was moved aside, see relay/redis_checks.py), ``lim:<kind>:<key>`` (hash process → count),
 ``rate:<key>`` (hash tok, t), ``proc:<id>`` (heartbeat), channel ``c:<room>``.
+
+Whoever can write to the Redis server can plant values under the prefix: every value read back
+is checked by the scripts themselves (relay/redis_checks.py), and a frame arriving on the bus
+reaches members only when the mailbox holds exactly that frame at that cursor.
 
 Redis calls are synchronous (``redis`` client with a socket timeout) like the SQLite backend:
 the relay's replay-then-live switch relies on "no await between the empty read and going
@@ -39,6 +44,9 @@ from .mailbox import DEFAULT_READ_LIMIT, Mailbox, MailboxStats, RoomInfo, _check
 from .redis_checks import (
     BUS_HEADER,
     DROP_REASONS,
+    LIMITS_ACQUIRE,
+    LIMITS_RELEASE,
+    LIMITS_THROTTLE,
     LUA_LIB,
     MAX_THROTTLE_DEBT_S,
     as_int,
@@ -77,7 +85,9 @@ local entry = {'XADD', sk, head .. '-1', 'd', frame, 't', tostring(last_ts), 'n'
 if type(redis.pcall(unpack(entry))) ~= 'string' then
   -- The stream's last id lies beyond head (entries planted and removed): frames beyond head
   -- are moved aside and the id set back, so the room keeps its cursors.
+  m.head = head - 1
   recount_room(room, m)
+  m.head = head
   redis.pcall('XSETID', sk, (head - 1) .. '-1', 'MAXDELETEDID', (head - 1) .. '-1')
   redis.call(unpack(entry))
 end
@@ -213,69 +223,6 @@ return {redis.call('ZCARD', PFX .. 'active'), redis.call('GET', PFX .. 'frames')
         redis.call('GET', PFX .. 'total') or '0', redis.call('HGETALL', PFX .. 'dropped')}
 """
 
-# Caps and rate buckets are soft state: a key of the wrong type is deleted, a count that is
-# not one (or of a process id that is not one) is removed, a bucket value that is not a finite
-# number starts the bucket again.
-_LIMITS_LIB = """
-local function hash_key(k)
-  local t = redis.call('TYPE', k)['ok']
-  if t ~= 'none' and t ~= 'hash' then redis.call('DEL', k) end
-end
-local function count(s)
-  if type(s) ~= 'string' or #s == 0 or #s > 14 or string.match(s, '^[1-9]%d*$') == nil then return nil end
-  return tonumber(s)
-end
-"""
-
-# KEYS: the hash lim:<kind>:<key>. ARGV: prefix, process id, cap (0: only count).
-_ACQUIRE = _LIMITS_LIB + """
-hash_key(KEYS[1])
-local total = 0
-local f = redis.call('HGETALL', KEYS[1])
-for i = 1, #f, 2 do
-  local n = count(f[i + 1])
-  if n and string.match(f[i], '^[0-9a-f]+$') and redis.call('EXISTS', ARGV[1] .. 'proc:' .. f[i]) == 1 then
-    total = total + n
-  else redis.call('HDEL', KEYS[1], f[i]) end
-end
-local cap = tonumber(ARGV[3])
-if cap == 0 then return total end
-if total >= cap then return -1 end
-redis.call('HSET', KEYS[1], ARGV[2], (count(redis.call('HGET', KEYS[1], ARGV[2])) or 0) + 1)
-return total + 1
-"""
-
-_RELEASE = _LIMITS_LIB + """
-hash_key(KEYS[1])
-local n = (count(redis.call('HGET', KEYS[1], ARGV[1])) or 0) - 1
-if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], n) end
-return 0
-"""
-
-# KEYS: rate:<key>. ARGV: rate, burst, amount, longest debt (s). Redis's own clock: one time
-# base for all processes.
-_THROTTLE = _LIMITS_LIB + """
-hash_key(KEYS[1])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local rate, burst, amount = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local v = redis.call('HMGET', KEYS[1], 'tok', 't')
-local function finite(s, lo, hi)
-  local x = type(s) == 'string' and #s <= 40 and string.match(s, '^[-+.%deE]+$') and tonumber(s)
-  if not x or x ~= x or x < lo or x > hi then return nil end
-  return x
-end
-local tok = finite(v[1], -rate * tonumber(ARGV[4]), burst) or burst
-local last = finite(v[2], 0, now) or now
-local dt = now - last
-tok = math.min(burst, tok + dt * rate) - amount
-redis.call('HSET', KEYS[1], 'tok', tostring(tok), 't', tostring(now))
-redis.call('EXPIRE', KEYS[1], math.ceil((burst - tok) / rate) + 1)
-if tok >= 0 then return '0' end
-return tostring(-tok / rate)
-"""
-
-
 def _connect(url: str, timeout_s: float) -> Any:
     try:
         import redis
@@ -292,8 +239,8 @@ class _Scripts:
         self.client = client
         self._scripts = {name: client.register_script(src) for name, src in (
             ("append", _APPEND), ("info", _INFO), ("read", _READ), ("prune", _PRUNE), ("discard", _DISCARD),
-            ("check", _CHECK), ("stats", _STATS), ("acquire", _ACQUIRE), ("release", _RELEASE),
-            ("throttle", _THROTTLE))}
+            ("check", _CHECK), ("stats", _STATS), ("acquire", LIMITS_ACQUIRE), ("release", LIMITS_RELEASE),
+            ("throttle", LIMITS_THROTTLE))}
 
     def __call__(self, name: str, keys: list[str], args: list[Any]) -> Any:
         import redis

@@ -366,6 +366,70 @@ LUA_LIB = _LUA_LIB.safe_substitute(  # safe: Lua patterns end in "$"
     room_min=ROOM_ID_MIN_HEX, room_max=ROOM_ID_MAX_HEX, reasons=", ".join(f"{r} = true" for r in DROP_REASONS))
 
 
+# Caps and rate buckets are soft state: a key of the wrong type is deleted, a count that is
+# not one (or of a process id that is not one) is removed, a bucket value that is not a finite
+# number starts the bucket again.
+_LIMITS_LIB = f"""
+local DIGITS = {REDIS_MAX_INT_DIGITS}
+local function hash_key(k)
+  local t = redis.call('TYPE', k)['ok']
+  if t ~= 'none' and t ~= 'hash' then redis.call('DEL', k) end
+end
+local function count(s)
+  if type(s) ~= 'string' or #s == 0 or #s > DIGITS or string.match(s, '^[1-9]%d*$') == nil then return nil end
+  return tonumber(s)
+end
+"""
+
+# KEYS: the hash lim:<kind>:<key>. ARGV: prefix, process id, cap (0: only count).
+LIMITS_ACQUIRE = _LIMITS_LIB + """
+hash_key(KEYS[1])
+local total = 0
+local f = redis.call('HGETALL', KEYS[1])
+for i = 1, #f, 2 do
+  local n = count(f[i + 1])
+  if n and string.match(f[i], '^[0-9a-f]+$') and redis.call('EXISTS', ARGV[1] .. 'proc:' .. f[i]) == 1 then
+    total = total + n
+  else redis.call('HDEL', KEYS[1], f[i]) end
+end
+local cap = tonumber(ARGV[3])
+if cap == 0 then return total end
+if total >= cap then return -1 end
+redis.call('HSET', KEYS[1], ARGV[2], (count(redis.call('HGET', KEYS[1], ARGV[2])) or 0) + 1)
+return total + 1
+"""
+
+LIMITS_RELEASE = _LIMITS_LIB + """
+hash_key(KEYS[1])
+local n = (count(redis.call('HGET', KEYS[1], ARGV[1])) or 0) - 1
+if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], n) end
+return 0
+"""
+
+# KEYS: rate:<key>. ARGV: rate, burst, amount, longest debt (s). Redis's own clock: one time
+# base for all processes.
+LIMITS_THROTTLE = _LIMITS_LIB + """
+hash_key(KEYS[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local rate, burst, amount = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local v = redis.call('HMGET', KEYS[1], 'tok', 't')
+local function finite(s, lo, hi)
+  local x = type(s) == 'string' and #s <= 40 and string.match(s, '^[-+.%deE]+$') and tonumber(s)
+  if not x or x ~= x or x < lo or x > hi then return nil end
+  return x
+end
+local tok = finite(v[1], -rate * tonumber(ARGV[4]), burst) or burst
+local last = finite(v[2], 0, now) or now
+local dt = now - last
+tok = math.min(burst, tok + dt * rate) - amount
+redis.call('HSET', KEYS[1], 'tok', tostring(tok), 't', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil((burst - tok) / rate) + 1)
+if tok >= 0 then return '0' end
+return tostring(-tok / rate)
+"""
+
+
 def mailbox_args(prefix: str, now: float, max_room_bytes: int, max_total_bytes: int, max_age_s: float,
                  max_skew_s: float = DEFAULT_MAX_TIMESTAMP_SKEW_S,
                  quarantine_max: int = DEFAULT_QUARANTINE_MAX_ENTRIES) -> list[Any]:
