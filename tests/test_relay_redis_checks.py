@@ -9,14 +9,17 @@ honest rooms keep working and nothing raises anything but :class:`MailboxError`.
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
 from ostracon.core.protocol import relay as P
 from ostracon.relay.mailbox import FRAME_OVERHEAD_BYTES as O
+from ostracon.relay.mailbox import MAX_WRITER_CHARS
 from ostracon.relay.redis_backend import DEFAULT_PREFIX, RedisMailbox, redis_backend
+from ostracon.relay.redis_checks import LUA_LIB, REDIS_MAX_INT_DIGITS
 from ostracon.relay.server import Relay, RelayConfig
-from ostracon.relay.sqlite_checks import DEFAULT_MAX_TIMESTAMP_SKEW_S
+from ostracon.relay.sqlite_checks import DEFAULT_MAX_TIMESTAMP_SKEW_S, MAX_FINITE_TIMESTAMP
 from redis_server import redis_server  # noqa: F401  (fixture)
 from relay_process import RawClient
 from room_keys import room_for
@@ -306,3 +309,10 @@ def test_old_entries_without_sequence_or_writer_are_still_served(env):
     r.incrby(_k("frames"), 2)
     assert mb.read(R1, 0) == [(1, b"new"), (2, b"old"), (3, b"mid")]
     assert _quarantined(mb) == 0
+
+
+def test_the_lua_rules_carry_every_shared_limit():
+    # The Lua source is a template filled from the shared limits: nothing left unfilled.
+    assert re.search(r"\$[A-Za-z_{]", LUA_LIB) is None
+    assert f"v < -{MAX_FINITE_TIMESTAMP!r}" in LUA_LIB
+    assert f"OVERHEAD, MAX_WRITER, DIGITS = {O}, {4 * MAX_WRITER_CHARS}, {REDIS_MAX_INT_DIGITS}" in LUA_LIB

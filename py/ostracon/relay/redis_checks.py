@@ -44,7 +44,7 @@ from typing import Any
 from ..core.errors import MailboxError
 from ..core.protocol.relay import ROOM_ID_MAX_HEX, ROOM_ID_MIN_HEX, valid_room_id
 from .mailbox import FRAME_OVERHEAD_BYTES, MAX_WRITER_CHARS
-from .sqlite_checks import DEFAULT_MAX_TIMESTAMP_SKEW_S
+from .sqlite_checks import DEFAULT_MAX_TIMESTAMP_SKEW_S, EPOCH_MAX_HEX, MAX_FINITE_TIMESTAMP
 
 #: Longest integer (decimal digits) accepted in Redis: cursors, counters, sizes, sequence
 #: numbers. 10**14 frames is beyond any relay's life; beyond it Lua loses exact formatting.
@@ -84,7 +84,7 @@ end
 local function stamp(s)
   if type(s) ~= 'string' or #s == 0 or #s > 40 or string.match(s, '^[-+.%deE]+$') == nil then return nil end
   local v = tonumber(s)
-  if v == nil or v ~= v or v < -1.7e308 or v > NOT_AFTER then return nil end
+  if v == nil or v ~= v or v < -$finite or v > NOT_AFTER then return nil end
   return v
 end
 local function hex(s, lo, hi)
@@ -161,7 +161,7 @@ end
 local function room_record(v)  -- HMGET epoch head pruned bytes frames last_ts last_active
   local m = {epoch = v[1], head = uint(v[2]), pruned = uint(v[3]), bytes = uint(v[4]), frames = uint(v[5]),
              last_ts = stamp(v[6]), last_active = stamp(v[7])}
-  if not hex(v[1], 1, 32) or not (m.head and m.pruned and m.bytes and m.frames and m.last_ts and m.last_active)
+  if not hex(v[1], 1, $epoch_max) or not (m.head and m.pruned and m.bytes and m.frames and m.last_ts and m.last_active)
       or m.pruned > m.head or m.frames > m.head then return nil end
   return m
 end
@@ -363,7 +363,8 @@ local function finish() if DIRTY then recount_globals() end end
 
 LUA_LIB = _LUA_LIB.safe_substitute(  # safe: Lua patterns end in "$"
     overhead=FRAME_OVERHEAD_BYTES, max_writer=4 * MAX_WRITER_CHARS, digits=REDIS_MAX_INT_DIGITS,
-    room_min=ROOM_ID_MIN_HEX, room_max=ROOM_ID_MAX_HEX, reasons=", ".join(f"{r} = true" for r in DROP_REASONS))
+    room_min=ROOM_ID_MIN_HEX, room_max=ROOM_ID_MAX_HEX, finite=repr(MAX_FINITE_TIMESTAMP), epoch_max=EPOCH_MAX_HEX,
+    reasons=", ".join(f"{r} = true" for r in DROP_REASONS))
 
 
 # Caps and rate buckets are soft state: a key of the wrong type is deleted, a count that is
