@@ -206,13 +206,14 @@ finish()
 return gone
 """
 
-# ARGV[8..]: rooms found by the sweep; the totals are counted again.
+# ARGV[8..]: last batch (0/1), then rooms found by the sweep. The totals are counted again
+# once, after the last batch.
 _CHECK = LUA_LIB + """
 check_globals()
-for i = NARGS + 1, #ARGV do
+for i = NARGS + 2, #ARGV do
   if check_room(ARGV[i]) then set_oldest(ARGV[i]) end
 end
-recount_globals()
+if ARGV[NARGS + 1] == '1' then recount_globals() end
 return 0
 """
 
@@ -289,17 +290,18 @@ class RedisMailbox(Mailbox):
     def sweep(self, batch: int = 256) -> None:
         """Check every room found under the prefix (records and streams, also those missing
         from the room index) and count the totals again; a few Lua calls per ``batch`` rooms."""
-        n = len(self.prefix) + 2
+        n = len(self.prefix.encode()) + 2
         rooms = set()
         for key in self._call(lambda: list(self._client.scan_iter(match=_glob(self.prefix) + "r:*", count=1000))):
             name = key[n:-2].decode("ascii", "replace") if key.endswith((b":m", b":s")) else ""
             if valid_room_id(name):
                 rooms.add(name)
         ordered = sorted(rooms)
-        for i in range(0, len(ordered), batch):
-            self._script("check", *ordered[i:i + batch])
+        starts = range(0, len(ordered), batch)
+        for i in starts:
+            self._script("check", "1" if i == starts[-1] else "0", *ordered[i:i + batch])
         if not ordered:
-            self._script("check")
+            self._script("check", "1")
         before = self.stats().dropped.get("quarantined", 0)
         if before:
             log.warning("redis mailbox %s: %d malformed frames moved to %sq:frames so far", self.prefix, before,

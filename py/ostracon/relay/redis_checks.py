@@ -357,6 +357,8 @@ local function check_globals()
     elseif t == 'string' and uint(redis.call('GET', PFX .. name)) == nil then DIRTY = true end
   end
   if reindexed then reindex() end
+  -- Counted again now, not at the end: the script is about to use seq and total.
+  if DIRTY then recount_globals() end
 end
 local function finish() if DIRTY then recount_globals() end end
 """)
