@@ -89,7 +89,12 @@ def _status_dict(st: Any) -> dict:
 
 def _indexeddb_open(name: str) -> Any:
     from .indexeddb import IndexedDBStorage
+    from .snapshot import load_deferred
 
+    # The extension packages left out of the memory snapshot start now, while the worker's
+    # read of the database may still be running (web/bridge.js idbPrefetch), instead of at
+    # the stored snapshot's first unpack.
+    load_deferred()
     return IndexedDBStorage.open_sync(name)
 
 
