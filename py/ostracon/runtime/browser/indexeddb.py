@@ -134,6 +134,13 @@ def run_blocking(awaitable: Any) -> Any:
     return _bridge.run_blocking(awaitable, StorageUnavailableError)
 
 
+def _bridge_for(name: str) -> Any:
+    """The bridge, once `name` is known to be a database name."""
+    if not isinstance(name, str) or not name:
+        raise StorageUnavailableError("IndexedDB database name must be a non-empty string")
+    return bridge()
+
+
 def _check_can_block(what: str, awaitable: Any = None) -> None:
     """Raise unless this Python stack can block on a promise (Pyodide with JSPI)."""
     try:
@@ -226,60 +233,45 @@ class IndexedDBStorage(Storage):
 
     @classmethod
     async def open(cls, name: str, *, lock: bool = True) -> IndexedDBStorage:
-        """Open (creating if needed) the database `name` and preload it into memory."""
-        if not isinstance(name, str) or not name:
-            raise StorageUnavailableError("IndexedDB database name must be a non-empty string")
-        b = bridge()
-        release = None
-        if lock:
-            release = await b.acquireWriterLock(DB_NAME_PREFIX + name)
-            if release is False:
-                raise LockedError(f"{name}: another tab or worker has this database open for writing")
+        """Open (creating if needed) the database `name` and preload it into memory; the
+        newest snapshot comes inflated as well (`take_inflated_snapshot`)."""
+        b = _bridge_for(name)
         try:
-            handle = await b.idbOpen(DB_NAME_PREFIX + name)
+            got = await b.idbOpenLoad(DB_NAME_PREFIX + name, lock)
+        except StorageError:
+            raise
         except Exception as e:
-            if release is not None:
-                release()
-            if isinstance(e, StorageError):
-                raise
             raise js_error_to_storage(e, f"open {name}") from None
-        try:
-            loaded = await b.idbLoad(handle)
-            return cls(name, handle, loaded, release)
-        except BaseException as e:
-            b.idbClose(handle)
-            if release is not None:
-                release()
-            if isinstance(e, StorageError):
-                raise
-            raise js_error_to_storage(e, f"load {name}") from None
+        return cls._opened(name, got)
 
     @classmethod
     def open_sync(cls, name: str, *, lock: bool = True) -> IndexedDBStorage:
         """`open` for synchronous callers (needs JSPI, like `flush`). Takes the read the
         worker started ahead when the page asked to open `name` (web/bridge.js idbPrefetch),
-        else reads now; the newest snapshot comes inflated as well (`take_inflated_snapshot`)."""
-        if not isinstance(name, str) or not name:
-            raise StorageUnavailableError("IndexedDB database name must be a non-empty string")
-        b = bridge()
+        else reads now."""
+        b = _bridge_for(name)
         what = f"open {name}"
         _check_can_block(what)
-        full = DB_NAME_PREFIX + name
-        pending = b.takePrefetched(full) if lock else None
+        pending = b.takePrefetched(DB_NAME_PREFIX + name) if lock else None
         if pending is None:
-            pending = b.idbOpenLoad(full, lock)
+            pending = b.idbOpenLoad(DB_NAME_PREFIX + name, lock)
         try:
             got = _run_sync(pending, what)
         except StorageError:
             raise
         except Exception as e:
             raise js_error_to_storage(e, what) from None
+        return cls._opened(name, got)
+
+    @classmethod
+    def _opened(cls, name: str, got: Any) -> IndexedDBStorage:
+        """The storage over what bridge.js idbOpenLoad resolved to (closed again on failure)."""
         if got.locked:
             raise LockedError(f"{name}: another tab or worker has this database open for writing")
         try:
             return cls(name, got.db, got.loaded, got.release)
         except BaseException as e:
-            b.idbClose(got.db)
+            got.db.close()
             if got.release is not None:
                 got.release()
             if isinstance(e, StorageError):
