@@ -161,12 +161,15 @@ FILL = """async ([name, docs]) => {
 }""".replace("FILL_DOCS_JS", FILL_DOCS_JS)
 
 OPEN = """async (name) => {
-  const t0 = performance.now(); const phases = {};
-  const db = await Ostracon.open({name, tabs: "exclusive", onProgress: (p) => { phases[p.phase] = p.ms; }});
+  const t0 = performance.now(); const phases = {}; let steps = {};
+  const db = await Ostracon.open({name, tabs: "exclusive", onProgress: (p) => {
+    phases[p.phase] = p.ms;
+    if (p.phase === "ready" && p.detail && p.detail.ms) steps = p.detail.ms;
+  }});
   const ms = performance.now() - t0;
   const n = await db.collection("notes").count();
   await db.close();
-  return {ms, phases, docs: n};
+  return {ms, phases, steps, docs: n};
 }"""
 
 
@@ -301,8 +304,15 @@ def measure(browser, url: str | None = None, docs: int = DOCS, rounds: int = ROU
         "reopen_ms": round(reopen_ms), "empty_open_ms": round(empty_ms),
         "reopen_adds_ms": round(reopen_ms - empty_ms),
         "reopen_phases": opens[-1]["phases"], "empty_phases": empties[-1]["phases"],
+        # The open's own steps (the "ready" progress detail), median ms of each.
+        "reopen_steps_ms": _median_steps(opens), "empty_steps_ms": _median_steps(empties),
         "reopen_docs": opens[-1]["docs"],
     }
+
+
+def _median_steps(opens: list[dict]) -> dict:
+    keys = sorted({k for o in opens for k in o.get("steps") or {}})
+    return {k: statistics.median((o.get("steps") or {}).get(k, 0) for o in opens) for k in keys}
 
 
 def rows(r: dict | None) -> list[tuple[str, str, str]]:
