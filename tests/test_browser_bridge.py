@@ -1,19 +1,48 @@
-"""The suspension gate of the browser runtime (runtime/browser/bridge.py), natively: a fake
-bridge module stands for web/bridge.js and an event loop that schedules every callback
-through `call_later` stands for Pyodide's WebLoop."""
+"""The browser runtime's bridge (runtime/browser/bridge.py), natively: how every adapter
+loads it, and its suspension gate, where a fake bridge module stands for web/bridge.js and an
+event loop that schedules every callback through `call_later` stands for Pyodide's WebLoop."""
 
 import asyncio
+import types
 
 import pytest
 
-from ostracon.crypto.native import NativeCrypto
+from ostracon.core.errors import StorageUnavailableError, TransportError
 from ostracon.runtime.browser import bridge
 from ostracon.runtime.browser.host import BROADCAST, Host
-from ostracon.storage.file import FileStorage
-from ostracon.sync.broadcast import BroadcastTransport, LocalBroadcast
+from ostracon.sync.broadcast import LocalBroadcast
 from polling import until
-from test_browser_host import FFI, call
+from test_browser_host import broadcast_host, call, close_hosts
 
+# ---- loading the bridge ------------------------------------------------------------------
+
+def test_bridge_missing_raises_the_callers_error_type():
+    bridge.uninstall()
+    with pytest.raises(TransportError, match=bridge.BRIDGE_MODULE):
+        bridge.load(TransportError)
+    from ostracon.runtime.browser.indexeddb import IndexedDBStorage
+
+    with pytest.raises(StorageUnavailableError):
+        IndexedDBStorage.open_sync("x")
+
+
+def test_installed_bridge_is_what_every_adapter_loads():
+    fake = types.SimpleNamespace(name="fake bridge")
+    bridge.install(fake)
+    try:
+        from ostracon.runtime.browser import indexeddb, transport, webcrypto
+
+        assert bridge.load(RuntimeError) is fake
+        assert indexeddb.bridge() is fake and transport._bridge() is fake and webcrypto._bridge() is fake
+    finally:
+        bridge.uninstall()
+
+
+def test_gate_kind_outside_a_task_is_rpc():
+    assert bridge.gate_kind() == "rpc"
+
+
+# ---- the gate ------------------------------------------------------------------------------
 
 class FakeBridge:
     def __init__(self) -> None:
@@ -351,12 +380,11 @@ def test_no_task_of_the_real_sync_client_enters_the_engine_while_an_rpc_batch_is
     # (db.tick: the sink's time trigger and due text bursts; db.flush for peers): a pass
     # inside a batch suspended in an IndexedDB commit would wait for the sink's io_lock that
     # batch holds, on the worker's only thread, and the worker would never answer again.
-    medium, crypto = LocalBroadcast(), NativeCrypto()
+    medium = LocalBroadcast()
     entered: list[str] = []   # the client's engine entries while an RPC batch was suspended
 
     def host() -> Host:
-        return Host(open_storage=lambda name: FileStorage(str(tmp_path / name)), make_crypto=NativeCrypto,
-                    broadcast_factory=lambda: BroadcastTransport(medium.open, crypto.random_bytes), ffi=FFI)
+        return broadcast_host(tmp_path, medium)
 
     def spy(db, name: str) -> None:
         real = getattr(db, name)
@@ -388,11 +416,7 @@ def test_no_task_of_the_real_sync_client_enters_the_engine_while_an_rpc_batch_is
                 fake_bridge.gateExit("rpc")
             await until(lambda: b.db.collection("notes").count() == 1, "the write reaches b after the batch")
         finally:
-            for h in (a, b):
-                if h.sync is not None:
-                    await h.sync.stop()
-                    h.sync = None
-                h.close()
+            await close_hosts(a, b)
 
     run_on_webloop(main)
     assert entered == []

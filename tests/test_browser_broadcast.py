@@ -7,24 +7,20 @@ from __future__ import annotations
 
 import asyncio
 
-from ostracon.crypto.native import NativeCrypto
 from ostracon.runtime.browser.broadcast import BROADCAST_URL
 from ostracon.runtime.browser.host import BROADCAST, Host
-from ostracon.storage.file import FileStorage
-from ostracon.sync.broadcast import BroadcastTransport, LocalBroadcast
+from ostracon.sync.broadcast import LocalBroadcast
 from polling import until
-from test_browser_host import FFI, call
+from test_browser_host import broadcast_host, call, close_hosts
 
 SPACE = {"key": bytes(range(32)), "name": "tabs"}
 
 
 def test_two_hosts_sync_over_the_broadcast_medium(tmp_path):
     medium = LocalBroadcast()
-    crypto = NativeCrypto()
 
     def host() -> Host:
-        return Host(open_storage=lambda name: FileStorage(str(tmp_path / name)), make_crypto=NativeCrypto,
-                    broadcast_factory=lambda: BroadcastTransport(medium.open, crypto.random_bytes), ffi=FFI)
+        return broadcast_host(tmp_path, medium)
 
     async def main():
         a, b = host(), host()
@@ -41,10 +37,6 @@ def test_two_hosts_sync_over_the_broadcast_medium(tmp_path):
                         "the two workers converge over the broadcast medium")
             assert a.sync.base_url == b.sync.base_url == BROADCAST_URL
         finally:
-            for h in (a, b):
-                if h.sync is not None:
-                    await h.sync.stop()
-                    h.sync = None
-                h.close()
+            await close_hosts(a, b)
 
     asyncio.run(main())

@@ -10,7 +10,6 @@ adapters run under Node and Chromium (make test-node, make test-e2e).
 from __future__ import annotations
 
 import math
-import types
 
 import pytest
 from hypothesis import given, settings
@@ -19,8 +18,6 @@ from hypothesis import strategies as st
 from ostracon.core.errors import (
     ClosedError,
     ConflictError,
-    StorageUnavailableError,
-    TransportError,
     ValidationError,
     WrongKeyError,
 )
@@ -31,6 +28,7 @@ from ostracon.runtime.browser import host as host_module
 from ostracon.runtime.browser.convert import MAX_DEPTH, MAX_SAFE_INTEGER, NativeFfi
 from ostracon.runtime.browser.host import META_IDENTITY, Host
 from ostracon.storage.file import FileStorage
+from ostracon.sync.broadcast import BroadcastTransport
 
 # ---- a fake JS side ------------------------------------------------------------------------
 
@@ -183,34 +181,6 @@ def test_error_info_carries_the_op_index_of_a_refused_batch_op():
     assert convert.prepare(info)["opIndex"] == 4.0   # a JS number
 
 
-# ---- the bridge ----------------------------------------------------------------------------
-
-def test_bridge_missing_raises_the_callers_error_type():
-    bridge.uninstall()
-    with pytest.raises(TransportError, match=bridge.BRIDGE_MODULE):
-        bridge.load(TransportError)
-    from ostracon.runtime.browser.indexeddb import IndexedDBStorage
-
-    with pytest.raises(StorageUnavailableError):
-        IndexedDBStorage.open_sync("x")
-
-
-def test_installed_bridge_is_what_every_adapter_loads():
-    fake = types.SimpleNamespace(name="fake bridge")
-    bridge.install(fake)
-    try:
-        from ostracon.runtime.browser import indexeddb, transport, webcrypto
-
-        assert bridge.load(RuntimeError) is fake
-        assert indexeddb.bridge() is fake and transport._bridge() is fake and webcrypto._bridge() is fake
-    finally:
-        bridge.uninstall()
-
-
-def test_gate_kind_outside_a_task_is_rpc():
-    assert bridge.gate_kind() == "rpc"
-
-
 # ---- the host ------------------------------------------------------------------------------
 
 @pytest.fixture()
@@ -242,6 +212,23 @@ def call(host: Host, method: str, *args):
 
 
 SPACE = {"key": bytes(range(32)), "name": "family"}
+
+
+def broadcast_host(tmp_path, medium) -> Host:
+    """A worker host whose `relay: "broadcast"` sync runs over `medium` (an in-process
+    `LocalBroadcast`), with file storage under `tmp_path`."""
+    crypto = NativeCrypto()
+    return Host(open_storage=lambda name: FileStorage(str(tmp_path / name)), make_crypto=NativeCrypto,
+                broadcast_factory=lambda: BroadcastTransport(medium.open, crypto.random_bytes), ffi=FFI)
+
+
+async def close_hosts(*hosts: Host) -> None:
+    """Stop each host's sync client (on the running loop), then close its database."""
+    for h in hosts:
+        if h.sync is not None:
+            await h.sync.stop()
+            h.sync = None
+        h.close()
 
 
 def test_tune_collector_sets_the_first_threshold_and_keeps_the_rest():

@@ -32,6 +32,7 @@ from . import bridge
 from .convert import NativeFfi, default_ffi, error_info, from_js, to_js_value
 from .docrpc import DocumentRpc, _opts
 from .idle import IdleWork
+from .spacerpc import SpaceRpc
 from .texthost import TextRpc
 
 # Meta keys this host keeps in the database's own storage.
@@ -132,7 +133,7 @@ def _broadcast_transport() -> Any:
 BROADCAST = "broadcast"
 
 
-class Host(DocumentRpc, TextRpc, IdleWork):
+class Host(DocumentRpc, TextRpc, SpaceRpc, IdleWork):
     """One database per worker, reached through `run` (the RPC entry).
 
     `open_storage(name)` → Storage (default: IndexedDB), `make_crypto()` → CryptoBackend
@@ -518,59 +519,6 @@ class Host(DocumentRpc, TextRpc, IdleWork):
         if self.sync is None:
             return self._sync_failed
         return _status_dict(self.sync.status)
-
-    def rpc_invite(self, relay_url: Any = None, opts: Any = None) -> str:
-        """An invite string (``ost2…``) for this database's space (another device joins with
-        it); ``relay_url`` defaults to the relay this database syncs with. In a member space it
-        admits one device with `opts.role` (admin | writer | reader); only admins invite."""
-        db = self._db()
-        if self.space is None:
-            raise ValidationError("this database was opened without a space: there is nothing to invite to")
-        if relay_url is None:
-            relay_url = self.relay
-        if not isinstance(relay_url, str) or not relay_url:
-            raise ValidationError("invite needs the relay URL (ws://host:port)")
-        if self.space.members is None:
-            return self.space.invite(relay_url)
-        role = _opts(opts).get("role", "writer")
-        self.space.adopt(db.identity)
-        text = self.space.invite(relay_url, role=role)
-        self._members_changed()
-        return text
-
-    def rpc_members(self) -> list:
-        """[{actor, fingerprint, role, me}] of the space's members ([] for an open space)."""
-        from ostracon.crypto.spacestore import member_rows
-
-        db = self._db()
-        if self.space is None:
-            return []
-        return member_rows(self.space, db.identity.actor)
-
-    def rpc_remove(self, actor: Any) -> list:
-        """Remove a member (actor hex) and rotate the space key; returns the members left."""
-        db = self._db()
-        if self.space is None or self.space.members is None:
-            raise ValidationError("this database's space has no member list")
-        if not isinstance(actor, str):
-            raise ValidationError("remove needs the member's actor id (hex)")
-        try:
-            raw = bytes.fromhex(actor)
-        except ValueError:
-            raise ValidationError("actor must be hex") from None
-        self.space.adopt(db.identity)
-        self.space.remove(raw, upto=db.version_vector().get(actor, 0))
-        self._members_changed()
-        return self.rpc_members()
-
-    def _members_changed(self) -> None:
-        # Keep the log with the database; a running sync client publishes it (and, after a
-        # rotation, announces it in the old room and moves to the new one).
-        from ostracon.sync.members import save_log
-
-        save_log(self._db(), self.space)
-        if self.sync is not None:
-            self.sync.notify_local_change()
 
     def rpc_stateHash(self) -> str:
         return self._db().state_hash()

@@ -58,14 +58,22 @@ from typing import Any
 
 from ...core.errors import (
     ClosedError,
-    DiskFullError,
     LockedError,
     StorageError,
     StorageUnavailableError,
 )
 from ...storage.base import OpenReport, Storage, check_keep, check_meta
-from . import bridge as _bridge
 from .convert import default_ffi
+from .idbcalls import (
+    bridge,
+    bridge_for,
+    check_can_block,
+    js_api,
+    js_error_to_storage,
+    run_blocking,
+    run_sync,
+    to_bytes,
+)
 from .readview import VIEW_MARKER, ReadView, ViewRows, marker, parse_marker, to_batch
 
 # Prefix of IndexedDB database names, so an app's own databases never collide with ours.
@@ -87,81 +95,6 @@ READABLE_FORMATS = (b"1", b"2")
 RUN_RECORDS = 1000
 
 
-_JS_API: tuple[Any, Any] | None = None
-
-
-def _js_api() -> tuple[Any, Any]:
-    """(JS `Object`, `pyodide.ffi.to_js`), looked up once: reading a property of the worker's
-    global scope through Pyodide's `js` module costs ~1 ms in Chromium (µs under Node), too
-    much for every batch."""
-    global _JS_API
-    if _JS_API is None:
-        import js
-        from pyodide.ffi import to_js
-
-        _JS_API = (js.Object, to_js)
-    return _JS_API
-
-
-def bridge() -> Any:
-    """The JS bridge module (this file must import fine natively)."""
-    return _bridge.load(StorageUnavailableError)
-
-
-def js_error_to_storage(e: BaseException, what: str) -> StorageError:
-    """Map a rejected bridge promise (JsException) to the storage error hierarchy."""
-    name = getattr(e, "name", None)
-    if name is None:
-        js = getattr(e, "js_error", None)
-        name = getattr(js, "name", None) if js is not None else None
-    msg = f"{what}: {getattr(e, 'message', None) or e}"
-    if name == "QuotaExceededError":
-        return DiskFullError(f"{msg} (browser storage quota exceeded)")
-    if name in ("StorageUnavailableError", "StorageClosedError"):
-        return StorageUnavailableError(msg)
-    return StorageError(msg)
-
-
-def _to_bytes(v: Any) -> bytes:
-    """A JS Uint8Array (JsProxy) or Python buffer → bytes."""
-    if isinstance(v, (bytes, bytearray, memoryview)):
-        return bytes(v)
-    return v.to_bytes()
-
-
-def run_blocking(awaitable: Any) -> Any:
-    """Wait on a bridge promise inside the suspension gate (see `bridge.run_blocking`)."""
-    return _bridge.run_blocking(awaitable, StorageUnavailableError)
-
-
-def _bridge_for(name: str) -> Any:
-    """The bridge, once `name` is known to be a database name."""
-    if not isinstance(name, str) or not name:
-        raise StorageUnavailableError("IndexedDB database name must be a non-empty string")
-    return bridge()
-
-
-def _check_can_block(what: str, awaitable: Any = None) -> None:
-    """Raise unless this Python stack can block on a promise (Pyodide with JSPI)."""
-    try:
-        from pyodide.ffi import can_run_sync
-    except ImportError:
-        if hasattr(awaitable, "close"):
-            awaitable.close()
-        raise StorageUnavailableError(f"{what}: IndexedDB storage runs only under Pyodide") from None
-
-    if not can_run_sync():
-        raise StorageError(
-            f"{what}: cannot block on IndexedDB here: enter Python through runPythonAsync/"
-            "callPromising with JSPI enabled, or use `await flush_async()`"
-        )
-
-
-def _run_sync(awaitable: Any, what: str) -> Any:
-    _check_can_block(what, awaitable)
-    return run_blocking(awaitable)
-
-
 class IndexedDBStorage(Storage):
     """Storage on IndexedDB; construct with ``await IndexedDBStorage.open(name)``."""
 
@@ -181,7 +114,7 @@ class IndexedDBStorage(Storage):
         if packed is not None:
             # The bridge packs every record into one buffer with end offsets: one conversion
             # for the whole log instead of one proxy per record.
-            buf = _to_bytes(packed)
+            buf = to_bytes(packed)
             ends = [int(e) for e in loaded.ends]
             if len(ends) != len(positions) or (ends and ends[-1] != len(buf)) \
                     or any(b < a for a, b in zip([0, *ends], ends, strict=False)):
@@ -196,18 +129,18 @@ class IndexedDBStorage(Storage):
             p = int(pos)
             if p <= prev:
                 raise StorageError(f"{name}: record keys out of order at {p}")
-            self._records.append((p, _to_bytes(val)))
+            self._records.append((p, to_bytes(val)))
             prev = p
         snap = getattr(loaded, "snapshot", None)
         # The newest snapshot inflated by the bridge (None: not read through it, or not inflated).
         self._inflated: bytes | None = None
         if snap is not None and hasattr(snap, "data"):  # absent: undefined → None
-            self._snapshot = (_to_bytes(snap.data), int(snap.position))
+            self._snapshot = (to_bytes(snap.data), int(snap.position))
             plain = getattr(snap, "plain", None)  # absent (undefined) unless inflated
             if isinstance(plain, (bytes, bytearray, memoryview)) or hasattr(plain, "to_bytes"):
-                self._inflated = _to_bytes(plain)
+                self._inflated = to_bytes(plain)
         for k, v in zip(list(loaded.metaKeys), list(loaded.metaValues), strict=False):
-            self._meta[str(k)] = _to_bytes(v)
+            self._meta[str(k)] = to_bytes(v)
         fmt = self._meta.get(SYS_FORMAT)
         if fmt is not None and fmt not in READABLE_FORMATS:
             raise StorageUnavailableError(f"{name}: unknown IndexedDB layout version {fmt!r}")
@@ -235,7 +168,7 @@ class IndexedDBStorage(Storage):
     async def open(cls, name: str, *, lock: bool = True) -> IndexedDBStorage:
         """Open (creating if needed) the database `name` and preload it into memory; the
         newest snapshot comes inflated as well (`take_inflated_snapshot`)."""
-        b = _bridge_for(name)
+        b = bridge_for(name)
         try:
             got = await b.idbOpenLoad(DB_NAME_PREFIX + name, lock)
         except StorageError:
@@ -249,14 +182,14 @@ class IndexedDBStorage(Storage):
         """`open` for synchronous callers (needs JSPI, like `flush`). Takes the read the
         worker started ahead when the page asked to open `name` (web/bridge.js idbPrefetch),
         else reads now."""
-        b = _bridge_for(name)
+        b = bridge_for(name)
         what = f"open {name}"
-        _check_can_block(what)
+        check_can_block(what)
         pending = b.takePrefetched(DB_NAME_PREFIX + name) if lock else None
         if pending is None:
             pending = b.idbOpenLoad(DB_NAME_PREFIX + name, lock)
         try:
-            got = _run_sync(pending, what)
+            got = run_sync(pending, what)
         except StorageError:
             raise
         except Exception as e:
@@ -334,7 +267,7 @@ class IndexedDBStorage(Storage):
 
     def _batch(self, snapshot: tuple[bytes, int] | None = None, drop_upto: int | None = None,
                drop_snapshots_below: int | None = None, view: ViewRows | None = None) -> Any:
-        js_object, to_js = _js_api()
+        js_object, to_js = js_api()
         meta = dict(self._pending_meta)
         if self._last != self._durable_last:
             meta[SYS_LAST_POSITION] = str(self._last).encode()
@@ -399,7 +332,7 @@ class IndexedDBStorage(Storage):
         n, meta, last = len(self._pending_records), dict(self._pending_meta), self._last
         batch = self._batch(**kw)
         try:
-            _run_sync(bridge().idbWrite(self._db, batch), what)
+            run_sync(bridge().idbWrite(self._db, batch), what)
         except StorageError:
             raise
         except Exception as e:
