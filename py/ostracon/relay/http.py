@@ -1,21 +1,27 @@
-"""A minimal HTTP/1.1 front door that shares one port with the WebSocket relay.
+"""The HTTP/1.1 front door that shares one port with the WebSocket relay.
 
 Why this exists: ``websockets`` only parses bodiless GET requests (its parser rejects any
 ``Content-Length`` other than 0), so ``process_request`` cannot serve ``POST /graphql``.
 Instead of a second server or a proxy, every TCP connection on the relay's port starts in
-:class:`HttpFront`, an ``asyncio.Protocol`` that reads the request head:
+:class:`HttpFront`, an ``asyncio.Protocol`` that feeds the bytes to an ``h11`` connection
+(sans-IO HTTP/1.1: request heads, body framing, response framing, keep-alive) and keeps a copy
+of the raw bytes of the request being read:
 
 * ``Upgrade: websocket`` → the connection is handed to the ``websockets`` connection object
   that ``websockets.asyncio.server.serve`` built for it (through its documented
   ``create_connection`` hook): ``transport.set_protocol(ws)``, ``ws.connection_made(...)``,
-  then the buffered head is fed to it. From there on ``websockets`` owns the connection
-  (handshake, ``process_request``, keepalive, close, shutdown with 1001).
-* anything else → parsed here (GET/HEAD/POST/..., ``Content-Length`` bodies up to a limit,
-  no chunked uploads), routed to an async handler, answered with ``Connection: close``.
+  then the raw bytes of that request are fed to it. From there on ``websockets`` owns the
+  connection (handshake, ``process_request``, keepalive, close, shutdown with 1001).
+* anything else → routed to an async handler. Bodies are ``Content-Length`` or chunked, up to
+  ``HttpLimits.max_body_bytes``. Connections persist (RFC 9112 9.3): pipelined requests are
+  answered one at a time in order, an idle connection closes after ``keepalive_timeout_s``,
+  and ``Connection: close`` from either side, HTTP/1.0 or any error ends it.
 
-One request per connection keeps the code small; browsers open parallel connections and on
-loopback the cost is negligible. Static files are streamed with flow control, so a 10 MB
-``pyodide.asm.wasm`` never sits in memory more than one chunk at a time per connection.
+Refused beyond h11's own checks: heads over ``max_head_bytes`` or ``max_headers`` (431),
+obsolete line folding, absolute-form targets, ``Content-Length`` together with
+``Transfer-Encoding`` (400), versions other than 1.0 and 1.1 (505). Static files are streamed
+with flow control, so a 10 MB ``pyodide.asm.wasm`` never sits in memory more than one chunk at
+a time per connection.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from email.utils import formatdate, parsedate_to_datetime
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
+
+import h11
 
 from ..core.errors import ValidationError
 from ._allowed_hosts import ANY_HOST as ANY_HOST
@@ -134,7 +142,14 @@ Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 @dataclass(frozen=True)
 class HttpLimits:
-    """Limits of the plain-HTTP side (see RelayConfig for the reasons of the defaults)."""
+    """Limits of the plain-HTTP side (see RelayConfig for the reasons of the first six).
+
+    ``keepalive_timeout_s``: seconds an answered connection may wait for its next request.
+    Long enough for the burst of requests of a page load or a reload; short so idle sockets
+    give back their slot (idle ones are also the first evicted when the table is full).
+    ``max_requests_per_connection``: answers per connection, the last one says
+    ``Connection: close``; connections rotate, so one client cannot keep one forever.
+    """
 
     max_head_bytes: int = 16 * 1024
     max_headers: int = 100
@@ -142,15 +157,19 @@ class HttpLimits:
     timeout_s: float = 10.0
     max_connections: int = 256
     max_connections_per_ip: int = 64
+    keepalive_timeout_s: float = 5.0
+    max_requests_per_connection: int = 1000
 
     def __post_init__(self) -> None:
         for name in ("max_head_bytes", "max_headers", "max_body_bytes", "max_connections",
-                     "max_connections_per_ip"):
+                     "max_connections_per_ip", "max_requests_per_connection"):
             v = getattr(self, name)
             if type(v) is not int or v <= 0:
                 raise ValidationError(f"{name} must be a positive int")
-        if not self.timeout_s > 0:
-            raise ValidationError("timeout_s must be > 0")
+        for name in ("timeout_s", "keepalive_timeout_s"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ValidationError(f"{name} must be > 0")
 
 
 #: Precompressed siblings served when the client accepts them, best first (RFC 9110 §8.4).
@@ -265,59 +284,30 @@ def _not_modified_since(header: str | None, mtime: float) -> bool:
     return int(mtime) <= int(since.timestamp())
 
 
-class _BadRequest(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
+#: obs-fold (RFC 9112 5.2): a field line that starts with SP or HTAB continues the previous one.
+#: h11 unfolds it; a front end in front of the relay might not, and would then read other
+#: fields than this server (``Transfer-Encoding:\r\n chunked``), so such heads are refused.
+_OBS_FOLD_RE = re.compile(rb"\n[ \t]")
+
+_VERSIONS = (b"1.1", b"1.0")
 
 
-def _parse_head(head: bytes, limits: HttpLimits) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
+def _phrase(status: int) -> str:
     try:
-        text = head.decode("latin-1")
-    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
-        raise _BadRequest(400, "bad encoding") from None
-    lines = text.split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3:
-        raise _BadRequest(400, "bad request line")
-    method, target, version = parts
-    if not _TOKEN_RE.fullmatch(method):
-        raise _BadRequest(400, "bad method")
-    if version not in ("HTTP/1.1", "HTTP/1.0"):
-        raise _BadRequest(505, "HTTP/1.x only")
-    if not target.startswith("/") or any(ord(c) <= 32 or ord(c) >= 127 for c in target):
-        raise _BadRequest(400, "bad request target")
-    headers = []
-    for line in lines[1:]:
-        if not line:
-            continue
-        name, sep, value = line.partition(":")
-        if not sep or not _TOKEN_RE.fullmatch(name):
-            raise _BadRequest(400, "bad header line")
-        headers.append((name.lower(), value.strip(" \t")))
-    if len(headers) > limits.max_headers:
-        raise _BadRequest(431, "too many headers")
-    for single in _SINGLE_HEADERS:
-        # RFC 9112 3.2 and 6.3: a proxy in front may act on another copy than this server
-        # (Host allow-list, body framing), so more than one is refused.
-        if sum(1 for name, _ in headers if name == single) > 1:
-            raise _BadRequest(400, f"more than one {single} header")
-    return method, target, version, tuple(headers)
-
-
-_SINGLE_HEADERS = ("host", "content-length")
-
-
-def _status_line(status: int) -> str:
-    try:
-        phrase = HTTPStatus(status).phrase
+        return HTTPStatus(status).phrase
     except ValueError:
-        phrase = "Status"
-    return f"HTTP/1.1 {status} {phrase}\r\n"
+        return "Status"
 
 
 class HttpFront(asyncio.Protocol):
-    """First protocol of every connection: plain HTTP here, WebSocket upgrades to ``ws``."""
+    """First protocol of every connection: HTTP/1.1 (parsed by h11), WebSocket upgrades to ``ws``.
+
+    States: ``head`` (a request head is due; ``timeout_s`` runs from the connection or from the
+    first byte of the head), ``body`` (same timer), ``respond`` (the handler runs and the answer
+    is written; reading is paused, so pipelined requests wait in h11's buffer and are answered
+    in order), ``idle`` (kept alive between requests; ``keepalive_timeout_s`` runs and ends in a
+    silent close), ``upgraded`` and ``closed``. Any error answer closes the connection.
+    """
 
     def __init__(self, ws: asyncio.Protocol, router: Handler, limits: HttpLimits,
                  registry: PendingConnections, server_header: str = "ostracon-relay"):
@@ -326,16 +316,19 @@ class HttpFront(asyncio.Protocol):
         self._limits = limits
         self._registry = registry
         self._server_header = server_header
-        self._buf = bytearray()
-        self._state = "head"  # head → body → respond | upgraded | closed
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_bytes)
+        # Bytes of the current request cycle until its head is parsed: the exact head size, and
+        # what websockets is handed on an upgrade (it parses the head again itself).
+        self._raw = bytearray()
+        self._body = bytearray()
+        self._request: HttpRequest | None = None
+        self._answered = 0
+        self._state = "head"  # head → body → respond → idle → head ... | upgraded | closed
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
-        self._method = self._target = ""
-        self._headers: tuple[tuple[str, str], ...] = ()
-        self._body_len = 0
         self._client = ""
 
     # --- asyncio.Protocol -------------------------------------------------------------------
@@ -346,63 +339,30 @@ class HttpFront(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self._client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else ""
         self.client_key = client_key(peer)
-        # Full table: the oldest connection still waiting for its head makes room (see limits.py).
+        # Full table: the oldest connection still waiting for a head makes room (see limits.py).
         if not self._registry.admit(self, self.client_key):
             log.warning("http: too many connections, refusing %s", self._client)
             self._state = "closed"
             transport.abort()
             return
-        self._timer = asyncio.get_running_loop().call_later(self._limits.timeout_s, self._on_timeout)
+        self._start_timer(self._limits.timeout_s)
 
     def data_received(self, data: bytes) -> None:
+        if self._state == "idle":
+            self._state = "head"
+            self._start_timer(self._limits.timeout_s)  # from the first byte, not per byte
         if self._state == "head":
-            self._buf += data
-            end = self._buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._buf) > self._limits.max_head_bytes:
-                    self._reply_error(431, "request head too large")
-                return
-            if end + 4 > self._limits.max_head_bytes:
-                self._reply_error(431, "request head too large")
-                return
-            try:
-                method, target, _version, headers = _parse_head(bytes(self._buf[:end]), self._limits)
-            except _BadRequest as exc:
-                self._reply_error(exc.status, str(exc))
-                return
-            self._method, self._target, self._headers = method, target, headers
-            hdr = dict(headers)
-            if "websocket" in hdr.get("upgrade", "").lower():
-                self._upgrade()
-                return
-            if "transfer-encoding" in hdr:
-                self._reply_error(501, "chunked request bodies are not supported")
-                return
-            cl = hdr.get("content-length", "0")
-            if not (cl.isascii() and cl.isdigit()) or len(cl) > 18:  # isdigit() alone takes "²"
-                self._reply_error(400, "bad content-length")
-                return
-            self._body_len = int(cl)
-            if self._body_len > self._limits.max_body_bytes:
-                self._reply_error(413, "request body too large")
-                return
-            del self._buf[: end + 4]
-            self._state = "body"
-            if hdr.get("expect", "").lower() == "100-continue" and len(self._buf) < self._body_len:
-                assert self._transport is not None
-                self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            self._maybe_dispatch()
-        elif self._state == "body":
-            self._buf += data
-            if len(self._buf) > self._body_len + self._limits.max_head_bytes:
-                self._reply_error(400, "unexpected data after the request body")
-                return
-            self._maybe_dispatch()
-        # "respond": ignore pipelined data (the connection closes after the response).
+            self._raw += data
+        if self._state in ("head", "body", "respond"):
+            self._h11.receive_data(data)  # while responding it waits there, in order
+            self._pump()
 
     def eof_received(self) -> bool | None:
-        if self._state in ("head", "body"):
+        if self._state in ("head", "body", "idle"):
             self._close()
+        elif self._state == "respond":
+            self._h11.receive_data(b"")  # answer, then close (a half-closing client still reads)
+            return True
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -423,11 +383,11 @@ class HttpFront(asyncio.Protocol):
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
 
-    # --- internals -------------------------------------------------------------------------
+    # --- PendingConnections and relay shutdown ------------------------------------------------
 
     def waiting_for_head(self) -> bool:
-        """True until the request head is complete: such a connection may be evicted."""
-        return self._state == "head"
+        """True while no request is being answered: such a connection may be evicted."""
+        return self._state in ("head", "idle")
 
     def evict(self) -> None:
         """Make room for a newer connection (PendingConnections); the peer sees a reset."""
@@ -442,12 +402,71 @@ class HttpFront(asyncio.Protocol):
         if self._transport is not None and self._state != "upgraded":
             self._transport.abort()
 
+    # --- reading requests ----------------------------------------------------------------------
+
+    def _start_timer(self, seconds: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(seconds, self._on_timeout)
+
     def _on_timeout(self) -> None:
-        if self._state in ("head", "body"):
+        if self._state == "idle":
+            self._close()  # RFC 9112 9.8: an idle persistent connection may close at any time
+        elif self._state in ("head", "body"):
             self._reply_error(408, "request timeout")
-        elif self._state == "respond":
-            log.info("http: response to %s timed out", self._client)
-            self.abort()
+
+    def _pump(self) -> None:
+        """Turn buffered bytes into h11 events until a request is complete or more is needed."""
+        while self._state in ("head", "body", "idle"):
+            try:
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                # h11's text names the rule, then quotes the bytes: only the rule goes back.
+                self._reply_error(exc.error_status_hint, str(exc).split(":", 1)[0])
+                return
+            if event is h11.NEED_DATA:
+                return
+            if isinstance(event, h11.Request):
+                self._on_head(event)
+            elif isinstance(event, h11.Data):
+                self._body += event.data
+                if len(self._body) > self._limits.max_body_bytes:  # chunked: no length up front
+                    self._reply_error(413, "request body too large")
+            elif isinstance(event, h11.EndOfMessage):
+                self._dispatch()
+            else:  # ConnectionClosed (PAUSED cannot happen before the request is complete)
+                self._close()
+
+    def _on_head(self, event: h11.Request) -> None:
+        self._state = "body"
+        head_size = len(self._raw) - len(self._h11.trailing_data[0])
+        # h11 bounds only heads still incomplete; one that arrived whole is measured here.
+        if head_size > self._limits.max_head_bytes:
+            return self._reply_error(431, "request head too large")
+        if len(event.headers) > self._limits.max_headers:
+            return self._reply_error(431, "too many headers")
+        if _OBS_FOLD_RE.search(self._raw, 0, head_size):
+            return self._reply_error(400, "obsolete line folding")
+        if event.http_version not in _VERSIONS:
+            return self._reply_error(505, "HTTP/1.x only")
+        target = event.target.decode("ascii")  # h11 admits visible ASCII only
+        if not target.startswith("/"):  # origin-form only: this is no proxy
+            return self._reply_error(400, "bad request target")
+        headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers)
+        fields = dict(headers)
+        if "websocket" in fields.get("upgrade", "").lower():
+            return self._upgrade()
+        if "content-length" in fields and "transfer-encoding" in fields:
+            # RFC 9112 6.1: the request-smuggling pair; refused, and the connection closes.
+            return self._reply_error(400, "both Content-Length and Transfer-Encoding")
+        if int(fields.get("content-length", "0")) > self._limits.max_body_bytes:
+            return self._reply_error(413, "request body too large")
+        self._raw = bytearray()
+        path, _, query = target.partition("?")
+        self._request = HttpRequest(event.method.decode("ascii"), target, path,
+                                    parse_qs(query, keep_blank_values=True), headers, b"", self._client)
+        if self._h11.they_are_waiting_for_100_continue:
+            self._send(h11.InformationalResponse(status_code=100, headers=[]))
 
     def _upgrade(self) -> None:
         assert self._transport is not None
@@ -455,29 +474,27 @@ class HttpFront(asyncio.Protocol):
             self._timer.cancel()
         self._state = "upgraded"
         self._registry.discard(self)
-        buffered = bytes(self._buf)
-        self._buf = bytearray()
+        buffered = bytes(self._raw)
+        self._raw = bytearray()
         # Hand the raw connection to websockets exactly as if it had accepted it itself.
         self._transport.set_protocol(self._ws)
         self._ws.connection_made(self._transport)
         self._ws.data_received(buffered)
 
-    def _maybe_dispatch(self) -> None:
-        if len(self._buf) < self._body_len:
-            return
-        assert self._transport is not None
-        body = bytes(self._buf[: self._body_len])
-        self._buf = bytearray()
+    def _dispatch(self) -> None:
+        assert self._transport is not None and self._request is not None
+        request = HttpRequest(self._request.method, self._request.target, self._request.path,
+                              self._request.query, self._request.headers, bytes(self._body), self._client)
+        self._body = bytearray()
         self._state = "respond"
         # From here the handler runs as long as it needs; a stalled reader is caught per write
         # (each drain waits at most timeout_s).
         if self._timer is not None:
             self._timer.cancel()
         self._transport.pause_reading()
-        path, _, query = self._target.partition("?")
-        request = HttpRequest(self._method, self._target, path, parse_qs(query, keep_blank_values=True),
-                              self._headers, body, self._client)
         self._task = asyncio.get_running_loop().create_task(self._respond(request))
+
+    # --- writing responses ---------------------------------------------------------------------
 
     async def _respond(self, request: HttpRequest) -> None:
         try:
@@ -485,6 +502,8 @@ class HttpFront(asyncio.Protocol):
                 response = await self._router(request)
                 if not isinstance(response, HttpResponse):
                     raise TypeError(f"handler returned {type(response).__name__}, not HttpResponse")
+                if response.status < 200:
+                    raise ValueError(f"handler returned the interim status {response.status}")
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -493,37 +512,51 @@ class HttpFront(asyncio.Protocol):
                 response = HttpResponse.text(500, "internal server error\n")
             await self._write_response(request, response)
         except (asyncio.CancelledError, ConnectionError, TimeoutError):
-            pass
-        finally:
             self._close()
+            return
+        except h11.LocalProtocolError:
+            log.exception("http: could not frame the response to %s %s", request.method, request.path)
+            self._close()
+            return
+        self._next_cycle()
 
     async def _write_response(self, request: HttpRequest, response: HttpResponse) -> None:
-        assert self._transport is not None
         length = response.file_size if response.file is not None else len(response.body)
-        no_body = response.status in (204, 304) or 100 <= response.status < 200
-        lines = [_status_line(response.status), f"Server: {self._server_header}\r\n", "Connection: close\r\n"]
+        no_body = response.status in (204, 304)
+        headers = [("Server", self._server_header)]
         if not no_body:
-            lines.append(f"Content-Type: {response.content_type}\r\n")
-            lines.append(f"Content-Length: {length}\r\n")
+            headers += [("Content-Type", response.content_type), ("Content-Length", str(length))]
         if not any(k.lower() == "x-content-type-options" for k, _ in response.headers):
-            lines.append("X-Content-Type-Options: nosniff\r\n")
-        lines.extend(f"{k}: {v}\r\n" for k, v in response.headers)
-        lines.append("\r\n")
-        self._transport.write("".join(lines).encode("latin-1"))
-        if request.method == "HEAD" or no_body:
-            return
-        if response.file is None:
-            self._transport.write(response.body)
-            return
+            headers.append(("X-Content-Type-Options", "nosniff"))
+        headers.extend(response.headers)
+        self._answered += 1
+        if self._answered >= self._limits.max_requests_per_connection:
+            headers.append(("Connection", "close"))  # h11 then closes after this answer
+        self._send(h11.Response(status_code=response.status, headers=headers, reason=_phrase(response.status)))
+        if request.method != "HEAD" and not no_body:
+            if response.file is None:
+                self._send(h11.Data(data=response.body))
+            else:
+                await self._send_file(response.file, length)
+        self._send(h11.EndOfMessage())
+
+    async def _send_file(self, path: Path, length: int) -> None:
         sent = 0
-        with open(response.file, "rb") as f:
+        with open(path, "rb") as f:
             while sent < length:
                 chunk = f.read(min(STATIC_CHUNK_BYTES, length - sent))
                 if not chunk:
-                    break  # file shrank while serving: the client sees a short body and retries
-                self._transport.write(chunk)
+                    # The file shrank while serving: the declared length cannot be met, so the
+                    # connection closes and the client sees a short body and retries.
+                    raise ConnectionError("file shrank while being sent")
+                self._send(h11.Data(data=chunk))
                 sent += len(chunk)
                 await self._drain()
+
+    def _send(self, event: h11.Event) -> None:
+        assert self._transport is not None
+        for piece in self._h11.send_with_data_passthrough(event) or ():
+            self._transport.write(piece)
 
     async def _drain(self) -> None:
         if self._transport is None or self._transport.is_closing():
@@ -535,13 +568,33 @@ class HttpFront(asyncio.Protocol):
             if self._transport.is_closing():
                 raise ConnectionError("connection closed")
 
+    def _next_cycle(self) -> None:
+        """After an answer: keep the connection for the next request, or close it."""
+        if self._state != "respond" or self._transport is None:
+            return
+        if self._h11.our_state is not h11.DONE or self._h11.their_state is not h11.DONE:
+            self._close()  # "Connection: close" either way, HTTP/1.0, or the request cap
+            return
+        self._h11.start_next_cycle()
+        self._request = None
+        self._raw = bytearray(self._h11.trailing_data[0])  # a pipelined request, if any
+        self._state = "head" if self._raw else "idle"
+        self._start_timer(self._limits.timeout_s if self._raw else self._limits.keepalive_timeout_s)
+        self._pump()
+        if self._state in ("head", "body", "idle"):
+            self._transport.resume_reading()
+
     def _reply_error(self, status: int, message: str) -> None:
-        assert self._transport is not None
         self._state = "respond"
         body = (message + "\n").encode()
-        self._transport.write((_status_line(status) + f"Server: {self._server_header}\r\nConnection: close\r\n"
-                               "Content-Type: text/plain; charset=utf-8\r\n"
-                               f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1") + body)
+        try:
+            self._send(h11.Response(status_code=status, reason=_phrase(status), headers=[
+                ("Server", self._server_header), ("Connection", "close"),
+                ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]))
+            self._send(h11.Data(data=body))
+            self._send(h11.EndOfMessage())
+        except h11.LocalProtocolError:
+            pass  # a response had already started: closing is all that is left
         self._close()
 
     def _close(self) -> None:
