@@ -259,6 +259,23 @@ def test_upgrade_hands_over_the_raw_bytes_on_a_reused_connection():
     run(main())
 
 
+def test_upgrade_pipelined_behind_a_plain_request_gets_the_rest_of_the_stream():
+    upgrade = (b"GET /room HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+    async def main():
+        async with front() as f:
+            reader, writer = await f.connect()
+            writer.write(req("GET", "/before") + upgrade + b"first")
+            assert (await read_response(reader))[0] == 200
+            writer.write(b"second")  # read only if the hand-off resumed reading
+            async with asyncio.timeout(DEADLINE):
+                while bytes(f.ws[0].data) != upgrade + b"firstsecond":
+                    await asyncio.sleep(0.01)
+            writer.close()
+    run(main())
+
+
 def test_websocket_upgrade_after_a_plain_request_on_the_same_socket():
     async def main():
         async with Relay(RelayConfig()) as relay:
@@ -436,6 +453,25 @@ def test_slowloris_head_gets_408_even_when_bytes_keep_coming():
     run(main())
 
 
+def test_a_client_still_uploading_past_the_limit_reads_its_413():
+    # The answer must survive the close: input still arriving must not turn it into a reset.
+    async def main():
+        async with front(HttpLimits(max_body_bytes=1000)) as f:
+            reader, writer = await f.connect()
+            writer.write(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000000\r\n\r\n")
+            answer = asyncio.ensure_future(read_response(reader))
+            for _ in range(2000):
+                if answer.done():
+                    break
+                writer.write(b"x" * 4096)
+                await asyncio.sleep(0.005)
+            status, hdrs, _ = await answer
+            assert status == 413 and hdrs["connection"] == "close"
+            writer.close()
+            assert f.seen == []
+    run(main())
+
+
 def test_slow_body_gets_408():
     async def main():
         async with front(HttpLimits(timeout_s=0.3)) as f:
@@ -449,6 +485,6 @@ def test_new_limits_are_validated():
     from ostracon.core.errors import ValidationError
 
     for bad in ({"keepalive_timeout_s": 0}, {"keepalive_timeout_s": -1.0}, {"max_requests_per_connection": 0},
-                {"max_requests_per_connection": 1.5}):
+                {"max_requests_per_connection": 1.5}, {"linger_s": 0}, {"keepalive_timeout_s": True}):
         with pytest.raises(ValidationError):
             HttpLimits(**bad)  # type: ignore[arg-type]

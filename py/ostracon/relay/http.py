@@ -32,7 +32,7 @@ import logging
 import mimetypes
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import formatdate, parsedate_to_datetime
 from http import HTTPStatus
 from pathlib import Path
@@ -149,6 +149,8 @@ class HttpLimits:
     give back their slot (idle ones are also the first evicted when the table is full).
     ``max_requests_per_connection``: answers per connection, the last one says
     ``Connection: close``; connections rotate, so one client cannot keep one forever.
+    ``linger_s``: after an error answer, how long input is still read and dropped before the
+    close (see ``HttpFront._linger``); a few round trips on a slow link.
     """
 
     max_head_bytes: int = 16 * 1024
@@ -159,6 +161,7 @@ class HttpLimits:
     max_connections_per_ip: int = 64
     keepalive_timeout_s: float = 5.0
     max_requests_per_connection: int = 1000
+    linger_s: float = 2.0
 
     def __post_init__(self) -> None:
         for name in ("max_head_bytes", "max_headers", "max_body_bytes", "max_connections",
@@ -166,7 +169,7 @@ class HttpLimits:
             v = getattr(self, name)
             if type(v) is not int or v <= 0:
                 raise ValidationError(f"{name} must be a positive int")
-        for name in ("timeout_s", "keepalive_timeout_s"):
+        for name in ("timeout_s", "keepalive_timeout_s", "linger_s"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
                 raise ValidationError(f"{name} must be > 0")
@@ -306,7 +309,7 @@ class HttpFront(asyncio.Protocol):
     first byte of the head), ``body`` (same timer), ``respond`` (the handler runs and the answer
     is written; reading is paused, so pipelined requests wait in h11's buffer and are answered
     in order), ``idle`` (kept alive between requests; ``keepalive_timeout_s`` runs and ends in a
-    silent close), ``upgraded`` and ``closed``. Any error answer closes the connection.
+    silent close), ``lingering`` (after an error answer), ``upgraded`` and ``closed``.
     """
 
     def __init__(self, ws: asyncio.Protocol, router: Handler, limits: HttpLimits,
@@ -323,7 +326,7 @@ class HttpFront(asyncio.Protocol):
         self._body = bytearray()
         self._request: HttpRequest | None = None
         self._answered = 0
-        self._state = "head"  # head → body → respond → idle → head ... | upgraded | closed
+        self._state = "head"  # head → body → respond → idle → head ... | lingering | upgraded | closed
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
@@ -358,7 +361,7 @@ class HttpFront(asyncio.Protocol):
             self._pump()
 
     def eof_received(self) -> bool | None:
-        if self._state in ("head", "body", "idle"):
+        if self._state in ("head", "body", "idle", "lingering"):
             self._close()
         elif self._state == "respond":
             self._h11.receive_data(b"")  # answer, then close (a half-closing client still reads)
@@ -387,7 +390,7 @@ class HttpFront(asyncio.Protocol):
 
     def waiting_for_head(self) -> bool:
         """True while no request is being answered: such a connection may be evicted."""
-        return self._state in ("head", "idle")
+        return self._state in ("head", "idle", "lingering")
 
     def evict(self) -> None:
         """Make room for a newer connection (PendingConnections); the peer sees a reset."""
@@ -410,7 +413,7 @@ class HttpFront(asyncio.Protocol):
         self._timer = asyncio.get_running_loop().call_later(seconds, self._on_timeout)
 
     def _on_timeout(self) -> None:
-        if self._state == "idle":
+        if self._state in ("idle", "lingering"):
             self._close()  # RFC 9112 9.8: an idle persistent connection may close at any time
         elif self._state in ("head", "body"):
             self._reply_error(408, "request timeout")
@@ -480,11 +483,11 @@ class HttpFront(asyncio.Protocol):
         self._transport.set_protocol(self._ws)
         self._ws.connection_made(self._transport)
         self._ws.data_received(buffered)
+        self._transport.resume_reading()  # paused while an earlier pipelined request was answered
 
     def _dispatch(self) -> None:
         assert self._transport is not None and self._request is not None
-        request = HttpRequest(self._request.method, self._request.target, self._request.path,
-                              self._request.query, self._request.headers, bytes(self._body), self._client)
+        request = replace(self._request, body=bytes(self._body))
         self._body = bytearray()
         self._state = "respond"
         # From here the handler runs as long as it needs; a stalled reader is caught per write
@@ -594,8 +597,25 @@ class HttpFront(asyncio.Protocol):
             self._send(h11.Data(data=body))
             self._send(h11.EndOfMessage())
         except h11.LocalProtocolError:
-            pass  # a response had already started: closing is all that is left
-        self._close()
+            self._close()  # a response had already started: closing is all that is left
+            return
+        self._linger()
+
+    def _linger(self) -> None:
+        """Staged close after an error answer (RFC 9112 9.6): stop sending, drop what still comes.
+
+        A client may still be sending (a body past the limit, a dribbled head). Closing with
+        unread input makes the kernel send a reset, which can destroy the answer before the
+        client reads it; so the write side closes first and input is discarded until the
+        client closes too, or ``linger_s`` passes. Lingering connections may be evicted.
+        """
+        assert self._transport is not None
+        if self._transport.is_closing() or not self._transport.can_write_eof():
+            return self._close()
+        self._state = "lingering"
+        self._transport.write_eof()
+        self._transport.resume_reading()
+        self._start_timer(self._limits.linger_s)
 
     def _close(self) -> None:
         if self._state == "upgraded":
