@@ -326,11 +326,13 @@ class HttpFront(asyncio.Protocol):
         self._registry.discard(self)
         buffered = bytes(self._raw)
         self._raw = bytearray()
+        # Reading was paused if an earlier pipelined request was answered; from here websockets
+        # pauses and resumes it (its receive queue, the relay's rate limits).
+        self._transport.resume_reading()
         # Hand the raw connection to websockets exactly as if it had accepted it itself.
         self._transport.set_protocol(self._ws)
         self._ws.connection_made(self._transport)
         self._ws.data_received(buffered)
-        self._transport.resume_reading()  # paused while an earlier pipelined request was answered
 
     def _dispatch(self) -> None:
         assert self._transport is not None and self._request is not None
