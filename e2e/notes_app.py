@@ -27,6 +27,9 @@ BOOT_TIMEOUT_MS = 60_000
 # Generous bound for sync to deliver: the assertion is that it arrives, not how fast.
 SYNC_TIMEOUT_MS = 30_000
 APP = "/demo/"
+# Safety net for `ostracon serve` to answer /healthz: ~1 s on a quiet machine, 10-20 s seen
+# with the CPU shared by many parallel test runs (a deadline, not a measurement).
+SERVE_START_TIMEOUT_S = 60
 
 # A root page for the bundle when the build has none (`ostracon serve` wants an index.html
 # at the root of the web directory).
@@ -76,7 +79,7 @@ class Server:
                 "--web", str(self.web)]
         self.log = open(self.data / "serve.log", "ab")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + SERVE_START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ostracon serve exited: {(self.data / 'serve.log').read_text()[-2000:]}")
@@ -181,13 +184,23 @@ class App:
     def wait_ready(self) -> None:
         wait_js(self.page, "window.__notes && window.__notes.ready === true", timeout=BOOT_TIMEOUT_MS)
 
-    def wait_saved(self) -> None:
+    def wait(self, expression: str, arg=None, timeout: int = SYNC_TIMEOUT_MS):
+        """`wait_js` in this page; on timeout the error also says what the editor and the
+        engine were doing (`save_state`): a save or a sync that never finished, or a worker
+        that no longer answers."""
         try:
-            wait_js(self.page, """(() => { const c = window.__notes.state.current;
-                return c && !c.dirty.size && !c.inflight.size && !c.draft
-                  && ['saved', 'synced'].includes(c.phase); })()""", timeout=SYNC_TIMEOUT_MS)
+            return wait_js(self.page, expression, arg=arg, timeout=timeout)
         except AssertionError as exc:
             raise AssertionError(f"{exc}; the editor and engine then: {self.save_state()}") from None
+
+    def wait_saved(self) -> None:
+        self.wait("""(() => { const c = window.__notes.state.current;
+            return c && !c.dirty.size && !c.inflight.size && !c.draft
+              && ['saved', 'synced'].includes(c.phase); })()""")
+
+    def wait_body(self, value: str) -> None:
+        """Until the editor shows `value` as the note's body."""
+        self.wait("([v]) => document.getElementById('body').value === v", arg=[value])
 
     def save_state(self) -> object:
         """What an unfinished save looks like: the editor's phase and pending fields, and the
@@ -226,7 +239,7 @@ class App:
         return self.page.evaluate("(id) => window.__notes.state.db.collection('notes').get(id)", note_id)
 
     def wait_note(self, note_id: str, field: str, value, timeout: int = SYNC_TIMEOUT_MS) -> None:
-        wait_js(self.page, """([id, f, v]) => { const d = window.__notes.state.notes.get(id);
+        self.wait("""([id, f, v]) => { const d = window.__notes.state.notes.get(id);
             return !!d && JSON.stringify(d[f]) === JSON.stringify(v); }""",
             arg=[note_id, field, value], timeout=timeout)
 

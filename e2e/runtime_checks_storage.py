@@ -103,4 +103,38 @@ def idb_layout(tests_dir: str | None = None, prefix: str = "layout") -> dict:
         refused = type(e).__name__
     else:
         raise AssertionError("a damaged run was read")
-    return {"damaged": refused}
+    return {"damaged": refused, "inflated": _idb_inflated_snapshot(f"{name}-z")}
+
+
+def _idb_inflated_snapshot(name: str) -> dict:
+    """The bridge inflates a zlib snapshot while reading (given once, only for that snapshot's
+    bytes), leaves other bytes and a damaged stream to the engine, and the worker's read
+    ahead (idbPrefetch) is what the next open of that name takes."""
+    import zlib
+
+    from ostracon.runtime.browser import indexeddb as idb
+
+    b = idb.bridge()
+    plain = bytes(range(256)) * 64
+    out = {}
+    for label, data, want in (("zlib", zlib.compress(plain), plain), ("raw", b"\x78not zlib", None),
+                              ("cut", zlib.compress(plain)[:-9], None), ("other", b"S1", None)):
+        s = idb.IndexedDBStorage.open_sync(name)
+        s.append([b"r"])
+        s.write_snapshot(data, s.last_position())
+        s.close()
+        b.idbPrefetch(name)
+        s = idb.IndexedDBStorage.open_sync(name)
+        try:
+            if b.takePrefetched(idb.DB_NAME_PREFIX + name) is not None:
+                raise AssertionError("the open did not take the read ahead")
+            stored = s.load_snapshot()[0]
+            if stored != data:
+                raise AssertionError(f"{label}: the snapshot read back as other bytes")
+            got = s.take_inflated_snapshot(stored)
+            if got != want or s.take_inflated_snapshot(stored) is not None:
+                raise AssertionError(f"{label}: inflated as {None if got is None else len(got)} bytes")
+            out[label] = None if got is None else len(got)
+        finally:
+            s.close()
+    return out

@@ -36,6 +36,7 @@ from notes_app import (  # noqa: F401 (fixtures)
     wait_js,
     web_dir,
 )
+from polling import wait_until
 
 
 def test_notes_survive_reload_and_screens(browser, server):  # noqa: F811 (the server fixture)
@@ -181,8 +182,7 @@ def test_two_contexts_propagate_and_converge(browser, server):  # noqa: F811 (th
     for i in range(5):
         t0 = time.perf_counter()
         a.edit("body", f"edit {i} from A")
-        wait_js(b.page, "([v]) => document.getElementById('body').value === v", arg=[f"edit {i} from A"],
-                                 timeout=SYNC_TIMEOUT_MS)
+        b.wait_body(f"edit {i} from A")
         lat.append((time.perf_counter() - t0) * 1000)
     lat.sort()
     print(f"\nPWA propagation A→B (type → visible in B's editor, includes 300 ms typing debounce): "
@@ -198,11 +198,7 @@ def test_two_contexts_propagate_and_converge(browser, server):  # noqa: F811 (th
     for app in (a, b):
         app.wait_note(note_id, "title", "title by A")
         app.wait_note(note_id, "tags", ["from-b"])
-    wait_js(a.page, "() => true")
-    deadline = time.monotonic() + SYNC_TIMEOUT_MS / 1000
-    while time.monotonic() < deadline and a.state_hash() != b.state_hash():
-        time.sleep(0.2)
-    assert a.state_hash() == b.state_hash()
+    wait_until(lambda: a.state_hash() == b.state_hash(), "both contexts reach one state", SYNC_TIMEOUT_MS / 1000)
     da, db_ = a.note(note_id), b.note(note_id)
     assert da["body"] == db_["body"] and " + body by A" in da["body"] and " + body by B" in da["body"]
     a.page.click("#history-btn")

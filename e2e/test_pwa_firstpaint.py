@@ -274,10 +274,10 @@ def test_the_early_read_is_inline_and_allowed_by_its_csp_hash(browser, server, w
     csp = resp.headers["content-security-policy"]
     hashes = json.loads((web_dir / "build-info.json").read_text())["csp_script_hashes"]
     script_src = next(d for d in csp.split("; ") if d.startswith("script-src "))
-    assert script_src == "script-src 'self' 'wasm-unsafe-eval' " + " ".join(hashes) and len(hashes) == 1
+    assert script_src == "script-src 'self' 'wasm-unsafe-eval' " + " ".join(hashes) and len(hashes) == 2
     assert "unsafe-inline" not in csp
-    # The page's one inline script is the one the hash names.
-    assert app.page.evaluate("document.querySelectorAll('script:not([src])').length") == 1
+    # The page's two inline scripts (early.js, firstscreen.js) are the ones the hashes name.
+    assert app.page.evaluate("document.querySelectorAll('script:not([src])').length") == 2
     wait_js(app.page, PAINTED)
     peek = app.page.evaluate(PEEK)
     assert peek["inline"] is True and peek["early"] is True and peek["count"] == 8, peek

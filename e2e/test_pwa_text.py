@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 from notes_app import (  # noqa: F401  (fixtures)
-    SYNC_TIMEOUT_MS,
     App,
     artifacts_dir,
     make_app,
@@ -58,8 +57,8 @@ def body(app: App) -> str:
 def wait_bodies_equal(a: App, b: App, *parts: str) -> str:
     check = """([parts]) => { const v = document.getElementById('body').value;
         return parts.every((p) => v.includes(p)) ? v : null; }"""
-    va = wait_js(a.page, check, arg=[list(parts)])
-    wait_js(b.page, "([v]) => document.getElementById('body').value === v", arg=[va])
+    va = a.wait(check, arg=[list(parts)])
+    b.wait_body(va)
     return va
 
 
@@ -72,8 +71,7 @@ def settle(a: App, b: App) -> None:
     """Both devices saved, converged to one state, and no page error on either."""
     a.wait_saved()
     b.wait_saved()
-    wait_js(a.page, "([h]) => window.__notes.state.db.stateHash().then((x) => x === h)",
-            arg=[b.state_hash()], timeout=SYNC_TIMEOUT_MS)
+    a.wait("([h]) => window.__notes.state.db.stateHash().then((x) => x === h)", arg=[b.state_hash()])
     assert a.errors == [] and b.errors == []
 
 
@@ -142,7 +140,7 @@ def test_emoji_and_combining_marks_are_never_split(browser, server):  # noqa: F8
     for _ in range(2):                        # whatever a Backspace removes, never half of a pair
         a.page.keyboard.press("Backspace")
     v = a.page.evaluate("""() => document.getElementById('body').value""")
-    wait_js(b.page, "([v]) => document.getElementById('body').value === v", arg=[v])
+    b.wait_body(v)
     assert v.startswith("中😃ab😀") and len(v) < len("中😃ab😀👍🏽e\u0301")
     assert not a.page.evaluate(f"(v) => {LONE_SURROGATE}.test(v)", v)
     # The JS API refuses offsets inside a pair and lone surrogates (ValidationError).

@@ -6,7 +6,13 @@ import asyncio
 
 import pytest
 
+from ostracon.crypto.native import NativeCrypto
 from ostracon.runtime.browser import bridge
+from ostracon.runtime.browser.host import BROADCAST, Host
+from ostracon.storage.file import FileStorage
+from ostracon.sync.broadcast import BroadcastTransport, LocalBroadcast
+from polling import until
+from test_browser_host import FFI, call
 
 
 class FakeBridge:
@@ -74,6 +80,7 @@ def fake_bridge(monkeypatch):
     fake = FakeBridge()
     bridge.install(fake)
     monkeypatch.setattr(bridge, "_gate_installed", False)
+    monkeypatch.setattr(bridge, "_sync_codes", frozenset())
     monkeypatch.setattr(bridge, "clock", FakeClock())
     monkeypatch.setattr(bridge, "_suspended_tasks", [])  # a failed test's leftovers hold nothing
     monkeypatch.setattr(bridge, "_waiters", [])
@@ -96,7 +103,7 @@ def test_no_other_sync_task_steps_while_a_task_is_suspended_in_a_blocking_wait(f
     log: list[str] = []
 
     async def main():
-        bridge.install_asyncio_gate()
+        bridge.install_asyncio_gate(SyncClient)
         client = SyncClient(log)
         wait = asyncio.get_running_loop().create_future()
         reader = asyncio.create_task(client.reader(wait))
@@ -136,7 +143,7 @@ def test_closing_lets_the_sync_client_stop_while_the_close_call_waits(fake_bridg
     client = SyncClient()
 
     async def main():
-        bridge.install_asyncio_gate()
+        bridge.install_asyncio_gate(SyncClient)
         client.task = asyncio.create_task(client.run())
         await asyncio.sleep(0)
         fake_bridge.gateEnter("rpc")          # the close RPC's stack, suspended in its wait
@@ -164,7 +171,7 @@ def test_held_back_steps_and_the_longest_hold_are_counted(fake_bridge):
     clock = bridge.clock
 
     async def main():
-        bridge.install_asyncio_gate()
+        bridge.install_asyncio_gate(SyncClient)
         client = SyncClient(log)
         wait = asyncio.get_running_loop().create_future()
         reader = asyncio.create_task(client.reader(wait))
@@ -205,7 +212,7 @@ def test_back_to_back_rpc_batches_do_not_starve_the_sync_client(fake_bridge, yie
     log: list[str] = []
 
     async def main():
-        bridge.install_asyncio_gate()
+        bridge.install_asyncio_gate(SyncClient)
         client = SyncClient(log)
         fake_bridge.gateEnter("rpc")         # the ticker is scheduled while a batch waits
         ticker = asyncio.create_task(client.ticker())
@@ -232,7 +239,7 @@ def test_a_yield_is_bounded_but_never_lets_a_batch_into_a_suspended_tasks_operat
     log: list[str] = []
 
     async def main():
-        bridge.install_asyncio_gate()
+        bridge.install_asyncio_gate(SyncClient)
         client = SyncClient(log)
         loop = asyncio.get_running_loop()
         wait = loop.create_future()
@@ -261,7 +268,7 @@ def test_letting_sync_steps_run_still_holds_them_while_another_task_is_suspended
     log: list[str] = []
 
     async def main():
-        bridge.install_asyncio_gate()
+        bridge.install_asyncio_gate(SyncClient)
         client = SyncClient(log)
         wait = asyncio.get_running_loop().create_future()
         reader = asyncio.create_task(client.reader(wait))
@@ -294,7 +301,7 @@ def test_a_held_back_task_waiting_on_the_suspended_one_is_no_deadlock(fake_bridg
             self.log.append("ticker saw the reader")
 
     async def main():
-        bridge.install_asyncio_gate()
+        bridge.install_asyncio_gate(Client)
         client = Client(log)
         wait = asyncio.get_running_loop().create_future()
         done = asyncio.Event()
@@ -316,7 +323,7 @@ def test_a_yield_waits_for_a_released_step_that_suspends_in_a_blocking_wait(fake
     log: list[str] = []
 
     async def main():
-        bridge.install_asyncio_gate()
+        bridge.install_asyncio_gate(SyncClient)
         client = SyncClient(log)
         loop = asyncio.get_running_loop()
         wait = loop.create_future()
@@ -334,3 +341,75 @@ def test_a_yield_waits_for_a_released_step_that_suspends_in_a_blocking_wait(fake
 
     run_on_webloop(main)
     assert log == ["reader waits", "reader resumes", "batch runs"]
+
+
+def test_no_task_of_the_real_sync_client_enters_the_engine_while_an_rpc_batch_is_suspended(fake_bridge, tmp_path):
+    # The real client, started by the worker's host, syncing over the in-process broadcast
+    # medium; the gate as the host installs it (no classes given). Each of its tasks must be
+    # held: the reader (SyncClient.run) and the ticker, whose coroutine is defined on the
+    # SessionDriver mixin (sync/driving.py). The ticker enters the engine at every pass
+    # (db.tick: the sink's time trigger and due text bursts; db.flush for peers): a pass
+    # inside a batch suspended in an IndexedDB commit would wait for the sink's io_lock that
+    # batch holds, on the worker's only thread, and the worker would never answer again.
+    medium, crypto = LocalBroadcast(), NativeCrypto()
+    entered: list[str] = []   # the client's engine entries while an RPC batch was suspended
+
+    def host() -> Host:
+        return Host(open_storage=lambda name: FileStorage(str(tmp_path / name)), make_crypto=NativeCrypto,
+                    broadcast_factory=lambda: BroadcastTransport(medium.open, crypto.random_bytes), ffi=FFI)
+
+    def spy(db, name: str) -> None:
+        real = getattr(db, name)
+
+        def entry(*args):
+            if fake_bridge.depth["rpc"]:
+                entered.append(name)
+            return real(*args)
+
+        setattr(db, name, entry)
+
+    async def main():
+        bridge.install_asyncio_gate()
+        a, b = host(), host()
+        sync = {"tick_interval_s": 0.005, "settle_s": 0.05, "flush_debounce_s": 0.0}
+        key = {"key": bytes(range(32)), "name": "gate"}
+        try:
+            call(a, "open", {"name": "a", "space": key, "relay": BROADCAST, "sync": sync})
+            call(b, "open", {"name": "b", "space": key, "relay": BROADCAST, "sync": sync})
+            await until(lambda: a.sync.status.peers == 1 and b.sync.status.peers == 1, "both members online")
+            for name in ("tick", "flush"):
+                spy(a.db, name)
+            call(a, "create", "notes", {"t": "from a"}, "n1")   # for the ticker to flush and push
+            fake_bridge.gateEnter("rpc")      # the next batch, suspended in an IndexedDB commit
+            try:
+                for _ in range(40):           # many ticker intervals pass meanwhile
+                    await asyncio.sleep(0.002)
+            finally:
+                fake_bridge.gateExit("rpc")
+            await until(lambda: b.db.collection("notes").count() == 1, "the write reaches b after the batch")
+        finally:
+            for h in (a, b):
+                if h.sync is not None:
+                    await h.sync.stop()
+                    h.sync = None
+                h.close()
+
+    run_on_webloop(main)
+    assert entered == []
+    assert bridge.gate_stats()["heldSteps"] >= 1
+
+
+def test_sync_task_codes_cover_the_coroutines_of_the_class_and_its_mixins():
+    class Driver:
+        async def tick(self):
+            pass
+
+        def plain(self):
+            pass
+
+    class Client(Driver):
+        async def run(self):
+            pass
+
+    codes = bridge.sync_task_codes(Client)
+    assert codes == {Driver.tick.__code__, Client.run.__code__}

@@ -136,3 +136,20 @@ def test_the_engine_imports_with_msgpack_deferred():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip().endswith("ok")
+
+
+def test_load_deferred_imports_the_real_packages_now(pkgdir):
+    write_pkg(pkgdir, "lazyext", "VALUE = 3\n")
+    write_pkg(pkgdir, "notimported", "VALUE = 4\n")
+    snap.defer(["lazyext"])
+    ph = sys.modules["lazyext"]
+    assert snap.load_deferred(["lazyext", "notimported"]) == ["lazyext", "notimported"]
+    assert snap.deferred_loaded(["lazyext"]) == ["lazyext"] and ph.__dict__["VALUE"] == 3
+    assert sys.modules["notimported"].VALUE == 4
+    assert snap.load_deferred(["lazyext", "notimported"]) == []  # nothing left to load
+
+
+def test_load_deferred_raises_what_the_import_raises(pkgdir):
+    snap.defer(["nosuchext"])
+    with pytest.raises(ModuleNotFoundError):
+        snap.load_deferred(["nosuchext"])

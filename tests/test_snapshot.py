@@ -457,3 +457,68 @@ def test_a_lazily_opened_database_reports_a_damaged_row_on_every_read():
         with pytest.raises(ostracon.CorruptSnapshotError, match="d07"):
             lc.get("d07")
     lazy.close()
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_index_is_checked_over_its_stored_bytes_as_index_digest_packs_it(seed):
+    data = zlib.decompress(snapshot.dump(Sim(seed).run()[0].replica))
+    v, index = snapshot._unpack(data)
+    assert index is not None, f"seed {seed}"
+    _, _, seals, actors, cols, info, docs, clock, extra = v
+    assert index(extra) == snapshot.index_digest(seals, actors, cols, info, docs, clock, extra) \
+        == extra["index"], f"seed {seed}"
+
+
+def _with_wide_seq(w: list) -> bytes:
+    """The snapshot `w` packed as `packb` would, except for the first block's sequence number,
+    stored as a uint8 (0xcc) instead of its canonical positive fixint: the same values."""
+    pack = msgpack.Packer(use_bin_type=True).pack
+    seq = w[5][3]
+    assert 0 <= seq[0] < 128
+    col = bytes([0xdc]) + len(seq).to_bytes(2, "big") if len(seq) > 15 else bytes([0x90 + len(seq)])
+    col += b"\xcc" + bytes([seq[0]]) + b"".join(pack(x) for x in seq[1:])
+    info = b"\x95" + b"".join(col if i == 3 else pack(c) for i, c in enumerate(w[5]))
+    return b"\x99" + b"".join(info if i == 5 else pack(p) for i, p in enumerate(w))
+
+
+def test_an_index_part_stored_in_another_form_fails_the_load():
+    w = msgpack.unpackb(zlib.decompress(snapshot.dump(Sim(3).run()[0].replica)), strict_map_key=False)
+    wide = _with_wide_seq(w)
+    assert msgpack.unpackb(wide, strict_map_key=False) == w  # the same values, other bytes
+    for lazy in (False, True):
+        with pytest.raises(ostracon.CorruptSnapshotError, match="index does not match"):
+            snapshot.load(Replica(b"\x01" * 32, require_signatures=False), zlib.compress(wide), lazy=lazy)
+
+
+def test_trailing_bytes_after_a_snapshot_are_corrupt():
+    data = zlib.decompress(snapshot.dump(Sim(2).run()[0].replica))
+    with pytest.raises(ostracon.CorruptSnapshotError, match="trailing"):
+        snapshot.load(Replica(b"\x01" * 32, require_signatures=False), zlib.compress(data + b"\xc0"))
+
+
+class _InflatingStorage(MemoryStorage):
+    """A store that hands over its snapshot already inflated, as the IndexedDB adapter does
+    (`plain` gives the inflated bytes to hand over, from the stored ones)."""
+
+    def __init__(self, base: MemoryStorage, plain) -> None:
+        self.__dict__.update(base.__dict__)
+        self.plain, self.taken = plain, 0
+
+    def take_inflated_snapshot(self, data: bytes) -> bytes | None:
+        self.taken += 1
+        return self.plain(data)
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_snapshot_handed_over_inflated_is_loaded_and_checked_like_a_stored_one(lazy):
+    docs = {f"d{i}": {"i": i} for i in range(50)}
+    base, ident, w, position = _compacted_store(docs)
+    storage = _InflatingStorage(base, zlib.decompress)
+    db = ostracon.open(storage=storage, identity=ident, lazy_snapshot=lazy)
+    assert storage.taken == 1 and db.collection("t").get("d7")["i"] == 7
+    db.close()
+    w[6][2][0] = not w[6][2][0]  # a live flag changed in the inflated bytes only
+    storage = _InflatingStorage(base, lambda _: msgpack.packb(w, use_bin_type=True))
+    storage._closed = False
+    with pytest.raises(ostracon.CorruptSnapshotError, match="index does not match"):
+        ostracon.open(storage=storage, identity=ident, lazy_snapshot=lazy)

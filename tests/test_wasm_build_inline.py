@@ -120,9 +120,11 @@ def test_inline_page_replaces_marked_modules_only(tmp_path):
     assert inline_page("<p>no scripts</p>", tmp_path / "index.html", tmp_path) == ("<p>no scripts</p>", [])
 
 
-def test_the_app_page_has_one_marked_module_that_inlines():
+def test_the_app_page_has_two_marked_modules_that_inline():
     page = ROOT / "web" / "demo" / "index.html"
     html = page.read_text(encoding="utf-8")
-    assert [m.group(1) for m in MARKER_RE.finditer(html)] == ["early.js"]
+    # early.js at the top of <head>; firstscreen.js after the note list it draws into.
+    assert [m.group(1) for m in MARKER_RE.finditer(html)] == ["early.js", "firstscreen.js"]
+    assert html.index('id="notes"') < html.index('src="firstscreen.js"')
     out, hashes = inline_page(html, page, ROOT / "web")
-    assert len(hashes) == 1 and "data-build-inline" not in out
+    assert len(set(hashes)) == 2 and "data-build-inline" not in out

@@ -181,6 +181,102 @@ export function idbLoad(db) {
   });
 }
 
+// Snapshots are stored zlib-compressed (core/snapshot.py); one that starts with a zlib header
+// is also inflated here, by the browser's native zlib, while the database is read: in the
+// engine, zlib runs as WebAssembly (tens of ms for 10,000 documents). Larger output than this
+// is left to the engine, which refuses it (core/snapshot.py MAX_SNAPSHOT_BYTES).
+const MAX_INFLATED_SNAPSHOT = 2 ** 31 - 1;
+
+// The inflated bytes of a zlib stream, or null when it is not one, is damaged, is followed by
+// other bytes, or inflates past `max` (the engine inflates it again and names the problem).
+async function inflate(data, max = MAX_INFLATED_SNAPSHOT) {
+  if (typeof DecompressionStream !== "function" || !data.length || data[0] !== 0x78) return null;
+  try {
+    const reader = new Blob([data]).stream().pipeThrough(new DecompressionStream("deflate")).getReader();
+    const parts = [];
+    let size = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.length;
+      if (size > max) {
+        reader.cancel().catch(() => {});
+        return null;
+      }
+      parts.push(value);
+    }
+    const out = new Uint8Array(size);
+    let at = 0;
+    for (const p of parts) { out.set(p, at); at += p.length; }
+    return out;
+  } catch {
+    return null;
+  }
+}
+
+// `acquireWriterLock`, `idbOpen` and `idbLoad` chained in one promise (and the newest snapshot
+// inflated: `snapshot.plain`). Resolves {locked: true} when another tab or worker holds the
+// writer lock (`lock` false: none is taken), else {locked: false, db, loaded, release} (release
+// undefined without a lock: None in Python, where null would not be). On a failure nothing stays held: the database is closed and the lock
+// released before the rejection.
+export async function idbOpenLoad(name, lock) {
+  const release = lock ? await acquireWriterLock(name) : null;
+  if (release === false) return { locked: true };
+  let db = null;
+  try {
+    db = await idbOpen(name);
+    const loaded = await idbLoad(db);
+    // Set only when inflated: `undefined` reaches Python as None (null would not).
+    const plain = loaded.snapshot ? await inflate(loaded.snapshot.data) : null;
+    if (plain) loaded.snapshot.plain = plain;
+    return { locked: false, db, loaded, release: release || undefined };
+  } catch (e) {
+    if (db) db.close();
+    if (release) release();
+    throw e;
+  }
+}
+
+// Reading ahead: the worker starts `idbOpenLoad(name, true)` as soon as a page asks it to open
+// a database, so IndexedDB reads while the interpreter starts; the storage adapter takes the
+// result instead of starting its own (`takePrefetched`). At most one is kept.
+let prefetched = null;
+
+// Prefix of the IndexedDB names of Ostracon's databases (runtime/browser/indexeddb.py
+// DB_NAME_PREFIX): `idbPrefetch` takes the name a page opens.
+const DB_NAME_PREFIX = "ostracon:";
+
+export function idbPrefetch(dbName) {
+  dropPrefetched();
+  const name = DB_NAME_PREFIX + dbName;
+  const promise = idbOpenLoad(name, true);
+  promise.catch(() => {});
+  prefetched = { name, promise };
+}
+
+// The prefetched read of `name` (a promise, as `idbOpenLoad` gives), or undefined (None in
+// Python); taken once.
+export function takePrefetched(name) {
+  if (!prefetched || prefetched.name !== name) return undefined;
+  const { promise } = prefetched;
+  prefetched = null;
+  return promise;
+}
+
+// Give up a prefetched read nobody took (the open failed before its storage): the database
+// is closed and the lock released once the read has settled.
+export function dropPrefetched() {
+  if (!prefetched) return;
+  const { promise } = prefetched;
+  prefetched = null;
+  promise.then((got) => {
+    if (got && !got.locked) {
+      got.db.close();
+      if (got.release) got.release();
+    }
+  }, () => {});
+}
+
 // Every snapshot as [{position, data}], oldest first.
 export function idbLoadSnapshots(db) {
   return new Promise((resolve, reject) => {

@@ -187,16 +187,23 @@ async function testCall(method, args) {
 self.onmessage = async (ev) => {
   const msg = ev.data || {};
   if (msg.type === "open") {
+    // IndexedDB reads the database (under its writer lock) while the interpreter starts; the
+    // storage adapter takes the result (bridge.js idbPrefetch). An open that fails before it
+    // reaches its storage lets it go again.
+    const name = msg.options && msg.options.name;
+    if (typeof name === "string" && name && !host) bridge.idbPrefetch(name);
     try {
       if (!booting) booting = boot(msg.options);
       await booting;
     } catch (e) {
+      bridge.dropPrefetched();
       post({ type: "reply", id: msg.id, error: errorOf(e) });
       return;
     }
     queue.push({ id: msg.id, method: "open", args: [openOptions(msg.options)] });
     if (self.navigator && self.navigator.onLine === false) network(false);
     await drain();
+    bridge.dropPrefetched();
     if (!tickTimer) tickTimer = setInterval(() => {
       if (!queue.length && !draining) {
         queue.push({ id: -1, method: "tick", args: [] });

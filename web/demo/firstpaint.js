@@ -15,6 +15,8 @@
 // the live first screen, and the swap moves nothing. Without that list (first visit of a
 // database) the whole view is read (one read) before painting, so the order is right then too.
 // The list is only a hint: the rows always come from the view, checked as peek checks them.
+// (The app also remembers the text of those rows, which firstscreen.js draws while the page is
+// parsed; this paint replaces it, so what the view holds wins within the same page load.)
 //
 // Events for tests and diagnostics go to `window.__notes.timeline` in order, each with `at`
 // (performance.now()): {event: "peek", count, reason, hinted, timing, early, inline, startedAt,

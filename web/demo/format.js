@@ -1,11 +1,14 @@
 // Ostracon Notes: how a note's values read on the page — any synced value as text, times, tags,
-// and the list's order. No imports and no DOM, so the page's first module (early.js) can load
-// it while the page is still arriving.
+// the list's order, and the text a list row shows (displayRow). No DOM, and its one import
+// has none either, so the page's first module (early.js) can load it while the page is still
+// arriving.
 //
 // The locale's formatters and collators are built on first use, not when this module loads:
 // the first one of each kind in a new page loads its locale data (tens of ms on a busy
 // machine). prepareFormats() builds the ones a first paint needs, so the page can pay for them
 // while it waits for IndexedDB and the rest of its modules rather than while it draws.
+
+import { ROW_INFO_CHARS, ROW_SNIPPET_CHARS, ROW_TITLE_CHARS } from "./remembered.js";
 
 let dates = null; // {time, date}: Intl.DateTimeFormat, built by formats()
 let titles = null; // Intl.Collator for titles, built by titleCollator()
@@ -48,6 +51,39 @@ export function asText(v) {
   } catch (_) {
     return String(v);
   }
+}
+
+// `s` cut to at most `max` UTF-16 code units (an ellipsis ends a cut one), never inside a
+// surrogate pair.
+export function clip(s, max) {
+  if (s.length <= max) return s;
+  let end = max - 1;
+  const c = s.charCodeAt(end - 1);
+  if (c >= 0xd800 && c <= 0xdbff) end -= 1;
+  return s.slice(0, end) + "…";
+}
+
+// The text one row of the list shows for note `d` (listview.js draws it, noterow.js builds
+// its elements): {id, title, snippet, info, day, time, date, pinned, done}. `info` is the row's
+// state and tags; the row shows `time` on the day `day` (Date.toDateString of the last edit)
+// and `date` on any other, so a remembered row (remembered.js) reads right on a later day
+// without formatting anything.
+export function displayRow(d) {
+  const ms = d._updated;
+  const at = ms && Number.isFinite(ms) && !Number.isNaN(new Date(ms).getTime()) ? new Date(ms) : null;
+  const f = at ? formats() : null;
+  return {
+    id: d._id,
+    title: clip(asText(d.title), ROW_TITLE_CHARS) || (d._deleted ? "Deleted note" : "Untitled"),
+    snippet: d._deleted ? "Open its history to restore it" : clip(asText(d.body), ROW_SNIPPET_CHARS) || " ",
+    info: clip([d._deleted ? "deleted" : "", d.done ? "done" : "", tagsOf(d).map((t) => `#${t}`).join(" ")]
+      .filter(Boolean).join(" · "), ROW_INFO_CHARS),
+    day: at ? at.toDateString() : "",
+    time: at ? f.time.format(at) : "",
+    date: at ? f.date.format(at) : "",
+    pinned: !!d.pinned,
+    done: !!d.done,
+  };
 }
 
 export function tagsOf(d) {

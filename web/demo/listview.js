@@ -8,8 +8,9 @@
 // read view (firstpaint.js) and from the engine.
 
 import { $, state } from "./state.js";
-import { saveFirstScreen } from "./early.js";
-import { asText, compareNotes, tagsOf, timeWords } from "./format.js";
+import { FIRST_SCREEN_ROWS, saveFirstScreen } from "./early.js";
+import { asText, compareNotes, displayRow, tagsOf, timeWords } from "./format.js";
+import { rowElement } from "./noterow.js";
 
 export { asText, compareNotes, tagsOf, timeWords };
 
@@ -20,8 +21,6 @@ export const LIST_CHUNK_ROWS = 100;
 // How far below the visible part the sentinel starts the next chunk: a few rows of headroom,
 // so scrolling never reaches an unbuilt end.
 export const LIST_AHEAD_PX = 800;
-
-const PIN_SVG = '<svg viewBox="0 0 16 16" width="14" height="14" aria-hidden="true"><path d="M10.5 1.5l4 4-2 1-3 3 .5 3.5-1.5 1.5-3-3-3.5 3.5-.9-.9L4.6 10.6l-3-3L3.1 6l3.5.5 3-3z" fill="currentColor"/></svg><span class="sr-only">pinned</span>';
 
 function visibleNotes() {
   const q = $("search").value.trim().toLowerCase();
@@ -53,35 +52,8 @@ function renderTagFilter() {
 
 // One row of the list: a button that opens the note (or, for a deleted one, its history).
 export function noteRow(d, onOpen) {
-  const li = document.createElement("li");
-  const b = document.createElement("button");
-  b.type = "button";
-  b.className = "note-item" + (d.done ? " done" : "");
-  b.dataset.id = d._id;
-  if (state.current && state.current.id === d._id) b.setAttribute("aria-current", "true");
-  const title = document.createElement("span");
-  title.className = "note-title";
-  title.textContent = asText(d.title) || (d._deleted ? "Deleted note" : "Untitled");
-  const head = document.createElement("span");
-  head.className = "note-head";
-  head.append(title);
-  if (d.pinned) {
-    const pin = document.createElement("span");
-    pin.className = "pin";
-    pin.title = "Pinned";
-    pin.innerHTML = PIN_SVG;
-    head.append(pin);
-  }
-  const snippet = document.createElement("span");
-  snippet.className = "note-snippet";
-  snippet.textContent = d._deleted ? "Open its history to restore it" : asText(d.body).slice(0, 140) || " ";
-  const meta = document.createElement("span");
-  meta.className = "note-meta";
-  const tags = tagsOf(d).map((t) => `#${t}`).join(" ");
-  meta.textContent = [d._deleted ? "deleted" : "", d.done ? "done" : "", tags, timeWords(d._updated)].filter(Boolean).join(" · ");
-  b.append(head, snippet, meta);
-  if (onOpen) b.addEventListener("click", () => onOpen(d));
-  li.append(b);
+  const li = rowElement(displayRow(d), new Date().toDateString(), !!state.current && state.current.id === d._id);
+  if (onOpen) li.firstChild.addEventListener("click", () => onOpen(d));
   return li;
 }
 
@@ -150,7 +122,7 @@ export function renderList(rows = built) {
   }
   // Live data in the default view: remember its first screen for the next first paint.
   if (state.live && state.db && !$("search").value.trim() && $("filter").value === "all")
-    saveFirstScreen(state.db.info.name, $("sort").value, list);
+    saveFirstScreen(state.db.info.name, $("sort").value, list.slice(0, FIRST_SCREEN_ROWS).map(displayRow));
 }
 
 // The first screen from the read view (firstpaint.js): shown inert until live data replaces it.

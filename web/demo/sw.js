@@ -18,6 +18,7 @@
 const PREFIX = "ostracon-notes-";
 const SHELL = [
   "./", "index.html", "early.js", "boot.js", "state.js", "format.js", "listview.js", "firstpaint.js", "app.js",
+  "remembered.js", "noterow.js", "firstscreen.js",
   "editor.js", "bodytext.js", "history.js", "historyview.js", "verify.js", "members.js", "engine-worker.js",
   "styles.css",
   "manifest.webmanifest", "icons/icon.svg", "icons/icon-192.png", "icons/icon-512.png", "icons/maskable-512.png",

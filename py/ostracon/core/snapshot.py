@@ -67,6 +67,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from functools import partial
 from itertools import chain, repeat
 from typing import Any
@@ -127,15 +128,14 @@ def load(replica: Replica, data: bytes, *, lazy: bool = False) -> int:
             data = d.decompress(data, MAX_SNAPSHOT_BYTES)
             if d.unconsumed_tail or not d.eof:
                 raise ValueError("compressed snapshot is truncated or too large")
-        v = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False, ext_hook=_ext_hook)
+        v, stored_index = _unpack(data)
         if type(v) is not list or len(v) != 9 or type(v[0]) is not int or v[0] not in READABLE_FORMATS:
             raise ValueError("unknown snapshot layout")
         fmt, blocks, seals, actors, cols, rows, docs, last, extra = v
         info = _columns(rows, 5) if fmt >= 4 else _columns_of_rows(rows)
         if fmt == SNAPSHOT_FORMAT:
             docs = _columns(docs, 6)
-            if type(extra) is not dict or extra.get("index") != index_digest(seals, actors, cols, info, docs,
-                                                                             last, extra):
+            if type(extra) is not dict or stored_index is None or extra.get("index") != stored_index(extra):
                 raise ValueError("the snapshot's index does not match its digest (damaged)")
         elif fmt == 4:  # no digests: a legacy state part (module docstring)
             docs = [*_columns(docs, 5), None]
@@ -148,6 +148,58 @@ def load(replica: Replica, data: bytes, *, lazy: bool = False) -> int:
         raise
     except Exception as exc:  # any structural surprise in a snapshot is corruption
         raise CorruptSnapshotError(f"snapshot is malformed: {exc.__class__.__name__}: {exc}") from None
+
+
+_UNPACK_OPTIONS: dict[str, Any] = {"raw": False, "use_list": True, "strict_map_key": False, "ext_hook": _ext_hook}
+
+
+def _unpack(data: bytes) -> tuple[Any, Callable[[dict], bytes] | None]:
+    """The snapshot's value and, for a format-5 layout, `index(extra)`: its `index_digest`
+    taken from the stored bytes of the index's parts instead of packing them again (the
+    pack was most of the check's cost). The two are equal whenever the stored parts are
+    msgpack's canonical form of their values, which is what `snapshot_encode` writes (one
+    `packb`, in pieces); a part stored in any other form, damaged or not, fails the check,
+    as a changed value does. None for other layouts (the caller then refuses format 5)."""
+    size = max(len(data), 1)
+    u = msgpack.Unpacker(None, max_buffer_size=size, **_UNPACK_OPTIONS)
+    u.feed(data)
+    try:
+        n = u.read_array_header()
+        fmt = u.unpack() if n == 9 else None
+    except (msgpack.OutOfData, ValueError, TypeError):
+        n, fmt = -1, None
+    if n != 9 or fmt != SNAPSHOT_FORMAT or type(fmt) is not int:
+        return msgpack.unpackb(data, **_UNPACK_OPTIONS), None
+    spans: list[tuple[int, int]] = []  # where each part hashed by index_digest is stored
+
+    def part() -> Any:
+        at = u.tell()
+        v = u.unpack()
+        spans.append((at, u.tell()))
+        return v
+
+    blocks = u.unpack()
+    seals, actors, cols, info = part(), part(), part(), part()
+    if u.read_array_header() != 6:
+        raise ValueError("snapshot columns are malformed")
+    docs = [part(), part(), part(), part(), u.unpack(), part()]
+    clock = part()
+    extra = u.unpack()
+    if u.tell() != len(data):
+        raise ValueError("snapshot has trailing bytes")
+    packer = msgpack.Packer(use_bin_type=True, default=_default)
+    view = memoryview(data)
+
+    def index(extra: dict) -> bytes:
+        h = hashlib.sha256(packer.pack_array_header(8))
+        for i, (a, b) in enumerate(spans):
+            if i == 4:  # docs[:4] is packed as an array of its own
+                h.update(packer.pack_array_header(4))
+            h.update(view[a:b])
+        h.update(packer.pack({k: v for k, v in extra.items() if k != "index"}))
+        return h.digest()
+
+    return [fmt, blocks, seals, actors, cols, info, docs, clock, extra], index
 
 
 def _load(r: Replica, blocks: Any, seals: Any, actors: Any, cols: Any, info: list[list], docs: Any,

@@ -62,7 +62,8 @@ def prometheus_text(s: dict[str, Any]) -> str:
         metric("mailbox_frames", "gauge", "Frames retained in the mailbox.", [("", mb["frames"])])
         metric("mailbox_bytes", "gauge", "Bytes retained in the mailbox, per-frame overhead included.",
                [("", mb["bytes"])])
-        metric("mailbox_dropped_total", "counter", "Frames pruned or refused by the mailbox, by reason.",
+        metric("mailbox_dropped_total", "counter",
+               "Frames pruned, refused or set aside as malformed by the mailbox, by reason.",
                [(f'{{reason="{r}"}}', n) for r, n in sorted(mb["dropped"].items())])
     metric("uptime_seconds", "gauge", "Seconds since start.", [("", s["uptime_s"])])
     return "\n".join(out) + "\n"

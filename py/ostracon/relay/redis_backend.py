@@ -10,12 +10,17 @@ heartbeat key; a killed process's counts expire with it); rate buckets are Lua t
 Redis's clock, so a client that reconnects to another process finds its bucket still empty.
 
 Key layout under ``prefix`` (default ``ostracon:relay:``): ``r:<room>:m`` (hash: epoch, head,
-pruned, bytes, frames, last_ts, last_active), ``r:<room>:s`` (stream: d=frame, t=timestamp,
-n=accounted bytes), ``seq`` (global append counter), ``oldest`` (zset room → append sequence number of its
-oldest frame: global eviction drops the earliest appended frame first),
-``active`` (zset room → last activity: forgetting silent rooms), ``total`` (bytes),
-``dropped`` (hash reason → frames), ``lim:<kind>:<key>`` (hash process → count),
+pruned, bytes, frames, last_ts, last_active, ``w:<writer>`` bytes), ``r:<room>:s`` (stream:
+d=frame, t=timestamp, n=accounted bytes, q=append sequence number, w=writer), ``seq`` (global
+append counter), ``oldest`` (zset room → sequence number of its oldest frame: global eviction
+drops the earliest appended frame first), ``active`` (zset room → last activity), ``total``
+(bytes), ``frames``, ``dropped`` (hash reason → frames), ``q:frames`` and ``q:k:<id>`` (what
+was moved aside, see relay/redis_checks.py), ``lim:<kind>:<key>`` (hash process → count),
 ``rate:<key>`` (hash tok, t), ``proc:<id>`` (heartbeat), channel ``c:<room>``.
+
+Whoever can write to the Redis server can plant values under the prefix: every value read back
+is checked by the scripts themselves (relay/redis_checks.py), and a frame arriving on the bus
+reaches members only when the mailbox holds exactly that frame at that cursor.
 
 Redis calls are synchronous (``redis`` client with a socket timeout) like the SQLite backend:
 the relay's replay-then-live switch relies on "no await between the empty read and going
@@ -28,14 +33,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import struct
 from collections.abc import Collection
 from typing import Any
 
-from ..core.errors import MailboxError, ValidationError
+from ..core.errors import MailboxError, OstraconError, ValidationError
+from ..core.protocol.relay import MAX_CURSOR, valid_room_id
 from .backend import Backend, Bus, Deliver
 from .limits import Limits
-from .mailbox import DEFAULT_READ_LIMIT, FRAME_OVERHEAD_BYTES, Mailbox, MailboxStats, RoomInfo, _check_room
+from .mailbox import DEFAULT_READ_LIMIT, Mailbox, MailboxStats, RoomInfo, _check_room
+from .redis_checks import (
+    BUS_HEADER,
+    DROP_REASONS,
+    LIMITS_ACQUIRE,
+    LIMITS_RELEASE,
+    LIMITS_THROTTLE,
+    LUA_LIB,
+    MAX_THROTTLE_DEBT_S,
+    as_int,
+    bus_message,
+    mailbox_args,
+)
+from .sqlite_checks import DEFAULT_MAX_TIMESTAMP_SKEW_S
 
 log = logging.getLogger("ostracon.relay.redis")
 
@@ -47,194 +65,164 @@ DEFAULT_REDIS_TIMEOUT_S = 5.0
 HEARTBEAT_S = 5.0
 DEFAULT_PREFIX = "ostracon:relay:"
 
-_HDR = struct.Struct(">16sQ")  # origin process id, cursor (0: ephemeral)
+# Mailbox scripts: common ARGV (redis_checks.mailbox_args), then their own from ARGV[8].
+# Every script first checks the global keys and the room records it uses (redis_checks.LUA_LIB).
 
-_DROP_FIRST = """
--- A room's meta hash holds, besides its counters, 'w:' .. writer -> bytes that writer holds in
--- the room; stream entries carry the writer in field 'w' (absent in older entries: '').
-local function field(f, name)
-  for i = 1, #f, 2 do if f[i] == name then return f[i + 1] end end
-  return nil
+# ARGV[8..]: room, frame, new_epoch, writer.
+_APPEND = LUA_LIB + """
+check_globals()
+local room, frame, writer = ARGV[NARGS + 1], ARGV[NARGS + 2], ARGV[NARGS + 4]
+local m = check_room(room)
+if m == nil then create(room, ARGV[NARGS + 3]) m = check_room(room) end
+local mk, sk = rkey(room, 'm'), rkey(room, 's')
+local last_ts = m.last_ts
+if NOW > last_ts then last_ts = NOW end
+local head = hadd(mk, 'head', 1, false)
+m.head = head
+local size = string.len(frame) + OVERHEAD
+local seq = sadd(PFX .. 'seq', 1)
+local entry = {'XADD', sk, head .. '-1', 'd', frame, 't', tostring(last_ts), 'n', size, 'q', seq, 'w', writer}
+if type(redis.pcall(unpack(entry))) ~= 'string' then
+  -- The stream's last id lies beyond head (entries planted and removed): frames beyond head
+  -- are moved aside and the id set back, so the room keeps its cursors.
+  m.head = head - 1
+  recount_room(room, m)
+  m.head = head
+  redis.pcall('XSETID', sk, (head - 1) .. '-1', 'MAXDELETEDID', (head - 1) .. '-1')
+  redis.call(unpack(entry))
 end
-local function drop_entry(prefix, room, id, f, reason)
-  local mk, sk = prefix .. 'r:' .. room .. ':m', prefix .. 'r:' .. room .. ':s'
-  local n = tonumber(field(f, 'n') or '0')
-  local wk = 'w:' .. (field(f, 'w') or '')
-  redis.call('XDEL', sk, id)
-  local cursor = tonumber(string.match(id, '^(%d+)'))
-  if cursor > tonumber(redis.call('HGET', mk, 'pruned') or '0') then redis.call('HSET', mk, 'pruned', cursor) end
-  if redis.call('HINCRBY', mk, wk, -n) <= 0 then redis.call('HDEL', mk, wk) end
-  redis.call('HINCRBY', mk, 'bytes', -n)
-  redis.call('HINCRBY', mk, 'frames', -1)
-  redis.call('INCRBY', prefix .. 'total', -n)
-  redis.call('DECR', prefix .. 'frames')
-  redis.call('HINCRBY', prefix .. 'dropped', reason, 1)
-  local nx = redis.call('XRANGE', sk, '-', '+', 'COUNT', 1)
-  if #nx == 0 then
-    redis.call('ZREM', prefix .. 'oldest', room)
-  else
-    local g = nx[1][2]
-    for i = 1, #g, 2 do if g[i] == 'q' then redis.call('ZADD', prefix .. 'oldest', g[i + 1], room) end end
-  end
-  return true
+hadd(mk, 'w:' .. writer, size, true)
+redis.call('HSET', mk, 'last_ts', tostring(last_ts), 'last_active', NOW_S)
+redis.call('ZADD', PFX .. 'active', NOW, room)
+m.bytes = hadd(mk, 'bytes', size, false)
+m.frames = hadd(mk, 'frames', 1, false)
+if m.frames == 1 then redis.call('ZADD', PFX .. 'oldest', seq, room) end
+local total = sadd(PFX .. 'total', size)
+sadd(PFX .. 'frames', 1)
+expire(room, NOW - MAX_AGE, m)
+-- Each round drops a frame or counts the room again; the bound only guards against a loop.
+for _ = 1, m.frames + 3 do
+  if m.bytes <= MAX_ROOM then break end
+  drop_heaviest(room, m)
 end
-local function drop_first(prefix, room, reason)
-  local e = redis.call('XRANGE', prefix .. 'r:' .. room .. ':s', '-', '+', 'COUNT', 1)
-  if #e == 0 then redis.call('ZREM', prefix .. 'oldest', room) return false end
-  return drop_entry(prefix, room, e[1][1], e[1][2], reason)
-end
--- Drop the oldest frame of the writer holding the most bytes in the room; ties go to the
--- writer whose oldest frame is oldest, i.e. the first tied writer met in cursor order.
-local function drop_heaviest(prefix, room)
-  local mk, sk = prefix .. 'r:' .. room .. ':m', prefix .. 'r:' .. room .. ':s'
-  local h = redis.call('HGETALL', mk)
-  local most, heavy = -1, {}
-  for i = 1, #h, 2 do
-    if string.sub(h[i], 1, 2) == 'w:' then
-      local b = tonumber(h[i + 1])
-      if b > most then most, heavy = b, {} end
-      if b == most then heavy[string.sub(h[i], 3)] = true end
-    end
-  end
-  local start = '-'
-  while true do
-    local page = redis.call('XRANGE', sk, start, '+', 'COUNT', 128)
-    if #page == 0 then return drop_first(prefix, room, 'room_bytes') end
-    for _, e in ipairs(page) do
-      if heavy[field(e[2], 'w') or ''] then return drop_entry(prefix, room, e[1], e[2], 'room_bytes') end
-    end
-    start = '(' .. page[#page][1]
-  end
-end
-local function expire(prefix, room, limit)
-  local n = 0
-  while true do
-    local e = redis.call('XRANGE', prefix .. 'r:' .. room .. ':s', '-', '+', 'COUNT', 1)
-    if #e == 0 then return n end
-    local f, ts = e[1][2], nil
-    for i = 1, #f, 2 do if f[i] == 't' then ts = tonumber(f[i + 1]) end end
-    if ts >= limit then return n end
-    drop_first(prefix, room, 'age')
-    n = n + 1
-  end
-end
-local function create(prefix, room, epoch, now)
-  local mk = prefix .. 'r:' .. room .. ':m'
-  if redis.call('EXISTS', mk) == 0 then
-    redis.call('HSET', mk, 'epoch', epoch, 'head', 0, 'pruned', 0, 'bytes', 0, 'frames', 0,
-               'last_ts', now, 'last_active', now)
-    redis.call('ZADD', prefix .. 'active', now, room)
-  end
-  return mk
-end
-"""
-
-# KEYS: none (single Redis; keys derive from the room). ARGV: prefix, room, frame, now,
-# max_room_bytes, max_total_bytes, max_age_s, overhead, new_epoch, writer.
-_APPEND = _DROP_FIRST + """
-local prefix, room, frame, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local max_room, max_total, max_age = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local mk = create(prefix, room, ARGV[9], ARGV[4])
-local sk = prefix .. 'r:' .. room .. ':s'
-local last_ts = tonumber(redis.call('HGET', mk, 'last_ts'))
-if now > last_ts then last_ts = now end
-local head = redis.call('HINCRBY', mk, 'head', 1)
-local size = string.len(frame) + tonumber(ARGV[8])
-local seq = redis.call('INCR', prefix .. 'seq')
-redis.call('XADD', sk, head .. '-1', 'd', frame, 't', tostring(last_ts), 'n', size, 'q', seq, 'w', ARGV[10])
-redis.call('HINCRBY', mk, 'w:' .. ARGV[10], size)
-redis.call('HSET', mk, 'last_ts', tostring(last_ts), 'last_active', ARGV[4])
-redis.call('ZADD', prefix .. 'active', now, room)
-redis.call('HINCRBY', mk, 'bytes', size)
-if redis.call('HINCRBY', mk, 'frames', 1) == 1 then redis.call('ZADD', prefix .. 'oldest', seq, room) end
-redis.call('INCRBY', prefix .. 'total', size)
-redis.call('INCR', prefix .. 'frames')
-expire(prefix, room, now - max_age)
-while tonumber(redis.call('HGET', mk, 'bytes')) > max_room do drop_heaviest(prefix, room) end
-while tonumber(redis.call('GET', prefix .. 'total')) > max_total do
-  local o = redis.call('ZRANGE', prefix .. 'oldest', 0, 0)
+finish()
+-- A total beyond what one append can add was changed by someone else: count it again first.
+total = uint(redis.call('GET', PFX .. 'total')) or 0
+if total > MAX_TOTAL + size then recount_globals() total = uint(redis.call('GET', PFX .. 'total')) or 0 end
+while total > MAX_TOTAL do
+  local o = redis.call('ZRANGE', PFX .. 'oldest', 0, 0)
   if #o == 0 then break end
-  drop_first(prefix, o[1], 'total_bytes')
+  local other = is_room(o[1]) and check_room(o[1])
+  if not other or not drop_first(o[1], 'total_bytes', other) then redis.call('ZREM', PFX .. 'oldest', o[1]) end
+  total = uint(redis.call('GET', PFX .. 'total')) or 0
 end
+finish()
 return head
 """
 
-# ARGV: prefix, room, new_epoch, now, create(0/1)
-_INFO = _DROP_FIRST + """
-local mk = ARGV[1] .. 'r:' .. ARGV[2] .. ':m'
-if ARGV[5] == '1' then create(ARGV[1], ARGV[2], ARGV[3], ARGV[4]) end
-local r = redis.call('HMGET', mk, 'epoch', 'head', 'pruned', 'frames', 'bytes')
-local e = redis.call('XRANGE', ARGV[1] .. 'r:' .. ARGV[2] .. ':s', '-', '+', 'COUNT', 1)
-r[6] = #e > 0 and string.match(e[1][1], '^(%d+)') or '0'
-return r
+# ARGV[8..]: room, new_epoch, create(0/1)
+_INFO = LUA_LIB + """
+check_globals()
+local room = ARGV[NARGS + 1]
+local m = check_room(room)
+if m == nil and ARGV[NARGS + 3] == '1' then create(room, ARGV[NARGS + 2]) m = check_room(room) end
+local out = {}
+if m then
+  local first = first_entry(room, m)
+  out = {m.epoch, m.head, m.pruned, m.frames, m.bytes, first and string.match(first, '^(%d+)') or 0}
+end
+finish()
+return out
 """
 
-# ARGV: prefix, now, max_age_s, keep...
-_PRUNE = _DROP_FIRST + """
-local prefix, now, max_age = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local keep = {}
-for i = 4, #ARGV do keep[ARGV[i]] = true end
-local n = 0
-for _, room in ipairs(redis.call('ZRANGE', prefix .. 'active', 0, -1)) do
-  n = n + expire(prefix, room, now - max_age)
+# ARGV[8..]: room, after, limit, max_bytes (0: no limit). Reply: cursor, data, cursor, data ...
+_READ = LUA_LIB + """
+check_globals()
+local room, after, limit, max_bytes = ARGV[NARGS + 1], ARGV[NARGS + 2], tonumber(ARGV[NARGS + 3]),
+  tonumber(ARGV[NARGS + 4])
+local m = check_room(room)
+local out, size, moved, start = {}, 0, false, after .. '-1'
+if m and uint(after) then start = '(' .. start else m = nil end
+while m do
+  local page = redis.call('XRANGE', rkey(room, 's'), start, '+', 'COUNT', limit)
+  if #page == 0 then break end
+  for _, e in ipairs(page) do
+    local why, f = entry_problem(e, m.head)
+    if why then quarantine_entry(room, e, why) moved = true else
+      if #out > 0 and max_bytes > 0 and size + #f.d > max_bytes then m = nil break end
+      out[#out + 1] = f.c
+      out[#out + 1] = f.d
+      size = size + #f.d
+      if #out >= 2 * limit then m = nil break end
+    end
+  end
+  start = '(' .. page[#page][1]
 end
-for _, room in ipairs(redis.call('ZRANGEBYSCORE', prefix .. 'active', '-inf', now - max_age)) do
-  local mk = prefix .. 'r:' .. room .. ':m'
-  if not keep[room] and tonumber(redis.call('HGET', mk, 'frames') or '0') == 0 then
-    redis.call('DEL', mk, prefix .. 'r:' .. room .. ':s')
-    redis.call('ZREM', prefix .. 'active', room)
+-- Frames that were counted leave the counts short of the stream: check_room counts again.
+if moved then check_room(room) end
+finish()
+return out
+"""
+
+# ARGV[8..]: rooms to keep. Every room in the index is checked; the totals are counted again.
+_PRUNE = LUA_LIB + """
+check_globals()
+local keep = {}
+for i = NARGS + 1, #ARGV do keep[ARGV[i]] = true end
+local n = 0
+for _, room in ipairs(redis.call('ZRANGE', PFX .. 'active', 0, -1)) do
+  local m = nil
+  if is_room(room) then m = check_room(room) else redis.call('ZREM', PFX .. 'active', room) end
+  if m then
+    n = n + expire(room, NOW - MAX_AGE, m)
+    if not keep[room] and m.frames == 0 and m.last_active < NOW - MAX_AGE then
+      redis.call('DEL', rkey(room, 'm'), rkey(room, 's'))
+      redis.call('ZREM', PFX .. 'active', room)
+      redis.call('ZREM', PFX .. 'oldest', room)
+    end
   end
 end
+for _, room in ipairs(redis.call('ZRANGE', PFX .. 'oldest', 0, -1)) do
+  if not is_room(room) or redis.call('ZSCORE', PFX .. 'active', room) == false then
+    redis.call('ZREM', PFX .. 'oldest', room)
+  end
+end
+recount_globals()
 return n
 """
 
-# ARGV: prefix, room
-_DISCARD = """
-local mk = ARGV[1] .. 'r:' .. ARGV[2] .. ':m'
-if redis.call('HGET', mk, 'head') == '0' then
-  redis.call('DEL', mk)
-  redis.call('ZREM', ARGV[1] .. 'active', ARGV[2])
-  return 1
+# ARGV[8]: room
+_DISCARD = LUA_LIB + """
+check_globals()
+local room = ARGV[NARGS + 1]
+local m = check_room(room)
+local gone = 0
+if m and m.head == 0 then
+  redis.call('DEL', rkey(room, 'm'), rkey(room, 's'))
+  redis.call('ZREM', PFX .. 'active', room)
+  gone = 1
 end
+finish()
+return gone
+"""
+
+# ARGV[8..]: last batch (0/1), then rooms found by the sweep. The totals are counted again
+# once, after the last batch.
+_CHECK = LUA_LIB + """
+check_globals()
+for i = NARGS + 2, #ARGV do
+  if check_room(ARGV[i]) then set_oldest(ARGV[i]) end
+end
+if ARGV[NARGS + 1] == '1' then recount_globals() end
 return 0
 """
 
-# KEYS: the hash lim:<kind>:<key>. ARGV: prefix, process id, cap (0: only count).
-_ACQUIRE = """
-local total = 0
-local f = redis.call('HGETALL', KEYS[1])
-for i = 1, #f, 2 do
-  if redis.call('EXISTS', ARGV[1] .. 'proc:' .. f[i]) == 1 then total = total + tonumber(f[i + 1])
-  else redis.call('HDEL', KEYS[1], f[i]) end
-end
-local cap = tonumber(ARGV[3])
-if cap == 0 then return total end
-if total >= cap then return -1 end
-redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
-return total + 1
+_STATS = LUA_LIB + """
+check_globals()
+finish()
+return {redis.call('ZCARD', PFX .. 'active'), redis.call('GET', PFX .. 'frames') or '0',
+        redis.call('GET', PFX .. 'total') or '0', redis.call('HGETALL', PFX .. 'dropped')}
 """
-
-_RELEASE = """
-if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
-return 0
-"""
-
-# KEYS: rate:<key>. ARGV: rate, burst, amount. Redis's own clock: one time base for all processes.
-_THROTTLE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local rate, burst, amount = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local v = redis.call('HMGET', KEYS[1], 'tok', 't')
-local tok, last = tonumber(v[1]) or burst, tonumber(v[2]) or now
-local dt = now - last
-if dt < 0 then dt = 0 end
-tok = math.min(burst, tok + dt * rate) - amount
-redis.call('HSET', KEYS[1], 'tok', tostring(tok), 't', tostring(now))
-redis.call('EXPIRE', KEYS[1], math.ceil((burst - tok) / rate) + 1)
-if tok >= 0 then return '0' end
-return tostring(-tok / rate)
-"""
-
 
 def _connect(url: str, timeout_s: float) -> Any:
     try:
@@ -251,8 +239,9 @@ class _Scripts:
     def __init__(self, client: Any):
         self.client = client
         self._scripts = {name: client.register_script(src) for name, src in (
-            ("append", _APPEND), ("info", _INFO), ("prune", _PRUNE), ("discard", _DISCARD),
-            ("acquire", _ACQUIRE), ("release", _RELEASE), ("throttle", _THROTTLE))}
+            ("append", _APPEND), ("info", _INFO), ("read", _READ), ("prune", _PRUNE), ("discard", _DISCARD),
+            ("check", _CHECK), ("stats", _STATS), ("acquire", LIMITS_ACQUIRE), ("release", LIMITS_RELEASE),
+            ("throttle", LIMITS_THROTTLE))}
 
     def __call__(self, name: str, keys: list[str], args: list[Any]) -> Any:
         import redis
@@ -263,14 +252,31 @@ class _Scripts:
 
 
 class RedisMailbox(Mailbox):
-    """The mailbox contract (mailbox.py) on Redis Streams; see the module docstring."""
+    """The mailbox contract (mailbox.py) on Redis Streams; see the module docstring.
 
-    def __init__(self, client: Any, *, prefix: str = DEFAULT_PREFIX, **limits: Any):
+    Every value read back from Redis is checked first (relay/redis_checks.py): what breaks the
+    rules is moved aside under ``prefix`` and counted as ``dropped["quarantined"]``, never
+    served. :meth:`sweep` checks every room once when the mailbox is made.
+    ``max_skew_s``: how far a stored timestamp may lie ahead of ``clock()``."""
+
+    def __init__(self, client: Any, *, prefix: str = DEFAULT_PREFIX,
+                 max_skew_s: float = DEFAULT_MAX_TIMESTAMP_SKEW_S, **limits: Any):
         super().__init__(**limits)
+        if not isinstance(max_skew_s, (int, float)) or not 0 <= max_skew_s < float("inf"):
+            raise ValidationError("max_skew_s must be a finite number >= 0")
         self._client = client
         self._run = _Scripts(client)
         self.prefix = prefix
+        self.max_skew_s = float(max_skew_s)
+        self.bus_refused = 0  # pub/sub messages that did not match the stored frame (RedisBus)
         self._closed = False
+        self.sweep()
+
+    def _script(self, name: str, *args: Any) -> Any:
+        if self._closed:
+            raise MailboxError("mailbox is closed")
+        return self._run(name, [], [*mailbox_args(self.prefix, self.clock(), self.max_room_bytes,
+                                                  self.max_total_bytes, self.max_age_s, self.max_skew_s), *args])
 
     def _call(self, fn: Any, *args: Any) -> Any:
         import redis
@@ -281,58 +287,81 @@ class RedisMailbox(Mailbox):
         except redis.RedisError as exc:
             raise MailboxError(f"redis call failed: {exc}") from exc
 
+    def sweep(self, batch: int = 256) -> None:
+        """Check every room found under the prefix (records and streams, also those missing
+        from the room index) and count the totals again; a few Lua calls per ``batch`` rooms."""
+        n = len(self.prefix.encode()) + 2
+        rooms = set()
+        for key in self._call(lambda: list(self._client.scan_iter(match=_glob(self.prefix) + "r:*", count=1000))):
+            name = key[n:-2].decode("ascii", "replace") if key.endswith((b":m", b":s")) else ""
+            if valid_room_id(name):
+                rooms.add(name)
+        ordered = sorted(rooms)
+        starts = range(0, len(ordered), batch)
+        for i in starts:
+            self._script("check", "1" if i == starts[-1] else "0", *ordered[i:i + batch])
+        if not ordered:
+            self._script("check", "1")
+        before = self.stats().dropped.get("quarantined", 0)
+        if before:
+            log.warning("redis mailbox %s: %d malformed frames moved to %sq:frames so far", self.prefix, before,
+                        self.prefix)
+
     def append(self, room: str, frame: bytes, writer: str = "") -> int:
         self._check_frame(room, frame, writer)
-        if self._closed:
-            raise MailboxError("mailbox is closed")
-        return int(self._run("append", [], [self.prefix, room, bytes(frame), repr(float(self.clock())),
-                                             self.max_room_bytes, self.max_total_bytes, repr(self.max_age_s),
-                                             FRAME_OVERHEAD_BYTES, secrets.token_hex(8), writer]))
+        return as_int(self._script("append", room, bytes(frame), secrets.token_hex(8), writer), "cursor")
 
     def read(self, room: str, after: int, limit: int = DEFAULT_READ_LIMIT,
              max_bytes: int | None = None) -> list[tuple[int, bytes]]:
         self._check_read(room, after, limit, max_bytes)
-        entries = self._call(self._client.xrange, f"{self.prefix}r:{room}:s", f"{after + 1}-0", "+", limit)
+        flat = self._script("read", room, after, limit, max_bytes or 0)
+        if not isinstance(flat, list) or len(flat) % 2:
+            raise MailboxError("redis returned a malformed page")
         out: list[tuple[int, bytes]] = []
-        size = 0
-        for entry_id, fields in entries:
-            data = bytes(fields[b"d"])
-            if out and max_bytes is not None and size + len(data) > max_bytes:
-                break
-            out.append((int(entry_id.split(b"-", 1)[0]), data))
-            size += len(data)
+        for i in range(0, len(flat), 2):
+            data = flat[i + 1]
+            if not isinstance(data, bytes):
+                raise MailboxError("redis returned a malformed frame")
+            out.append((as_int(flat[i], "cursor"), data))
         return out
 
     def info(self, room: str, *, create: bool = False) -> RoomInfo:
         _check_room(room)
-        if self._closed:
-            raise MailboxError("mailbox is closed")
-        epoch, head, pruned, frames, size, first = self._run(
-            "info", [], [self.prefix, room, secrets.token_hex(8), repr(float(self.clock())), "1" if create else "0"])
-        if epoch is None:
+        r = self._script("info", room, secrets.token_hex(8), "1" if create else "0")
+        if not r:
             return RoomInfo(room, None, 0, 0, 0, 0)
-        return RoomInfo(room, epoch.decode(), int(head), int(pruned), int(frames), int(size), int(first))
+        if not isinstance(r, list) or len(r) != 6 or not isinstance(r[0], bytes):
+            raise MailboxError("redis returned a malformed room record")
+        head, pruned, frames, size, first = (as_int(v, "room counter") for v in r[1:])
+        return RoomInfo(room, r[0].decode("ascii"), head, pruned, frames, size, first)
 
     def discard_if_empty(self, room: str) -> bool:
         _check_room(room)
-        return bool(self._run("discard", [], [self.prefix, room]))
+        return bool(self._script("discard", room))
 
     def prune(self, keep: Collection[str] = ()) -> int:
-        return int(self._run("prune", [], [self.prefix, repr(float(self.clock())), repr(self.max_age_s),
-                                            *sorted(keep)]))
+        return as_int(self._script("prune", *sorted(keep)), "count")
 
     def stats(self) -> MailboxStats:
-        p = self.prefix
-        rooms = self._call(self._client.zcard, p + "active")
-        frames = int(self._call(self._client.get, p + "frames") or 0)
-        size = int(self._call(self._client.get, p + "total") or 0)
-        dropped = {k.decode(): int(v) for k, v in self._call(self._client.hgetall, p + "dropped").items()}
-        for reason in ("room_bytes", "total_bytes", "age"):
-            dropped.setdefault(reason, 0)
-        return MailboxStats(int(rooms), frames, size, dropped)
+        r = self._script("stats")
+        if not isinstance(r, list) or len(r) != 4 or not isinstance(r[3], list):
+            raise MailboxError("redis returned malformed totals")
+        dropped = {reason: 0 for reason in DROP_REASONS}
+        for i in range(0, len(r[3]) - 1, 2):
+            reason = r[3][i].decode("ascii", "replace")
+            if reason in dropped:
+                dropped[reason] = as_int(r[3][i + 1], "drop count")
+        dropped["bus_refused"] = self.bus_refused
+        return MailboxStats(as_int(r[0], "room count"), as_int(r[1], "frame count"), as_int(r[2], "byte count"),
+                            dropped)
 
     def close(self) -> None:
         self._closed = True
+
+
+def _glob(prefix: str) -> str:
+    """``prefix`` with Redis glob characters escaped, for SCAN MATCH."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in prefix)
 
 
 class RedisLimits(Limits):
@@ -356,17 +385,24 @@ class RedisLimits(Limits):
         return f"{self.prefix}lim:{kind}:{key}"
 
     def acquire(self, kind: str, key: str, cap: int) -> bool:
-        return int(self._run("acquire", [self._key(kind, key)], [self.prefix, self.process_id, cap])) > 0
+        got = self._run("acquire", [self._key(kind, key)], [self.prefix, self.process_id, cap])
+        if not isinstance(got, int):
+            raise MailboxError("redis returned a malformed count")
+        return got > 0
 
     def release(self, kind: str, key: str) -> None:
         self._run("release", [self._key(kind, key)], [self.process_id])
 
     def held(self, kind: str, key: str) -> int:
-        return int(self._run("acquire", [self._key(kind, key)], [self.prefix, self.process_id, 0]))
+        return as_int(self._run("acquire", [self._key(kind, key)], [self.prefix, self.process_id, 0]), "count")
 
     def throttle(self, key: str, rate: float, burst: float, amount: float) -> float:
-        return float(self._run("throttle", [f"{self.prefix}rate:{key}"], [repr(float(rate)), repr(float(burst)),
-                                                                           repr(float(amount))]))
+        wait = self._run("throttle", [f"{self.prefix}rate:{key}"],
+                         [repr(float(rate)), repr(float(burst)), repr(float(amount)), repr(MAX_THROTTLE_DEBT_S)])
+        try:
+            return float(wait)
+        except (TypeError, ValueError) as exc:
+            raise MailboxError("redis returned a malformed wait") from exc
 
     def close(self) -> None:
         import redis
@@ -379,9 +415,10 @@ class RedisLimits(Limits):
 class RedisBus(Bus):
     """Pub/sub fan-out; also keeps this process's heartbeat alive."""
 
-    def __init__(self, url: str, client: Any, limits: RedisLimits, *, prefix: str = DEFAULT_PREFIX,
-                 timeout_s: float = DEFAULT_REDIS_TIMEOUT_S):
+    def __init__(self, url: str, client: Any, limits: RedisLimits, mailbox: RedisMailbox, *,
+                 prefix: str = DEFAULT_PREFIX, timeout_s: float = DEFAULT_REDIS_TIMEOUT_S):
         self._url = url
+        self._mailbox = mailbox
         self._client = client
         self._limits = limits
         self.prefix = prefix
@@ -406,7 +443,6 @@ class RedisBus(Bus):
         self._tasks = [loop.create_task(self._read(deliver)), loop.create_task(self._beat())]
 
     async def _read(self, deliver: Deliver) -> None:
-        n = len(self.prefix) + 2
         while True:
             try:
                 msg = await self._pubsub.get_message(timeout=1.0)
@@ -418,17 +454,35 @@ class RedisBus(Bus):
                 continue
             if msg is None or msg.get("type") != "message":
                 continue
-            data = msg["data"]
-            if len(data) <= _HDR.size:
+            found = bus_message(self.prefix, msg.get("channel"), msg.get("data"))
+            if found is None:
                 continue
-            origin, cursor = _HDR.unpack_from(data)
-            if origin == self.origin:
+            room, origin, cursor, payload = found
+            if origin == self.origin or not self._genuine(room, cursor, payload):
                 continue
-            room = msg["channel"].decode()[n:]
             try:
-                deliver(room, cursor, bytes(data[_HDR.size:]))
+                deliver(room, cursor, payload)
             except Exception:
                 log.exception("redis bus: delivery failed")
+
+    def _genuine(self, room: str, cursor: int, payload: bytes) -> bool:
+        """Whether a bus message may reach members: anyone who can write to Redis can PUBLISH
+        on a room's channel, so a stored frame is delivered only when the mailbox holds exactly
+        it at that cursor (a forged cursor far ahead would make members skip every later
+        frame); an ephemeral one only when it is not larger than a room's mailbox."""
+        mb = self._mailbox
+        if cursor == 0:
+            ok = len(payload) <= mb.max_room_bytes
+        else:
+            try:
+                stored = mb.read(room, cursor - 1, 1) if cursor <= MAX_CURSOR else []
+            except OstraconError:
+                log.exception("redis bus: mailbox check failed")
+                stored = []
+            ok = stored == [(cursor, payload)]
+        if not ok:
+            mb.bus_refused += 1
+        return ok
 
     async def _beat(self) -> None:
         while True:
@@ -449,7 +503,7 @@ class RedisBus(Bus):
     def publish(self, room: str, cursor: int, payload: bytes) -> None:
         import redis
         try:
-            self._client.publish(self._channel(room), _HDR.pack(self.origin, cursor) + payload)
+            self._client.publish(self._channel(room), BUS_HEADER.pack(self.origin, cursor) + payload)
         except redis.RedisError as exc:
             self.dropped += 1
             raise MailboxError(f"redis publish failed: {exc}") from exc
@@ -488,5 +542,5 @@ def redis_backend(url: str, *, prefix: str = DEFAULT_PREFIX, timeout_s: float = 
     process_id = secrets.token_hex(16)
     limits = RedisLimits(client, process_id, prefix=prefix)
     mailbox = RedisMailbox(client, prefix=prefix, **mailbox_limits)
-    bus = RedisBus(url, client, limits, prefix=prefix, timeout_s=timeout_s)
+    bus = RedisBus(url, client, limits, mailbox, prefix=prefix, timeout_s=timeout_s)
     return Backend(mailbox, bus, limits, name="redis")

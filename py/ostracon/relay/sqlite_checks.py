@@ -49,8 +49,13 @@ _QUARANTINE = (
 )
 _OPTIONAL = frozenset({"quarantined_rooms", "quarantined_frames"})
 
-# Largest finite float64 (rounded down): a timestamp beyond it (±Infinity) would never age out.
-_FINITE = "BETWEEN -1.7e308 AND 1.7e308"
+# Rules shared with the Redis mailbox's checks (relay/redis_checks.py).
+#: Largest stored timestamp magnitude accepted (largest finite float64, rounded down): a
+#: timestamp beyond it (±Infinity) would never age out.
+MAX_FINITE_TIMESTAMP = 1.7e308
+#: Longest epoch (hex digits) a room record may hold: the protocol's epoch rule.
+EPOCH_MAX_HEX = 32
+_FINITE = f"BETWEEN {-MAX_FINITE_TIMESTAMP!r} AND {MAX_FINITE_TIMESTAMP!r}"
 
 #: How far (seconds) a stored timestamp may lie after the clock reading at open. Every stored
 #: timestamp is a reading of the relay's own clock, so a later one only comes from a clock
@@ -67,7 +72,7 @@ def _hex(col: str, lo: int, hi: int) -> str:
 
 # typeof() tests come first in each conjunction, so no comparison meets NULL or a foreign type.
 _GOOD_ROOM = " AND ".join([
-    _hex("room", ROOM_ID_MIN_HEX, ROOM_ID_MAX_HEX), _hex("epoch", 1, 32),
+    _hex("room", ROOM_ID_MIN_HEX, ROOM_ID_MAX_HEX), _hex("epoch", 1, EPOCH_MAX_HEX),
     "typeof(head)='integer'", "typeof(pruned_through)='integer'",
     "typeof(last_ts)='real'", "typeof(last_active)='real'",
     f"head BETWEEN 0 AND {MAX_CURSOR}", f"pruned_through BETWEEN 0 AND {MAX_CURSOR}",

@@ -296,9 +296,12 @@ def yield_to_held_steps() -> bool:
     return True
 
 
-def install_asyncio_gate() -> None:
+def install_asyncio_gate(*task_classes: type) -> None:
     """Defer the sync client's task steps while an RPC batch or another task is suspended in a
     blocking wait.
+
+    `task_classes` (default: `ostracon.sync.client.SyncClient`) are the classes whose
+    coroutine methods run as the sync client's tasks (`sync_task_codes`).
 
     Pyodide's WebLoop schedules every callback (task steps, future callbacks, timers) through
     `call_later`. The sync client is an asyncio task; under JSPI an RPC batch that blocks on
@@ -309,12 +312,17 @@ def install_asyncio_gate() -> None:
     back; the steps of every other sync client task are (`gate`), so the reader and the ticker
     never interleave inside one operation. Holds are counted in `STATS`.
     """
-    global _gate_installed, _loop
+    global _gate_installed, _loop, _sync_codes
     if _gate_installed:
         return
     import asyncio
 
     b = load(RuntimeError)
+    if not task_classes:
+        from ostracon.sync.client import SyncClient
+
+        task_classes = (SyncClient,)
+    _sync_codes = sync_task_codes(*task_classes)
     loop = asyncio.get_event_loop()
     orig = loop.call_later
 
@@ -348,7 +356,24 @@ def install_asyncio_gate() -> None:
     _gate_installed = True
 
 
+#: Code objects of the coroutine methods the sync client's tasks run (`sync_task_codes`).
+_sync_codes: frozenset = frozenset()
+#: `inspect.CO_COROUTINE`: the flag of an `async def` function's code (inspect itself is not
+#: imported at the worker's start for this one constant).
+_CO_COROUTINE = 0x80
+
+
+def sync_task_codes(*classes: type) -> frozenset:
+    """The code objects of every coroutine function defined on `classes` or any of their
+    bases: a task whose coroutine runs one of them is a sync client task.
+
+    By the code, not the name: the client's methods live on its mixins too (its ticker is
+    `SessionDriver._ticker`, sync/driving.py), and a task the gate does not recognise takes
+    steps inside an RPC batch's unfinished operation."""
+    codes = (getattr(f, "__code__", None) for cls in classes for base in cls.__mro__ for f in vars(base).values())
+    return frozenset(c for c in codes if c is not None and c.co_flags & _CO_COROUTINE)
+
+
 def _is_sync_task(task: Any) -> bool:
     """A step or wake-up of the sync client's tasks (its reader loop and its ticker)."""
-    coro = task.get_coro()
-    return getattr(coro, "__qualname__", "").startswith("SyncClient.")
+    return getattr(task.get_coro(), "cr_code", None) in _sync_codes

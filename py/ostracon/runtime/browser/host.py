@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -77,6 +78,10 @@ def tune_collector(threshold: int = COLLECTOR_THRESHOLD) -> tuple[int, ...]:
     return old
 
 
+def _ms_since(t: float) -> float:
+    return round((time.perf_counter() - t) * 1000, 1)
+
+
 def _status_dict(st: Any) -> dict:
     err = st.last_error
     return {
@@ -89,7 +94,12 @@ def _status_dict(st: Any) -> dict:
 
 def _indexeddb_open(name: str) -> Any:
     from .indexeddb import IndexedDBStorage
+    from .snapshot import load_deferred
 
+    # The extension packages left out of the memory snapshot start now, while the worker's
+    # read of the database may still be running (web/bridge.js idbPrefetch), instead of at
+    # the stored snapshot's first unpack.
+    load_deferred()
     return IndexedDBStorage.open_sync(name)
 
 
@@ -202,7 +212,9 @@ class Host(DocumentRpc, TextRpc, IdleWork):
             self._progress("space", {"kdf": "pbkdf2"})
             space = self._space(spec, crypto, Space)
         self._progress("storage", {"name": name})
+        took, at = {}, time.perf_counter()  # ms of the open's steps: the "ready" detail
         storage = self.open_storage(name)
+        took["storage"], at = _ms_since(at), time.perf_counter()
         old = None
         try:
             if space is not None and "key" not in so and storage.get_meta(spacestore.META_STATE) is not None:
@@ -224,13 +236,16 @@ class Host(DocumentRpc, TextRpc, IdleWork):
             rep = storage.open_report()
             self._progress("replay", {"records": rep.records, "snapshot": rep.snapshot_position})
             limits = {k: o[k] for k in ("sink_batch_ops", "sink_interval_ms") if type(o.get(k)) is int}
+            at = time.perf_counter()
             db = ostracon.open(storage=storage, identity=identity, crypto=crypto, lazy_snapshot=True,
                                **limits)
+            took["load"], at = _ms_since(at), time.perf_counter()
         except BaseException:
             storage.close()
             raise
         try:
             self._attach_view(db, storage)
+            took["view"] = _ms_since(at)
         except BaseException:
             db.close()
             raise
@@ -244,7 +259,7 @@ class Host(DocumentRpc, TextRpc, IdleWork):
         relay = o.get("relay")
         if relay:
             self._start_sync(relay, o.get("sync") or {})
-        self._progress("ready", None)
+        self._progress("ready", {"ms": took})
         return self.info()
 
     def _attach_view(self, db: Any, storage: Any) -> None:

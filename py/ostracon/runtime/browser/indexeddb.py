@@ -7,7 +7,10 @@ IndexedDB is asynchronous; the `Storage` contract is synchronous. We bridge the 
 - `open` is async (``await IndexedDBStorage.open(name)``): it reads the whole database in one
   read-only transaction (records, the newest snapshot, meta) into memory. Reads
   (`records`, `load_snapshot`, `get_meta`, `last_position`) are then served from memory and
-  never wait for I/O, which is what the engine expects of reads.
+  never wait for I/O, which is what the engine expects of reads. The worker starts that read
+  (under the writer lock) as soon as a page asks to open, while the interpreter starts, and
+  `open_sync` takes it (web/bridge.js idbPrefetch); a zlib snapshot comes inflated by the
+  browser's native zlib too (`take_inflated_snapshot`).
 - `append` / `set_meta` only queue in memory and return at once.
 - `flush` commits everything queued in ONE read-write transaction and returns only after the
   transaction's `oncomplete` (the browser's durability acknowledgement). It blocks the Python
@@ -131,7 +134,15 @@ def run_blocking(awaitable: Any) -> Any:
     return _bridge.run_blocking(awaitable, StorageUnavailableError)
 
 
-def _run_sync(awaitable: Any, what: str) -> Any:
+def _bridge_for(name: str) -> Any:
+    """The bridge, once `name` is known to be a database name."""
+    if not isinstance(name, str) or not name:
+        raise StorageUnavailableError("IndexedDB database name must be a non-empty string")
+    return bridge()
+
+
+def _check_can_block(what: str, awaitable: Any = None) -> None:
+    """Raise unless this Python stack can block on a promise (Pyodide with JSPI)."""
     try:
         from pyodide.ffi import can_run_sync
     except ImportError:
@@ -144,6 +155,10 @@ def _run_sync(awaitable: Any, what: str) -> Any:
             f"{what}: cannot block on IndexedDB here: enter Python through runPythonAsync/"
             "callPromising with JSPI enabled, or use `await flush_async()`"
         )
+
+
+def _run_sync(awaitable: Any, what: str) -> Any:
+    _check_can_block(what, awaitable)
     return run_blocking(awaitable)
 
 
@@ -184,8 +199,13 @@ class IndexedDBStorage(Storage):
             self._records.append((p, _to_bytes(val)))
             prev = p
         snap = getattr(loaded, "snapshot", None)
+        # The newest snapshot inflated by the bridge (None: not read through it, or not inflated).
+        self._inflated: bytes | None = None
         if snap is not None and hasattr(snap, "data"):  # absent: undefined → None
             self._snapshot = (_to_bytes(snap.data), int(snap.position))
+            plain = getattr(snap, "plain", None)  # absent (undefined) unless inflated
+            if isinstance(plain, (bytes, bytearray, memoryview)) or hasattr(plain, "to_bytes"):
+                self._inflated = _to_bytes(plain)
         for k, v in zip(list(loaded.metaKeys), list(loaded.metaValues), strict=False):
             self._meta[str(k)] = _to_bytes(v)
         fmt = self._meta.get(SYS_FORMAT)
@@ -213,38 +233,50 @@ class IndexedDBStorage(Storage):
 
     @classmethod
     async def open(cls, name: str, *, lock: bool = True) -> IndexedDBStorage:
-        """Open (creating if needed) the database `name` and preload it into memory."""
-        if not isinstance(name, str) or not name:
-            raise StorageUnavailableError("IndexedDB database name must be a non-empty string")
-        b = bridge()
-        release = None
-        if lock:
-            release = await b.acquireWriterLock(DB_NAME_PREFIX + name)
-            if release is False:
-                raise LockedError(f"{name}: another tab or worker has this database open for writing")
+        """Open (creating if needed) the database `name` and preload it into memory; the
+        newest snapshot comes inflated as well (`take_inflated_snapshot`)."""
+        b = _bridge_for(name)
         try:
-            handle = await b.idbOpen(DB_NAME_PREFIX + name)
+            got = await b.idbOpenLoad(DB_NAME_PREFIX + name, lock)
+        except StorageError:
+            raise
         except Exception as e:
-            if release is not None:
-                release()
-            if isinstance(e, StorageError):
-                raise
             raise js_error_to_storage(e, f"open {name}") from None
-        try:
-            loaded = await b.idbLoad(handle)
-            return cls(name, handle, loaded, release)
-        except BaseException as e:
-            b.idbClose(handle)
-            if release is not None:
-                release()
-            if isinstance(e, StorageError):
-                raise
-            raise js_error_to_storage(e, f"load {name}") from None
+        return cls._opened(name, got)
 
     @classmethod
     def open_sync(cls, name: str, *, lock: bool = True) -> IndexedDBStorage:
-        """`open` for synchronous callers (needs JSPI, like `flush`)."""
-        return _run_sync(cls.open(name, lock=lock), f"open {name}")
+        """`open` for synchronous callers (needs JSPI, like `flush`). Takes the read the
+        worker started ahead when the page asked to open `name` (web/bridge.js idbPrefetch),
+        else reads now."""
+        b = _bridge_for(name)
+        what = f"open {name}"
+        _check_can_block(what)
+        pending = b.takePrefetched(DB_NAME_PREFIX + name) if lock else None
+        if pending is None:
+            pending = b.idbOpenLoad(DB_NAME_PREFIX + name, lock)
+        try:
+            got = _run_sync(pending, what)
+        except StorageError:
+            raise
+        except Exception as e:
+            raise js_error_to_storage(e, what) from None
+        return cls._opened(name, got)
+
+    @classmethod
+    def _opened(cls, name: str, got: Any) -> IndexedDBStorage:
+        """The storage over what bridge.js idbOpenLoad resolved to (closed again on failure)."""
+        if got.locked:
+            raise LockedError(f"{name}: another tab or worker has this database open for writing")
+        try:
+            return cls(name, got.db, got.loaded, got.release)
+        except BaseException as e:
+            got.db.close()
+            if got.release is not None:
+                got.release()
+            if isinstance(e, StorageError):
+                raise
+            raise js_error_to_storage(e, f"load {name}") from None
 
     @staticmethod
     async def delete(name: str) -> None:
@@ -505,6 +537,15 @@ class IndexedDBStorage(Storage):
     def load_snapshot(self) -> tuple[bytes, int] | None:
         self._check()
         return self._snapshot
+
+    def take_inflated_snapshot(self, data: bytes) -> bytes | None:
+        """The zlib-inflated form of `data` if it is the snapshot this storage was opened with
+        and the bridge inflated it while reading (the browser's zlib is native, the engine's
+        is WebAssembly), else None; given once (the engine loads a snapshot once). The bytes
+        are checked by whoever loads them, exactly as if the engine had inflated them."""
+        plain, self._inflated = self._inflated, None
+        snap = self._snapshot
+        return plain if snap is not None and snap[0] is data else None
 
     def get_meta(self, key: str) -> bytes | None:
         self._check()
