@@ -292,6 +292,28 @@ def test_websocket_upgrade_after_a_plain_request_on_the_same_socket():
     run(main())
 
 
+
+def test_relay_config_limits_reach_the_front_door():
+    # The relay's own server (not a bare front): its RelayConfig fields are what `ostracon
+    # relay --http-max-requests-per-connection ...` sets.
+    async def main():
+        cfg = RelayConfig(http_max_requests_per_connection=2, http_keepalive_timeout_s=0.2)
+        async with Relay(cfg) as relay:
+            reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+            writer.write(req("GET", "/healthz") + req("GET", "/healthz"))
+            assert (await read_response(reader))[0] == 200
+            status, headers, _ = await read_response(reader)
+            assert status == 200 and headers.get("connection") == "close"
+            assert await at_eof(reader) == b""
+            writer.close()
+            reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+            writer.write(req("GET", "/healthz"))
+            assert (await read_response(reader))[0] == 200
+            assert await at_eof(reader) == b""  # idle past http_keepalive_timeout_s
+            writer.close()
+    run(main())
+
+
 # --- chunked request bodies ------------------------------------------------------------------
 
 def test_chunked_bodies_are_accepted_within_the_body_limit():
