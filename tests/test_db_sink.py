@@ -134,3 +134,31 @@ def test_current_cursor_and_changes_from_none_at_any_feed_length():
     evs, _ = db.changes(after=cur)
     assert [e.fields["i"] for e in evs] == [12]
     db.close()
+
+
+def test_a_bounded_io_wait_raises_instead_of_waiting_and_loses_nothing(tmp_path):
+    # sink_io_wait_ms=0 is what the browser host uses: a flush that finds another flush's
+    # storage I/O in progress raises StorageError at once (in a one-thread worker the wait
+    # could never end); the writes stay queued and the next flush makes them durable.
+    db, _ = scripted(path=tmp_path / "db", sink_io_wait_ms=0, sink_batch_ops=1000)
+    col = db.collection("c")
+    doc_id = col.create({"a": 1})
+    sink = db._engine.sink
+    with sink.io_lock:  # another flush, suspended in its storage call
+        with pytest.raises(StorageError, match="busy with another flush"):
+            db.flush()
+        assert db.pending_writes == 1
+    db.flush()
+    assert db.pending_writes == 0
+    db.close()
+    with ostracon.open(tmp_path / "db") as again:
+        assert again.collection("c").get(doc_id)["a"] == 1
+
+
+def test_io_wait_is_unbounded_by_default_and_validated():
+    db, _ = scripted()
+    assert db._engine.sink.io_lock.wait_ms is None
+    db.close()
+    for bad in (-1, 1.5, True, "0"):
+        with pytest.raises(ostracon.ValidationError):
+            ostracon.open(sink_io_wait_ms=bad)

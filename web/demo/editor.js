@@ -167,7 +167,10 @@ export function createEditor(app) {
     }
     cur.dirty.clear();
     for (const f of Object.keys(fields)) cur.inflight.set(f, (cur.inflight.get(f) || 0) + 1);
-    cur.saving = cur.saving.then(() => saveNow(cur, fields, text));
+    // Run after the previous save settles either way: one save that failed (saveNow reports
+    // its errors, but a fault in that reporting would reject) must not stop every later one.
+    const run = () => saveNow(cur, fields, text);
+    cur.saving = cur.saving.then(run, run);
     return cur.saving;
   }
 

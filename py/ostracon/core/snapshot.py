@@ -66,10 +66,11 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from functools import partial
-from itertools import chain, repeat
+from itertools import chain, compress, repeat
 from typing import Any
 
 import msgpack
@@ -79,7 +80,7 @@ from .encoding import _default, _ext_hook
 from .errors import CorruptSnapshotError
 from .limits import MAX_PORTABLE_INT
 from .replica import BlockInfo, Replica
-from .state import _ABSENT, _TEXT, DocState
+from .state import _ABSENT, _NO_DELETES, _TEXT, DocState
 from .textcodec import load_state
 
 SNAPSHOT_FORMAT = 5
@@ -409,16 +410,25 @@ def _load_docs(r: Replica, actors: list, cols: list, docs: list, lazy: bool) -> 
     rows = _Rows(actors, cols, order)
     tables: list[dict[str, DocState]] = [{} for _ in cols]
     if lazy:
-        deletes = map(set, map(partial(map, order.__getitem__), del_col))
-        fills = map(partial, repeat(rows.fill), raw_col, digests, live_col, del_col)
-        deferred = DocState.deferred
-        for ci, doc_id, live, dels, fill in zip(ci_col, doc_col, live_col, deletes, fills, strict=True):
-            tables[ci][doc_id] = deferred(cols[ci], doc_id, live, dels, fill)
+        n = len(doc_col)
+        if not len(ci_col) == len(live_col) == len(del_col) == len(raw_col) == len(digests) == n:
+            raise ValueError("the docs columns differ in length")
+        deletes: list[AbstractSet[bytes]] = [_NO_DELETES] * n  # shared: DocState replaces, never adds to it
+        for i in compress(range(n), del_col):  # the few documents with a delete
+            deletes[i] = frozenset(map(order.__getitem__, del_col[i]))
+        states = DocState.deferred_many(map(cols.__getitem__, ci_col), doc_col, live_col, deletes,
+                                        map(partial, repeat(rows.fill), raw_col, digests, live_col, del_col))
+        if len(cols) == 1:
+            tables[0] = dict(zip(doc_col, states, strict=True))
+        else:
+            deque(map(dict.__setitem__, map(tables.__getitem__, ci_col), doc_col, states), maxlen=0)
     else:
         for ci, doc_id, raw, digest, live, dels in zip(ci_col, doc_col, raw_col, digests, live_col, del_col,
                                                       strict=True):
             d = tables[ci][doc_id] = DocState(cols[ci], doc_id)
             rows.fill_checked(raw, digest, live, dels, d)
+    if sum(map(len, tables)) != len(doc_col):
+        raise ValueError("a document is listed twice")
     collections = r.collections
     for name, table in zip(cols, tables, strict=True):
         if table:

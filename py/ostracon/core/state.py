@@ -38,7 +38,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from collections import deque
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
+from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
@@ -99,8 +102,9 @@ class DocState:
         self.fields: dict[str, tuple[Stamp, Any]] = {}
         # field -> list of (stamp, delta), visible increments only
         self.incs: dict[str, list[tuple[Stamp, Any]]] = {}
-        # CIDs of every delete of this document
-        self.deletes: set[bytes] = set()
+        # CIDs of every delete of this document (replaced, never changed in place: a snapshot
+        # load shares one empty set among the documents that have no delete)
+        self.deletes: AbstractSet[bytes] = _NO_DELETES
         # cid -> the deletes in its causal past (itself included if it is one); a change
         # with no delete in its past has no entry, so documents never deleted pay nothing.
         self.past: dict[bytes, frozenset] = {}
@@ -112,16 +116,26 @@ class DocState:
         self._digest: bytes | None = None
 
     @classmethod
-    def deferred(cls, collection: str, doc_id: str, live: bool, deletes: set[bytes],
+    def deferred(cls, collection: str, doc_id: str, live: bool, deletes: AbstractSet[bytes],
                  fill: Any) -> DocState:
         """A state whose other parts are filled on first use by `fill(state)` (a snapshot
         loads 10,000 documents without building each one: core/snapshot.py). `live` and
         `deletes` are set at once, so `deleted` and counting never fill a state."""
-        d = cls.__new__(cls)
-        d.collection, d.doc_id, d.live, d.deletes = collection, doc_id, live, deletes
-        d._view = d._digest = None
-        d._pending = fill
-        return d
+        return cls.deferred_many([collection], [doc_id], [live], [deletes], [fill])[0]
+
+    @classmethod
+    def deferred_many(cls, collection: Iterable[str], doc_id: list[str], live: Iterable[bool],
+                      deletes: Iterable[AbstractSet[bytes]], fill: Iterable[Any]) -> list[DocState]:
+        """`deferred` for `len(doc_id)` documents at once, one column per part (the other
+        columns at least as long). Built by C-level `map`s, with no Python step per document:
+        in Pyodide a loop step costs several times its native cost, and a reopen of 10,000
+        documents spent most of its snapshot load in a loop calling `deferred`."""
+        states = list(map(object.__new__, repeat(cls, len(doc_id))))
+        for name, values in (("collection", collection), ("doc_id", doc_id), ("live", live),
+                             ("deletes", deletes), ("_pending", fill), ("_view", repeat(None)),
+                             ("_digest", repeat(None))):
+            deque(map(setattr, states, repeat(name), values), maxlen=0)
+        return states
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for a slot never set: a deferred state that was not filled yet.
@@ -207,7 +221,7 @@ class DocState:
         seen = self._past_of(ch.parents)
         if any(op[0] == OP_DELETE for op in ch.ops):
             # Nothing applied so far has this delete in its past: all of it is hidden now.
-            self.deletes.add(cid)
+            self.deletes = self.deletes | {cid}
             self.past[cid] = seen | {cid}
             self.fields = {}
             self.incs = {}

@@ -85,7 +85,9 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
     writer flush itself (backpressure); `index_wait_ms` (30,000) bounds how long a query waits
     for an index being built; `feed_payload` (True) and `feed_payload_max_bytes` (32 KiB) say
     whether change events carry the fields and up to what size (core/feed.py);
-    `on_sink_error(exc)` is called when a background flush fails;
+    `on_sink_error(exc)` is called when a background flush fails; `sink_io_wait_ms` (None:
+    no bound) bounds how long a flush, compaction or close waits for another one's storage I/O
+    before it raises StorageError (db/sink.py `IoLock`; the browser host uses 0);
     `location` names the database in messages; `lazy_snapshot` (False) builds the documents
     of the stored snapshot on first use instead of at open (core/snapshot.py `load`: the
     browser opens 10,000 documents without building them; damage inside a document's row is
@@ -115,7 +117,7 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
                  driver: bool | None = None, lazy_snapshot: bool = False, follow: bool | None = None,
                  follow_interval_ms: int = FOLLOW_INTERVAL_MS,
                  on_sink_error: Callable[[Exception], None] | None = None,
-                 location: str | None = None) -> None:
+                 location: str | None = None, sink_io_wait_ms: int | None = None) -> None:
         # Every limit is checked here, so an out-of-range value is the same ValidationError
         # natively and in 32-bit WebAssembly (where a C size would raise OverflowError).
         for pname, v, lo, hi in (
@@ -132,7 +134,8 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
                 ("cold_after_ms", cold_after_ms, 0, MAX_SAFE_INT),
                 ("sink_max_queued", sink_max_queued, 1, MAX_PORTABLE_INT),
                 ("index_wait_ms", index_wait_ms, 0, MAX_SAFE_INT),
-                ("follow_interval_ms", follow_interval_ms, 1, MAX_SAFE_INT)):
+                ("follow_interval_ms", follow_interval_ms, 1, MAX_SAFE_INT),
+                ("sink_io_wait_ms", 0 if sink_io_wait_ms is None else sink_io_wait_ms, 0, MAX_SAFE_INT)):
             check_int_option(pname, v, lo, hi)
         for pname, fn in (("clock", clock), ("random_bytes", random_bytes), ("on_sink_error", on_sink_error)):
             check_callable_option(pname, fn)
@@ -166,7 +169,7 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
         self._seal_chain = seal_chain
         sink = WriteSink(storage, replica, identity.sign, threading.RLock(), batch_ops=sink_batch_ops,
                          interval_ms=sink_interval_ms, max_queued=sink_max_queued,
-                         on_batch=record_flush)
+                         on_batch=record_flush, io_wait_ms=sink_io_wait_ms)
         replica.own_durable = replica.seq_of(replica.actor)   # all from storage
         sink.on_error = on_sink_error
         sink.meta_source = self._meta_items

@@ -38,13 +38,38 @@ SINK_MAX_QUEUED = 10_000
 MetaSource = Callable[[], "list[tuple[str, bytes]]"]
 
 
+class IoLock:
+    """The sink's storage I/O lock (`with` it like a `threading.Lock`), whose wait is bounded.
+
+    wait_ms None: wait as long as the flush ahead takes (threads natively: a slow disk is
+    no reason to fail a write). A bound raises StorageError instead of waiting past it. The
+    browser host uses 0: the worker has one thread, so a wait for a lock held by a stack
+    suspended in an IndexedDB call could never end and would freeze the worker; the bridge's
+    gate keeps that from happening, and this turns any way around it into an error."""
+
+    __slots__ = ("_lock", "wait_ms")
+
+    def __init__(self, wait_ms: int | None = None) -> None:
+        self._lock = threading.Lock()
+        self.wait_ms = wait_ms
+
+    def __enter__(self) -> IoLock:
+        if not self._lock.acquire(timeout=-1 if self.wait_ms is None else self.wait_ms / 1000):
+            raise StorageError(f"storage is busy with another flush (waited {self.wait_ms} ms for it)")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
 class WriteSink:
     """Batching, sealing and the flush triggers of one database's writes."""
 
     def __init__(self, storage: Storage, replica: Replica, sign: Callable[[bytes], bytes],
                  lock: threading.RLock, *, batch_ops: int = SINK_BATCH_OPS,
                  interval_ms: int = SINK_INTERVAL_MS, max_queued: int = SINK_MAX_QUEUED,
-                 on_batch: Callable[[list[bytes], int], None] | None = None) -> None:
+                 on_batch: Callable[[list[bytes], int], None] | None = None,
+                 io_wait_ms: int | None = None) -> None:
         for name, v, low in (("sink_batch_ops", batch_ops, 1), ("sink_interval_ms", interval_ms, 0),
                              ("sink_max_queued", max_queued, 1)):
             if type(v) is not int or v < low:
@@ -53,7 +78,7 @@ class WriteSink:
         self.replica = replica
         self.sign = sign
         self.lock = lock
-        self.io_lock = threading.Lock()
+        self.io_lock = IoLock(io_wait_ms)
         self.batch_ops = batch_ops
         self.interval_ms = interval_ms
         self.max_queued = max_queued
