@@ -87,7 +87,7 @@ async def legit_round(url: str, tmp: Path, tag: str, docs: int = 3) -> float:
 async def _healthz(port: int, addr: str = LEGIT_ADDR) -> int:
     reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, local_addr=(addr, 0)),
                                             TIMEOUT)
-    writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     data = await asyncio.wait_for(reader.read(), TIMEOUT)
     writer.close()
     return int(data.split(b" ", 2)[1])

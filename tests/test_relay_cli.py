@@ -39,6 +39,15 @@ def test_overrides_and_off():
     assert cfg.max_connections == RelayConfig().max_connections
 
 
+
+def test_http_connection_flags_reach_the_front_door_limits():
+    cfg = config_from_args(parse("--http-keepalive-timeout-s", "1.5", "--http-max-requests-per-connection", "7",
+                                 "--http-linger-s", "0.5"))
+    limits = cfg.http_limits()
+    assert (limits.keepalive_timeout_s, limits.max_requests_per_connection, limits.linger_s) == (1.5, 7, 0.5)
+    assert RelayConfig().http_limits() == type(limits)(
+        max_head_bytes=limits.max_head_bytes, max_body_bytes=limits.max_body_bytes)
+
 def test_mailbox_from_args(tmp_path):
     mb = mailbox_from_args(parse("--mailbox", "memory", "--mailbox-max-room-bytes", "1000"))
     assert isinstance(mb, MemoryMailbox) and mb.max_room_bytes == 1000

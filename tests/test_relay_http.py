@@ -39,7 +39,8 @@ async def raw(port: int, data: bytes, *, then_wait: bool = True) -> tuple[int, d
 
 
 async def get(port: int, path: str, method: str = "GET", headers: str = "") -> tuple[int, dict[str, str], bytes]:
-    return await raw(port, f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode())
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{headers}\r\n"
+    return await raw(port, head.encode())
 
 
 @pytest.fixture
@@ -174,13 +175,15 @@ def test_handlers_post_bodies_errors_and_limits(site):
     async def main():
         async with Relay(cfg, static_dir=site, http_handlers={"/graphql": echo, "/boom": boom}) as relay:
             body = b'{"query":"{ a }"}'
-            status, _, resp = await raw(relay.port, b"POST /graphql?a=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
-                                        b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            status, _, resp = await raw(relay.port, b"POST /graphql?a=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                        b"Connection: close\r\nContent-Type: application/json\r\n"
+                                        b"Content-Length: %d\r\n\r\n%s"
+                                        % (len(body), body))
             assert status == 200
             assert json.loads(resp) == {"method": "POST", "body": body.decode(), "q": ["1"], "ct": "application/json"}
             # Expect: 100-continue (curl does this for bodies > 1 KiB).
             reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
-            writer.write(b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n"
+            writer.write(b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nExpect: 100-continue\r\n"
                          b"Content-Length: 4\r\n\r\n")
             assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), DEADLINE)).startswith(b"HTTP/1.1 100")
             writer.write(b"abcd")
@@ -191,17 +194,28 @@ def test_handlers_post_bodies_errors_and_limits(site):
             status, _, resp = await get(relay.port, "/boom")
             assert status == 500 and b"handler bug" not in resp
             # Limits and malformed requests.
-            status, _, _ = await raw(relay.port, b"POST /graphql HTTP/1.1\r\nContent-Length: 1001\r\n\r\n")
+            host = b"Host: 127.0.0.1\r\n"
+            status, _, _ = await raw(relay.port,
+                                     b"POST /graphql HTTP/1.1\r\n" + host + b"Content-Length: 1001\r\n\r\n")
             assert status == 413
-            status, _, _ = await raw(relay.port, b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 3000 + b"\r\n\r\n")
+            status, _, _ = await raw(relay.port, b"GET / HTTP/1.1\r\n" + host + b"X-Big: " + b"a" * 3000 + b"\r\n\r\n")
             assert status == 431
-            status, _, _ = await raw(relay.port, b"POST /graphql HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+            # Chunked bodies are read within the body limit; other transfer codings are not.
+            status, _, resp = await raw(relay.port, b"POST /graphql HTTP/1.1\r\n" + host + b"Connection: close\r\n"
+                                        b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+            assert status == 200 and json.loads(resp)["body"] == "{}"
+            status, _, _ = await raw(relay.port, b"POST /graphql HTTP/1.1\r\n" + host
+                                     + b"Transfer-Encoding: chunked\r\n\r\n3e9\r\n" + b"a" * 1001 + b"\r\n0\r\n\r\n")
+            assert status == 413
+            status, _, _ = await raw(relay.port,
+                                     b"POST /graphql HTTP/1.1\r\n" + host + b"Transfer-Encoding: gzip\r\n\r\n")
             assert status == 501
             for bad in (b"GARBAGE\r\n\r\n", b"GET /x HTTP/2.0\r\n\r\n", b"GET http://evil/ HTTP/1.1\r\n\r\n",
-                        b"GET / HTTP/1.1\r\nno colon here\r\n\r\n", b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"):
+                        b"GET / HTTP/1.1\r\nno colon here\r\n\r\n", b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+                        b"GET / HTTP/1.1\r\n\r\n"):  # HTTP/1.1 without Host (RFC 9112 3.2)
                 status, _, _ = await raw(relay.port, bad)
                 assert status in (400, 505), bad
-            assert len(seen) == 2
+            assert len(seen) == 3
             # The relay still serves WebSockets after all that.
             room = room_for("http")
             async with connect(relay.room_url(room), open_timeout=DEADLINE) as ws:
@@ -211,8 +225,9 @@ def test_handlers_post_bodies_errors_and_limits(site):
 
 
 def test_ambiguous_framing_and_host_headers_are_400():
-    # RFC 9112 3.2 and 6.3: more than one Host or Content-Length is refused (front ends may pick
-    # another one than this server); a length is ASCII digits only ("\xb2" is str.isdigit()).
+    # RFC 9112 3.2 and 6.3: more than one Host or differing Content-Lengths are refused (front
+    # ends may pick another one than this server); a length is ASCII digits only ("\xb2" is
+    # str.isdigit()). Identical repeated lengths are one length (RFC 9110 8.6).
     seen = []
 
     async def echo(req: HttpRequest) -> HttpResponse:
@@ -225,14 +240,12 @@ def test_ambiguous_framing_and_host_headers_are_400():
                         b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: \xd9\xa1\r\n\r\n{}",
                         b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n"
                         b"Content-Length: 30\r\n\r\n{}",
-                        b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n"
-                        b"Content-Length: 2\r\n\r\n{}",
                         b"GET /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n\r\n"):
                 status, _, _ = await raw(relay.port, bad)
                 assert status == 400, bad
             assert seen == []
-            status, _, _ = await raw(relay.port,
-                                     b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\n{}")
+            status, _, _ = await raw(relay.port, b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                                     b"Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}")
             assert status == 200 and len(seen) == 1
     run(main())
 
@@ -256,7 +269,7 @@ def test_idle_sockets_make_room_for_new_connections_instead_of_locking_them_out(
                     await asyncio.sleep(0.01)
             for round_ in range(3):
                 reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
-                writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
                 assert (await asyncio.wait_for(reader.read(), DEADLINE)).startswith(b"HTTP/1.1 200"), round_
                 writer.close()
             # The oldest idle one was closed to make room; answered requests free their slot.
@@ -288,7 +301,8 @@ def test_loopback_relay_without_allowed_hosts_refuses_foreign_host_names():
                 status, _, _ = await raw(relay.port, f"GET /healthz HTTP/1.1\r\nHost: {name}\r\n\r\n".encode())
                 assert status == 421, name
             for name in ("127.0.0.1", f"localhost:{relay.port}", "LOCALHOST", f"[::1]:{relay.port}"):
-                status, _, _ = await raw(relay.port, f"GET /healthz HTTP/1.1\r\nHost: {name}\r\n\r\n".encode())
+                status, _, _ = await raw(relay.port, f"GET /healthz HTTP/1.1\r\nHost: {name}\r\n"
+                                         "Connection: close\r\n\r\n".encode())
                 assert status == 200, name
             room = room_for("rebind")
             upgrade = (f"GET {P.room_path(room)} HTTP/1.1\r\nHost: evil.example\r\nUpgrade: websocket\r\n"
@@ -298,6 +312,7 @@ def test_loopback_relay_without_allowed_hosts_refuses_foreign_host_names():
             assert status == 421
         # "*" turns the check off (a relay behind a proxy that rewrites Host).
         async with Relay(RelayConfig(), host="127.0.0.1", allowed_hosts=["*"]) as relay:
-            status, _, _ = await raw(relay.port, b"GET /healthz HTTP/1.1\r\nHost: relay.example\r\n\r\n")
+            status, _, _ = await raw(relay.port, b"GET /healthz HTTP/1.1\r\nHost: relay.example\r\n"
+                                     b"Connection: close\r\n\r\n")
             assert status == 200
     run(main())

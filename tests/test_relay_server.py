@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 async def http(relay, method, path, body=b"", headers=()):
     reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
-    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {len(body)}\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
     writer.write(head.encode() + body)
     data = await asyncio.wait_for(reader.read(), DEADLINE)

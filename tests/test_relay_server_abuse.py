@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 
 from websockets.exceptions import ConnectionClosed
 
@@ -202,6 +203,49 @@ def test_idle_connection_is_closed_with_4002():
             a = await Client.join(relay)
             assert await a.close_code() == P.CLOSE_IDLE
             assert relay.metrics.drops["idle"] == 1
+    run(main())
+
+
+
+def test_a_failing_limits_store_closes_that_connection_with_1011_and_the_relay_keeps_serving():
+    # A shared limits store (Redis) that is down raises MailboxError from acquire/release:
+    # the connection gets 1011, not an unhandled error in the handler, and the next join
+    # (store back) is served.
+    class FlakyLimits(LocalLimits):
+        down = {"ip": False, "room": False, "release": False}
+
+        def acquire(self, kind, key, cap):
+            if self.down[kind]:
+                raise MailboxError("redis: connection refused")
+            return super().acquire(kind, key, cap)
+
+        def release(self, kind, key):
+            super().release(kind, key)
+            if self.down["release"]:
+                raise MailboxError("redis: connection refused")
+
+    async def main():
+        limits = FlakyLimits(time.monotonic)
+        backend = Backend(mailbox=MemoryMailbox(), bus=LocalBus(), limits=limits)
+        async with Relay(RelayConfig(), backend=backend) as relay:
+            for kind in ("ip", "room"):
+                limits.down[kind] = True
+                a = await Client.join(relay)
+                assert await a.close_code() == P.CLOSE_INTERNAL, kind
+                limits.down[kind] = False
+            assert relay.metrics.drops["mailbox_error"] == 2
+            limits.down["release"] = True
+            a = await Client.join(relay)
+            await a.caught_up()
+            await a.ws.close()
+            limits.down["release"] = False
+            b = await Client.join(relay)
+            await b.caught_up()
+            await b.publish(b"still serving")
+            await b.until(lambda m: isinstance(m, P.Ack))
+            await b.ws.close()
+            await wait_for(lambda: not relay._members)
+            assert limits.held("room", ROOM) == 0
     run(main())
 
 

@@ -39,7 +39,7 @@ SDL = "type Todo { title: String! }"
 
 async def http(port, method, path, host, body=b"", headers=()):
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n"
+    head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {len(body)}\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
     writer.write(head.encode() + body)
     data = await asyncio.wait_for(reader.read(), DEADLINE)

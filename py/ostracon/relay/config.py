@@ -108,6 +108,16 @@ class RelayConfig:
     http_max_connections_per_ip: int = field(default=64, metadata=_doc(
         "The same, per client address: past it that address's own oldest waiting connection "
         "is closed first."))
+    http_keepalive_timeout_s: float = field(default=5.0, metadata=_doc(
+        "Time an answered HTTP connection may wait for its next request: long enough for the "
+        "burst of requests of a page load, short so idle sockets give back their slot (idle "
+        "ones are also the first closed when the table is full)."))
+    http_max_requests_per_connection: int = field(default=1000, metadata=_doc(
+        "Answers per HTTP connection; the last says Connection: close, so one client cannot "
+        "keep a connection for ever."))
+    http_linger_s: float = field(default=2.0, metadata=_doc(
+        "After an error answer, time input is still read and dropped before the close (a few "
+        "round trips on a slow link), so the client reads the answer instead of a reset."))
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -130,7 +140,10 @@ class RelayConfig:
 
     def http_limits(self) -> HttpLimits:
         return HttpLimits(self.http_max_head_bytes, 100, self.http_max_body_bytes, self.http_timeout_s,
-                          self.http_max_connections, self.http_max_connections_per_ip)
+                          self.http_max_connections, self.http_max_connections_per_ip,
+                          keepalive_timeout_s=self.http_keepalive_timeout_s,
+                          max_requests_per_connection=self.http_max_requests_per_connection,
+                          linger_s=self.http_linger_s)
 
 
 class TokenBucket:

@@ -374,7 +374,10 @@ class Relay(FanOut):
             self._drop("max_connections")
             await self._reject(ws, P.CLOSE_TRY_AGAIN, "too many connections")
             return
-        if not self.limits.acquire("ip", key, cfg.max_connections_per_ip):
+        got = await self._acquire(ws, "ip", key, cfg.max_connections_per_ip)
+        if got is None:
+            return
+        if not got:
             self._drop("per_ip")
             await self._reject(ws, P.CLOSE_TRY_AGAIN, "too many connections from your address")
             return
@@ -398,7 +401,27 @@ class Relay(FanOut):
                 return
             await self._join(ws, key, room_id, since, epoch)
         finally:
-            self.limits.release("ip", key)
+            self._release("ip", key)
+
+    async def _acquire(self, ws: ServerConnection, kind: str, key: str, cap: int) -> bool | None:
+        """`limits.acquire`; None when the shared limits store failed (a Redis backend that is
+        down): the connection is then closed with 1011 like a mailbox failure, and the error
+        goes no further than this connection."""
+        try:
+            return self.limits.acquire(kind, key, cap)
+        except OstraconError:
+            log.exception("connection limits unavailable (%s)", kind)
+            self._drop("mailbox_error")
+            await self._reject(ws, P.CLOSE_INTERNAL, "relay storage unavailable")
+            return None
+
+    def _release(self, kind: str, key: str) -> None:
+        # A failed release is logged only: a Redis count held by this process expires with
+        # the process's heartbeat (relay/redis_backend.py), and the connection is over anyway.
+        try:
+            self.limits.release(kind, key)
+        except OstraconError:
+            log.exception("connection limits unavailable on release (%s)", kind)
 
     async def _join(self, ws: ServerConnection, key: str, room_id: str, since: int | None,
                     epoch: str | None) -> None:
@@ -407,7 +430,10 @@ class Relay(FanOut):
             self._drop("max_rooms")
             await self._reject(ws, P.CLOSE_TRY_AGAIN, "too many rooms")
             return
-        if not self.limits.acquire("room", room_id, cfg.max_room_members):
+        got = await self._acquire(ws, "room", room_id, cfg.max_room_members)
+        if got is None:
+            return
+        if not got:
             self._drop("room_full")
             await self._reject(ws, P.CLOSE_TRY_AGAIN, "room full")
             return
@@ -437,7 +463,7 @@ class Relay(FanOut):
             finally:
                 await self._leave(m)
         finally:
-            self.limits.release("room", room_id)
+            self._release("room", room_id)
 
     async def _leave(self, m: _Member) -> None:
         m.closing = True
