@@ -17,15 +17,7 @@ from ostracon.core.protocol import relay as P
 from ostracon.relay.http import HttpFront, HttpLimits, HttpRequest, HttpResponse
 from ostracon.relay.limits import PendingConnections
 from ostracon.relay.server import Relay, RelayConfig
-
-DEADLINE = 20.0
-
-
-def run(coro):
-    async def guarded():
-        async with asyncio.timeout(45):
-            return await coro
-    return asyncio.run(guarded())
+from relay_clients import DEADLINE, run
 
 
 class FakeWs(asyncio.Protocol):

@@ -116,7 +116,7 @@ def load(replica: Replica, data: bytes, *, lazy: bool = False) -> int:
     """Fill an empty replica from snapshot bytes. Raises CorruptSnapshotError.
 
     lazy=True: each document's state is built on its first use rather than here (a
-    `DocState.deferred` holding its row's bytes; opening 10,000 documents then costs the
+    `DocState.deferred_many` state holding its row's bytes; opening 10,000 documents then costs the
     unpack, the CIDs and the block table, not 10,000 states). The columns are checked here;
     damage inside a row, which only building the state finds (a row whose digest does not
     match, a truncated row, a row naming another document, a text state, a stamp's index),
@@ -401,7 +401,7 @@ class _Rows:
 
 
 def _load_docs(r: Replica, actors: list, cols: list, docs: list, lazy: bool) -> None:
-    """Every document of the snapshot into `r.collections`; lazy: as `DocState.deferred`
+    """Every document of the snapshot into `r.collections`; lazy: as `DocState.deferred_many`
     states (one object per document, its row still bytes) built on first use."""
     ci_col, doc_col, live_col, del_col, raw_col, dig_col = docs
     order = r.order

@@ -116,20 +116,14 @@ class DocState:
         self._digest: bytes | None = None
 
     @classmethod
-    def deferred(cls, collection: str, doc_id: str, live: bool, deletes: AbstractSet[bytes],
-                 fill: Any) -> DocState:
-        """A state whose other parts are filled on first use by `fill(state)` (a snapshot
-        loads 10,000 documents without building each one: core/snapshot.py). `live` and
-        `deletes` are set at once, so `deleted` and counting never fill a state."""
-        return cls.deferred_many([collection], [doc_id], [live], [deletes], [fill])[0]
-
-    @classmethod
     def deferred_many(cls, collection: Iterable[str], doc_id: list[str], live: Iterable[bool],
                       deletes: Iterable[AbstractSet[bytes]], fill: Iterable[Any]) -> list[DocState]:
-        """`deferred` for `len(doc_id)` documents at once, one column per part (the other
-        columns at least as long). Built by C-level `map`s, with no Python step per document:
-        in Pyodide a loop step costs several times its native cost, and a reopen of 10,000
-        documents spent most of its snapshot load in a loop calling `deferred`."""
+        """States of `len(doc_id)` documents, one column per part (the other columns at least
+        as long), whose other parts are filled on first use by `fill(state)` (a snapshot loads
+        10,000 documents without building each one: core/snapshot.py). `live` and `deletes`
+        are set at once, so `deleted` and counting never fill a state. Built by C-level
+        `map`s, with no Python step per document: in Pyodide a loop step costs several times
+        its native cost, and such a loop was most of a reopen's snapshot load."""
         states = list(map(object.__new__, repeat(cls, len(doc_id))))
         for name, values in (("collection", collection), ("doc_id", doc_id), ("live", live),
                              ("deletes", deletes), ("_pending", fill), ("_view", repeat(None)),
