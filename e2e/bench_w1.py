@@ -136,7 +136,7 @@ def w1_profile_json(kind: str = "host", docs: int = DOCS, fields: int = FIELDS) 
                              (indexeddb.IndexedDBStorage, "_committed", "idb committed"),
                              (indexeddb.IndexedDBStorage, "flush", "idb flush"),
                              (indexeddb.IndexedDBStorage, "_batch", "idb batch build (incl. view)"),
-                             (indexeddb, "_run_sync", "idb transaction wait")):
+                             (indexeddb, "run_sync", "idb transaction wait")):
         timed(owner, attr, key)
     try:
         res = w1(db, docs, fields, collection=f"w1p{len(db.collections())}")

@@ -328,9 +328,10 @@ def opened_fresh(page, e2e_url: str) -> str:
 
 
 def test_rows_of_size_triggered_batches_follow_at_the_idle_tick(shared_page, e2e_url) -> None:
-    """Batches the sink writes on its own (size trigger) carry no rows: the view lags, and peek
-    says "stale" rather than showing anything the records do not hold; two idle ticks with no
-    write between them catch it up (in steps), without an explicit flush."""
+    """Batches the sink writes on its own (the size trigger, which the worker's idle tick
+    takes: docs/BROWSER.md) carry no rows: the view lags, and peek says "stale" rather than
+    showing anything the records do not hold; two idle ticks with no write between them catch
+    it up (in steps), without an explicit flush."""
     page = shared_page
     name = opened_fresh(page, e2e_url)
     page.evaluate("""async (n) => { const c = window.dbs[n].collection("c");
@@ -339,7 +340,8 @@ def test_rows_of_size_triggered_batches_follow_at_the_idle_tick(shared_page, e2e
     assert durable["n"] == 1
     page.evaluate("""async (n) => { const c = window.dbs[n].collection("c");
       const docs = []; for (let i = 0; i < 1250; i++) docs.push({i, s: `v${i}`, neg: -0, big: 2n ** 70n});
-      for (let i = 0; i < docs.length; i += 500) await c.createMany(docs.slice(i, i + 500)); }""", name)
+      for (let i = 0; i < docs.length; i += 500) await c.createMany(docs.slice(i, i + 500));
+      await window.dbs[n]._call("tick"); }""", name)  # the size trigger: records, no rows
     lagging = page.evaluate(PEEK, [name, "c"])
     # Either the idle tick has already caught up (then exactly the engine's documents), or
     # the view says it is stale: never a view that claims the new records without their rows.

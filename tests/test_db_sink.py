@@ -45,6 +45,35 @@ def test_one_flush_rule_size_or_age_of_the_oldest_change():
     db.close()
 
 
+def test_size_trigger_tick_leaves_full_batches_to_the_next_tick():
+    # The browser worker's setting: a burst inside one call is not stopped for a flush every
+    # `sink_batch_ops` writes; the tick flushes, and backpressure still bounds the queue.
+    db, t = scripted(sink_batch_ops=3, sink_interval_ms=100, sink_max_queued=7, sink_size_trigger="tick")
+    col = db.collection("c")
+    for i in range(5):
+        col.create({"a": i})
+    assert db.pending_writes == 5             # two full batches' worth, still queued
+    db.tick()                                 # the size trigger, taken by the tick
+    assert db.pending_writes == 0
+    for i in range(6):
+        col.create({"b": i})
+    assert db.pending_writes == 6
+    col.create({"b": 6})                      # the 7th waiting change: the writer flushes itself
+    assert db.pending_writes == 0
+    col.create({"c": 1})
+    t[0] += 100
+    db.tick()                                 # the time trigger is unchanged
+    assert db.pending_writes == 0
+    assert db.sink_status["errors"] == 0
+    db.close()
+
+
+@pytest.mark.parametrize("bad", ["driver", "", None, 1, ["tick"]])
+def test_size_trigger_must_be_write_or_tick(bad):
+    with pytest.raises(ostracon.ValidationError, match="sink_size_trigger"):
+        ostracon.open(sink_size_trigger=bad)
+
+
 def test_send_returns_the_id_at_once_and_send_sync_once_durable():
     db, _ = scripted()
     doc_id = db.send({"collection": "todos", "kind": "create", "doc": {"title": "a"}})

@@ -66,6 +66,9 @@ from .schemas import META_SCHEMAS, SCHEMA_COLLECTION, SchemaCatalog, SchemaMetho
 from .sending import SendMixin
 from .sink import SINK_BATCH_OPS, SINK_INTERVAL_MS, SINK_MAX_QUEUED, WriteSink
 
+#: Who flushes a full batch when no driver runs (`Database` `sink_size_trigger`).
+SIZE_TRIGGERS = ("write", "tick")
+
 
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -88,6 +91,14 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
     `on_sink_error(exc)` is called when a background flush fails; `sink_io_wait_ms` (None:
     no bound) bounds how long a flush, compaction or close waits for another one's storage I/O
     before it raises StorageError (db/sink.py `IoLock`; the browser host uses 0);
+    `sink_size_trigger` ("write") says who flushes a full batch when no driver runs: "write",
+    the write that filled it (once its call returns); "tick", the next `tick()`, as the
+    native driver does on its thread. The browser host uses "tick": its worker has one
+    thread, so a flush in the write path stops the writing call for an IndexedDB transaction
+    and a signature every `sink_batch_ops` writes (~15% of a burst of writes), while its idle
+    tick runs when the call is done. Writes still flush themselves at `sink_max_queued`
+    changes (backpressure), and the time trigger is unchanged. Raises ValidationError for
+    another value;
     `location` names the database in messages; `lazy_snapshot` (False) builds the documents
     of the stored snapshot on first use instead of at open (core/snapshot.py `load`: the
     browser opens 10,000 documents without building them; damage inside a document's row is
@@ -117,7 +128,8 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
                  driver: bool | None = None, lazy_snapshot: bool = False, follow: bool | None = None,
                  follow_interval_ms: int = FOLLOW_INTERVAL_MS,
                  on_sink_error: Callable[[Exception], None] | None = None,
-                 location: str | None = None, sink_io_wait_ms: int | None = None) -> None:
+                 location: str | None = None, sink_io_wait_ms: int | None = None,
+                 sink_size_trigger: str = "write") -> None:
         # Every limit is checked here, so an out-of-range value is the same ValidationError
         # natively and in 32-bit WebAssembly (where a C size would raise OverflowError).
         for pname, v, lo, hi in (
@@ -139,6 +151,8 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
             check_int_option(pname, v, lo, hi)
         for pname, fn in (("clock", clock), ("random_bytes", random_bytes), ("on_sink_error", on_sink_error)):
             check_callable_option(pname, fn)
+        if sink_size_trigger not in SIZE_TRIGGERS:
+            raise ValidationError(f"sink_size_trigger must be one of {', '.join(map(repr, SIZE_TRIGGERS))}")
         self._constructed = False
         self.storage = storage
         self.identity = identity
@@ -178,6 +192,7 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
                                         random_bytes=random_bytes or crypto.random_bytes,
                                         fallback_docs_max=fallback_docs_max)
         self._engine.index_wait_ms = index_wait_ms
+        self._engine.size_flush_on_write = sink_size_trigger == "write"
         self._engine.release_held = self._release_held
         self._collections: dict[str, Collection] = {}
         self._gql: dict[bool, Any] = {}

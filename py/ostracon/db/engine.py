@@ -78,6 +78,9 @@ class Engine:
         self.local = threading.local()   # per thread: depth of locked calls
         self.flush_wanted = False         # a write asked for a flush on its own thread
         self.kick: Callable[[], None] | None = None   # wakes the driver (None: no driver)
+        # Without a driver, who flushes a full batch: the write that filled it (True) or the
+        # next tick (False: Database `sink_size_trigger="tick"`, the browser worker).
+        self.size_flush_on_write = True
         self.release_held: Callable[[], None] = lambda: None   # merge blocks held for skew
         self.index_wait_ms = INDEX_WAIT_MS
         self.retry_after_ms = 0           # no background flush before (after a failure)
@@ -198,12 +201,13 @@ class Engine:
     def sink_triggers(self, now: int) -> None:
         """After changes were queued: with a driver, wake it when the batch is full or the
         time trigger needs arming, and flush here only under backpressure; without one,
-        flush here when the sink's rule says so. The flush itself runs after the lock is
-        released (`locked`)."""
+        flush here when the sink's rule says so (`size_flush_on_write` False: only under
+        backpressure, the next tick takes full batches as the driver would). The flush
+        itself runs after the lock is released (`locked`)."""
         sink = self.sink
         kick = self.kick
         if kick is None:
-            if sink.due(now):
+            if sink.overloaded() if not self.size_flush_on_write else sink.due(now):
                 self.flush_wanted = True
             return
         full = sink.changes >= sink.batch_ops

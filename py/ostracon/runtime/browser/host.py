@@ -245,7 +245,7 @@ class Host(DocumentRpc, TextRpc, SpaceRpc, IdleWork):
             limits = {k: o[k] for k in ("sink_batch_ops", "sink_interval_ms") if type(o.get(k)) is int}
             at = time.perf_counter()
             db = ostracon.open(storage=storage, identity=identity, crypto=crypto, lazy_snapshot=True,
-                               sink_io_wait_ms=IO_WAIT_MS, **limits)
+                               sink_io_wait_ms=IO_WAIT_MS, sink_size_trigger="tick", **limits)
             took["load"], at = _ms_since(at), time.perf_counter()
         except BaseException:
             storage.close()
