@@ -327,6 +327,56 @@ def test_data_survives_reload(shared_page, e2e_url):
     assert doc == {"text": "persist me", "n": str(2**80), "count": 5, "hash": before}
 
 
+REFUSE_FLUSH = """
+from ostracon.core.errors import DiskFullError
+from ostracon.runtime.browser.host import HOST
+
+
+def refuse(on):
+    storage = HOST.storage
+    if on:
+        def flush():
+            raise DiskFullError("the quota is exceeded (test)")
+        storage.flush = flush
+    else:
+        del storage.flush
+"""
+
+BACKGROUND_FAILURE = """async ([name, probe]) => {
+  const db = await Ostracon.open({name, testing: true, tabs: "exclusive"});
+  const heard = [];
+  db.status.addEventListener("background", (ev) => heard.push(ev.detail));
+  await db._call("__testInstall", "/home/pyodide/probe", {"refuse_flush.py": probe});
+  await db._call("__testCall", "refuse_flush", "refuse", [true]);
+  const c = db.collection("c");
+  const docs = []; for (let i = 0; i < 150; i++) docs.push({i});
+  await c.createMany(docs);
+  await db._call("tick");  // the size trigger: the flush no call waits for fails
+  const before = {heard: heard.length, status: db.status.background, info: (await db.refreshInfo()).background};
+  let flushError = null;
+  try { await db.flush(); } catch (e) { flushError = e.name; }
+  await db._call("__testCall", "refuse_flush", "refuse", [false]);
+  await db.flush();
+  await db.close();
+  const again = await Ostracon.open({name, tabs: "exclusive"});
+  const count = await again.collection("c").count();
+  await again.close();
+  return {...before, flushError, count};
+}"""
+
+
+def test_a_failed_background_flush_reaches_the_page_and_loses_nothing(shared_page, e2e_url):
+    page = shared_page
+    goto_e2e(page, e2e_url)
+    got = page.evaluate(BACKGROUND_FAILURE, [_name("bgfail"), REFUSE_FLUSH])
+    assert got["heard"] >= 1 and got["status"] == got["info"]
+    last = got["status"]["last"]
+    assert last["where"] == "flush" and last["error"]["name"] == "DiskFullError"
+    assert "StorageError" in last["error"]["names"]
+    assert got["flushError"] == "DiskFullError"   # an explicit flush raises while it fails
+    assert got["count"] == 150                     # the batch stayed queued: stored once it could be
+
+
 def test_second_tab_gets_locked_error_when_exclusive(shared_page, e2e_url, shared_context):
     page = shared_page
     name = _name("lock")
@@ -372,6 +422,12 @@ def test_second_tab_joins_the_first_tabs_engine(shared_page, e2e_url, shared_con
     assert got["count"] == 5
     page.wait_for_function("(id) => window.seen.includes(id)", arg=got["id"])
     assert page.evaluate("async (id) => (await db.collection('t').get(id)).by", got["id"]) == "second"
+    # The leader's background status reaches the follower (a failure of its engine's flush).
+    other.evaluate("window.bg = []; db.status.addEventListener('background', (ev) => window.bg.push(ev.detail))")
+    page.evaluate("db.status._setBackground({errors: 1, last: {where: 'flush', error: {name: 'DiskFullError'}}})")
+    other.wait_for_function("window.bg.length === 1")
+    failed = {"errors": 1, "last": {"where": "flush", "error": {"name": "DiskFullError"}}}
+    assert other.evaluate("db.status.background") == failed
     # The leader goes away: the second tab takes over the engine, nothing acknowledged is lost.
     page.evaluate("async () => db.close()")
     other.wait_for_function("db.role === 'leader'")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ostracon.runtime.browser.host import Host
-from test_browser_host import FFI, call, make_host  # noqa: F401  (fixture)
+from test_browser_host import FFI, JS_NULL, call, make_host  # noqa: F401  (fixture)
 
 
 @pytest.fixture()
@@ -357,8 +357,61 @@ def test_an_error_of_a_floor_step_is_kept_and_the_calls_are_answered(new_host):
         raise StorageError("disk full")
 
     h.catch_up_view = broken
+    posted = []
+    h.post_background = posted.append
     _calls(h, idle.IDLE_FLOOR_CALLS)     # asserts every call was answered
     assert isinstance(h.floor_error, StorageError) and h.floor_steps == 1
+    last = {"where": "view", "error": {"name": "StorageError", "message": "disk full",
+                                       "names": ["StorageError", "OstraconError", "Exception"]}}
+    assert posted == [{"errors": 1, "last": last}] and call(h, "info")["background"] == posted[0]
+
+
+def test_a_failed_step_of_an_idle_tick_is_posted_to_the_page_not_raised(new_host):
+    from ostracon.core.errors import DiskFullError
+
+    h = new_host()
+    call(h, "open", {"name": "tickerr"})
+    posted = []
+    h.post_background = posted.append
+    tries = []
+
+    def broken() -> bool:
+        tries.append(1)
+        raise DiskFullError("quota")
+
+    h.maybe_compact = broken
+    for _ in range(2):                   # answered, not failed; retried at every turn
+        assert not isinstance(call(h, "tick"), tuple)
+    assert len(tries) == 2 and [p["errors"] for p in posted] == [1, 2]
+    assert posted[-1]["last"]["where"] == "compaction" and posted[-1]["last"]["error"]["name"] == "DiskFullError"
+
+
+def test_a_background_flush_that_fails_is_posted_and_keeps_its_batch(new_host):
+    from ostracon.core.errors import StorageError
+
+    h = new_host()
+    call(h, "open", {"name": "flusherr", "sink_interval_ms": 0})
+    posted = []
+    h.post_background = posted.append
+    real = h.storage.flush
+
+    def refuse() -> None:
+        raise StorageError("the disk said no")
+
+    h.storage.flush = refuse
+    doc_id = call(h, "create", "c", {"n": 1})
+    call(h, "tick")                      # the time trigger (0 ms): the flush fails
+    assert posted and posted[-1]["last"]["where"] == "flush"
+    assert posted[-1]["last"]["error"]["name"] == "StorageError"
+    assert call(h, "info")["background"]["errors"] >= 1
+    h.storage.flush = real
+    assert not isinstance(call(h, "flush"), tuple)   # the batch was kept: now durable
+    h.close()
+    h2 = new_host()
+    call(h2, "open", {"name": "flusherr"})
+    assert call(h2, "get", "c", doc_id)["n"] == 1
+    fresh = call(h2, "info")["background"]
+    assert fresh["errors"] == 0 and fresh["last"] is JS_NULL   # counted per open
 
 
 def test_a_store_opened_from_an_old_format_snapshot_is_rewritten_at_the_first_idle_tick(new_host):

@@ -70,6 +70,9 @@ export function closedError(message = "the database is closed") {
 //   "role"     {role}               "leader" (this tab runs the engine) | "follower" (tabs only)
 //   "leader"   {info}               another tab took over the engine: rescan
 //   "error"    {error}              a failure not tied to a call (worker crashed...)
+//   "background" {errors, last}     background work failed (a flush no call waited for, the
+//                                   read view's rows, compaction): last = {where, error}; the
+//                                   work is retried later and a failed flush keeps its batch
 //   "closed"   {}
 export class Status extends EventTarget {
   constructor() {
@@ -80,10 +83,16 @@ export class Status extends EventTarget {
     this.role = null;
     this.progress = null;
     this.info = null;
+    this.background = { errors: 0, last: null };
   }
 
   _emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  _setBackground(detail) {
+    this.background = detail;
+    this._emit("background", detail);
   }
 
   _setSync(state, detail) {
@@ -153,6 +162,8 @@ export class WorkerEngine {
       }
     } else if (m.type === "status") {
       this.status._setSync(m.state, m.detail);
+    } else if (m.type === "background") {
+      this.status._setBackground(m.detail);
     }
   }
 

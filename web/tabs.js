@@ -31,6 +31,7 @@
 //   {t: "reply", to, cid, result | error}               the leader's answer (writes: once durable)
 //   {t: "events", events}                               change events (every collection)
 //   {t: "sync", state, detail}                          the relay connection's status
+//   {t: "background", detail}                           background work failed (errors, last)
 //   {t: "bye", tab}                                     the leader tab is going away
 
 // Calls that change data: the leader acknowledges them to a follower once durable.
@@ -211,6 +212,8 @@ export class TabEngine {
     this.status.info = info;
     this._onSync = (ev) => this.channel.postMessage({ t: "sync", state: ev.detail.state, detail: ev.detail.detail });
     this.status.addEventListener("sync", this._onSync);
+    this._onBackground = (ev) => this.channel.postMessage({ t: "background", detail: ev.detail });
+    this.status.addEventListener("background", this._onBackground);
     await this.local.subscribe(null, null, (ev) => this._leaderEvent(ev));
     this.epoch = randomHex(8);
     const wasFollower = this._resolveReady === null;
@@ -363,6 +366,9 @@ export class TabEngine {
       case "sync":
         if (!this.local) this.status._setSync(m.state, m.detail);
         break;
+      case "background":
+        if (!this.local) this.status._setBackground(m.detail);
+        break;
       case "bye":
         // Only our leader's goodbye holds calls back (another tab's, e.g. a leader that was
         // already replaced, must not stall them until a next announcement that never comes).
@@ -433,6 +439,7 @@ export class TabEngine {
     this._closed = true;
     if (this._onPageHide) removeEventListener("pagehide", this._onPageHide);
     if (this._onSync) this.status.removeEventListener("sync", this._onSync);
+    if (this._onBackground) this.status.removeEventListener("background", this._onBackground);
     const err = typed({ name: "ClosedError", names: ["ClosedError", "OstraconError"], message: "the database is closed" });
     for (const p of this._pending.values()) p.reject(err);
     this._pending.clear();

@@ -7,7 +7,8 @@
 //
 // Messages in:  {type: "open", id, options} (first), {type: "call", id, method, args}
 // Messages out: {type: "progress", phase, detail, ms}, {type: "reply", id, result | error},
-//               {type: "events", sub, events}, {type: "status", state, detail}
+//               {type: "events", sub, events}, {type: "status", state, detail},
+//               {type: "background", detail}
 //
 // Every call into Python goes through `callPromising`, so the Python adapters can block on
 // IndexedDB/WebCrypto promises (JSPI). Calls are serialised: Python is never re-entered
@@ -87,6 +88,7 @@ async function boot(options) {
   ({ pyodide, host } = await loadRuntime({ progress, snapshots }));
   host.progress = (phase, detail) => progress(phase, detail);
   host.on_sync = (st) => post({ type: "status", state: st.state, detail: st });
+  host.on_background = (st) => post({ type: "background", detail: st });
   host.wake = () => setTimeout(() => {
     if (!queue.some((m) => m.method === "events")) {
       queue.push({ id: -1, method: "events", args: [] });

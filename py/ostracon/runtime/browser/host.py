@@ -20,6 +20,7 @@ import hashlib
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import ostracon
@@ -160,6 +161,7 @@ class Host(DocumentRpc, TextRpc, SpaceRpc, IdleWork):
         self._next_sub = 1
         self.progress: Any = None  # JS callback (phase, detail) set by the worker
         self.on_sync: Any = None   # JS callback (status dict) set by the worker
+        self.on_background: Any = None  # JS callback (background status) set by the worker
         self.wake: Any = None      # JS callback: events are waiting outside an RPC batch
         self.sync: Any = None
         self.relay: str | None = None
@@ -218,6 +220,7 @@ class Host(DocumentRpc, TextRpc, SpaceRpc, IdleWork):
         if spec is not None and not member_spec:
             self._progress("space", {"kdf": "pbkdf2"})
             space = self._space(spec, crypto, Space)
+        self.background_errors, self.background_error = 0, None
         self._progress("storage", {"name": name})
         took, at = {}, time.perf_counter()  # ms of the open's steps: the "ready" detail
         storage = self.open_storage(name)
@@ -245,7 +248,8 @@ class Host(DocumentRpc, TextRpc, SpaceRpc, IdleWork):
             limits = {k: o[k] for k in ("sink_batch_ops", "sink_interval_ms") if type(o.get(k)) is int}
             at = time.perf_counter()
             db = ostracon.open(storage=storage, identity=identity, crypto=crypto, lazy_snapshot=True,
-                               sink_io_wait_ms=IO_WAIT_MS, sink_size_trigger="tick", **limits)
+                               sink_io_wait_ms=IO_WAIT_MS, sink_size_trigger="tick",
+                               on_sink_error=partial(self.background_failed, "flush"), **limits)
             took["load"], at = _ms_since(at), time.perf_counter()
         except BaseException:
             storage.close()
@@ -351,6 +355,10 @@ class Host(DocumentRpc, TextRpc, SpaceRpc, IdleWork):
         # start() needs a running loop: WebLoop installs itself as running inside callbacks.
         asyncio.get_event_loop().call_soon(client.start)
 
+    def post_background(self, status: dict) -> None:
+        if self.on_background is not None:
+            self.on_background(to_js_value(status, self.ffi))
+
     def _sync_status(self, st: Any) -> None:
         if self.on_sync is not None:
             self.on_sync(to_js_value(_status_dict(st), self.ffi))
@@ -402,6 +410,7 @@ class Host(DocumentRpc, TextRpc, SpaceRpc, IdleWork):
             "removed": bool(self.space is not None and self.space.members is not None and self.space.removed),
             "collections": db.collections(),
             "records": self.storage.last_position(),
+            "background": self.background_status(),
             "python": sys.version.split()[0],
             "ostracon": ostracon.__version__,
         }

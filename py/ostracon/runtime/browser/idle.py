@@ -17,6 +17,12 @@ idle, so after an RPC batch `idle_floor` gives the background work one step anyw
 and the view's catch-up then go on at a bounded cost to the calls, instead of waiting until
 the page stops.
 
+Failures are the page's to know, though no call waits for background work: a sink flush
+nobody waited for (the size or time trigger), a step of the read view or of compaction, in a
+tick or forced by the floor, is counted and kept (`background_status`), handed to the page
+(`post_background`: the `background` status event of the JS API) and retried at a later turn.
+A failed flush keeps its batch queued (db/sink.py), so nothing is lost meanwhile.
+
 A call that arrives while Python encodes cannot be seen until Python yields: the worker's
 message handler runs only when the JS event loop does. Pure Python never yields by itself,
 hence the explicit `pause` (a JSPI suspension on a macrotask) between steps.
@@ -101,18 +107,57 @@ class IdleWork:
     #: were answered already; the next turn retries).
     floor_steps: int = 0
     floor_error: Exception | None = None
+    #: Failures of background work so far, and the last one: {"where": "flush" | "view" |
+    #: "compaction", "error": the error as the JS API reports it (convert.error_info)}.
+    background_errors: int = 0
+    background_error: dict | None = None
+
+    def background_status(self) -> dict:
+        """{"errors": failures of background work since the open, "last": the last one or
+        None} (`background_error`)."""
+        return {"errors": self.background_errors, "last": self.background_error}
+
+    def background_failed(self, where: str, exc: BaseException) -> None:
+        """Record a failure of background work ("flush", "view" or "compaction") and tell the
+        page (`post_background`). Never raises: no call is waiting for the work."""
+        from .convert import error_info
+
+        self.background_errors += 1
+        self.background_error = {"where": where, "error": error_info(exc)}
+        try:
+            self.post_background(self.background_status())
+        except Exception:  # noqa: BLE001 - telling the page must not break the worker
+            pass
+
+    def post_background(self, status: dict) -> None:
+        """Hand `background_status()` to the page (the host posts it; nothing here)."""
+
+    def _background_step(self) -> None:
+        """One piece of background work: the read view's rows, or else compaction. A failure
+        is recorded (`background_failed`) and raised."""
+        where = "view"
+        try:
+            if not self.catch_up_view():
+                where = "compaction"
+                self.maybe_compact()
+        except Exception as exc:
+            self.background_failed(where, exc)
+            raise
 
     def rpc_tick(self) -> None:
-        """The worker's idle tick: the sink's time trigger, then (when no call waits) one
-        piece of background work: the read view's rows, or else compaction."""
+        """The worker's idle tick: the sink's triggers, then (when no call waits) one piece
+        of background work: the read view's rows, or else compaction. A failure of that work
+        is recorded and posted (`background_failed`), not raised; ClosedError is."""
         if self.db is None:
             return
         self.db.tick()
         if self._waiting():
             return  # postponed: calls first (`idle_floor` bounds how long)
         self._turn_taken()
-        if not self.catch_up_view():
-            self.maybe_compact()
+        try:
+            self._background_step()
+        except Exception:  # noqa: BLE001 - recorded and posted; a later tick retries
+            pass
 
     def _turn_taken(self) -> None:
         self._calls_since_turn, self._turn_at_ms = 0, self.clock_ms()
@@ -134,10 +179,9 @@ class IdleWork:
         self._turn_taken()
         self._floor_step = True
         try:
-            if not self.catch_up_view():
-                self.maybe_compact()
+            self._background_step()
             self.floor_error = None
-        except Exception as exc:  # noqa: BLE001 - kept for the status; the calls are done
+        except Exception as exc:  # noqa: BLE001 - recorded and posted; the calls are done
             self.floor_error = exc
         finally:
             self._floor_step = False
