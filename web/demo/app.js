@@ -125,6 +125,11 @@ async function openSpace(space) {
     // A (new) leader: anything may have happened meanwhile, so reload the list.
     if (window.__notes.ready) reloadAll().catch(reportError);
   });
+  // Background work failed (a full disk...): the edits stay queued and are retried; say so.
+  db.status.addEventListener("background", (ev) => {
+    const last = ev.detail && ev.detail.last;
+    if (last && window.__notes.ready) toast(plainError(last.error));
+  });
   // Before the space is open, failures show on the join screen instead.
   db.status.addEventListener("error", (ev) => { if (window.__notes.ready) reportError(ev.detail.error); });
   try {
