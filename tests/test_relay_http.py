@@ -14,16 +14,8 @@ from ostracon.core.errors import ValidationError
 from ostracon.core.protocol import relay as P
 from ostracon.relay.http import HttpRequest, HttpResponse, StaticFiles, mime_type
 from ostracon.relay.server import Relay, RelayConfig
+from relay_clients import DEADLINE, run
 from room_keys import answer, room_for
-
-DEADLINE = 20.0
-
-
-def run(coro):
-    async def guarded():
-        async with asyncio.timeout(45):
-            return await coro
-    return asyncio.run(guarded())
 
 
 async def raw(port: int, data: bytes, *, then_wait: bool = True) -> tuple[int, dict[str, str], bytes]:

@@ -21,7 +21,7 @@ from ostracon.core.protocol import relay as P
 from ostracon.relay.mailbox import FRAME_OVERHEAD_BYTES as O
 from ostracon.relay.mailbox import MAX_WRITER_CHARS
 from ostracon.relay.redis_backend import DEFAULT_PREFIX, RedisMailbox, redis_backend
-from ostracon.relay.redis_checks import LUA_LIB, REDIS_MAX_INT_DIGITS
+from ostracon.relay.redis_checks import DEFAULT_QUARANTINE_TTL_S, LUA_LIB, REDIS_MAX_INT_DIGITS
 from ostracon.relay.server import Relay, RelayConfig
 from ostracon.relay.sqlite_checks import DEFAULT_MAX_TIMESTAMP_SKEW_S, MAX_FINITE_TIMESTAMP
 from redis_server import redis_server  # noqa: F401  (fixture)
@@ -150,6 +150,8 @@ def test_wrong_key_types_are_moved_aside_and_honest_rooms_keep_working(env):
     assert r.type(_k("r", R2, "m")) == b"hash" and r.type(_k("r", R3, "s")) == b"stream"
     moved = [k for k in r.scan_iter(match=_k("q", "k", "*"))]
     assert sorted(r.type(k) for k in moved) == [b"list", b"string"]
+    # Kept for a look, then gone: planted keys do not pile up for ever.
+    assert all(0 < r.ttl(k) <= DEFAULT_QUARANTINE_TTL_S for k in moved)
     # Global keys of the wrong type: counters, the room indexes, the drop counts.
     for name in ("total", "frames", "seq"):
         r.delete(_k(name))

@@ -65,10 +65,10 @@ DEFAULT_REDIS_TIMEOUT_S = 5.0
 HEARTBEAT_S = 5.0
 DEFAULT_PREFIX = "ostracon:relay:"
 
-# Mailbox scripts: common ARGV (redis_checks.mailbox_args), then their own from ARGV[8].
+# Mailbox scripts: common ARGV (redis_checks.mailbox_args), then their own from ARGV[9].
 # Every script first checks the global keys and the room records it uses (redis_checks.LUA_LIB).
 
-# ARGV[8..]: room, frame, new_epoch, writer.
+# ARGV[9..]: room, frame, new_epoch, writer.
 _APPEND = LUA_LIB + """
 check_globals()
 local room, frame, writer = ARGV[NARGS + 1], ARGV[NARGS + 2], ARGV[NARGS + 4]
@@ -120,7 +120,7 @@ finish()
 return head
 """
 
-# ARGV[8..]: room, new_epoch, create(0/1)
+# ARGV[9..]: room, new_epoch, create(0/1)
 _INFO = LUA_LIB + """
 check_globals()
 local room = ARGV[NARGS + 1]
@@ -135,7 +135,7 @@ finish()
 return out
 """
 
-# ARGV[8..]: room, after, limit, max_bytes (0: no limit). Reply: cursor, data, cursor, data ...
+# ARGV[9..]: room, after, limit, max_bytes (0: no limit). Reply: cursor, data, cursor, data ...
 _READ = LUA_LIB + """
 check_globals()
 local room, after, limit, max_bytes = ARGV[NARGS + 1], ARGV[NARGS + 2], tonumber(ARGV[NARGS + 3]),
@@ -164,7 +164,7 @@ finish()
 return out
 """
 
-# ARGV[8..]: rooms to keep. Every room in the index is checked; the totals are counted again.
+# ARGV[9..]: rooms to keep. Every room in the index is checked; the totals are counted again.
 _PRUNE = LUA_LIB + """
 check_globals()
 local keep = {}
@@ -191,7 +191,7 @@ recount_globals()
 return n
 """
 
-# ARGV[8]: room
+# ARGV[9]: room
 _DISCARD = LUA_LIB + """
 check_globals()
 local room = ARGV[NARGS + 1]
@@ -206,7 +206,7 @@ finish()
 return gone
 """
 
-# ARGV[8..]: last batch (0/1), then rooms found by the sweep. The totals are counted again
+# ARGV[9..]: last batch (0/1), then rooms found by the sweep. The totals are counted again
 # once, after the last batch.
 _CHECK = LUA_LIB + """
 check_globals()

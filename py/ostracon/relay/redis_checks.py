@@ -26,7 +26,9 @@ where they are the same rules:
 What breaks them is moved aside under the prefix, never deleted: a stream entry into the stream
 ``q:frames`` (fields ``reason``, ``room``, ``id``, then its own fields), a whole key (a room
 record, a key of the wrong type, the frames of a room without a record) renamed to ``q:k:<id>``
-where ``<id>`` is the ``q:frames`` entry that records its original name and reason. Frames
+where ``<id>`` is the ``q:frames`` entry that records its original name and reason; such a key
+expires after :data:`DEFAULT_QUARANTINE_TTL_S`, as its record leaves the trimmed ``q:frames``
+stream in time. Frames
 moved count as ``dropped["quarantined"]`` (``mailbox_dropped_total{reason="quarantined"}``).
 Counters (a room's bytes/frames/writer bytes, the global totals) that disagree with the frames
 are counted again from the frames; drop counts that are not counts are removed.
@@ -52,6 +54,10 @@ REDIS_MAX_INT_DIGITS = 14
 #: Entries kept in the ``q:frames`` stream (older ones are trimmed, approximately): the record
 #: of what was moved aside must not grow without bound when someone keeps planting values.
 DEFAULT_QUARANTINE_MAX_ENTRIES = 10_000
+#: Seconds a whole key moved aside (``q:k:<id>``) is kept for an operator to look at before it
+#: expires: a week covers a weekend's incident, and keys planted again and again must not grow
+#: the store without bound (a renamed key keeps no TTL of its original).
+DEFAULT_QUARANTINE_TTL_S = 7 * 24 * 3600
 #: A rate bucket never owes more than this many seconds of refill: a planted ``tok`` of -1e300
 #: would otherwise hold a client back for ever.
 MAX_THROTTLE_DEBT_S = 3600.0
@@ -66,8 +72,8 @@ _LUA_LIB = string.Template(r"""
 local PFX, NOW_S = ARGV[1], ARGV[2]
 local NOW, NOT_AFTER = tonumber(ARGV[2]), tonumber(ARGV[3])
 local MAX_ROOM, MAX_TOTAL, MAX_AGE = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local QMAX = ARGV[7]
-local NARGS = 7
+local QMAX, QTTL = ARGV[7], ARGV[8]
+local NARGS = 8
 local OVERHEAD, MAX_WRITER, DIGITS = $overhead, $max_writer, $digits
 local ROOM_MIN, ROOM_MAX = $room_min, $room_max
 local REASONS = {$reasons}
@@ -133,6 +139,7 @@ local function move_aside(k, why)
   if t == 'stream' then n = redis.call('XLEN', k) end
   local id = qlog({'reason', why, 'key', k, 'type', t})
   redis.call('RENAME', k, PFX .. 'q:k:' .. id)
+  redis.call('EXPIRE', PFX .. 'q:k:' .. id, QTTL)
   quarantined(n)
 end
 
@@ -435,11 +442,12 @@ return tostring(-tok / rate)
 
 def mailbox_args(prefix: str, now: float, max_room_bytes: int, max_total_bytes: int, max_age_s: float,
                  max_skew_s: float = DEFAULT_MAX_TIMESTAMP_SKEW_S,
-                 quarantine_max: int = DEFAULT_QUARANTINE_MAX_ENTRIES) -> list[Any]:
+                 quarantine_max: int = DEFAULT_QUARANTINE_MAX_ENTRIES,
+                 quarantine_ttl_s: int = DEFAULT_QUARANTINE_TTL_S) -> list[Any]:
     """The common ARGV of the mailbox scripts: ``now`` is the mailbox clock (seconds); stored
     timestamps later than ``now + max_skew_s`` break the rules."""
     return [prefix, repr(float(now)), repr(float(now) + max_skew_s), max_room_bytes, max_total_bytes,
-            repr(float(max_age_s)), quarantine_max]
+            repr(float(max_age_s)), quarantine_max, quarantine_ttl_s]
 
 
 def as_int(value: Any, what: str) -> int:
