@@ -68,6 +68,23 @@ def test_size_trigger_tick_leaves_full_batches_to_the_next_tick():
     db.close()
 
 
+def test_size_trigger_tick_keeps_the_time_trigger_of_writes():
+    # Only the size trigger moves to the tick: a stream of writes that leaves no room for a
+    # tick (a busy browser worker) still makes its changes durable within sink_interval_ms,
+    # as with "write", instead of holding them until sink_max_queued.
+    db, t = scripted(sink_batch_ops=100, sink_interval_ms=100, sink_size_trigger="tick")
+    col = db.collection("c")
+    col.create({"a": 1})
+    t[0] += 99
+    col.create({"a": 2})
+    assert db.pending_writes == 2             # the oldest is not yet 100 ms old
+    t[0] += 1
+    col.create({"a": 3})                      # the time trigger, fired by the write
+    assert db.pending_writes == 0
+    assert db.sink_status["durable_total"] == 3
+    db.close()
+
+
 @pytest.mark.parametrize("bad", ["driver", "", None, 1, ["tick"]])
 def test_size_trigger_must_be_write_or_tick(bad):
     with pytest.raises(ostracon.ValidationError, match="sink_size_trigger"):

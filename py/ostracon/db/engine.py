@@ -201,13 +201,13 @@ class Engine:
     def sink_triggers(self, now: int) -> None:
         """After changes were queued: with a driver, wake it when the batch is full or the
         time trigger needs arming, and flush here only under backpressure; without one,
-        flush here when the sink's rule says so (`size_flush_on_write` False: only under
-        backpressure, the next tick takes full batches as the driver would). The flush
-        itself runs after the lock is released (`locked`)."""
+        flush here when the sink's rule says so (`size_flush_on_write` False: only the time
+        trigger and backpressure, the next tick takes full batches as the driver would). The
+        flush itself runs after the lock is released (`locked`)."""
         sink = self.sink
         kick = self.kick
         if kick is None:
-            if sink.overloaded() if not self.size_flush_on_write else sink.due(now):
+            if sink.due(now) if self.size_flush_on_write else (sink.overloaded() or sink.stale(now)):
                 self.flush_wanted = True
             return
         full = sink.changes >= sink.batch_ops

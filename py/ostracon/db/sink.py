@@ -144,6 +144,10 @@ class WriteSink:
             return False
         if self.changes >= self.batch_ops:
             return True
+        return self.stale(now_ms)
+
+    def stale(self, now_ms: int) -> bool:
+        """The time trigger alone: the oldest queued change is `interval_ms` old."""
         return self.oldest_ms is not None and now_ms - self.oldest_ms >= self.interval_ms
 
     def deadline_ms(self) -> int | None:
