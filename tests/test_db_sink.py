@@ -208,3 +208,29 @@ def test_io_wait_is_unbounded_by_default_and_validated():
     for bad in (-1, 1.5, True, "0"):
         with pytest.raises(ostracon.ValidationError):
             ostracon.open(sink_io_wait_ms=bad)
+
+
+@pytest.mark.parametrize("trigger", ["write", "tick"])
+def test_a_background_flush_the_disk_refused_to_make_durable_is_retried_by_a_later_tick(trigger):
+    # Storage took the batch but could not make it durable: the changes are still not
+    # durable, so they still count, and the time trigger retries without another write.
+    storage = FlakyStorage()
+    seen = []
+    t = [1_000]
+    db = ostracon.open(storage=storage, clock=lambda: t[0], sink_interval_ms=100,
+                       sink_size_trigger=trigger, on_sink_error=seen.append)
+    db.collection("c").create({"a": 1})
+    storage.failing = True
+    t[0] += 100
+    db.tick()                                 # the time trigger: the flush fails
+    assert len(seen) == 1 and db.sink_status["errors"] == 1
+    assert db.pending_writes == 1             # not durable
+    storage.failing = False
+    for _ in range(3):                        # later ticks, past the retry pause
+        t[0] += 2_000
+        db.tick()
+    status = db.sink_status
+    assert db.pending_writes == 0 and status["last_error"] is None
+    assert status["durable_total"] == status["queued_total"] == 1
+    assert db.replica.own_durable == db.replica.seq_of(db.replica.actor)   # shareable now
+    db.close()
