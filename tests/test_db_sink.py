@@ -85,6 +85,33 @@ def test_size_trigger_tick_keeps_the_time_trigger_of_writes():
     db.close()
 
 
+def test_size_trigger_tick_writes_retry_a_failed_time_trigger_after_the_retry_pause():
+    # A refused flush is not retried by every write that follows (a transaction and a
+    # signature each, and a failure posted for each), only once the retry pause has passed.
+    from ostracon.db.driver import RETRY_MS
+
+    storage = FlakyStorage()
+    seen = []
+    t = [1_000]
+    db = ostracon.open(storage=storage, clock=lambda: t[0], sink_interval_ms=100,
+                       sink_size_trigger="tick", on_sink_error=seen.append)
+    col = db.collection("c")
+    col.create({"a": 0})
+    storage.failing = True
+    t[0] += 100
+    col.create({"a": 1})                      # the time trigger fires in the write: refused
+    assert len(seen) == 1
+    for i in range(5):
+        t[0] += 10
+        col.create({"b": i})
+    assert len(seen) == 1                     # within the retry pause: not tried again
+    storage.failing = False
+    t[0] += RETRY_MS
+    col.create({"c": 1})                      # past it: retried, and everything is durable
+    assert db.pending_writes == 0 and db.sink_status["last_error"] is None
+    db.close()
+
+
 @pytest.mark.parametrize("bad", ["driver", "", None, 1, ["tick"]])
 def test_size_trigger_must_be_write_or_tick(bad):
     with pytest.raises(ostracon.ValidationError, match="sink_size_trigger"):

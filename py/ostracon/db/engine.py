@@ -99,7 +99,8 @@ class Engine:
     def after_unlock(self) -> None:
         """Flush asked for by a write of this thread (no driver, or backpressure)."""
         self.flush_wanted = False
-        self.sink.flush_background()
+        if not self.sink.flush_background():
+            self.retry_after_ms = self.now + RETRY_MS
 
     def wait_changed(self, deadline: float) -> bool:
         """Wait (state lock held once by this thread) until index builds progress or the
@@ -207,7 +208,11 @@ class Engine:
         sink = self.sink
         kick = self.kick
         if kick is None:
-            if sink.due(now) if self.size_flush_on_write else (sink.overloaded() or sink.stale(now)):
+            if self.size_flush_on_write:
+                wanted = sink.due(now)
+            else:   # a refused time trigger waits for the retry pause, as in a tick
+                wanted = sink.overloaded() or (sink.stale(now) and now >= self.retry_after_ms)
+            if wanted:
                 self.flush_wanted = True
             return
         full = sink.changes >= sink.batch_ops
