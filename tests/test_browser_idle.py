@@ -443,3 +443,21 @@ def test_a_store_opened_from_an_old_format_snapshot_is_rewritten_at_the_first_id
     h3 = new_host()
     call(h3, "open", {"name": "old"})
     assert not h3.db.snapshot_outdated and h3.db.state_hash() == state
+
+
+def test_recording_a_background_failure_never_raises_even_for_an_unprintable_error(new_host):
+    # The page is told of every failure, and the work that failed (a flush in the sink, a
+    # step in a tick or the floor) is never broken by the telling.
+    h = new_host()
+    call(h, "open", {"name": "unprintable"})
+    posted = []
+    h.post_background = posted.append
+
+    class Odd(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no text for this one")
+
+    h.background_failed("view", Odd())
+    assert [p["errors"] for p in posted] == [1]
+    assert posted[0]["last"]["where"] == "view" and posted[0]["last"]["error"]["name"] == "Odd"
+    assert call(h, "info")["background"] == posted[0]

@@ -68,6 +68,50 @@ def test_size_trigger_tick_leaves_full_batches_to_the_next_tick():
     db.close()
 
 
+def test_size_trigger_tick_keeps_the_time_trigger_of_writes():
+    # Only the size trigger moves to the tick: a stream of writes that leaves no room for a
+    # tick (a busy browser worker) still makes its changes durable within sink_interval_ms,
+    # as with "write", instead of holding them until sink_max_queued.
+    db, t = scripted(sink_batch_ops=100, sink_interval_ms=100, sink_size_trigger="tick")
+    col = db.collection("c")
+    col.create({"a": 1})
+    t[0] += 99
+    col.create({"a": 2})
+    assert db.pending_writes == 2             # the oldest is not yet 100 ms old
+    t[0] += 1
+    col.create({"a": 3})                      # the time trigger, fired by the write
+    assert db.pending_writes == 0
+    assert db.sink_status["durable_total"] == 3
+    db.close()
+
+
+def test_size_trigger_tick_writes_retry_a_failed_time_trigger_after_the_retry_pause():
+    # A refused flush is not retried by every write that follows (a transaction and a
+    # signature each, and a failure posted for each), only once the retry pause has passed.
+    from ostracon.db.driver import RETRY_MS
+
+    storage = FlakyStorage()
+    seen = []
+    t = [1_000]
+    db = ostracon.open(storage=storage, clock=lambda: t[0], sink_interval_ms=100,
+                       sink_size_trigger="tick", on_sink_error=seen.append)
+    col = db.collection("c")
+    col.create({"a": 0})
+    storage.failing = True
+    t[0] += 100
+    col.create({"a": 1})                      # the time trigger fires in the write: refused
+    assert len(seen) == 1
+    for i in range(5):
+        t[0] += 10
+        col.create({"b": i})
+    assert len(seen) == 1                     # within the retry pause: not tried again
+    storage.failing = False
+    t[0] += RETRY_MS
+    col.create({"c": 1})                      # past it: retried, and everything is durable
+    assert db.pending_writes == 0 and db.sink_status["last_error"] is None
+    db.close()
+
+
 @pytest.mark.parametrize("bad", ["driver", "", None, 1, ["tick"]])
 def test_size_trigger_must_be_write_or_tick(bad):
     with pytest.raises(ostracon.ValidationError, match="sink_size_trigger"):
@@ -191,3 +235,29 @@ def test_io_wait_is_unbounded_by_default_and_validated():
     for bad in (-1, 1.5, True, "0"):
         with pytest.raises(ostracon.ValidationError):
             ostracon.open(sink_io_wait_ms=bad)
+
+
+@pytest.mark.parametrize("trigger", ["write", "tick"])
+def test_a_background_flush_the_disk_refused_to_make_durable_is_retried_by_a_later_tick(trigger):
+    # Storage took the batch but could not make it durable: the changes are still not
+    # durable, so they still count, and the time trigger retries without another write.
+    storage = FlakyStorage()
+    seen = []
+    t = [1_000]
+    db = ostracon.open(storage=storage, clock=lambda: t[0], sink_interval_ms=100,
+                       sink_size_trigger=trigger, on_sink_error=seen.append)
+    db.collection("c").create({"a": 1})
+    storage.failing = True
+    t[0] += 100
+    db.tick()                                 # the time trigger: the flush fails
+    assert len(seen) == 1 and db.sink_status["errors"] == 1
+    assert db.pending_writes == 1             # not durable
+    storage.failing = False
+    for _ in range(3):                        # later ticks, past the retry pause
+        t[0] += 2_000
+        db.tick()
+    status = db.sink_status
+    assert db.pending_writes == 0 and status["last_error"] is None
+    assert status["durable_total"] == status["queued_total"] == 1
+    assert db.replica.own_durable == db.replica.seq_of(db.replica.actor)   # shareable now
+    db.close()

@@ -97,8 +97,9 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
     thread, so a flush in the write path stops the writing call for an IndexedDB transaction
     and a signature every `sink_batch_ops` writes (~15% of a burst of writes), while its idle
     tick runs when the call is done. Writes still flush themselves at `sink_max_queued`
-    changes (backpressure), and the time trigger is unchanged. Raises ValidationError for
-    another value;
+    changes (backpressure), and the time trigger is unchanged (a write flushes once the
+    oldest waiting change is `sink_interval_ms` old, so a stream of writes that leaves no
+    room for a tick is still durable within it). Raises ValidationError for another value;
     `location` names the database in messages; `lazy_snapshot` (False) builds the documents
     of the stored snapshot on first use instead of at open (core/snapshot.py `load`: the
     browser opens 10,000 documents without building them; damage inside a document's row is

@@ -99,7 +99,8 @@ class Engine:
     def after_unlock(self) -> None:
         """Flush asked for by a write of this thread (no driver, or backpressure)."""
         self.flush_wanted = False
-        self.sink.flush_background()
+        if not self.sink.flush_background():
+            self.retry_after_ms = self.now + RETRY_MS
 
     def wait_changed(self, deadline: float) -> bool:
         """Wait (state lock held once by this thread) until index builds progress or the
@@ -201,13 +202,17 @@ class Engine:
     def sink_triggers(self, now: int) -> None:
         """After changes were queued: with a driver, wake it when the batch is full or the
         time trigger needs arming, and flush here only under backpressure; without one,
-        flush here when the sink's rule says so (`size_flush_on_write` False: only under
-        backpressure, the next tick takes full batches as the driver would). The flush
-        itself runs after the lock is released (`locked`)."""
+        flush here when the sink's rule says so (`size_flush_on_write` False: only the time
+        trigger and backpressure, the next tick takes full batches as the driver would). The
+        flush itself runs after the lock is released (`locked`)."""
         sink = self.sink
         kick = self.kick
         if kick is None:
-            if sink.overloaded() if not self.size_flush_on_write else sink.due(now):
+            if self.size_flush_on_write:
+                wanted = sink.due(now)
+            else:   # a refused time trigger waits for the retry pause, as in a tick
+                wanted = sink.overloaded() or (sink.stale(now) and now >= self.retry_after_ms)
+            if wanted:
                 self.flush_wanted = True
             return
         full = sink.changes >= sink.batch_ops

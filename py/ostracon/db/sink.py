@@ -12,8 +12,10 @@ never during append or fsync, so readers and writers never wait for the disk. Fl
 one at a time (io_lock), so batches reach storage in queue order.
 
 Errors: a failed flush that ran in the background (the driver, a size trigger) keeps its
-batch queued when storage did not take it, and is recorded in `error` and reported to
-`on_error`; the next flush retries and raises if the data is still not durable.
+batch queued when storage did not take it (and still counts its changes when storage took
+them but did not make them durable, so the time trigger retries), and is recorded in `error`
+and reported to `on_error`; the next flush retries and raises if the data is still not
+durable.
 """
 
 from __future__ import annotations
@@ -136,7 +138,8 @@ class WriteSink:
     # ------------------------------------------------------------ the flush rule
 
     def has_work(self) -> bool:
-        return bool(self.queue) or self.replica.unsealed_count() > 0
+        # changes without a queue: a batch storage took but did not make durable (`_write`).
+        return bool(self.queue) or self.changes > 0 or self.replica.unsealed_count() > 0
 
     def due(self, now_ms: int) -> bool:
         """The one flush rule: a full batch, or the oldest queued change is `interval_ms` old."""
@@ -144,6 +147,10 @@ class WriteSink:
             return False
         if self.changes >= self.batch_ops:
             return True
+        return self.stale(now_ms)
+
+    def stale(self, now_ms: int) -> bool:
+        """The time trigger alone: the oldest queued change is `interval_ms` old."""
         return self.oldest_ms is not None and now_ms - self.oldest_ms >= self.interval_ms
 
     def deadline_ms(self) -> int | None:
@@ -196,15 +203,25 @@ class WriteSink:
             with self.lock:   # storage did not take the batch: keep it, in order
                 self.retry_meta = meta + self.retry_meta
                 self.queue[:0] = batch
-                self.changes += changes
-                if oldest is not None and (self.oldest_ms is None or oldest < self.oldest_ms):
-                    self.oldest_ms = oldest
+                self._recount(changes, oldest)
             raise
         if batch and self.on_batch is not None:
             self.on_batch(batch, upto_seq)
         # Raises on failure; then our new blocks stay unshareable (own_durable unchanged):
         # only blocks that survived a flush are ever offered to other replicas.
-        self.storage.flush()
+        try:
+            self.storage.flush()
+        except StorageError:
+            with self.lock:   # storage holds the batch but not durably: still to be flushed
+                self._recount(changes, oldest)
+            raise
+
+    def _recount(self, changes: int, oldest: int | None) -> None:
+        """Count again the changes of a batch a flush did not make durable (state lock held),
+        so the flush rule (`due`, the time trigger) retries it."""
+        self.changes += changes
+        if oldest is not None and (self.oldest_ms is None or oldest < self.oldest_ms):
+            self.oldest_ms = oldest
 
     def _done(self, taken: tuple[list[bytes], int, int | None, int, int, list[tuple[str, bytes]]]) -> None:
         upto_seq, upto_total = taken[3], taken[4]
