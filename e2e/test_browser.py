@@ -403,9 +403,13 @@ def test_second_tab_joins_the_first_tabs_engine(shared_page, e2e_url, shared_con
     page.evaluate("""async () => { window.seen = [];
       await db.collection('t').subscribe((e) => window.seen.push(e.id)).ready;
       await db.collection('t').create({by: 'first'}, 'f1'); }""")
+    # A background failure of the leader's engine before the second tab joins: it learns of it.
+    failed = {"errors": 1, "last": {"where": "flush", "error": {"name": "DiskFullError"}}}
+    page.evaluate("(f) => db.status._setBackground(f)", failed)
     other = shared_context.new_page()
     goto_e2e(other, e2e_url)
     got = other.evaluate("""async (n) => { window.db = await Ostracon.open({name: n});
+      window.bgAtJoin = db.status.background;
       const c = db.collection('t');
       const id = await c.create({by: 'second', n: 1});
       const named = await c.create({by: 'second'}, {id: 'named'});
@@ -422,11 +426,12 @@ def test_second_tab_joins_the_first_tabs_engine(shared_page, e2e_url, shared_con
     assert got["count"] == 5
     page.wait_for_function("(id) => window.seen.includes(id)", arg=got["id"])
     assert page.evaluate("async (id) => (await db.collection('t').get(id)).by", got["id"]) == "second"
-    # The leader's background status reaches the follower (a failure of its engine's flush).
+    # The leader's background status reaches the follower: at its join, then as it changes.
+    assert other.evaluate("window.bgAtJoin") == failed
     other.evaluate("window.bg = []; db.status.addEventListener('background', (ev) => window.bg.push(ev.detail))")
-    page.evaluate("db.status._setBackground({errors: 1, last: {where: 'flush', error: {name: 'DiskFullError'}}})")
+    failed = {"errors": 2, "last": {"where": "view", "error": {"name": "StorageError"}}}
+    page.evaluate("(f) => db.status._setBackground(f)", failed)
     other.wait_for_function("window.bg.length === 1")
-    failed = {"errors": 1, "last": {"where": "flush", "error": {"name": "DiskFullError"}}}
     assert other.evaluate("db.status.background") == failed
     # The leader goes away: the second tab takes over the engine, nothing acknowledged is lost.
     page.evaluate("async () => db.close()")

@@ -26,7 +26,7 @@
 //
 // Messages on the channel:
 //   {t: "hello", tab}                                   a tab looks for the leader
-//   {t: "leader", tab, epoch, info, sync, spaceDigest}  the leader (re)announces itself
+//   {t: "leader", tab, epoch, info, sync, background, spaceDigest}  the leader (re)announces itself
 //   {t: "call", tab, epoch, cid, method, args, resent}  a follower's call
 //   {t: "reply", to, cid, result | error}               the leader's answer (writes: once durable)
 //   {t: "events", events}                               change events (every collection)
@@ -240,7 +240,7 @@ export class TabEngine {
 
   _announce() {
     this.channel.postMessage({ t: "leader", tab: this.tab, epoch: this.epoch, info: this.status.info,
-      sync: this.status.syncDetail, spaceDigest: this._spaceDigest });
+      sync: this.status.syncDetail, background: this.status.background, spaceDigest: this._spaceDigest });
   }
 
   // Events arrive one by one from the worker; the ones of one task go out as one message.
@@ -336,6 +336,8 @@ export class TabEngine {
           this.leaderTab = m.tab;
           this.status.info = m.info;
           if (m.sync) this.status._setSync(m.sync.state, m.sync);
+          // The leader engine's background status (no event: nothing failed just now).
+          if (m.background) this.status.background = m.background;
           // A new leader: everything not acknowledged goes to it.
           for (const [cid, p] of this._pending) {
             if (p.sent) p.resent = true;
