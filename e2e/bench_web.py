@@ -445,7 +445,7 @@ def main() -> None:
     print(f"\nchromium worker (IndexedDB) vs native file storage: {ch['w1_worker_python']['ops_per_s'] / fs:.2f}x "
           f"(target >= 0.4x)")
     print(f"IndexedDB sink throughput in W1: ~{ch['w1_worker_python']['docs_per_s']:,} records/s "
-          f"(one transaction per 100 blocks + 1 seal)")
+          f"(full batches are flushed by the idle tick or as backpressure: docs/BROWSER.md)")
     print(f"\npyodide boot under node: {nd['boot']['pyodideMs']:.0f} ms + wheels {nd['boot']['packagesMs']:.0f} ms")
     oc, ro = ch["open_cold"], ch["reopen"]
     print(f"chromium, new context: Ostracon.open {oc['open_ms']:.0f} ms (phases {oc['phases']}), "
