@@ -3,7 +3,8 @@
   the app still starts after a reload;
 - a deleted note is restored from its history;
 - a burst of typing becomes few commits, not one per pause;
-- at 360-400 px nothing overflows sideways (screenshots in e2e/artifacts/pwa/).
+- at 360-400 px nothing overflows sideways (screenshots in e2e/artifacts/pwa/);
+- a failure of background work (a full disk) is told to the user, once per kind of failure.
 """
 
 from __future__ import annotations
@@ -124,4 +125,24 @@ def test_narrow_viewport_has_no_horizontal_overflow(browser, server, width):  # 
     assert widest <= width
     shot(app.page, f"11-narrow-{width}-list")
     assert app.errors == []
+    ctx.close()
+
+
+BACKGROUND = """([where, name]) => window.__notes.state.db.status._setBackground(
+  {errors: 1, last: {where, error: {name, message: "test", names: [name]}}})"""
+
+
+def test_a_failure_of_background_work_is_told_once_per_kind(browser, server):  # noqa: F811
+    ctx = browser.new_context(viewport={"width": 1200, "height": 800})
+    app = make_app(ctx, server.url)
+    app.create(new_space())
+    page = app.page
+    toast = "document.getElementById('toast').textContent"
+    page.evaluate(BACKGROUND, ["flush", "DiskFullError"])
+    assert "out of storage space" in page.evaluate(toast)
+    page.evaluate("document.getElementById('toast').textContent = 'other news'")
+    page.evaluate(BACKGROUND, ["flush", "DiskFullError"])   # the same failure, retried: told already
+    assert page.evaluate(toast) == "other news"
+    page.evaluate(BACKGROUND, ["view", "StorageUnavailableError"])   # a new kind: told
+    assert "refused access to local storage" in page.evaluate(toast)
     ctx.close()

@@ -29,6 +29,9 @@ const PHASE_WORDS = {
 
 // ---- small helpers ----------------------------------------------------------------------
 
+// A failure of background work that goes on is shown again after this long (ms).
+const BACKGROUND_TOAST_MS = 30_000;
+
 function toast(msg) {
   const t = $("toast");
   t.textContent = msg;
@@ -125,10 +128,18 @@ async function openSpace(space) {
     // A (new) leader: anything may have happened meanwhile, so reload the list.
     if (window.__notes.ready) reloadAll().catch(reportError);
   });
-  // Background work failed (a full disk...): the edits stay queued and are retried; say so.
+  // Background work failed (a full disk...): the edits stay queued and are retried; say so,
+  // once per kind of failure and then at most every BACKGROUND_TOAST_MS while it goes on
+  // (the engine retries every second or so, and posts each failure).
+  let shown = { key: null, at: 0 };
   db.status.addEventListener("background", (ev) => {
     const last = ev.detail && ev.detail.last;
-    if (last && window.__notes.ready) toast(plainError(last.error));
+    if (!last || !window.__notes.ready) return;
+    const key = `${last.where}/${last.error && last.error.name}`;
+    const now = performance.now();
+    if (key === shown.key && now - shown.at < BACKGROUND_TOAST_MS) return;
+    shown = { key, at: now };
+    toast(plainError(last.error));
   });
   // Before the space is open, failures show on the join screen instead.
   db.status.addEventListener("error", (ev) => { if (window.__notes.ready) reportError(ev.detail.error); });
