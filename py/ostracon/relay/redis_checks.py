@@ -137,9 +137,9 @@ local function move_aside(k, why)
   if t == 'none' then return end
   local n = 0
   if t == 'stream' then n = redis.call('XLEN', k) end
-  local id = qlog({'reason', why, 'key', k, 'type', t})
-  redis.call('RENAME', k, PFX .. 'q:k:' .. id)
-  redis.call('EXPIRE', PFX .. 'q:k:' .. id, QTTL)
+  local aside = PFX .. 'q:k:' .. qlog({'reason', why, 'key', k, 'type', t})
+  redis.call('RENAME', k, aside)
+  redis.call('EXPIRE', aside, QTTL)
   quarantined(n)
 end
 

@@ -167,9 +167,14 @@ def error_info(e: BaseException) -> dict:
     """A failure as the JS API reports it: {name, message, names[, opIndex][, traceback]}
     where `names` is the class and its bases (so `err.is("StorageError")` holds for
     DiskFullError) and `opIndex` the position of the refused op of an atomic batch
-    (`OstraconError.op_index`; only when set)."""
+    (`OstraconError.op_index`; only when set). Never raises: an error whose text cannot be
+    made is still reported, with a message saying so."""
     names = [c.__name__ for c in type(e).__mro__ if c not in (object, BaseException)]
-    info: dict[str, Any] = {"name": type(e).__name__, "message": str(e), "names": names}
+    try:
+        message = str(e)
+    except Exception:  # noqa: BLE001 - a failure is told even when it cannot describe itself
+        message = "(the error could not be described)"
+    info: dict[str, Any] = {"name": type(e).__name__, "message": message, "names": names}
     if isinstance(e, OstraconError) and e.op_index is not None:
         info["opIndex"] = e.op_index
     if not isinstance(e, OstraconError):

@@ -123,13 +123,7 @@ class IdleWork:
         from .convert import error_info
 
         self.background_errors += 1
-        try:
-            info = error_info(exc)
-        except Exception:  # noqa: BLE001 - an error that cannot describe itself is still told
-            names = [c.__name__ for c in type(exc).__mro__ if c not in (object, BaseException)]
-            info = {"name": type(exc).__name__, "message": "(the error could not be described)",
-                    "names": names}
-        self.background_error = {"where": where, "error": info}
+        self.background_error = {"where": where, "error": error_info(exc)}
         try:
             self.post_background(self.background_status())
         except Exception:  # noqa: BLE001 - telling the page must not break the worker
