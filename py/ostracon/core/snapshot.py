@@ -70,7 +70,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from functools import partial
-from itertools import chain, compress, repeat
+from itertools import chain, compress
 from typing import Any
 
 import msgpack
@@ -267,6 +267,11 @@ def _fill_logs(r: Replica, order: list, ai_col: list, actor_col: list, seq_col: 
     """Each actor's log (`Replica.by_actor`, CIDs by sequence number) in C-level steps; False
     when an actor's sequence numbers are not exactly 1, 2, 3 ... in apply order (the stepwise
     path then names the first block out of order)."""
+    if ai_col and min(ai_col) == max(ai_col):  # one actor (one device's database): no sort
+        if seq_col != list(range(1, len(seq_col) + 1)):
+            return False
+        r.by_actor[actor_col[0]] = list(order)
+        return True
     by_pos = sorted(range(len(order)), key=ai_col.__getitem__)  # stable: apply order per actor
     starts: dict[int, int] = {}
     at = 0
@@ -367,26 +372,35 @@ def _check_docs(ci_col: list, doc_col: list, live_col: list, del_col: list, dig_
 
 
 class _Rows:
-    """What building a document from its row needs (shared by every document of a load)."""
+    """What building a document from its row needs (shared by every document of a load): the
+    rows, their digests and docs columns, and the tables the rows refer to. A lazy load's
+    deferred states hold this object and their position (`DocState.deferred_many`)."""
 
-    __slots__ = ("actors", "cols", "order", "shared")
+    __slots__ = ("actors", "cols", "order", "shared", "raw", "digests", "live", "deletes")
 
-    def __init__(self, actors: list, cols: list, order: list) -> None:
+    def __init__(self, actors: list, cols: list, order: list, raw: list, digests: list | None, live: list,
+                 deletes: dict[int, list]) -> None:
         self.actors, self.cols, self.order = actors, cols, order
         self.shared: dict[tuple, frozenset] = {}  # one object per distinct set, as apply() shares them
+        # The docs columns; deletes only of the documents that have one (an empty list each
+        # would be 10,000 more objects for the collector).
+        self.raw, self.digests, self.live, self.deletes = raw, digests, live, deletes
 
-    def fill(self, raw: Any, digest: bytes | None, live: bool, deletes: list, d: DocState) -> None:
-        """Build `d` from its row `raw` (a deferred state's filler: `partial(fill, raw, digest,
-        live, deletes)`, the document's entries in the docs columns)."""
+    def __call__(self, i: int, d: DocState) -> None:
+        """Build `d`, the document at position `i` of the docs columns, from its row (the
+        deferred states' loader). Raises CorruptSnapshotError naming the document."""
         try:
-            self.fill_checked(raw, digest, live, deletes, d)
+            self.fill_checked(i, d)
         except Exception as exc:
             raise CorruptSnapshotError(f"snapshot row of document {d.collection}/{d.doc_id} is malformed: "
                                        f"{exc.__class__.__name__}: {exc}") from None
+        self.raw[i] = None  # built: its bytes are not needed again
 
-    def fill_checked(self, raw: Any, digest: bytes | None, live: bool, deletes: list, d: DocState) -> None:
-        """`fill` raising what it finds as it is. digest None: a legacy row (no digest)."""
-        if digest is not None and row_digest(raw) != digest:
+    def fill_checked(self, i: int, d: DocState) -> None:
+        """Build `d` from row `i`, raising what it finds as it is. A row without a digest
+        (digests None) is a legacy row."""
+        raw = self.raw[i]
+        if self.digests is not None and row_digest(raw) != self.digests[i]:
             raise ValueError("the row does not match its digest (damaged)")
         row = _row(raw)
         ci = row[0]
@@ -395,7 +409,8 @@ class _Rows:
             raise ValueError("document row names another document")
         # The columns answered `deleted` and counting before the row was built: they must
         # say what the row says.
-        if row[9] != deletes or type(row[10]) is not list or not row[10] or row[10][0] is not live:
+        if row[9] != self.deletes.get(i, []) or type(row[10]) is not list or not row[10] \
+                or row[10][0] is not self.live[i]:
             raise ValueError("the docs columns disagree with the document's row")
         _fill(d, row, self.order, self.actors, self.shared)
 
@@ -406,28 +421,27 @@ def _load_docs(r: Replica, actors: list, cols: list, docs: list, lazy: bool) -> 
     ci_col, doc_col, live_col, del_col, raw_col, dig_col = docs
     order = r.order
     _check_docs(ci_col, doc_col, live_col, del_col, dig_col, cols, len(order))
-    digests = [None] * len(raw_col) if dig_col is None else dig_col
-    rows = _Rows(actors, cols, order)
+    n = len(doc_col)
+    if not len(ci_col) == len(live_col) == len(del_col) == len(raw_col) == n \
+            or (dig_col is not None and len(dig_col) != n):
+        raise ValueError("the docs columns differ in length")
+    with_deletes = list(compress(range(n), del_col))  # the few documents with a delete
+    rows = _Rows(actors, cols, order, raw_col, dig_col, live_col, {i: del_col[i] for i in with_deletes})
     tables: list[dict[str, DocState]] = [{} for _ in cols]
     if lazy:
-        n = len(doc_col)
-        if not len(ci_col) == len(live_col) == len(del_col) == len(raw_col) == len(digests) == n:
-            raise ValueError("the docs columns differ in length")
         deletes: list[AbstractSet[bytes]] = [_NO_DELETES] * n  # shared: DocState replaces, never adds to it
-        for i in compress(range(n), del_col):  # the few documents with a delete
+        for i in with_deletes:
             deletes[i] = frozenset(map(order.__getitem__, del_col[i]))
-        states = DocState.deferred_many(map(cols.__getitem__, ci_col), doc_col, live_col, deletes,
-                                        map(partial, repeat(rows.fill), raw_col, digests, live_col, del_col))
+        states = DocState.deferred_many(map(cols.__getitem__, ci_col), doc_col, live_col, deletes, rows)
         if len(cols) == 1:
             tables[0] = dict(zip(doc_col, states, strict=True))
         else:
             deque(map(dict.__setitem__, map(tables.__getitem__, ci_col), doc_col, states), maxlen=0)
     else:
-        for ci, doc_id, raw, digest, live, dels in zip(ci_col, doc_col, raw_col, digests, live_col, del_col,
-                                                      strict=True):
+        for i, (ci, doc_id) in enumerate(zip(ci_col, doc_col, strict=True)):
             d = tables[ci][doc_id] = DocState(cols[ci], doc_id)
-            rows.fill_checked(raw, digest, live, dels, d)
-    if sum(map(len, tables)) != len(doc_col):
+            rows.fill_checked(i, d)
+    if sum(map(len, tables)) != n:
         raise ValueError("a document is listed twice")
     collections = r.collections
     for name, table in zip(cols, tables, strict=True):

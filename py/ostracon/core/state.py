@@ -39,7 +39,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from itertools import repeat
 from operator import attrgetter
@@ -88,7 +88,7 @@ def counter_add(total: int | float, delta: int | float) -> int | float | None:
 class DocState:
     __slots__ = ("collection", "doc_id", "heads", "height", "version", "min_t", "max_t",
                  "fields", "incs", "deletes", "past", "live", "cids", "texts", "_view", "_digest",
-                 "_pending")
+                 "_pending", "_row")
 
     def __init__(self, collection: str, doc_id: str) -> None:
         self.collection = collection
@@ -117,33 +117,40 @@ class DocState:
 
     @classmethod
     def deferred_many(cls, collection: Iterable[str], doc_id: list[str], live: Iterable[bool],
-                      deletes: Iterable[AbstractSet[bytes]], fill: Iterable[Any]) -> list[DocState]:
+                      deletes: Iterable[AbstractSet[bytes]], loader: Callable[[int, DocState], None]
+                      ) -> list[DocState]:
         """States of `len(doc_id)` documents, one column per part (the other columns at least
-        as long), whose other parts are filled on first use by `fill(state)` (a snapshot loads
-        10,000 documents without building each one: core/snapshot.py). `live` and `deletes`
-        are set at once, so `deleted` and counting never fill a state. Built by C-level
-        `map`s, with no Python step per document: in Pyodide a loop step costs several times
-        its native cost, and such a loop was most of a reopen's snapshot load."""
-        states = list(map(object.__new__, repeat(cls, len(doc_id))))
+        as long), whose other parts are filled on first use by `loader(i, state)`, i the
+        document's position in the columns (a snapshot loads 10,000 documents without
+        building each one: core/snapshot.py). `live` and `deletes` are set at once, so
+        `deleted` and counting never fill a state. Built by C-level `map`s, with no Python
+        step per document (in Pyodide a loop step costs several times its native cost, and
+        such a loop was most of a reopen's snapshot load) and no object per document but the
+        state: one shared `loader` and the position, not a closure each (every object made
+        at open is one more for the collector's first pass after it)."""
+        n = len(doc_id)
+        states = list(map(object.__new__, repeat(cls, n)))
         for name, values in (("collection", collection), ("doc_id", doc_id), ("live", live),
-                             ("deletes", deletes), ("_pending", fill), ("_view", repeat(None)),
-                             ("_digest", repeat(None))):
+                             ("deletes", deletes), ("_pending", repeat(loader, n)), ("_row", range(n))):
             deque(map(setattr, states, repeat(name), values), maxlen=0)
         return states
 
     def __getattr__(self, name: str) -> Any:
-        # Only reached for a slot never set: a deferred state that was not filled yet.
+        # Only reached for a slot never set: a deferred state that was not filled yet (its
+        # merge state, `_view` and `_digest` are unset until then).
         try:
-            fill = object.__getattribute__(self, "_pending")
+            loader = object.__getattribute__(self, "_pending")
         except AttributeError:
             raise AttributeError(name) from None
-        if fill is None:
+        if loader is None:
             raise AttributeError(name)
         self._pending = None
+        self._view = None
+        self._digest = None
         try:
-            fill(self)
+            loader(self._row, self)
         except BaseException:
-            self._pending = fill  # a failed fill is retried (and fails again) on next use
+            self._pending = loader  # a failed fill is retried (and fails again) on next use
             raise
         return object.__getattribute__(self, name)
 
