@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -102,3 +103,39 @@ def chromium() -> Iterator:
             yield browser
         finally:
             browser.close()
+
+
+#: The browser a bench visits pages in (`visitor_context`). "profile": a profile on disk, as
+#: in any ordinary window, where Chromium keeps V8's code cache: a page that loads Pyodide's
+#: WebAssembly again gets the machine code compiled on earlier visits, hot functions already
+#: optimized. "private": a Playwright `new_context()`, which is off the record, as a private
+#: window: no code cache, so every page compiles the WebAssembly again and runs each function
+#: at V8's baseline tier until it is optimized anew (measured: a worker's first 100 KB of
+#: sha256 took 10.8 ms there and 3.1 ms in a profile; its first cyclic collection 43 and 15 ms).
+VISITORS = ("profile", "private")
+
+
+@contextlib.contextmanager
+def visitor_context(p, visitor: str) -> Iterator:
+    """A browser context of Debian's Chromium for `visitor` (VISITORS), closed afterwards
+    (with its browser, and for "profile" the profile directory deleted). `p`: a started
+    `sync_playwright()`."""
+    if visitor not in VISITORS:
+        raise ValueError(f"visitor must be one of {VISITORS}, not {visitor!r}")
+    if visitor == "profile":
+        with tempfile.TemporaryDirectory(prefix="ostracon-bench-profile-") as profile:
+            ctx = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                yield ctx
+            finally:
+                ctx.close()
+        return
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    try:
+        ctx = browser.new_context()
+        try:
+            yield ctx
+        finally:
+            ctx.close()
+    finally:
+        browser.close()

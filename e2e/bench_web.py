@@ -14,7 +14,8 @@
 - engine ready in a new page of a warm context (from the memory snapshot, and without it), and
   in a brand-new context (no Cache Storage, no HTTP cache: the start that makes the snapshot),
   each start phase in milliseconds, and the extra cost of 10,000 stored documents;
-- first paint from the read view (e2e/bench_firstpaint.py, when present);
+- first paint from the read view and the reopen of 10,000 documents (e2e/bench_firstpaint.py,
+  when present), in a browser profile on disk and in a private window (bench_setup.VISITORS);
 - propagation: a write in one browser to its appearance in another through a relay, without
   flush() (p50 of PROPAGATION_SAMPLES);
 - bytes transferred on a first visit, raw and precompressed.
@@ -43,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "e2e"), str(ROOT / "tests")]
 
 import ostracon  # noqa: E402
+from bench_setup import VISITORS  # noqa: E402
 from bench_w1 import w1  # noqa: E402
 from conftest import CHROMIUM, CHROMIUM_ARGS, serve_directory  # noqa: E402
 
@@ -290,12 +292,8 @@ def chromium(dist: Path) -> dict:
             # First paint and reopen time single new pages against each other: in a browser of
             # their own, so no worker left by the benches above (their engines, timers and
             # heaps) runs beside them.
-            if bench_firstpaint:
-                b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                res["first_paint"] = bench_firstpaint.measure(b, url)
-                b.close()
-            else:
-                res["first_paint"] = None
+            # In a browser profile on disk (as any ordinary window) and in a private window.
+            res["first_paint"] = bench_firstpaint.measure_all(p, dist=dist) if bench_firstpaint else None
     finally:
         srv.shutdown()
     return res
@@ -465,7 +463,7 @@ def main() -> None:
           f"{sink['records_per_s'] / raw_row['records_per_s']:.2f}x raw per batch")
     fp = ch.get("first_paint")
     if bench_firstpaint is not None:
-        paint_rows = bench_firstpaint.rows(fp)
+        paint_rows = [row for visitor in VISITORS for row in bench_firstpaint.rows((fp or {}).get(visitor), visitor)]
     else:
         paint_rows = [("first paint from stored documents", "not measured", "<= 300 ms, <= 0.1x ready"),
                       ("reopen, 30,000 stored docs, adds", f"{ro['open_ms'] - rw['open_ms']:.0f} ms",
