@@ -280,6 +280,46 @@ def test_an_open_holds_the_collector_and_freezes_nothing(make_host):
     assert gc.isenabled() and gc.get_freeze_count() == 0
 
 
+def test_in_the_worker_an_open_leaves_the_collector_off_until_the_first_idle_tick(make_host, monkeypatch):
+    import gc
+
+    monkeypatch.setattr(host_module, "DEFER_COLLECTOR", True)
+    now = [0.0]
+    h = make_host()
+    h.clock_ms = lambda: now[0]
+    try:
+        call(h, "open", {"name": "deferred"})
+        assert not gc.isenabled()            # the open's reply does not wait for a collection
+        call(h, "info")
+        now[0] = host_module.COLLECTOR_RESUME_MS - 1
+        call(h, "info")
+        assert not gc.isenabled()            # calls keep coming, within the bound: still off
+        h.run([[-1, "tick", []]])
+        assert gc.isenabled() and gc.get_freeze_count() == 0   # the idle tick turned it on
+        assert not h.resume_collector(idle=True)               # once
+    finally:
+        gc.enable()
+    busy = make_host()
+    busy.clock_ms = lambda: now[0]
+    try:
+        call(busy, "open", {"name": "busy"})
+        assert not gc.isenabled()
+        now[0] += host_module.COLLECTOR_RESUME_MS
+        call(busy, "info")                   # no idle tick came: the bound turns it on
+        assert gc.isenabled()
+        call(busy, "close")
+        closing = make_host()
+        call(closing, "open", {"name": "closing"})
+        assert not gc.isenabled()
+        call(closing, "close")               # closing turns it on too
+        assert gc.isenabled()
+        failed = make_host()
+        assert call(failed, "open", {"name": ""})[0] == "error"
+        assert gc.isenabled()                # a failed open never leaves it off
+    finally:
+        gc.enable()
+
+
 def test_identity_is_kept_in_the_database(make_host):
     h = make_host()
     actor = call(h, "open", {"name": "notes"})["actor"]

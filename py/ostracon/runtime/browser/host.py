@@ -16,6 +16,7 @@ RPC dispatch runs natively in tests with file storage and the native crypto back
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import sys
 import time
@@ -27,7 +28,6 @@ import ostracon
 from ostracon.core.actors import ALGORITHMS, ED25519
 from ostracon.core.errors import ClosedError, ValidationError, WrongKeyError
 from ostracon.crypto import spacestore
-from ostracon.db.verification import collector_paused
 
 from . import bridge
 from .convert import NativeFfi, default_ffi, error_info, from_js, to_js_value
@@ -65,14 +65,23 @@ SYNC_OPTIONS = ("backoff_initial_s", "backoff_max_s", "tick_interval_s", "settle
 #: web/loader.js calls once per start (never at import: natively the host module is imported
 #: by tests in a process whose collector is not ours to tune).
 COLLECTOR_THRESHOLD = 20_000
+#: After an open, the cyclic collector stays off until the worker's first idle tick, or at most
+#: this long (ms) while calls keep the worker busy (`resume_collector`). Its first pass after an
+#: open that built tens of thousands of objects also marks the interpreter's heap: ~30 ms in
+#: Chromium after opening 10,000 documents, a tenth of what they add to the open. Neither the
+#: open's reply nor the page's first calls need to wait for it; garbage cycles made meanwhile
+#: wait at most this long to be freed.
+COLLECTOR_RESUME_MS = 2_000
+#: Whether an open leaves the collector off until then: in the worker, whose interpreter is the
+#: engine's own. Natively the host runs in a process whose collector is not its to keep off
+#: (tests): it is on again when the open returns.
+DEFER_COLLECTOR = sys.platform == "emscripten"
 
 
 def tune_collector(threshold: int = COLLECTOR_THRESHOLD) -> tuple[int, ...]:
     """Set the collector's first threshold to `threshold` (an int >= 1; the other thresholds
     are kept); returns the thresholds it replaced. Nothing is frozen (gc.freeze is not used:
     snapshot.py, "Why the collector is not frozen"). Raises ValidationError for a bad value."""
-    import gc
-
     if type(threshold) is not int or threshold < 1:
         raise ValidationError(f"collector threshold must be an int >= 1, not {threshold!r}")
     old = gc.get_threshold()
@@ -177,6 +186,7 @@ class Host(DocumentRpc, TextRpc, SpaceRpc, IdleWork):
         self._view_lag_ticks = 0   # idle ticks the read view has lagged while writes came in
         self.texts: dict = {}      # open text handles (texthost.py)
         self._next_text = 1
+        self._collector_off_at: float | None = None  # when an open left the collector off
 
     # -- lifecycle --
 
@@ -194,8 +204,29 @@ class Host(DocumentRpc, TextRpc, SpaceRpc, IdleWork):
         # The collector is off for the whole open (not only the load), and nothing is frozen
         # afterwards: a frozen engine makes CPython 3.14's incremental collector crash under
         # Pyodide's JSPI (runtime/browser/snapshot.py, "Why the collector is not frozen").
-        with collector_paused():
-            return self._open(options)
+        # In the worker it stays off until the first idle tick (COLLECTOR_RESUME_MS).
+        was = gc.isenabled()
+        gc.disable()
+        opened = False
+        try:
+            out = self._open(options)
+            opened = True
+            return out
+        finally:
+            if was and opened and DEFER_COLLECTOR:
+                self._collector_off_at = self.clock_ms()
+            elif was:
+                gc.enable()
+
+    def resume_collector(self, *, idle: bool) -> bool:
+        """Turn the collector on again if an open left it off: at an idle tick (`idle`), or
+        once COLLECTOR_RESUME_MS went by since the open. True if it did."""
+        at = self._collector_off_at
+        if at is None or not (idle or self.clock_ms() - at >= COLLECTOR_RESUME_MS):
+            return False
+        self._collector_off_at = None
+        gc.enable()
+        return True
 
     def _open(self, options: Any) -> dict:
         from ostracon.crypto.identity import Identity
@@ -422,6 +453,7 @@ class Host(DocumentRpc, TextRpc, SpaceRpc, IdleWork):
 
     def close(self) -> None:
         """Flush (durable locally first), stop sync within CLOSE_SYNC_TIMEOUT_S, close."""
+        self.resume_collector(idle=True)
         if self.db is not None:
             self.db.flush()
         client, self.sync = self.sync, None
@@ -469,6 +501,7 @@ class Host(DocumentRpc, TextRpc, SpaceRpc, IdleWork):
         # tick and event deliveries, are not calls).
         self.idle_floor(sum(1 for r in requests if r[1] not in ("tick", "events")))
         self._woken = False
+        self.resume_collector(idle=any(r[1] == "tick" for r in requests))
         events = self.drain_events()
         if self.sync is not None:
             self.sync.notify_local_change()  # push new writes without waiting for a tick
