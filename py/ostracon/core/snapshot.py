@@ -69,8 +69,7 @@ import zlib
 from collections import Counter, deque
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
-from functools import partial
-from itertools import chain, compress
+from itertools import chain, compress, repeat
 from typing import Any
 
 import msgpack
@@ -232,9 +231,11 @@ def _load(r: Replica, blocks: Any, seals: Any, actors: Any, cols: Any, info: lis
     _check_indices(ai_col, len(actors), "a block's actor")
     if blocks and not set(map(type, chain(seq_col, height_col))) <= {int}:
         raise ValueError("a block's sequence number or height is not an int")
-    actor_col = list(map(actors.__getitem__, ai_col))
-    r.info = dict(zip(order, map(_new_info, zip(map(cols.__getitem__, ci_col), doc_col, actor_col, seq_col,
-                                                range(n), height_col, strict=True)), strict=True))
+    # One collection or one actor (a device's own notes): the column is one value repeated.
+    actor_col = [actors[0]] * n if len(actors) == 1 else list(map(actors.__getitem__, ai_col))
+    col_of = repeat(cols[0], n) if len(cols) == 1 else map(cols.__getitem__, ci_col)
+    r.info = dict(zip(order, map(tuple.__new__, repeat(BlockInfo), zip(
+        col_of, doc_col, actor_col, seq_col, range(n), height_col, strict=True)), strict=True))
     if side or not _fill_logs(r, order, ai_col, actor_col, seq_col):
         _fill_logs_stepwise(r, order, actor_col, seq_col, side)
     if docs is None or (docs[5] is None and not r.pruned):
@@ -245,9 +246,6 @@ def _load(r: Replica, blocks: Any, seals: Any, actors: Any, cols: Any, info: lis
         r.add_trusted_seal(data)
     r.clock.observe(last)
 
-
-#: BlockInfo from a 6-tuple, all in C (`BlockInfo._make` is a Python-level call per block).
-_new_info = partial(tuple.__new__, BlockInfo)
 
 
 def _columns_of_rows(rows: Any) -> list[list]:

@@ -77,8 +77,9 @@ def _replay(r: Any, batch: list[bytes]) -> None:
 def collector_paused() -> Iterator[None]:
     """Loading creates several objects per block and per document, and every one of them stays
     alive: the cyclic garbage collector's passes over them find nothing and doubled the open
-    time of 10,000 documents. It runs again as soon as the load is done. The browser host holds
-    it over a whole open (runtime/browser/host.py)."""
+    time of 10,000 documents. It runs again as soon as the load is done. The browser host keeps
+    it off over a whole open, and in the worker until its first idle tick after it
+    (runtime/browser/host.py `resume_collector`)."""
     was = gc.isenabled()
     gc.disable()
     try:
