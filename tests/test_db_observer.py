@@ -61,6 +61,18 @@ def test_observer_sees_each_flush_and_publishes_change_events(pair):
     assert o.verify() == []
 
 
+def test_an_observer_catches_up_on_more_flushes_than_seals_may_wait(pair):
+    # Each flush is a seal; one look reads them all, each right after its blocks.
+    from ostracon.core.replica import MAX_PENDING_SEALS_PER_ACTOR
+    _, w, o = pair
+    pages = w.collection("pages")
+    for i in range(2 * MAX_PENDING_SEALS_PER_ACTOR):
+        pages.create({"n": i}, id=f"q{i}")
+        w.flush()
+    assert o.refresh() == 2 * MAX_PENDING_SEALS_PER_ACTOR
+    assert o.state_hash() == w.state_hash() and o.follow_status["stopped"] is None
+
+
 def test_observer_follows_compaction_seamlessly_and_across_a_reset(pair):
     _, w, o = pair
     pages = w.collection("pages")

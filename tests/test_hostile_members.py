@@ -253,6 +253,21 @@ def test_pending_seals_are_bounded():
     assert len(b.replica.unresolved_seals()) <= MAX_PENDING_SEALS_PER_ACTOR
 
 
+def test_an_honest_batch_of_more_seals_than_may_wait_applies_in_one_call():
+    # The bound is on seals still waiting for their blocks: an honest stream of many flushes
+    # (each block right before its seal) resolves as it is read, so one call applies it all.
+    from ostracon.core.replica import MAX_PENDING_SEALS_PER_ACTOR
+    a, _ = member(1)
+    b, _ = member(2)
+    col = a.collection("c")
+    for i in range(3 * MAX_PENDING_SEALS_PER_ACTOR):
+        col.create({"i": i}, id=f"d{i}")
+        a.flush()
+    applied = b.apply_blocks(a.blocks_since(b.version_vector()))
+    assert applied == 3 * MAX_PENDING_SEALS_PER_ACTOR and b.last_apply.rejected == []
+    assert b.state_hash() == a.state_hash() and b.replica.unresolved_seals() == []
+
+
 # --------------------------------------------------------------- 5. poison values
 
 

@@ -177,8 +177,11 @@ class CausalDelivery(SealSlots):
                     result.duplicates += 1
                 elif not trusted and self.verify is not None and not seal.verify(self.verify):
                     result.rejected.append((i, "seal signature does not verify"))
-                elif not trusted and (self._pending_seal_count >= self.max_pending_seals or len(
-                        self._pending_seals.get(seal.actor, ())) >= MAX_PENDING_SEALS_PER_ACTOR):
+                elif not trusted and self._seals_full(seal.actor) and (
+                        not self._resolve_seals(result, {seal.actor}) or self._seals_full(seal.actor)):
+                    # Full: first the actor's waiting seals are matched against the blocks
+                    # admitted so far (an honest batch sends each seal right after its
+                    # blocks, so a batch of many flushes resolves as it goes).
                     result.rejected.append((i, "too many seals waiting for their blocks"))
                 else:
                     if not trusted:
@@ -221,6 +224,11 @@ class CausalDelivery(SealSlots):
         result.equivocations.extend(self._new_equivocations)
         self._new_equivocations.clear()
         return result
+
+    def _seals_full(self, actor: bytes) -> bool:
+        """No room for another seal waiting for its blocks (in all, or of `actor`)."""
+        return self._pending_seal_count >= self.max_pending_seals or len(
+            self._pending_seals.get(actor, ())) >= MAX_PENDING_SEALS_PER_ACTOR
 
     def _resolve_seals(self, result: ApplyResult, actors: set[bytes] | None) -> bool:
         """Retry the pending seals of `actors` (None: of every actor that has some)."""
