@@ -75,10 +75,29 @@ def test_create_lookup_and_keys():
 
 
 @pytest.mark.parametrize("fields", ["_heads", "_deleted", "_id", "_secret", "", ["a", "a"],
-                                    [f"f{i}" for i in range(9)], 3, ["a.", "b"]])
+                                    [f"f{i}" for i in range(9)], 3, ["a.", "b"], "\ud800", ["a", "b.\udfff"]])
 def test_bad_index_definitions(fields):
     with pytest.raises(ValidationError):
         CollectionIndexes("c").create_index(fields)
+
+
+def test_an_index_name_with_a_lone_surrogate_is_refused():
+    with pytest.raises(ValidationError, match="surrogate"):
+        CollectionIndexes("c").create_index("a", name="i\ud800")
+
+
+def test_a_refused_index_leaves_flush_and_close_working(tmp_path):
+    import ostracon
+    db = ostracon.open(tmp_path / "db")
+    t = db.collection("t")
+    for bad in ({"fields": "a", "name": "\ud800"}, {"fields": "\ud800"}):
+        with pytest.raises(ValidationError):
+            t.create_index(**bad)
+    t.create({"a": 1}, id="after")
+    db.flush()
+    db.close()
+    with ostracon.open(tmp_path / "db") as again:
+        assert again.collection("t").get("after")["a"] == 1 and again.collection("t").indexes() == []
 
 
 def test_maintained_from_changes_including_tombstones():

@@ -227,6 +227,15 @@ class IndexDefinition:
             raise ValidationError(f"index {self.name}: needs at least one field")
         if len(self.fields) > MAX_INDEX_FIELDS:
             raise ValidationError(f"index {self.name}: at most {MAX_INDEX_FIELDS} fields")
+        # The definition is stored (db/indexing.py meta record): a lone surrogate has no UTF-8
+        # form, and accepted here it would fail every later flush instead of this call.
+        for text in (self.name, *(f for f in self.fields if isinstance(f, str))):
+            if not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ValidationError(f"index {text!r:.80}: names and fields must be valid Unicode "
+                                          "(no lone surrogates)") from None
         paths = [parse_path(f, f"index {self.name}", root=True) for f in self.fields]
         if len(set(paths)) != len(paths):
             raise ValidationError(f"index {self.name}: a field appears twice")
