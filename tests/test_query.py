@@ -208,6 +208,22 @@ def test_filter_size_is_bounded():
         compile_filter(f)
 
 
+@pytest.mark.parametrize("shape", ["eq", "shorthand", "in", "map"])
+def test_an_operand_nested_past_any_stored_value_is_refused_without_recursing(shape):
+    from ostracon.core.encoding import MAX_DEPTH
+    deep: object = 1
+    for _ in range(5000):  # far past the interpreter's recursion limit
+        deep = [deep] if shape != "map" else {"k": deep}
+    f = {"eq": {"a": {"_eq": deep}}, "shorthand": {"a": deep}, "in": {"a": {"_in": [deep]}},
+         "map": {"a": {"_eq": deep}}}[shape]
+    with pytest.raises(ValidationError, match=f"deeper than {MAX_DEPTH}"):
+        compile_filter(f)
+    ok: object = 1
+    for _ in range(MAX_DEPTH - 1):
+        ok = [ok]
+    assert compile_filter({"a": {"_eq": ok}})({"a": ok})
+
+
 def test_compiled_filter_is_callable_and_reusable():
     f = compile_filter({"votes": {"_gt": 2}})
     assert f(DOCS[0]) and not f(DOCS[2])

@@ -58,6 +58,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..encoding import MAX_DEPTH
 from ..errors import IndexBuildingError, OstraconError, QueryCursorError, QueryTooExpensiveError, ValidationError  # noqa: F401  (re-exported)
 from ..lexical import ascii_fold
 from .fields import (
@@ -199,11 +200,28 @@ class _Budget:
 _PLAIN = (str, int, float, bool, bytes, type(None))
 
 
+def _nested_deeper_than(v: Any, limit: int) -> bool:
+    """Whether lists/maps in `v` nest more than `limit` levels (walked without recursion, so
+    a hostile operand cannot exhaust the stack before it is refused)."""
+    stack = [(v, 0)]
+    while stack:
+        x, depth = stack.pop()
+        items = x if type(x) is list or type(x) is tuple else x.values() if type(x) is dict else None
+        if items is None:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((y, depth + 1) for y in items)
+    return False
+
+
 def _check_operand_json(v: Any, path: tuple, op: str | None, index: int | None = None) -> None:
     t = type(v)
     if t in _PLAIN and not (t is float and v != v):
         return
     try:
+        if _nested_deeper_than(v, MAX_DEPTH):  # deeper than any stored value can be
+            raise ValidationError(f"value nested deeper than {MAX_DEPTH} levels")
         value_key(v)
     except ValidationError as e:
         where = show_path(path) + (f".{op}" if op else "") + (f"[{index}]" if index is not None else "")
