@@ -103,6 +103,15 @@ def test_contract_suite_passes_in_chromium(worker_page, native_results, check):
     assert res["ok"] is True, res.get("error")
 
 
+def test_the_indexeddb_layout_holds_in_chromium(worker_page):
+    # Run by `make test-node` against fake-indexeddb too; here against Chromium's IndexedDB and
+    # its native zlib (the bridge inflates a stored snapshot while reading it).
+    res = run_in_browser(worker_page, "idb_layout")
+    assert res["ok"] is True, res.get("error")
+    inflated = res["value"]["inflated"]
+    assert inflated == {"zlib": 256 * 64, "raw": None, "cut": None, "other": None}
+
+
 # core_vectors holds the runtime-independence classes (DateTime grammar, _ilike case folding,
 # find_page cursors, ASCII digits, no normalisation of stored strings, -0.0); text_policy the
 # passphrase and name bytes and the keys they derive; text_script a seeded script of text edits
