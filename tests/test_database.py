@@ -172,7 +172,8 @@ def test_close_then_closed_error():
     for call in (lambda: c.get("x"), lambda: c.create({}), lambda: c.scan(), lambda: c.patch("x", {}),
                  lambda: c.history("x"), lambda: d.collection("t"), lambda: d.flush(), lambda: d.changes(),
                  lambda: d.heads(), lambda: d.state_hash(), lambda: d.blocks_since({}),
-                 lambda: d.apply_blocks([]), lambda: d.version_vector(), lambda: d.subscribe()):
+                 lambda: d.apply_blocks([]), lambda: d.version_vector(), lambda: d.subscribe(),
+                 lambda: d.collections(), lambda: d.send_many([]), d.__enter__):
         with pytest.raises(ClosedError):
             call()
 

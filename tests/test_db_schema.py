@@ -4,7 +4,7 @@ every block, persistence across reopen, the version DAG, and lenses on read (and
 import pytest
 
 import ostracon
-from ostracon import NotFoundError, ValidationError
+from ostracon import NotFoundError, ReadOnlyError, ValidationError
 from ostracon.crypto import DeterministicRandom
 from ostracon.crypto.identity import Identity
 from ostracon.db import LensNotFoundError, SchemaValidationError
@@ -207,6 +207,9 @@ def test_schemas_survive_reopen(tmp_path):
     assert todo.get(d)["title"] == "kept"
     db.close()
     ro = open_db(path=path, read_only=True)
+    assert ro.schema_versions() == {"Todo": v2}
+    with pytest.raises(ReadOnlyError):  # a schema version is a write (a block and meta)
+        ro.define_schema(V1)
     assert ro.schema_versions() == {"Todo": v2}
     ro.close()
 

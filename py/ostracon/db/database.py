@@ -321,6 +321,7 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
     # ------------------------------------------------------------ lifecycle
 
     def __enter__(self) -> Database:
+        self._engine.check_open()  # a closed database is not reopened by `with` (ClosedError)
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -379,6 +380,8 @@ class Database(ObserverMixin, ProvenanceMixin, SendMixin, SchemaMethods, Replica
 
     @locked
     def collections(self) -> list[str]:
+        """Names of the collections that hold documents, sorted. ClosedError after close."""
+        self._engine.check_open()
         return sorted(n for n in self._engine.replica.collections if n != SCHEMA_COLLECTION)
 
     # ------------------------------------------------------------ sink

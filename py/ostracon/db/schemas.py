@@ -272,9 +272,10 @@ class SchemaMethods:
         schema versions of the collections of the same names. Returns {name: version id}
         (the CID of the canonical schema). Unchanged types keep their version. Writes to
         those collections are validated from now on and their blocks carry the version id;
-        `@index` fields get indexes. Persisted in storage meta."""
+        `@index` fields get indexes. Persisted in storage meta. ReadOnlyError on a read-only
+        open (a schema is written: a version block and meta), ClosedError after close."""
         e = self._engine
-        e.check_open()
+        e.check_writable()
         out, changed = e.schemas.define(sdl)
         if changed:
             e.schemas.dirty = True

@@ -136,10 +136,10 @@ class SendMixin:
         batch = None if meta is None else check_meta(meta)
         if len(checked) > MAX_BATCH_OPS:
             raise ValidationError(f"a batch holds at most {MAX_BATCH_OPS} ops, not {len(checked)}")
+        e = self._e
+        e.check_writable()  # an empty batch too: after close every call raises ClosedError
         if not checked:
             return []
-        e = self._e
-        e.check_writable()
         # Open text editing bursts of the documents concerned are earlier writes, not part
         # of the batch: they are committed first, whatever becomes of the batch.
         for c, _, _, i, _ in checked:
