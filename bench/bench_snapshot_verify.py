@@ -52,7 +52,8 @@ def _median(fn, rounds: int) -> float:
 def _as_format_4(data: bytes) -> bytes:
     v = msgpack.unpackb(zlib.decompress(data), strict_map_key=False)
     v[0] = 4
-    v[6].pop()
+    ci, ids, live, deletes, rows, _ = v[6]
+    v[6] = [ci, ids, live, [dict(deletes).get(i, []) for i in range(len(ids))], snapshot.split_rows(rows)]
     del v[8]["index"]
     return zlib.compress(msgpack.packb(v, use_bin_type=True), snapshot.SNAPSHOT_ZLIB_LEVEL)
 
@@ -66,7 +67,7 @@ def main() -> None:
     actor = src.actor
     data = snapshot.dump(src)
     v = msgpack.unpackb(zlib.decompress(data), strict_map_key=False)
-    rows = v[6][4]
+    rows = snapshot.split_rows(v[6][4])
 
     def fresh() -> Replica:
         return Replica(actor, require_signatures=False)

@@ -20,9 +20,29 @@ def _sealed(w, rows=False):
     """Damaged parts made consistent with the snapshot's digests (rows too if asked), so a
     test reaches the structural check behind them (a forger can do the same)."""
     if rows:
-        w[6][5] = [snapshot.row_digest(b) for b in w[6][4]]
+        w[6][5] = b"".join(map(snapshot.row_digest, _rows(w)))
     w[8]["index"] = snapshot.index_digest(w[2], w[3], w[4], w[5], w[6], w[7], w[8])
     return w
+
+
+def _rows(w) -> list[bytes]:
+    """The document rows of an unpacked snapshot `w`, in docs order."""
+    return snapshot.split_rows(w[6][4])
+
+
+def _set_row(w, k: int, row: bytes) -> None:
+    rows = _rows(w)
+    rows[k] = row
+    w[6][4] = snapshot.join_rows(rows)
+
+
+def _deletes(w, k: int) -> list:
+    return dict(w[6][3]).get(k, [])
+
+
+def _set_deletes(w, k: int, deletes: list) -> None:
+    by_doc = {**dict(w[6][3]), k: deletes}
+    w[6][3] = [[i, by_doc[i]] for i in sorted(by_doc) if by_doc[i]]
 
 
 def _clone_via_snapshot(db):
@@ -174,9 +194,8 @@ def test_a_lazy_load_makes_no_object_per_document_but_its_state_and_lets_built_r
     assert made[DocState] == 300 and made[snapshot.BlockInfo] == 301
     assert sum(made.values()) - 601 < 100, made.most_common(5)
     rows = object.__getattribute__(r.collections["t"]["d007"], "_pending")
-    assert rows.raw[7] is not None
+    assert rows.raw is None  # format 6: the rows stay one blob, no object per row
     assert r.collections["t"]["d007"].to_doc()["i"] == 7
-    assert rows.raw[7] is None   # built: the row's bytes are let go
     assert r.collections["t"]["d005"].deleted and rows.deletes.keys() == {5}
 
 
@@ -204,7 +223,7 @@ def test_a_format_3_snapshot_is_still_read():
     v = msgpack.unpackb(zlib.decompress(snapshot.dump(db.replica)), strict_map_key=False)
     v[0] = 3
     v[5] = [list(r) for r in zip(*v[5], strict=True)]
-    v[6] = [msgpack.unpackb(b, strict_map_key=False) for b in v[6][4]]  # rows inline
+    v[6] = [msgpack.unpackb(b, strict_map_key=False) for b in _rows(v)]  # rows inline
     for lazy in (False, True):
         r = Replica(db.replica.actor, verify=db.crypto.ed25519_verify)
         snapshot.load(r, zlib.compress(msgpack.packb(v, use_bin_type=True)), lazy=lazy)
@@ -215,7 +234,7 @@ def test_a_format_3_snapshot_is_still_read():
 def test_malformed_document_columns_are_corrupt():
     good = snapshot.dump(Sim(1).run()[0].replica)
     for damage in (lambda v: v[6][2].__setitem__(0, "yes"),      # live is not a bool
-                   lambda v: v[6][3].__setitem__(0, [10**6]),    # a delete beyond the blocks
+                   lambda v: _set_deletes(v, 0, [10**6]),        # a delete beyond the blocks
                    lambda v: v[6].pop(),                         # a column missing
                    lambda v: v[6][1].__setitem__(0, 7)):         # an id that is not a str
         w = msgpack.unpackb(zlib.decompress(good), strict_map_key=False)
@@ -318,7 +337,7 @@ def test_one_actors_log_from_columns_follows_the_stepwise_rule(in_order):
 
 
 def _lazy_row_damage(w, k: int):
-    raw = w[6][4][k]
+    raw = _rows(w)[k]
     return {"cut": raw[:-3], "other-doc": msgpack.packb([w[6][0][k], w[6][1][k] + "x", *msgpack.unpackb(
         raw, strict_map_key=False)[2:]], use_bin_type=True), "not-a-row": msgpack.packb(7)}
 
@@ -328,8 +347,8 @@ def test_a_damaged_row_is_a_typed_error_at_first_use_of_a_lazy_load(kind):
     db = Sim(5).run()[0]
     good = snapshot.dump(db.replica)
     w = msgpack.unpackb(zlib.decompress(good), strict_map_key=False)
-    k = len(w[6][4]) // 2
-    w[6][4][k] = _lazy_row_damage(w, k)[kind]
+    k = len(w[6][1]) // 2
+    _set_row(w, k, _lazy_row_damage(w, k)[kind])
     _sealed(w, rows=True)  # the row's structure is what fails, not its digest
     bad = zlib.compress(msgpack.packb(w, use_bin_type=True))
     with pytest.raises(ostracon.CorruptSnapshotError):
@@ -397,8 +416,9 @@ def test_a_flipped_bit_in_a_row_fails_at_first_and_every_use(seed):
     rng = random.Random(seed)
     db = Sim(seed % 7).run()[0]
     w = msgpack.unpackb(zlib.decompress(snapshot.dump(db.replica)), strict_map_key=False)
-    k = rng.randrange(len(w[6][4]))
-    w[6][4][k] = _flip_bit(w[6][4][k], rng.randrange(8 * len(w[6][4][k])))
+    rows = _rows(w)
+    k = rng.randrange(len(rows))
+    _set_row(w, k, _flip_bit(rows[k], rng.randrange(8 * len(rows[k]))))
     bad = zlib.compress(msgpack.packb(w, use_bin_type=True))
     name, doc_id = w[4][w[6][0][k]], w[6][1][k]
     with pytest.raises(ostracon.CorruptSnapshotError, match="digest"):
@@ -419,8 +439,8 @@ def test_a_damaged_index_fails_the_load(part):
     db = Sim(6).run()[0]
     w = msgpack.unpackb(zlib.decompress(snapshot.dump(db.replica)), strict_map_key=False)
     {"live": lambda: w[6][2].__setitem__(0, not w[6][2][0]),
-     "deletes": lambda: w[6][3].__setitem__(0, [*w[6][3][0], 0]),
-     "digest": lambda: w[6][5].__setitem__(0, _flip_bit(w[6][5][0], 3)),
+     "deletes": lambda: _set_deletes(w, 0, [*_deletes(w, 0), 0]),
+     "digest": lambda: w[6].__setitem__(5, _flip_bit(w[6][5], 3)),
      "info": lambda: w[5][4].__setitem__(0, w[5][4][0] + 1),
      "actors": lambda: w[3].__setitem__(0, _flip_bit(w[3][0], 9)),
      "clock": lambda: w.__setitem__(7, w[7] + (1 << 40)),
@@ -440,7 +460,7 @@ def test_docs_columns_that_disagree_with_their_row_fail_at_build(part):
     if part == "live":
         w[6][2][0] = not w[6][2][0]
     else:
-        w[6][3][0] = [*w[6][3][0], 0]
+        _set_deletes(w, 0, [*_deletes(w, 0), 0])
     bad = zlib.compress(msgpack.packb(_sealed(w), use_bin_type=True))
     with pytest.raises(ostracon.CorruptSnapshotError, match="disagree"):
         snapshot.load(Replica(b"\x01" * 32, require_signatures=False), bad)
@@ -454,7 +474,8 @@ def test_docs_columns_that_disagree_with_their_row_fail_at_build(part):
 def _as_format_4(data: bytes) -> bytes:
     v = msgpack.unpackb(zlib.decompress(data), strict_map_key=False)
     v[0] = 4
-    v[6].pop()  # no digest column
+    ci, ids, live, deletes, _, _ = v[6]
+    v[6] = [ci, ids, live, [dict(deletes).get(i, []) for i in range(len(ids))], _rows(v)]  # no digests
     del v[8]["index"]
     return zlib.compress(msgpack.packb(v, use_bin_type=True))
 
@@ -498,9 +519,9 @@ def test_a_pruned_format_4_snapshot_is_built_at_load():
 def test_a_lazily_opened_database_reports_a_damaged_row_on_every_read():
     storage, ident, w, position = _compacted_store({f"d{i:02}": {"i": i, "note": "n" * 20} for i in range(40)})
     k = w[6][1].index("d07")
-    row = w[6][4][k]
-    w[6][4][k] = row.replace(b"\x07", b"\x08", 1)  # i: 7 -> 8, still a well-formed row
-    assert msgpack.unpackb(w[6][4][k], strict_map_key=False) != msgpack.unpackb(row, strict_map_key=False)
+    row = _rows(w)[k]
+    _set_row(w, k, row.replace(b"\x07", b"\x08", 1))  # i: 7 -> 8, still a well-formed row
+    assert msgpack.unpackb(_rows(w)[k], strict_map_key=False) != msgpack.unpackb(row, strict_map_key=False)
     _store_snapshot(storage, w, position)
     lazy = ostracon.open(storage=storage, identity=ident, lazy_snapshot=True)
     lc = lazy.collection("t")
@@ -574,3 +595,89 @@ def test_a_snapshot_handed_over_inflated_is_loaded_and_checked_like_a_stored_one
     storage._closed = False
     with pytest.raises(ostracon.CorruptSnapshotError, match="index does not match"):
         ostracon.open(storage=storage, identity=ident, lazy_snapshot=lazy)
+
+
+def _as_format_5(data: bytes) -> bytes:
+    """A format-6 snapshot in format 5's layout: a list of deletes, a row and a digest per
+    document, the index digest over those columns."""
+    v = msgpack.unpackb(zlib.decompress(data), strict_map_key=False)
+    ci, ids, live, deletes, rows, digests = v[6]
+    v[0] = 5
+    v[6] = [ci, ids, live, [dict(deletes).get(i, []) for i in range(len(ids))], _rows(v),
+            [digests[i:i + snapshot.ROW_DIGEST_BYTES] for i in range(0, len(digests), snapshot.ROW_DIGEST_BYTES)]]
+    return zlib.compress(msgpack.packb(_sealed(v), use_bin_type=True))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_format_5_snapshot_is_still_read_lazily_and_checked(seed):
+    db = Sim(seed).run()[0]
+    old = _as_format_5(snapshot.dump(db.replica))
+    for lazy in (False, True):
+        r = Replica(db.replica.actor, verify=db.crypto.ed25519_verify)
+        assert snapshot.load(r, old, lazy=lazy) == 5, f"seed {seed}"
+        assert _digests(r.collections) == _digests(db.replica.collections), f"seed {seed}"
+    # Its rows are still checked against their digests at first use.
+    v = msgpack.unpackb(zlib.decompress(old), strict_map_key=False)
+    v[6][4][0] = _flip_bit(v[6][4][0], 5)
+    r = Replica(db.replica.actor, require_signatures=False)
+    snapshot.load(r, zlib.compress(msgpack.packb(v, use_bin_type=True)), lazy=True)
+    with pytest.raises(ostracon.CorruptSnapshotError, match="digest"):
+        r.collections[v[4][v[6][0][0]]][v[6][1][0]].to_doc()
+
+
+def test_rows_join_and_split_back():
+    rows = [b"a", b"", b"bcd", bytes(300)]
+    part = snapshot.join_rows(rows)
+    assert part[0] == b"abcd" + bytes(300) and len(part[1]) == 4 * len(rows)
+    assert snapshot.split_rows(part) == rows and snapshot.split_rows(snapshot.join_rows([])) == []
+    for bad in ([part[0]], [part[0], part[1][:-1]], [part[0] + b"x", part[1]], "x",
+                [part[0], part[1][:8] + part[1][12:16] + part[1][8:12]]):
+        with pytest.raises(ValueError):
+            snapshot.split_rows(bad)
+
+
+def _swap_row_ends(w):
+    ends = w[6][4][1]
+    w[6][4][1] = ends[4:8] + ends[:4] + ends[8:]
+
+
+@pytest.mark.parametrize("damage", [
+    lambda w: w[6].__setitem__(4, w[6][4][0]),                      # rows not [blob, ends]
+    lambda w: w[6][4].__setitem__(1, w[6][4][1][:-4]),              # an end offset missing
+    lambda w: w[6][4].__setitem__(0, w[6][4][0] + b"\x00"),         # the blob longer than its rows
+    lambda w: w[6].__setitem__(5, w[6][5][:-1]),                    # a digest cut short
+    lambda w: w[6].__setitem__(5, [w[6][5]]),                       # digests not bytes
+    lambda w: w[6].__setitem__(3, [[0, []]]),                       # an empty list of deletes
+    lambda w: w[6].__setitem__(3, [[1, [0]], [0, [0]]]),            # deletes out of docs order
+    lambda w: w[6].__setitem__(3, [[0, [0]], [0, [0]]]),            # a document listed twice
+    lambda w: w[6].__setitem__(3, [[len(w[6][1]), [0]]]),           # a document past the columns
+    lambda w: w[6].__setitem__(3, [[-1, [0]]]),                     # a negative position
+    lambda w: w[6].__setitem__(3, [["0", [0]]]),                    # a position that is not an int
+    lambda w: w[6].__setitem__(3, {0: [0]}),                        # deletes not a list
+    lambda w: w[6][2].pop(),                                        # a live flag missing
+], ids=["rows-shape", "end-missing", "blob-long", "digest-short", "digest-type", "deletes-empty",
+        "deletes-order", "deletes-twice", "deletes-past", "deletes-negative", "deletes-str", "deletes-map",
+        "live-missing"])
+def test_a_malformed_format_6_docs_part_is_corrupt(damage):
+    good = snapshot.dump(Sim(5).run()[0].replica)
+    bad = _repacked(good, damage)
+    for lazy in (False, True):
+        with pytest.raises(ostracon.CorruptSnapshotError):
+            snapshot.load(Replica(b"\x01" * 32, require_signatures=False), bad, lazy=lazy)
+
+
+def test_row_ends_that_cut_the_rows_wrongly_cost_only_those_documents():
+    # Offsets out of order still cover the blob: the rows they cut wrongly (the first two
+    # and the third, which starts at the swapped offset) fail their digests at first use;
+    # the other documents are whole.
+    db = Sim(5).run()[0]
+    w = msgpack.unpackb(zlib.decompress(snapshot.dump(db.replica)), strict_map_key=False)
+    _swap_row_ends(w)
+    r = Replica(b"\x01" * 32, require_signatures=False)
+    snapshot.load(r, zlib.compress(msgpack.packb(w, use_bin_type=True)), lazy=True)
+    names = [(w[4][ci], doc_id) for ci, doc_id in zip(w[6][0], w[6][1], strict=True)]
+    for name, doc_id in names[:3]:
+        with pytest.raises(ostracon.CorruptSnapshotError, match="digest"):
+            r.collections[name][doc_id].to_doc()
+    for name, doc_id in names[3:]:
+        assert r.collections[name][doc_id].digest() == db.replica.collections[name][doc_id].digest()

@@ -146,11 +146,12 @@ def test_snapshot_with_damaged_text_state_is_corrupt():
     a = rep(IDS[0])
     edit(a, IDS[0], "n1", lambda t: t.insert(0, "abc"), W)
     v = msgpack.unpackb(zlib.decompress(snapshot.dump(a)), strict_map_key=False)
-    row = msgpack.unpackb(v[6][4][0], strict_map_key=False)  # the document's row (bytes)
+    row = msgpack.unpackb(snapshot.split_rows(v[6][4])[0], strict_map_key=False)  # the document's row
     row[12][0][1] = b"\x93\x01"
-    v[6][4][0] = msgpack.packb(row, use_bin_type=True)
+    packed = msgpack.packb(row, use_bin_type=True)
+    v[6][4] = snapshot.join_rows([packed])
     # Digests that match the damaged row: the text state's own check is what must refuse it.
-    v[6][5][0] = snapshot.row_digest(v[6][4][0])
+    v[6][5] = snapshot.row_digest(packed)
     v[8]["index"] = snapshot.index_digest(v[2], v[3], v[4], v[5], v[6], v[7], v[8])
     with pytest.raises(CorruptSnapshotError) as got:
         snapshot.load(rep(IDS[0]), zlib.compress(msgpack.packb(v, use_bin_type=True)))

@@ -27,7 +27,7 @@ the info columns become `BlockInfo`s and actor logs in bulk (one stepwise pass o
 side blocks exist or a log is out of order, to name the block), and the document columns
 are type- and range-checked as whole columns.
 
-Layout (msgpack array): [5, blocks, seals, actors, collections, info, docs, clock, extra]
+Layout (msgpack array): [6, blocks, seals, actors, collections, info, docs, clock, extra]
 - blocks: block bytes in apply order (causal), None for a block pruned by compaction;
   seals: seal bytes.
 - extra: {"pruned": [[block idx, cid], ...], "checkpoint": {...} or None,
@@ -36,21 +36,29 @@ Layout (msgpack array): [5, blocks, seals, actors, collections, info, docs, cloc
 - actors / collections: tables; other parts refer to them by index.
 - info: five columns, one entry per block: [collection idx], [doc_id], [actor idx], [seq],
   [height] (flat lists of scalars unpack an order of magnitude faster than one list per block).
-- docs: six columns, one entry per document: [collection idx], [doc_id], [live], [deletes],
-  [row], [digest] where digest is `row_digest(row)` and row is the msgpack bytes of
-  [collection idx, doc_id, heads, height, version, min_t, max_t, fields, incs, deletes,
-  [live, past], cids, texts] with stamps as [hlc, actor idx, block idx]; deletes: block
-  indices of the document's deletes; past: [[block idx, [delete block idx, ...]], ...]
-  (core/state.py: the deletes in each change's causal past); a field row's `present` is 2
-  when the field shows its text; texts: [[field, text state (core/textcodec.py)], ...] — the
-  compact CRDT state, so opening does not replay keystrokes.
-  A row stays bytes until its document is built, so a lazy load (`load(lazy=True)`) unpacks
-  only the columns.
-Formats 4 (the same without the digest column) and 3 (info and docs as one list per block and
+- docs: [[collection idx], [doc_id], [live], deletes, rows, digests]: three columns with one
+  entry per document, then
+  - deletes: [[document position, [block idx, ...]], ...] for the documents that have a delete
+    (the block indices of its deletes), in docs order, each document once;
+  - rows: [blob, ends], every document's row bytes concatenated in docs order and each row's
+    end offset in the blob as a 4-byte little-endian unsigned int (`join_rows`/`split_rows`);
+  - digests: `row_digest` of each row, ROW_DIGEST_BYTES each, concatenated in docs order.
+  A row is the msgpack bytes of [collection idx, doc_id, heads, height, version, min_t, max_t,
+  fields, incs, deletes, [live, past], cids, texts] with stamps as [hlc, actor idx, block idx];
+  deletes: block indices of the document's deletes; past: [[block idx, [delete block idx,
+  ...]], ...] (core/state.py: the deletes in each change's causal past); a field row's
+  `present` is 2 when the field shows its text; texts: [[field, text state
+  (core/textcodec.py)], ...] — the compact CRDT state, so opening does not replay keystrokes.
+  A row stays in the blob until its document is built, so a lazy load (`load(lazy=True)`)
+  unpacks only the columns: three byte strings instead of a row, a digest and a list of
+  deletes per document (10,000 documents: 30,000 fewer objects to make at open).
+Format 5 kept the same with one entry per document in every docs column (a list of deletes
+each, a row's bytes each, a digest each); it is read as it is, lazily, and the first compaction
+after such an open writes format 6 (db/maintenance.py `snapshot_outdated`).
+Formats 4 (format 5 without the digest column) and 3 (info and docs as one list per block and
 per document, the rows inline) are still read: their rows have nothing to be checked against,
 so the documents are rebuilt by replaying the blocks, as for format 2 (a slower open until a
-compaction writes a format-5 snapshot: the first one after such an open does, even with nothing
-new: db/maintenance.py `snapshot_outdated`). If blocks
+compaction writes a format-6 snapshot). If blocks
 were pruned, replay cannot rebuild the state: then every row is built and checked at load,
 trusted as those formats were.
 Format 2 (which kept one tombstone stamp per document) is read by replaying its blocks: its
@@ -65,12 +73,13 @@ version's exact output does not matter. Format 2 snapshots (plain msgpack) are s
 from __future__ import annotations
 
 import hashlib
+import struct
 import zlib
 from collections import Counter, deque
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
-from itertools import chain, compress, repeat
-from typing import Any
+from itertools import accumulate, chain, compress, repeat
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -82,9 +91,11 @@ from .replica import BlockInfo, Replica
 from .state import _ABSENT, _NO_DELETES, _TEXT, DocState
 from .textcodec import load_state
 
-SNAPSHOT_FORMAT = 5
+SNAPSHOT_FORMAT = 6
 #: Older layouts `load` still reads (module docstring).
-READABLE_FORMATS = (2, 3, 4, SNAPSHOT_FORMAT)
+READABLE_FORMATS = (2, 3, 4, 5, SNAPSHOT_FORMAT)
+#: Layouts whose index is checked against its digest (`index_digest`).
+INDEXED_FORMATS = (5, SNAPSHOT_FORMAT)
 #: Bytes kept of a row's sha256 (`row_digest`). The digest guards against damage (a flipped
 #: bit in storage without a checksum, IndexedDB's, or a row rewritten short), not against a
 #: forger: one who can rewrite the snapshot rewrites its digests too, and a key to make them
@@ -100,6 +111,32 @@ SNAPSHOT_ZLIB_LEVEL = 6
 #: larger bound raises OverflowError there on every load; and 2 GiB is beyond what a process
 #: with 32-bit WebAssembly memory could load anyway.
 MAX_SNAPSHOT_BYTES = MAX_PORTABLE_INT
+#: A row's end offset in the rows part of format 6: an unsigned 32-bit little-endian int (a
+#: snapshot is at most MAX_SNAPSHOT_BYTES, so every offset fits).
+_END = struct.Struct("<I")
+
+
+def join_rows(rows: list[bytes]) -> list[bytes]:
+    """The rows part of format 6 for document rows in docs order: [blob, ends], the rows
+    concatenated and each one's end offset in the blob (`_END`, 4 bytes each)."""
+    return [b"".join(rows), b"".join(map(_END.pack, accumulate(map(len, rows))))]
+
+
+def split_rows(part: Any) -> list[bytes]:
+    """The document rows of a format-6 rows part (`join_rows`), in docs order. Raises
+    ValueError for a part of another shape or whose offsets do not cut the blob."""
+    blob, ends = _rows_part(part)
+    offsets = [e for (e,) in _END.iter_unpack(ends)]
+    if offsets != sorted(offsets) or (offsets and offsets[-1] != len(blob)):
+        raise ValueError("snapshot row offsets do not cut the rows")
+    return [blob[a:b] for a, b in zip([0, *offsets][:len(offsets)], offsets, strict=True)]
+
+
+def _rows_part(part: Any) -> tuple[bytes, bytes]:
+    if type(part) is not list or len(part) != 2 or type(part[0]) is not bytes or type(part[1]) is not bytes \
+            or len(part[1]) % _END.size:
+        raise ValueError("the snapshot's rows part is malformed")
+    return part[0], part[1]
 
 
 def dump(replica: Replica) -> bytes:
@@ -133,15 +170,15 @@ def load(replica: Replica, data: bytes, *, lazy: bool = False) -> int:
             raise ValueError("unknown snapshot layout")
         fmt, blocks, seals, actors, cols, rows, docs, last, extra = v
         info = _columns(rows, 5) if fmt >= 4 else _columns_of_rows(rows)
-        if fmt == SNAPSHOT_FORMAT:
-            docs = _columns(docs, 6)
+        if fmt in INDEXED_FORMATS:
             if type(extra) is not dict or stored_index is None or extra.get("index") != stored_index(extra):
                 raise ValueError("the snapshot's index does not match its digest (damaged)")
+            docs = _docs_of_format_6(docs) if fmt == 6 else _docs_of_format_5(_columns(docs, 6))
         elif fmt == 4:  # no digests: a legacy state part (module docstring)
-            docs = [*_columns(docs, 5), None]
+            docs = _legacy_docs(*_columns(docs, 5))
         elif fmt == 3:  # one row per document, inline: the same parts, taken from the row
-            docs = [[r[0] for r in docs], [r[1] for r in docs], [r[10][0] for r in docs],
-                    [r[9] for r in docs], docs, None]
+            docs = _legacy_docs([r[0] for r in docs], [r[1] for r in docs], [r[10][0] for r in docs],
+                                [r[9] for r in docs], docs)
         _load(replica, blocks, seals, actors, cols, info, docs if fmt != 2 else None, last, extra, lazy)
         return int(fmt)
     except CorruptSnapshotError:
@@ -154,12 +191,12 @@ _UNPACK_OPTIONS: dict[str, Any] = {"raw": False, "use_list": True, "strict_map_k
 
 
 def _unpack(data: bytes) -> tuple[Any, Callable[[dict], bytes] | None]:
-    """The snapshot's value and, for a format-5 layout, `index(extra)`: its `index_digest`
+    """The snapshot's value and, for a format-5 or 6 layout, `index(extra)`: its `index_digest`
     taken from the stored bytes of the index's parts instead of packing them again (the
     pack was most of the check's cost). The two are equal whenever the stored parts are
     msgpack's canonical form of their values, which is what `snapshot_encode` writes (one
     `packb`, in pieces); a part stored in any other form, damaged or not, fails the check,
-    as a changed value does. None for other layouts (the caller then refuses format 5)."""
+    as a changed value does. None for other layouts (the caller then refuses formats 5 and 6)."""
     size = max(len(data), 1)
     u = msgpack.Unpacker(None, max_buffer_size=size, **_UNPACK_OPTIONS)
     u.feed(data)
@@ -168,7 +205,7 @@ def _unpack(data: bytes) -> tuple[Any, Callable[[dict], bytes] | None]:
         fmt = u.unpack() if n == 9 else None
     except (msgpack.OutOfData, ValueError, TypeError):
         n, fmt = -1, None
-    if n != 9 or fmt != SNAPSHOT_FORMAT or type(fmt) is not int:
+    if n != 9 or type(fmt) is not int or fmt not in INDEXED_FORMATS:
         return msgpack.unpackb(data, **_UNPACK_OPTIONS), None
     spans: list[tuple[int, int]] = []  # where each part hashed by index_digest is stored
 
@@ -238,10 +275,10 @@ def _load(r: Replica, blocks: Any, seals: Any, actors: Any, cols: Any, info: lis
         col_of, doc_col, actor_col, seq_col, range(n), height_col, strict=True)), strict=True))
     if side or not _fill_logs(r, order, ai_col, actor_col, seq_col):
         _fill_logs_stepwise(r, order, actor_col, seq_col, side)
-    if docs is None or (docs[5] is None and not r.pruned):
+    if docs is None or (docs.digests is None and not r.pruned):
         _replay_docs(r)  # no state part, or one without digests: rebuilt from the verified blocks
     else:
-        _load_docs(r, actors, cols, docs, lazy and docs[5] is not None)
+        _load_docs(r, actors, cols, docs, lazy and docs.digests is not None)
     for data in seals:
         r.add_trusted_seal(data)
     r.clock.observe(last)
@@ -336,37 +373,87 @@ def _replay_docs(r: Replica) -> None:
 
 
 def row_digest(row: bytes) -> bytes:
-    """The digest a format-5 snapshot keeps of a document's row bytes: sha256 (FIPS 180-4),
+    """The digest a snapshot (formats 5 and 6) keeps of a document's row bytes: sha256 (FIPS 180-4),
     its first `ROW_DIGEST_BYTES` bytes."""
     return hashlib.sha256(row).digest()[:ROW_DIGEST_BYTES]
 
 
-def index_digest(seals: list, actors: list, cols: list, info: list[list], docs: list[list], clock: Any,
+def index_digest(seals: list, actors: list, cols: list, info: list[list], docs: list, clock: Any,
                  extra: dict) -> bytes:
     """sha256 over a snapshot's index: every part but the block bodies (verified by their
     CIDs) and the rows (by their own digests, so a damaged row costs its document only),
-    i.e. the seals, tables, block info columns, docs columns with the row digests, the
-    clock and `extra` without "index", packed as one msgpack array. Checked at every load
-    of format 5, so what a lazy state answers from before its row is built (live,
+    i.e. the seals, tables, block info columns, docs parts but the rows (with the row
+    digests), the clock and `extra` without "index", packed as one msgpack array. Checked at
+    every load of formats 5 and 6, so what a lazy state answers from before its row is built (live,
     deletes) is verified too. A C-level pack and hash: `bench/bench_snapshot_verify.py`."""
     rest = {k: v for k, v in extra.items() if k != "index"}
     return hashlib.sha256(msgpack.packb([seals, actors, cols, info, docs[:4], docs[5], clock, rest],
                                         use_bin_type=True, default=_default)).digest()
 
 
-def _check_docs(ci_col: list, doc_col: list, live_col: list, del_col: list, dig_col: list | None,
-                cols: list, n: int) -> None:
-    """The document columns (collection, id, live, deletes, digests) are well typed and in range."""
-    _check_indices(ci_col, len(cols), "a document's collection")
-    if doc_col and not set(map(type, doc_col)) <= {str}:
-        raise ValueError("a document id is not a str")
-    if live_col and not set(map(type, live_col)) <= {bool}:
-        raise ValueError("a document's live flag is not a bool")
-    if del_col and not set(map(type, del_col)) <= {list}:
+class _DocsPart(NamedTuple):
+    """A snapshot's docs part, whatever its format: the columns, the deletes of the documents
+    that have one (docs position -> block indices), the rows (a list in docs order, inline or
+    bytes, for formats 3-5; format 6's (blob, ends)) and the rows' digests
+    (ROW_DIGEST_BYTES each, in docs order; None for rows without digests, formats 3 and 4)."""
+
+    ci: list
+    ids: list
+    live: list
+    deletes: dict[int, list]
+    rows: list | tuple[bytes, bytes]
+    digests: bytes | None
+
+
+def _docs_of_format_6(v: Any) -> _DocsPart:
+    if type(v) is not list or len(v) != 6 or any(type(c) is not list for c in v[:4]) \
+            or not len(v[0]) == len(v[1]) == len(v[2]):
+        raise ValueError("snapshot columns are malformed")
+    ci, ids, live, dels, rows, dig = v
+    blob, ends = _rows_part(rows)
+    n = len(ids)
+    if len(ends) != n * _END.size or (n and _END.unpack_from(ends, len(ends) - _END.size)[0] != len(blob)):
+        raise ValueError("the snapshot's rows part does not match its docs columns")
+    if type(dig) is not bytes or len(dig) != n * ROW_DIGEST_BYTES:
+        raise ValueError("the snapshot's row digests do not match its docs columns")
+    if any(type(x) is not list or len(x) != 2 or type(x[0]) is not int or type(x[1]) is not list or not x[1]
+           for x in dels):
+        raise ValueError("a document's deletes are malformed")
+    positions = [x[0] for x in dels]
+    if positions != sorted(set(positions)) or (positions and (positions[0] < 0 or positions[-1] >= n)):
+        raise ValueError("the documents with deletes are not listed once each, in docs order")
+    return _DocsPart(ci, ids, live, dict(dels), (blob, ends), dig)
+
+
+def _docs_of_format_5(v: list[list]) -> _DocsPart:
+    ci, ids, live, dels, raw, dig = v
+    if raw and not set(map(type, raw)) <= {bytes}:
+        raise ValueError("a document's row is not bytes")
+    if dig and (not set(map(type, dig)) <= {bytes} or set(map(len, dig)) != {ROW_DIGEST_BYTES}):
+        raise ValueError("a document's row digest is malformed")
+    legacy = _legacy_docs(ci, ids, live, dels, raw)
+    return _DocsPart(ci, ids, live, legacy.deletes, raw, b"".join(dig))
+
+
+def _legacy_docs(ci: list, ids: list, live: list, dels: list, rows: list) -> _DocsPart:
+    """Formats 3-5: a list of deletes per document."""
+    if dels and not set(map(type, dels)) <= {list}:
         raise ValueError("a document's deletes are not a list")
-    _check_indices(list(chain.from_iterable(del_col)), n, "a document's delete")
-    if dig_col and not set(map(type, dig_col)) <= {bytes}:
-        raise ValueError("a document's row digest is not bytes")
+    return _DocsPart(ci, ids, live, {i: dels[i] for i in compress(range(len(dels)), dels)}, rows, None)
+
+
+def _check_docs(part: _DocsPart, cols: list, n: int) -> None:
+    """The document columns (collection, id, live, deletes) are well typed, in range and as
+    long as each other."""
+    k = len(part.ids)
+    if not len(part.ci) == len(part.live) == k or (type(part.rows) is list and len(part.rows) != k):
+        raise ValueError("the docs columns differ in length")
+    _check_indices(part.ci, len(cols), "a document's collection")
+    if part.ids and not set(map(type, part.ids)) <= {str}:
+        raise ValueError("a document id is not a str")
+    if part.live and not set(map(type, part.live)) <= {bool}:
+        raise ValueError("a document's live flag is not a bool")
+    _check_indices(list(chain.from_iterable(part.deletes.values())), n, "a document's delete")
 
 
 class _Rows:
@@ -374,15 +461,27 @@ class _Rows:
     rows, their digests and docs columns, and the tables the rows refer to. A lazy load's
     deferred states hold this object and their position (`DocState.deferred_many`)."""
 
-    __slots__ = ("actors", "cols", "order", "shared", "raw", "digests", "live", "deletes")
+    __slots__ = ("actors", "cols", "order", "shared", "raw", "blob", "ends", "digests", "live", "deletes")
 
-    def __init__(self, actors: list, cols: list, order: list, raw: list, digests: list | None, live: list,
-                 deletes: dict[int, list]) -> None:
+    def __init__(self, actors: list, cols: list, order: list, part: _DocsPart) -> None:
         self.actors, self.cols, self.order = actors, cols, order
         self.shared: dict[tuple, frozenset] = {}  # one object per distinct set, as apply() shares them
-        # The docs columns; deletes only of the documents that have one (an empty list each
-        # would be 10,000 more objects for the collector).
-        self.raw, self.digests, self.live, self.deletes = raw, digests, live, deletes
+        # Format 6 keeps the rows as one blob (no object per row until it is built); older
+        # formats a list of rows, each let go once built.
+        self.raw: list | None = None
+        self.blob = self.ends = b""
+        if isinstance(part.rows, tuple):
+            self.blob, self.ends = part.rows
+        else:
+            self.raw = part.rows
+        self.digests, self.live, self.deletes = part.digests, part.live, part.deletes
+
+    def row(self, i: int) -> Any:
+        """Row `i`: its bytes (or, format 3, the inline row)."""
+        if self.raw is not None:
+            return self.raw[i]
+        end = _END.unpack_from(self.ends, i * _END.size)[0]
+        return self.blob[_END.unpack_from(self.ends, (i - 1) * _END.size)[0] if i else 0:end]
 
     def __call__(self, i: int, d: DocState) -> None:
         """Build `d`, the document at position `i` of the docs columns, from its row (the
@@ -392,13 +491,15 @@ class _Rows:
         except Exception as exc:
             raise CorruptSnapshotError(f"snapshot row of document {d.collection}/{d.doc_id} is malformed: "
                                        f"{exc.__class__.__name__}: {exc}") from None
-        self.raw[i] = None  # built: its bytes are not needed again
+        if self.raw is not None:
+            self.raw[i] = None  # built: its bytes are not needed again
 
     def fill_checked(self, i: int, d: DocState) -> None:
-        """Build `d` from row `i`, raising what it finds as it is. A row without a digest
-        (digests None) is a legacy row."""
-        raw = self.raw[i]
-        if self.digests is not None and row_digest(raw) != self.digests[i]:
+        """Build `d` from row `i`, raising what it finds as it is. Rows without digests
+        (digests None) are legacy rows."""
+        raw = self.row(i)
+        if self.digests is not None and \
+                row_digest(raw) != self.digests[i * ROW_DIGEST_BYTES:(i + 1) * ROW_DIGEST_BYTES]:
             raise ValueError("the row does not match its digest (damaged)")
         row = _row(raw)
         ci = row[0]
@@ -413,24 +514,19 @@ class _Rows:
         _fill(d, row, self.order, self.actors, self.shared)
 
 
-def _load_docs(r: Replica, actors: list, cols: list, docs: list, lazy: bool) -> None:
+def _load_docs(r: Replica, actors: list, cols: list, part: _DocsPart, lazy: bool) -> None:
     """Every document of the snapshot into `r.collections`; lazy: as `DocState.deferred_many`
     states (one object per document, its row still bytes) built on first use."""
-    ci_col, doc_col, live_col, del_col, raw_col, dig_col = docs
     order = r.order
-    _check_docs(ci_col, doc_col, live_col, del_col, dig_col, cols, len(order))
-    n = len(doc_col)
-    if not len(ci_col) == len(live_col) == len(del_col) == len(raw_col) == n \
-            or (dig_col is not None and len(dig_col) != n):
-        raise ValueError("the docs columns differ in length")
-    with_deletes = list(compress(range(n), del_col))  # the few documents with a delete
-    rows = _Rows(actors, cols, order, raw_col, dig_col, live_col, {i: del_col[i] for i in with_deletes})
+    _check_docs(part, cols, len(order))
+    ci_col, doc_col, n = part.ci, part.ids, len(part.ids)
+    rows = _Rows(actors, cols, order, part)
     tables: list[dict[str, DocState]] = [{} for _ in cols]
     if lazy:
         deletes: list[AbstractSet[bytes]] = [_NO_DELETES] * n  # shared: DocState replaces, never adds to it
-        for i in with_deletes:
-            deletes[i] = frozenset(map(order.__getitem__, del_col[i]))
-        states = DocState.deferred_many(map(cols.__getitem__, ci_col), doc_col, live_col, deletes, rows)
+        for i, ds in part.deletes.items():
+            deletes[i] = frozenset(map(order.__getitem__, ds))
+        states = DocState.deferred_many(map(cols.__getitem__, ci_col), doc_col, part.live, deletes, rows)
         if len(cols) == 1:
             tables[0] = dict(zip(doc_col, states, strict=True))
         else:

@@ -33,7 +33,7 @@ import msgpack
 
 from .encoding import _default
 from .replica import Replica
-from .snapshot import SNAPSHOT_FORMAT, SNAPSHOT_ZLIB_LEVEL, index_digest, row_digest
+from .snapshot import SNAPSHOT_FORMAT, SNAPSHOT_ZLIB_LEVEL, index_digest, join_rows, row_digest
 from .state import _ABSENT, _TEXT, DocState
 from .textcodec import encode_state
 
@@ -74,6 +74,15 @@ def encode_row(d: DocState, ci: int, name: str, doc_id: str, pos: dict[bytes, in
            [index[c] for c in d.cids],
            [[f, encode_state(t)] for f, t in sorted(d.texts.items())]]
     return d.live, deletes, msgpack.packb(row, use_bin_type=True, default=_default)
+
+
+def _bin_header(n: int) -> bytes:
+    """msgpack's header of a bin of `n` bytes (bin 8, 16 or 32: the form `packb` writes)."""
+    if n < 1 << 8:
+        return b"\xc4" + n.to_bytes(1, "big")
+    if n < 1 << 16:
+        return b"\xc5" + n.to_bytes(2, "big")
+    return b"\xc6" + n.to_bytes(4, "big")
 
 
 class _Positions:
@@ -195,11 +204,15 @@ class SnapshotEncoder:
                     col_.append(v)
             yield
         self.close()  # every row is taken: later changes no longer concern this snapshot
-        extra["index"] = index_digest(self.seals, self.actors, self.cols, rows, docs, self.clock, extra)
+        yield
+        ci_col, id_col, live_col, del_col, row_col, dig_col = docs
+        part: list[Any] = [ci_col, id_col, live_col, [[i, d] for i, d in enumerate(del_col) if d],
+                           join_rows(row_col), b"".join(dig_col)]
+        extra["index"] = index_digest(self.seals, self.actors, self.cols, rows, part, self.clock, extra)
         yield
         z = zlib.compressobj(SNAPSHOT_ZLIB_LEVEL)
         out: list[bytes] = []
-        for piece in self._packed([SNAPSHOT_FORMAT, block_bytes, self.seals, self.actors, self.cols, rows, docs,
+        for piece in self._packed([SNAPSHOT_FORMAT, block_bytes, self.seals, self.actors, self.cols, rows, part,
                                    self.clock, extra]):
             out.append(z.compress(piece))
             yield
@@ -215,7 +228,7 @@ class SnapshotEncoder:
         items, size = self.step_docs * BLOCKS_PER_DOC, self.step_docs * BYTES_PER_DOC
 
         def pieces(v: object) -> Iterator[bytes]:
-            if type(v) is list and 0 < len(v) <= COLUMN_GROUP and all(type(x) is list for x in v):
+            if type(v) is list and 0 < len(v) <= COLUMN_GROUP and all(type(x) in (list, bytes) for x in v):
                 yield packer.pack_array_header(len(v))  # the snapshot's parts, a group of columns
                 for x in v:
                     yield from pieces(x)
@@ -224,6 +237,10 @@ class SnapshotEncoder:
                 for start in range(0, len(v), items):
                     chunk = v[start:start + items]
                     yield packer.pack(chunk)[len(packer.pack_array_header(len(chunk))):]
+            elif type(v) is bytes and len(v) > size:  # the rows blob: packed as bin, cut in pieces
+                yield _bin_header(len(v))
+                for start in range(0, len(v), size):
+                    yield v[start:start + size]
             else:
                 yield packer.pack(v)
 
