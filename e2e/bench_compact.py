@@ -39,7 +39,10 @@ PROBE = '''
 import time
 
 from ostracon.db import compaction
+from ostracon.runtime.browser import idle
 from ostracon.runtime.browser.host import HOST
+
+_LOG_RECORDS = idle.COMPACT_LOG_RECORDS
 
 STEPS = []  # (step number, ms) of the compaction steps of this page
 EVENTS = []  # "step", "done" (the snapshot swapped in) and "call" (a count ran), in order
@@ -74,6 +77,13 @@ def events():
 
 def mode(one_go):
     HOST.pause = (lambda: None) if one_go else None
+    return True
+
+
+def hold(on):
+    """on: the worker's idle ticks never start a compaction (the log is never long enough);
+    off: they do again, at the usual length. A test that writes first holds it until then."""
+    idle.COMPACT_LOG_RECORDS = 10**12 if on else _LOG_RECORDS
     return True
 
 

@@ -27,6 +27,10 @@ RUN = """async ([name, docs, probe, rounds, gap]) => {
   const db = await Ostracon.open({name, testing: true, tabs: "exclusive"});
   await db._call("__testInstall", "/home/pyodide/probe", {"bench_compact_probe.py": probe});
   const state = () => db._call("__testCall", "bench_compact_probe", "state", []);
+  const hold = (on) => db._call("__testCall", "bench_compact_probe", "hold", [on]);
+  // The worker's own idle ticks could compact the whole log while it is written, before the
+  // loop below watches: held until then.
+  await hold(true);
   const c = db.collection("c");
   for (let b = 0; b < docs; b += 500) {
     const batch = [];
@@ -34,6 +38,7 @@ RUN = """async ([name, docs, probe, rounds, gap]) => {
     await c.createMany(batch);
   }
   await db.flush();
+  await hold(false);
   // Ticks (the worker's own and these) compact; a call is sent while each runs. The pause
   // before it only lets the tick start first (a call queued with the tick postpones it).
   let s = await state(), wrote = false;

@@ -39,8 +39,9 @@ from typing import Any
 
 from ...core import cid as cidlib
 from ...core.block import KIND_BLOCK, open_envelope
-from ...core.errors import CorruptBlockError, ValidationError
+from ...core.errors import ClosedError, CorruptBlockError, ValidationError
 from ...core.state import DocState, flat_doc
+from ...db.schemas import SCHEMA_COLLECTION
 from .convert import MAX_SAFE_INTEGER, prepare
 
 #: Version of the row and marker layout above; a reader refuses any other.
@@ -159,7 +160,9 @@ class ReadView:
         db = self.db
         queued = self._queued() if db.sink.queue else set()
         replica = db.replica
-        visible = set(db.collections())
+        # Not `db.collections()`: rows are also made by the last flush of `close`, after the
+        # database refuses calls; the schema versions' collection has no rows.
+        visible = {n for n in replica.collections if n != SCHEMA_COLLECTION}
         registry = db.schemas
         lensed = {n for n in registry.names() if len(registry.history(n)) > 1}
         for col, doc_id in sorted(keys):
@@ -175,6 +178,9 @@ class ReadView:
                 try:
                     doc = db.collection(col).get(doc_id)
                 except ValidationError:
+                    continue
+                except ClosedError:  # the last flush of `close`: left pending, so the next
+                    out.keys.discard((col, doc_id))  # open finds the view stale and rebuilds it
                     continue
                 if doc is not None:
                     out.puts.append((col, doc_id, doc))
