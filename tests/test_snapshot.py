@@ -273,8 +273,10 @@ def _swap_actors(w):
 ], ids=["neg-actor", "actor-past-table", "float-collection", "float-seq", "seq-gap", "str-height",
         "actor-twice", "collection-twice", "block-type", "block-missing"])
 def test_malformed_block_columns_are_corrupt(damage):
-    good = snapshot.dump(Sim(4).run()[0].replica)
-    bad = _repacked(good, damage)
+    _refused_eagerly_and_lazily(_repacked(snapshot.dump(Sim(4).run()[0].replica), damage))
+
+
+def _refused_eagerly_and_lazily(bad: bytes) -> None:
     for lazy in (False, True):
         with pytest.raises(ostracon.CorruptSnapshotError):
             snapshot.load(Replica(b"\x01" * 32, require_signatures=False), bad, lazy=lazy)
@@ -659,11 +661,7 @@ def _swap_row_ends(w):
         "deletes-order", "deletes-twice", "deletes-past", "deletes-negative", "deletes-str", "deletes-map",
         "live-missing"])
 def test_a_malformed_format_6_docs_part_is_corrupt(damage):
-    good = snapshot.dump(Sim(5).run()[0].replica)
-    bad = _repacked(good, damage)
-    for lazy in (False, True):
-        with pytest.raises(ostracon.CorruptSnapshotError):
-            snapshot.load(Replica(b"\x01" * 32, require_signatures=False), bad, lazy=lazy)
+    _refused_eagerly_and_lazily(_repacked(snapshot.dump(Sim(5).run()[0].replica), damage))
 
 
 def test_row_ends_that_cut_the_rows_wrongly_cost_only_those_documents():
