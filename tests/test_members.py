@@ -9,7 +9,7 @@ import random
 import pytest
 
 from ostracon.core.block import KIND_BLOCK, Change, envelope
-from ostracon.core.errors import MalformedMessageError
+from ostracon.core.errors import MalformedMessageError, ValidationError
 from ostracon.crypto import DeterministicRandom
 from ostracon.crypto import members as M
 from ostracon.crypto.identity import Identity
@@ -173,3 +173,120 @@ def test_p256_devices_create_join_and_receive_rotated_keys():
     forged = M.sign_entry({**M.parse_entry(admin.members.export()[-1], crypto("x")).body}, b.sign)
     with pytest.raises(MalformedMessageError, match="signature"):
         M.parse_entry(forged.wire(), crypto("x"))
+
+
+# --------------------------------------------------------------- hostile log entries
+
+
+def forged_invites(who: Identity, space: Space, parents_of, n: int) -> list[list]:
+    """`n` invite entries `who` has no right to write (void), parents chosen per entry."""
+    return [M.sign_entry({"v": 1, "k": "invite", "a": who.actor, "p": parents_of(k), "s": space.space_id,
+                          "i": k.to_bytes(32, "big"), "ix": bytes(32), "r": "admin"}, who.sign).wire()
+            for k in range(n)]
+
+
+class CountingCrypto(NativeCrypto):
+    def __init__(self) -> None:
+        super().__init__()
+        self.verified = 0
+
+    def verify_actor(self, actor, message, sig):
+        self.verified += 1
+        return super().verify_actor(actor, message, sig)
+
+
+def test_entries_waiting_for_parents_are_bounded_apart_and_never_block_admins(monkeypatch):
+    monkeypatch.setattr(M, "MAX_LOG_ENTRIES", 128)
+    monkeypatch.setattr(M, "ADMIN_RESERVE", 8, raising=False)
+    (a, admin), (b, sb), (c, sc) = team()
+    orphans = forged_invites(c, admin, lambda k: [(k + 1).to_bytes(32, "big")], 128)
+    admin.members.merge(orphans)
+    admin.remove(c.actor)  # the reader who sent them
+    admin.invite(URL)
+    assert admin.members.state.removed == {c.actor}
+    # what this device stores and re-publishes of them is bounded too
+    assert len(admin.members.export()) <= len(admin.members.entries) + M.MAX_WAITING_ENTRIES
+
+
+def test_a_log_filled_with_void_entries_keeps_room_for_admins(monkeypatch):
+    monkeypatch.setattr(M, "MAX_LOG_ENTRIES", 128)
+    monkeypatch.setattr(M, "ADMIN_RESERVE", 8, raising=False)
+    (a, admin), (b, sb), (c, sc) = team()
+    chain, heads = [], sc.members.heads()
+    for k in range(130):  # a reader's void entries, each on the previous one: they all settle
+        e = M.sign_entry({**sc.members.body("invite", c.actor, i=k.to_bytes(32, "big"), ix=bytes(32),
+                                            r="admin"), "p": heads}, c.sign)
+        chain.append(e.wire())
+        heads = [e.id]
+    admin.members.merge(chain)
+    sb.members.merge(chain[:50])  # a replica that got only part of the flood
+    assert len(admin.members.entries) <= 120
+    entries = admin.remove(c.actor)
+    sb.members.merge([e.wire() for e in entries])  # settles: it names no void entry
+    sb.refresh()
+    assert sb.members.state.removed == {c.actor} and sb.export_key() == admin.export_key()
+
+
+def test_merging_is_linear_and_a_log_received_again_costs_no_signature_check():
+    (a, admin), (b, sb), (c, sc) = team()
+    cr = CountingCrypto()
+    log = M.MemberLog(cr)
+    log.merge(admin.members.export())
+    orphans = forged_invites(c, admin, lambda k: [(k + 1).to_bytes(32, "big")], 1000)
+    before = cr.verified
+    log.merge(orphans)
+    first = cr.verified - before
+    log.merge(admin.members.export() + orphans)
+    assert cr.verified == before + first  # held or refused: a hash each, no signature check
+    assert first <= M.MAX_WAITING_ENTRIES  # the rest is refused before its check
+
+
+def test_entries_that_arrive_before_their_parents_settle_when_the_parents_come():
+    (a, admin), _, _ = team()
+    for _ in range(20):
+        admin.invite(URL)
+    wires = admin.members.export()
+    log = M.MemberLog(NativeCrypto())
+    assert log.merge(wires[:0:-1]) == len(wires) - 1 and not log.entries  # all wait for the root
+    log.merge(wires[:1])
+    assert log.digest() == admin.members.digest() and log.state.invites == admin.members.state.invites
+
+
+def test_void_heads_never_push_an_admin_entry_past_max_parents():
+    (a, admin), (b, sb), (c, sc) = team()
+    heads = sc.members.heads()
+    voids = forged_invites(c, admin, lambda k: heads, M.MAX_PARENTS + 1)
+    admin.members.merge(voids)
+    sb.members.merge(voids)
+    assert len(admin.members.heads()) == M.MAX_PARENTS + 1
+    entries = admin.remove(c.actor)
+    for e in entries:
+        assert len(e.parents) <= M.MAX_PARENTS
+        M.parse_entry(e.wire(), NativeCrypto())  # what every other replica checks
+    exchange(admin, sb)
+    assert sb.members.state.removed == {c.actor} and sb.room_id == admin.room_id
+
+
+def test_void_entries_are_never_named_as_parents():
+    (a, admin), (b, sb), (c, sc) = team()
+    admin.set_role(b.actor, "admin")
+    exchange(admin, sb)
+    sb.invite(URL)  # an effective entry the admin has not seen yet
+    heads = sc.members.heads()
+    voids = forged_invites(c, admin, lambda k: heads, M.MAX_PARENTS + 1)
+    admin.members.merge(voids)
+    admin.members.merge(sb.members.export())
+    void = {eid for eid, _ in admin.members.state.void}
+    kept = admin.members.parents_for_new()
+    assert len(void) == M.MAX_PARENTS + 1 and not void & set(kept)
+    assert kept == sorted(set(heads) | set(sb.members.heads()))
+
+
+def test_an_entry_no_other_replica_would_accept_is_never_written():
+    (a, admin), _, _ = team()
+    with pytest.raises(ValidationError, match="refused by every other replica"):
+        M.sign_entry(admin.members.body("rotate", a.actor, c=bytes(16), w=[[a.actor, bytes(80)]] * 900),
+                     a.sign)
+    with pytest.raises(ValidationError):
+        M.sign_entry({**admin.members.body("invite", a.actor, i=bytes(32), ix=bytes(32), r="admin"),
+                      "p": [bytes([k]) * 32 for k in range(M.MAX_PARENTS + 1)]}, a.sign)

@@ -20,6 +20,7 @@ from .core.errors import (
     FrameError,
     HistoryPrunedError,
     LockedError,
+    MemberLogFullError,
     NotFoundError,
     OstraconError,
     ProtocolError,
@@ -66,6 +67,6 @@ __all__ = [
     "StorageUnavailableError", "LockedError", "CorruptLogError", "CorruptSnapshotError",
     "DiskFullError", "ReadOnlyError", "CryptoError", "WrongKeyError", "FrameError",
     "ProtocolError", "TransportError", "QueryTooExpensiveError", "IndexBuildingError",
-    "QueryCursorError", "SchemaValidationError", "LensNotFoundError",
+    "QueryCursorError", "SchemaValidationError", "LensNotFoundError", "MemberLogFullError",
     "Text", "TextHandle", "TextCursor",
 ]

@@ -19,6 +19,11 @@ class ValidationError(OstraconError, ValueError):
     """The caller handed in something that cannot be stored (bad type, reserved name, too big)."""
 
 
+class MemberLogFullError(ValidationError):
+    """A space's member log (crypto/members.py) has no room for an entry: the log is full,
+    its last slots are reserved for admins, or too many entries already wait for parents."""
+
+
 class ConflictError(OstraconError):
     """A compare-and-set precondition failed, or a uniqueness rule was violated. Nothing changed."""
 

@@ -31,6 +31,12 @@ is no longer allowed at that point (e.g. two admins removing each other: the ent
 smaller id wins and the other has no effect), or that repeats a used invite, has no effect
 but stays in the log, so every replica that holds the same entries computes the same state.
 
+A new entry names as parents the newest entries that had an effect (void heads are skipped for
+their nearest effective ancestors), at most MAX_PARENTS. Entries whose parents are missing wait
+apart (MAX_WAITING_ENTRIES, MAX_WAITING_BYTES) and never take log space; the last ADMIN_RESERVE
+slots of MAX_LOG_ENTRIES take only entries that can have an effect, so whatever members or
+outsiders sign, an admin can still remove them (docs/CRYPTO.md "Membership").
+
 Writes: an actor whose role is admin or writer may write; otherwise only its blocks with a
 sequence number <= the highest ``u`` any role change or removal recorded for it (what it wrote
 while it still could). Readers' and removed members' later blocks are refused by every replica.
@@ -52,7 +58,7 @@ from typing import Any
 
 from ..core.actors import is_actor
 from ..core.encoding import decode, encode
-from ..core.errors import CryptoError, MalformedMessageError, ValidationError
+from ..core.errors import CryptoError, MalformedMessageError, MemberLogFullError, ValidationError
 from .base import CryptoBackend
 
 ROLES = ("admin", "writer", "reader")
@@ -73,6 +79,23 @@ ENTRY_VERSION = 1
 #: check per new entry); 4096 admin actions are far beyond a household or team space and keep a
 #: full recomputation in the tens of milliseconds.
 MAX_LOG_ENTRIES = 4096
+#: The last slots of MAX_LOG_ENTRIES that only an entry written by a current admin may take.
+#: Anyone who can publish in the room can sign entries that have no effect (void) but still
+#: settle in the log; a log they filled must still let an admin remove them (a removal is two
+#: entries, remove + rotate), so 256 slots leave room for many admin actions after a flood.
+ADMIN_RESERVE = 256
+#: Entries kept while a parent is missing (a device's own join before the invite reached it,
+#: an entry that overtook its parents). Honest logs travel parents first, so few ever wait;
+#: entries whose parents never come cost nothing to sign, so waiting ones are bounded on their
+#: own, never count against MAX_LOG_ENTRIES, and a full waiting set refuses further ones.
+MAX_WAITING_ENTRIES = 32
+#: Bytes of all waiting entries together: a join is ~300 bytes, a waiting rotation up to
+#: MAX_ENTRY_BYTES; waiting entries are stored and re-published with the log, so they stay small.
+MAX_WAITING_BYTES = 128 * 1024
+#: Ids of received entries refused (malformed, bad signature, no room) remembered so that the
+#: same entries received again cost a hash, not a decode and a signature check; forgotten when
+#: an entry settles (one that waited for room or a parent may fit then).
+MAX_REFUSED_IDS = MAX_LOG_ENTRIES
 #: Largest encoded entry: a rotation wraps 80 bytes per recipient, so 64 KiB covers ~700
 #: members and open invites (the relay's room limit is 256 connections).
 MAX_ENTRY_BYTES = 64 * 1024
@@ -153,11 +176,35 @@ def _b(body: dict, key: str, size: int | None = None) -> bytes:
 
 def parse_entry(wire: Any, crypto: CryptoBackend) -> Entry:
     """Check shape and signature of one wire entry ``[raw, sig]``; MalformedMessageError if bad."""
+    entry = _unverified(wire)
+    _verify(entry, crypto)
+    return entry
+
+
+def wire_id(wire: Any) -> bytes | None:
+    """The id of a wire entry (None if it is not ``[bytes, bytes]``), without checking it: a
+    log can skip what it already holds before spending a decode and a signature check."""
+    if not isinstance(wire, (list, tuple)) or len(wire) != 2 or not isinstance(wire[0], bytes):
+        return None
+    return hashlib.sha256(ENTRY_LABEL + wire[0]).digest()
+
+
+def _verify(entry: Entry, crypto: CryptoBackend) -> None:
+    if not crypto.verify_actor(entry.author, ENTRY_LABEL + entry.raw, entry.sig):
+        raise _bad("signature does not verify")
+
+
+def _unverified(wire: Any) -> Entry:
+    """Every check of parse_entry except the signature."""
     if not isinstance(wire, (list, tuple)) or len(wire) != 2:
         raise _bad("must be [bytes, signature]")
     raw, sig = wire
     if not isinstance(raw, bytes) or not isinstance(sig, bytes) or len(sig) != 64:
         raise _bad("must be [bytes, 64-byte signature]")
+    return _checked(raw, sig)
+
+
+def _checked(raw: bytes, sig: bytes) -> Entry:
     if len(raw) > MAX_ENTRY_BYTES:
         raise _bad(f"larger than {MAX_ENTRY_BYTES} bytes")
     try:
@@ -166,7 +213,7 @@ def parse_entry(wire: Any, crypto: CryptoBackend) -> Entry:
         raise _bad("not canonical msgpack") from exc
     if not isinstance(body, dict) or body.get("v") != ENTRY_VERSION or body.get("k") not in KINDS:
         raise _bad("unknown version or kind")
-    author = _actor(body, "a")
+    _actor(body, "a")
     parents = body.get("p")
     if not isinstance(parents, list) or len(parents) > MAX_PARENTS or \
             any(not isinstance(x, bytes) or len(x) != 32 for x in parents) or parents != sorted(set(parents)):
@@ -198,14 +245,18 @@ def parse_entry(wire: Any, crypto: CryptoBackend) -> Entry:
                 not isinstance(x, list) or len(x) != 2 or not is_actor(x[0])
                 or not isinstance(x[1], bytes) or len(x[1]) != WRAPPED_SIZE for x in w):
             raise _bad("'w' must be a list of [recipient actor id, wrapped key (80)]")
-    if not crypto.verify_actor(author, ENTRY_LABEL + raw, sig):
-        raise _bad("signature does not verify")
     return Entry(hashlib.sha256(ENTRY_LABEL + raw).digest(), raw, sig, body)
 
 
 def sign_entry(body: dict, sign: Any) -> Entry:
-    """Encode and sign a new entry (``sign(message) -> signature``, e.g. Identity.sign)."""
+    """Encode and sign a new entry (``sign(message) -> signature``, e.g. Identity.sign). It
+    passes the checks every receiver makes (size, parents, fields) or ValidationError: an
+    entry this device writes is never one that only its own replica accepts."""
     raw = encode(body)
+    try:
+        _checked(raw, bytes(64))
+    except MalformedMessageError as exc:
+        raise ValidationError(f"this entry would be refused by every other replica: {exc}") from exc
     sig = sign(ENTRY_LABEL + raw)
     return Entry(hashlib.sha256(ENTRY_LABEL + raw).digest(), raw, sig, decode(raw))
 
@@ -264,63 +315,165 @@ class MemberLog:
         self.space_id = space_id
         self.entries: dict[bytes, Entry] = {}
         self._waiting: dict[bytes, Entry] = {}  # entries whose parents are not here yet
+        self._waiting_bytes = 0
+        self._wanted: dict[bytes, list[bytes]] = {}  # missing parent → waiting entries that name it
+        self._referenced: set[bytes] = set()  # every parent some settled entry names
         self._state: MemberState | None = None
+        self._heads: list[bytes] | None = None
+        self._digest: bytes | None = None
+        self._refused: set[bytes] = set()
 
     # --- growing the log -----------------------------------------------------------------
 
     def add(self, entry: Entry) -> bool:
-        """Add one verified entry; True if it is new. Entries of another space are refused."""
-        if entry.id in self.entries or entry.id in self._waiting:
+        """Add one verified entry; True if it is new. Entries of another space are refused;
+        MemberLogFullError when it has no room (see MAX_LOG_ENTRIES, ADMIN_RESERVE,
+        MAX_WAITING_ENTRIES)."""
+        return self._add(entry, None)
+
+    def _add(self, entry: Entry, st: MemberState | None) -> bool:
+        if entry.id in self.entries or entry.id in self._waiting or not self._admits(entry, st):
             return False
-        if len(self.entries) + len(self._waiting) >= MAX_LOG_ENTRIES:
-            raise ValidationError(f"member log is full ({MAX_LOG_ENTRIES} entries)")
         if entry.kind == "create":
-            sid = entry.id[:SPACE_ID_SIZE]
-            if self.space_id is not None and sid != self.space_id:
-                return False
-            self.space_id = sid
-        elif self.space_id is not None and entry.body["s"] != self.space_id:
-            return False
-        self._waiting[entry.id] = entry
-        self._settle()
-        self._state = None
+            self.space_id = entry.id[:SPACE_ID_SIZE]
+        if self._ready(entry):
+            self._settle(entry)
+        else:
+            self._waiting[entry.id] = entry
+            self._waiting_bytes += len(entry.raw)
+            for p in entry.parents:
+                if p not in self.entries:
+                    self._wanted.setdefault(p, []).append(entry.id)
+        self._changed()
         return True
 
-    def merge(self, wires: Any) -> int:
-        """Add entries received from a peer ([raw, sig] each); bad ones are skipped. Returns how
-        many were new."""
+    def merge(self, wires: Any, seen: set[bytes] | None = None) -> int:
+        """Add entries received from a peer ([raw, sig] each); bad ones and those without room
+        are skipped. Returns how many were new. Entries already held cost one hash each (no
+        decode, no signature check); `seen` collects the ids of every well-formed wire."""
         if not isinstance(wires, list):
             return 0
         new = 0
-        for w in wires[:MAX_LOG_ENTRIES]:
-            try:
-                new += self.add(parse_entry(w, self.crypto))
-            except (MalformedMessageError, ValidationError):
+        st = None
+        for w in wires[:MAX_LOG_ENTRIES + MAX_WAITING_ENTRIES]:
+            eid = wire_id(w)
+            if eid is None:
                 continue
+            if seen is not None:
+                seen.add(eid)
+            if eid in self.entries or eid in self._waiting or eid in self._refused:
+                continue
+            try:
+                entry = _unverified(w)
+                if st is None and len(self.entries) >= MAX_LOG_ENTRIES - ADMIN_RESERVE:
+                    st = self.state  # once per merge, not once per entry
+                if self._admits(entry, st):
+                    _verify(entry, self.crypto)
+                    new += self._add(entry, st)
+                    continue
+            except (MalformedMessageError, ValidationError):
+                pass
+            if len(self._refused) < MAX_REFUSED_IDS:
+                self._refused.add(eid)
         return new
 
-    def _settle(self) -> None:
-        moved = True
-        while moved:
-            moved = False
-            for eid, e in list(self._waiting.items()):
-                if all(p in self.entries for p in e.parents) and (e.kind != "create" or not self.entries):
-                    self.entries[eid] = self._waiting.pop(eid)
-                    moved = True
+    def _admits(self, entry: Entry, st: MemberState | None = None) -> bool:
+        """False for another space's entry; MemberLogFullError when there is no room for it."""
+        if entry.kind == "create":
+            if self.space_id is not None and entry.id[:SPACE_ID_SIZE] != self.space_id:
+                return False
+            if self.entries:
+                return False  # a space has one root
+        elif self.space_id is not None and entry.body["s"] != self.space_id:
+            return False
+        if not self._ready(entry):
+            if len(self._waiting) >= MAX_WAITING_ENTRIES or \
+                    self._waiting_bytes + len(entry.raw) > MAX_WAITING_BYTES:
+                raise MemberLogFullError(f"member log: {MAX_WAITING_ENTRIES} entries or "
+                                         f"{MAX_WAITING_BYTES} bytes already wait for parents")
+            return True
+        self._check_room(entry, st)
+        return True
+
+    def _check_room(self, entry: Entry, st: MemberState | None = None) -> None:
+        n = len(self.entries)
+        if n >= MAX_LOG_ENTRIES:
+            raise MemberLogFullError(f"member log is full ({MAX_LOG_ENTRIES} entries)")
+        if n >= MAX_LOG_ENTRIES - ADMIN_RESERVE and not _effective_now(entry, st or self.state):
+            raise MemberLogFullError(f"member log: the last {ADMIN_RESERVE} of {MAX_LOG_ENTRIES} "
+                                     "entries are for admins' entries and joins with an open invite")
+
+    def _ready(self, entry: Entry) -> bool:
+        return all(p in self.entries for p in entry.parents)
+
+    def _settle(self, entry: Entry) -> None:
+        """Move `entry` into the log, then every waiting entry it completes (each waiting entry
+        is looked at only when one of its missing parents arrives: linear in the merge)."""
+        self._refused.clear()
+        todo = [entry]
+        while todo:
+            e = todo.pop()
+            self.entries[e.id] = e
+            self._referenced.update(e.parents)
+            for wid in self._wanted.pop(e.id, ()):
+                w = self._waiting.get(wid)
+                if w is None or not self._ready(w):
+                    continue
+                del self._waiting[wid]
+                self._waiting_bytes -= len(w.raw)
+                try:
+                    self._state = None
+                    self._check_room(w)  # (a fresh state: only while the log is in its reserve)
+                except MemberLogFullError:
+                    continue  # no room now: dropped (a later copy may still fit)
+                todo.append(w)
+
+    def _changed(self) -> None:
+        self._state = None
+        self._heads = None
+        self._digest = None
 
     def heads(self) -> list[bytes]:
-        referenced = {p for e in self.entries.values() for p in e.parents}
-        return sorted(eid for eid in self.entries if eid not in referenced)
+        if self._heads is None:
+            self._heads = sorted(eid for eid in self.entries if eid not in self._referenced)
+        return list(self._heads)
+
+    def parents_for_new(self) -> list[bytes]:
+        """The parents of an entry this device writes: the newest entries that had an effect.
+        A void head (an entry with no effect, e.g. a reader's forged invite) is never named:
+        its nearest effective ancestors are, so void entries cannot push an entry past
+        MAX_PARENTS nor make it wait at a replica that refused them for room. At most
+        MAX_PARENTS, by ascending id; those left out are named by a later entry."""
+        void = {eid for eid, _ in self.state.void}
+        out: set[bytes] = set()
+        seen: set[bytes] = set()
+        todo = self.heads()
+        while todo:
+            eid = todo.pop()
+            if eid in seen:
+                continue
+            seen.add(eid)
+            if eid in void:
+                todo.extend(self.entries[eid].parents)
+            else:
+                out.add(eid)
+        return sorted(out)[:MAX_PARENTS]
 
     def export(self) -> list[list]:
         """Every entry in replay order (parents first), then those still waiting for a parent
-        (e.g. our own join before the invite arrived), as wire lists."""
+        (e.g. our own join before the invite arrived; at most MAX_WAITING_ENTRIES), as wire lists."""
         return [self.entries[eid].wire() for eid in self.order()] + \
             [self._waiting[eid].wire() for eid in sorted(self._waiting)]
 
     def digest(self) -> bytes:
         """Names the log's content (its heads and waiting entries): equal digests, equal logs."""
-        return hashlib.sha256(b"".join(self.heads()) + b"|" + b"".join(sorted(self._waiting))).digest()
+        if self._digest is None:
+            self._digest = hashlib.sha256(b"".join(self.heads()) + b"|" + b"".join(sorted(self._waiting))).digest()
+        return self._digest
+
+    def ids(self) -> set[bytes]:
+        """Ids of every entry held, settled or waiting."""
+        return set(self.entries) | set(self._waiting)
 
     def order(self) -> list[bytes]:
         children: dict[bytes, list[bytes]] = {}
@@ -420,7 +573,17 @@ class MemberLog:
     def body(self, kind: str, author: bytes, **fields: Any) -> dict:
         if self.space_id is None:
             raise ValidationError("the member log has no create entry yet")
-        return {"v": ENTRY_VERSION, "k": kind, "a": author, "p": self.heads(), "s": self.space_id, **fields}
+        return {"v": ENTRY_VERSION, "k": kind, "a": author, "p": self.parents_for_new(), "s": self.space_id,
+                **fields}
+
+
+def _effective_now(entry: Entry, st: MemberState) -> bool:
+    """Whether `entry` could have an effect on state `st`: written by an admin, or a join with
+    an open invite (what a log in its ADMIN_RESERVE still takes)."""
+    if entry.kind == "join":
+        inv = st.invites.get(entry.body["i"])
+        return inv is not None and inv.used_by is None and not inv.revoked
+    return st.roles.get(entry.author) == "admin"
 
 
 def genesis(crypto: CryptoBackend, identity: Any, key_id: bytes) -> Entry:
