@@ -7,14 +7,19 @@ message) followed by the canonical msgpack list of the log's entries ``[[entry, 
 It is published durably (stored in the room's mailbox) so a device that joins later, or was
 offline during a rotation, finds it when it replays the room.
 
-A device publishes its log when the room has not shown it that exact log yet in this
-connection (the digest of heads it last sent or received differs): after catching up, after
-merging a log that taught it something, and after a local change (invite, remove, role).
+A device publishes its log when the room has not shown it that log yet in this connection
+(the digest of the log it last sent, or last received whole, differs): after catching up,
+after a local change (invite, remove, role, grant) and after merging a log that taught it new
+entries but lacked some of its own. A payload that teaches nothing (junk, a replay, an older
+log) never makes it publish, and publishes caused by received logs are rate-limited
+(`REPUBLISH_BURST`, `REPUBLISH_INTERVAL_S`); a local change goes out at once.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from ..core.encoding import decode, encode
@@ -26,6 +31,13 @@ MEMBERS_MAGIC = b"\xc1\x01"
 META_BINDING = "space/v1/binding"
 META_LOG_PREFIX = "space/v1/members/"
 META_TOLD_PREFIX = "space/v1/told/"
+#: Republishes that a received log caused (not a local change) are a token bucket: up to
+#: REPUBLISH_BURST at once (a join, then the grant it needs, answered without delay), then
+#: one per REPUBLISH_INTERVAL_S. Every member republishes a log it learnt from, durably, so a
+#: member signing a stream of small void entries must not make each device store its whole
+#: log (up to MAX_LOG_ENTRIES entries) in the mailbox per frame.
+REPUBLISH_BURST = 3
+REPUBLISH_INTERVAL_S = 10.0
 
 
 def save_log(db: Any, space: Any) -> None:
@@ -79,11 +91,15 @@ def check_binding(db: Any, space: Any, *, rebind_from: Any = None) -> None:
 class MemberSync:
     """Member-log bookkeeping for one SyncClient (no-op for open spaces)."""
 
-    def __init__(self, db: Any, space: Any) -> None:
+    def __init__(self, db: Any, space: Any, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.db = db
         self.space = space
         self.log = space.members
+        self._clock = clock
         self._room_digest: bytes | None = None  # the log the current room has shown or got from us
+        self._merged_digest: bytes | None = None  # our log right after the last merge that taught us
+        self._tokens = float(REPUBLISH_BURST)
+        self._tokens_at = clock()
         if self.log is not None:
             self._meta_key = META_LOG_PREFIX + bytes(space.binding).hex()
             load_log(db, space)
@@ -120,19 +136,23 @@ class MemberSync:
             log.warning("could not store the member log")
 
     def receive(self, payload: bytes) -> bool:
-        """Merge a received log. True when this device moved to another key epoch."""
+        """Merge a received log. True when this device moved to another key epoch. Entries it
+        already holds cost a hash each, so a log received again is nearly free."""
         if self.log is None:
             return False
         try:
             wires = decode(payload[len(MEMBERS_MAGIC):])
         except OstraconError:
             return False
-        new = self.log.merge(wires)
-        theirs = _digest_of(self.log.crypto, wires)
+        before = len(self.log.entries)
+        seen: set[bytes] = set()
+        new = self.log.merge(wires, seen)
         if new:
             self._save()
-        if self._room_digest is None or theirs is not None:
-            self._room_digest = theirs
+        if seen >= self.log.ids():
+            self._room_digest = self.log.digest()  # the room has shown us all of ours
+        elif len(self.log.entries) > before:
+            self._merged_digest = self.log.digest()  # taught us something, lacks some of ours
         moved = self.space.refresh()
         grant = self.space.grant_missing()
         if grant is not None:
@@ -140,24 +160,21 @@ class MemberSync:
         return moved
 
     def outgoing(self) -> bytes | None:
-        """The log to publish, or None when the room already has exactly it."""
+        """The log to publish, or None when the room already has exactly it, or when the only
+        news came from received logs and the republish budget is spent."""
         if self.log is None:
             return None
         mine = self.log.digest()
         if mine == self._room_digest:
             return None
+        if mine == self._merged_digest:  # only what a received log taught us: rate-limited
+            now = self._clock()
+            self._tokens = min(float(REPUBLISH_BURST),
+                               self._tokens + (now - self._tokens_at) / REPUBLISH_INTERVAL_S)
+            self._tokens_at = now
+            if self._tokens < 1:
+                return None
+            self._tokens -= 1
         self._room_digest = mine
         self._save()
         return MEMBERS_MAGIC + encode(self.log.export())
-
-
-def _digest_of(crypto: Any, wires: Any) -> bytes | None:
-    """The digest a log made of exactly `wires` would have (None if they do not parse)."""
-    from ..crypto.members import MemberLog
-
-    other = MemberLog(crypto)
-    try:
-        other.merge(wires)
-    except OstraconError:
-        return None
-    return other.digest()
