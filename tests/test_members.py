@@ -9,7 +9,7 @@ import random
 import pytest
 
 from ostracon.core.block import KIND_BLOCK, Change, envelope
-from ostracon.core.errors import MalformedMessageError, ValidationError
+from ostracon.core.errors import MalformedMessageError, MemberLogFullError, ValidationError
 from ostracon.crypto import DeterministicRandom
 from ostracon.crypto import members as M
 from ostracon.crypto.identity import Identity
@@ -201,6 +201,8 @@ def test_entries_waiting_for_parents_are_bounded_apart_and_never_block_admins(mo
     (a, admin), (b, sb), (c, sc) = team()
     orphans = forged_invites(c, admin, lambda k: [(k + 1).to_bytes(32, "big")], 128)
     admin.members.merge(orphans)
+    with pytest.raises(MemberLogFullError):
+        admin.members.add(M.parse_entry(forged_invites(c, admin, lambda k: [bytes(32)], 1)[0], NativeCrypto()))
     admin.remove(c.actor)  # the reader who sent them
     admin.invite(URL)
     assert admin.members.state.removed == {c.actor}
@@ -290,3 +292,23 @@ def test_an_entry_no_other_replica_would_accept_is_never_written():
     with pytest.raises(ValidationError):
         M.sign_entry({**admin.members.body("invite", a.actor, i=bytes(32), ix=bytes(32), r="admin"),
                       "p": [bytes([k]) * 32 for k in range(M.MAX_PARENTS + 1)]}, a.sign)
+
+
+def test_a_log_in_its_reserve_still_takes_an_invite_and_its_join(monkeypatch):
+    monkeypatch.setattr(M, "MAX_LOG_ENTRIES", 64)
+    monkeypatch.setattr(M, "ADMIN_RESERVE", 32)
+    (a, admin), (b, sb), (c, sc) = team()
+    chain, heads = [], sc.members.heads()
+    for k in range(40):
+        e = M.sign_entry({**sc.members.body("invite", c.actor, i=k.to_bytes(32, "big"), ix=bytes(32),
+                                            r="admin"), "p": heads}, c.sign)
+        chain.append(e.wire())
+        heads = [e.id]
+    admin.members.merge(chain)
+    sb.members.merge(chain)
+    assert len(admin.members.entries) == 32
+    d = ident("d")
+    sd = Space.from_invite(admin.invite(URL), identity=d, crypto=crypto("d-space"))
+    sd.members.merge(admin.members.export())
+    sb.members.merge(sd.members.export())  # the invite and the join in one merge
+    assert sb.members.state.roles.get(d.actor) == "writer"

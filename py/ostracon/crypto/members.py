@@ -370,6 +370,8 @@ class MemberLog:
                 if self._admits(entry, st):
                     _verify(entry, self.crypto)
                     new += self._add(entry, st)
+                    if st is not None and _effective_now(entry, st):
+                        st = None  # it may open an invite or name an admin: look again (rare)
                     continue
             except (MalformedMessageError, ValidationError):
                 pass
