@@ -37,6 +37,8 @@ def test_overrides_and_off():
     cfg = config_from_args(args)
     assert cfg.max_frame_bytes == 2048 and cfg.idle_timeout_s is None and cfg.ping_interval_s == 5.0
     assert cfg.max_connections == RelayConfig().max_connections
+    assert config_from_args(parse("--max-address-share", "0.5")).max_address_share == 0.5
+    assert config_from_args(parse("--max-address-share", "off")).max_address_share is None
 
 
 

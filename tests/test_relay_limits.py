@@ -9,7 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ostracon.core.errors import ValidationError
-from ostracon.relay.limits import LocalLimits, PendingConnections, client_key
+from ostracon.relay.limits import LocalLimits, PendingConnections, StoreBudget, client_key
+from ostracon.relay.redis_backend import RedisLimits
+from redis_server import redis_server  # noqa: F401  (fixture)
 
 
 class Conn:
@@ -109,3 +111,47 @@ def test_bucket_table_is_bounded_and_forgets_least_recent_keys():
     assert lim.throttle("c", 1.0, 1.0, 1) > 0.0  # still remembered (in debt)
     with pytest.raises(ValidationError):
         LocalLimits(lambda: 0.0, max_buckets=0)
+
+
+@pytest.fixture(params=["local", "redis"])
+def shared_limits(request):
+    if request.param == "redis":
+        server = request.getfixturevalue("redis_server")
+        lim = RedisLimits(server.client(), "ab" * 16)
+    else:
+        lim = LocalLimits(lambda: 0.0)
+    yield lim
+    lim.close()
+
+
+def test_store_budget_refuses_past_it_without_charging(shared_limits):
+    # 1000 bytes per ~11.6 days: nothing refills while the test runs, on any clock.
+    budget = StoreBudget(shared_limits, 1000, 1e6)
+    assert budget.take("a", 600) and budget.take("a", 300)
+    assert not budget.take("a", 200)  # would put the address past its budget
+    assert not budget.take("a", 200)  # refused again: a refusal costs nothing ...
+    assert budget.take("a", 100)  # ... so what is left still fits
+    assert not budget.take("a", 1)
+    assert budget.take("b", 1000)  # addresses are independent
+    # Strict throttling never goes into debt; the wait says when the charge would fit.
+    assert shared_limits.throttle("k", 10.0, 5.0, 8.0, strict=True) == pytest.approx(0.3, abs=0.01)
+    assert shared_limits.throttle("k", 10.0, 5.0, 5.0, strict=True) == 0.0
+    with pytest.raises(ValidationError):
+        StoreBudget(shared_limits, 0, 1.0)
+
+
+def test_store_budget_refills_over_its_window_and_survives_bucket_churn():
+    t = [0.0]
+    lim = LocalLimits(lambda: t[0], max_buckets=4)
+    budget = StoreBudget(lim, 1000, 100.0)  # 10 bytes/s
+    assert budget.take("a", 1000) and not budget.take("a", 10)
+    t[0] += 1.0
+    assert budget.take("a", 10) and not budget.take("a", 10)
+    # Another client cycling through room buckets pushes out refilled buckets, not the
+    # address's half-spent budget (forgetting it would refill it).
+    for i in range(20):
+        lim.throttle(f"b:room{i}:x", 1000.0, 1000.0, 1.0)
+        t[0] += 0.01
+    assert not budget.take("a", 10)
+    t[0] += 1.0
+    assert budget.take("a", 10)

@@ -486,3 +486,8 @@ def test_config_validation():
     with pytest.raises(ValidationError):
         RelayConfig(ping_interval_s=-1.0)
     assert RelayConfig(idle_timeout_s=None).idle_timeout_s is None
+    with pytest.raises(ValidationError):
+        RelayConfig(max_address_share=1.5)  # more than the whole mailbox
+    with pytest.raises(ValidationError):
+        RelayConfig(max_address_share=0.0)
+    assert RelayConfig(max_address_share=None).max_address_share is None

@@ -9,15 +9,20 @@ import os
 import socket
 import time
 
+import pytest
 from websockets.exceptions import ConnectionClosed
 
 from ostracon.core.protocol import relay as P
 from ostracon.relay.backend import Backend, LocalBus
 from ostracon.relay.limits import LocalLimits
-from ostracon.relay.mailbox import MailboxError, MemoryMailbox
+from ostracon.relay.mailbox import FRAME_OVERHEAD_BYTES as O
+from ostracon.relay.mailbox import MailboxError, MemoryMailbox, SqliteMailbox
+from ostracon.relay.redis_backend import redis_backend
 from ostracon.relay.server import Relay, RelayConfig
+from redis_server import redis_server  # noqa: F401  (fixture)
 from relay_clients import DEADLINE, ROOM, ROOM2, Client, run, wait_for
-from room_keys import signature
+from relay_process import RawClient
+from room_keys import new_room, signature
 
 
 def test_oversize_frame_is_closed_with_1009():
@@ -274,4 +279,99 @@ def test_mailbox_failure_closes_with_1011():
             await a.publish(b"x")
             assert await a.close_code() == P.CLOSE_INTERNAL
             assert relay.metrics.drops["mailbox_error"] == 1
+    run(main())
+
+
+MiB = 1024 * 1024
+OTHER_HOST = "127.0.0.2"  # another client address (loopback), as a different host would be
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def small_backend(request, tmp_path):
+    """A backend with a 1 MiB room and 4 MiB total mailbox (the 64 MiB / 1 GiB defaults, scaled)."""
+    limits = dict(max_room_bytes=MiB, max_total_bytes=4 * MiB)
+    if request.param == "redis":
+        backend = redis_backend(request.getfixturevalue("redis_server").url, **limits)
+    elif request.param == "sqlite":
+        backend = Backend(SqliteMailbox(tmp_path / "mailbox.sqlite", **limits), LocalBus())
+    else:
+        backend = Backend(MemoryMailbox(**limits), LocalBus())
+    yield backend
+    backend.close()
+
+
+async def _fill(client: RawClient, frames: list[bytes]) -> int | None:
+    """Publish ``frames``; None when all were acknowledged, else the close code."""
+    for f in frames:
+        await client.publish(f)
+    acks = []
+    try:
+        await client.until(lambda m: isinstance(m, P.Ack) and acks.append(m) is None and len(acks) == len(frames))
+        return None
+    except ConnectionClosed as exc:
+        return exc.rcvd.code if exc.rcvd is not None else None
+
+
+def test_an_outsider_filling_rooms_of_its_own_cannot_evict_another_rooms_mailbox(small_backend):
+    """Rooms are free to create (a room id is a key the client makes): one address filling
+    rooms of its own must not push another room's frames out of the total budget."""
+    async def main():
+        async with Relay(backend=small_backend) as relay:
+            victim = new_room()
+            v = await RawClient.join(relay.url, victim, since=None, local_addr=(OTHER_HOST, 0))
+            await v.until(lambda m: isinstance(m, P.CaughtUp))
+            assert await _fill(v, [b"victim-frame-%d" % i + bytes(1000) for i in range(10)]) is None
+            await v.close()
+            codes = []
+            for _ in range(6):  # 6 x 0.9 MiB: more than the whole 4 MiB mailbox
+                a = await Client.join(relay, new_room())
+                await a.caught_up()
+                codes.append(await _fill(a, [os.urandom(100_000) for _ in range(9)]))
+                await a.close()
+            d = await RawClient.join(relay.url, victim, since=0, local_addr=(OTHER_HOST, 0))
+            msgs = await d.until(lambda m: isinstance(m, P.CaughtUp))
+            await d.close()
+            assert [m.cursor for m in msgs if isinstance(m, P.Frame)] == list(range(1, 11))
+            assert not [m for m in msgs if isinstance(m, P.Gap)]
+            assert codes[0] is None and codes[-1] == P.CLOSE_POLICY  # refused past its budget
+            assert relay.metrics.drops["store_budget"] >= 1
+            assert relay.mailbox.stats().bytes <= 2 * MiB
+    run(main())
+
+
+def test_honest_heavy_use_within_the_address_budget_is_untouched(small_backend):
+    """An address spending its budget over several rooms gets every frame stored; another
+    address has a budget of its own; a refused frame is not charged."""
+    async def main():
+        async with Relay(backend=small_backend) as relay:
+            budget = relay._store_budget.burst  # max(total x share, one largest frame)
+            frame = 60_000
+            fits = budget // (frame + O)
+            rooms = [new_room() for _ in range(3)]
+            sent = 0
+            for i, room in enumerate(rooms):
+                n = fits // 3 if i < 2 else fits - 2 * (fits // 3)
+                c = await Client.join(relay, room)
+                await c.caught_up()
+                assert await _fill(c, [os.urandom(frame) for _ in range(n)]) is None
+                await c.close()
+                sent += n
+            assert sent == fits and relay.metrics.drops["store_budget"] == 0
+            other = await RawClient.join(relay.url, rooms[0], since=None, local_addr=(OTHER_HOST, 0))
+            await other.until(lambda m: isinstance(m, P.CaughtUp))
+            assert await _fill(other, [os.urandom(frame) for _ in range(3)]) is None
+            await other.close()
+            # The spent address: a frame past the budget is refused, a small one still fits.
+            c = await Client.join(relay, rooms[1])
+            await c.caught_up()
+            assert await _fill(c, [os.urandom(frame)]) == P.CLOSE_POLICY
+            c = await Client.join(relay, rooms[1])
+            await c.caught_up()
+            left = budget - fits * (frame + O)
+            if left > O:
+                await c.publish(b"x" * (left - O))
+                await c.until(lambda m: isinstance(m, P.Ack))
+            await c.close()
+            for room in rooms:
+                assert relay.mailbox.info(room).pruned_through == 0
     run(main())

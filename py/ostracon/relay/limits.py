@@ -32,9 +32,14 @@ from typing import Any, Protocol
 from ..core.errors import ValidationError
 
 #: Distinct rate-limit keys remembered per process. A key whose bucket has refilled carries no
-#: information, so dropping the least recently used one is harmless; the cap bounds memory
-#: (about 150 bytes per entry) against a client cycling through room ids.
+#: information, so dropping it is harmless: past the cap the least recently used *refilled*
+#: bucket goes (among the :data:`EVICTION_SCAN` least recent; else the least recent). The cap
+#: bounds memory (about 150 bytes per entry) against a client cycling through room ids.
 DEFAULT_MAX_BUCKETS = 65536
+#: Least recently used buckets looked at for a refilled one when the table is full, so a client
+#: cycling through room ids cannot push another address's half-spent store budget
+#: (:class:`StoreBudget`, refilled over days) out of the table and refill it.
+EVICTION_SCAN = 1024
 
 
 def client_key(peer: Any) -> str:
@@ -140,10 +145,12 @@ class Limits(ABC):
         """Units of ``kind``/``key`` held now (over every process sharing the limits)."""
 
     @abstractmethod
-    def throttle(self, key: str, rate: float, burst: float, amount: float) -> float:
+    def throttle(self, key: str, rate: float, burst: float, amount: float, *, strict: bool = False) -> float:
         """Charge ``amount`` to the bucket ``key`` (``rate`` per second, ``burst`` deep) and return
         the seconds to wait before the next charge (0.0: within the allowance). The bucket may go
-        into debt by one charge; the wait pays it back."""
+        into debt by one charge; the wait pays it back. ``strict``: charge only when the bucket
+        holds ``amount`` (never into debt); else nothing is charged and the wait says when it
+        will hold it."""
 
     @abstractmethod
     def close(self) -> None:
@@ -151,11 +158,12 @@ class Limits(ABC):
 
 
 class _Bucket:
-    __slots__ = ("tokens", "t")
+    __slots__ = ("tokens", "t", "full_at")
 
     def __init__(self, tokens: float, t: float):
         self.tokens = tokens
         self.t = t
+        self.full_at = t  # when the bucket will have refilled: forgetting it then loses nothing
 
 
 class LocalLimits(Limits):
@@ -186,20 +194,56 @@ class LocalLimits(Limits):
     def held(self, kind: str, key: str) -> int:
         return self._counts.get((kind, key), 0)
 
-    def throttle(self, key: str, rate: float, burst: float, amount: float) -> float:
+    def throttle(self, key: str, rate: float, burst: float, amount: float, *, strict: bool = False) -> float:
         now = self._clock()
         b = self._buckets.get(key)
         if b is None:
             b = self._buckets[key] = _Bucket(float(burst), now)
             while len(self._buckets) > self.max_buckets:
-                self._buckets.popitem(last=False)
+                self._forget_one(now, key)
         else:
             self._buckets.move_to_end(key)
         b.tokens = min(float(burst), b.tokens + max(0.0, now - b.t) * rate)
         b.t = now
-        b.tokens -= amount
+        short = amount - b.tokens
+        if not strict or short <= 0:
+            b.tokens -= amount
+            short = 0.0
+        b.full_at = now + (burst - b.tokens) / rate
+        if short > 0:
+            return short / rate
         return 0.0 if b.tokens >= 0 else -b.tokens / rate
+
+    def _forget_one(self, now: float, new: str) -> None:
+        """Forget the least recently used refilled bucket (else the least recent) but ``new``."""
+        for i, (key, b) in enumerate(self._buckets.items()):
+            if i >= EVICTION_SCAN:
+                break
+            if b.full_at <= now and key != new:
+                del self._buckets[key]
+                return
+        self._buckets.popitem(last=False)
 
     def close(self) -> None:
         self._counts.clear()
         self._buckets.clear()
+
+
+class StoreBudget:
+    """Bytes one client key may store in the mailbox across all its rooms
+    (``RelayConfig.max_address_share``): a bucket of ``burst`` bytes refilled over ``window_s``
+    (the mailbox's retention), kept in :class:`Limits` under ``s:<client key>`` so every relay
+    process sharing the limits charges the same one. Rooms cost nothing to create, so without
+    it one address can push every other room's frames out of the mailbox's total budget."""
+
+    def __init__(self, limits: Limits, burst: int, window_s: float):
+        if type(burst) is not int or burst <= 0 or not window_s > 0:
+            raise ValidationError("a store budget needs burst > 0 and window_s > 0")
+        self.limits = limits
+        self.burst = burst
+        self.rate = burst / float(window_s)
+
+    def take(self, key: str, amount: int) -> bool:
+        """Charge ``amount`` bytes to ``key``; False (and nothing charged) when that would put
+        the address past its budget."""
+        return self.limits.throttle("s:" + key, self.rate, self.burst, amount, strict=True) == 0.0

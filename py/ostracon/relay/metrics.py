@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.errors import OstraconError
+from .mailbox import Mailbox
+
 #: Why a connection was closed, refused or held back. Each limit of RelayConfig has one.
 DROP_REASONS = ("oversize", "rate_limit", "slow_consumer", "resync", "idle", "bad_message", "max_connections",
                 "per_ip", "max_rooms", "room_full", "mailbox_error", "pending_evicted", "ephemeral_dropped",
-                "not_admitted")
+                "not_admitted", "store_budget")
 
 
 @dataclass
@@ -25,6 +28,38 @@ class RelayMetrics:
     queued_bytes: int = 0  # bytes in all send queues now
     queue_high_water_bytes: int = 0  # largest single-member queue ever seen
     drops: dict[str, int] = field(default_factory=lambda: {r: 0 for r in DROP_REASONS})
+
+
+def metrics_snapshot(m: RelayMetrics, mailbox: Mailbox, *, connections: int, pending: int, pending_evicted: int,
+                     rooms: int, saturated: bool, uptime_s: float) -> dict[str, Any]:
+    """The relay's counters and gauges as one dict (``/metrics.json``)."""
+    try:
+        ms = mailbox.stats()
+        mb: dict[str, Any] = {"rooms": ms.rooms, "frames": ms.frames, "bytes": ms.bytes, "dropped": dict(ms.dropped)}
+    except OstraconError:
+        mb = {"error": "unavailable"}
+    drops = dict(m.drops)
+    drops["pending_evicted"] = pending_evicted
+    return {
+        "connections": connections,
+        "connections_total": m.connections_total,
+        "pending_connections": pending,
+        "rooms": rooms,
+        "frames_in": m.frames_in,
+        "bytes_in": m.bytes_in,
+        "frames_out": m.frames_out,
+        "control_out": m.control_out,
+        "bytes_out": m.bytes_out,
+        "stored_frames": m.stored_frames,
+        "http_requests": m.http_requests,
+        "throttled_s": round(m.throttled_s, 3),
+        "queued_bytes": m.queued_bytes,
+        "queue_high_water_bytes": m.queue_high_water_bytes,
+        "drops": drops,
+        "saturated": saturated,
+        "mailbox": mb,
+        "uptime_s": round(uptime_s, 3),
+    }
 
 
 def prometheus_text(s: dict[str, Any]) -> str:

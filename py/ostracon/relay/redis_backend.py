@@ -396,9 +396,10 @@ class RedisLimits(Limits):
     def held(self, kind: str, key: str) -> int:
         return as_int(self._run("acquire", [self._key(kind, key)], [self.prefix, self.process_id, 0]), "count")
 
-    def throttle(self, key: str, rate: float, burst: float, amount: float) -> float:
+    def throttle(self, key: str, rate: float, burst: float, amount: float, *, strict: bool = False) -> float:
         wait = self._run("throttle", [f"{self.prefix}rate:{key}"],
-                         [repr(float(rate)), repr(float(burst)), repr(float(amount)), repr(MAX_THROTTLE_DEBT_S)])
+                         [repr(float(rate)), repr(float(burst)), repr(float(amount)), repr(MAX_THROTTLE_DEBT_S),
+                          "1" if strict else "0"])
         try:
             return float(wait)
         except (TypeError, ValueError) as exc:

@@ -416,7 +416,7 @@ if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS
 return 0
 """
 
-# KEYS: rate:<key>. ARGV: rate, burst, amount, longest debt (s). Redis's own clock: one time
+# KEYS: rate:<key>. ARGV: rate, burst, amount, longest debt (s), strict (0/1). Redis's own clock: one time
 # base for all processes.
 LIMITS_THROTTLE = _LIMITS_LIB + """
 hash_key(KEYS[1])
@@ -432,9 +432,13 @@ end
 local tok = finite(v[1], -rate * tonumber(ARGV[4]), burst) or burst
 local last = finite(v[2], 0, now) or now
 local dt = now - last
-tok = math.min(burst, tok + dt * rate) - amount
+tok = math.min(burst, tok + dt * rate)
+local short = amount - tok
+-- ARGV[5] '1' (strict): charge only what the bucket holds; the wait says when it will.
+if ARGV[5] ~= '1' or short <= 0 then tok = tok - amount short = 0 end
 redis.call('HSET', KEYS[1], 'tok', tostring(tok), 't', tostring(now))
 redis.call('EXPIRE', KEYS[1], math.ceil((burst - tok) / rate) + 1)
+if short > 0 then return tostring(short / rate) end
 if tok >= 0 then return '0' end
 return tostring(-tok / rate)
 """

@@ -47,9 +47,9 @@ from .backend import Backend, Bus, LocalBus
 from .config import KiB, MiB, RelayConfig, TokenBucket  # noqa: F401  (re-exported)
 from .fanout import _ACK, _CONTROL, FanOut, _Member, _Room, _room_tag
 from .http import Handler, HttpFront, HttpRequest, HttpResponse, StaticFiles, host_allowed, resolve_allowed_hosts
-from .limits import Limits, LocalLimits, PendingConnections, client_key
-from .mailbox import Mailbox, MemoryMailbox
-from .metrics import DROP_REASONS, RelayMetrics, prometheus_text  # noqa: F401  (re-exported)
+from .limits import Limits, LocalLimits, PendingConnections, StoreBudget, client_key
+from .mailbox import FRAME_OVERHEAD_BYTES, Mailbox, MemoryMailbox
+from .metrics import DROP_REASONS, RelayMetrics, metrics_snapshot, prometheus_text  # noqa: F401  (re-exported)
 
 log = logging.getLogger("ostracon.relay")
 
@@ -96,6 +96,11 @@ class Relay(FanOut):
         self.bus: Bus = backend.bus if backend is not None else LocalBus()
         self.limits: Limits = (backend.limits if backend is not None and backend.limits is not None
                                else LocalLimits(time.monotonic))
+        share = self.config.max_address_share
+        # At least one largest frame, so a small mailbox never refuses every publish.
+        self._store_budget = None if share is None else StoreBudget(self.limits, max(
+            int(self.mailbox.max_total_bytes * share), self.config.max_frame_bytes + FRAME_OVERHEAD_BYTES),
+            self.mailbox.max_age_s)
         self.host = host
         self._requested_port = port
         self._static = StaticFiles(static_dir, static_headers) if static_dir is not None else None
@@ -323,35 +328,10 @@ class Relay(FanOut):
         return HttpResponse.text(404, "not found\n")
 
     def metrics_snapshot(self) -> dict[str, Any]:
-        m = self.metrics
-        try:
-            ms = self.mailbox.stats()
-            mailbox: dict[str, Any] = {"rooms": ms.rooms, "frames": ms.frames, "bytes": ms.bytes,
-                                       "dropped": dict(ms.dropped)}
-        except OstraconError:
-            mailbox = {"error": "unavailable"}
-        drops = dict(m.drops)
-        drops["pending_evicted"] = self._http_conns.evicted
-        return {
-            "connections": len(self._members),
-            "connections_total": m.connections_total,
-            "pending_connections": len(self._http_conns),
-            "rooms": len(self._rooms),
-            "frames_in": m.frames_in,
-            "bytes_in": m.bytes_in,
-            "frames_out": m.frames_out,
-            "control_out": m.control_out,
-            "bytes_out": m.bytes_out,
-            "stored_frames": m.stored_frames,
-            "http_requests": m.http_requests,
-            "throttled_s": round(m.throttled_s, 3),
-            "queued_bytes": m.queued_bytes,
-            "queue_high_water_bytes": m.queue_high_water_bytes,
-            "drops": drops,
-            "saturated": self.saturated,
-            "mailbox": mailbox,
-            "uptime_s": round(time.monotonic() - self._started_at, 3),
-        }
+        return metrics_snapshot(self.metrics, self.mailbox, connections=len(self._members),
+                                pending=len(self._http_conns), pending_evicted=self._http_conns.evicted,
+                                rooms=len(self._rooms), saturated=self.saturated,
+                                uptime_s=time.monotonic() - self._started_at)
 
     def prometheus_text(self) -> str:
         return prometheus_text(self.metrics_snapshot())
@@ -503,6 +483,20 @@ class Relay(FanOut):
                                                   cfg.rate_bytes_burst, n))
         return wait
 
+    def _within_store_budget(self, m: _Member, n: int) -> bool:
+        """Charge ``n`` stored bytes to the member's address over all rooms; past the budget the
+        frame is refused (not stored, not charged) and the connection closed with 1008."""
+        try:
+            if self._store_budget is None or self._store_budget.take(m.key, n):
+                return True
+            self._drop("store_budget")
+            self._kick(m, P.CLOSE_POLICY, "address storage budget exceeded")
+        except OstraconError:
+            log.exception("room %s: limits unavailable", _room_tag(m.room.id))
+            self._drop("mailbox_error")
+            self._kick(m, P.CLOSE_INTERNAL, "relay backend unavailable")
+        return False
+
     async def _receive(self, m: _Member) -> None:
         """Read until the connection closes. After a close was started (by us) keep reading and
         discarding: websockets stops reading the socket when its small receive queue is full,
@@ -555,6 +549,8 @@ class Relay(FanOut):
                 self._enqueue(m, P.encode_pong(payload), 0, _CONTROL)
                 continue
             if kind == P.C_PUBLISH:
+                if not self._within_store_budget(m, len(payload) + FRAME_OVERHEAD_BYTES):
+                    continue
                 try:
                     cursor = self.mailbox.append(room.id, payload, m.key)
                 except OstraconError:

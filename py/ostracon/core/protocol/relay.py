@@ -58,7 +58,7 @@ GAP_REASONS = ("pruned", "epoch", "ahead")
 # --- close codes ---------------------------------------------------------------------------
 CLOSE_GOING_AWAY = 1001  # relay shutting down: reconnect with backoff
 CLOSE_UNSUPPORTED = 1003  # text message, unknown kind or empty frame: a client bug
-CLOSE_POLICY = 1008  # per-connection rate limit exceeded: slow down, reconnect with backoff
+CLOSE_POLICY = 1008  # the address's storage budget is spent: slow down, reconnect with backoff
 CLOSE_TOO_BIG = 1009  # message larger than max_frame_bytes: split your frames
 CLOSE_INTERNAL = 1011  # mailbox failure on the relay
 CLOSE_TRY_AGAIN = 1013  # max connections / rooms / room members reached: retry later
