@@ -139,6 +139,49 @@ def test_prune_by_total_bytes_drops_globally_oldest(make):
     assert s.bytes == mb.info(R1).bytes + mb.info(R2).bytes
 
 
+def test_total_budget_evicts_the_heaviest_writer_over_all_rooms_not_the_oldest_frames(make):
+    """A writer filling rooms of its own (room ids are free) evicts its own frames under the
+    total budget, never those of a writer holding less, however old they are."""
+    clock = FakeClock()
+    F = 100 + O
+    mb = make(max_room_bytes=10 * F, max_total_bytes=10 * F, clock=clock)
+    for i in range(3):
+        mb.append(R1, b"v%099d" % i, "victim")
+        clock.t += 1
+    for i in range(14):  # 14 frames over two rooms of its own: 7 fit beside the victim's 3
+        mb.append(R2 if i % 2 else R3, b"x" * 100, "outsider")
+        clock.t += 1
+    v = mb.info(R1)
+    assert (v.frames, v.pruned_through) == (3, 0)
+    assert mb.read(R1, 0) == [(i + 1, b"v%099d" % i) for i in range(3)]
+    s = mb.stats()
+    assert s.bytes == 10 * F and s.dropped["total_bytes"] == 7
+    assert mb.info(R2).frames + mb.info(R3).frames == 7
+    # The outsider's oldest 7 went: R3 (even i) cursors 1..4, R2 (odd i) cursors 1..3.
+    assert mb.info(R3).pruned_through == 4 and mb.info(R2).pruned_through == 3
+    # A writer holding more than the one appending loses first: "victim" now holds 3 frames,
+    # "outsider" 7; a newcomer's frame takes the outsider's oldest, not the victim's older ones.
+    mb.append(R1, b"n" * 100, "newcomer")
+    assert mb.info(R1).pruned_through == 0 and mb.info(R2).pruned_through == 4
+    if make.kind != "memory":  # the writer totals come back on reopen
+        mb.close()
+        mb = make(max_room_bytes=10 * F, max_total_bytes=10 * F, clock=clock)
+        mb.append(R3, b"x" * 100, "outsider")
+        assert mb.info(R1).frames == 4 and mb.info(R3).pruned_through == 5
+
+
+def test_total_budget_tie_evicts_the_writer_with_the_oldest_frame(make):
+    clock = FakeClock()
+    F = 100 + O
+    mb = make(max_room_bytes=4 * F, max_total_bytes=4 * F, clock=clock)
+    for room, writer in ((R2, "b"), (R1, "a"), (R2, "b"), (R1, "a")):
+        mb.append(room, b"y" * 100, writer)
+        clock.t += 1
+    mb.append(R3, b"c" * 100, "c")  # a and b hold 2 frames each; b's first frame is the oldest
+    assert mb.info(R2).pruned_through == 1 and mb.info(R1).pruned_through == 0
+    assert mb.stats().bytes == 4 * F
+
+
 def test_prune_by_age_with_injected_clock(make):
     clock = FakeClock()
     mb = make(max_age_s=100.0, clock=clock)

@@ -167,6 +167,42 @@ def test_wrong_key_types_are_moved_aside_and_honest_rooms_keep_working(env):
     assert mb.prune() == 4
 
 
+def test_planted_or_missing_writer_indexes_keep_total_eviction_bounded_and_fair(env):
+    """The writer indexes ('wb', 'wf:<writer>') are checked where used: wrong types are moved
+    aside, members naming a frame that is gone or someone else's are removed, a planted +inf
+    writer or frames no index knows (stored by an older relay) fall back to oldest first."""
+    F = 10 + O
+    mb = env.open(max_room_bytes=6 * F, max_total_bytes=6 * F)
+    r = env.r
+    for i in range(2):
+        mb.append(R1, b"v%09d" % i, "victim")
+    r.zadd(_k("wb"), {"ghost": float("inf")})
+    r.zadd(_k("wf", "ghost"), {f"{R1}:1": 0, "not a member": 0})  # the victim's frame, not the ghost's
+    r.set(_k("wf", "outsider"), b"not a zset")
+    for _ in range(8):
+        mb.append(R2, b"x" * 10, "outsider")
+    assert mb.read(R1, 0) == [(1, b"v000000000"), (2, b"v000000001")]
+    s = mb.stats()
+    assert s.bytes == 6 * F and s.dropped["total_bytes"] == 4 and mb.info(R2).pruned_through == 4
+    assert r.type(_k("wf", "outsider")) == b"zset" and r.zscore(_k("wb"), "ghost") is None
+    # Indexes lost, as a relay before them leaves a mailbox: the sweep at open indexes every
+    # frame again (once), so eviction still takes the heaviest writer's oldest frames.
+    r.delete(_k("wb"), _k("wf", "victim"), _k("wf", "outsider"), _k("wfv"))
+    mb = env.open(max_room_bytes=6 * F, max_total_bytes=6 * F)
+    assert r.get(_k("wfv")) == b"1" and r.zcard(_k("wf", "outsider")) == 4
+    assert int(r.zscore(_k("wb"), "outsider")) == 4 * F and int(r.zscore(_k("wb"), "victim")) == 2 * F
+    mb.append(R2, b"x" * 10, "outsider")
+    assert mb.info(R1).pruned_through == 0 and mb.info(R2).pruned_through == 5
+    assert mb.stats().bytes == 6 * F
+    # Without the index (deleted while running) the writer is not counted and eviction falls
+    # back to oldest first; the next sweep indexes again.
+    r.delete(_k("wb"), _k("wf", "victim"), _k("wf", "outsider"), _k("wfv"))
+    mb.append(R2, b"x" * 10, "outsider")
+    assert mb.stats().bytes == 6 * F
+    mb.sweep()
+    assert r.zcard(_k("wf", "victim")) + r.zcard(_k("wf", "outsider")) == mb.stats().frames
+
+
 def test_non_numeric_and_out_of_range_counters(env):
     mb = env.open()
     mb.append(R1, b"one")

@@ -23,7 +23,12 @@ Limits (each enforced on ``append``, age also by ``prune()``):
 * ``max_age_s`` (default 30 days): frames for a device that never returns do not live forever;
   a month covers holidays.
 * ``max_total_bytes`` (default 1 GiB): the whole mailbox stays bounded however many rooms
-  exist; the globally oldest frames go first.
+  exist. Over it, the oldest frames of the writer holding the most bytes over *all* rooms go
+  first (ties: the writer whose oldest frame is oldest). Rooms are free to create (a room id is
+  a key the client makes), so "globally oldest first" would let one writer filling rooms of its
+  own push every other room's frames out; this way it evicts its own first, and another
+  writer's frames only once that writer holds as much. With a single writer it is the same as
+  globally oldest first.
 
 The clock is injected (``clock() -> seconds``, default ``time.time``) so age pruning is tested
 without sleeping. Backends are synchronous and fast (SQLite in WAL mode with
@@ -236,6 +241,8 @@ class MemoryMailbox(Mailbox):
         self._rooms: dict[str, _MemRoom] = {}
         self._total = 0
         self._seq = 0  # global append order: breaks timestamp ties when evicting the oldest
+        self._writer_bytes: dict[str, int] = {}  # writer -> bytes held over all rooms
+        self._writer_frames: dict[str, dict[int, _MemRoom]] = {}  # writer -> seq -> room, oldest first
         self._closed = False
 
     def _room(self, room: str, create: bool) -> _MemRoom | None:
@@ -258,20 +265,21 @@ class MemoryMailbox(Mailbox):
         size = len(frame) + FRAME_OVERHEAD_BYTES
         r.bytes += size
         r.writers[writer] = r.writers.get(writer, 0) + size
+        self._writer_bytes[writer] = self._writer_bytes.get(writer, 0) + size
+        self._writer_frames.setdefault(writer, {})[self._seq] = r
         self._total += size
         self._drop_expired(r, now)
         while r.bytes > self.max_room_bytes:
             self._drop_heaviest(r)
         while self._total > self.max_total_bytes:
-            oldest = min((x for x in self._rooms.values() if x.frames), key=lambda x: x.frames[0][1:3])
-            self._drop_first(oldest, "total_bytes")
+            self._drop_heaviest_writer()
         return r.head
 
     def _drop_first(self, r: _MemRoom, reason: str) -> None:
         self._forget(r, r.frames.popleft(), reason)
 
     def _forget(self, r: _MemRoom, entry: tuple[int, float, int, bytes, str], reason: str) -> None:
-        cursor, _ts, _seq, frame, writer = entry
+        cursor, _ts, seq, frame, writer = entry
         size = len(frame) + FRAME_OVERHEAD_BYTES
         r.pruned_through = max(r.pruned_through, cursor)
         r.bytes -= size
@@ -280,6 +288,13 @@ class MemoryMailbox(Mailbox):
             r.writers[writer] = left
         else:
             del r.writers[writer]
+        left = self._writer_bytes[writer] - size
+        held = self._writer_frames[writer]
+        del held[seq]
+        if left:
+            self._writer_bytes[writer] = left
+        else:
+            del self._writer_bytes[writer], self._writer_frames[writer]
         self._total -= size
         self._dropped[reason] += 1
 
@@ -293,6 +308,17 @@ class MemoryMailbox(Mailbox):
                 self._forget(r, entry, "room_bytes")
                 return
         raise AssertionError("room byte accounting is inconsistent")  # pragma: no cover
+
+    def _drop_heaviest_writer(self) -> None:
+        """Drop the oldest frame of the writer holding the most bytes over all rooms; ties go to
+        the writer whose oldest frame is oldest."""
+        most = max(self._writer_bytes.values())
+        seq, r = min((next(iter(self._writer_frames[w].items())) for w, held in self._writer_bytes.items()
+                      if held == most), key=lambda x: x[0])
+        i = bisect.bisect_left(r.frames, seq, key=lambda e: e[2])  # seq grows with cursor in a room
+        entry = r.frames[i]
+        del r.frames[i]
+        self._forget(r, entry, "total_bytes")
 
     def _drop_expired(self, r: _MemRoom, now: float) -> int:
         n = 0

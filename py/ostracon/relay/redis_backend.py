@@ -16,7 +16,10 @@ append counter), ``oldest`` (zset room → sequence number of its oldest frame: 
 drops the earliest appended frame first), ``active`` (zset room → last activity), ``total``
 (bytes), ``frames``, ``dropped`` (hash reason → frames), ``q:frames`` and ``q:k:<id>`` (what
 was moved aside, see relay/redis_checks.py), ``lim:<kind>:<key>`` (hash process → count),
-``rate:<key>`` (hash tok, t), ``proc:<id>`` (heartbeat), channel ``c:<room>``.
+``rate:<key>`` (hash tok, t), ``proc:<id>`` (heartbeat), ``wb`` (zset writer → bytes held
+over all rooms) and ``wf:<writer>`` (zset ``<room>:<cursor>`` → sequence number: that writer's
+frames, oldest first), which eviction under the total budget uses, ``wfv`` (set once every
+frame was indexed: :meth:`RedisMailbox.sweep` indexes older mailboxes), channel ``c:<room>``.
 
 Whoever can write to the Redis server can plant values under the prefix: every value read back
 is checked by the scripts themselves (relay/redis_checks.py), and a frame arriving on the bus
@@ -92,6 +95,7 @@ if type(redis.pcall(unpack(entry))) ~= 'string' then
   redis.call(unpack(entry))
 end
 hadd(mk, 'w:' .. writer, size, true)
+writer_gained(writer, size, room, head, seq)
 redis.call('HSET', mk, 'last_ts', tostring(last_ts), 'last_active', NOW_S)
 redis.call('ZADD', PFX .. 'active', NOW, room)
 m.bytes = hadd(mk, 'bytes', size, false)
@@ -109,11 +113,15 @@ finish()
 -- A total beyond what one append can add was changed by someone else: count it again first.
 total = uint(redis.call('GET', PFX .. 'total')) or 0
 if total > MAX_TOTAL + size then recount_globals() total = uint(redis.call('GET', PFX .. 'total')) or 0 end
+-- The heaviest writer over all rooms loses its oldest frames first; frames no writer index
+-- knows (stored by an older relay) go globally oldest first.
 while total > MAX_TOTAL do
-  local o = redis.call('ZRANGE', PFX .. 'oldest', 0, 0)
-  if #o == 0 then break end
-  local other = is_room(o[1]) and check_room(o[1])
-  if not other or not drop_first(o[1], 'total_bytes', other) then redis.call('ZREM', PFX .. 'oldest', o[1]) end
+  if not drop_heaviest_writer() then
+    local o = redis.call('ZRANGE', PFX .. 'oldest', 0, 0)
+    if #o == 0 then break end
+    local other = is_room(o[1]) and check_room(o[1])
+    if not other or not drop_first(o[1], 'total_bytes', other) then redis.call('ZREM', PFX .. 'oldest', o[1]) end
+  end
   total = uint(redis.call('GET', PFX .. 'total')) or 0
 end
 finish()
@@ -206,14 +214,35 @@ finish()
 return gone
 """
 
-# ARGV[9..]: last batch (0/1), then rooms found by the sweep. The totals are counted again
-# once, after the last batch.
+# ARGV[9..]: last batch (0/1), index writers (0/1), then rooms found by the sweep. The totals
+# are counted again once, after the last batch. Indexing puts every frame into its writer's
+# 'wf' set (frames stored before the writer indexes existed); 'wfv' records that it was done.
 _CHECK = LUA_LIB + """
 check_globals()
-for i = NARGS + 2, #ARGV do
-  if check_room(ARGV[i]) then set_oldest(ARGV[i]) end
+for i = NARGS + 3, #ARGV do
+  local room = ARGV[i]
+  local m = check_room(room)
+  if m then set_oldest(room) end
+  local start = '-'
+  while m and ARGV[NARGS + 2] == '1' do
+    local page = redis.call('XRANGE', rkey(room, 's'), start, '+', 'COUNT', 256)
+    if #page == 0 then break end
+    for _, e in ipairs(page) do
+      local why, f = entry_problem(e, m.head)
+      if not why then
+        local fk = PFX .. 'wf:' .. f.w
+        local t = kind(fk)
+        if t ~= 'none' and t ~= 'zset' then move_aside(fk, 'wrong type') end
+        redis.call('ZADD', fk, 'NX', f.q, room .. ':' .. f.c)
+      end
+    end
+    start = '(' .. page[#page][1]
+  end
 end
-if ARGV[NARGS + 1] == '1' then recount_globals() end
+if ARGV[NARGS + 1] == '1' then
+  recount_globals()
+  if ARGV[NARGS + 2] == '1' then redis.call('SET', PFX .. 'wfv', '1') end
+end
 return 0
 """
 
@@ -298,10 +327,11 @@ class RedisMailbox(Mailbox):
                 rooms.add(name)
         ordered = sorted(rooms)
         starts = range(0, len(ordered), batch)
+        index = "0" if self._call(lambda: self._client.get(self.prefix + "wfv")) == b"1" else "1"
         for i in starts:
-            self._script("check", "1" if i == starts[-1] else "0", *ordered[i:i + batch])
+            self._script("check", "1" if i == starts[-1] else "0", index, *ordered[i:i + batch])
         if not ordered:
-            self._script("check", "1")
+            self._script("check", "1", index)
         before = self.stats().dropped.get("quarantined", 0)
         if before:
             log.warning("redis mailbox %s: %d malformed frames moved to %sq:frames so far", self.prefix, before,

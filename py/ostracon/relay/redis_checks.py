@@ -256,9 +256,29 @@ local function first_entry(room, m)
     moved = true
   end
 end
+-- Writers over all rooms: 'wb' (zset writer -> bytes held), 'wf:<writer>' (zset
+-- '<room>:<cursor>' -> append sequence number). Both are indexes: 'wb' is counted again with the
+-- totals; a 'wf' member whose frame is gone or not that writer's is removed when met.
+local function writer_gained(w, n, room, c, q)
+  redis.call('ZINCRBY', PFX .. 'wb', n, w)
+  local fk = PFX .. 'wf:' .. w
+  local t = kind(fk)
+  if t ~= 'none' and t ~= 'zset' then move_aside(fk, 'wrong type') end
+  redis.call('ZADD', fk, q, room .. ':' .. c)
+end
+local function writer_lost(w, n, room, c)
+  local k = PFX .. 'wb'
+  if redis.call('ZSCORE', k, w) then
+    local left = tonumber(redis.call('ZINCRBY', k, -n, w))
+    if not (left > 0) then redis.call('ZREM', k, w) end
+  end
+  local fk = PFX .. 'wf:' .. w
+  if kind(fk) == 'zset' then redis.call('ZREM', fk, room .. ':' .. c) end
+end
 local function drop_entry(room, id, f, reason, m)
   local mk = rkey(room, 'm')
   redis.call('XDEL', rkey(room, 's'), id)
+  writer_lost(f.w, f.n, room, f.c)
   if f.c > m.pruned then m.pruned = f.c redis.call('HSET', mk, 'pruned', f.c) end
   hadd(mk, 'w:' .. f.w, -f.n, true)
   m.bytes = hadd(mk, 'bytes', -f.n, false)
@@ -301,6 +321,36 @@ local function drop_heaviest(room, m)
   end
   recount_room(room, m)
 end
+-- Drop the oldest frame of the writer holding the most bytes over all rooms (ties: the
+-- writer whose oldest frame is oldest); false when no writer's frames can be found.
+local function drop_heaviest_writer()
+  local wk = PFX .. 'wb'
+  for _ = 1, 64 do
+    local top = redis.call('ZREVRANGE', wk, 0, 0, 'WITHSCORES')
+    if #top == 0 then return false end
+    local best, bq, bm = nil, nil, nil
+    for _, w in ipairs(redis.call('ZRANGEBYSCORE', wk, top[2], top[2], 'LIMIT', 0, 16)) do
+      local fk = PFX .. 'wf:' .. w
+      local t = kind(fk)
+      if t ~= 'none' and t ~= 'zset' then move_aside(fk, 'wrong type') t = 'none' end
+      local o = {}
+      if t == 'zset' then o = redis.call('ZRANGE', fk, 0, 0, 'WITHSCORES') end
+      -- No frame of it indexed (stored before the index existed): not counted here any more.
+      if #o == 0 then redis.call('ZREM', wk, w)
+      elseif bq == nil or tonumber(o[2]) < bq then best, bq, bm = w, tonumber(o[2]), o[1] end
+    end
+    if best then
+      local room, c = string.match(bm, '^([0-9a-f]+):([1-9]%d*)$')
+      local m = room and is_room(room) and #c <= DIGITS and check_room(room)
+      local e = m and redis.call('XRANGE', rkey(room, 's'), c .. '-1', c .. '-1') or {}
+      local why, f = 'gone', nil
+      if #e == 1 then why, f = entry_problem(e[1], m.head) end
+      if not why and f.w == best then drop_entry(room, e[1][1], f, 'total_bytes', m) return true end
+      redis.call('ZREM', PFX .. 'wf:' .. best, bm)
+    end
+  end
+  return false
+end
 local function expire(room, limit, m)
   local n = 0
   while true do
@@ -327,16 +377,24 @@ local function reindex()
 end
 recount_globals = function()
   local total, frames, seq = 0, 0, uint(redis.call('GET', PFX .. 'seq')) or 0
+  local held = {}
   for _, room in ipairs(redis.call('ZRANGE', PFX .. 'active', 0, -1)) do
     local m = nil
     if is_room(room) then m = check_room(room) else redis.call('ZREM', PFX .. 'active', room) end
     if m then
       total, frames = total + m.bytes, frames + m.frames
+      local h = redis.call('HGETALL', rkey(room, 'm'))
+      for i = 1, #h, 2 do
+        local b = string.sub(h[i], 1, 2) == 'w:' and uint(h[i + 1])
+        if b and b > 0 then held[string.sub(h[i], 3)] = (held[string.sub(h[i], 3)] or 0) + b end
+      end
       local last = redis.call('XREVRANGE', rkey(room, 's'), '+', '-', 'COUNT', 1)
       local q = #last > 0 and uint(field(last[1][2], 'q'))
       if q and q > seq then seq = q end
     end
   end
+  redis.call('DEL', PFX .. 'wb')
+  for w, b in pairs(held) do redis.call('ZADD', PFX .. 'wb', b, w) end
   redis.call('SET', PFX .. 'total', total)
   redis.call('SET', PFX .. 'frames', frames)
   redis.call('SET', PFX .. 'seq', seq)
@@ -354,6 +412,8 @@ local function check_globals()
     end
   end
   local reindexed = false
+  t = kind(PFX .. 'wb')
+  if t ~= 'none' and t ~= 'zset' then move_aside(PFX .. 'wb', 'wrong type') DIRTY = true end
   for _, name in ipairs({'active', 'oldest'}) do
     t = kind(PFX .. name)
     if t ~= 'none' and t ~= 'zset' then move_aside(PFX .. name, 'wrong type') reindexed = true end

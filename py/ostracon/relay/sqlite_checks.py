@@ -39,7 +39,7 @@ _COLUMNS = {
     "quarantined_frames": [(c, "", 0, 0) for c in ("room", "cursor", "ts", "size", "data", "writer")]
     + [("reason", "TEXT", 0, 0)],
 }
-_INDEXES = frozenset({"frames_ts", "frames_writer"})
+_INDEXES = frozenset({"frames_ts", "frames_writer", "frames_writer_ts"})
 #: Made when there is first something to move. No column types (BLOB affinity): rows moved
 #: there keep their values exactly as they were found, for the operator to look at.
 _QUARANTINE = (

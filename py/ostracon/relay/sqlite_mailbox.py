@@ -44,6 +44,9 @@ _SCHEMA_VERSION = "2"
 # Created after the migration, since version 1 tables have no writer column. Covering, so the
 # per-writer byte totals of one room are an index range scan.
 _WRITER_INDEX = "CREATE INDEX IF NOT EXISTS frames_writer ON frames (room, writer, cursor, size)"
+# The oldest frames of one writer over all rooms (eviction under max_total_bytes); rowid, the
+# tie-break, is part of every index entry.
+_WRITER_TS_INDEX = "CREATE INDEX IF NOT EXISTS frames_writer_ts ON frames (writer, ts)"
 
 
 @dataclass
@@ -100,6 +103,7 @@ class SqliteMailbox(Mailbox):
                 elif row[0] != _SCHEMA_VERSION:
                     raise MailboxError(f"mailbox {self.path}: unknown schema version {row[0]}")
                 self._db.execute(_WRITER_INDEX)
+                self._db.execute(_WRITER_TS_INDEX)
                 check_schema(self._db, self.path)
                 self._dropped["quarantined"] = quarantine_bad_rows(self._db, self.max_room_bytes, self.clock())
             if self._dropped["quarantined"]:
@@ -151,6 +155,15 @@ class SqliteMailbox(Mailbox):
     def _count_totals(self) -> None:
         self._total, self._total_frames = self._db.execute(
             "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM frames").fetchone()
+        self._writer_bytes: dict[str, int] = dict(
+            self._db.execute("SELECT writer, SUM(size) FROM frames GROUP BY writer").fetchall())
+
+    def _writer_lost(self, writer: str, size: int) -> None:
+        left = self._writer_bytes.get(writer, 0) - size
+        if left > 0:
+            self._writer_bytes[writer] = left
+        else:
+            self._writer_bytes.pop(writer, None)
 
     def _load(self, room: str) -> _SqlRoom | None:
         """Cached room state. The rooms row is only written when a room is created or pruned
@@ -192,8 +205,12 @@ class SqliteMailbox(Mailbox):
 
     def _drop_prefix(self, room: str, r: _SqlRoom, through: int, reason: str) -> int:
         """Delete frames with cursor <= through; return how many."""
-        n, size = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM frames WHERE room=? AND cursor<=?",
-                                   (room, through)).fetchone()
+        n = size = 0
+        for writer, count, held in self._db.execute(
+                "SELECT writer, COUNT(*), SUM(size) FROM frames WHERE room=? AND cursor<=? GROUP BY writer",
+                (room, through)).fetchall():
+            n, size = n + count, size + held
+            self._writer_lost(writer, held)
         self._db.execute("DELETE FROM frames WHERE room=? AND cursor<=?", (room, through))
         r.frames -= n
         r.bytes -= size
@@ -221,6 +238,7 @@ class SqliteMailbox(Mailbox):
                     r.frames += 1
                     r.bytes += size
                     self._total += size
+                    self._writer_bytes[writer] = self._writer_bytes.get(writer, 0) + size
                     self._total_frames += 1
                     pruned = self._expire_room(room, r, now)
                     while r.bytes > self.max_room_bytes:
@@ -255,6 +273,7 @@ class SqliteMailbox(Mailbox):
             if freed >= excess or held - freed <= runner_up:
                 break
         self._db.executemany("DELETE FROM frames WHERE room=? AND cursor=?", [(room, c) for c in cut])
+        self._writer_lost(writer, freed)
         r.frames -= len(cut)
         r.bytes -= freed
         self._total -= freed
@@ -275,21 +294,42 @@ class SqliteMailbox(Mailbox):
         return self._drop_prefix(room, r, row[0], "age")
 
     def _evict_global(self, excess: int) -> None:
-        cuts: dict[str, int] = {}
-        freed = 0
-        # Per-room timestamps are non-decreasing in cursor order and rowids grow with inserts,
-        # so the globally oldest rows of each room form a cursor prefix: dropping
-        # "cursor <= cut" keeps rooms contiguous. rowid breaks timestamp ties by append order.
-        for room, cursor, size in self._db.execute("SELECT room, cursor, size FROM frames ORDER BY ts, rowid"):
-            cuts[room] = cursor
-            freed += size
-            if freed >= excess:
-                break
-        for room, cut in cuts.items():
-            r = self._load(room)
-            assert r is not None
-            self._drop_prefix(room, r, cut, "total_bytes")
-            self._save(room, r)
+        """Drop the oldest frames of the writer holding the most bytes over all rooms (ties: the
+        writer whose oldest frame is oldest) until ``excess`` bytes are freed, a round at a time
+        while it stays the heaviest. rowid breaks timestamp ties by append order."""
+        while excess > 0 and self._writer_bytes:
+            ranked = sorted(self._writer_bytes.items(), key=lambda x: -x[1])
+            most = ranked[0][1]
+            runner_up = next((held for _w, held in ranked if held < most), 0)
+            oldest = min(self._db.execute("SELECT ts, rowid, writer FROM frames WHERE writer=? ORDER BY ts, rowid "
+                                          "LIMIT 1", (w,)).fetchone() or (float("inf"), 0, w)
+                         for w, held in ranked if held == most)
+            writer = oldest[2]
+            rows = self._db.execute("SELECT room, cursor, size FROM frames WHERE writer=? ORDER BY ts, rowid LIMIT 256",
+                                    (writer,)).fetchall()
+            if not rows:
+                raise MailboxError("writer byte accounting is inconsistent")  # pragma: no cover
+            rooms: dict[str, list[tuple[int, int]]] = {}
+            freed = 0
+            for room, cursor, size in rows:
+                rooms.setdefault(room, []).append((cursor, size))
+                freed += size
+                if freed >= excess or most - freed <= runner_up:
+                    break
+            for room, cut in rooms.items():
+                r = self._load(room)
+                assert r is not None
+                self._db.executemany("DELETE FROM frames WHERE room=? AND cursor=?", [(room, c) for c, _ in cut])
+                size = sum(n for _, n in cut)
+                r.frames -= len(cut)
+                r.bytes -= size
+                r.pruned_through = max(r.pruned_through, max(c for c, _ in cut))
+                self._save(room, r)
+            self._writer_lost(writer, freed)
+            self._total -= freed
+            self._total_frames -= sum(len(cut) for cut in rooms.values())
+            self._dropped["total_bytes"] += sum(len(cut) for cut in rooms.values())
+            excess -= freed
 
     def read(self, room: str, after: int, limit: int = DEFAULT_READ_LIMIT,
              max_bytes: int | None = None) -> list[tuple[int, bytes]]:
