@@ -312,11 +312,14 @@ async def _fill(client: RawClient, frames: list[bytes]) -> int | None:
         return exc.rcvd.code if exc.rcvd is not None else None
 
 
-def test_an_outsider_filling_rooms_of_its_own_cannot_evict_another_rooms_mailbox(small_backend):
+@pytest.mark.parametrize("share", [0.25, None])
+def test_an_outsider_filling_rooms_of_its_own_cannot_evict_another_rooms_mailbox(small_backend, share):
     """Rooms are free to create (a room id is a key the client makes): one address filling
-    rooms of its own must not push another room's frames out of the total budget."""
+    rooms of its own must not push another room's frames out of the total budget. Either
+    defence holds alone: the address's store budget (refused with 1008), and without it the
+    mailbox's eviction of the heaviest writer's frames under the total budget."""
     async def main():
-        async with Relay(backend=small_backend) as relay:
+        async with Relay(RelayConfig(max_address_share=share), backend=small_backend) as relay:
             victim = new_room()
             v = await RawClient.join(relay.url, victim, since=None, local_addr=(OTHER_HOST, 0))
             await v.until(lambda m: isinstance(m, P.CaughtUp))
@@ -333,6 +336,9 @@ def test_an_outsider_filling_rooms_of_its_own_cannot_evict_another_rooms_mailbox
             await d.close()
             assert [m.cursor for m in msgs if isinstance(m, P.Frame)] == list(range(1, 11))
             assert not [m for m in msgs if isinstance(m, P.Gap)]
+            if share is None:  # everything stored; the outsider's own oldest frames went
+                assert codes == [None] * 6 and relay.mailbox.stats().dropped["total_bytes"] > 0
+                return
             assert codes[0] is None and codes[-1] == P.CLOSE_POLICY  # refused past its budget
             assert relay.metrics.drops["store_budget"] >= 1
             assert relay.mailbox.stats().bytes <= 2 * MiB

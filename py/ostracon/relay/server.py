@@ -7,7 +7,8 @@ Shape of one connection:
 
 * the receive loop (the websockets handler) reads client messages, charges the rate buckets of
   its room and client address (and stops reading while they are in debt: backpressure, not
-  disconnection), stores ``C_PUBLISH`` payloads in the mailbox, hands them to the room's
+  disconnection), charges ``C_PUBLISH`` payloads to the address's store budget over all rooms
+  (past it: refused, 1008), stores them in the mailbox, hands them to the room's
   fan-out and publishes them on the backend's bus for sibling relay processes;
 * the sender task writes ``welcome``, an optional ``gap``, the mailbox replay (read page by
   page straight from the mailbox, so a replay costs no queue memory), ``caught-up``, then the

@@ -298,12 +298,11 @@ class SqliteMailbox(Mailbox):
         writer whose oldest frame is oldest) until ``excess`` bytes are freed, a round at a time
         while it stays the heaviest. rowid breaks timestamp ties by append order."""
         while excess > 0 and self._writer_bytes:
-            ranked = sorted(self._writer_bytes.items(), key=lambda x: -x[1])
-            most = ranked[0][1]
-            runner_up = next((held for _w, held in ranked if held < most), 0)
+            most = max(self._writer_bytes.values())
+            runner_up = max((held for held in self._writer_bytes.values() if held < most), default=0)
             oldest = min(self._db.execute("SELECT ts, rowid, writer FROM frames WHERE writer=? ORDER BY ts, rowid "
                                           "LIMIT 1", (w,)).fetchone() or (float("inf"), 0, w)
-                         for w, held in ranked if held == most)
+                         for w, held in self._writer_bytes.items() if held == most)
             writer = oldest[2]
             rows = self._db.execute("SELECT room, cursor, size FROM frames WHERE writer=? ORDER BY ts, rowid LIMIT 256",
                                     (writer,)).fetchall()
