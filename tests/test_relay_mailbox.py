@@ -182,6 +182,27 @@ def test_total_budget_tie_evicts_the_writer_with_the_oldest_frame(make):
     assert mb.stats().bytes == 4 * F
 
 
+def test_random_rooms_and_writers_evict_like_the_memory_mailbox(make):
+    """Seeded random appends of four writers over three rooms under both budgets (timestamps
+    often equal): every backend keeps exactly the frames the memory mailbox keeps."""
+    seed = int(os.environ.get("OSTRACON_TEST_SEED", random.randrange(2**32)))
+    rng = random.Random(seed)
+    clock = FakeClock()
+    limits = dict(max_room_bytes=3000, max_total_bytes=6000, clock=clock)
+    mb, ref = make(**limits), MemoryMailbox(**limits)
+    for _ in range(300):
+        room, writer = rng.choice([R1, R2, R3]), rng.choice(["w1", "w2", "w3", "w4"])
+        frame = rng.randbytes(rng.randint(1, 600))
+        assert mb.append(room, frame, writer) == ref.append(room, frame, writer), seed
+        clock.t += rng.choice([0.0, 0.5])
+    for room in (R1, R2, R3):
+        assert mb.read(room, 0, limit=1000) == ref.read(room, 0, limit=1000), seed
+        assert mb.info(room).pruned_through == ref.info(room).pruned_through, seed
+    got, want = mb.stats(), ref.stats()
+    assert (got.bytes, got.frames, got.dropped["total_bytes"]) == (want.bytes, want.frames,
+                                                                    want.dropped["total_bytes"]), seed
+
+
 def test_prune_by_age_with_injected_clock(make):
     clock = FakeClock()
     mb = make(max_age_s=100.0, clock=clock)
