@@ -60,7 +60,8 @@ def add_relay_arguments(parser: argparse.ArgumentParser, *, include_listen: bool
     parser.add_argument("--mailbox-max-age-s", type=float, default=DEFAULT_MAX_AGE_S,
                         help="seconds a frame is retained (default 30 days)")
     parser.add_argument("--mailbox-max-total-bytes", type=int, default=DEFAULT_MAX_TOTAL_BYTES,
-                        help="bytes retained over all rooms; globally oldest dropped past it (default 1 GiB)")
+                        help="bytes retained over all rooms; past it the oldest frames of the writer holding "
+                             "the most over all rooms are dropped (default 1 GiB)")
     parser.add_argument("--static-dir", default=None, help="also serve the files of this directory over HTTP")
     parser.add_argument("--allowed-host", action="append", default=None, metavar="NAME",
                         help="answer only requests whose Host header names NAME (repeatable; '*': any). "

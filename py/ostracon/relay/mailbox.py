@@ -7,9 +7,9 @@ The relay stores ciphertext it cannot read. Each room has:
   so a client holding an old cursor learns its cursor means nothing here any more.
 * cursors: 1, 2, 3, ... one per stored frame, contiguous within the room and never reused
   while the record exists.
-* ``pruned_through``: the highest cursor that was dropped. Age and the total budget drop a
-  prefix (oldest first); the room budget drops the oldest frames of the room's heaviest
-  *writer* (below), which may leave holes. A client asking for ``since < pruned_through`` is
+* ``pruned_through``: the highest cursor that was dropped. Age drops a prefix (oldest
+  first); the room and total budgets drop the oldest frames of the heaviest *writer* (in the
+  room, over all rooms: below), which may leave holes. A client asking for ``since < pruned_through`` is
   told about the gap and still gets every retained frame after ``since``.
 * writer: an opaque tag stored with each frame, the relay's view of who published it (the
   connection's client key). The relay cannot read frames, so this is the only fairness handle.

@@ -13,9 +13,10 @@ Key layout under ``prefix`` (default ``ostracon:relay:``): ``r:<room>:m`` (hash:
 pruned, bytes, frames, last_ts, last_active, ``w:<writer>`` bytes), ``r:<room>:s`` (stream:
 d=frame, t=timestamp, n=accounted bytes, q=append sequence number, w=writer), ``seq`` (global
 append counter), ``oldest`` (zset room → sequence number of its oldest frame: global eviction
-drops the earliest appended frame first), ``active`` (zset room → last activity), ``total``
-(bytes), ``frames``, ``dropped`` (hash reason → frames), ``q:frames`` and ``q:k:<id>`` (what
-was moved aside, see relay/redis_checks.py), ``lim:<kind>:<key>`` (hash process → count),
+of frames no writer index knows drops the earliest appended frame first), ``active`` (zset
+room → last activity), ``total`` (bytes), ``frames``, ``dropped`` (hash reason → frames),
+``q:frames`` and ``q:k:<id>`` (what was moved aside, see relay/redis_checks.py),
+``lim:<kind>:<key>`` (hash process → count),
 ``rate:<key>`` (hash tok, t), ``proc:<id>`` (heartbeat), ``wb`` (zset writer → bytes held
 over all rooms) and ``wf:<writer>`` (zset ``<room>:<cursor>`` → sequence number: that writer's
 frames, oldest first), which eviction under the total budget uses, ``wfv`` (set once every
