@@ -349,7 +349,7 @@ def test_honest_heavy_use_within_the_address_budget_is_untouched(small_backend):
     """An address spending its budget over several rooms gets every frame stored; another
     address has a budget of its own; a refused frame is not charged."""
     async def main():
-        async with Relay(backend=small_backend) as relay:
+        async with Relay(RelayConfig(max_address_share=0.25), backend=small_backend) as relay:
             budget = relay._store_budget.burst  # max(total x share, one largest frame)
             frame = 60_000
             fits = budget // (frame + O)

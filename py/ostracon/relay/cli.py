@@ -86,7 +86,9 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
         else:
             conv = float
         group.add_argument(flag, dest=f"limit_{f.name}", type=conv, default=argparse.SUPPRESS,
-                           metavar="N" if conv is int else "SECONDS|off" if conv is _optional_float else "X",
+                           metavar="N" if conv is int else "X" if conv is float
+                           else "RATE|off" if f.name.endswith("_per_s")
+                           else "SECONDS|off" if f.name.endswith("_s") else "X|off",
                            help=f"{f.metadata.get('doc', '')} (default {default})".replace("%", "%%"))
 
 

@@ -43,16 +43,16 @@ class RelayConfig:
         "upload completes at this rate instead of being cut off."))
     rate_bytes_burst: int = field(default=64 * MiB, metadata=_doc(
         "Bucket size for bytes: an initial upload of a mid-sized database fits in one burst."))
-    max_address_share: float | None = field(default=0.25, metadata=_doc(
+    max_address_share: float | None = field(default=None, metadata=_doc(
         "Share of the mailbox's max_total_bytes that one client address may store across all "
         "of its rooms per mailbox retention period (max_age_s): a token bucket of "
         "max_total_bytes × share bytes, refilled over max_age_s and shared by every relay "
-        "process on a Redis backend. Rooms are free to create, so without it one address "
-        "filling rooms of its own pushes everyone's frames out of the total budget; with 0.25 "
-        "one address holds at most about half of the mailbox (a burst plus one refill while "
-        "its frames are retained), and an honest first upload of a few hundred MB still fits. "
-        "A publish past it is refused with 1008 (not stored, not charged); frames are counted "
-        "with the mailbox's per-frame overhead."))
+        "process on a Redis backend; a publish past it is refused with 1008 (not stored, not "
+        "charged). Off by default: the mailbox's eviction of the heaviest writer under "
+        "max_total_bytes already keeps one address from pushing other rooms' frames out, and "
+        "a budget disconnects an honest writer whose history outgrows its share (on a small "
+        "relay, a first upload) where eviction would only prune its own oldest frames. Set it "
+        "(e.g. 0.25) to also bound what one address keeps the mailbox busy with."))
     max_connections: int = field(default=1000, metadata=_doc(
         "WebSocket connections at once. Past it new connections are closed with 1013 and "
         "/healthz answers 503."))
