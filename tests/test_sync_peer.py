@@ -185,6 +185,13 @@ def test_token_bucket_allows_the_burst_then_asks_to_wait():
     assert b.charge(1, 50.0) >= 0.0                      # a clock going back refills nothing
 
 
+def test_a_token_bucket_take_debits_only_what_it_holds():
+    b = TokenBucket(0.5, 2, now=0.0)
+    assert [b.take(1, 0.0) for _ in range(3)] == [True, True, False]
+    assert b.tokens == 0.0                                # a refused take debits nothing
+    assert not b.take(1, 1.0) and b.take(1, 2.0)          # one token per 2 s
+
+
 def test_a_member_over_its_rate_is_slowed_never_cut_off():
     """Throttled by backpressure: every frame of a push beyond the burst still arrives, in order."""
     async def main():

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..core.encoding import decode, encode
 from ..core.errors import OstraconError, WrongKeyError
+from .peer import TokenBucket
 
 log = logging.getLogger("ostracon.sync")
 
@@ -98,8 +99,7 @@ class MemberSync:
         self._clock = clock
         self._room_digest: bytes | None = None  # the log the current room has shown or got from us
         self._merged_digest: bytes | None = None  # our log right after the last merge that taught us
-        self._tokens = float(REPUBLISH_BURST)
-        self._tokens_at = clock()
+        self._republish = TokenBucket(1 / REPUBLISH_INTERVAL_S, REPUBLISH_BURST, clock())
         if self.log is not None:
             self._meta_key = META_LOG_PREFIX + bytes(space.binding).hex()
             load_log(db, space)
@@ -167,14 +167,8 @@ class MemberSync:
         mine = self.log.digest()
         if mine == self._room_digest:
             return None
-        if mine == self._merged_digest:  # only what a received log taught us: rate-limited
-            now = self._clock()
-            self._tokens = min(float(REPUBLISH_BURST),
-                               self._tokens + (now - self._tokens_at) / REPUBLISH_INTERVAL_S)
-            self._tokens_at = now
-            if self._tokens < 1:
-                return None
-            self._tokens -= 1
+        if mine == self._merged_digest and not self._republish.take(1, self._clock()):
+            return None  # only what a received log taught us, and the republish budget is spent
         self._room_digest = mine
         self._save()
         return MEMBERS_MAGIC + encode(self.log.export())

@@ -56,9 +56,21 @@ class TokenBucket:
         self.rate, self.burst, self.tokens, self.t = rate, float(burst), float(burst), now
 
     def charge(self, amount: float, now: float) -> float:
-        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.t) * self.rate) - amount
-        self.t = max(self.t, now)
+        self._refill(now)
+        self.tokens -= amount
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+    def take(self, amount: float, now: float) -> bool:
+        """Debit `amount` if it is held now (True); otherwise debit nothing (False)."""
+        self._refill(now)
+        if self.tokens < amount:
+            return False
+        self.tokens -= amount
+        return True
+
+    def _refill(self, now: float) -> None:
+        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.t) * self.rate)
+        self.t = max(self.t, now)
 
 
 def room_of(url: str) -> str:
